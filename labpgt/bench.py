@@ -1,0 +1,559 @@
+"""The bench: a TOML bench config turned into connected instruments, and a reservoir built on them.
+
+This module owns four things and nothing else:
+
+* **the bench config** — which instruments, which drivers, which VISA resources
+  (:func:`load_bench_config`, :func:`simulated_bench_config`);
+* **the encoding** — each reservoir input u_i ∈ [0, 1] maps linearly onto one instrument setting
+  (a generator's power or frequency, the ring's loop gain or bias field);
+* **the safety limits** — per-generator and total RF power, loop-gain and field ranges, checked
+  when the config is read *and* before every setting is sent, so nothing unsafe ever leaves
+  the computer;
+* **the features** — a trace in dBm is normalised, ``(dBm - floor) / (ceiling - floor)``, and
+  mean-pooled into ``bins`` contiguous frequency bins (the last ones one point wider when the
+  points do not divide evenly).
+
+:class:`Bench` implements the :class:`labpgt.reservoir.Reservoir` protocol: one row of ``U`` is one
+query — apply the settings (only those that changed since the last query are sent), take one
+sweep, read the trace in binary. It knows nothing about training or storage.
+
+A bench config (see ``data/bench-sim.toml`` and ``data/bench-lab-example.toml``)::
+
+    [bench]
+    name = "..."
+    timeout_ms = 5000
+
+    [instruments.gen1]                    # one table per instrument; names are free
+    driver = "signal-generator"           # signal-generator | spectrum-analyzer | ring-controller
+    resource = "TCPIP::192.168.1.21::5025::SOCKET"
+    frequency_hz = 2.99e9                 # fixed settings applied at connect (optional)
+    power_dbm = -20.0
+    max_power_dbm = 5.0                   # safety: this generator never exceeds it
+
+    [safety]
+    max_total_power_dbm = 8.0             # the sum over all generators, in dBm
+
+    [[encoding]]                          # u_i ↦ min + u_i·(max - min), in this order
+    instrument = "gen1"
+    setting = "power_dbm"                 # power_dbm | frequency_hz | loop_gain_db | field_mt
+    min = -30.0
+    max = 0.0
+
+    [features]
+    bins = 32
+    floor_dbm = -100.0
+    ceiling_dbm = 0.0
+
+A resource ``sim::NAME`` means the instrument NAME of an embedded simulated bench (in-process,
+through the same SCPI handlers that ``labpgt sim`` serves); the table ``[simulator]`` gives its
+``seed``, ``noise`` and ``generators``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from labpgt.errors import UserError
+from labpgt.reservoir import Measurement
+
+DRIVERS = ("signal-generator", "spectrum-analyzer", "ring-controller")
+SETTINGS_BY_DRIVER = {
+    "signal-generator": ("power_dbm", "frequency_hz"),
+    "ring-controller": ("loop_gain_db", "field_mt"),
+}
+RING_LIMITS = {"loop_gain_db": (-20.0, 10.0), "field_mt": (0.0, 300.0)}
+GENERATOR_FREQUENCY_LIMITS_HZ = (250e3, 20e9)
+ANALYZER_SETTINGS = ("center_hz", "span_hz", "rbw_hz", "points")
+
+
+class SafetyError(UserError):
+    """A setting would exceed a safety limit of the bench; nothing was sent."""
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    name: str
+    driver: str
+    resource: str
+    settings: dict = field(default_factory=dict)
+    max_power_dbm: float | None = None
+
+
+@dataclass(frozen=True)
+class EncodingInput:
+    instrument: str
+    setting: str
+    low: float
+    high: float
+
+    def value(self, u: np.ndarray) -> np.ndarray:
+        return self.low + u * (self.high - self.low)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A parsed, validated bench config; see the module docstring for the TOML it comes from."""
+
+    name: str
+    instruments: dict[str, InstrumentConfig]
+    encoding: tuple[EncodingInput, ...]
+    max_total_power_dbm: float
+    bins: int = 32
+    floor_dbm: float = -100.0
+    ceiling_dbm: float = 0.0
+    timeout_ms: int = 5000
+    simulator: dict = field(default_factory=dict)
+    source: str = "<built-in>"
+
+    @property
+    def generators(self) -> list[str]:
+        return [n for n, c in self.instruments.items() if c.driver == "signal-generator"]
+
+    @property
+    def analyzer(self) -> str:
+        return next(n for n, c in self.instruments.items() if c.driver == "spectrum-analyzer")
+
+    @property
+    def ring(self) -> str | None:
+        return next((n for n, c in self.instruments.items() if c.driver == "ring-controller"), None)
+
+    def to_dict(self) -> dict:
+        """A JSON-able description, enough to rebuild the config (stored in session files)."""
+        return {
+            "bench": {"name": self.name, "timeout_ms": self.timeout_ms},
+            "instruments": {n: {"driver": c.driver, "resource": c.resource, **c.settings,
+                                **({"max_power_dbm": c.max_power_dbm} if c.max_power_dbm is not None else {})}
+                            for n, c in self.instruments.items()},
+            "safety": {"max_total_power_dbm": self.max_total_power_dbm},
+            "encoding": [{"instrument": e.instrument, "setting": e.setting, "min": e.low, "max": e.high}
+                         for e in self.encoding],
+            "features": {"bins": self.bins, "floor_dbm": self.floor_dbm, "ceiling_dbm": self.ceiling_dbm},
+            **({"simulator": dict(self.simulator)} if self.simulator else {}),
+        }
+
+
+# --------------------------------------------------------------------------- reading configs
+def load_bench_config(path: str | Path) -> BenchConfig:
+    """Read and validate a bench TOML; any problem is a one-line :class:`UserError`."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"bench config {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read bench config {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"bench config {path} is not valid TOML: {exc}") from None
+    return parse_bench_config(raw, source=str(path))
+
+
+def parse_bench_config(raw: dict, source: str = "<dict>") -> BenchConfig:
+    """Validate a bench description (the TOML as a dict) and check its encoding against the limits."""
+    where = f"bench config {source}"
+    known = {"bench", "instruments", "safety", "encoding", "features", "simulator"}
+    unknown = set(raw) - known
+    if unknown:
+        raise UserError(f"{where}: unknown table(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(known))}")
+    bench = _table(raw, "bench", where, required=False)
+    instruments = {name: _instrument(name, spec, where)
+                   for name, spec in _table(raw, "instruments", where).items()}
+    drivers = [c.driver for c in instruments.values()]
+    if drivers.count("spectrum-analyzer") != 1:
+        raise UserError(f"{where}: needs exactly one instrument with driver = \"spectrum-analyzer\"")
+    if "signal-generator" not in drivers:
+        raise UserError(f"{where}: needs at least one instrument with driver = \"signal-generator\"")
+    safety = _table(raw, "safety", where)
+    max_total = _number(safety, "max_total_power_dbm", f"{where} [safety]")
+    encoding = tuple(_encoding(i, e, instruments, where) for i, e in enumerate(_list(raw, "encoding", where)))
+    if not encoding:
+        raise UserError(f"{where}: [[encoding]] must map at least one input")
+    features = _table(raw, "features", where, required=False)
+    config = BenchConfig(
+        name=str(bench.get("name", "bench")),
+        instruments=instruments,
+        encoding=encoding,
+        max_total_power_dbm=max_total,
+        bins=int(_number(features, "bins", f"{where} [features]", default=32)),
+        floor_dbm=_number(features, "floor_dbm", f"{where} [features]", default=-100.0),
+        ceiling_dbm=_number(features, "ceiling_dbm", f"{where} [features]", default=0.0),
+        timeout_ms=int(_number(bench, "timeout_ms", f"{where} [bench]", default=5000)),
+        simulator=dict(_table(raw, "simulator", where, required=False)),
+        source=source,
+    )
+    if config.bins < 1 or config.ceiling_dbm <= config.floor_dbm:
+        raise UserError(f"{where}: [features] needs bins >= 1 and ceiling_dbm > floor_dbm")
+    check_encoding_safe(config)
+    return config
+
+
+def _table(raw, key, where, required=True) -> dict:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise UserError(f"{where}: missing table [{key}]")
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def _list(raw, key, where) -> list:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise UserError(f"{where}: {key} must be an array of tables ([[{key}]])")
+    return value
+
+
+def _number(table, key, where, default=None) -> float:
+    value = table.get(key, default)
+    if value is None:
+        raise UserError(f"{where}: missing {key}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserError(f"{where}: {key} must be a finite number, not {value!r}")
+    return float(value)
+
+
+def _instrument(name, spec, where) -> InstrumentConfig:
+    here = f"{where} [instruments.{name}]"
+    if not isinstance(spec, dict):
+        raise UserError(f"{here} must be a table")
+    driver = spec.get("driver")
+    if driver not in DRIVERS:
+        raise UserError(f"{here}: unknown driver {driver!r}; expected one of {', '.join(DRIVERS)}")
+    resource = spec.get("resource")
+    if not isinstance(resource, str) or not resource:
+        raise UserError(f"{here}: missing resource (a VISA resource string, or sim::NAME)")
+    allowed = set(SETTINGS_BY_DRIVER.get(driver, ANALYZER_SETTINGS)) | {"output"}
+    settings = {k: v for k, v in spec.items() if k not in ("driver", "resource", "max_power_dbm")}
+    for key, value in settings.items():
+        if key not in allowed:
+            raise UserError(f"{here}: unknown setting {key!r} for a {driver}; expected {', '.join(sorted(allowed))}")
+        if key != "output":
+            _number(settings, key, here)
+    max_power = None
+    if driver == "signal-generator":
+        max_power = _number(spec, "max_power_dbm", here)
+    return InstrumentConfig(name, driver, resource, settings, max_power)
+
+
+def _encoding(index, spec, instruments, where) -> EncodingInput:
+    here = f"{where} encoding[{index}]"
+    name = spec.get("instrument")
+    if name not in instruments:
+        raise UserError(f"{here}: instrument {name!r} is not in [instruments]")
+    driver = instruments[name].driver
+    setting = spec.get("setting")
+    if setting not in SETTINGS_BY_DRIVER.get(driver, ()):
+        raise UserError(f"{here}: a {driver} has no encodable setting {setting!r}; "
+                        f"expected one of {', '.join(SETTINGS_BY_DRIVER.get(driver, ()))}")
+    return EncodingInput(name, setting, _number(spec, "min", here), _number(spec, "max", here))
+
+
+# --------------------------------------------------------------------------- safety
+def check_encoding_safe(config: BenchConfig) -> None:
+    """Refuse a config whose encoding or fixed settings could ever exceed a limit."""
+    worst = {}
+    for name in config.generators:
+        inst = config.instruments[name]
+        powers = [e.high for e in config.encoding if e.instrument == name and e.setting == "power_dbm"]
+        powers += [e.low for e in config.encoding if e.instrument == name and e.setting == "power_dbm"]
+        if "power_dbm" in inst.settings:
+            powers.append(float(inst.settings["power_dbm"]))
+        worst[name] = max(powers) if powers else None
+        if worst[name] is not None and worst[name] > inst.max_power_dbm:
+            raise SafetyError(f"bench config {config.source}: {name} could be set to {worst[name]:g} dBm, "
+                              f"above its max_power_dbm {inst.max_power_dbm:g}")
+    total = _total_dbm([w for w in worst.values() if w is not None])
+    if total > config.max_total_power_dbm + 1e-9:
+        raise SafetyError(f"bench config {config.source}: the generators could together reach {total:.2f} dBm, "
+                          f"above max_total_power_dbm {config.max_total_power_dbm:g}")
+    for e in config.encoding:
+        if e.setting in RING_LIMITS:
+            low, high = RING_LIMITS[e.setting]
+            if min(e.low, e.high) < low or max(e.low, e.high) > high:
+                raise SafetyError(f"bench config {config.source}: {e.instrument}.{e.setting} range "
+                                  f"[{e.low:g}, {e.high:g}] leaves the allowed [{low:g}, {high:g}]")
+        if e.setting == "frequency_hz":
+            low, high = GENERATOR_FREQUENCY_LIMITS_HZ
+            if min(e.low, e.high) < low or max(e.low, e.high) > high:
+                raise SafetyError(f"bench config {config.source}: {e.instrument} frequency range leaves "
+                                  f"{low:g}..{high:g} Hz")
+
+
+def _total_dbm(powers_dbm) -> float:
+    return 10 * math.log10(sum(10 ** (p / 10) for p in powers_dbm)) if len(powers_dbm) else -math.inf
+
+
+def check_settings_safe(config: BenchConfig, settings: dict[tuple[str, str], float]) -> None:
+    """Check one complete set of settings before anything of it is sent; raise SafetyError if unsafe."""
+    powers = []
+    for name in config.generators:
+        power = settings.get((name, "power_dbm"))
+        if power is None:
+            continue
+        if not math.isfinite(power) or power > config.instruments[name].max_power_dbm:
+            raise SafetyError(f"{name}: {power:g} dBm exceeds max_power_dbm "
+                              f"{config.instruments[name].max_power_dbm:g}; nothing was sent")
+        powers.append(power)
+    total = _total_dbm(powers)
+    if total > config.max_total_power_dbm + 1e-9:
+        raise SafetyError(f"total generator power {total:.2f} dBm exceeds max_total_power_dbm "
+                          f"{config.max_total_power_dbm:g}; nothing was sent")
+    for (name, setting), value in settings.items():
+        if setting in RING_LIMITS:
+            low, high = RING_LIMITS[setting]
+            if not low <= value <= high:
+                raise SafetyError(f"{name}.{setting} = {value:g} outside [{low:g}, {high:g}]; nothing was sent")
+
+
+# --------------------------------------------------------------------------- features
+def trace_features(traces_dbm: np.ndarray, bins: int, floor_dbm: float, ceiling_dbm: float) -> np.ndarray:
+    """Normalise traces (B, P) in dBm to (dBm - floor)/(ceiling - floor) and mean-pool into ``bins``."""
+    traces = np.atleast_2d(np.asarray(traces_dbm, dtype=np.float64))
+    normalised = (traces - floor_dbm) / (ceiling_dbm - floor_dbm)
+    edges = np.linspace(0, traces.shape[1], bins + 1).round().astype(int)
+    sums = np.add.reduceat(normalised, edges[:-1], axis=1)
+    return sums / np.diff(edges)[None, :]
+
+
+# --------------------------------------------------------------------------- the built-in benches
+def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = True, generators: int = 4,
+                           host: str = "127.0.0.1", base_port: int = 15025) -> BenchConfig:
+    """The simulated bench: ``labpgt sim``'s defaults (``embedded=False``) or the in-process twin.
+
+    Ports: analyzer ``base_port``, ring ``base_port + 1``, generator i at ``base_port + 10 + i``.
+    """
+    def resource(name, port):
+        return f"sim::{name}" if embedded else f"TCPIP::{host}::{port}::SOCKET"
+
+    instruments = {"analyzer": InstrumentConfig("analyzer", "spectrum-analyzer", resource("analyzer", base_port),
+                                                {"center_hz": 3.03e9, "span_hz": 200e6, "rbw_hz": 1e6, "points": 401}),
+                   "ring": InstrumentConfig("ring", "ring-controller", resource("ring", base_port + 1),
+                                            {"loop_gain_db": 2.0, "field_mt": 50.0})}
+    encoding = []
+    for i in range(1, generators + 1):
+        name = f"gen{i}"
+        band_low = 2.980e9 + (i - 1) * 20e6
+        instruments[name] = InstrumentConfig(name, "signal-generator", resource(name, base_port + 10 + i),
+                                             {"frequency_hz": band_low + 10e6, "power_dbm": -30.0}, 5.0)
+        encoding.append(EncodingInput(name, "power_dbm", -30.0, 0.0))
+    for i in range(1, generators + 1):
+        band_low = 2.980e9 + (i - 1) * 20e6
+        encoding.append(EncodingInput(f"gen{i}", "frequency_hz", band_low, band_low + 20e6))
+    config = BenchConfig(
+        name="simulated magnonic ring" + (" (embedded)" if embedded else ""),
+        instruments=instruments, encoding=tuple(encoding),
+        max_total_power_dbm=round(10 * math.log10(generators) + 2.0, 2),
+        simulator={"seed": seed, "noise": noise, "generators": generators} if embedded else {},
+    )
+    check_encoding_safe(config)
+    return config
+
+
+# --------------------------------------------------------------------------- connecting
+def _driver_class(driver: str):
+    from labpgt.instruments import RingController, SignalGenerator, SpectrumAnalyzer
+
+    return {"signal-generator": SignalGenerator, "spectrum-analyzer": SpectrumAnalyzer,
+            "ring-controller": RingController}[driver]
+
+
+def connect_instruments(config: BenchConfig) -> dict:
+    """Open every instrument of the config with its driver; unreachable → one-line UserError."""
+    simulated = None
+    connected = {}
+    try:
+        for name, inst in config.instruments.items():
+            cls = _driver_class(inst.driver)
+            if inst.resource.startswith("sim::"):
+                if simulated is None:
+                    simulated = _embedded_simulator(config)
+                connected[name] = cls(_simulated_adapter(simulated, inst.resource[5:], config))
+            else:
+                connected[name] = _open_visa(cls, name, inst.resource, config.timeout_ms)
+    except BaseException:
+        for driver in connected.values():
+            _close_quietly(driver)
+        raise
+    return connected
+
+
+def _embedded_simulator(config: BenchConfig):
+    from labpgt.instruments.simulated import SimulatedBench
+
+    sim = config.simulator
+    return SimulatedBench(n_generators=int(sim.get("generators", len(config.generators))),
+                          seed=int(sim.get("seed", 0)), noise=bool(sim.get("noise", True)))
+
+
+def _simulated_adapter(simulated, name, config):
+    from labpgt.instruments.simulated import SimulatedAdapter
+
+    try:
+        device = simulated[name]
+    except KeyError:
+        raise UserError(f"bench config {config.source}: the embedded simulator has no instrument {name!r}; "
+                        f"it has {', '.join(simulated.instruments)}") from None
+    return SimulatedAdapter(device)
+
+
+def _open_visa(cls, name, resource, timeout_ms):
+    try:
+        instrument = cls(resource, visa_library="@py", read_termination="\n", write_termination="\n",
+                         timeout=timeout_ms)
+        instrument.id  # noqa: B018 - a first round trip proves the instrument answers
+        return instrument
+    except Exception as exc:  # pyvisa raises many types for "not there"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot reach {name} at {resource}: {reason}") from None
+
+
+def _close_quietly(driver):
+    try:
+        driver.adapter.close()
+    except Exception:
+        pass
+
+
+# --------------------------------------------------------------------------- the reservoir
+class Bench:
+    """Connected instruments as a reservoir: ``measure(U)`` sets, sweeps and reads, one row at a time.
+
+    Generator outputs stay off until the first settings of a query have been applied, and
+    :meth:`rf_off` (also called by :meth:`close` and on leaving a ``with`` block) turns every one
+    of them off.
+    """
+
+    def __init__(self, config: BenchConfig, instruments: dict | None = None):
+        self.config = config
+        self.instruments = instruments if instruments is not None else connect_instruments(config)
+        self.input_width = len(config.encoding)
+        self.feature_width = config.bins
+        self.setting_names = tuple(f"{e.instrument}.{e.setting}" for e in config.encoding)
+        self._sent: dict[tuple[str, str], float] = {}
+        self._rf_on = False
+        self.rf_off()
+        self._apply_fixed_settings()
+        self.frequencies = self._analyzer_axis()
+
+    # ---- setup
+    def _apply_fixed_settings(self):
+        fixed = {}
+        for name, inst in self.config.instruments.items():
+            if inst.driver in SETTINGS_BY_DRIVER:
+                fixed.update({(name, k): float(v) for k, v in inst.settings.items() if k != "output"})
+        check_settings_safe(self.config, fixed)
+        for (name, setting), value in fixed.items():
+            self._send(name, setting, value)
+        analyzer = self.instruments[self.config.analyzer]
+        settings = self.config.instruments[self.config.analyzer].settings
+        if "center_hz" in settings:
+            analyzer.center_frequency = settings["center_hz"]
+        if "span_hz" in settings:
+            analyzer.span = settings["span_hz"]
+        if "rbw_hz" in settings:
+            analyzer.resolution_bandwidth = settings["rbw_hz"]
+        if "points" in settings:
+            analyzer.frequency_points = int(settings["points"])
+        ring = self.config.ring
+        if ring is not None:
+            self.instruments[ring].amplifier_enabled = bool(self.config.instruments[ring].settings.get("output", True))
+
+    def _analyzer_axis(self) -> np.ndarray:
+        analyzer = self.instruments[self.config.analyzer]
+        self.points = int(analyzer.frequency_points)
+        return np.linspace(analyzer.start_frequency, analyzer.stop_frequency, self.points)
+
+    # ---- sending
+    def _send(self, name: str, setting: str, value: float) -> None:
+        if self._sent.get((name, setting)) == value:
+            return
+        driver = self.instruments[name]
+        if setting == "power_dbm":
+            driver.power = value
+        elif setting == "frequency_hz":
+            driver.frequency = value
+        elif setting == "loop_gain_db":
+            driver.loop_gain = value
+        elif setting == "field_mt":
+            driver.field = value
+        self._sent[(name, setting)] = value
+
+    def settings_for(self, u: np.ndarray) -> dict[tuple[str, str], float]:
+        """The instrument settings that encode one input row u ∈ [0, 1]^d."""
+        if u.shape != (self.input_width,) or not np.all(np.isfinite(u)):
+            raise ValueError(f"expected {self.input_width} finite inputs, got {u!r}")
+        u = np.clip(u, 0.0, 1.0)
+        return {(e.instrument, e.setting): float(e.value(x)) for e, x in zip(self.config.encoding, u)}
+
+    def apply(self, settings: dict[tuple[str, str], float]) -> None:
+        """Check the complete settings against the limits, then send those that changed."""
+        merged = {**self._sent, **settings}
+        check_settings_safe(self.config, merged)
+        for (name, setting), value in settings.items():
+            self._send(name, setting, value)
+        if not self._rf_on:
+            for name in self.config.generators:
+                self.instruments[name].enable()
+            self._rf_on = True
+
+    def rf_off(self) -> None:
+        """Turn every generator's RF output off (idempotent, safe to call at any time)."""
+        for name in self.config.generators:
+            self.instruments[name].disable()
+        self._rf_on = False
+
+    # ---- measuring
+    def measure_trace(self, settings: dict[tuple[str, str], float]) -> np.ndarray:
+        """One query: apply the settings, take one sweep, read and check the trace (dBm, float32)."""
+        self.apply(settings)
+        analyzer = self.instruments[self.config.analyzer]
+        analyzer.single_sweep()
+        trace = analyzer.trace_binary()
+        if trace.shape != (self.points,) or not np.all(np.isfinite(trace)):
+            raise ValueError(f"analyzer returned a bad trace ({trace.shape[0]} points, expected {self.points})")
+        return trace
+
+    def measure(self, U: np.ndarray) -> Measurement:
+        U = np.atleast_2d(np.asarray(U, dtype=np.float64))
+        batch = U.shape[0]
+        spectra = np.empty((batch, self.points), dtype=np.float32)
+        settings = np.empty((batch, self.input_width))
+        started = np.empty(batch)
+        for row in range(batch):
+            sent = self.settings_for(U[row])
+            started[row] = time.time()
+            spectra[row] = self.measure_trace(sent)
+            settings[row] = list(sent.values())
+        features = trace_features(spectra, self.config.bins, self.config.floor_dbm, self.config.ceiling_dbm)
+        return Measurement(features=features, spectra=spectra, frequencies=self.frequencies, settings=settings,
+                           started=started, attempts=np.ones(batch, dtype=np.int32))
+
+    def close(self) -> None:
+        try:
+            self.rf_off()
+        finally:
+            for driver in self.instruments.values():
+                _close_quietly(driver)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def embedded_bench(seed: int = 0, noise: bool = True, generators: int = 4) -> Bench:
+    """The default reservoir of ``labpgt train``: the simulated bench in-process, through its drivers."""
+    return Bench(simulated_bench_config(embedded=True, seed=seed, noise=noise, generators=generators))
+
+
+def load_bench(path: str | Path) -> Bench:
+    """Connect the bench a TOML file describes."""
+    return Bench(load_bench_config(path))

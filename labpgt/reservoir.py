@@ -1,0 +1,48 @@
+"""The reservoir interface: anything that turns encoder outputs ``U`` into measured features.
+
+A reservoir knows nothing about training or storage. Each row of ``U`` is one *query*: on the
+bench, one setting of the instruments, one analyzer sweep and one trace read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one call of :meth:`Reservoir.measure` returns, one row per query.
+
+    ``features`` (B, m) float64 is what the model sees. ``spectra`` (B, P) float32 in dBm on the
+    shared ``frequencies`` axis (P,) in Hz, and ``settings`` (B, S) float64 (the instrument
+    settings sent, columns named by the reservoir's ``setting_names``) are ``None`` for
+    reservoirs without instruments. ``started`` holds each query's start time (Unix seconds)
+    and ``attempts`` how many tries each query took (1 when nothing went wrong).
+    """
+
+    features: np.ndarray
+    spectra: np.ndarray | None = None
+    frequencies: np.ndarray | None = None
+    settings: np.ndarray | None = None
+    started: np.ndarray | None = None
+    attempts: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+
+@runtime_checkable
+class Reservoir(Protocol):
+    """``measure(U)`` for U in [0, 1]^(B, input_width) gives ``Measurement`` with (B, feature_width) features."""
+
+    input_width: int
+    feature_width: int
+    setting_names: tuple[str, ...]
+
+    def measure(self, U: np.ndarray) -> Measurement: ...
+
+    def close(self) -> None: ...
