@@ -64,9 +64,11 @@ passband maximum is displayed at its set power.
    :math:`P_i^2 P_j/\mathrm{OIP3}^2` (OIP3 = +5 dBm), filtered by the passband.
 
 8. **Noise.** The analyzer's displayed average noise level is −152 dBm/Hz; with the amplifier on,
-   its noise (−138 dBm/Hz at the analyzer) circulates and is shaped by the passband and by the
+   its noise (−146 dBm/Hz at the analyzer) circulates and is shaped by the passband and by the
    Airy gain (amplitude round-trip gain capped at 0.97), so a comb of regenerative noise humps
-   grows as the gain approaches threshold.
+   grows as the gain approaches threshold. Humps narrower than the RBW are displayed as the RBW
+   filter integrates them: with the Poisson-kernel form of the Airy function, the filter damps
+   its k-th harmonic by d^k, d = exp(−(2πτσ)²/2), σ the filter's standard deviation.
 
 9. **The analyzer.** Gaussian resolution filter (3 dB width = RBW, noise bandwidth 1.06·RBW);
    positive-peak detector: each of the P display points shows the maximum over its bucket of
@@ -89,7 +91,7 @@ import numpy as np
 
 GAMMA_HZ_PER_T = 28.0e9
 LN2_4 = 4.0 * np.log(2.0)
-VISIBLE_MW = 1e-13  # -130 dBm: far below any analyzer's noise floor
+VISIBLE_BELOW_DANL = 1e-3  # lines 30 dB under the analyzer's noise floor change no displayed digit
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class RingParameters:
     max_tone_round_trip: float = 0.95
     max_noise_round_trip: float = 0.97
     danl_dbm_per_hz: float = -152.0
-    amplifier_noise_dbm_per_hz: float = -138.0
+    amplifier_noise_dbm_per_hz: float = -146.0
     noise_averages: float = 8.0
     tone_jitter_db: float = 0.05
     mode_jitter_db: float = 0.2
@@ -218,7 +220,7 @@ class RingModel:
 
         state = self._steady_state(tone_f, tone_in, gain_db, field, amp_on)
         line_f, line_p = self._lines(tone_f, state)
-        noise_psd = self._noise_psd(freqs, state, amp_on)
+        noise_psd = self._noise_psd(freqs, state, amp_on, float(rbw_hz))
         return self._display(freqs, float(rbw_hz), line_f, line_p, noise_psd)
 
     # ------------------------------------------------------------ the physics
@@ -234,22 +236,22 @@ class RingModel:
         p = self.params
         return 2 * np.pi * (f * p.round_trip_s - f_fmr * p.spin_wave_delay_s)
 
-    def _airy(self, f, f_fmr, amplitude):
-        """Regenerative gain 1/|1 - a·exp(iφ)|² of the loop at frequencies f."""
-        phase = self._round_trip_phase(f, f_fmr)
-        return 1.0 / (1.0 - 2.0 * amplitude * np.cos(phase) + amplitude**2)
-
     def _steady_state(self, tone_f, tone_in, gain_db, field, amp_on):
         p = self.params
         f_fmr = fmr_frequency_hz(field, p)
         f_top = band_top_hz(field, p)
         col = lambda v: v[:, None]  # noqa: E731 - broadcast a (B,) column against (B, X)
-        loop_db = np.where(amp_on, gain_db, -np.inf)
+        loop_gain = np.where(amp_on, 10 ** (gain_db / 10), 0.0)
 
         tone_t = _db_to_mw(transmission_db(tone_f, col(f_fmr), col(f_top), p))
-        tone_g = 10 ** ((col(loop_db) + transmission_db(tone_f, col(f_fmr), col(f_top), p)) / 10)
+        tone_g = col(loop_gain) * tone_t
         mode_f = self._mode_frequencies(f_fmr)
-        mode_g = 10 ** ((col(loop_db) + transmission_db(mode_f, col(f_fmr), col(f_top), p)) / 10)
+        mode_g = col(loop_gain) * _db_to_mw(transmission_db(mode_f, col(f_fmr), col(f_top), p))
+        # Survivors of the competition are always the modes of largest gain: sort once, keep the order.
+        order = np.argsort(-mode_g, axis=1)[:, : p.oscillating_lines]
+        mode_g = np.take_along_axis(mode_g, order, axis=1)
+        mode_f = np.take_along_axis(mode_f, order, axis=1)
+        tone_cos = np.cos(self._round_trip_phase(tone_f, col(f_fmr)))
 
         modes = np.zeros_like(mode_g)
         tone_out = tone_in * tone_t
@@ -259,36 +261,34 @@ class RingModel:
             saturating = modes.sum(axis=1) + p.tone_saturation * tone_loop
             a = np.sqrt(tone_g / (1.0 + col(saturating) / p.saturation_power_mw))
             a = np.minimum(a, p.max_tone_round_trip)
-            tone_out = 0.5 * tone_out + 0.5 * tone_in * tone_t * self._airy(tone_f, col(f_fmr), a)
+            tone_out = 0.5 * tone_out + 0.5 * tone_in * tone_t / (1.0 - 2.0 * a * tone_cos + a**2)
         modes = self._competition(mode_g, tone_out.sum(axis=1))
         saturating = modes.sum(axis=1) + p.tone_saturation * tone_out.sum(axis=1)
-        return {"f_fmr": f_fmr, "f_top": f_top, "loop_db": loop_db, "saturating": saturating,
-                "tone_out": tone_out, "mode_f": mode_f, "mode_p": modes, "n_tones": tone_f.shape[1]}
+        return {"f_fmr": f_fmr, "f_top": f_top, "loop_gain": loop_gain, "saturating": saturating,
+                "tone_out": tone_out, "mode_f": mode_f, "mode_p": modes}
 
-    def _competition(self, mode_gain, tone_loop_mw):
-        """Steady-state mode powers (mW) of uniform Lotka-Volterra competition; see docstring (4)."""
+    def _competition(self, gain_sorted, tone_loop_mw):
+        """Steady-state powers (mW) of modes sorted by gain, uniform Lotka-Volterra; docstring (4).
+
+        Only the ``oscillating_lines`` modes of largest gain are kept: with cross-saturation c the
+        k-th survivor needs G_k - 1 > c·Σ_k/P_sat, which the weaker modes never reach.
+        """
         p = self.params
         c = p.cross_saturation
-        order = np.argsort(-mode_gain, axis=1)
-        g_sorted = np.take_along_axis(mode_gain, order, axis=1)
-        drive = p.saturation_power_mw * (g_sorted - 1.0) - p.tone_saturation * tone_loop_mw[:, None]
-        k = np.arange(1, mode_gain.shape[1] + 1)[None, :]
+        drive = p.saturation_power_mw * (gain_sorted - 1.0) - p.tone_saturation * tone_loop_mw[:, None]
+        k = np.arange(1, gain_sorted.shape[1] + 1)[None, :]
         total_k = np.cumsum(drive, axis=1) / (1.0 - c + k * c)
         weakest = (drive - c * total_k) / (1.0 - c)
         survivors = (weakest > 0).sum(axis=1)
         total = np.take_along_axis(total_k, np.maximum(survivors - 1, 0)[:, None], axis=1)
-        power_sorted = np.where(k <= survivors[:, None], (drive - c * total) / (1.0 - c), 0.0)
-        power = np.empty_like(power_sorted)
-        np.put_along_axis(power, order, np.maximum(power_sorted, 0.0), axis=1)
-        return power
+        power = np.where(k <= survivors[:, None], (drive - c * total) / (1.0 - c), 0.0)
+        return np.maximum(power, 0.0)
 
     def _lines(self, tone_f, state):
         """Spectral lines (frequency, mW): tones, pulled or locked modes, intermodulation products."""
         p = self.params
-        top = np.argsort(-state["mode_p"], axis=1)[:, : p.oscillating_lines]
-        mode_p = np.take_along_axis(state["mode_p"], top, axis=1)
-        mode_f = self._pulled(np.take_along_axis(state["mode_f"], top, axis=1), mode_p,
-                              tone_f, state["tone_out"])
+        mode_p = state["mode_p"]
+        mode_f = self._pulled(state["mode_f"], mode_p, tone_f, state["tone_out"])
         tone_p = state["tone_out"]
         if self.noise:
             tone_p = tone_p * self._jitter(tone_p.shape, p.tone_jitter_db)
@@ -321,57 +321,67 @@ class RingModel:
         t = _db_to_mw(transmission_db(im_f, col(state["f_fmr"]), col(state["f_top"]), p))
         return im_f, power[:, i] ** 2 * power[:, j] / oip3**2 * t
 
-    def _noise_psd(self, freqs, state, amp_on):
+    def _resolved_airy(self, a, cos_phase, rbw):
+        """The loop's Airy noise gain as seen through the RBW filter (power preserving).
+
+        Airy(φ) = P_a(φ)/(1 - a²) with the Poisson kernel P_r = 1 + 2Σ r^k cos kφ; the RBW filter
+        damps harmonic k by d^k, d = exp(-(2πτσ)²/2) (σ the filter's standard deviation), so the
+        displayed gain is P_(a·d)(φ)/(1 - a²): humps narrower than the RBW are spread, not lost.
+        """
+        sigma = rbw / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+        r = a * np.exp(-0.5 * (2 * np.pi * self.params.round_trip_s * sigma) ** 2)
+        return (1.0 - r**2) / ((1.0 - a**2) * (1.0 - 2.0 * r * cos_phase + r**2))
+
+    def _noise_psd(self, freqs, state, amp_on, rbw):
         """Noise power spectral density (mW/Hz) at the analyzer: DANL plus the ring's amplified noise."""
         p = self.params
         col = lambda v: v[:, None]  # noqa: E731
-        t_db, cos_phase = self._grid_terms(freqs, state["f_fmr"], state["f_top"])
-        g = 10 ** ((col(state["loop_db"]) + t_db) / 10) / (1.0 + col(state["saturating"]) / p.saturation_power_mw)
+        transmission, cos_phase = self._grid_terms(freqs, state["f_fmr"], state["f_top"])
+        g = transmission * col(state["loop_gain"] / (1.0 + state["saturating"] / p.saturation_power_mw))
         a = np.minimum(np.sqrt(g), p.max_noise_round_trip)
-        airy = 1.0 / (1.0 - 2.0 * a * cos_phase + a**2)
-        ring = _db_to_mw(p.amplifier_noise_dbm_per_hz + t_db) * airy
+        ring = _db_to_mw(p.amplifier_noise_dbm_per_hz) * transmission * self._resolved_airy(a, cos_phase, rbw)
         return _db_to_mw(p.danl_dbm_per_hz) + np.where(col(amp_on), ring, 0.0)
 
     def _grid_terms(self, freqs, f_fmr, f_top):
-        """Transmission (dB) and cos(round-trip phase) on the display axis, computed once per field."""
+        """Linear transmission and cos(round-trip phase) on the display axis, computed once per field."""
         fields, row = np.unique(f_fmr, return_inverse=True)
         tops = f_top[np.unique(row, return_index=True)[1]]
-        t_db = transmission_db(freqs[None, :], fields[:, None], tops[:, None], self.params)
+        transmission = _db_to_mw(transmission_db(freqs[None, :], fields[:, None], tops[:, None], self.params))
         cos_phase = np.cos(self._round_trip_phase(freqs[None, :], fields[:, None]))
-        return t_db[row], cos_phase[row]
+        return transmission[row], cos_phase[row]
 
     # ------------------------------------------------------------ the analyzer
     def _display(self, freqs, rbw, line_f, line_p, noise_psd):
         p = self.params
         noise = noise_psd * 1.06 * rbw
         if self.noise:
-            noise = noise * self.rng.standard_gamma(p.noise_averages, size=noise.shape) / p.noise_averages
-        return _mw_to_db(noise + _render_lines(freqs, rbw, line_f, line_p))
+            noise = noise * (self.rng.standard_gamma(p.noise_averages, size=noise.shape, dtype=np.float32)
+                             / np.float32(p.noise_averages))
+        visible = VISIBLE_BELOW_DANL * _db_to_mw(p.danl_dbm_per_hz) * rbw
+        return _mw_to_db(noise + _render_lines(freqs, rbw, line_f, line_p, visible))
 
     def _jitter(self, shape, sigma_db):
         return 10 ** (self.rng.standard_normal(shape) * sigma_db / 10)
 
 
-def _render_lines(freqs, rbw, line_f, line_p):
+def _render_lines(freqs, rbw, line_f, line_p, visible_mw):
     """Peak-detected Gaussian-RBW response of all lines on the display axis, (B, P) in mW.
 
     Each line only touches the display points within a few RBW of it, so the lines that can show
-    (above -130 dBm) are scattered into the trace with a kernel of 2K+1 points rather than
+    (above ``visible_mw``) are scattered into the trace with a kernel of 2K+1 points rather than
     evaluated on the whole axis.
     """
     batch, n_points = line_f.shape[0], freqs.size
-    out = np.zeros(batch * n_points)
     if n_points < 2:
-        return out.reshape(batch, n_points)
+        return np.zeros((batch, n_points))
     start, step = freqs[0], (freqs[-1] - freqs[0]) / (n_points - 1)
-    shows = line_p > VISIBLE_MW
+    shows = line_p > visible_mw
     row = np.broadcast_to(np.arange(batch)[:, None], line_f.shape)[shows]
     f, power = line_f[shows], line_p[shows]
     reach = int(min(n_points, np.ceil(3.0 * rbw / step) + 1))
     idx = np.rint((f - start) / step).astype(np.int64)[:, None] + np.arange(-reach, reach + 1)[None, :]
-    inside = (idx >= 0) & (idx < n_points)
     distance = np.maximum(np.abs(start + idx * step - f[:, None]) - step / 2.0, 0.0)
     weight = power[:, None] * np.exp(-LN2_4 * (distance / rbw) ** 2)
-    flat = idx + (row * n_points)[:, None]
-    out += np.bincount(flat[inside], weights=weight[inside], minlength=batch * n_points)
-    return out.reshape(batch, n_points)
+    weight *= (idx >= 0) & (idx < n_points)
+    flat = np.clip(idx, 0, n_points - 1) + (row * n_points)[:, None]
+    return np.bincount(flat.ravel(), weights=weight.ravel(), minlength=batch * n_points).reshape(batch, n_points)

@@ -1,0 +1,210 @@
+"""PyMeasure drivers for the bench: the stock ones, extended where they lack something, and one new.
+
+* :class:`SignalGenerator` — PyMeasure's :class:`~pymeasure.instruments.agilent.Agilent8257D`
+  with the PSG's range limits as validators and an ``output_enabled`` boolean control.
+* :class:`SpectrumAnalyzer` — PyMeasure's :class:`~pymeasure.instruments.agilent.AgilentE4408B`
+  with ``resolution_bandwidth``, ``span``, ``continuous_sweep``, ``single_sweep()`` and a
+  binary ``trace_binary()`` (IEEE 488.2 block of big-endian float32), spending no needless
+  round trips: the continuous-sweep and data-format settings are remembered and sent once.
+* :class:`RingController` — the lab's own ring box (loop gain, bias field, amplifier); its SCPI
+  dialect is documented in :mod:`labpgt.instruments.simulated.devices`.
+
+Drivers know only SCPI: they work the same against real instruments over VISA, the simulated
+bench over TCP, or the in-process :class:`~labpgt.instruments.simulated.transport.SimulatedAdapter`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from pymeasure.instruments import Instrument, SCPIMixin
+from pymeasure.instruments.agilent import Agilent8257D, AgilentE4408B
+from pymeasure.instruments.validators import strict_discrete_set, strict_range
+
+BOOLEAN_VALUES = {True: 1, False: 0}
+
+
+class SignalGenerator(Agilent8257D):
+    """Keysight/Agilent E8257D PSG signal generator (PyMeasure's driver, with range validators).
+
+    .. code-block:: python
+
+        generator = SignalGenerator("TCPIP::127.0.0.1::5025::SOCKET")
+        generator.frequency = 3.0e9      # Hz, 250 kHz ... 20 GHz
+        generator.power = -10            # dBm, -135 ... +25
+        generator.output_enabled = True  # same as generator.enable()
+    """
+
+    MIN_FREQUENCY_HZ = 250e3
+    MAX_FREQUENCY_HZ = 20e9
+    MIN_POWER_DBM = -135.0
+    MAX_POWER_DBM = 25.0
+
+    power = Instrument.control(
+        ":POW?;", ":POW %g dBm;",
+        """Control the output power in dBm (float, −135 … +25 dBm; ValueError outside).""",
+        validator=strict_range, values=[MIN_POWER_DBM, MAX_POWER_DBM],
+    )
+    frequency = Instrument.control(
+        ":FREQ?;", ":FREQ %e Hz;",
+        """Control the CW output frequency in Hz (float, 250 kHz … 20 GHz; ValueError outside).""",
+        validator=strict_range, values=[MIN_FREQUENCY_HZ, MAX_FREQUENCY_HZ],
+    )
+    output_enabled = Instrument.control(
+        ":OUTP?", ":OUTP %d",
+        """Control whether the RF output is on (bool).""",
+        validator=strict_discrete_set, values=BOOLEAN_VALUES, map_values=True,
+    )
+
+    def __init__(self, adapter, name="Agilent E8257D signal generator", **kwargs):
+        with warnings.catch_warnings():   # the stock class warns that its SCPI support is unknown
+            warnings.simplefilter("ignore", FutureWarning)
+            super().__init__(adapter, name=name, **kwargs)
+
+
+class SpectrumAnalyzer(AgilentE4408B):
+    """Agilent ESA E4408B spectrum analyzer (PyMeasure's driver, plus RBW, span, single sweeps
+    and binary traces).
+
+    .. code-block:: python
+
+        analyzer = SpectrumAnalyzer("TCPIP::127.0.0.1::5026::SOCKET")
+        analyzer.center_frequency = 3.03e9
+        analyzer.span = 200e6
+        analyzer.resolution_bandwidth = 1e6
+        analyzer.single_sweep()
+        trace_dbm = analyzer.trace_binary()   # float32 numpy array
+    """
+
+    resolution_bandwidth = Instrument.control(
+        ":BAND?", ":BAND %g Hz",
+        """Control the resolution bandwidth in Hz (float, 10 Hz … 5 MHz); setting it turns auto RBW off.""",
+        validator=strict_range, values=[10.0, 5e6],
+    )
+    span = Instrument.control(
+        ":FREQ:SPAN?", ":FREQ:SPAN %e Hz",
+        """Control the frequency span in Hz (float, 10 Hz … 26.5 GHz), keeping the center.""",
+        validator=strict_range, values=[10.0, 26.5e9],
+    )
+
+    def __init__(self, adapter, name="Agilent E4408B spectrum analyzer", **kwargs):
+        super().__init__(adapter, name=name, **kwargs)
+        self._continuous: bool | None = None     # unknown until we set or read it
+        self._binary_format = False             # True once ':FORM REAL,32' has been sent
+
+    @property
+    def continuous_sweep(self) -> bool:
+        """Control whether the analyzer sweeps continuously (bool)."""
+        self._continuous = bool(int(float(self.ask(":INIT:CONT?"))))
+        return self._continuous
+
+    @continuous_sweep.setter
+    def continuous_sweep(self, enabled: bool) -> None:
+        self.write(":INIT:CONT %d" % bool(enabled))
+        self._continuous = bool(enabled)
+
+    def single_sweep(self) -> None:
+        """Take one sweep and wait for it (``:INIT:IMM;*OPC?``); turns continuous sweep off once."""
+        if self._continuous is not False:
+            self.continuous_sweep = False
+        answer = self.ask(":INIT:IMM;*OPC?").strip()
+        if answer != "1":
+            raise ValueError(f"{self.name}: sweep did not complete, *OPC? answered {answer!r}")
+
+    def trace(self, number: int = 1):
+        """Get the trace as ASCII (stock behaviour; switches the data format to ASCII)."""
+        self._binary_format = False
+        return super().trace(number)
+
+    def trace_binary(self, number: int = 1) -> np.ndarray:
+        """Get trace ``number`` as a float32 array through an IEEE 488.2 binary block.
+
+        Sends ``:FORM REAL,32;:FORM:BORD NORM`` the first time only; reads the block with exact
+        byte counts and raises :class:`ValueError` if it is malformed.
+        """
+        if not self._binary_format:
+            self.write(":FORM REAL,32;:FORM:BORD NORM")
+            self._binary_format = True
+        self.write(":TRAC? TRACE%d" % number)
+        return read_ieee_float32_block(self)
+
+    def reset(self) -> None:
+        super().reset()
+        self._continuous = None
+        self._binary_format = False
+
+
+def read_exactly(instrument: Instrument, count: int) -> bytes:
+    """Read ``count`` bytes, reassembling short reads; fewer only if the transport runs dry."""
+    data = b""
+    while len(data) < count:
+        more = instrument.read_bytes(count - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def read_ieee_float32_block(instrument: Instrument) -> np.ndarray:
+    """Read ``#<n><length><payload>\\n`` of big-endian float32 from ``instrument``, exactly.
+
+    Raises :class:`ValueError` on a malformed header or length field, a length that is not a
+    whole number of float32, a truncated payload, or a missing newline terminator.
+    """
+    head = read_exactly(instrument, 2)
+    if len(head) != 2 or head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
+        raise ValueError(f"malformed IEEE 488.2 block: header {head!r}")
+    digits = read_exactly(instrument, int(head[1:2]))
+    if not digits.isdigit():
+        raise ValueError(f"malformed IEEE 488.2 block: length field {digits!r}")
+    length = int(digits)
+    if length % 4:
+        raise ValueError(f"IEEE 488.2 block of {length} bytes is not a whole number of float32")
+    payload = read_exactly(instrument, length)
+    if len(payload) != length:
+        raise ValueError(f"IEEE 488.2 block truncated: {len(payload)} of {length} bytes")
+    terminator = read_exactly(instrument, 1)
+    if terminator != b"\n":
+        raise ValueError(f"IEEE 488.2 block not terminated by newline: {terminator!r}")
+    return np.frombuffer(payload, dtype=">f4").astype(np.float32)
+
+
+class RingController(SCPIMixin, Instrument):
+    """The ring's loop amplifier and bias-field supply (the lab's own box).
+
+    .. code-block:: python
+
+        ring = RingController("TCPIP::127.0.0.1::5027::SOCKET")
+        ring.field = 50              # mT
+        ring.loop_gain = -3          # dB relative to the round-trip loss: below threshold
+        ring.amplifier_enabled = True
+    """
+
+    MIN_LOOP_GAIN_DB = -20.0
+    MAX_LOOP_GAIN_DB = 10.0
+    MIN_FIELD_MT = 0.0
+    MAX_FIELD_MT = 300.0
+
+    loop_gain = Instrument.control(
+        ":LOOP:GAIN?", ":LOOP:GAIN %g dB",
+        """Control the loop amplifier gain relative to the ring's round-trip loss in dB
+        (float, −20 … +10 dB). Above about 0 dB the ring auto-oscillates.""",
+        validator=strict_range, values=[MIN_LOOP_GAIN_DB, MAX_LOOP_GAIN_DB],
+    )
+    field = Instrument.control(
+        ":FIEL?", ":FIEL %g mT",
+        """Control the bias magnetic field in mT (float, 0 … 300 mT); it sets the spin-wave passband.""",
+        validator=strict_range, values=[MIN_FIELD_MT, MAX_FIELD_MT],
+    )
+    amplifier_enabled = Instrument.control(
+        ":AMPL?", ":AMPL %d",
+        """Control whether the loop amplifier is powered (bool).""",
+        validator=strict_discrete_set, values=BOOLEAN_VALUES, map_values=True,
+    )
+
+    def __init__(self, adapter, name="Ring controller", **kwargs):
+        super().__init__(adapter, name=name, **kwargs)
+
+
+__all__ = ["SignalGenerator", "SpectrumAnalyzer", "RingController", "read_ieee_float32_block"]
