@@ -47,8 +47,11 @@ class SignalGenerator(Agilent8257D):
         validator=strict_range, values=[MIN_POWER_DBM, MAX_POWER_DBM],
     )
     frequency = Instrument.control(
-        ":FREQ?;", ":FREQ %e Hz;",
-        """Control the CW output frequency in Hz (float, 250 kHz … 20 GHz; ValueError outside).""",
+        ":FREQ?;", ":FREQ %.12g Hz;",
+        """Control the CW output frequency in Hz (float, 250 kHz … 20 GHz; ValueError outside).
+
+        Sent with 12 significant digits (1 mHz at 20 GHz, the PSG's resolution): the stock
+        driver's ``%e`` would round every frequency to 1 kHz.""",
         validator=strict_range, values=[MIN_FREQUENCY_HZ, MAX_FREQUENCY_HZ],
     )
     output_enabled = Instrument.control(

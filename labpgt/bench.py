@@ -471,9 +471,10 @@ class Bench:
         return np.linspace(analyzer.start_frequency, analyzer.stop_frequency, self.points)
 
     # ---- sending
-    def _send(self, name: str, setting: str, value: float) -> None:
+    def _send(self, name: str, setting: str, value: float) -> bool:
+        """Send one setting unless the instrument already has it; True if something was sent."""
         if self._sent.get((name, setting)) == value:
-            return
+            return False
         driver = self.instruments[name]
         if setting == "power_dbm":
             driver.power = value
@@ -484,6 +485,7 @@ class Bench:
         elif setting == "field_mt":
             driver.field = value
         self._sent[(name, setting)] = value
+        return True
 
     def settings_for(self, u: np.ndarray) -> dict[tuple[str, str], float]:
         """The instrument settings that encode one input row u ∈ [0, 1]^d."""
@@ -493,11 +495,21 @@ class Bench:
         return {(e.instrument, e.setting): float(e.value(x)) for e, x in zip(self.config.encoding, u)}
 
     def apply(self, settings: dict[tuple[str, str], float]) -> None:
-        """Check the complete settings against the limits, then send those that changed."""
+        """Check the complete settings against the limits, send those that changed, and wait
+        until every instrument that was sent something reports it done (``*OPC?``).
+
+        The ``*OPC?`` queries are pipelined — all written, then all read — so instruments on
+        separate connections settle in one round trip, and the sweep never races a setting.
+        """
         merged = {**self._sent, **settings}
         check_settings_safe(self.config, merged)
-        for (name, setting), value in settings.items():
-            self._send(name, setting, value)
+        changed = {name for (name, setting), value in settings.items() if self._send(name, setting, value)}
+        for name in changed:
+            self.instruments[name].write("*OPC?")
+        for name in changed:
+            answer = self.instruments[name].read().strip()
+            if answer != "1":
+                raise ValueError(f"{name} did not confirm its settings: *OPC? answered {answer!r}")
         if not self._rf_on:
             for name in self.config.generators:
                 self.instruments[name].enable()

@@ -21,7 +21,7 @@ def _quiet():
 def test_signal_generator_protocol():
     with expected_protocol(SignalGenerator, [
         (":POW -10 dBm;", None), (":POW?;", "-1.00000000000E+01"),
-        (":FREQ 3.000000e+09 Hz;", None), (":FREQ?;", "+3.00000000000E+09"),
+        (":FREQ 3000000000 Hz;", None), (":FREQ?;", "+3.00000000000E+09"),
         (":OUTP 1", None), (":OUTP?", "1"),
         (":OUTPUT ON;", None), (":OUTPUT OFF;", None),
     ]) as generator:
