@@ -132,6 +132,23 @@ class SpectrumAnalyzer(AgilentE4408B):
         self.write(":TRAC? TRACE%d" % number)
         return read_ieee_float32_block(self)
 
+    def sweep_and_read(self, number: int = 1) -> np.ndarray:
+        """Take one sweep and read trace ``number`` in binary, in a single program message.
+
+        ``:INIT:IMM;*OPC?;:TRAC? TRACEn`` — the analyzer answers ``1;`` once the sweep is done,
+        then the block: one round trip per query instead of two.
+        """
+        if self._continuous is not False:
+            self.continuous_sweep = False
+        if not self._binary_format:
+            self.write(":FORM REAL,32;:FORM:BORD NORM")
+            self._binary_format = True
+        self.write(":INIT:IMM;*OPC?;:TRAC? TRACE%d" % number)
+        done = read_exactly(self, 2)
+        if done != b"1;":
+            raise ValueError(f"{self.name}: sweep did not complete, *OPC? answered {done!r}")
+        return read_ieee_float32_block(self)
+
     def reset(self) -> None:
         super().reset()
         self._continuous = None
@@ -164,13 +181,12 @@ def read_ieee_float32_block(instrument: Instrument) -> np.ndarray:
     length = int(digits)
     if length % 4:
         raise ValueError(f"IEEE 488.2 block of {length} bytes is not a whole number of float32")
-    payload = read_exactly(instrument, length)
-    if len(payload) != length:
-        raise ValueError(f"IEEE 488.2 block truncated: {len(payload)} of {length} bytes")
-    terminator = read_exactly(instrument, 1)
-    if terminator != b"\n":
-        raise ValueError(f"IEEE 488.2 block not terminated by newline: {terminator!r}")
-    return np.frombuffer(payload, dtype=">f4").astype(np.float32)
+    payload = read_exactly(instrument, length + 1)  # the block and its newline in one read
+    if len(payload) != length + 1:
+        raise ValueError(f"IEEE 488.2 block truncated: {max(len(payload) - 1, 0)} of {length} bytes")
+    if payload[-1:] != b"\n":
+        raise ValueError(f"IEEE 488.2 block not terminated by newline: {payload[-1:]!r}")
+    return np.frombuffer(payload, dtype=">f4", count=length // 4).astype(np.float32)
 
 
 class RingController(SCPIMixin, Instrument):

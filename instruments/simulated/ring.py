@@ -187,6 +187,8 @@ class RingModel:
         self.seed = seed
         self.noise = noise
         self.rng = np.random.default_rng(seed)
+        self._mode_cache: dict = {}
+        self._grid_cache: dict = {}
 
     # ----------------------------------------------------------------- public
     def sweep_time_s(self, span_hz: float, rbw_hz: float) -> float:
@@ -232,6 +234,32 @@ class RingModel:
         n = n_low[:, None] + np.arange(p.n_modes)[None, :]
         return (n + offset[:, None]) / tau
 
+    def _strongest_modes(self, field_mt):
+        """Frequencies and transmissions (B, K) of the K = ``oscillating_lines`` ring modes of
+        largest transmission, sorted by it, per bias field (cached: they depend on nothing else).
+
+        Survivors of the mode competition are always the modes of largest gain, and the loop gain
+        scales every mode alike, so the K best by transmission are the only candidates.
+        """
+        fields, row = np.unique(field_mt, return_inverse=True)
+        tables = [self._mode_table(float(b)) for b in fields]
+        freqs = np.stack([t[0] for t in tables])[row]
+        trans = np.stack([t[1] for t in tables])[row]
+        return freqs, trans
+
+    def _mode_table(self, field_mt: float):
+        table = self._mode_cache.get(field_mt)
+        if table is None:
+            if len(self._mode_cache) > 256:
+                self._mode_cache.clear()
+            p = self.params
+            f_fmr = fmr_frequency_hz(np.array([field_mt]), p)
+            freqs = self._mode_frequencies(f_fmr)[0]
+            trans = _db_to_mw(transmission_db(freqs, f_fmr[0], band_top_hz(field_mt, p), p))
+            order = np.argsort(-trans, kind="stable")[: p.oscillating_lines]
+            table = self._mode_cache.setdefault(field_mt, (freqs[order], trans[order]))
+        return table
+
     def _round_trip_phase(self, f, f_fmr):
         p = self.params
         return 2 * np.pi * (f * p.round_trip_s - f_fmr * p.spin_wave_delay_s)
@@ -245,12 +273,8 @@ class RingModel:
 
         tone_t = _db_to_mw(transmission_db(tone_f, col(f_fmr), col(f_top), p))
         tone_g = col(loop_gain) * tone_t
-        mode_f = self._mode_frequencies(f_fmr)
-        mode_g = col(loop_gain) * _db_to_mw(transmission_db(mode_f, col(f_fmr), col(f_top), p))
-        # Survivors of the competition are always the modes of largest gain: sort once, keep the order.
-        order = np.argsort(-mode_g, axis=1)[:, : p.oscillating_lines]
-        mode_g = np.take_along_axis(mode_g, order, axis=1)
-        mode_f = np.take_along_axis(mode_f, order, axis=1)
+        mode_f, mode_t = self._strongest_modes(field)
+        mode_g = col(loop_gain) * mode_t
         tone_cos = np.cos(self._round_trip_phase(tone_f, col(f_fmr)))
 
         modes = np.zeros_like(mode_g)
@@ -343,12 +367,23 @@ class RingModel:
         return _db_to_mw(p.danl_dbm_per_hz) + np.where(col(amp_on), ring, 0.0)
 
     def _grid_terms(self, freqs, f_fmr, f_top):
-        """Linear transmission and cos(round-trip phase) on the display axis, computed once per field."""
+        """Linear transmission and cos(round-trip phase) on the display axis, per field (cached)."""
         fields, row = np.unique(f_fmr, return_inverse=True)
         tops = f_top[np.unique(row, return_index=True)[1]]
-        transmission = _db_to_mw(transmission_db(freqs[None, :], fields[:, None], tops[:, None], self.params))
-        cos_phase = np.cos(self._round_trip_phase(freqs[None, :], fields[:, None]))
-        return transmission[row], cos_phase[row]
+        axis_key = (float(freqs[0]), float(freqs[-1]), freqs.size)
+        terms = [self._grid_table(axis_key, freqs, float(f), float(t)) for f, t in zip(fields, tops)]
+        return np.stack([t[0] for t in terms])[row], np.stack([t[1] for t in terms])[row]
+
+    def _grid_table(self, axis_key, freqs, f_fmr, f_top):
+        key = (axis_key, f_fmr)
+        table = self._grid_cache.get(key)
+        if table is None:
+            if len(self._grid_cache) > 256:
+                self._grid_cache.clear()
+            transmission = _db_to_mw(transmission_db(freqs, f_fmr, f_top, self.params))
+            cos_phase = np.cos(self._round_trip_phase(freqs, f_fmr))
+            table = self._grid_cache.setdefault(key, (transmission, cos_phase))
+        return table
 
     # ------------------------------------------------------------ the analyzer
     def _display(self, freqs, rbw, line_f, line_p, noise_psd):
