@@ -490,6 +490,7 @@ class Bench:
         ring = self.config.ring
         if ring is not None:
             self.instruments[ring].amplifier_enabled = bool(self.config.instruments[ring].settings.get("output", True))
+        self._confirm(self.instruments)
 
     def _analyzer_axis(self) -> np.ndarray:
         analyzer = self.instruments[self.config.analyzer]
@@ -530,22 +531,29 @@ class Bench:
         merged = {**self._sent, **settings}
         check_settings_safe(self.config, merged)
         changed = {name for (name, setting), value in settings.items() if self._send(name, setting, value)}
-        for name in changed:
-            self.instruments[name].write("*OPC?")
-        for name in changed:
-            answer = self.instruments[name].read().strip()
-            if answer != "1":
-                raise ValueError(f"{name} did not confirm its settings: *OPC? answered {answer!r}")
         if not self._rf_on:
             for name in self.config.generators:
                 self.instruments[name].enable()
+            changed.update(self.config.generators)
             self._rf_on = True
+        self._confirm(changed)
+
+    def _confirm(self, names) -> None:
+        """Wait until every named instrument has executed what it was sent (pipelined ``*OPC?``)."""
+        names = list(names)
+        for name in names:
+            self.instruments[name].write("*OPC?")
+        for name in names:
+            answer = self.instruments[name].read().strip()
+            if answer != "1":
+                raise ValueError(f"{name} did not confirm its settings: *OPC? answered {answer!r}")
 
     def rf_off(self) -> None:
         """Turn every generator's RF output off (idempotent, safe to call at any time)."""
         for name in self.config.generators:
             self.instruments[name].disable()
         self._rf_on = False
+        self._confirm(self.config.generators)
 
     # ---- measuring
     def measure_trace(self, settings: dict[tuple[str, str], float]) -> np.ndarray:
