@@ -364,17 +364,24 @@ def _driver_class(driver: str):
             "ring-controller": RingController}[driver]
 
 
-def connect_instruments(config: BenchConfig) -> dict:
-    """Open every instrument of the config with its driver; unreachable → one-line UserError."""
-    simulated = None
+def uses_embedded_simulator(config: BenchConfig) -> bool:
+    return any(inst.resource.startswith("sim::") for inst in config.instruments.values())
+
+
+def connect_instruments(config: BenchConfig, simulator=None) -> dict:
+    """Open every instrument of the config with its driver; unreachable → one-line UserError.
+
+    ``sim::NAME`` resources are served by ``simulator`` (an embedded ``SimulatedBench``; one is
+    made from the config's ``[simulator]`` table when none is given).
+    """
+    if simulator is None and uses_embedded_simulator(config):
+        simulator = embedded_simulator(config)
     connected = {}
     try:
         for name, inst in config.instruments.items():
             cls = _driver_class(inst.driver)
             if inst.resource.startswith("sim::"):
-                if simulated is None:
-                    simulated = _embedded_simulator(config)
-                connected[name] = cls(_simulated_adapter(simulated, inst.resource[5:], config))
+                connected[name] = cls(_simulated_adapter(simulator, inst.resource[5:], config))
             else:
                 connected[name] = _open_visa(cls, name, inst.resource, config.timeout_ms)
     except BaseException:
@@ -384,7 +391,7 @@ def connect_instruments(config: BenchConfig) -> dict:
     return connected
 
 
-def _embedded_simulator(config: BenchConfig):
+def embedded_simulator(config: BenchConfig):
     from labpgt.instruments.simulated import SimulatedBench
 
     sim = config.simulator
@@ -458,7 +465,8 @@ class Bench:
 
     def __init__(self, config: BenchConfig, instruments: dict | None = None):
         self.config = config
-        self.instruments = instruments if instruments is not None else connect_instruments(config)
+        self.simulator = embedded_simulator(config) if instruments is None and uses_embedded_simulator(config) else None
+        self.instruments = instruments if instruments is not None else connect_instruments(config, self.simulator)
         self.input_width = len(config.encoding)
         self.feature_width = config.bins
         self.setting_names = tuple(f"{e.instrument}.{e.setting}" for e in config.encoding)
@@ -578,6 +586,21 @@ class Bench:
         features = trace_features(spectra, self.config.bins, self.config.floor_dbm, self.config.ceiling_dbm)
         return Measurement(features=features, spectra=spectra, frequencies=self.frequencies, settings=settings,
                            started=started, attempts=np.ones(batch, dtype=np.int32))
+
+    # ---- the embedded simulator's noise, for bit-identical resume
+    def get_rng_state(self) -> dict:
+        """The embedded simulator's noise RNG state ({} for a real bench, whose noise is physics)."""
+        if self.simulator is None:
+            return {}
+        return {"simulator": self.simulator.model.rng.bit_generator.state}
+
+    def set_rng_state(self, state: dict) -> None:
+        if self.simulator is not None and "simulator" in state:
+            self.simulator.model.rng.bit_generator.state = state["simulator"]
+
+    def identities(self) -> dict[str, str]:
+        """Each instrument's ``*IDN?`` answer (recorded in the session file)."""
+        return {name: str(driver.id) for name, driver in self.instruments.items()}
 
     def close(self) -> None:
         try:

@@ -1,0 +1,105 @@
+"""Session-file throughput: query rows written per second, bytes per query, and the recorder's cost in training.
+
+    /work/venv/bin/python benchmarks/session_throughput.py [--rows 100000] [--steps 8]
+
+Rows are real 401-point traces of the embedded simulated ring (cycled; float32), 32 features, d = 8,
+written the way the trainer does: record_queries in batches of 32, ten per step, then record_step
+and checkpoint (each flushing). Targets: >= 20,000 query rows/s; logging adds <= 10 % to training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from labpgt import session
+from labpgt.bench import embedded_bench
+from labpgt.reservoir import Measurement
+
+BATCH, BATCHES_PER_STEP = 32, 10
+
+
+def real_traces(count: int = 2048):
+    bench = embedded_bench(seed=0)
+    try:
+        m = bench.measure(np.random.default_rng(0).random((count, bench.input_width)))
+    finally:
+        bench.close()
+    return m, bench.setting_names
+
+
+def write_rows(path: Path, rows: int, traces: Measurement, setting_names, compression) -> float:
+    session.COMPRESSION = compression
+    params = {"enc_W": np.zeros((64, 8)), "enc_b": np.zeros(8), "out_W": np.zeros((32, 10)), "out_b": np.zeros(10)}
+    config = {"train": {"task": "digits", "method": "node", "steps": rows}, "bench": None,
+              "reservoir": {"input_width": 8, "feature_width": 32, "setting_names": list(setting_names)}}
+    rng = np.random.default_rng(1)
+    n_traces = len(traces)
+    t0 = time.perf_counter()
+    writer = session.SessionWriter.create(path, config, params_template=params, optimizer_template={},
+                                          frequencies=traces.frequencies)
+    written, step = 0, 0
+    while written < rows:
+        for _ in range(BATCHES_PER_STEP):
+            at = (written % n_traces)
+            idx = np.arange(at, at + BATCH) % n_traces
+            m = Measurement(features=traces.features[idx], spectra=traces.spectra[idx], settings=traces.settings[idx],
+                            started=np.full(BATCH, time.time()), attempts=np.ones(BATCH, dtype=np.int32))
+            writer.record_queries(step, "plus", np.zeros(BATCH), idx, rng.random((BATCH, 8)), m)
+            written += BATCH
+        writer.record_step(step, {"loss": 1.0, "grad_norm": 1.0, "lr": 0.01,
+                                  "perturbation": np.ones((4, 32, 8), dtype=np.int8)})
+        writer.checkpoint(step, params, {}, {"batches": {"state": 12345}}, {"history": []})
+        step += 1
+    writer.close()
+    return written / (time.perf_counter() - t0), written
+
+
+def training_overhead(steps: int, repeats: int = 2):
+    from labpgt.experiments import run_training
+    from labpgt.session_tools import record_training
+    from labpgt.trainer import TrainConfig
+
+    config = TrainConfig(task="digits", method="node", reservoir="ring-sim", steps=steps, eval_every=steps,
+                         eval_train_samples=100)
+    plain, recorded = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run_training(config)
+            plain.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            record_training(config, Path(tmp) / "run.h5")
+            recorded.append(time.perf_counter() - t0)
+            size = (Path(tmp) / "run.h5").stat().st_size
+    return min(plain), min(recorded), size
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--steps", type=int, default=8)
+    args = parser.parse_args()
+    traces, names = real_traces()
+    print("compression of every dataset but queries spectrum/features/u/settings (always uncompressed):")
+    print(f"{'compression':<12}{'rows/s':>12}{'bytes/query':>14}{'raw bytes/query':>17}")
+    raw = 401 * 4 + 32 * 8 + 8 * 8 + 8 * 8 + 8 + 1 + 4 + 4 + 8 + 4
+    with tempfile.TemporaryDirectory() as tmp:
+        for compression in ("lzf", "gzip", None):
+            path = Path(tmp) / f"bench-{compression}.h5"
+            rate, written = write_rows(path, args.rows, traces, names, compression)
+            print(f"{str(compression):<12}{rate:>12,.0f}{os.path.getsize(path) / written:>14,.0f}{raw:>17,}")
+    session.COMPRESSION = "lzf"
+    plain, recorded, size = training_overhead(args.steps)
+    print(f"\nembedded-sim training (digits, node, {args.steps} steps), best of 2:")
+    print(f"  without recorder {plain:8.2f} s\n  with recorder    {recorded:8.2f} s   "
+          f"overhead {100 * (recorded / plain - 1):+.1f} %   file {size / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()

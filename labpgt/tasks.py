@@ -1,0 +1,82 @@
+"""Classification tasks as seeded arrays: scikit-learn's bundled digits, iris and wine, and synthetic waveforms.
+
+This module owns the data: loading (nothing is downloaded), the stratified train/test split and the
+per-feature standardisation, which is fitted on the training split only. Everything is seeded, so
+``load_task(name, seed)`` returns bit-identical arrays for the same arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from labpgt.errors import UserError
+
+TASKS = ("digits", "iris", "wine", "waveforms")
+TEST_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class Task:
+    """A split, standardised classification task; ``x_*`` float64 (n, n_inputs), ``y_*`` int64 (n,)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    name: str
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.x_train.shape[1])
+
+
+def make_waveforms(n_per_class: int = 150, length: int = 64, noise: float = 0.3, seed: int = 0):
+    """Sine, square, triangle and sawtooth (classes 0..3) with random phase, 1.5–3.5 cycles, ±30 % amplitude and Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    n = 4 * n_per_class
+    y = np.repeat(np.arange(4), n_per_class)
+    cycles = rng.uniform(1.5, 3.5, size=(n, 1))
+    phase = rng.uniform(0.0, 1.0, size=(n, 1))
+    amplitude = rng.uniform(0.7, 1.3, size=(n, 1))
+    t = np.arange(length)[None, :] / length
+    frac = (cycles * t + phase) % 1.0
+    shapes = np.stack([
+        np.sin(2.0 * np.pi * frac),
+        np.where(frac < 0.5, 1.0, -1.0),
+        4.0 * np.abs(frac - 0.5) - 1.0,
+        2.0 * frac - 1.0,
+    ])
+    x = amplitude * shapes[y, np.arange(n)] + noise * rng.standard_normal((n, length))
+    order = rng.permutation(n)
+    return x[order], y[order]
+
+
+def _raw(name: str, seed: int):
+    if name == "waveforms":
+        return make_waveforms(seed=seed)
+    from sklearn import datasets
+
+    loader = {"digits": datasets.load_digits, "iris": datasets.load_iris, "wine": datasets.load_wine}[name]
+    bunch = loader()
+    return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target)
+
+
+def load_task(name: str, seed: int = 0) -> Task:
+    """Load ``name`` (one of :data:`TASKS`), split 75/25 stratified by ``seed`` and standardise on the training split."""
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    from sklearn.model_selection import train_test_split
+
+    x, y = _raw(name, seed)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=TEST_FRACTION, stratify=y, random_state=seed)
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    std[std == 0.0] = 1.0
+    return Task(
+        x_train=(x_train - mean) / std, y_train=y_train.astype(np.int64),
+        x_test=(x_test - mean) / std, y_test=y_test.astype(np.int64),
+        n_classes=int(y.max()) + 1, name=name)

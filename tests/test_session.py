@@ -1,0 +1,307 @@
+"""The session file: round trip, SWMR live reading, bad input, resume after SIGKILL (labpgt.session)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from labpgt.errors import UserError
+from labpgt.reservoir import Measurement
+from labpgt.session import SCHEMA, SessionReader, SessionWriter, params_sha256
+from labpgt.session_tools import export_session, format_inspection, inspect_session, record_training
+from labpgt.trainer import TrainConfig
+
+D, M, P, S = 8, 32, 401, 8
+PARAMS = {"enc_W": np.zeros((4, D)), "out_b": np.zeros(3)}
+OPTIMIZER = {"m": np.zeros(35), "t": np.array(0, dtype=np.int64)}
+
+
+def synthetic_writer(path) -> SessionWriter:
+    config = {"train": {"task": "iris", "method": "node", "reservoir": "ring-sim", "steps": 3, "seed": 0},
+              "bench": None, "reservoir": {"input_width": D, "feature_width": M,
+                                           "setting_names": [f"gen{i}.power_dbm" for i in range(S)]}}
+    return SessionWriter.create(path, config, params_template=PARAMS, optimizer_template=OPTIMIZER,
+                                frequencies=np.linspace(2.9e9, 3.1e9, P), instruments={"analyzer": "SIM,SA,0,1"})
+
+
+def measurement(rng, n) -> Measurement:
+    return Measurement(features=rng.random((n, M)), spectra=rng.normal(-80, 5, (n, P)).astype(np.float32),
+                       frequencies=np.linspace(2.9e9, 3.1e9, P), settings=rng.random((n, S)),
+                       started=np.full(n, 1.7e9), attempts=np.ones(n, dtype=np.int32))
+
+
+def write_steps(writer, rng, steps, first=0, rows=10):
+    written = []
+    for s in range(first, first + steps):
+        U = rng.random((rows, D))
+        m = measurement(rng, rows)
+        writer.record_queries(s, "plus", np.arange(rows), np.arange(rows) + 100, U, m)
+        writer.record_step(s, {"loss": 1.0 / (s + 1), "grad_norm": 2.0, "lr": 0.1, "training_queries": rows * (s + 1),
+                               "eval_queries": 0, "perturbation": np.ones((2, 3), dtype=np.int8), "alpha": 0.5})
+        params = {"enc_W": np.full((4, D), float(s)), "out_b": np.arange(3.0) + s}
+        writer.checkpoint(s, params, {"m": np.full(35, s / 7), "t": np.array(s + 1)},
+                          {"batches": {"state": 2 ** 100 + s}}, {"history": [{"step": i} for i in range(s + 1)],
+                                                                   "lr": 0.1})
+        written.append((U, m, params))
+    return written
+
+
+def file_fingerprint(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest(), os.stat(path).st_mtime_ns
+
+
+# --------------------------------------------------------------------------- round trip
+def test_round_trip(tmp_path):
+    path = tmp_path / "run.h5"
+    rng = np.random.default_rng(0)
+    with synthetic_writer(path) as writer:
+        written = write_steps(writer, rng, 3)
+    with SessionReader(path) as r:
+        assert r.schema == SCHEMA and r.n_queries == 30 and r.n_steps == 3 and r.n_checkpoints == 3
+        assert r.completed and r.last_complete_step == 2
+        q = r.queries()
+        np.testing.assert_array_equal(q["u"], np.concatenate([w[0] for w in written]))
+        np.testing.assert_array_equal(q["spectrum"], np.concatenate([w[1].spectra for w in written]))
+        np.testing.assert_array_equal(q["features"], np.concatenate([w[1].features for w in written]))
+        np.testing.assert_array_equal(q["settings"], np.concatenate([w[1].settings for w in written]))
+        assert q["u"].dtype == np.float64 and q["spectrum"].dtype == np.float32
+        assert [r.role_name(c) for c in q["role"][:2]] == ["plus", "plus"]
+        assert r.setting_names[0] == "gen0.power_dbm" and r.instruments == {"analyzer": "SIM,SA,0,1"}
+        steps = r.steps()
+        np.testing.assert_array_equal(steps["loss"], [1.0, 0.5, 1 / 3])
+        assert np.isnan(steps["test_accuracy"]).all() and list(steps["queries"]) == [10, 20, 30]
+        np.testing.assert_array_equal(r.perturbation(1), np.ones((2, 3)))
+        assert r.step_extra(0) == {"alpha": 0.5}
+        ck = r.checkpoint(-1)
+        assert ck.step == 2 and ck.rng_states == {"batches": {"state": 2 ** 100 + 2}}
+        assert ck.trainer_state == {"history": [{"step": 0}, {"step": 1}, {"step": 2}], "lr": 0.1}
+        assert int(ck.optimizer_state["t"]) == 3 and ck.optimizer_state["t"].dtype == np.int64
+        assert params_sha256(ck.params) == params_sha256(written[-1][2])
+    info = inspect_session(path)
+    assert info["steps"] == 3 and info["queries"] == 30 and info["completed"] and info["queries_by_role"] == {"plus": 30}
+    assert info["final_params_sha256"] == params_sha256(written[-1][2]) and "run.h5" in format_inspection(info)
+
+
+def test_dataset_layout_is_chunked_compressed_and_swmr(tmp_path):
+    path = tmp_path / "run.h5"
+    with synthetic_writer(path) as writer:
+        write_steps(writer, np.random.default_rng(1), 1)
+        with h5py.File(path, "r", swmr=True) as f:
+            assert f.swmr_mode
+            spectrum = f["queries/spectrum"]
+            assert spectrum.chunks == (256, P) and spectrum.maxshape == (None, P)
+            assert f["queries/step"].compression == "lzf" and f["steps/loss"].chunks
+
+
+# --------------------------------------------------------------------------- live reading
+READER_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from labpgt.session import SessionReader
+    with SessionReader(sys.argv[1]) as r:
+        print("open", r.n_steps, flush=True)
+        seen, deadline = (r.n_steps, r.n_checkpoints), time.time() + 30
+        while seen[1] < int(sys.argv[2]) and time.time() < deadline:
+            r.refresh()
+            if (r.n_steps, r.n_checkpoints) != seen:
+                seen = (r.n_steps, r.n_checkpoints)
+                print("steps", r.n_steps, r.n_queries, r.last_complete_step, flush=True)
+            time.sleep(0.005)
+""")
+
+
+def test_second_process_sees_new_steps_while_writing(tmp_path):
+    path = tmp_path / "live.h5"
+    rng = np.random.default_rng(2)
+    with synthetic_writer(path) as writer:
+        write_steps(writer, rng, 1)
+        reader = subprocess.Popen([sys.executable, "-c", READER_SCRIPT, str(path), "8"], stdout=subprocess.PIPE,
+                                  text=True)
+        try:
+            assert reader.stdout.readline().split() == ["open", "1"]
+            for s in range(1, 8):
+                write_steps(writer, rng, 1, first=s)
+                time.sleep(0.05)
+            out, _ = reader.communicate(timeout=30)
+        finally:
+            reader.kill()
+    seen = [int(line.split()[1]) for line in out.splitlines()]
+    assert seen[-1] == 8 and len(seen) >= 3 and seen == sorted(seen)
+    last = out.splitlines()[-1].split()
+    assert last == ["steps", "8", "80", "7"]
+
+
+# --------------------------------------------------------------------------- bad input
+def _one_line_error(path) -> str:
+    with pytest.raises(UserError) as info:
+        SessionReader(path)
+    message = str(info.value)
+    assert "\n" not in message and message
+    return message
+
+
+def test_bad_files_are_one_line_user_errors(tmp_path):
+    good = tmp_path / "good.h5"
+    with synthetic_writer(good) as writer:
+        write_steps(writer, np.random.default_rng(3), 2)
+
+    text = tmp_path / "run.h5"
+    text.write_text("step,loss\n0,1.0\n")
+    assert _one_line_error(text) == "run.h5 is not an HDF5 file"
+    assert "does not exist" in _one_line_error(tmp_path / "missing.h5")
+
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert "truncated or damaged" in _one_line_error(truncated)
+
+    future = tmp_path / "future.h5"
+    future.write_bytes(good.read_bytes())
+    with h5py.File(future, "r+") as f:
+        f.attrs["schema"] = "labpgt-session/9"
+    assert _one_line_error(future) == ("future.h5: schema 'labpgt-session/9' is not supported "
+                                       "(this labpgt reads labpgt-session/1)")
+
+    stranger = tmp_path / "stranger.h5"
+    with h5py.File(stranger, "w") as f:
+        f["x"] = np.arange(3)
+    assert "not a labpgt session" in _one_line_error(stranger)
+
+    no_steps = tmp_path / "no_steps.h5"
+    no_steps.write_bytes(good.read_bytes())
+    with h5py.File(no_steps, "r+") as f:
+        del f["steps"]
+    assert _one_line_error(no_steps) == "no_steps.h5: damaged session: missing group 'steps'"
+
+    wrong_dtype = tmp_path / "wrong_dtype.h5"
+    wrong_dtype.write_bytes(good.read_bytes())
+    with h5py.File(wrong_dtype, "r+") as f:
+        del f["queries/u"]
+        f.create_dataset("queries/u", data=np.zeros((20, D), dtype=np.float32))
+    assert "'queries/u' has dtype float32, expected float64" in _one_line_error(wrong_dtype)
+
+
+def test_inspect_and_export_never_modify(tmp_path):
+    path = tmp_path / "run.h5"
+    with synthetic_writer(path) as writer:
+        write_steps(writer, np.random.default_rng(4), 2)
+    before = file_fingerprint(path)
+    time.sleep(0.01)
+    inspect_session(path)
+    written = export_session(path, tmp_path / "out")
+    assert file_fingerprint(path) == before
+    names = {p.name for p in written}
+    assert {"steps.csv", "queries.csv", "spectra.npy", "frequencies.npy", "features.npy", "u.npy", "README.txt"} <= names
+    spectra = np.load(tmp_path / "out" / "spectra.npy")
+    assert spectra.shape == (20, P) and spectra.dtype == np.float32
+    header = (tmp_path / "out" / "queries.csv").read_text().splitlines()[0].split(",")
+    assert header[:7] == ["index", "step", "role", "direction", "sample", "timestamp", "attempts"]
+    assert header[7] == "gen0.power_dbm"
+    assert len((tmp_path / "out" / "steps.csv").read_text().splitlines()) == 3
+
+
+# --------------------------------------------------------------------------- resume after SIGKILL
+CONFIG = dict(task="iris", method="node", reservoir="digital", steps=120, eval_every=10, digital_noise=0.02,
+              seed=3, batch_size=16, eval_train_samples=40)
+
+TRAIN_SCRIPT = textwrap.dedent(f"""
+    import sys
+    from labpgt.trainer import TrainConfig
+    from labpgt.session_tools import record_training, resume_training
+    progress = lambda done, total: print(done, flush=True)
+    if sys.argv[1] == "fresh":
+        record_training(TrainConfig(**{CONFIG!r}), sys.argv[2], progress=progress)
+    else:
+        resume_training(sys.argv[2], progress=progress)
+""")
+
+
+def _run_and_kill(mode, path, at_step, rng) -> int:
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, mode, str(path)], stdout=subprocess.PIPE, text=True)
+    done = -1
+    for line in proc.stdout:
+        done = int(line)
+        if done >= at_step:
+            break
+    time.sleep(rng.uniform(0.0, 0.004))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return done
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    reference = tmp_path / "reference.h5"
+    result = record_training(TrainConfig(**CONFIG), reference)
+    with SessionReader(reference) as ref:
+        ref_params = [params_sha256(ref.checkpoint(j).params) for j in range(ref.n_checkpoints)]
+        ref_queries = ref.queries(fields=("u", "features"))
+
+    path = tmp_path / "run.h5"
+    rng = random.Random(12345)
+    mode, last = "fresh", 0
+    for kill in range(3):
+        target = last + rng.randint(8, 30)
+        printed = _run_and_kill(mode, path, target, rng)
+        with SessionReader(path) as r:           # a killed file opens, everything flushed is intact
+            assert r.last_complete_step is not None and r.last_complete_step + 1 >= printed
+            assert r.n_steps >= r.last_complete_step + 1
+            assert list(r.checkpoint_steps) == list(range(r.n_checkpoints))
+            for j in range(r.n_checkpoints):
+                assert params_sha256(r.checkpoint(j).params) == ref_params[j], f"kill {kill}, checkpoint {j}"
+            valid = r.valid_lengths()["queries"]
+            q = r.queries(0, valid, ("u", "features"))
+            np.testing.assert_array_equal(q["u"], ref_queries["u"][:valid])
+            np.testing.assert_array_equal(q["features"], ref_queries["features"][:valid])
+            last = r.last_complete_step + 1
+        mode = "resume"
+    proc = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, "resume", str(path)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    info, ref_info = inspect_session(path), inspect_session(reference)
+    assert info["completed"] and info["steps"] == CONFIG["steps"]
+    assert info["final_params_sha256"] == ref_info["final_params_sha256"] == ref_params[-1]
+    assert info["queries"] == ref_info["queries"] and info["queries_by_role"] == ref_info["queries_by_role"]
+    assert info["test_accuracy"] == pytest.approx(result.final_test_accuracy, abs=0)
+    with SessionReader(path) as r, SessionReader(reference) as ref:
+        np.testing.assert_array_equal(r.steps()["loss"], ref.steps()["loss"])
+        assert r.last_checkpoint().trainer_state["history"] == ref.last_checkpoint().trainer_state["history"]
+
+
+def test_resume_before_first_checkpoint_starts_afresh(tmp_path):
+    path = tmp_path / "run.h5"
+    rng = np.random.default_rng(5)
+    writer = synthetic_writer(path)
+    writer.record_queries(0, "calibration", -np.ones(4), np.arange(4), rng.random((4, D)), measurement(rng, 4))
+    writer.flush()
+    writer._file.close()          # as if killed: no step completed
+    writer, checkpoint = SessionWriter.open_for_resume(path)
+    with writer:
+        assert checkpoint is None
+    with SessionReader(path) as r:
+        assert r.n_queries == 0 and r.n_steps == 0 and r.last_complete_step is None
+
+
+def test_resume_drops_rows_of_the_unfinished_step(tmp_path):
+    path = tmp_path / "run.h5"
+    rng = np.random.default_rng(6)
+    writer = synthetic_writer(path)
+    write_steps(writer, rng, 2)
+    writer.record_queries(2, "plus", np.zeros(5), np.arange(5), rng.random((5, D)), measurement(rng, 5))
+    writer.record_step(2, {"loss": 9.0})          # step row written, checkpoint missing
+    writer._file.close()
+    writer, checkpoint = SessionWriter.open_for_resume(path)
+    with writer:
+        assert checkpoint.step == 1 and checkpoint.trainer_state["history"] == [{"step": 0}, {"step": 1}]
+        write_steps(writer, rng, 1, first=2)
+    with SessionReader(path) as r:
+        assert r.n_queries == 30 and r.n_steps == 3 and list(r.steps()["step"]) == [0, 1, 2]
+        assert r.steps()["loss"][2] == 1 / 3
+        assert r.checkpoint(-1).trainer_state["history"] == [{"step": 0}, {"step": 1}, {"step": 2}]

@@ -1,0 +1,215 @@
+import json
+
+import numpy as np
+import pytest
+
+from labpgt.digital import DigitalReservoir
+from labpgt.errors import UserError
+from labpgt.experiments import (format_table, make_reservoir, plot_history, queries_to_target, run_benchmark,
+                                run_training)
+from labpgt.tasks import load_task
+from labpgt.trainer import Checkpoint, TrainConfig, Trainer
+
+
+class ListRecorder:
+    """Keeps everything the trainer hands to the recorder hook."""
+
+    def __init__(self):
+        self.queries, self.steps, self.checkpoints = [], [], []
+
+    def record_queries(self, step, role, direction_index, sample_index, U, measurement):
+        assert direction_index.shape == sample_index.shape == (len(U),) and len(measurement) == len(U)
+        self.queries.append((step, role, direction_index.copy(), sample_index.copy(), U.copy()))
+
+    def record_step(self, step, values):
+        self.steps.append((step, values))
+
+    def checkpoint(self, step, params, optimizer_state, rng_states, trainer_state):
+        json.dumps(rng_states), json.dumps(trainer_state)      # must be JSON-able
+        self.checkpoints.append(Checkpoint(step, {k: v.copy() for k, v in params.items()},
+                                           {k: np.array(v) for k, v in optimizer_state.items()},
+                                           json.loads(json.dumps(rng_states)), json.loads(json.dumps(trainer_state))))
+
+
+@pytest.fixture(scope="module")
+def iris():
+    return load_task("iris", 0)
+
+
+def _config(method, **kw):
+    base = dict(task="iris", method=method, steps=12, batch_size=8, eval_every=4, eval_train_samples=20,
+                digital_noise=0.05)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _reservoir(config):
+    return DigitalReservoir(input_width=8, feature_width=32, noise=config.digital_noise, seed=config.seed)
+
+
+@pytest.mark.parametrize("kw,fragment", [
+    (dict(steps=-1), "steps"), (dict(steps=0), "steps"), (dict(delta=0.0), "delta"), (dict(delta=-0.1), "delta"),
+    (dict(method="sgd"), "method"), (dict(task="mnist"), "task"), (dict(reservoir="ring"), "reservoir"),
+    (dict(p=1.0), "p"), (dict(optimizer="lbfgs"), "optimizer"), (dict(method="node", delta=0.7), "delta"),
+])
+def test_config_validation_is_one_clear_line(kw, fragment):
+    with pytest.raises(UserError) as err:
+        TrainConfig(**kw)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_config_json_round_trip_and_defaults():
+    c = TrainConfig(method="pgt", seed=3, hidden=16)
+    assert TrainConfig.from_json(c.to_json()) == c
+    r = c.resolved()
+    assert (r.steps, r.batch_size, r.r, r.p, r.optimizer) == (3000, 32, 1, 0.5, "sgd") and r.eval_every == 150
+    assert TrainConfig(method="pgt", lr=0.1).resolved().lr == 0.1          # explicit values win
+    with pytest.raises(UserError):
+        TrainConfig.from_json('{"method": "pgt", "learning_rate": 1}')
+
+
+@pytest.mark.parametrize("method,per_step", [("pgt", 2 * 8), ("spsa", 2 * 8), ("node", 8 * (1 + 2 * 3)),
+                                             ("backprop", 8)])
+def test_query_accounting_by_role(iris, method, per_step):
+    rec = ListRecorder()
+    config = _config(method, directions=3) if method == "node" else _config(method)
+    trainer = Trainer(config, _reservoir(config), task=iris, recorder=rec).run()
+    q = trainer.queries
+    assert q["calibration"] == 8
+    assert trainer.training_queries == 8 + 12 * per_step
+    evals = 1 + 12 // 4
+    assert q["eval"] == evals * (20 + len(iris.y_test))
+    for role in q:                                        # the recorder saw exactly the counted rows
+        assert sum(len(u) for _, r, _, _, u in rec.queries if r == role) == q[role]
+    assert [s for s, _ in rec.steps] == list(range(12))
+    assert rec.steps[-1][1]["training_queries"] == trainer.training_queries
+    assert "test_accuracy" in rec.steps[3][1] and "test_accuracy" not in rec.steps[2][1]
+    assert len(trainer.history) == evals and trainer.history[-1]["step"] == 12
+    if method == "node":
+        plus = [(d, s) for _, r, d, s, _ in rec.queries if r == "plus"]
+        d, s = plus[0]
+        assert sorted(set(d)) == [0, 1, 2] and np.array_equal(s[:8], s[8:16])
+    test_eval = [s for _, r, _, s, _ in rec.queries if r == "eval" and s.min() >= len(iris.y_train)]
+    assert len(test_eval) == evals
+
+
+@pytest.mark.parametrize("method", ["pgt", "spsa", "node", "backprop"])
+def test_same_seed_gives_bit_identical_parameters(iris, method):
+    runs = [Trainer(_config(method), _reservoir(_config(method)), task=iris).run() for _ in range(2)]
+    assert np.array_equal(runs[0].model.get_vector(), runs[1].model.get_vector())
+    assert runs[0].history == runs[1].history
+    other = Trainer(_config(method, seed=1), _reservoir(_config(method, seed=1)), task=iris).run()
+    assert not np.array_equal(runs[0].model.get_vector(), other.model.get_vector())
+
+
+@pytest.mark.parametrize("method,kw", [("node", dict(optimizer="adam")), ("spsa", dict(spsa_calibrate=True)),
+                                       ("pgt", dict(optimizer="momentum"))])
+def test_restore_from_checkpoint_continues_bit_identically(iris, method, kw):
+    config = _config(method, **kw)
+    rec = ListRecorder()
+    full = Trainer(config, _reservoir(config), task=iris, recorder=rec).run()
+    assert [c.step for c in rec.checkpoints] == list(range(12))
+    ck = rec.checkpoints[5]                    # after step 5; a fresh reservoir, as after a crash
+    rec2 = ListRecorder()
+    resumed = Trainer.restore(config, _reservoir(config), ck, task=iris, recorder=rec2)
+    assert resumed.step == 6
+    resumed.run()
+    assert np.array_equal(resumed.model.get_vector(), full.model.get_vector())
+    assert resumed.queries == full.queries and resumed.history == full.history
+    assert [s for s, _ in rec2.steps] == list(range(6, 12))
+    assert min(s for s, *_ in rec2.queries) == 6
+
+
+def test_backprop_refuses_a_measured_reservoir(iris):
+    class Measured:
+        input_width, feature_width, setting_names = 8, 32, ()
+
+        def measure(self, U):
+            raise AssertionError("not reached")
+
+        def close(self):
+            pass
+
+    with pytest.raises(UserError, match="backprop needs a differentiable reservoir"):
+        Trainer(_config("backprop"), Measured(), task=iris)
+
+
+def test_training_learns_digits_and_readout_counts_one_query_per_sample():
+    node = run_training(TrainConfig(method="node", steps=60, eval_every=20, eval_train_samples=100))
+    assert node.final_test_accuracy > 0.8
+    assert node.history[0]["test_accuracy"] < 0.3              # it was learning, not starting there
+    readout = run_training(TrainConfig(method="readout"))
+    n_train = len(load_task("digits").y_train)
+    assert readout.training_queries == n_train == readout.queries["baseline"]
+    assert readout.eval_queries == len(load_task("digits").y_test)     # train accuracy reuses the fit's features
+    assert 0.5 < readout.final_test_accuracy < node.final_test_accuracy
+
+
+def test_queries_to_target():
+    history = [{"test_accuracy": 0.2, "training_queries": 10}, {"test_accuracy": 0.8, "training_queries": 50},
+               {"test_accuracy": 0.9, "training_queries": 90}]
+    assert queries_to_target(history, 0.8) == 50
+    assert queries_to_target(history, 0.95) is None
+
+
+def test_benchmark_structure_table_and_plot(tmp_path):
+    b = run_benchmark("iris", "digital", methods=["node", "readout"], seeds=[0],
+                      steps_by_method={"pgt": 20, "node": 10}, batch_size=8, eval_every=5)
+    assert set(b) == {"task", "reservoir", "target_accuracy", "results"}
+    assert [r["method"] for r in b["results"]] == ["pgt", "node", "readout"]
+    pgt = b["results"][0]
+    assert b["target_accuracy"] == pgt["final_test_accuracy"]
+    assert pgt["queries_to_target"] is not None and pgt["queries_to_target"] <= pgt["queries"] == 8 + 20 * 16
+    for row in b["results"]:
+        assert set(row) == {"method", "seed", "final_test_accuracy", "queries", "queries_to_target"}
+    json.dumps(b)
+    table = format_table(b)
+    assert "readout" in table and f"{b['target_accuracy']:.4f}" in table
+    result = run_training(TrainConfig(task="iris", method="node", steps=10, batch_size=8, eval_every=5))
+    png = tmp_path / "history.png"
+    plot_history(result, str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_make_reservoir_names():
+    assert make_reservoir("digital", 0).feature_width == 32
+    with pytest.raises(UserError, match="valid reservoirs"):
+        make_reservoir("photonic", 0)
+
+
+def test_ring_sim_training_is_deterministic():
+    bench = pytest.importorskip("labpgt.bench")
+    if not hasattr(bench, "embedded_bench"):
+        pytest.skip("labpgt.bench.embedded_bench not available yet")
+    config = TrainConfig(task="iris", method="node", reservoir="ring-sim", steps=2, batch_size=4, directions=2,
+                         eval_every=2, eval_train_samples=8)
+    a, b = (Trainer(config, bench.embedded_bench(seed=0)).run() for _ in range(2))
+    assert np.array_equal(a.model.get_vector(), b.model.get_vector())
+    assert a.history == b.history
+
+
+def test_too_many_orthogonal_directions_is_a_user_error(iris):
+    config = _config("node", directions=9)
+    with pytest.raises(UserError, match="at most 8 directions"):
+        Trainer(config, _reservoir(config), task=iris)
+
+
+def test_batch_larger_than_training_split_is_a_user_error(iris):
+    config = _config("pgt", batch_size=500)
+    with pytest.raises(UserError, match="exceeds the 112 training samples"):
+        Trainer(config, _reservoir(config), task=iris)
+
+
+def test_cosine_schedule_decays_the_recorded_learning_rate(iris):
+    rec = ListRecorder()
+    config = _config("node", lr=0.02, lr_schedule="cosine")
+    Trainer(config, _reservoir(config), task=iris, recorder=rec).run()
+    lrs = [v["lr"] for _, v in rec.steps]
+    assert lrs[0] == pytest.approx(0.02) and lrs[6] == pytest.approx(0.01)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    rec = ListRecorder()
+    Trainer(_config("node", lr=0.02), _reservoir(config), task=iris, recorder=rec).run()   # method default: cosine
+    assert rec.steps[-1][1]["lr"] < 0.02
+    rec = ListRecorder()
+    Trainer(_config("pgt", lr=0.02), _reservoir(config), task=iris, recorder=rec).run()    # paper: constant
+    assert all(v["lr"] == 0.02 for _, v in rec.steps)
