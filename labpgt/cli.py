@@ -152,6 +152,234 @@ def _strongest_peaks(trace, count):
     return sorted(local[np.argsort(trace[local])[::-1][:count]])
 
 
+# --------------------------------------------------------------------------- train
+def add_train(sub):
+    p = sub.add_parser("train", help="train a network through the reservoir, recording an HDF5 session",
+                       description="Train encoder and readout around the reservoir. Default: digits through "
+                                   "the embedded simulated ring with node perturbation. Every query is "
+                                   "recorded in an HDF5 session (--out, default data/runs/...); an "
+                                   "interrupted run continues with --resume FILE.h5.")
+    p.add_argument("--task", default="digits", help="digits | iris | wine | waveforms (digits)")
+    p.add_argument("--method", default="node", help="node | pgt | spsa | backprop | readout (node)")
+    p.add_argument("--reservoir", default=None, help="ring-sim | digital (ring-sim; ring-sim with --bench)")
+    p.add_argument("--bench", type=Path, help="bench TOML: train through these instruments (real or served)")
+    p.add_argument("--steps", type=positive_int, help="optimizer steps (method default)")
+    p.add_argument("--batch-size", type=positive_int, help="samples per step (32)")
+    p.add_argument("--lr", type=positive_float, help="learning rate (method default)")
+    p.add_argument("--delta", type=positive_float, help="perturbation size δ (method default)")
+    p.add_argument("--r", type=positive_int, help="pgt: perturbation entries uniform in {-r..r} (1)")
+    p.add_argument("--p", type=probability, help="pgt: probability an entry is zeroed (0.5)")
+    p.add_argument("--directions", type=positive_int, help="perturbation directions per step (method default)")
+    p.add_argument("--hidden", type=nonnegative_int, default=0, help="width of a hidden digital layer after the reservoir (0: none)")
+    p.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (steps/20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="session file to write (default data/runs/<time>-<task>-<method>.h5)")
+    p.add_argument("--resume", type=Path, metavar="FILE.h5", help="continue this interrupted session")
+    p.add_argument("--plot", type=Path, help="loss/accuracy PNG (default: beside the session)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_train)
+
+
+def train_config_from(args):
+    from labpgt.trainer import TrainConfig
+
+    reservoir = args.reservoir or "ring-sim"
+    if args.bench is not None:
+        if args.reservoir not in (None, "ring-sim"):
+            raise UserError(f"--bench measures through instruments; it cannot go with --reservoir {args.reservoir}")
+        if not args.bench.is_file():
+            raise UserError(f"bench config {args.bench} does not exist")
+    config = TrainConfig(task=args.task, method=args.method, reservoir=reservoir, steps=args.steps,
+                         batch_size=args.batch_size, lr=args.lr, delta=args.delta,
+                         **({"r": args.r} if args.r is not None else {}), p=args.p, directions=args.directions,
+                         hidden=args.hidden, eval_every=args.eval_every, seed=args.seed,
+                         bench=str(args.bench.resolve()) if args.bench else None)
+    if config.method == "backprop" and config.reservoir != "digital":
+        raise UserError("backprop needs a differentiable reservoir (--reservoir digital); "
+                        "the ring is measured, not differentiated")
+    return config.resolved()
+
+
+def default_session_path(config) -> Path:
+    import time as _time
+
+    stamp = _time.strftime("%Y%m%d-%H%M%S")
+    return Path("data") / "runs" / f"{stamp}-{config.task}-{config.method}.h5"
+
+
+def run_train(args) -> int:
+    from labpgt.experiments import plot_history
+    from labpgt.session_tools import record_training, resume_training
+
+    if args.resume is not None:
+        if not args.resume.is_file():
+            raise UserError(f"cannot resume: {args.resume} does not exist")
+        session = args.resume
+        with _progress_bar(args.quiet, f"resume {session.name}") as progress:
+            result = resume_training(session, progress=progress)
+    else:
+        config = train_config_from(args)
+        session = args.out or default_session_path(config)
+        if session.exists():
+            raise UserError(f"{session} exists; choose another --out, or continue it with --resume {session}")
+        session.parent.mkdir(parents=True, exist_ok=True)
+        with _progress_bar(args.quiet, f"{config.task} {config.method} {config.reservoir}") as progress:
+            result = record_training(config, session, progress=progress)
+    plot = args.plot or session.with_suffix(".png")
+    plot_history(result, str(plot))
+    q = result.queries
+    print(f"final test accuracy {result.final_test_accuracy:.4f} (train {result.final_train_accuracy:.4f})")
+    print(f"reservoir queries: {result.training_queries} for training "
+          f"({', '.join(f'{k} {v}' for k, v in q.items() if k != 'eval' and v)}), {result.eval_queries} for evaluation")
+    print(f"wall time {result.wall_seconds:.1f} s, of which measuring {result.measure_seconds:.1f} s")
+    print(f"session {session}")
+    print(f"plot {plot}")
+    return 0
+
+
+class _progress_bar:
+    """A tqdm bar on stderr fed by the trainer's ``progress(step, total)`` callback."""
+
+    def __init__(self, quiet: bool, label: str):
+        self.quiet, self.label, self.bar = quiet, label, None
+
+    def __enter__(self):
+        return None if self.quiet else self.update
+
+    def update(self, step: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.label, unit="step", file=sys.stderr, dynamic_ncols=True)
+        self.bar.update(step - self.bar.n)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --------------------------------------------------------------------------- benchmark
+def add_benchmark(sub):
+    p = sub.add_parser("benchmark", help="compare estimators by accuracy and reservoir queries",
+                       description="Train each method with each seed; the target is the mean final test "
+                                   "accuracy of pgt in the same run, and each run reports the training "
+                                   "queries it needed to reach it.")
+    p.add_argument("--task", default="digits")
+    p.add_argument("--reservoir", default="ring-sim", help="ring-sim | digital")
+    p.add_argument("--bench", type=Path, help="bench TOML (with --reservoir ring-sim)")
+    p.add_argument("--methods", default="pgt,node,readout", help="comma-separated (pgt,node,readout)")
+    p.add_argument("--seeds", type=positive_int, default=1, help="seeds 0..N-1 per method (1)")
+    p.add_argument("--steps", action="append", default=[], metavar="METHOD=N",
+                   help="steps for one method, e.g. --steps pgt=3000 (repeatable)")
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON here")
+    p.set_defaults(run=run_benchmark_command)
+
+
+def _steps_by_method(items):
+    steps = {}
+    for item in items:
+        method, _, value = item.partition("=")
+        try:
+            steps[method] = int(value)
+        except ValueError:
+            raise UserError(f"--steps takes METHOD=N, not {item!r}") from None
+        if steps[method] < 1:
+            raise UserError(f"--steps {item}: N must be positive")
+    return steps
+
+
+def run_benchmark_command(args) -> int:
+    import json
+
+    from labpgt.experiments import format_table, run_benchmark
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if "backprop" in methods and args.reservoir != "digital":
+        raise UserError("backprop needs a differentiable reservoir (--reservoir digital)")
+    steps = _steps_by_method(args.steps)
+
+    def report(method, seed, result):
+        print(f"  {method:<9} seed {seed}: test accuracy {result.final_test_accuracy:.4f} after "
+              f"{result.training_queries} training queries ({result.wall_seconds:.0f} s)", file=sys.stderr, flush=True)
+
+    bench = str(args.bench.resolve()) if args.bench else None
+    result = run_benchmark(args.task, args.reservoir, methods=methods, seeds=range(args.seeds),
+                           steps_by_method=steps, bench_path=bench, progress=report)
+    print(format_table(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+# --------------------------------------------------------------------------- sessions
+def add_session_commands(sub):
+    p = sub.add_parser("replay", help="rerun a recorded session offline and check it reproduces",
+                       description="Rerun the training of a session file through a replay reservoir that "
+                                   "serves the recorded responses. Exit 0 if the trajectory reproduces, 1 "
+                                   "naming the first divergence. With --readout ridge, refit a readout on the "
+                                   "recorded features instead. The file is never modified.")
+    p.add_argument("session", type=Path)
+    p.add_argument("--readout", choices=("ridge",), help="offline re-analysis: refit this readout")
+    p.set_defaults(run=run_replay)
+    p = sub.add_parser("inspect", help="summarise a session file")
+    p.add_argument("session", type=Path)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=run_inspect)
+    p = sub.add_parser("export", help="export a session to CSV and .npy files")
+    p.add_argument("session", type=Path)
+    p.add_argument("--to", type=Path, required=True, metavar="DIR")
+    p.set_defaults(run=run_export)
+
+
+def run_replay(args) -> int:
+    from labpgt.replay import refit_readout, replay_session
+
+    if args.readout:
+        result = refit_readout(args.session, kind=args.readout)
+        for key, value in result.items():
+            print(f"{key}: {value}")
+        return 0
+    report = replay_session(args.session)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def run_inspect(args) -> int:
+    import json
+
+    from labpgt.session_tools import format_inspection, inspect_session
+
+    info = inspect_session(args.session)
+    print(json.dumps(info, indent=2) if args.json else format_inspection(info))
+    return 0
+
+
+def run_export(args) -> int:
+    from labpgt.session_tools import export_session
+
+    if args.to.exists() and not args.to.is_dir():
+        raise UserError(f"--to {args.to} exists and is not a directory")
+    for path in export_session(args.session, args.to):
+        print(path)
+    return 0
+
+
+# --------------------------------------------------------------------------- gui
+def add_gui(sub):
+    p = sub.add_parser("gui", help="the PyMeasure window: queue training runs, watch the ring live")
+    p.set_defaults(run=run_gui)
+
+
+def run_gui(args) -> int:
+    try:
+        from labpgt.procedures.window import main as gui_main
+    except ImportError as exc:
+        raise UserError(f"the GUI needs the gui extra (pip install 'labpgt[gui]'): {exc}") from None
+    return gui_main([])
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="labpgt", description="Train neural networks through a physical reservoir "
@@ -164,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = [add_sim, add_spectrum]
+COMMANDS = [add_train, add_benchmark, add_session_commands, add_sim, add_spectrum, add_gui]
 
 
 def main(argv=None) -> int:
