@@ -51,6 +51,7 @@ through the same SCPI handlers that ``labpgt sim`` serves); the table ``[simulat
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import tomllib
@@ -62,6 +63,8 @@ import numpy as np
 from labpgt.errors import UserError
 from labpgt.reservoir import Measurement
 
+log = logging.getLogger(__name__)
+
 DRIVERS = ("signal-generator", "spectrum-analyzer", "ring-controller")
 SETTINGS_BY_DRIVER = {
     "signal-generator": ("power_dbm", "frequency_hz"),
@@ -70,6 +73,10 @@ SETTINGS_BY_DRIVER = {
 RING_LIMITS = {"loop_gain_db": (-20.0, 10.0), "field_mt": (0.0, 300.0)}
 GENERATOR_FREQUENCY_LIMITS_HZ = (250e3, 20e9)
 ANALYZER_SETTINGS = ("center_hz", "span_hz", "rbw_hz", "points")
+
+
+class InstrumentUnreachable(UserError):
+    """An instrument did not answer when (re)connecting."""
 
 
 class SafetyError(UserError):
@@ -108,6 +115,9 @@ class BenchConfig:
     floor_dbm: float = -100.0
     ceiling_dbm: float = 0.0
     timeout_ms: int = 5000
+    max_attempts: int = 8
+    backoff_s: float = 0.05
+    max_backoff_s: float = 1.0
     simulator: dict = field(default_factory=dict)
     source: str = "<built-in>"
 
@@ -126,7 +136,8 @@ class BenchConfig:
     def to_dict(self) -> dict:
         """A JSON-able description, enough to rebuild the config (stored in session files)."""
         return {
-            "bench": {"name": self.name, "timeout_ms": self.timeout_ms},
+            "bench": {"name": self.name, "timeout_ms": self.timeout_ms, "max_attempts": self.max_attempts,
+                      "backoff_s": self.backoff_s, "max_backoff_s": self.max_backoff_s},
             "instruments": {n: {"driver": c.driver, "resource": c.resource, **c.settings,
                                 **({"max_power_dbm": c.max_power_dbm} if c.max_power_dbm is not None else {})}
                             for n, c in self.instruments.items()},
@@ -183,9 +194,17 @@ def parse_bench_config(raw: dict, source: str = "<dict>") -> BenchConfig:
         floor_dbm=_number(features, "floor_dbm", f"{where} [features]", default=-100.0),
         ceiling_dbm=_number(features, "ceiling_dbm", f"{where} [features]", default=0.0),
         timeout_ms=int(_number(bench, "timeout_ms", f"{where} [bench]", default=5000)),
+        max_attempts=int(_number(bench, "max_attempts", f"{where} [bench]", default=8)),
+        backoff_s=_number(bench, "backoff_s", f"{where} [bench]", default=0.05),
+        max_backoff_s=_number(bench, "max_backoff_s", f"{where} [bench]", default=1.0),
         simulator=dict(_table(raw, "simulator", where, required=False)),
         source=source,
     )
+    if config.timeout_ms < 1 or config.max_attempts < 1 or config.backoff_s < 0 or config.max_backoff_s < 0:
+        raise UserError(f"{where}: [bench] needs timeout_ms >= 1, max_attempts >= 1 and backoffs >= 0")
+    unknown_bench = set(bench) - {"name", "timeout_ms", "max_attempts", "backoff_s", "max_backoff_s"}
+    if unknown_bench:
+        raise UserError(f"{where}: unknown [bench] key(s) {', '.join(sorted(unknown_bench))}")
     if config.bins < 1 or config.ceiling_dbm <= config.floor_dbm:
         raise UserError(f"{where}: [features] needs bins >= 1 and ceiling_dbm > floor_dbm")
     check_encoding_safe(config)
@@ -253,6 +272,27 @@ def _encoding(index, spec, instruments, where) -> EncodingInput:
         raise UserError(f"{here}: a {driver} has no encodable setting {setting!r}; "
                         f"expected one of {', '.join(SETTINGS_BY_DRIVER.get(driver, ()))}")
     return EncodingInput(name, setting, _number(spec, "min", here), _number(spec, "max", here))
+
+
+def bench_config_toml(config: BenchConfig) -> str:
+    """The TOML text of a bench config (what :func:`load_bench_config` reads back to the same config)."""
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return repr(float(v)) if isinstance(v, float) else str(v)
+
+    raw = config.to_dict()
+    lines = [f"# bench: {config.name}", ""]
+    for table in ("bench", "safety", "features", "simulator"):
+        if raw.get(table):
+            lines += [f"[{table}]"] + [f"{k} = {value(v)}" for k, v in raw[table].items()] + [""]
+    for name, spec in raw["instruments"].items():
+        lines += [f"[instruments.{name}]"] + [f"{k} = {value(v)}" for k, v in spec.items()] + [""]
+    for entry in raw["encoding"]:
+        lines += ["[[encoding]]"] + [f"{k} = {value(v)}" for k, v in entry.items()] + [""]
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- safety
@@ -347,7 +387,7 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
         band_low = 2.980e9 + (i - 1) * 20e6
         encoding.append(EncodingInput(f"gen{i}", "frequency_hz", band_low, band_low + 20e6))
     config = BenchConfig(
-        name="simulated magnonic ring" + (" (embedded)" if embedded else ""),
+        name="simulated magnonic ring" + (" (embedded)" if embedded else ""), timeout_ms=1000,
         instruments=instruments, encoding=tuple(encoding),
         max_total_power_dbm=round(10 * math.log10(generators) + 2.0, 2),
         simulator={"seed": seed, "noise": noise, "generators": generators} if embedded else {},
@@ -420,7 +460,7 @@ def _open_visa(cls, name, resource, timeout_ms):
         return instrument
     except Exception as exc:  # pyvisa raises many types for "not there"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot reach {name} at {resource}: {reason}") from None
+        raise InstrumentUnreachable(f"cannot reach {name} at {resource}: {reason}") from None
 
 
 def _disable_nagle(instrument):
@@ -455,12 +495,32 @@ def _close_quietly(driver):
 
 
 # --------------------------------------------------------------------------- the reservoir
+class BenchFault(UserError):
+    """The bench did not answer within its retry budget; RF was turned off (or could not be reached)."""
+
+
+def _transient_errors() -> tuple:
+    """What a query survives by retrying: transport failures, timeouts, garbled or bad answers."""
+    import pyvisa
+
+    return (OSError, TimeoutError, ValueError, pyvisa.errors.Error, InstrumentUnreachable)
+
+
 class Bench:
     """Connected instruments as a reservoir: ``measure(U)`` sets, sweeps and reads, one row at a time.
 
-    Generator outputs stay off until the first settings of a query have been applied, and
-    :meth:`rf_off` (also called by :meth:`close` and on leaving a ``with`` block) turns every one
-    of them off.
+    Safety: every setting is checked against the limits before anything of it is sent (also when
+    settings are re-applied after a reconnect or a reboot); generator outputs stay off until the
+    first settings of a query are applied, and :meth:`rf_off` (called by :meth:`close`, so on
+    leaving a ``with`` block however it is left) turns every one off.
+
+    Faults: one query is *set → sweep → read* and is retried whole, up to ``max_attempts`` times
+    with exponential backoff, on a timeout, a dropped connection, a garbled answer, or a trace of
+    the wrong length, non-numeric or with NaN (never accepted as data). Before a retry the VISA
+    connections are reopened (which also discards late answers still in flight), every setting is
+    sent again and read back, and only then is the query measured. The measurement records how
+    many attempts each query took. When the budget is spent, RF is turned off and
+    :class:`BenchFault` says what failed.
     """
 
     def __init__(self, config: BenchConfig, instruments: dict | None = None):
@@ -472,16 +532,22 @@ class Bench:
         self.setting_names = tuple(f"{e.instrument}.{e.setting}" for e in config.encoding)
         self._sent: dict[tuple[str, str], float] = {}
         self._rf_on = False
+        self._stale = False
+        self.recoveries = 0
         self.rf_off()
         self._apply_fixed_settings()
         self.frequencies = self._analyzer_axis()
 
     # ---- setup
-    def _apply_fixed_settings(self):
+    def _fixed_settings(self) -> dict[tuple[str, str], float]:
         fixed = {}
         for name, inst in self.config.instruments.items():
             if inst.driver in SETTINGS_BY_DRIVER:
                 fixed.update({(name, k): float(v) for k, v in inst.settings.items() if k != "output"})
+        return fixed
+
+    def _apply_fixed_settings(self):
+        fixed = self._fixed_settings()
         check_settings_safe(self.config, fixed)
         for (name, setting), value in fixed.items():
             self._send(name, setting, value)
@@ -497,8 +563,11 @@ class Bench:
             analyzer.frequency_points = int(settings["points"])
         ring = self.config.ring
         if ring is not None:
-            self.instruments[ring].amplifier_enabled = bool(self.config.instruments[ring].settings.get("output", True))
+            self.instruments[ring].amplifier_enabled = self._amplifier_wanted()
         self._confirm(self.instruments)
+
+    def _amplifier_wanted(self) -> bool:
+        return bool(self.config.instruments[self.config.ring].settings.get("output", True))
 
     def _analyzer_axis(self) -> np.ndarray:
         analyzer = self.instruments[self.config.analyzer]
@@ -557,20 +626,88 @@ class Bench:
                 raise ValueError(f"{name} did not confirm its settings: *OPC? answered {answer!r}")
 
     def rf_off(self) -> None:
-        """Turn every generator's RF output off (idempotent, safe to call at any time)."""
+        """Turn every generator's RF output off and wait for each to confirm it."""
         for name in self.config.generators:
             self.instruments[name].disable()
         self._rf_on = False
         self._confirm(self.config.generators)
 
+    # ---- recovering from faults
+    def _reconnect(self) -> None:
+        """Reopen every VISA connection (embedded instruments need none); stale answers are dropped."""
+        for name, inst in self.config.instruments.items():
+            if inst.resource.startswith("sim::"):
+                continue
+            _close_quietly(self.instruments[name])
+            self.instruments[name] = _open_visa(_driver_class(inst.driver), name, inst.resource,
+                                                self.config.timeout_ms)
+
+    def _recover(self) -> None:
+        """After a fault: reconnect, outputs off, every fixed setting again; the query re-sends the rest."""
+        self._reconnect()
+        self._sent.clear()
+        self._rf_on = False
+        self.rf_off()
+        self._apply_fixed_settings()
+
+    def _read_back(self) -> None:
+        """Read every setting back from the instruments; a difference is a fault (ValueError)."""
+        for (name, setting), wanted in self._sent.items():
+            driver = self.instruments[name]
+            got = {"power_dbm": lambda: driver.power, "frequency_hz": lambda: driver.frequency,
+                   "loop_gain_db": lambda: driver.loop_gain, "field_mt": lambda: driver.field}[setting]()
+            if not math.isclose(float(got), wanted, rel_tol=1e-9, abs_tol=1e-3):
+                raise ValueError(f"{name}.{setting} reads back {got!r}, not {wanted!r}")
+        for name in self.config.generators:
+            if bool(self.instruments[name].output_enabled) != self._rf_on:
+                raise ValueError(f"{name} RF output reads back {'on' if not self._rf_on else 'off'}")
+        if self.config.ring is not None and bool(self.instruments[self.config.ring].amplifier_enabled) != self._amplifier_wanted():
+            raise ValueError("ring amplifier state does not read back as set")
+        if int(self.instruments[self.config.analyzer].frequency_points) != self.points:
+            raise ValueError("analyzer sweep points do not read back as set")
+
+    def _check_trace(self, trace: np.ndarray) -> None:
+        if trace.shape != (self.points,):
+            raise ValueError(f"analyzer returned {trace.shape[0]} points, expected {self.points}")
+        if not np.all(np.isfinite(trace)):
+            raise ValueError("analyzer returned a trace with NaN or infinite values")
+
     # ---- measuring
     def measure_trace(self, settings: dict[tuple[str, str], float]) -> np.ndarray:
-        """One query: apply the settings, take one sweep, read and check the trace (dBm, float32)."""
-        self.apply(settings)
-        trace = self.instruments[self.config.analyzer].sweep_and_read()
-        if trace.shape != (self.points,) or not np.all(np.isfinite(trace)):
-            raise ValueError(f"analyzer returned a bad trace ({trace.shape[0]} points, expected {self.points})")
-        return trace
+        """One query's trace (dBm, float32); see :meth:`query`."""
+        return self.query(settings)[0]
+
+    def query(self, settings: dict[tuple[str, str], float]) -> tuple[np.ndarray, int]:
+        """One query — apply the settings, sweep, read and check the trace — retried whole on faults.
+
+        Returns the trace (dBm, float32) and the number of attempts it took.
+        """
+        transient = _transient_errors()
+        started = time.monotonic()
+        for attempt in range(1, self.config.max_attempts + 1):
+            try:
+                recovering = self._stale
+                if recovering:
+                    self._recover()
+                self.apply(settings)
+                if recovering:
+                    self._read_back()
+                    self.recoveries += 1
+                    self._stale = False
+                trace = self.instruments[self.config.analyzer].sweep_and_read()
+                self._check_trace(trace)
+                return trace, attempt
+            except SafetyError:
+                raise
+            except transient as exc:
+                failure = exc
+                self._stale = True
+                if attempt < self.config.max_attempts:
+                    time.sleep(min(self.config.backoff_s * 2 ** (attempt - 1), self.config.max_backoff_s))
+        rf = self._best_effort_rf_off()
+        reason = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+        raise BenchFault(f"the bench stopped answering after {self.config.max_attempts} attempts over "
+                         f"{time.monotonic() - started:.1f} s (last: {reason}); {rf}")
 
     def measure(self, U: np.ndarray) -> Measurement:
         U = np.atleast_2d(np.asarray(U, dtype=np.float64))
@@ -578,14 +715,15 @@ class Bench:
         spectra = np.empty((batch, self.points), dtype=np.float32)
         settings = np.empty((batch, self.input_width))
         started = np.empty(batch)
+        attempts = np.empty(batch, dtype=np.int32)
         for row in range(batch):
             sent = self.settings_for(U[row])
             started[row] = time.time()
-            spectra[row] = self.measure_trace(sent)
+            spectra[row], attempts[row] = self.query(sent)
             settings[row] = list(sent.values())
         features = trace_features(spectra, self.config.bins, self.config.floor_dbm, self.config.ceiling_dbm)
         return Measurement(features=features, spectra=spectra, frequencies=self.frequencies, settings=settings,
-                           started=started, attempts=np.ones(batch, dtype=np.int32))
+                           started=started, attempts=attempts)
 
     # ---- the embedded simulator's noise, for bit-identical resume
     def get_rng_state(self) -> dict:
@@ -602,9 +740,25 @@ class Bench:
         """Each instrument's ``*IDN?`` answer (recorded in the session file)."""
         return {name: str(driver.id) for name, driver in self.instruments.items()}
 
+    # ---- ending
+    def _best_effort_rf_off(self) -> str:
+        """Turn RF off even on a bench that misbehaves; says what happened (never raises)."""
+        for _ in range(2):
+            try:
+                if self._stale:
+                    self._reconnect()
+                    self._stale = False
+                self.rf_off()
+                return "RF is off on every generator"
+            except Exception:  # a broken connection: reconnect once more, then report
+                self._stale = True
+        message = "RF could NOT be confirmed off: check the generators by hand"
+        log.error(message)
+        return message
+
     def close(self) -> None:
         try:
-            self.rf_off()
+            self._best_effort_rf_off()
         finally:
             for driver in self.instruments.values():
                 _close_quietly(driver)

@@ -71,7 +71,20 @@ def add_sim(sub):
                         "0 lets the system choose free ports")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulator's noise (0)")
     p.add_argument("--noise", type=int, choices=(0, 1), default=1, help="1: measurement noise on; 0: off")
+    p.add_argument("--faults", type=fault_spec, metavar="SPEC",
+                   help="inject seeded faults per program message, e.g. drop=0.02,delay=0.01,garble=0.02,"
+                        "error=0.01,reboot=0.001,seed=7 (also delay_s=6, reboot_s=0); "
+                        "see labpgt.instruments.simulated.faults")
     p.set_defaults(run=run_sim)
+
+
+def fault_spec(text: str):
+    from labpgt.instruments.simulated.faults import FaultSpec
+
+    try:
+        return FaultSpec.parse(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def sim_ports(base: int, generators: int) -> dict[str, int] | None:
@@ -85,16 +98,20 @@ def run_sim(args) -> int:
 
     bench = SimulatedBench(n_generators=args.generators, seed=args.seed, noise=bool(args.noise))
     try:
-        server = serve(bench, host=args.host, ports=sim_ports(args.port, args.generators))
+        server = serve(bench, host=args.host, ports=sim_ports(args.port, args.generators), faults=args.faults)
     except OSError as exc:
         raise UserError(f"cannot serve on {args.host} port {args.port}: {exc.strerror or exc}") from None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with server:
+        if server.faults is not None:
+            print(f"labpgt sim: injecting faults {server.faults.spec}", file=sys.stderr, flush=True)
         for name, resource in server.resources.items():
             print(f"{name} {resource}", flush=True)
         stop.wait()
+    if server.faults is not None:
+        print(f"labpgt sim: faults injected: {server.faults.summary()}", file=sys.stderr, flush=True)
     return 0
 
 
@@ -200,6 +217,12 @@ def train_config_from(args):
     return config.resolved()
 
 
+def make_reservoir_for(config):
+    from labpgt.experiments import reservoir_factory_for
+
+    return reservoir_factory_for(config)()
+
+
 def default_session_path(config) -> Path:
     import time as _time
 
@@ -211,20 +234,35 @@ def run_train(args) -> int:
     from labpgt.experiments import plot_history
     from labpgt.session_tools import record_training, resume_training
 
+    from labpgt.bench import BenchFault
+
     if args.resume is not None:
         if not args.resume.is_file():
             raise UserError(f"cannot resume: {args.resume} does not exist")
         session = args.resume
-        with _progress_bar(args.quiet, f"resume {session.name}") as progress:
-            result = resume_training(session, progress=progress)
+        start = lambda progress: resume_training(session, progress=progress)  # noqa: E731
+        label = f"resume {session.name}"
     else:
         config = train_config_from(args)
         session = args.out or default_session_path(config)
         if session.exists():
             raise UserError(f"{session} exists; choose another --out, or continue it with --resume {session}")
         session.parent.mkdir(parents=True, exist_ok=True)
-        with _progress_bar(args.quiet, f"{config.task} {config.method} {config.reservoir}") as progress:
-            result = record_training(config, session, progress=progress)
+        reservoir = make_reservoir_for(config)
+        instruments = reservoir.identities() if hasattr(reservoir, "identities") else {}
+        start = lambda progress: record_training(config, session, reservoir=reservoir,  # noqa: E731
+                                                 instruments=instruments, progress=progress)
+        label = f"{config.task} {config.method} {config.reservoir}"
+    try:
+        with _progress_bar(args.quiet, label) as progress:
+            result = start(progress)
+    except BenchFault as exc:
+        raise UserError(f"{exc}; the session is saved up to the last complete step: "
+                        f"continue with labpgt train --resume {session}") from None
+    except KeyboardInterrupt:
+        print(f"labpgt: interrupted; RF is off and the session is saved up to the last complete step: "
+              f"continue with labpgt train --resume {session}", file=sys.stderr)
+        raise SystemExit(130) from None
     plot = args.plot or session.with_suffix(".png")
     plot_history(result, str(plot))
     q = result.queries
@@ -395,7 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = [add_train, add_benchmark, add_session_commands, add_sim, add_spectrum, add_gui]
 
 
+def _terminate_as_interrupt(signum, frame):
+    """SIGTERM ends a run as Ctrl+C does: every ``finally`` runs (RF off, session flushed)."""
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         args = build_parser().parse_args(argv)
         return args.run(args)

@@ -1,0 +1,148 @@
+"""RF is off after every way a run can end; faults are retried whole and recorded once."""
+
+import dataclasses
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from labpgt.bench import Bench, BenchFault, bench_config_toml, embedded_bench, simulated_bench_config
+from labpgt.session import SessionReader
+from labpgt.session_tools import record_training
+from labpgt.trainer import TrainConfig
+
+
+def simulated_outputs(bench):
+    """RF state straight from the simulated generators (not through the drivers)."""
+    return [bool(g.output_on) for g in bench.simulator.generators]
+
+
+def quick_config(**overrides):
+    values = dict(task="iris", method="node", reservoir="ring-sim", steps=2, batch_size=4, eval_every=2,
+                  eval_train_samples=8)
+    values.update(overrides)
+    return TrainConfig(**values).resolved()
+
+
+def test_rf_off_after_a_normal_end(tmp_path):
+    bench = embedded_bench(seed=1)
+    record_training(quick_config(), tmp_path / "run.h5", reservoir=bench)
+    assert simulated_outputs(bench) == [False] * 4
+
+
+def test_rf_off_after_an_exception_mid_run(tmp_path):
+    bench = embedded_bench(seed=1)
+    real_measure, calls = bench.measure, []
+
+    def failing_measure(U):
+        calls.append(len(U))
+        if len(calls) == 3:
+            assert simulated_outputs(bench) == [True] * 4  # measuring: RF on
+            raise RuntimeError("something broke in the middle of a step")
+        return real_measure(U)
+
+    bench.measure = failing_measure
+    with pytest.raises(RuntimeError):
+        record_training(quick_config(), tmp_path / "run.h5", reservoir=bench)
+    assert simulated_outputs(bench) == [False] * 4
+    with SessionReader(tmp_path / "run.h5") as session:  # the record is still a valid session
+        assert session.last_complete_step is None or session.last_complete_step >= -1
+
+
+def test_a_failed_query_is_retried_whole_and_recorded_once_with_its_attempts():
+    u = np.random.default_rng(3).random((3, 8))
+    with embedded_bench(seed=2, noise=False) as clean:
+        expected = clean.measure(u)
+    with embedded_bench(seed=2, noise=False) as bench:
+        analyzer = bench.instruments["analyzer"]
+        real, failures = analyzer.sweep_and_read, iter([ValueError("garbled block"), None, None, None])
+
+        def flaky(*args):
+            failure = next(failures, None)
+            if failure is not None:
+                raise failure
+            trace = real(*args)
+            return trace
+
+        analyzer.sweep_and_read = flaky
+        got = bench.measure(u)
+    np.testing.assert_array_equal(got.spectra, expected.spectra)
+    assert list(got.attempts) == [2, 1, 1]
+
+
+def test_nan_or_short_traces_are_never_accepted_as_data():
+    with embedded_bench(seed=2, noise=False) as bench:
+        analyzer = bench.instruments["analyzer"]
+        real = analyzer.sweep_and_read
+        bad = [np.full(401, np.nan, np.float32), np.zeros(400, np.float32)]
+        analyzer.sweep_and_read = lambda *a: bad.pop(0) if bad else real(*a)
+        m = bench.measure(np.full((1, 8), 0.5))
+    assert m.attempts[0] == 3 and np.all(np.isfinite(m.spectra))
+
+
+def test_exhausted_retries_stop_cleanly_with_rf_off():
+    config = dataclasses.replace(simulated_bench_config(embedded=True, seed=0), max_attempts=3, backoff_s=0.0)
+    bench = Bench(config)
+    bench.measure(np.full((1, 8), 0.5))
+    assert simulated_outputs(bench) == [True] * 4
+
+    def dead(*args):
+        raise TimeoutError("VI_ERROR_TMO (-1073807339): Timeout expired before operation completed.")
+
+    bench.instruments["analyzer"].sweep_and_read = dead
+    with pytest.raises(BenchFault, match="after 3 attempts .*RF is off on every generator"):
+        bench.measure(np.full((1, 8), 0.4))
+    assert simulated_outputs(bench) == [False] * 4
+    bench.close()
+
+
+# ------------------------------------------------------------------ signals, over TCP like the lab
+@pytest.fixture
+def served(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "labpgt", "sim", "--port", "0", "--noise", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    resources = dict(proc.stdout.readline().split() for _ in range(6))
+    config = simulated_bench_config(embedded=False)
+    config = dataclasses.replace(config, instruments={n: dataclasses.replace(c, resource=resources[n])
+                                                      for n, c in config.instruments.items()})
+    path = tmp_path / "bench.toml"
+    path.write_text(bench_config_toml(config))
+    yield path, resources
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=10)
+
+
+def generator_outputs(resources):
+    import pyvisa
+
+    rm = pyvisa.ResourceManager("@py")
+    states = []
+    for name in ("gen1", "gen2", "gen3", "gen4"):
+        inst = rm.open_resource(resources[name], read_termination="\n", write_termination="\n", timeout=2000)
+        states.append(inst.query(":OUTP?").strip())
+        inst.close()
+    return states
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
+def test_rf_off_after_sigint_and_sigterm(served, tmp_path, signum, status):
+    bench_path, resources = served
+    out = tmp_path / "run.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--bench", str(bench_path), "--task", "iris",
+                             "--steps", "200", "--batch-size", "8", "--quiet", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and generator_outputs(resources) != ["1"] * 4:
+        time.sleep(0.2)
+    assert generator_outputs(resources) == ["1"] * 4, "the run never started measuring"
+    time.sleep(0.5)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status, err
+    assert "Traceback" not in err and "--resume" in err
+    assert generator_outputs(resources) == ["0"] * 4
+    with SessionReader(out) as session:
+        assert not session.completed
