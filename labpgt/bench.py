@@ -495,6 +495,9 @@ def _close_quietly(driver):
 
 
 # --------------------------------------------------------------------------- the reservoir
+RF_UNCONFIRMED = "RF could NOT be confirmed off: check the generators by hand"
+
+
 class BenchFault(UserError):
     """The bench did not answer within its retry budget; RF was turned off (or could not be reached)."""
 
@@ -533,6 +536,7 @@ class Bench:
         self._sent: dict[tuple[str, str], float] = {}
         self._rf_on = False
         self._stale = False
+        self._rf_reported = False
         self.recoveries = 0
         self.rf_off()
         self._apply_fixed_settings()
@@ -705,6 +709,7 @@ class Bench:
                 if attempt < self.config.max_attempts:
                     time.sleep(min(self.config.backoff_s * 2 ** (attempt - 1), self.config.max_backoff_s))
         rf = self._best_effort_rf_off()
+        self._rf_reported = True
         reason = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
         raise BenchFault(f"the bench stopped answering after {self.config.max_attempts} attempts over "
                          f"{time.monotonic() - started:.1f} s (last: {reason}); {rf}")
@@ -752,13 +757,12 @@ class Bench:
                 return "RF is off on every generator"
             except Exception:  # a broken connection: reconnect once more, then report
                 self._stale = True
-        message = "RF could NOT be confirmed off: check the generators by hand"
-        log.error(message)
-        return message
+        return RF_UNCONFIRMED
 
     def close(self) -> None:
         try:
-            self._best_effort_rf_off()
+            if self._best_effort_rf_off() == RF_UNCONFIRMED and not self._rf_reported:
+                log.error("labpgt: %s", RF_UNCONFIRMED)
         finally:
             for driver in self.instruments.values():
                 _close_quietly(driver)
