@@ -406,16 +406,31 @@ def run_export(args) -> int:
 
 # --------------------------------------------------------------------------- gui
 def add_gui(sub):
-    p = sub.add_parser("gui", help="the PyMeasure window: queue training runs, watch the ring live")
+    p = sub.add_parser("gui", help="the PyMeasure window: queue training runs, watch the ring live",
+                       description="Queue training runs (or, with --sweep, ring characterisation sweeps), "
+                                   "watch loss, accuracy and the live spectrum, open recorded sessions.")
+    p.add_argument("--bench", type=Path, help="bench TOML (default: the embedded simulated bench)")
+    p.add_argument("--sweep", action="store_true", help="characterise the ring (RingSweep) instead of training")
+    p.add_argument("--runs-dir", type=Path, help="where sessions are written (data/runs)")
+    p.add_argument("--open", type=Path, metavar="FILE.h5", help="open a recorded session at start")
     p.set_defaults(run=run_gui)
 
 
 def run_gui(args) -> int:
+    if args.bench is not None:
+        from labpgt.bench import load_bench_config
+
+        load_bench_config(args.bench)  # a bad bench file is one line and exit 2, before any window opens
+    if args.open is not None and not args.open.is_file():
+        raise UserError(f"{args.open} does not exist")
     try:
         from labpgt.procedures.window import main as gui_main
     except ImportError as exc:
         raise UserError(f"the GUI needs the gui extra (pip install 'labpgt[gui]'): {exc}") from None
-    return gui_main([])
+    argv = [*(["--bench", str(args.bench)] if args.bench else []), *(["--sweep"] if args.sweep else []),
+            *(["--runs-dir", str(args.runs_dir)] if args.runs_dir else []),
+            *(["--open", str(args.open)] if args.open else [])]
+    return gui_main(argv)
 
 
 # --------------------------------------------------------------------------- main

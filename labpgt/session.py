@@ -23,7 +23,8 @@ Group ``queries`` — one row per reservoir measurement, in measurement order (n
 
     step       int64   (n,)    0-based training step (calibration and the first evaluation: 0)
     role       uint8   (n,)    code; attribute ``names`` = JSON list, code i ↦ names[i]
-                               (calibration, baseline, plus, minus, eval)
+                               (calibration, baseline, plus, minus, eval, sweep;
+                               "sweep": a characterisation point of labpgt.procedures.sweep)
     direction  int32   (n,)    perturbation direction, -1 for calibration/baseline/eval
     sample     int32   (n,)    index into the training split; n_train + i for test sample i
     u          float64 (n, d)  the reservoir input asked for
@@ -79,6 +80,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -93,7 +95,7 @@ import numpy as np
 from labpgt.errors import UserError
 
 SCHEMA = "labpgt-session/1"
-ROLES = ("calibration", "baseline", "plus", "minus", "eval")
+ROLES = ("calibration", "baseline", "plus", "minus", "eval", "sweep")  # append only: codes are stored
 ROLE_CODES = {name: code for code, name in enumerate(ROLES)}
 COMPRESSION = "lzf"
 UNCOMPRESSED = ("spectrum", "features", "u", "settings")  # noisy floats: lzf saved ~0 % and cost ~40 % of the write rate
@@ -730,9 +732,51 @@ def _open_read_only(path: Path) -> h5py.File:
             raise UserError(f"{path.name} is truncated or damaged: {_first_line(exc)}") from None
     _check_not_truncated(path)                    # live or killed writer: SWMR read skips that check
     try:
-        return h5py.File(path, "r", libver="latest", swmr=True)
+        return _open_swmr_read(path)
     except OSError as exc:
         raise UserError(f"{path.name} is truncated or damaged: {_first_line(exc)}") from None
+
+
+#: SWMR readers retry a metadata read whose checksum fails, sleeping 1, 2, 4, … ns between tries;
+#: HDF5's default of 100 tries makes a corrupt file hang the reader for ~2^100 ns (forever).
+#: 24 tries wait ~17 ms in all, ample for a live writer's metadata flush to land.
+SWMR_METADATA_READ_ATTEMPTS = 24
+
+
+def _open_swmr_read(path: Path) -> h5py.File:
+    """``h5py.File(path, "r", libver="latest", swmr=True)`` with a bounded number of metadata read attempts."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    if not _set_metadata_read_attempts(fapl, SWMR_METADATA_READ_ATTEMPTS):
+        return h5py.File(path, "r", libver="latest", swmr=True)
+    fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl)
+    return h5py.File(fid)
+
+
+def _set_metadata_read_attempts(fapl, attempts: int) -> bool:
+    """``H5Pset_metadata_read_attempts`` (h5py does not wrap it) on the HDF5 library h5py loaded."""
+    function = _hdf5_function("H5Pset_metadata_read_attempts")
+    return function is not None and function(fapl.id, attempts) >= 0
+
+
+@functools.lru_cache(maxsize=None)
+def _hdf5_function(name: str):
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:       # the libhdf5 h5py is linked against (Linux)
+            paths = {line.split()[-1] for line in maps if "/libhdf5" in line and "_hl" not in line}
+    except OSError:
+        paths = set()
+    for path in sorted(paths):
+        try:
+            function = getattr(ctypes.CDLL(path), name)
+        except (OSError, AttributeError):
+            continue
+        function.argtypes = (ctypes.c_int64, ctypes.c_uint)
+        function.restype = ctypes.c_int
+        return function
+    return None
 
 
 def _check_not_truncated(path: Path) -> None:

@@ -1,0 +1,225 @@
+"""``RingSweep``: characterise the ring — sweep one setting, record every spectrum, estimate the threshold.
+
+Swept settings: the ring's loop gain (dB) or bias field (mT), or one generator's frequency (Hz) or
+power (dBm), from ``start`` to ``stop`` over ``points`` points. Every spectrum is recorded in a
+labpgt session file (same schema as a training run, query role ``"sweep"``; one "step" and one
+(empty) checkpoint per point, so ``labpgt inspect`` reports a complete sweep). Each point's summary
+is emitted as a ``results`` row: Point, Value, Peak frequency (GHz), Peak power (dBm), Margin (dB)
+= strongest line (injected tones excluded) above the trace's median (the noise floor).
+
+When the loop gain is swept, :func:`estimate_threshold` gives the auto-oscillation threshold: the
+gain where the margin first rises through ``margin_db`` (default 30 dB), linearly interpolated
+between the two points around the jump. It is logged, kept in :attr:`RingSweep.threshold_db`
+and stored in the last step's ``extra`` as ``threshold_gain_db``.
+
+Ring sweeps run with every generator's RF output off by default (the free-running ring: an
+injected tone pulls and locks the modes and would mask the threshold); ``tones`` turns them on at
+the bench's fixed settings. Generator sweeps always have the generators on. RF is turned off at the
+end, on abort and on error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParameter, ListParameter, Parameter, \
+    Procedure
+
+from labpgt.procedures.training import DEFAULT_RUNS_DIR, SpectrumFeed
+
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
+
+TARGETS = {"loop gain": ("ring", "loop_gain_db"), "bias field": ("ring", "field_mt"),
+           "generator frequency": ("gen", "frequency_hz"), "generator power": ("gen", "power_dbm")}
+
+
+def line_margin(trace_dbm, frequencies_hz, excluded_hz=(), exclude_width_hz=0.0):
+    """``(peak_frequency_hz, peak_dbm, margin_db)``: the strongest point outside ±width of every
+    excluded frequency, and how far it stands above the trace's median."""
+    trace = np.asarray(trace_dbm, dtype=np.float64)
+    f = np.asarray(frequencies_hz, dtype=np.float64)
+    keep = np.ones(trace.shape, dtype=bool)
+    for tone in excluded_hz:
+        keep &= np.abs(f - tone) > exclude_width_hz
+    if not keep.any():
+        keep[:] = True
+    i = int(np.flatnonzero(keep)[np.argmax(trace[keep])])
+    return float(f[i]), float(trace[i]), float(trace[i] - np.median(trace))
+
+
+def estimate_threshold(values, margins, margin_db: float = 30.0) -> float:
+    """The swept value where ``margins`` first rises through ``margin_db`` (linear interpolation); NaN if never.
+
+    ``values`` must be monotonic (either direction); the first point already above gives that point.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    m = np.asarray(margins, dtype=np.float64)
+    order = np.argsort(v)
+    v, m = v[order], m[order]
+    above = np.flatnonzero(m >= margin_db)
+    if above.size == 0:
+        return math.nan
+    i = int(above[0])
+    if i == 0:
+        return float(v[0])
+    return float(v[i - 1] + (margin_db - m[i - 1]) / (m[i] - m[i - 1]) * (v[i] - v[i - 1]))
+
+
+class RingSweep(Procedure):
+    """Sweep the loop gain, the bias field, or one generator's frequency or power; record every spectrum."""
+
+    target = ListParameter("Sweep", choices=list(TARGETS), default="loop gain")
+    generator = IntegerParameter("Generator (for generator sweeps)", minimum=1, maximum=64, default=1)
+    start = FloatParameter("Start (dB, mT, Hz or dBm)", minimum=-1e12, maximum=1e12, default=-3.0, decimals=6)
+    stop = FloatParameter("Stop", minimum=-1e12, maximum=1e12, default=3.0, decimals=6)
+    points = IntegerParameter("Points", minimum=2, maximum=100_000, default=25)
+    tones = BooleanParameter("Generators on during ring sweeps", default=False)
+    margin_db = FloatParameter("Threshold margin over median (dB)", minimum=1.0, maximum=200.0, default=30.0)
+    bench_config = Parameter("Bench config (.toml, empty = embedded simulated bench)", default="")
+    seed = IntegerParameter("Seed (embedded simulator)", minimum=0, default=0)
+    output = Parameter("Session file (.h5, empty = data/runs/<time>-sweep-<setting>.h5)", default="")
+
+    DATA_COLUMNS = ["Point", "Value", "Peak frequency (GHz)", "Peak power (dBm)", "Margin (dB)"]
+
+    def __init__(self, *args, **kwargs):
+        self.feed = SpectrumFeed()
+        self.bench = None
+        self.session_path = None
+        self.threshold_db = math.nan
+        self.summary: list[dict] = []
+        super().__init__(*args, **kwargs)
+
+    def startup(self):
+        from labpgt.procedures.training import default_session_path
+
+        kind, setting = TARGETS[self.target]
+        self.instrument_setting = setting
+        path = Path(self.output) if self.output else default_session_path("sweep", setting, DEFAULT_RUNS_DIR)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.session_path = path
+
+    def _open_bench(self):
+        from labpgt.bench import embedded_bench, load_bench
+
+        return load_bench(self.bench_config) if self.bench_config else embedded_bench(seed=int(self.seed))
+
+    def execute(self):
+        from labpgt.bench import check_settings_safe, trace_features
+        from labpgt.reservoir import Measurement
+        from labpgt.session import SessionWriter
+
+        writer = None
+        try:
+            bench = self.bench = self._open_bench()
+            config = bench.config
+            kind, setting = TARGETS[self.target]
+            if kind == "ring":
+                if config.ring is None:
+                    raise ValueError("this bench has no ring controller to sweep")
+                name = config.ring
+            else:
+                name = f"gen{int(self.generator)}"
+                if name not in config.generators:
+                    raise ValueError(f"this bench has no generator {name}; it has {', '.join(config.generators)}")
+            values = np.linspace(float(self.start), float(self.stop), int(self.points))
+            self.feed.set_frequencies(bench.frequencies)
+            sweep = {"instrument": name, "setting": setting, "start": float(self.start), "stop": float(self.stop),
+                     "points": int(self.points), "tones": bool(self.tones) or kind == "gen",
+                     "margin_db": float(self.margin_db)}
+            session_config = {
+                "train": {"task": "sweep", "method": "sweep", "reservoir": "ring-sim", "steps": int(self.points),
+                          "seed": int(self.seed), "bench": self.bench_config or None, "sweep": sweep},
+                "bench": config.to_dict(),
+                "reservoir": {"input_width": 1, "feature_width": config.bins,
+                              "setting_names": [f"{name}.{setting}"]}}
+            writer = SessionWriter.create(self.session_path, session_config, params_template={},
+                                          optimizer_template={}, frequencies=bench.frequencies,
+                                          instruments=bench.identities())
+            analyzer = config.instruments[config.analyzer]
+            rbw = float(analyzer.settings.get("rbw_hz", 1e6))
+            tones_on = bool(self.tones) or kind == "gen"
+            margins = []
+            if not tones_on:
+                bench.rf_off()
+            for i, value in enumerate(values):
+                if self.should_stop():
+                    log.warning("RingSweep aborted after %d of %d points", i, len(values))
+                    break
+                settings = {(name, setting): float(value)}
+                if tones_on:
+                    trace = bench.measure_trace(settings)
+                    excluded = [float(value) if (g, setting) == (name, "frequency_hz")
+                                else config.instruments[g].settings.get("frequency_hz") for g in config.generators]
+                    excluded = [f for f in excluded if f is not None]
+                else:
+                    trace = self._measure_free_running(bench, settings, check_settings_safe)
+                    excluded = []
+                peak_f, peak_p, margin = line_margin(trace, bench.frequencies, excluded, 5 * rbw)
+                margins.append(margin)
+                u = np.array([[i / max(len(values) - 1, 1)]])
+                measurement = Measurement(
+                    features=trace_features(trace[None, :], config.bins, config.floor_dbm, config.ceiling_dbm),
+                    spectra=trace[None, :], frequencies=bench.frequencies, settings=np.array([[value]]),
+                    started=None, attempts=np.ones(1, dtype=np.int32))
+                writer.record_queries(i, "sweep", np.array([-1]), np.array([-1]), u, measurement)
+                self.feed.push(trace)
+                extra = {"value": float(value), "peak_frequency_hz": peak_f, "peak_power_dbm": peak_p,
+                         "margin_db": margin}
+                if setting == "loop_gain_db" and i == len(values) - 1:
+                    self.threshold_db = estimate_threshold(values[:len(margins)], margins, float(self.margin_db))
+                    extra["threshold_gain_db"] = None if math.isnan(self.threshold_db) else self.threshold_db
+                writer.record_step(i, extra)
+                writer.checkpoint(i, {}, {}, {}, {"value": float(value)})
+                row = {"Point": i + 1, "Value": float(value), "Peak frequency (GHz)": peak_f / 1e9,
+                       "Peak power (dBm)": peak_p, "Margin (dB)": margin}
+                self.summary.append(row)
+                self.emit("results", row)
+                self.emit("progress", 100.0 * (i + 1) / len(values))
+            if setting == "loop_gain_db" and len(margins) == len(values):
+                if math.isnan(self.threshold_db):
+                    log.warning("RingSweep: no auto-oscillation threshold in [%g, %g] dB (margin %g dB)",
+                                self.start, self.stop, self.margin_db)
+                else:
+                    log.info("RingSweep: auto-oscillation threshold at loop gain %.3f dB", self.threshold_db)
+        finally:
+            try:
+                if writer is not None:
+                    writer.close()
+            finally:
+                self._rf_off()
+
+    @staticmethod
+    def _measure_free_running(bench, settings, check_settings_safe):
+        """Set a ring setting with every generator off (checked against the bench's limits first), sweep, read."""
+        (name, setting), value = next(iter(settings.items()))
+        check_settings_safe(bench.config, settings)
+        driver = bench.instruments[name]
+        if setting == "loop_gain_db":
+            driver.loop_gain = value
+        else:
+            driver.field = value
+        if driver.ask("*OPC?").strip() != "1":
+            raise ValueError(f"{name} did not confirm {setting} = {value:g}")
+        trace = bench.instruments[bench.config.analyzer].sweep_and_read()
+        if trace.shape != (bench.points,) or not np.all(np.isfinite(trace)):
+            raise ValueError(f"analyzer returned a bad trace ({trace.shape[0]} points, expected {bench.points})")
+        return trace.astype(np.float32)
+
+    def _rf_off(self):
+        if self.bench is not None:
+            try:
+                self.bench.rf_off()
+            except Exception:  # noqa: BLE001
+                log.exception("could not turn the generators' RF off")
+
+    def shutdown(self):
+        self._rf_off()
+        if self.bench is not None:
+            try:
+                self.bench.close()
+            except Exception:  # noqa: BLE001
+                log.exception("closing the bench failed")

@@ -1,0 +1,445 @@
+"""``labpgt gui``: a PyMeasure ManagedWindow for PGTTraining (or RingSweep) with live spectra and session browsing.
+
+Layout: the procedure's inputs on the left (Queue / Abort below them); on the right, tabs —
+loss and accuracy curves (PyMeasure plot widgets fed by the ``results`` rows, x selectable: Step or
+Queries), the **live spectrum** (the last trace measured, dBm vs GHz), a **waterfall** of every
+trace of the run (rows = queries, columns = frequency), a **recorded session** browser and the
+log — and PyMeasure's queue browser underneath (several runs may be queued).
+
+How the spectra reach the GUI: each procedure owns a :class:`~labpgt.procedures.training.SpectrumFeed`
+that its reservoir wrapper fills from the worker thread; a QTimer on the GUI thread polls the
+running procedure's feed (``manager.running_experiment().procedure.feed``). PyMeasure 0.16's Worker
+delivers only ``results``/``batch results`` rows (to the CSV recorder) and ``status``/``progress``
+(to the Monitor) inside the process; any other ``emit`` topic goes only to a ZMQ publisher, so a
+custom topic would never reach the window. Reading the live HDF5 file instead would lag a whole step
+(the writer flushes per step) and HDF5 does not let one process open a file it is writing a second
+time. The feed is in-process, per query, and bounded in memory.
+
+Opening a recorded session uses :class:`labpgt.session.SessionReader` (read-only: the file is
+never modified).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+
+import pyqtgraph as pg  # noqa: E402
+from pymeasure.display.Qt import QtCore, QtGui, QtWidgets  # noqa: E402
+from pymeasure.display.widgets import LogWidget, PlotWidget  # noqa: E402
+from pymeasure.display.widgets.tab_widget import TabWidget  # noqa: E402
+from pymeasure.display.windows.managed_window import ManagedWindowBase  # noqa: E402
+from pymeasure.experiment import Results  # noqa: E402
+
+from labpgt.procedures.sweep import RingSweep  # noqa: E402
+from labpgt.procedures.training import DEFAULT_RUNS_DIR, PGTTraining, default_session_path, \
+    summary_csv_path  # noqa: E402
+
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
+
+WATERFALL_ROWS = 3000
+POLL_MS = 150
+
+
+# --------------------------------------------------------------------------- tabs
+def _dark_axes(plot) -> None:
+    """Readable axes on a white background (pyqtgraph's defaults are light grey)."""
+    for name in ("left", "bottom"):
+        plot.getAxis(name).setPen("k")
+        plot.getAxis(name).setTextPen("k")
+
+
+class CurvePlotWidget(PlotWidget):
+    """PyMeasure's plot widget; curves drawn with symbols and gaps at NaN (accuracies between evaluations)."""
+
+    def __init__(self, *args, symbols=False, **kwargs):
+        self.symbols = symbols
+        super().__init__(*args, **kwargs)
+
+    def new_curve(self, results, color=pg.intColor(0), **kwargs):
+        curve = super().new_curve(results, color=color, **kwargs)
+        curve.opts["connect"] = "finite"
+        if self.symbols:
+            curve.setSymbol("o")
+            curve.setSymbolSize(6)
+            curve.setSymbolBrush(color)
+            curve.setSymbolPen(color)
+        return curve
+
+
+class SpectrumWidget(TabWidget, QtWidgets.QWidget):
+    """One trace, dBm vs GHz (the live spectrum, or a query of a recorded session)."""
+
+    def __init__(self, name="Live spectrum", parent=None):
+        super().__init__(name, parent)
+        self.label = QtWidgets.QLabel("No spectrum yet: queue a run on a ring reservoir.")
+        self.plot_widget = pg.PlotWidget(background="w")
+        self.plot = self.plot_widget.getPlotItem()
+        self.plot.setLabel("bottom", "frequency", units="GHz")
+        self.plot.setLabel("left", "power", units="dBm")
+        self.plot.showGrid(x=True, y=True, alpha=0.3)
+        _dark_axes(self.plot)
+        self.curve = self.plot.plot(pen=pg.mkPen("#1f4e9c", width=1.5))
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(self.label)
+        layout.addWidget(self.plot_widget)
+
+    def show_trace(self, frequencies_hz, trace_dbm, text: str = "") -> None:
+        self.curve.setData(np.asarray(frequencies_hz) / 1e9, np.asarray(trace_dbm, dtype=np.float64))
+        if text:
+            self.label.setText(text)
+
+    def trace(self):
+        """(x in GHz, y in dBm) currently shown (None, None when empty)."""
+        return self.curve.getData()
+
+
+class WaterfallWidget(TabWidget, QtWidgets.QWidget):
+    """Spectra over the run as an image: rows = queries, columns = frequency, colour = dBm."""
+
+    def __init__(self, name="Waterfall", parent=None, max_rows=WATERFALL_ROWS):
+        super().__init__(name, parent)
+        self.max_rows = max_rows
+        self.label = QtWidgets.QLabel("Spectra of the run appear here, one row per query.")
+        self.plot_widget = pg.PlotWidget(background="w")
+        self.plot = self.plot_widget.getPlotItem()
+        self.plot.setLabel("bottom", "frequency", units="GHz")
+        self.plot.setLabel("left", "query")
+        _dark_axes(self.plot)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self.colorbar = pg.ColorBarItem(values=(-100, 0), colorMap=pg.colormap.get("viridis"), label="dBm",
+                                        interactive=False)
+        self.colorbar.setImageItem(self.image, insert_in=self.plot)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(self.label)
+        layout.addWidget(self.plot_widget)
+        self.clear()
+
+    def clear(self) -> None:
+        self.rows = np.zeros((0, 0), dtype=np.float32)
+        self.first_row = 0
+        self.row_step = 1
+        self.frequencies = None
+        self.image.clear()
+
+    def set_rows(self, frequencies_hz, rows, first_row=0, row_step=1, text="") -> None:
+        self.frequencies = np.asarray(frequencies_hz, dtype=np.float64)
+        self.rows = np.asarray(rows, dtype=np.float32)[-self.max_rows:]
+        self.first_row, self.row_step = first_row, row_step
+        self._redraw()
+        if text:
+            self.label.setText(text)
+
+    def append_rows(self, frequencies_hz, rows, first_row: int) -> None:
+        """Add rows (global index of the first given); keeps the last ``max_rows``."""
+        if self.frequencies is None or self.rows.shape[1:] != rows.shape[1:]:
+            self.frequencies = np.asarray(frequencies_hz, dtype=np.float64)
+            self.rows, self.first_row = rows[-self.max_rows:], first_row + max(0, len(rows) - self.max_rows)
+        else:
+            merged = np.concatenate([self.rows, rows])
+            drop = max(0, len(merged) - self.max_rows)
+            self.rows, self.first_row = merged[drop:], self.first_row + drop
+        self.row_step = 1
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if self.rows.size == 0 or self.frequencies is None or self.frequencies.size < 2:
+            return
+        f = self.frequencies / 1e9
+        low, high = float(np.percentile(self.rows, 1)), float(self.rows.max())
+        self.image.setImage(self.rows, autoLevels=False, levels=(low, max(high, low + 1)))
+        self.colorbar.setLevels((low, max(high, low + 1)))
+        self.image.setRect(QtCore.QRectF(f[0], self.first_row, f[-1] - f[0], len(self.rows) * self.row_step))
+        self.label.setText(f"queries {self.first_row} … {self.first_row + len(self.rows) * self.row_step - 1}"
+                           + (f" (every {self.row_step}th)" if self.row_step > 1 else ""))
+
+
+class SessionWidget(TabWidget, QtWidgets.QWidget):
+    """Browse a recorded session (.h5): its summary, loss and accuracy curves, every spectrum."""
+
+    def __init__(self, name="Recorded session", parent=None):
+        super().__init__(name, parent)
+        self.reader = None
+        self.open_button = QtWidgets.QPushButton("Open session…")
+        self.info = QtWidgets.QLabel("Open a recorded session file (.h5) to browse its curves and spectra.")
+        self.info.setWordWrap(True)
+        self.info.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
+        self.info.setFont(font)
+        self.curves = pg.GraphicsLayoutWidget()
+        self.curves.setBackground("w")
+        self.loss_plot = self.curves.addPlot(row=0, col=0, title="loss")
+        self.loss_plot.setLabel("bottom", "step")
+        self.acc_plot = self.curves.addPlot(row=0, col=1, title="accuracy")
+        self.acc_plot.setLabel("bottom", "step")
+        self.acc_plot.addLegend(offset=(-10, 10))
+        _dark_axes(self.loss_plot)
+        _dark_axes(self.acc_plot)
+        self.spectrum = SpectrumWidget("spectrum")
+        self.waterfall = WaterfallWidget("waterfall", max_rows=2000)
+        self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.slider.setEnabled(False)
+        self.slider.valueChanged.connect(self.show_query)
+        views = QtWidgets.QTabWidget()
+        views.addTab(self.curves, "curves")
+        spectrum_box = QtWidgets.QWidget()
+        box = QtWidgets.QVBoxLayout(spectrum_box)
+        box.addWidget(self.spectrum)
+        box.addWidget(QtWidgets.QLabel("query:"))
+        box.addWidget(self.slider)
+        views.addTab(spectrum_box, "spectra")
+        views.addTab(self.waterfall, "waterfall")
+        self.views = views
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(self.open_button)
+        top.addWidget(self.info, 1)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(views, 1)
+
+    def open_session(self, path) -> None:
+        from labpgt.session import SessionReader
+        from labpgt.session_tools import format_inspection, inspect_session
+
+        self.close_session()
+        info = inspect_session(path)
+        self.reader = reader = SessionReader(path)
+        self.info.setText(format_inspection(info))
+        steps = reader.steps()
+        x = steps["step"] + 1
+        self.loss_plot.clear()
+        self.acc_plot.clear()
+        self.loss_plot.plot(x, steps["loss"], pen=pg.mkPen("#1f4e9c", width=1.5), connect="finite")
+        for column, color in (("train_accuracy", "#d95f02"), ("test_accuracy", "#1b9e77")):
+            ok = np.isfinite(steps[column])
+            if ok.any():
+                self.acc_plot.plot(x[ok], steps[column][ok], pen=pg.mkPen(color, width=1.5), symbol="o",
+                                   symbolSize=5, symbolBrush=color, name=column.replace("_", " "))
+        n = reader.n_queries
+        if reader.has_spectra and n:
+            stride = max(1, math.ceil(n / self.waterfall.max_rows))
+            rows = reader.dataset("queries/spectrum")[0:n:stride]
+            self.waterfall.set_rows(reader.frequencies, rows, 0, stride)
+            self.slider.setRange(0, n - 1)
+            self.slider.setEnabled(True)
+            self.slider.setValue(n - 1)
+            self.show_query(n - 1)
+        else:
+            self.slider.setEnabled(False)
+            self.waterfall.clear()
+            self.spectrum.curve.setData([], [])
+            self.spectrum.label.setText("This session has no spectra (digital reservoir).")
+
+    def show_query(self, index: int) -> None:
+        reader = self.reader
+        if reader is None or not reader.has_spectra or not 0 <= index < reader.n_queries:
+            return
+        q = reader.queries(index, index + 1, fields=("spectrum", "step", "role"))
+        self.spectrum.show_trace(reader.frequencies, q["spectrum"][0],
+                                 f"query {index} of {reader.n_queries}: step {int(q['step'][0])}, "
+                                 f"role {reader.role_name(q['role'][0])}")
+
+    def close_session(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+
+# --------------------------------------------------------------------------- the window
+PLOTS = {
+    PGTTraining: (("Loss", "Step", "Loss", False), ("Accuracy", "Step", "Test accuracy", True)),
+    RingSweep: (("Peak power", "Value", "Peak power (dBm)", True), ("Margin", "Value", "Margin (dB)", True)),
+}
+INPUTS = {PGTTraining: ("task", "method", "reservoir", "bench_config", "steps", "batch_size", "lr", "delta", "r", "p",
+                        "directions", "eval_every", "eval_samples", "seed", "output", "keep_feed"),
+          RingSweep: ("target", "generator", "start", "stop", "points", "tones", "margin_db", "bench_config", "seed",
+                      "output")}
+DISPLAYS = {PGTTraining: ("task", "method", "reservoir", "steps", "output"),
+            RingSweep: ("target", "start", "stop", "points", "output")}
+
+
+class TrainingWindow(ManagedWindowBase):
+    """The ``labpgt gui`` window (PGTTraining by default; ``procedure_class=RingSweep`` for sweeps)."""
+
+    def __init__(self, procedure_class=PGTTraining, runs_dir=None, bench_config: str | None = None, parent=None):
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
+        self._assigned: set[str] = set()
+        self.plot_widgets = []
+        for title, x, y, symbols in PLOTS[procedure_class]:
+            widget = CurvePlotWidget(title, procedure_class.DATA_COLUMNS, x, y, symbols=symbols, linewidth=2)
+            widget.setMinimumSize(100, 200)
+            self.plot_widgets.append(widget)
+        self.spectrum_widget = SpectrumWidget()
+        self.waterfall_widget = WaterfallWidget()
+        self.session_widget = SessionWidget()
+        self.log_widget = LogWidget("Log")
+        widgets = tuple(self.plot_widgets) + (self.spectrum_widget, self.waterfall_widget, self.session_widget,
+                                              self.log_widget)
+        inputs = INPUTS[procedure_class]
+        super().__init__(procedure_class, widget_list=widgets, inputs=inputs, displays=DISPLAYS[procedure_class],
+                         enable_file_input=False, inputs_in_scrollarea=True, parent=parent)
+        self.inputs.setMinimumHeight(640)      # most inputs visible without scrolling
+        self.manager.port = None               # no ZMQ publisher: everything the window needs is in-process
+        self.browser_widget.browser.measured_quantities.update(procedure_class.DATA_COLUMNS)
+        logging.getLogger().addHandler(self.log_widget.handler)
+        self.setWindowTitle("labpgt — " + ("perturbative gradient training" if procedure_class is PGTTraining
+                                            else "ring characterisation"))
+        if bench_config:
+            self.inputs.bench_config.setValue(str(bench_config))
+        self.session_widget.open_button.clicked.connect(self.open_session_dialog)
+        menu = self.menuBar().addMenu("&File")
+        action = menu.addAction("&Open session…")
+        action.setShortcut(QtGui.QKeySequence.StandardKey.Open)
+        action.triggered.connect(self.open_session_dialog)
+        menu.addAction("&Quit", self.close)
+        self._feed = None
+        self._next_row = 0
+        self._shown = -1
+        self._ticks = 0
+        self.timer = QtCore.QTimer(self)
+        self.timer.timeout.connect(self.poll_spectra)
+        self.timer.start(POLL_MS)
+        self.resize(1280, 860)
+
+    # ---- queueing: the session is the record, the CSV its derived summary
+    def queue(self, procedure=None):
+        if procedure is None:
+            procedure = self.make_procedure()
+        if procedure.output:
+            session = Path(procedure.output)
+            if session.exists() or str(session) in self._assigned:
+                log.error("%s already exists: a session is a record and is never overwritten; "
+                          "choose another file or leave the field empty", session)
+                return None
+        else:
+            first, second = ((procedure.task, procedure.method) if isinstance(procedure, PGTTraining)
+                             else ("sweep", procedure.target.replace(" ", "-")))
+            session = default_session_path(first, second, self.runs_dir, taken=self._assigned)
+            procedure.output = str(session)
+        self._assigned.add(str(session))
+        session.parent.mkdir(parents=True, exist_ok=True)
+        results = Results(procedure, str(summary_csv_path(session)))
+        experiment = self.new_experiment(results)
+        self.manager.queue(experiment)
+        return experiment
+
+    # ---- live spectra, polled on the GUI thread
+    def poll_spectra(self) -> None:
+        if self.manager.is_running():
+            feed = getattr(self.manager.running_experiment().procedure, "feed", None)
+            if feed is not None and feed is not self._feed:
+                self._feed, self._next_row, self._shown = feed, 0, -1
+                self.waterfall_widget.clear()
+        feed = self._feed
+        if feed is None or feed.frequencies is None:
+            return
+        index, trace = feed.latest()
+        if trace is not None and index != self._shown:
+            self._shown = index
+            self.spectrum_widget.show_trace(feed.frequencies, trace, f"query {index + 1} of the latest run")
+        self._ticks += 1
+        if self._ticks % 3 == 0 or not self.manager.is_running():   # the image at ~2 Hz
+            first, rows = feed.rows_since(self._next_row)
+            if rows is not None:
+                self.waterfall_widget.append_rows(feed.frequencies, rows, first)
+                self._next_row = first + len(rows)
+
+    # ---- recorded sessions
+    def open_session_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open a recorded session", str(self.runs_dir),
+                                                        "labpgt sessions (*.h5);;All files (*)")
+        if path:
+            self.open_session(path)
+
+    def open_session(self, path) -> None:
+        from labpgt.errors import UserError
+
+        try:
+            self.session_widget.open_session(path)
+        except UserError as exc:
+            QtWidgets.QMessageBox.warning(self, "Cannot open session", str(exc))
+            return
+        self.tabs.setCurrentWidget(self.session_widget)
+
+    def closeEvent(self, event):
+        self.timer.stop()
+        self.session_widget.close_session()
+        logging.getLogger().removeHandler(self.log_widget.handler)
+        if self.manager.is_running():
+            self.manager.abort()
+        super().closeEvent(event)
+
+
+# --------------------------------------------------------------------------- entry point
+def save_screenshot(window: TrainingWindow, path) -> None:
+    """Save the window (first plot tab shown) with the live-spectrum and waterfall tabs rendered beneath it."""
+    window.tabs.setCurrentWidget(window.plot_widgets[0])
+    top = window.grab()
+    size = window.tabs.currentWidget().size()
+    tiles = []
+    for widget in (window.spectrum_widget, window.waterfall_widget):
+        window.tabs.setCurrentWidget(widget)
+        widget.resize(size)
+        tiles.append(widget.grab())
+    window.tabs.setCurrentWidget(window.plot_widgets[0])
+    tile_w = top.width() // 2
+    tiles = [t.scaledToWidth(tile_w, QtCore.Qt.TransformationMode.SmoothTransformation) for t in tiles]
+    image = QtGui.QPixmap(top.width(), top.height() + max(t.height() for t in tiles))
+    image.fill(QtGui.QColor("white"))
+    painter = QtGui.QPainter(image)
+    painter.drawPixmap(0, 0, top)
+    for i, tile in enumerate(tiles):
+        painter.drawPixmap(i * tile_w, top.height(), tile)
+    painter.end()
+    image.save(str(path))
+
+
+def run_gui(bench_path=None, procedure: str = "train", runs_dir=None, open_session=None,
+            screenshot=None) -> int:
+    """Show the window and run the Qt event loop; returns the exit code.
+
+    ``screenshot``: queue one run with the default inputs, save the window to that PNG when it
+    finishes, and quit (used to make ``docs/gui.png``; works offscreen).
+    """
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    window = TrainingWindow(RingSweep if procedure == "sweep" else PGTTraining, runs_dir=runs_dir,
+                            bench_config=bench_path)
+    window.show()
+    if open_session:
+        window.open_session(open_session)
+    if screenshot:
+        def save(_experiment=None):
+            QtCore.QTimer.singleShot(800, lambda: (window.poll_spectra(), save_screenshot(window, screenshot),
+                                                   app.quit()))
+
+        window.manager.finished.connect(save)
+        window.manager.failed.connect(lambda *_: app.exit(1))
+        window.queue()
+    return int(app.exec())
+
+
+def main(argv=None) -> int:
+    """``labpgt gui [--bench FILE.toml] [--sweep] [--runs-dir DIR] [--open FILE.h5]``."""
+    parser = argparse.ArgumentParser(prog="labpgt gui", description="The PyMeasure window: queue training runs "
+                                     "(or ring sweeps), watch loss, accuracy and the live spectrum, browse sessions.")
+    parser.add_argument("--bench", metavar="FILE.toml", help="bench config (default: the embedded simulated bench)")
+    parser.add_argument("--sweep", action="store_true", help="characterisation sweeps (RingSweep) instead of training")
+    parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR), help="where sessions go (default data/runs)")
+    parser.add_argument("--open", metavar="FILE.h5", help="open a recorded session at start")
+    parser.add_argument("--screenshot", metavar="FILE.png", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    return run_gui(args.bench, "sweep" if args.sweep else "train", args.runs_dir, args.open, args.screenshot)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

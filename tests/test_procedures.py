@@ -1,0 +1,127 @@
+"""PGTTraining and RingSweep run by PyMeasure's Worker (no window): records, stopping, RF safety, threshold."""
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+from pymeasure.experiment import Procedure, Results
+from pymeasure.experiment.workers import Worker
+
+from labpgt.digital import DigitalReservoir
+from labpgt.instruments.simulated.ring import RingModel
+from labpgt.procedures import (PGTTraining, RingSweep, SpectrumFeed, StoppableReservoir, StopRequested,
+                               estimate_threshold, line_margin)
+from labpgt.session import SessionReader
+from labpgt.session_tools import inspect_session, resume_training
+
+
+def run_worker(procedure, csv_path, timeout=60):
+    worker = Worker(Results(procedure, str(csv_path)))
+    worker.start()
+    threading.Thread.join(worker, timeout)    # Worker.join returns as soon as the stop flag is set
+    assert not worker.is_alive()
+    return worker
+
+
+def quick_training(tmp_path, **overrides):
+    p = PGTTraining()
+    values = dict(task="iris", method="node", steps=6, batch_size=8, directions=2, eval_every=3, eval_samples=30,
+                  output=str(tmp_path / "run.h5"))
+    values.update(overrides)
+    for name, value in values.items():
+        setattr(p, name, value)
+    return p
+
+
+def test_estimate_threshold_interpolates_the_jump():
+    values = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+    margins = np.array([12.0, 15.0, 20.0, 70.0, 80.0])
+    assert estimate_threshold(values, margins, 30.0) == pytest.approx(0.1)
+    assert estimate_threshold(values[::-1], margins[::-1], 30.0) == pytest.approx(0.1)
+    assert math.isnan(estimate_threshold(values, margins, 90.0))
+
+
+def test_line_margin_excludes_injected_tones():
+    f = np.linspace(2.9e9, 3.1e9, 201)
+    trace = np.full(201, -90.0)
+    trace[50] = -10.0      # an injected tone
+    trace[150] = -40.0     # the ring's own line
+    peak_f, peak_p, margin = line_margin(trace, f, excluded_hz=[f[50]], exclude_width_hz=5e6)
+    assert peak_f == f[150] and peak_p == -40.0 and margin == pytest.approx(50.0)
+
+
+def test_stoppable_reservoir_stops_between_queries():
+    inner = DigitalReservoir(input_width=4, feature_width=6, seed=0)
+    calls = []
+    feed = SpectrumFeed()
+    wrapped = StoppableReservoir(inner, lambda: len(calls) >= 3, feed)
+    original = inner.measure
+    inner.measure = lambda U: (calls.append(len(U)), original(U))[1]
+    assert wrapped.input_width == 4 and wrapped.feature_width == 6
+    with pytest.raises(StopRequested):
+        wrapped.measure(np.random.default_rng(0).random((10, 4)))
+    assert calls == [1, 1, 1]              # one query at a time, stopped before the 4th
+
+
+def test_training_records_a_complete_session_and_turns_rf_off(tmp_path):
+    p = quick_training(tmp_path)
+    run_worker(p, tmp_path / "run.csv")
+    assert p.status == Procedure.FINISHED
+    info = inspect_session(tmp_path / "run.h5")
+    assert info["completed"] and info["queries"] > 0 and info["steps"] == 6
+    assert not any(g.output_on for g in p.bench.simulator.generators)
+    data = Results.load(str(tmp_path / "run.csv")).data
+    assert list(data["Step"]) == [1, 2, 3, 4, 5, 6]
+    assert np.isnan(data["Test accuracy"][0]) and np.isfinite(data["Test accuracy"][2])
+    assert p.feed.count == info["queries"]          # every measured trace reached the feed
+
+
+def test_abort_mid_step_leaves_a_resumable_session_and_rf_off(tmp_path):
+    p = quick_training(tmp_path, steps=8)
+    worker = Worker(Results(p, str(tmp_path / "run.csv")))
+    worker.start()
+    deadline = time.time() + 30
+    while (p.trainer if hasattr(p, "trainer") else None) is None or p.trainer.step < 2:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    time.sleep(0.05)                      # somewhere inside step 3
+    worker.stop()
+    threading.Thread.join(worker, 30)
+    assert not worker.is_alive()
+    assert p.status == Procedure.ABORTED
+    assert not any(g.output_on for g in p.bench.simulator.generators)
+    info = inspect_session(tmp_path / "run.h5")
+    assert not info["completed"] and 2 <= info["steps"] < 8
+    result = resume_training(tmp_path / "run.h5")
+    assert result.final_test_accuracy >= 0
+    info = inspect_session(tmp_path / "run.h5")
+    assert info["completed"] and info["steps"] == 8
+
+
+def test_loop_gain_sweep_finds_the_threshold(tmp_path):
+    p = RingSweep()
+    p.target, p.start, p.stop, p.points = "loop gain", -2.0, 2.0, 17
+    p.output = str(tmp_path / "sweep.h5")
+    run_worker(p, tmp_path / "sweep.csv")
+    assert p.status == Procedure.FINISHED
+    field = p.bench.config.instruments["ring"].settings["field_mt"]
+    expected = RingModel().threshold_gain_db(field)
+    assert abs(p.threshold_db - expected) < 0.5
+    assert not any(g.output_on for g in p.bench.simulator.generators)
+    info = inspect_session(tmp_path / "sweep.h5")
+    assert info["completed"] and info["queries_by_role"] == {"sweep": 17}
+    with SessionReader(tmp_path / "sweep.h5") as reader:
+        assert reader.step_extra(16)["threshold_gain_db"] == pytest.approx(p.threshold_db)
+        assert reader.queries(fields=("spectrum",))["spectrum"].shape == (17, reader.frequencies.size)
+    assert len(Results.load(str(tmp_path / "sweep.csv")).data) == 17
+
+
+def test_generator_frequency_sweep_runs_with_tones(tmp_path):
+    p = RingSweep()
+    p.target, p.generator, p.start, p.stop, p.points = "generator frequency", 2, 3.00e9, 3.02e9, 3
+    p.output = str(tmp_path / "gsweep.h5")
+    run_worker(p, tmp_path / "gsweep.csv")
+    assert p.status == Procedure.FINISHED and len(p.summary) == 3
+    assert not any(g.output_on for g in p.bench.simulator.generators)
