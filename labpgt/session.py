@@ -477,6 +477,17 @@ def _rows_to_keep(src, name, obj, keep) -> int:
 
 
 # --------------------------------------------------------------------------- the reader
+def _damaged_is_user_error(method):
+    """A read that fails on a damaged file (HDF5 error, bad JSON, bad lengths) is one UserError line."""
+    @functools.wraps(method)
+    def read(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise UserError(f"{self.path.name} is truncated or damaged: {_first_line(exc)}") from None
+    return read
+
+
 class SessionReader:
     """Read-only access to a session file, live or finished; every problem is a one-line UserError.
 
@@ -573,6 +584,7 @@ class SessionReader:
         self.optimizer_names = tuple(self._file["checkpoints/optimizer"])
 
     # ---- lengths
+    @_damaged_is_user_error
     def refresh(self) -> None:
         """See rows appended by a live writer since opening (SWMR); recomputes the valid lengths."""
         f = self._file
@@ -599,6 +611,7 @@ class SessionReader:
         """The step of the last checkpoint (None before the first step completed)."""
         return int(self.checkpoint_steps[-1]) if self.n_checkpoints else None
 
+    @_damaged_is_user_error
     def valid_lengths(self) -> dict:
         """Rows per group that belong to complete steps (what resume keeps)."""
         last = self.last_complete_step
@@ -611,6 +624,7 @@ class SessionReader:
                 "checkpoints": self.n_checkpoints}
 
     @property
+    @_damaged_is_user_error
     def planned_steps(self) -> int:
         train = self.config["train"]
         return 1 if train.get("method") == "readout" else int(train.get("steps") or 0)
@@ -625,6 +639,7 @@ class SessionReader:
         return self.frequencies.size > 0
 
     # ---- queries
+    @_damaged_is_user_error
     def queries(self, start: int = 0, stop: int | None = None, fields=None) -> dict:
         """Columns of query rows ``start:stop`` (valid rows only) as numpy arrays; ``role`` stays a code."""
         stop = self.n_queries if stop is None else min(stop, self.n_queries)
@@ -644,10 +659,12 @@ class SessionReader:
         return self.role_names[int(code)] if 0 <= int(code) < len(self.role_names) else f"role{int(code)}"
 
     # ---- steps
+    @_damaged_is_user_error
     def steps(self) -> dict:
         """Scalar step columns (valid rows) as numpy arrays."""
         return {name: self._file[f"steps/{name}"][:self.n_steps] for name in STEP_INT_COLUMNS + STEP_FLOAT_COLUMNS}
 
+    @_damaged_is_user_error
     def perturbation(self, row: int):
         """The perturbation of step row ``row`` as stored (int8 array), or None."""
         shape = self._file["steps/perturbation_shape"][row]
@@ -656,6 +673,7 @@ class SessionReader:
         flat = self._ragged("steps/perturbation", row)
         return flat.reshape(tuple(int(s) for s in shape if s >= 0))
 
+    @_damaged_is_user_error
     def step_extra(self, row: int) -> dict:
         return json.loads(self._ragged("steps/extra", row).tobytes().decode("utf-8"))
 
@@ -665,6 +683,7 @@ class SessionReader:
         return self._file[name][start:int(ends[row])]
 
     # ---- checkpoints
+    @_damaged_is_user_error
     def checkpoint(self, index: int) -> SessionCheckpoint:
         """Checkpoint row ``index`` (negative counts from the last valid one)."""
         if not -self.n_checkpoints <= index < self.n_checkpoints:
@@ -678,6 +697,7 @@ class SessionReader:
                                  rng_states=rng_states, trainer_state=self._trainer_state(index),
                                  config=self.config)
 
+    @_damaged_is_user_error
     def checkpoint_params(self, index: int) -> dict:
         return {n: self._file[f"checkpoints/params/{n}"][index] for n in self.param_names}
 

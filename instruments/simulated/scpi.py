@@ -30,8 +30,8 @@ What it implements (SCPI-1999 vol. 1 ch. 6–7, IEEE 488.2 ch. 7–8):
   message is discarded (IEEE 488.2 §6.1.6.1.1); the parser keeps serving the next message.
 
 Errors used: -100 Command error, -102 Syntax error, -104 Data type error, -108 Parameter not
-allowed, -109 Missing parameter, -113 Undefined header, -131 Invalid suffix, -222 Data out of
-range, -224 Illegal parameter value, -300 Device-specific error, -350 Queue overflow.
+allowed, -109 Missing parameter, -113 Undefined header, -131 Invalid suffix, -200 Execution error
+(injected faults), -222 Data out of range, -224 Illegal parameter value, -300 Device-specific error, -350 Queue overflow.
 
 Common commands every :class:`ScpiInstrument` answers: ``*IDN?``, ``*RST``, ``*CLS``, ``*OPC``,
 ``*OPC?``, ``*WAI``, ``*ESR?``, ``*TST?``, ``:SYSTem:ERRor[:NEXT]?``, ``:SYSTem:ERRor:COUNt?``.
@@ -54,6 +54,7 @@ ERROR_TEXTS = {
     -109: "Missing parameter",
     -113: "Undefined header",
     -131: "Invalid suffix",
+    -200: "Execution error",
     -222: "Data out of range",
     -224: "Illegal parameter value",
     -300: "Device-specific error",

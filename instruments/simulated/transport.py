@@ -12,17 +12,24 @@ Both feed the same ``instrument.handle(message) -> bytes`` (see
   as a LAN instrument at ``TCPIP::127.0.0.1::PORT::SOCKET``: program messages terminated by
   ``\\n``, responses terminated by ``\\n``. One thread per connection, TCP_NODELAY, the bench
   lock serialises access. Bad input only adds to the instrument's error queue; a client
-  disconnect only ends that connection.
+  disconnect only ends that connection. ``serve(bench, faults=FaultSpec(...))`` injects seeded
+  faults (dropped connections, late and garbled answers, execution errors, reboots) per program
+  message; see :mod:`labpgt.instruments.simulated.faults` for what each does and what a client
+  must do about it.
 """
 
 from __future__ import annotations
 
 import socket
 import socketserver
+import struct
 import threading
+import time
 from dataclasses import dataclass, field
 
 from pymeasure.adapters import Adapter
+
+from .faults import EXECUTION_ERROR, FaultInjector, FaultSpec
 
 MAX_MESSAGE_BYTES = 1 << 20
 
@@ -79,21 +86,40 @@ class SimulatedAdapter(Adapter):
 # TCP server
 # ---------------------------------------------------------------------------------------------
 
+def _reset(sock: socket.socket) -> None:
+    """Close with an RST (SO_LINGER 0): the peer's next read or write fails at once."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
 class _ScpiConnection(socketserver.BaseRequestHandler):
     """One client: split the stream on ``\\n``, answer each message that holds a query."""
 
     def setup(self) -> None:
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.generation = self.server.register(self.request)
+
+    def finish(self) -> None:
+        self.server.unregister(self.request)
 
     def handle(self) -> None:
-        device = self.server.device
+        server = self.server
+        device = server.device
+        if time.monotonic() < server.down_until:      # rebooting: refuse
+            _reset(self.request)
+            return
         buffer = b""
         while True:
             try:
                 chunk = self.request.recv(65536)
             except OSError:
                 return
-            if not chunk:
+            if not chunk or self.generation != server.generation:
+                if self.generation != server.generation:   # the instrument rebooted under us
+                    _reset(self.request)
                 return
             buffer += chunk
             if b"\n" not in buffer:
@@ -103,12 +129,43 @@ class _ScpiConnection(socketserver.BaseRequestHandler):
                 continue
             *messages, buffer = buffer.split(b"\n")
             for message in messages:
-                response = device.handle(message.rstrip(b"\r"))
+                message = message.rstrip(b"\r")
+                if server.faults is None:
+                    response = device.handle(message)
+                elif (response := self._handle_with_faults(message)) is None:
+                    return                            # connection reset by the fault
                 if response:
                     try:
                         self.request.sendall(response)
                     except OSError:
                         return
+
+    def _handle_with_faults(self, message: bytes) -> bytes | None:
+        """Handle one message under the fault injector; ``None`` when the connection is gone."""
+        server = self.server
+        device = server.device
+        if not message.strip():
+            return device.handle(message)
+        kind = server.faults.decide(server.name)
+        if kind == "drop":
+            _reset(self.request)
+            return None
+        if kind == "reboot":
+            server.reboot()
+            _reset(self.request)
+            return None
+        if kind == "error":
+            with server.lock:
+                device.push_error(EXECUTION_ERROR, "injected fault: message not executed")
+            return b""
+        response = device.handle(message)
+        if response and kind == "garble":
+            response = server.faults.garble(response, server.name)
+        elif response and kind == "delay":
+            if server.closing.wait(server.faults.spec.delay_s) or self.generation != server.generation:
+                _reset(self.request)
+                return None
+        return response
 
 
 class _InstrumentServer(socketserver.ThreadingTCPServer):
@@ -116,9 +173,47 @@ class _InstrumentServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     block_on_close = False
 
-    def __init__(self, address, device):
+    def __init__(self, address, device, faults: FaultInjector | None = None, name: str = ""):
         self.device = device
+        self.faults = faults
+        self.name = name or getattr(device, "name", "")
+        bench = getattr(device, "bench", None)
+        self.lock = bench.lock if bench is not None else threading.RLock()
+        self.closing = threading.Event()
+        self.generation = 0              # bumped by a reboot: older connections are reset
+        self.down_until = 0.0
+        self._connections: set = set()
+        self._connections_lock = threading.Lock()
         super().__init__(address, _ScpiConnection)
+
+    def register(self, sock) -> int:
+        with self._connections_lock:
+            self._connections.add(sock)
+            return self.generation
+
+    def unregister(self, sock) -> None:
+        with self._connections_lock:
+            self._connections.discard(sock)
+
+    def reboot(self) -> None:
+        """Power-cycle the instrument: ``*RST`` state, cleared status, every connection reset."""
+        device = self.device
+        with self.lock:
+            device.reset()
+            device.errors.clear()
+            device.event_status = 0
+        with self._connections_lock:
+            self.generation += 1
+            self.down_until = time.monotonic() + (self.faults.spec.reboot_s if self.faults else 0.0)
+            for sock in list(self._connections):
+                try:
+                    sock.shutdown(socket.SHUT_RD)     # wakes its thread, which resets it
+                except OSError:
+                    pass
+
+    def server_close(self) -> None:
+        self.closing.set()
+        super().server_close()
 
     def handle_error(self, request, client_address) -> None:  # keep serving, stay quiet
         pass
@@ -130,6 +225,7 @@ class Server:
 
     host: str
     ports: dict[str, int]
+    faults: FaultInjector | None = None
     _servers: list = field(default_factory=list, repr=False)
     _threads: list = field(default_factory=list, repr=False)
 
@@ -154,13 +250,20 @@ class Server:
         self.close()
 
 
-def serve(bench, host: str = "127.0.0.1", ports: dict[str, int] | None = None) -> Server:
-    """Serve every instrument of ``bench`` on its own TCP port (0 or missing = OS-chosen)."""
+def serve(bench, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
+          faults: FaultSpec | FaultInjector | None = None) -> Server:
+    """Serve every instrument of ``bench`` on its own TCP port (0 or missing = OS-chosen).
+
+    ``faults``: a :class:`FaultSpec` (or a ready :class:`FaultInjector`) to inject seeded faults;
+    one injector, with its own RNG, is shared by all instruments (``server.faults``).
+    """
     ports = dict(ports or {})
-    server = Server(host=host, ports={})
+    if isinstance(faults, FaultSpec):
+        faults = FaultInjector(faults) if faults.active else None
+    server = Server(host=host, ports={}, faults=faults)
     try:
         for name, device in bench.instruments.items():
-            instrument_server = _InstrumentServer((host, ports.get(name, 0)), device)
+            instrument_server = _InstrumentServer((host, ports.get(name, 0)), device, faults, name)
             thread = threading.Thread(target=instrument_server.serve_forever, kwargs={"poll_interval": 0.1},
                                       name=f"labpgt-sim-{name}", daemon=True)
             server._servers.append(instrument_server)
