@@ -65,6 +65,22 @@ class SignalGenerator(Agilent8257D):
             warnings.simplefilter("ignore", FutureWarning)
             super().__init__(adapter, name=name, **kwargs)
 
+    def send_state(self, power_dbm: float, frequency_hz: float, output_on: bool) -> None:
+        """Send power, frequency and RF output in ONE program message ending in ``*OPC?``.
+
+        The answer (``1`` once executed) is read with :func:`read_confirmation`, so several
+        instruments can be set in parallel. One message is also one chance for a fault, not three,
+        and a message that fails to execute leaves no silent half-setting: it is never confirmed.
+        """
+        strict_range(power_dbm, [self.MIN_POWER_DBM, self.MAX_POWER_DBM])
+        strict_range(frequency_hz, [self.MIN_FREQUENCY_HZ, self.MAX_FREQUENCY_HZ])
+        self.write(":POW %g dBm;:FREQ %.12g Hz;:OUTP %d;*OPC?" % (power_dbm, frequency_hz, bool(output_on)))
+
+    def read_state(self) -> tuple[float, float, bool]:
+        """(power dBm, frequency Hz, output on) in one query."""
+        power, frequency, output = _fields(self.ask(":POW?;:FREQ?;:OUTP?"), 3)
+        return power, frequency, bool(int(output))
+
 
 class SpectrumAnalyzer(AgilentE4408B):
     """Agilent ESA E4408B spectrum analyzer (PyMeasure's driver, plus RBW, span, single sweeps
@@ -149,10 +165,41 @@ class SpectrumAnalyzer(AgilentE4408B):
             raise ValueError(f"{self.name}: sweep did not complete, *OPC? answered {done!r}")
         return read_ieee_float32_block(self)
 
+    def send_setup(self, center_hz: float, span_hz: float, rbw_hz: float, points: int) -> None:
+        """Send the whole measurement setup (single sweeps, binary float32 traces) in one message
+        ending in ``*OPC?``; confirm with :func:`read_confirmation`."""
+        self.write(":FREQ:CENT %.12g Hz;:FREQ:SPAN %.12g Hz;:BAND %g Hz;:SWE:POIN %d;:INIT:CONT 0;"
+                   ":FORM REAL,32;:FORM:BORD NORM;*OPC?" % (center_hz, span_hz, rbw_hz, int(points)))
+        self._continuous = False
+        self._binary_format = True
+
+    def read_setup(self) -> tuple[float, float, float, int]:
+        """(center Hz, span Hz, RBW Hz, points) in one query."""
+        center, span, rbw, points = _fields(self.ask(":FREQ:CENT?;:FREQ:SPAN?;:BAND?;:SWE:POIN?"), 4)
+        return center, span, rbw, int(points)
+
     def reset(self) -> None:
         super().reset()
         self._continuous = None
         self._binary_format = False
+
+
+def read_confirmation(instrument: Instrument) -> None:
+    """Read the ``1`` that ``*OPC?`` answers once everything before it has executed."""
+    answer = instrument.read().strip()
+    if answer != "1":
+        raise ValueError(f"{instrument.name}: *OPC? answered {answer!r}")
+
+
+def _fields(answer: str, count: int) -> list[float]:
+    """The numbers of a ``;``-joined multi-query answer; ValueError if garbled."""
+    parts = answer.strip().split(";")
+    if len(parts) != count:
+        raise ValueError(f"expected {count} values, got {answer!r}")
+    values = [float(p) for p in parts]
+    if not all(np.isfinite(values)):
+        raise ValueError(f"non-finite value in {answer!r}")
+    return values
 
 
 def read_exactly(instrument: Instrument, count: int) -> bytes:
@@ -221,6 +268,17 @@ class RingController(SCPIMixin, Instrument):
         """Control whether the loop amplifier is powered (bool).""",
         validator=strict_discrete_set, values=BOOLEAN_VALUES, map_values=True,
     )
+
+    def send_state(self, loop_gain_db: float, field_mt: float, amplifier_on: bool) -> None:
+        """Send loop gain, field and amplifier state in one message ending in ``*OPC?``."""
+        strict_range(loop_gain_db, [self.MIN_LOOP_GAIN_DB, self.MAX_LOOP_GAIN_DB])
+        strict_range(field_mt, [self.MIN_FIELD_MT, self.MAX_FIELD_MT])
+        self.write(":LOOP:GAIN %g dB;:FIEL %g mT;:AMPL %d;*OPC?" % (loop_gain_db, field_mt, bool(amplifier_on)))
+
+    def read_state(self) -> tuple[float, float, bool]:
+        """(loop gain dB, field mT, amplifier on) in one query."""
+        gain, field, amplifier = _fields(self.ask(":LOOP:GAIN?;:FIEL?;:AMPL?"), 3)
+        return gain, field, bool(int(amplifier))
 
     def __init__(self, adapter, name="Ring controller", **kwargs):
         super().__init__(adapter, name=name, **kwargs)

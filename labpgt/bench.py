@@ -61,6 +61,7 @@ from pathlib import Path
 import numpy as np
 
 from labpgt.errors import UserError
+from labpgt.instruments.drivers import read_confirmation
 from labpgt.reservoir import Measurement
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class BenchConfig:
     floor_dbm: float = -100.0
     ceiling_dbm: float = 0.0
     timeout_ms: int = 5000
-    max_attempts: int = 8
+    max_attempts: int = 10
     backoff_s: float = 0.05
     max_backoff_s: float = 1.0
     simulator: dict = field(default_factory=dict)
@@ -194,7 +195,7 @@ def parse_bench_config(raw: dict, source: str = "<dict>") -> BenchConfig:
         floor_dbm=_number(features, "floor_dbm", f"{where} [features]", default=-100.0),
         ceiling_dbm=_number(features, "ceiling_dbm", f"{where} [features]", default=0.0),
         timeout_ms=int(_number(bench, "timeout_ms", f"{where} [bench]", default=5000)),
-        max_attempts=int(_number(bench, "max_attempts", f"{where} [bench]", default=8)),
+        max_attempts=int(_number(bench, "max_attempts", f"{where} [bench]", default=10)),
         backoff_s=_number(bench, "backoff_s", f"{where} [bench]", default=0.05),
         max_backoff_s=_number(bench, "max_backoff_s", f"{where} [bench]", default=1.0),
         simulator=dict(_table(raw, "simulator", where, required=False)),
@@ -512,18 +513,24 @@ def _transient_errors() -> tuple:
 class Bench:
     """Connected instruments as a reservoir: ``measure(U)`` sets, sweeps and reads, one row at a time.
 
-    Safety: every setting is checked against the limits before anything of it is sent (also when
-    settings are re-applied after a reconnect or a reboot); generator outputs stay off until the
-    first settings of a query are applied, and :meth:`rf_off` (called by :meth:`close`, so on
-    leaving a ``with`` block however it is left) turns every one off.
+    The bench keeps the complete state it wants each instrument in (generator power, frequency and
+    RF output; ring loop gain, field and amplifier; analyzer setup) and sends an instrument its
+    whole state, in one program message ending in ``*OPC?``, whenever it differs from what the
+    instrument is known to hold. Instruments on separate connections are set in parallel (all
+    messages written, then all confirmations read), so the sweep never races a setting.
 
-    Faults: one query is *set → sweep → read* and is retried whole, up to ``max_attempts`` times
-    with exponential backoff, on a timeout, a dropped connection, a garbled answer, or a trace of
-    the wrong length, non-numeric or with NaN (never accepted as data). Before a retry the VISA
-    connections are reopened (which also discards late answers still in flight), every setting is
-    sent again and read back, and only then is the query measured. The measurement records how
-    many attempts each query took. When the budget is spent, RF is turned off and
-    :class:`BenchFault` says what failed.
+    Safety: the complete wanted state is checked against the limits before anything of it is sent
+    (also when it is sent again after a reconnect or a reboot); generator outputs stay off until the
+    first query, and :meth:`rf_off` (called by :meth:`close`, so on leaving a ``with`` block however
+    it is left) turns every one off.
+
+    Faults: one query is *set → sweep → read* and is retried whole, up to ``max_attempts`` times with
+    exponential backoff, on a timeout, a dropped connection, a garbled answer, or a trace of the
+    wrong length, non-numeric or with NaN (never accepted as data). An instrument that failed is
+    reconnected (which discards late answers still in flight), its whole state is sent again — a
+    rebooted instrument gets everything back, RF and limits included — and read back before the
+    query is measured. The measurement records how many attempts each query took. When the budget
+    is spent, RF is turned off and :class:`BenchFault` says what failed.
     """
 
     def __init__(self, config: BenchConfig, instruments: dict | None = None):
@@ -533,67 +540,62 @@ class Bench:
         self.input_width = len(config.encoding)
         self.feature_width = config.bins
         self.setting_names = tuple(f"{e.instrument}.{e.setting}" for e in config.encoding)
-        self._sent: dict[tuple[str, str], float] = {}
-        self._rf_on = False
-        self._stale = False
+        self._known: dict[str, tuple | None] = {name: None for name in config.instruments}
+        self._broken: set[str] = set()
+        self._verify: set[str] = set()
         self._rf_reported = False
         self.recoveries = 0
-        self.rf_off()
-        self._apply_fixed_settings()
-        self.frequencies = self._analyzer_axis()
+        self._wanted = self._initial_state()
+        check_settings_safe(self.config, self._settings_of(self._wanted))
+        self._retrying(self._settle, "setting up the bench")
+        center, span, _, points = self._wanted[config.analyzer]
+        self.points = int(points)
+        self.frequencies = np.linspace(center - span / 2, center + span / 2, self.points)
 
-    # ---- setup
-    def _fixed_settings(self) -> dict[tuple[str, str], float]:
-        fixed = {}
+    # ---- the wanted state
+    def _initial_state(self) -> dict[str, tuple]:
+        """Every instrument's state at the start: fixed settings from the config, RF off."""
+        wanted = {}
         for name, inst in self.config.instruments.items():
-            if inst.driver in SETTINGS_BY_DRIVER:
-                fixed.update({(name, k): float(v) for k, v in inst.settings.items() if k != "output"})
-        return fixed
+            s = inst.settings
+            if inst.driver == "signal-generator":
+                power, frequency, _ = self._current(name)
+                wanted[name] = (float(s.get("power_dbm", power)), float(s.get("frequency_hz", frequency)), False)
+            elif inst.driver == "ring-controller":
+                gain, field_mt, _ = self._current(name)
+                wanted[name] = (float(s.get("loop_gain_db", gain)), float(s.get("field_mt", field_mt)),
+                                bool(s.get("output", True)))
+            else:
+                center, span, rbw, points = self._current(name)
+                wanted[name] = (float(s.get("center_hz", center)), float(s.get("span_hz", span)),
+                                float(s.get("rbw_hz", rbw)), int(s.get("points", points)))
+        return wanted
 
-    def _apply_fixed_settings(self):
-        fixed = self._fixed_settings()
-        check_settings_safe(self.config, fixed)
-        for (name, setting), value in fixed.items():
-            self._send(name, setting, value)
-        analyzer = self.instruments[self.config.analyzer]
-        settings = self.config.instruments[self.config.analyzer].settings
-        if "center_hz" in settings:
-            analyzer.center_frequency = settings["center_hz"]
-        if "span_hz" in settings:
-            analyzer.span = settings["span_hz"]
-        if "rbw_hz" in settings:
-            analyzer.resolution_bandwidth = settings["rbw_hz"]
-        if "points" in settings:
-            analyzer.frequency_points = int(settings["points"])
-        ring = self.config.ring
-        if ring is not None:
-            self.instruments[ring].amplifier_enabled = self._amplifier_wanted()
-        self._confirm(self.instruments)
-
-    def _amplifier_wanted(self) -> bool:
-        return bool(self.config.instruments[self.config.ring].settings.get("output", True))
-
-    def _analyzer_axis(self) -> np.ndarray:
-        analyzer = self.instruments[self.config.analyzer]
-        self.points = int(analyzer.frequency_points)
-        return np.linspace(analyzer.start_frequency, analyzer.stop_frequency, self.points)
-
-    # ---- sending
-    def _send(self, name: str, setting: str, value: float) -> bool:
-        """Send one setting unless the instrument already has it; True if something was sent."""
-        if self._sent.get((name, setting)) == value:
-            return False
+    def _current(self, name) -> tuple:
+        """What an instrument holds now (for settings the config leaves to the instrument)."""
         driver = self.instruments[name]
-        if setting == "power_dbm":
-            driver.power = value
-        elif setting == "frequency_hz":
-            driver.frequency = value
-        elif setting == "loop_gain_db":
-            driver.loop_gain = value
-        elif setting == "field_mt":
-            driver.field = value
-        self._sent[(name, setting)] = value
-        return True
+        reader = driver.read_setup if self.config.instruments[name].driver == "spectrum-analyzer" else driver.read_state
+        return self._retrying(reader, f"reading {name}")[0]
+
+    def _settings_of(self, wanted: dict) -> dict[tuple[str, str], float]:
+        settings = {}
+        for name in self.config.generators:
+            settings[(name, "power_dbm")], settings[(name, "frequency_hz")] = wanted[name][:2]
+        if self.config.ring is not None:
+            settings[(self.config.ring, "loop_gain_db")], settings[(self.config.ring, "field_mt")] = \
+                wanted[self.config.ring][:2]
+        return settings
+
+    def _with_settings(self, settings: dict[tuple[str, str], float], rf: bool) -> dict[str, tuple]:
+        """The wanted state with ``settings`` applied and every generator's output ``rf``."""
+        wanted = dict(self._wanted)
+        for (name, setting), value in settings.items():
+            state = list(wanted[name])
+            state[SETTINGS_BY_DRIVER[self.config.instruments[name].driver].index(setting)] = value
+            wanted[name] = tuple(state)
+        for name in self.config.generators:
+            wanted[name] = wanted[name][:2] + (rf,)
+        return wanted
 
     def settings_for(self, u: np.ndarray) -> dict[tuple[str, str], float]:
         """The instrument settings that encode one input row u ∈ [0, 1]^d."""
@@ -602,117 +604,136 @@ class Bench:
         u = np.clip(u, 0.0, 1.0)
         return {(e.instrument, e.setting): float(e.value(x)) for e, x in zip(self.config.encoding, u)}
 
-    def apply(self, settings: dict[tuple[str, str], float]) -> None:
-        """Check the complete settings against the limits, send those that changed, and wait
-        until every instrument that was sent something reports it done (``*OPC?``).
+    # ---- talking to the instruments
+    def _settle(self) -> None:
+        """Bring every instrument to its wanted state (one message each, confirmed in parallel);
+        read back those that were reconnected. Failing instruments are marked broken and the
+        first failure is raised."""
+        pending = [name for name, state in self._wanted.items() if self._known[name] != state]
+        sent = []
+        for name in pending:
+            try:
+                self._send_state(name, self._wanted[name])
+                sent.append(name)
+            except _transient_errors():
+                self._broken.add(name)
+        failure = None
+        for name in sent:
+            try:
+                read_confirmation(self.instruments[name])
+                self._known[name] = self._wanted[name]
+            except _transient_errors() as exc:
+                self._broken.add(name)
+                failure = failure or exc
+        for name in sorted(self._verify - self._broken):
+            try:
+                self._read_back(name)
+                self._verify.discard(name)
+            except _transient_errors() as exc:
+                self._broken.add(name)
+                failure = failure or exc
+        if self._broken:
+            raise failure or ConnectionError(f"{', '.join(sorted(self._broken))} failed while being set")
 
-        The ``*OPC?`` queries are pipelined — all written, then all read — so instruments on
-        separate connections settle in one round trip, and the sweep never races a setting.
-        """
-        merged = {**self._sent, **settings}
-        check_settings_safe(self.config, merged)
-        changed = {name for (name, setting), value in settings.items() if self._send(name, setting, value)}
-        if not self._rf_on:
-            for name in self.config.generators:
-                self.instruments[name].enable()
-            changed.update(self.config.generators)
-            self._rf_on = True
-        self._confirm(changed)
+    def _send_state(self, name: str, state: tuple) -> None:
+        driver = self.instruments[name]
+        if self.config.instruments[name].driver == "spectrum-analyzer":
+            driver.send_setup(*state)
+        else:
+            driver.send_state(*state)
 
-    def _confirm(self, names) -> None:
-        """Wait until every named instrument has executed what it was sent (pipelined ``*OPC?``)."""
-        names = list(names)
-        for name in names:
-            self.instruments[name].write("*OPC?")
-        for name in names:
-            answer = self.instruments[name].read().strip()
-            if answer != "1":
-                raise ValueError(f"{name} did not confirm its settings: *OPC? answered {answer!r}")
+    def _read_back(self, name: str) -> None:
+        """Read an instrument's state back; a difference is a fault (ValueError)."""
+        self._known[name] = None  # until it reads back right
+        got = self._current_once(name)
+        for value, wanted in zip(got, self._wanted[name]):
+            if not math.isclose(float(value), float(wanted), rel_tol=1e-9, abs_tol=1e-3):
+                raise ValueError(f"{name} reads back {got}, not {self._wanted[name]}")
+        self._known[name] = self._wanted[name]
 
-    def rf_off(self) -> None:
-        """Turn every generator's RF output off and wait for each to confirm it."""
-        for name in self.config.generators:
-            self.instruments[name].disable()
-        self._rf_on = False
-        self._confirm(self.config.generators)
+    def _current_once(self, name) -> tuple:
+        driver = self.instruments[name]
+        return driver.read_setup() if self.config.instruments[name].driver == "spectrum-analyzer" else driver.read_state()
 
-    # ---- recovering from faults
-    def _reconnect(self) -> None:
-        """Reopen every VISA connection (embedded instruments need none); stale answers are dropped."""
-        for name, inst in self.config.instruments.items():
-            if inst.resource.startswith("sim::"):
-                continue
-            _close_quietly(self.instruments[name])
-            self.instruments[name] = _open_visa(_driver_class(inst.driver), name, inst.resource,
-                                                self.config.timeout_ms)
+    def _reconnect_broken(self) -> None:
+        """Reopen the connections of failed instruments; their state is unknown until re-sent and read back."""
+        for name in sorted(self._broken):
+            inst = self.config.instruments[name]
+            if not inst.resource.startswith("sim::"):
+                _close_quietly(self.instruments[name])
+                self.instruments[name] = _open_visa(_driver_class(inst.driver), name, inst.resource,
+                                                    self.config.timeout_ms)
+            self._known[name] = None
+            self._verify.add(name)
+            self._broken.discard(name)
+            self.recoveries += 1
 
-    def _recover(self) -> None:
-        """After a fault: reconnect, outputs off, every fixed setting again; the query re-sends the rest."""
-        self._reconnect()
-        self._sent.clear()
-        self._rf_on = False
-        self.rf_off()
-        self._apply_fixed_settings()
+    def _retrying(self, operation, what: str):
+        """Run ``operation()`` until it succeeds, reconnecting failed instruments in between.
 
-    def _read_back(self) -> None:
-        """Read every setting back from the instruments; a difference is a fault (ValueError)."""
-        for (name, setting), wanted in self._sent.items():
-            driver = self.instruments[name]
-            got = {"power_dbm": lambda: driver.power, "frequency_hz": lambda: driver.frequency,
-                   "loop_gain_db": lambda: driver.loop_gain, "field_mt": lambda: driver.field}[setting]()
-            if not math.isclose(float(got), wanted, rel_tol=1e-9, abs_tol=1e-3):
-                raise ValueError(f"{name}.{setting} reads back {got!r}, not {wanted!r}")
-        for name in self.config.generators:
-            if bool(self.instruments[name].output_enabled) != self._rf_on:
-                raise ValueError(f"{name} RF output reads back {'on' if not self._rf_on else 'off'}")
-        if self.config.ring is not None and bool(self.instruments[self.config.ring].amplifier_enabled) != self._amplifier_wanted():
-            raise ValueError("ring amplifier state does not read back as set")
-        if int(self.instruments[self.config.analyzer].frequency_points) != self.points:
-            raise ValueError("analyzer sweep points do not read back as set")
-
-    def _check_trace(self, trace: np.ndarray) -> None:
-        if trace.shape != (self.points,):
-            raise ValueError(f"analyzer returned {trace.shape[0]} points, expected {self.points}")
-        if not np.all(np.isfinite(trace)):
-            raise ValueError("analyzer returned a trace with NaN or infinite values")
-
-    # ---- measuring
-    def measure_trace(self, settings: dict[tuple[str, str], float]) -> np.ndarray:
-        """One query's trace (dBm, float32); see :meth:`query`."""
-        return self.query(settings)[0]
-
-    def query(self, settings: dict[tuple[str, str], float]) -> tuple[np.ndarray, int]:
-        """One query — apply the settings, sweep, read and check the trace — retried whole on faults.
-
-        Returns the trace (dBm, float32) and the number of attempts it took.
+        Returns (result, attempts). A SafetyError is never retried; when ``max_attempts`` are spent,
+        RF goes off (as far as the bench answers) and BenchFault says what failed.
         """
         transient = _transient_errors()
         started = time.monotonic()
         for attempt in range(1, self.config.max_attempts + 1):
             try:
-                recovering = self._stale
-                if recovering:
-                    self._recover()
-                self.apply(settings)
-                if recovering:
-                    self._read_back()
-                    self.recoveries += 1
-                    self._stale = False
-                trace = self.instruments[self.config.analyzer].sweep_and_read()
-                self._check_trace(trace)
-                return trace, attempt
+                self._reconnect_broken()
+                return operation(), attempt
             except SafetyError:
                 raise
             except transient as exc:
                 failure = exc
-                self._stale = True
+                if not self._broken:  # a failure no instrument owned up to: start every connection afresh
+                    self._broken.update(self.config.instruments)
                 if attempt < self.config.max_attempts:
                     time.sleep(min(self.config.backoff_s * 2 ** (attempt - 1), self.config.max_backoff_s))
         rf = self._best_effort_rf_off()
         self._rf_reported = True
         reason = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
-        raise BenchFault(f"the bench stopped answering after {self.config.max_attempts} attempts over "
-                         f"{time.monotonic() - started:.1f} s (last: {reason}); {rf}")
+        raise BenchFault(f"the bench stopped answering while {what}, after {self.config.max_attempts} attempts "
+                         f"over {time.monotonic() - started:.1f} s (last: {reason}); {rf}")
+
+    # ---- the public operations
+    def apply(self, settings: dict[tuple[str, str], float], rf: bool = True) -> None:
+        """Check the complete resulting state against the limits, then set the instruments."""
+        wanted = self._with_settings(settings, rf)
+        check_settings_safe(self.config, self._settings_of(wanted))
+        self._wanted = wanted
+        self._retrying(self._settle, "setting the instruments")
+
+    def rf_off(self) -> None:
+        """Turn every generator's RF output off and wait for each to confirm it."""
+        self._wanted = self._with_settings({}, rf=False)
+        self._retrying(self._settle, "turning RF off")
+
+    def _sweep(self) -> np.ndarray:
+        self._settle()
+        try:
+            trace = self.instruments[self.config.analyzer].sweep_and_read()
+            if trace.shape != (self.points,):
+                raise ValueError(f"analyzer returned {trace.shape[0]} points, expected {self.points}")
+            if not np.all(np.isfinite(trace)):
+                raise ValueError("analyzer returned a trace with NaN or infinite values")
+        except _transient_errors():
+            self._broken.add(self.config.analyzer)
+            raise
+        return trace
+
+    def measure_trace(self, settings: dict[tuple[str, str], float], rf: bool = True) -> np.ndarray:
+        """One query's trace (dBm, float32); see :meth:`query`."""
+        return self.query(settings, rf)[0]
+
+    def query(self, settings: dict[tuple[str, str], float], rf: bool = True) -> tuple[np.ndarray, int]:
+        """One query — set, sweep, read and check the trace — retried whole on faults.
+
+        ``rf=False`` measures with every generator off (e.g. to see the free-running ring).
+        Returns the trace (dBm, float32) and the number of attempts it took.
+        """
+        wanted = self._with_settings(settings, rf)
+        check_settings_safe(self.config, self._settings_of(wanted))
+        self._wanted = wanted
+        return self._retrying(self._sweep, "measuring")
 
     def measure(self, U: np.ndarray) -> Measurement:
         U = np.atleast_2d(np.asarray(U, dtype=np.float64))
@@ -743,20 +764,20 @@ class Bench:
 
     def identities(self) -> dict[str, str]:
         """Each instrument's ``*IDN?`` answer (recorded in the session file)."""
-        return {name: str(driver.id) for name, driver in self.instruments.items()}
+        return {name: self._retrying(lambda d=driver: str(d.id), f"identifying {name}")[0]
+                for name, driver in self.instruments.items()}
 
     # ---- ending
     def _best_effort_rf_off(self) -> str:
         """Turn RF off even on a bench that misbehaves; says what happened (never raises)."""
+        self._wanted = self._with_settings({}, rf=False)
         for _ in range(2):
             try:
-                if self._stale:
-                    self._reconnect()
-                    self._stale = False
-                self.rf_off()
+                self._reconnect_broken()
+                self._settle()
                 return "RF is off on every generator"
-            except Exception:  # a broken connection: reconnect once more, then report
-                self._stale = True
+            except Exception:  # noqa: BLE001 - a broken connection: reconnect once more, then report
+                self._broken.update(n for n in self.config.generators if self._known[n] != self._wanted[n])
         return RF_UNCONFIRMED
 
     def close(self) -> None:

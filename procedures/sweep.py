@@ -108,7 +108,7 @@ class RingSweep(Procedure):
         return load_bench(self.bench_config) if self.bench_config else embedded_bench(seed=int(self.seed))
 
     def execute(self):
-        from labpgt.bench import check_settings_safe, trace_features
+        from labpgt.bench import trace_features
         from labpgt.reservoir import Measurement
         from labpgt.session import SessionWriter
 
@@ -150,13 +150,12 @@ class RingSweep(Procedure):
                     log.warning("RingSweep aborted after %d of %d points", i, len(values))
                     break
                 settings = {(name, setting): float(value)}
+                trace = bench.measure_trace(settings, rf=tones_on)
                 if tones_on:
-                    trace = bench.measure_trace(settings)
                     excluded = [float(value) if (g, setting) == (name, "frequency_hz")
                                 else config.instruments[g].settings.get("frequency_hz") for g in config.generators]
                     excluded = [f for f in excluded if f is not None]
                 else:
-                    trace = self._measure_free_running(bench, settings, check_settings_safe)
                     excluded = []
                 peak_f, peak_p, margin = line_margin(trace, bench.frequencies, excluded, 5 * rbw)
                 margins.append(margin)
@@ -191,23 +190,6 @@ class RingSweep(Procedure):
                     writer.close()
             finally:
                 self._rf_off()
-
-    @staticmethod
-    def _measure_free_running(bench, settings, check_settings_safe):
-        """Set a ring setting with every generator off (checked against the bench's limits first), sweep, read."""
-        (name, setting), value = next(iter(settings.items()))
-        check_settings_safe(bench.config, settings)
-        driver = bench.instruments[name]
-        if setting == "loop_gain_db":
-            driver.loop_gain = value
-        else:
-            driver.field = value
-        if driver.ask("*OPC?").strip() != "1":
-            raise ValueError(f"{name} did not confirm {setting} = {value:g}")
-        trace = bench.instruments[bench.config.analyzer].sweep_and_read()
-        if trace.shape != (bench.points,) or not np.all(np.isfinite(trace)):
-            raise ValueError(f"analyzer returned a bad trace ({trace.shape[0]} points, expected {bench.points})")
-        return trace.astype(np.float32)
 
     def _rf_off(self):
         if self.bench is not None:

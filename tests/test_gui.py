@@ -78,7 +78,11 @@ def test_sweep_window_and_refusal_to_overwrite(qtbot, tmp_path):
     set_inputs(w, points=5)
     experiment = w.queue()
     qtbot.waitUntil(lambda: experiment.procedure.status == experiment.procedure.FINISHED, timeout=20_000)
-    assert len(experiment.curve_list[0].getData()[0]) == 5
+    def plotted():  # the curve refreshes on the GUI's timer, shortly after the procedure finishes
+        x = experiment.curve_list[0].getData()[0]
+        return x is not None and len(x) == 5
+
+    qtbot.waitUntil(plotted, timeout=5_000)
     w.inputs.output.setValue(experiment.procedure.output)
     assert w.queue() is None                          # an existing session is never overwritten
     w.close()
