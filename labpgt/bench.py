@@ -424,7 +424,7 @@ def connect_instruments(config: BenchConfig, simulator=None) -> dict:
             if inst.resource.startswith("sim::"):
                 connected[name] = cls(_simulated_adapter(simulator, inst.resource[5:], config))
             else:
-                connected[name] = _open_visa(cls, name, inst.resource, config.timeout_ms)
+                connected[name] = _open_visa_retrying(cls, name, inst.resource, config)
     except BaseException:
         for driver in connected.values():
             _close_quietly(driver)
@@ -449,6 +449,17 @@ def _simulated_adapter(simulated, name, config):
         raise UserError(f"bench config {config.source}: the embedded simulator has no instrument {name!r}; "
                         f"it has {', '.join(simulated.instruments)}") from None
     return SimulatedAdapter(device)
+
+
+def _open_visa_retrying(cls, name, resource, config: BenchConfig):
+    """Open an instrument, retrying a refused or dropped first contact within the bench's budget."""
+    for attempt in range(1, config.max_attempts + 1):
+        try:
+            return _open_visa(cls, name, resource, config.timeout_ms)
+        except InstrumentUnreachable:
+            if attempt == config.max_attempts:
+                raise
+            time.sleep(min(config.backoff_s * 2 ** (attempt - 1), config.max_backoff_s))
 
 
 def _open_visa(cls, name, resource, timeout_ms):
@@ -558,24 +569,21 @@ class Bench:
         wanted = {}
         for name, inst in self.config.instruments.items():
             s = inst.settings
+            keys = {"signal-generator": ("power_dbm", "frequency_hz"), "ring-controller": ("loop_gain_db", "field_mt"),
+                    "spectrum-analyzer": ANALYZER_SETTINGS}[inst.driver]
+            current = self._current(name) if any(k not in s for k in keys) else None
+            state = [float(s[k]) if k in s else float(current[i]) for i, k in enumerate(keys)]
             if inst.driver == "signal-generator":
-                power, frequency, _ = self._current(name)
-                wanted[name] = (float(s.get("power_dbm", power)), float(s.get("frequency_hz", frequency)), False)
+                wanted[name] = (*state, False)
             elif inst.driver == "ring-controller":
-                gain, field_mt, _ = self._current(name)
-                wanted[name] = (float(s.get("loop_gain_db", gain)), float(s.get("field_mt", field_mt)),
-                                bool(s.get("output", True)))
+                wanted[name] = (*state, bool(s.get("output", True)))
             else:
-                center, span, rbw, points = self._current(name)
-                wanted[name] = (float(s.get("center_hz", center)), float(s.get("span_hz", span)),
-                                float(s.get("rbw_hz", rbw)), int(s.get("points", points)))
+                wanted[name] = (*state[:3], int(state[3]))
         return wanted
 
     def _current(self, name) -> tuple:
         """What an instrument holds now (for settings the config leaves to the instrument)."""
-        driver = self.instruments[name]
-        reader = driver.read_setup if self.config.instruments[name].driver == "spectrum-analyzer" else driver.read_state
-        return self._retrying(reader, f"reading {name}")[0]
+        return self._retrying(lambda: self._current_once(name), f"reading {name}")[0]
 
     def _settings_of(self, wanted: dict) -> dict[tuple[str, str], float]:
         settings = {}
@@ -764,12 +772,14 @@ class Bench:
 
     def identities(self) -> dict[str, str]:
         """Each instrument's ``*IDN?`` answer (recorded in the session file)."""
-        return {name: self._retrying(lambda d=driver: str(d.id), f"identifying {name}")[0]
-                for name, driver in self.instruments.items()}
+        return {name: self._retrying(lambda n=name: str(self.instruments[n].id), f"identifying {name}")[0]
+                for name in self.instruments}
 
     # ---- ending
     def _best_effort_rf_off(self) -> str:
         """Turn RF off even on a bench that misbehaves; says what happened (never raises)."""
+        if not hasattr(self, "_wanted"):  # failed while starting: outputs were never switched on by us
+            return self._disable_all_directly()
         self._wanted = self._with_settings({}, rf=False)
         for _ in range(2):
             try:
@@ -779,6 +789,18 @@ class Bench:
             except Exception:  # noqa: BLE001 - a broken connection: reconnect once more, then report
                 self._broken.update(n for n in self.config.generators if self._known[n] != self._wanted[n])
         return RF_UNCONFIRMED
+
+    def _disable_all_directly(self) -> str:
+        try:
+            for name in self.config.generators:
+                self.instruments[name].disable()
+            for name in self.config.generators:
+                self.instruments[name].write("*OPC?")
+            for name in self.config.generators:
+                read_confirmation(self.instruments[name])
+            return "RF is off on every generator"
+        except Exception:  # noqa: BLE001
+            return RF_UNCONFIRMED
 
     def close(self) -> None:
         try:

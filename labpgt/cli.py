@@ -71,6 +71,8 @@ def add_sim(sub):
                         "0 lets the system choose free ports")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulator's noise (0)")
     p.add_argument("--noise", type=int, choices=(0, 1), default=1, help="1: measurement noise on; 0: off")
+    p.add_argument("--write-bench", type=Path, metavar="FILE.toml",
+                   help="also write the bench config of what is served (with its actual ports) to this file")
     p.add_argument("--faults", type=fault_spec, metavar="SPEC",
                    help="inject seeded faults per program message, e.g. drop=0.02,delay=0.01,garble=0.02,"
                         "error=0.01,reboot=0.001,seed=7 (also delay_s=6, reboot_s=0); "
@@ -105,6 +107,8 @@ def run_sim(args) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with server:
+        if args.write_bench is not None:
+            write_served_bench(args.write_bench, server.resources, args.generators)
         if server.faults is not None:
             print(f"labpgt sim: injecting faults {server.faults.spec}", file=sys.stderr, flush=True)
         for name, resource in server.resources.items():
@@ -113,6 +117,16 @@ def run_sim(args) -> int:
     if server.faults is not None:
         print(f"labpgt sim: faults injected: {server.faults.summary()}", file=sys.stderr, flush=True)
     return 0
+
+
+def write_served_bench(path: Path, resources: dict, generators: int) -> None:
+    import dataclasses
+
+    from labpgt.bench import bench_config_toml, simulated_bench_config
+
+    config = simulated_bench_config(embedded=False, generators=generators)
+    instruments = {n: dataclasses.replace(c, resource=resources[n]) for n, c in config.instruments.items()}
+    path.write_text(bench_config_toml(dataclasses.replace(config, instruments=instruments)))
 
 
 # --------------------------------------------------------------------------- spectrum

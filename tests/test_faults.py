@@ -146,8 +146,23 @@ def test_garbling_always_changes_the_response_and_keeps_framing_of_ascii():
         garbled, mode = garble_response(block, rng)
         modes.add("block-" + mode)
         assert garbled != block and garbled.endswith(b"\n")
-    assert modes == {"flip", "truncate", "text", "nan", "block-flip", "block-nan", "block-short_length",
+    assert modes == {"flip", "truncate", "text", "nan", "block-nan", "block-short_length",
                      "block-long_length", "block-truncate", "block-header"}
+
+
+def test_a_block_after_a_joined_opc_answer_is_garbled_as_a_block_never_silently():
+    payload = np.arange(401, dtype=">f4").tobytes()
+    header = b"#" + str(len(str(len(payload)))).encode() + str(len(payload)).encode()
+    response = b"1;" + header + payload + b"\n"
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        garbled, mode = garble_response(response, rng)
+        assert garbled.startswith(b"1;")
+        body = garbled[2:-1]
+        if len(body) == len(header) + len(payload) and body.startswith(header):
+            # same framing: then the payload must carry a NaN, which no client accepts as data
+            values = np.frombuffer(body[len(header):], dtype=">f4")
+            assert mode == "nan" and np.isnan(values).any()
 
 
 # --------------------------------------------------------------------------- each kind over TCP

@@ -33,9 +33,12 @@ What each fault does to the program message it hits (one ``\\n``-terminated line
   stale bytes), then repeat its query.
 * ``garble`` — the message is executed and its response (if any) is corrupted. ASCII: bytes
   flipped, truncated (still ``\\n``-terminated), a number replaced by non-numeric text, or a
-  value replaced by ``NaN``. IEEE 488.2 binary block: payload bytes flipped, a ``NaN`` written
-  into the payload, the length field too short (surplus bytes stay in the stream) or too long
-  (the client waits for bytes that never come), the payload truncated, or the header mangled.
+  value replaced by ``NaN``. IEEE 488.2 binary block (also after a ``1;`` from a joined
+  ``*OPC?``): a ``NaN`` written into the payload, the length field too short (surplus bytes stay
+  in the stream) or too long (the client waits for bytes that never come), the payload
+  truncated, or the header mangled. Flipped payload bits that still read as plausible floats
+  are not simulated: TCP's checksums stop those on a real LAN, and no client could tell them
+  from data (an ASCII number flipped into another number is caught by a read-back).
   A client must validate every answer (parse it, check the point count and finiteness) and on
   any doubt reconnect and ask again.
 * ``error`` — the message is *not executed* and ``-200,"Execution error"`` is pushed to the
@@ -220,29 +223,29 @@ def garble_response(response: bytes, rng: np.random.Generator) -> tuple[bytes, s
     terminated = response.endswith(b"\n")
     body = response[:-1] if terminated else response
     tail = b"\n" if terminated else b""
-    block = _block_header(body)
+    start = 0 if body[:1] == b"#" else body.find(b";#") + 1   # a block may follow a joined "1;"
+    block = _block_header(body[start:]) if start >= 0 and (start == 0 or body[start:start + 1] == b"#") else None
     if block is not None:
+        prefix, body = body[:start], body[start:]
         header_length, payload_length = block
         payload = bytearray(body[header_length:header_length + payload_length])
         rest = body[header_length + payload_length:]
-        mode = ("flip", "nan", "short_length", "long_length", "truncate", "header")[int(rng.integers(6))]
+        mode = ("nan", "short_length", "long_length", "truncate", "header")[int(rng.integers(5))]
         if mode == "nan" and len(payload) >= 8:
             at = 8 * int(rng.integers(len(payload) // 8))
             payload[at:at + 8] = b"\xff" * 8        # NaN as float32 pair or float64, either byte order
-        elif mode in ("flip", "nan") and payload:
-            mode = "flip"
-            _flip(payload, rng, 0, len(payload), avoid_newline=False)
-        elif mode in ("short_length", "long_length"):
+        elif mode in ("short_length", "long_length", "nan"):
+            mode = mode if mode != "nan" else "short_length"
             change = int(rng.integers(1, max(2, payload_length // 4 + 1)))
             claimed = max(payload_length - change, 0) if mode == "short_length" else payload_length + change
             digits = str(claimed).encode()
-            return b"#" + str(len(digits)).encode() + digits + bytes(payload) + rest + tail, mode
+            return prefix + b"#" + str(len(digits)).encode() + digits + bytes(payload) + rest + tail, mode
         elif mode == "truncate" and payload:
             payload = payload[:int(rng.integers(0, max(len(payload), 1)))]
         else:
             mode = "header"
-            return b"#" + b"A" + body[2:] + tail, mode
-        return body[:header_length] + bytes(payload) + rest + tail, mode
+            return prefix + b"#" + b"A" + body[2:] + tail, mode
+        return prefix + body[:header_length] + bytes(payload) + rest + tail, mode
     data = bytearray(body)
     mode = ("flip", "truncate", "text", "nan")[int(rng.integers(4))]
     if mode == "flip" and data:
