@@ -304,7 +304,7 @@ class RingModel:
         total_k = np.cumsum(drive, axis=1) / (1.0 - c + k * c)
         weakest = (drive - c * total_k) / (1.0 - c)
         survivors = (weakest > 0).sum(axis=1)
-        total = np.take_along_axis(total_k, np.maximum(survivors - 1, 0)[:, None], axis=1)
+        total = total_k[np.arange(total_k.shape[0]), np.maximum(survivors - 1, 0)][:, None]
         power = np.where(k <= survivors[:, None], (drive - c * total) / (1.0 - c), 0.0)
         return np.maximum(power, 0.0)
 
@@ -329,10 +329,11 @@ class RingModel:
         ratio = np.sqrt(tone_p[:, None, :] / np.maximum(mode_p[:, :, None], 1e-30))
         lock_range = ratio / (2 * np.pi * self.params.round_trip_s)
         strength = lock_range / np.maximum(np.abs(detuning), 1e-3)
-        best = np.argmax(strength, axis=2)[:, :, None]
-        d = np.take_along_axis(detuning, best, axis=2)[:, :, 0]
-        lock = np.take_along_axis(lock_range, best, axis=2)[:, :, 0]
-        f_tone = np.take_along_axis(np.broadcast_to(tone_f[:, None, :], detuning.shape), best, axis=2)[:, :, 0]
+        best = np.argmax(strength, axis=2)
+        rows, modes = np.arange(best.shape[0])[:, None], np.arange(best.shape[1])[None, :]
+        d = detuning[rows, modes, best]
+        lock = lock_range[rows, modes, best]
+        f_tone = tone_f[rows, best]
         beat = np.sqrt(np.maximum(d**2 - lock**2, 0.0))
         return np.where(tone_f.shape[1] == 0, mode_f, f_tone + np.sign(d) * beat)
 
