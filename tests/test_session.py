@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
@@ -211,21 +212,24 @@ def test_inspect_and_export_never_modify(tmp_path):
 # --------------------------------------------------------------------------- resume after SIGKILL
 CONFIG = dict(task="iris", method="node", reservoir="digital", steps=120, eval_every=10, digital_noise=0.02,
               seed=3, batch_size=16, eval_train_samples=40)
+RING_CONFIG = dict(task="iris", method="node", reservoir="ring-sim", steps=24, eval_every=8, seed=3, batch_size=8,
+                   eval_train_samples=40)
 
-TRAIN_SCRIPT = textwrap.dedent(f"""
-    import sys
+TRAIN_SCRIPT = textwrap.dedent("""
+    import json, sys
     from labpgt.trainer import TrainConfig
     from labpgt.session_tools import record_training, resume_training
     progress = lambda done, total: print(done, flush=True)
     if sys.argv[1] == "fresh":
-        record_training(TrainConfig(**{CONFIG!r}), sys.argv[2], progress=progress)
+        record_training(TrainConfig(**json.loads(sys.argv[3])), sys.argv[2], progress=progress)
     else:
         resume_training(sys.argv[2], progress=progress)
 """)
 
 
-def _run_and_kill(mode, path, at_step, rng) -> int:
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, mode, str(path)], stdout=subprocess.PIPE, text=True)
+def _run_and_kill(mode, path, config, at_step, rng) -> int:
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, mode, str(path), json.dumps(config)],
+                            stdout=subprocess.PIPE, text=True)
     done = -1
     for line in proc.stdout:
         done = int(line)
@@ -237,9 +241,10 @@ def _run_and_kill(mode, path, at_step, rng) -> int:
     return done
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("config, stride", [(CONFIG, (8, 30)), (RING_CONFIG, (2, 6))], ids=["digital", "ring-sim"])
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride):
     reference = tmp_path / "reference.h5"
-    result = record_training(TrainConfig(**CONFIG), reference)
+    result = record_training(TrainConfig(**config), reference)
     with SessionReader(reference) as ref:
         ref_params = [params_sha256(ref.checkpoint(j).params) for j in range(ref.n_checkpoints)]
         ref_queries = ref.queries(fields=("u", "features"))
@@ -248,8 +253,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     rng = random.Random(12345)
     mode, last = "fresh", 0
     for kill in range(3):
-        target = last + rng.randint(8, 30)
-        printed = _run_and_kill(mode, path, target, rng)
+        target = last + rng.randint(*stride)
+        printed = _run_and_kill(mode, path, config, target, rng)
         with SessionReader(path) as r:           # a killed file opens, everything flushed is intact
             assert r.last_complete_step is not None and r.last_complete_step + 1 >= printed
             assert r.n_steps >= r.last_complete_step + 1
@@ -266,7 +271,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     info, ref_info = inspect_session(path), inspect_session(reference)
-    assert info["completed"] and info["steps"] == CONFIG["steps"]
+    assert info["completed"] and info["steps"] == config["steps"]
     assert info["final_params_sha256"] == ref_info["final_params_sha256"] == ref_params[-1]
     assert info["queries"] == ref_info["queries"] and info["queries_by_role"] == ref_info["queries_by_role"]
     assert info["test_accuracy"] == pytest.approx(result.final_test_accuracy, abs=0)
