@@ -238,9 +238,9 @@ class SessionWriter:
         self._file = f
         self.path = Path(f.filename)
         self.config = json.loads(f.attrs["config"])
-        self._queries = f["queries"]
-        self._steps = f["steps"]
-        self._checkpoints = f["checkpoints"]
+        self._queries = _Handles(f["queries"])
+        self._steps = _Handles(f["steps"])
+        self._checkpoints = _Handles(f["checkpoints"])
         self._widths = {k: self._queries[k].shape[1] for k, (_, wide) in QUERY_COLUMNS.items() if wide}
         self._pending: dict[str, list] = {k: [] for k in QUERY_COLUMNS}
         self._pending_rows = 0
@@ -420,6 +420,26 @@ def _column(values, n, dtype, missing) -> np.ndarray:
 
 def _json_bytes(value) -> np.ndarray:
     return np.frombuffer(_dumps(value).encode("utf-8"), dtype=np.uint8)
+
+
+class _Handles:
+    """A group's datasets looked up once: h5py's by-name lookup costs more than a small write."""
+
+    def __init__(self, group: h5py.Group):
+        self.group = group
+        self._cache: dict = {}
+
+    def __getitem__(self, name: str):
+        handle = self._cache.get(name)
+        if handle is None:
+            handle = self.group[name]
+            if isinstance(handle, h5py.Group):
+                handle = _Handles(handle)
+            self._cache[name] = handle
+        return handle
+
+    def __iter__(self):
+        return iter(self.group)
 
 
 def _append(ds, block: np.ndarray) -> None:
