@@ -151,8 +151,8 @@ def export_session(path, out_dir) -> list[Path]:
     """Write steps.csv, queries.csv, u/features/spectra/frequencies .npy, config.json and README.txt
     into ``out_dir`` (created if needed); returns the paths written."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with SessionReader(path) as session:
+    with SessionReader(path) as session:  # a file that is no session is refused before anything is made
+        out.mkdir(parents=True, exist_ok=True)
         written = [_export_steps(session, out / "steps.csv"), _export_queries(session, out / "queries.csv")]
         n = session.n_queries
         for name, column in (("u.npy", "u"), ("features.npy", "features"), ("spectra.npy", "spectrum")):

@@ -1,0 +1,56 @@
+"""Bad input on the command line: one clear line on stderr, exit status 2, nothing written."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def labpgt(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--task", "mnist"], "unknown task 'mnist'"),
+    (["train", "--method", "adam"], "unknown method 'adam'"),
+    (["train", "--reservoir", "fpga"], "unknown reservoir 'fpga'"),
+    (["train", "--method", "backprop"], "backprop needs a differentiable reservoir"),
+    (["train", "--steps", "-3"], "--steps: must be a positive integer"),
+    (["train", "--steps", "ten"], "--steps: 'ten' is not a whole number"),
+    (["train", "--delta", "0"], "--delta: must be a positive finite number"),
+    (["train", "--delta", "-0.1"], "--delta: must be a positive finite number"),
+    (["train", "--p", "1.5"], "--p: must be in [0, 1)"),
+    (["train", "--bench", "missing.toml"], "bench config missing.toml does not exist"),
+    (["train", "--resume", "missing.h5"], "cannot resume: missing.h5 does not exist"),
+    (["benchmark", "--methods", "pgt,magic"], "unknown method 'magic'"),
+    (["benchmark", "--methods", "backprop", "--reservoir", "ring-sim"], "backprop needs a differentiable reservoir"),
+    (["benchmark", "--steps", "pgt=many"], "--steps takes METHOD=N"),
+    (["inspect", "missing.h5"], "missing.h5"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path, args, fragment):
+    result = labpgt(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("labpgt") and result.stderr.count("\n") == 1, result.stderr
+    assert fragment in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("command", ["replay", "inspect", "export"])
+def test_a_file_that_is_not_a_session_is_refused_and_left_alone(tmp_path, command):
+    stranger = tmp_path / "notes.h5"
+    stranger.write_bytes(b"this is not HDF5 at all\n" * 10)
+    before = stranger.read_bytes()
+    extra = ["--to", str(tmp_path / "out")] if command == "export" else []
+    result = labpgt(command, str(stranger), *extra)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "not an HDF5 file" in result.stderr
+    assert stranger.read_bytes() == before and not (tmp_path / "out").exists()
+
+
+def test_train_refuses_to_overwrite_a_session(tmp_path):
+    existing = tmp_path / "run.h5"
+    existing.write_bytes(b"precious")
+    result = labpgt("train", "--out", str(existing))
+    assert result.returncode == 2 and "exists" in result.stderr and "--resume" in result.stderr
+    assert existing.read_bytes() == b"precious"
