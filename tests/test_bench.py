@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labpgt.bench import (Bench, SafetyError, embedded_bench, load_bench_config, simulated_bench_config,
+from labpgt.bench import (SafetyError, embedded_bench, load_bench_config, simulated_bench_config,
                           trace_features)
 from labpgt.errors import UserError
 

@@ -1,7 +1,6 @@
 """The simulator dies mid-run: restarted within the retry budget the run goes on; later, it stops
 cleanly and --resume finishes it."""
 
-import dataclasses
 import json
 import random
 import signal
