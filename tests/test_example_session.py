@@ -22,3 +22,17 @@ def test_shipped_session_replays_and_is_left_untouched():
     assert info["schema"] == "labpgt-session/1" and info["completed"] is True
     assert info["reservoir"] == "ring-sim" and info["queries"] > 100
     assert hashlib.sha256(EXAMPLE.read_bytes()).hexdigest() == before
+
+
+def test_replay_of_an_altered_spectrum_exits_1_naming_the_query(tmp_path):
+    import shutil
+
+    import h5py
+
+    altered = tmp_path / "altered.h5"
+    shutil.copy(EXAMPLE, altered)
+    with h5py.File(altered, "r+") as f:
+        f["queries/spectrum"][57, 200] += 3.0  # one point of one recorded trace, 3 dB off
+    replay = labpgt("replay", str(altered))
+    assert replay.returncode == 1
+    assert "query 57" in replay.stdout + replay.stderr
