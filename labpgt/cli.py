@@ -479,6 +479,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("labpgt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`labpgt inspect … | head`): not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
