@@ -28,7 +28,7 @@ import numpy as np
 from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParameter, ListParameter, Parameter, \
     Procedure
 
-from labpgt.procedures.training import DEFAULT_RUNS_DIR, SpectrumFeed
+from labpgt.procedures.training import DEFAULT_RUNS_DIR, BenchSafety, SpectrumFeed
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
@@ -69,7 +69,7 @@ def estimate_threshold(values, margins, margin_db: float = 30.0) -> float:
     return float(v[i - 1] + (margin_db - m[i - 1]) / (m[i] - m[i - 1]) * (v[i] - v[i - 1]))
 
 
-class RingSweep(Procedure):
+class RingSweep(BenchSafety, Procedure):
     """Sweep the loop gain, the bias field, or one generator's frequency or power; record every spectrum."""
 
     target = ListParameter("Sweep", choices=list(TARGETS), default="loop gain")
@@ -190,18 +190,3 @@ class RingSweep(Procedure):
                     writer.close()
             finally:
                 self._rf_off()
-
-    def _rf_off(self):
-        if self.bench is not None:
-            try:
-                self.bench.rf_off()
-            except Exception:  # noqa: BLE001
-                log.exception("could not turn the generators' RF off")
-
-    def shutdown(self):
-        self._rf_off()
-        if self.bench is not None:
-            try:
-                self.bench.close()
-            except Exception:  # noqa: BLE001
-                log.exception("closing the bench failed")

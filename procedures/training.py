@@ -170,7 +170,32 @@ def summary_csv_path(session_path) -> Path:
         else session_path.with_suffix(".csv")
 
 
-class PGTTraining(Procedure):
+class BenchSafety:
+    """RF off at the end of a procedure however it ends (finish, abort, error), then release the bench.
+
+    A procedure keeps its bench in ``self.bench``; ``_rf_off`` is also called from its ``finally``.
+    """
+
+    bench = None
+
+    def _rf_off(self) -> None:
+        bench = self.bench
+        if bench is not None and hasattr(bench, "rf_off"):
+            try:
+                bench.rf_off()
+            except Exception:  # noqa: BLE001 - already off / connection gone: log, never mask the cause
+                log.exception("could not turn the generators' RF off")
+
+    def shutdown(self):
+        self._rf_off()
+        if self.bench is not None:
+            try:
+                self.bench.close()          # RF off again, then release the connections
+            except Exception:  # noqa: BLE001
+                log.exception("closing the bench failed")
+
+
+class PGTTraining(BenchSafety, Procedure):
     """Train a network through the reservoir (perturbative gradient training), recording a session file."""
 
     task = ListParameter("Task", choices=["digits", "iris", "wine", "waveforms"], default="digits")
@@ -264,19 +289,4 @@ class PGTTraining(Procedure):
             finally:
                 self._rf_off()
 
-    def _rf_off(self) -> None:
-        bench = self.bench
-        if bench is not None and hasattr(bench, "rf_off"):
-            try:
-                bench.rf_off()
-            except Exception:  # noqa: BLE001 - already off / connection gone: log, never mask the cause
-                log.exception("could not turn the generators' RF off")
 
-    def shutdown(self):
-        self._rf_off()
-        bench = self.bench
-        if bench is not None:
-            try:
-                bench.close()          # RF off again, then release the connections
-            except Exception:  # noqa: BLE001
-                log.exception("closing the bench failed")
