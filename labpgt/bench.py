@@ -14,8 +14,9 @@ This module owns four things and nothing else:
   points do not divide evenly).
 
 :class:`Bench` implements the :class:`labpgt.reservoir.Reservoir` protocol: one row of ``U`` is one
-query — apply the settings (only those that changed since the last query are sent), take one
-sweep, read the trace in binary. It knows nothing about training or storage.
+query — bring every instrument whose state changed to its new state (one ``*OPC?``-confirmed
+message each), take one sweep and read the trace in binary, retried whole on faults. It knows
+nothing about training or storage.
 
 A bench config (see ``data/bench-sim.toml`` and ``data/bench-lab-example.toml``)::
 
@@ -569,8 +570,7 @@ class Bench:
         wanted = {}
         for name, inst in self.config.instruments.items():
             s = inst.settings
-            keys = {"signal-generator": ("power_dbm", "frequency_hz"), "ring-controller": ("loop_gain_db", "field_mt"),
-                    "spectrum-analyzer": ANALYZER_SETTINGS}[inst.driver]
+            keys = {**SETTINGS_BY_DRIVER, "spectrum-analyzer": ANALYZER_SETTINGS}[inst.driver]
             current = self._current(name) if any(k not in s for k in keys) else None
             state = [float(s[k]) if k in s else float(current[i]) for i, k in enumerate(keys)]
             if inst.driver == "signal-generator":
