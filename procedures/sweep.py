@@ -185,8 +185,4 @@ class RingSweep(BenchSafety, Procedure):
                 else:
                     log.info("RingSweep: auto-oscillation threshold at loop gain %.3f dB", self.threshold_db)
         finally:
-            try:
-                if writer is not None:
-                    writer.close()
-            finally:
-                self._rf_off()
+            self._close_record_and_rf_off(writer)

@@ -186,6 +186,14 @@ class BenchSafety:
             except Exception:  # noqa: BLE001 - already off / connection gone: log, never mask the cause
                 log.exception("could not turn the generators' RF off")
 
+    def _close_record_and_rf_off(self, writer) -> None:
+        """The end of ``execute`` however it ends: the session closed (flushed), then RF off."""
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            self._rf_off()
+
     def shutdown(self):
         self._rf_off()
         if self.bench is not None:
@@ -283,10 +291,6 @@ class PGTTraining(BenchSafety, Procedure):
             log.info("PGTTraining finished: test accuracy %.4f after %d training queries; session %s",
                      self.result.final_test_accuracy, self.result.training_queries, self.session_path)
         finally:
-            try:
-                if writer is not None:
-                    writer.close()
-            finally:
-                self._rf_off()
+            self._close_record_and_rf_off(writer)
 
 
