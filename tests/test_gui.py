@@ -78,6 +78,8 @@ def test_sweep_window_and_refusal_to_overwrite(qtbot, tmp_path):
     set_inputs(w, points=5)
     experiment = w.queue()
     qtbot.waitUntil(lambda: experiment.procedure.status == experiment.procedure.FINISHED, timeout=20_000)
+    qtbot.waitUntil(lambda: not w.manager.is_running(), timeout=5_000)  # the manager has finished too
+
     def plotted():  # the curve refreshes on the GUI's timer, shortly after the procedure finishes
         x = experiment.curve_list[0].getData()[0]
         return x is not None and len(x) == 5
