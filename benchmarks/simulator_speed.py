@@ -113,11 +113,7 @@ def main():
 
     proc, resources = serve_sim()
     try:
-        import dataclasses
-
-        config = simulated_bench_config(embedded=False)
-        config = dataclasses.replace(config, instruments={n: dataclasses.replace(c, resource=resources[n])
-                                                          for n, c in config.instruments.items()})
+        config = simulated_bench_config(embedded=False).with_resources(resources)
         remote = connect_instruments(config)
         tcp_ms, tcp_stages = per_query_ms(remote, generators, args.queries)
         for driver in remote.values():

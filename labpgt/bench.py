@@ -56,7 +56,7 @@ import logging
 import math
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +134,15 @@ class BenchConfig:
     @property
     def ring(self) -> str | None:
         return next((n for n, c in self.instruments.items() if c.driver == "ring-controller"), None)
+
+    def with_resources(self, resources: dict[str, str]) -> "BenchConfig":
+        """The same bench with each named instrument reached at another VISA resource."""
+        instruments = {n: replace(c, resource=resources.get(n, c.resource)) for n, c in self.instruments.items()}
+        return replace(self, instruments=instruments)
+
+    def wait_after(self, attempt: int) -> float:
+        """How long to wait after failed attempt number ``attempt`` (1-based): doubling, capped."""
+        return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
 
     def to_dict(self) -> dict:
         """A JSON-able description, enough to rebuild the config (stored in session files)."""
@@ -460,7 +469,7 @@ def _open_visa_retrying(cls, name, resource, config: BenchConfig):
         except InstrumentUnreachable:
             if attempt == config.max_attempts:
                 raise
-            time.sleep(min(config.backoff_s * 2 ** (attempt - 1), config.max_backoff_s))
+            time.sleep(config.wait_after(attempt))
 
 
 def _open_visa(cls, name, resource, timeout_ms):
@@ -556,7 +565,6 @@ class Bench:
         self._broken: set[str] = set()
         self._verify: set[str] = set()
         self._rf_reported = False
-        self.recoveries = 0
         self._wanted = self._initial_state()
         check_settings_safe(self.config, self._settings_of(self._wanted))
         self._retrying(self._settle, "setting up the bench")
@@ -674,7 +682,6 @@ class Bench:
             self._known[name] = None
             self._verify.add(name)
             self._broken.discard(name)
-            self.recoveries += 1
 
     def _retrying(self, operation, what: str):
         """Run ``operation()`` until it succeeds, reconnecting failed instruments in between.
@@ -695,7 +702,7 @@ class Bench:
                 if not self._broken:  # a failure no instrument owned up to: start every connection afresh
                     self._broken.update(self.config.instruments)
                 if attempt < self.config.max_attempts:
-                    time.sleep(min(self.config.backoff_s * 2 ** (attempt - 1), self.config.max_backoff_s))
+                    time.sleep(self.config.wait_after(attempt))
         rf = self._best_effort_rf_off()
         self._rf_reported = True
         reason = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__

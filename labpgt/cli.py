@@ -120,13 +120,10 @@ def run_sim(args) -> int:
 
 
 def write_served_bench(path: Path, resources: dict, generators: int) -> None:
-    import dataclasses
-
     from labpgt.bench import bench_config_toml, simulated_bench_config
 
-    config = simulated_bench_config(embedded=False, generators=generators)
-    instruments = {n: dataclasses.replace(c, resource=resources[n]) for n, c in config.instruments.items()}
-    path.write_text(bench_config_toml(dataclasses.replace(config, instruments=instruments)))
+    config = simulated_bench_config(embedded=False, generators=generators).with_resources(resources)
+    path.write_text(bench_config_toml(config))
 
 
 # --------------------------------------------------------------------------- spectrum

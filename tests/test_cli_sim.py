@@ -1,6 +1,5 @@
 """``labpgt sim`` as a user runs it: a separate process serving raw-socket SCPI on loopback."""
 
-import dataclasses
 import signal
 import subprocess
 import sys
@@ -58,10 +57,9 @@ def test_stock_pymeasure_drivers_read_a_tone_through_pyvisa_py(served):
 
 def test_bench_over_tcp_is_bit_identical_to_the_embedded_bench(served):
     _, resources = served
-    config = simulated_bench_config(embedded=False)
-    instruments = {n: dataclasses.replace(c, resource=resources[n]) for n, c in config.instruments.items()}
+    config = simulated_bench_config(embedded=False).with_resources(resources)
     u = np.random.default_rng(2).random((5, 8))
-    with Bench(dataclasses.replace(config, instruments=instruments)) as tcp:
+    with Bench(config) as tcp:
         over_tcp = tcp.measure(u)
     with embedded_bench(seed=5) as local:
         in_process = local.measure(u)

@@ -105,9 +105,7 @@ def served(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "labpgt", "sim", "--port", "0", "--noise", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     resources = dict(proc.stdout.readline().split() for _ in range(6))
-    config = simulated_bench_config(embedded=False)
-    config = dataclasses.replace(config, instruments={n: dataclasses.replace(c, resource=resources[n])
-                                                      for n, c in config.instruments.items()})
+    config = simulated_bench_config(embedded=False).with_resources(resources)
     path = tmp_path / "bench.toml"
     path.write_text(bench_config_toml(config))
     yield path, resources
