@@ -19,6 +19,7 @@ import numpy as np
 
 from labpgt import session
 from labpgt.bench import embedded_bench
+from labpgt.recording import Checkpoint, QueryLabels
 from labpgt.reservoir import Measurement
 
 BATCH, BATCHES_PER_STEP = 32, 10
@@ -50,11 +51,11 @@ def write_rows(path: Path, rows: int, traces: Measurement, setting_names, compre
             idx = np.arange(at, at + BATCH) % n_traces
             m = Measurement(features=traces.features[idx], spectra=traces.spectra[idx], settings=traces.settings[idx],
                             started=np.full(BATCH, time.time()), attempts=np.ones(BATCH, dtype=np.int32))
-            writer.record_queries(step, "plus", np.zeros(BATCH), idx, rng.random((BATCH, 8)), m)
+            writer.record_queries(QueryLabels.of(step, "plus", BATCH, direction=0, sample=idx), rng.random((BATCH, 8)), m)
             written += BATCH
         writer.record_step(step, {"loss": 1.0, "grad_norm": 1.0, "lr": 0.01,
                                   "perturbation": np.ones((4, 32, 8), dtype=np.int8)})
-        writer.checkpoint(step, params, {}, {"batches": {"state": 12345}}, {"history": []})
+        writer.checkpoint(Checkpoint(step, params, {}, {"batches": {"state": 12345}}, {"history": []}))
         step += 1
     writer.close()
     return written / (time.perf_counter() - t0), written

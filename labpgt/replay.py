@@ -122,11 +122,11 @@ class _ReplayRecorder:
         self.checkpoints = 0
         self._steps = session.steps()
 
-    def record_queries(self, step, role, direction_index, sample_index, U, measurement) -> None:
+    def record_queries(self, labels, U, measurement) -> None:
         n, start = len(U), self.position
         rec = self.session.queries(start, start + n, ("step", "role", "direction", "sample"))
-        asked = {"step": np.full(n, step), "role": np.full(n, self.session.role_names.index(role)),
-                 "direction": np.asarray(direction_index), "sample": np.asarray(sample_index)}
+        asked = {"step": np.full(n, labels.step), "role": np.full(n, self.session.role_names.index(labels.role)),
+                 "direction": labels.direction, "sample": labels.sample}
         for name, values in asked.items():
             bad = values != rec[name]
             if bad.any():
@@ -143,7 +143,8 @@ class _ReplayRecorder:
             if name in values and not (np.isnan(recorded) or recorded == values[name]):
                 raise ReplayDivergence(f"step {step}: {name} {values[name]!r} differs from the recorded {recorded!r}")
 
-    def checkpoint(self, step, params, optimizer_state, rng_states, trainer_state=None) -> None:
+    def checkpoint(self, checkpoint) -> None:
+        step, params, optimizer_state = checkpoint.step, checkpoint.params, checkpoint.optimizer_state
         j = self.checkpoints
         if j >= self.session.n_checkpoints:
             raise RecordingExhausted(j)

@@ -297,8 +297,9 @@ class SessionWriter:
         return cls(f, history_len=history_len), checkpoint
 
     # ---- the recorder hook
-    def record_queries(self, step, role, direction_index, sample_index, U, measurement) -> None:
-        """Buffer one measurement's rows (written at the next flush)."""
+    def record_queries(self, labels, U, measurement) -> None:
+        """Buffer one measurement's rows (written at the next flush); ``labels`` a :class:`~labpgt.recording.QueryLabels`."""
+        role = labels.role
         if role not in ROLE_CODES:
             raise ValueError(f"unknown query role {role!r}; the schema knows {', '.join(ROLES)}")
         U = np.asarray(U, dtype=np.float64)
@@ -308,10 +309,10 @@ class SessionWriter:
             raise ValueError(f"record_queries: U {U.shape} / features {features.shape} do not match the session "
                              f"(d = {self._widths['u']}, m = {self._widths['features']})")
         p = self._pending
-        p["step"].append(np.full(n, step, dtype=np.int64))
+        p["step"].append(np.full(n, labels.step, dtype=np.int64))
         p["role"].append(np.full(n, ROLE_CODES[role], dtype=np.uint8))
-        p["direction"].append(np.asarray(direction_index, dtype=np.int32).reshape(n))
-        p["sample"].append(np.asarray(sample_index, dtype=np.int32).reshape(n))
+        p["direction"].append(np.asarray(labels.direction, dtype=np.int32).reshape(n))
+        p["sample"].append(np.asarray(labels.sample, dtype=np.int32).reshape(n))
         p["u"].append(U)
         p["features"].append(features)
         p["settings"].append(_block(measurement.settings, n, self._widths["settings"], np.float64))
@@ -350,19 +351,19 @@ class SessionWriter:
         _append_ragged(self._steps, "extra", _json_bytes(values))
         self._file.flush()
 
-    def checkpoint(self, step, params, optimizer_state, rng_states, trainer_state=None) -> None:
-        """Write one checkpoint row (its ``step`` last), then flush."""
+    def checkpoint(self, checkpoint) -> None:
+        """Write one checkpoint row (a :class:`~labpgt.recording.Checkpoint`; its ``step`` last), then flush."""
         self._write_queries()
         c = self._checkpoints
-        for group_name, arrays in (("params", params), ("optimizer", optimizer_state)):
+        for group_name, arrays in (("params", checkpoint.params), ("optimizer", checkpoint.optimizer_state)):
             group = c[group_name]
             if set(arrays) != set(group):
                 raise ValueError(f"checkpoint {group_name} {sorted(arrays)} differ from the session's {sorted(group)}")
             for name, array in arrays.items():
                 _append(group[name], np.asarray(array, dtype=group[name].dtype)[None, ...])
-        _append_ragged(c, "rng_states", _json_bytes(rng_states))
-        _append_ragged(c, "trainer_state", _json_bytes(self._delta_history(trainer_state or {})))
-        _append(c["step"], np.asarray([int(step)]))
+        _append_ragged(c, "rng_states", _json_bytes(checkpoint.rng_states))
+        _append_ragged(c, "trainer_state", _json_bytes(self._delta_history(checkpoint.trainer_state or {})))
+        _append(c["step"], np.asarray([int(checkpoint.step)]))
         self._file.flush()
 
     def _delta_history(self, trainer_state: dict) -> dict:

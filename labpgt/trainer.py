@@ -8,20 +8,10 @@ Query roles: ``calibration`` (the one batch that fixes the feature standardisati
 calibration), ``baseline`` (features at the unperturbed inputs), ``plus``/``minus`` (perturbed), all
 of which are *training queries* (the figure of merit), and ``eval`` (accuracy checks, counted apart).
 
-Recorder hook (the default :class:`NullRecorder` does nothing). The trainer calls, in this order:
-
-* ``record_queries(step, role, direction_index (B,) int64, sample_index (B,) int64, U (B, d) float64,
-  measurement)`` after every ``reservoir.measure`` call, with exactly the rows measured. ``direction_index``
-  is −1 for calibration/baseline/eval; ``sample_index`` indexes the training split, and for eval
-  queries of the test split it is ``n_train + i``.
-* ``record_step(step, values)`` once per completed step: a dict of floats/ints and small numpy arrays
-  (loss, grad_norm, lr, training_queries, eval_queries, measure_seconds, perturbation (int8), and after
-  an evaluation train/test accuracy and loss).
-* ``checkpoint(step, params, optimizer_state, rng_states, trainer_state)`` after ``record_step`` every
-  ``checkpoint_every`` steps and after the last: ``params`` and ``optimizer_state`` are dicts of numpy
-  arrays; ``rng_states`` and ``trainer_state`` are JSON-able dicts. :meth:`Trainer.restore` with the
-  same four/five values continues with step ``step + 1`` bit-identically. Query rows with a step
-  greater than the last checkpoint's belong to an unfinished step and will be measured again.
+Recorder: the trainer reports every measurement, every step and every checkpoint through the
+protocol of :mod:`labpgt.recording` (:class:`~labpgt.recording.NullRecorder` by default). Eval
+queries of the test split carry ``sample = n_train + i``. :meth:`Trainer.restore` with a checkpoint
+continues with step ``checkpoint.step + 1`` bit-identically.
 
 ``step`` is the 0-based index of the training step; calibration and the initial evaluation are
 recorded under step 0.
@@ -32,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,6 +30,7 @@ from labpgt.errors import UserError
 from labpgt.estimators import PGT, SPSA, NodePerturbation
 from labpgt.model import ACTIVATIONS, Model
 from labpgt.optimizers import OPTIMIZERS, clip_by_norm, make_optimizer
+from labpgt.recording import Checkpoint, NullRecorder, QueryLabels
 from labpgt.reservoir import Measurement
 from labpgt.tasks import TASKS, Task, load_task
 
@@ -175,30 +166,6 @@ class TrainConfig:
         return cls(**values)
 
 
-class NullRecorder:
-    """The default recorder: keeps nothing (see the module docstring for the contract)."""
-
-    def record_queries(self, step, role, direction_index, sample_index, U, measurement) -> None:
-        pass
-
-    def record_step(self, step, values) -> None:
-        pass
-
-    def checkpoint(self, step, params, optimizer_state, rng_states, trainer_state) -> None:
-        pass
-
-
-@dataclass
-class Checkpoint:
-    """The state after step ``step`` completed: what ``recorder.checkpoint`` receives, and ``Trainer.restore`` takes."""
-
-    step: int
-    params: dict
-    optimizer_state: dict
-    rng_states: dict
-    trainer_state: dict = field(default_factory=dict)
-
-
 def make_estimator(config: TrainConfig):
     c = config
     if c.method == "pgt":
@@ -257,10 +224,9 @@ class Trainer:
         if len(measurement) != len(U):
             raise RuntimeError(f"reservoir returned {len(measurement)} rows for {len(U)} queries")
         self.queries[role] += len(U)
-        if direction_index is None:
-            direction_index = np.full(len(U), -1, dtype=np.int64)
-        self.recorder.record_queries(step, role, np.asarray(direction_index, dtype=np.int64),
-                                     np.asarray(sample_index, dtype=np.int64), U, measurement)
+        labels = QueryLabels.of(step, role, len(U), sample=sample_index,
+                                direction=-1 if direction_index is None else direction_index)
+        self.recorder.record_queries(labels, U, measurement)
         return measurement
 
     # ---- the loop -------------------------------------------------------------------------------
@@ -281,8 +247,7 @@ class Trainer:
                           measure_seconds=self.measure_seconds)
             self.recorder.record_step(s, values)
             if self.step % c.checkpoint_every == 0 or self.step == c.steps:
-                ck = self.checkpoint()
-                self.recorder.checkpoint(ck.step, ck.params, ck.optimizer_state, ck.rng_states, ck.trainer_state)
+                self.recorder.checkpoint(self.checkpoint())
             if progress is not None:
                 progress(self.step, c.steps)
         return self
@@ -392,8 +357,7 @@ class Trainer:
         values.update(training_queries=self.training_queries, eval_queries=self.queries["eval"],
                       measure_seconds=self.measure_seconds)
         self.recorder.record_step(0, values)
-        ck = self.checkpoint()
-        self.recorder.checkpoint(ck.step, ck.params, ck.optimizer_state, ck.rng_states, ck.trainer_state)
+        self.recorder.checkpoint(self.checkpoint())
 
     # ---- evaluation -----------------------------------------------------------------------------
     def evaluate(self, s: int, train_features=None) -> dict:

@@ -109,6 +109,7 @@ class RingSweep(BenchSafety, Procedure):
 
     def execute(self):
         from labpgt.bench import trace_features
+        from labpgt.recording import Checkpoint, QueryLabels
         from labpgt.reservoir import Measurement
         from labpgt.session import SessionWriter
 
@@ -164,7 +165,7 @@ class RingSweep(BenchSafety, Procedure):
                     features=trace_features(trace[None, :], config.bins, config.floor_dbm, config.ceiling_dbm),
                     spectra=trace[None, :], frequencies=bench.frequencies, settings=np.array([[value]]),
                     started=None, attempts=np.ones(1, dtype=np.int32))
-                writer.record_queries(i, "sweep", np.array([-1]), np.array([-1]), u, measurement)
+                writer.record_queries(QueryLabels.of(i, "sweep", 1, layer=-1), u, measurement)
                 self.feed.push(trace)
                 extra = {"value": float(value), "peak_frequency_hz": peak_f, "peak_power_dbm": peak_p,
                          "margin_db": margin}
@@ -172,7 +173,7 @@ class RingSweep(BenchSafety, Procedure):
                     self.threshold_db = estimate_threshold(values[:len(margins)], margins, float(self.margin_db))
                     extra["threshold_gain_db"] = None if math.isnan(self.threshold_db) else self.threshold_db
                 writer.record_step(i, extra)
-                writer.checkpoint(i, {}, {}, {}, {"value": float(value)})
+                writer.checkpoint(Checkpoint(i, {}, {}, {}, {"value": float(value)}))
                 row = {"Point": i + 1, "Value": float(value), "Peak frequency (GHz)": peak_f / 1e9,
                        "Peak power (dBm)": peak_p, "Margin (dB)": margin}
                 self.summary.append(row)

@@ -132,8 +132,8 @@ class EmittingRecorder:
         self.emit = emit
         self.steps = max(int(steps), 1)
 
-    def record_queries(self, *args) -> None:
-        self.writer.record_queries(*args)
+    def record_queries(self, labels, U, measurement) -> None:
+        self.writer.record_queries(labels, U, measurement)
 
     def record_step(self, step, values) -> None:
         self.writer.record_step(step, values)
@@ -147,8 +147,8 @@ class EmittingRecorder:
                               "Queries": int(values.get("training_queries", 0))})
         self.emit("progress", min(100.0, 100.0 * (int(step) + 1) / self.steps))
 
-    def checkpoint(self, *args) -> None:
-        self.writer.checkpoint(*args)
+    def checkpoint(self, checkpoint) -> None:
+        self.writer.checkpoint(checkpoint)
 
 
 def default_session_path(task: str, method: str, runs_dir=DEFAULT_RUNS_DIR, taken=()) -> Path:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from labpgt.errors import UserError
+from labpgt.recording import Checkpoint, QueryLabels
 from labpgt.reservoir import Measurement
 from labpgt.session import SCHEMA, SessionReader, SessionWriter, params_sha256
 from labpgt.session_tools import export_session, format_inspection, inspect_session, record_training
@@ -46,13 +47,14 @@ def write_steps(writer, rng, steps, first=0, rows=10):
     for s in range(first, first + steps):
         U = rng.random((rows, D))
         m = measurement(rng, rows)
-        writer.record_queries(s, "plus", np.arange(rows), np.arange(rows) + 100, U, m)
+        writer.record_queries(QueryLabels.of(s, "plus", rows, direction=np.arange(rows), sample=np.arange(rows) + 100),
+                              U, m)
         writer.record_step(s, {"loss": 1.0 / (s + 1), "grad_norm": 2.0, "lr": 0.1, "training_queries": rows * (s + 1),
                                "eval_queries": 0, "perturbation": np.ones((2, 3), dtype=np.int8), "alpha": 0.5})
         params = {"enc_W": np.full((4, D), float(s)), "out_b": np.arange(3.0) + s}
-        writer.checkpoint(s, params, {"m": np.full(35, s / 7), "t": np.array(s + 1)},
-                          {"batches": {"state": 2 ** 100 + s}}, {"history": [{"step": i} for i in range(s + 1)],
-                                                                   "lr": 0.1})
+        writer.checkpoint(Checkpoint(s, params, {"m": np.full(35, s / 7), "t": np.array(s + 1)},
+                                     {"batches": {"state": 2 ** 100 + s}},
+                                     {"history": [{"step": i} for i in range(s + 1)], "lr": 0.1}))
         written.append((U, m, params))
     return written
 
@@ -284,7 +286,8 @@ def test_resume_before_first_checkpoint_starts_afresh(tmp_path):
     path = tmp_path / "run.h5"
     rng = np.random.default_rng(5)
     writer = synthetic_writer(path)
-    writer.record_queries(0, "calibration", -np.ones(4), np.arange(4), rng.random((4, D)), measurement(rng, 4))
+    writer.record_queries(QueryLabels.of(0, "calibration", 4, sample=np.arange(4)), rng.random((4, D)),
+                          measurement(rng, 4))
     writer.flush()
     writer._file.close()          # as if killed: no step completed
     writer, checkpoint = SessionWriter.open_for_resume(path)
@@ -299,7 +302,8 @@ def test_resume_drops_rows_of_the_unfinished_step(tmp_path):
     rng = np.random.default_rng(6)
     writer = synthetic_writer(path)
     write_steps(writer, rng, 2)
-    writer.record_queries(2, "plus", np.zeros(5), np.arange(5), rng.random((5, D)), measurement(rng, 5))
+    writer.record_queries(QueryLabels.of(2, "plus", 5, direction=0, sample=np.arange(5)), rng.random((5, D)),
+                          measurement(rng, 5))
     writer.record_step(2, {"loss": 9.0})          # step row written, checkpoint missing
     writer._file.close()
     writer, checkpoint = SessionWriter.open_for_resume(path)

@@ -17,18 +17,19 @@ class ListRecorder:
     def __init__(self):
         self.queries, self.steps, self.checkpoints = [], [], []
 
-    def record_queries(self, step, role, direction_index, sample_index, U, measurement):
-        assert direction_index.shape == sample_index.shape == (len(U),) and len(measurement) == len(U)
-        self.queries.append((step, role, direction_index.copy(), sample_index.copy(), U.copy()))
+    def record_queries(self, labels, U, measurement):
+        assert labels.direction.shape == labels.sample.shape == (len(U),) and len(measurement) == len(U)
+        self.queries.append((labels.step, labels.role, labels.direction.copy(), labels.sample.copy(), U.copy()))
 
     def record_step(self, step, values):
         self.steps.append((step, values))
 
-    def checkpoint(self, step, params, optimizer_state, rng_states, trainer_state):
-        json.dumps(rng_states), json.dumps(trainer_state)      # must be JSON-able
-        self.checkpoints.append(Checkpoint(step, {k: v.copy() for k, v in params.items()},
-                                           {k: np.array(v) for k, v in optimizer_state.items()},
-                                           json.loads(json.dumps(rng_states)), json.loads(json.dumps(trainer_state))))
+    def checkpoint(self, ck):
+        json.dumps(ck.rng_states), json.dumps(ck.trainer_state)      # must be JSON-able
+        self.checkpoints.append(Checkpoint(ck.step, {k: v.copy() for k, v in ck.params.items()},
+                                           {k: np.array(v) for k, v in ck.optimizer_state.items()},
+                                           json.loads(json.dumps(ck.rng_states)),
+                                           json.loads(json.dumps(ck.trainer_state))))
 
 
 @pytest.fixture(scope="module")
