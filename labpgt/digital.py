@@ -3,9 +3,9 @@
 ``features = tanh(gain · (2u − 1) W + b) + noise`` with W ~ N(0, 1/d) (d = input width) and
 b ~ N(0, 0.25). With the default gain of 2 a typical pre-activation has a standard deviation of
 about 1.2, well inside tanh's bend, so the map is genuinely nonlinear. ``noise`` adds seeded Gaussian
-noise to every feature to mimic measurement noise (0 by default: exact). :meth:`vjp` gives the exact
-vector–Jacobian product of the noiseless map, which makes end-to-end backpropagation possible: the
-ceiling against which the perturbative estimators are measured.
+noise to every feature to mimic measurement noise (0 by default: exact). The map is a JAX function,
+so :meth:`vjp` is JAX's exact vector–Jacobian product of the noiseless map, which makes end-to-end
+backpropagation possible: the ceiling against which the perturbative estimators are measured.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from labpgt.numerics import jax, jnp
 from labpgt.reservoir import Measurement
 
 
@@ -34,31 +35,34 @@ class DigitalReservoir:
         self.W = weights_rng.standard_normal((self.input_width, self.feature_width)) / np.sqrt(self.input_width)
         self.b = 0.5 * weights_rng.standard_normal(self.feature_width)
         self._noise_rng = np.random.default_rng([self.seed, 2])
+        self._map = jax.jit(self.noiseless)
+        self._vjp = jax.jit(lambda U, g: jax.vjp(self.noiseless, U)[1](g)[0])
 
-    def _preactivation(self, U: np.ndarray) -> np.ndarray:
-        return self.gain * (2.0 * U - 1.0) @ self.W + self.b
+    def noiseless(self, U):
+        """The map itself, as a JAX function of U (B, input_width)."""
+        return jnp.tanh(self.gain * (2.0 * U - 1.0) @ self.W + self.b)
 
     def measure(self, U: np.ndarray) -> Measurement:
         U = np.asarray(U, dtype=np.float64)
         if U.ndim != 2 or U.shape[1] != self.input_width:
             raise ValueError(f"U must have shape (B, {self.input_width}), got {U.shape}")
         started = np.full(U.shape[0], time.time())
-        features = np.tanh(self._preactivation(U))
+        features = np.asarray(self._map(U))
         if self.noise > 0.0:
             features = features + self.noise * self._noise_rng.standard_normal(features.shape)
         return Measurement(features=features, started=started, attempts=np.ones(U.shape[0], dtype=np.int64))
 
     def vjp(self, U: np.ndarray, grad_features: np.ndarray) -> np.ndarray:
         """Exact ``grad_U`` (B, input_width) of ``sum(grad_features · features(U))`` for the noiseless map."""
-        h = np.tanh(self._preactivation(np.asarray(U, dtype=np.float64)))
-        return 2.0 * self.gain * ((grad_features * (1.0 - h * h)) @ self.W.T)
+        return np.asarray(self._vjp(np.asarray(U, dtype=np.float64), np.asarray(grad_features, dtype=np.float64)))
 
     def get_rng_state(self) -> dict:
         """The measurement-noise generator's state (JSON-able), so a resumed run draws the same noise."""
         return self._noise_rng.bit_generator.state
 
     def set_rng_state(self, state: dict) -> None:
-        self._noise_rng.bit_generator.state = state
+        if state:
+            self._noise_rng.bit_generator.state = state
 
     def close(self) -> None:
         pass

@@ -6,15 +6,15 @@ An estimator has no loop of its own (cf. nevergrad's and pycma's ask/tell). A st
     ...the trainer measures every point through the reservoir...
     grad = estimator.tell(...)        # the gradient estimate
 
-Two kinds:
+Two kinds, both used by :mod:`labpgt.methods`:
 
-* ``kind == "parameter"`` (:class:`PGT`, :class:`SPSA`): ``ask(theta)`` returns perturbed copies of the
-  flat vector of ALL trainable parameters, ``tell(losses)`` takes the batch loss measured at each one
-  and returns an estimate of dL/dθ.
-* ``kind == "node"`` (:class:`NodePerturbation`): ``ask(U)`` returns perturbed reservoir inputs
-  (one set per direction, every sample), ``tell(F_plus, F_minus, grad_features)`` takes the features
+* over parameters (:class:`PGT`, :class:`SPSA`): ``ask(theta)`` returns perturbed copies of a flat
+  parameter vector, ``tell(losses)`` takes the batch loss measured at each one and returns an
+  estimate of dL/dθ;
+* over a physical layer's input (:class:`NodePerturbation`): ``ask(U)`` returns perturbed inputs
+  (one set per direction, every row), ``tell(F_plus, F_minus, grad_features)`` takes the features
   measured there plus the exact gradient of the loss with respect to the features and returns an
-  estimate of dL/dU (the trainer chains it exactly into the encoder).
+  estimate of dL/dU (the engine chains it exactly into everything upstream).
 
 Each estimator owns a seeded ``numpy.random.Generator``; ``get_state()``/``set_state()`` capture and
 restore everything that is not a constructor parameter as JSON-able values, so a resumed run draws
@@ -70,8 +70,6 @@ class PGT(_Seeded):
     unbiased to first order. ``directions`` independent matrices are averaged (the paper uses 1).
     """
 
-    kind = "parameter"
-
     def __init__(self, r: int = 1, p: float = 0.5, delta: float = 0.1, directions: int = 1, seed: int = 0):
         super().__init__(seed)
         self.r = int(r)
@@ -105,7 +103,6 @@ class SPSA(_Seeded):
     so ``lr`` is the initial gain a_0. :meth:`calibrate` applies Spall's practical guidelines.
     """
 
-    kind = "parameter"
     ALPHA = 0.602
     GAMMA = 0.101
 
@@ -151,13 +148,16 @@ class SPSA(_Seeded):
         self.delta = float(state["delta"])
 
 
+def hadamard_order(d: int) -> int:
+    """The order of the smallest Sylvester–Hadamard matrix with at least ``d`` columns (a power of two)."""
+    return 1 << max(0, int(d) - 1).bit_length()
+
+
 def hadamard_directions(rng: np.random.Generator, k: int, B: int, d: int) -> np.ndarray:
     """(k, B, d) ±1 directions: per sample, k distinct rows of a Sylvester–Hadamard matrix (order n ≥ d,
     first d columns) times an independent random sign per coordinate. E[v vᵀ] = I (unbiased), and the k
     directions of a sample are mutually orthogonal when d is a power of two."""
-    n = 1
-    while n < d:
-        n *= 2
+    n = hadamard_order(d)
     if k > n:
         raise ValueError(f"at most {n} orthogonal directions exist for input width {d}")
     H = np.ones((1, 1), dtype=np.int64)
@@ -181,7 +181,6 @@ class NodePerturbation(_Seeded):
     directions per sample (variance (d/k − 1)·|g|² instead of ≈ (d − 1)/k·|g|² for "rademacher").
     """
 
-    kind = "node"
     DISTRIBUTIONS = ("hadamard", "rademacher")
 
     def __init__(self, delta: float = 0.05, directions: int = 4, distribution: str = "hadamard", seed: int = 0):

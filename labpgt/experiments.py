@@ -13,28 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from labpgt.errors import UserError
-from labpgt.trainer import METHODS, RESERVOIRS, TrainConfig, Trainer
-
-
-def make_reservoir(name: str, seed: int = 0, bench_path: str | None = None, *, input_width: int = 8,
-                   feature_width: int = 32, noise: float = 0.0):
-    """``"digital"`` → :class:`~labpgt.digital.DigitalReservoir`; ``"ring-sim"`` → the lead's simulated ring bench."""
-    if name == "digital":
-        from labpgt.digital import DigitalReservoir
-
-        return DigitalReservoir(input_width=input_width, feature_width=feature_width, noise=noise, seed=seed)
-    if name == "ring-sim":
-        from labpgt import bench
-
-        return bench.load_bench(bench_path) if bench_path else bench.embedded_bench(seed=seed)
-    raise UserError(f"unknown reservoir {name!r}; valid reservoirs: {', '.join(RESERVOIRS)}")
+from labpgt.methods import METHODS
+from labpgt.reservoirs import make_reservoir
+from labpgt.trainer import TrainConfig, Trainer
 
 
 def reservoir_factory_for(config: TrainConfig):
     """The factory ``run_training`` uses by default: the reservoir named by ``config``, seeded by ``config.seed``."""
-    return lambda: make_reservoir(config.reservoir, config.seed, config.bench,
-                                  input_width=config.digital_input_width,
-                                  feature_width=config.digital_feature_width, noise=config.digital_noise)
+    return lambda: make_reservoir(config)
 
 
 @dataclass

@@ -1,94 +1,86 @@
-"""Optimizers: turn a gradient (estimate) into a step on the flat parameter vector.
+"""Optimizers: optax's transformations by name, one jit-compiled step, and their state as named arrays.
 
-They know nothing about reservoirs or estimators. ``step(theta, grad, lr)`` returns the new vector;
-``state_dict()`` returns the optimizer's whole state as named float64/int64 arrays (checkpointable
-without pickle) and ``load_state_dict`` restores it exactly.
+A step is ``θ ← θ − lr_t · d_t``, where d_t is what the optax transformation makes of the gradient —
+``sgd``: the gradient itself (the paper's plain step); ``momentum``: ``optax.trace(0.9)`` (heavy
+ball); ``adam``: ``optax.scale_by_adam()`` — after ``optax.clip_by_global_norm`` when ``clip`` > 0.
+The learning rate lr_t (the schedule times a method's gain, e.g. SPSA's a_k) stays outside the
+transformation because the trainer records it per step.
+
+:func:`state_arrays` names every leaf of an optax state by its path (``mu.enc_W``, ``count``, …), so
+a checkpoint holds plain arrays and :func:`load_state_arrays` rebuilds the state exactly; nothing is
+pickled.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import optax
 
 from labpgt.errors import UserError
+from labpgt.numerics import jax
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
-
-
-def clip_by_norm(grad: np.ndarray, max_norm: float) -> np.ndarray:
-    """Scale ``grad`` down to ``max_norm`` if it is longer; ``max_norm <= 0`` disables clipping."""
-    if max_norm <= 0:
-        return grad
-    norm = float(np.linalg.norm(grad))
-    return grad * (max_norm / norm) if norm > max_norm else grad
+TRANSFORMATIONS = {
+    "sgd": optax.identity,
+    "momentum": lambda: optax.trace(decay=0.9),
+    "adam": optax.scale_by_adam,
+}
+OPTIMIZERS = tuple(TRANSFORMATIONS)
 
 
-class SGD:
-    """θ ← θ − lr·g (the paper's plain gradient step)."""
+class Optimizer:
+    """``step(params, grads, lr) -> params`` over the trainable arrays of a parameter dict."""
 
-    def __init__(self, n_params: int):
-        self.n_params = int(n_params)
+    def __init__(self, name: str, trainable: dict, clip: float = 0.0):
+        if name not in TRANSFORMATIONS:
+            raise UserError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+        self.name = name
+        self.clip = float(clip)
+        transformation = TRANSFORMATIONS[name]()
+        if self.clip > 0:
+            transformation = optax.chain(optax.clip_by_global_norm(self.clip), transformation)
+        self.transformation = transformation
+        self.state = transformation.init(trainable)
+        self._step = jax.jit(self._apply)
 
-    def step(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
-        return theta - lr * grad
+    def _apply(self, params, grads, state, lr):
+        directions, state = self.transformation.update(grads, state, params)
+        new = jax.tree_util.tree_map(lambda p, d: p - lr * d, params, directions)
+        norm = optax.tree.norm(grads)
+        return new, state, jax.numpy.minimum(norm, self.clip) if self.clip > 0 else norm
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {}
+    def step(self, trainable: dict, grads: dict, lr: float) -> tuple[dict, float]:
+        """The new trainable arrays, and the norm of the gradient as used (after clipping)."""
+        new, self.state, norm = self._step(trainable, grads, self.state, float(lr))
+        return {k: np.asarray(v) for k, v in new.items()}, float(norm)
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        pass
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return state_arrays(self.state)
 
-
-class Momentum:
-    """Heavy ball: v ← β·v + g; θ ← θ − lr·v."""
-
-    def __init__(self, n_params: int, beta: float = 0.9):
-        self.n_params = int(n_params)
-        self.beta = float(beta)
-        self.velocity = np.zeros(self.n_params)
-
-    def step(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
-        self.velocity = self.beta * self.velocity + grad
-        return theta - lr * self.velocity
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {"velocity": self.velocity.copy()}
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self.velocity = np.array(state["velocity"], dtype=np.float64)
+    def load_state_arrays(self, arrays: dict) -> None:
+        self.state = load_state_arrays(self.state, arrays)
 
 
-class Adam:
-    """Adam (Kingma & Ba) with bias correction."""
-
-    def __init__(self, n_params: int, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
-        self.n_params = int(n_params)
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
-        self.m = np.zeros(self.n_params)
-        self.v = np.zeros(self.n_params)
-        self.t = 0
-
-    def step(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
-        self.t += 1
-        self.m = self.beta1 * self.m + (1.0 - self.beta1) * grad
-        self.v = self.beta2 * self.v + (1.0 - self.beta2) * grad * grad
-        m_hat = self.m / (1.0 - self.beta1 ** self.t)
-        v_hat = self.v / (1.0 - self.beta2 ** self.t)
-        return theta - lr * m_hat / (np.sqrt(v_hat) + self.eps)
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {"m": self.m.copy(), "v": self.v.copy(), "t": np.array(self.t, dtype=np.int64)}
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self.m = np.array(state["m"], dtype=np.float64)
-        self.v = np.array(state["v"], dtype=np.float64)
-        self.t = int(state["t"])
+def _leaf_name(path) -> str:
+    parts = []
+    for key in path:
+        for attribute in ("name", "key", "idx"):
+            if hasattr(key, attribute):
+                parts.append(str(getattr(key, attribute)))
+                break
+    return ".".join(parts)
 
 
-def make_optimizer(name: str, n_params: int):
-    if name == "sgd":
-        return SGD(n_params)
-    if name == "momentum":
-        return Momentum(n_params)
-    if name == "adam":
-        return Adam(n_params)
-    raise UserError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+def state_arrays(state) -> dict[str, np.ndarray]:
+    """Every array leaf of ``state`` by its path name (numpy copies, dtypes kept)."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(state)
+    return {_leaf_name(path): np.array(leaf) for path, leaf in leaves}
+
+
+def load_state_arrays(template, arrays: dict):
+    """``template``'s structure with its leaves taken from ``arrays`` (as :func:`state_arrays` named them)."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    names = [_leaf_name(path) for path, _ in leaves]
+    if sorted(names) != sorted(arrays):
+        raise ValueError(f"optimizer state {sorted(arrays)} does not match {sorted(names)}")
+    values = [jax.numpy.asarray(np.asarray(arrays[n]), dtype=np.asarray(leaf).dtype) for n, (_, leaf) in zip(names, leaves)]
+    return jax.tree_util.tree_unflatten(treedef, values)

@@ -28,8 +28,9 @@ import numpy as np
 class QueryLabels:
     """What the rows of one ``measure`` call were for (n rows).
 
-    ``step``: the 0-based training step (calibration and the first evaluation: 0); ``role``: one of
-    the session's roles (calibration, baseline, plus, minus, eval, sweep, …); ``direction``: the
+    ``step``: the 0-based training step (calibration and the first evaluation: 0); ``role``: each row's
+    role, one of the session's (calibration, baseline, plus, minus, eval, sweep, …) — one measurement
+    may interleave plus and minus rows so that a pair is measured back to back; ``direction``: the
     perturbation direction of each row, −1 for none; ``sample``: the index into the training split
     (``n_train + i`` for evaluation sample i of the held-out split, −1 for none); ``layer``: which
     physical layer of the network measured the row (0 for a network with one, −1 for none);
@@ -37,7 +38,7 @@ class QueryLabels:
     """
 
     step: int
-    role: str
+    role: np.ndarray
     direction: np.ndarray
     sample: np.ndarray
     layer: np.ndarray
@@ -45,11 +46,11 @@ class QueryLabels:
 
     @classmethod
     def of(cls, step: int, role: str, n: int, direction=-1, sample=-1, layer=0, token=-1) -> "QueryLabels":
-        """Labels for ``n`` rows; each of direction/sample/layer/token is a scalar (broadcast) or (n,)."""
+        """Labels for ``n`` rows; each of role/direction/sample/layer/token is a scalar (broadcast) or (n,)."""
         def column(value, dtype):
             return np.broadcast_to(np.asarray(value, dtype=dtype), (n,)).copy()
 
-        return cls(int(step), str(role), column(direction, np.int64), column(sample, np.int64),
+        return cls(int(step), column(role, np.str_), column(direction, np.int64), column(sample, np.int64),
                    column(layer, np.int64), column(token, np.int64))
 
     def __len__(self) -> int:

@@ -4,13 +4,25 @@ This module owns three things:
 
 * :class:`ReplayReservoir` — a :class:`~labpgt.reservoir.Reservoir` that serves the recorded
   measurements in recorded order and checks that every requested input row equals the recorded
-  one exactly (training is deterministic given the measurements, so any difference is a bug, a
-  changed code path or an altered file);
+  one (training is deterministic given the measurements, so any difference is a bug, a changed
+  code path or an altered file);
 * :func:`replay_session` — rerun the training from the stored config with the replay reservoir in
-  place of the bench and check every checkpoint's parameters bit for bit; first check that every
-  recorded spectrum still gives its recorded features (:func:`check_spectra`), so an altered
-  spectrum is named by its query index;
-* :func:`refit_readout` — refit a ridge readout on the recorded features of the last evaluation.
+  place of the bench and check every checkpoint; first check that every recorded spectrum still
+  gives its recorded features (:func:`check_spectra`), so an altered spectrum is named by its query
+  index;
+* :func:`refit_readout` — refit a readout on the recorded features of the last evaluation.
+
+Exact, or within tolerance. On the machine that recorded a session the rerun is bit-identical and
+the report says so. On another CPU (other BLAS or XLA kernels, other rounding of a sum) the digital
+stages may differ in the last bits; inputs, losses and checkpoints are then accepted within
+:data:`REPLAY_TOLERANCE` relative (1e-9: a million times the float64 rounding such a difference
+makes, and a million times smaller than any deviation a changed code path or an edited file
+causes), and the report gives the largest relative difference it saw.
+
+Earlier engines. A session records the engine that ran it (``config["engine"]``;
+:data:`labpgt.network.ENGINE`). One from an earlier engine (schema ``labpgt-session/1``: the numpy
+engine with hand-written gradients and another query order) cannot be rerun; replay says so in one
+line and checks what needs no engine: every recorded spectrum still gives its recorded features.
 
 The session file is only ever opened read-only (:class:`labpgt.session.SessionReader`).
 """
@@ -26,6 +38,8 @@ from labpgt.reservoir import Measurement
 from labpgt.session import SessionReader
 
 FEATURE_TOLERANCE = 1e-9   # recomputed vs recorded features (features are O(1))
+REPLAY_TOLERANCE = 1e-9    # relative, max(1, |recorded|): what another CPU's rounding may change (see above)
+EARLIER_ENGINE = "labpgt-engine/1"   # what a session without an "engine" entry was run by
 
 
 class ReplayDivergence(Exception):
@@ -46,17 +60,32 @@ class ReplayReport:
     checkpoints_checked: int = 0
     spectra_checked: int = 0
     recording_complete: bool = True
+    largest_difference: float = 0.0     # relative, over inputs, losses and checkpoints; 0.0: bit-identical
+    earlier_engine: str | None = None    # set when the session's engine cannot be rerun
 
     def summary(self) -> str:
         if not self.ok:
             return f"replay diverged: {self.first_divergence}"
+        if self.earlier_engine is not None:
+            return (f"recorded by an earlier engine ({self.earlier_engine}), which this labpgt cannot rerun; "
+                    f"checked what needs no engine: {self.spectra_checked} spectra consistent with their features")
         scope = "complete run" if self.recording_complete else "interrupted run, up to its last complete step"
+        same = ("identical" if self.largest_difference == 0.0 else
+                f"reproduced within {REPLAY_TOLERANCE:g} (largest relative difference "
+                f"{self.largest_difference:.2g}: floating point of another CPU)")
         return (f"replay ok ({scope}): {self.queries_replayed} queries, {self.checkpoints_checked} checkpoints "
-                f"identical, {self.spectra_checked} spectra consistent with their features")
+                f"{same}, {self.spectra_checked} spectra consistent with their features")
 
 
 def _where(reader: SessionReader, index: int, steps: np.ndarray, roles: np.ndarray, offset: int) -> str:
     return f"query {index} (step {int(steps[index - offset])}, role {reader.role_name(roles[index - offset])})"
+
+
+def relative_difference(mine, recorded) -> np.ndarray:
+    """|mine − recorded| / max(1, |recorded|), elementwise (0 where both are equal, NaN included)."""
+    mine, recorded = np.asarray(mine, dtype=np.float64), np.asarray(recorded, dtype=np.float64)
+    same = (mine == recorded) | (np.isnan(mine) & np.isnan(recorded))
+    return np.where(same, 0.0, np.abs(mine - recorded) / np.maximum(1.0, np.abs(recorded)))
 
 
 # --------------------------------------------------------------------------- the replay reservoir
@@ -74,6 +103,7 @@ class ReplayReservoir:
         self.setting_names = tuple(session.setting_names)
         self.frequencies = session.frequencies if session.has_spectra else None
         self.position = 0
+        self.largest_difference = 0.0
         self._block_start, self._block = 0, None
         train = session.config["train"]
         if train.get("reservoir") == "digital":   # backprop needs the (noiseless) map's exact vjp
@@ -97,16 +127,23 @@ class ReplayReservoir:
         if start + n > self.session.n_queries:
             raise RecordingExhausted(start)
         rows = self._rows(start, n)
-        mismatch = np.any(U != rows["u"], axis=1)
-        if mismatch.any():
-            i = int(np.argmax(mismatch))
+        difference = relative_difference(U, rows["u"]).max(axis=1, initial=0.0)
+        if np.any(difference > REPLAY_TOLERANCE):
+            i = int(np.argmax(difference > REPLAY_TOLERANCE))
             delta = float(np.max(np.abs(U[i] - rows["u"][i])))
             raise ReplayDivergence(f"{_where(self.session, start + i, rows['step'], rows['role'], start)}: "
                                    f"recorded input differs from requested by {delta:.2g}")
+        self.largest_difference = max(self.largest_difference, float(difference.max(initial=0.0)))
         self.position += n
         return Measurement(features=rows["features"], spectra=rows["spectrum"] if self.frequencies is not None else None,
                            frequencies=self.frequencies, settings=rows["settings"], started=rows["timestamp"],
                            attempts=rows["attempts"])
+
+    def get_rng_state(self) -> dict:
+        return {}                    # the recording is the randomness
+
+    def set_rng_state(self, state: dict) -> None:
+        pass
 
     def close(self) -> None:
         self._block = None
@@ -120,12 +157,14 @@ class _ReplayRecorder:
         self.session = session
         self.position = 0
         self.checkpoints = 0
+        self.largest_difference = 0.0
         self._steps = session.steps()
+        self._codes = {name: code for code, name in enumerate(session.role_names)}
 
     def record_queries(self, labels, U, measurement) -> None:
         n, start = len(U), self.position
         rec = self.session.queries(start, start + n, ("step", "role", "direction", "sample"))
-        asked = {"step": np.full(n, labels.step), "role": np.full(n, self.session.role_names.index(labels.role)),
+        asked = {"step": np.full(n, labels.step), "role": np.array([self._codes.get(r, -1) for r in labels.role]),
                  "direction": labels.direction, "sample": labels.sample}
         for name, values in asked.items():
             bad = values != rec[name]
@@ -140,8 +179,12 @@ class _ReplayRecorder:
             return
         for name in ("loss", "grad_norm", "train_accuracy", "test_accuracy"):
             recorded = self._steps[name][step]
-            if name in values and not (np.isnan(recorded) or recorded == values[name]):
+            if name not in values or np.isnan(recorded):
+                continue
+            difference = float(relative_difference(values[name], recorded))
+            if difference > REPLAY_TOLERANCE:
                 raise ReplayDivergence(f"step {step}: {name} {values[name]!r} differs from the recorded {recorded!r}")
+            self.largest_difference = max(self.largest_difference, difference)
 
     def checkpoint(self, checkpoint) -> None:
         step, params, optimizer_state = checkpoint.step, checkpoint.params, checkpoint.optimizer_state
@@ -152,13 +195,17 @@ class _ReplayRecorder:
         if recorded.step != step:
             raise ReplayDivergence(f"step {step}: the recording's checkpoint {j} is of step {recorded.step}")
         for label, mine, theirs in (("parameters", params, recorded.params),
-                                    ("optimizer state", optimizer_state, recorded.optimizer_state)):
+                                    ("optimizer state", optimizer_state, recorded.optimizer_state),
+                                    ("method state", checkpoint.method_state, recorded.method_state)):
             for name in sorted(set(mine) | set(theirs)):
                 a, b = mine.get(name), theirs.get(name)
-                if a is None or b is None or np.shape(a) != np.shape(b) or not np.array_equal(a, b):
-                    detail = "" if a is None or b is None or np.shape(a) != np.shape(b) else \
-                        f" (max |Δ| {float(np.max(np.abs(np.asarray(a, float) - np.asarray(b, float)))):.2g} in {name})"
+                if a is None or b is None or np.shape(a) != np.shape(b):
+                    raise ReplayDivergence(f"step {step}: {label} differ from checkpoint ({name})")
+                difference = float(relative_difference(a, b).max(initial=0.0))
+                if difference > REPLAY_TOLERANCE:
+                    detail = f" (max |Δ| {float(np.max(np.abs(np.asarray(a, float) - np.asarray(b, float)))):.2g} in {name})"
                     raise ReplayDivergence(f"step {step}: {label} differ from checkpoint{detail}")
+                self.largest_difference = max(self.largest_difference, difference)
         self.checkpoints += 1
 
 
@@ -193,6 +240,7 @@ def check_spectra(session: SessionReader) -> tuple[int, str | None]:
 # --------------------------------------------------------------------------- replay
 def replay_session(path) -> ReplayReport:
     """Rerun the recorded training offline and check it against the file (see the module docstring)."""
+    from labpgt.network import ENGINE
     from labpgt.trainer import TrainConfig, Trainer
 
     with SessionReader(path) as session:
@@ -200,11 +248,16 @@ def replay_session(path) -> ReplayReport:
         checked, problem = check_spectra(session)
         if problem:
             return ReplayReport(False, problem, spectra_checked=checked, recording_complete=complete)
-        config = TrainConfig(**session.config["train"])
+        engine = session.config.get("engine", EARLIER_ENGINE)
+        if engine != ENGINE:
+            return ReplayReport(True, None, spectra_checked=checked, recording_complete=complete,
+                                earlier_engine=engine)
+        config = TrainConfig.from_dict(session.config["train"])
         reservoir, recorder = ReplayReservoir(session), _ReplayRecorder(session)
 
         def report(ok, divergence=None):
-            return ReplayReport(ok, divergence, reservoir.position, recorder.checkpoints, checked, complete)
+            return ReplayReport(ok, divergence, reservoir.position, recorder.checkpoints, checked, complete,
+                                max(reservoir.largest_difference, recorder.largest_difference))
 
         try:
             Trainer(config, reservoir, recorder=recorder).run()

@@ -37,12 +37,20 @@ class Measurement:
 
 @runtime_checkable
 class Reservoir(Protocol):
-    """``measure(U)`` for U in [0, 1]^(B, input_width) gives ``Measurement`` with (B, feature_width) features."""
+    """``measure(U)`` for U in [0, 1]^(B, input_width) gives ``Measurement`` with (B, feature_width) features.
+
+    ``get_rng_state``/``set_rng_state`` capture the reservoir's own randomness as JSON (a simulator's
+    noise, ``{}`` for real physics) so a resumed run measures what the uninterrupted run would have.
+    """
 
     input_width: int
     feature_width: int
     setting_names: tuple[str, ...]
 
     def measure(self, U: np.ndarray) -> Measurement: ...
+
+    def get_rng_state(self) -> dict: ...
+
+    def set_rng_state(self, state: dict) -> None: ...
 
     def close(self) -> None: ...

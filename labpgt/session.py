@@ -299,9 +299,10 @@ class SessionWriter:
     # ---- the recorder hook
     def record_queries(self, labels, U, measurement) -> None:
         """Buffer one measurement's rows (written at the next flush); ``labels`` a :class:`~labpgt.recording.QueryLabels`."""
-        role = labels.role
-        if role not in ROLE_CODES:
-            raise ValueError(f"unknown query role {role!r}; the schema knows {', '.join(ROLES)}")
+        names, index = np.unique(labels.role, return_inverse=True)
+        unknown = [str(r) for r in names if r not in ROLE_CODES]
+        if unknown:
+            raise ValueError(f"unknown query role {unknown[0]!r}; the schema knows {', '.join(ROLES)}")
         U = np.asarray(U, dtype=np.float64)
         n = U.shape[0]
         features = np.asarray(measurement.features, dtype=np.float64)
@@ -310,7 +311,7 @@ class SessionWriter:
                              f"(d = {self._widths['u']}, m = {self._widths['features']})")
         p = self._pending
         p["step"].append(np.full(n, labels.step, dtype=np.int64))
-        p["role"].append(np.full(n, ROLE_CODES[role], dtype=np.uint8))
+        p["role"].append(np.array([ROLE_CODES[r] for r in names], dtype=np.uint8)[index].reshape(n))
         p["direction"].append(np.asarray(labels.direction, dtype=np.int32).reshape(n))
         p["sample"].append(np.asarray(labels.sample, dtype=np.int32).reshape(n))
         p["u"].append(U)

@@ -1,8 +1,14 @@
 """Classification tasks as seeded arrays: scikit-learn's bundled digits, iris and wine, and synthetic waveforms.
 
-This module owns the data: loading (nothing is downloaded), the stratified train/test split and the
-per-feature standardisation, which is fitted on the training split only. Everything is seeded, so
+This module owns the data: loading (nothing is downloaded), the stratified splits and the per-feature
+standardisation, which is fitted on the training split only. Everything is seeded, so
 ``load_task(name, seed)`` returns bit-identical arrays for the same arguments.
+
+Splits: 75 % train / 25 % test, stratified. The *held-out* split a run evaluates on is the test
+split (``holdout="test"``, for reporting) or a validation split (``holdout="validation"``, for tuning):
+20 % of the training split, stratified, carved off before standardising; the test split is then not
+even loaded, so nothing tuned on validation has seen it. A network reshapes the inputs into token
+sequences itself (digits' 64 pixels are 8 image rows of 8).
 """
 
 from __future__ import annotations
@@ -15,11 +21,16 @@ from labpgt.errors import UserError
 
 TASKS = ("digits", "iris", "wine", "waveforms")
 TEST_FRACTION = 0.25
+VALIDATION_FRACTION = 0.2
+HOLDOUTS = ("test", "validation")
 
 
 @dataclass(frozen=True)
 class Task:
-    """A split, standardised classification task; ``x_*`` float64 (n, n_inputs), ``y_*`` int64 (n,)."""
+    """A split, standardised classification task; ``x_*`` float64 (n, n_inputs), ``y_*`` int64 (n,).
+
+    ``x_test``/``y_test`` hold the held-out split named by ``holdout`` ("test" or "validation").
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -27,6 +38,7 @@ class Task:
     y_test: np.ndarray
     n_classes: int
     name: str
+    holdout: str = "test"
 
     @property
     def n_inputs(self) -> int:
@@ -64,19 +76,25 @@ def _raw(name: str, seed: int):
     return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target)
 
 
-def load_task(name: str, seed: int = 0) -> Task:
-    """Load ``name`` (one of :data:`TASKS`), split 75/25 stratified by ``seed`` and standardise on the training split."""
+def load_task(name: str, seed: int = 0, holdout: str = "test") -> Task:
+    """Load ``name`` (one of :data:`TASKS`), split by ``seed`` (see the module docstring) and standardise
+    on the training split; ``holdout`` chooses the held-out split."""
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    if holdout not in HOLDOUTS:
+        raise UserError(f"unknown holdout {holdout!r}; valid: {', '.join(HOLDOUTS)}")
     from sklearn.model_selection import train_test_split
 
     x, y = _raw(name, seed)
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=TEST_FRACTION, stratify=y, random_state=seed)
+    if holdout == "validation":
+        x_train, x_test, y_train, y_test = train_test_split(
+            x_train, y_train, test_size=VALIDATION_FRACTION, stratify=y_train, random_state=seed)
     mean = x_train.mean(axis=0)
     std = x_train.std(axis=0)
     std[std == 0.0] = 1.0
     return Task(
         x_train=(x_train - mean) / std, y_train=y_train.astype(np.int64),
         x_test=(x_test - mean) / std, y_test=y_test.astype(np.int64),
-        n_classes=int(y.max()) + 1, name=name)
+        n_classes=int(y.max()) + 1, name=name, holdout=holdout)

@@ -13,11 +13,14 @@ def labpgt(*args):
     return subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_shipped_session_replays_and_is_left_untouched():
+def test_shipped_session_from_the_earlier_engine_is_checked_and_left_untouched():
+    """The shipped file was recorded by the numpy engine (labpgt-session/1): replay says so in one line
+    and checks what needs no engine — every recorded spectrum still gives its recorded features."""
     before = hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
     replay = labpgt("replay", str(EXAMPLE))
     assert replay.returncode == 0, replay.stdout + replay.stderr
-    assert "replay ok" in replay.stdout
+    assert replay.stdout.count("\n") == 1 and "earlier engine (labpgt-engine/1)" in replay.stdout
+    assert "184 spectra consistent with their features" in replay.stdout
     info = json.loads(labpgt("inspect", "--json", str(EXAMPLE)).stdout)
     assert info["schema"] == "labpgt-session/1" and info["completed"] is True
     assert info["reservoir"] == "ring-sim" and info["queries"] > 100

@@ -5,7 +5,8 @@ import pytest
 
 from labpgt.digital import DigitalReservoir
 from labpgt.errors import UserError
-from labpgt.experiments import (format_table, make_reservoir, plot_history, queries_to_target, run_benchmark,
+from labpgt.reservoirs import make_reservoir
+from labpgt.experiments import (format_table, plot_history, queries_to_target, run_benchmark,
                                 run_training)
 from labpgt.tasks import load_task
 from labpgt.trainer import Checkpoint, TrainConfig, Trainer
@@ -15,11 +16,16 @@ class ListRecorder:
     """Keeps everything the trainer hands to the recorder hook."""
 
     def __init__(self):
-        self.queries, self.steps, self.checkpoints = [], [], []
+        self.queries, self.steps, self.checkpoints, self.rows = [], [], [], []
 
     def record_queries(self, labels, U, measurement):
-        assert labels.direction.shape == labels.sample.shape == (len(U),) and len(measurement) == len(U)
-        self.queries.append((labels.step, labels.role, labels.direction.copy(), labels.sample.copy(), U.copy()))
+        assert labels.direction.shape == labels.sample.shape == labels.role.shape == (len(U),)
+        assert len(measurement) == len(U)
+        self.rows.append((labels, U.copy()))
+        for role in dict.fromkeys(labels.role):               # one entry per role, in order of appearance
+            rows = labels.role == role
+            self.queries.append((labels.step, str(role), labels.direction[rows].copy(), labels.sample[rows].copy(),
+                                 U[rows].copy()))
 
     def record_step(self, step, values):
         self.steps.append((step, values))
@@ -42,6 +48,10 @@ def _config(method, **kw):
                 digital_noise=0.05)
     base.update(kw)
     return TrainConfig(**base)
+
+
+def vector(trainer):
+    return trainer.network.flatten(trainer.params)
 
 
 def _reservoir(config):
@@ -89,7 +99,14 @@ def test_query_accounting_by_role(iris, method, per_step):
     if method == "node":
         plus = [(d, s) for _, r, d, s, _ in rec.queries if r == "plus"]
         d, s = plus[0]
-        assert sorted(set(d)) == [0, 1, 2] and np.array_equal(s[:8], s[8:16])
+        assert sorted(set(d)) == [0, 1, 2] and np.array_equal(s[:3], [s[0]] * 3)   # a sample's k directions together
+    if method in ("pgt", "spsa", "node"):                     # every + is measured right before its −
+        for labels, _ in rec.rows:
+            plus = np.flatnonzero(labels.role == "plus")
+            if plus.size:
+                assert np.all(labels.role[plus + 1] == "minus")
+                assert np.array_equal(labels.sample[plus + 1], labels.sample[plus])
+                assert np.array_equal(labels.direction[plus + 1], labels.direction[plus])
     test_eval = [s for _, r, _, s, _ in rec.queries if r == "eval" and s.min() >= len(iris.y_train)]
     assert len(test_eval) == evals
 
@@ -97,10 +114,10 @@ def test_query_accounting_by_role(iris, method, per_step):
 @pytest.mark.parametrize("method", ["pgt", "spsa", "node", "backprop"])
 def test_same_seed_gives_bit_identical_parameters(iris, method):
     runs = [Trainer(_config(method), _reservoir(_config(method)), task=iris).run() for _ in range(2)]
-    assert np.array_equal(runs[0].model.get_vector(), runs[1].model.get_vector())
+    assert np.array_equal(vector(runs[0]), vector(runs[1]))
     assert runs[0].history == runs[1].history
     other = Trainer(_config(method, seed=1), _reservoir(_config(method, seed=1)), task=iris).run()
-    assert not np.array_equal(runs[0].model.get_vector(), other.model.get_vector())
+    assert not np.array_equal(vector(runs[0]), vector(other))
 
 
 @pytest.mark.parametrize("method,kw", [("node", dict(optimizer="adam")), ("spsa", dict(spsa_calibrate=True)),
@@ -115,7 +132,7 @@ def test_restore_from_checkpoint_continues_bit_identically(iris, method, kw):
     resumed = Trainer.restore(config, _reservoir(config), ck, task=iris, recorder=rec2)
     assert resumed.step == 6
     resumed.run()
-    assert np.array_equal(resumed.model.get_vector(), full.model.get_vector())
+    assert np.array_equal(vector(resumed), vector(full))
     assert resumed.queries == full.queries and resumed.history == full.history
     assert [s for s, _ in rec2.steps] == list(range(6, 12))
     assert min(s for s, *_ in rec2.queries) == 6
@@ -173,19 +190,17 @@ def test_benchmark_structure_table_and_plot(tmp_path):
 
 
 def test_make_reservoir_names():
-    assert make_reservoir("digital", 0).feature_width == 32
+    assert make_reservoir(TrainConfig(reservoir="digital")).feature_width == 32
     with pytest.raises(UserError, match="valid reservoirs"):
-        make_reservoir("photonic", 0)
+        TrainConfig(reservoir="photonic")
 
 
 def test_ring_sim_training_is_deterministic():
     bench = pytest.importorskip("labpgt.bench")
-    if not hasattr(bench, "embedded_bench"):
-        pytest.skip("labpgt.bench.embedded_bench not available yet")
     config = TrainConfig(task="iris", method="node", reservoir="ring-sim", steps=2, batch_size=4, directions=2,
                          eval_every=2, eval_train_samples=8)
     a, b = (Trainer(config, bench.embedded_bench(seed=0)).run() for _ in range(2))
-    assert np.array_equal(a.model.get_vector(), b.model.get_vector())
+    assert np.array_equal(vector(a), vector(b))
     assert a.history == b.history
 
 

@@ -1,0 +1,204 @@
+"""The network architectures around the physical layer: the dense network and the seed paper's transformer.
+
+Both are built as a :class:`~labpgt.network.Network` (digital stages in JAX, physical layers measured):
+
+**dense** (the default) ::
+
+    x ──► u = sigmoid(x·enc_W + enc_b) ∈ [0,1]^d ──► reservoir ──► F ──► Fn = (F − μ)/s
+      ──► [hidden: H = act(Fn·hid_W + hid_b)] ──► logits = H·out_W + out_b
+
+**transformer** (a transformer with a reservoir layer): the input is a sequence of T tokens (digits:
+8 image rows of 8 pixels; waveforms: 8 runs of 8 consecutive samples; iris and wine: one feature
+per token) ::
+
+    h = tokens·embed_W + embed_b + pos                                    (B, T, D)
+    per block l:  h = h + MHA(LN(h))                                      (pre-norm self-attention)
+                  u = sigmoid(LN(h)·ff_in_W + ff_in_b) ∈ [0,1]^d          (per token)
+                  F = reservoir(u)                                        (one query per token)
+                  h = h + ((F − μ_l)/s_l)·ff_out_W + ff_out_b             (back to the model width)
+    z = mean over tokens of LN(h) ──► logits = z·out_W + out_b
+
+The reservoir is each block's feed-forward sublayer: the physical layer the seed paper puts where a
+transformer has its MLP. Initialisation is seeded (``numpy.random.default_rng([seed, 7])``): weights
+scaled so pre-activations have unit variance (the sigmoid starts out of saturation); the
+classifier starts at zero, so every method starts at the uninformed loss ln(n_classes) and no
+estimator spends queries undoing a random readout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from labpgt.errors import UserError
+from labpgt.network import Network, PhysicalLayer, Stage
+from labpgt.numerics import jax, jnp
+
+ACTIVATIONS = ("tanh", "relu")
+LAYER_NORM_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What network to build. ``hidden``/``activation`` are the dense network's; ``width``, ``heads``,
+    ``blocks`` and ``tokens`` the transformer's (``tokens`` 0: the task's default)."""
+
+    model: str = "dense"
+    hidden: int = 0
+    activation: str = "tanh"
+    width: int = 16
+    heads: int = 2
+    blocks: int = 2
+    tokens: int = 0
+
+    def validate(self) -> None:
+        if self.model not in ARCHITECTURES:
+            raise UserError(f"unknown model {self.model!r}; valid models: {', '.join(ARCHITECTURES)}")
+        if self.activation not in ACTIVATIONS:
+            raise UserError(f"unknown activation {self.activation!r}; valid activations: {', '.join(ACTIVATIONS)}")
+        for name in ("width", "heads", "blocks"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.hidden < 0 or self.tokens < 0:
+            raise UserError("hidden and tokens must be >= 0")
+        if self.width % self.heads:
+            raise UserError(f"the model width {self.width} must be a multiple of the heads {self.heads}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_tokens(n_inputs: int) -> int:
+    """8 tokens when the input splits into 8 runs of at least 2 (digits: rows; waveforms), else one per feature."""
+    return 8 if n_inputs % 8 == 0 and n_inputs >= 16 else n_inputs
+
+
+def build_network(spec: ModelSpec, n_inputs: int, n_classes: int, input_width: int, feature_width: int,
+                  seed: int) -> Network:
+    """The network ``spec`` describes, for inputs of ``n_inputs`` features and a reservoir d → m."""
+    spec.validate()
+    return ARCHITECTURES[spec.model](spec, n_inputs, n_classes, input_width, feature_width,
+                                     np.random.default_rng([int(seed), 7]))
+
+
+# --------------------------------------------------------------------------- shared pieces
+def sigmoid(z):
+    return 0.5 * (1.0 + jnp.tanh(0.5 * z))
+
+
+def standardised(p: dict, prefix: str, F):
+    return (F - p[prefix + "feature_mean"]) / p[prefix + "feature_scale"]
+
+
+def layer_norm(p: dict, prefix: str, h):
+    mean = h.mean(axis=-1, keepdims=True)
+    var = ((h - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (h - mean) / jnp.sqrt(var + LAYER_NORM_EPS) * p[prefix + "_g"] + p[prefix + "_b"]
+
+
+def gaussian(rng, shape, fan_in):
+    return rng.standard_normal(shape) / np.sqrt(fan_in)
+
+
+# --------------------------------------------------------------------------- dense
+def build_dense(spec: ModelSpec, n_inputs, n_classes, d, m, rng) -> Network:
+    params = {"enc_W": gaussian(rng, (n_inputs, d), n_inputs), "enc_b": np.zeros(d)}
+    head_in, head_trainable = m, ()
+    if spec.hidden:
+        params["hid_W"] = gaussian(rng, (m, spec.hidden), m)
+        params["hid_b"] = np.zeros(spec.hidden)
+        head_in, head_trainable = spec.hidden, ("hid_W", "hid_b")
+    params["out_W"] = np.zeros((head_in, n_classes))
+    params["out_b"] = np.zeros(n_classes)
+    params["feature_mean"] = np.zeros(m)
+    params["feature_scale"] = np.ones(m)
+    act = jnp.tanh if spec.activation == "tanh" else jax.nn.relu
+
+    def encoder(p, X):
+        return (sigmoid(X @ p["enc_W"] + p["enc_b"]),)
+
+    def head(p, F):
+        Fn = standardised(p, "", F)
+        return act(Fn @ p["hid_W"] + p["hid_b"]) if spec.hidden else Fn
+
+    return Network(stages=[Stage("encoder", encoder, ("enc_W", "enc_b"))],
+                   layers=[PhysicalLayer(0, "feature_mean", "feature_scale")],
+                   head=Stage("head", head, head_trainable, ("feature_mean", "feature_scale")),
+                   classifier=("out_W", "out_b"), params=params, spec=spec.to_dict())
+
+
+# --------------------------------------------------------------------------- transformer
+def attention(p: dict, prefix: str, a, heads: int):
+    """Multi-head self-attention over the tokens of ``a`` (B, T, D), no mask (every token sees all)."""
+    B, T, D = a.shape
+    dh = D // heads
+
+    def split(name):
+        return (a @ p[prefix + name]).reshape(B, T, heads, dh)
+
+    q, k, v = split("wq"), split("wk"), split("wv")
+    weights = jax.nn.softmax(jnp.einsum("bthd,bshd->bhts", q, k) / np.sqrt(dh), axis=-1)
+    return jnp.einsum("bhts,bshd->bthd", weights, v).reshape(B, T, D) @ p[prefix + "wo"]
+
+
+def build_transformer(spec: ModelSpec, n_inputs, n_classes, d, m, rng) -> Network:
+    T = spec.tokens or default_tokens(n_inputs)
+    if n_inputs % T:
+        raise UserError(f"{n_inputs} input features do not split into {T} tokens of equal width; "
+                        f"choose tokens among the divisors of {n_inputs}")
+    w, D, L = n_inputs // T, spec.width, spec.blocks
+    params = {"embed_W": gaussian(rng, (w, D), w), "embed_b": np.zeros(D), "pos": 0.1 * rng.standard_normal((T, D))}
+    for l in range(L):
+        b = f"b{l}."
+        params.update({b + "ln1_g": np.ones(D), b + "ln1_b": np.zeros(D), b + "ln2_g": np.ones(D),
+                       b + "ln2_b": np.zeros(D)})
+        for name in ("wq", "wk", "wv", "wo"):
+            params[b + name] = gaussian(rng, (D, D), D)
+        params.update({b + "ff_in_W": gaussian(rng, (D, d), D), b + "ff_in_b": np.zeros(d),
+                       b + "ff_out_W": gaussian(rng, (m, D), m), b + "ff_out_b": np.zeros(D),
+                       b + "feature_mean": np.zeros(m), b + "feature_scale": np.ones(m)})
+    params.update({"lnf_g": np.ones(D), "lnf_b": np.zeros(D), "out_W": np.zeros((D, n_classes)),
+                   "out_b": np.zeros(n_classes)})
+
+    def block_names(l):
+        b = f"b{l}."
+        return tuple(b + n for n in ("ln1_g", "ln1_b", "wq", "wk", "wv", "wo", "ln2_g", "ln2_b", "ff_in_W", "ff_in_b"))
+
+    def back_names(l):
+        return (f"b{l}.ff_out_W", f"b{l}.ff_out_b")
+
+    def frozen_names(l):
+        return (f"b{l}.feature_mean", f"b{l}.feature_scale")
+
+    def block_until_reservoir(p, l, h):
+        b = f"b{l}."
+        h = h + attention(p, b, layer_norm(p, b + "ln1", h), spec.heads)
+        return sigmoid(layer_norm(p, b + "ln2", h) @ p[b + "ff_in_W"] + p[b + "ff_in_b"]), h
+
+    def back_to_width(p, l, F, h):
+        b = f"b{l}."
+        return h + standardised(p, b, F) @ p[b + "ff_out_W"] + p[b + "ff_out_b"]
+
+    def embed(p, X):
+        tokens = X.reshape(X.shape[0], T, w)
+        return block_until_reservoir(p, 0, tokens @ p["embed_W"] + p["embed_b"] + p["pos"])
+
+    def between(l):
+        def stage(p, F, h):
+            return block_until_reservoir(p, l, back_to_width(p, l - 1, F, h))
+        return stage
+
+    def head(p, F, h):
+        return layer_norm(p, "lnf", back_to_width(p, L - 1, F, h)).mean(axis=1)
+
+    stages = [Stage("embed+block0", embed, ("embed_W", "embed_b", "pos") + block_names(0))]
+    stages += [Stage(f"block{l}", between(l), back_names(l - 1) + block_names(l), frozen_names(l - 1))
+               for l in range(1, L)]
+    layers = [PhysicalLayer(l, f"b{l}.feature_mean", f"b{l}.feature_scale") for l in range(L)]
+    head_stage = Stage("head", head, back_names(L - 1) + ("lnf_g", "lnf_b"), frozen_names(L - 1))
+    return Network(stages, layers, head_stage, ("out_W", "out_b"), params,
+                   spec={**spec.to_dict(), "tokens": T})
+
+
+ARCHITECTURES = {"dense": build_dense, "transformer": build_transformer}

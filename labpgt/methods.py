@@ -1,0 +1,314 @@
+"""Training methods as strategies: how the gradient of one batch is obtained through the physical layers.
+
+This module owns the one registry of methods (:data:`METHODS`); nothing outside it branches on a
+method's name. A method is one object behind one interface and declares what it needs; it never
+knows the architecture — it sees a :class:`~labpgt.network.Network` (forward, backward, flat views of
+its parameters) and a ``measure`` callable, and returns gradients.
+
+========  ===============================================================================================
+method    the gradient of a batch
+========  ===============================================================================================
+backprop  exact VJP of a differentiable reservoir (the reference; refused on a measured one)
+node      node perturbation at each physical layer's input: measured directional derivatives along
+          k orthogonal antithetic directions per row, chained exactly into everything digital
+pgt       the paper's estimator over ALL trainable parameters: θ ± δ·PM, PM integer in {−r..r} with
+          dropout p, forward passes only, plain SGD by default
+pgt-enc   the paper's perturbation applied only to the parameters upstream of the last physical
+          layer; the exact gradient of everything after it from the same ± measurements (ablation)
+spsa      Spall's simultaneous perturbation (Rademacher directions, standard gain sequences)
+readout   classic reservoir computing: everything fixed at its initial value, the linear classifier
+          fitted in closed form (ridge, penalty by cross-validation) on one pass over the training set
+========  ===============================================================================================
+
+Every method measures a + and its − back to back (the engine interleaves them), so slow drift of a
+real ring cancels in their difference. Each method owns a seeded ``numpy.random.Generator``;
+``get_state``/``set_state`` capture it as JSON, so a resumed run draws the same perturbations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from labpgt.errors import UserError
+from labpgt.estimators import PGT, SPSA, NodePerturbation, hadamard_order
+from labpgt.network import Rows
+
+
+@dataclass
+class StepResult:
+    """What a method returns for one batch: the loss, a gradient per trainable array, values to record."""
+
+    loss: float
+    grads: dict
+    values: dict = field(default_factory=dict)
+    lr_scale: float = 1.0
+    perturbation: np.ndarray | None = None
+
+
+class Method:
+    """The interface. ``defaults`` fill the training settings a run leaves unset (see TrainConfig)."""
+
+    name: ClassVar[str]
+    needs_differentiable_reservoir: ClassVar[bool] = False
+    closed_form: ClassVar[bool] = False
+    defaults: ClassVar[dict] = {}
+
+    def __init__(self, config, reservoir):
+        self.seed = int(config.seed)
+        self.rng = np.random.default_rng([self.seed, 11])
+        self.reservoir = reservoir
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        """Refuse, with one line, a training setting this method cannot run with."""
+
+    @classmethod
+    def check(cls, config, reservoir) -> None:
+        """Refuse, with one line, a setting this method cannot run with on this reservoir."""
+        if cls.needs_differentiable_reservoir and not getattr(reservoir, "differentiable", False):
+            raise UserError(f"{cls.name} needs a differentiable reservoir (digital); "
+                            "the ring is measured, not differentiated")
+
+    def start(self, network, params, X, y, measure, lr: float) -> float:
+        """Preliminaries after the calibration batch; returns the learning rate to use."""
+        return lr
+
+    def step(self, network, params, X, y, measure) -> StepResult:
+        raise NotImplementedError
+
+    def observe(self, labels, U, features) -> None:
+        """Every training query the run measures, in order (a method that learns from them overrides this)."""
+
+    def get_state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+    def state_arrays(self) -> dict:
+        return {}
+
+    def load_state_arrays(self, arrays: dict) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- through the layer
+class ThroughTheLayer(Method):
+    """Methods that backpropagate, each supplying the physical layers' VJP: one baseline forward pass."""
+
+    def step(self, network, params, X, y, measure) -> StepResult:
+        self._perturbations = []
+        tape = network.forward(params, X, measure, role="baseline")
+        loss, grads = network.gradients(
+            params, tape, y, lambda layer, U, F, g_F, rows: self.physical_vjp(layer, U, F, g_F, rows, measure))
+        perturbation = np.stack(self._perturbations[::-1]) if self._perturbations else None
+        return StepResult(loss, grads, perturbation=perturbation)
+
+    def physical_vjp(self, layer, U, F, g_F, rows: Rows, measure) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Backprop(ThroughTheLayer):
+    name = "backprop"
+    needs_differentiable_reservoir = True
+    defaults = dict(steps=600, batch_size=32, lr=0.01, delta=0.01, p=0.0, directions=1, optimizer="adam",
+                    lr_schedule="cosine")
+
+    def physical_vjp(self, layer, U, F, g_F, rows, measure):
+        return self.reservoir.vjp(U, g_F)
+
+
+class Node(ThroughTheLayer):
+    """Node perturbation; the estimator's maths is in :class:`labpgt.estimators.NodePerturbation`.
+
+    Per row r (every sample, every token) the 2k probes c_r ± δ·v_rj are measured back to back:
+    (r, j=0, +), (r, 0, −), (r, 1, +), … — the instruments stay near one operating point per row.
+    """
+
+    name = "node"
+    defaults = dict(steps=300, batch_size=32, lr=0.01, delta=0.05, p=0.0, directions=4, optimizer="adam",
+                    lr_schedule="cosine")
+
+    def __init__(self, config, reservoir):
+        super().__init__(config, reservoir)
+        self.estimator = NodePerturbation(delta=config.delta, directions=config.directions,
+                                          distribution=config.distribution, seed=config.seed)
+        self.rng = self.estimator.rng
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        if config.delta is not None and config.delta > 0.5:
+            raise UserError(f"delta must be <= 0.5 for node perturbation (inputs live in [0, 1]), got {config.delta}")
+
+    @classmethod
+    def check(cls, config, reservoir) -> None:
+        super().check(config, reservoir)
+        if config.distribution == "hadamard" and config.directions > hadamard_order(reservoir.input_width):
+            raise UserError(f"node with hadamard directions allows at most {hadamard_order(reservoir.input_width)} "
+                            f"directions for input width {reservoir.input_width}, got {config.directions}")
+
+    def physical_vjp(self, layer, U, F, g_F, rows, measure):
+        return node_vjp(self.estimator, layer, U, g_F, rows, measure, self._perturbations)
+
+
+def node_vjp(estimator: NodePerturbation, layer, U, g_F, rows: Rows, measure, perturbations: list,
+             role_plus: str = "plus", role_minus: str = "minus") -> np.ndarray:
+    """dL/dU (N, d) from 2k measured probes per row (see :class:`Node`); appends the directions used."""
+    asked = estimator.ask(U)                                   # values (2k, N, d): plus_0, minus_0, plus_1, …
+    k, (N, d) = estimator.directions, U.shape
+    probes = asked.values.reshape(k, 2, N, d).transpose(2, 0, 1, 3).reshape(N * 2 * k, d)
+    probe_rows = Rows(position=np.repeat(rows.position, 2 * k), token=np.repeat(rows.token, 2 * k),
+                      role=np.tile(np.array([role_plus, role_minus]), N * k),
+                      direction=np.tile(np.repeat(np.arange(k), 2), N))
+    F = np.asarray(measure(layer.index, probes, probe_rows)).reshape(N, k, 2, -1)
+    perturbations.append(estimator.last_perturbation)
+    return estimator.tell(F[:, :, 0].transpose(1, 0, 2), F[:, :, 1].transpose(1, 0, 2), g_F)
+
+
+# --------------------------------------------------------------------------- forward passes only
+class ParameterPerturbation(Method):
+    """Perturb a flat parameter vector; every ± pair is a lockstep pair of forward passes."""
+
+    perturbed = "all"
+
+    def _estimator(self, config):
+        return PGT(r=config.r, p=config.p, delta=config.delta, directions=config.directions, seed=config.seed)
+
+    def __init__(self, config, reservoir):
+        super().__init__(config, reservoir)
+        self.estimator = self._estimator(config)
+        self.rng = self.estimator.rng
+
+    def _names(self, network):
+        return network.trainable_names if self.perturbed == "all" else network.upstream_names
+
+    def _measure_pairs(self, network, params, X, measure):
+        names = self._names(network)
+        asked = self.estimator.ask(network.flatten(params, names))
+        branches = [network.unflatten(v, params, names) for v in asked.values]
+        tapes = network.forward_branches(branches, X, measure, roles=asked.roles, directions=asked.directions)
+        return names, branches, tapes
+
+    def step(self, network, params, X, y, measure) -> StepResult:
+        names, _, tapes = self._measure_pairs(network, params, X, measure)
+        losses = np.array([network.loss(t.logits, y) for t in tapes])
+        grads = network.unflatten(self.estimator.tell(losses), params, names)
+        return StepResult(float(losses.mean()), {n: grads[n] for n in names},
+                          values={"loss_plus": float(losses[0]), "loss_minus": float(losses[1])},
+                          lr_scale=self.lr_scale(), perturbation=self.estimator.last_perturbation)
+
+    def lr_scale(self) -> float:
+        return 1.0
+
+    def get_state(self) -> dict:
+        return self.estimator.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self.estimator.set_state(state)
+
+
+class PaperPGT(ParameterPerturbation):
+    name = "pgt"
+    defaults = dict(steps=3000, batch_size=32, lr=0.002, delta=0.1, p=0.5, directions=1, optimizer="sgd",
+                    lr_schedule="constant")
+
+
+class UpstreamPGT(ParameterPerturbation):
+    """The paper's perturbation on the upstream parameters; exact gradients downstream of the last layer.
+
+    The downstream (head and classifier) gradient is the mean of the exact gradients at the + and −
+    passes: the gradient at θ to O(δ²), from measurements already made.
+    """
+
+    name = "pgt-enc"
+    perturbed = "upstream"
+    defaults = PaperPGT.defaults
+
+    def step(self, network, params, X, y, measure) -> StepResult:
+        names, branches, tapes = self._measure_pairs(network, params, X, measure)
+        losses, tail = [], {}
+        for branch, tape in zip(branches, tapes):
+            loss, grads, _ = network.tail_gradients(branch, tape, y)
+            losses.append(loss)
+            for name, g in grads.items():
+                tail[name] = tail.get(name, 0.0) + g / len(tapes)
+        losses = np.array(losses)
+        upstream = network.unflatten(self.estimator.tell(losses), params, names)
+        grads = {**{n: upstream[n] for n in names}, **tail}
+        return StepResult(float(losses.mean()), grads,
+                          values={"loss_plus": float(losses[0]), "loss_minus": float(losses[1])},
+                          perturbation=self.estimator.last_perturbation)
+
+
+class Spsa(ParameterPerturbation):
+    """SPSA; its gains are in :class:`labpgt.estimators.SPSA`. ``spsa_calibrate`` applies Spall's guidelines
+    at the start (4 repeated losses for the noise, 4 estimates for the gradient magnitude)."""
+
+    name = "spsa"
+    defaults = dict(steps=3000, batch_size=32, lr=0.005, delta=0.05, p=0.0, directions=1, optimizer="sgd",
+                    lr_schedule="constant")
+
+    def _estimator(self, config):
+        self.calibrate, self.initial_step = bool(config.spsa_calibrate), float(config.spsa_initial_step)
+        return SPSA(delta=config.delta, A=config.spsa_A, directions=config.directions, seed=config.seed)
+
+    def lr_scale(self) -> float:
+        return self.estimator.lr_scale()
+
+    def start(self, network, params, X, y, measure, lr):
+        if not self.calibrate:
+            return lr
+        losses = [network.loss(network.forward(params, X, measure, role="calibration").logits, y) for _ in range(4)]
+        magnitudes = []
+        for _ in range(4):
+            names = self._names(network)
+            asked = self.estimator.ask(network.flatten(params, names))
+            branches = [network.unflatten(v, params, names) for v in asked.values]
+            tapes = network.forward_branches(branches, X, measure, roles=("calibration",) * len(branches),
+                                             directions=asked.directions)
+            estimate = self.estimator.tell(np.array([network.loss(t.logits, y) for t in tapes]))
+            magnitudes.append(np.mean(np.abs(estimate)))
+        self.estimator.k = 0
+        return self.estimator.calibrate(np.std(losses, ddof=1), float(np.mean(magnitudes)), self.initial_step)
+
+
+# --------------------------------------------------------------------------- closed form
+class Readout(Method):
+    """Classic reservoir computing: one pass over the training set (role baseline) calibrates the
+    standardisation and gives the classifier's input z; a ridge classifier (``RidgeClassifierCV``,
+    penalty from 10⁻³…10³ by cross-validation on the training set) is the classifier."""
+
+    name = "readout"
+    closed_form = True
+    defaults = dict(steps=1, batch_size=32, lr=0.01, delta=0.01, p=0.0, directions=1, optimizer="sgd",
+                    lr_schedule="constant")
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        if config.hidden:
+            raise UserError("the readout baseline has no hidden layer; use hidden=0")
+
+    def fit(self, network, params, X, y, measure):
+        """``(params with the classifier fitted, values to record, logits of the training set)``."""
+        from sklearn.linear_model import RidgeClassifierCV
+
+        params, tape = network.calibrate(params, X, measure, role="baseline")
+        Z = network.representation(params, tape)
+        ridge = RidgeClassifierCV(alphas=np.logspace(-3, 3, 13)).fit(Z, y)
+        w, b = network.classifier
+        params[w], params[b] = ridge.coef_.T.astype(np.float64), ridge.intercept_.astype(np.float64)
+        logits = Z @ params[w] + params[b]
+        return params, {"loss": network.loss(logits, y), "alpha": float(ridge.alpha_)}, logits
+
+
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Node, PaperPGT, UpstreamPGT, Spsa, Backprop, Readout)}
+
+
+def method_class(name: str) -> type[Method]:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise UserError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}") from None

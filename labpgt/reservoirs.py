@@ -1,0 +1,44 @@
+"""The reservoirs a run can name, and making one from a training config.
+
+=============  ==================================================================================
+name           reservoir
+=============  ==================================================================================
+``digital``    :class:`~labpgt.digital.DigitalReservoir`, a differentiable stand-in (the backprop
+               reference); widths and noise from the config's ``digital_*`` settings
+``ring-sim``   the embedded simulated ring bench, or the instruments of the config's ``bench`` TOML
+=============  ==================================================================================
+
+The registry maps each name to its factory; nothing else branches on reservoir names. Factories
+import what they need when called, so naming a reservoir costs nothing.
+"""
+
+from __future__ import annotations
+
+from labpgt.errors import UserError
+
+
+def _digital(config):
+    from labpgt.digital import DigitalReservoir
+
+    return DigitalReservoir(input_width=config.digital_input_width, feature_width=config.digital_feature_width,
+                            noise=config.digital_noise, seed=config.seed)
+
+
+def _ring(config):
+    from labpgt import bench
+
+    return bench.load_bench(config.bench) if config.bench else bench.embedded_bench(seed=config.seed)
+
+
+RESERVOIRS = {"digital": _digital, "ring-sim": _ring}
+
+
+def check_reservoir_name(name: str) -> None:
+    if name not in RESERVOIRS:
+        raise UserError(f"unknown reservoir {name!r}; valid reservoirs: {', '.join(RESERVOIRS)}")
+
+
+def make_reservoir(config):
+    """The reservoir ``config`` (a TrainConfig) names, seeded by ``config.seed``."""
+    check_reservoir_name(config.reservoir)
+    return RESERVOIRS[config.reservoir](config)
