@@ -216,7 +216,7 @@ def check_spectra(session: SessionReader) -> tuple[int, str | None]:
     Needs spectra and the bench config's ``[features]`` (sessions of the digital reservoir have
     neither; then nothing is checked).
     """
-    from labpgt.bench import trace_features
+    from labpgt.bench.features import trace_features
 
     bench = session.config.get("bench")
     if not session.has_spectra or not bench or "features" not in bench:

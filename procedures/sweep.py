@@ -108,7 +108,7 @@ class RingSweep(BenchSafety, Procedure):
         return load_bench(self.bench_config) if self.bench_config else embedded_bench(seed=int(self.seed))
 
     def execute(self):
-        from labpgt.bench import trace_features
+        from labpgt.bench.features import trace_features
         from labpgt.recording import Checkpoint, QueryLabels
         from labpgt.reservoir import Measurement
         from labpgt.session import SessionWriter

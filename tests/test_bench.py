@@ -1,5 +1,7 @@
 """Bench config, encoding, safety limits and features; the embedded bench as a reservoir."""
 
+import dataclasses
+import re
 import subprocess
 import sys
 import textwrap
@@ -8,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labpgt.bench import (SafetyError, embedded_bench, load_bench_config, simulated_bench_config,
-                          trace_features)
+from labpgt.bench import (SafetyError, bench_config_toml, embedded_bench, load_bench_config,
+                          simulated_bench_config, trace_features)
 from labpgt.errors import UserError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -60,10 +62,25 @@ VALID = """
     (VALID.replace("max_total_power_dbm = 0.0", ""), "missing max_total_power_dbm"),
     (VALID.replace("min = -30.0", 'min = "low"'), "must be a finite number"),
     (VALID + "\n[extras]\nx = 1\n", "unknown table(s) extras"),
+    (VALID.replace('driver = "signal-generator"', 'driver = ["signal-generator"]'), "unknown driver ['signal-gen"),
+    (VALID.replace('instrument = "g"', 'instrument = ["g"]'), "instrument ['g'] is not in [instruments]"),
+    (VALID.replace("max_power_dbm = 0.0", "max_power_dbm = 0.0\nfrequency_hz = 30e9"),
+     "g.frequency_hz could be set to 3e+10, outside the allowed [250000, 2e+10]"),
+    (VALID.replace("max_power_dbm = 0.0", 'max_power_dbm = 0.0\noutput = "off"'), "output must be true or false"),
+    (VALID.replace('resource = "sim::analyzer"', 'resource = "sim::analyzer"\noutput = true'),
+     "unknown setting 'output' for a spectrum-analyzer"),
 ])
 def test_malformed_bench_configs_give_one_clear_message(tmp_path, text, message):
-    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(UserError, match=re.escape(message)):
         load_bench_config(write(tmp_path, text))
+
+
+def test_written_toml_reads_back_to_the_same_config_whatever_the_names(tmp_path):
+    config = simulated_bench_config(embedded=False).with_resources({"gen1": 'TCPIP::lab\\"2"::5025::SOCKET'})
+    config = dataclasses.replace(config, name='YIG "ring",\nlab 2.14 [β]')
+    path = tmp_path / "bench.toml"
+    path.write_text(bench_config_toml(config), encoding="utf-8")
+    assert load_bench_config(path).to_dict() == config.to_dict()
 
 
 def test_total_power_limit_is_checked_at_load(tmp_path):

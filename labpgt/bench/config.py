@@ -1,0 +1,350 @@
+"""The bench config: reading and validating a bench TOML, writing one, and the built-in simulated bench.
+
+A bench config (see ``data/bench-sim.toml`` and ``data/bench-lab-example.toml``)::
+
+    [bench]
+    name = "..."
+    timeout_ms = 5000                     # also max_attempts, backoff_s, max_backoff_s (retries)
+
+    [instruments.gen1]                    # one table per instrument; names are free
+    driver = "signal-generator"           # signal-generator | spectrum-analyzer | ring-controller
+    resource = "TCPIP::192.168.1.21::5025::SOCKET"
+    frequency_hz = 2.99e9                 # fixed settings applied at connect (optional)
+    power_dbm = -20.0
+    max_power_dbm = 5.0                   # safety: this generator never exceeds it
+
+    [instruments.ring]
+    driver = "ring-controller"
+    resource = "TCPIP::192.168.1.30::5025::SOCKET"
+    loop_gain_db = 1.5                    # fixed settings (optional)
+    field_mt = 50.0
+    output = true                         # the loop amplifier at connect (default true)
+
+    [instruments.analyzer]                # exactly one
+    driver = "spectrum-analyzer"
+    resource = "GPIB0::18::INSTR"
+    center_hz = 3.03e9                    # the measurement setup (optional)
+    span_hz = 200e6
+    rbw_hz = 1e6
+    points = 401
+
+    [safety]
+    max_total_power_dbm = 8.0             # the sum over all generators, in dBm
+
+    [[encoding]]                          # u_i ↦ min + u_i·(max - min), in this order
+    instrument = "gen1"
+    setting = "power_dbm"                 # power_dbm | frequency_hz | loop_gain_db | field_mt
+    min = -30.0
+    max = 0.0
+
+    [features]                            # see labpgt.bench.features
+    bins = 32
+    floor_dbm = -100.0
+    ceiling_dbm = 0.0
+
+A setting a table leaves out is kept as the instrument holds it. Generator outputs are off at
+connect whatever a table says (``output`` is accepted there and ignored): RF goes on with the first
+query. Reading a config checks it against the safety limits (:mod:`labpgt.bench.safety`); any
+problem is one line of :class:`~labpgt.errors.UserError`.
+
+A resource ``sim::NAME`` means the instrument NAME of an embedded simulated bench (in-process,
+through the same SCPI handlers that ``labpgt sim`` serves); the table ``[simulator]`` gives its
+``seed``, ``noise`` and ``generators``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import tomli_w
+
+from labpgt.bench.kinds import KINDS, RING_CONTROLLER, SIGNAL_GENERATOR, SPECTRUM_ANALYZER, DriverKind, Role, State, \
+    kinds_for
+from labpgt.bench.safety import check_config_safe
+from labpgt.errors import UserError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+SIMULATED_PREFIX = "sim::"
+SWITCH_KEY = "output"  # what a config calls a kind's on/off switch
+TABLES = ("bench", "instruments", "safety", "encoding", "features", "simulator")
+BENCH_KEYS = ("name", "timeout_ms", "max_attempts", "backoff_s", "max_backoff_s")
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    """One ``[instruments.NAME]`` table."""
+
+    name: str
+    kind: DriverKind
+    resource: str
+    settings: dict = field(default_factory=dict)  # as the TOML gives them
+    max_power_dbm: float | None = None            # generators only
+
+    @property
+    def simulated_name(self) -> str | None:
+        """NAME for a resource ``sim::NAME`` (an embedded simulated instrument), else None."""
+        return self.resource[len(SIMULATED_PREFIX):] if self.resource.startswith(SIMULATED_PREFIX) else None
+
+    @property
+    def leaves_settings_to_instrument(self) -> bool:
+        return any(setting not in self.settings for setting in self.kind.fixed_settings)
+
+    def starting_state(self, current: State | None = None) -> State:
+        """The state this table asks for: its fixed settings, the others as ``current`` (what the
+        instrument holds), the switch on unless ``output = false``."""
+        given = {s: self.settings[s] for s in self.kind.fixed_settings if s in self.settings}
+        if self.kind.switch is not None:
+            given[self.kind.switch] = self.settings.get(SWITCH_KEY, True)
+        return self.kind.state_type(**given) if current is None else replace(current, **given)
+
+
+@dataclass(frozen=True)
+class EncodingInput:
+    """One ``[[encoding]]`` entry: input u_i ↦ ``low + u_i·(high - low)`` on one setting."""
+
+    instrument: str
+    setting: str
+    low: float
+    high: float
+
+    def value(self, u: np.ndarray) -> np.ndarray:
+        return self.low + u * (self.high - self.low)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A parsed, validated bench config; see the module docstring for the TOML it comes from."""
+
+    name: str
+    instruments: dict[str, InstrumentConfig]
+    encoding: tuple[EncodingInput, ...]
+    max_total_power_dbm: float
+    bins: int = 32
+    floor_dbm: float = -100.0
+    ceiling_dbm: float = 0.0
+    timeout_ms: int = 5000
+    max_attempts: int = 10
+    backoff_s: float = 0.05
+    max_backoff_s: float = 1.0
+    simulator: dict = field(default_factory=dict)
+    source: str = "<built-in>"
+
+    def named(self, role: Role) -> list[str]:
+        """The names of the instruments with ``role``, in config order."""
+        return [name for name, inst in self.instruments.items() if inst.kind.role is role]
+
+    @property
+    def generators(self) -> list[str]:
+        return self.named(Role.GENERATOR)
+
+    @property
+    def analyzer(self) -> str:
+        return self.named(Role.ANALYZER)[0]
+
+    @property
+    def ring(self) -> str | None:
+        return next(iter(self.named(Role.RING)), None)
+
+    def with_resources(self, resources: dict[str, str]) -> BenchConfig:
+        """The same bench with each named instrument reached at another VISA resource."""
+        instruments = {n: replace(c, resource=resources.get(n, c.resource)) for n, c in self.instruments.items()}
+        return replace(self, instruments=instruments)
+
+    def wait_after(self, attempt: int) -> float:
+        """How long to wait after failed attempt number ``attempt`` (1-based): doubling, capped."""
+        return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+
+    def to_dict(self) -> dict:
+        """A JSON-able description, enough to rebuild the config (stored in session files)."""
+        return {
+            "bench": {"name": self.name, "timeout_ms": self.timeout_ms, "max_attempts": self.max_attempts,
+                      "backoff_s": self.backoff_s, "max_backoff_s": self.max_backoff_s},
+            "instruments": {n: {"driver": c.kind.name, "resource": c.resource, **c.settings,
+                                **({"max_power_dbm": c.max_power_dbm} if c.max_power_dbm is not None else {})}
+                            for n, c in self.instruments.items()},
+            "safety": {"max_total_power_dbm": self.max_total_power_dbm},
+            "encoding": [{"instrument": e.instrument, "setting": e.setting, "min": e.low, "max": e.high}
+                         for e in self.encoding],
+            "features": {"bins": self.bins, "floor_dbm": self.floor_dbm, "ceiling_dbm": self.ceiling_dbm},
+            **({"simulator": dict(self.simulator)} if self.simulator else {}),
+        }
+
+
+# --------------------------------------------------------------------------- reading
+def load_bench_config(path: str | Path) -> BenchConfig:
+    """Read and validate a bench TOML; any problem is a one-line :class:`UserError`."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"bench config {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read bench config {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"bench config {path} is not valid TOML: {exc}") from None
+    return parse_bench_config(raw, source=str(path))
+
+
+def parse_bench_config(raw: dict, source: str = "<dict>") -> BenchConfig:
+    """Validate a bench description (the TOML as a dict) and check it against the safety limits."""
+    where = f"bench config {source}"
+    unknown = set(raw) - set(TABLES)
+    if unknown:
+        raise UserError(f"{where}: unknown table(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(TABLES))}")
+    bench = _table(raw, "bench", where, required=False)
+    instruments = {name: _instrument(name, spec, where) for name, spec in _table(raw, "instruments", where).items()}
+    _check_roles(instruments, where)
+    safety = _table(raw, "safety", where)
+    max_total = _number(safety, "max_total_power_dbm", f"{where} [safety]")
+    encoding = tuple(_encoding(i, e, instruments, where) for i, e in enumerate(_list(raw, "encoding", where)))
+    if not encoding:
+        raise UserError(f"{where}: [[encoding]] must map at least one input")
+    features = _table(raw, "features", where, required=False)
+    config = BenchConfig(
+        name=str(bench.get("name", "bench")),
+        instruments=instruments,
+        encoding=encoding,
+        max_total_power_dbm=max_total,
+        bins=int(_number(features, "bins", f"{where} [features]", default=32)),
+        floor_dbm=_number(features, "floor_dbm", f"{where} [features]", default=-100.0),
+        ceiling_dbm=_number(features, "ceiling_dbm", f"{where} [features]", default=0.0),
+        timeout_ms=int(_number(bench, "timeout_ms", f"{where} [bench]", default=5000)),
+        max_attempts=int(_number(bench, "max_attempts", f"{where} [bench]", default=10)),
+        backoff_s=_number(bench, "backoff_s", f"{where} [bench]", default=0.05),
+        max_backoff_s=_number(bench, "max_backoff_s", f"{where} [bench]", default=1.0),
+        simulator=dict(_table(raw, "simulator", where, required=False)),
+        source=source,
+    )
+    if config.timeout_ms < 1 or config.max_attempts < 1 or config.backoff_s < 0 or config.max_backoff_s < 0:
+        raise UserError(f"{where}: [bench] needs timeout_ms >= 1, max_attempts >= 1 and backoffs >= 0")
+    unknown_bench = set(bench) - set(BENCH_KEYS)
+    if unknown_bench:
+        raise UserError(f"{where}: unknown [bench] key(s) {', '.join(sorted(unknown_bench))}")
+    if config.bins < 1 or config.ceiling_dbm <= config.floor_dbm:
+        raise UserError(f"{where}: [features] needs bins >= 1 and ceiling_dbm > floor_dbm")
+    check_config_safe(config)
+    return config
+
+
+def _table(raw, key, where, required=True) -> dict:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise UserError(f"{where}: missing table [{key}]")
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def _list(raw, key, where) -> list:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise UserError(f"{where}: {key} must be an array of tables ([[{key}]])")
+    return value
+
+
+def _number(table, key, where, default=None) -> float:
+    value = table.get(key, default)
+    if value is None:
+        raise UserError(f"{where}: missing {key}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserError(f"{where}: {key} must be a finite number, not {value!r}")
+    return float(value)
+
+
+def _instrument(name, spec, where) -> InstrumentConfig:
+    here = f"{where} [instruments.{name}]"
+    if not isinstance(spec, dict):
+        raise UserError(f"{here} must be a table")
+    driver = spec.get("driver")
+    kind = KINDS.get(driver) if isinstance(driver, str) else None
+    if kind is None:
+        raise UserError(f"{here}: unknown driver {driver!r}; expected one of {', '.join(KINDS)}")
+    resource = spec.get("resource")
+    if not isinstance(resource, str) or not resource:
+        raise UserError(f"{here}: missing resource (a VISA resource string, or {SIMULATED_PREFIX}NAME)")
+    power_limited = kind.role is Role.GENERATOR
+    not_settings = {"driver", "resource"} | ({"max_power_dbm"} if power_limited else set())
+    settings = {k: v for k, v in spec.items() if k not in not_settings}
+    allowed = [*kind.fixed_settings, *([SWITCH_KEY] if kind.switch is not None else [])]
+    for key, value in settings.items():
+        if key not in allowed:
+            raise UserError(f"{here}: unknown setting {key!r} for a {kind.name}; expected {', '.join(sorted(allowed))}")
+        if key != SWITCH_KEY:
+            _number(settings, key, here)
+        elif not isinstance(value, bool):
+            raise UserError(f"{here}: {SWITCH_KEY} must be true or false, not {value!r}")
+    max_power = _number(spec, "max_power_dbm", here) if power_limited else None
+    return InstrumentConfig(name, kind, resource, settings, max_power)
+
+
+def _check_roles(instruments: dict[str, InstrumentConfig], where: str) -> None:
+    def drivers(role):
+        return " or ".join(f'"{kind.name}"' for kind in kinds_for(role))
+
+    roles = [inst.kind.role for inst in instruments.values()]
+    if roles.count(Role.ANALYZER) != 1:
+        raise UserError(f"{where}: needs exactly one instrument with driver = {drivers(Role.ANALYZER)}")
+    if Role.GENERATOR not in roles:
+        raise UserError(f"{where}: needs at least one instrument with driver = {drivers(Role.GENERATOR)}")
+
+
+def _encoding(index, spec, instruments, where) -> EncodingInput:
+    here = f"{where} encoding[{index}]"
+    name = spec.get("instrument")
+    if not isinstance(name, str) or name not in instruments:
+        raise UserError(f"{here}: instrument {name!r} is not in [instruments]")
+    kind = instruments[name].kind
+    setting = spec.get("setting")
+    if setting not in kind.encodable:
+        raise UserError(f"{here}: a {kind.name} has no encodable setting {setting!r}; "
+                        f"expected one of {', '.join(kind.encodable)}")
+    return EncodingInput(name, setting, _number(spec, "min", here), _number(spec, "max", here))
+
+
+# --------------------------------------------------------------------------- writing
+def bench_config_toml(config: BenchConfig) -> str:
+    """The TOML text of a bench config (what :func:`load_bench_config` reads back to the same config)."""
+    tables = config.to_dict()
+    encoding = tables.pop("encoding")
+    # tomli_w would write the encoding as one inline array; [[encoding]] tables read like data/*.toml
+    return "\n".join([tomli_w.dumps(tables), *("[[encoding]]\n" + tomli_w.dumps(entry) for entry in encoding)])
+
+
+# --------------------------------------------------------------------------- the built-in simulated bench
+def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = True, generators: int = 4,
+                           host: str = "127.0.0.1", base_port: int = 15025) -> BenchConfig:
+    """The simulated bench: ``labpgt sim``'s defaults (``embedded=False``) or the in-process twin.
+
+    Ports: analyzer ``base_port``, ring ``base_port + 1``, generator i at ``base_port + 10 + i``.
+    """
+    def resource(name, port):
+        return f"{SIMULATED_PREFIX}{name}" if embedded else f"TCPIP::{host}::{port}::SOCKET"
+
+    instruments = {"analyzer": InstrumentConfig("analyzer", SPECTRUM_ANALYZER, resource("analyzer", base_port),
+                                                {"center_hz": 3.03e9, "span_hz": 200e6, "rbw_hz": 1e6, "points": 401}),
+                   "ring": InstrumentConfig("ring", RING_CONTROLLER, resource("ring", base_port + 1),
+                                            {"loop_gain_db": 2.0, "field_mt": 50.0})}
+    bands_low = [2.980e9 + i * 20e6 for i in range(generators)]
+    for i, band_low in enumerate(bands_low, start=1):
+        instruments[f"gen{i}"] = InstrumentConfig(f"gen{i}", SIGNAL_GENERATOR, resource(f"gen{i}", base_port + 10 + i),
+                                                  {"frequency_hz": band_low + 10e6, "power_dbm": -30.0}, 5.0)
+    encoding = [EncodingInput(f"gen{i}", "power_dbm", -30.0, 0.0) for i in range(1, generators + 1)]
+    encoding += [EncodingInput(f"gen{i}", "frequency_hz", band_low, band_low + 20e6)
+                 for i, band_low in enumerate(bands_low, start=1)]
+    config = BenchConfig(
+        name="simulated magnonic ring" + (" (embedded)" if embedded else ""), timeout_ms=1000,
+        instruments=instruments, encoding=tuple(encoding),
+        max_total_power_dbm=round(10 * math.log10(generators) + 2.0, 2),
+        simulator={"seed": seed, "noise": noise, "generators": generators} if embedded else {},
+    )
+    check_config_safe(config)
+    return config

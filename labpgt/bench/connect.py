@@ -1,0 +1,137 @@
+"""Connecting a bench config's instruments: over VISA, or on an embedded simulated bench.
+
+Each instrument is opened with its kind's driver class (:mod:`labpgt.bench.kinds`). A VISA resource
+is opened through pyvisa-py with newline terminations and the bench's timeout, and must answer
+``*IDN?`` before it counts as connected; a refused or dropped first contact is retried within the
+bench's retry budget, and an instrument that stays silent is one line of
+:class:`InstrumentUnreachable`. A resource ``sim::NAME`` is served in-process by an embedded
+:class:`~labpgt.instruments.simulated.SimulatedBench`, through the same SCPI handlers that
+``labpgt sim`` serves over TCP.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pyvisa
+from pyvisa import constants
+
+from labpgt.bench.config import BenchConfig, InstrumentConfig
+from labpgt.errors import UserError
+
+
+class InstrumentUnreachable(UserError):
+    """An instrument did not answer when (re)connecting."""
+
+
+# What a query survives by retrying: transport failures, timeouts, garbled or bad answers.
+TRANSIENT_ERRORS = (OSError, TimeoutError, ValueError, pyvisa.errors.Error, InstrumentUnreachable)
+
+
+def uses_embedded_simulator(config: BenchConfig) -> bool:
+    return any(inst.simulated_name is not None for inst in config.instruments.values())
+
+
+def embedded_simulator(config: BenchConfig):
+    """The in-process simulated bench of the config's ``[simulator]`` table."""
+    from labpgt.instruments.simulated import SimulatedBench
+
+    sim = config.simulator
+    return SimulatedBench(n_generators=int(sim.get("generators", len(config.generators))),
+                          seed=int(sim.get("seed", 0)), noise=bool(sim.get("noise", True)))
+
+
+def connect_instruments(config: BenchConfig, simulator=None) -> dict:
+    """Open every instrument of the config with its driver; unreachable → one-line UserError.
+
+    ``sim::NAME`` resources are served by ``simulator`` (an embedded ``SimulatedBench``; one is
+    made from the config's ``[simulator]`` table when none is given).
+    """
+    if simulator is None and uses_embedded_simulator(config):
+        simulator = embedded_simulator(config)
+    connected = {}
+    try:
+        for name, inst in config.instruments.items():
+            if inst.simulated_name is not None:
+                connected[name] = inst.kind.driver_class(_simulated_adapter(simulator, inst, config))
+            else:
+                connected[name] = _open_visa_retrying(inst, config)
+    except BaseException:
+        for driver in connected.values():
+            close_quietly(driver)
+        raise
+    return connected
+
+
+def reconnect(inst: InstrumentConfig, driver, config: BenchConfig):
+    """A fresh connection to a VISA instrument, discarding answers still in flight on the old one.
+
+    An embedded simulated instrument has no connection to lose: its driver is returned as it is.
+    """
+    if inst.simulated_name is not None:
+        return driver
+    close_quietly(driver)
+    return _open_visa(inst, config.timeout_ms)
+
+
+def close_quietly(driver) -> None:
+    try:
+        driver.adapter.close()
+    except Exception:  # noqa: BLE001 - closing what may already be gone
+        pass
+
+
+def _simulated_adapter(simulator, inst: InstrumentConfig, config: BenchConfig):
+    from labpgt.instruments.simulated import SimulatedAdapter
+
+    try:
+        device = simulator[inst.simulated_name]
+    except KeyError:
+        raise UserError(f"bench config {config.source}: the embedded simulator has no instrument "
+                        f"{inst.simulated_name!r}; it has {', '.join(simulator.instruments)}") from None
+    return SimulatedAdapter(device)
+
+
+def _open_visa_retrying(inst: InstrumentConfig, config: BenchConfig):
+    """Open an instrument, retrying a refused or dropped first contact within the bench's budget."""
+    for attempt in range(1, config.max_attempts + 1):
+        try:
+            return _open_visa(inst, config.timeout_ms)
+        except InstrumentUnreachable:
+            if attempt == config.max_attempts:
+                raise
+            time.sleep(config.wait_after(attempt))
+
+
+def _open_visa(inst: InstrumentConfig, timeout_ms: int):
+    try:
+        driver = inst.kind.driver_class(inst.resource, visa_library="@py", read_termination="\n",
+                                        write_termination="\n", timeout=timeout_ms)
+        if inst.resource.upper().endswith("::SOCKET"):
+            _disable_nagle(driver)
+        driver.id  # noqa: B018 - a first round trip proves the instrument answers
+        return driver
+    except Exception as exc:  # pyvisa raises many types for "not there"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InstrumentUnreachable(f"cannot reach {inst.name} at {inst.resource}: {reason}") from None
+
+
+def _disable_nagle(driver) -> None:
+    """Turn TCP_NODELAY on for a raw-socket VISA session.
+
+    NI-VISA's default for sockets is NODELAY on; pyvisa-py 0.8 leaves it off, and Nagle's algorithm
+    against the peer's delayed ACK then holds a small write that follows another for ~40 ms.
+    pyvisa-py also refuses to set VI_ATTR_TCPIP_NODELAY (its setter is not wired), so set the
+    option on its socket; with another VISA library the attribute is tried instead.
+    """
+    connection = driver.adapter.connection
+    session = getattr(connection.visalib, "sessions", {}).get(connection.session)
+    sock = getattr(session, "interface", None)
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return
+    try:
+        connection.set_visa_attribute(constants.VI_ATTR_TCPIP_NODELAY, constants.VI_TRUE)
+    except Exception:  # noqa: BLE001 - a VISA without the attribute: correct, only slower
+        pass

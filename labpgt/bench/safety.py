@@ -1,0 +1,84 @@
+"""The safety limits of a bench, checked before anything is sent: the hardware is never hurt.
+
+Two kinds of limit apply:
+
+* **the bench's own**, from its TOML: each generator's ``max_power_dbm`` and ``[safety]
+  max_total_power_dbm``, the power of all generators summed in milliwatts;
+* **the instruments' ranges**, which the driver classes declare (see :mod:`labpgt.bench.kinds`):
+  a generator's power and frequency, the ring's loop gain and bias field.
+
+:func:`check_config_safe` refuses a config whose encoding or fixed settings could ever leave them;
+:func:`check_state_safe` checks one complete wanted state of the bench before any of it is sent.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from labpgt.errors import UserError
+
+if TYPE_CHECKING:
+    from labpgt.bench.config import BenchConfig
+    from labpgt.bench.kinds import State
+
+
+class SafetyError(UserError):
+    """A setting would exceed a safety limit of the bench; nothing was sent."""
+
+
+def total_dbm(powers_dbm) -> float:
+    """The sum of powers given in dBm, in dBm (-inf for none)."""
+    return 10 * math.log10(sum(10 ** (p / 10) for p in powers_dbm)) if len(powers_dbm) else -math.inf
+
+
+def check_config_safe(config: BenchConfig) -> None:
+    """Refuse a config whose encoding or fixed settings could ever exceed a limit."""
+    where = f"bench config {config.source}"
+    reach = reachable_ranges(config)
+    worst = {name: reach[(name, "power_dbm")][1] for name in config.generators if (name, "power_dbm") in reach}
+    for name, power in worst.items():
+        if power > config.instruments[name].max_power_dbm:
+            raise SafetyError(f"{where}: {name} could be set to {power:g} dBm, "
+                              f"above its max_power_dbm {config.instruments[name].max_power_dbm:g}")
+    total = total_dbm(list(worst.values()))
+    if total > config.max_total_power_dbm + 1e-9:
+        raise SafetyError(f"{where}: the generators could together reach {total:.2f} dBm, "
+                          f"above max_total_power_dbm {config.max_total_power_dbm:g}")
+    for (name, setting), (low, high) in reach.items():
+        allowed_low, allowed_high = config.instruments[name].kind.limits()[setting]
+        if low < allowed_low or high > allowed_high:
+            reach_text = f"{low:g}" if low == high else f"[{low:g}, {high:g}]"
+            raise SafetyError(f"{where}: {name}.{setting} could be set to {reach_text}, "
+                              f"outside the allowed [{allowed_low:g}, {allowed_high:g}]")
+
+
+def reachable_ranges(config: BenchConfig) -> dict[tuple[str, str], tuple[float, float]]:
+    """(lowest, highest) that each limited setting can take: its fixed value and its encoding's ends."""
+    values: dict[tuple[str, str], list[float]] = {}
+    for name, inst in config.instruments.items():
+        for setting in inst.kind.limits():
+            if setting in inst.settings:
+                values.setdefault((name, setting), []).append(float(inst.settings[setting]))
+    for e in config.encoding:
+        values.setdefault((e.instrument, e.setting), []).extend((e.low, e.high))
+    return {key: (min(v), max(v)) for key, v in values.items()}
+
+
+def check_state_safe(config: BenchConfig, wanted: dict[str, State]) -> None:
+    """Check one complete wanted state of every instrument before anything of it is sent."""
+    powers = []
+    for name in config.generators:
+        power, limit = wanted[name].power_dbm, config.instruments[name].max_power_dbm
+        if not math.isfinite(power) or power > limit:
+            raise SafetyError(f"{name}: {power:g} dBm exceeds max_power_dbm {limit:g}; nothing was sent")
+        powers.append(power)
+    total = total_dbm(powers)
+    if total > config.max_total_power_dbm + 1e-9:
+        raise SafetyError(f"total generator power {total:.2f} dBm exceeds max_total_power_dbm "
+                          f"{config.max_total_power_dbm:g}; nothing was sent")
+    for name, state in wanted.items():
+        for setting, (low, high) in config.instruments[name].kind.limits().items():
+            value = getattr(state, setting)
+            if not low <= value <= high:
+                raise SafetyError(f"{name}.{setting} = {value:g} outside [{low:g}, {high:g}]; nothing was sent")

@@ -1,0 +1,98 @@
+"""The driver-kind table: each kind's send and read, and safety limits that follow the driver classes."""
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import labpgt.bench
+from labpgt.bench import (KINDS, AnalyzerState, GeneratorState, RingState, SafetyError, connect_instruments,
+                          embedded_bench, load_bench_config, simulated_bench_config)
+from labpgt.bench.connect import close_quietly
+from labpgt.bench.kinds import RING_CONTROLLER
+from labpgt.bench.safety import check_config_safe
+from labpgt.instruments import RingController, SignalGenerator
+from labpgt.instruments.drivers import read_confirmation
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+SAMPLE_STATES = {  # away from the simulated bench's defaults, so a round trip proves something
+    "signal-generator": GeneratorState(power_dbm=-12.5, frequency_hz=3.0015e9, output_on=True),
+    "ring-controller": RingState(loop_gain_db=-3.5, field_mt=62.0, amplifier_on=False),
+    "spectrum-analyzer": AnalyzerState(center_hz=3.01e9, span_hz=150e6, rbw_hz=3e5, points=201),
+}
+
+
+def test_importing_the_features_module_loads_no_instrument_library():
+    code = ("import sys, labpgt.bench, labpgt.bench.features; "
+            "print(sorted(m for m in ('pymeasure', 'pyvisa', 'h5py') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_every_public_name_imports_from_the_package():
+    for name in labpgt.bench.__all__:
+        assert getattr(labpgt.bench, name) is not None
+    with pytest.raises(AttributeError):
+        labpgt.bench.no_such_name  # noqa: B018
+
+
+def test_every_kind_has_a_sample_state():
+    assert set(SAMPLE_STATES) == set(KINDS)
+
+
+@pytest.mark.parametrize("driver", sorted(KINDS))
+def test_send_then_read_round_trips_the_state_on_the_embedded_bench(driver):
+    kind, sent = KINDS[driver], SAMPLE_STATES[driver]
+    config = simulated_bench_config(embedded=True)
+    instruments = connect_instruments(config)
+    try:
+        name = next(n for n, inst in config.instruments.items() if inst.kind is kind)
+        kind.send(instruments[name], sent)
+        read_confirmation(instruments[name])
+        got = kind.read(instruments[name])
+    finally:
+        for instrument in instruments.values():
+            close_quietly(instrument)
+    assert type(got) is kind.state_type and got == sent
+
+
+@pytest.mark.parametrize("driver_class, attribute, value, message", [
+    (SignalGenerator, "MAX_FREQUENCY_HZ", 3.05e9, r"gen4\.frequency_hz could be set to \[3\.04e\+09, 3\.06e\+09\], "
+                                                  r"outside the allowed \[250000, 3\.05e\+09\]"),
+    (SignalGenerator, "MIN_POWER_DBM", -20.0, r"gen1\.power_dbm could be set to \[-30, 0\], outside the allowed"),
+    (RingController, "MAX_LOOP_GAIN_DB", 1.0, r"ring\.loop_gain_db could be set to 2, outside the allowed"),
+])
+def test_a_range_declared_on_a_driver_class_is_what_reading_a_config_enforces(monkeypatch, driver_class, attribute,
+                                                                             value, message):
+    load_bench_config(DATA / "bench-sim.toml")
+    monkeypatch.setattr(driver_class, attribute, value)
+    with pytest.raises(SafetyError, match=message):
+        load_bench_config(DATA / "bench-sim.toml")
+
+
+def test_a_range_declared_on_a_driver_class_is_what_the_bench_enforces_before_sending(monkeypatch):
+    with embedded_bench() as bench:
+        bench.measure(np.zeros((1, 8)))
+        monkeypatch.setattr(RingController, "MAX_FIELD_MT", 60.0)
+        bench.apply({("ring", "field_mt"): 59.0})
+        assert bench.instruments["ring"].field == pytest.approx(59.0)
+        with pytest.raises(SafetyError, match=r"ring\.field_mt = 61 outside \[0, 60\]; nothing was sent"):
+            bench.apply({("ring", "field_mt"): 61.0})
+        assert bench.instruments["ring"].field == pytest.approx(59.0)
+
+
+def test_a_driver_subclass_narrowing_a_range_narrows_the_limit():
+    class CautiousRing(RingController):
+        MAX_LOOP_GAIN_DB = 0.0
+
+    config = simulated_bench_config(embedded=True)
+    cautious = dataclasses.replace(RING_CONTROLLER, driver_class=CautiousRing)
+    ring = dataclasses.replace(config.instruments["ring"], kind=cautious)
+    narrowed = dataclasses.replace(config, instruments={**config.instruments, "ring": ring})
+    with pytest.raises(SafetyError, match=r"ring\.loop_gain_db .* outside the allowed \[-20, 0\]"):
+        check_config_safe(narrowed)
