@@ -124,9 +124,9 @@ class _ReplayRecorder:
 
     def record_queries(self, labels, U, measurement) -> None:
         n, start = len(U), self.position
-        rec = self.session.queries(start, start + n, ("step", "role", "direction", "sample"))
+        rec = self.session.queries(start, start + n, ("step", "role", "direction", "sample", "layer", "token"))
         asked = {"step": np.full(n, labels.step), "role": np.full(n, self.session.role_names.index(labels.role)),
-                 "direction": labels.direction, "sample": labels.sample}
+                 "direction": labels.direction, "sample": labels.sample, "layer": labels.layer, "token": labels.token}
         for name, values in asked.items():
             bad = values != rec[name]
             if bad.any():
@@ -144,15 +144,16 @@ class _ReplayRecorder:
                 raise ReplayDivergence(f"step {step}: {name} {values[name]!r} differs from the recorded {recorded!r}")
 
     def checkpoint(self, checkpoint) -> None:
-        step, params, optimizer_state = checkpoint.step, checkpoint.params, checkpoint.optimizer_state
+        step = checkpoint.step
         j = self.checkpoints
         if j >= self.session.n_checkpoints:
             raise RecordingExhausted(j)
         recorded = self.session.checkpoint(j)
         if recorded.step != step:
             raise ReplayDivergence(f"step {step}: the recording's checkpoint {j} is of step {recorded.step}")
-        for label, mine, theirs in (("parameters", params, recorded.params),
-                                    ("optimizer state", optimizer_state, recorded.optimizer_state)):
+        for label, mine, theirs in (("parameters", checkpoint.params, recorded.params),
+                                    ("optimizer state", checkpoint.optimizer_state, recorded.optimizer_state),
+                                    ("method state", checkpoint.method_state, recorded.method_state)):
             for name in sorted(set(mine) | set(theirs)):
                 a, b = mine.get(name), theirs.get(name)
                 if a is None or b is None or np.shape(a) != np.shape(b) or not np.array_equal(a, b):
@@ -196,6 +197,8 @@ def replay_session(path) -> ReplayReport:
     from labpgt.trainer import TrainConfig, Trainer
 
     with SessionReader(path) as session:
+        if session.kind != "training":
+            raise UserError(f"{session.path.name} records a {session.kind}; replay reruns trainings")
         complete = session.completed
         checked, problem = check_spectra(session)
         if problem:
@@ -241,6 +244,8 @@ def refit_readout(path, kind: str = "ridge") -> dict:
     from labpgt.tasks import load_task
 
     with SessionReader(path) as session:
+        if session.kind != "training":
+            raise UserError(f"{session.path.name} records a {session.kind}; a readout is refitted on a training")
         train = session.config["train"]
         task = load_task(train["task"], int(train.get("seed", 0)))
         n_train = len(task.y_train)

@@ -27,7 +27,8 @@ from labpgt.errors import UserError
 from labpgt.instruments.simulated import SimulatedBench
 from labpgt.instruments.simulated.scpi import ERROR_QUEUE_LENGTH, ERROR_TEXTS
 from labpgt.session import SessionReader, SessionWriter
-from labpgt.session_tools import inspect_session, record_training
+from labpgt.inspection import inspect_session
+from labpgt.runs import record_training
 from labpgt.trainer import TrainConfig
 
 FUZZ = settings(max_examples=200, deadline=1000, derandomize=True, database=None,

@@ -9,7 +9,8 @@ from pymeasure.display.Qt import QtCore  # noqa: E402
 
 from labpgt.procedures import RingSweep  # noqa: E402
 from labpgt.procedures.window import TrainingWindow, main, save_screenshot  # noqa: E402
-from labpgt.session_tools import inspect_session, resume_training  # noqa: E402
+from labpgt.inspection import inspect_session  # noqa: E402
+from labpgt.runs import resume_training  # noqa: E402
 
 QUICK = dict(task="iris", method="node", steps=6, batch_size=8, directions=2, eval_every=3, eval_samples=30)
 
