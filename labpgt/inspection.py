@@ -146,7 +146,7 @@ def _peak_lines(peaks: list) -> list[str]:
         return []
     stride = math.ceil(len(peaks) / MAX_PEAK_LINES)
     shown = sorted(set(range(0, len(peaks), stride)) | {len(peaks) - 1})
-    every = f"   (every {stride}th point)" if stride > 1 else ""
+    every = f"   (one point in {stride})" if stride > 1 else ""
     title = "  point        value   peak GHz   peak dBm  margin dB" + every
     return [title] + [f"  {i:5d} {_cell(peaks[i]['value'], 12, 'g')} {_cell(peaks[i]['peak_frequency_hz'], 10, 'ghz')}"
                       f" {_cell(peaks[i]['peak_power_dbm'], 10, '.1f')} {_cell(peaks[i]['margin_db'], 10, '.1f')}"

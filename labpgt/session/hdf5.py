@@ -37,7 +37,7 @@ SWMR_METADATA_READ_ATTEMPTS = 24
 
 
 # --------------------------------------------------------------------------- row and ragged datasets
-def row_dataset(group, name, dtype, width=(), chunk_rows=256, compress=True, rows=0) -> h5py.Dataset:
+def row_dataset(group, name, dtype, width=(), *, chunk_rows: int, compress=True, rows=0) -> h5py.Dataset:
     """An empty (or ``rows``-long) dataset of rows of shape ``width`` that grows along its first axis."""
     width = tuple(int(w) for w in width)
     if any(w == 0 for w in width):  # HDF5 chunks cannot have a zero dimension
