@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from labpgt import session
+from labpgt.session import hdf5
 from labpgt.bench import embedded_bench
 from labpgt.recording import Checkpoint, QueryLabels
 from labpgt.reservoir import Measurement
@@ -35,7 +36,7 @@ def real_traces(count: int = 2048):
 
 
 def write_rows(path: Path, rows: int, traces: Measurement, setting_names, compression) -> float:
-    session.COMPRESSION = compression
+    hdf5.COMPRESSION = compression
     params = {"enc_W": np.zeros((64, 8)), "enc_b": np.zeros(8), "out_W": np.zeros((32, 10)), "out_b": np.zeros(10)}
     config = {"train": {"task": "digits", "method": "node", "steps": rows}, "bench": None,
               "reservoir": {"input_width": 8, "feature_width": 32, "setting_names": list(setting_names)}}
@@ -118,13 +119,13 @@ def main():
     traces, names = real_traces()
     print("compression of every dataset but queries spectrum/features/u/settings (always uncompressed):")
     print(f"{'compression':<12}{'rows/s':>12}{'bytes/query':>14}{'raw bytes/query':>17}")
-    raw = 401 * 4 + 32 * 8 + 8 * 8 + 8 * 8 + 8 + 1 + 4 + 4 + 8 + 4
+    raw = 401 * 4 + 32 * 8 + 8 * 8 + 8 * 8 + 8 + 1 + 4 + 4 + 2 + 4 + 8 + 4
     with tempfile.TemporaryDirectory() as tmp:
         for compression in ("lzf", "gzip", None):
             path = Path(tmp) / f"bench-{compression}.h5"
             rate, written = write_rows(path, args.rows, traces, names, compression)
             print(f"{str(compression):<12}{rate:>12,.0f}{os.path.getsize(path) / written:>14,.0f}{raw:>17,}")
-    session.COMPRESSION = "lzf"
+    hdf5.COMPRESSION = "lzf"
     plain, recorded, inside, size = training_overhead(args.steps)
     print(f"\nembedded-sim training (digits, node, {args.steps} steps), best of 2:")
     print(f"  without recorder {plain:8.2f} s\n  with recorder    {recorded:8.2f} s   "

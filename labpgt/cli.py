@@ -1,8 +1,9 @@
 """The ``labpgt`` command line: argument parsing, and turning bad input into one line and exit 2.
 
 Every subcommand is a thin shell over a function call; what it does lives in the module that owns
-it (bench, experiments, session, replay, the simulated instruments). A :class:`UserError` anywhere
-becomes ``labpgt: <message>`` on stderr with exit status 2 and no traceback; Ctrl+C exits 130.
+it (bench, experiments, runs, inspection, export, replay, the simulated instruments). A
+:class:`UserError` anywhere becomes ``labpgt: <message>`` on stderr with exit status 2 and no
+traceback; Ctrl+C exits 130.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def default_session_path(config) -> Path:
 
 def run_train(args) -> int:
     from labpgt.experiments import plot_history
-    from labpgt.session_tools import record_training, resume_training
+    from labpgt.runs import record_training, resume_training
 
     from labpgt.bench import BenchFault
 
@@ -398,7 +399,7 @@ def run_replay(args) -> int:
 def run_inspect(args) -> int:
     import json
 
-    from labpgt.session_tools import format_inspection, inspect_session
+    from labpgt.inspection import format_inspection, inspect_session
 
     info = inspect_session(args.session)
     print(json.dumps(info, indent=2) if args.json else format_inspection(info))
@@ -406,7 +407,7 @@ def run_inspect(args) -> int:
 
 
 def run_export(args) -> int:
-    from labpgt.session_tools import export_session
+    from labpgt.export import export_session
 
     if args.to.exists() and not args.to.is_dir():
         raise UserError(f"--to {args.to} exists and is not a directory")

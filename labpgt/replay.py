@@ -12,12 +12,13 @@ This module owns three things:
   index;
 * :func:`refit_readout` — refit a readout on the recorded features of the last evaluation.
 
-Exact, or within tolerance. On the machine that recorded a session the rerun is bit-identical and
-the report says so. On another CPU (other BLAS or XLA kernels, other rounding of a sum) the digital
-stages may differ in the last bits; inputs, losses and checkpoints are then accepted within
-:data:`REPLAY_TOLERANCE` relative (1e-9: a million times the float64 rounding such a difference
-makes, and a million times smaller than any deviation a changed code path or an edited file
-causes), and the report gives the largest relative difference it saw.
+Exact, or within tolerance. A session records the numerical fingerprint of the machine that ran it
+(:func:`labpgt.numerics.fingerprint`: CPU, architecture, numpy/jax versions). Where the replaying
+machine has the same one, the rerun must be bit-identical: any difference at all is a divergence.
+On another CPU (other BLAS or XLA kernels, other rounding of a sum) the digital stages may differ in
+the last bits; inputs, losses and checkpoints are then accepted within :data:`REPLAY_TOLERANCE`
+relative (1e-9: a million times the float64 rounding such a difference makes, and far below what a
+changed code path causes), and the report says so and gives the largest relative difference.
 
 Earlier engines. A session records the engine that ran it (``config["engine"]``;
 :data:`labpgt.network.ENGINE`). One from an earlier engine (schema ``labpgt-session/1``: the numpy
@@ -62,6 +63,7 @@ class ReplayReport:
     recording_complete: bool = True
     largest_difference: float = 0.0     # relative, over inputs, losses and checkpoints; 0.0: bit-identical
     earlier_engine: str | None = None    # set when the session's engine cannot be rerun
+    tolerance: float = 0.0               # 0: the recording machine's fingerprint, bits must match
 
     def summary(self) -> str:
         if not self.ok:
@@ -71,8 +73,8 @@ class ReplayReport:
                     f"checked what needs no engine: {self.spectra_checked} spectra consistent with their features")
         scope = "complete run" if self.recording_complete else "interrupted run, up to its last complete step"
         same = ("identical" if self.largest_difference == 0.0 else
-                f"reproduced within {REPLAY_TOLERANCE:g} (largest relative difference "
-                f"{self.largest_difference:.2g}: floating point of another CPU)")
+                f"reproduced within {self.tolerance:g} on another CPU (largest relative difference "
+                f"{self.largest_difference:.2g})")
         return (f"replay ok ({scope}): {self.queries_replayed} queries, {self.checkpoints_checked} checkpoints "
                 f"{same}, {self.spectra_checked} spectra consistent with their features")
 
@@ -95,8 +97,9 @@ class ReplayReservoir:
 
     BLOCK_ROWS = 1 << 14
 
-    def __init__(self, session: SessionReader):
+    def __init__(self, session: SessionReader, tolerance: float = 0.0):
         self.session = session
+        self.tolerance = float(tolerance)
         u_shape = session.dataset("queries/u").shape
         self.input_width = int(u_shape[1])
         self.feature_width = int(session.dataset("queries/features").shape[1])
@@ -128,8 +131,8 @@ class ReplayReservoir:
             raise RecordingExhausted(start)
         rows = self._rows(start, n)
         difference = relative_difference(U, rows["u"]).max(axis=1, initial=0.0)
-        if np.any(difference > REPLAY_TOLERANCE):
-            i = int(np.argmax(difference > REPLAY_TOLERANCE))
+        if np.any(difference > self.tolerance):
+            i = int(np.argmax(difference > self.tolerance))
             delta = float(np.max(np.abs(U[i] - rows["u"][i])))
             raise ReplayDivergence(f"{_where(self.session, start + i, rows['step'], rows['role'], start)}: "
                                    f"recorded input differs from requested by {delta:.2g}")
@@ -153,8 +156,9 @@ class ReplayReservoir:
 class _ReplayRecorder:
     """Compares what the rerun reports with the recording: query labels, step losses, checkpoints."""
 
-    def __init__(self, session: SessionReader):
+    def __init__(self, session: SessionReader, tolerance: float = 0.0):
         self.session = session
+        self.tolerance = float(tolerance)
         self.position = 0
         self.checkpoints = 0
         self.largest_difference = 0.0
@@ -163,9 +167,9 @@ class _ReplayRecorder:
 
     def record_queries(self, labels, U, measurement) -> None:
         n, start = len(U), self.position
-        rec = self.session.queries(start, start + n, ("step", "role", "direction", "sample"))
+        rec = self.session.queries(start, start + n, ("step", "role", "direction", "sample", "layer", "token"))
         asked = {"step": np.full(n, labels.step), "role": np.array([self._codes.get(r, -1) for r in labels.role]),
-                 "direction": labels.direction, "sample": labels.sample}
+                 "direction": labels.direction, "sample": labels.sample, "layer": labels.layer, "token": labels.token}
         for name, values in asked.items():
             bad = values != rec[name]
             if bad.any():
@@ -182,27 +186,27 @@ class _ReplayRecorder:
             if name not in values or np.isnan(recorded):
                 continue
             difference = float(relative_difference(values[name], recorded))
-            if difference > REPLAY_TOLERANCE:
+            if difference > self.tolerance:
                 raise ReplayDivergence(f"step {step}: {name} {values[name]!r} differs from the recorded {recorded!r}")
             self.largest_difference = max(self.largest_difference, difference)
 
     def checkpoint(self, checkpoint) -> None:
-        step, params, optimizer_state = checkpoint.step, checkpoint.params, checkpoint.optimizer_state
+        step = checkpoint.step
         j = self.checkpoints
         if j >= self.session.n_checkpoints:
             raise RecordingExhausted(j)
         recorded = self.session.checkpoint(j)
         if recorded.step != step:
             raise ReplayDivergence(f"step {step}: the recording's checkpoint {j} is of step {recorded.step}")
-        for label, mine, theirs in (("parameters", params, recorded.params),
-                                    ("optimizer state", optimizer_state, recorded.optimizer_state),
+        for label, mine, theirs in (("parameters", checkpoint.params, recorded.params),
+                                    ("optimizer state", checkpoint.optimizer_state, recorded.optimizer_state),
                                     ("method state", checkpoint.method_state, recorded.method_state)):
             for name in sorted(set(mine) | set(theirs)):
                 a, b = mine.get(name), theirs.get(name)
                 if a is None or b is None or np.shape(a) != np.shape(b):
                     raise ReplayDivergence(f"step {step}: {label} differ from checkpoint ({name})")
                 difference = float(relative_difference(a, b).max(initial=0.0))
-                if difference > REPLAY_TOLERANCE:
+                if difference > self.tolerance:
                     detail = f" (max |Δ| {float(np.max(np.abs(np.asarray(a, float) - np.asarray(b, float)))):.2g} in {name})"
                     raise ReplayDivergence(f"step {step}: {label} differ from checkpoint{detail}")
                 self.largest_difference = max(self.largest_difference, difference)
@@ -241,9 +245,12 @@ def check_spectra(session: SessionReader) -> tuple[int, str | None]:
 def replay_session(path) -> ReplayReport:
     """Rerun the recorded training offline and check it against the file (see the module docstring)."""
     from labpgt.network import ENGINE
+    from labpgt.numerics import fingerprint
     from labpgt.trainer import TrainConfig, Trainer
 
     with SessionReader(path) as session:
+        if session.kind != "training":
+            raise UserError(f"{session.path.name} records a {session.kind}; replay reruns trainings")
         complete = session.completed
         checked, problem = check_spectra(session)
         if problem:
@@ -253,11 +260,12 @@ def replay_session(path) -> ReplayReport:
             return ReplayReport(True, None, spectra_checked=checked, recording_complete=complete,
                                 earlier_engine=engine)
         config = TrainConfig.from_dict(session.config["train"])
-        reservoir, recorder = ReplayReservoir(session), _ReplayRecorder(session)
+        tolerance = 0.0 if session.versions.get("numerics") == fingerprint() else REPLAY_TOLERANCE
+        reservoir, recorder = ReplayReservoir(session, tolerance), _ReplayRecorder(session, tolerance)
 
         def report(ok, divergence=None):
             return ReplayReport(ok, divergence, reservoir.position, recorder.checkpoints, checked, complete,
-                                max(reservoir.largest_difference, recorder.largest_difference))
+                                max(reservoir.largest_difference, recorder.largest_difference), tolerance=tolerance)
 
         try:
             Trainer(config, reservoir, recorder=recorder).run()
@@ -294,6 +302,8 @@ def refit_readout(path, kind: str = "ridge") -> dict:
     from labpgt.tasks import load_task
 
     with SessionReader(path) as session:
+        if session.kind != "training":
+            raise UserError(f"{session.path.name} records a {session.kind}; a readout is refitted on a training")
         train = session.config["train"]
         task = load_task(train["task"], int(train.get("seed", 0)))
         n_train = len(task.y_train)

@@ -2,15 +2,15 @@
 
 Swept settings: the ring's loop gain (dB) or bias field (mT), or one generator's frequency (Hz) or
 power (dBm), from ``start`` to ``stop`` over ``points`` points. Every spectrum is recorded in a
-labpgt session file (same schema as a training run, query role ``"sweep"``; one "step" and one
-(empty) checkpoint per point, so ``labpgt inspect`` reports a complete sweep). Each point's summary
-is emitted as a ``results`` row: Point, Value, Peak frequency (GHz), Peak power (dBm), Margin (dB)
-= strongest line (injected tones excluded) above the trace's median (the noise floor).
+labpgt session file of kind ``sweep`` (:class:`labpgt.session.SweepWriter`: query role ``"sweep"``,
+one row per point in ``points``). Each point's summary is recorded there and emitted as a
+``results`` row: Point, Value, Peak frequency (GHz), Peak power (dBm), Margin (dB) = strongest
+line (injected tones excluded) above the trace's median (the noise floor; :func:`labpgt.sweeps.line_margin`).
 
-When the loop gain is swept, :func:`estimate_threshold` gives the auto-oscillation threshold: the
-gain where the margin first rises through ``margin_db`` (default 30 dB), linearly interpolated
-between the two points around the jump. It is logged, kept in :attr:`RingSweep.threshold_db`
-and stored in the last step's ``extra`` as ``threshold_gain_db``.
+When the loop gain is swept, :func:`labpgt.sweeps.estimate_threshold` gives the auto-oscillation
+threshold: the gain where the margin first rises through ``margin_db`` (default 30 dB), linearly
+interpolated between the two points around the jump. It is logged and kept in
+:attr:`RingSweep.threshold_db`; ``labpgt inspect`` derives it from the session's points.
 
 Ring sweeps run with every generator's RF output off by default (the free-running ring: an
 injected tone pulls and locks the modes and would mask the threshold); ``tones`` turns them on at
@@ -29,44 +29,13 @@ from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParame
     Procedure
 
 from labpgt.procedures.training import DEFAULT_RUNS_DIR, BenchSafety, SpectrumFeed
+from labpgt.sweeps import estimate_threshold, fixed_settings, line_margin
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
 TARGETS = {"loop gain": ("ring", "loop_gain_db"), "bias field": ("ring", "field_mt"),
            "generator frequency": ("gen", "frequency_hz"), "generator power": ("gen", "power_dbm")}
-
-
-def line_margin(trace_dbm, frequencies_hz, excluded_hz=(), exclude_width_hz=0.0):
-    """``(peak_frequency_hz, peak_dbm, margin_db)``: the strongest point outside ±width of every
-    excluded frequency, and how far it stands above the trace's median."""
-    trace = np.asarray(trace_dbm, dtype=np.float64)
-    f = np.asarray(frequencies_hz, dtype=np.float64)
-    keep = np.ones(trace.shape, dtype=bool)
-    for tone in excluded_hz:
-        keep &= np.abs(f - tone) > exclude_width_hz
-    if not keep.any():
-        keep[:] = True
-    i = int(np.flatnonzero(keep)[np.argmax(trace[keep])])
-    return float(f[i]), float(trace[i]), float(trace[i] - np.median(trace))
-
-
-def estimate_threshold(values, margins, margin_db: float = 30.0) -> float:
-    """The swept value where ``margins`` first rises through ``margin_db`` (linear interpolation); NaN if never.
-
-    ``values`` must be monotonic (either direction); the first point already above gives that point.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    m = np.asarray(margins, dtype=np.float64)
-    order = np.argsort(v)
-    v, m = v[order], m[order]
-    above = np.flatnonzero(m >= margin_db)
-    if above.size == 0:
-        return math.nan
-    i = int(above[0])
-    if i == 0:
-        return float(v[0])
-    return float(v[i - 1] + (margin_db - m[i - 1]) / (m[i] - m[i - 1]) * (v[i] - v[i - 1]))
 
 
 class RingSweep(BenchSafety, Procedure):
@@ -109,9 +78,9 @@ class RingSweep(BenchSafety, Procedure):
 
     def execute(self):
         from labpgt.bench.features import trace_features
-        from labpgt.recording import Checkpoint, QueryLabels
+        from labpgt.recording import QueryLabels
         from labpgt.reservoir import Measurement
-        from labpgt.session import SessionWriter
+        from labpgt.session import SweepWriter, sweep_session_config
 
         writer = None
         try:
@@ -130,16 +99,9 @@ class RingSweep(BenchSafety, Procedure):
             self.feed.set_frequencies(bench.frequencies)
             sweep = {"instrument": name, "setting": setting, "start": float(self.start), "stop": float(self.stop),
                      "points": int(self.points), "tones": bool(self.tones) or kind == "gen",
-                     "margin_db": float(self.margin_db)}
-            session_config = {
-                "train": {"task": "sweep", "method": "sweep", "reservoir": "ring-sim", "steps": int(self.points),
-                          "seed": int(self.seed), "bench": self.bench_config or None, "sweep": sweep},
-                "bench": config.to_dict(),
-                "reservoir": {"input_width": 1, "feature_width": config.bins,
-                              "setting_names": [f"{name}.{setting}"]}}
-            writer = SessionWriter.create(self.session_path, session_config, params_template={},
-                                          optimizer_template={}, frequencies=bench.frequencies,
-                                          instruments=bench.identities())
+                     "margin_db": float(self.margin_db), "fixed": fixed_settings(config, name, setting)}
+            writer = SweepWriter.create(self.session_path, sweep_session_config(sweep, config),
+                                        frequencies=bench.frequencies, instruments=bench.identities())
             analyzer = config.instruments[config.analyzer]
             rbw = float(analyzer.settings.get("rbw_hz", 1e6))
             tones_on = bool(self.tones) or kind == "gen"
@@ -167,13 +129,10 @@ class RingSweep(BenchSafety, Procedure):
                     started=None, attempts=np.ones(1, dtype=np.int32))
                 writer.record_queries(QueryLabels.of(i, "sweep", 1, layer=-1), u, measurement)
                 self.feed.push(trace)
-                extra = {"value": float(value), "peak_frequency_hz": peak_f, "peak_power_dbm": peak_p,
-                         "margin_db": margin}
+                writer.record_point(i, {"value": float(value), "peak_frequency_hz": peak_f, "peak_power_dbm": peak_p,
+                                        "margin_db": margin})
                 if setting == "loop_gain_db" and i == len(values) - 1:
                     self.threshold_db = estimate_threshold(values[:len(margins)], margins, float(self.margin_db))
-                    extra["threshold_gain_db"] = None if math.isnan(self.threshold_db) else self.threshold_db
-                writer.record_step(i, extra)
-                writer.checkpoint(Checkpoint(i, {}, {}, {}, {"value": float(value)}))
                 row = {"Point": i + 1, "Value": float(value), "Peak frequency (GHz)": peak_f / 1e9,
                        "Peak power (dBm)": peak_p, "Margin (dB)": margin}
                 self.summary.append(row)

@@ -9,7 +9,7 @@ Stopping: the reservoir is wrapped in :class:`StoppableReservoir`, which measure
 time and raises :class:`StopRequested` as soon as ``should_stop()`` is true — between queries,
 not only between steps. The trainer unwinds, the session writer closes (the rows of the
 unfinished step stay in the file but are ignored on resume), and the session is resumable with
-``labpgt train --resume FILE.h5`` (:func:`labpgt.session_tools.resume_training`).
+``labpgt train --resume FILE.h5`` (:func:`labpgt.runs.resume_training`).
 
 Safety: every generator's RF output is turned off in a ``finally`` of :meth:`execute` and again
 in :meth:`shutdown` (finish, abort or error).

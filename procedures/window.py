@@ -165,7 +165,8 @@ class WaterfallWidget(TabWidget, QtWidgets.QWidget):
 
 
 class SessionWidget(TabWidget, QtWidgets.QWidget):
-    """Browse a recorded session (.h5): its summary, loss and accuracy curves, every spectrum."""
+    """Browse a recorded session (.h5): its summary, its curves — a training's loss and accuracy per step,
+    a sweep's peak power and margin against the swept value — and every spectrum."""
 
     def __init__(self, name="Recorded session", parent=None):
         super().__init__(name, parent)
@@ -178,13 +179,11 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
         self.info.setFont(font)
         self.curves = pg.GraphicsLayoutWidget()
         self.curves.setBackground("w")
-        self.loss_plot = self.curves.addPlot(row=0, col=0, title="loss")
-        self.loss_plot.setLabel("bottom", "step")
-        self.acc_plot = self.curves.addPlot(row=0, col=1, title="accuracy")
-        self.acc_plot.setLabel("bottom", "step")
-        self.acc_plot.addLegend(offset=(-10, 10))
-        _dark_axes(self.loss_plot)
-        _dark_axes(self.acc_plot)
+        self.left_plot = self.curves.addPlot(row=0, col=0)
+        self.right_plot = self.curves.addPlot(row=0, col=1)
+        self.right_plot.addLegend(offset=(-10, 10))
+        _dark_axes(self.left_plot)
+        _dark_axes(self.right_plot)
         self.spectrum = SpectrumWidget("spectrum")
         self.waterfall = WaterfallWidget("waterfall", max_rows=2000)
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
@@ -208,23 +207,47 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
         layout.addWidget(views, 1)
 
     def open_session(self, path) -> None:
+        from labpgt.inspection import format_inspection, inspect_session
         from labpgt.session import SessionReader
-        from labpgt.session_tools import format_inspection, inspect_session
 
         self.close_session()
         info = inspect_session(path)
         self.reader = reader = SessionReader(path)
         self.info.setText(format_inspection(info))
+        self.left_plot.clear()
+        self.right_plot.clear()
+        if reader.kind == "sweep":
+            self._plot_sweep(reader, info["threshold"])
+        else:
+            self._plot_training(reader)
+        self._show_spectra(reader)
+
+    def _plot_training(self, reader) -> None:
         steps = reader.steps()
         x = steps["step"] + 1
-        self.loss_plot.clear()
-        self.acc_plot.clear()
-        self.loss_plot.plot(x, steps["loss"], pen=pg.mkPen("#1f4e9c", width=1.5), connect="finite")
+        self._label_plots("step", "loss", "accuracy")
+        self.left_plot.plot(x, steps["loss"], pen=pg.mkPen("#1f4e9c", width=1.5), connect="finite")
         for column, color in (("train_accuracy", "#d95f02"), ("test_accuracy", "#1b9e77")):
             ok = np.isfinite(steps[column])
             if ok.any():
-                self.acc_plot.plot(x[ok], steps[column][ok], pen=pg.mkPen(color, width=1.5), symbol="o",
-                                   symbolSize=5, symbolBrush=color, name=column.replace("_", " "))
+                self.right_plot.plot(x[ok], steps[column][ok], pen=pg.mkPen(color, width=1.5), symbol="o",
+                                     symbolSize=5, symbolBrush=color, name=column.replace("_", " "))
+
+    def _plot_sweep(self, reader, threshold) -> None:
+        points = reader.points()
+        self._label_plots(reader.setting_names[0], "peak power (dBm)", "margin (dB)")
+        for plot, column in ((self.left_plot, "peak_power_dbm"), (self.right_plot, "margin_db")):
+            plot.plot(points["value"], points[column], pen=pg.mkPen("#1f4e9c", width=1.5), symbol="o",
+                      symbolSize=5, symbolBrush="#1f4e9c", connect="finite")
+        if threshold is not None:
+            self.right_plot.addLine(x=threshold, pen=pg.mkPen("#d95f02", width=1.5, style=QtCore.Qt.PenStyle.DashLine))
+
+    def _label_plots(self, x_label: str, left_title: str, right_title: str) -> None:
+        for plot, title in ((self.left_plot, left_title), (self.right_plot, right_title)):
+            plot.setTitle(title)
+            plot.setLabel("bottom", x_label)
+
+    def _show_spectra(self, reader) -> None:
         n = reader.n_queries
         if reader.has_spectra and n:
             stride = max(1, math.ceil(n / self.waterfall.max_rows))
@@ -245,8 +268,9 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
         if reader is None or not reader.has_spectra or not 0 <= index < reader.n_queries:
             return
         q = reader.queries(index, index + 1, fields=("spectrum", "step", "role"))
+        unit = "point" if reader.kind == "sweep" else "step"
         self.spectrum.show_trace(reader.frequencies, q["spectrum"][0],
-                                 f"query {index} of {reader.n_queries}: step {int(q['step'][0])}, "
+                                 f"query {index} of {reader.n_queries}: {unit} {int(q['step'][0])}, "
                                  f"role {reader.role_name(q['role'][0])}")
 
     def close_session(self) -> None:

@@ -24,6 +24,8 @@ def test_shipped_session_from_the_earlier_engine_is_checked_and_left_untouched()
     info = json.loads(labpgt("inspect", "--json", str(EXAMPLE)).stdout)
     assert info["schema"] == "labpgt-session/1" and info["completed"] is True
     assert info["reservoir"] == "ring-sim" and info["queries"] > 100
+    assert info["kind"] == "training"             # a /1 file reads as the training it recorded
+    assert info["final_params_sha256"] == "17ce7b9b6bbc11ded2432faf65e2cdc1d6e057984e5502f668c96d353d846a14"
     assert hashlib.sha256(EXAMPLE.read_bytes()).hexdigest() == before
 
 

@@ -3,10 +3,11 @@
 (a) Every simulated instrument's ``handle()`` gets arbitrary bytes and random SCPI-ish program
     messages: it never raises, returns ``\\n``-terminated bytes (or nothing), queues only standard
     error codes (never -300, the code of a handler that crashed), and still answers ``*IDN?``.
-(b) A small valid session file, corrupted (bytes flipped, truncated, attributes and datasets
-    edited through h5py), is either read or refused with one :class:`UserError` line; never
-    another exception, never a hang (a watchdog per example, and faulthandler as a backstop for
-    a hang inside HDF5's C code).
+(b) A small valid session file — a training (finished, or live under its writer), a sweep, and
+    each as labpgt-session/1 wrote it — corrupted (bytes flipped, truncated, attributes and
+    datasets edited through h5py), is either read or refused with one :class:`UserError` line;
+    never another exception, never a hang (a watchdog per example, and faulthandler as a
+    backstop for a hang inside HDF5's C code).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sessionfiles import dataset_names, downgrade_to_v1, write_sweep, write_v1_ring_sweep
 
 from labpgt.errors import UserError
 from labpgt.instruments.simulated import SimulatedBench
 from labpgt.instruments.simulated.scpi import ERROR_QUEUE_LENGTH, ERROR_TEXTS
 from labpgt.session import SessionReader, SessionWriter
-from labpgt.session_tools import inspect_session, record_training
+from labpgt.inspection import format_inspection, inspect_session
+from labpgt.runs import record_training
 from labpgt.trainer import TrainConfig
 
 FUZZ = settings(max_examples=200, deadline=1000, derandomize=True, database=None,
@@ -115,9 +118,13 @@ CONFIG = TrainConfig(task="iris", method="node", reservoir="digital", steps=3, e
                      batch_size=8, eval_train_samples=10)
 
 
+KINDS = ("complete", "live", "sweep", "v1", "v1-sweep")
+
+
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory):
-    """A complete session file, and the image of one whose writer is still running (SWMR, flag set)."""
+    """A complete training, the image of one whose writer is still running (SWMR, flag set), a sweep
+    (/2), and a training and a sweep as labpgt-session/1 wrote them; with each one's datasets."""
     root = tmp_path_factory.mktemp("fuzz")
     complete = root / "complete.h5"
     record_training(CONFIG, complete)
@@ -127,10 +134,14 @@ def sessions(tmp_path_factory):
     live_image = live.read_bytes()                 # as on disk while a writer has it open
     writer.close()
     live.write_bytes(live_image)
-    names = []
-    with h5py.File(complete, "r") as f:
-        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-    return Files(complete=complete.read_bytes(), live=live_image, datasets=sorted(names), root=root)
+    v1 = root / "v1.h5"
+    shutil.copy(complete, v1)
+    downgrade_to_v1(v1)
+    write_sweep(root / "sweep.h5", points=5)
+    write_v1_ring_sweep(root / "v1-sweep.h5", points=5)
+    images = {kind: (root / f"{kind}.h5").read_bytes() for kind in KINDS if kind != "live"}
+    datasets = {kind: sorted(dataset_names(root / f"{kind}.h5")) for kind in KINDS if kind != "live"}
+    return Files(**images, live=live_image, datasets=datasets, root=root)
 
 
 class Files(dict):
@@ -144,10 +155,10 @@ class Files(dict):
 
 
 def read_everything(path) -> None:
-    """What inspect, replay and resume read: either it all works or it is one UserError line."""
+    """What inspect, export, replay and resume read: either it all works or it is one UserError line."""
     try:
         with watchdog(5):
-            inspect_session(path)
+            format_inspection(inspect_session(path))
             with SessionReader(path) as session:
                 session.refresh()
                 session.valid_lengths()
@@ -156,6 +167,8 @@ def read_everything(path) -> None:
                     session.step_extra(row)
                 for index in range(session.n_checkpoints):
                     session.checkpoint(index)
+                if session.kind == "sweep":
+                    session.points()
                 for _ in session.iter_queries(block_rows=64):
                     pass
     except UserError as error:
@@ -163,17 +176,21 @@ def read_everything(path) -> None:
 
 
 def test_the_uncorrupted_files_read(sessions, tmp_path):
-    for kind in ("complete", "live"):
+    for kind in KINDS:
         path = tmp_path / f"{kind}.h5"
         path.write_bytes(sessions[kind])
-        assert inspect_session(path)["steps"] == 3
+        info = inspect_session(path)
+        if kind.endswith("sweep"):
+            assert info["kind"] == "sweep" and info["points"] == 5
+        else:
+            assert info["kind"] == "training" and info["steps"] == 3
 
 
 flips = st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)), min_size=1, max_size=16)
 
 
 @settings(FUZZ, max_examples=120)
-@given(kind=st.sampled_from(["complete", "live"]), flips=flips, cut=st.none() | st.floats(0, 1, exclude_max=True))
+@given(kind=st.sampled_from(KINDS), flips=flips, cut=st.none() | st.floats(0, 1, exclude_max=True))
 def test_flipped_or_truncated_session_files_are_read_or_refused(sessions, kind, flips, cut):
     data = bytearray(sessions[kind])
     for where, mask in flips:
@@ -188,7 +205,7 @@ def test_flipped_or_truncated_session_files_are_read_or_refused(sessions, kind, 
 def test_truncation_at_every_size_class_is_refused_quickly(sessions):
     """The size check holds for live (SWMR) images: HDF5 never gets to read past the end."""
     path = sessions["root"] / "truncated.h5"
-    for kind in ("complete", "live"):
+    for kind in KINDS:
         whole = sessions[kind]
         for cut in sorted({0, 1, 7, 8, 47, 48, 100, 511, 512, 4096, len(whole) // 3, len(whole) - 1}):
             path.write_bytes(whole[:cut])
@@ -196,10 +213,14 @@ def test_truncation_at_every_size_class_is_refused_quickly(sessions):
                 SessionReader(path)
 
 
-ROOT_ATTRIBUTES = ["schema", "config", "created", "versions", "instruments"]
+ROOT_ATTRIBUTES = ["schema", "kind", "config", "created", "versions", "instruments"]
 junk_value = st.one_of(st.text(max_size=20), st.binary(max_size=20), st.integers(-2**40, 2**40),
                        st.sampled_from(['{"train": 5}', '{"train": {"steps": "x"}}', '{"train": {"method": 3}}',
-                                        "[]", "null", '{"train": {}}', "labpgt-session/1", "{", '"x"']))
+                                        "[]", "null", '{"train": {}}', "labpgt-session/1", "{", '"x"',
+                                        "labpgt-session/2", "training", "sweep", '{"sweep": 5}',
+                                        '{"train": {"method": "sweep"}}', '{"bench": [1], "train": {}}',
+                                        '{"sweep": {"instrument": "ring", "setting": "loop_gain_db", "start": 0, '
+                                        '"stop": 1, "points": 3, "tones": false, "margin_db": "x"}}']))
 dtypes = st.sampled_from(["int8", "uint8", "int32", "int64", "float32", "float64", "S4"])
 
 
@@ -260,11 +281,11 @@ def apply_edit(f: h5py.File, edit) -> None:
 
 
 @settings(FUZZ, max_examples=120)
-@given(data=st.data())
-def test_edited_session_files_are_read_or_refused(sessions, data):
-    edits = data.draw(h5_edits(sessions["datasets"]))
+@given(kind=st.sampled_from([kind for kind in KINDS if kind != "live"]), data=st.data())
+def test_edited_session_files_are_read_or_refused(sessions, kind, data):
+    edits = data.draw(h5_edits(sessions["datasets"][kind]))
     path = sessions["root"] / "edited.h5"
-    path.write_bytes(sessions["complete"])
+    path.write_bytes(sessions[kind])
     with h5py.File(path, "r+") as f:
         for edit in edits:
             apply_edit(f, edit)

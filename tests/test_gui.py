@@ -9,7 +9,8 @@ from pymeasure.display.Qt import QtCore  # noqa: E402
 
 from labpgt.procedures import RingSweep  # noqa: E402
 from labpgt.procedures.window import TrainingWindow, main, save_screenshot  # noqa: E402
-from labpgt.session_tools import inspect_session, resume_training  # noqa: E402
+from labpgt.inspection import inspect_session  # noqa: E402
+from labpgt.runs import resume_training  # noqa: E402
 
 QUICK = dict(task="iris", method="node", steps=6, batch_size=8, directions=2, eval_every=3, eval_samples=30)
 
@@ -87,6 +88,17 @@ def test_sweep_window_and_refusal_to_overwrite(qtbot, tmp_path):
     qtbot.waitUntil(plotted, timeout=5_000)
     w.inputs.output.setValue(experiment.procedure.output)
     assert w.queue() is None                          # an existing session is never overwritten
+    w.open_session(experiment.procedure.output)       # a recorded sweep is shown as a sweep
+    session = w.session_widget
+    summary = experiment.procedure.summary
+    for plot, column in ((session.left_plot, "Peak power (dBm)"), (session.right_plot, "Margin (dB)")):
+        x, y = plot.listDataItems()[0].getData()
+        np.testing.assert_array_equal(x, [row["Value"] for row in summary])
+        np.testing.assert_array_equal(y, [row[column] for row in summary])
+        assert plot.getAxis("bottom").labelText == "ring.loop_gain_db"
+    assert session.left_plot.titleLabel.text == "peak power (dBm)"
+    assert "sweep of ring.loop_gain_db" in session.info.text()
+    assert session.slider.maximum() == 4 and "point 4" in session.spectrum.label.text()
     w.close()
 
 

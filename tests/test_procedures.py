@@ -14,7 +14,8 @@ from labpgt.instruments.simulated.ring import RingModel
 from labpgt.procedures import (PGTTraining, RingSweep, SpectrumFeed, StoppableReservoir, StopRequested,
                                estimate_threshold, line_margin)
 from labpgt.session import SessionReader
-from labpgt.session_tools import inspect_session, resume_training
+from labpgt.inspection import inspect_session
+from labpgt.runs import resume_training
 
 
 def run_worker(procedure, csv_path, timeout=60):
@@ -112,9 +113,16 @@ def test_loop_gain_sweep_finds_the_threshold(tmp_path):
     assert not any(g.output_on for g in p.bench.simulator.generators)
     info = inspect_session(tmp_path / "sweep.h5")
     assert info["completed"] and info["queries_by_role"] == {"sweep": 17}
+    assert info["kind"] == "sweep" and info["threshold"] == pytest.approx(p.threshold_db)  # the session holds it
     with SessionReader(tmp_path / "sweep.h5") as reader:
-        assert reader.step_extra(16)["threshold_gain_db"] == pytest.approx(p.threshold_db)
         assert reader.queries(fields=("spectrum",))["spectrum"].shape == (17, reader.frequencies.size)
+        points = reader.points()
+        np.testing.assert_array_equal(points["value"], [row["Value"] for row in p.summary])
+        np.testing.assert_array_equal(points["margin_db"], [row["Margin (dB)"] for row in p.summary])
+        assert list(points["queries"]) == list(range(1, 18))
+        assert reader.config["sweep"]["fixed"]["ring.field_mt"] == field and "ring.loop_gain_db" not in \
+            reader.config["sweep"]["fixed"]
+        assert "train" not in reader.config and reader.n_checkpoints == 0
     assert len(Results.load(str(tmp_path / "sweep.csv")).data) == 17
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from labpgt.replay import ReplayReservoir, refit_readout, replay_session
 from labpgt.session import SessionReader
-from labpgt.session_tools import record_training
+from labpgt.runs import record_training
 from labpgt.trainer import TrainConfig
 
 SMALL = dict(task="iris", reservoir="digital", steps=6, eval_every=3, batch_size=16, eval_train_samples=40,

@@ -11,7 +11,7 @@ import pytest
 
 from labpgt.bench import Bench, BenchFault, bench_config_toml, embedded_bench, simulated_bench_config
 from labpgt.session import SessionReader
-from labpgt.session_tools import record_training
+from labpgt.runs import record_training
 from labpgt.trainer import TrainConfig
 
 

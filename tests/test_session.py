@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 
 from labpgt.errors import UserError
+from labpgt.export import export_session
+from labpgt.inspection import format_inspection, inspect_session
 from labpgt.recording import Checkpoint, QueryLabels
 from labpgt.reservoir import Measurement
+from labpgt.runs import record_training
 from labpgt.session import SCHEMA, SessionReader, SessionWriter, params_sha256
-from labpgt.session_tools import export_session, format_inspection, inspect_session, record_training
 from labpgt.trainer import TrainConfig
 
 D, M, P, S = 8, 32, 401, 8
@@ -171,7 +173,7 @@ def test_bad_files_are_one_line_user_errors(tmp_path):
     with h5py.File(future, "r+") as f:
         f.attrs["schema"] = "labpgt-session/9"
     assert _one_line_error(future) == ("future.h5: schema 'labpgt-session/9' is not supported "
-                                       "(this labpgt reads labpgt-session/1)")
+                                       "(this labpgt reads labpgt-session/1 and labpgt-session/2)")
 
     stranger = tmp_path / "stranger.h5"
     with h5py.File(stranger, "w") as f:
@@ -219,8 +221,8 @@ RING_CONFIG = dict(task="iris", method="node", reservoir="ring-sim", steps=24, e
 
 TRAIN_SCRIPT = textwrap.dedent("""
     import json, sys
+    from labpgt.runs import record_training, resume_training
     from labpgt.trainer import TrainConfig
-    from labpgt.session_tools import record_training, resume_training
     progress = lambda done, total: print(done, flush=True)
     if sys.argv[1] == "fresh":
         record_training(TrainConfig(**json.loads(sys.argv[3])), sys.argv[2], progress=progress)

@@ -1,0 +1,161 @@
+"""What a session file holds, in brief: :func:`inspect_session` as plain data (``labpgt inspect --json``) and
+:func:`format_inspection` as text (``labpgt inspect``), for each kind of session.
+
+A training is described by its task, method, steps and final parameters; a sweep by what was
+swept over which range, the points done of those planned, the peak of each point, and — when the
+loop gain was swept — the auto-oscillation threshold (:func:`labpgt.sweeps.estimate_threshold`).
+The file is opened read-only and never modified.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from labpgt.session import SessionReader, params_sha256
+from labpgt.sweeps import estimate_threshold
+
+PEAK_COLUMNS = ("value", "peak_frequency_hz", "peak_power_dbm", "margin_db")
+MAX_PEAK_LINES = 20
+
+
+def inspect_session(path) -> dict:
+    """A summary of a session file as JSON-able data (NaN is given as None).
+
+    Both kinds: ``path``, ``schema``, ``kind``, ``created``, ``versions``, ``instruments``,
+    ``completed``, ``queries`` (valid query rows), ``queries_by_role``, ``spectrum_points``,
+    ``size_bytes``, ``bytes_per_query``. A training also has ``task``, ``method``, ``reservoir``,
+    ``bench``, ``steps`` (complete steps), ``planned_steps``, ``test_accuracy`` and
+    ``final_params_sha256`` — :func:`labpgt.session.params_sha256` of the last checkpoint's
+    parameters (SHA-256 of every array as little-endian float64 bytes, concatenated in sorted name
+    order), ``None`` before the first checkpoint. A sweep has ``bench``, ``sweep`` (what was swept,
+    as recorded), ``points``, ``planned_points``, ``peaks`` (one row per point: value, peak
+    frequency and power, margin), ``strongest`` (the row of the highest peak) and ``threshold``
+    (loop-gain sweeps: the auto-oscillation threshold in dB, None if not reached; else None).
+    """
+    path = Path(path)
+    with SessionReader(path) as session:
+        describe = _describe_sweep if session.kind == "sweep" else _describe_training
+        info = {"path": str(path), "schema": session.schema, "kind": session.kind, **describe(session)}
+        size = path.stat().st_size
+        info.update({"spectrum_points": int(session.frequencies.size), "size_bytes": int(size),
+                     "bytes_per_query": size / session.n_queries if session.n_queries else None})
+    return info
+
+
+def _describe_training(session: SessionReader) -> dict:
+    train = session.config["train"]
+    evaluated = session.steps()["test_accuracy"]
+    evaluated = evaluated[~np.isnan(evaluated)]
+    last = session.last_checkpoint()
+    return {"task": train.get("task"), "method": train.get("method"), "reservoir": train.get("reservoir"),
+            "bench": _bench_name(session), **_provenance(session),
+            "steps": 0 if session.last_complete_step is None else session.last_complete_step + 1,
+            "planned_steps": session.planned_steps, "completed": session.completed, **_query_counts(session),
+            "test_accuracy": float(evaluated[-1]) if evaluated.size else None,
+            "final_params_sha256": params_sha256(last.params) if last is not None else None}
+
+
+def _describe_sweep(session: SessionReader) -> dict:
+    points = session.points()
+    peaks = [{name: _finite_or_none(points[name][i]) for name in PEAK_COLUMNS} for i in range(session.n_points)]
+    ranked = [row for row in peaks if row["peak_power_dbm"] is not None]
+    return {"bench": _bench_name(session), **_provenance(session), "sweep": session.sweep,
+            "points": session.n_points, "planned_points": session.planned_points, "completed": session.completed,
+            **_query_counts(session), "peaks": peaks,
+            "strongest": max(ranked, key=lambda row: row["peak_power_dbm"]) if ranked else None,
+            "threshold": _threshold(session.sweep, points)}
+
+
+def _threshold(sweep: dict, points: dict) -> float | None:
+    """The loop gain where the margin first rises through ``margin_db``; None if never, or not a gain sweep."""
+    if sweep["setting"] != "loop_gain_db" or points["value"].size == 0:
+        return None
+    return _finite_or_none(estimate_threshold(points["value"], points["margin_db"], sweep["margin_db"]))
+
+
+def _provenance(session: SessionReader) -> dict:
+    return {"created": session.created, "versions": session.versions, "instruments": session.instruments}
+
+
+def _query_counts(session: SessionReader) -> dict:
+    roles = session.queries(fields=("role",))["role"]
+    counts = np.bincount(roles, minlength=len(session.role_names))
+    return {"queries": int(session.n_queries),
+            "queries_by_role": {session.role_name(code): int(n) for code, n in enumerate(counts) if n}}
+
+
+def _bench_name(session: SessionReader):
+    bench = session.config.get("bench")
+    described = bench.get("bench") if isinstance(bench, dict) else None
+    return described.get("name") if isinstance(described, dict) else None
+
+
+def _finite_or_none(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+# --------------------------------------------------------------------------- as text
+def format_inspection(info: dict) -> str:
+    """A human summary of :func:`inspect_session`'s dict."""
+    lines = _training_lines(info) if info.get("kind", "training") == "training" else _sweep_lines(info)
+    per_query = "-" if info["bytes_per_query"] is None else f"{info['bytes_per_query']:.0f} B/query"
+    lines += [
+        f"  queries {info['queries']}: " + ", ".join(f"{k} {v}" for k, v in info["queries_by_role"].items()),
+        f"  size {info['size_bytes'] / 1e6:.2f} MB ({per_query}), spectra of {info['spectrum_points']} points",
+    ]
+    if info.get("kind") == "sweep":
+        lines += _peak_lines(info["peaks"])
+    else:
+        lines.append(f"  final params sha256 {info['final_params_sha256'] or '-'}")
+    if info["instruments"]:
+        lines += [f"  {name}: {idn}" for name, idn in info["instruments"].items()]
+    return "\n".join(lines)
+
+
+def _training_lines(info: dict) -> list[str]:
+    accuracy = "not evaluated" if info["test_accuracy"] is None else f"{info['test_accuracy']:.4f}"
+    state = "complete" if info["completed"] else "interrupted"
+    reservoir = f"{info['reservoir']}" + (f" ({info['bench']})" if info.get("bench") else "")
+    return [f"{info['path']}  [{info['schema']}]  created {info['created']}",
+            f"  task {info['task']}, method {info['method']}, reservoir {reservoir}",
+            f"  steps {info['steps']} of {info['planned_steps']} ({state}); last test accuracy {accuracy}"]
+
+
+def _sweep_lines(info: dict) -> list[str]:
+    sweep = info["sweep"]
+    state = "complete" if info["completed"] else "interrupted"
+    tones = "generators on" if sweep["tones"] else "generators off"
+    bench = f" on {info['bench']}" if info.get("bench") else ""
+    lines = [f"{info['path']}  [{info['schema']}, sweep]  created {info['created']}",
+             f"  sweep of {sweep['instrument']}.{sweep['setting']} from {sweep['start']:g} to {sweep['stop']:g} "
+             f"({tones}){bench}",
+             f"  points {info['points']} of {info['planned_points']} ({state})"]
+    if sweep["setting"] == "loop_gain_db":
+        threshold = "not reached" if info["threshold"] is None else f"loop gain {info['threshold']:.3f} dB"
+        lines.append(f"  auto-oscillation threshold: {threshold} (margin {sweep['margin_db']:g} dB over the median)")
+    return lines
+
+
+def _peak_lines(peaks: list) -> list[str]:
+    """The peak of each point (at most MAX_PEAK_LINES of them, evenly spaced, the last always shown)."""
+    if not peaks:
+        return []
+    stride = math.ceil(len(peaks) / MAX_PEAK_LINES)
+    shown = sorted(set(range(0, len(peaks), stride)) | {len(peaks) - 1})
+    every = f"   (one point in {stride})" if stride > 1 else ""
+    title = "  point        value   peak GHz   peak dBm  margin dB" + every
+    return [title] + [f"  {i:5d} {_cell(peaks[i]['value'], 12, 'g')} {_cell(peaks[i]['peak_frequency_hz'], 10, 'ghz')}"
+                      f" {_cell(peaks[i]['peak_power_dbm'], 10, '.1f')} {_cell(peaks[i]['margin_db'], 10, '.1f')}"
+                      for i in shown]
+
+
+def _cell(value, width: int, style: str) -> str:
+    if value is None:
+        return "-".rjust(width)
+    if style == "ghz":
+        return f"{value / 1e9:{width}.4f}"
+    return f"{value:{width}{style}}"

@@ -1,0 +1,247 @@
+"""HDF5 plumbing of the session file: growing row and ragged datasets, JSON in bytes, copying a valid prefix, and
+opening a file read-only without trusting it.
+
+It knows nothing of the schema's columns (:mod:`labpgt.session.schema` does). What it owns:
+
+* *row datasets*: chunked, resizable along the first axis, appended a block at a time (one resize
+  per block: amortised O(1) per row); *ragged* columns: a value dataset plus ``NAME_end``;
+* :func:`copy_prefix`: a new file holding the first rows of every row dataset of another;
+* :func:`open_read_only`: mode "r" only, so reading never modifies a file; a closed file through
+  HDF5's own checks, a live or killed writer's file (its "open for writing" flag set) in SWMR read
+  mode after checking the superblock's end-of-file address against the file's size (SWMR reads skip
+  that check), with a bounded number of metadata read attempts (HDF5's default makes a corrupt
+  file hang the reader).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from labpgt.errors import UserError
+
+COMPRESSION = "lzf"
+RAGGED_CHUNK = 1 << 16
+COPY_BLOCK_ROWS = 1 << 16
+
+#: SWMR readers retry a metadata read whose checksum fails, sleeping 1, 2, 4, … ns between tries;
+#: HDF5's default of 100 tries makes a corrupt file hang the reader for ~2^100 ns (forever).
+#: 24 tries wait ~17 ms in all, ample for a live writer's metadata flush to land.
+SWMR_METADATA_READ_ATTEMPTS = 24
+
+
+# --------------------------------------------------------------------------- row and ragged datasets
+def row_dataset(group, name, dtype, width=(), *, chunk_rows: int, compress=True, rows=0) -> h5py.Dataset:
+    """An empty (or ``rows``-long) dataset of rows of shape ``width`` that grows along its first axis."""
+    width = tuple(int(w) for w in width)
+    if any(w == 0 for w in width):  # HDF5 chunks cannot have a zero dimension
+        return group.create_dataset(name, shape=(rows,) + width, maxshape=(None,) * (1 + len(width)),
+                                    dtype=dtype)
+    return group.create_dataset(name, shape=(rows,) + width, maxshape=(None,) + width, dtype=dtype,
+                                chunks=(chunk_rows,) + width, shuffle=False,
+                                compression=COMPRESSION if compress else None)
+
+
+def ragged_dataset(group, name, dtype, chunk_rows) -> None:
+    values = group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(RAGGED_CHUNK,),
+                                  compression=COMPRESSION)
+    values.attrs["ragged_end"] = f"{name}_end"
+    row_dataset(group, f"{name}_end", "int64", chunk_rows=chunk_rows)
+
+
+def append(ds, block: np.ndarray) -> None:
+    n = ds.shape[0]
+    ds.resize(n + block.shape[0], axis=0)
+    ds[n:] = block
+
+
+def append_ragged(group, name, values: np.ndarray) -> None:
+    values_ds, end_ds = group[name], group[f"{name}_end"]
+    end = int(end_ds[-1]) if end_ds.shape[0] else 0
+    if end_ds.shape[0] and values_ds.shape[0] != end:   # tolerate nothing but a consistent file
+        values_ds.resize(end, axis=0)
+    if values.size:
+        append(values_ds, values)
+    append(end_ds, np.asarray([end + values.size], dtype=np.int64))
+
+
+def ragged_row(group, name, row: int) -> np.ndarray:
+    ends = group[f"{name}_end"]
+    start = int(ends[row - 1]) if row else 0
+    return group[name][start:int(ends[row])]
+
+
+def ragged_rows(group, name) -> int:
+    """Rows of a ragged column whose values are all present."""
+    ends = group[f"{name}_end"][()]
+    return int(np.searchsorted(ends, group[name].shape[0], side="right"))
+
+
+def group_length(group, names) -> int:
+    """The rows every dataset ``names`` of ``group`` has (a writer killed mid-flush leaves them uneven)."""
+    return min(group[name].shape[0] for name in names)
+
+
+class Handles:
+    """A group's datasets looked up once: h5py's by-name lookup costs more than a small write."""
+
+    def __init__(self, group: h5py.Group):
+        self.group = group
+        self._cache: dict = {}
+
+    def __getitem__(self, name: str):
+        handle = self._cache.get(name)
+        if handle is None:
+            handle = self.group[name]
+            if isinstance(handle, h5py.Group):
+                handle = Handles(handle)
+            self._cache[name] = handle
+        return handle
+
+    def __iter__(self):
+        return iter(self.group)
+
+
+# --------------------------------------------------------------------------- JSON as bytes
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def dumps(value) -> str:
+    return json.dumps(value, default=_json_default, sort_keys=True)
+
+
+def json_bytes(value) -> np.ndarray:
+    return np.frombuffer(dumps(value).encode("utf-8"), dtype=np.uint8)
+
+
+def json_value(values: np.ndarray):
+    return json.loads(values.tobytes().decode("utf-8"))
+
+
+# --------------------------------------------------------------------------- copying a valid prefix
+def copy_prefix(src: h5py.File, dst_path: Path, keep: dict) -> None:
+    """Copy every dataset of ``src`` into a new file, the row datasets of top-level group G cut to
+    ``keep[G]`` rows (the values of a ragged column to those of its kept rows)."""
+    with h5py.File(dst_path, "w", libver="latest") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Group):
+                dst.require_group(name)
+                return
+            if obj.maxshape[0] is not None:           # fixed-size (frequencies): copy whole
+                ds = dst.create_dataset(name, data=obj[()])
+            else:
+                ds = _copy_rows(dst, name, obj, _rows_to_keep(src, name, obj, keep))
+            for key, value in obj.attrs.items():
+                ds.attrs[key] = value
+
+        src.visititems(visit)
+
+
+def _copy_rows(dst, name, obj, rows) -> h5py.Dataset:
+    ds = dst.create_dataset(name, shape=(rows,) + obj.shape[1:], maxshape=obj.maxshape, dtype=obj.dtype,
+                            chunks=obj.chunks, compression=obj.compression, compression_opts=obj.compression_opts)
+    for start in range(0, rows, COPY_BLOCK_ROWS):
+        stop = min(rows, start + COPY_BLOCK_ROWS)
+        ds[start:stop] = obj[start:stop]
+    return ds
+
+
+def _rows_to_keep(src, name, obj, keep) -> int:
+    rows = keep[name.split("/")[0]]
+    if "ragged_end" in obj.attrs:
+        ends = src[f"{name.rsplit('/', 1)[0]}/{obj.attrs['ragged_end']}"]
+        return int(ends[rows - 1]) if rows else 0
+    return rows
+
+
+# --------------------------------------------------------------------------- opening without trusting
+def first_line(exc) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def open_read_only(path: Path) -> h5py.File:
+    """Open with mode "r" only (never modifies the file); SWMR when possible so a live file can be read."""
+    if not path.exists():
+        raise UserError(f"{path} does not exist")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a session file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not h5py.is_hdf5(path):
+        raise UserError(f"{path.name} is not an HDF5 file")
+    try:
+        return h5py.File(path, "r")               # a closed file: HDF5 checks it is whole
+    except OSError as exc:
+        if "already open for write" not in str(exc):
+            raise UserError(f"{path.name} is truncated or damaged: {first_line(exc)}") from None
+    check_not_truncated(path)                     # live or killed writer: SWMR read skips that check
+    try:
+        return open_swmr_read(path)
+    except OSError as exc:
+        raise UserError(f"{path.name} is truncated or damaged: {first_line(exc)}") from None
+
+
+def open_swmr_read(path: Path) -> h5py.File:
+    """``h5py.File(path, "r", libver="latest", swmr=True)`` with a bounded number of metadata read attempts."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    if not set_metadata_read_attempts(fapl, SWMR_METADATA_READ_ATTEMPTS):
+        return h5py.File(path, "r", libver="latest", swmr=True)
+    fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl)
+    return h5py.File(fid)
+
+
+def set_metadata_read_attempts(fapl, attempts: int) -> bool:
+    """``H5Pset_metadata_read_attempts`` (h5py does not wrap it) on the HDF5 library h5py loaded."""
+    function = _hdf5_function("H5Pset_metadata_read_attempts")
+    return function is not None and function(fapl.id, attempts) >= 0
+
+
+@functools.lru_cache(maxsize=None)
+def _hdf5_function(name: str):
+    try:
+        with open("/proc/self/maps") as maps:       # the libhdf5 h5py is linked against (Linux)
+            paths = {line.split()[-1] for line in maps if "/libhdf5" in line and "_hl" not in line}
+    except OSError:
+        paths = set()
+    for path in sorted(paths):
+        try:
+            function = getattr(ctypes.CDLL(path), name)
+        except (OSError, AttributeError):
+            continue
+        function.argtypes = (ctypes.c_int64, ctypes.c_uint)
+        function.restype = ctypes.c_int
+        return function
+    return None
+
+
+def check_not_truncated(path: Path) -> None:
+    """Compare the end-of-file address in a version 2/3 superblock with the file's size."""
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if len(head) < 12 or head[8] not in (2, 3):
+        return
+    size_of_offsets = head[9]
+    at = 12 + 2 * size_of_offsets
+    stored_eof = int.from_bytes(head[at:at + size_of_offsets], "little")
+    actual = path.stat().st_size
+    if stored_eof > actual:
+        raise UserError(f"{path.name} is truncated or damaged: {actual} bytes, its superblock says {stored_eof}")
