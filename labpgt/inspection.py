@@ -3,8 +3,9 @@
 
 A training is described by its task, method, steps and final parameters; a sweep by what was
 swept over which range, the points done of those planned, the peak of each point, and — when the
-loop gain was swept — the auto-oscillation threshold (:func:`labpgt.sweeps.estimate_threshold`).
-The file is opened read-only and never modified.
+loop gain was swept — the auto-oscillation threshold (:func:`labpgt.sweeps.sweep_threshold`).
+The file is opened read-only and never modified. ``labpgt sweep`` prints its points as they are
+measured in the same rows (:func:`peak_line`, :func:`threshold_line`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from labpgt.session import SessionReader, params_sha256
-from labpgt.sweeps import estimate_threshold
+from labpgt.sweeps import THRESHOLD_SETTING, sweep_threshold
 
 PEAK_COLUMNS = ("value", "peak_frequency_hz", "peak_power_dbm", "margin_db")
 MAX_PEAK_LINES = 20
+PEAK_TITLE = "  point        value   peak GHz   peak dBm  margin dB"
 
 
 def inspect_session(path) -> dict:
@@ -71,9 +73,7 @@ def _describe_sweep(session: SessionReader) -> dict:
 
 def _threshold(sweep: dict, points: dict) -> float | None:
     """The loop gain where the margin first rises through ``margin_db``; None if never, or not a gain sweep."""
-    if sweep["setting"] != "loop_gain_db" or points["value"].size == 0:
-        return None
-    return _finite_or_none(estimate_threshold(points["value"], points["margin_db"], sweep["margin_db"]))
+    return _finite_or_none(sweep_threshold(sweep["setting"], points["value"], points["margin_db"], sweep["margin_db"]))
 
 
 def _provenance(session: SessionReader) -> dict:
@@ -134,10 +134,16 @@ def _sweep_lines(info: dict) -> list[str]:
              f"  sweep of {sweep['instrument']}.{sweep['setting']} from {sweep['start']:g} to {sweep['stop']:g} "
              f"({tones}){bench}",
              f"  points {info['points']} of {info['planned_points']} ({state})"]
-    if sweep["setting"] == "loop_gain_db":
-        threshold = "not reached" if info["threshold"] is None else f"loop gain {info['threshold']:.3f} dB"
-        lines.append(f"  auto-oscillation threshold: {threshold} (margin {sweep['margin_db']:g} dB over the median)")
+    if sweep["setting"] == THRESHOLD_SETTING:
+        lines.append(threshold_line(info["threshold"], sweep["margin_db"]))
     return lines
+
+
+def threshold_line(threshold: float | None, margin_db: float) -> str:
+    """The auto-oscillation threshold of a loop-gain sweep, in words (None or NaN: not reached)."""
+    reached = threshold is not None and math.isfinite(threshold)
+    text = f"loop gain {threshold:.3f} dB" if reached else "not reached"
+    return f"  auto-oscillation threshold: {text} (margin {margin_db:g} dB over the median)"
 
 
 def _peak_lines(peaks: list) -> list[str]:
@@ -147,10 +153,14 @@ def _peak_lines(peaks: list) -> list[str]:
     stride = math.ceil(len(peaks) / MAX_PEAK_LINES)
     shown = sorted(set(range(0, len(peaks), stride)) | {len(peaks) - 1})
     every = f"   (one point in {stride})" if stride > 1 else ""
-    title = "  point        value   peak GHz   peak dBm  margin dB" + every
-    return [title] + [f"  {i:5d} {_cell(peaks[i]['value'], 12, 'g')} {_cell(peaks[i]['peak_frequency_hz'], 10, 'ghz')}"
-                      f" {_cell(peaks[i]['peak_power_dbm'], 10, '.1f')} {_cell(peaks[i]['margin_db'], 10, '.1f')}"
-                      for i in shown]
+    return [PEAK_TITLE + every] + [peak_line(i, peaks[i]) for i in shown]
+
+
+def peak_line(index: int, peak: dict) -> str:
+    """Point ``index`` of a sweep as a row under :data:`PEAK_TITLE` (``peak``: value, peak frequency and
+    power, margin; None where unknown)."""
+    return (f"  {index:5d} {_cell(peak['value'], 12, 'g')} {_cell(peak['peak_frequency_hz'], 10, 'ghz')}"
+            f" {_cell(peak['peak_power_dbm'], 10, '.1f')} {_cell(peak['margin_db'], 10, '.1f')}")
 
 
 def _cell(value, width: int, style: str) -> str:

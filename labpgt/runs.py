@@ -59,3 +59,39 @@ def resume_training(path, reservoir=None, progress=None):
             return result_from_trainer(trainer, time.perf_counter() - t0)
         finally:
             reservoir.close()
+
+
+# --------------------------------------------------------------------------- a characterisation sweep
+def record_sweep(spec, bench, path, progress=None, should_stop=None, on_trace=None):
+    """Measure the sweep ``spec`` (a :class:`labpgt.sweeps.SweepSpec`) on ``bench`` and record it in a new
+    session of kind ``sweep`` at ``path``; returns the :class:`~labpgt.sweeps.SweepResult`.
+
+    Every value passes the bench's safety checks before the file is made: a value out of limits
+    leaves nothing written. The record is closed however the sweep ends (a stopped one is a valid,
+    incomplete session) and RF is off when this returns or raises. ``progress``, ``should_stop``
+    and ``on_trace`` are those of :func:`labpgt.sweeps.run_sweep`. The bench stays open for its owner.
+    """
+    from pathlib import Path
+
+    from labpgt.session import SweepWriter, sweep_session_config
+    from labpgt.sweeps import check_sweep_safe, run_sweep
+
+    check_sweep_safe(spec, bench)
+    identities = bench.identities()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = sweep_session_config(spec.description(bench.config), bench.config)
+    with SweepWriter.create(path, config, frequencies=bench.frequencies, instruments=identities) as writer:
+        return run_sweep(spec, bench, writer, progress=progress, should_stop=should_stop, on_trace=on_trace)
+
+
+def default_sweep_path(setting: str, runs_dir="data/runs"):
+    """``<runs_dir>/<time>-sweep-<setting>.h5``, numbered ``-2``, ``-3`` … rather than ever naming an existing file."""
+    from pathlib import Path
+
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-sweep-{setting}"
+    path, n = Path(runs_dir) / f"{stem}.h5", 1
+    while path.exists():
+        n += 1
+        path = path.with_name(f"{stem}-{n}.h5")
+    return path

@@ -7,8 +7,9 @@
 Importing this package does not import Qt; only :mod:`labpgt.procedures.window` does.
 """
 
-from labpgt.procedures.sweep import RingSweep, estimate_threshold, line_margin
+from labpgt.procedures.sweep import RingSweep
 from labpgt.procedures.training import PGTTraining, SpectrumFeed, StoppableReservoir, StopRequested
+from labpgt.sweeps import estimate_threshold, line_margin
 
 __all__ = ["PGTTraining", "RingSweep", "SpectrumFeed", "StoppableReservoir", "StopRequested",
            "estimate_threshold", "line_margin"]

@@ -1,21 +1,19 @@
-"""``RingSweep``: characterise the ring — sweep one setting, record every spectrum, estimate the threshold.
+"""``RingSweep``: characterise the ring from PyMeasure's window, a thin shell over :func:`labpgt.runs.record_sweep`.
 
 Swept settings: the ring's loop gain (dB) or bias field (mT), or one generator's frequency (Hz) or
-power (dBm), from ``start`` to ``stop`` over ``points`` points. Every spectrum is recorded in a
-labpgt session file of kind ``sweep`` (:class:`labpgt.session.SweepWriter`: query role ``"sweep"``,
-one row per point in ``points``). Each point's summary is recorded there and emitted as a
-``results`` row: Point, Value, Peak frequency (GHz), Peak power (dBm), Margin (dB) = strongest
-line (injected tones excluded) above the trace's median (the noise floor; :func:`labpgt.sweeps.line_margin`).
+power (dBm), from ``start`` to ``stop`` over ``points`` points. The sweep itself — checked against
+the bench before anything is sent, one recorded spectrum per point, the peak and margin of each,
+the threshold, RF off at the end, on abort and on error — is :mod:`labpgt.sweeps`, recorded by
+:func:`labpgt.runs.record_sweep` in a session of kind ``sweep``: the code ``labpgt sweep`` runs.
 
-When the loop gain is swept, :func:`labpgt.sweeps.estimate_threshold` gives the auto-oscillation
-threshold: the gain where the margin first rises through ``margin_db`` (default 30 dB), linearly
-interpolated between the two points around the jump. It is logged and kept in
-:attr:`RingSweep.threshold_db`; ``labpgt inspect`` derives it from the session's points.
+What this procedure adds is what the window shows: each point as a ``results`` row (Point, Value,
+Peak frequency (GHz), Peak power (dBm), Margin (dB)) and the progress, every trace pushed to
+:attr:`RingSweep.feed` (the live spectrum), and the auto-oscillation threshold of a loop-gain sweep
+logged and kept in :attr:`RingSweep.threshold_db`.
 
-Ring sweeps run with every generator's RF output off by default (the free-running ring: an
-injected tone pulls and locks the modes and would mask the threshold); ``tones`` turns them on at
-the bench's fixed settings. Generator sweeps always have the generators on. RF is turned off at the
-end, on abort and on error.
+The generator of a generator sweep is named as in the bench config (``gen2``, or whatever a lab's
+TOML calls it); left empty, it is the bench's first generator. Ring sweeps run free-running (every
+generator off) unless ``tones`` is ticked; generator sweeps always have the generators on.
 """
 
 from __future__ import annotations
@@ -24,25 +22,26 @@ import logging
 import math
 from pathlib import Path
 
-import numpy as np
 from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParameter, ListParameter, Parameter, \
     Procedure
 
 from labpgt.procedures.training import DEFAULT_RUNS_DIR, BenchSafety, SpectrumFeed
-from labpgt.sweeps import estimate_threshold, fixed_settings, line_margin
+from labpgt.sweeps import THRESHOLD_SETTING
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
-TARGETS = {"loop gain": ("ring", "loop_gain_db"), "bias field": ("ring", "field_mt"),
-           "generator frequency": ("gen", "frequency_hz"), "generator power": ("gen", "power_dbm")}
+TARGETS = {  # the choice in the window: (the setting swept, whether it is the named generator's)
+    "loop gain": ("loop_gain_db", False), "bias field": ("field_mt", False),
+    "generator frequency": ("frequency_hz", True), "generator power": ("power_dbm", True),
+}
 
 
 class RingSweep(BenchSafety, Procedure):
     """Sweep the loop gain, the bias field, or one generator's frequency or power; record every spectrum."""
 
     target = ListParameter("Sweep", choices=list(TARGETS), default="loop gain")
-    generator = IntegerParameter("Generator (for generator sweeps)", minimum=1, maximum=64, default=1)
+    generator = Parameter("Generator (for generator sweeps; empty = the bench's first)", default="")
     start = FloatParameter("Start (dB, mT, Hz or dBm)", minimum=-1e12, maximum=1e12, default=-3.0, decimals=6)
     stop = FloatParameter("Stop", minimum=-1e12, maximum=1e12, default=3.0, decimals=6)
     points = IntegerParameter("Points", minimum=2, maximum=100_000, default=25)
@@ -63,86 +62,50 @@ class RingSweep(BenchSafety, Procedure):
         super().__init__(*args, **kwargs)
 
     def startup(self):
-        from labpgt.procedures.training import default_session_path
+        from labpgt.runs import default_sweep_path
 
-        kind, setting = TARGETS[self.target]
-        self.instrument_setting = setting
-        path = Path(self.output) if self.output else default_session_path("sweep", setting, DEFAULT_RUNS_DIR)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.session_path = path
+        setting, _ = TARGETS[self.target]
+        self.session_path = Path(self.output) if self.output else default_sweep_path(setting, DEFAULT_RUNS_DIR)
 
-    def _open_bench(self):
-        from labpgt.bench import embedded_bench, load_bench
+    def sweep_spec(self, bench_config):
+        """The sweep these parameters ask for on the bench of ``bench_config`` (a one-line UserError if it has none)."""
+        from labpgt.sweeps import plan_sweep
 
-        return load_bench(self.bench_config) if self.bench_config else embedded_bench(seed=int(self.seed))
+        setting, of_generator = TARGETS[self.target]
+        generator = (self.generator or "").strip() or None if of_generator else None
+        return plan_sweep(bench_config, setting, self.start, self.stop, self.points, instrument=generator,
+                          tones=self.tones, margin_db=self.margin_db)
 
     def execute(self):
-        from labpgt.bench.features import trace_features
-        from labpgt.recording import QueryLabels
-        from labpgt.reservoir import Measurement
-        from labpgt.session import SweepWriter, sweep_session_config
+        from labpgt.bench import Bench, load_bench_config, simulated_bench_config
+        from labpgt.runs import record_sweep
 
-        writer = None
-        try:
-            bench = self.bench = self._open_bench()
-            config = bench.config
-            kind, setting = TARGETS[self.target]
-            if kind == "ring":
-                if config.ring is None:
-                    raise ValueError("this bench has no ring controller to sweep")
-                name = config.ring
-            else:
-                name = f"gen{int(self.generator)}"
-                if name not in config.generators:
-                    raise ValueError(f"this bench has no generator {name}; it has {', '.join(config.generators)}")
-            values = np.linspace(float(self.start), float(self.stop), int(self.points))
-            self.feed.set_frequencies(bench.frequencies)
-            sweep = {"instrument": name, "setting": setting, "start": float(self.start), "stop": float(self.stop),
-                     "points": int(self.points), "tones": bool(self.tones) or kind == "gen",
-                     "margin_db": float(self.margin_db), "fixed": fixed_settings(config, name, setting)}
-            writer = SweepWriter.create(self.session_path, sweep_session_config(sweep, config),
-                                        frequencies=bench.frequencies, instruments=bench.identities())
-            analyzer = config.instruments[config.analyzer]
-            rbw = float(analyzer.settings.get("rbw_hz", 1e6))
-            tones_on = bool(self.tones) or kind == "gen"
-            margins = []
-            if not tones_on:
-                bench.rf_off()
-            for i, value in enumerate(values):
-                if self.should_stop():
-                    log.warning("RingSweep aborted after %d of %d points", i, len(values))
-                    break
-                settings = {(name, setting): float(value)}
-                trace = bench.measure_trace(settings, rf=tones_on)
-                if tones_on:
-                    excluded = [float(value) if (g, setting) == (name, "frequency_hz")
-                                else config.instruments[g].settings.get("frequency_hz") for g in config.generators]
-                    excluded = [f for f in excluded if f is not None]
-                else:
-                    excluded = []
-                peak_f, peak_p, margin = line_margin(trace, bench.frequencies, excluded, 5 * rbw)
-                margins.append(margin)
-                u = np.array([[i / max(len(values) - 1, 1)]])
-                measurement = Measurement(
-                    features=trace_features(trace[None, :], config.bins, config.floor_dbm, config.ceiling_dbm),
-                    spectra=trace[None, :], frequencies=bench.frequencies, settings=np.array([[value]]),
-                    started=None, attempts=np.ones(1, dtype=np.int32))
-                writer.record_queries(QueryLabels.of(i, "sweep", 1, layer=-1), u, measurement)
-                self.feed.push(trace)
-                writer.record_point(i, {"value": float(value), "peak_frequency_hz": peak_f, "peak_power_dbm": peak_p,
-                                        "margin_db": margin})
-                if setting == "loop_gain_db" and i == len(values) - 1:
-                    self.threshold_db = estimate_threshold(values[:len(margins)], margins, float(self.margin_db))
-                row = {"Point": i + 1, "Value": float(value), "Peak frequency (GHz)": peak_f / 1e9,
-                       "Peak power (dBm)": peak_p, "Margin (dB)": margin}
-                self.summary.append(row)
-                self.emit("results", row)
-                self.emit("progress", 100.0 * (i + 1) / len(values))
-            if setting == "loop_gain_db" and len(margins) == len(values):
-                if math.isnan(self.threshold_db):
-                    log.warning("RingSweep: no auto-oscillation threshold in [%g, %g] dB (margin %g dB)",
-                                self.start, self.stop, self.margin_db)
-                else:
-                    log.info("RingSweep: auto-oscillation threshold at loop gain %.3f dB", self.threshold_db)
-        finally:
-            self._close_record_and_rf_off(writer)
+        config = load_bench_config(self.bench_config) if self.bench_config \
+            else simulated_bench_config(embedded=True, seed=int(self.seed))
+        spec = self.sweep_spec(config)
+        self.bench = Bench(config)
+        self.feed.set_frequencies(self.bench.frequencies)
+        result = record_sweep(spec, self.bench, self.session_path, progress=self._emit_point,
+                              should_stop=self.should_stop, on_trace=self.feed.push)
+        self.threshold_db = result.threshold_db
+        self._log_outcome(result)
+
+    def _emit_point(self, point, total: int) -> None:
+        row = {"Point": point.index + 1, "Value": point.value, "Peak frequency (GHz)": point.peak_frequency_hz / 1e9,
+               "Peak power (dBm)": point.peak_power_dbm, "Margin (dB)": point.margin_db}
+        self.summary.append(row)
+        self.emit("results", row)
+        self.emit("progress", 100.0 * (point.index + 1) / total)
+
+    def _log_outcome(self, result) -> None:
+        spec = result.spec
+        if not result.completed:
+            log.warning("RingSweep stopped after %d of %d points; session %s", len(result.points), spec.points,
+                        self.session_path)
+        if spec.setting != THRESHOLD_SETTING:
+            return
+        if math.isnan(result.threshold_db):
+            log.warning("RingSweep: no auto-oscillation threshold in [%g, %g] dB (margin %g dB)",
+                        spec.start, spec.stop, spec.margin_db)
+        else:
+            log.info("RingSweep: auto-oscillation threshold at loop gain %.3f dB", result.threshold_db)

@@ -128,7 +128,7 @@ def test_loop_gain_sweep_finds_the_threshold(tmp_path):
 
 def test_generator_frequency_sweep_runs_with_tones(tmp_path):
     p = RingSweep()
-    p.target, p.generator, p.start, p.stop, p.points = "generator frequency", 2, 3.00e9, 3.02e9, 3
+    p.target, p.generator, p.start, p.stop, p.points = "generator frequency", "gen2", 3.00e9, 3.02e9, 3
     p.output = str(tmp_path / "gsweep.h5")
     run_worker(p, tmp_path / "gsweep.csv")
     assert p.status == Procedure.FINISHED and len(p.summary) == 3

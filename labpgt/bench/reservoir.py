@@ -189,11 +189,19 @@ class Bench:
                          f"over {time.monotonic() - started:.1f} s (last: {reason}); {rf}")
 
     # ---- the public operations
-    def apply(self, settings: dict[tuple[str, str], float], rf: bool = True) -> None:
-        """Check the complete resulting state against the limits, then set the instruments."""
+    def check(self, settings: dict[tuple[str, str], float], rf: bool = True) -> dict[str, State]:
+        """The complete state ``settings`` would bring the bench to, checked against the limits; nothing is sent."""
         wanted = self._with_settings(settings, rf)
         check_state_safe(self.config, wanted)
-        self._wanted = wanted
+        return wanted
+
+    def setting(self, name: str, setting: str) -> float:
+        """One setting of instrument ``name`` as the bench holds it (after a query: as it was measured)."""
+        return getattr(self._wanted[name], setting)
+
+    def apply(self, settings: dict[tuple[str, str], float], rf: bool = True) -> None:
+        """Check the complete resulting state against the limits, then set the instruments."""
+        self._wanted = self.check(settings, rf)
         self._retrying(self._settle, "setting the instruments")
 
     def rf_off(self) -> None:
@@ -224,9 +232,7 @@ class Bench:
         ``rf=False`` measures with every generator off (e.g. to see the free-running ring).
         Returns the trace (dBm, float32) and the number of attempts it took.
         """
-        wanted = self._with_settings(settings, rf)
-        check_state_safe(self.config, wanted)
-        self._wanted = wanted
+        self._wanted = self.check(settings, rf)
         return self._retrying(self._sweep, "measuring")
 
     def measure(self, U: np.ndarray) -> Measurement:

@@ -1,0 +1,154 @@
+"""The characterisation sweep outside any window: planning against a bench config, measuring, recording, RF safety."""
+
+import math
+
+import numpy as np
+import pytest
+
+from labpgt.bench import Bench, SafetyError, simulated_bench_config
+from labpgt.errors import UserError
+from labpgt.inspection import inspect_session
+from labpgt.runs import default_sweep_path, record_sweep
+from labpgt.session import SessionReader
+from labpgt.sweeps import SweepSpec, plan_sweep
+
+CONFIG = simulated_bench_config(embedded=True, seed=3)
+
+
+def simulated_outputs(bench):
+    """RF state straight from the simulated generators (not through the drivers)."""
+    return [bool(g.output_on) for g in bench.simulator.generators]
+
+
+def test_a_ring_sweep_is_free_running_and_a_generator_sweep_has_its_tones():
+    gain = plan_sweep(CONFIG, "loop_gain_db", -1, 1, 5)
+    assert (gain.instrument, gain.tones) == ("ring", False)
+    assert plan_sweep(CONFIG, "field_mt", 40, 60, 3, tones=True).tones
+    power = plan_sweep(CONFIG, "power_dbm", -30, -10, 3, instrument="gen3")
+    assert (power.instrument, power.tones) == ("gen3", True)
+    assert plan_sweep(CONFIG, "frequency_hz", 3e9, 3.01e9, 3).instrument == "gen1"   # none named: the first
+    np.testing.assert_array_equal(gain.values, [-1, -0.5, 0, 0.5, 1])
+
+
+@pytest.mark.parametrize("setting, name, fragment", [
+    ("frequency_hz", "gen9", "no instrument 'gen9' with a frequency_hz to sweep; those with one are gen1, gen2, gen3, gen4"),
+    ("power_dbm", "ring", "no instrument 'ring' with a power_dbm to sweep"),
+    ("loop_gain_db", "gen1", "those with one are ring"),
+])
+def test_an_instrument_the_bench_cannot_sweep_is_one_line_naming_those_it_can(setting, name, fragment):
+    with pytest.raises(UserError, match=fragment):
+        plan_sweep(CONFIG, setting, 0, 1, 3, instrument=name)
+
+
+def test_a_bench_without_a_ring_has_no_gain_to_sweep():
+    instruments = {n: c for n, c in CONFIG.instruments.items() if n != "ring"}
+    no_ring = type(CONFIG)(**{**CONFIG.__dict__, "instruments": instruments})
+    with pytest.raises(UserError, match="no instrument whose loop_gain_db can be swept"):
+        plan_sweep(no_ring, "loop_gain_db", 0, 1, 3)
+
+
+@pytest.mark.parametrize("values, fragment", [
+    (dict(points=1), "at least 2 points"), (dict(stop=math.nan), "finite"), (dict(start=-math.inf), "finite"),
+    (dict(margin_db=0.0), "positive number of dB"),
+])
+def test_a_spec_refuses_what_is_not_a_sweep(values, fragment):
+    with pytest.raises(UserError, match=fragment):
+        SweepSpec(**{**dict(instrument="ring", setting="loop_gain_db", start=-1.0, stop=1.0, points=3), **values})
+
+
+@pytest.mark.parametrize("setting, name, start, stop, fragment", [
+    ("loop_gain_db", None, -3, 12, r"ring.loop_gain_db = 12 outside \[-20, 10\]"),
+    ("power_dbm", "gen2", -30, 10, "gen2: 10 dBm exceeds max_power_dbm 5"),
+])
+def test_a_value_out_of_limits_is_refused_before_anything_is_sent_or_written(tmp_path, setting, name, start, stop,
+                                                                             fragment):
+    spec = plan_sweep(CONFIG, setting, start, stop, 3, instrument=name)
+    with Bench(CONFIG) as bench:
+        sent = []
+        for driver in bench.instruments.values():
+            driver.write = lambda command, sent=sent, **kwargs: sent.append(command)
+        with pytest.raises(SafetyError, match=fragment):
+            record_sweep(spec, bench, tmp_path / "runs" / "sweep.h5")
+        assert sent == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_generator_sweep_measures_with_rf_on_and_leaves_it_off(tmp_path):
+    spec = plan_sweep(CONFIG, "frequency_hz", 3.00e9, 3.02e9, 3, instrument="gen2")
+    with Bench(CONFIG) as bench:
+        during = []
+        result = record_sweep(spec, bench, tmp_path / "g.h5",
+                              on_trace=lambda trace: during.append(simulated_outputs(bench)))
+        assert during == [[True] * 4] * 3
+        assert simulated_outputs(bench) == [False] * 4
+        assert [bench.instruments[name].read_state()[2] for name in CONFIG.generators] == [False] * 4   # read back
+        rbw = CONFIG.instruments["analyzer"].settings["rbw_hz"]
+        for point in result.points:                   # the strongest line is never an injected tone
+            tones = [point.value if name == "gen2" else CONFIG.instruments[name].settings["frequency_hz"]
+                     for name in CONFIG.generators]
+            assert min(abs(point.peak_frequency_hz - tone) for tone in tones) > 5 * rbw
+    with SessionReader(tmp_path / "g.h5") as reader:
+        assert reader.sweep["instrument"] == "gen2" and reader.sweep["tones"] is True
+        np.testing.assert_array_equal(reader.queries(fields=("settings",))["settings"][:, 0], spec.values)
+
+
+def test_a_ring_sweep_measures_with_every_generator_off(tmp_path):
+    spec = plan_sweep(CONFIG, "loop_gain_db", -1, 1, 3)
+    with Bench(CONFIG) as bench:
+        bench.query({}, rf=True)                      # the generators were on before the sweep
+        during = []
+        record_sweep(spec, bench, tmp_path / "r.h5", on_trace=lambda trace: during.append(simulated_outputs(bench)))
+        assert during == [[False] * 4] * 3 and simulated_outputs(bench) == [False] * 4
+
+
+def test_a_stopped_sweep_is_a_valid_incomplete_session_with_rf_off(tmp_path):
+    spec = plan_sweep(CONFIG, "power_dbm", -30, -10, 8, instrument="gen1")
+    reported = []
+    with Bench(CONFIG) as bench:
+        result = record_sweep(spec, bench, tmp_path / "s.h5", progress=lambda point, total: reported.append(total),
+                              should_stop=lambda: len(reported) >= 3)
+        assert simulated_outputs(bench) == [False] * 4
+    assert not result.completed and [p.index for p in result.points] == [0, 1, 2] and reported == [8] * 3
+    info = inspect_session(tmp_path / "s.h5")
+    assert info["kind"] == "sweep" and not info["completed"] and info["points"] == 3 and info["queries"] == 3
+
+
+def test_an_error_mid_sweep_turns_rf_off_and_keeps_the_points_measured(tmp_path):
+    spec = plan_sweep(CONFIG, "power_dbm", -30, -10, 5, instrument="gen1")
+    traces = []
+
+    def failing(trace):
+        traces.append(trace)
+        if len(traces) == 3:
+            raise RuntimeError("the live view broke")
+
+    with Bench(CONFIG) as bench:
+        with pytest.raises(RuntimeError, match="live view"):
+            record_sweep(spec, bench, tmp_path / "e.h5", on_trace=failing)
+        assert simulated_outputs(bench) == [False] * 4
+    with SessionReader(tmp_path / "e.h5") as reader:
+        assert reader.n_points == 2 and not reader.completed
+
+
+def test_each_point_records_its_query_with_role_sweep(tmp_path):
+    spec = plan_sweep(CONFIG, "loop_gain_db", -1, 1, 4)
+    with Bench(CONFIG) as bench:
+        result = record_sweep(spec, bench, tmp_path / "q.h5")
+    with SessionReader(tmp_path / "q.h5") as reader:
+        q = reader.queries()
+        assert [reader.role_name(c) for c in q["role"]] == ["sweep"] * 4 and list(q["step"]) == [0, 1, 2, 3]
+        assert list(q["layer"]) == [-1] * 4 and list(q["attempts"]) == [1] * 4 and np.all(np.isfinite(q["timestamp"]))
+        np.testing.assert_allclose(q["u"][:, 0], [0, 1 / 3, 2 / 3, 1])
+        points = reader.points()
+        for name, column in result.columns().items():
+            np.testing.assert_array_equal(points[name], column)
+        assert reader.sweep["fixed"] == spec.description(CONFIG)["fixed"]
+
+
+def test_the_default_session_path_never_names_an_existing_file(tmp_path, monkeypatch):
+    monkeypatch.setattr("labpgt.runs.time.strftime", lambda fmt: "20250101-120000")   # both in the same second
+    first = default_sweep_path("field_mt", tmp_path)
+    assert first.parent == tmp_path and first.name.endswith("-sweep-field_mt.h5")
+    first.write_bytes(b"taken")
+    second = default_sweep_path("field_mt", tmp_path)
+    assert second != first and not second.exists() and second.name.endswith("-sweep-field_mt-2.h5")
