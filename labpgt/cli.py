@@ -9,6 +9,7 @@ traceback; Ctrl+C exits 130.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import threading
@@ -416,6 +417,155 @@ def run_export(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- sweep
+SWEEP_OPTIONS = {  # option: (the setting swept, whether the option names a generator before the range)
+    "gain": ("loop_gain_db", False), "field": ("field_mt", False),
+    "frequency": ("frequency_hz", True), "power": ("power_dbm", True),
+}
+RANGE = "START:STOP:POINTS"
+
+
+def add_sweep(sub):
+    p = sub.add_parser("sweep", help="characterise the ring: sweep one setting, record every spectrum, find the threshold",
+                       description="Sweep one setting over POINTS evenly spaced values from START to STOP, one "
+                                   "spectrum per point, recorded in a session of kind sweep. Prints the strongest "
+                                   "line of each point (injected tones excluded) and, when the loop gain is swept, "
+                                   "the auto-oscillation threshold; saves a PNG. Ring sweeps run with the "
+                                   "generators off unless --tones. Ctrl+C or SIGTERM stops after the point being "
+                                   "measured, RF off, the session valid.")
+    # a range may start with a minus sign (--gain -3:3:25); argparse would take it for an unknown option
+    p._negative_number_matcher = re.compile(r"^-\.?\d")
+    swept = p.add_mutually_exclusive_group(required=True)
+    swept.add_argument("--gain", metavar=RANGE, help="the ring's loop gain, dB")
+    swept.add_argument("--field", metavar=RANGE, help="the ring's bias field, mT")
+    swept.add_argument("--frequency", nargs=2, metavar=("GEN", RANGE),
+                       help="generator GEN's frequency, Hz (GEN as the bench config names it)")
+    swept.add_argument("--power", nargs=2, metavar=("GEN", RANGE), help="generator GEN's power, dBm")
+    p.add_argument("--bench", type=Path, help="bench TOML (default: the embedded simulated bench)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the embedded simulator (0)")
+    p.add_argument("--tones", action="store_true",
+                   help="generators on (at the bench's fixed settings) during a ring sweep")
+    p.add_argument("--margin-db", type=positive_float, default=30.0,
+                   help="the threshold is where the strongest line first stands this far above the median (30)")
+    p.add_argument("--out", type=Path, metavar="FILE.h5",
+                   help="session file to write (default data/runs/<time>-sweep-<setting>.h5); never overwritten")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="the sweep's PNG (default: beside the session)")
+    p.add_argument("--quiet", action="store_true", help="no line per point")
+    p.set_defaults(run=run_sweep_command)
+
+
+def swept_setting(args) -> tuple[str, str | None, tuple[float, float, int]]:
+    """``(setting, generator or None, (start, stop, points))`` of the one sweep option given."""
+    option = next(name for name in SWEEP_OPTIONS if getattr(args, name) is not None)
+    setting, names_generator = SWEEP_OPTIONS[option]
+    given = getattr(args, option)
+    generator, text = given if names_generator else (None, given)
+    return setting, generator, sweep_range(f"--{option}", text)
+
+
+def sweep_range(option: str, text: str) -> tuple[float, float, int]:
+    """``START:STOP:POINTS`` as (start, stop, points); anything else is a one-line UserError."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        start, stop, points = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise UserError(f"{option} {text!r}: a range is {RANGE}, e.g. -3:3:25") from None
+    return start, stop, points
+
+
+def run_sweep_command(args) -> int:
+    from labpgt.bench import Bench, load_bench_config, simulated_bench_config
+    from labpgt.inspection import threshold_line
+    from labpgt.runs import default_sweep_path, record_sweep
+    from labpgt.sweeps import THRESHOLD_SETTING, plan_sweep
+
+    setting, generator, (start, stop, points) = swept_setting(args)
+    config = load_bench_config(args.bench) if args.bench else simulated_bench_config(embedded=True, seed=args.seed)
+    spec = plan_sweep(config, setting, start, stop, points, instrument=generator, tones=args.tones,
+                      margin_db=args.margin_db)
+    session = args.out or default_sweep_path(setting)
+    if session.exists():
+        raise UserError(f"{session} exists: a session is never overwritten; choose another --out")
+    traces = []
+    with Bench(config) as bench, _StopOnSignal() as stop_signal:
+        result = record_sweep(spec, bench, session, progress=None if args.quiet else _PointPrinter(spec, config.name),
+                              should_stop=stop_signal.requested.is_set, on_trace=traces.append)
+        frequencies = bench.frequencies
+    if setting == THRESHOLD_SETTING:
+        print(threshold_line(result.threshold_db, spec.margin_db).strip())
+    print(f"session {session}")
+    if result.points:
+        plot = args.plot or session.with_suffix(".png")
+        _plot_sweep(result, frequencies, traces, plot, config.name)
+        print(f"plot {plot}")
+    if not result.completed:
+        print(f"labpgt: stopped after {len(result.points)} of {spec.points} points; RF is off and the session "
+              f"holds them", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _described(spec, bench_name: str) -> str:
+    return (f"{spec.label} from {spec.start:g} to {spec.stop:g} in {spec.points} points "
+            f"({'generators on' if spec.tones else 'generators off'}) on {bench_name}")
+
+
+class _PointPrinter:
+    """The ``progress`` of a sweep on the terminal: what is swept, then one row per point as it is measured."""
+
+    def __init__(self, spec, bench_name: str):
+        self.heading = f"sweep of {_described(spec, bench_name)}"
+
+    def __call__(self, point, total: int) -> None:
+        from labpgt.inspection import PEAK_TITLE, peak_line
+
+        if point.index == 0:
+            print(self.heading, PEAK_TITLE, sep="\n")
+        print(peak_line(point.index, point.recorded()), flush=True)
+
+
+def _plot_sweep(result, frequencies, traces, plot: Path, bench_name: str) -> None:
+    import numpy as np
+
+    from labpgt.plots import plot_sweep
+
+    spec = result.spec
+    plot_sweep(result.columns(), frequencies, np.stack(traces), plot, value_label=spec.label,
+               margin_level_db=spec.margin_db, threshold=result.threshold_db, title=_described(spec, bench_name))
+
+
+class _StopOnSignal:
+    """Ctrl+C or SIGTERM sets ``requested`` (the sweep stops after the point being measured); a second one
+    interrupts at once, as without this handler."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = threading.Event()
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._request) for signum in self.SIGNALS}
+        return self
+
+    def _request(self, signum, frame):
+        print("labpgt: stopping after the point being measured (again to interrupt at once)", file=sys.stderr,
+              flush=True)
+        self.requested.set()
+        self._restore()
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def __exit__(self, *exc):
+        self._restore()
+
+
 # --------------------------------------------------------------------------- gui
 def add_gui(sub):
     p = sub.add_parser("gui", help="the PyMeasure window: queue training runs, watch the ring live",
@@ -457,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = [add_train, add_benchmark, add_session_commands, add_sim, add_spectrum, add_gui]
+COMMANDS = [add_train, add_benchmark, add_session_commands, add_sim, add_spectrum, add_sweep, add_gui]
 
 
 def _terminate_as_interrupt(signum, frame):

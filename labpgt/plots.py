@@ -31,3 +31,59 @@ def plot_spectrum(frequencies_hz: np.ndarray, trace_dbm: np.ndarray, path: str |
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_sweep(points: dict, frequencies_hz: np.ndarray, spectra_dbm: np.ndarray, path: str | Path, *,
+               value_label: str, margin_level_db: float, threshold: float = float("nan"), title: str = "") -> Path:
+    """Save a characterisation sweep as a PNG: peak power and margin against the swept value, and a
+    waterfall of the spectra (colour dBm, swept value against frequency), the threshold marked on each.
+
+    ``points``: the columns ``value``, ``peak_power_dbm`` and ``margin_db`` (as a session's ``points``
+    holds them); ``spectra_dbm``: one trace per point (k, P) on ``frequencies_hz``; ``threshold``:
+    the swept value to mark (NaN: none); ``margin_level_db``: the margin that defines it.
+    """
+    plt = _pyplot()
+    values = np.asarray(points["value"], dtype=np.float64)
+    fig = plt.figure(figsize=(11, 8))
+    grid = fig.add_gridspec(2, 2, height_ratios=(1.0, 1.3))
+    power_ax, margin_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    for ax, column, ylabel in ((power_ax, "peak_power_dbm", "peak power (dBm)"), (margin_ax, "margin_db",
+                                                                                   "margin over the median (dB)")):
+        ax.plot(values, points[column], marker="o", ms=3, lw=1.2)
+        ax.set_xlabel(value_label)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    margin_ax.axhline(margin_level_db, color="grey", ls=":", lw=1, label=f"{margin_level_db:g} dB")
+    waterfall_ax = fig.add_subplot(grid[1, :])
+    _waterfall(fig, waterfall_ax, values, np.asarray(frequencies_hz), np.asarray(spectra_dbm), value_label)
+    if np.isfinite(threshold):
+        for ax in (power_ax, margin_ax):
+            ax.axvline(threshold, color="tab:orange", ls="--", lw=1.2, label=f"threshold {threshold:.3f}")
+        waterfall_ax.axhline(threshold, color="tab:orange", ls="--", lw=1.2)
+    margin_ax.legend(loc="best", fontsize="small")
+    fig.suptitle(title)
+    return _save(plt, fig, path)
+
+
+def _waterfall(fig, ax, values: np.ndarray, frequencies_hz: np.ndarray, spectra_dbm: np.ndarray, value_label: str):
+    """The spectra as an image: one row per swept value (ascending upwards), frequency across, colour dBm."""
+    order = np.argsort(values)
+    values, spectra = values[order], spectra_dbm[order]
+    half_row = (values[-1] - values[0]) / (2 * (len(values) - 1)) if len(values) > 1 else 0.5
+    extent = (frequencies_hz[0] / 1e9, frequencies_hz[-1] / 1e9, values[0] - half_row, values[-1] + half_row)
+    image = ax.imshow(spectra, aspect="auto", origin="lower", extent=extent, interpolation="nearest",
+                      cmap="viridis")
+    fig.colorbar(image, ax=ax, label="power (dBm)")
+    ax.set_xlabel("frequency (GHz)")
+    ax.set_ylabel(value_label)
+
+
+
+def _save(plt, fig, path: str | Path) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (its folder made if need be) and free it."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
