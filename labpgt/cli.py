@@ -426,7 +426,8 @@ RANGE = "START:STOP:POINTS"
 
 
 def add_sweep(sub):
-    p = sub.add_parser("sweep", help="characterise the ring: sweep one setting, record every spectrum, find the threshold",
+    p = sub.add_parser("sweep", help="characterise the ring: sweep one setting, record every spectrum, "
+                                     "find the threshold",
                        description="Sweep one setting over POINTS evenly spaced values from START to STOP, one "
                                    "spectrum per point, recorded in a session of kind sweep. Prints the strongest "
                                    "line of each point (injected tones excluded) and, when the loop gain is swept, "
@@ -531,9 +532,12 @@ def _plot_sweep(result, frequencies, traces, plot: Path, bench_name: str) -> Non
 
     from labpgt.plots import plot_sweep
 
+    from labpgt.sweeps import THRESHOLD_SETTING
+
     spec = result.spec
     plot_sweep(result.columns(), frequencies, np.stack(traces), plot, value_label=spec.label,
-               margin_level_db=spec.margin_db, threshold=result.threshold_db, title=_described(spec, bench_name))
+               margin_level_db=spec.margin_db if spec.setting == THRESHOLD_SETTING else None,
+               threshold=result.threshold_db, title=_described(spec, bench_name))
 
 
 class _StopOnSignal:

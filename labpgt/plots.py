@@ -34,13 +34,14 @@ def plot_spectrum(frequencies_hz: np.ndarray, trace_dbm: np.ndarray, path: str |
 
 
 def plot_sweep(points: dict, frequencies_hz: np.ndarray, spectra_dbm: np.ndarray, path: str | Path, *,
-               value_label: str, margin_level_db: float, threshold: float = float("nan"), title: str = "") -> Path:
+               value_label: str, margin_level_db: float | None = None, threshold: float = float("nan"),
+               title: str = "") -> Path:
     """Save a characterisation sweep as a PNG: peak power and margin against the swept value, and a
     waterfall of the spectra (colour dBm, swept value against frequency), the threshold marked on each.
 
     ``points``: the columns ``value``, ``peak_power_dbm`` and ``margin_db`` (as a session's ``points``
     holds them); ``spectra_dbm``: one trace per point (k, P) on ``frequencies_hz``; ``threshold``:
-    the swept value to mark (NaN: none); ``margin_level_db``: the margin that defines it.
+    the swept value to mark (NaN: none); ``margin_level_db``: the margin that defines it (None: no line).
     """
     plt = _pyplot()
     values = np.asarray(points["value"], dtype=np.float64)
@@ -53,14 +54,16 @@ def plot_sweep(points: dict, frequencies_hz: np.ndarray, spectra_dbm: np.ndarray
         ax.set_xlabel(value_label)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    margin_ax.axhline(margin_level_db, color="grey", ls=":", lw=1, label=f"{margin_level_db:g} dB")
+    if margin_level_db is not None:
+        margin_ax.axhline(margin_level_db, color="grey", ls=":", lw=1, label=f"threshold margin {margin_level_db:g} dB")
     waterfall_ax = fig.add_subplot(grid[1, :])
     _waterfall(fig, waterfall_ax, values, np.asarray(frequencies_hz), np.asarray(spectra_dbm), value_label)
     if np.isfinite(threshold):
         for ax in (power_ax, margin_ax):
             ax.axvline(threshold, color="tab:orange", ls="--", lw=1.2, label=f"threshold {threshold:.3f}")
         waterfall_ax.axhline(threshold, color="tab:orange", ls="--", lw=1.2)
-    margin_ax.legend(loc="best", fontsize="small")
+    if margin_ax.get_legend_handles_labels()[0]:
+        margin_ax.legend(loc="best", fontsize="small")
     fig.suptitle(title)
     return _save(plt, fig, path)
 

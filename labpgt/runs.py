@@ -86,7 +86,7 @@ def record_sweep(spec, bench, path, progress=None, should_stop=None, on_trace=No
 
 
 def default_sweep_path(setting: str, runs_dir="data/runs"):
-    """``<runs_dir>/<time>-sweep-<setting>.h5``, numbered ``-2``, ``-3`` … rather than ever naming an existing file."""
+    """``<runs_dir>/<time>-sweep-<setting>.h5``, numbered ``-2``, ``-3`` … rather than name an existing file."""
     from pathlib import Path
 
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-sweep-{setting}"

@@ -101,7 +101,8 @@ def lab_bench(path, names):
 
 
 def test_generators_are_named_as_the_bench_config_names_them(tmp_path, capsys):
-    bench = lab_bench(tmp_path / "lab.toml", {"gen1": "psg_left", "gen2": "psg_right", "gen3": "mxg_a", "gen4": "mxg_b"})
+    names = {"gen1": "psg_left", "gen2": "psg_right", "gen3": "mxg_a", "gen4": "mxg_b"}
+    bench = lab_bench(tmp_path / "lab.toml", names)
     out = tmp_path / "power.h5"
     assert main(["sweep", "--bench", str(bench), "--power", "psg_right", "-30:-10:3", "--out", str(out)]) == 0
     printed = capsys.readouterr().out

@@ -31,7 +31,8 @@ def test_a_ring_sweep_is_free_running_and_a_generator_sweep_has_its_tones():
 
 
 @pytest.mark.parametrize("setting, name, fragment", [
-    ("frequency_hz", "gen9", "no instrument 'gen9' with a frequency_hz to sweep; those with one are gen1, gen2, gen3, gen4"),
+    ("frequency_hz", "gen9",
+     "no instrument 'gen9' with a frequency_hz to sweep; those with one are gen1, gen2, gen3, gen4"),
     ("power_dbm", "ring", "no instrument 'ring' with a power_dbm to sweep"),
     ("loop_gain_db", "gen1", "those with one are ring"),
 ])
