@@ -63,11 +63,11 @@ class RingSweep(BenchSafety, Procedure):
         super().__init__(*args, **kwargs)
 
     def startup(self):
-        from labpgt.procedures.training import default_session_path
+        from labpgt.runs import default_session_path
 
         kind, setting = TARGETS[self.target]
         self.instrument_setting = setting
-        path = Path(self.output) if self.output else default_session_path("sweep", setting, DEFAULT_RUNS_DIR)
+        path = Path(self.output) if self.output else default_session_path("sweep", setting, runs_dir=DEFAULT_RUNS_DIR)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.session_path = path
 
