@@ -86,8 +86,8 @@ class TimedRecorder:
 def training_overhead(steps: int, repeats: int = 2):
     """Wall time of an embedded-sim training run with and without the recorder, and the time spent
     inside the recorder itself (the direct measure: immune to the other core's load)."""
-    from labpgt.experiments import reservoir_factory_for, run_training
-    from labpgt.trainer import TrainConfig, Trainer
+    from labpgt.runs import start_training
+    from labpgt.trainer import TrainConfig
 
     config = TrainConfig(task="digits", method="node", reservoir="ring-sim", steps=steps, eval_every=steps,
                          eval_train_samples=100).resolved()
@@ -95,17 +95,14 @@ def training_overhead(steps: int, repeats: int = 2):
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
             t0 = time.perf_counter()
-            run_training(config)
+            start_training(config)
             plain.append(time.perf_counter() - t0)
-            reservoir = reservoir_factory_for(config)()
+            timed = []
             t0 = time.perf_counter()
-            trainer = Trainer(config, reservoir)
-            with session.SessionWriter.for_trainer(Path(tmp) / "run.h5", trainer) as writer:
-                trainer.recorder = TimedRecorder(writer)
-                trainer.run()
+            start_training(config, Path(tmp) / "run.h5",
+                           wrap_recorder=lambda writer: timed.append(TimedRecorder(writer)) or timed[-1])
             recorded.append(time.perf_counter() - t0)
-            inside.append(trainer.recorder.seconds)
-            reservoir.close()
+            inside.append(timed[0].seconds)
             size = (Path(tmp) / "run.h5").stat().st_size
             (Path(tmp) / "run.h5").unlink()
     return min(plain), min(recorded), min(inside), size

@@ -1,7 +1,7 @@
 """The ``labpgt`` command line: argument parsing, and turning bad input into one line and exit 2.
 
 Every subcommand is a thin shell over a function call; what it does lives in the module that owns
-it (bench, experiments, runs, inspection, export, replay, the simulated instruments). A
+it (bench, benchmark, runs, inspection, export, replay, the simulated instruments). A
 :class:`UserError` anywhere becomes ``labpgt: <message>`` on stderr with exit status 2 and no
 traceback; Ctrl+C exits 130.
 """
@@ -183,25 +183,42 @@ def _strongest_peaks(trace, count):
 
 
 # --------------------------------------------------------------------------- train
-def add_train(sub):
-    p = sub.add_parser("train", help="train a network through the reservoir, recording an HDF5 session",
-                       description="Train encoder and readout around the reservoir. Default: digits through "
-                                   "the embedded simulated ring with node perturbation. Every query is "
-                                   "recorded in an HDF5 session (--out, default data/runs/...); an "
-                                   "interrupted run continues with --resume FILE.h5.")
+def add_training_settings(p, single_run: bool) -> None:
+    """The settings of a training, shared by ``train`` and ``benchmark`` (method defaults where unset)."""
     p.add_argument("--task", default="digits", help="digits | iris | wine | waveforms (digits)")
-    p.add_argument("--method", default="node", help="node | pgt | spsa | backprop | readout (node)")
     p.add_argument("--reservoir", default=None, help="ring-sim | digital (ring-sim; ring-sim with --bench)")
     p.add_argument("--bench", type=Path, help="bench TOML: train through these instruments (real or served)")
-    p.add_argument("--steps", type=positive_int, help="optimizer steps (method default)")
+    p.add_argument("--model", default="dense", help="dense | transformer (dense)")
+    p.add_argument("--hidden", type=nonnegative_int, default=0,
+                   help="dense: width of a hidden digital layer after the reservoir (0: none)")
+    p.add_argument("--width", type=positive_int, default=16, help="transformer: model width (16)")
+    p.add_argument("--heads", type=positive_int, default=2, help="transformer: attention heads (2)")
+    p.add_argument("--blocks", type=positive_int, default=2,
+                   help="transformer: blocks, each with the reservoir as its feed-forward layer (2)")
+    p.add_argument("--tokens", type=nonnegative_int, default=0,
+                   help="transformer: tokens per sample (0: the task's own, digits 8 rows of 8 pixels)")
+    if single_run:
+        p.add_argument("--steps", type=positive_int, help="optimizer steps (method default)")
     p.add_argument("--batch-size", type=positive_int, help="samples per step (32)")
+    p.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (steps/20)")
+    p.add_argument("--holdout", default="test", help="test | validation: what evaluations measure; tune on "
+                                                     "validation, a split of the training data (test)")
+
+
+def add_train(sub):
+    p = sub.add_parser("train", help="train a network through the reservoir, recording an HDF5 session",
+                       description="Train the digital parts of a network around the reservoir. Default: "
+                                   "digits, the dense network, through the embedded simulated ring with node "
+                                   "perturbation. Every query is recorded in an HDF5 session (--out, default "
+                                   "data/runs/...); an interrupted run continues with --resume FILE.h5.")
+    add_training_settings(p, single_run=True)
+    p.add_argument("--method", default="node", help="node | pgt | pgt-enc | spsa | backprop | readout (node)")
     p.add_argument("--lr", type=positive_float, help="learning rate (method default)")
+    p.add_argument("--optimizer", help="sgd | momentum | adam (method default)")
     p.add_argument("--delta", type=positive_float, help="perturbation size δ (method default)")
     p.add_argument("--r", type=positive_int, help="pgt: perturbation entries uniform in {-r..r} (1)")
     p.add_argument("--p", type=probability, help="pgt: probability an entry is zeroed (0.5)")
     p.add_argument("--directions", type=positive_int, help="perturbation directions per step (method default)")
-    p.add_argument("--hidden", type=nonnegative_int, default=0, help="width of a hidden digital layer after the reservoir (0: none)")
-    p.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (steps/20)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="session file to write (default data/runs/<time>-<task>-<method>.h5)")
     p.add_argument("--resume", type=Path, metavar="FILE.h5", help="continue this interrupted session")
@@ -210,44 +227,34 @@ def add_train(sub):
     p.set_defaults(run=run_train)
 
 
-def train_config_from(args):
-    from labpgt.trainer import TrainConfig
-
+def training_settings(args) -> dict:
+    """TrainConfig values from the shared arguments (validated by TrainConfig itself)."""
     reservoir = args.reservoir or "ring-sim"
     if args.bench is not None:
         if args.reservoir not in (None, "ring-sim"):
             raise UserError(f"--bench measures through instruments; it cannot go with --reservoir {args.reservoir}")
         if not args.bench.is_file():
             raise UserError(f"bench config {args.bench} does not exist")
-    config = TrainConfig(task=args.task, method=args.method, reservoir=reservoir, steps=args.steps,
-                         batch_size=args.batch_size, lr=args.lr, delta=args.delta,
-                         **({"r": args.r} if args.r is not None else {}), p=args.p, directions=args.directions,
-                         hidden=args.hidden, eval_every=args.eval_every, seed=args.seed,
-                         bench=str(args.bench.resolve()) if args.bench else None)
-    if config.method == "backprop" and config.reservoir != "digital":
-        raise UserError("backprop needs a differentiable reservoir (--reservoir digital); "
-                        "the ring is measured, not differentiated")
-    return config.resolved()
+    values = dict(task=args.task, reservoir=reservoir, model=args.model, hidden=args.hidden, width=args.width,
+                  heads=args.heads, blocks=args.blocks, tokens=args.tokens, batch_size=args.batch_size,
+                  eval_every=args.eval_every, holdout=args.holdout,
+                  bench=str(args.bench.resolve()) if args.bench else None)
+    return {k: v for k, v in values.items() if v is not None}
 
 
-def make_reservoir_for(config):
-    from labpgt.experiments import reservoir_factory_for
+def train_config_from(args):
+    from labpgt.trainer import TrainConfig
 
-    return reservoir_factory_for(config)()
-
-
-def default_session_path(config) -> Path:
-    import time as _time
-
-    stamp = _time.strftime("%Y%m%d-%H%M%S")
-    return Path("data") / "runs" / f"{stamp}-{config.task}-{config.method}.h5"
+    optional = dict(steps=args.steps, lr=args.lr, optimizer=args.optimizer, delta=args.delta, r=args.r, p=args.p,
+                    directions=args.directions)
+    return TrainConfig(method=args.method, seed=args.seed, **training_settings(args),
+                       **{k: v for k, v in optional.items() if v is not None}).resolved()
 
 
 def run_train(args) -> int:
-    from labpgt.experiments import plot_history
-    from labpgt.runs import record_training, resume_training
-
     from labpgt.bench import BenchFault
+    from labpgt.plots import plot_history
+    from labpgt.runs import default_session_path, resume_training, start_training
 
     if args.resume is not None:
         if not args.resume.is_file():
@@ -257,15 +264,11 @@ def run_train(args) -> int:
         label = f"resume {session.name}"
     else:
         config = train_config_from(args)
-        session = args.out or default_session_path(config)
+        session = args.out or default_session_path(config.task, config.model, config.method)
         if session.exists():
             raise UserError(f"{session} exists; choose another --out, or continue it with --resume {session}")
-        session.parent.mkdir(parents=True, exist_ok=True)
-        reservoir = make_reservoir_for(config)
-        instruments = reservoir.identities() if hasattr(reservoir, "identities") else {}
-        start = lambda progress: record_training(config, session, reservoir=reservoir,  # noqa: E731
-                                                 instruments=instruments, progress=progress)
-        label = f"{config.task} {config.method} {config.reservoir}"
+        start = lambda progress: start_training(config, session, progress=progress)  # noqa: E731
+        label = f"{config.task} {config.model} {config.method} {config.reservoir}"
     try:
         with _progress_bar(args.quiet, label) as progress:
             result = start(progress)
@@ -277,9 +280,9 @@ def run_train(args) -> int:
               f"continue with labpgt train --resume {session}", file=sys.stderr)
         raise SystemExit(130) from None
     plot = args.plot or session.with_suffix(".png")
-    plot_history(result, str(plot))
+    plot_history(result, plot)
     q = result.queries
-    print(f"final test accuracy {result.final_test_accuracy:.4f} (train {result.final_train_accuracy:.4f})")
+    print(f"final {result.holdout} accuracy {result.final_accuracy:.4f} (train {result.final_train_accuracy:.4f})")
     print(f"reservoir queries: {result.training_queries} for training "
           f"({', '.join(f'{k} {v}' for k, v in q.items() if k != 'eval' and v)}), {result.eval_queries} for evaluation")
     print(f"wall time {result.wall_seconds:.1f} s, of which measuring {result.measure_seconds:.1f} s")
@@ -311,25 +314,31 @@ class _progress_bar:
 
 # --------------------------------------------------------------------------- benchmark
 def add_benchmark(sub):
-    p = sub.add_parser("benchmark", help="compare estimators by accuracy and reservoir queries",
-                       description="Train each method with each seed; the target is the mean final test "
-                                   "accuracy of pgt in the same run, and each run reports the training "
-                                   "queries it needed to reach it.")
-    p.add_argument("--task", default="digits")
-    p.add_argument("--reservoir", default="ring-sim", help="ring-sim | digital")
-    p.add_argument("--bench", type=Path, help="bench TOML (with --reservoir ring-sim)")
-    p.add_argument("--methods", default="pgt,node,readout", help="comma-separated (pgt,node,readout)")
+    p = sub.add_parser("benchmark", help="compare training methods by accuracy and reservoir queries",
+                       description="Train each method with each seed, each run its own session (a complete one is "
+                                   "read back, an interrupted one resumed), fanned out over dask worker "
+                                   "processes. The target is the mean final held-out accuracy of pgt in the "
+                                   "same benchmark; each run reports the training queries it needed to reach it.")
+    add_training_settings(p, single_run=False)
+    p.add_argument("--methods", default="pgt,node,readout",
+                   help="comma-separated variants METHOD[:KEY=VALUE...], e.g. pgt,pgt:optimizer=adam:lr=0.01,node")
     p.add_argument("--seeds", type=positive_int, default=1, help="seeds 0..N-1 per method (1)")
     p.add_argument("--steps", action="append", default=[], metavar="METHOD=N",
-                   help="steps for one method, e.g. --steps pgt=3000 (repeatable)")
+                   help="steps for one method or variant label, e.g. --steps pgt=3000 (repeatable)")
+    p.add_argument("--sessions", type=Path, help="directory of the runs' sessions (data/runs/benchmark-<time>); "
+                                                 "give an existing one to complete an interrupted benchmark")
+    p.add_argument("--workers", type=nonnegative_int, default=None,
+                   help="dask worker processes on this machine (its core count); 0 runs in this process")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="an existing dask cluster, e.g. tcp://10.0.0.5:8786")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON here")
+    p.add_argument("--plot", type=Path, metavar="PNG", help="accuracy against training queries per method")
     p.set_defaults(run=run_benchmark_command)
 
 
 def _steps_by_method(items):
     steps = {}
     for item in items:
-        method, _, value = item.partition("=")
+        method, _, value = item.rpartition("=")
         try:
             steps[method] = int(value)
         except ValueError:
@@ -340,27 +349,34 @@ def _steps_by_method(items):
 
 
 def run_benchmark_command(args) -> int:
-    import json
+    import os
 
-    from labpgt.experiments import format_table, run_benchmark
+    from labpgt.benchmark import Variant, format_table, plan_benchmark, run_plan, write_json
+    from labpgt.runs import default_session_path
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if "backprop" in methods and args.reservoir != "digital":
-        raise UserError("backprop needs a differentiable reservoir (--reservoir digital)")
-    steps = _steps_by_method(args.steps)
+    variants = [Variant.parse(m) for m in args.methods.split(",") if m.strip()]
+    settings = training_settings(args)
+    sessions = args.sessions or default_session_path("benchmark").with_suffix("")
+    plan = plan_benchmark(settings.pop("task"), settings.pop("reservoir"), variants, seeds=range(args.seeds),
+                          sessions_dir=sessions, steps_by_method=_steps_by_method(args.steps), **settings)
+    workers = args.workers if args.workers is not None else min(len(plan.runs), os.cpu_count() or 1)
 
-    def report(method, seed, result):
-        print(f"  {method:<9} seed {seed}: test accuracy {result.final_test_accuracy:.4f} after "
-              f"{result.training_queries} training queries ({result.wall_seconds:.0f} s)", file=sys.stderr, flush=True)
+    def report(label, seed, outcome):
+        print(f"  {label} seed {seed}: {outcome['holdout']} accuracy {outcome['final_accuracy']:.4f} after "
+              f"{outcome['training_queries']} training queries ({outcome['wall_seconds']:.0f} s)",
+              file=sys.stderr, flush=True)
 
-    bench = str(args.bench.resolve()) if args.bench else None
-    result = run_benchmark(args.task, args.reservoir, methods=methods, seeds=range(args.seeds),
-                           steps_by_method=steps, bench_path=bench, progress=report)
+    print(f"{len(plan.runs)} runs on {workers or 'no'} worker processes; sessions in {sessions}",
+          file=sys.stderr, flush=True)
+    result = run_plan(plan, workers=workers, scheduler=args.scheduler, progress=report)
     print(format_table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(result, args.json)
         print(f"wrote {args.json}")
+    if args.plot:
+        from labpgt.plots import plot_benchmark
+
+        print(f"wrote {plot_benchmark(result, args.plot)}")
     return 0
 
 
@@ -479,14 +495,14 @@ def sweep_range(option: str, text: str) -> tuple[float, float, int]:
 def run_sweep_command(args) -> int:
     from labpgt.bench import Bench, load_bench_config, simulated_bench_config
     from labpgt.inspection import threshold_line
-    from labpgt.runs import default_sweep_path, record_sweep
+    from labpgt.runs import default_session_path, record_sweep
     from labpgt.sweeps import THRESHOLD_SETTING, plan_sweep
 
     setting, generator, (start, stop, points) = swept_setting(args)
     config = load_bench_config(args.bench) if args.bench else simulated_bench_config(embedded=True, seed=args.seed)
     spec = plan_sweep(config, setting, start, stop, points, instrument=generator, tones=args.tones,
                       margin_db=args.margin_db)
-    session = args.out or default_sweep_path(setting)
+    session = args.out or default_session_path("sweep", setting)
     if session.exists():
         raise UserError(f"{session} exists: a session is never overwritten; choose another --out")
     traces = []

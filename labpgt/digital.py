@@ -64,5 +64,8 @@ class DigitalReservoir:
         if state:
             self._noise_rng.bit_generator.state = state
 
+    def identities(self) -> dict[str, str]:
+        return {}
+
     def close(self) -> None:
         pass

@@ -54,6 +54,7 @@ class Method:
     name: ClassVar[str]
     needs_differentiable_reservoir: ClassVar[bool] = False
     closed_form: ClassVar[bool] = False
+    learns_from_queries: ClassVar[bool] = False      # its state depends on the training queries it observed
     defaults: ClassVar[dict] = {}
 
     def __init__(self, config, reservoir):
@@ -64,6 +65,11 @@ class Method:
     @classmethod
     def check_config(cls, config) -> None:
         """Refuse, with one line, a training setting this method cannot run with."""
+        from labpgt.reservoirs import reservoir_kind
+
+        if cls.needs_differentiable_reservoir and not reservoir_kind(config.reservoir).differentiable:
+            raise UserError(f"{cls.name} needs a differentiable reservoir (--reservoir digital); "
+                            f"{config.reservoir} is measured, not differentiated")
 
     @classmethod
     def check(cls, config, reservoir) -> None:
@@ -80,7 +86,8 @@ class Method:
         raise NotImplementedError
 
     def observe(self, labels, U, features) -> None:
-        """Every training query the run measures, in order (a method that learns from them overrides this)."""
+        """Every query the run measures, in order (a method that ``learns_from_queries`` overrides this;
+        its state must depend only on the sequence of training-role rows, not on how they were grouped)."""
 
     def get_state(self) -> dict:
         return {"rng": self.rng.bit_generator.state}
@@ -140,6 +147,7 @@ class Node(ThroughTheLayer):
 
     @classmethod
     def check_config(cls, config) -> None:
+        super().check_config(config)
         if config.delta is not None and config.delta > 0.5:
             raise UserError(f"delta must be <= 0.5 for node perturbation (inputs live in [0, 1]), got {config.delta}")
 
@@ -288,6 +296,7 @@ class Readout(Method):
 
     @classmethod
     def check_config(cls, config) -> None:
+        super().check_config(config)
         if config.hidden:
             raise UserError("the readout baseline has no hidden layer; use hidden=0")
 

@@ -1,4 +1,8 @@
-"""PNG figures people would rather look at than read: spectra (matplotlib, Agg, no screen needed)."""
+"""PNG figures people would rather look at than read (matplotlib, Agg, no screen needed).
+
+Spectra, a training's loss and accuracy against the reservoir queries it spent, and a benchmark's
+accuracy-against-queries curves per method (mean over seeds, with the spread of the seeds).
+"""
 
 from __future__ import annotations
 
@@ -33,6 +37,58 @@ def plot_spectrum(frequencies_hz: np.ndarray, trace_dbm: np.ndarray, path: str |
     return path
 
 
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_history(result, path) -> Path:
+    """A training's loss and accuracy against training queries (``result``: a :class:`labpgt.runs.RunResult`)."""
+    plt = _pyplot()
+    h, held = result.history, result.holdout
+    q = [e["training_queries"] for e in h]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, what, label in ((ax_loss, "loss", "cross-entropy loss"), (ax_acc, "accuracy", "accuracy")):
+        ax.plot(q, [e[f"train_{what}"] for e in h], marker=".", label="train")
+        ax.plot(q, [e[f"{held}_{what}"] for e in h], marker=".", label=held)
+        ax.set_xlabel("training queries")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax_acc.set_ylim(0.0, 1.0)
+    c = result.config
+    fig.suptitle(f"{c['task']} — {c.get('model', 'dense')} — {c['method']} — {c['reservoir']} reservoir")
+    return _save(fig, path)
+
+
+def plot_benchmark(benchmark: dict, path, title: str = "") -> Path:
+    """Held-out accuracy against training queries, one curve per method: the mean over seeds at each
+    evaluation, the seeds' range shaded (``benchmark`` as :func:`labpgt.benchmark.run_benchmark` returns it)."""
+    plt = _pyplot()
+    held = benchmark["holdout"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    methods = list(dict.fromkeys(row["method"] for row in benchmark["results"]))
+    for method in methods:
+        rows = [r for r in benchmark["results"] if r["method"] == method]
+        n = min(len(r["history"]) for r in rows)
+        q = np.mean([[e["training_queries"] for e in r["history"][:n]] for r in rows], axis=0)
+        acc = np.array([[e[f"{held}_accuracy"] for e in r["history"][:n]] for r in rows])
+        line, = ax.plot(q, acc.mean(axis=0), marker="." if n > 1 else "o", label=f"{method} ({len(rows)} seeds)")
+        if len(rows) > 1:
+            ax.fill_between(q, acc.min(axis=0), acc.max(axis=0), color=line.get_color(), alpha=0.15)
+    ax.axhline(benchmark["target_accuracy"], color="grey", lw=0.8, ls="--", label="target (mean pgt)")
+    ax.set_xscale("log")
+    ax.set_xlabel("training queries (log scale)")
+    ax.set_ylabel(f"{held} accuracy")
+    ax.set_ylim(0.0, 1.0)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"{benchmark['task']} — {benchmark['model']} — {benchmark['reservoir']}")
+    return _save(fig, path)
 def plot_sweep(points: dict, frequencies_hz: np.ndarray, spectra_dbm: np.ndarray, path: str | Path, *,
                value_label: str, margin_level_db: float | None = None, threshold: float = float("nan"),
                title: str = "") -> Path:
@@ -65,7 +121,7 @@ def plot_sweep(points: dict, frequencies_hz: np.ndarray, spectra_dbm: np.ndarray
     if margin_ax.get_legend_handles_labels()[0]:
         margin_ax.legend(loc="best", fontsize="small")
     fig.suptitle(title)
-    return _save(plt, fig, path)
+    return _save(fig, path)
 
 
 def _waterfall(fig, ax, values: np.ndarray, frequencies_hz: np.ndarray, spectra_dbm: np.ndarray, value_label: str):
@@ -81,12 +137,3 @@ def _waterfall(fig, ax, values: np.ndarray, frequencies_hz: np.ndarray, spectra_
     ax.set_ylabel(value_label)
 
 
-
-def _save(plt, fig, path: str | Path) -> Path:
-    """Lay ``fig`` out, write it to ``path`` (its folder made if need be) and free it."""
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

@@ -142,6 +142,9 @@ class ReplayReservoir:
                            frequencies=self.frequencies, settings=rows["settings"], started=rows["timestamp"],
                            attempts=rows["attempts"])
 
+    def identities(self) -> dict[str, str]:
+        return dict(self.session.instruments)
+
     def get_rng_state(self) -> dict:
         return {}                    # the recording is the randomness
 

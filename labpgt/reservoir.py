@@ -53,4 +53,7 @@ class Reservoir(Protocol):
 
     def set_rng_state(self, state: dict) -> None: ...
 
+    def identities(self) -> dict[str, str]:
+        """Each instrument's identity (``*IDN?``), recorded in the session; ``{}`` without instruments."""
+
     def close(self) -> None: ...

@@ -14,6 +14,9 @@ import what they need when called, so naming a reservoir costs nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 from labpgt.errors import UserError
 
 
@@ -30,15 +33,25 @@ def _ring(config):
     return bench.load_bench(config.bench) if config.bench else bench.embedded_bench(seed=config.seed)
 
 
-RESERVOIRS = {"digital": _digital, "ring-sim": _ring}
+@dataclass(frozen=True)
+class ReservoirKind:
+    """A reservoir a run can name: how to make it, and whether it can be differentiated (backprop)."""
+
+    make: Callable
+    differentiable: bool
 
 
-def check_reservoir_name(name: str) -> None:
-    if name not in RESERVOIRS:
-        raise UserError(f"unknown reservoir {name!r}; valid reservoirs: {', '.join(RESERVOIRS)}")
+RESERVOIRS = {"digital": ReservoirKind(_digital, differentiable=True),
+              "ring-sim": ReservoirKind(_ring, differentiable=False)}
+
+
+def reservoir_kind(name: str) -> ReservoirKind:
+    try:
+        return RESERVOIRS[name]
+    except KeyError:
+        raise UserError(f"unknown reservoir {name!r}; valid reservoirs: {', '.join(RESERVOIRS)}") from None
 
 
 def make_reservoir(config):
     """The reservoir ``config`` (a TrainConfig) names, seeded by ``config.seed``."""
-    check_reservoir_name(config.reservoir)
-    return RESERVOIRS[config.reservoir](config)
+    return reservoir_kind(config.reservoir).make(config)

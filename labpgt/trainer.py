@@ -35,7 +35,7 @@ from labpgt.estimators import NodePerturbation
 from labpgt.methods import METHODS, method_class
 from labpgt.optimizers import OPTIMIZERS, Optimizer
 from labpgt.recording import Checkpoint, NullRecorder, QueryLabels
-from labpgt.reservoirs import check_reservoir_name
+from labpgt.reservoirs import reservoir_kind
 from labpgt.tasks import HOLDOUTS, TASKS, Task, load_task
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -95,7 +95,7 @@ class TrainConfig:
         if self.task not in TASKS:
             bad(f"unknown task {self.task!r}; valid tasks: {', '.join(TASKS)}")
         method = method_class(self.method)
-        check_reservoir_name(self.reservoir)
+        reservoir_kind(self.reservoir)
         if self.holdout not in HOLDOUTS:
             bad(f"unknown holdout {self.holdout!r}; valid: {', '.join(HOLDOUTS)}")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
@@ -182,6 +182,7 @@ class Trainer:
         self.queries = {role: 0 for role in TRAINING_ROLES + ("eval",)}
         self.history: list[dict] = []
         self.measure_seconds = 0.0
+        self.run_seconds = 0.0             # wall time inside run(), over every resume
         self.started = False
 
     def _trainable(self) -> dict:
@@ -219,6 +220,7 @@ class Trainer:
     def run(self, progress=None) -> "Trainer":
         """Run until ``config.steps`` steps are done; ``progress(steps_done, steps)`` after each step."""
         c = self.config
+        self._run_started, self._run_seconds_before = time.perf_counter(), self.run_seconds
         if not self.started:
             self._start()
         if self.method.closed_form:
@@ -235,6 +237,7 @@ class Trainer:
         return self
 
     def _report(self, s: int, values: dict, checkpoint: bool) -> None:
+        self.run_seconds = self._run_seconds_before + time.perf_counter() - self._run_started
         values.update(training_queries=self.training_queries, eval_queries=self.queries["eval"],
                       measure_seconds=self.measure_seconds)
         self.recorder.record_step(s, values)
@@ -317,7 +320,8 @@ class Trainer:
         rng_states = {"batches": self.batch_rng.bit_generator.state, "method": self.method.get_state(),
                       "reservoir": self.reservoir.get_rng_state()}
         trainer_state = {"queries": dict(self.queries), "history": [dict(h) for h in self.history],
-                         "lr": self.lr, "measure_seconds": self.measure_seconds, "steps_done": self.step}
+                         "lr": self.lr, "measure_seconds": self.measure_seconds, "run_seconds": self.run_seconds,
+                         "steps_done": self.step}
         return Checkpoint(step=self.step - 1, params={k: np.array(v) for k, v in self.params.items()},
                           optimizer_state=self.optimizer.state_arrays(), rng_states=rng_states,
                           trainer_state=json.loads(json.dumps(trainer_state)),
@@ -325,13 +329,15 @@ class Trainer:
 
     @classmethod
     def restore(cls, config: TrainConfig, reservoir, checkpoint: Checkpoint, task: Task | None = None,
-                recorder=None) -> "Trainer":
+                recorder=None, observed=None) -> "Trainer":
         """A trainer that continues after ``checkpoint.step`` exactly as the original run would have.
 
-        A method that learns from the run's queries (``observe``) must have been shown them again
-        before this (see :mod:`labpgt.runs`).
+        ``observed``: the ``(labels, U, features)`` of the training queries up to the checkpoint, in
+        order, for a method that learns from them (see :mod:`labpgt.runs`); shown to it first.
         """
         trainer = cls(config, reservoir, task=task, recorder=recorder)
+        for labels, U, features in observed or ():
+            trainer.method.observe(labels, U, features)
         trainer.params = {k: np.array(v, dtype=np.float64) for k, v in checkpoint.params.items()}
         trainer.optimizer.load_state_arrays(checkpoint.optimizer_state)
         trainer.batch_rng.bit_generator.state = checkpoint.rng_states["batches"]
@@ -343,6 +349,7 @@ class Trainer:
         trainer.history = [dict(h) for h in state["history"]]
         trainer.lr = float(state["lr"])
         trainer.measure_seconds = float(state.get("measure_seconds", 0.0))
+        trainer.run_seconds = float(state.get("run_seconds", 0.0))
         trainer.step = int(checkpoint.step) + 1
         trainer.started = True
         return trainer

@@ -62,10 +62,11 @@ class RingSweep(BenchSafety, Procedure):
         super().__init__(*args, **kwargs)
 
     def startup(self):
-        from labpgt.runs import default_sweep_path
+        from labpgt.runs import default_session_path
 
         setting, _ = TARGETS[self.target]
-        self.session_path = Path(self.output) if self.output else default_sweep_path(setting, DEFAULT_RUNS_DIR)
+        self.session_path = Path(self.output) if self.output \
+            else default_session_path("sweep", setting, runs_dir=DEFAULT_RUNS_DIR)
 
     def sweep_spec(self, bench_config):
         """The sweep these parameters ask for on the bench of ``bench_config`` (a one-line UserError if it has none)."""

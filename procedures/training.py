@@ -1,9 +1,10 @@
 """``PGTTraining``: one training run as a PyMeasure Procedure, recorded in a labpgt session file.
 
-The HDF5 session (written by :class:`labpgt.session.SessionWriter` as the trainer's recorder) is
-*the* record of the run. The rows this procedure emits on the ``results`` topic (one per completed
-step: Step, Loss, Train accuracy, Test accuracy, Queries) only feed PyMeasure's plots; the CSV
-PyMeasure writes from them is a derived summary, ``<session>.csv`` beside the session.
+The run is :func:`labpgt.runs.start_training`, the same routine as ``labpgt train``; the HDF5
+session it writes is *the* record of the run. The rows this procedure emits on the ``results`` topic
+(one per completed step, exactly one for every method: Step, Loss, Train accuracy, Held-out
+accuracy, Queries) only feed PyMeasure's plots; the CSV PyMeasure writes from them is a derived
+summary, ``<session>.csv`` beside the session.
 
 Stopping: the reservoir is wrapped in :class:`StoppableReservoir`, which measures one query at a
 time and raises :class:`StopRequested` as soon as ``should_stop()`` is true — between queries,
@@ -20,7 +21,6 @@ Live spectra: every measured trace is pushed into :attr:`PGTTraining.feed`, a th
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import threading
 from collections import deque
@@ -31,11 +31,13 @@ from pymeasure.experiment import (BooleanParameter, FloatParameter, IntegerParam
                                   Procedure)
 
 from labpgt.reservoir import Measurement
+from labpgt.runs import DEFAULT_RUNS_DIR, default_session_path
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
-DEFAULT_RUNS_DIR = Path("data") / "runs"
+__all__ = ["DEFAULT_RUNS_DIR", "PGTTraining", "SpectrumFeed", "StopRequested", "StoppableReservoir",
+           "default_session_path", "summary_csv_path"]
 
 
 class StopRequested(Exception):
@@ -127,10 +129,11 @@ def concatenate_measurements(parts: list[Measurement]) -> Measurement:
 class EmittingRecorder:
     """The session writer as the trainer's recorder, plus one ``results`` row per step after it is flushed."""
 
-    def __init__(self, writer, emit, steps: int):
+    def __init__(self, writer, emit, steps: int, holdout: str = "test"):
         self.writer = writer
         self.emit = emit
         self.steps = max(int(steps), 1)
+        self.holdout = holdout
 
     def record_queries(self, labels, U, measurement) -> None:
         self.writer.record_queries(labels, U, measurement)
@@ -143,24 +146,12 @@ class EmittingRecorder:
             return float("nan") if value is None else float(value)
 
         self.emit("results", {"Step": int(step) + 1, "Loss": get("loss"), "Train accuracy": get("train_accuracy"),
-                              "Test accuracy": get("test_accuracy"),
+                              "Held-out accuracy": get(f"{self.holdout}_accuracy"),
                               "Queries": int(values.get("training_queries", 0))})
         self.emit("progress", min(100.0, 100.0 * (int(step) + 1) / self.steps))
 
     def checkpoint(self, checkpoint) -> None:
         self.writer.checkpoint(checkpoint)
-
-
-def default_session_path(task: str, method: str, runs_dir=DEFAULT_RUNS_DIR, taken=()) -> Path:
-    """``<runs_dir>/<timestamp>-<task>-<method>.h5``, made unique against existing files and ``taken``."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(runs_dir) / f"{stamp}-{task}-{method}"
-    path, n = base.with_suffix(".h5"), 1
-    taken = {str(Path(t)) for t in taken}
-    while path.exists() or str(path) in taken:
-        n += 1
-        path = Path(f"{base}-{n}.h5")
-    return path
 
 
 def summary_csv_path(session_path) -> Path:
@@ -207,7 +198,8 @@ class PGTTraining(BenchSafety, Procedure):
     """Train a network through the reservoir (perturbative gradient training), recording a session file."""
 
     task = ListParameter("Task", choices=["digits", "iris", "wine", "waveforms"], default="digits")
-    method = ListParameter("Method", choices=["node", "pgt", "spsa", "readout", "backprop"], default="node")
+    model = ListParameter("Model", choices=["dense", "transformer"], default="dense")
+    method = ListParameter("Method", choices=["node", "pgt", "pgt-enc", "spsa", "readout", "backprop"], default="node")
     reservoir = ListParameter("Reservoir", choices=["ring-sim", "digital"], default="ring-sim")
     bench_config = Parameter("Bench config (.toml, empty = embedded simulated bench)", default="")
     steps = IntegerParameter("Steps", minimum=1, maximum=1_000_000, default=40)
@@ -219,27 +211,33 @@ class PGTTraining(BenchSafety, Procedure):
     r = IntegerParameter("r (PGT entries in ±r)", minimum=1, maximum=100, default=1)
     p = FloatParameter("p dropout (−1 = method default)", minimum=-1.0, maximum=0.99, default=-1.0, decimals=3)
     directions = IntegerParameter("Directions (0 = method default)", minimum=0, maximum=1024, default=0)
+    width = IntegerParameter("Transformer width", minimum=1, maximum=4096, default=16)
+    heads = IntegerParameter("Transformer heads", minimum=1, maximum=64, default=2)
+    blocks = IntegerParameter("Transformer blocks", minimum=1, maximum=64, default=2)
+    holdout = ListParameter("Evaluate on", choices=["test", "validation"], default="test")
     eval_every = IntegerParameter("Evaluate every (steps)", minimum=1, maximum=1_000_000, default=10)
     eval_samples = IntegerParameter("Eval training samples", minimum=1, maximum=100_000, default=100)
     seed = IntegerParameter("Seed", minimum=0, maximum=2**31 - 1, default=0)
-    output = Parameter("Session file (.h5, empty = data/runs/<time>-<task>-<method>.h5)", default="")
+    output = Parameter("Session file (.h5, empty = data/runs/<time>-<task>-<model>-<method>.h5)", default="")
     keep_feed = BooleanParameter("Live spectra", default=True)
 
-    DATA_COLUMNS = ["Step", "Loss", "Train accuracy", "Test accuracy", "Queries"]
+    DATA_COLUMNS = ["Step", "Loss", "Train accuracy", "Held-out accuracy", "Queries"]
 
     def __init__(self, *args, **kwargs):
         self.feed = SpectrumFeed()
         self.bench = None          # the reservoir (a Bench for ring-sim): kept for inspection after the run
         self.session_path = None
         self.result = None
+        self.steps_done = 0        # complete steps of the run in progress
         super().__init__(*args, **kwargs)
 
     # ---- building
     def train_config(self):
         from labpgt.trainer import TrainConfig
 
-        values = dict(task=self.task, method=self.method, reservoir=self.reservoir, steps=int(self.steps),
-                      batch_size=int(self.batch_size), r=int(self.r), seed=int(self.seed),
+        values = dict(task=self.task, model=self.model, method=self.method, reservoir=self.reservoir,
+                      steps=int(self.steps), batch_size=int(self.batch_size), r=int(self.r), seed=int(self.seed),
+                      width=int(self.width), heads=int(self.heads), blocks=int(self.blocks), holdout=self.holdout,
                       eval_every=int(self.eval_every), eval_train_samples=int(self.eval_samples),
                       bench=(self.bench_config or None) if self.reservoir == "ring-sim" else None)
         if self.lr > 0:
@@ -250,47 +248,31 @@ class PGTTraining(BenchSafety, Procedure):
             values["p"] = float(self.p)
         if self.directions > 0:
             values["directions"] = int(self.directions)
-        return TrainConfig(**values)
+        return TrainConfig(**values).resolved()
 
     def startup(self):
         config = self.train_config()
         self.config = config
-        path = Path(self.output) if self.output else default_session_path(config.task, config.method)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = Path(self.output) if self.output else default_session_path(config.task, config.model, config.method)
         self.session_path = path
         log.info("PGTTraining: %s on %s (%s), session %s", config.method, config.task, config.reservoir, path)
 
     # ---- running
     def execute(self):
-        from labpgt.experiments import reservoir_factory_for, result_from_trainer
-        from labpgt.session import SessionWriter
-        from labpgt.trainer import Trainer
+        from labpgt.reservoirs import make_reservoir
+        from labpgt.runs import start_training
 
-        writer = None
+        config = self.config
         try:
-            self.bench = reservoir_factory_for(self.config)()
-            identities = self.bench.identities() if hasattr(self.bench, "identities") else {}
-            reservoir = StoppableReservoir(self.bench, self.should_stop, self.feed if self.keep_feed else None)
-            trainer = Trainer(self.config, reservoir)
-            writer = SessionWriter.for_trainer(self.session_path, trainer, instruments=identities)
-            trainer.recorder = EmittingRecorder(writer, self.emit, trainer.config.steps)
-            self.trainer = trainer
-            try:
-                trainer.run()
-            except StopRequested as exc:
-                log.warning("PGTTraining stopped after %d complete step(s) (%s); resume with "
-                            "`labpgt train --resume %s`", trainer.step, exc, self.session_path)
-                return
-            self.result = result_from_trainer(trainer, 0.0)
-            if trainer.config.method == "readout":     # one 'step'; emit its row
-                last = trainer.history[-1]
-                self.emit("results", {"Step": 1, "Loss": last["train_loss"],
-                                      "Train accuracy": last["train_accuracy"],
-                                      "Test accuracy": last["test_accuracy"],
-                                      "Queries": trainer.training_queries})
-            log.info("PGTTraining finished: test accuracy %.4f after %d training queries; session %s",
-                     self.result.final_test_accuracy, self.result.training_queries, self.session_path)
+            self.bench = make_reservoir(config)
+            self.result = start_training(
+                config, self.session_path, reservoir=self.bench,
+                progress=lambda step, steps: setattr(self, "steps_done", step),
+                wrap_reservoir=lambda r: StoppableReservoir(r, self.should_stop, self.feed if self.keep_feed else None),
+                wrap_recorder=lambda w: EmittingRecorder(w, self.emit, config.steps, config.holdout))
+            log.info("PGTTraining finished: %s accuracy %.4f after %d training queries; session %s",
+                     self.result.holdout, self.result.final_accuracy, self.result.training_queries, self.session_path)
+        except StopRequested as exc:
+            log.warning("PGTTraining stopped (%s); resume with `labpgt train --resume %s`", exc, self.session_path)
         finally:
-            self._close_record_and_rf_off(writer)
-
-
+            self._rf_off()

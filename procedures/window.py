@@ -281,14 +281,15 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
 
 # --------------------------------------------------------------------------- the window
 PLOTS = {
-    PGTTraining: (("Loss", "Step", "Loss", False), ("Accuracy", "Step", "Test accuracy", True)),
+    PGTTraining: (("Loss", "Step", "Loss", False), ("Accuracy", "Step", "Held-out accuracy", True)),
     RingSweep: (("Peak power", "Value", "Peak power (dBm)", True), ("Margin", "Value", "Margin (dB)", True)),
 }
-INPUTS = {PGTTraining: ("task", "method", "reservoir", "bench_config", "steps", "batch_size", "lr", "delta", "r", "p",
-                        "directions", "eval_every", "eval_samples", "seed", "output", "keep_feed"),
+INPUTS = {PGTTraining: ("task", "model", "method", "reservoir", "bench_config", "steps", "batch_size", "lr", "delta",
+                        "r", "p", "directions", "width", "heads", "blocks", "holdout", "eval_every", "eval_samples",
+                        "seed", "output", "keep_feed"),
           RingSweep: ("target", "generator", "start", "stop", "points", "tones", "margin_db", "bench_config", "seed",
                       "output")}
-DISPLAYS = {PGTTraining: ("task", "method", "reservoir", "steps", "output"),
+DISPLAYS = {PGTTraining: ("task", "model", "method", "reservoir", "steps", "output"),
             RingSweep: ("target", "start", "stop", "points", "output")}
 
 
@@ -346,9 +347,9 @@ class TrainingWindow(ManagedWindowBase):
                           "choose another file or leave the field empty", session)
                 return None
         else:
-            first, second = ((procedure.task, procedure.method) if isinstance(procedure, PGTTraining)
-                             else ("sweep", procedure.target.replace(" ", "-")))
-            session = default_session_path(first, second, self.runs_dir, taken=self._assigned)
+            labels = ((procedure.task, procedure.model, procedure.method) if isinstance(procedure, PGTTraining)
+                      else ("sweep", procedure.target))
+            session = default_session_path(*labels, runs_dir=self.runs_dir, taken=self._assigned)
             procedure.output = str(session)
         self._assigned.add(str(session))
         session.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from labpgt.instruments.simulated import SimulatedBench
 from labpgt.instruments.simulated.scpi import ERROR_QUEUE_LENGTH, ERROR_TEXTS
 from labpgt.session import SessionReader, SessionWriter
 from labpgt.inspection import format_inspection, inspect_session
-from labpgt.runs import record_training
+from labpgt.runs import start_training
 from labpgt.trainer import TrainConfig
 
 FUZZ = settings(max_examples=200, deadline=1000, derandomize=True, database=None,
@@ -127,7 +127,7 @@ def sessions(tmp_path_factory):
     (/2), and a training and a sweep as labpgt-session/1 wrote them; with each one's datasets."""
     root = tmp_path_factory.mktemp("fuzz")
     complete = root / "complete.h5"
-    record_training(CONFIG, complete)
+    start_training(CONFIG, complete)
     live = root / "live.h5"
     shutil.copy(complete, live)
     writer, _ = SessionWriter.open_for_resume(live)

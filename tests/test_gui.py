@@ -62,7 +62,7 @@ def test_abort_button_stops_between_queries_rf_off_and_resumable(qtbot, window):
     set_inputs(window, **{**QUICK, "steps": 10})
     experiment = window.queue()
     procedure = experiment.procedure
-    qtbot.waitUntil(lambda: getattr(getattr(procedure, "trainer", None), "step", 0) >= 2, timeout=20_000)
+    qtbot.waitUntil(lambda: procedure.steps_done >= 2, timeout=20_000)
     qtbot.mouseClick(window.abort_button, QtCore.Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not window.manager.is_running(), timeout=10_000)
     assert procedure.status == procedure.ABORTED

@@ -75,8 +75,23 @@ def test_training_records_a_complete_session_and_turns_rf_off(tmp_path):
     assert not any(g.output_on for g in p.bench.simulator.generators)
     data = Results.load(str(tmp_path / "run.csv")).data
     assert list(data["Step"]) == [1, 2, 3, 4, 5, 6]
-    assert np.isnan(data["Test accuracy"][0]) and np.isfinite(data["Test accuracy"][2])
+    assert np.isnan(data["Held-out accuracy"][0]) and np.isfinite(data["Held-out accuracy"][2])
     assert p.feed.count == info["queries"]          # every measured trace reached the feed
+
+
+@pytest.mark.parametrize("method", ["node", "pgt", "pgt-enc", "spsa", "backprop", "readout"])
+@pytest.mark.parametrize("model", ["dense", "transformer"])
+def test_the_gui_receives_exactly_one_result_row_per_step_for_every_method(tmp_path, method, model):
+    """What PyMeasure's worker hands the window (the results rows it writes) is one row per recorded step."""
+    p = quick_training(tmp_path, method=method, model=model, reservoir="digital", steps=4, eval_every=2,
+                       width=4, heads=1, blocks=1, directions=0)
+    run_worker(p, tmp_path / "run.csv")
+    assert p.status == Procedure.FINISHED
+    data = Results.load(str(tmp_path / "run.csv")).data
+    steps = 1 if method == "readout" else 4          # the readout is fitted in one step
+    assert list(data["Step"]) == list(range(1, steps + 1))
+    assert inspect_session(tmp_path / "run.h5")["steps"] == steps
+    assert np.isfinite(data["Held-out accuracy"].iloc[-1])
 
 
 def test_abort_mid_step_leaves_a_resumable_session_and_rf_off(tmp_path):
@@ -84,7 +99,7 @@ def test_abort_mid_step_leaves_a_resumable_session_and_rf_off(tmp_path):
     worker = Worker(Results(p, str(tmp_path / "run.csv")))
     worker.start()
     deadline = time.time() + 30
-    while (p.trainer if hasattr(p, "trainer") else None) is None or p.trainer.step < 2:
+    while p.steps_done < 2:
         assert time.time() < deadline
         time.sleep(0.01)
     time.sleep(0.05)                      # somewhere inside step 3
@@ -96,7 +111,7 @@ def test_abort_mid_step_leaves_a_resumable_session_and_rf_off(tmp_path):
     info = inspect_session(tmp_path / "run.h5")
     assert not info["completed"] and 2 <= info["steps"] < 8
     result = resume_training(tmp_path / "run.h5")
-    assert result.final_test_accuracy >= 0
+    assert result.final_accuracy >= 0
     info = inspect_session(tmp_path / "run.h5")
     assert info["completed"] and info["steps"] == 8
 

@@ -12,7 +12,7 @@ import pytest
 
 from labpgt.replay import ReplayReservoir, refit_readout, replay_session
 from labpgt.session import SessionReader
-from labpgt.runs import record_training
+from labpgt.runs import start_training
 from labpgt.trainer import TrainConfig
 
 SMALL = dict(task="iris", reservoir="digital", steps=6, eval_every=3, batch_size=16, eval_train_samples=40,
@@ -26,7 +26,7 @@ def fingerprint(path):
 @pytest.fixture(scope="module")
 def ring_session(tmp_path_factory):
     path = tmp_path_factory.mktemp("ring") / "ring.h5"
-    record_training(TrainConfig(task="iris", method="node", reservoir="ring-sim", steps=2, eval_every=2, batch_size=8,
+    start_training(TrainConfig(task="iris", method="node", reservoir="ring-sim", steps=2, eval_every=2, batch_size=8,
                                 directions=2, eval_train_samples=16, seed=0), path)
     return path
 
@@ -34,7 +34,7 @@ def ring_session(tmp_path_factory):
 @pytest.mark.parametrize("method", ["node", "pgt", "spsa", "backprop", "readout"])
 def test_replay_reproduces_digital_runs(tmp_path, method):
     path = tmp_path / f"{method}.h5"
-    record_training(TrainConfig(method=method, **SMALL), path)
+    start_training(TrainConfig(method=method, **SMALL), path)
     before = fingerprint(path)
     report = replay_session(path)
     assert report.ok, report.first_divergence
@@ -83,7 +83,7 @@ def test_altered_input_is_named(ring_session, tmp_path):
 
 def test_altered_feature_diverges_and_altered_checkpoint_is_named(tmp_path):
     path = tmp_path / "pgt.h5"
-    record_training(TrainConfig(method="pgt", **SMALL), path)
+    start_training(TrainConfig(method="pgt", **SMALL), path)
 
     def change_checkpoint(f):
         f["checkpoints/params/out_b"][3, 0] += 1e-12
@@ -119,6 +119,6 @@ def test_refit_readout_offline(ring_session, tmp_path):
     assert 0.0 <= result["test_accuracy"] <= 1.0 and result["n_train"] == 16
     assert fingerprint(ring_session) == before
     path = tmp_path / "readout.h5"
-    record_training(TrainConfig(method="readout", **SMALL), path)
+    start_training(TrainConfig(method="readout", **SMALL), path)
     result = refit_readout(path)
     assert result["source"] == "baseline" and result["test_accuracy"] > 0.6

@@ -11,7 +11,7 @@ import pytest
 
 from labpgt.bench import Bench, BenchFault, bench_config_toml, embedded_bench, simulated_bench_config
 from labpgt.session import SessionReader
-from labpgt.runs import record_training
+from labpgt.runs import start_training
 from labpgt.trainer import TrainConfig
 
 
@@ -29,7 +29,7 @@ def quick_config(**overrides):
 
 def test_rf_off_after_a_normal_end(tmp_path):
     bench = embedded_bench(seed=1)
-    record_training(quick_config(), tmp_path / "run.h5", reservoir=bench)
+    start_training(quick_config(), tmp_path / "run.h5", reservoir=bench)
     assert simulated_outputs(bench) == [False] * 4
 
 
@@ -46,7 +46,7 @@ def test_rf_off_after_an_exception_mid_run(tmp_path):
 
     bench.measure = failing_measure
     with pytest.raises(RuntimeError):
-        record_training(quick_config(), tmp_path / "run.h5", reservoir=bench)
+        start_training(quick_config(), tmp_path / "run.h5", reservoir=bench)
     assert simulated_outputs(bench) == [False] * 4
     with SessionReader(tmp_path / "run.h5") as session:  # the record is still a valid session
         assert session.last_complete_step is None or session.last_complete_step >= -1

@@ -21,7 +21,7 @@ from labpgt.export import export_session
 from labpgt.inspection import format_inspection, inspect_session
 from labpgt.recording import Checkpoint, QueryLabels
 from labpgt.reservoir import Measurement
-from labpgt.runs import record_training
+from labpgt.runs import start_training
 from labpgt.session import SCHEMA, SessionReader, SessionWriter, params_sha256
 from labpgt.trainer import TrainConfig
 
@@ -221,11 +221,11 @@ RING_CONFIG = dict(task="iris", method="node", reservoir="ring-sim", steps=24, e
 
 TRAIN_SCRIPT = textwrap.dedent("""
     import json, sys
-    from labpgt.runs import record_training, resume_training
+    from labpgt.runs import start_training, resume_training
     from labpgt.trainer import TrainConfig
     progress = lambda done, total: print(done, flush=True)
     if sys.argv[1] == "fresh":
-        record_training(TrainConfig(**json.loads(sys.argv[3])), sys.argv[2], progress=progress)
+        start_training(TrainConfig(**json.loads(sys.argv[3])), sys.argv[2], progress=progress)
     else:
         resume_training(sys.argv[2], progress=progress)
 """)
@@ -248,7 +248,7 @@ def _run_and_kill(mode, path, config, at_step, rng) -> int:
 @pytest.mark.parametrize("config, stride", [(CONFIG, (8, 30)), (RING_CONFIG, (2, 6))], ids=["digital", "ring-sim"])
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride):
     reference = tmp_path / "reference.h5"
-    result = record_training(TrainConfig(**config), reference)
+    result = start_training(TrainConfig(**config), reference)
     with SessionReader(reference) as ref:
         ref_params = [params_sha256(ref.checkpoint(j).params) for j in range(ref.n_checkpoints)]
         ref_queries = ref.queries(fields=("u", "features"))
@@ -278,7 +278,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride)
     assert info["completed"] and info["steps"] == config["steps"]
     assert info["final_params_sha256"] == ref_info["final_params_sha256"] == ref_params[-1]
     assert info["queries"] == ref_info["queries"] and info["queries_by_role"] == ref_info["queries_by_role"]
-    assert info["test_accuracy"] == pytest.approx(result.final_test_accuracy, abs=0)
+    assert info["test_accuracy"] == pytest.approx(result.final_accuracy, abs=0)
     with SessionReader(path) as r, SessionReader(reference) as ref:
         np.testing.assert_array_equal(r.steps()["loss"], ref.steps()["loss"])
         assert r.last_checkpoint().trainer_state["history"] == ref.last_checkpoint().trainer_state["history"]

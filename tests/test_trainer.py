@@ -5,11 +5,11 @@ import pytest
 
 from labpgt.digital import DigitalReservoir
 from labpgt.errors import UserError
+from labpgt.recording import Checkpoint
 from labpgt.reservoirs import make_reservoir
-from labpgt.experiments import (format_table, plot_history, queries_to_target, run_benchmark,
-                                run_training)
+from labpgt.runs import start_training
 from labpgt.tasks import load_task
-from labpgt.trainer import Checkpoint, TrainConfig, Trainer
+from labpgt.trainer import TrainConfig, Trainer
 
 
 class ListRecorder:
@@ -153,40 +153,27 @@ def test_backprop_refuses_a_measured_reservoir(iris):
 
 
 def test_training_learns_digits_and_readout_counts_one_query_per_sample():
-    node = run_training(TrainConfig(method="node", steps=60, eval_every=20, eval_train_samples=100))
-    assert node.final_test_accuracy > 0.8
+    node = start_training(TrainConfig(method="node", steps=60, eval_every=20, eval_train_samples=100))
+    assert node.holdout == "test" and node.final_accuracy > 0.8
     assert node.history[0]["test_accuracy"] < 0.3              # it was learning, not starting there
-    readout = run_training(TrainConfig(method="readout"))
+    readout = start_training(TrainConfig(method="readout"))
     n_train = len(load_task("digits").y_train)
     assert readout.training_queries == n_train == readout.queries["baseline"]
     assert readout.eval_queries == len(load_task("digits").y_test)     # train accuracy reuses the fit's features
-    assert 0.5 < readout.final_test_accuracy < node.final_test_accuracy
+    assert 0.5 < readout.final_accuracy < node.final_accuracy
 
 
-def test_queries_to_target():
-    history = [{"test_accuracy": 0.2, "training_queries": 10}, {"test_accuracy": 0.8, "training_queries": 50},
-               {"test_accuracy": 0.9, "training_queries": 90}]
-    assert queries_to_target(history, 0.8) == 50
-    assert queries_to_target(history, 0.95) is None
-
-
-def test_benchmark_structure_table_and_plot(tmp_path):
-    b = run_benchmark("iris", "digital", methods=["node", "readout"], seeds=[0],
-                      steps_by_method={"pgt": 20, "node": 10}, batch_size=8, eval_every=5)
-    assert set(b) == {"task", "reservoir", "target_accuracy", "results"}
-    assert [r["method"] for r in b["results"]] == ["pgt", "node", "readout"]
-    pgt = b["results"][0]
-    assert b["target_accuracy"] == pgt["final_test_accuracy"]
-    assert pgt["queries_to_target"] is not None and pgt["queries_to_target"] <= pgt["queries"] == 8 + 20 * 16
-    for row in b["results"]:
-        assert set(row) == {"method", "seed", "final_test_accuracy", "queries", "queries_to_target"}
-    json.dumps(b)
-    table = format_table(b)
-    assert "readout" in table and f"{b['target_accuracy']:.4f}" in table
-    result = run_training(TrainConfig(task="iris", method="node", steps=10, batch_size=8, eval_every=5))
-    png = tmp_path / "history.png"
-    plot_history(result, str(png))
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_validation_holdout_never_measures_the_test_split():
+    rec = ListRecorder()
+    config = _config("node", holdout="validation")
+    trainer = Trainer(config, _reservoir(config), recorder=rec).run()
+    full = load_task("iris", 0)
+    assert len(trainer.task.y_train) + len(trainer.task.y_test) == len(full.y_train)   # carved from training
+    assert "validation_accuracy" in trainer.history[-1] and "test_accuracy" not in trainer.history[-1]
+    measured = np.concatenate([u for labels, u in rec.rows])
+    for x in full.x_test[:5]:                                   # no test input ever reached the reservoir
+        u = trainer.network.forward(trainer.params, x[None], lambda layer, U, rows: np.zeros((len(U), 32))).inputs[0]
+        assert not np.any(np.all(np.isclose(measured, u), axis=1))
 
 
 def test_make_reservoir_names():

@@ -1,0 +1,211 @@
+"""Benchmarks: training methods × seeds on one task and reservoir, fanned out over dask.distributed.
+
+This module owns the comparison: which runs make a benchmark, running them (in-process, on a
+``LocalCluster`` of worker processes, or on an existing cluster by address), and the table of what
+they reached with how many reservoir queries. Training itself is :mod:`labpgt.runs`.
+
+* A **variant** is a method with the settings it changes from its defaults, written
+  ``pgt:optimizer=adam:lr=0.01`` (labelled ``pgt[optimizer=adam,lr=0.01]``), so an ablation is a list
+  of variants, each tuned and reported on its own.
+* Every run is **its own session** in the benchmark's directory, named by task, variant and seed. A
+  run whose session is complete is read back, not run again; one that is incomplete (its worker
+  died, the machine went down) is resumed from its file — bit-identically, so a benchmark survives
+  losing a worker and can be rerun to fill its gaps. dask retries a task whose worker was lost.
+* The **target** is the mean final held-out accuracy of ``pgt`` (the paper's estimator; added when
+  missing), and each run reports the training queries it needed to first reach it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from labpgt.errors import UserError
+from labpgt.methods import method_class
+from labpgt.trainer import TrainConfig
+
+TARGET_METHOD = "pgt"
+FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A training method and the settings it changes from the method's defaults."""
+
+    method: str
+    overrides: tuple = ()
+
+    @property
+    def label(self) -> str:
+        if not self.overrides:
+            return self.method
+        return f"{self.method}[{','.join(f'{k}={v}' for k, v in self.overrides)}]"
+
+    @classmethod
+    def parse(cls, text: str) -> "Variant":
+        """``METHOD[:KEY=VALUE]...``, e.g. ``pgt-enc:optimizer=adam:lr=0.01``; values typed by TrainConfig."""
+        method, *pairs = [part.strip() for part in text.split(":")]
+        method_class(method)
+        overrides = []
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or key not in FIELD_TYPES or key in ("method", "seed", "task", "reservoir"):
+                raise UserError(f"variant {text!r}: {pair!r} is not KEY=VALUE of a training setting")
+            overrides.append((key, _typed(key, value, text)))
+        return cls(method, tuple(overrides))
+
+
+def _typed(key: str, value: str, where: str):
+    kind = str(FIELD_TYPES[key])
+    try:
+        if "bool" in kind:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1")
+        if "int" in kind:
+            return int(value)
+        if "float" in kind:
+            return float(value)
+    except ValueError:
+        raise UserError(f"variant {where!r}: {key}={value!r} is not a {kind.split('|')[0].strip()}") from None
+    return value
+
+
+def benchmark_runs(task: str, reservoir: str, variants, seeds, sessions_dir, steps_by_method=None,
+                   **settings) -> list[tuple[Variant, int, TrainConfig, Path]]:
+    """Every (variant, seed) as a validated config and the session it is recorded in."""
+    steps_by_method = steps_by_method or {}
+    runs = []
+    for variant in variants:
+        for seed in seeds:
+            values = {**settings, "task": task, "reservoir": reservoir, "method": variant.method, "seed": int(seed),
+                      "steps": steps_by_method.get(variant.label, steps_by_method.get(variant.method)),
+                      **dict(variant.overrides)}
+            config = TrainConfig(**values).resolved()
+            name = f"{task}-{config.model}-{variant.label}-seed{int(seed)}.h5".replace("[", "_").replace("]", "")
+            runs.append((variant, int(seed), config, Path(sessions_dir) / name.replace(",", "_").replace("=", "-")))
+    return runs
+
+
+def run_one(config: dict, session: str) -> dict:
+    """One benchmark run: read back if its session is complete, resumed if interrupted, else started."""
+    from labpgt.runs import RunResult, resume_training, start_training
+
+    path = Path(session)
+    if path.exists():
+        finished = RunResult.from_session(path)
+        if finished is not None:
+            return finished.to_dict()
+        return resume_training(path).to_dict()
+    return start_training(TrainConfig(**config), path).to_dict()
+
+
+@dataclass
+class Plan:
+    """A validated benchmark, not yet run: every (variant, seed) with its config and session."""
+
+    task: str
+    reservoir: str
+    sessions_dir: Path
+    runs: list
+
+
+def plan_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_dir, steps_by_method=None,
+                   **settings) -> Plan:
+    """Validate every run of a benchmark (one-line UserError otherwise) before anything is made."""
+    variants = [v if isinstance(v, Variant) else Variant.parse(v) for v in variants]
+    if not any(v == Variant(TARGET_METHOD) for v in variants):
+        variants.insert(0, Variant(TARGET_METHOD))
+    runs = benchmark_runs(task, reservoir, variants, seeds, sessions_dir, steps_by_method, **settings)
+    return Plan(task, reservoir, Path(sessions_dir), runs)
+
+
+def run_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_dir, steps_by_method=None,
+                  workers: int = 0, scheduler: str | None = None, progress=None, **settings) -> dict:
+    """Plan and run a benchmark (see :func:`run_plan`)."""
+    plan = plan_benchmark(task, reservoir, variants, seeds, sessions_dir=sessions_dir,
+                          steps_by_method=steps_by_method, **settings)
+    return run_plan(plan, workers=workers, scheduler=scheduler, progress=progress)
+
+
+def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progress=None) -> dict:
+    """Run every variant with every seed; ``workers`` 0 runs in this process, N on a LocalCluster of N
+    worker processes, ``scheduler`` on an existing dask cluster. Returns the benchmark as plain data:
+    ``{"task", "reservoir", "model", "holdout", "target_accuracy", "results": [...]}``."""
+    runs = plan.runs
+    plan.sessions_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(dataclasses.asdict(config), str(session)) for _, _, config, session in runs]
+    outcomes = _fan_out(jobs, workers, scheduler, progress, [(v, s) for v, s, _, _ in runs])
+    holdout = runs[0][2].holdout
+    key = f"final_{holdout}_accuracy"
+    finals = [o["final_accuracy"] for (v, _, _, _), o in zip(runs, outcomes) if v == Variant(TARGET_METHOD)]
+    target = float(np.mean(finals))
+    results = []
+    for (variant, seed, _, session), outcome in zip(runs, outcomes):
+        results.append({"method": variant.label, "seed": seed, key: outcome["final_accuracy"],
+                        "queries": outcome["training_queries"],
+                        "queries_to_target": queries_to_target(outcome["history"], target, holdout),
+                        "wall_seconds": outcome["wall_seconds"], "measure_seconds": outcome["measure_seconds"],
+                        "session": str(session), "history": outcome["history"]})
+    return {"task": plan.task, "reservoir": plan.reservoir, "model": runs[0][2].model, "holdout": holdout,
+            "target_accuracy": target, "results": results}
+
+
+def _fan_out(jobs, workers: int, scheduler, progress, labels) -> list[dict]:
+    if workers == 0 and scheduler is None:
+        outcomes = []
+        for (config, session), (variant, seed) in zip(jobs, labels):
+            outcomes.append(run_one(config, session))
+            if progress is not None:
+                progress(variant.label, seed, outcomes[-1])
+        return outcomes
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                  dashboard_address=None, host="127.0.0.1")
+    try:
+        with Client(scheduler or cluster) as client:
+            futures = [client.submit(run_one, config, session, pure=False, retries=2, key=f"labpgt-{Path(session).stem}")
+                       for config, session in jobs]
+            where = {f.key: i for i, f in enumerate(futures)}
+            outcomes = [None] * len(futures)
+            for future in as_completed(futures):
+                i = where[future.key]
+                outcomes[i] = future.result()
+                if progress is not None:
+                    progress(labels[i][0].label, labels[i][1], outcomes[i])
+            return outcomes
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def queries_to_target(history: list[dict], target: float, holdout: str = "test") -> int | None:
+    """Training queries at the first evaluation whose held-out accuracy reaches ``target`` (None if never)."""
+    for entry in history:
+        if entry[f"{holdout}_accuracy"] >= target - 1e-12:
+            return int(entry["training_queries"])
+    return None
+
+
+def format_table(benchmark: dict) -> str:
+    """A fixed-width text table of a :func:`run_benchmark` result."""
+    holdout = benchmark["holdout"]
+    key = f"final_{holdout}_accuracy"
+    width = max([10] + [len(r["method"]) + 2 for r in benchmark["results"]])
+    lines = [f"task {benchmark['task']}, model {benchmark['model']}, reservoir {benchmark['reservoir']}, "
+             f"target (mean pgt final {holdout} accuracy) {benchmark['target_accuracy']:.4f}",
+             f"{'method':<{width}}{'seed':>6}{holdout[:4] + ' acc':>10}{'queries':>12}{'to target':>12}"]
+    for row in benchmark["results"]:
+        to_target = "never" if row["queries_to_target"] is None else str(row["queries_to_target"])
+        lines.append(f"{row['method']:<{width}}{row['seed']:>6}{row[key]:>10.4f}{row['queries']:>12}{to_target:>12}")
+    return "\n".join(lines)
+
+
+def write_json(benchmark: dict, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(benchmark, indent=2))

@@ -1,0 +1,97 @@
+"""The benchmark (labpgt.benchmark): variants, the table, dask fan-out, and runs read back or resumed from their sessions."""
+
+import json
+
+import numpy as np
+import pytest
+
+from labpgt.benchmark import Variant, format_table, queries_to_target, run_benchmark, run_one
+from labpgt.errors import UserError
+from labpgt.plots import plot_benchmark, plot_history
+from labpgt.runs import RunResult, start_training
+from labpgt.session import SessionReader
+from labpgt.trainer import TrainConfig
+
+SMALL = dict(batch_size=8, eval_every=5, eval_train_samples=20)
+
+
+def test_queries_to_target():
+    history = [{"test_accuracy": 0.2, "training_queries": 10}, {"test_accuracy": 0.8, "training_queries": 50},
+               {"test_accuracy": 0.9, "training_queries": 90}]
+    assert queries_to_target(history, 0.8) == 50
+    assert queries_to_target(history, 0.95) is None
+    assert queries_to_target([{"validation_accuracy": 0.9, "training_queries": 7}], 0.8, "validation") == 7
+
+
+def test_variants_parse_typed_overrides_and_refuse_bad_ones():
+    v = Variant.parse("pgt-enc:optimizer=adam:lr=0.01:directions=2")
+    assert v.method == "pgt-enc" and dict(v.overrides) == {"optimizer": "adam", "lr": 0.01, "directions": 2}
+    assert v.label == "pgt-enc[optimizer=adam,lr=0.01,directions=2]"
+    assert Variant.parse("node").label == "node"
+    for bad in ("sgd", "pgt:lr", "pgt:lr=fast", "pgt:seed=3", "pgt:colour=red"):
+        with pytest.raises(UserError):
+            Variant.parse(bad)
+
+
+def test_benchmark_structure_table_and_plots(tmp_path):
+    b = run_benchmark("iris", "digital", ["node", "readout", "pgt:optimizer=adam"], seeds=[0, 1],
+                      sessions_dir=tmp_path / "runs", steps_by_method={"pgt": 20, "node": 10, "pgt[optimizer=adam]": 15},
+                      **SMALL)
+    assert set(b) == {"task", "reservoir", "model", "holdout", "target_accuracy", "results"}
+    assert b["model"] == "dense" and b["holdout"] == "test"
+    assert [r["method"] for r in b["results"][::2]] == ["pgt", "node", "readout", "pgt[optimizer=adam]"]
+    pgt = [r for r in b["results"] if r["method"] == "pgt"]
+    assert b["target_accuracy"] == pytest.approx(np.mean([r["final_test_accuracy"] for r in pgt]))
+    assert pgt[0]["queries"] == 8 + 20 * 16
+    adam = [r for r in b["results"] if r["method"] == "pgt[optimizer=adam]"][0]
+    assert adam["queries"] == 8 + 15 * 16
+    for row in b["results"]:
+        assert {"method", "seed", "final_test_accuracy", "queries", "queries_to_target"} <= set(row)
+        with SessionReader(row["session"]) as session:        # every run is its own complete session
+            assert session.completed and session.config["train"]["seed"] == row["seed"]
+    json.dumps(b)
+    table = format_table(b)
+    assert "pgt[optimizer=adam]" in table and f"{b['target_accuracy']:.4f}" in table
+    png = plot_benchmark(b, tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = start_training(TrainConfig(task="iris", method="node", steps=10, **SMALL))
+    png = plot_history(result, tmp_path / "history.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_complete_session_is_read_back_and_an_interrupted_one_resumed(tmp_path):
+    config = TrainConfig(task="iris", method="node", steps=6, **SMALL).resolved()
+    reference = start_training(config, tmp_path / "reference.h5")
+
+    class Interrupt:                              # a worker lost after step 2
+        def __init__(self, writer):
+            self.writer = writer
+
+        def __getattr__(self, name):
+            return getattr(self.writer, name)
+
+        def checkpoint(self, ck):
+            self.writer.checkpoint(ck)
+            if ck.step == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        start_training(config, tmp_path / "lost.h5", wrap_recorder=Interrupt)
+    assert RunResult.from_session(tmp_path / "lost.h5") is None
+    resumed = run_one(config.__dict__, str(tmp_path / "lost.h5"))
+    assert resumed["final_params_sha256"] == reference.final_params_sha256
+    assert resumed["queries"] == reference.queries and resumed["history"] == reference.history
+    again = run_one(config.__dict__, str(tmp_path / "lost.h5"))           # complete now: read back, not rerun
+    assert again["final_params_sha256"] == reference.final_params_sha256
+    assert again["wall_seconds"] == resumed["wall_seconds"]
+
+
+def test_runs_fan_out_over_dask_worker_processes(tmp_path):
+    kw = dict(sessions_dir=tmp_path / "runs", steps_by_method={"pgt": 6, "node": 4}, **SMALL)
+    local = run_benchmark("iris", "digital", ["node"], seeds=[0, 1], **kw)
+    distributed = run_benchmark("iris", "digital", ["node"], seeds=[0, 1], workers=2,
+                                **{**kw, "sessions_dir": tmp_path / "dask"})
+    strip = [{k: v for k, v in r.items() if k not in ("session", "wall_seconds", "measure_seconds")}
+             for r in local["results"]]
+    assert strip == [{k: v for k, v in r.items() if k not in ("session", "wall_seconds", "measure_seconds")}
+                     for r in distributed["results"]]                 # same bits in worker processes
