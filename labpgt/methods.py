@@ -136,7 +136,7 @@ class Node(ThroughTheLayer):
     """
 
     name = "node"
-    defaults = dict(steps=300, batch_size=32, lr=0.01, delta=0.05, p=0.0, directions=4, optimizer="adam",
+    defaults = dict(steps=600, batch_size=32, lr=0.01, delta=0.05, p=0.0, directions=4, optimizer="adam",
                     lr_schedule="cosine")
 
     def __init__(self, config, reservoir):
@@ -162,18 +162,144 @@ class Node(ThroughTheLayer):
         return node_vjp(self.estimator, layer, U, g_F, rows, measure, self._perturbations)
 
 
-def node_vjp(estimator: NodePerturbation, layer, U, g_F, rows: Rows, measure, perturbations: list,
-             role_plus: str = "plus", role_minus: str = "minus") -> np.ndarray:
-    """dL/dU (N, d) from 2k measured probes per row (see :class:`Node`); appends the directions used."""
+def node_probe(estimator: NodePerturbation, layer, U, rows: Rows, measure, perturbations: list):
+    """Measure the 2k probes per row of node perturbation, a row's probes back to back (see :class:`Node`).
+
+    Returns ``(probes (N, k, 2, d), features (N, k, 2, m))`` — index 0/1 of the third axis is +/−;
+    appends the directions used to ``perturbations``.
+    """
     asked = estimator.ask(U)                                   # values (2k, N, d): plus_0, minus_0, plus_1, …
     k, (N, d) = estimator.directions, U.shape
-    probes = asked.values.reshape(k, 2, N, d).transpose(2, 0, 1, 3).reshape(N * 2 * k, d)
+    probes = asked.values.reshape(k, 2, N, d).transpose(2, 0, 1, 3)
     probe_rows = Rows(position=np.repeat(rows.position, 2 * k), token=np.repeat(rows.token, 2 * k),
-                      role=np.tile(np.array([role_plus, role_minus]), N * k),
+                      role=np.tile(np.array(["plus", "minus"]), N * k),
                       direction=np.tile(np.repeat(np.arange(k), 2), N))
-    F = np.asarray(measure(layer.index, probes, probe_rows)).reshape(N, k, 2, -1)
+    F = np.asarray(measure(layer.index, probes.reshape(N * 2 * k, d), probe_rows)).reshape(N, k, 2, -1)
     perturbations.append(estimator.last_perturbation)
+    return probes, F
+
+
+def node_vjp(estimator: NodePerturbation, layer, U, g_F, rows: Rows, measure, perturbations: list) -> np.ndarray:
+    """dL/dU (N, d) from 2k measured probes per row (see :class:`Node`); appends the directions used."""
+    _, F = node_probe(estimator, layer, U, rows, measure, perturbations)
     return estimator.tell(F[:, :, 0].transpose(1, 0, 2), F[:, :, 1].transpose(1, 0, 2), g_F)
+
+
+class Twin(Node):
+    """Forward on the reservoir, backward through a twin learned from the run's own measurements.
+
+    The twin (:class:`labpgt.twin.TwinModel`) learns from every training query measured so far in the
+    run (calibration, baseline and probes; never an evaluation query) and from any prior pairs of
+    earlier sessions of the same bench (``twin_from``); it is refitted after every step, warm-started,
+    by ``twin_fit_iterations`` Adam steps on minibatches half drawn from the whole pool and half from
+    its most recent :data:`RECENT_ROWS` rows (where the network operates now; what a drifting ring
+    does now). A step's forward pass measures one query per sample and token; the twin has not been
+    fitted on those yet, so its error on them (:func:`labpgt.twin.standardised_error`) is an honest
+    held-out error, recorded every step as ``twin_error``.
+
+    Policy (measured, see benchmarks/RESULTS.md). A *probe step* measures node perturbation's 2k
+    probes per row and uses node's VJP; it also checks the twin where it matters, on the loss: with
+    s_j the measured directional derivative of the loss along probe j and ŝ_j the twin's (its ± pair
+    at the same δ), ``twin_gradient_error`` ρ = Σ(ŝ − s)²/Σs² estimates the twin gradient's relative
+    squared error. Node's own estimate with k of d directions has relative squared error d/k − 1 (1
+    for the ring's k = 4 of d = 8), so the twin is *trusted* while ρ < ``twin_tolerance`` (default 1:
+    no worse than the probes it replaces). A trusted twin's VJP is used (one query per row) until the
+    next check, every ``twin_check_every`` steps, or until drift: a held-out error above
+    :data:`DRIFT_FACTOR` times the median of the last ten. Probing starts the run (the twin knows
+    nothing yet). Recorded per step: ``twin_error``, ``twin_used`` (1: the twin's VJP, 0: probes),
+    and on probe steps ``twin_gradient_error``.
+    """
+
+    name = "twin"
+    learns_from_queries = True
+    RECENT_ROWS = 2048
+    DRIFT_FACTOR = 2.0
+
+    def __init__(self, config, reservoir):
+        from labpgt.twin import TwinModel, TwinSpec
+
+        super().__init__(config, reservoir)
+        self.model = TwinModel(TwinSpec(reservoir.input_width, reservoir.feature_width,
+                                        hidden=(config.twin_width, config.twin_width)), config.seed)
+        self.tolerance = float(config.twin_tolerance)
+        self.fit_iterations = int(config.twin_fit_iterations)
+        self.check_every = int(config.twin_check_every)
+        self._pool_U, self._pool_F = [], []
+        self.trusted = False                  # the twin passed its last check
+        self.twin_steps = 0                   # twin steps since the last probe step
+        self.recent_errors: list[float] = []
+
+    # ---- what it learns from
+    def add_prior(self, U, F) -> None:
+        """Pairs measured before this run (earlier sessions of the same bench); fitted on from the first step."""
+        self._pool_U.append(np.asarray(U, dtype=np.float64))
+        self._pool_F.append(np.asarray(F, dtype=np.float64))
+
+    def observe(self, labels, U, features) -> None:
+        training = np.isin(labels.role, ("calibration", "baseline", "plus", "minus"))
+        if training.any():
+            self._pool_U.append(np.asarray(U)[training])
+            self._pool_F.append(np.asarray(features)[training])
+
+    def _refit(self) -> None:
+        if len(self._pool_U) > 1:
+            self._pool_U, self._pool_F = [np.concatenate(self._pool_U)], [np.concatenate(self._pool_F)]
+        if self._pool_U:
+            U, F = self._pool_U[0], self._pool_F[0]
+            self.model.fit(U, F, self.fit_iterations, recent=self.RECENT_ROWS)
+
+    def start(self, network, params, X, y, measure, lr):
+        self._refit()                          # on the calibration batch (and any prior)
+        return lr
+
+    # ---- a step
+    def step(self, network, params, X, y, measure) -> StepResult:
+        self._perturbations, self._checks = [], []
+        tape = network.forward(params, X, measure, role="baseline")
+        error = float(self.model.error(np.concatenate(tape.inputs), np.concatenate(tape.features)))
+        drifted = len(self.recent_errors) >= 3 and error > self.DRIFT_FACTOR * float(np.median(self.recent_errors))
+        self.recent_errors = (self.recent_errors + [error])[-10:]
+        use_twin = self.trusted and self.twin_steps < self.check_every and not drifted
+        vjp = self._twin_vjp if use_twin else (lambda *a: self._probe_vjp(*a, measure))
+        loss, grads = network.gradients(params, tape, y, vjp)
+        values = {"twin_error": error, "twin_used": int(use_twin)}
+        if use_twin:
+            self.twin_steps += 1
+        else:
+            mismatch, scale = (float(np.sum(v)) for v in zip(*self._checks))
+            values["twin_gradient_error"] = rho = mismatch / max(scale, 1e-300)
+            self.trusted, self.twin_steps = rho < self.tolerance, 0
+        self._refit()
+        perturbation = np.stack(self._perturbations[::-1]) if self._perturbations else None
+        return StepResult(loss, grads, values=values, perturbation=perturbation)
+
+    def _twin_vjp(self, layer, U, F, g_F, rows):
+        return self.model.vjp(U, g_F)
+
+    def _probe_vjp(self, layer, U, F, g_F, rows, measure):
+        probes, measured = node_probe(self.estimator, layer, U, rows, measure, self._perturbations)
+        predicted = self.model.predict(probes.reshape(-1, probes.shape[-1])).reshape(measured.shape)
+        slope = np.einsum("nkm,nm->nk", measured[:, :, 0] - measured[:, :, 1], g_F)
+        twin_slope = np.einsum("nkm,nm->nk", predicted[:, :, 0] - predicted[:, :, 1], g_F)
+        self._checks.append((np.sum((twin_slope - slope) ** 2), np.sum(slope ** 2)))
+        return self.estimator.tell(measured[:, :, 0].transpose(1, 0, 2), measured[:, :, 1].transpose(1, 0, 2), g_F)
+
+    # ---- state
+    def get_state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "twin": self.model.get_state(), "trusted": self.trusted,
+                "twin_steps": self.twin_steps, "recent_errors": list(self.recent_errors)}
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.model.set_state(state["twin"])
+        self.trusted, self.twin_steps = bool(state["trusted"]), int(state["twin_steps"])
+        self.recent_errors = [float(e) for e in state["recent_errors"]]
+
+    def state_arrays(self) -> dict:
+        return self.model.state_arrays("twin.")
+
+    def load_state_arrays(self, arrays: dict) -> None:
+        self.model.load_state_arrays(arrays, "twin.")
 
 
 # --------------------------------------------------------------------------- forward passes only
@@ -313,7 +439,7 @@ class Readout(Method):
         return params, {"loss": network.loss(logits, y), "alpha": float(ridge.alpha_)}, logits
 
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Node, PaperPGT, UpstreamPGT, Spsa, Backprop, Readout)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Node, Twin, PaperPGT, UpstreamPGT, Spsa, Backprop, Readout)}
 
 
 def method_class(name: str) -> type[Method]:

@@ -79,6 +79,11 @@ class TrainConfig:
     spsa_A: float | None = None
     spsa_calibrate: bool = False
     spsa_initial_step: float = 0.02
+    twin_width: int = 64
+    twin_tolerance: float = 1.0
+    twin_fit_iterations: int = 30
+    twin_check_every: int = 25
+    twin_from: tuple = ()
     checkpoint_every: int = 1
     digital_input_width: int = 8
     digital_feature_width: int = 32
@@ -86,6 +91,7 @@ class TrainConfig:
     bench: str | None = None
 
     def __post_init__(self):
+        self.twin_from = tuple(str(p) for p in self.twin_from)     # JSON gives a list
         self.validate()
 
     def validate(self) -> None:
@@ -123,6 +129,8 @@ class TrainConfig:
             bad("checkpoint_every and eval_train_samples must be >= 1")
         if self.digital_noise < 0:
             bad(f"digital_noise must be >= 0, got {self.digital_noise}")
+        if self.twin_width < 1 or self.twin_fit_iterations < 1 or self.twin_check_every < 1 or self.twin_tolerance <= 0:
+            bad("twin_width, twin_fit_iterations and twin_check_every must be >= 1, twin_tolerance > 0")
         method.check_config(self)
 
     def model_spec(self) -> ModelSpec:

@@ -124,7 +124,7 @@ def test_node_probes_a_row_back_to_back_and_labels_them():
     assert list(r.position) == [0] * 8 + [1] * 4 and list(r.token[:8]) == [0] * 4 + [1] * 4
 
 
-def test_every_method_declares_its_capabilities():
+def test_every_method_declares_its_capabilities_nothing_else():
     assert METHODS["backprop"].needs_differentiable_reservoir
     assert not any(METHODS[m].needs_differentiable_reservoir for m in ("node", "pgt", "pgt-enc", "spsa", "readout"))
     assert METHODS["readout"].closed_form and not METHODS["node"].closed_form
