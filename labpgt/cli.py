@@ -186,7 +186,8 @@ def _strongest_peaks(trace, count):
 def add_training_settings(p, single_run: bool) -> None:
     """The settings of a training, shared by ``train`` and ``benchmark`` (method defaults where unset)."""
     p.add_argument("--task", default="digits", help="digits | iris | wine | waveforms (digits)")
-    p.add_argument("--reservoir", default=None, help="ring-sim | digital (ring-sim; ring-sim with --bench)")
+    p.add_argument("--reservoir", default=None,
+                   help="ring-sim | digital | twin:FILE.h5 (ring-sim; ring-sim with --bench)")
     p.add_argument("--bench", type=Path, help="bench TOML: train through these instruments (real or served)")
     p.add_argument("--model", default="dense", help="dense | transformer (dense)")
     p.add_argument("--hidden", type=nonnegative_int, default=0,
@@ -212,13 +213,18 @@ def add_train(sub):
                                    "perturbation. Every query is recorded in an HDF5 session (--out, default "
                                    "data/runs/...); an interrupted run continues with --resume FILE.h5.")
     add_training_settings(p, single_run=True)
-    p.add_argument("--method", default="node", help="node | pgt | pgt-enc | spsa | backprop | readout (node)")
+    p.add_argument("--method", default="node", help="node | twin | pgt | pgt-enc | spsa | backprop | readout (node)")
     p.add_argument("--lr", type=positive_float, help="learning rate (method default)")
     p.add_argument("--optimizer", help="sgd | momentum | adam (method default)")
     p.add_argument("--delta", type=positive_float, help="perturbation size δ (method default)")
     p.add_argument("--r", type=positive_int, help="pgt: perturbation entries uniform in {-r..r} (1)")
     p.add_argument("--p", type=probability, help="pgt: probability an entry is zeroed (0.5)")
     p.add_argument("--directions", type=positive_int, help="perturbation directions per step (method default)")
+    p.add_argument("--twin-from", type=Path, nargs="+", metavar="SESSION.h5",
+                   help="twin: start from the measurements of earlier sessions of the same bench")
+    p.add_argument("--twin-check-every", type=positive_int, help="twin: probe steps between twin checks (25)")
+    p.add_argument("--twin-tolerance", type=positive_float,
+                   help="twin: largest relative squared gradient error the twin may have, checked on probes (1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="session file to write (default data/runs/<time>-<task>-<method>.h5)")
     p.add_argument("--resume", type=Path, metavar="FILE.h5", help="continue this interrupted session")
@@ -235,6 +241,11 @@ def training_settings(args) -> dict:
             raise UserError(f"--bench measures through instruments; it cannot go with --reservoir {args.reservoir}")
         if not args.bench.is_file():
             raise UserError(f"bench config {args.bench} does not exist")
+    if reservoir.startswith("twin:"):                 # recorded resolved, so replay finds it from anywhere
+        twin = Path(reservoir[5:])
+        if not twin.is_file():
+            raise UserError(f"twin file {twin} does not exist")
+        reservoir = f"twin:{twin.resolve()}"
     values = dict(task=args.task, reservoir=reservoir, model=args.model, hidden=args.hidden, width=args.width,
                   heads=args.heads, blocks=args.blocks, tokens=args.tokens, batch_size=args.batch_size,
                   eval_every=args.eval_every, holdout=args.holdout,
@@ -245,8 +256,13 @@ def training_settings(args) -> dict:
 def train_config_from(args):
     from labpgt.trainer import TrainConfig
 
+    for path in args.twin_from or ():
+        if not path.is_file():
+            raise UserError(f"--twin-from {path} does not exist")
     optional = dict(steps=args.steps, lr=args.lr, optimizer=args.optimizer, delta=args.delta, r=args.r, p=args.p,
-                    directions=args.directions)
+                    directions=args.directions, twin_check_every=args.twin_check_every,
+                    twin_tolerance=args.twin_tolerance,
+                    twin_from=tuple(str(p.resolve()) for p in args.twin_from) if args.twin_from else None)
     return TrainConfig(method=args.method, seed=args.seed, **training_settings(args),
                        **{k: v for k, v in optional.items() if v is not None}).resolved()
 
@@ -627,7 +643,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = [add_train, add_benchmark, add_session_commands, add_sim, add_spectrum, add_sweep, add_gui]
+# --------------------------------------------------------------------------- twin
+def add_twin(sub):
+    p = sub.add_parser("twin", help="twins of the ring: fit one from recorded sessions",
+                       description="A twin is a differentiable model of the ring (u -> features) learned from "
+                                   "measured pairs. Rehearse against it with --reservoir twin:FILE.h5.")
+    twin = p.add_subparsers(dest="twin_command", metavar="ACTION", parser_class=_Parser)
+    twin.required = True
+    fit = twin.add_parser("fit", help="fit a twin on every query of recorded sessions of one bench layout",
+                          description="Fit a twin on the measured (u, features) pairs of the sessions (training "
+                                      "or sweep, one bench layout), holding out a fifth of them to measure it; "
+                                      "print its held-out error per feature, write the twin and a plot of "
+                                      "predicted against measured features.")
+    fit.add_argument("sessions", type=Path, nargs="+", metavar="SESSION.h5")
+    fit.add_argument("--out", type=Path, required=True, metavar="TWIN.h5")
+    fit.add_argument("--width", type=positive_int, default=64, help="width of its two hidden layers (64)")
+    fit.add_argument("--iterations", type=positive_int, default=20_000, help="most Adam steps (20000)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--plot", type=Path, help="predicted against measured PNG (default: beside the twin)")
+    fit.set_defaults(run=run_twin_fit)
+
+
+def run_twin_fit(args) -> int:
+    from labpgt.plots import plot_twin_fit
+    from labpgt.twin import fit_twin
+
+    for path in args.sessions:
+        if not path.is_file():
+            raise UserError(f"{path} does not exist")
+    if args.out.exists() and not args.out.is_file():
+        raise UserError(f"--out {args.out} is not a file")
+    fit = fit_twin(args.sessions, args.out, hidden=(args.width, args.width), iterations=args.iterations,
+                   seed=args.seed)
+    print(f"fitted on {fit.rows_fitted} measured pairs, {fit.iterations} Adam steps; "
+          f"held out {fit.rows_held_out}")
+    print(f"held-out error {fit.heldout_error:.4f} (standardised RMS: 0 perfect, 1 = each feature's mean); "
+          f"on the fitted pairs {fit.train_error:.4f}")
+    print("feature  held-out error  residual std")
+    for i, (error, residual) in enumerate(zip(fit.heldout_error_per_feature, fit.residual_std)):
+        print(f"{i:7d}  {error:14.4f}  {residual:12.5f}")
+    plot = args.plot or args.out.with_suffix(".png")
+    plot_twin_fit(fit, plot)
+    print(f"twin {args.out}")
+    print(f"plot {plot}")
+    return 0
+
+
+COMMANDS = [add_train, add_benchmark, add_session_commands, add_sim, add_spectrum, add_sweep, add_twin, add_gui]
 
 
 def _terminate_as_interrupt(signum, frame):

@@ -49,15 +49,40 @@ def inspect_session(path) -> dict:
 
 def _describe_training(session: SessionReader) -> dict:
     train = session.config["train"]
-    evaluated = session.steps()["test_accuracy"]
-    evaluated = evaluated[~np.isnan(evaluated)]
+    steps = session.steps()
     last = session.last_checkpoint()
-    return {"task": train.get("task"), "method": train.get("method"), "reservoir": train.get("reservoir"),
+    prior = session.prior()
+    info = {"task": train.get("task"), "method": train.get("method"), "reservoir": train.get("reservoir"),
             "bench": _bench_name(session), **_provenance(session),
             "steps": 0 if session.last_complete_step is None else session.last_complete_step + 1,
             "planned_steps": session.planned_steps, "completed": session.completed, **_query_counts(session),
-            "test_accuracy": float(evaluated[-1]) if evaluated.size else None,
+            "test_accuracy": _last_evaluated(steps["test_accuracy"]),
             "final_params_sha256": params_sha256(last.params) if last is not None else None}
+    if "engine" in session.config:          # written by the JAX engine: the network, what was held out, what the method logged
+        info.update({"model": (session.config.get("model") or {}).get("model", "dense"),
+                     "holdout": train.get("holdout", "test"), "engine": session.config["engine"],
+                     "validation_accuracy": _last_evaluated(steps["validation_accuracy"]),
+                     "method_log": _method_log(session),
+                     "prior_rows": 0 if prior is None else int(len(prior[0]))})
+    return info
+
+
+def _last_evaluated(column) -> float | None:
+    evaluated = column[~np.isnan(column)]
+    return float(evaluated[-1]) if evaluated.size else None
+
+
+def _method_log(session: SessionReader) -> dict:
+    """What the training method reported per step besides the standard columns (e.g. a twin's held-out
+    error): for each numeric value, its last, mean, minimum and maximum and on how many steps."""
+    series: dict[str, list] = {}
+    for row in range(session.n_steps):
+        extra = session.step_extra(row)
+        for key, value in (extra.items() if isinstance(extra, dict) else ()):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                series.setdefault(key, []).append(float(value))
+    return {key: {"last": values[-1], "mean": float(np.mean(values)), "min": min(values), "max": max(values),
+                  "steps": len(values)} for key, values in series.items()}
 
 
 def _describe_sweep(session: SessionReader) -> dict:
@@ -117,12 +142,21 @@ def format_inspection(info: dict) -> str:
 
 
 def _training_lines(info: dict) -> list[str]:
-    accuracy = "not evaluated" if info["test_accuracy"] is None else f"{info['test_accuracy']:.4f}"
+    holdout = info.get("holdout", "test")
+    accuracy = info.get(f"{holdout}_accuracy")
+    accuracy = "not evaluated" if accuracy is None else f"{accuracy:.4f}"
     state = "complete" if info["completed"] else "interrupted"
     reservoir = f"{info['reservoir']}" + (f" ({info['bench']})" if info.get("bench") else "")
-    return [f"{info['path']}  [{info['schema']}]  created {info['created']}",
-            f"  task {info['task']}, method {info['method']}, reservoir {reservoir}",
-            f"  steps {info['steps']} of {info['planned_steps']} ({state}); last test accuracy {accuracy}"]
+    model = f"model {info['model']}, " if "model" in info else ""
+    lines = [f"{info['path']}  [{info['schema']}]  created {info['created']}",
+             f"  task {info['task']}, {model}method {info['method']}, reservoir {reservoir}",
+             f"  steps {info['steps']} of {info['planned_steps']} ({state}); last {holdout} accuracy {accuracy}"]
+    if info.get("prior_rows"):
+        lines.append(f"  learned also from {info['prior_rows']} pairs of earlier sessions")
+    for key, log in info.get("method_log", {}).items():
+        lines.append(f"  {key}: last {log['last']:.4g}, mean {log['mean']:.4g} (min {log['min']:.4g}, "
+                     f"max {log['max']:.4g}) over {log['steps']} steps")
+    return lines
 
 
 def _sweep_lines(info: dict) -> list[str]:

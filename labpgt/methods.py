@@ -89,6 +89,10 @@ class Method:
         """Every query the run measures, in order (a method that ``learns_from_queries`` overrides this;
         its state must depend only on the sequence of training-role rows, not on how they were grouped)."""
 
+    def add_prior(self, U, features) -> None:
+        """Pairs measured before the run (earlier sessions of the same bench), given before its first step."""
+        raise UserError(f"{self.name} learns from no earlier measurements")
+
     def get_state(self) -> dict:
         return {"rng": self.rng.bit_generator.state}
 

@@ -137,3 +137,29 @@ def _waterfall(fig, ax, values: np.ndarray, frequencies_hz: np.ndarray, spectra_
     ax.set_ylabel(value_label)
 
 
+
+
+def plot_twin_fit(fit, path) -> Path:
+    """A twin against the measurements it was not fitted on (``fit``: a :class:`labpgt.twin.TwinFit`):
+    predicted against measured features, a few held-out feature vectors, and the error per feature."""
+    plt = _pyplot()
+    fig, (ax_scatter, ax_rows, ax_error) = plt.subplots(1, 3, figsize=(15, 4.5))
+    ax_scatter.plot(fit.measured.ravel(), fit.predicted.ravel(), ",", alpha=0.4)
+    low, high = float(min(fit.measured.min(), fit.predicted.min())), float(max(fit.measured.max(), fit.predicted.max()))
+    ax_scatter.plot([low, high], [low, high], color="grey", lw=0.8)
+    ax_scatter.set_xlabel("measured feature")
+    ax_scatter.set_ylabel("twin's prediction")
+    ax_scatter.set_title(f"held-out pairs ({fit.rows_held_out})")
+    for i, row in enumerate(np.linspace(0, len(fit.measured) - 1, min(3, len(fit.measured))).astype(int)):
+        line, = ax_rows.plot(fit.measured[row], lw=1.5, label=f"measured #{row}")
+        ax_rows.plot(fit.predicted[row], ls="--", color=line.get_color(), label=f"twin #{row}")
+    ax_rows.set_xlabel("feature (frequency bin)")
+    ax_rows.set_ylabel("feature value")
+    ax_rows.legend(fontsize=7)
+    ax_error.bar(np.arange(len(fit.heldout_error_per_feature)), fit.heldout_error_per_feature)
+    ax_error.set_xlabel("feature")
+    ax_error.set_ylabel("held-out error (standardised RMS)")
+    ax_error.set_title(f"overall {fit.heldout_error:.3f}")
+    for ax in (ax_scatter, ax_rows, ax_error):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)

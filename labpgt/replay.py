@@ -75,8 +75,9 @@ class ReplayReport:
         same = ("identical" if self.largest_difference == 0.0 else
                 f"reproduced within {self.tolerance:g} on another CPU (largest relative difference "
                 f"{self.largest_difference:.2g})")
+        spectra = f", {self.spectra_checked} spectra consistent with their features" if self.spectra_checked else ""
         return (f"replay ok ({scope}): {self.queries_replayed} queries, {self.checkpoints_checked} checkpoints "
-                f"{same}, {self.spectra_checked} spectra consistent with their features")
+                f"{same}{spectra}")
 
 
 def _where(reader: SessionReader, index: int, steps: np.ndarray, roles: np.ndarray, offset: int) -> str:
@@ -108,13 +109,15 @@ class ReplayReservoir:
         self.position = 0
         self.largest_difference = 0.0
         self._block_start, self._block = 0, None
-        train = session.config["train"]
-        if train.get("reservoir") == "digital":   # backprop needs the (noiseless) map's exact vjp
-            from labpgt.digital import DigitalReservoir
+        self.differentiable = False
+        config = session.config["train"]
+        if "engine" in session.config and _recorded_reservoir_differentiable(config):
+            from labpgt.reservoirs import make_reservoir
+            from labpgt.trainer import TrainConfig
 
-            self._digital = DigitalReservoir(self.input_width, self.feature_width, seed=int(train.get("seed", 0)))
+            self._model = make_reservoir(TrainConfig.from_dict(config))   # backprop: the exact vjp of its map
             self.differentiable = True
-            self.vjp = self._digital.vjp
+            self.vjp = self._model.vjp
 
     def _rows(self, start: int, n: int) -> dict:
         block = self._block
@@ -153,6 +156,15 @@ class ReplayReservoir:
 
     def close(self) -> None:
         self._block = None
+
+
+def _recorded_reservoir_differentiable(train: dict) -> bool:
+    from labpgt.reservoirs import reservoir_kind
+
+    try:
+        return reservoir_kind(str(train.get("reservoir"))).differentiable
+    except UserError:
+        return False
 
 
 # --------------------------------------------------------------------------- the checking recorder
@@ -270,8 +282,9 @@ def replay_session(path) -> ReplayReport:
             return ReplayReport(ok, divergence, reservoir.position, recorder.checkpoints, checked, complete,
                                 max(reservoir.largest_difference, recorder.largest_difference), tolerance=tolerance)
 
+        prior = session.prior()
         try:
-            Trainer(config, reservoir, recorder=recorder).run()
+            Trainer(config, reservoir, recorder=recorder, prior=None if prior is None else prior[:2]).run()
         except ReplayDivergence as exc:
             return report(False, str(exc))
         except RecordingExhausted:

@@ -6,10 +6,12 @@ name           reservoir
 ``digital``    :class:`~labpgt.digital.DigitalReservoir`, a differentiable stand-in (the backprop
                reference); widths and noise from the config's ``digital_*`` settings
 ``ring-sim``   the embedded simulated ring bench, or the instruments of the config's ``bench`` TOML
+``twin:FILE``  a twin of a ring fitted from recorded sessions (``labpgt twin fit``): its prediction
+               plus noise of its measured size (:class:`labpgt.twin.TwinReservoir`); differentiable
 =============  ==================================================================================
 
-The registry maps each name to its factory; nothing else branches on reservoir names. Factories
-import what they need when called, so naming a reservoir costs nothing.
+The registry maps each name (or, for ``twin:``, each prefix) to its factory; nothing else branches
+on reservoir names. Factories import what they need when called, so naming a reservoir costs nothing.
 """
 
 from __future__ import annotations
@@ -41,15 +43,24 @@ class ReservoirKind:
     differentiable: bool
 
 
+def _twin(config):
+    from labpgt.twin import TwinReservoir
+
+    return TwinReservoir(config.reservoir.split(":", 1)[1], seed=config.seed)
+
+
 RESERVOIRS = {"digital": ReservoirKind(_digital, differentiable=True),
-              "ring-sim": ReservoirKind(_ring, differentiable=False)}
+              "ring-sim": ReservoirKind(_ring, differentiable=False),
+              "twin:": ReservoirKind(_twin, differentiable=True)}
 
 
 def reservoir_kind(name: str) -> ReservoirKind:
-    try:
+    prefix = name.split(":", 1)[0] + ":" if ":" in name else None
+    if prefix in RESERVOIRS and name[len(prefix):]:
+        return RESERVOIRS[prefix]
+    if name in RESERVOIRS and not name.endswith(":"):
         return RESERVOIRS[name]
-    except KeyError:
-        raise UserError(f"unknown reservoir {name!r}; valid reservoirs: {', '.join(RESERVOIRS)}") from None
+    raise UserError(f"unknown reservoir {name!r}; valid reservoirs: digital, ring-sim, twin:FILE.h5")
 
 
 def make_reservoir(config):

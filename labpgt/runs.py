@@ -114,10 +114,13 @@ def start_training(config: TrainConfig, session=None, *, reservoir=None, progres
     reservoir = reservoir if reservoir is not None else make_reservoir(config)
     try:
         trainer = Trainer(config, _wrapped(reservoir, wrap_reservoir))
+        prior = _prior_pairs(trainer)
+        if prior is not None:
+            trainer.method.add_prior(*prior[:2])
         if session is None:
             return _run(trainer, progress, wrap_recorder, None)
         Path(session).parent.mkdir(parents=True, exist_ok=True)
-        with SessionWriter.for_trainer(session, trainer, instruments=reservoir.identities()) as writer:
+        with SessionWriter.for_trainer(session, trainer, instruments=reservoir.identities(), prior=prior) as writer:
             return _run(trainer, progress, wrap_recorder, writer, session)
     finally:
         reservoir.close()
@@ -131,13 +134,14 @@ def resume_training(session, *, reservoir=None, progress=None, wrap_reservoir=No
     """
     config = _resumable_config(session)
     observed = _recorded_training_queries(session) if method_class(config.method).learns_from_queries else None
+    prior = recorded_prior(session)
     writer, checkpoint = SessionWriter.open_for_resume(session)
     with writer:
         reservoir = reservoir if reservoir is not None else make_reservoir(config)
         try:
             used = _wrapped(reservoir, wrap_reservoir)
-            trainer = (Trainer(config, used) if checkpoint is None else
-                       Trainer.restore(config, used, checkpoint, observed=observed))
+            trainer = (Trainer(config, used, prior=prior) if checkpoint is None else
+                       Trainer.restore(config, used, checkpoint, observed=observed, prior=prior))
             return _run(trainer, progress, wrap_recorder, writer, session)
         finally:
             reservoir.close()
@@ -152,6 +156,29 @@ def _run(trainer: Trainer, progress, wrap_recorder, writer, session=None) -> Run
         trainer.recorder = writer if wrap_recorder is None else wrap_recorder(writer)
     trainer.run(progress=progress)
     return RunResult.of(trainer, session)
+
+
+def _prior_pairs(trainer: Trainer):
+    """``(U, features, sources)`` from the config's ``twin_from`` sessions, checked against this run's layout."""
+    from labpgt.network import ENGINE
+    from labpgt.session import session_config
+    from labpgt.twin import layout_of_config, session_pairs
+
+    config = trainer.config
+    if not config.twin_from:
+        return None
+    if not trainer.method.learns_from_queries:
+        raise UserError(f"--twin-from gives measurements to learn from; {config.method} learns from none (use twin)")
+    mine = layout_of_config(session_config(config, trainer.reservoir, engine=ENGINE))
+    pairs = session_pairs(config.twin_from, layout=mine, roles=TRAINING_ROLES)
+    return pairs.U, pairs.F, pairs.sources
+
+
+def recorded_prior(session):
+    """The prior pairs a session keeps, as ``(U, features)``, or None."""
+    with SessionReader(session) as reader:
+        prior = reader.prior()
+    return None if prior is None else prior[:2]
 
 
 def _resumable_config(session) -> TrainConfig:

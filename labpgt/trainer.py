@@ -167,7 +167,8 @@ class TrainConfig:
 class Trainer:
     """Trains ``config.method`` on ``task`` through ``reservoir``; ``run()`` completes the remaining steps."""
 
-    def __init__(self, config: TrainConfig, reservoir, task: Task | None = None, recorder=None):
+    def __init__(self, config: TrainConfig, reservoir, task: Task | None = None, recorder=None, prior=None):
+        """``prior``: ``(U, features)`` measured before the run, for a method that learns from queries."""
         self.config = c = config.resolved()
         self.reservoir = reservoir
         self.task = task if task is not None else load_task(c.task, c.seed, holdout=c.holdout)
@@ -181,6 +182,8 @@ class Trainer:
                                      reservoir.input_width, reservoir.feature_width, c.seed)
         self.params = dict(self.network.initial_params)
         self.method = method(c, reservoir)
+        if prior is not None:
+            self.method.add_prior(*prior)
         self.optimizer = Optimizer(c.optimizer, self._trainable(), c.clip)
         self.batch_rng = np.random.default_rng([c.seed, 3])
         n_train = len(self.task.y_train)
@@ -337,13 +340,14 @@ class Trainer:
 
     @classmethod
     def restore(cls, config: TrainConfig, reservoir, checkpoint: Checkpoint, task: Task | None = None,
-                recorder=None, observed=None) -> "Trainer":
+                recorder=None, observed=None, prior=None) -> "Trainer":
         """A trainer that continues after ``checkpoint.step`` exactly as the original run would have.
 
-        ``observed``: the ``(labels, U, features)`` of the training queries up to the checkpoint, in
-        order, for a method that learns from them (see :mod:`labpgt.runs`); shown to it first.
+        ``prior`` and ``observed`` (the ``(labels, U, features)`` of the training queries up to the
+        checkpoint, in order) are shown to a method that learns from queries first, as the original
+        run showed them (see :mod:`labpgt.runs`).
         """
-        trainer = cls(config, reservoir, task=task, recorder=recorder)
+        trainer = cls(config, reservoir, task=task, recorder=recorder, prior=prior)
         for labels, U, features in observed or ():
             trainer.method.observe(labels, U, features)
         trainer.params = {k: np.array(v, dtype=np.float64) for k, v in checkpoint.params.items()}

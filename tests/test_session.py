@@ -218,6 +218,11 @@ CONFIG = dict(task="iris", method="node", reservoir="digital", steps=120, eval_e
               seed=3, batch_size=16, eval_train_samples=40)
 RING_CONFIG = dict(task="iris", method="node", reservoir="ring-sim", steps=24, eval_every=8, seed=3, batch_size=8,
                    eval_train_samples=40)
+TRANSFORMER_RING_CONFIG = dict(task="iris", model="transformer", width=4, heads=1, blocks=2, method="node",
+                               reservoir="ring-sim", directions=2, steps=12, eval_every=6, seed=3, batch_size=4,
+                               eval_train_samples=20)
+TWIN_RING_CONFIG = dict(task="iris", method="twin", reservoir="ring-sim", steps=30, eval_every=10, seed=3,
+                        batch_size=8, twin_check_every=4, eval_train_samples=40)
 
 TRAIN_SCRIPT = textwrap.dedent("""
     import json, sys
@@ -245,7 +250,9 @@ def _run_and_kill(mode, path, config, at_step, rng) -> int:
     return done
 
 
-@pytest.mark.parametrize("config, stride", [(CONFIG, (8, 30)), (RING_CONFIG, (2, 6))], ids=["digital", "ring-sim"])
+@pytest.mark.parametrize("config, stride", [(CONFIG, (8, 30)), (RING_CONFIG, (2, 6)), (TRANSFORMER_RING_CONFIG, (1, 3)),
+                                            (TWIN_RING_CONFIG, (3, 8))],
+                         ids=["digital", "ring-sim", "transformer-ring-sim", "twin-ring-sim"])
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride):
     reference = tmp_path / "reference.h5"
     result = start_training(TrainConfig(**config), reference)

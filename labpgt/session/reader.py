@@ -23,6 +23,7 @@ from labpgt.session import hdf5
 from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_RAGGED, KINDS, NUMERIC_KINDS, POINT_FLOAT_COLUMNS,
                                    POINT_INT_COLUMNS, POINT_VALUES, QUERY_COLUMNS, QUERY_COLUMNS_SINCE_V2,
                                    READABLE_SCHEMAS, SCHEMA_V1, STEP_FLOAT_COLUMNS, STEP_INT_COLUMNS, STEP_RAGGED,
+                                   step_float_columns,
                                    SWEEP_FIELDS,
                                    array_name, checkpoint_array_groups, query_columns, required_datasets,
                                    required_groups, v1_kind, v1_query_column)
@@ -136,9 +137,22 @@ class SessionReader:
             for name in f[f"checkpoints/{group}"]:
                 self._expect(f"checkpoints/{group}/{name}", CHECKPOINT_ARRAYS[group], None)
         q = f["queries"]
+        if "prior" in f:
+            self._validate_prior(q)
         if q["spectrum"].shape[1] != f["frequencies"].shape[0]:
             self._fail(f"damaged session: queries/spectrum has {q['spectrum'].shape[1]} points but "
                        f"frequencies has {f['frequencies'].shape[0]}")
+
+    def _validate_prior(self, queries) -> None:
+        prior = self._file["prior"]
+        if not isinstance(prior, h5py.Group) or self.schema == SCHEMA_V1:
+            self._fail("damaged session: 'prior' is not a group of a /2 file")
+        for name, width in (("u", queries["u"].shape[1]), ("features", queries["features"].shape[1])):
+            ds = prior.get(name)
+            if not isinstance(ds, h5py.Dataset) or ds.dtype != np.float64 or ds.ndim != 2 or ds.shape[1] != width:
+                self._fail(f"damaged session: prior/{name} is not float64 rows of width {width}")
+        if prior["u"].shape[0] != prior["features"].shape[0]:
+            self._fail("damaged session: prior/u and prior/features differ in rows")
 
     def _expect(self, name, dtype, ndim) -> None:
         """Dataset ``name`` is there with ``dtype`` (None: any numeric dtype) and ``ndim`` dimensions (None: any)."""
@@ -201,7 +215,7 @@ class SessionReader:
         arrays = [f[path].shape[0] for names in self._arrays.values() for path in names.values()]
         n_ckpt = min(f["checkpoints/step"].shape[0], *arrays,
                      *(hdf5.ragged_rows(f["checkpoints"], n) for n in CHECKPOINT_RAGGED))
-        step_columns = STEP_INT_COLUMNS + STEP_FLOAT_COLUMNS + ("perturbation_shape",)
+        step_columns = STEP_INT_COLUMNS + step_float_columns(self.schema) + ("perturbation_shape",)
         self.n_steps = min(hdf5.group_length(f["steps"], step_columns),
                            *(hdf5.ragged_rows(f["steps"], n) for n in STEP_RAGGED))
         self.checkpoint_steps = f["checkpoints/step"][:n_ckpt]
@@ -284,6 +298,18 @@ class SessionReader:
     def role_name(self, code: int) -> str:
         return self.role_names[int(code)] if 0 <= int(code) < len(self.role_names) else f"role{int(code)}"
 
+    # ---- measurements from before the run
+    @_damaged_is_user_error
+    def prior(self):
+        """``(U, features, sources)`` of the pairs the run was given from earlier sessions, or None."""
+        if "prior" not in self._file:
+            return None
+        prior = self._file["prior"]
+        sources = json.loads(prior.attrs.get("sources", "[]"))
+        if not isinstance(sources, list):
+            self._fail("damaged session: prior sources are not a list")
+        return prior["u"][()], prior["features"][()], sources
+
     # ---- steps (a training; a /1 sweep too)
     def _require_steps(self) -> None:
         if not self._stores("steps"):
@@ -293,7 +319,9 @@ class SessionReader:
     def steps(self) -> dict:
         """Scalar step columns (valid rows) as numpy arrays."""
         self._require_steps()
-        return {name: self._file[f"steps/{name}"][:self.n_steps] for name in STEP_INT_COLUMNS + STEP_FLOAT_COLUMNS}
+        stored = STEP_INT_COLUMNS + step_float_columns(self.schema)
+        return {name: self._file[f"steps/{name}"][:self.n_steps] if name in stored else np.full(self.n_steps, np.nan)
+                for name in STEP_INT_COLUMNS + STEP_FLOAT_COLUMNS}
 
     @_damaged_is_user_error
     def perturbation(self, row: int):

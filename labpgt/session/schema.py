@@ -13,12 +13,17 @@ Root attributes (all strings)::
     config        JSON of everything needed to rerun the run; by kind:
                   training  {"train": TrainConfig as a dict (resolved: no None left),
                              "bench": BenchConfig.to_dict() or null (digital reservoir),
-                             "reservoir": {"input_width", "feature_width", "setting_names"}}
+                             "reservoir": {"input_width", "feature_width", "setting_names"},
+                             "model": the network's specification (labpgt.architectures),
+                             "engine": "labpgt-engine/2" (labpgt.network.ENGINE; absent: the
+                                       numpy engine of /1 files),
+                             "layout": what a twin reservoir models (runs against a twin only)}
                   sweep     {"sweep": {"instrument", "setting", "start", "stop", "points", "tones",
                                        "margin_db", "fixed": {"<instrument>.<setting>": value held}},
                              "bench": BenchConfig.to_dict(), "reservoir": {...as above}}
     created       ISO 8601 UTC time the file was created
-    versions      JSON {"labpgt", "numpy", "h5py", "hdf5", "python"}
+    versions      JSON {"labpgt", "numpy", "h5py", "hdf5", "python", "numerics": the numerical
+                  fingerprint replay compares (labpgt.numerics.fingerprint)}
     instruments   JSON {name: identity} (e.g. the *IDN? answers), {} when none
 
 ``/frequencies`` float64 (P,) Hz — the shared axis of every spectrum (P = 0 without instruments).
@@ -46,8 +51,10 @@ Group ``steps`` — one row per optimizer step (row i is step i)::
 
     step, training_queries, eval_queries, queries (query rows recorded so far)   int64 (s,)
     loss, loss_plus, loss_minus, grad_norm, lr, train_loss, test_loss,
-    train_accuracy, test_accuracy, measure_seconds, wall_time                      float64 (s,)
-        (NaN when the trainer did not report it, e.g. accuracies between evaluations)
+    train_accuracy, test_accuracy, measure_seconds, wall_time,
+    validation_loss, validation_accuracy                                           float64 (s,)
+        (NaN when the trainer did not report it, e.g. accuracies between evaluations; a run evaluates
+        on the test split or on the validation split, config["train"]["holdout"], never both)
     perturbation        int8 ragged: the estimator's directions of this step, flattened
     perturbation_shape  int32 (s, 4)  its shape, padded with -1 (all -1: no perturbation)
     extra               uint8 ragged: JSON of any other value the trainer reported
@@ -63,6 +70,14 @@ Group ``checkpoints`` — the state after a step (row j; every step by default):
     trainer_state       uint8 ragged: JSON of the trainer's counters; its growing ``history``
                         is stored as a delta: {"history_from": k, "history_tail": [...]} means
                         history = previous checkpoint's history[:k] + tail
+
+Group ``prior`` (optional) — measurements from before the run that its method learns from (a twin's
+pairs from earlier sessions of the same bench, ``labpgt train --twin-from``), kept in the session so
+that resume and replay need nothing but the file::
+
+    u         float64 (r, d)
+    features  float64 (r, m)
+    attribute ``sources``: JSON list of {"path", "sha256", "rows", "kind"} of the sessions they came from
 
 The names, shapes and dtypes of the checkpoint arrays are fixed by the template checkpoint the
 file was created with. An array name is any non-empty string without "/" (``block0.attn.wq``,
@@ -101,8 +116,8 @@ are measured again. A sweep is not resumed; it is *completed* when it holds ever
 
 Schema ``labpgt-session/1`` (read, never written)
 =================================================
-The training layout above without the ``kind`` attribute, ``queries/layer``, ``queries/token`` and
-``checkpoints/method``. Such a file reads as kind ``training`` — or ``sweep`` when
+The training layout above without the ``kind`` attribute, ``queries/layer``, ``queries/token``,
+``steps/validation_*``, ``checkpoints/method`` and ``prior``. Such a file reads as kind ``training`` — or ``sweep`` when
 ``config["train"]["method"] == "sweep"``: the old ring sweep wrote its points as steps (their
 summary in each step's ``extra``, one empty checkpoint per point, what was swept in
 ``config["train"]["sweep"]``). Its rows read layer 0 (-1 for rows of role ``sweep``) and token -1,
@@ -135,8 +150,9 @@ QUERY_COLUMNS_SINCE_V2 = ("layer", "token")
 UNCOMPRESSED = ("spectrum", "features", "u", "settings")  # noisy floats: lzf saved ~0 %, cost ~40 % of the write rate
 
 STEP_INT_COLUMNS = ("step", "training_queries", "eval_queries", "queries")
+STEP_FLOAT_COLUMNS_SINCE_V2 = ("validation_loss", "validation_accuracy")
 STEP_FLOAT_COLUMNS = ("loss", "loss_plus", "loss_minus", "grad_norm", "lr", "train_loss", "test_loss",
-                      "train_accuracy", "test_accuracy", "measure_seconds", "wall_time")
+                      "train_accuracy", "test_accuracy", "measure_seconds", "wall_time") + STEP_FLOAT_COLUMNS_SINCE_V2
 STEP_RAGGED = {"perturbation": "int8", "extra": "uint8"}
 PERTURBATION_DIMS = 4
 
@@ -175,7 +191,7 @@ def required_datasets(schema: str, kind: str) -> dict[str, tuple[str, int]]:
         required[f"queries/{name}"] = (dtype, 2 if wide else 1)
     if "steps" in groups:
         required.update({f"steps/{name}": ("int64", 1) for name in STEP_INT_COLUMNS})
-        required.update({f"steps/{name}": ("float64", 1) for name in STEP_FLOAT_COLUMNS})
+        required.update({f"steps/{name}": ("float64", 1) for name in step_float_columns(schema)})
         required["steps/perturbation_shape"] = ("int32", 2)
         required.update(_ragged("steps", STEP_RAGGED))
     if "checkpoints" in groups:
@@ -199,6 +215,12 @@ def query_columns(schema: str) -> dict:
     if schema == SCHEMA_V1:
         return {k: v for k, v in QUERY_COLUMNS.items() if k not in QUERY_COLUMNS_SINCE_V2}
     return QUERY_COLUMNS
+
+
+def step_float_columns(schema: str) -> tuple[str, ...]:
+    if schema == SCHEMA_V1:
+        return tuple(name for name in STEP_FLOAT_COLUMNS if name not in STEP_FLOAT_COLUMNS_SINCE_V2)
+    return STEP_FLOAT_COLUMNS
 
 
 def checkpoint_array_groups(schema: str) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ from labpgt.session.reader import SessionReader
 from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_ARRAYS_SINCE_V2, CHECKPOINT_RAGGED, KIND_GROUPS,
                                    NUMERIC_KINDS, PERTURBATION_DIMS, POINT_FLOAT_COLUMNS, POINT_INT_COLUMNS,
                                    QUERY_COLUMNS, QUERY_COLUMNS_SINCE_V2, ROLE_CODES, ROLES, SCHEMA, SCHEMA_V1,
-                                   STEP_FLOAT_COLUMNS, STEP_INT_COLUMNS, STEP_RAGGED, UNCOMPRESSED, array_name,
+                                   STEP_FLOAT_COLUMNS, STEP_FLOAT_COLUMNS_SINCE_V2, STEP_INT_COLUMNS, STEP_RAGGED, UNCOMPRESSED, array_name,
                                    dataset_name)
 
 QUERY_CHUNK_ROWS = 256
@@ -40,7 +40,8 @@ CHECKPOINT_CHUNK_ROWS = 16
 # --------------------------------------------------------------------------- the root config
 def session_config(train_config, reservoir, model: dict | None = None, engine: str | None = None) -> dict:
     """The root ``config`` of a training: its config (dataclass or dict), its reservoir, the network it
-    built (``model``: the architecture's specification) and the ``engine`` that ran it."""
+    built (``model``: the architecture's specification), the ``engine`` that ran it, and — for a
+    reservoir that models another (a twin) — the ``layout`` of what it models."""
     train = dataclasses.asdict(train_config) if dataclasses.is_dataclass(train_config) else dict(train_config)
     bench = getattr(reservoir, "config", None)
     config = {"train": train,
@@ -51,6 +52,9 @@ def session_config(train_config, reservoir, model: dict | None = None, engine: s
         config["model"] = dict(model)
     if engine is not None:
         config["engine"] = engine
+    layout = getattr(reservoir, "layout", None)       # a twin says what the reservoir it models measured
+    if isinstance(layout, dict):
+        config["layout"] = dict(layout)
     return config
 
 
@@ -125,6 +129,13 @@ def _lay_out_training(f, checkpoint_layout: dict) -> None:
             hdf5.row_dataset(group, name, dtype, shape, chunk_rows=CHECKPOINT_CHUNK_ROWS)
     for name in CHECKPOINT_RAGGED:
         hdf5.ragged_dataset(c, name, "uint8", STEP_CHUNK_ROWS)
+
+
+def _lay_out_prior(f, U, features, sources) -> None:
+    prior = f.create_group("prior")
+    prior.create_dataset("u", data=np.asarray(U, dtype=np.float64), compression=hdf5.COMPRESSION)
+    prior.create_dataset("features", data=np.asarray(features, dtype=np.float64), compression=hdf5.COMPRESSION)
+    prior.attrs["sources"] = hdf5.dumps(sources)
 
 
 def _lay_out_points(f) -> None:
@@ -289,25 +300,31 @@ class SessionWriter(_QueryWriter):
     def create(cls, path, config: dict, template: Checkpoint | None = None, *, kind: str = "training",
                params_template: dict | None = None, optimizer_template: dict | None = None,
                method_template: dict | None = None, frequencies=None,
-               instruments: dict | None = None) -> "SessionWriter":
+               instruments: dict | None = None, prior=None) -> "SessionWriter":
         """A new session file at ``path`` (overwritten) of a run of ``kind`` with steps and checkpoints.
 
         ``config`` as from :func:`session_config`. ``template`` (a :class:`~labpgt.recording.Checkpoint`,
         or its parts ``params_template``, ``optimizer_template``, ``method_template``) fixes the
-        names, shapes and dtypes of the checkpoint arrays.
+        names, shapes and dtypes of the checkpoint arrays. ``prior``: ``(U, features, sources)`` the
+        run's method learns from besides its own queries (the ``prior`` group).
         """
         if KIND_GROUPS.get(kind) != KIND_GROUPS["training"]:
             raise ValueError(f"SessionWriter writes runs with steps and checkpoints, not kind {kind!r}")
         layout = _checkpoint_layout(_template(template, params_template, optimizer_template, method_template))
-        return cls(_new_file(path, kind, config, frequencies, instruments, lambda f: _lay_out_training(f, layout)))
+
+        def lay_out(f):
+            _lay_out_training(f, layout)
+            if prior is not None:
+                _lay_out_prior(f, *prior)
+        return cls(_new_file(path, kind, config, frequencies, instruments, lay_out))
 
     @classmethod
-    def for_trainer(cls, path, trainer, instruments: dict | None = None) -> "SessionWriter":
+    def for_trainer(cls, path, trainer, instruments: dict | None = None, prior=None) -> "SessionWriter":
         """A new session for ``trainer`` (not yet run); set ``trainer.recorder`` to the result."""
         from labpgt.network import ENGINE
 
         config = session_config(trainer.config, trainer.reservoir, model=trainer.network.spec, engine=ENGINE)
-        return cls.create(path, config, trainer.checkpoint(),
+        return cls.create(path, config, trainer.checkpoint(), prior=prior,
                           frequencies=getattr(trainer.reservoir, "frequencies", None), instruments=instruments)
 
     @classmethod
@@ -392,13 +409,17 @@ class SessionWriter(_QueryWriter):
 
 
 def _upgrade_v1_copy(path: Path, new_columns: dict) -> None:
-    """Make the resume copy of a /1 file a /2 file: the query columns and checkpoint groups it lacks, and the kind."""
+    """Make the resume copy of a /1 file a /2 file: the query and step columns and checkpoint groups it
+    lacks (what the reader shows for /1 files), and the kind."""
     with h5py.File(path, "r+", libver="latest") as f:
         for name, values in new_columns.items():
             ds = hdf5.row_dataset(f["queries"], name, QUERY_COLUMNS[name][0], chunk_rows=QUERY_CHUNK_ROWS,
                                   rows=len(values))
             if len(values):
                 ds[:] = values
+        steps = hdf5.group_length(f["steps"], STEP_INT_COLUMNS)
+        for name in STEP_FLOAT_COLUMNS_SINCE_V2:
+            hdf5.row_dataset(f["steps"], name, "float64", chunk_rows=STEP_CHUNK_ROWS, rows=steps)[:] = np.nan
         for name in CHECKPOINT_ARRAYS_SINCE_V2:
             f["checkpoints"].create_group(name)
         f.attrs["schema"] = SCHEMA
