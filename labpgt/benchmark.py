@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,8 +167,14 @@ def _fan_out(jobs, workers: int, scheduler, progress, labels) -> list[dict]:
         return outcomes
     from distributed import Client, LocalCluster, as_completed
 
-    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                  dashboard_address=None, host="127.0.0.1")
+    # a run that fails says so through its future (one line, from the CLI); the workers' own logs would
+    # repeat it as a traceback
+    cluster = None
+    if not scheduler:
+        with warnings.catch_warnings():     # another cluster's HTTP port in use: it takes a free one, fine
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   host="127.0.0.1", silence_logs=logging.ERROR)
     try:
         with Client(scheduler or cluster) as client:
             futures = [client.submit(run_one, config, session, pure=False, retries=2, key=f"labpgt-{Path(session).stem}")

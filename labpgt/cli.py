@@ -235,17 +235,14 @@ def add_train(sub):
 
 def training_settings(args) -> dict:
     """TrainConfig values from the shared arguments (validated by TrainConfig itself)."""
-    reservoir = args.reservoir or "ring-sim"
+    from labpgt.reservoirs import reservoir_kind, resolved_reservoir_name
+
+    reservoir = resolved_reservoir_name(args.reservoir or "ring-sim")
     if args.bench is not None:
-        if args.reservoir not in (None, "ring-sim"):
+        if not reservoir_kind(reservoir).takes_bench:
             raise UserError(f"--bench measures through instruments; it cannot go with --reservoir {args.reservoir}")
         if not args.bench.is_file():
             raise UserError(f"bench config {args.bench} does not exist")
-    if reservoir.startswith("twin:"):                 # recorded resolved, so replay finds it from anywhere
-        twin = Path(reservoir[5:])
-        if not twin.is_file():
-            raise UserError(f"twin file {twin} does not exist")
-        reservoir = f"twin:{twin.resolve()}"
     values = dict(task=args.task, reservoir=reservoir, model=args.model, hidden=args.hidden, width=args.width,
                   heads=args.heads, blocks=args.blocks, tokens=args.tokens, batch_size=args.batch_size,
                   eval_every=args.eval_every, holdout=args.holdout,

@@ -29,12 +29,7 @@ def plot_spectrum(frequencies_hz: np.ndarray, trace_dbm: np.ndarray, path: str |
     ax.set_ylabel("power (dBm)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _save(fig, path) -> Path:
@@ -144,7 +139,7 @@ def plot_twin_fit(fit, path) -> Path:
     predicted against measured features, a few held-out feature vectors, and the error per feature."""
     plt = _pyplot()
     fig, (ax_scatter, ax_rows, ax_error) = plt.subplots(1, 3, figsize=(15, 4.5))
-    ax_scatter.plot(fit.measured.ravel(), fit.predicted.ravel(), ",", alpha=0.4)
+    ax_scatter.plot(fit.measured.ravel(), fit.predicted.ravel(), ".", ms=2, alpha=0.4)
     low, high = float(min(fit.measured.min(), fit.predicted.min())), float(max(fit.measured.max(), fit.predicted.max()))
     ax_scatter.plot([low, high], [low, high], color="grey", lw=0.8)
     ax_scatter.set_xlabel("measured feature")

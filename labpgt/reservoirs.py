@@ -17,6 +17,7 @@ on reservoir names. Factories import what they need when called, so naming a res
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from labpgt.errors import UserError
@@ -37,10 +38,12 @@ def _ring(config):
 
 @dataclass(frozen=True)
 class ReservoirKind:
-    """A reservoir a run can name: how to make it, and whether it can be differentiated (backprop)."""
+    """A reservoir a run can name: how to make it, whether it can be differentiated (backprop), and
+    whether a bench TOML says which instruments it is."""
 
     make: Callable
     differentiable: bool
+    takes_bench: bool = False
 
 
 def _twin(config):
@@ -50,7 +53,7 @@ def _twin(config):
 
 
 RESERVOIRS = {"digital": ReservoirKind(_digital, differentiable=True),
-              "ring-sim": ReservoirKind(_ring, differentiable=False),
+              "ring-sim": ReservoirKind(_ring, differentiable=False, takes_bench=True),
               "twin:": ReservoirKind(_twin, differentiable=True)}
 
 
@@ -61,6 +64,18 @@ def reservoir_kind(name: str) -> ReservoirKind:
     if name in RESERVOIRS and not name.endswith(":"):
         return RESERVOIRS[name]
     raise UserError(f"unknown reservoir {name!r}; valid reservoirs: digital, ring-sim, twin:FILE.h5")
+
+
+def resolved_reservoir_name(name: str) -> str:
+    """``name`` as a run records it: a ``twin:`` file's path made absolute (and checked), so that resume
+    and replay find it from any directory."""
+    reservoir_kind(name)
+    if name.startswith("twin:"):
+        path = Path(name[len("twin:"):])
+        if not path.is_file():
+            raise UserError(f"twin file {path} does not exist")
+        return f"twin:{path.resolve()}"
+    return name
 
 
 def make_reservoir(config):

@@ -1,11 +1,13 @@
-"""Runs recorded in session files: the one routine that starts, resumes and records a training.
+"""Runs recorded in session files: the one routine that starts, resumes and records a run.
 
-The command line (``labpgt train``), the benchmark and the PyMeasure procedures all come here; nothing
-else puts a :class:`~labpgt.trainer.Trainer` and a :class:`~labpgt.session.SessionWriter` together.
+The command line (``labpgt train``, ``labpgt sweep``), the benchmark and both PyMeasure procedures
+come here; nothing else puts a :class:`~labpgt.trainer.Trainer` and a
+:class:`~labpgt.session.SessionWriter` together, or a sweep and a :class:`~labpgt.session.SweepWriter`.
 
 * :func:`start_training` — train a config, recording every query, step and checkpoint in a new
   session (or nothing, without one);
 * :func:`resume_training` — continue an interrupted session after its last complete step;
+* :func:`record_sweep` — a characterisation sweep (:mod:`labpgt.sweeps`) in a session of kind ``sweep``;
 * :func:`default_session_path` — where a run is written when nobody says where.
 
 Both take the same hooks, so a caller adds what it needs without a copy of the loop:

@@ -137,11 +137,14 @@ class TrainConfig:
         return ModelSpec(**{name: getattr(self, name) for name in MODEL_FIELDS})
 
     def resolved(self) -> "TrainConfig":
-        """A copy with every ``None`` replaced by the method's default (eval_every: steps // 20)."""
+        """A copy with every ``None`` replaced by the method's default (eval_every: steps // 20); a method
+        fitted in closed form makes one step."""
         values = dataclasses.asdict(self)
         for key, default in METHODS[self.method].defaults.items():
             if values[key] is None:
                 values[key] = default
+        if METHODS[self.method].closed_form:
+            values["steps"] = 1                       # fitted in one step, whatever was asked
         if values["eval_every"] is None:
             values["eval_every"] = max(1, values["steps"] // 20)
         if values["spsa_A"] is None:

@@ -199,7 +199,7 @@ class PGTTraining(BenchSafety, Procedure):
 
     task = ListParameter("Task", choices=["digits", "iris", "wine", "waveforms"], default="digits")
     model = ListParameter("Model", choices=["dense", "transformer"], default="dense")
-    method = ListParameter("Method", choices=["node", "pgt", "pgt-enc", "spsa", "readout", "backprop"], default="node")
+    method = ListParameter("Method", choices=["node", "twin", "pgt", "pgt-enc", "spsa", "readout", "backprop"], default="node")
     reservoir = ListParameter("Reservoir", choices=["ring-sim", "digital"], default="ring-sim")
     bench_config = Parameter("Bench config (.toml, empty = embedded simulated bench)", default="")
     steps = IntegerParameter("Steps", minimum=1, maximum=1_000_000, default=40)
@@ -233,13 +233,14 @@ class PGTTraining(BenchSafety, Procedure):
 
     # ---- building
     def train_config(self):
+        from labpgt.reservoirs import reservoir_kind
         from labpgt.trainer import TrainConfig
 
         values = dict(task=self.task, model=self.model, method=self.method, reservoir=self.reservoir,
                       steps=int(self.steps), batch_size=int(self.batch_size), r=int(self.r), seed=int(self.seed),
                       width=int(self.width), heads=int(self.heads), blocks=int(self.blocks), holdout=self.holdout,
                       eval_every=int(self.eval_every), eval_train_samples=int(self.eval_samples),
-                      bench=(self.bench_config or None) if self.reservoir == "ring-sim" else None)
+                      bench=(self.bench_config or None) if reservoir_kind(self.reservoir).takes_bench else None)
         if self.lr > 0:
             values["lr"] = float(self.lr)
         if self.delta > 0:

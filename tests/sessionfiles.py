@@ -94,3 +94,21 @@ def dataset_names(path) -> set[str]:
     with h5py.File(path, "r") as f:
         f.visititems(lambda name, obj: names.add(name) if isinstance(obj, h5py.Dataset) else None)
     return names
+
+
+def interrupt_after(step: int):
+    """A ``wrap_recorder`` that records as the writer does, then stops the run (KeyboardInterrupt) once the
+    checkpoint of ``step`` is written — a run lost with its worker, or stopped by Ctrl+C."""
+    class Interrupt:
+        def __init__(self, writer):
+            self.writer = writer
+
+        def __getattr__(self, name):
+            return getattr(self.writer, name)
+
+        def checkpoint(self, ck):
+            self.writer.checkpoint(ck)
+            if ck.step == step:
+                raise KeyboardInterrupt
+
+    return Interrupt

@@ -11,6 +11,7 @@ from labpgt.plots import plot_benchmark, plot_history
 from labpgt.runs import RunResult, start_training
 from labpgt.session import SessionReader
 from labpgt.trainer import TrainConfig
+from sessionfiles import interrupt_after
 
 SMALL = dict(batch_size=8, eval_every=5, eval_train_samples=20)
 
@@ -63,20 +64,8 @@ def test_a_complete_session_is_read_back_and_an_interrupted_one_resumed(tmp_path
     config = TrainConfig(task="iris", method="node", steps=6, **SMALL).resolved()
     reference = start_training(config, tmp_path / "reference.h5")
 
-    class Interrupt:                              # a worker lost after step 2
-        def __init__(self, writer):
-            self.writer = writer
-
-        def __getattr__(self, name):
-            return getattr(self.writer, name)
-
-        def checkpoint(self, ck):
-            self.writer.checkpoint(ck)
-            if ck.step == 2:
-                raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        start_training(config, tmp_path / "lost.h5", wrap_recorder=Interrupt)
+        start_training(config, tmp_path / "lost.h5", wrap_recorder=interrupt_after(2))
     assert RunResult.from_session(tmp_path / "lost.h5") is None
     resumed = run_one(config.__dict__, str(tmp_path / "lost.h5"))
     assert resumed["final_params_sha256"] == reference.final_params_sha256

@@ -97,7 +97,7 @@ def test_round_trip(tmp_path):
     assert info["final_params_sha256"] == params_sha256(written[-1][2]) and "run.h5" in format_inspection(info)
 
 
-def test_dataset_layout_is_chunked_compressed_and_swmr(tmp_path):
+def test_dataset_layout_is_chunked_uncompressed_and_swmr(tmp_path):
     path = tmp_path / "run.h5"
     with synthetic_writer(path) as writer:
         write_steps(writer, np.random.default_rng(1), 1)
@@ -105,7 +105,20 @@ def test_dataset_layout_is_chunked_compressed_and_swmr(tmp_path):
             assert f.swmr_mode
             spectrum = f["queries/spectrum"]
             assert spectrum.chunks == (256, P) and spectrum.maxshape == (None, P)
-            assert f["queries/step"].compression == "lzf" and f["steps/loss"].chunks
+            assert f["queries/step"].compression is None and f["steps/loss"].chunks
+
+
+def test_a_long_run_leaves_no_dead_space_in_its_file(tmp_path):
+    """Appending a step rewrites the last chunk of every dataset; the file must stay the size of its data
+    (with compressed chunks HDF5 left every rewritten chunk's old space behind: a file 27x its data)."""
+    path = tmp_path / "run.h5"
+    with synthetic_writer(path) as writer:
+        write_steps(writer, np.random.default_rng(3), 200, rows=4)
+    stored = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: stored.append(obj.id.get_storage_size()) if isinstance(obj, h5py.Dataset)
+                     else None)
+    assert os.path.getsize(path) < 1.15 * sum(stored) + 200_000
 
 
 # --------------------------------------------------------------------------- live reading

@@ -16,6 +16,7 @@ from labpgt.runs import RunResult, resume_training, start_training
 from labpgt.session import SessionReader
 from labpgt.trainer import TrainConfig, Trainer
 from labpgt.twin import TwinModel, TwinReservoir, TwinSpec, fit_twin, read_twin
+from sessionfiles import interrupt_after
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "session-example.h5"
 SMALL = dict(task="iris", batch_size=8, eval_every=5, eval_train_samples=20)
@@ -151,20 +152,8 @@ def test_twin_from_earlier_sessions_is_kept_in_the_session_resumes_and_replays(t
         assert sources[0]["rows"] == len(U) and sources[0]["path"] == str(earlier)
     assert inspect_session(tmp_path / "reference.h5")["prior_rows"] == len(U)
 
-    class Interrupt:
-        def __init__(self, writer):
-            self.writer = writer
-
-        def __getattr__(self, name):
-            return getattr(self.writer, name)
-
-        def checkpoint(self, ck):
-            self.writer.checkpoint(ck)
-            if ck.step == 4:
-                raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        start_training(config, tmp_path / "cut.h5", wrap_recorder=Interrupt)
+        start_training(config, tmp_path / "cut.h5", wrap_recorder=interrupt_after(4))
     earlier.rename(tmp_path / "moved.h5")                   # resume and replay need nothing but the file
     resumed = resume_training(tmp_path / "cut.h5")
     assert resumed.final_params_sha256 == reference.final_params_sha256

@@ -26,7 +26,7 @@ import numpy as np
 
 from labpgt.errors import UserError
 
-COMPRESSION = "lzf"
+COMPRESSION = "lzf"      # for datasets written once; rows appended per step stay uncompressed (see schema.py)
 RAGGED_CHUNK = 1 << 16
 COPY_BLOCK_ROWS = 1 << 16
 
@@ -37,7 +37,7 @@ SWMR_METADATA_READ_ATTEMPTS = 24
 
 
 # --------------------------------------------------------------------------- row and ragged datasets
-def row_dataset(group, name, dtype, width=(), *, chunk_rows: int, compress=True, rows=0) -> h5py.Dataset:
+def row_dataset(group, name, dtype, width=(), *, chunk_rows: int, compress=False, rows=0) -> h5py.Dataset:
     """An empty (or ``rows``-long) dataset of rows of shape ``width`` that grows along its first axis."""
     width = tuple(int(w) for w in width)
     if any(w == 0 for w in width):  # HDF5 chunks cannot have a zero dimension
@@ -49,8 +49,7 @@ def row_dataset(group, name, dtype, width=(), *, chunk_rows: int, compress=True,
 
 
 def ragged_dataset(group, name, dtype, chunk_rows) -> None:
-    values = group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(RAGGED_CHUNK,),
-                                  compression=COMPRESSION)
+    values = group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(RAGGED_CHUNK,))
     values.attrs["ragged_end"] = f"{name}_end"
     row_dataset(group, f"{name}_end", "int64", chunk_rows=chunk_rows)
 
@@ -152,8 +151,9 @@ def copy_prefix(src: h5py.File, dst_path: Path, keep: dict) -> None:
 
 
 def _copy_rows(dst, name, obj, rows) -> h5py.Dataset:
+    # uncompressed, whatever the source was: the resumed run appends to it (see schema.py, Storage)
     ds = dst.create_dataset(name, shape=(rows,) + obj.shape[1:], maxshape=obj.maxshape, dtype=obj.dtype,
-                            chunks=obj.chunks, compression=obj.compression, compression_opts=obj.compression_opts)
+                            chunks=obj.chunks)
     for start in range(0, rows, COPY_BLOCK_ROWS):
         stop = min(rows, start + COPY_BLOCK_ROWS)
         ds[start:stop] = obj[start:stop]

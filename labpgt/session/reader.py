@@ -249,11 +249,11 @@ class SessionReader:
     @property
     @_damaged_is_user_error
     def planned_steps(self) -> int:
-        """The steps the training was to make (0 for a sweep)."""
+        """The steps the training was to make (0 for a sweep): its resolved config's ``steps`` (a method
+        fitted in closed form resolves to 1)."""
         if self.kind != "training":
             return 0
-        train = self.config["train"]
-        return 1 if train.get("method") == "readout" else int(train.get("steps") or 0)
+        return int(self.config["train"].get("steps") or 0)
 
     @property
     @_damaged_is_user_error

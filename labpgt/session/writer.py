@@ -29,8 +29,8 @@ from labpgt.session.reader import SessionReader
 from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_ARRAYS_SINCE_V2, CHECKPOINT_RAGGED, KIND_GROUPS,
                                    NUMERIC_KINDS, PERTURBATION_DIMS, POINT_FLOAT_COLUMNS, POINT_INT_COLUMNS,
                                    QUERY_COLUMNS, QUERY_COLUMNS_SINCE_V2, ROLE_CODES, ROLES, SCHEMA, SCHEMA_V1,
-                                   STEP_FLOAT_COLUMNS, STEP_FLOAT_COLUMNS_SINCE_V2, STEP_INT_COLUMNS, STEP_RAGGED, UNCOMPRESSED, array_name,
-                                   dataset_name)
+                                   STEP_FLOAT_COLUMNS, STEP_FLOAT_COLUMNS_SINCE_V2, STEP_INT_COLUMNS, STEP_RAGGED,
+                                   array_name, dataset_name)
 
 QUERY_CHUNK_ROWS = 256
 STEP_CHUNK_ROWS = 64
@@ -106,8 +106,7 @@ def _lay_out_queries(f, reservoir: dict, points: int) -> None:
               "features": (int(reservoir["feature_width"]),)}
     q = f.create_group("queries")
     for name, (dtype, wide) in QUERY_COLUMNS.items():
-        hdf5.row_dataset(q, name, dtype, widths[name] if wide else (), chunk_rows=QUERY_CHUNK_ROWS,
-                         compress=name not in UNCOMPRESSED)
+        hdf5.row_dataset(q, name, dtype, widths[name] if wide else (), chunk_rows=QUERY_CHUNK_ROWS)
     q["role"].attrs["names"] = json.dumps(list(ROLES))
     q["settings"].attrs["names"] = json.dumps(setting_names)
 

@@ -1,0 +1,67 @@
+"""The engine's own time per step beside the instrument's: everything a step does except ``measure``.
+
+    python benchmarks/engine_overhead.py [--steps 30] [--warmup 3]
+
+For each model (dense, transformer) and method on the embedded simulated ring (digits, batch 32, the
+method's defaults), a trainer runs ``warmup`` steps (the first calls compile the jitted stages), then
+``steps`` more are timed: wall time per step, the part spent inside ``reservoir.measure``, and the
+rest — forward and backward of the digital stages, the estimator, the optimizer, the twin's refit,
+the query accounting. Recording is off (its cost is benchmarks/session_throughput.py's), evaluation
+is off (it measures, it does not compute). The compile time of the warm-up steps is reported apart:
+it is paid once per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from labpgt.bench import embedded_bench
+from labpgt.trainer import TrainConfig, Trainer
+
+CASES = [("dense", "node"), ("dense", "pgt"), ("dense", "pgt-enc"), ("dense", "twin"),
+         ("transformer", "node"), ("transformer", "pgt"), ("transformer", "pgt-enc"), ("transformer", "twin")]
+
+
+def measure_case(model: str, method: str, steps: int, warmup: int) -> dict:
+    config = TrainConfig(task="digits", model=model, method=method, reservoir="ring-sim", steps=warmup + steps,
+                         eval_every=10 ** 9)
+    bench = embedded_bench(seed=0)
+    try:
+        trainer = Trainer(config, bench)
+        t0 = time.perf_counter()
+        trainer._start()
+        for s in range(warmup):
+            trainer._train_step(s)
+        warm_wall = time.perf_counter() - t0
+        measured_before = trainer.measure_seconds
+        queries_before = trainer.training_queries
+        t0 = time.perf_counter()
+        for s in range(warmup, warmup + steps):
+            trainer._train_step(s)
+        wall = time.perf_counter() - t0
+        measuring = trainer.measure_seconds - measured_before
+        return {"model": model, "method": method, "wall_ms": 1e3 * wall / steps, "measure_ms": 1e3 * measuring / steps,
+                "engine_ms": 1e3 * (wall - measuring) / steps, "share": (wall - measuring) / measuring,
+                "queries": (trainer.training_queries - queries_before) / steps, "warmup_s": warm_wall}
+    finally:
+        bench.close()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args(argv)
+    print(f"embedded ring-sim, digits, batch 32, {args.steps} timed steps after {args.warmup} warm-up steps")
+    print(f"{'model':<12}{'method':<9}{'queries/step':>13}{'measure ms':>12}{'engine ms':>11}{'engine/measure':>16}"
+          f"{'warm-up s':>11}")
+    for model, method in CASES:
+        r = measure_case(model, method, args.steps, args.warmup)
+        print(f"{r['model']:<12}{r['method']:<9}{r['queries']:>13.0f}{r['measure_ms']:>12.1f}{r['engine_ms']:>11.2f}"
+              f"{100 * r['share']:>15.1f}%{r['warmup_s']:>11.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

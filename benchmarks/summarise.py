@@ -1,0 +1,110 @@
+"""Tables of a benchmark's JSON (``labpgt benchmark --json``): per method over seeds, and comparisons.
+
+    python benchmarks/summarise.py RESULT.json [--reach METHOD] [--budget QUERIES] [--tolerance 0.01]
+
+* per method: the mean and standard deviation over seeds of the final held-out accuracy, the
+  training queries spent, and the queries each seed first reached the target (mean pgt final);
+* ``--reach METHOD``: for every other method, the training queries at which each seed's accuracy
+  first came within ``tolerance`` of METHOD's mean final accuracy (``never`` if it did not), and
+  the factor METHOD's queries / that;
+* ``--budget Q``: each method's held-out accuracy at its last evaluation within Q training queries
+  (mean over seeds): who is ahead at an equal number of queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+
+def by_method(result: dict) -> dict:
+    methods: dict[str, list] = {}
+    for row in result["results"]:
+        methods.setdefault(row["method"], []).append(row)
+    return methods
+
+
+def accuracy_key(result: dict) -> str:
+    return f"{result['holdout']}_accuracy"
+
+
+def first_reaching(history: list, key: str, level: float) -> int | None:
+    for entry in history:
+        if entry[key] >= level - 1e-12:
+            return int(entry["training_queries"])
+    return None
+
+
+def accuracy_within(history: list, key: str, budget: float) -> float:
+    within = [e[key] for e in history if e["training_queries"] <= budget]
+    return float(within[-1]) if within else float("nan")
+
+
+def summary_table(result: dict) -> list[str]:
+    key, final = accuracy_key(result), f"final_{result['holdout']}_accuracy"
+    lines = [f"{'method':<34}{'seeds':>6}{'accuracy':>16}{'queries':>11}{'to target':>22}"]
+    for method, rows in by_method(result).items():
+        acc = np.array([r[final] for r in rows])
+        queries = np.mean([r["queries"] for r in rows])
+        reached = [r["queries_to_target"] for r in rows if r["queries_to_target"] is not None]
+        to_target = (f"{np.mean(reached):,.0f}" if reached else "never") + f" ({len(reached)}/{len(rows)})"
+        lines.append(f"{method:<34}{len(rows):>6}{acc.mean():>9.4f} ± {acc.std(ddof=1) if len(acc) > 1 else 0:.3f}"
+                     f"{queries:>11,.0f}{to_target:>22}")
+    return lines
+
+
+def reach_table(result: dict, reference: str, tolerance: float) -> list[str]:
+    key, final = accuracy_key(result), f"final_{result['holdout']}_accuracy"
+    methods = by_method(result)
+    ref_rows = methods[reference]
+    level = float(np.mean([r[final] for r in ref_rows])) - tolerance
+    ref_queries = float(np.mean([r["queries"] for r in ref_rows]))
+    lines = [f"queries to come within {tolerance:.3f} of {reference}'s mean final accuracy "
+             f"({level + tolerance:.4f}; {reference} spent {ref_queries:,.0f})",
+             f"{'method':<34}{'per seed':>30}{'mean':>12}{'factor':>9}"]
+    for method, rows in methods.items():
+        reached = [first_reaching(r["history"], key, level) for r in rows]
+        shown = ", ".join("never" if q is None else f"{q:,}" for q in reached)
+        if all(q is not None for q in reached):
+            mean = float(np.mean(reached))
+            lines.append(f"{method:<34}{shown:>30}{mean:>12,.0f}{ref_queries / mean:>8.1f}x")
+        else:
+            lines.append(f"{method:<34}{shown:>30}{'-':>12}{'-':>9}")
+    return lines
+
+
+def budget_table(result: dict, budget: float) -> list[str]:
+    key = accuracy_key(result)
+    lines = [f"{result['holdout']} accuracy at the last evaluation within {budget:,.0f} training queries",
+             f"{'method':<34}{'per seed':>24}{'mean':>9}"]
+    for method, rows in by_method(result).items():
+        values = [accuracy_within(r["history"], key, budget) for r in rows]
+        lines.append(f"{method:<34}{', '.join(f'{v:.4f}' for v in values):>24}{np.nanmean(values):>9.4f}")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("result")
+    parser.add_argument("--reach", action="append", default=[], metavar="METHOD")
+    parser.add_argument("--budget", type=float, action="append", default=[])
+    parser.add_argument("--tolerance", type=float, default=0.01)
+    args = parser.parse_args(argv)
+    with open(args.result) as handle:
+        result = json.load(handle)
+    print(f"task {result['task']}, model {result['model']}, reservoir {result['reservoir']}, "
+          f"held out: {result['holdout']}, target (mean pgt final) {result['target_accuracy']:.4f}")
+    print("\n".join(summary_table(result)))
+    for reference in args.reach:
+        print()
+        print("\n".join(reach_table(result, reference, args.tolerance)))
+    for budget in args.budget:
+        print()
+        print("\n".join(budget_table(result, budget)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
