@@ -336,3 +336,23 @@ def test_resume_drops_rows_of_the_unfinished_step(tmp_path):
         assert r.n_queries == 30 and r.n_steps == 3 and list(r.steps()["step"]) == [0, 1, 2]
         assert r.steps()["loss"][2] == 1 / 3
         assert r.checkpoint(-1).trainer_state["history"] == [{"step": 0}, {"step": 1}, {"step": 2}]
+
+
+def test_a_last_row_whose_json_never_reached_the_disk_is_not_whole_and_resume_starts_before_it(tmp_path):
+    """A disk that fills mid-write can leave the last checkpoint's JSON reserved but unwritten (zeros)."""
+    path = tmp_path / "run.h5"
+    with synthetic_writer(path) as writer:
+        write_steps(writer, np.random.default_rng(7), 3)
+    with h5py.File(path, "r+") as f:
+        ends = f["checkpoints/trainer_state_end"][()]
+        f["checkpoints/trainer_state"][int(ends[-2]):int(ends[-1])] = 0
+        ends = f["steps/extra_end"][()]
+        f["steps/extra"][int(ends[-2]):int(ends[-1])] = 0
+    with SessionReader(path) as r:
+        assert r.n_checkpoints == 2 and r.last_complete_step == 1 and r.n_steps == 2 and not r.completed
+    writer, checkpoint = SessionWriter.open_for_resume(path)
+    with writer:
+        assert checkpoint.step == 1
+        write_steps(writer, np.random.default_rng(8), 1, first=2)
+    with SessionReader(path) as r:
+        assert r.completed and r.n_steps == 3 and r.step_extra(2) == {"alpha": 0.5}

@@ -42,6 +42,15 @@ def _damaged_is_user_error(method):
     return read
 
 
+def _json_whole(group, name: str, row: int) -> bool:
+    """Whether row ``row`` of the ragged JSON column ``name`` decodes."""
+    try:
+        json.loads(hdf5.ragged_row(group, name, row).tobytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
 def _text(value) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -216,8 +225,15 @@ class SessionReader:
         n_ckpt = min(f["checkpoints/step"].shape[0], *arrays,
                      *(hdf5.ragged_rows(f["checkpoints"], n) for n in CHECKPOINT_RAGGED))
         step_columns = STEP_INT_COLUMNS + step_float_columns(self.schema) + ("perturbation_shape",)
-        self.n_steps = min(hdf5.group_length(f["steps"], step_columns),
-                           *(hdf5.ragged_rows(f["steps"], n) for n in STEP_RAGGED))
+        n_steps = min(hdf5.group_length(f["steps"], step_columns),
+                      *(hdf5.ragged_rows(f["steps"], n) for n in STEP_RAGGED))
+        # a writer that failed mid-write (the disk full) can leave a last row whose JSON was reserved but
+        # never written: such a row is not whole, as if the writer had been killed before it
+        while n_ckpt and not all(_json_whole(f["checkpoints"], n, n_ckpt - 1) for n in CHECKPOINT_RAGGED):
+            n_ckpt -= 1
+        while n_steps and not _json_whole(f["steps"], "extra", n_steps - 1):
+            n_steps -= 1
+        self.n_steps = n_steps
         self.checkpoint_steps = f["checkpoints/step"][:n_ckpt]
         self.n_checkpoints = n_ckpt
 
