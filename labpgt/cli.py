@@ -226,7 +226,7 @@ def add_train(sub):
     p.add_argument("--twin-tolerance", type=positive_float,
                    help="twin: largest relative squared gradient error the twin may have, checked on probes (1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, help="session file to write (default data/runs/<time>-<task>-<method>.h5)")
+    p.add_argument("--out", type=Path, help="session file to write (default data/runs/<time>-<task>-<model>-<method>.h5)")
     p.add_argument("--resume", type=Path, metavar="FILE.h5", help="continue this interrupted session")
     p.add_argument("--plot", type=Path, help="loss/accuracy PNG (default: beside the session)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -79,7 +79,7 @@ def test_training_records_a_complete_session_and_turns_rf_off(tmp_path):
     assert p.feed.count == info["queries"]          # every measured trace reached the feed
 
 
-@pytest.mark.parametrize("method", ["node", "pgt", "pgt-enc", "spsa", "backprop", "readout"])
+@pytest.mark.parametrize("method", ["node", "twin", "pgt", "pgt-enc", "spsa", "backprop", "readout"])
 @pytest.mark.parametrize("model", ["dense", "transformer"])
 def test_the_gui_receives_exactly_one_result_row_per_step_for_every_method(tmp_path, method, model):
     """What PyMeasure's worker hands the window (the results rows it writes) is one row per recorded step."""
