@@ -30,6 +30,8 @@ import numpy as np
 from pymeasure.experiment import (BooleanParameter, FloatParameter, IntegerParameter, ListParameter, Parameter,
                                   Procedure)
 
+from labpgt.architectures import ARCHITECTURES
+from labpgt.methods import METHODS
 from labpgt.reservoir import Measurement
 from labpgt.runs import DEFAULT_RUNS_DIR, default_session_path
 
@@ -198,8 +200,8 @@ class PGTTraining(BenchSafety, Procedure):
     """Train a network through the reservoir (perturbative gradient training), recording a session file."""
 
     task = ListParameter("Task", choices=["digits", "iris", "wine", "waveforms"], default="digits")
-    model = ListParameter("Model", choices=["dense", "transformer"], default="dense")
-    method = ListParameter("Method", choices=["node", "twin", "pgt", "pgt-enc", "spsa", "readout", "backprop"], default="node")
+    model = ListParameter("Model", choices=list(ARCHITECTURES), default="dense")
+    method = ListParameter("Method", choices=list(METHODS), default="node")
     reservoir = ListParameter("Reservoir", choices=["ring-sim", "digital"], default="ring-sim")
     bench_config = Parameter("Bench config (.toml, empty = embedded simulated bench)", default="")
     steps = IntegerParameter("Steps", minimum=1, maximum=1_000_000, default=40)
