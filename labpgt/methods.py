@@ -205,7 +205,9 @@ class Twin(Node):
     probes per row and uses node's VJP; it also checks the twin where it matters, on the loss: with
     s_j the measured directional derivative of the loss along probe j and ŝ_j the twin's (its ± pair
     at the same δ), ``twin_gradient_error`` ρ = Σ(ŝ − s)²/Σs² estimates the twin gradient's relative
-    squared error. Node's own estimate with k of d directions has relative squared error d/k − 1 (1
+    squared error. A check whose measured slopes are all zero (the first step, while the
+    classifier is still at zero, sends no gradient back to the ring) proves nothing: the twin stays
+    untrusted and the next step probes again. Node's own estimate with k of d directions has relative squared error d/k − 1 (1
     for the ring's k = 4 of d = 8), so the twin is *trusted* while ρ < ``twin_tolerance`` (default 1:
     no worse than the probes it replaces). A trusted twin's VJP is used (one query per row) until the
     next check, every ``twin_check_every`` steps, or until drift: a held-out error above
@@ -271,8 +273,12 @@ class Twin(Node):
             self.twin_steps += 1
         else:
             mismatch, scale = (float(np.sum(v)) for v in zip(*self._checks))
-            values["twin_gradient_error"] = rho = mismatch / max(scale, 1e-300)
-            self.trusted, self.twin_steps = rho < self.tolerance, 0
+            self.twin_steps = 0
+            if scale > 0:
+                values["twin_gradient_error"] = rho = mismatch / scale
+                self.trusted = rho < self.tolerance
+            else:                              # no slope to compare (e.g. a classifier still at zero): no evidence
+                self.trusted = False
         self._refit()
         perturbation = np.stack(self._perturbations[::-1]) if self._perturbations else None
         return StepResult(loss, grads, values=values, perturbation=perturbation)

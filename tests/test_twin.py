@@ -66,7 +66,8 @@ def test_twin_method_logs_its_held_out_error_every_step_and_inspect_shows_it(tmp
     assert all(np.isfinite(e["twin_error"]) for e in extras)
     used = [e["twin_used"] for e in extras]
     assert used[0] == 0 and 1 in used                       # probes first, then the twin once it passed a check
-    assert all("twin_gradient_error" in e for e, u in zip(extras, used) if u == 0)
+    assert "twin_gradient_error" not in extras[0]         # the first probe has no slope to compare (classifier at 0)
+    assert all("twin_gradient_error" in e for e, u in zip(extras[1:], used[1:]) if u == 0)
     probe_steps = [i for i, u in enumerate(used) if u == 0]
     assert all(b - a <= 5 for a, b in zip(probe_steps, probe_steps[1:] + [len(used)]))   # checked every 4 twin steps
     info = inspect_session(path)
@@ -204,3 +205,30 @@ def test_sessions_of_another_layout_are_refused_with_one_line(tmp_path):
     assert not (tmp_path / "t.h5").exists() and not (tmp_path / "r.h5").exists()
     with pytest.raises(UserError, match="another bench layout"):
         fit_twin([digital, other], tmp_path / "t.h5")
+
+
+def test_the_twin_is_trusted_only_after_a_probe_that_measured_its_gradient_error():
+    logs = []
+
+    class Log:
+        def record_queries(self, *a):
+            pass
+
+        def record_step(self, step, values):
+            logs.append(values)
+
+        def checkpoint(self, ck):
+            pass
+
+    config = TrainConfig(method="twin", reservoir="digital", steps=12, twin_check_every=4, eval_every=12,
+                         eval_train_samples=10, task="iris", batch_size=8)
+    Trainer(config, DigitalReservoir(seed=0), recorder=Log()).run()
+    assert "twin_gradient_error" not in logs[0]            # the classifier starts at zero: no slope to compare
+    assert logs[1]["twin_used"] == 0                        # so the next step probes again
+    last_probe = None
+    for values in logs:
+        if values["twin_used"]:
+            assert last_probe is not None and last_probe["twin_gradient_error"] < config.twin_tolerance
+        else:
+            last_probe = values
+    assert sum(v["twin_used"] for v in logs) > 0
