@@ -41,6 +41,11 @@ def _save(fig, path) -> Path:
     return path
 
 
+def _thousands(value, _position=None) -> str:
+    """An axis tick in thousands (``25k``): six-digit query counts would run into each other."""
+    return f"{value / 1000:g}k" if value else "0"
+
+
 def plot_history(result, path) -> Path:
     """A training's loss and accuracy against training queries (``result``: a :class:`labpgt.runs.RunResult`)."""
     plt = _pyplot()
@@ -51,6 +56,7 @@ def plot_history(result, path) -> Path:
         ax.plot(q, [e[f"train_{what}"] for e in h], marker=".", label="train")
         ax.plot(q, [e[f"{held}_{what}"] for e in h], marker=".", label=held)
         ax.set_xlabel("training queries")
+        ax.xaxis.set_major_formatter(_thousands)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
