@@ -205,11 +205,11 @@ class Twin(Node):
     probes per row and uses node's VJP; it also checks the twin where it matters, on the loss: with
     s_j the measured directional derivative of the loss along probe j and ŝ_j the twin's (its ± pair
     at the same δ), ``twin_gradient_error`` ρ = Σ(ŝ − s)²/Σs² estimates the twin gradient's relative
-    squared error. A check whose measured slopes are all zero (the first step, while the
-    classifier is still at zero, sends no gradient back to the ring) proves nothing: the twin stays
-    untrusted and the next step probes again. Node's own estimate with k of d directions has relative squared error d/k − 1 (1
+    squared error. Node's own estimate with k of d directions has relative squared error d/k − 1 (1
     for the ring's k = 4 of d = 8), so the twin is *trusted* while ρ < ``twin_tolerance`` (default 1:
-    no worse than the probes it replaces). A trusted twin's VJP is used (one query per row) until the
+    no worse than the probes it replaces). A check whose measured slopes are all zero (the first
+    step: a classifier still at zero sends no gradient back to the ring) proves nothing: the twin
+    stays untrusted and the next step probes again. A trusted twin's VJP is used (one query per row) until the
     next check, every ``twin_check_every`` steps, or until drift: a held-out error above
     :data:`DRIFT_FACTOR` times the median of the last ten. Probing starts the run (the twin knows
     nothing yet). Recorded per step: ``twin_error``, ``twin_used`` (1: the twin's VJP, 0: probes),

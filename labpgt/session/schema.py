@@ -105,8 +105,8 @@ Every row dataset is chunked (256 rows for queries) and resizable along its firs
 rewritten compressed chunk in new space without reusing the old — measured on a 100-step twin run
 on the simulated ring, lzf made a 171 MB file of 31 MB of data; uncompressed the file is its data
 (34 MB). The spectra dominate and do not compress anyway (measured: lzf saved < 1 % of them). The
-``prior`` group, written once, is lzf-compressed. All datasets are created up front, then the file switches to
-SWMR mode, so a reader (the GUI) can follow a live run. Rows are buffered in memory and appended
+``prior`` group, written once, is lzf-compressed. All datasets are created up front, then the file
+switches to SWMR mode, so a reader (the GUI) can follow a live run. Rows are buffered in memory and appended
 once per flush (one resize per dataset per step or point). A training is flushed at every step row
 and every checkpoint, a sweep at every point. The logical length of a group is the smallest extent
 of its datasets (a writer killed mid-flush leaves them uneven).
