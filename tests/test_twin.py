@@ -11,6 +11,7 @@ import pytest
 from labpgt.digital import DigitalReservoir
 from labpgt.errors import UserError
 from labpgt.inspection import inspect_session
+from labpgt.recording import NullRecorder
 from labpgt.replay import replay_session
 from labpgt.runs import RunResult, resume_training, start_training
 from labpgt.session import SessionReader
@@ -87,6 +88,18 @@ def test_a_twin_run_replays_exactly(tmp_path):
     assert report.ok and report.largest_difference == 0.0 and report.checkpoints_checked == 10
 
 
+class StepLog(NullRecorder, list):
+    """A recorder that keeps each step's values (a list of them) and calls ``after_step(step)``."""
+
+    def __init__(self, after_step=lambda step: None):
+        super().__init__()
+        self.after_step = after_step
+
+    def record_step(self, step, values):
+        self.append(values)
+        self.after_step(step)
+
+
 class SuddenChange:
     """A digital reservoir whose map changes when told to (a mode hop, a step of the field)."""
 
@@ -113,23 +126,16 @@ class SuddenChange:
 
 
 def test_the_twin_falls_back_on_probes_when_the_ring_changes():
-    logs, changed = [], 25
+    changed = 25
     reservoir = SuddenChange()
 
-    class Log:
-        def record_queries(self, *a):
-            pass
-
-        def record_step(self, step, values):
-            logs.append(values)
-            reservoir.changed = step + 1 >= changed          # from step 25 on, the ring is another
-
-        def checkpoint(self, ck):
-            pass
+    def change(step):
+        reservoir.changed = step + 1 >= changed              # from step 25 on, the ring is another
 
     config = TrainConfig(method="twin", reservoir="digital", steps=50, twin_check_every=1000, eval_every=50,
                          eval_train_samples=10, task="iris", batch_size=8)
-    Trainer(config, reservoir, recorder=Log()).run()
+    logs = StepLog(after_step=change)
+    Trainer(config, reservoir, recorder=logs).run()
     used = [v["twin_used"] for v in logs]
     assert sum(used[changed - 5:changed]) == 5               # trusted before the change
     assert 0 in used[changed:changed + 3]                     # the jump in held-out error sends it back to probes
@@ -208,21 +214,10 @@ def test_sessions_of_another_layout_are_refused_with_one_line(tmp_path):
 
 
 def test_the_twin_is_trusted_only_after_a_probe_that_measured_its_gradient_error():
-    logs = []
-
-    class Log:
-        def record_queries(self, *a):
-            pass
-
-        def record_step(self, step, values):
-            logs.append(values)
-
-        def checkpoint(self, ck):
-            pass
-
     config = TrainConfig(method="twin", reservoir="digital", steps=12, twin_check_every=4, eval_every=12,
                          eval_train_samples=10, task="iris", batch_size=8)
-    Trainer(config, DigitalReservoir(seed=0), recorder=Log()).run()
+    logs = StepLog()
+    Trainer(config, DigitalReservoir(seed=0), recorder=logs).run()
     assert "twin_gradient_error" not in logs[0]            # the classifier starts at zero: no slope to compare
     assert logs[1]["twin_used"] == 0                        # so the next step probes again
     last_probe = None
