@@ -165,9 +165,68 @@ def test_error_texts(toy):
 
 
 def test_error_discards_rest_of_message_but_not_the_next(toy):
-    assert ask(toy, ":FOO;:FREQ 5 GHz;*IDN?") == ""
+    # the message held a query: it is answered (empty) at once rather than left to time out
+    assert ask(toy, ":FOO;:FREQ 5 GHz;*IDN?") == "\n"
     assert toy.frequency == 1e9
     assert ask(toy, "*IDN?") == "labpgt,Toy,0,1\n"
+    assert ask(toy, ":FOO;:FREQ 5 GHz") == ""          # no query, no answer
+
+
+def test_failed_query_answers_what_it_has_at_once_and_queues_the_error(toy):
+    assert ask(toy, ":FREQ?;:NOPE?") == "+1.00000000000E+09\n"
+    assert ask(toy, ":NOPE?") == "\n"
+    assert ask(toy, "*ESR?") == "32\n"
+    assert errors(toy) == [-113, -113]
+    toy.answer_failed_queries = False                   # the hardware's silence
+    assert ask(toy, ":NOPE?") == ""
+    assert errors(toy) == [-113]
+
+
+class Markers(ScpiInstrument):
+    """Numeric suffixes: markers 1-4, a window/trace pair, an optional suffixed node."""
+
+    def declare_commands(self, table):
+        self.x = {}
+        table.add(":CALCulate:MARKer<1-4>:X", lambda n, x: self.x.__setitem__(n, x),
+                  lambda n: "%g" % self.x.get(n, 0.0), (Numeric("HZ"),))
+        table.add(":DISPlay:WINDow<n>:TRACe<1-6>:MODE?", query=lambda w, t: f"{w},{t}")
+        table.add("[:SENSe]:DETector[:FUNCtion<1-6>]?", query=lambda t: str(t))
+
+
+def test_numeric_suffixes_default_to_one_and_are_range_checked():
+    markers = Markers()
+    ask(markers, ":CALC:MARK2:X 3 GHz;:CALCULATE:MARKER:X 1 GHz")
+    assert markers.x == {2: 3e9, 1: 1e9}
+    assert ask(markers, ":CALC:MARK2:X?;X?;:calc:mark1:x?") == "3e+09;3e+09;1e+09\n"   # path rule keeps MARK2
+    assert ask(markers, ":DISP:WIND2:TRAC3:MODE?;:DISP:WIND:TRAC:MODE?") == "2,3;1,1\n"
+    assert ask(markers, ":DET?;:SENS:DET:FUNC4?") == "1;4\n"
+    assert ask(markers, ":CALC:MARK5:X?") == "\n"
+    assert errors(markers) == [-114]
+    ask(markers, ":CALC:MARKX:X 1;:FREQ1 1")
+    assert errors(markers) == [-113]
+
+
+def test_status_model(toy):
+    assert ask(toy, "*STB?") == "0\n"
+    ask(toy, ":NOPE")
+    assert int(ask(toy, "*STB?")) == 4                  # error queue not empty
+    ask(toy, "*ESE 32;*SRE 32")
+    assert int(ask(toy, "*STB?")) == 4 | 32 | 64        # ESB (CME enabled) and its service request
+    assert ask(toy, "*ESE?;*SRE?") == "32;32\n"
+    assert int(ask(toy, "*ESR?")) == 32
+    assert int(ask(toy, "*STB?")) == 4                  # *ESR? cleared the event register
+    ask(toy, "*CLS;*OPC")
+    assert ask(toy, "*ESR?") == "1\n"                   # operation complete
+    assert ask(toy, "*IDN?;*STB?") == "labpgt,Toy,0,1;16\n"    # MAV: an answer is waiting
+    toy.operation.pulse(8)
+    assert ask(toy, ":STAT:OPER:COND?;:STAT:OPER?;:STAT:OPER?") == "0;8;0\n"
+    ask(toy, ":STAT:OPER:ENAB 8;:STAT:QUES:ENAB 2")
+    toy.operation.pulse(8)
+    toy.questionable.set_condition(2)
+    assert int(ask(toy, "*STB?")) == 8 | 128
+    assert ask(toy, ":STAT:QUES:COND?;:STAT:QUES:EVEN?") == "2;2\n"
+    ask(toy, ":STAT:PRES")
+    assert ask(toy, ":STAT:OPER:ENAB?;:STAT:OPER:PTR?;:STAT:OPER:NTR?") == "0;32767;0\n"
 
 
 def test_queue_overflow_and_cls(toy):

@@ -16,6 +16,12 @@ What it implements (SCPI-1999 vol. 1 ch. 6–7, IEEE 488.2 ch. 7–8):
   either is accepted in any case; ``[...]`` nodes are optional; ``A|B`` are aliases.
   Patterns are expanded once, at declaration, into a dict keyed by the tuple of upper-cased
   mnemonics, so resolving a header is one dict lookup.
+* Numeric suffixes (SCPI-99 vol. 1 §6.2.5.2 and §7.3): a node declared ``MARKer<n>`` (any suffix
+  1 … 99) or ``MARKer<1-12>`` (that range) accepts ``MARK``, ``MARK1``, ``MARKER12`` …; an omitted
+  suffix is 1, as the standard says, and a suffix out of range is -114. The suffixes of a header,
+  one per suffixed node in pattern order (1 for an optional node left out), are passed to the
+  handler before its parameters: ``table.add(":CALCulate:MARKer<n>:X", query=lambda n: ...)``.
+  A header without digits is still one dict lookup; one with digits is split and looked up again.
 * Program messages of several ``;``-separated units, with the header-path rule: after ``;``
   a header without a leading ``:`` continues at the level of the previous header (its
   mnemonics minus the last); a leading ``:`` restarts at the root; common commands (``*IDN?``)
@@ -28,13 +34,29 @@ What it implements (SCPI-1999 vol. 1 ch. 6–7, IEEE 488.2 ch. 7–8):
 * An error queue (30 entries; on overflow the newest entry becomes ``-350,"Queue overflow"``)
   read by ``:SYSTem:ERRor[:NEXT]?``, cleared by ``*CLS``. On an error the rest of the program
   message is discarded (IEEE 488.2 §6.1.6.1.1); the parser keeps serving the next message.
+* A failed query is answered. A real instrument queues the error, sets the event-status bit
+  (CME -1xx, EXE -2xx, DDE -3xx) and sends nothing, so a client reading the answer waits out its
+  whole timeout before it can look at ``:SYST:ERR?``. Here a program message that holds a query
+  and fails is answered with what it produced before the error (often nothing), terminated by
+  ``\\n`` as usual: the client's read returns at once, its parse of the short answer fails, and
+  the queue says why. Set :attr:`ScpiInstrument.answer_failed_queries` to ``False`` for the
+  hardware's silence (e.g. to test a client's timeout handling).
+* The IEEE 488.2 / SCPI status model (IEEE 488.2 §11, SCPI-99 vol. 1 ch. 9): the status byte
+  ``*STB?`` (bit 2 error queue not empty, 3 QUEStionable summary, 4 MAV, 5 ESB, 6 MSS, 7 OPERation
+  summary), its enable ``*SRE``, the standard event register ``*ESR?`` (read and cleared; bit 0
+  OPC set by ``*OPC``, 2 query error, 3 DDE, 4 EXE, 5 CME) and its enable ``*ESE``, and the
+  ``:STATus:OPERation`` and ``:STATus:QUEStionable`` registers (``[:EVENt]?`` read and cleared,
+  ``:CONDition?``, ``:ENABle``, ``:PTRansition``, ``:NTRansition``; ``:STATus:PRESet``). There is
+  no service request over a socket; MAV is 1 when an earlier query of the same message answered.
 
 Errors used: -100 Command error, -102 Syntax error, -104 Data type error, -108 Parameter not
-allowed, -109 Missing parameter, -113 Undefined header, -131 Invalid suffix, -200 Execution error
-(injected faults), -222 Data out of range, -224 Illegal parameter value, -300 Device-specific error, -350 Queue overflow.
+allowed, -109 Missing parameter, -113 Undefined header, -114 Header suffix out of range, -131 Invalid
+suffix, -200 Execution error (injected faults), -221 Settings conflict, -222 Data out of range,
+-224 Illegal parameter value, -230 Data corrupt or stale, -300 Device-specific error, -350 Queue overflow.
 
-Common commands every :class:`ScpiInstrument` answers: ``*IDN?``, ``*RST``, ``*CLS``, ``*OPC``,
-``*OPC?``, ``*WAI``, ``*ESR?``, ``*TST?``, ``:SYSTem:ERRor[:NEXT]?``, ``:SYSTem:ERRor:COUNt?``.
+Common commands every :class:`ScpiInstrument` answers: ``*IDN?``, ``*OPT?``, ``*RST``, ``*CLS``,
+``*OPC``, ``*OPC?``, ``*WAI``, ``*ESR?``, ``*ESE``, ``*SRE``, ``*STB?``, ``*TST?``,
+``:SYSTem:ERRor[:NEXT]?``, ``:SYSTem:ERRor:COUNt?`` and the ``:STATus`` subsystem.
 """
 
 from __future__ import annotations
@@ -53,10 +75,13 @@ ERROR_TEXTS = {
     -108: "Parameter not allowed",
     -109: "Missing parameter",
     -113: "Undefined header",
+    -114: "Header suffix out of range",
     -131: "Invalid suffix",
     -200: "Execution error",
+    -221: "Settings conflict",
     -222: "Data out of range",
     -224: "Illegal parameter value",
+    -230: "Data corrupt or stale",
     -300: "Device-specific error",
     -350: "Queue overflow",
     -410: "Query INTERRUPTED",
@@ -84,24 +109,66 @@ def mnemonic_forms(mnemonic: str) -> tuple[str, ...]:
     return (short,) if short == long else (short, long)
 
 
-_NODE = re.compile(r"(\[)?:?([A-Za-z][A-Za-z0-9]*(?:\|:?[A-Za-z][A-Za-z0-9]*)*)(\])?")
+_NODE = re.compile(r"(\[)?:?([A-Za-z][A-Za-z0-9]*(?:\|:?[A-Za-z][A-Za-z0-9]*)*)(<(?:n|\d+-\d+)>)?(\])?")
+SUFFIX_MARK = "#"          # a suffixed node's mnemonic in a table key: "MARK#"
+DEFAULT_SUFFIX_RANGE = (1, 99)
 
 
-def expand_pattern(pattern: str) -> list[tuple[str, ...]]:
-    """All headers (tuples of upper-case mnemonics) a pattern like ``[:SENSe]:BWIDth[:RES]`` accepts."""
-    nodes: list[tuple[bool, list[str]]] = []
+@dataclass(frozen=True)
+class Header:
+    """One expansion of a pattern: the table key and, per suffixed node, its position in the key
+    (``None`` where an optional node is left out) and its allowed range."""
+
+    key: tuple[str, ...]
+    suffix_positions: tuple[int | None, ...] = ()
+    suffix_ranges: tuple[tuple[int, int], ...] = ()
+
+
+def _suffix_range(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    if text == "<n>":
+        return DEFAULT_SUFFIX_RANGE
+    low, high = text[1:-1].split("-")
+    return int(low), int(high)
+
+
+def expand_headers(pattern: str) -> list[Header]:
+    """Every header a pattern accepts, with where its numeric suffixes sit (see :class:`Header`)."""
+    nodes: list[tuple[bool, list[str], tuple[int, int] | None]] = []
     position = 0
     body = pattern.strip()
     while position < len(body):
         match = _NODE.match(body, position)
-        if not match or bool(match.group(1)) != bool(match.group(3)):
+        if not match or bool(match.group(1)) != bool(match.group(4)):
             raise ValueError(f"bad SCPI pattern {pattern!r} at {position}")
         aliases = [alias.lstrip(":") for alias in match.group(2).split("|")]
         spellings = [form for alias in aliases for form in mnemonic_forms(alias)]
-        nodes.append((bool(match.group(1)), spellings))
+        nodes.append((bool(match.group(1)), spellings, _suffix_range(match.group(3))))
         position = match.end()
-    choices = [([None] + spellings) if optional else spellings for optional, spellings in nodes]
-    return [tuple(m for m in combo if m is not None) for combo in itertools.product(*choices)]
+    ranges = tuple(suffix for _, _, suffix in nodes if suffix is not None)
+    choices = [([None] + spellings) if optional else spellings for optional, spellings, _ in nodes]
+    headers = []
+    for combo in itertools.product(*choices):
+        key, positions = [], []
+        for (_, _, suffix), mnemonic in zip(nodes, combo):
+            if suffix is not None:
+                positions.append(len(key) if mnemonic is not None else None)
+            if mnemonic is not None:
+                key.append(mnemonic)
+        positions_t = tuple(positions)
+        headers.append(Header(tuple(key), positions_t, ranges))
+        marked = [p for p in positions_t if p is not None]
+        for count in range(1, len(marked) + 1):      # the same header with explicit suffixes
+            for chosen in itertools.combinations(marked, count):
+                explicit = tuple(m + SUFFIX_MARK if i in chosen else m for i, m in enumerate(key))
+                headers.append(Header(explicit, positions_t, ranges))
+    return headers
+
+
+def expand_pattern(pattern: str) -> list[tuple[str, ...]]:
+    """All headers (tuples of upper-case mnemonics) a pattern like ``[:SENSe]:BWIDth[:RES]`` accepts."""
+    return [header.key for header in expand_headers(pattern) if SUFFIX_MARK not in "".join(header.key)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,10 +310,11 @@ class Command:
 
 
 class CommandTable:
-    """Commands by header. ``add`` expands a pattern once; ``resolve`` is one dict lookup."""
+    """Commands by header. ``add`` expands a pattern once; ``resolve`` is one dict lookup
+    (two for a header with numeric suffixes)."""
 
     def __init__(self):
-        self._commands: dict[tuple[str, ...], Command] = {}
+        self._commands: dict[tuple[str, ...], tuple[Command, Header]] = {}
         self._common: dict[str, Command] = {}
 
     def add(self, pattern: str, setter=None, query=None, parameters: Sequence[Parameter] = (),
@@ -258,15 +326,42 @@ class CommandTable:
         if pattern.startswith("*"):
             self._common[pattern.upper()] = command
             return command
-        for header in expand_pattern(pattern):
-            existing = self._commands.get(header)
-            if existing is not None and existing.pattern != pattern:
-                raise ValueError(f"{pattern!r} collides with {existing.pattern!r} on {':'.join(header)}")
-            self._commands[header] = command
+        for header in expand_headers(pattern):
+            existing = self._commands.get(header.key)
+            if existing is not None and existing[0].pattern != pattern:
+                raise ValueError(f"{pattern!r} collides with {existing[0].pattern!r} on {':'.join(header.key)}")
+            self._commands[header.key] = (command, header)
         return command
 
     def resolve(self, mnemonics: tuple[str, ...]) -> Command | None:
-        return self._commands.get(mnemonics)
+        found = self.resolve_with_suffixes(mnemonics)
+        return found[0] if found else None
+
+    def resolve_with_suffixes(self, mnemonics: tuple[str, ...]) -> tuple[Command, tuple[int, ...]] | None:
+        """The command of a header and its numeric suffixes (1 where omitted); -114 if out of range."""
+        entry = self._commands.get(mnemonics)
+        given: dict[int, int] = {}
+        if entry is None:
+            key = []
+            for position, mnemonic in enumerate(mnemonics):
+                base = mnemonic.rstrip("0123456789")
+                if base and base != mnemonic:
+                    given[position] = int(mnemonic[len(base):])
+                    base += SUFFIX_MARK
+                key.append(base)
+            if not given:
+                return None
+            entry = self._commands.get(tuple(key))
+            if entry is None:
+                return None
+        command, header = entry
+        suffixes = []
+        for position, (low, high) in zip(header.suffix_positions, header.suffix_ranges):
+            value = given.get(position, 1) if position is not None else 1
+            if not low <= value <= high:
+                raise ScpiError(-114, ":".join(mnemonics))
+            suffixes.append(value)
+        return command, tuple(suffixes)
 
     def resolve_common(self, name: str) -> Command | None:
         return self._common.get(name)
@@ -337,19 +432,63 @@ def format_boolean(value: bool) -> str:
     return "1" if value else "0"
 
 
+@dataclass
+class StatusRegister:
+    """A SCPI status register (SCPI-99 vol. 1 §9.3): condition, event, enable and transition filters.
+
+    A condition bit that rises (PTR) or falls (NTR) latches the event bit; the summary is
+    ``event & enable``. Defaults as after ``:STATus:PRESet``: PTR all ones, NTR and ENABle zero.
+    """
+
+    condition: int = 0
+    event: int = 0
+    enable: int = 0
+    positive: int = 0x7FFF
+    negative: int = 0
+
+    def set_condition(self, value: int) -> None:
+        rising = value & ~self.condition
+        falling = self.condition & ~value
+        self.event |= (rising & self.positive) | (falling & self.negative)
+        self.condition = value
+
+    def pulse(self, bits: int) -> None:
+        """A condition that rose and fell within one command (an instantaneous sweep)."""
+        self.set_condition(self.condition | bits)
+        self.set_condition(self.condition & ~bits)
+
+    def read_event(self) -> str:
+        event, self.event = self.event, 0
+        return str(event)
+
+    @property
+    def summary(self) -> bool:
+        return bool(self.event & self.enable)
+
+    def preset(self) -> None:
+        self.enable, self.positive, self.negative = 0, 0x7FFF, 0
+
+
 class ScpiInstrument:
     """An instrument that understands SCPI through a :class:`CommandTable`.
 
-    Subclasses set ``identity`` (the ``*IDN?`` string), implement :meth:`reset` and declare
-    their own commands in :meth:`declare_commands`. The common commands and the error queue
-    are provided here.
+    Subclasses set ``identity`` (the ``*IDN?`` string) and ``options`` (the ``*OPT?`` answer),
+    implement :meth:`reset` and declare their own commands in :meth:`declare_commands`. The common
+    commands, the status model and the error queue are provided here.
     """
 
     identity = "labpgt,ScpiInstrument,0,0"
+    options = "0"
+    answer_failed_queries = True   # see the module docstring: a failed query answers at once
 
     def __init__(self):
         self.errors: deque[tuple[int, str]] = deque()
         self.event_status = 0
+        self.event_status_enable = 0
+        self.service_request_enable = 0
+        self.operation = StatusRegister()
+        self.questionable = StatusRegister()
+        self.message_available = False
         self.last_error_detail = ""
         self.table = CommandTable()
         self._declare_common_commands()
@@ -375,8 +514,10 @@ class ScpiInstrument:
             self.event_status |= 32   # command error bit (CME)
         elif -299 <= code <= -200:
             self.event_status |= 16   # execution error bit (EXE)
-        elif code < 0:
+        elif -399 <= code <= -300 or code > 0:
             self.event_status |= 8    # device-dependent error (DDE)
+        elif -499 <= code <= -400:
+            self.event_status |= 4    # query error (QYE)
         if len(self.errors) >= ERROR_QUEUE_LENGTH:
             self.errors[-1] = (-350, ERROR_TEXTS[-350])
         else:
@@ -386,22 +527,56 @@ class ScpiInstrument:
         code, text = self.errors.popleft() if self.errors else (0, ERROR_TEXTS[0])
         return f'{code:+d},"{text}"' if code == 0 else f'{code:d},"{text}"'
 
+    # -- status model ------------------------------------------------------------------------
+    def status_byte(self) -> int:
+        """The IEEE 488.2 status byte with the SCPI summaries (see the module docstring)."""
+        byte = (4 if self.errors else 0) | (8 if self.questionable.summary else 0)
+        byte |= (16 if self.message_available else 0)
+        byte |= (32 if self.event_status & self.event_status_enable else 0)
+        byte |= (128 if self.operation.summary else 0)
+        if byte & self.service_request_enable & ~64:
+            byte |= 64
+        return byte
+
     # -- common commands ---------------------------------------------------------------------
     def _declare_common_commands(self) -> None:
         table = self.table
+        byte = Numeric("", 0, 255, integer=True)
         table.add("*IDN?", query=lambda: self.identity)
+        table.add("*OPT?", query=lambda: self.options)
         table.add("*RST", setter=self.reset)
         table.add("*CLS", setter=self._clear_status)
-        table.add("*OPC", setter=lambda: None, query=lambda: "1")
+        table.add("*OPC", setter=self._operation_complete, query=lambda: "1")
         table.add("*WAI", setter=lambda: None)
         table.add("*TST?", query=lambda: "0")
         table.add("*ESR?", query=self._read_event_status)
+        add_setting(table, self, "*ESE", "event_status_enable", byte)
+        add_setting(table, self, "*SRE", "service_request_enable", byte)
+        table.add("*STB?", query=lambda: str(self.status_byte()))
         table.add(":SYSTem:ERRor[:NEXT]?", query=self.next_error)
         table.add(":SYSTem:ERRor:COUNt?", query=lambda: str(len(self.errors)))
+        table.add(":STATus:PRESet", setter=self._preset_status)
+        word = Numeric("", 0, 32767, integer=True)
+        for name in ("OPERation", "QUEStionable"):
+            register = self.operation if name == "OPERation" else self.questionable
+            table.add(f":STATus:{name}[:EVENt]?", query=register.read_event)
+            table.add(f":STATus:{name}:CONDition?", query=lambda r=register: str(r.condition))
+            add_setting(table, register, f":STATus:{name}:ENABle", "enable", word)
+            add_setting(table, register, f":STATus:{name}:PTRansition", "positive", word)
+            add_setting(table, register, f":STATus:{name}:NTRansition", "negative", word)
 
     def _clear_status(self) -> None:
         self.errors.clear()
         self.event_status = 0
+        self.operation.event = 0
+        self.questionable.event = 0
+
+    def _operation_complete(self) -> None:
+        self.event_status |= 1        # everything before *OPC has completed: the sweep is instantaneous
+
+    def _preset_status(self) -> None:
+        self.operation.preset()
+        self.questionable.preset()
 
     def _read_event_status(self) -> str:
         status, self.event_status = self.event_status, 0
@@ -418,29 +593,31 @@ class ScpiInstrument:
             message = bytes(message).decode("latin-1")
         out = []
         for line in message.split("\n"):
-            responses = self._execute_message(line)
-            if responses:
+            responses, failed_query = self._execute_message(line)
+            if responses or failed_query:
                 out.append(b";".join(responses) + b"\n")
         return b"".join(out)
 
-    def _execute_message(self, message: str) -> list[bytes]:
+    def _execute_message(self, message: str) -> tuple[list[bytes], bool]:
+        """The responses of one program message, and whether it held a query that failed."""
         responses: list[bytes] = []
         level: tuple[str, ...] = ()
         try:
             units = split_outside_quotes(message, ";")
         except ScpiError as error:
             self.push_error(error.code, error.detail)
-            return responses
-        for unit in units:
+            return responses, self.answer_failed_queries and "?" in message
+        for index, unit in enumerate(units):
             try:
                 level = self._execute_unit(unit, level, responses)
-            except ScpiError as error:
-                self.push_error(error.code, error.detail)
-                break
-            except Exception as error:  # a handler bug must not kill the instrument
-                self.push_error(-300, f"{type(error).__name__}: {error}")
-                break
-        return responses
+            except Exception as error:  # noqa: BLE001 - a handler bug must not kill the instrument
+                if isinstance(error, ScpiError):
+                    self.push_error(error.code, error.detail)
+                else:
+                    self.push_error(-300, f"{type(error).__name__}: {error}")
+                return responses, self.answer_failed_queries and _holds_query(units[index:])
+        self.message_available = False
+        return responses, False
 
     def _execute_unit(self, unit: str, level: tuple[str, ...], responses: list[bytes]) -> tuple[str, ...]:
         """Execute one program message unit; return the header level for the next unit."""
@@ -452,6 +629,7 @@ class ScpiInstrument:
         is_query = header.endswith("?")
         if is_query:
             header = header[:-1]
+        suffixes: tuple[int, ...] = ()
         if header.startswith("*"):
             command = self.table.resolve_common(header.upper())
             new_level = level
@@ -460,9 +638,10 @@ class ScpiInstrument:
             path = tuple((header[1:] if absolute else header).upper().split(":"))
             if not absolute:
                 path = level + path
-            command = self.table.resolve(path)
-            if command is None and not all(_MNEMONIC.match(m) for m in path):
+            found = self.table.resolve_with_suffixes(path)
+            if found is None and not all(_MNEMONIC.match(m) for m in path):
                 raise ScpiError(-102, header)
+            command, suffixes = found if found is not None else (None, ())
             new_level = path[:-1]
         if command is None:
             raise ScpiError(-113, header)
@@ -470,14 +649,20 @@ class ScpiInstrument:
             if command.query is None:
                 raise ScpiError(-113, header + "?")
             values = parse_arguments(arguments, command.query_parameters)
-            response = command.query(*values)
+            self.message_available = bool(responses)
+            response = command.query(*suffixes, *values)
             responses.append(response if isinstance(response, bytes) else response.encode("latin-1"))
         else:
             if command.setter is None:
                 raise ScpiError(-113, header)
             values = parse_arguments(arguments, command.parameters)
-            command.setter(*values)
+            command.setter(*suffixes, *values)
         return new_level
+
+
+def _holds_query(units: Sequence[str]) -> bool:
+    """Whether any of these program message units is a query (its header ends in ``?``)."""
+    return any(unit.split(None, 1)[0].endswith("?") for unit in units if unit.strip())
 
 
 def add_setting(table: CommandTable, owner: Any, pattern: str, attribute: str, parameter: Parameter,
@@ -504,7 +689,8 @@ def add_setting(table: CommandTable, owner: Any, pattern: str, attribute: str, p
 
 __all__ = [
     "ERROR_TEXTS", "ERROR_QUEUE_LENGTH", "ScpiError", "Parameter", "Numeric", "Boolean", "Choice",
-    "QuotedString", "Command", "CommandTable", "ScpiInstrument", "add_setting", "expand_pattern",
+    "QuotedString", "Command", "CommandTable", "Header", "ScpiInstrument", "StatusRegister", "add_setting",
+    "expand_headers", "expand_pattern",
     "mnemonic_forms", "format_number", "format_boolean", "split_outside_quotes", "parse_arguments",
 ]
 
