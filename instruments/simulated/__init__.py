@@ -2,7 +2,10 @@
 
 * :mod:`.ring` — the physics (:class:`RingModel`, :class:`RingParameters`).
 * :mod:`.scpi` — the instrument-side SCPI parser and error queue.
-* :mod:`.devices` — :class:`SimulatedBench` and its generators, ring controller and analyzer.
+* :mod:`.devices` — :class:`SimulatedBench` and its generators (Keysight PSG/MXG/EXG, Anritsu
+  MG369x), ring controller and analyzers.
+* :mod:`.analyzer` — the analyzers' front end and dialects (Keysight ESA and X-series, R&S FSx).
+* :mod:`.detector` — the analyzer's detector and video-filter statistics.
 * :mod:`.transport` — :class:`SimulatedAdapter` (in-process PyMeasure adapter) and
   :func:`serve` (raw-socket SCPI over loopback TCP).
 
@@ -17,9 +20,11 @@
         print(server.resources["analyzer"])   # TCPIP::127.0.0.1::PORT::SOCKET
 """
 
-from .devices import (SimulatedBench, SimulatedRingController, SimulatedSignalGenerator,
-                      SimulatedSpectrumAnalyzer)
+from .devices import (ANALYZER_MODELS, GENERATOR_MODELS, SimulatedBench, SimulatedFsxAnalyzer,
+                      SimulatedRingController, SimulatedSignalGenerator, SimulatedSpectrumAnalyzer,
+                      SimulatedXSeriesAnalyzer)
 from .transport import SimulatedAdapter, Server, serve
 
 __all__ = ["SimulatedBench", "SimulatedSignalGenerator", "SimulatedRingController",
-           "SimulatedSpectrumAnalyzer", "SimulatedAdapter", "Server", "serve"]
+           "SimulatedSpectrumAnalyzer", "SimulatedXSeriesAnalyzer", "SimulatedFsxAnalyzer", "ANALYZER_MODELS",
+           "GENERATOR_MODELS", "SimulatedAdapter", "Server", "serve"]

@@ -1,30 +1,59 @@
 """Simulated instruments that speak real SCPI, all backed by one shared ring model.
 
-This module owns the *state* of each simulated instrument and its SCPI command table; the
-physics is :class:`labpgt.instruments.simulated.ring.RingModel`, and the transports
-(in-process adapter, TCP server) are in :mod:`labpgt.instruments.simulated.transport`.
+This module owns the *state* of each simulated signal generator and of the ring controller, their
+SCPI command tables, and the bench that puts them together; the analyzers are in
+:mod:`labpgt.instruments.simulated.analyzer`, the physics is
+:class:`labpgt.instruments.simulated.ring.RingModel`, and the transports (in-process adapter, TCP
+server) are in :mod:`labpgt.instruments.simulated.transport`.
 
 :class:`SimulatedBench` owns the model, a lock, and the instruments ``gen1..genN``, ``ring``,
-``analyzer``. Every instrument answers ``handle(message) -> bytes`` under the bench lock, so
-concurrent clients are safe. The analyzer computes its trace from the *current* states of all
-generators and the ring controller (``model.spectra`` with a batch of one), exactly when a
-sweep happens. The bench adds no randomness of its own: the model owns the RNG, so a bench is
-deterministic for a seed and a sequence of commands.
+``analyzer``; each generator and the analyzer is one of several vendors' models (``generator_models``,
+``analyzer_model``), all backed by the same ring. Every instrument answers ``handle(message) -> bytes``
+under the bench lock, so concurrent clients are safe: state and error queue belong to the instrument,
+whichever connection sent the command, and messages of different connections are executed in the
+order they arrive, with no ordering between connections. The analyzer computes its trace from the
+*current* states of all generators and the ring controller, exactly when a sweep happens. The bench
+adds no randomness of its own: the model owns the RNG, so a bench is deterministic for a seed and a
+sequence of commands.
 
-Command tables (``[ ]`` optional, lower case optional, ``|`` alias; all also answer the common
-commands ``*IDN? *RST *CLS *OPC *OPC? *WAI *ESR? *TST?`` and ``:SYSTem:ERRor[:NEXT]?``):
+All instruments also answer the common commands (``*IDN? *OPT? *RST *CLS *OPC *OPC? *WAI *ESR? *ESE
+*SRE *STB? *TST?``), ``:SYSTem:ERRor[:NEXT]?`` and the ``:STATus`` subsystem (see :mod:`.scpi`).
 
-Signal generator (Keysight/Agilent PSG E8257D dialect) — :class:`SimulatedSignalGenerator`
+Signal generators — :class:`SimulatedSignalGenerator` and its models (``generator_models`` names):
 
-=============================================================  ===========================================
-``[:SOURce]:FREQuency[:CW|:FIXed] <f>`` / ``?``                 250 kHz … 20 GHz (-222 outside); MIN/MAX/DEF
-``[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude] <p>`` / ``?`` −135 … +25 dBm
-``:OUTPut[:STATe] ON|OFF|1|0`` / ``?``                          RF output
-``:OUTPut:MODulation[:STATe] ON|OFF`` / ``?``                   stored only (modulation is not simulated)
-``[:SOURce]:LFOutput:STATe|SOURce|AMPLitude``                   stored only (stock driver's LF output)
-=============================================================  ===========================================
+==========  ==================================  ===============  ===============  ====================
+name        model (``*IDN?``)                   frequency        power            ``*OPT?``
+==========  ==================================  ===============  ===============  ====================
+``psg``     Agilent E8257D PSG analog           250 kHz – 20 GHz −135 … +25 dBm   1E1,1EA,520,UNT,UNW
+``e8267c``  Agilent E8267C PSG vector           250 kHz – 20 GHz −135 … +25 dBm   1E1,520,UNT,UNW,002
+``mxg``     Keysight N5183B MXG                 9 kHz – 20 GHz   −130 … +19 dBm   1E1,1EA,520,UNW
+``exg``     Keysight N5173B EXG                 9 kHz – 20 GHz   −130 … +19 dBm   1E1,520,UNW
+``mg369x``  Anritsu MG3692C                     10 MHz – 20 GHz  −130 … +13 dBm   2,4
+==========  ==================================  ===============  ===============  ====================
 
-``*RST``: 20 GHz (the PSG presets to its maximum frequency), −135 dBm, RF off.
+The PSGs also answer ``:DIAGnostic[:CPU]:INFOrmation:OPTions:DETail?`` (each option with its
+revision). Commands (all models; ``[ ]`` optional, lower case optional, ``|`` alias):
+
+===================================================================  ====================================
+``[:SOURce]:FREQuency[:CW|:FIXed] <f>`` / ``?``                       the displayed frequency; MIN/MAX/DEF
+``[:SOURce]:FREQuency:OFFSet <f>`` / ``:MULTiplier <k>``              displayed = RF × k + offset, so the
+                                                                      RF output is (set − offset)/k; the
+                                                                      RF must stay within the model's range
+``[:SOURce]:FREQuency:MODE CW|FIXed|SWEep|LIST``                      stored; the simulated output is CW
+``[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude] <p>`` / ``?``       displayed = RF + offset
+``[:SOURce]:POWer[:LEVel][:IMMediate]:OFFSet <dB>``                   −200 … +200 dB
+``[:SOURce]:POWer:ALC[:STATe] ON|OFF``, ``:ALC:BANDwidth|BWIDth[:AUTO]``, ``:ALC:SEARch``, ``:ATTenuation[:AUTO]``,
+``[:SOURce]:POWer:MODE FIXed|LIST``                                   stored (no effect in the model)
+``[:SOURce]:PHASe[:ADJust] <rad>`` / ``:PHASe:REFerence``             −π … π (DEG accepted); stored: one
+                                                                      tone's phase changes no power spectrum
+``:OUTPut[:STATe] ON|OFF`` / ``?``                                    RF output
+``:OUTPut:MODulation[:STATe]``, ``[:SOURce]:PULM:STATe|SOURce|INTernal:PWIDth``, ``[:SOURce]:LFOutput:…``,
+``[:SOURce]:ROSCillator:SOURce:AUTO``                                 stored (modulation is not simulated)
+``:SYSTem:PRESet``                                                    as ``*RST``
+===================================================================  ====================================
+
+``*RST``: the model's preset frequency (a PSG presets to its maximum), its minimum power, RF off,
+no offsets, multiplier 1, ALC on, phase 0.
 
 Ring controller (the lab's own box; this is its SCPI dialect) — :class:`SimulatedRingController`
 
@@ -37,41 +66,17 @@ Ring controller (the lab's own box; this is its SCPI dialect) — :class:`Simula
 =====================================  =================================================================
 
 ``*RST``: the model's default gain and field, amplifier OFF (the safe state).
-
-Spectrum analyzer (Agilent ESA E4408B / X-series dialect) — :class:`SimulatedSpectrumAnalyzer`
-
-==============================================================  ===========================================
-``[:SENSe]:FREQuency:CENTer|SPAN|STARt|STOP <f>`` / ``?``        0 … 26.5 GHz; span ≥ 10 Hz
-``[:SENSe]:FREQuency:CENTer:STEP[:INCRement] <f>`` / ``?``       stored
-``[:SENSe]:BANDwidth|BWIDth[:RESolution] <f>`` / ``?``           10 Hz … 5 MHz; setting it turns AUTO off
-``[:SENSe]:BANDwidth|BWIDth[:RESolution]:AUTO ON|OFF`` / ``?``   auto: span/100 rounded down to 1-3-10
-``[:SENSe]:SWEep:POINts <n>`` / ``?``                            101 … 8192, default 401
-``[:SENSe]:SWEep:TIME <t>`` / ``?``                              setting it turns AUTO off
-``[:SENSe]:SWEep:TIME:AUTO ON|OFF`` / ``?``                      auto: ``model.sweep_time_s(span, rbw)``
-``:INITiate:CONTinuous ON|OFF`` / ``?``                          continuous sweep (default ON)
-``:INITiate[:IMMediate]``                                        take one sweep now
-``:ABORt``                                                       no-op
-``:TRACe[:DATA]? [TRACE1|TRACE2|TRACE3]``                        the trace, in the current format
-``:FORMat[:TRACe][:DATA] ASCii|REAL[,32|64]`` / ``?``            ASCII ``%.3f`` values, comma separated,
-                                                                 or IEEE 488.2 ``#<n><len><bytes>`` block
-``:FORMat:BORDer NORMal|SWAPped`` / ``?``                        big-endian (NORMal) or little-endian
-==============================================================  ===========================================
-
-The simulated sweep is instantaneous (``*OPC?`` answers ``1`` at once); the reported sweep time
-is what a real analyzer would take. With continuous sweep ON a trace read returns a fresh sweep
-(the analyzer shows the latest); with it OFF, the trace of the last ``:INIT``.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from typing import Sequence
 
-import numpy as np
-
+from .analyzer import EsaDialect, FsxDialect, XSeriesDialect, auto_resolution_bandwidth, ieee_block
 from .ring import RingModel, RingParameters
-from .scpi import (Boolean, Choice, CommandTable, Numeric, ScpiError, ScpiInstrument, add_setting,
-                   format_number)
+from .scpi import Boolean, Choice, CommandTable, Numeric, ScpiInstrument, add_setting, format_number
 
 
 class BenchInstrument(ScpiInstrument):
@@ -89,45 +94,200 @@ class BenchInstrument(ScpiInstrument):
 
 
 # ---------------------------------------------------------------------------------------------
-# Signal generator
+# Signal generators
 # ---------------------------------------------------------------------------------------------
 
 class SimulatedSignalGenerator(BenchInstrument):
-    """A Keysight/Agilent E8257D PSG: CW frequency, power and RF output (see module docstring)."""
+    """A Keysight/Agilent E8257D PSG (and the base of the other models; see the module docstring)."""
 
+    MODEL = "E8257D"
+    VENDOR = "Agilent Technologies"
+    FIRMWARE = "C.06.28"
+    options = "1E1,1EA,520,UNT,UNW"
     MIN_FREQUENCY_HZ = 250e3
     MAX_FREQUENCY_HZ = 20e9
     MIN_POWER_DBM = -135.0
     MAX_POWER_DBM = 25.0
     PRESET_FREQUENCY_HZ = MAX_FREQUENCY_HZ
     PRESET_POWER_DBM = MIN_POWER_DBM
+    OPTION_DETAILS = True              # answers :DIAG:CPU:INFO:OPT:DET? (the PSGs do)
 
     def __init__(self, bench: "SimulatedBench", index: int):
         self.index = index
-        self.identity = f"Agilent Technologies,E8257D,SIM{index:06d},C.06.28"
+        self.identity = f"{self.VENDOR},{self.MODEL},SIM{index:06d},{self.FIRMWARE}"
+        self.frequency_parameter = Numeric("HZ", self.MIN_FREQUENCY_HZ, self.MAX_FREQUENCY_HZ,
+                                           self.PRESET_FREQUENCY_HZ)
+        self.power_parameter = Numeric("DBM", self.MIN_POWER_DBM, self.MAX_POWER_DBM, self.PRESET_POWER_DBM)
         super().__init__(bench, f"gen{index}")
 
     def reset(self) -> None:
+        self.frequency_offset_hz = 0.0
+        self.frequency_multiplier = 1.0
+        self.power_offset_db = 0.0
+        self.update_limits()
         self.frequency_hz = self.PRESET_FREQUENCY_HZ
         self.power_dbm = self.PRESET_POWER_DBM
         self.output_on = False
+        self.frequency_mode = "CW"
+        self.power_mode = "FIXed"
+        self.alc_on = True
+        self.alc_bandwidth_hz = 100e3
+        self.alc_bandwidth_auto = True
+        self.attenuation_db = 0.0
+        self.attenuation_auto = True
+        self.phase_rad = 0.0
         self.modulation_on = False
+        self.pulse_on = False
+        self.pulse_source = "INTernal"
+        self.pulse_width_s = 10e-6
+        self.reference_auto = True
         self.lf_output_on = False
         self.lf_output_source = "INTernal"
         self.lf_output_amplitude_v = 0.0
 
+    # -- what reaches the ring ----------------------------------------------------------------
+    @property
+    def rf_frequency_hz(self) -> float:
+        return (self.frequency_hz - self.frequency_offset_hz) / self.frequency_multiplier
+
+    @property
+    def rf_power_dbm(self) -> float:
+        return self.power_dbm - self.power_offset_db
+
+    def update_limits(self) -> None:
+        """The displayed-value limits (and MIN/MAX) follow the offsets, so the RF stays in range."""
+        k, offset = self.frequency_multiplier, self.frequency_offset_hz
+        self.frequency_parameter.minimum = self.MIN_FREQUENCY_HZ * k + offset
+        self.frequency_parameter.maximum = self.MAX_FREQUENCY_HZ * k + offset
+        self.frequency_parameter.default = self.PRESET_FREQUENCY_HZ * k + offset
+        self.power_parameter.minimum = self.MIN_POWER_DBM + self.power_offset_db
+        self.power_parameter.maximum = self.MAX_POWER_DBM + self.power_offset_db
+        self.power_parameter.default = self.PRESET_POWER_DBM + self.power_offset_db
+
+    def set_frequency_offset(self, offset_hz: float) -> None:
+        self.frequency_hz += offset_hz - self.frequency_offset_hz     # the RF output stays where it is
+        self.frequency_offset_hz = offset_hz
+        self.update_limits()
+
+    def set_frequency_multiplier(self, multiplier: float) -> None:
+        self.frequency_hz = self.rf_frequency_hz * multiplier + self.frequency_offset_hz
+        self.frequency_multiplier = multiplier
+        self.update_limits()
+
+    def set_power_offset(self, offset_db: float) -> None:
+        self.power_dbm += offset_db - self.power_offset_db
+        self.power_offset_db = offset_db
+        self.update_limits()
+
+    def set_phase(self, value: float) -> None:
+        self.phase_rad = math.remainder(value, 2 * math.pi)
+
+    def option_details(self) -> str:
+        return ",".join(f"{option} 1.0 N/A" for option in self.options.split(","))
+
+    # -- command table ------------------------------------------------------------------------
     def declare_commands(self, table: CommandTable) -> None:
-        frequency = Numeric("HZ", self.MIN_FREQUENCY_HZ, self.MAX_FREQUENCY_HZ, self.PRESET_FREQUENCY_HZ)
-        power = Numeric("DBM", self.MIN_POWER_DBM, self.MAX_POWER_DBM, self.PRESET_POWER_DBM)
-        add_setting(table, self, "[:SOURce]:FREQuency[:CW|:FIXed]", "frequency_hz", frequency)
-        add_setting(table, self, "[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]", "power_dbm", power)
+        add_setting(table, self, "[:SOURce]:FREQuency[:CW|:FIXed]", "frequency_hz", self.frequency_parameter)
+        table.add("[:SOURce]:FREQuency:OFFSet", self.set_frequency_offset,
+                  lambda: format_number(self.frequency_offset_hz), (Numeric("HZ", -200e9, 200e9),))
+        table.add("[:SOURce]:FREQuency:MULTiplier", self.set_frequency_multiplier,
+                  lambda: format_number(self.frequency_multiplier), (Numeric("", 0.001, 1000.0),))
+        add_setting(table, self, "[:SOURce]:FREQuency:MODE", "frequency_mode",
+                    Choice(["CW", "FIXed", "SWEep", "LIST"]), formatter=lambda mode: mode[:3].upper())
+        add_setting(table, self, "[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]", "power_dbm", self.power_parameter)
+        table.add("[:SOURce]:POWer[:LEVel][:IMMediate]:OFFSet", self.set_power_offset,
+                  lambda: format_number(self.power_offset_db), (Numeric("DB", -200.0, 200.0),))
+        add_setting(table, self, "[:SOURce]:POWer:MODE", "power_mode", Choice(["FIXed", "LIST", "SWEep"]),
+                    formatter=lambda mode: mode[:3].upper())
+        add_setting(table, self, "[:SOURce]:POWer:ALC[:STATe]", "alc_on", Boolean())
+        add_setting(table, self, "[:SOURce]:POWer:ALC:BANDwidth|BWIDth", "alc_bandwidth_hz",
+                    Numeric("HZ", 100.0, 1e6), on_set=lambda: setattr(self, "alc_bandwidth_auto", False))
+        add_setting(table, self, "[:SOURce]:POWer:ALC:BANDwidth|BWIDth:AUTO", "alc_bandwidth_auto", Boolean())
+        table.add("[:SOURce]:POWer:ALC:SEARch", setter=lambda *state: None,
+                  parameters=(Choice(["ON", "OFF", "ONCE"], optional=True, default="ONCE"),))
+        add_setting(table, self, "[:SOURce]:POWer:ATTenuation", "attenuation_db", Numeric("DB", 0.0, 115.0),
+                    on_set=lambda: setattr(self, "attenuation_auto", False))
+        add_setting(table, self, "[:SOURce]:POWer:ATTenuation:AUTO", "attenuation_auto", Boolean())
+        table.add("[:SOURce]:PHASe[:ADJust]", self.set_phase, lambda: format_number(self.phase_rad),
+                  (Numeric("RAD", -2 * math.pi, 2 * math.pi),))
+        table.add("[:SOURce]:PHASe:REFerence", setter=lambda: setattr(self, "phase_rad", 0.0))
         add_setting(table, self, ":OUTPut[:STATe]", "output_on", Boolean())
         add_setting(table, self, ":OUTPut:MODulation[:STATe]", "modulation_on", Boolean())
+        add_setting(table, self, "[:SOURce]:PULM:STATe", "pulse_on", Boolean())
+        add_setting(table, self, "[:SOURce]:PULM:SOURce", "pulse_source", Choice(["INTernal", "EXTernal"]),
+                    formatter=lambda source: source[:3].upper())
+        add_setting(table, self, "[:SOURce]:PULM:INTernal:PWIDth", "pulse_width_s", Numeric("S", 10e-9, 40.0))
+        add_setting(table, self, "[:SOURce]:ROSCillator:SOURce:AUTO", "reference_auto", Boolean())
         add_setting(table, self, "[:SOURce]:LFOutput:STATe", "lf_output_on", Boolean())
         add_setting(table, self, "[:SOURce]:LFOutput:SOURce", "lf_output_source",
                     Choice(["INTernal", "INTernal2", "FUNCtion", "FUNCtion2"]))
         add_setting(table, self, "[:SOURce]:LFOutput:AMPLitude", "lf_output_amplitude_v",
                     Numeric("VP", 0.0, 3.5, 0.0))
+        table.add(":SYSTem:PRESet", setter=self.reset)
+        if self.OPTION_DETAILS:
+            table.add(":DIAGnostic[:CPU]:INFOrmation:OPTions:DETail?", query=self.option_details)
+            table.add(":DIAGnostic[:CPU]:INFOrmation:OPTions?", query=lambda: self.options)
+
+
+class SimulatedE8267C(SimulatedSignalGenerator):
+    """Agilent E8267C PSG vector signal generator (the E8257D's commands; option 002, internal baseband)."""
+
+    MODEL = "E8267C"
+    FIRMWARE = "C.04.56"
+    options = "1E1,520,UNT,UNW,002"
+
+
+class SimulatedMxg(SimulatedSignalGenerator):
+    """Keysight N5183B MXG X-series microwave analog signal generator."""
+
+    MODEL = "N5183B"
+    VENDOR = "Keysight Technologies"
+    FIRMWARE = "B.01.86"
+    options = "1E1,1EA,520,UNW"
+    MIN_FREQUENCY_HZ = 9e3
+    MIN_POWER_DBM = -130.0
+    MAX_POWER_DBM = 19.0
+    PRESET_FREQUENCY_HZ = 20e9
+    PRESET_POWER_DBM = -130.0
+    OPTION_DETAILS = False
+
+
+class SimulatedExg(SimulatedMxg):
+    """Keysight N5173B EXG X-series microwave analog signal generator."""
+
+    MODEL = "N5173B"
+    options = "1E1,520,UNW"
+
+
+class SimulatedAnritsuGenerator(SimulatedSignalGenerator):
+    """Anritsu MG3692C synthesized signal generator, options 2 (step attenuator) and 4 (down to 10 MHz)."""
+
+    MODEL = "MG3692C"
+    VENDOR = "ANRITSU"
+    FIRMWARE = "4.01"
+    options = "2,4"
+    MIN_FREQUENCY_HZ = 10e6
+    MIN_POWER_DBM = -130.0
+    MAX_POWER_DBM = 13.0
+    PRESET_FREQUENCY_HZ = 10e9
+    PRESET_POWER_DBM = 0.0
+    OPTION_DETAILS = False
+
+    def reset(self) -> None:
+        super().reset()
+        self.output_on = False                 # the MG369x presets with RF on; the bench's safe state is off
+
+
+GENERATOR_MODELS = {"psg": SimulatedSignalGenerator, "e8267c": SimulatedE8267C, "mxg": SimulatedMxg,
+                    "exg": SimulatedExg, "mg369x": SimulatedAnritsuGenerator}
+
+
+def generator_class(name: str) -> type:
+    """The generator model for a ``--generator`` name (see the module docstring); ValueError otherwise."""
+    try:
+        return GENERATOR_MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown generator model {name!r}; expected one of {', '.join(GENERATOR_MODELS)}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,187 +327,33 @@ class SimulatedRingController(BenchInstrument):
         add_setting(table, self, ":AMPLifier[:STATe]", "amplifier_on", Boolean())
 
 
+
 # ---------------------------------------------------------------------------------------------
-# Spectrum analyzer
+# Spectrum analyzers (their dialects are in .analyzer; here they join the bench)
 # ---------------------------------------------------------------------------------------------
 
-def auto_resolution_bandwidth(span_hz: float, minimum: float, maximum: float) -> float:
-    """span/100 rounded down to the 1-3-10 sequence, within the analyzer's RBW range."""
-    target = max(span_hz / 100.0, minimum)
-    decade = 10.0 ** math.floor(math.log10(target))
-    rbw = 3 * decade if target >= 3 * decade else decade
-    return float(min(max(rbw, minimum), maximum))
+class SimulatedSpectrumAnalyzer(EsaDialect, BenchInstrument):
+    """Agilent ESA E4408B looking at the ring's output (see :mod:`.analyzer`)."""
 
 
-def ieee_block(payload: bytes) -> bytes:
-    """IEEE 488.2 definite-length arbitrary block: ``#<n><len><payload>``."""
-    length = str(len(payload))
-    return b"#" + str(len(length)).encode() + length.encode() + payload
+class SimulatedXSeriesAnalyzer(XSeriesDialect, BenchInstrument):
+    """Keysight N9030B PXA looking at the ring's output (see :mod:`.analyzer`)."""
 
 
-class SimulatedSpectrumAnalyzer(BenchInstrument):
-    """An Agilent ESA E4408B / X-series analyzer looking at the ring's output (see module docstring)."""
+class SimulatedFsxAnalyzer(FsxDialect, BenchInstrument):
+    """Rohde & Schwarz FSL6 looking at the ring's output (see :mod:`.analyzer`)."""
 
-    MAX_FREQUENCY_HZ = 26.5e9
-    MIN_SPAN_HZ = 10.0
-    MIN_RBW_HZ = 10.0
-    MAX_RBW_HZ = 5e6
-    MIN_POINTS = 101
-    MAX_POINTS = 8192
-    DEFAULT_POINTS = 401
 
-    def __init__(self, bench: "SimulatedBench"):
-        self.identity = "Agilent Technologies,E4408B,SIM000001,A.14.01"
-        self.trace_dbm: np.ndarray | None = None
-        super().__init__(bench, "analyzer")
+ANALYZER_MODELS = {"esa": SimulatedSpectrumAnalyzer, "x-series": SimulatedXSeriesAnalyzer,
+                   "fsx": SimulatedFsxAnalyzer}
 
-    # -- state -------------------------------------------------------------------------------
-    def reset(self) -> None:
-        center, span = self.default_center_and_span()
-        self.start_hz = center - span / 2
-        self.stop_hz = center + span / 2
-        self.center_step_hz = span / 10
-        self.rbw_auto = True
-        self.manual_rbw_hz = auto_resolution_bandwidth(span, self.MIN_RBW_HZ, self.MAX_RBW_HZ)
-        self.points = int(getattr(self.bench.model.params, "default_points", self.DEFAULT_POINTS))
-        self.sweep_time_auto = True
-        self.manual_sweep_time_s = 0.0
-        self.continuous = True
-        self.data_format = "ASCii"
-        self.data_bits = 8
-        self.byte_order = "NORMal"
-        self.trace_dbm = None
 
-    def default_center_and_span(self) -> tuple[float, float]:
-        """The ring model's preferred view if it declares one, else 2–4 GHz."""
-        params = self.bench.model.params
-        center = getattr(params, "default_center_hz", None)
-        span = getattr(params, "default_span_hz", None)
-        if center is None or span is None:
-            return 3e9, 2e9
-        return float(center), float(span)
-
-    @property
-    def center_hz(self) -> float:
-        return (self.start_hz + self.stop_hz) / 2
-
-    @property
-    def span_hz(self) -> float:
-        return self.stop_hz - self.start_hz
-
-    @property
-    def rbw_hz(self) -> float:
-        if self.rbw_auto:
-            return auto_resolution_bandwidth(self.span_hz, self.MIN_RBW_HZ, self.MAX_RBW_HZ)
-        return self.manual_rbw_hz
-
-    @property
-    def sweep_time_s(self) -> float:
-        if self.sweep_time_auto:
-            return float(self.bench.model.sweep_time_s(self.span_hz, self.rbw_hz))
-        return self.manual_sweep_time_s
-
-    def frequencies_hz(self) -> np.ndarray:
-        return np.linspace(self.start_hz, self.stop_hz, self.points)
-
-    # -- frequency setters keep the other pair consistent, as a real analyzer does ------------
-    def set_center(self, value: float) -> None:
-        half = self.span_hz / 2
-        half = min(half, value, self.MAX_FREQUENCY_HZ - value)
-        half = max(half, self.MIN_SPAN_HZ / 2)
-        self.start_hz, self.stop_hz = value - half, value + half
-
-    def set_span(self, value: float) -> None:
-        center = self.center_hz
-        half = min(value / 2, center, self.MAX_FREQUENCY_HZ - center)
-        half = max(half, self.MIN_SPAN_HZ / 2)
-        self.start_hz, self.stop_hz = center - half, center + half
-
-    def set_start(self, value: float) -> None:
-        self.start_hz = value
-        if self.stop_hz < value + self.MIN_SPAN_HZ:
-            self.stop_hz = min(value + self.MIN_SPAN_HZ, self.MAX_FREQUENCY_HZ)
-            self.start_hz = self.stop_hz - self.MIN_SPAN_HZ
-
-    def set_stop(self, value: float) -> None:
-        self.stop_hz = value
-        if self.start_hz > value - self.MIN_SPAN_HZ:
-            self.start_hz = max(value - self.MIN_SPAN_HZ, 0.0)
-            self.stop_hz = self.start_hz + self.MIN_SPAN_HZ
-
-    def set_rbw(self, value: float) -> None:
-        self.manual_rbw_hz = value
-        self.rbw_auto = False
-
-    def set_sweep_time(self, value: float) -> None:
-        self.manual_sweep_time_s = value
-        self.sweep_time_auto = False
-
-    def set_format(self, kind: str, bits: int | None) -> None:
-        if kind == "ASCii":
-            self.data_format, self.data_bits = kind, 8
-            return
-        if kind != "REAL" or (bits or 32) not in (32, 64):
-            raise ScpiError(-224, f"{kind},{bits}")
-        self.data_format, self.data_bits = kind, bits or 32
-
-    def format_setting(self) -> str:
-        return "ASC,8" if self.data_format == "ASCii" else f"REAL,{self.data_bits}"
-
-    # -- sweeping -----------------------------------------------------------------------------
-    def sweep(self) -> np.ndarray:
-        """Take one sweep from the current states of all generators and the ring controller."""
-        bench = self.bench
-        generators = bench.generators
-        ring = bench.ring
-        tone_freq = np.array([[g.frequency_hz for g in generators]], dtype=float)
-        tone_power = np.array([[g.power_dbm for g in generators]], dtype=float)
-        tone_on = np.array([[g.output_on for g in generators]], dtype=bool)
-        traces = bench.model.spectra(
-            tone_freq, tone_power, tone_on,
-            np.array([ring.loop_gain_db], dtype=float),
-            np.array([ring.field_mt], dtype=float),
-            np.array([ring.amplifier_on], dtype=bool),
-            self.frequencies_hz(), self.rbw_hz)
-        self.trace_dbm = np.asarray(traces, dtype=float)[0]
-        return self.trace_dbm
-
-    def read_trace(self, trace_name: str = "TRACE1") -> bytes:
-        """``:TRACe:DATA?``: the latest trace in the current format."""
-        if self.continuous or self.trace_dbm is None:
-            self.sweep()
-        trace = self.trace_dbm
-        if self.data_format == "ASCii":
-            return ",".join(["%.3f" % value for value in trace.tolist()]).encode()
-        dtype = (">" if self.byte_order == "NORMal" else "<") + ("f4" if self.data_bits == 32 else "f8")
-        return ieee_block(trace.astype(dtype).tobytes())
-
-    # -- command table ------------------------------------------------------------------------
-    def declare_commands(self, table: CommandTable) -> None:
-        hz = lambda: Numeric("HZ", 0.0, self.MAX_FREQUENCY_HZ)  # noqa: E731
-        number = format_number
-        table.add("[:SENSe]:FREQuency:CENTer", self.set_center, lambda: number(self.center_hz), (hz(),))
-        table.add("[:SENSe]:FREQuency:SPAN", self.set_span, lambda: number(self.span_hz), (hz(),))
-        table.add("[:SENSe]:FREQuency:STARt", self.set_start, lambda: number(self.start_hz), (hz(),))
-        table.add("[:SENSe]:FREQuency:STOP", self.set_stop, lambda: number(self.stop_hz), (hz(),))
-        add_setting(table, self, "[:SENSe]:FREQuency:CENTer:STEP[:INCRement]", "center_step_hz", hz())
-        table.add("[:SENSe]:BANDwidth|BWIDth[:RESolution]", self.set_rbw, lambda: number(self.rbw_hz),
-                  (Numeric("HZ", self.MIN_RBW_HZ, self.MAX_RBW_HZ),))
-        add_setting(table, self, "[:SENSe]:BANDwidth|BWIDth[:RESolution]:AUTO", "rbw_auto", Boolean())
-        add_setting(table, self, "[:SENSe]:SWEep:POINts", "points",
-                    Numeric("", self.MIN_POINTS, self.MAX_POINTS, self.DEFAULT_POINTS, integer=True))
-        table.add("[:SENSe]:SWEep:TIME", self.set_sweep_time, lambda: number(self.sweep_time_s),
-                  (Numeric("S", 1e-6, 2000.0),))
-        add_setting(table, self, "[:SENSe]:SWEep:TIME:AUTO", "sweep_time_auto", Boolean())
-        add_setting(table, self, ":INITiate:CONTinuous", "continuous", Boolean())
-        table.add(":INITiate[:IMMediate]", setter=self.sweep)
-        table.add(":ABORt", setter=lambda: None)
-        table.add(":TRACe[:DATA]?", query=self.read_trace,
-                  query_parameters=(Choice(["TRACE1", "TRACE2", "TRACE3"], optional=True, default="TRACE1"),))
-        table.add(":FORMat[:TRACe][:DATA]", self.set_format, self.format_setting,
-                  (Choice(["ASCii", "REAL"]), Numeric("", 1, 64, integer=True, optional=True)))
-        add_setting(table, self, ":FORMat:BORDer", "byte_order", Choice(["NORMal", "SWAPped"]),
-                    formatter=lambda order: order[:4].upper())
+def analyzer_class(name: str) -> type:
+    """The analyzer for a ``--analyzer`` name (``esa``, ``x-series``, ``fsx``); ValueError otherwise."""
+    try:
+        return ANALYZER_MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown analyzer model {name!r}; expected one of {', '.join(ANALYZER_MODELS)}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,21 +367,31 @@ class SimulatedBench:
     :param seed: seed of the model's RNG (the bench adds no randomness of its own).
     :param noise: ``False`` for noise-free traces.
     :param params: :class:`RingParameters`, defaults if ``None``.
+    :param analyzer_model: ``esa`` (Agilent E4408B), ``x-series`` (Keysight N9030B) or ``fsx``
+        (R&S FSL6).
+    :param generator_models: one model name for every generator, or one per generator (``psg``,
+        ``e8267c``, ``mxg``, ``exg``, ``mg369x``; see the module docstring).
 
     ``instruments`` maps the names ``gen1..genN``, ``ring``, ``analyzer`` to the instruments;
     each answers ``handle(message) -> bytes``. ``lock`` serialises all access to the model.
     """
 
     def __init__(self, n_generators: int = 4, seed: int = 0, noise: bool = True,
-                 params: RingParameters | None = None):
+                 params: RingParameters | None = None, analyzer_model: str = "esa",
+                 generator_models: str | Sequence[str] = "psg"):
         if n_generators < 1:
             raise ValueError("a bench needs at least one signal generator")
+        models = [generator_models] * n_generators if isinstance(generator_models, str) else list(generator_models)
+        if len(models) != n_generators:
+            raise ValueError(f"{len(models)} generator models for {n_generators} generators")
+        generator_classes = [generator_class(name) for name in models]
+        analyzer = analyzer_class(analyzer_model)
         self.model = RingModel(params=params if params is not None else RingParameters(),
                                seed=seed, noise=noise)
         self.lock = threading.RLock()
-        self.generators = [SimulatedSignalGenerator(self, index) for index in range(1, n_generators + 1)]
+        self.generators = [cls(self, index) for index, cls in enumerate(generator_classes, start=1)]
         self.ring = SimulatedRingController(self)
-        self.analyzer = SimulatedSpectrumAnalyzer(self)
+        self.analyzer = analyzer(self)
 
     @property
     def instruments(self) -> dict[str, BenchInstrument]:
@@ -394,5 +410,7 @@ class SimulatedBench:
                 instrument.reset()
 
 
-__all__ = ["SimulatedBench", "BenchInstrument", "SimulatedSignalGenerator", "SimulatedRingController",
-           "SimulatedSpectrumAnalyzer", "auto_resolution_bandwidth", "ieee_block"]
+__all__ = ["SimulatedBench", "BenchInstrument", "SimulatedSignalGenerator", "SimulatedE8267C", "SimulatedMxg",
+           "SimulatedExg", "SimulatedAnritsuGenerator", "SimulatedRingController", "SimulatedSpectrumAnalyzer",
+           "SimulatedXSeriesAnalyzer", "SimulatedFsxAnalyzer", "GENERATOR_MODELS", "ANALYZER_MODELS",
+           "generator_class", "analyzer_class", "auto_resolution_bandwidth", "ieee_block"]

@@ -71,10 +71,12 @@ passband maximum is displayed at its set power.
    its k-th harmonic by d^k, d = exp(−(2πτσ)²/2), σ the filter's standard deviation.
 
 9. **The analyzer.** Gaussian resolution filter (3 dB width = RBW, noise bandwidth 1.06·RBW);
-   positive-peak detector: each of the P display points shows the maximum over its bucket of
-   width span/(P−1), so a line anywhere in a bucket is displayed at its full power. Measurement
-   noise: the noise part of every point fluctuates as a Gamma(8)/8 variable (video filtering,
-   about ±1.5 dB), and every line's power jitters log-normally (0.05 dB for tones, 0.2 dB for
+   at the preset, each of the P display points shows a line's maximum over its bucket of width
+   span/(P−1), so a line anywhere in a bucket is displayed at its full power. Measurement
+   noise: at the preset the noise part of every point fluctuates as a Gamma(8)/8 variable (video
+   filtering, about ±1.5 dB); the other detectors (sample, peak, negative, average: the Rayleigh
+   envelope's statistics), the video bandwidth and the input attenuation are :mod:`.detector`'s,
+   chosen by the analyzer's settings. Every line's power jitters log-normally (0.05 dB for tones, 0.2 dB for
    modes, as source and oscillator amplitude noise). Sweep time ≈ k·span/RBW² with k = 2.5,
    at least 1 ms.
 
@@ -89,8 +91,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .detector import PRESET, Display, line_response, noise_fluctuation
+
 GAMMA_HZ_PER_T = 28.0e9
-LN2_4 = 4.0 * np.log(2.0)
 VISIBLE_BELOW_DANL = 1e-3  # lines 30 dB under the analyzer's noise floor change no displayed digit
 
 
@@ -205,12 +208,13 @@ class RingModel:
         return float(-t.max())
 
     def spectra(self, tone_freq_hz, tone_power_dbm, tone_on, loop_gain_db, field_mt,
-                amplifier_on, frequencies_hz, rbw_hz) -> np.ndarray:
+                amplifier_on, frequencies_hz, rbw_hz, display: Display | None = None) -> np.ndarray:
         """Displayed traces (B, P) in dBm for B settings of N generators, the ring and the analyzer.
 
         ``tone_*`` are (B, N) (``tone_on`` bool), ``loop_gain_db``, ``field_mt`` and
         ``amplifier_on`` are (B,), ``frequencies_hz`` is the analyzer's (P,) display axis and
-        ``rbw_hz`` its resolution bandwidth.
+        ``rbw_hz`` its resolution bandwidth. ``display`` is the analyzer's detector, video filter
+        and attenuation (:class:`~labpgt.instruments.simulated.detector.Display`; the preset if None).
         """
         tone_f = np.atleast_2d(np.asarray(tone_freq_hz, dtype=float))
         tone_in = np.where(np.atleast_2d(tone_on), _db_to_mw(np.atleast_2d(tone_power_dbm)), 0.0)
@@ -223,7 +227,7 @@ class RingModel:
         state = self._steady_state(tone_f, tone_in, gain_db, field, amp_on)
         line_f, line_p = self._lines(tone_f, state)
         noise_psd = self._noise_psd(freqs, state, amp_on, float(rbw_hz))
-        return self._display(freqs, float(rbw_hz), line_f, line_p, noise_psd)
+        return self._display(freqs, float(rbw_hz), line_f, line_p, noise_psd, display or PRESET)
 
     # ------------------------------------------------------------ the physics
     def _mode_frequencies(self, f_fmr):
@@ -387,21 +391,24 @@ class RingModel:
         return table
 
     # ------------------------------------------------------------ the analyzer
-    def _display(self, freqs, rbw, line_f, line_p, noise_psd):
+    def _display(self, freqs, rbw, line_f, line_p, noise_psd, display: Display = PRESET):
+        """Detected noise plus lines, in dBm; the detector statistics are :mod:`.detector`'s."""
         p = self.params
+        if display.danl_scale != 1.0:
+            noise_psd = noise_psd + _db_to_mw(p.danl_dbm_per_hz) * (display.danl_scale - 1.0)
         noise = noise_psd * 1.06 * rbw
         if self.noise:
-            noise = noise * (self.rng.standard_gamma(p.noise_averages, size=noise.shape, dtype=np.float32)
-                             / np.float32(p.noise_averages))
+            noise = noise * noise_fluctuation(noise.shape, display, p.noise_averages, self.rng)
         visible = VISIBLE_BELOW_DANL * _db_to_mw(p.danl_dbm_per_hz) * rbw
-        return _mw_to_db(noise + _render_lines(freqs, rbw, line_f, line_p, visible))
+        return _mw_to_db(noise + _render_lines(freqs, rbw, line_f, line_p, visible, display.detector))
 
     def _jitter(self, shape, sigma_db):
         return 10 ** (self.rng.standard_normal(shape) * sigma_db / 10)
 
 
-def _render_lines(freqs, rbw, line_f, line_p, visible_mw):
-    """Peak-detected Gaussian-RBW response of all lines on the display axis, (B, P) in mW.
+def _render_lines(freqs, rbw, line_f, line_p, visible_mw, detector="POSitive"):
+    """Detected Gaussian-RBW response of all lines on the display axis, (B, P) in mW (peak-detected
+    by default; see :func:`~labpgt.instruments.simulated.detector.line_response`).
 
     Each line only touches the display points within a few RBW of it, so the lines that can show
     (above ``visible_mw``) are scattered into the trace with a kernel of 2K+1 points rather than
@@ -416,8 +423,8 @@ def _render_lines(freqs, rbw, line_f, line_p, visible_mw):
     f, power = line_f[shows], line_p[shows]
     reach = int(min(n_points, np.ceil(3.0 * rbw / step) + 1))
     idx = np.rint((f - start) / step).astype(np.int64)[:, None] + np.arange(-reach, reach + 1)[None, :]
-    distance = np.maximum(np.abs(start + idx * step - f[:, None]) - step / 2.0, 0.0)
-    weight = power[:, None] * np.exp(-LN2_4 * (distance / rbw) ** 2)
+    distance = np.abs(start + idx * step - f[:, None])
+    weight = power[:, None] * line_response(distance, rbw, step, detector)
     weight *= (idx >= 0) & (idx < n_points)
     flat = np.clip(idx, 0, n_points - 1) + (row * n_points)[:, None]
     return np.bincount(flat.ravel(), weights=weight.ravel(), minlength=batch * n_points).reshape(batch, n_points)

@@ -27,7 +27,7 @@ What it implements (SCPI-1999 vol. 1 ch. 6–7, IEEE 488.2 ch. 7–8):
   mnemonics minus the last); a leading ``:`` restarts at the root; common commands (``*IDN?``)
   do not change the level. Empty units (a trailing ``;``) are ignored.
 * Parameters: decimal numbers with units and SI prefixes (Hz kHz MHz GHz, dBm, dB, s ms us ns,
-  mT T) and ``MINimum``/``MAXimum``/``DEFault`` where a setting has limits, booleans
+  mT T, rad mrad deg) and ``MINimum``/``MAXimum``/``DEFault`` where a setting has limits, booleans
   ``ON|OFF|1|0``, character data matched like mnemonics, quoted strings, several
   comma-separated parameters (``:FORM REAL,32``).
 * Query responses of one message are joined with ``;`` and terminated by ``\\n``.
@@ -183,6 +183,7 @@ UNIT_SUFFIXES: dict[str, dict[str, float]] = {
     "S": {"S": 1.0, "MS": 1e-3, "US": 1e-6, "NS": 1e-9, "PS": 1e-12},
     "MT": {"MT": 1.0, "T": 1e3, "UT": 1e-3},
     "VP": {"VP": 1.0, "MVP": 1e-3, "V": 1.0, "MV": 1e-3},
+    "RAD": {"RAD": 1.0, "MRAD": 1e-3, "URAD": 1e-6, "DEG": 3.141592653589793 / 180.0},
     "": {},
 }
 
