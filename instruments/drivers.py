@@ -6,8 +6,16 @@
   with ``resolution_bandwidth``, ``span``, ``continuous_sweep``, ``single_sweep()`` and a
   binary ``trace_binary()`` (IEEE 488.2 block of big-endian float32), spending no needless
   round trips: the continuous-sweep and data-format settings are remembered and sent once.
+* :class:`RohdeSchwarzAnalyzer` — PyMeasure's :class:`~pymeasure.instruments.rohdeschwarz.FSL`
+  (the R&S FSx family's driver) with the same measurement setup, single sweep and binary trace.
+* :class:`AnritsuGenerator` — PyMeasure's :class:`~pymeasure.instruments.anritsu.AnritsuMG3692C`
+  with the MG3692C's range limits, full frequency resolution and the same one-message state.
 * :class:`RingController` — the lab's own ring box (loop gain, bias field, amplifier); its SCPI
   dialect is documented in :mod:`labpgt.instruments.simulated.devices`.
+
+Every generator driver answers ``send_state``/``read_state`` and every analyzer driver
+``send_setup``/``read_setup``/``sweep_and_read``, so the bench (:mod:`labpgt.bench.kinds`) treats the
+vendors alike.
 
 Drivers know only SCPI: they work the same against real instruments over VISA, the simulated
 bench over TCP, or the in-process :class:`~labpgt.instruments.simulated.transport.SimulatedAdapter`.
@@ -20,12 +28,38 @@ import warnings
 import numpy as np
 from pymeasure.instruments import Instrument, SCPIMixin
 from pymeasure.instruments.agilent import Agilent8257D, AgilentE4408B
+from pymeasure.instruments.anritsu import AnritsuMG3692C
+from pymeasure.instruments.rohdeschwarz import FSL
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 BOOLEAN_VALUES = {True: 1, False: 0}
 
 
-class SignalGenerator(Agilent8257D):
+class GeneratorState:
+    """The bench's one-message state of a signal generator (mixed into each vendor's driver).
+
+    The class declares ``MIN_/MAX_FREQUENCY_HZ`` and ``MIN_/MAX_POWER_DBM``; the commands are the
+    SCPI ones every supported generator shares (``:POW``, ``:FREQ``, ``:OUTP``).
+    """
+
+    def send_state(self, power_dbm: float, frequency_hz: float, output_on: bool) -> None:
+        """Send power, frequency and RF output in ONE program message ending in ``*OPC?``.
+
+        The answer (``1`` once executed) is read with :func:`read_confirmation`, so several
+        instruments can be set in parallel. One message is also one chance for a fault, not three,
+        and a message that fails to execute leaves no silent half-setting: it is never confirmed.
+        """
+        strict_range(power_dbm, [self.MIN_POWER_DBM, self.MAX_POWER_DBM])
+        strict_range(frequency_hz, [self.MIN_FREQUENCY_HZ, self.MAX_FREQUENCY_HZ])
+        self.write(":POW %g dBm;:FREQ %.12g Hz;:OUTP %d;*OPC?" % (power_dbm, frequency_hz, bool(output_on)))
+
+    def read_state(self) -> tuple[float, float, bool]:
+        """(power dBm, frequency Hz, output on) in one query."""
+        power, frequency, output = _fields(self.ask(":POW?;:FREQ?;:OUTP?"), 3)
+        return power, frequency, bool(int(output))
+
+
+class SignalGenerator(GeneratorState, Agilent8257D):
     """Keysight/Agilent E8257D PSG signal generator (PyMeasure's driver, with range validators).
 
     .. code-block:: python
@@ -65,21 +99,45 @@ class SignalGenerator(Agilent8257D):
             warnings.simplefilter("ignore", FutureWarning)
             super().__init__(adapter, name=name, **kwargs)
 
-    def send_state(self, power_dbm: float, frequency_hz: float, output_on: bool) -> None:
-        """Send power, frequency and RF output in ONE program message ending in ``*OPC?``.
 
-        The answer (``1`` once executed) is read with :func:`read_confirmation`, so several
-        instruments can be set in parallel. One message is also one chance for a fault, not three,
-        and a message that fails to execute leaves no silent half-setting: it is never confirmed.
-        """
-        strict_range(power_dbm, [self.MIN_POWER_DBM, self.MAX_POWER_DBM])
-        strict_range(frequency_hz, [self.MIN_FREQUENCY_HZ, self.MAX_FREQUENCY_HZ])
-        self.write(":POW %g dBm;:FREQ %.12g Hz;:OUTP %d;*OPC?" % (power_dbm, frequency_hz, bool(output_on)))
+class AnritsuGenerator(GeneratorState, AnritsuMG3692C):
+    """Anritsu MG3692C signal generator with options 2 (step attenuator) and 4 (10 MHz low end):
+    PyMeasure's driver with range validators, full frequency resolution and ``output_enabled``.
 
-    def read_state(self) -> tuple[float, float, bool]:
-        """(power dBm, frequency Hz, output on) in one query."""
-        power, frequency, output = _fields(self.ask(":POW?;:FREQ?;:OUTP?"), 3)
-        return power, frequency, bool(int(output))
+    .. code-block:: python
+
+        generator = AnritsuGenerator("TCPIP::192.168.1.40::5025::SOCKET")
+        generator.frequency = 3.0e9      # Hz, 10 MHz ... 20 GHz
+        generator.power = -10            # dBm, -130 ... +13
+        generator.output_enabled = True
+    """
+
+    MIN_FREQUENCY_HZ = 10e6
+    MAX_FREQUENCY_HZ = 20e9
+    MIN_POWER_DBM = -130.0
+    MAX_POWER_DBM = 13.0
+
+    power = Instrument.control(
+        ":POW?;", ":POW %g dBm;",
+        """Control the output power in dBm (float, −130 … +13 dBm; ValueError outside).""",
+        validator=strict_range, values=[MIN_POWER_DBM, MAX_POWER_DBM],
+    )
+    frequency = Instrument.control(
+        ":FREQ?;", ":FREQ %.12g Hz;",
+        """Control the CW output frequency in Hz (float, 10 MHz … 20 GHz; ValueError outside), sent with
+        12 significant digits (the stock driver's ``%e`` rounds to 1 kHz at GHz).""",
+        validator=strict_range, values=[MIN_FREQUENCY_HZ, MAX_FREQUENCY_HZ],
+    )
+    output_enabled = Instrument.control(
+        ":OUTP?", ":OUTP %d",
+        """Control whether the RF output is on (bool).""",
+        validator=strict_discrete_set, values=BOOLEAN_VALUES, map_values=True,
+    )
+
+    def __init__(self, adapter, name="Anritsu MG3692C signal generator", **kwargs):
+        with warnings.catch_warnings():   # the stock class warns that its SCPI support is unknown
+            warnings.simplefilter("ignore", FutureWarning)
+            super().__init__(adapter, name=name, **kwargs)
 
 
 class SpectrumAnalyzer(AgilentE4408B):
@@ -159,11 +217,7 @@ class SpectrumAnalyzer(AgilentE4408B):
         if not self._binary_format:
             self.write(":FORM REAL,32;:FORM:BORD NORM")
             self._binary_format = True
-        self.write(":INIT:IMM;*OPC?;:TRAC? TRACE%d" % number)
-        done = read_exactly(self, 2)
-        if done != b"1;":
-            raise ValueError(f"{self.name}: sweep did not complete, *OPC? answered {done!r}")
-        return read_ieee_float32_block(self)
+        return sweep_and_read_block(self, ":INIT:IMM;*OPC?;:TRAC? TRACE%d" % number)
 
     def send_setup(self, center_hz: float, span_hz: float, rbw_hz: float, points: int) -> None:
         """Send the whole measurement setup (single sweeps, binary float32 traces) in one message
@@ -182,6 +236,50 @@ class SpectrumAnalyzer(AgilentE4408B):
         super().reset()
         self._continuous = None
         self._binary_format = False
+
+
+class RohdeSchwarzAnalyzer(FSL):
+    """Rohde & Schwarz FSx spectrum analyzer (FSL, and the FSV/FSW's shared spectrum commands):
+    PyMeasure's FSL driver plus the bench's one-message setup, single sweeps and binary traces.
+
+    .. code-block:: python
+
+        analyzer = RohdeSchwarzAnalyzer("TCPIP::192.168.1.50::5025::SOCKET")
+        analyzer.send_setup(3.03e9, 200e6, 1e6, 401)
+        read_confirmation(analyzer)
+        trace_dbm = analyzer.sweep_and_read()   # float32 numpy array
+
+    R&S transfers ``REAL,32`` blocks little-endian.
+    """
+
+    def __init__(self, adapter, name="Rohde&Schwarz FSx spectrum analyzer", **kwargs):
+        super().__init__(adapter, name=name, **kwargs)
+
+    def send_setup(self, center_hz: float, span_hz: float, rbw_hz: float, points: int) -> None:
+        """Send the measurement setup (single sweeps, binary float32) in one message ending in ``*OPC?``;
+        confirm with :func:`read_confirmation`."""
+        self.write(":FREQ:CENT %.12g Hz;:FREQ:SPAN %.12g Hz;:BAND:RES %g Hz;:SWE:POIN %d;:INIT:CONT OFF;"
+                   ":FORM REAL,32;*OPC?" % (center_hz, span_hz, rbw_hz, int(points)))
+
+    def read_setup(self) -> tuple[float, float, float, int]:
+        """(center Hz, span Hz, RBW Hz, points) in one query."""
+        center, span, rbw, points = _fields(self.ask(":FREQ:CENT?;:FREQ:SPAN?;:BAND:RES?;:SWE:POIN?"), 4)
+        return center, span, rbw, int(points)
+
+    def sweep_and_read(self, number: int = 1) -> np.ndarray:
+        """One single sweep and trace ``number`` in binary, in one program message
+        (``:INIT;*OPC?;:TRACn? TRACEn``; single-sweep mode and the format are set in the same message)."""
+        message = ":INIT:CONT OFF;:FORM REAL,32;:INIT;*OPC?;:TRAC%d? TRACE%d" % (number, number)
+        return sweep_and_read_block(self, message, big_endian=False)
+
+
+def sweep_and_read_block(instrument: Instrument, message: str, big_endian: bool = True) -> np.ndarray:
+    """Write ``message`` (ending ``*OPC?;<trace query>``), check the ``1;`` and read the float32 block."""
+    instrument.write(message)
+    done = read_exactly(instrument, 2)
+    if done != b"1;":
+        raise ValueError(f"{instrument.name}: sweep did not complete, *OPC? answered {done!r}")
+    return read_ieee_float32_block(instrument, big_endian)
 
 
 def read_confirmation(instrument: Instrument) -> None:
@@ -213,8 +311,8 @@ def read_exactly(instrument: Instrument, count: int) -> bytes:
     return data
 
 
-def read_ieee_float32_block(instrument: Instrument) -> np.ndarray:
-    """Read ``#<n><length><payload>\\n`` of big-endian float32 from ``instrument``, exactly.
+def read_ieee_float32_block(instrument: Instrument, big_endian: bool = True) -> np.ndarray:
+    """Read ``#<n><length><payload>\\n`` of float32 (big-endian unless told) from ``instrument``, exactly.
 
     Raises :class:`ValueError` on a malformed header or length field, a length that is not a
     whole number of float32, a truncated payload, or a missing newline terminator.
@@ -233,7 +331,7 @@ def read_ieee_float32_block(instrument: Instrument) -> np.ndarray:
         raise ValueError(f"IEEE 488.2 block truncated: {max(len(payload) - 1, 0)} of {length} bytes")
     if payload[-1:] != b"\n":
         raise ValueError(f"IEEE 488.2 block not terminated by newline: {payload[-1:]!r}")
-    return np.frombuffer(payload, dtype=">f4", count=length // 4).astype(np.float32)
+    return np.frombuffer(payload, dtype=">f4" if big_endian else "<f4", count=length // 4).astype(np.float32)
 
 
 class RingController(SCPIMixin, Instrument):
@@ -284,4 +382,5 @@ class RingController(SCPIMixin, Instrument):
         super().__init__(adapter, name=name, **kwargs)
 
 
-__all__ = ["SignalGenerator", "SpectrumAnalyzer", "RingController", "read_ieee_float32_block"]
+__all__ = ["SignalGenerator", "AnritsuGenerator", "SpectrumAnalyzer", "RohdeSchwarzAnalyzer", "RingController",
+           "read_ieee_float32_block", "read_confirmation"]

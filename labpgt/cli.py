@@ -73,6 +73,12 @@ def add_sim(sub):
                         "0 lets the system choose free ports")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulator's noise (0)")
     p.add_argument("--noise", type=int, choices=(0, 1), default=1, help="1: measurement noise on; 0: off")
+    p.add_argument("--analyzer", default="esa", choices=("esa", "x-series", "fsx"),
+                   help="the analyzer's model and SCPI dialect: esa (Agilent E4408B), x-series (Keysight "
+                        "N9030B) or fsx (R&S FSL6) (esa)")
+    p.add_argument("--generator", type=generator_models, default=["psg"], metavar="MODEL[,MODEL...]",
+                   help="the generators' models, one for all or one per generator: psg (Agilent E8257D), "
+                        "e8267c, mxg (Keysight N5183B), exg (N5173B), mg369x (Anritsu MG3692C) (psg)")
     p.add_argument("--write-bench", type=Path, metavar="FILE.toml",
                    help="also write the bench config of what is served (with its actual ports) to this file")
     p.add_argument("--faults", type=fault_spec, metavar="SPEC",
@@ -91,6 +97,15 @@ def fault_spec(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def generator_models(text: str) -> list[str]:
+    models = [name.strip() for name in text.split(",")]
+    known = ("psg", "e8267c", "mxg", "exg", "mg369x")
+    unknown = [name for name in models if name not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown generator model {unknown[0]!r}; expected {', '.join(known)}")
+    return models
+
+
 def sim_ports(base: int, generators: int) -> dict[str, int] | None:
     if base == 0:
         return None
@@ -100,7 +115,12 @@ def sim_ports(base: int, generators: int) -> dict[str, int] | None:
 def run_sim(args) -> int:
     from labpgt.instruments.simulated import SimulatedBench, serve
 
-    bench = SimulatedBench(n_generators=args.generators, seed=args.seed, noise=bool(args.noise))
+    models = args.generator * args.generators if len(args.generator) == 1 else args.generator
+    if len(models) != args.generators:
+        raise UserError(f"--generator names {len(models)} models for {args.generators} generators: give one, "
+                        f"or one per generator")
+    bench = SimulatedBench(n_generators=args.generators, seed=args.seed, noise=bool(args.noise),
+                           analyzer_model=args.analyzer, generator_models=models)
     try:
         server = serve(bench, host=args.host, ports=sim_ports(args.port, args.generators), faults=args.faults)
     except OSError as exc:
@@ -110,7 +130,7 @@ def run_sim(args) -> int:
         signal.signal(signum, lambda *_: stop.set())
     with server:
         if args.write_bench is not None:
-            write_served_bench(args.write_bench, server.resources, args.generators)
+            write_served_bench(args.write_bench, server.resources, args.generators, args.analyzer, models)
         if server.faults is not None:
             print(f"labpgt sim: injecting faults {server.faults.spec}", file=sys.stderr, flush=True)
         for name, resource in server.resources.items():
@@ -121,10 +141,12 @@ def run_sim(args) -> int:
     return 0
 
 
-def write_served_bench(path: Path, resources: dict, generators: int) -> None:
+def write_served_bench(path: Path, resources: dict, generators: int, analyzer: str = "esa",
+                       models: list[str] | None = None) -> None:
     from labpgt.bench import bench_config_toml, simulated_bench_config
 
-    config = simulated_bench_config(embedded=False, generators=generators).with_resources(resources)
+    config = simulated_bench_config(embedded=False, generators=generators, analyzer_model=analyzer,
+                                    generator_models=models or "psg").with_resources(resources)
     path.write_text(bench_config_toml(config))
 
 

@@ -23,6 +23,12 @@ SAMPLE_STATES = {  # away from the simulated bench's defaults, so a round trip p
     "signal-generator": GeneratorState(power_dbm=-12.5, frequency_hz=3.0015e9, output_on=True),
     "ring-controller": RingState(loop_gain_db=-3.5, field_mt=62.0, amplifier_on=False),
     "spectrum-analyzer": AnalyzerState(center_hz=3.01e9, span_hz=150e6, rbw_hz=3e5, points=201),
+    "anritsu-signal-generator": GeneratorState(power_dbm=-12.5, frequency_hz=3.0015e9, output_on=True),
+    "rs-spectrum-analyzer": AnalyzerState(center_hz=3.01e9, span_hz=150e6, rbw_hz=3e5, points=201),
+}
+SIMULATED_MODELS = {  # the embedded bench that serves each kind's instruments
+    "anritsu-signal-generator": dict(generator_models="mg369x"),
+    "rs-spectrum-analyzer": dict(analyzer_model="fsx"),
 }
 
 
@@ -48,7 +54,7 @@ def test_every_kind_has_a_sample_state():
 @pytest.mark.parametrize("driver", sorted(KINDS))
 def test_send_then_read_round_trips_the_state_on_the_embedded_bench(driver):
     kind, sent = KINDS[driver], SAMPLE_STATES[driver]
-    config = simulated_bench_config(embedded=True)
+    config = simulated_bench_config(embedded=True, **SIMULATED_MODELS.get(driver, {}))
     instruments = connect_instruments(config)
     try:
         name = next(n for n, inst in config.instruments.items() if inst.kind is kind)

@@ -581,8 +581,6 @@ class EsaDialect:
                   (Numeric("S", 1e-6, 2000.0),))
         add_setting(table, self, "[:SENSe]:SWEep:TIME:AUTO", "sweep_time_auto", Boolean())
         add_setting(table, self, "[:SENSe]:AVERage:COUNt", "average_count", Numeric("", 1, 10000, integer=True))
-        table.add("[:SENSe]:AVERage[:STATe]", self.set_averaging,
-                  lambda: "1" if self.traces[0].mode == "AVERage" else "0", (Boolean(),))
         table.add("[:SENSe]:AVERage:TYPE", self.set_average_type,
                   lambda: "RMS" if self.average_power else "LOG", (Choice(["LOG", "RMS", "SCALar", "POWer"]),))
         table.add("[:SENSe]:AVERage:CLEar", setter=lambda: self.traces[0].restart())
@@ -646,7 +644,7 @@ class EsaDialect:
 
     def declare_dialect(self, table: CommandTable) -> None:
         """The ESA's own spellings: attenuation, detector, trace modes."""
-        self.declare_keysight_attenuation(table)
+        self.declare_keysight_front_end(table)
         detectors = Choice(["NORMal", "POSitive", "SAMPle", "NEGative", "AVERage", "RMS"])
         table.add("[:SENSe]:DETector[:FUNCtion]", self.set_detector, lambda: self.detector[:4].upper(), (detectors,))
         table.add("[:SENSe]:DETector[:FUNCtion]:AUTO", self.set_detector_auto,
@@ -654,7 +652,10 @@ class EsaDialect:
         table.add(":TRACe<1-3>:MODE", self.set_trace_mode, lambda n: self._trace(n).mode[:4].upper(),
                   (Choice(TRACE_MODES),))
 
-    def declare_keysight_attenuation(self, table: CommandTable) -> None:
+    def declare_keysight_front_end(self, table: CommandTable) -> None:
+        """Attenuation and averaging as the Keysight analyzers spell them."""
+        table.add("[:SENSe]:AVERage[:STATe]", self.set_averaging,
+                  lambda: "1" if self.traces[0].mode == "AVERage" else "0", (Boolean(),))
         table.add("[:SENSe]:POWer[:RF]:ATTenuation", self.set_attenuation, lambda: format_number(self.attenuation_db),
                   (Numeric("DB", 0.0, self.MAX_ATTENUATION_DB),))
         add_setting(table, self, "[:SENSe]:POWer[:RF]:ATTenuation:AUTO", "attenuation_auto", Boolean())
@@ -676,7 +677,7 @@ class XSeriesDialect(EsaDialect):
     MARKERS = 12
 
     def declare_dialect(self, table: CommandTable) -> None:
-        self.declare_keysight_attenuation(table)
+        self.declare_keysight_front_end(table)
         detectors = Choice(["NORMal", "POSitive", "SAMPle", "NEGative", "AVERage"])
         for pattern in ("[:SENSe]:DETector:TRACe<1-6>", "[:SENSe]:DETector[:FUNCtion]"):
             table.add(pattern, lambda *args: self.set_detector(args[-1]), lambda *args: self.detector[:4].upper(),

@@ -7,7 +7,9 @@ A bench config (see ``data/bench-sim.toml`` and ``data/bench-lab-example.toml``)
     timeout_ms = 5000                     # also max_attempts, backoff_s, max_backoff_s (retries)
 
     [instruments.gen1]                    # one table per instrument; names are free
-    driver = "signal-generator"           # signal-generator | spectrum-analyzer | ring-controller
+    driver = "signal-generator"           # signal-generator (Keysight PSG/MXG/EXG) | anritsu-signal-generator
+                                          # | spectrum-analyzer (Keysight ESA/X-series) | rs-spectrum-analyzer
+                                          # (R&S FSx) | ring-controller
     resource = "TCPIP::192.168.1.21::5025::SOCKET"
     frequency_hz = 2.99e9                 # fixed settings applied at connect (optional)
     power_dbm = -20.0
@@ -49,7 +51,9 @@ problem is one line of :class:`~labpgt.errors.UserError`.
 
 A resource ``sim::NAME`` means the instrument NAME of an embedded simulated bench (in-process,
 through the same SCPI handlers that ``labpgt sim`` serves); the table ``[simulator]`` gives its
-``seed``, ``noise`` and ``generators``.
+``seed``, ``noise`` and ``generators``, and optionally the simulated models ``analyzer`` (``esa``,
+``x-series``, ``fsx``) and ``generator_models`` (one name, or one per generator: ``psg``, ``e8267c``,
+``mxg``, ``exg``, ``mg369x``).
 """
 
 from __future__ import annotations
@@ -61,8 +65,8 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-from labpgt.bench.kinds import KINDS, RING_CONTROLLER, SIGNAL_GENERATOR, SPECTRUM_ANALYZER, DriverKind, Role, State, \
-    kinds_for
+from labpgt.bench.kinds import (ANRITSU_GENERATOR, KINDS, RING_CONTROLLER, RS_ANALYZER, SIGNAL_GENERATOR,
+                                SPECTRUM_ANALYZER, DriverKind, Role, State, kinds_for)
 from labpgt.bench.safety import check_config_safe
 from labpgt.errors import UserError
 
@@ -320,22 +324,40 @@ def bench_config_toml(config: BenchConfig) -> str:
 
 
 # --------------------------------------------------------------------------- the built-in simulated bench
+#: the driver kind that drives each simulated model (``labpgt sim --analyzer/--generator`` names)
+SIMULATED_MODEL_KINDS: dict[str, DriverKind] = {
+    "esa": SPECTRUM_ANALYZER, "x-series": SPECTRUM_ANALYZER, "fsx": RS_ANALYZER,
+    "psg": SIGNAL_GENERATOR, "e8267c": SIGNAL_GENERATOR, "mxg": SIGNAL_GENERATOR, "exg": SIGNAL_GENERATOR,
+    "mg369x": ANRITSU_GENERATOR,
+}
+
+
 def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = True, generators: int = 4,
-                           host: str = "127.0.0.1", base_port: int = 15025) -> BenchConfig:
+                           host: str = "127.0.0.1", base_port: int = 15025, analyzer_model: str = "esa",
+                           generator_models: str | list[str] = "psg") -> BenchConfig:
     """The simulated bench: ``labpgt sim``'s defaults (``embedded=False``) or the in-process twin.
 
     Ports: analyzer ``base_port``, ring ``base_port + 1``, generator i at ``base_port + 10 + i``.
+    ``analyzer_model`` and ``generator_models`` (one name, or one per generator) choose the simulated
+    models and so each instrument's driver kind (:data:`SIMULATED_MODEL_KINDS`).
     """
     def resource(name, port):
         return f"{SIMULATED_PREFIX}{name}" if embedded else f"TCPIP::{host}::{port}::SOCKET"
 
-    instruments = {"analyzer": InstrumentConfig("analyzer", SPECTRUM_ANALYZER, resource("analyzer", base_port),
+    models = [generator_models] * generators if isinstance(generator_models, str) else list(generator_models)
+    unknown = [m for m in [analyzer_model, *models] if m not in SIMULATED_MODEL_KINDS]
+    if unknown or len(models) != generators:
+        raise UserError(f"simulated bench: {generators} generator model(s) and one analyzer model from "
+                        f"{', '.join(SIMULATED_MODEL_KINDS)} expected, not {analyzer_model!r} and {generator_models!r}")
+    analyzer_kind = SIMULATED_MODEL_KINDS[analyzer_model]
+    instruments = {"analyzer": InstrumentConfig("analyzer", analyzer_kind, resource("analyzer", base_port),
                                                 {"center_hz": 3.03e9, "span_hz": 200e6, "rbw_hz": 1e6, "points": 401}),
                    "ring": InstrumentConfig("ring", RING_CONTROLLER, resource("ring", base_port + 1),
                                             {"loop_gain_db": 2.0, "field_mt": 50.0})}
     bands_low = [2.980e9 + i * 20e6 for i in range(generators)]
     for i, band_low in enumerate(bands_low, start=1):
-        instruments[f"gen{i}"] = InstrumentConfig(f"gen{i}", SIGNAL_GENERATOR, resource(f"gen{i}", base_port + 10 + i),
+        kind = SIMULATED_MODEL_KINDS[models[i - 1]]
+        instruments[f"gen{i}"] = InstrumentConfig(f"gen{i}", kind, resource(f"gen{i}", base_port + 10 + i),
                                                   {"frequency_hz": band_low + 10e6, "power_dbm": -30.0}, 5.0)
     encoding = [EncodingInput(f"gen{i}", "power_dbm", -30.0, 0.0) for i in range(1, generators + 1)]
     encoding += [EncodingInput(f"gen{i}", "frequency_hz", band_low, band_low + 20e6)
@@ -344,7 +366,9 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
         name="simulated magnonic ring" + (" (embedded)" if embedded else ""), timeout_ms=1000,
         instruments=instruments, encoding=tuple(encoding),
         max_total_power_dbm=round(10 * math.log10(generators) + 2.0, 2),
-        simulator={"seed": seed, "noise": noise, "generators": generators} if embedded else {},
+        simulator=({"seed": seed, "noise": noise, "generators": generators,
+                    **({"analyzer": analyzer_model} if analyzer_model != "esa" else {}),
+                    **({"generator_models": models} if set(models) != {"psg"} else {})} if embedded else {}),
     )
     check_config_safe(config)
     return config

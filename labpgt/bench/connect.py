@@ -38,8 +38,13 @@ def embedded_simulator(config: BenchConfig):
     from labpgt.instruments.simulated import SimulatedBench
 
     sim = config.simulator
-    return SimulatedBench(n_generators=int(sim.get("generators", len(config.generators))),
-                          seed=int(sim.get("seed", 0)), noise=bool(sim.get("noise", True)))
+    try:
+        return SimulatedBench(n_generators=int(sim.get("generators", len(config.generators))),
+                              seed=int(sim.get("seed", 0)), noise=bool(sim.get("noise", True)),
+                              analyzer_model=str(sim.get("analyzer", "esa")),
+                              generator_models=sim.get("generator_models", "psg"))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"bench config {config.source} [simulator]: {exc}") from None
 
 
 def connect_instruments(config: BenchConfig, simulator=None) -> dict:

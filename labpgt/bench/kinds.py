@@ -19,7 +19,8 @@ import math
 from dataclasses import asdict, astuple, dataclass, fields
 from typing import Any, Callable
 
-from labpgt.instruments.drivers import RingController, SignalGenerator, SpectrumAnalyzer
+from labpgt.instruments.drivers import (AnritsuGenerator, RingController, RohdeSchwarzAnalyzer, SignalGenerator,
+                                        SpectrumAnalyzer)
 
 
 @dataclass(frozen=True)
@@ -86,25 +87,39 @@ class DriverKind:
                 for setting in self.encodable}
 
 
-SIGNAL_GENERATOR = DriverKind(
-    name="signal-generator", role=Role.GENERATOR, driver_class=SignalGenerator, state_type=GeneratorState,
-    send=lambda generator, state: generator.send_state(**asdict(state)),
-    read=lambda generator: GeneratorState(*generator.read_state()),
-    encodable=("power_dbm", "frequency_hz"), switch="output_on",
-)
+def generator_kind(name: str, driver_class: type) -> DriverKind:
+    """A signal generator's kind: any driver with ``send_state``/``read_state`` and MIN_/MAX_ limits."""
+    return DriverKind(
+        name=name, role=Role.GENERATOR, driver_class=driver_class, state_type=GeneratorState,
+        send=lambda generator, state: generator.send_state(**asdict(state)),
+        read=lambda generator: GeneratorState(*generator.read_state()),
+        encodable=("power_dbm", "frequency_hz"), switch="output_on",
+    )
+
+
+def analyzer_kind(name: str, driver_class: type) -> DriverKind:
+    """An analyzer's kind: any driver with ``send_setup``/``read_setup``/``sweep_and_read``."""
+    return DriverKind(
+        name=name, role=Role.ANALYZER, driver_class=driver_class, state_type=AnalyzerState,
+        send=lambda analyzer, state: analyzer.send_setup(**asdict(state)),
+        read=lambda analyzer: AnalyzerState(*analyzer.read_setup()),
+    )
+
+
+SIGNAL_GENERATOR = generator_kind("signal-generator", SignalGenerator)              # Keysight PSG, MXG, EXG
+ANRITSU_GENERATOR = generator_kind("anritsu-signal-generator", AnritsuGenerator)   # Anritsu MG369x
+SPECTRUM_ANALYZER = analyzer_kind("spectrum-analyzer", SpectrumAnalyzer)           # Keysight ESA, X-series
+RS_ANALYZER = analyzer_kind("rs-spectrum-analyzer", RohdeSchwarzAnalyzer)         # R&S FSL, FSV, FSW
+
 RING_CONTROLLER = DriverKind(
     name="ring-controller", role=Role.RING, driver_class=RingController, state_type=RingState,
     send=lambda ring, state: ring.send_state(**asdict(state)),
     read=lambda ring: RingState(*ring.read_state()),
     encodable=("loop_gain_db", "field_mt"), switch="amplifier_on",
 )
-SPECTRUM_ANALYZER = DriverKind(
-    name="spectrum-analyzer", role=Role.ANALYZER, driver_class=SpectrumAnalyzer, state_type=AnalyzerState,
-    send=lambda analyzer, state: analyzer.send_setup(**asdict(state)),
-    read=lambda analyzer: AnalyzerState(*analyzer.read_setup()),
-)
 
-KINDS: dict[str, DriverKind] = {kind.name: kind for kind in (SIGNAL_GENERATOR, SPECTRUM_ANALYZER, RING_CONTROLLER)}
+KINDS: dict[str, DriverKind] = {kind.name: kind for kind in (SIGNAL_GENERATOR, ANRITSU_GENERATOR, SPECTRUM_ANALYZER,
+                                                              RS_ANALYZER, RING_CONTROLLER)}
 
 
 def kinds_for(role: Role) -> list[DriverKind]:
