@@ -42,6 +42,12 @@ class GeneratorState:
     SCPI ones every supported generator shares (``:POW``, ``:FREQ``, ``:OUTP``).
     """
 
+    output_enabled = Instrument.control(
+        ":OUTP?", ":OUTP %d",
+        """Control whether the RF output is on (bool).""",
+        validator=strict_discrete_set, values=BOOLEAN_VALUES, map_values=True,
+    )
+
     def send_state(self, power_dbm: float, frequency_hz: float, output_on: bool) -> None:
         """Send power, frequency and RF output in ONE program message ending in ``*OPC?``.
 
@@ -88,11 +94,6 @@ class SignalGenerator(GeneratorState, Agilent8257D):
         driver's ``%e`` would round every frequency to 1 kHz.""",
         validator=strict_range, values=[MIN_FREQUENCY_HZ, MAX_FREQUENCY_HZ],
     )
-    output_enabled = Instrument.control(
-        ":OUTP?", ":OUTP %d",
-        """Control whether the RF output is on (bool).""",
-        validator=strict_discrete_set, values=BOOLEAN_VALUES, map_values=True,
-    )
 
     def __init__(self, adapter, name="Agilent E8257D signal generator", **kwargs):
         with warnings.catch_warnings():   # the stock class warns that its SCPI support is unknown
@@ -127,11 +128,6 @@ class AnritsuGenerator(GeneratorState, AnritsuMG3692C):
         """Control the CW output frequency in Hz (float, 10 MHz … 20 GHz; ValueError outside), sent with
         12 significant digits (the stock driver's ``%e`` rounds to 1 kHz at GHz).""",
         validator=strict_range, values=[MIN_FREQUENCY_HZ, MAX_FREQUENCY_HZ],
-    )
-    output_enabled = Instrument.control(
-        ":OUTP?", ":OUTP %d",
-        """Control whether the RF output is on (bool).""",
-        validator=strict_discrete_set, values=BOOLEAN_VALUES, map_values=True,
     )
 
     def __init__(self, adapter, name="Anritsu MG3692C signal generator", **kwargs):

@@ -73,7 +73,7 @@ import numpy as np
 from scipy.signal import find_peaks
 
 from .detector import Display
-from .scpi import Boolean, Choice, CommandTable, Numeric, ScpiError, add_setting, format_number
+from .scpi import Boolean, Choice, CommandTable, Numeric, ScpiError, add_setting, format_number, short_form
 
 TRACES = 6
 SWEEPING, MEASURING = 8, 16           # :STATus:OPERation condition bits (SCPI-99 vol. 1 §9.4)
@@ -593,8 +593,7 @@ class EsaDialect:
                                            default="TRACE1"),))
         table.add(":FORMat[:TRACe][:DATA]", self.set_format, self.format_setting,
                   (Choice(["ASCii", "REAL"]), Numeric("", 1, 64, integer=True, optional=True)))
-        add_setting(table, self, ":FORMat:BORDer", "byte_order", Choice(["NORMal", "SWAPped"]),
-                    formatter=lambda order: order[:4].upper())
+        add_setting(table, self, ":FORMat:BORDer", "byte_order", Choice(["NORMal", "SWAPped"]))
         level = Numeric("DBM", -170.0, 30.0)
         table.add(":DISPlay[:WINDow<n>]:TRACe<n>:Y[:SCALe]:RLEVel",
                   lambda w, t, value: setattr(self, "reference_level_dbm", value),
@@ -620,7 +619,7 @@ class EsaDialect:
         table.add(f":CALCulate:MARKer{markers}:STATe", self.set_marker_state,
                   lambda n: "0" if self._marker(n).mode == "OFF" else "1", (Boolean(),))
         table.add(f":CALCulate:MARKer{markers}:MODE", self.set_marker_mode,
-                  lambda n: self._marker(n).mode[:4].upper() if self._marker(n).mode != "OFF" else "OFF",
+                  lambda n: short_form(self._marker(n).mode),
                   (Choice(["POSition", "DELTa", "OFF"]),))
         table.add(f":CALCulate:MARKer{markers}:REFerence", self.set_marker_reference,
                   lambda n: str(self._marker(n).reference), (Numeric("", 1, self.MARKERS, integer=True),))
@@ -646,10 +645,10 @@ class EsaDialect:
         """The ESA's own spellings: attenuation, detector, trace modes."""
         self.declare_keysight_front_end(table)
         detectors = Choice(["NORMal", "POSitive", "SAMPle", "NEGative", "AVERage", "RMS"])
-        table.add("[:SENSe]:DETector[:FUNCtion]", self.set_detector, lambda: self.detector[:4].upper(), (detectors,))
+        table.add("[:SENSe]:DETector[:FUNCtion]", self.set_detector, lambda: short_form(self.detector), (detectors,))
         table.add("[:SENSe]:DETector[:FUNCtion]:AUTO", self.set_detector_auto,
                   lambda: "1" if self.detector_auto else "0", (Boolean(),))
-        table.add(":TRACe<1-3>:MODE", self.set_trace_mode, lambda n: self._trace(n).mode[:4].upper(),
+        table.add(":TRACe<1-3>:MODE", self.set_trace_mode, lambda n: short_form(self._trace(n).mode),
                   (Choice(TRACE_MODES),))
 
     def declare_keysight_front_end(self, table: CommandTable) -> None:
@@ -680,7 +679,7 @@ class XSeriesDialect(EsaDialect):
         self.declare_keysight_front_end(table)
         detectors = Choice(["NORMal", "POSitive", "SAMPle", "NEGative", "AVERage"])
         for pattern in ("[:SENSe]:DETector:TRACe<1-6>", "[:SENSe]:DETector[:FUNCtion]"):
-            table.add(pattern, lambda *args: self.set_detector(args[-1]), lambda *args: self.detector[:4].upper(),
+            table.add(pattern, lambda *args: self.set_detector(args[-1]), lambda *args: short_form(self.detector),
                       (detectors,))
         table.add("[:SENSe]:DETector:TRACe<1-6>:AUTO", lambda n, on: self.set_detector_auto(on),
                   lambda n: "1" if self.detector_auto else "0", (Boolean(),))
@@ -698,14 +697,13 @@ class XSeriesDialect(EsaDialect):
         add_setting(table, self, "[:SENSe]:POWer[:RF]:GAIN[:STATe]", "preamp_on", Boolean())
         add_setting(table, self, "[:SENSe]:POWer[:RF]:GAIN:BAND", "preamp_band", Choice(["LOW", "FULL"]))
         add_setting(table, self, "[:SENSe]:BANDwidth|BWIDth[:RESolution]:TYPE|SHAPe", "bandwidth_shape",
-                    Choice(["DB3", "DB6", "IMPulse", "NOISe"]), formatter=lambda s: s[:5].upper())
-        add_setting(table, self, "[:SENSe]:SWEep:TYPE", "sweep_type", Choice(["FFT", "SWEep"]),
-                    formatter=lambda s: s[:3].upper())
+                    Choice(["DB3", "DB6", "IMPulse", "NOISe"]))
+        add_setting(table, self, "[:SENSe]:SWEep:TYPE", "sweep_type", Choice(["FFT", "SWEep"]))
         add_setting(table, self, "[:SENSe]:SWEep:TYPE:AUTO", "sweep_type_auto", Boolean())
 
     @staticmethod
     def _x_series_type(mode: str) -> str:
-        return {"VIEW": "WRIT", "BLANk": "WRIT"}.get(mode, mode[:4].upper())
+        return short_form("WRITe" if mode in ("VIEW", "BLANk") else mode)
 
     def _set_update(self, number: int, on: bool) -> None:
         trace = self._trace(number)
@@ -768,11 +766,11 @@ class FsxDialect(EsaDialect):
         add_setting(table, self, ":INPut:ATTenuation:AUTO", "attenuation_auto", Boolean())
         detectors = Choice(["APEak", "POSitive", "SAMPle", "NEGative", "AVERage", "RMS"])
         table.add("[:SENSe]:DETector<1-6>[:FUNCtion]", lambda n, name: self.set_detector(name),
-                  lambda n: self.detector[:4].upper() if self.detector != "APEak" else "APE", (detectors,))
+                  lambda n: short_form(self.detector), (detectors,))
         table.add("[:SENSe]:DETector<1-6>[:FUNCtion]:AUTO", lambda n, on: self.set_detector_auto(on),
                   lambda n: "1" if self.detector_auto else "0", (Boolean(),))
         table.add(":DISPlay[:WINDow<n>]:TRACe<1-6>:MODE", lambda w, n, mode: self.set_trace_mode(n, mode),
-                  lambda w, n: self._trace(n).mode[:4].upper(), (Choice(TRACE_MODES),))
+                  lambda w, n: short_form(self._trace(n).mode), (Choice(TRACE_MODES),))
         table.add("[:SENSe]:AVERage:STATe<1-6>", lambda n, on: self.set_trace_mode(n, "AVERage" if on else "WRITe"),
                   lambda n: "1" if self._trace(n).mode == "AVERage" else "0", (Boolean(),))
         table.add(":INITiate:CONMeasure", setter=lambda: self.sweep(self.sweeps_to_take()))

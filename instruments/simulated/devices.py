@@ -193,12 +193,11 @@ class SimulatedSignalGenerator(BenchInstrument):
         table.add("[:SOURce]:FREQuency:MULTiplier", self.set_frequency_multiplier,
                   lambda: format_number(self.frequency_multiplier), (Numeric("", 0.001, 1000.0),))
         add_setting(table, self, "[:SOURce]:FREQuency:MODE", "frequency_mode",
-                    Choice(["CW", "FIXed", "SWEep", "LIST"]), formatter=lambda mode: mode[:3].upper())
+                    Choice(["CW", "FIXed", "SWEep", "LIST"]))
         add_setting(table, self, "[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]", "power_dbm", self.power_parameter)
         table.add("[:SOURce]:POWer[:LEVel][:IMMediate]:OFFSet", self.set_power_offset,
                   lambda: format_number(self.power_offset_db), (Numeric("DB", -200.0, 200.0),))
-        add_setting(table, self, "[:SOURce]:POWer:MODE", "power_mode", Choice(["FIXed", "LIST", "SWEep"]),
-                    formatter=lambda mode: mode[:3].upper())
+        add_setting(table, self, "[:SOURce]:POWer:MODE", "power_mode", Choice(["FIXed", "LIST", "SWEep"]))
         add_setting(table, self, "[:SOURce]:POWer:ALC[:STATe]", "alc_on", Boolean())
         add_setting(table, self, "[:SOURce]:POWer:ALC:BANDwidth|BWIDth", "alc_bandwidth_hz",
                     Numeric("HZ", 100.0, 1e6), on_set=lambda: setattr(self, "alc_bandwidth_auto", False))
@@ -214,8 +213,7 @@ class SimulatedSignalGenerator(BenchInstrument):
         add_setting(table, self, ":OUTPut[:STATe]", "output_on", Boolean())
         add_setting(table, self, ":OUTPut:MODulation[:STATe]", "modulation_on", Boolean())
         add_setting(table, self, "[:SOURce]:PULM:STATe", "pulse_on", Boolean())
-        add_setting(table, self, "[:SOURce]:PULM:SOURce", "pulse_source", Choice(["INTernal", "EXTernal"]),
-                    formatter=lambda source: source[:3].upper())
+        add_setting(table, self, "[:SOURce]:PULM:SOURce", "pulse_source", Choice(["INTernal", "EXTernal"]))
         add_setting(table, self, "[:SOURce]:PULM:INTernal:PWIDth", "pulse_width_s", Numeric("S", 10e-9, 40.0))
         add_setting(table, self, "[:SOURce]:ROSCillator:SOURce:AUTO", "reference_auto", Boolean())
         add_setting(table, self, "[:SOURce]:LFOutput:STATe", "lf_output_on", Boolean())

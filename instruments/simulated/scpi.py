@@ -52,7 +52,8 @@ What it implements (SCPI-1999 vol. 1 ch. 6–7, IEEE 488.2 ch. 7–8):
 Errors used: -100 Command error, -102 Syntax error, -104 Data type error, -108 Parameter not
 allowed, -109 Missing parameter, -113 Undefined header, -114 Header suffix out of range, -131 Invalid
 suffix, -200 Execution error (injected faults), -221 Settings conflict, -222 Data out of range,
--224 Illegal parameter value, -230 Data corrupt or stale, -300 Device-specific error, -350 Queue overflow.
+-224 Illegal parameter value, -230 Data corrupt or stale, -300 Device-specific error, -350 Queue overflow,
+and the Keysight analyzers' device-specific 202 No peak found.
 
 Common commands every :class:`ScpiInstrument` answers: ``*IDN?``, ``*OPT?``, ``*RST``, ``*CLS``,
 ``*OPC``, ``*OPC?``, ``*WAI``, ``*ESR?``, ``*ESE``, ``*SRE``, ``*STB?``, ``*TST?``,
@@ -84,6 +85,7 @@ ERROR_TEXTS = {
     -230: "Data corrupt or stale",
     -300: "Device-specific error",
     -350: "Queue overflow",
+    202: "No peak found",
     -410: "Query INTERRUPTED",
 }
 ERROR_QUEUE_LENGTH = 30
@@ -433,6 +435,11 @@ def format_boolean(value: bool) -> str:
     return "1" if value else "0"
 
 
+def short_form(word: str) -> str:
+    """Character response data: a mnemonic's short form, upper case (``MAXHold`` -> ``MAXH``)."""
+    return mnemonic_forms(word)[0]
+
+
 @dataclass
 class StatusRegister:
     """A SCPI status register (SCPI-99 vol. 1 §9.3): condition, event, enable and transition filters.
@@ -676,6 +683,8 @@ def add_setting(table: CommandTable, owner: Any, pattern: str, attribute: str, p
             formatter = str
         elif isinstance(parameter, Numeric):
             formatter = format_number
+        elif isinstance(parameter, Choice):
+            formatter = short_form
         else:
             formatter = str
 
@@ -692,7 +701,7 @@ __all__ = [
     "ERROR_TEXTS", "ERROR_QUEUE_LENGTH", "ScpiError", "Parameter", "Numeric", "Boolean", "Choice",
     "QuotedString", "Command", "CommandTable", "Header", "ScpiInstrument", "StatusRegister", "add_setting",
     "expand_headers", "expand_pattern",
-    "mnemonic_forms", "format_number", "format_boolean", "split_outside_quotes", "parse_arguments",
+    "mnemonic_forms", "short_form", "format_number", "format_boolean", "split_outside_quotes", "parse_arguments",
 ]
 
 
