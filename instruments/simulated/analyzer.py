@@ -30,7 +30,7 @@ Common front end (Keysight spelling; the R&S spellings are in :meth:`FsxDialect.
 ``[:SENSe]:SWEep:POINts|TIME`` / ``:TIME:AUTO``                        auto: ``model.sweep_time_s`` × m
 ``:DISPlay:WINDow<n>:TRACe<n>:Y[:SCALe]:RLEVel <dBm>`` / ``:OFFSet``    reference level (−170 … +30 dBm) and
                                                                        its offset (added to every amplitude)
-``[:SENSe]:POWer[:RF]:ATTenuation <dB>`` / ``:AUTO``                    auto: RL − (−10 dBm mixer level), in
+``[:SENSe]:POWer[:RF]:ATTenuation <dB>`` / ``:AUTO``                    (NR1) auto: RL − (−10 dBm mixer), in
                                                                        the instrument's steps; the analyzer's
                                                                        noise floor rises dB for dB above 10 dB
 ``[:SENSe]:DETector[:FUNCtion] NORMal|POSitive|SAMPle|NEGative|AVERage``  see :mod:`.detector`; ``:AUTO`` (preset,
@@ -655,7 +655,7 @@ class EsaDialect:
         """Attenuation and averaging as the Keysight analyzers spell them."""
         table.add("[:SENSe]:AVERage[:STATe]", self.set_averaging,
                   lambda: "1" if self.traces[0].mode == "AVERage" else "0", (Boolean(),))
-        table.add("[:SENSe]:POWer[:RF]:ATTenuation", self.set_attenuation, lambda: format_number(self.attenuation_db),
+        table.add("[:SENSe]:POWer[:RF]:ATTenuation", self.set_attenuation, lambda: "%d" % round(self.attenuation_db),
                   (Numeric("DB", 0.0, self.MAX_ATTENUATION_DB),))
         add_setting(table, self, "[:SENSe]:POWer[:RF]:ATTenuation:AUTO", "attenuation_auto", Boolean())
 
@@ -761,7 +761,7 @@ class FsxDialect(EsaDialect):
         return 2 if number == 1 else 1
 
     def declare_dialect(self, table: CommandTable) -> None:
-        table.add(":INPut:ATTenuation", self.set_attenuation, lambda: format_number(self.attenuation_db),
+        table.add(":INPut:ATTenuation", self.set_attenuation, lambda: "%d" % round(self.attenuation_db),
                   (Numeric("DB", 0.0, self.MAX_ATTENUATION_DB),))
         add_setting(table, self, ":INPut:ATTenuation:AUTO", "attenuation_auto", Boolean())
         detectors = Choice(["APEak", "POSitive", "SAMPle", "NEGative", "AVERage", "RMS"])
