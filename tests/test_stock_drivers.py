@@ -93,6 +93,13 @@ def ring_open_loop(resources):
     ring.adapter.close()
 
 
+def emit_tone(generator):
+    """The acceptance tone through a PyMeasure generator driver."""
+    generator.frequency = TONE_HZ
+    generator.power = TONE_DBM
+    generator.enable()
+
+
 def test_qcodes_agilent_e8257d(keysight, qcodes_instruments):
     psg = qcodes_instruments(AgilentE8257D, "e8257d", keysight["gen1"])
     assert (psg._min_freq, psg._max_freq, psg._min_power, psg._max_power) == (100e3, 20e9, -135, 10)   # options 520, 1E1
@@ -191,9 +198,7 @@ def test_pymeasure_keysight_esa_and_psg(esa):
         warnings.simplefilter("ignore", FutureWarning)
         psg = Agilent8257D(esa["gen1"], **PYMEASURE_VISA)
         analyzer = AgilentE4408B(esa["analyzer"], **PYMEASURE_VISA)
-    psg.frequency = TONE_HZ
-    psg.power = TONE_DBM
-    psg.enable()
+    emit_tone(psg)
     assert (psg.frequency, psg.power, psg.is_enabled) == (TONE_HZ, TONE_DBM, True)
     analyzer.start_frequency = 2.95e9
     analyzer.stop_frequency = 3.05e9
@@ -218,9 +223,7 @@ def test_pymeasure_rohde_schwarz_fsl_and_anritsu_mg3692c(rohde_anritsu):
         generator = AnritsuMG3692C(resources["gen1"], **PYMEASURE_VISA)
     fsl = FSL(resources["analyzer"], **PYMEASURE_VISA)
     assert generator.id.startswith("ANRITSU,MG3692C,") and fsl.id.startswith("Rohde&Schwarz,FSL-6,")
-    generator.power = TONE_DBM
-    generator.frequency = TONE_HZ
-    generator.enable()
+    emit_tone(generator)
     assert (generator.power, generator.frequency, generator.output) == (TONE_DBM, TONE_HZ, True)
     fsl.freq_center = 3e9
     fsl.freq_span = 100e6
