@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labpgt.bench import (SafetyError, bench_config_toml, embedded_bench, load_bench_config,
+from labpgt.bench import (KINDS, SafetyError, bench_config_toml, embedded_bench, load_bench_config,
                           simulated_bench_config, trace_features)
+from labpgt.bench.config import parse_bench_config, tomllib
 from labpgt.errors import UserError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -24,9 +25,17 @@ def test_bench_sim_toml_is_exactly_what_labpgt_sim_serves():
     assert from_file == built_in
 
 
-def test_lab_example_config_is_valid():
+def test_lab_example_config_is_valid_and_shows_every_driver_kind():
     config = load_bench_config(DATA / "bench-lab-example.toml")
-    assert config.generators == ["gen1", "gen2"] and config.analyzer == "analyzer"
+    assert config.generators == ["gen1", "gen2", "gen3"] and config.analyzer == "analyzer"
+    text = (DATA / "bench-lab-example.toml").read_text()
+    assert all(f'driver = "{kind}"' in text for kind in KINDS)
+    # the commented-out R&S analyzer is a valid replacement for the active one
+    block = text.split("use this table instead of the one above.\n")[1].split("\n\n")[0]
+    raw = tomllib.loads(text)
+    raw["instruments"]["analyzer"] = tomllib.loads("\n".join(line[2:] for line in block.splitlines()))[
+        "instruments"]["analyzer"]
+    assert parse_bench_config(raw).instruments["analyzer"].kind is KINDS["rs-spectrum-analyzer"]
 
 
 def write(tmp_path, text):
