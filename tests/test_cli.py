@@ -28,6 +28,9 @@ def labpgt(*args, cwd=None):
     (["benchmark", "--steps", "pgt=many"], "--steps takes METHOD=N"),
     (["inspect", "missing.h5"], "missing.h5"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["sim", "--analyzer", "hp8563"], "invalid choice: 'hp8563'"),
+    (["sim", "--generator", "psg,keysight"], "unknown generator model 'keysight'"),
+    (["sim", "--generators", "3", "--generator", "psg,mxg"], "--generator names 2 models for 3 generators"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(tmp_path, args, fragment):
     result = labpgt(*args, cwd=tmp_path)
