@@ -60,8 +60,8 @@ Common front end (Keysight spelling; the R&S spellings are in :meth:`FsxDialect.
 
 Simplifications: one detector serves every trace (the simulation renders one view per sweep);
 the sweep is instantaneous, so ``*OPC?`` answers at once and each sweep pulses
-``:STATus:OPERation`` bits 3 (sweeping) and 4 (measuring); markers read the latest data of their
-trace, sweeping first only if it has none.
+``:STATus:OPERation`` bits 3 (sweeping) and 4 (measuring) (nothing sets ``:STATus:QUEStionable``);
+markers read the latest data of their trace, sweeping first only if it has none.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ MAX_MIXER_LEVEL_DBM = -10.0           # auto attenuation keeps the reference lev
 REFERENCE_ATTENUATION_DB = 10.0       # the attenuation the model's DANL is specified at
 TRACE_MODES = ("WRITe", "MAXHold", "MINHold", "AVERage", "VIEW", "BLANk")
 NO_PEAK_FOUND = 202                   # the Keysight analyzers' device-specific "No peak found"
+MAX_BATCH_POINTS = 1 << 21            # trace points rendered per model call (averaging many long sweeps)
 
 
 def auto_resolution_bandwidth(span_hz: float, minimum: float, maximum: float) -> float:
@@ -371,7 +372,20 @@ class EsaDialect:
         return self.average_count if accumulating else 1
 
     def sweep(self, count: int = 1) -> np.ndarray:
-        """Take ``count`` sweeps (one batch of the model) and fold them into the traces; the last trace."""
+        """Take ``count`` sweeps (batches of the model) and fold them into the traces; the last sweep."""
+        chunk = max(1, MAX_BATCH_POINTS // self.points)      # bounded memory, however many sweeps
+        last = None
+        for start in range(0, count, chunk):
+            sweeps = self._render(min(chunk, count - start))
+            for trace in self.traces:
+                trace.accumulate(sweeps, self.average_count, self.average_power)
+            last = sweeps[-1]
+        self.operation.pulse(SWEEPING | MEASURING)
+        self.have_data = True
+        return last
+
+    def _render(self, count: int) -> np.ndarray:
+        """``count`` sweeps (count, P) in dBm from the current states of all generators and the ring."""
         bench = self.bench
         generators = bench.generators
         ring = bench.ring
@@ -384,12 +398,7 @@ class EsaDialect:
             np.full(count, ring.field_mt, dtype=float),
             np.full(count, ring.amplifier_on, dtype=bool),
             self.frequencies_hz(), self.rbw_hz, self.display())
-        traces = np.asarray(traces, dtype=float) + self.reference_offset_db
-        for trace in self.traces:
-            trace.accumulate(traces, self.average_count, self.average_power)
-        self.operation.pulse(SWEEPING | MEASURING)
-        self.have_data = True
-        return traces[-1]
+        return np.asarray(traces, dtype=float) + self.reference_offset_db
 
     def initiate(self) -> None:
         """``:INIT``: restart averages and holds, then take the sweeps a single sweep takes."""

@@ -271,10 +271,6 @@ class SimulatedAnritsuGenerator(SimulatedSignalGenerator):
     PRESET_POWER_DBM = 0.0
     OPTION_DETAILS = False
 
-    def reset(self) -> None:
-        super().reset()
-        self.output_on = False                 # the MG369x presets with RF on; the bench's safe state is off
-
 
 GENERATOR_MODELS = {"psg": SimulatedSignalGenerator, "e8267c": SimulatedE8267C, "mxg": SimulatedMxg,
                     "exg": SimulatedExg, "mg369x": SimulatedAnritsuGenerator}
