@@ -256,7 +256,8 @@ def test_generator_offsets_move_what_is_displayed_not_the_rf():
     assert abs(float(ask(analyzer, ":CALC:MARK:X?")) - 3.005e9) <= 20e6 / 400
     field = float(ask(bench["ring"], ":FIEL?"))
     params = bench.model.params
-    expected = -10.0 + float(transmission_db(3.005e9, fmr_frequency_hz(field, params), band_top_hz(field, params), params))
+    f_fmr, f_top = fmr_frequency_hz(field, params), band_top_hz(field, params)
+    expected = -10.0 + float(transmission_db(3.005e9, f_fmr, f_top, params))
     assert float(ask(analyzer, ":CALC:MARK:Y?")) == pytest.approx(expected, abs=0.5)
     ask(generator, ":FREQ 20.5 GHz")                                                  # RF 19.5 GHz: allowed
     ask(generator, ":FREQ 21.5 GHz")                                                  # RF 20.5 GHz: refused

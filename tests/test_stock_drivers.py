@@ -102,7 +102,8 @@ def emit_tone(generator):
 
 def test_qcodes_agilent_e8257d(keysight, qcodes_instruments):
     psg = qcodes_instruments(AgilentE8257D, "e8257d", keysight["gen1"])
-    assert (psg._min_freq, psg._max_freq, psg._min_power, psg._max_power) == (100e3, 20e9, -135, 10)   # options 520, 1E1
+    # the driver read the frequency and power ranges from options 520 and 1E1
+    assert (psg._min_freq, psg._max_freq, psg._min_power, psg._max_power) == (100e3, 20e9, -135, 10)
     psg.frequency(3.0012e9)
     psg.power(-20.0)
     psg.phase(45.0)

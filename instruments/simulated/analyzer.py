@@ -21,42 +21,43 @@ Three dialects, one behaviour (all also answer the common commands and the statu
 
 Common front end (Keysight spelling; the R&S spellings are in :meth:`FsxDialect.declare_dialect`):
 
-=====================================================================  ========================================
-``[:SENSe]:FREQuency:CENTer|SPAN|STARt|STOP <f>`` / ``?``               span ≥ 10 Hz; keeps the pair consistent
-``[:SENSe]:BANDwidth|BWIDth[:RESolution] <f>`` / ``:AUTO``             auto: span/100 on the 1-3-10 sequence
-``[:SENSe]:BANDwidth|BWIDth:VIDeo <f>`` / ``:AUTO``                    auto: VBW = RBW. VBW < RBW averages
-                                                                       m = RBW/VBW envelope samples (detector)
-                                                                       and lengthens the auto sweep time by m
-``[:SENSe]:SWEep:POINts|TIME`` / ``:TIME:AUTO``                        auto: ``model.sweep_time_s`` × m
-``:DISPlay:WINDow<n>:TRACe<n>:Y[:SCALe]:RLEVel <dBm>`` / ``:OFFSet``    reference level (−170 … +30 dBm) and
-                                                                       its offset (added to every amplitude)
-``[:SENSe]:POWer[:RF]:ATTenuation <dB>`` / ``:AUTO``                    (NR1) auto: RL − (−10 dBm mixer), in
-                                                                       the instrument's steps; the analyzer's
-                                                                       noise floor rises dB for dB above 10 dB
-``[:SENSe]:DETector[:FUNCtion] NORMal|POSitive|SAMPle|NEGative|AVERage``  see :mod:`.detector`; ``:AUTO`` (preset,
-                                                                       = NORMal, the model's preset rendering)
-``[:SENSe]:AVERage[:STATe] ON|OFF`` / ``:COUNt <n>`` / ``:TYPE``       trace 1 averaged over n sweeps, LOG
-                                                                       (in dB, the preset) or RMS (in power)
-``:TRACe<n>:MODE WRITe|MAXHold|MINHold|VIEW|BLANk`` (``AVERage``)      clear/write, holds, frozen, off
-``:INITiate[:IMMediate]`` / ``:INITiate:RESTart``                      restart holds and averages; take one
-                                                                       sweep, or n when averaging or holding
-``:INITiate:CONTinuous ON|OFF``                                        ON: every trace read takes a new sweep
-``:CONFigure:SANalyzer`` / ``:CONFigure?``                             the swept-SA measurement, its defaults
-``:READ:SANalyzer<n>?`` / ``:FETCh:SANalyzer<n>?`` / ``:MEASure:…``     trace n as (frequency, amplitude) pairs;
-                                                                       READ sweeps first, FETCh does not (-230
-                                                                       when there is no data)
-``:TRACe[:DATA]? TRACE1…6``                                            the trace's amplitudes
-``:FORMat[:TRACe][:DATA] ASCii|REAL[,32|64]`` / ``:FORMat:BORDer``      ASCII or an IEEE 488.2 block
-``:CALCulate:MARKer<n>:STATe|MODE POSition|DELTa|OFF|TRACe|REFerence``  markers
-``:CALCulate:MARKer<n>:X <f>`` / ``X?`` / ``Y?``                       X snaps to the nearest trace point; a
-                                                                       delta marker reads X and Y relative to
-                                                                       its reference marker
-``:CALCulate:MARKer<n>:MAXimum[:PEAK|:NEXT|:LEFT|:RIGHt]``             peak search, next lower peak, nearest
-                                                                       peak left/right; a peak is a local
-                                                                       maximum of prominence ≥ the excursion
-``:CALCulate:MARKer:PEAK:EXCursion|THReshold`` / ``:MARKer:AOFF``       6 dB, −90 dBm; all markers off
-``:CALCulate:MARKer<n>[:SET]:CENTer``                                  center frequency := marker frequency
-=====================================================================  ========================================
+====================================================================  ========================================
+``[:SENSe]:FREQuency:CENTer|SPAN|STARt|STOP <f>`` / ``?``             span ≥ 10 Hz; keeps the pair consistent
+``[:SENSe]:BANDwidth|BWIDth[:RESolution] <f>`` / ``:AUTO``            auto: span/100 on the 1-3-10 sequence
+``[:SENSe]:BANDwidth|BWIDth:VIDeo <f>`` / ``:AUTO``                   auto: VBW = RBW. VBW < RBW averages
+                                                                      m = RBW/VBW envelope samples (detector)
+                                                                      and lengthens the auto sweep time by m
+``[:SENSe]:SWEep:POINts|TIME`` / ``:TIME:AUTO``                       auto: ``model.sweep_time_s`` × m
+``:DISPlay:WINDow<n>:TRACe<n>:Y[:SCALe]:RLEVel <dBm>`` / ``:OFFSet``  reference level (−170 … +30 dBm) and
+                                                                      its offset (added to every amplitude)
+``[:SENSe]:POWer[:RF]:ATTenuation <dB>`` / ``:AUTO``                  (NR1) auto: RL − (−10 dBm mixer), in
+                                                                      the instrument's steps; the analyzer's
+                                                                      noise floor rises dB for dB above 10 dB
+``[:SENSe]:DETector[:FUNCtion] <detector>``                           NORMal|POSitive|SAMPle|NEGative|AVERage:
+                                                                      see :mod:`.detector`; ``:AUTO`` (preset,
+                                                                      = NORMal, the model's preset rendering)
+``[:SENSe]:AVERage[:STATe] ON|OFF`` / ``:COUNt <n>`` / ``:TYPE``      trace 1 averaged over n sweeps, LOG
+                                                                      (in dB, the preset) or RMS (in power)
+``:TRACe<n>:MODE WRITe|MAXHold|MINHold|VIEW|BLANk`` (``AVERage``)     clear/write, holds, frozen, off
+``:INITiate[:IMMediate]`` / ``:INITiate:RESTart``                     restart holds and averages; take one
+                                                                      sweep, or n when averaging or holding
+``:INITiate:CONTinuous ON|OFF``                                       ON: every trace read takes a new sweep
+``:CONFigure:SANalyzer`` / ``:CONFigure?``                            the swept-SA measurement, its defaults
+``:READ:SANalyzer<n>?`` / ``:FETCh:SANalyzer<n>?`` / ``:MEASure:…``   trace n as (frequency, amplitude) pairs;
+                                                                      READ sweeps first, FETCh does not (-230
+                                                                      when there is no data)
+``:TRACe[:DATA]? TRACE1…6``                                           the trace's amplitudes
+``:FORMat[:TRACe][:DATA] ASCii|REAL[,32|64]`` / ``:FORMat:BORDer``    ASCII or an IEEE 488.2 block
+``:CALCulate:MARKer<n>:STATe|MODE|TRACe|REFerence``                   markers; MODE POSition|DELTa|OFF
+``:CALCulate:MARKer<n>:X <f>`` / ``X?`` / ``Y?``                      X snaps to the nearest trace point; a
+                                                                      delta marker reads X and Y relative to
+                                                                      its reference marker
+``:CALCulate:MARKer<n>:MAXimum[:PEAK|:NEXT|:LEFT|:RIGHt]``            peak search, next lower peak, nearest
+                                                                      peak left/right; a peak is a local
+                                                                      maximum of prominence ≥ the excursion
+``:CALCulate:MARKer:PEAK:EXCursion|THReshold`` / ``:MARKer:AOFF``     6 dB, −90 dBm; all markers off
+``:CALCulate:MARKer<n>[:SET]:CENTer``                                 center frequency := marker frequency
+====================================================================  ========================================
 
 Simplifications: one detector serves every trace (the simulation renders one view per sweep);
 the sweep is instantaneous, so ``*OPC?`` answers at once and each sweep pulses

@@ -21,36 +21,40 @@ All instruments also answer the common commands (``*IDN? *OPT? *RST *CLS *OPC *O
 
 Signal generators — :class:`SimulatedSignalGenerator` and its models (``generator_models`` names):
 
-==========  ==================================  ===============  ===============  ====================
-name        model (``*IDN?``)                   frequency        power            ``*OPT?``
-==========  ==================================  ===============  ===============  ====================
-``psg``     Agilent E8257D PSG analog           250 kHz – 20 GHz −135 … +25 dBm   1E1,1EA,520,UNT,UNW
-``e8267c``  Agilent E8267C PSG vector           250 kHz – 20 GHz −135 … +25 dBm   1E1,520,UNT,UNW,002
-``mxg``     Keysight N5183B MXG                 9 kHz – 20 GHz   −130 … +19 dBm   1E1,1EA,520,UNW
-``exg``     Keysight N5173B EXG                 9 kHz – 20 GHz   −130 … +19 dBm   1E1,520,UNW
-``mg369x``  Anritsu MG3692C                     10 MHz – 20 GHz  −130 … +13 dBm   2,4
-==========  ==================================  ===============  ===============  ====================
+==========  =========================  ================  ==============  ====================
+name        model (``*IDN?``)          frequency         power           ``*OPT?``
+==========  =========================  ================  ==============  ====================
+``psg``     Agilent E8257D PSG analog  250 kHz – 20 GHz  −135 … +25 dBm  1E1,1EA,520,UNT,UNW
+``e8267c``  Agilent E8267C PSG vector  250 kHz – 20 GHz  −135 … +25 dBm  1E1,520,UNT,UNW,002
+``mxg``     Keysight N5183B MXG        9 kHz – 20 GHz    −130 … +19 dBm  1E1,1EA,520,UNW
+``exg``     Keysight N5173B EXG        9 kHz – 20 GHz    −130 … +19 dBm  1E1,520,UNW
+``mg369x``  Anritsu MG3692C            10 MHz – 20 GHz   −130 … +13 dBm  2,4
+==========  =========================  ================  ==============  ====================
 
 The PSGs also answer ``:DIAGnostic[:CPU]:INFOrmation:OPTions:DETail?`` (each option with its
 revision). Commands (all models; ``[ ]`` optional, lower case optional, ``|`` alias):
 
-===================================================================  ====================================
-``[:SOURce]:FREQuency[:CW|:FIXed] <f>`` / ``?``                       the displayed frequency; MIN/MAX/DEF
-``[:SOURce]:FREQuency:OFFSet <f>`` / ``:MULTiplier <k>``              displayed = RF × k + offset, so the
-                                                                      RF output is (set − offset)/k; the
-                                                                      RF must stay within the model's range
-``[:SOURce]:FREQuency:MODE CW|FIXed|SWEep|LIST``                      stored; the simulated output is CW
-``[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude] <p>`` / ``?``       displayed = RF + offset
-``[:SOURce]:POWer[:LEVel][:IMMediate]:OFFSet <dB>``                   −200 … +200 dB
-``[:SOURce]:POWer:ALC[:STATe] ON|OFF``, ``:ALC:BANDwidth|BWIDth[:AUTO]``, ``:ALC:SEARch``, ``:ATTenuation[:AUTO]``,
-``[:SOURce]:POWer:MODE FIXed|LIST``                                   stored (no effect in the model)
-``[:SOURce]:PHASe[:ADJust] <rad>`` / ``:PHASe:REFerence``             −π … π (DEG accepted); stored: one
-                                                                      tone's phase changes no power spectrum
-``:OUTPut[:STATe] ON|OFF`` / ``?``                                    RF output
-``:OUTPut:MODulation[:STATe]``, ``[:SOURce]:PULM:STATe|SOURce|INTernal:PWIDth``, ``[:SOURce]:LFOutput:…``,
-``[:SOURce]:ROSCillator:SOURce:AUTO``                                 stored (modulation is not simulated)
-``:SYSTem:PRESet``                                                    as ``*RST``
-===================================================================  ====================================
+===============================================================  =====================================
+``[:SOURce]:FREQuency[:CW|:FIXed] <f>`` / ``?``                  the displayed frequency; MIN/MAX/DEF
+``[:SOURce]:FREQuency:OFFSet <f>`` / ``:MULTiplier <k>``         displayed = RF × k + offset, so the
+                                                                 RF output is (set − offset)/k; the
+                                                                 RF must stay within the model's range
+``[:SOURce]:FREQuency:MODE CW|FIXed|SWEep|LIST``                 stored; the simulated output is CW
+``[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude] <p>`` / ``?``  displayed = RF + offset
+``[:SOURce]:POWer[:LEVel][:IMMediate]:OFFSet <dB>``              −200 … +200 dB
+``[:SOURce]:POWer:ALC[:STATe] ON|OFF`` / ``:ALC:SEARch``         stored (no effect in the model)
+``[:SOURce]:POWer:ALC:BANDwidth|BWIDth <f>`` / ``:AUTO``         stored
+``[:SOURce]:POWer:ATTenuation <dB>`` / ``:AUTO``                 stored
+``[:SOURce]:POWer:MODE FIXed|LIST|SWEep``                        stored; the simulated power is fixed
+``[:SOURce]:PHASe[:ADJust] <rad>`` / ``:PHASe:REFerence``        −2π … 2π, kept in −π … π (DEG
+                                                                 accepted); stored: one tone's phase
+                                                                 changes no power spectrum
+``:OUTPut[:STATe] ON|OFF`` / ``?``                               RF output
+``:OUTPut:MODulation[:STATe]``, ``[:SOURce]:LFOutput:…``         stored (modulation is not simulated)
+``[:SOURce]:PULM:STATe|SOURce|INTernal:PWIDth``                  stored
+``[:SOURce]:ROSCillator:SOURce:AUTO``                            stored
+``:SYSTem:PRESet``                                               as ``*RST``
+===============================================================  =====================================
 
 ``*RST``: the model's preset frequency (a PSG presets to its maximum), its minimum power, RF off,
 no offsets, multiplier 1, ALC on, phase 0.
