@@ -102,3 +102,20 @@ def test_a_driver_subclass_narrowing_a_range_narrows_the_limit():
     narrowed = dataclasses.replace(config, instruments={**config.instruments, "ring": ring})
     with pytest.raises(SafetyError, match=r"ring\.loop_gain_db .* outside the allowed \[-20, 0\]"):
         check_config_safe(narrowed)
+
+
+def measure_with(analyzer_model, generator_models, U):
+    config = simulated_bench_config(embedded=True, seed=5, analyzer_model=analyzer_model,
+                                    generator_models=generator_models)
+    with labpgt.bench.Bench(config) as bench:
+        return bench.measure(U).spectra
+
+
+@pytest.mark.parametrize("analyzer_model", ["esa", "x-series", "fsx"])
+@pytest.mark.parametrize("generator_models", ["psg", "mg369x", ["psg", "mg369x", "exg", "e8267c"]])
+def test_every_vendor_combination_measures_the_same_ring(analyzer_model, generator_models):
+    """Each vendor's drivers and dialect in front of the same ring: the same seed gives the same spectra."""
+    U = np.random.default_rng(0).random((3, 8))
+    spectra = measure_with(analyzer_model, generator_models, U)
+    assert np.array_equal(spectra, measure_with("esa", "psg", U))
+    assert spectra.max() > -60            # the tones are there
