@@ -449,9 +449,15 @@ class EsaDialect:
             raise ScpiError(-230, "no measurement since :CONFigure")
         return self.measurement_data(number)
 
-    def configure(self, measurement: str = "SANalyzer") -> None:
+    def configure(self) -> None:
+        """``:CONFigure:SANalyzer``: select the swept-SA measurement with its own defaults."""
         self.measurement = "SAN"
         self.preset_measurement()
+
+    def measure(self, number: int) -> bytes:
+        """``:MEASure:SANalyzer<n>?``: ``:CONFigure``, then ``:READ``."""
+        self.configure()
+        return self.read_measurement(number)
 
     def autotune(self) -> None:
         """``:FREQuency:TUNE:IMMediate``: center on the strongest signal of the current view."""
@@ -477,8 +483,7 @@ class EsaDialect:
 
     def set_marker_mode(self, number: int, mode: str) -> None:
         marker = self._marker(number)
-        if mode == "DELTa":
-            marker.mode = "POSition"                 # the reference is placed where the marker is
+        if mode == "DELTa":                          # the reference is placed where the marker is
             reference = self._marker(marker.reference)
             reference.mode, reference.trace, reference.index = "POSition", marker.trace, marker.index
         marker.mode = mode
@@ -622,7 +627,7 @@ class EsaDialect:
         table.add(":CONFigure?", query=lambda: self.measurement)
         table.add(":READ:SANalyzer<1-6>?", query=self.read_measurement)
         table.add(":FETCh:SANalyzer<1-6>?", query=self.fetch_measurement)
-        table.add(":MEASure:SANalyzer<1-6>?", query=lambda n: (self.configure(), self.read_measurement(n))[1])
+        table.add(":MEASure:SANalyzer<1-6>?", query=self.measure)
 
     def declare_markers(self, table: CommandTable) -> None:
         markers = f"<1-{self.MARKERS}>"
