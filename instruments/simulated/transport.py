@@ -11,10 +11,10 @@ Both feed the same ``instrument.handle(message) -> bytes`` (see
 * :func:`serve` puts each instrument of a bench on its own loopback TCP port, raw-socket SCPI
   as a LAN instrument at ``TCPIP::127.0.0.1::PORT::SOCKET``: program messages terminated by
   ``\\n``, responses terminated by ``\\n``. One thread per connection, TCP_NODELAY, the bench
-  lock serialises access. Bad input only adds to the instrument's error queue; a client
-  disconnect only ends that connection. ``serve(bench, faults=FaultSpec(...))`` injects seeded
-  faults (dropped connections, late and garbled answers, execution errors, reboots) per program
-  message; see :mod:`labpgt.instruments.simulated.faults` for what each does and what a client
+  lock serialises access. Bad input only adds to the instrument's error queue (a failed query
+  is answered at once, see :mod:`.scpi`); a client disconnect only ends that connection.
+  ``serve(bench, faults=FaultSpec(...))`` injects seeded faults (dropped connections, late and
+  garbled answers, execution errors, reboots) per program message; see :mod:`labpgt.instruments.simulated.faults` for what each does and what a client
   must do about it.
 """
 
