@@ -14,8 +14,8 @@ Both feed the same ``instrument.handle(message) -> bytes`` (see
   lock serialises access. Bad input only adds to the instrument's error queue (a failed query
   is answered at once, see :mod:`.scpi`); a client disconnect only ends that connection.
   ``serve(bench, faults=FaultSpec(...))`` injects seeded faults (dropped connections, late and
-  garbled answers, execution errors, reboots) per program message; see :mod:`labpgt.instruments.simulated.faults` for what each does and what a client
-  must do about it.
+  garbled answers, execution errors, reboots) per program message; see
+  :mod:`labpgt.instruments.simulated.faults` for what each does and what a client must do about it.
 """
 
 from __future__ import annotations
