@@ -5,6 +5,7 @@ The acceptance test drives PyMeasure's own, unchanged Agilent8257D and AgilentE4
 
 import socket
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -143,3 +144,17 @@ def test_concurrent_clients_are_served_consistently(server):
     for thread in threads:
         thread.join(timeout=20)
     assert failures == []
+
+
+def test_a_failed_query_is_answered_at_once_and_queued(server):
+    """A bad query costs no timeout: an empty answer comes back at once, the error waits in the queue."""
+    connection = raw_client(server, "analyzer")
+    try:
+        started = time.monotonic()
+        assert ask_raw(connection, b":CALC:MARK7:Y?\n") == b"\n"          # the ESA has markers 1-4
+        assert ask_raw(connection, b":FREQ:CENT?;:NOPE?\n").startswith(b"+")  # what came before the error
+        assert time.monotonic() - started < 1.0
+        assert ask_raw(connection, b"*ESR?;:SYST:ERR?;:SYST:ERR?;:SYST:ERR?\n") == \
+            b'32;-114,"Header suffix out of range";-113,"Undefined header";+0,"No error"\n'
+    finally:
+        connection.close()
