@@ -208,6 +208,11 @@ def test_x_series_measurement_forms_and_catalogs():
     assert abs(pairs[np.argmax(pairs[:, 1]), 0] - TONE_HZ) <= 0.1e6
     assert np.array_equal(numbers(ask(analyzer, ":FETC:SAN1?")).reshape(-1, 2), pairs)
     assert ask(analyzer, ":DET:TRAC2 SAMP;:DET:TRAC?;:TRAC2:TYPE MAXH;:TRAC2:TYPE?") == "SAMP;MAXH"
+    assert ask(analyzer, ":STAT:OPER:COND?;:STAT:OPER?;:STAT:OPER?") == "0;24;0"      # sweeping, measuring
+    ask(analyzer, ":FREQ:CENT 3.005 GHz;:FREQ:TUNE:IMM")                              # autotune: onto the tone
+    assert abs(float(ask(analyzer, ":FREQ:CENT?")) - TONE_HZ) <= 0.1e6
+    ask(analyzer, ":FREQ:CENT 3.005 GHz;:INIT;:CALC:MARK1:MAX;:CALC:MARK1:CENT")     # marker -> center
+    assert abs(float(ask(analyzer, ":FREQ:CENT?")) - TONE_HZ) <= 0.1e6
     assert errors(analyzer) == []
 
 

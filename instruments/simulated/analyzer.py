@@ -14,7 +14,7 @@ Three dialects, one behaviour (all also answer the common commands and the statu
 * :class:`XSeriesDialect` — Keysight N9030B PXA, option 526 (… 26.5 GHz, 12 markers):
   adds ``*OPT?`` (a quoted list), ``:INSTrument:CATalog?``/``:SELect`` (mode ``SA``),
   ``:CONFigure:CATalog?`` (``"SAN"``), per-trace ``:TRACe<n>:TYPE``, ``:DETector:TRACe<n>``,
-  preamplifier and sweep-type settings, default data byte order as the PXA's.
+  preamplifier, bandwidth-shape and sweep-type settings (stored; no effect in the model).
 * :class:`FsxDialect` — Rohde & Schwarz FSL6 (9 kHz … 6 GHz): ``INPut:ATTenuation``,
   ``DISPlay[:WINDow]:TRACe<n>:MODE``, ``CALCulate:DELTamarker<n>``, ``TRACe<n>[:DATA]? TRACEk``,
   the R&S detector names (``APEak`` …) and little-endian (``SWAPped``) binary data.
