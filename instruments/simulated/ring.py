@@ -77,8 +77,8 @@ passband maximum is displayed at its set power.
    filtering, about ±1.5 dB); the other detectors (sample, peak, negative, average: the Rayleigh
    envelope's statistics), the video bandwidth and the input attenuation are :mod:`.detector`'s,
    chosen by the analyzer's settings. Every line's power jitters log-normally (0.05 dB for
-   tones, 0.2 dB for modes, as source and oscillator amplitude noise). Sweep time ≈ k·span/RBW² with k = 2.5,
-   at least 1 ms.
+   tones, 0.2 dB for modes, as source and oscillator amplitude noise). Sweep time ≈ k·span/RBW²
+   with k = 2.5, at least 1 ms.
 
 Simplifications a magnonics reader should know: the group delay is taken as constant across the
 band (no MSSW dispersion of the FSR); pulling sidebands, four-magnon instabilities and thermal drift
