@@ -17,8 +17,13 @@ they reached with how many reservoir queries. Training itself is :mod:`labpgt.ru
   losing a worker and can be rerun to fill its gaps. dask retries a task whose worker was lost.
   Only simulated reservoirs fan out: runs through a ``--bench`` run here, one after another, on the
   machine that owns the instruments.
+* Runs evaluate on the **validation** split by default (tuning and the target never see the test
+  split) and end with one look at the test split, reported apart (``final_test_accuracy``).
 * The **target** is the mean final held-out accuracy of ``pgt`` (the paper's estimator; added when
-  missing), and each run reports the training queries it needed to first reach it.
+  missing), and each run reports the training queries it needed to first reach it. Unless told
+  otherwise a run evaluates every 1 % of its steps (:data:`EVALUATIONS_PER_RUN`), so that count is
+  resolved to about 1 % of the run; each row reports the resolution it had (the largest gap between
+  evaluations, in training queries, over the run's training queries).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from labpgt.methods import method_class
 from labpgt.trainer import TrainConfig
 
 TARGET_METHOD = "pgt"
+EVALUATIONS_PER_RUN = 100
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 
 
@@ -141,6 +147,8 @@ def benchmark_runs(task: str, reservoir: str, variants, seeds, sessions_dir, ste
                       "steps": steps_by_method.get(variant.label, steps_by_method.get(variant.method)),
                       **dict(variant.overrides)}
             config = TrainConfig(**values).resolved()
+            if settings.get("eval_every") is None:
+                config = dataclasses.replace(config, eval_every=max(1, config.steps // EVALUATIONS_PER_RUN))
             name = f"{task}-{config.model}-{variant.label}-seed{int(seed)}.h5".replace("[", "_").replace("]", "")
             runs.append((variant, int(seed), config, Path(sessions_dir) / name.replace(",", "_").replace("=", "-")))
     return runs
@@ -185,6 +193,7 @@ def plan_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_
     ``grid`` is a list of :class:`GridAxis` (or their ``[METHOD.]KEY=V1,V2`` texts)."""
     variants = [v if isinstance(v, Variant) else Variant.parse(v) for v in variants]
     variants = expand_grid(variants, [a if isinstance(a, GridAxis) else GridAxis.parse(a) for a in grid])
+    settings.setdefault("holdout", "validation")
     if not any(v == Variant(TARGET_METHOD) for v in variants):
         variants.insert(0, Variant(TARGET_METHOD))
     runs = benchmark_runs(task, reservoir, variants, seeds, sessions_dir, steps_by_method, **settings)
@@ -218,6 +227,8 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
                         key: outcome["final_accuracy"],
                         "queries": outcome["training_queries"],
                         "queries_to_target": queries_to_target(outcome["history"], target, holdout),
+                        "resolution": resolution(outcome["history"]),
+                        "final_test_accuracy": outcome["final_test_accuracy"], "test_queries": outcome["test_queries"],
                         "final_params_sha256": outcome["final_params_sha256"],
                         "wall_seconds": outcome["wall_seconds"], "measure_seconds": outcome["measure_seconds"],
                         "session": str(session), "history": outcome["history"]})
@@ -268,17 +279,32 @@ def queries_to_target(history: list[dict], target: float, holdout: str = "test")
     return None
 
 
+def resolution(history: list[dict]) -> float | None:
+    """The largest gap between consecutive evaluations, in training queries, as a fraction of the
+    run's: how finely its queries to target are resolved (None for a run evaluated once, e.g. fitted
+    in closed form)."""
+    queries = [int(entry["training_queries"]) for entry in history]
+    if len(queries) < 2 or queries[-1] == 0:
+        return None
+    return float(np.max(np.diff(queries)) / queries[-1])
+
+
 def format_table(benchmark: dict) -> str:
     """A fixed-width text table of a :func:`run_benchmark` result."""
     holdout = benchmark["holdout"]
     key = f"final_{holdout}_accuracy"
     width = max([10] + [len(r["method"]) + 2 for r in benchmark["results"]])
+    with_test = holdout != "test" and any(r.get("final_test_accuracy") is not None for r in benchmark["results"])
     lines = [f"task {benchmark['task']}, model {benchmark['model']}, reservoir {benchmark['reservoir']}, "
              f"target (mean pgt final {holdout} accuracy) {benchmark['target_accuracy']:.4f}",
-             f"{'method':<{width}}{'seed':>6}{holdout[:4] + ' acc':>10}{'queries':>12}{'to target':>12}"]
+             f"{'method':<{width}}{'seed':>6}{holdout[:4] + ' acc':>10}" + (f"{'test acc':>10}" if with_test else "")
+             + f"{'queries':>12}{'to target':>12}{'resol.':>8}"]
     for row in benchmark["results"]:
         to_target = "never" if row["queries_to_target"] is None else str(row["queries_to_target"])
-        lines.append(f"{row['method']:<{width}}{row['seed']:>6}{row[key]:>10.4f}{row['queries']:>12}{to_target:>12}")
+        test = row.get("final_test_accuracy")
+        test = (f"{test:>10.4f}" if test is not None else f"{'-':>10}") if with_test else ""
+        lines.append(f"{row['method']:<{width}}{row['seed']:>6}{row[key]:>10.4f}{test}{row['queries']:>12}"
+                     f"{to_target:>12}{'-' if row['resolution'] is None else format(row['resolution'], '.1%'):>8}")
     return "\n".join(lines)
 
 

@@ -201,9 +201,17 @@ def add_training_settings(p, single_run: bool) -> None:
     if single_run:
         p.add_argument("--steps", type=positive_int, help="optimizer steps (method default)")
     p.add_argument("--batch-size", type=positive_int, help="samples per step (32)")
-    p.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (steps/20)")
-    p.add_argument("--holdout", default="test", help="test | validation: what evaluations measure; tune on "
-                                                     "validation, a split of the training data (test)")
+    if single_run:
+        p.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (steps/20)")
+        p.add_argument("--holdout", default="test", help="test | validation: what evaluations measure; tune on "
+                                                         "validation, a split of the training data, which ends "
+                                                         "with one look at the test split (test)")
+    else:
+        p.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (steps/100: every 1 %%)")
+        p.add_argument("--holdout", default="validation",
+                       help="test | validation: what evaluations, the target and queries to target measure; "
+                            "each validation run ends with one look at the test split, reported apart "
+                            "(validation)")
 
 
 def add_train(sub):

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labpgt.benchmark import GridAxis, Variant, expand_grid, format_table, queries_to_target, run_benchmark, run_one
+from labpgt.benchmark import (GridAxis, Variant, expand_grid, format_table, queries_to_target, resolution, run_benchmark,
+                              run_one)
 from labpgt.errors import UserError
 from labpgt.plots import plot_benchmark, plot_history
 from labpgt.runs import RunResult, start_training
@@ -53,15 +54,18 @@ def test_benchmark_structure_table_and_plots(tmp_path):
                       sessions_dir=tmp_path / "runs", steps_by_method={"pgt": 20, "node": 10, "pgt[optimizer=adam]": 15},
                       **SMALL)
     assert set(b) == {"task", "reservoir", "model", "holdout", "target_accuracy", "results"}
-    assert b["model"] == "dense" and b["holdout"] == "test"
+    assert b["model"] == "dense" and b["holdout"] == "validation"
     assert [r["method"] for r in b["results"][::2]] == ["pgt", "node", "readout", "pgt[optimizer=adam]"]
     pgt = [r for r in b["results"] if r["method"] == "pgt"]
-    assert b["target_accuracy"] == pytest.approx(np.mean([r["final_test_accuracy"] for r in pgt]))
+    assert b["target_accuracy"] == pytest.approx(np.mean([r["final_validation_accuracy"] for r in pgt]))
     assert pgt[0]["queries"] == 8 + 20 * 16
     adam = [r for r in b["results"] if r["method"] == "pgt[optimizer=adam]"][0]
     assert adam["queries"] == 8 + 15 * 16
     for row in b["results"]:
-        assert {"method", "seed", "config", "final_test_accuracy", "queries", "queries_to_target"} <= set(row)
+        assert {"method", "seed", "config", "final_validation_accuracy", "final_test_accuracy", "queries",
+                "queries_to_target", "resolution"} <= set(row)
+        assert row["final_test_accuracy"] == row["history"][-1]["test_accuracy"]      # looked at once, at the end
+        assert all("test_accuracy" not in entry for entry in row["history"][:-1])
         assert TrainConfig(**row["config"]).resolved() == TrainConfig(**row["config"])    # the full config
         with SessionReader(row["session"]) as session:        # every run is its own complete session
             assert session.completed and session.config["train"]["seed"] == row["seed"]
@@ -120,3 +124,12 @@ def test_the_command_line_runs_a_grid_with_one_session_per_run_and_every_config_
         (0.01, 0.0), (0.01, 0.01), (0.02, 0.0), (0.02, 0.01)]
     assert sorted(p.name for p in out.iterdir()) == sorted(Path(r["session"]).name for r in runs)
     assert "7/7" in done.stderr                                       # the bar counted every finished run
+
+
+def test_by_default_a_run_is_evaluated_every_one_percent_of_its_training_queries(tmp_path):
+    b = run_benchmark("iris", "digital", ["pgt"], sessions_dir=tmp_path, steps_by_method={"pgt": 200}, batch_size=8,
+                      eval_train_samples=20)
+    row = b["results"][0]
+    assert row["config"]["eval_every"] == 2 and len(row["history"]) == 1 + 100
+    assert 0.009 < row["resolution"] <= 0.01
+    assert resolution([{"training_queries": q} for q in (0, 10, 40, 100)]) == 0.6
