@@ -7,12 +7,23 @@ they reached with how many reservoir queries. Training itself is :mod:`labpgt.ru
 * A **variant** is a method with the settings it changes from its defaults, written
   ``pgt:optimizer=adam:lr=0.01`` (labelled ``pgt[optimizer=adam,lr=0.01]``), so an ablation is a list
   of variants, each tuned and reported on its own.
+* A **grid** multiplies variants: each :class:`GridAxis` (``pgt.lr=0.002,0.004``, or ``lr=...`` for
+  every method) gives the settings one method takes in turn, and every variant of that method is run
+  with every combination of its axes (:func:`expand_grid`). A fairness check of a baseline is one
+  command line.
 * Every run is **its own session** in the benchmark's directory, named by task, variant and seed. A
   run whose session is complete is read back, not run again; one that is incomplete (its worker
   died, the machine went down) is resumed from its file — bit-identically, so a benchmark survives
   losing a worker and can be rerun to fill its gaps. dask retries a task whose worker was lost.
+  Only simulated reservoirs fan out: runs through a ``--bench`` run here, one after another, on the
+  machine that owns the instruments.
+* Runs evaluate on the **validation** split by default (tuning and the target never see the test
+  split) and end with one look at the test split, reported apart (``final_test_accuracy``).
 * The **target** is the mean final held-out accuracy of ``pgt`` (the paper's estimator; added when
-  missing), and each run reports the training queries it needed to first reach it.
+  missing), and each run reports the training queries it needed to first reach it. Unless told
+  otherwise a run evaluates every 1 % of its steps (:data:`EVALUATIONS_PER_RUN`), so that count is
+  resolved to about 1 % of the run; each row reports the resolution it had (the largest gap between
+  evaluations, in training queries, over the run's training queries).
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from labpgt.methods import method_class
 from labpgt.trainer import TrainConfig
 
 TARGET_METHOD = "pgt"
+EVALUATIONS_PER_RUN = 100
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 
 
@@ -61,6 +73,53 @@ class Variant:
         return cls(method, tuple(overrides))
 
 
+@dataclass(frozen=True)
+class GridAxis:
+    """Values one setting takes in turn, for one method (``method`` None: every method)."""
+
+    method: str | None
+    key: str
+    values: tuple
+
+    @classmethod
+    def parse(cls, text: str) -> "GridAxis":
+        """``[METHOD.]KEY=V1,V2,...``, e.g. ``pgt.lr=0.002,0.004`` or ``digital_noise=0,0.05``."""
+        target, sep, listed = text.partition("=")
+        method, dot, key = target.strip().rpartition(".")
+        key = key.strip()
+        if not sep or not listed.strip():
+            raise UserError(f"--set {text!r}: expected [METHOD.]KEY=V1,V2,...")
+        if dot:
+            method_class(method)
+        if key not in FIELD_TYPES or key in ("method", "seed", "task", "reservoir"):
+            raise UserError(f"--set {text!r}: {key!r} is not a training setting a benchmark can vary")
+        values = tuple(_typed(key, v.strip(), text) for v in listed.split(","))
+        if len(set(values)) != len(values):
+            raise UserError(f"--set {text!r}: a value is listed twice")
+        return cls(method if dot else None, key, values)
+
+
+def expand_grid(variants, axes) -> list[Variant]:
+    """Every variant with every combination of the axes that apply to its method, in order; a setting
+    on an axis replaces the variant's own value of it. An axis whose method is in no variant is refused."""
+    methods = {v.method for v in variants}
+    for axis in axes:
+        if axis.method is not None and axis.method not in methods:
+            raise UserError(f"--set {axis.method}.{axis.key}: {axis.method} is not among the benchmark's methods")
+    expanded = []
+    for variant in variants:
+        grid = [[]]
+        for axis in (a for a in axes if a.method in (None, variant.method)):
+            grid = [chosen + [(axis.key, value)] for chosen in grid for value in axis.values]
+        for chosen in grid:
+            keys = {k for k, _ in chosen}
+            overrides = tuple(kv for kv in variant.overrides if kv[0] not in keys) + tuple(chosen)
+            candidate = Variant(variant.method, overrides)
+            if candidate not in expanded:
+                expanded.append(candidate)
+    return expanded
+
+
 def _typed(key: str, value: str, where: str):
     kind = str(FIELD_TYPES[key])
     try:
@@ -88,6 +147,8 @@ def benchmark_runs(task: str, reservoir: str, variants, seeds, sessions_dir, ste
                       "steps": steps_by_method.get(variant.label, steps_by_method.get(variant.method)),
                       **dict(variant.overrides)}
             config = TrainConfig(**values).resolved()
+            if settings.get("eval_every") is None:
+                config = dataclasses.replace(config, eval_every=max(1, config.steps // EVALUATIONS_PER_RUN))
             name = f"{task}-{config.model}-{variant.label}-seed{int(seed)}.h5".replace("[", "_").replace("]", "")
             runs.append((variant, int(seed), config, Path(sessions_dir) / name.replace(",", "_").replace("=", "-")))
     return runs
@@ -115,11 +176,24 @@ class Plan:
     sessions_dir: Path
     runs: list
 
+    @property
+    def on_bench(self) -> bool:
+        """Whether the runs measure instruments (a bench), which only this machine owns."""
+        return any(config.bench for _, _, config, _ in self.runs)
+
+    def check_placement(self, workers: int, scheduler: str | None) -> None:
+        if self.on_bench and (workers or scheduler):
+            raise UserError("runs through --bench measure this machine's instruments: they run here, one after "
+                            "another (leave out --workers and --scheduler)")
+
 
 def plan_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_dir, steps_by_method=None,
-                   **settings) -> Plan:
-    """Validate every run of a benchmark (one-line UserError otherwise) before anything is made."""
+                   grid=(), **settings) -> Plan:
+    """Validate every run of a benchmark (one-line UserError otherwise) before anything is made;
+    ``grid`` is a list of :class:`GridAxis` (or their ``[METHOD.]KEY=V1,V2`` texts)."""
     variants = [v if isinstance(v, Variant) else Variant.parse(v) for v in variants]
+    variants = expand_grid(variants, [a if isinstance(a, GridAxis) else GridAxis.parse(a) for a in grid])
+    settings.setdefault("holdout", "validation")
     if not any(v == Variant(TARGET_METHOD) for v in variants):
         variants.insert(0, Variant(TARGET_METHOD))
     runs = benchmark_runs(task, reservoir, variants, seeds, sessions_dir, steps_by_method, **settings)
@@ -127,10 +201,10 @@ def plan_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_
 
 
 def run_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_dir, steps_by_method=None,
-                  workers: int = 0, scheduler: str | None = None, progress=None, **settings) -> dict:
+                  grid=(), workers: int = 0, scheduler: str | None = None, progress=None, **settings) -> dict:
     """Plan and run a benchmark (see :func:`run_plan`)."""
     plan = plan_benchmark(task, reservoir, variants, seeds, sessions_dir=sessions_dir,
-                          steps_by_method=steps_by_method, **settings)
+                          steps_by_method=steps_by_method, grid=grid, **settings)
     return run_plan(plan, workers=workers, scheduler=scheduler, progress=progress)
 
 
@@ -139,6 +213,7 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
     worker processes, ``scheduler`` on an existing dask cluster. Returns the benchmark as plain data:
     ``{"task", "reservoir", "model", "holdout", "target_accuracy", "results": [...]}``."""
     runs = plan.runs
+    plan.check_placement(workers, scheduler)
     plan.sessions_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(dataclasses.asdict(config), str(session)) for _, _, config, session in runs]
     outcomes = _fan_out(jobs, workers, scheduler, progress, [(v, s) for v, s, _, _ in runs])
@@ -147,10 +222,14 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
     finals = [o["final_accuracy"] for (v, _, _, _), o in zip(runs, outcomes) if v == Variant(TARGET_METHOD)]
     target = float(np.mean(finals))
     results = []
-    for (variant, seed, _, session), outcome in zip(runs, outcomes):
-        results.append({"method": variant.label, "seed": seed, key: outcome["final_accuracy"],
+    for (variant, seed, config, session), outcome in zip(runs, outcomes):
+        results.append({"method": variant.label, "seed": seed, "config": dataclasses.asdict(config),
+                        key: outcome["final_accuracy"],
                         "queries": outcome["training_queries"],
                         "queries_to_target": queries_to_target(outcome["history"], target, holdout),
+                        "resolution": resolution(outcome["history"]),
+                        "final_test_accuracy": outcome["final_test_accuracy"], "test_queries": outcome["test_queries"],
+                        "final_params_sha256": outcome["final_params_sha256"],
                         "wall_seconds": outcome["wall_seconds"], "measure_seconds": outcome["measure_seconds"],
                         "session": str(session), "history": outcome["history"]})
     return {"task": plan.task, "reservoir": plan.reservoir, "model": runs[0][2].model, "holdout": holdout,
@@ -200,17 +279,32 @@ def queries_to_target(history: list[dict], target: float, holdout: str = "test")
     return None
 
 
+def resolution(history: list[dict]) -> float | None:
+    """The largest gap between consecutive evaluations, in training queries, as a fraction of the
+    run's: how finely its queries to target are resolved (None for a run evaluated once, e.g. fitted
+    in closed form)."""
+    queries = [int(entry["training_queries"]) for entry in history]
+    if len(queries) < 2 or queries[-1] == 0:
+        return None
+    return float(np.max(np.diff(queries)) / queries[-1])
+
+
 def format_table(benchmark: dict) -> str:
     """A fixed-width text table of a :func:`run_benchmark` result."""
     holdout = benchmark["holdout"]
     key = f"final_{holdout}_accuracy"
     width = max([10] + [len(r["method"]) + 2 for r in benchmark["results"]])
+    with_test = holdout != "test" and any(r.get("final_test_accuracy") is not None for r in benchmark["results"])
     lines = [f"task {benchmark['task']}, model {benchmark['model']}, reservoir {benchmark['reservoir']}, "
              f"target (mean pgt final {holdout} accuracy) {benchmark['target_accuracy']:.4f}",
-             f"{'method':<{width}}{'seed':>6}{holdout[:4] + ' acc':>10}{'queries':>12}{'to target':>12}"]
+             f"{'method':<{width}}{'seed':>6}{holdout[:4] + ' acc':>10}" + (f"{'test acc':>10}" if with_test else "")
+             + f"{'queries':>12}{'to target':>12}{'resol.':>8}"]
     for row in benchmark["results"]:
         to_target = "never" if row["queries_to_target"] is None else str(row["queries_to_target"])
-        lines.append(f"{row['method']:<{width}}{row['seed']:>6}{row[key]:>10.4f}{row['queries']:>12}{to_target:>12}")
+        test = row.get("final_test_accuracy")
+        test = (f"{test:>10.4f}" if test is not None else f"{'-':>10}") if with_test else ""
+        lines.append(f"{row['method']:<{width}}{row['seed']:>6}{row[key]:>10.4f}{test}{row['queries']:>12}"
+                     f"{to_target:>12}{'-' if row['resolution'] is None else format(row['resolution'], '.1%'):>8}")
     return "\n".join(lines)
 
 

@@ -223,9 +223,17 @@ def add_training_settings(p, single_run: bool) -> None:
     if single_run:
         p.add_argument("--steps", type=positive_int, help="optimizer steps (method default)")
     p.add_argument("--batch-size", type=positive_int, help="samples per step (32)")
-    p.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (steps/20)")
-    p.add_argument("--holdout", default="test", help="test | validation: what evaluations measure; tune on "
-                                                     "validation, a split of the training data (test)")
+    if single_run:
+        p.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (steps/20)")
+        p.add_argument("--holdout", default="test", help="test | validation: what evaluations measure; tune on "
+                                                         "validation, a split of the training data, which ends "
+                                                         "with one look at the test split (test)")
+    else:
+        p.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (steps/100: every 1 %%)")
+        p.add_argument("--holdout", default="validation",
+                       help="test | validation: what evaluations, the target and queries to target measure; "
+                            "each validation run ends with one look at the test split, reported apart "
+                            "(validation)")
 
 
 def add_train(sub):
@@ -360,14 +368,41 @@ def add_benchmark(sub):
     p.add_argument("--seeds", type=positive_int, default=1, help="seeds 0..N-1 per method (1)")
     p.add_argument("--steps", action="append", default=[], metavar="METHOD=N",
                    help="steps for one method or variant label, e.g. --steps pgt=3000 (repeatable)")
-    p.add_argument("--sessions", type=Path, help="directory of the runs' sessions (data/runs/benchmark-<time>); "
-                                                 "give an existing one to complete an interrupted benchmark")
+    p.add_argument("--set", action="append", default=[], dest="grid", metavar="[METHOD.]KEY=V1,V2",
+                   help="run every variant of METHOD (every method without it) with each value of a training "
+                        "setting, e.g. --set pgt.lr=0.002,0.004 --set node.optimizer=sgd,adam --set "
+                        "digital_noise=0,0.05; several --set make a grid (repeatable)")
+    p.add_argument("--out-dir", "--sessions", type=Path, dest="out_dir",
+                   help="directory of the runs' sessions, one file per run (data/runs/benchmark-<time>); "
+                        "give an existing one to complete an interrupted benchmark")
     p.add_argument("--workers", type=nonnegative_int, default=None,
                    help="dask worker processes on this machine (its core count); 0 runs in this process")
     p.add_argument("--scheduler", metavar="ADDRESS", help="an existing dask cluster, e.g. tcp://10.0.0.5:8786")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON here")
     p.add_argument("--plot", type=Path, metavar="PNG", help="accuracy against training queries per method")
     p.set_defaults(run=run_benchmark_command)
+
+
+class _runs_bar:
+    """A tqdm bar on stderr counting finished runs, with a line per run above it."""
+
+    def __init__(self, total: int):
+        self.total, self.bar = total, None
+
+    def __enter__(self):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, desc="benchmark", unit="run", file=sys.stderr, dynamic_ncols=True)
+        return self.finished
+
+    def finished(self, label, seed, outcome) -> None:
+        self.bar.write(f"  {label} seed {seed}: {outcome['holdout']} accuracy {outcome['final_accuracy']:.4f} "
+                       f"after {outcome['training_queries']} training queries ({outcome['wall_seconds']:.0f} s)",
+                       file=sys.stderr)
+        self.bar.update(1)
+
+    def __exit__(self, *exc):
+        self.bar.close()
 
 
 def _steps_by_method(items):
@@ -391,19 +426,16 @@ def run_benchmark_command(args) -> int:
 
     variants = [Variant.parse(m) for m in args.methods.split(",") if m.strip()]
     settings = training_settings(args)
-    sessions = args.sessions or default_session_path("benchmark").with_suffix("")
+    sessions = args.out_dir or default_session_path("benchmark").with_suffix("")
     plan = plan_benchmark(settings.pop("task"), settings.pop("reservoir"), variants, seeds=range(args.seeds),
-                          sessions_dir=sessions, steps_by_method=_steps_by_method(args.steps), **settings)
-    workers = args.workers if args.workers is not None else min(len(plan.runs), os.cpu_count() or 1)
-
-    def report(label, seed, outcome):
-        print(f"  {label} seed {seed}: {outcome['holdout']} accuracy {outcome['final_accuracy']:.4f} after "
-              f"{outcome['training_queries']} training queries ({outcome['wall_seconds']:.0f} s)",
-              file=sys.stderr, flush=True)
-
+                          sessions_dir=sessions, steps_by_method=_steps_by_method(args.steps), grid=args.grid,
+                          **settings)
+    workers = args.workers if args.workers is not None else 0 if plan.on_bench else min(len(plan.runs), os.cpu_count() or 1)
+    plan.check_placement(workers, args.scheduler)
     print(f"{len(plan.runs)} runs on {workers or 'no'} worker processes; sessions in {sessions}",
           file=sys.stderr, flush=True)
-    result = run_plan(plan, workers=workers, scheduler=args.scheduler, progress=report)
+    with _runs_bar(len(plan.runs)) as report:
+        result = run_plan(plan, workers=workers, scheduler=args.scheduler, progress=report)
     print(format_table(result))
     if args.json:
         write_json(result, args.json)

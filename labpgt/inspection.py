@@ -151,6 +151,8 @@ def _training_lines(info: dict) -> list[str]:
     lines = [f"{info['path']}  [{info['schema']}]  created {info['created']}",
              f"  task {info['task']}, {model}method {info['method']}, reservoir {reservoir}",
              f"  steps {info['steps']} of {info['planned_steps']} ({state}); last {holdout} accuracy {accuracy}"]
+    if holdout != "test" and info.get("test_accuracy") is not None:
+        lines.append(f"  test accuracy {info['test_accuracy']:.4f} (measured once, after the last step)")
     if info.get("prior_rows"):
         lines.append(f"  learned also from {info['prior_rows']} pairs of earlier sessions")
     for key, log in info.get("method_log", {}).items():

@@ -90,6 +90,8 @@ def plot_benchmark(benchmark: dict, path, title: str = "") -> Path:
     ax.legend(fontsize=8)
     ax.set_title(title or f"{benchmark['task']} — {benchmark['model']} — {benchmark['reservoir']}")
     return _save(fig, path)
+
+
 def plot_sweep(points: dict, frequencies_hz: np.ndarray, spectra_dbm: np.ndarray, path: str | Path, *,
                value_label: str, margin_level_db: float | None = None, threshold: float = float("nan"),
                title: str = "") -> Path:

@@ -321,7 +321,7 @@ def refit_readout(path, kind: str = "ridge") -> dict:
         if session.kind != "training":
             raise UserError(f"{session.path.name} records a {session.kind}; a readout is refitted on a training")
         train = session.config["train"]
-        task = load_task(train["task"], int(train.get("seed", 0)))
+        task = load_task(train["task"], int(train.get("seed", 0)), holdout=train.get("holdout", "test"))
         n_train = len(task.y_train)
         q = session.queries(fields=("step", "role", "sample"))
         codes = {name: session.role_names.index(name) for name in ("eval", "baseline")}

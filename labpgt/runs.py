@@ -58,6 +58,7 @@ class RunResult:
     """The outcome of one training (plain data; ``history`` is one dict per evaluation).
 
     ``final_accuracy`` is measured on the held-out split named by ``holdout`` ("test" or "validation");
+    ``final_test_accuracy`` on the test split (a validation run's final look at it; None if it had none);
     ``wall_seconds`` is the time spent training, over every resume.
     """
 
@@ -73,6 +74,8 @@ class RunResult:
     measure_seconds: float = 0.0
     session: str | None = None
     final_params_sha256: str = ""
+    final_test_accuracy: float | None = None
+    test_queries: int = 0
 
     @classmethod
     def of(cls, trainer: Trainer, session=None) -> "RunResult":
@@ -101,7 +104,8 @@ class RunResult:
                    final_train_accuracy=last["train_accuracy"], queries=queries,
                    training_queries=sum(queries[r] for r in TRAINING_ROLES), eval_queries=queries["eval"],
                    history=[dict(h) for h in history], wall_seconds=run_seconds, measure_seconds=measure_seconds,
-                   session=None if session is None else str(session), final_params_sha256=sha)
+                   session=None if session is None else str(session), final_params_sha256=sha,
+                   final_test_accuracy=last.get("test_accuracy"), test_queries=queries.get("test", 0))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -6,9 +6,10 @@ standardisation, which is fitted on the training split only. Everything is seede
 
 Splits: 75 % train / 25 % test, stratified. The *held-out* split a run evaluates on is the test
 split (``holdout="test"``, for reporting) or a validation split (``holdout="validation"``, for tuning):
-20 % of the training split, stratified, carved off before standardising; the test split is then not
-even loaded, so nothing tuned on validation has seen it. A network reshapes the inputs into token
-sequences itself (digits' 64 pixels are 8 image rows of 8).
+20 % of the training split, stratified, carved off before standardising. The test split is then not
+part of the :class:`Task` at all: :func:`load_final_test` hands it out, standardised alike, for the
+one evaluation that ends such a run, so nothing tuned on validation has seen it. A network reshapes
+the inputs into token sequences itself (digits' 64 pixels are 8 image rows of 8).
 """
 
 from __future__ import annotations
@@ -79,6 +80,20 @@ def _raw(name: str, seed: int):
 def load_task(name: str, seed: int = 0, holdout: str = "test") -> Task:
     """Load ``name`` (one of :data:`TASKS`), split by ``seed`` (see the module docstring) and standardise
     on the training split; ``holdout`` chooses the held-out split."""
+    x_train, y_train, x_held, y_held, _, _, n_classes = _splits(name, seed, holdout)
+    return Task(x_train=x_train, y_train=y_train, x_test=x_held, y_test=y_held, n_classes=n_classes, name=name,
+                holdout=holdout)
+
+
+def load_final_test(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The test split of a run that evaluated on validation, standardised as its training split was —
+    for that run's final evaluation only."""
+    *_, x_test, y_test, _ = _splits(name, seed, "validation")
+    return x_test, y_test
+
+
+def _splits(name: str, seed: int, holdout: str):
+    """(train, held-out, test) inputs and labels, standardised on the training split, and the class count."""
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
     if holdout not in HOLDOUTS:
@@ -88,13 +103,12 @@ def load_task(name: str, seed: int = 0, holdout: str = "test") -> Task:
     x, y = _raw(name, seed)
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=TEST_FRACTION, stratify=y, random_state=seed)
+    x_held, y_held = x_test, y_test
     if holdout == "validation":
-        x_train, x_test, y_train, y_test = train_test_split(
+        x_train, x_held, y_train, y_held = train_test_split(
             x_train, y_train, test_size=VALIDATION_FRACTION, stratify=y_train, random_state=seed)
     mean = x_train.mean(axis=0)
     std = x_train.std(axis=0)
     std[std == 0.0] = 1.0
-    return Task(
-        x_train=(x_train - mean) / std, y_train=y_train.astype(np.int64),
-        x_test=(x_test - mean) / std, y_test=y_test.astype(np.int64),
-        n_classes=int(y.max()) + 1, name=name, holdout=holdout)
+    return ((x_train - mean) / std, y_train.astype(np.int64), (x_held - mean) / std, y_held.astype(np.int64),
+            (x_test - mean) / std, y_test.astype(np.int64), int(y.max()) + 1)

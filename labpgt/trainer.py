@@ -36,10 +36,11 @@ from labpgt.methods import METHODS, method_class
 from labpgt.optimizers import OPTIMIZERS, Optimizer
 from labpgt.recording import Checkpoint, NullRecorder, QueryLabels
 from labpgt.reservoirs import reservoir_kind
-from labpgt.tasks import HOLDOUTS, TASKS, Task, load_task
+from labpgt.tasks import HOLDOUTS, TASKS, Task, load_final_test, load_task
 
 LR_SCHEDULES = ("constant", "cosine")
 TRAINING_ROLES = ("calibration", "baseline", "plus", "minus")
+EVALUATION_ROLES = ("eval", "test")          # during the run; the final test of a validation run
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSpec))
 
 
@@ -47,8 +48,11 @@ MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSpec))
 class TrainConfig:
     """Everything needed to rerun a training; ``None`` fields take the method's default (see ``resolved``).
 
-    ``holdout`` is what evaluations measure: ``test`` (the test split), or ``validation`` (a split
-    carved from the training data; the test split is then never loaded — use it to tune).
+    ``holdout`` is what evaluations during the run measure: ``test`` (the test split), or
+    ``validation`` (a split carved from the training data — tune there). A validation run ends, after
+    its last step, with one evaluation of the test split (``final_test``; its queries have the role
+    ``test`` and are counted apart): nothing before it has seen a test sample. Sessions recorded
+    before ``final_test`` existed never measured the test split, and read back so (:meth:`from_dict`).
     """
 
     task: str = "digits"
@@ -66,6 +70,7 @@ class TrainConfig:
     optimizer: str | None = None
     seed: int = 0
     holdout: str = "test"
+    final_test: bool = True
     eval_every: int | None = None
     eval_train_samples: int = 200
     hidden: int = 0
@@ -160,7 +165,7 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise UserError(f"unknown training settings: {', '.join(unknown)}")
-        return cls(**values)
+        return cls(**{"final_test": False, **values})       # recorded before it existed: never measured
 
     @classmethod
     def from_json(cls, text: str) -> "TrainConfig":
@@ -193,7 +198,7 @@ class Trainer:
         self.eval_train_index = np.sort(np.random.default_rng([c.seed, 5]).permutation(n_train)[:c.eval_train_samples])
         self.lr = float(c.lr)
         self.step = 0                      # number of completed steps
-        self.queries = {role: 0 for role in TRAINING_ROLES + ("eval",)}
+        self.queries = {role: 0 for role in TRAINING_ROLES + EVALUATION_ROLES}
         self.history: list[dict] = []
         self.measure_seconds = 0.0
         self.run_seconds = 0.0             # wall time inside run(), over every resume
@@ -245,6 +250,8 @@ class Trainer:
             self.step = s + 1
             if self.step % c.eval_every == 0 or self.step == c.steps:
                 values.update(self.evaluate(s))
+            if self.step == c.steps:
+                values.update(self.evaluate_final_test(s))
             self._report(s, values, checkpoint=self.step % c.checkpoint_every == 0 or self.step == c.steps)
             if progress is not None:
                 progress(self.step, c.steps)
@@ -299,11 +306,16 @@ class Trainer:
                                                       self._measurer(0, index))
         self.step = 1
         values.update(self.evaluate(0, train_logits=(index, logits)))
+        values.update(self.evaluate_final_test(0))
         self._report(0, values, checkpoint=True)
 
     # ---- evaluation -----------------------------------------------------------------------------
-    def _logits(self, X: np.ndarray, samples: np.ndarray, step: int) -> np.ndarray:
-        return self.network.forward(self.params, X, self._measurer(step, samples), role="eval").logits
+    def _logits(self, X: np.ndarray, samples: np.ndarray, step: int, role: str = "eval") -> np.ndarray:
+        return self.network.forward(self.params, X, self._measurer(step, samples), role=role).logits
+
+    @property
+    def measures_final_test(self) -> bool:
+        return self.config.holdout == "validation" and self.config.final_test
 
     def evaluate(self, s: int, train_logits=None) -> dict:
         """Measure the eval subset of the training split and the whole held-out split (role ``eval``)."""
@@ -327,6 +339,20 @@ class Trainer:
         }
         self.history.append(entry)
         return {k: v for k, v in entry.items() if k.endswith(("_loss", "_accuracy"))}
+
+    def evaluate_final_test(self, s: int) -> dict:
+        """A validation run's one look at the test split, after its last step (role ``test``; sample
+        indices follow the training and validation splits'); added to the last evaluation. Nothing
+        for a run that evaluates on test, or one told not to."""
+        if not self.measures_final_test:
+            return {}
+        t = self.task
+        x_test, y_test = load_final_test(self.config.task, self.config.seed)
+        logits = self._logits(x_test, len(t.y_train) + len(t.y_test) + np.arange(len(y_test)), s, role="test")
+        values = {"test_loss": self.network.loss(logits, y_test),
+                  "test_accuracy": float(np.mean(np.argmax(logits, axis=-1) == y_test))}
+        self.history[-1].update(values, test_queries=self.queries["test"])
+        return values
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:

@@ -1,11 +1,13 @@
 """The benchmark (labpgt.benchmark): variants, the table, dask fan-out, and runs read back or resumed from their sessions."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from labpgt.benchmark import Variant, format_table, queries_to_target, run_benchmark, run_one
+from labpgt.benchmark import (GridAxis, Variant, expand_grid, format_table, queries_to_target, resolution, run_benchmark,
+                              run_one)
 from labpgt.errors import UserError
 from labpgt.plots import plot_benchmark, plot_history
 from labpgt.runs import RunResult, start_training
@@ -34,20 +36,37 @@ def test_variants_parse_typed_overrides_and_refuse_bad_ones():
             Variant.parse(bad)
 
 
+def test_a_grid_runs_each_method_with_every_combination_of_its_settings():
+    variants = [Variant.parse("pgt"), Variant.parse("node:lr=0.1"), Variant.parse("readout")]
+    axes = [GridAxis.parse("pgt.lr=0.002,0.004"), GridAxis.parse("node.optimizer=sgd,adam"),
+            GridAxis.parse("node.lr=0.01,0.02")]
+    labels = [v.label for v in expand_grid(variants, axes)]
+    assert labels == ["pgt[lr=0.002]", "pgt[lr=0.004]",
+                      "node[optimizer=sgd,lr=0.01]", "node[optimizer=sgd,lr=0.02]",    # the axis replaces lr=0.1
+                      "node[optimizer=adam,lr=0.01]", "node[optimizer=adam,lr=0.02]", "readout"]
+    everyone = expand_grid(variants, [GridAxis.parse("digital_noise=0,0.05")])
+    assert [v.label for v in everyone][:2] == ["pgt[digital_noise=0.0]", "pgt[digital_noise=0.05]"]
+    assert len(everyone) == 6
+
+
 def test_benchmark_structure_table_and_plots(tmp_path):
     b = run_benchmark("iris", "digital", ["node", "readout", "pgt:optimizer=adam"], seeds=[0, 1],
                       sessions_dir=tmp_path / "runs", steps_by_method={"pgt": 20, "node": 10, "pgt[optimizer=adam]": 15},
                       **SMALL)
     assert set(b) == {"task", "reservoir", "model", "holdout", "target_accuracy", "results"}
-    assert b["model"] == "dense" and b["holdout"] == "test"
+    assert b["model"] == "dense" and b["holdout"] == "validation"
     assert [r["method"] for r in b["results"][::2]] == ["pgt", "node", "readout", "pgt[optimizer=adam]"]
     pgt = [r for r in b["results"] if r["method"] == "pgt"]
-    assert b["target_accuracy"] == pytest.approx(np.mean([r["final_test_accuracy"] for r in pgt]))
+    assert b["target_accuracy"] == pytest.approx(np.mean([r["final_validation_accuracy"] for r in pgt]))
     assert pgt[0]["queries"] == 8 + 20 * 16
     adam = [r for r in b["results"] if r["method"] == "pgt[optimizer=adam]"][0]
     assert adam["queries"] == 8 + 15 * 16
     for row in b["results"]:
-        assert {"method", "seed", "final_test_accuracy", "queries", "queries_to_target"} <= set(row)
+        assert {"method", "seed", "config", "final_validation_accuracy", "final_test_accuracy", "queries",
+                "queries_to_target", "resolution"} <= set(row)
+        assert row["final_test_accuracy"] == row["history"][-1]["test_accuracy"]      # looked at once, at the end
+        assert all("test_accuracy" not in entry for entry in row["history"][:-1])
+        assert TrainConfig(**row["config"]).resolved() == TrainConfig(**row["config"])    # the full config
         with SessionReader(row["session"]) as session:        # every run is its own complete session
             assert session.completed and session.config["train"]["seed"] == row["seed"]
     json.dumps(b)
@@ -84,3 +103,33 @@ def test_runs_fan_out_over_dask_worker_processes(tmp_path):
              for r in local["results"]]
     assert strip == [{k: v for k, v in r.items() if k not in ("session", "wall_seconds", "measure_seconds")}
                      for r in distributed["results"]]                 # same bits in worker processes
+
+
+def test_the_command_line_runs_a_grid_with_one_session_per_run_and_every_config_in_the_json(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "grid"
+    args = ["benchmark", "--task", "iris", "--reservoir", "digital", "--methods", "pgt,node", "--set",
+            "node.lr=0.01,0.02", "--set", "digital_noise=0,0.01", "--steps", "pgt=4", "--steps", "node=3",
+            "--batch-size", "8", "--eval-every", "2", "--workers", "0", "--out-dir", str(out),
+            "--json", str(tmp_path / "grid.json")]
+    done = subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    runs = json.loads((tmp_path / "grid.json").read_text())["results"]
+    assert [r["method"] for r in runs] == [
+        "pgt", "pgt[digital_noise=0.0]", "pgt[digital_noise=0.01]", "node[lr=0.01,digital_noise=0.0]",
+        "node[lr=0.01,digital_noise=0.01]", "node[lr=0.02,digital_noise=0.0]", "node[lr=0.02,digital_noise=0.01]"]
+    assert [(r["config"]["lr"], r["config"]["digital_noise"]) for r in runs[3:7]] == [
+        (0.01, 0.0), (0.01, 0.01), (0.02, 0.0), (0.02, 0.01)]
+    assert sorted(p.name for p in out.iterdir()) == sorted(Path(r["session"]).name for r in runs)
+    assert "7/7" in done.stderr                                       # the bar counted every finished run
+
+
+def test_by_default_a_run_is_evaluated_every_one_percent_of_its_training_queries(tmp_path):
+    b = run_benchmark("iris", "digital", ["pgt"], sessions_dir=tmp_path, steps_by_method={"pgt": 200}, batch_size=8,
+                      eval_train_samples=20)
+    row = b["results"][0]
+    assert row["config"]["eval_every"] == 2 and len(row["history"]) == 1 + 100
+    assert 0.009 < row["resolution"] <= 0.01
+    assert resolution([{"training_queries": q} for q in (0, 10, 40, 100)]) == 0.6

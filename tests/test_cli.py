@@ -2,8 +2,11 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+BENCH_SIM = Path(__file__).resolve().parents[1] / "data" / "bench-sim.toml"
 
 
 def labpgt(*args, cwd=None):
@@ -26,6 +29,12 @@ def labpgt(*args, cwd=None):
     (["benchmark", "--methods", "pgt,magic"], "unknown method 'magic'"),
     (["benchmark", "--methods", "backprop", "--reservoir", "ring-sim"], "backprop needs a differentiable reservoir"),
     (["benchmark", "--steps", "pgt=many"], "--steps takes METHOD=N"),
+    (["benchmark", "--bench", str(BENCH_SIM), "--workers", "2"], "run here, one after another"),
+    (["benchmark", "--set", "pgt.lr"], "expected [METHOD.]KEY=V1,V2"),
+    (["benchmark", "--set", "pgt.lr=fast"], "lr='fast' is not a float"),
+    (["benchmark", "--set", "pgt.colour=red"], "'colour' is not a training setting"),
+    (["benchmark", "--set", "spsa.lr=0.1"], "spsa is not among the benchmark's methods"),
+    (["benchmark", "--set", "lr=0.1,0.1"], "a value is listed twice"),
     (["inspect", "missing.h5"], "missing.h5"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["sim", "--analyzer", "hp8563"], "invalid choice: 'hp8563'"),

@@ -8,7 +8,8 @@ from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.reservoirs import make_reservoir
 from labpgt.runs import start_training
-from labpgt.tasks import load_task
+from labpgt import trainer as trainer_module
+from labpgt.tasks import load_final_test, load_task
 from labpgt.trainer import TrainConfig, Trainer
 
 
@@ -163,17 +164,28 @@ def test_training_learns_digits_and_readout_counts_one_query_per_sample():
     assert 0.5 < readout.final_accuracy < node.final_accuracy
 
 
-def test_validation_holdout_never_measures_the_test_split():
-    rec = ListRecorder()
-    config = _config("node", holdout="validation")
+@pytest.mark.parametrize("final_test", [True, False])
+def test_a_validation_run_sees_no_test_sample_before_its_final_evaluation(monkeypatch, final_test):
+    rec, loaded = ListRecorder(), []
+    monkeypatch.setattr(trainer_module, "load_final_test",
+                        lambda *a: loaded.append(len(rec.steps)) or load_final_test(*a))
+    config = _config("node", holdout="validation", final_test=final_test)
     trainer = Trainer(config, _reservoir(config), recorder=rec).run()
-    full = load_task("iris", 0)
-    assert len(trainer.task.y_train) + len(trainer.task.y_test) == len(full.y_train)   # carved from training
-    assert "validation_accuracy" in trainer.history[-1] and "test_accuracy" not in trainer.history[-1]
-    measured = np.concatenate([u for labels, u in rec.rows])
-    for x in full.x_test[:5]:                                   # no test input ever reached the reservoir
-        u = trainer.network.forward(trainer.params, x[None], lambda layer, U, rows: np.zeros((len(U), 32))).inputs[0]
-        assert not np.any(np.all(np.isclose(measured, u), axis=1))
+    task, (x_test, y_test) = trainer.task, load_final_test("iris", 0)
+    assert len(task.y_train) + len(task.y_test) == len(load_task("iris", 0).y_train)     # carved from training
+    roles = np.concatenate([labels.role for labels, _ in rec.rows])
+    samples = np.concatenate([labels.sample for labels, _ in rec.rows])
+    n_seen = len(task.y_train) + len(task.y_test)
+    assert all("test_accuracy" not in entry for entry in trainer.history[:-1])
+    if not final_test:
+        assert loaded == [] and "test" not in roles and "test_accuracy" not in trainer.history[-1]
+        return
+    assert loaded == [config.steps - 1]                       # loaded once: in the last step, after training it
+    first = int(np.argmax(roles == "test"))
+    assert np.all(roles[first:] == "test") and np.sum(roles == "test") == len(y_test)     # the last queries
+    assert np.all(samples[:first] < n_seen) and np.array_equal(samples[first:], n_seen + np.arange(len(y_test)))
+    assert {"validation_accuracy", "test_accuracy"} <= set(trainer.history[-1])
+    assert trainer.queries["test"] == len(y_test) and trainer.history[-1]["eval_queries"] == trainer.queries["eval"]
 
 
 def test_make_reservoir_names():

@@ -54,7 +54,8 @@ Group ``steps`` — one row per optimizer step (row i is step i)::
     train_accuracy, test_accuracy, measure_seconds, wall_time,
     validation_loss, validation_accuracy                                           float64 (s,)
         (NaN when the trainer did not report it, e.g. accuracies between evaluations; a run evaluates
-        on the test split or on the validation split, config["train"]["holdout"], never both)
+        on the test split or on the validation split, config["train"]["holdout"]; a validation run
+        measures test_loss and test_accuracy once, at its last step, with queries of role ``test``)
     perturbation        int8 ragged: the estimator's directions of this step, flattened
     perturbation_shape  int32 (s, 4)  its shape, padded with -1 (all -1: no perturbation)
     extra               uint8 ragged: JSON of any other value the trainer reported
@@ -140,7 +141,7 @@ READABLE_SCHEMAS = (SCHEMA_V1, SCHEMA)
 KIND_GROUPS = {"training": ("queries", "steps", "checkpoints"), "sweep": ("queries", "points")}
 KINDS = tuple(KIND_GROUPS)
 
-ROLES = ("calibration", "baseline", "plus", "minus", "eval", "sweep")  # append only: codes are stored
+ROLES = ("calibration", "baseline", "plus", "minus", "eval", "sweep", "test")  # append only: codes are stored
 ROLE_CODES = {name: code for code, name in enumerate(ROLES)}
 
 QUERY_COLUMNS = {  # name: (dtype, has a width)
