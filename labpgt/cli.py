@@ -3,7 +3,8 @@
 Every subcommand is a thin shell over a function call; what it does lives in the module that owns
 it (bench, benchmark, runs, inspection, export, replay, the simulated instruments). A
 :class:`UserError` anywhere becomes ``labpgt: <message>`` on stderr with exit status 2 and no
-traceback; Ctrl+C exits 130.
+traceback; Ctrl+C exits 130 and SIGTERM 143 (128 + the signal's number, the shell's convention), each
+after RF is off and the session flushed.
 """
 
 from __future__ import annotations
@@ -132,11 +133,17 @@ def write_served_bench(path: Path, resources: dict, generators: int) -> None:
 def add_spectrum(sub):
     p = sub.add_parser("spectrum", help="measure one spectrum of the ring and save it as a PNG",
                        description="Set the generators from --u (or the bench's fixed settings), take "
-                                   "one sweep, print the strongest lines and save the trace as a PNG.")
+                                   "one sweep, list every line that stands --margin-db above the trace's median "
+                                   "and --prominence-db above its surroundings, and save the trace as a PNG with "
+                                   "those lines and the threshold marked.")
     p.add_argument("--bench", type=Path, help="bench TOML (default: the embedded simulated bench)")
     p.add_argument("--u", type=_unit_vector, help="comma-separated inputs in [0,1], one per encoded setting")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("spectrum.png"))
+    p.add_argument("--margin-db", type=positive_float, default=30.0,
+                   help="a line is listed when it stands this far above the trace's median (30, as for sweep)")
+    p.add_argument("--prominence-db", type=positive_float, default=6.0,
+                   help="... and this far above the lowest point between it and any higher line (6)")
     p.set_defaults(run=run_spectrum)
 
 
@@ -168,18 +175,24 @@ def run_spectrum(args) -> int:
         print(f"  {name:>18} = {value:.6g}")
     print(f"trace: {freqs.size} points, {freqs[0] / 1e9:.4f}-{freqs[-1] / 1e9:.4f} GHz, "
           f"median {np.median(trace):.1f} dBm")
-    for i in _strongest_peaks(trace, 6):
+    threshold = float(np.median(trace)) + args.margin_db
+    peaks = spectral_lines(trace, threshold, args.prominence_db)
+    print(f"{len(peaks)} lines at least {args.margin_db:g} dB above the median ({threshold:.1f} dBm) and "
+          f"{args.prominence_db:g} dB above their surroundings:")
+    for i in peaks:
         print(f"  peak {freqs[i] / 1e9:.4f} GHz  {trace[i]:6.1f} dBm")
-    plot_spectrum(freqs, trace, args.out, title=f"{bench.config.name}")
+    plot_spectrum(freqs, trace, args.out, title=f"{bench.config.name}", peaks=peaks, threshold_dbm=threshold)
     print(f"saved {args.out}")
     return 0
 
 
-def _strongest_peaks(trace, count):
-    import numpy as np
+def spectral_lines(trace, threshold_dbm: float, prominence_db: float):
+    """Indices (ascending frequency) of every local maximum at or above ``threshold_dbm`` that stands
+    ``prominence_db`` above its surroundings (scipy's topographic prominence)."""
+    from scipy.signal import find_peaks
 
-    local = np.flatnonzero((trace[1:-1] > trace[:-2]) & (trace[1:-1] >= trace[2:])) + 1
-    return sorted(local[np.argsort(trace[local])[::-1][:count]])
+    peaks, _ = find_peaks(trace, height=threshold_dbm, prominence=prominence_db)
+    return [int(i) for i in peaks]
 
 
 # --------------------------------------------------------------------------- train
@@ -273,52 +286,137 @@ def run_train(args) -> int:
         if not args.resume.is_file():
             raise UserError(f"cannot resume: {args.resume} does not exist")
         session = args.resume
-        start = lambda progress: resume_training(session, progress=progress)  # noqa: E731
-        label = f"resume {session.name}"
+        start = lambda display: resume_training(session, progress=display.progress,  # noqa: E731
+                                                wrap_reservoir=display.wrap)
+        display = _RunDisplay(args.quiet, f"resume {session.name}", *_steps_of(session))
     else:
         config = train_config_from(args)
         session = args.out or default_session_path(config.task, config.model, config.method)
         if session.exists():
             raise UserError(f"{session} exists; choose another --out, or continue it with --resume {session}")
-        start = lambda progress: start_training(config, session, progress=progress)  # noqa: E731
-        label = f"{config.task} {config.model} {config.method} {config.reservoir}"
+        start = lambda display: start_training(config, session, progress=display.progress,  # noqa: E731
+                                               wrap_reservoir=display.wrap)
+        display = _RunDisplay(args.quiet, f"{config.task} {config.model} {config.method} {config.reservoir}",
+                              config.steps)
     try:
-        with _progress_bar(args.quiet, label) as progress:
-            result = start(progress)
+        with display:
+            result = start(display)
     except BenchFault as exc:
-        raise UserError(f"{exc}; the session is saved up to the last complete step: "
-                        f"continue with labpgt train --resume {session}") from None
-    except KeyboardInterrupt:
-        print(f"labpgt: interrupted; RF is off and the session is saved up to the last complete step: "
-              f"continue with labpgt train --resume {session}", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise UserError(f"{exc}{_saved_session_hint(session)}") from None
+    except KeyboardInterrupt as exc:
+        print(f"labpgt: interrupted; RF is off{_saved_session_hint(session)}", file=sys.stderr)
+        raise SystemExit(interrupt_status(exc)) from None
     plot = args.plot or session.with_suffix(".png")
     plot_history(result, plot)
     q = result.queries
     print(f"final {result.holdout} accuracy {result.final_accuracy:.4f} (train {result.final_train_accuracy:.4f})")
     print(f"reservoir queries: {result.training_queries} for training "
           f"({', '.join(f'{k} {v}' for k, v in q.items() if k != 'eval' and v)}), {result.eval_queries} for evaluation")
-    print(f"wall time {result.wall_seconds:.1f} s, of which measuring {result.measure_seconds:.1f} s")
+    print(f"wall time {result.wall_seconds:.1f} s, of which measuring {result.measure_seconds:.1f} s "
+          f"(both over the whole session{', every run of it' if args.resume is not None else ''})")
     print(f"session {session}")
     print(f"plot {plot}")
     return 0
 
 
-class _progress_bar:
-    """A tqdm bar on stderr fed by the trainer's ``progress(step, total)`` callback."""
+def _saved_session_hint(session: Path) -> str:
+    """The end of the line after a run stopped early: how to continue, only if ``session`` holds at least its
+    config (a run stopped while connecting has written nothing)."""
+    from labpgt.session import SessionReader
 
-    def __init__(self, quiet: bool, label: str):
-        self.quiet, self.label, self.bar = quiet, label, None
+    if not session.exists():
+        return f"; nothing was recorded ({session} was not created)"
+    try:
+        with SessionReader(session):
+            pass
+    except UserError:
+        return f"; {session} holds no session to continue"
+    return f" and the session is saved up to the last complete step: continue with labpgt train --resume {session}"
+
+
+def _steps_of(session: Path) -> tuple[int, int]:
+    """(planned steps, complete steps) of a recorded training."""
+    from labpgt.session import SessionReader
+
+    with SessionReader(session) as reader:
+        done = 0 if reader.last_complete_step is None else reader.last_complete_step + 1
+        return reader.planned_steps, done
+
+
+def connection_lines(reservoir) -> list[str]:
+    """Which instruments of a bench reached over VISA answered ``*IDN?``, and what each said (none for
+    an embedded simulated bench or a reservoir without instruments)."""
+    from labpgt.bench.config import BenchConfig
+
+    config = getattr(reservoir, "config", None)
+    if not isinstance(config, BenchConfig) or all(i.simulated_name is not None for i in config.instruments.values()):
+        return []
+    identities = reservoir.identities()
+    width = max(len(name) for name in identities)
+    return [f"connected to {config.name}: {len(identities)} instruments answered *IDN?",
+            *(f"  {name:<{width}}  {config.instruments[name].resource}  {identity}"
+              for name, identity in identities.items())]
+
+
+class _CountedReservoir:
+    """A reservoir that reports the rows of every measurement to ``measured(rows)``; all else is the inner one's."""
+
+    def __init__(self, inner, measured):
+        self._inner, self._measured = inner, measured
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def measure(self, U):
+        measurement = self._inner.measure(U)
+        self._measured(len(measurement))
+        return measurement
+
+
+class _RunDisplay:
+    """What ``labpgt train`` shows while it runs: the connection lines once the instruments answered, then
+    (unless quiet) a tqdm bar on stderr from the first query on — steps done of ``total``, queries so far."""
+
+    REFRESH_S = 0.5
+
+    def __init__(self, quiet: bool, label: str, total: int, done: int = 0):
+        self.quiet, self.label, self.total, self.done = quiet, label, total, done
+        self.bar, self.queries, self._shown = None, 0, 0.0
 
     def __enter__(self):
-        return None if self.quiet else self.update
+        return self
 
-    def update(self, step: int, total: int) -> None:
+    def wrap(self, reservoir):
+        """``wrap_reservoir`` of :func:`labpgt.runs.start_training`: called once the reservoir is connected."""
+        for line in connection_lines(reservoir):
+            print(line, flush=True)
+        return reservoir if self.quiet else _CountedReservoir(reservoir, self._measured)
+
+    def _measured(self, rows: int) -> None:
+        import time
+
+        self.queries += rows
+        bar = self._bar()
+        if time.monotonic() - self._shown >= self.REFRESH_S:
+            self._shown = time.monotonic()
+            bar.set_postfix_str(f"{self.queries} queries", refresh=False)
+            bar.refresh()
+
+    def progress(self, step: int, total: int) -> None:
+        if self.quiet:
+            return
+        bar = self._bar()
+        bar.total = total
+        bar.set_postfix_str(f"{self.queries} queries", refresh=False)
+        bar.update(step - bar.n)
+
+    def _bar(self):
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=self.label, unit="step", file=sys.stderr, dynamic_ncols=True)
-        self.bar.update(step - self.bar.n)
+            self.bar = tqdm(total=self.total, initial=self.done, desc=self.label, unit="step", file=sys.stderr,
+                            dynamic_ncols=True)
+        return self.bar
 
     def __exit__(self, *exc):
         if self.bar is not None:
@@ -417,13 +515,19 @@ def run_replay(args) -> int:
     from labpgt.replay import refit_readout, replay_session
 
     if args.readout:
-        result = refit_readout(args.session, kind=args.readout)
-        for key, value in result.items():
-            print(f"{key}: {value}")
+        print(refit_line(refit_readout(args.session, kind=args.readout)))
         return 0
     report = replay_session(args.session)
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def refit_line(refit: dict) -> str:
+    """:func:`labpgt.replay.refit_readout`'s result in one sentence, as replay and inspect report."""
+    return (f"readout {refit['kind']} refitted on the recorded features of step {refit['step']} "
+            f"({refit['source']} queries): {refit['n_train']} training rows, {refit['n_test']} test rows, "
+            f"alpha {refit['alpha']:g}; train accuracy {refit['train_accuracy']:.4f}, "
+            f"test accuracy {refit['test_accuracy']:.4f}")
 
 
 def run_inspect(args) -> int:
@@ -520,6 +624,8 @@ def run_sweep_command(args) -> int:
         raise UserError(f"{session} exists: a session is never overwritten; choose another --out")
     traces = []
     with Bench(config) as bench, _StopOnSignal() as stop_signal:
+        for line in connection_lines(bench):
+            print(line, flush=True)
         result = record_sweep(spec, bench, session, progress=None if args.quiet else _PointPrinter(spec, config.name),
                               should_stop=stop_signal.requested.is_set, on_trace=traces.append)
         frequencies = bench.frequencies
@@ -533,7 +639,7 @@ def run_sweep_command(args) -> int:
     if not result.completed:
         print(f"labpgt: stopped after {len(result.points)} of {spec.points} points; RF is off and the session "
               f"holds them", file=sys.stderr)
-        return 130
+        return interrupt_status(signum=stop_signal.signum)
     return 0
 
 
@@ -577,6 +683,7 @@ class _StopOnSignal:
 
     def __init__(self):
         self.requested = threading.Event()
+        self.signum = signal.SIGINT
         self._previous = {}
 
     def __enter__(self):
@@ -587,6 +694,7 @@ class _StopOnSignal:
     def _request(self, signum, frame):
         print("labpgt: stopping after the point being measured (again to interrupt at once)", file=sys.stderr,
               flush=True)
+        self.signum = signum
         self.requested.set()
         self._restore()
 
@@ -689,9 +797,17 @@ def run_twin_fit(args) -> int:
 COMMANDS = [add_train, add_benchmark, add_session_commands, add_sim, add_spectrum, add_sweep, add_twin, add_gui]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl+C raises KeyboardInterrupt, so every ``finally`` runs (RF off, session flushed)."""
+
+
 def _terminate_as_interrupt(signum, frame):
-    """SIGTERM ends a run as Ctrl+C does: every ``finally`` runs (RF off, session flushed)."""
-    raise KeyboardInterrupt
+    raise Terminated
+
+
+def interrupt_status(exc: BaseException | None = None, signum: int = signal.SIGINT) -> int:
+    """The exit status of a run stopped by a signal: 128 + its number (Ctrl+C 130, SIGTERM 143)."""
+    return 128 + int(signal.SIGTERM if isinstance(exc, Terminated) else signum)
 
 
 def main(argv=None) -> int:
@@ -703,9 +819,9 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"labpgt: {exc}" if not str(exc).startswith("labpgt") else str(exc), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("labpgt: interrupted", file=sys.stderr)
-        return 130
+        return interrupt_status(exc)
     except BrokenPipeError:  # the reader went away (`labpgt inspect … | head`): not an error of ours
         import os
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import asdict, astuple, dataclass, fields
 from typing import Any, Callable
 
@@ -73,6 +74,13 @@ class DriverKind:
     read: Callable[[Any], Any]         # (driver) -> state, in one query
     encodable: tuple[str, ...] = ()    # the settings an [[encoding]] may drive
     switch: str | None = None          # the state's on/off field, which a config calls ``output``
+    models: str = ""                   # regex of the *IDN? model field the driver is written for ("": any)
+    family: str = ""                   # those models in words, for the one line that refuses another
+
+    def accepts_identity(self, identity: str) -> bool:
+        """Whether ``*IDN?``'s answer (``maker,model,serial,firmware``) names a model of this kind."""
+        parts = identity.split(",")
+        return not self.models or (len(parts) >= 2 and re.fullmatch(self.models, parts[1].strip()) is not None)
 
     @property
     def fixed_settings(self) -> tuple[str, ...]:
@@ -91,17 +99,21 @@ SIGNAL_GENERATOR = DriverKind(
     send=lambda generator, state: generator.send_state(**asdict(state)),
     read=lambda generator: GeneratorState(*generator.read_state()),
     encodable=("power_dbm", "frequency_hz"), switch="output_on",
+    models=r"E82[56]7[CD]|E8663D|N518[1-3][AB]", family="a Keysight/Agilent PSG (E8257C/D, E8267C/D, E8663D) "
+                                                        "or MXG (N5181/2/3A/B) signal generator",
 )
 RING_CONTROLLER = DriverKind(
     name="ring-controller", role=Role.RING, driver_class=RingController, state_type=RingState,
     send=lambda ring, state: ring.send_state(**asdict(state)),
     read=lambda ring: RingState(*ring.read_state()),
     encodable=("loop_gain_db", "field_mt"), switch="amplifier_on",
+    models="RingController", family="the ring controller (model RingController)",
 )
 SPECTRUM_ANALYZER = DriverKind(
     name="spectrum-analyzer", role=Role.ANALYZER, driver_class=SpectrumAnalyzer, state_type=AnalyzerState,
     send=lambda analyzer, state: analyzer.send_setup(**asdict(state)),
     read=lambda analyzer: AnalyzerState(*analyzer.read_setup()),
+    models=r"E44\d\dB|N90\d\d[AB]", family="a Keysight/Agilent ESA (E44xxB) or X-series (N90xxA/B) spectrum analyzer",
 )
 
 KINDS: dict[str, DriverKind] = {kind.name: kind for kind in (SIGNAL_GENERATOR, SPECTRUM_ANALYZER, RING_CONTROLLER)}
