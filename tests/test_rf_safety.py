@@ -125,7 +125,7 @@ def generator_outputs(resources):
     return states
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_rf_off_after_sigint_and_sigterm(served, tmp_path, signum, status):
     bench_path, resources = served
     out = tmp_path / "run.h5"
