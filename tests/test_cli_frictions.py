@@ -4,7 +4,6 @@ resume hints, honest times, every listed line of a spectrum, one output style.""
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 
@@ -14,9 +13,10 @@ import pytest
 from labpgt import runs
 from labpgt.bench import KINDS, bench_config_toml, embedded_bench, simulated_bench_config
 from labpgt.cli import main, spectral_lines
-from labpgt.runs import resume_training, start_training
+from labpgt.runs import start_training
 from labpgt.session import SessionReader
 from labpgt.trainer import TrainConfig
+from servedbench import generator_outputs, served_bench
 
 IRIS = ["--task", "iris", "--batch-size", "8"]
 
@@ -28,27 +28,8 @@ def labpgt(*args, cwd=None, timeout=120):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """``labpgt sim`` in its own process; ``(bench file, resources)``."""
-    proc = subprocess.Popen([sys.executable, "-m", "labpgt", "sim", "--port", "0", "--noise", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    resources = dict(proc.stdout.readline().split() for _ in range(6))
-    path = tmp_path_factory.mktemp("bench") / "bench.toml"
-    path.write_text(bench_config_toml(simulated_bench_config(embedded=False).with_resources(resources)))
-    yield path, resources
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=10)
-
-
-def generator_outputs(resources):
-    import pyvisa
-
-    rm = pyvisa.ResourceManager("@py")
-    states = []
-    for name in ("gen1", "gen2", "gen3", "gen4"):
-        inst = rm.open_resource(resources[name], read_termination="\n", write_termination="\n", timeout=2000)
-        states.append(inst.query(":OUTP?").strip())
-        inst.close()
-    return states
+    with served_bench(tmp_path_factory.mktemp("bench")) as bench:
+        yield bench
 
 
 # ------------------------------------------------------------------ 1. who answered, and a bar from the first query
