@@ -54,6 +54,13 @@ def probability(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = _number(text, float)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {text}")
+    return value
+
+
 def _number(text, kind):
     try:
         return kind(text)
@@ -214,7 +221,14 @@ def add_training_settings(p, single_run: bool) -> None:
     if single_run:
         p.add_argument("--steps", type=positive_int, help="optimizer steps (method default)")
     p.add_argument("--batch-size", type=positive_int, help="samples per step (32)")
-    p.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (steps/20)")
+    p.add_argument("--eval-every", type=positive_int,
+                   help="evaluate every N steps, each time on the whole held-out split (default: every steps/20 "
+                        "steps within the evaluation budget of --eval-fraction)")
+    p.add_argument("--eval-fraction", type=_fraction, metavar="F",
+                   help="evaluation budget (default 0.1 without --eval-every): an evaluation between the first and "
+                        "the last step measures a fixed 100 held-out and 100 training samples, and is made only while "
+                        "evaluation has spent at most F of the training queries; the last step is evaluated on the "
+                        "whole held-out split; 0: no budget")
     p.add_argument("--holdout", default="test", help="test | validation: what evaluations measure; tune on "
                                                      "validation, a split of the training data (test)")
 
@@ -258,7 +272,7 @@ def training_settings(args) -> dict:
             raise UserError(f"bench config {args.bench} does not exist")
     values = dict(task=args.task, reservoir=reservoir, model=args.model, hidden=args.hidden, width=args.width,
                   heads=args.heads, blocks=args.blocks, tokens=args.tokens, batch_size=args.batch_size,
-                  eval_every=args.eval_every, holdout=args.holdout,
+                  eval_every=args.eval_every, eval_fraction=args.eval_fraction, holdout=args.holdout,
                   bench=str(args.bench.resolve()) if args.bench else None)
     return {k: v for k, v in values.items() if v is not None}
 
