@@ -4,8 +4,10 @@ resume hints, honest times, every listed line of a spectrum, one output style.""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from labpgt import runs
 from labpgt.bench import KINDS, bench_config_toml, embedded_bench, simulated_bench_config
 from labpgt.cli import main, spectral_lines
+from labpgt.inspection import inspect_session
 from labpgt.runs import start_training
 from labpgt.session import SessionReader
 from labpgt.trainer import TrainConfig
@@ -178,3 +181,57 @@ def test_replay_readout_prints_one_sentence(tmp_path, capsys):
     assert len(out) == 1 and re.fullmatch(
         r"readout ridge refitted on the recorded features of step 1 \(eval queries\): 40 training rows, "
         r"\d+ test rows, alpha \S+; train accuracy \d\.\d{4}, test accuracy \d\.\d{4}", out[0]), out
+
+
+# ------------------------------------------------------------------ 4. a session being written is "in progress"
+def start_live_writer(out):
+    process = subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--task", "iris", "--reservoir", "digital",
+                                "--steps", "1000000", "--batch-size", "8", "--out", str(out), "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out.exists() and inspect_session(out)["steps"] >= 2):
+        time.sleep(0.2)
+    return process
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
+def test_inspect_says_in_progress_while_a_writer_lives_and_interrupted_after(tmp_path, stop):
+    out = tmp_path / "live.h5"
+    writer = start_live_writer(out)
+    try:
+        info = inspect_session(out)
+        assert info["in_progress"] and not info["completed"]
+        shown = labpgt("inspect", str(out))
+        assert shown.returncode == 0 and "of 1000000 (in progress)" in shown.stdout, shown.stderr
+        refused = labpgt("train", "--resume", str(out))
+        assert refused.returncode == 2 and "in progress: another run is writing it now" in refused.stderr
+    finally:
+        writer.send_signal(stop)
+        writer.wait(timeout=60)
+    info = inspect_session(out)
+    assert not info["in_progress"] and not info["completed"] and info["steps"] >= 2
+    assert "(interrupted)" in labpgt("inspect", str(out)).stdout
+
+
+def test_a_writer_in_this_process_is_in_progress_until_it_closes(tmp_path):
+    from labpgt.session import SessionWriter
+    from labpgt.session.liveness import being_written
+
+    path = tmp_path / "s.h5"
+    writer = SessionWriter.create(path, {"train": {"steps": 3},
+                                         "reservoir": {"input_width": 2, "feature_width": 3}},
+                                  params_template={"W": np.zeros(2)})
+    assert being_written(path)
+    writer.close()
+    assert not being_written(path)
+
+
+def test_the_heartbeat_rule_where_no_lock_can_be_asked():
+    from labpgt.session.liveness import STALE_AFTER_S, heartbeat_is_fresh
+
+    now = 1_000_000.0
+    assert heartbeat_is_fresh([now - 50, now - 10], now=now)
+    assert not heartbeat_is_fresh([now - STALE_AFTER_S - 20, now - STALE_AFTER_S - 1], now=now)
+    slow = [now - 4 * 3600, now - 2 * 3600, now - 3600]          # a step an hour: an hour's silence is no death
+    assert heartbeat_is_fresh(slow, now=now) and not heartbeat_is_fresh(slow, now=now + 20 * 3600)
+    assert not heartbeat_is_fresh([], now=now)
