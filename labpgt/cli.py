@@ -14,6 +14,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from labpgt.errors import UserError
@@ -373,7 +374,8 @@ def connection_lines(reservoir) -> list[str]:
 
 
 class _CountedReservoir:
-    """A reservoir that reports the rows of every measurement to ``measured(rows)``; all else is the inner one's."""
+    """A reservoir that reports the rows of every measurement to ``measured(rows)`` and stops before one once
+    a signal has been received; all else is the inner one's."""
 
     def __init__(self, inner, measured):
         self._inner, self._measured = inner, measured
@@ -382,6 +384,7 @@ class _CountedReservoir:
         return getattr(self._inner, name)
 
     def measure(self, U):
+        raise_if_interrupted()
         measurement = self._inner.measure(U)
         self._measured(len(measurement))
         return measurement
@@ -404,12 +407,12 @@ class _RunDisplay:
         """``wrap_reservoir`` of :func:`labpgt.runs.start_training`: called once the reservoir is connected."""
         for line in connection_lines(reservoir):
             print(line, flush=True)
-        return reservoir if self.quiet else _CountedReservoir(reservoir, self._measured)
+        return _CountedReservoir(reservoir, self._measured)
 
     def _measured(self, rows: int) -> None:
-        import time
-
         self.queries += rows
+        if self.quiet:
+            return
         bar = self._bar()
         if time.monotonic() - self._shown >= self.REFRESH_S:
             self._shown = time.monotonic()
@@ -815,8 +818,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl+C raises KeyboardInterrupt, so every ``finally`` runs (RF off, session flushed)."""
 
 
-def _terminate_as_interrupt(signum, frame):
-    raise Terminated
+_SIGNALS_RECEIVED: list[int] = []
+
+
+def _interrupt(signum, frame):
+    """SIGINT and SIGTERM: raise at once, and remember it (see :func:`raise_if_interrupted`)."""
+    _SIGNALS_RECEIVED.append(signum)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def raise_if_interrupted() -> None:
+    """Raise again for a signal already received: an interrupt raised where Python can only print it (inside
+    a finalizer or a callback) is swallowed there, and the run must still stop at its next measurement."""
+    if _SIGNALS_RECEIVED:
+        raise Terminated if _SIGNALS_RECEIVED[-1] == signal.SIGTERM else KeyboardInterrupt
 
 
 def interrupt_status(exc: BaseException | None = None, signum: int = signal.SIGINT) -> int:
@@ -826,7 +841,9 @@ def interrupt_status(exc: BaseException | None = None, signum: int = signal.SIGI
 
 def main(argv=None) -> int:
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+        _SIGNALS_RECEIVED.clear()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _interrupt)
     try:
         args = build_parser().parse_args(argv)
         return args.run(args)

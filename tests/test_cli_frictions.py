@@ -188,9 +188,11 @@ def start_live_writer(out):
     process = subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--task", "iris", "--reservoir", "digital",
                                 "--steps", "1000000", "--batch-size", "8", "--out", str(out), "--quiet"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out.exists() and inspect_session(out)["steps"] >= 2):
+    deadline = time.monotonic() + 180                       # four of us share two cores
+    while time.monotonic() < deadline and process.poll() is None and not (
+            out.exists() and inspect_session(out)["steps"] >= 2):
         time.sleep(0.2)
+    assert process.poll() is None and inspect_session(out)["steps"] >= 2, "the writer never got going"
     return process
 
 
@@ -207,7 +209,11 @@ def test_inspect_says_in_progress_while_a_writer_lives_and_interrupted_after(tmp
         assert refused.returncode == 2 and "in progress: another run is writing it now" in refused.stderr
     finally:
         writer.send_signal(stop)
-        writer.wait(timeout=60)
+        try:
+            writer.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            writer.kill()
+            pytest.fail(f"the writer did not stop on signal {stop}: {writer.communicate()[1][-2000:]}")
     info = inspect_session(out)
     assert not info["in_progress"] and not info["completed"] and info["steps"] >= 2
     assert "(interrupted)" in labpgt("inspect", str(out)).stdout
@@ -235,3 +241,20 @@ def test_the_heartbeat_rule_where_no_lock_can_be_asked():
     slow = [now - 4 * 3600, now - 2 * 3600, now - 3600]          # a step an hour: an hour's silence is no death
     assert heartbeat_is_fresh(slow, now=now) and not heartbeat_is_fresh(slow, now=now + 20 * 3600)
     assert not heartbeat_is_fresh([], now=now)
+
+
+def test_a_swallowed_interrupt_still_stops_the_run_at_its_next_measurement():
+    from labpgt import cli
+
+    display = cli._RunDisplay(quiet=True, label="test", total=1)
+    with embedded_bench(seed=0) as bench:
+        counted = display.wrap(bench)
+        counted.measure(np.full((1, 8), 0.5))
+        try:
+            with pytest.raises(cli.Terminated):          # raised where Python could only print it ...
+                cli._interrupt(signal.SIGTERM, None)
+            with pytest.raises(cli.Terminated):          # ... the next measurement raises it again
+                counted.measure(np.full((1, 8), 0.5))
+        finally:
+            cli._SIGNALS_RECEIVED.clear()
+    assert display.queries == 1

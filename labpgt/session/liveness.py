@@ -47,15 +47,16 @@ class WriterLock:
         if fcntl is None:
             return
         try:
-            handle = open(self.path, "wb")
+            self._handle = open(self.path, "wb")
         except OSError:              # a directory the writer may not add to: readers fall back to the heartbeat
             return
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:              # no flock here, or another writer has it: the heartbeat decides
-            handle.close()
-            return
-        self._handle = handle
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:      # another writer's: leave it to that one
+            self._handle.close()
+            self._handle = None
+        except OSError:              # no flock here: the file stays, so readers know to use the heartbeat
+            pass
 
     def release(self) -> None:
         """Remove the lock file and drop the lock (closing the descriptor drops it)."""
