@@ -173,6 +173,8 @@ def run_spectrum(args) -> int:
 
     bench = load_bench(args.bench) if args.bench else embedded_bench(seed=args.seed)
     with bench:
+        for line in connection_lines(bench):
+            print(line, flush=True)
         u = np.full(bench.input_width, 0.5) if args.u is None else np.asarray(args.u)
         if u.shape != (bench.input_width,):
             raise UserError(f"--u needs {bench.input_width} values for this bench, got {u.size}")

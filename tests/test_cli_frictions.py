@@ -50,6 +50,15 @@ def test_train_over_tcp_says_who_answered_first_and_shows_the_bar_before_the_fir
     assert re.search(r" 0/2 .*\b[1-9]\d* queries\]", bar), bar  # shown while step 1 is still being measured
 
 
+def test_sweep_over_tcp_says_who_answered_before_its_first_point(served, tmp_path):
+    bench, resources = served
+    result = labpgt("sweep", "--bench", str(bench), "--gain", "-1:1:2", "--out", str(tmp_path / "s.h5"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "connected to simulated magnonic ring: 6 instruments answered *IDN?"
+    assert lines[7].startswith("sweep of ring.loop_gain_db")
+
+
 def test_an_instrument_of_another_kind_at_an_address_is_refused_before_anything_is_sent(served, tmp_path):
     bench, resources = served
     swapped = dict(resources, analyzer=resources["gen2"], gen2=resources["analyzer"])
