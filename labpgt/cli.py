@@ -228,10 +228,12 @@ def add_training_settings(p, single_run: bool) -> None:
                    help="evaluate every N steps, each time on the whole held-out split (default: every steps/20 "
                         "steps within the evaluation budget of --eval-fraction)")
     p.add_argument("--eval-fraction", type=_fraction, metavar="F",
-                   help="evaluation budget (default 0.1 without --eval-every): an evaluation between the first and "
-                        "the last step measures a fixed 100 held-out and 100 training samples, and is made only while "
-                        "evaluation has spent at most F of the training queries; the last step is evaluated on the "
-                        "whole held-out split; 0: no budget")
+                   help="evaluation budget: an evaluation between the first and the last step measures a fixed 100 "
+                        "held-out and 100 training samples, and is made only while evaluation has spent at most F of "
+                        "the training queries; the last step is evaluated on the whole held-out split; 0: no budget "
+                        + ("(default 0.1 without --eval-every)" if single_run else
+                           "(default 0 for a benchmark: every evaluation of the whole split, so that the training "
+                           "queries to reach the target keep their resolution)"))
     p.add_argument("--holdout", default="test", help="test | validation: what evaluations measure; tune on "
                                                      "validation, a split of the training data (test)")
 
@@ -486,6 +488,7 @@ def run_benchmark_command(args) -> int:
 
     variants = [Variant.parse(m) for m in args.methods.split(",") if m.strip()]
     settings = training_settings(args)
+    settings.setdefault("eval_fraction", 0.0)         # see --eval-fraction: queries to target need every evaluation
     sessions = args.sessions or default_session_path("benchmark").with_suffix("")
     plan = plan_benchmark(settings.pop("task"), settings.pop("reservoir"), variants, seeds=range(args.seeds),
                           sessions_dir=sessions, steps_by_method=_steps_by_method(args.steps), **settings)

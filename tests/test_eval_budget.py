@@ -54,3 +54,17 @@ def _digital(config):
     from labpgt.reservoirs import make_reservoir
 
     return make_reservoir(config.resolved())
+
+
+def test_a_benchmark_evaluates_the_whole_split_every_time_by_default(tmp_path):
+    import json
+
+    from labpgt.cli import main
+
+    out = tmp_path / "b.json"
+    assert main(["benchmark", "--task", "iris", "--reservoir", "digital", "--methods", "pgt", "--workers", "0",
+                 "--steps", "pgt=20", "--batch-size", "8", "--sessions", str(tmp_path / "runs"),
+                 "--json", str(out)]) == 0
+    (result,) = json.loads(out.read_text())["results"]
+    assert [entry["step"] for entry in result["history"]] == list(range(0, 21))    # every steps/20 = 1 step
+    assert all("test_samples" not in entry for entry in result["history"])
