@@ -10,6 +10,7 @@ after RF is off and the session flushed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import signal
 import sys
@@ -297,9 +298,10 @@ def train_config_from(args):
 
 
 def run_train(args) -> int:
-    from labpgt.bench import BenchFault
-    from labpgt.plots import plot_history
-    from labpgt.runs import default_session_path, resume_training, start_training
+    with _signals_deferred():
+        from labpgt.bench import BenchFault
+        from labpgt.plots import plot_history
+        from labpgt.runs import default_session_path, resume_training, start_training
 
     if args.resume is not None:
         if not args.resume.is_file():
@@ -832,6 +834,29 @@ def _interrupt(signum, frame):
     raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
+def _unraisable(unraisable) -> None:
+    """``sys.unraisablehook``: an interrupt raised inside a finalizer or a GC callback (JAX has one) is not a
+    fault to print a traceback for — :func:`raise_if_interrupted` raises it again at the next measurement."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _SIGNALS_RECEIVED:
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGINT and SIGTERM held back while the numerical libraries import (an import interrupted half-way
+    has crashed the interpreter at exit); a signal received meanwhile is acted on right after."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def raise_if_interrupted() -> None:
     """Raise again for a signal already received: an interrupt raised where Python can only print it (inside
     a finalizer or a callback) is swallowed there, and the run must still stop at its next measurement."""
@@ -849,6 +874,7 @@ def main(argv=None) -> int:
         _SIGNALS_RECEIVED.clear()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, _interrupt)
+        sys.unraisablehook = _unraisable
     try:
         args = build_parser().parse_args(argv)
         return args.run(args)

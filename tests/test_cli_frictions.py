@@ -103,6 +103,18 @@ def test_interrupted_before_the_session_exists_offers_no_resume(tmp_path, monkey
     assert "--resume" not in err and "nothing was recorded" in err and "RF is off" in err
 
 
+@pytest.mark.parametrize("delay", [0.3, 1.0, 1.2, 2.0])
+def test_ctrl_c_early_exits_130_cleanly_and_offers_resume_only_for_a_session_that_exists(tmp_path, delay):
+    out = tmp_path / "run.h5"
+    process = subprocess.Popen([sys.executable, "-m", "labpgt", "train", *IRIS, "--steps", "50", "--out", str(out),
+                                "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)                        # importing, connecting, or measuring step 0: whatever it is doing
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err and "Exception ignored" not in err, err
+    assert ("--resume" in err) == out.exists(), err
+
+
 def test_interrupted_after_the_session_exists_offers_resume(tmp_path, monkeypatch, capsys):
     real = runs.make_reservoir
 
