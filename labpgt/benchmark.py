@@ -194,6 +194,7 @@ def plan_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_
     variants = [v if isinstance(v, Variant) else Variant.parse(v) for v in variants]
     variants = expand_grid(variants, [a if isinstance(a, GridAxis) else GridAxis.parse(a) for a in grid])
     settings.setdefault("holdout", "validation")
+    settings.setdefault("eval_fraction", 0.0)     # every evaluation of the whole split: queries to target keep their resolution
     if not any(v == Variant(TARGET_METHOD) for v in variants):
         variants.insert(0, Variant(TARGET_METHOD))
     runs = benchmark_runs(task, reservoir, variants, seeds, sessions_dir, steps_by_method, **settings)

@@ -3,16 +3,19 @@
 Every subcommand is a thin shell over a function call; what it does lives in the module that owns
 it (bench, benchmark, runs, inspection, export, replay, the simulated instruments). A
 :class:`UserError` anywhere becomes ``labpgt: <message>`` on stderr with exit status 2 and no
-traceback; Ctrl+C exits 130.
+traceback; Ctrl+C exits 130 and SIGTERM 143 (128 + the signal's number, the shell's convention), each
+after RF is off and the session flushed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from labpgt.errors import UserError
@@ -50,6 +53,13 @@ def probability(text: str) -> float:
     value = _number(text, float)
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _number(text, float)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {text}")
     return value
 
 
@@ -154,11 +164,17 @@ def write_served_bench(path: Path, resources: dict, generators: int, analyzer: s
 def add_spectrum(sub):
     p = sub.add_parser("spectrum", help="measure one spectrum of the ring and save it as a PNG",
                        description="Set the generators from --u (or the bench's fixed settings), take "
-                                   "one sweep, print the strongest lines and save the trace as a PNG.")
+                                   "one sweep, list every line that stands --margin-db above the trace's median "
+                                   "and --prominence-db above its surroundings, and save the trace as a PNG with "
+                                   "those lines and the threshold marked.")
     p.add_argument("--bench", type=Path, help="bench TOML (default: the embedded simulated bench)")
     p.add_argument("--u", type=_unit_vector, help="comma-separated inputs in [0,1], one per encoded setting")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("spectrum.png"))
+    p.add_argument("--margin-db", type=positive_float, default=30.0,
+                   help="a line is listed when it stands this far above the trace's median (30, as for sweep)")
+    p.add_argument("--prominence-db", type=positive_float, default=6.0,
+                   help="... and this far above the lowest point between it and any higher line (6)")
     p.set_defaults(run=run_spectrum)
 
 
@@ -180,6 +196,8 @@ def run_spectrum(args) -> int:
 
     bench = load_bench(args.bench) if args.bench else embedded_bench(seed=args.seed)
     with bench:
+        for line in connection_lines(bench):
+            print(line, flush=True)
         u = np.full(bench.input_width, 0.5) if args.u is None else np.asarray(args.u)
         if u.shape != (bench.input_width,):
             raise UserError(f"--u needs {bench.input_width} values for this bench, got {u.size}")
@@ -190,18 +208,24 @@ def run_spectrum(args) -> int:
         print(f"  {name:>18} = {value:.6g}")
     print(f"trace: {freqs.size} points, {freqs[0] / 1e9:.4f}-{freqs[-1] / 1e9:.4f} GHz, "
           f"median {np.median(trace):.1f} dBm")
-    for i in _strongest_peaks(trace, 6):
+    threshold = float(np.median(trace)) + args.margin_db
+    peaks = spectral_lines(trace, threshold, args.prominence_db)
+    print(f"{len(peaks)} lines at least {args.margin_db:g} dB above the median ({threshold:.1f} dBm) and "
+          f"{args.prominence_db:g} dB above their surroundings:")
+    for i in peaks:
         print(f"  peak {freqs[i] / 1e9:.4f} GHz  {trace[i]:6.1f} dBm")
-    plot_spectrum(freqs, trace, args.out, title=f"{bench.config.name}")
+    plot_spectrum(freqs, trace, args.out, title=f"{bench.config.name}", peaks=peaks, threshold_dbm=threshold)
     print(f"saved {args.out}")
     return 0
 
 
-def _strongest_peaks(trace, count):
-    import numpy as np
+def spectral_lines(trace, threshold_dbm: float, prominence_db: float):
+    """Indices (ascending frequency) of every local maximum at or above ``threshold_dbm`` that stands
+    ``prominence_db`` above its surroundings (scipy's topographic prominence)."""
+    from scipy.signal import find_peaks
 
-    local = np.flatnonzero((trace[1:-1] > trace[:-2]) & (trace[1:-1] >= trace[2:])) + 1
-    return sorted(local[np.argsort(trace[local])[::-1][:count]])
+    peaks, _ = find_peaks(trace, height=threshold_dbm, prominence=prominence_db)
+    return [int(i) for i in peaks]
 
 
 # --------------------------------------------------------------------------- train
@@ -223,13 +247,22 @@ def add_training_settings(p, single_run: bool) -> None:
     if single_run:
         p.add_argument("--steps", type=positive_int, help="optimizer steps (method default)")
     p.add_argument("--batch-size", type=positive_int, help="samples per step (32)")
+    p.add_argument("--eval-every", type=positive_int,
+                   help="evaluate every N steps, each time on the whole held-out split (default: every steps/20 "
+                        "steps within the evaluation budget of --eval-fraction)" if single_run else
+                        "evaluate every N steps (default steps/100: every 1 %%)")
+    p.add_argument("--eval-fraction", type=_fraction, metavar="F",
+                   help="evaluation budget: an evaluation between the first and the last step measures a fixed 100 "
+                        "held-out and 100 training samples, and is made only while evaluation has spent at most F of "
+                        "the training queries; the last step is evaluated on the whole held-out split; 0: no budget "
+                        + ("(default 0.1 without --eval-every)" if single_run else
+                           "(default 0 for a benchmark: every evaluation of the whole split, so that the training "
+                           "queries to reach the target keep their resolution)"))
     if single_run:
-        p.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (steps/20)")
         p.add_argument("--holdout", default="test", help="test | validation: what evaluations measure; tune on "
                                                          "validation, a split of the training data, which ends "
                                                          "with one look at the test split (test)")
     else:
-        p.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (steps/100: every 1 %%)")
         p.add_argument("--holdout", default="validation",
                        help="test | validation: what evaluations, the target and queries to target measure; "
                             "each validation run ends with one look at the test split, reported apart "
@@ -275,7 +308,7 @@ def training_settings(args) -> dict:
             raise UserError(f"bench config {args.bench} does not exist")
     values = dict(task=args.task, reservoir=reservoir, model=args.model, hidden=args.hidden, width=args.width,
                   heads=args.heads, blocks=args.blocks, tokens=args.tokens, batch_size=args.batch_size,
-                  eval_every=args.eval_every, holdout=args.holdout,
+                  eval_every=args.eval_every, eval_fraction=args.eval_fraction, holdout=args.holdout,
                   bench=str(args.bench.resolve()) if args.bench else None)
     return {k: v for k, v in values.items() if v is not None}
 
@@ -295,60 +328,148 @@ def train_config_from(args):
 
 
 def run_train(args) -> int:
-    from labpgt.bench import BenchFault
-    from labpgt.plots import plot_history
-    from labpgt.runs import default_session_path, resume_training, start_training
+    with _signals_deferred():
+        from labpgt.bench import BenchFault
+        from labpgt.plots import plot_history
+        from labpgt.runs import default_session_path, resume_training, start_training
 
     if args.resume is not None:
         if not args.resume.is_file():
             raise UserError(f"cannot resume: {args.resume} does not exist")
         session = args.resume
-        start = lambda progress: resume_training(session, progress=progress)  # noqa: E731
-        label = f"resume {session.name}"
+        start = lambda display: resume_training(session, progress=display.progress,  # noqa: E731
+                                                wrap_reservoir=display.wrap)
+        display = _RunDisplay(args.quiet, f"resume {session.name}", *_steps_of(session))
     else:
         config = train_config_from(args)
         session = args.out or default_session_path(config.task, config.model, config.method)
         if session.exists():
             raise UserError(f"{session} exists; choose another --out, or continue it with --resume {session}")
-        start = lambda progress: start_training(config, session, progress=progress)  # noqa: E731
-        label = f"{config.task} {config.model} {config.method} {config.reservoir}"
+        start = lambda display: start_training(config, session, progress=display.progress,  # noqa: E731
+                                               wrap_reservoir=display.wrap)
+        display = _RunDisplay(args.quiet, f"{config.task} {config.model} {config.method} {config.reservoir}",
+                              config.steps)
     try:
-        with _progress_bar(args.quiet, label) as progress:
-            result = start(progress)
+        with display:
+            result = start(display)
     except BenchFault as exc:
-        raise UserError(f"{exc}; the session is saved up to the last complete step: "
-                        f"continue with labpgt train --resume {session}") from None
-    except KeyboardInterrupt:
-        print(f"labpgt: interrupted; RF is off and the session is saved up to the last complete step: "
-              f"continue with labpgt train --resume {session}", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise UserError(f"{exc}{_saved_session_hint(session)}") from None
+    except KeyboardInterrupt as exc:
+        print(f"labpgt: interrupted; RF is off{_saved_session_hint(session)}", file=sys.stderr)
+        raise SystemExit(interrupt_status(exc)) from None
     plot = args.plot or session.with_suffix(".png")
     plot_history(result, plot)
     q = result.queries
     print(f"final {result.holdout} accuracy {result.final_accuracy:.4f} (train {result.final_train_accuracy:.4f})")
     print(f"reservoir queries: {result.training_queries} for training "
           f"({', '.join(f'{k} {v}' for k, v in q.items() if k != 'eval' and v)}), {result.eval_queries} for evaluation")
-    print(f"wall time {result.wall_seconds:.1f} s, of which measuring {result.measure_seconds:.1f} s")
+    print(f"wall time {result.wall_seconds:.1f} s, of which measuring {result.measure_seconds:.1f} s "
+          f"(both over the whole session{', every run of it' if args.resume is not None else ''})")
     print(f"session {session}")
     print(f"plot {plot}")
     return 0
 
 
-class _progress_bar:
-    """A tqdm bar on stderr fed by the trainer's ``progress(step, total)`` callback."""
+def _saved_session_hint(session: Path) -> str:
+    """The end of the line after a run stopped early: how to continue, only if ``session`` holds at least its
+    config (a run stopped while connecting has written nothing)."""
+    from labpgt.session import SessionReader
 
-    def __init__(self, quiet: bool, label: str):
-        self.quiet, self.label, self.bar = quiet, label, None
+    if not session.exists():
+        return f"; nothing was recorded ({session} was not created)"
+    try:
+        with SessionReader(session):
+            pass
+    except UserError:
+        return f"; {session} holds no session to continue"
+    return f" and the session is saved up to the last complete step: continue with labpgt train --resume {session}"
+
+
+def _steps_of(session: Path) -> tuple[int, int]:
+    """(planned steps, complete steps) of a recorded training."""
+    from labpgt.session import SessionReader
+
+    with SessionReader(session) as reader:
+        done = 0 if reader.last_complete_step is None else reader.last_complete_step + 1
+        return reader.planned_steps, done
+
+
+def connection_lines(reservoir) -> list[str]:
+    """Which instruments of a bench reached over VISA answered ``*IDN?``, and what each said (none for
+    an embedded simulated bench or a reservoir without instruments)."""
+    from labpgt.bench.config import BenchConfig
+
+    config = getattr(reservoir, "config", None)
+    if not isinstance(config, BenchConfig) or all(i.simulated_name is not None for i in config.instruments.values()):
+        return []
+    identities = reservoir.identities()
+    width = max(len(name) for name in identities)
+    return [f"connected to {config.name}: {len(identities)} instruments answered *IDN?",
+            *(f"  {name:<{width}}  {config.instruments[name].resource}  {identity}"
+              for name, identity in identities.items())]
+
+
+class _CountedReservoir:
+    """A reservoir that reports the rows of every measurement to ``measured(rows)`` and stops before one once
+    a signal has been received; all else is the inner one's."""
+
+    def __init__(self, inner, measured):
+        self._inner, self._measured = inner, measured
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def measure(self, U):
+        raise_if_interrupted()
+        measurement = self._inner.measure(U)
+        self._measured(len(measurement))
+        return measurement
+
+
+class _RunDisplay:
+    """What ``labpgt train`` shows while it runs: the connection lines once the instruments answered, then
+    (unless quiet) a tqdm bar on stderr from the first query on — steps done of ``total``, queries so far."""
+
+    REFRESH_S = 0.5
+
+    def __init__(self, quiet: bool, label: str, total: int, done: int = 0):
+        self.quiet, self.label, self.total, self.done = quiet, label, total, done
+        self.bar, self.queries, self._shown = None, 0, 0.0
 
     def __enter__(self):
-        return None if self.quiet else self.update
+        return self
 
-    def update(self, step: int, total: int) -> None:
+    def wrap(self, reservoir):
+        """``wrap_reservoir`` of :func:`labpgt.runs.start_training`: called once the reservoir is connected."""
+        for line in connection_lines(reservoir):
+            print(line, flush=True)
+        return _CountedReservoir(reservoir, self._measured)
+
+    def _measured(self, rows: int) -> None:
+        self.queries += rows
+        if self.quiet:
+            return
+        bar = self._bar()
+        if time.monotonic() - self._shown >= self.REFRESH_S:
+            self._shown = time.monotonic()
+            bar.set_postfix_str(f"{self.queries} queries", refresh=False)
+            bar.refresh()
+
+    def progress(self, step: int, total: int) -> None:
+        if self.quiet:
+            return
+        bar = self._bar()
+        bar.total = total
+        bar.set_postfix_str(f"{self.queries} queries", refresh=False)
+        bar.update(step - bar.n)
+
+    def _bar(self):
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=self.label, unit="step", file=sys.stderr, dynamic_ncols=True)
-        self.bar.update(step - self.bar.n)
+            self.bar = tqdm(total=self.total, initial=self.done, desc=self.label, unit="step", file=sys.stderr,
+                            dynamic_ncols=True)
+        return self.bar
 
     def __exit__(self, *exc):
         if self.bar is not None:
@@ -471,13 +592,19 @@ def run_replay(args) -> int:
     from labpgt.replay import refit_readout, replay_session
 
     if args.readout:
-        result = refit_readout(args.session, kind=args.readout)
-        for key, value in result.items():
-            print(f"{key}: {value}")
+        print(refit_line(refit_readout(args.session, kind=args.readout)))
         return 0
     report = replay_session(args.session)
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def refit_line(refit: dict) -> str:
+    """:func:`labpgt.replay.refit_readout`'s result in one sentence, as replay and inspect report."""
+    return (f"readout {refit['kind']} refitted on the recorded features of step {refit['step']} "
+            f"({refit['source']} queries): {refit['n_train']} training rows, {refit['n_test']} test rows, "
+            f"alpha {refit['alpha']:g}; train accuracy {refit['train_accuracy']:.4f}, "
+            f"test accuracy {refit['test_accuracy']:.4f}")
 
 
 def run_inspect(args) -> int:
@@ -574,6 +701,8 @@ def run_sweep_command(args) -> int:
         raise UserError(f"{session} exists: a session is never overwritten; choose another --out")
     traces = []
     with Bench(config) as bench, _StopOnSignal() as stop_signal:
+        for line in connection_lines(bench):
+            print(line, flush=True)
         result = record_sweep(spec, bench, session, progress=None if args.quiet else _PointPrinter(spec, config.name),
                               should_stop=stop_signal.requested.is_set, on_trace=traces.append)
         frequencies = bench.frequencies
@@ -587,7 +716,7 @@ def run_sweep_command(args) -> int:
     if not result.completed:
         print(f"labpgt: stopped after {len(result.points)} of {spec.points} points; RF is off and the session "
               f"holds them", file=sys.stderr)
-        return 130
+        return interrupt_status(signum=stop_signal.signum)
     return 0
 
 
@@ -631,6 +760,7 @@ class _StopOnSignal:
 
     def __init__(self):
         self.requested = threading.Event()
+        self.signum = signal.SIGINT
         self._previous = {}
 
     def __enter__(self):
@@ -641,6 +771,7 @@ class _StopOnSignal:
     def _request(self, signum, frame):
         print("labpgt: stopping after the point being measured (again to interrupt at once)", file=sys.stderr,
               flush=True)
+        self.signum = signum
         self.requested.set()
         self._restore()
 
@@ -743,23 +874,69 @@ def run_twin_fit(args) -> int:
 COMMANDS = [add_train, add_benchmark, add_session_commands, add_sim, add_spectrum, add_sweep, add_twin, add_gui]
 
 
-def _terminate_as_interrupt(signum, frame):
-    """SIGTERM ends a run as Ctrl+C does: every ``finally`` runs (RF off, session flushed)."""
-    raise KeyboardInterrupt
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl+C raises KeyboardInterrupt, so every ``finally`` runs (RF off, session flushed)."""
+
+
+_SIGNALS_RECEIVED: list[int] = []
+
+
+def _interrupt(signum, frame):
+    """SIGINT and SIGTERM: raise at once, and remember it (see :func:`raise_if_interrupted`)."""
+    _SIGNALS_RECEIVED.append(signum)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def _unraisable(unraisable) -> None:
+    """``sys.unraisablehook``: an interrupt raised inside a finalizer or a GC callback (JAX has one) is not a
+    fault to print a traceback for — :func:`raise_if_interrupted` raises it again at the next measurement."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _SIGNALS_RECEIVED:
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGINT and SIGTERM held back while the numerical libraries import (an import interrupted half-way
+    has crashed the interpreter at exit); a signal received meanwhile is acted on right after."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def raise_if_interrupted() -> None:
+    """Raise again for a signal already received: an interrupt raised where Python can only print it (inside
+    a finalizer or a callback) is swallowed there, and the run must still stop at its next measurement."""
+    if _SIGNALS_RECEIVED:
+        raise Terminated if _SIGNALS_RECEIVED[-1] == signal.SIGTERM else KeyboardInterrupt
+
+
+def interrupt_status(exc: BaseException | None = None, signum: int = signal.SIGINT) -> int:
+    """The exit status of a run stopped by a signal: 128 + its number (Ctrl+C 130, SIGTERM 143)."""
+    return 128 + int(signal.SIGTERM if isinstance(exc, Terminated) else signum)
 
 
 def main(argv=None) -> int:
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+        _SIGNALS_RECEIVED.clear()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _interrupt)
+        sys.unraisablehook = _unraisable
     try:
         args = build_parser().parse_args(argv)
         return args.run(args)
     except UserError as exc:
         print(f"labpgt: {exc}" if not str(exc).startswith("labpgt") else str(exc), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("labpgt: interrupted", file=sys.stderr)
-        return 130
+        return interrupt_status(exc)
     except BrokenPipeError:  # the reader went away (`labpgt inspect … | head`): not an error of ours
         import os
 

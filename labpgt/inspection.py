@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from labpgt.session import SessionReader, params_sha256
+from labpgt.session.liveness import being_written
 from labpgt.sweeps import THRESHOLD_SETTING, sweep_threshold
 
 PEAK_COLUMNS = ("value", "peak_frequency_hz", "peak_power_dbm", "margin_db")
@@ -27,7 +28,8 @@ def inspect_session(path) -> dict:
     """A summary of a session file as JSON-able data (NaN is given as None).
 
     Both kinds: ``path``, ``schema``, ``kind``, ``created``, ``versions``, ``instruments``,
-    ``completed``, ``queries`` (valid query rows), ``queries_by_role``, ``spectrum_points``,
+    ``completed``, ``in_progress`` (not complete, and a writer has it open now — see
+    :mod:`labpgt.session.liveness`; incomplete and not in progress is interrupted), ``queries`` (valid query rows), ``queries_by_role``, ``spectrum_points``,
     ``size_bytes``, ``bytes_per_query``. A training also has ``task``, ``method``, ``reservoir``,
     ``bench``, ``steps`` (complete steps), ``planned_steps``, ``test_accuracy`` and
     ``final_params_sha256`` — :func:`labpgt.session.params_sha256` of the last checkpoint's
@@ -41,10 +43,22 @@ def inspect_session(path) -> dict:
     with SessionReader(path) as session:
         describe = _describe_sweep if session.kind == "sweep" else _describe_training
         info = {"path": str(path), "schema": session.schema, "kind": session.kind, **describe(session)}
+        info["in_progress"] = not info["completed"] and being_written(path, _row_wall_times(session))
         size = path.stat().st_size
         info.update({"spectrum_points": int(session.frequencies.size), "size_bytes": int(size),
                      "bytes_per_query": size / session.n_queries if session.n_queries else None})
     return info
+
+
+def _row_wall_times(session: SessionReader):
+    """When each step (a sweep: each point) was written: the heartbeat of its writer."""
+    return session.points()["wall_time"] if session.kind == "sweep" else session.steps()["wall_time"]
+
+
+def _run_state(info: dict) -> str:
+    if info["completed"]:
+        return "complete"
+    return "in progress" if info.get("in_progress") else "interrupted"
 
 
 def _describe_training(session: SessionReader) -> dict:
@@ -145,7 +159,7 @@ def _training_lines(info: dict) -> list[str]:
     holdout = info.get("holdout", "test")
     accuracy = info.get(f"{holdout}_accuracy")
     accuracy = "not evaluated" if accuracy is None else f"{accuracy:.4f}"
-    state = "complete" if info["completed"] else "interrupted"
+    state = _run_state(info)
     reservoir = f"{info['reservoir']}" + (f" ({info['bench']})" if info.get("bench") else "")
     model = f"model {info['model']}, " if "model" in info else ""
     lines = [f"{info['path']}  [{info['schema']}]  created {info['created']}",
@@ -163,7 +177,7 @@ def _training_lines(info: dict) -> list[str]:
 
 def _sweep_lines(info: dict) -> list[str]:
     sweep = info["sweep"]
-    state = "complete" if info["completed"] else "interrupted"
+    state = _run_state(info)
     tones = "generators on" if sweep["tones"] else "generators off"
     bench = f" on {info['bench']}" if info.get("bench") else ""
     lines = [f"{info['path']}  [{info['schema']}, sweep]  created {info['created']}",

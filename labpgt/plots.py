@@ -20,11 +20,20 @@ def _pyplot():
     return plt
 
 
-def plot_spectrum(frequencies_hz: np.ndarray, trace_dbm: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """Save one analyzer trace as a PNG (frequency in GHz, power in dBm)."""
+def plot_spectrum(frequencies_hz: np.ndarray, trace_dbm: np.ndarray, path: str | Path, title: str = "",
+                  peaks=(), threshold_dbm: float | None = None) -> Path:
+    """Save one analyzer trace as a PNG (frequency in GHz, power in dBm), with the listed ``peaks`` (indices)
+    marked and the level they were found above (``threshold_dbm``) dashed."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot(np.asarray(frequencies_hz) / 1e9, trace_dbm, lw=1.0)
+    ghz = np.asarray(frequencies_hz) / 1e9
+    ax.plot(ghz, trace_dbm, lw=1.0)
+    if len(peaks):
+        ax.plot(ghz[list(peaks)], np.asarray(trace_dbm)[list(peaks)], "v", color="C3", ms=5,
+                label=f"{len(peaks)} lines listed")
+    if threshold_dbm is not None:
+        ax.axhline(threshold_dbm, color="C3", ls="--", lw=0.8, label=f"threshold {threshold_dbm:.1f} dBm")
+        ax.legend(loc="upper right", fontsize=8)
     ax.set_xlabel("frequency (GHz)")
     ax.set_ylabel("power (dBm)")
     ax.set_title(title)

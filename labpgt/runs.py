@@ -191,9 +191,14 @@ def _resumable_config(session) -> TrainConfig:
     """The session's training config, or one line saying why it cannot be continued."""
     from labpgt.network import ENGINE
 
+    from labpgt.session.liveness import being_written
+
     with SessionReader(session) as reader:
         if reader.kind != "training":
             raise UserError(f"{Path(session).name} is a {reader.kind} session; only a training can be resumed")
+        if being_written(session, reader.steps()["wall_time"]):
+            raise UserError(f"{Path(session).name} is in progress: another run is writing it now; stop that run "
+                            f"first (labpgt inspect says when it is interrupted)")
         if reader.config.get("engine") != ENGINE:
             raise UserError(f"{Path(session).name} was recorded by an earlier engine "
                             f"({reader.config.get('engine', 'labpgt-engine/1')}); this labpgt cannot continue it")

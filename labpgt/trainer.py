@@ -39,6 +39,7 @@ from labpgt.reservoirs import reservoir_kind
 from labpgt.tasks import HOLDOUTS, TASKS, Task, load_final_test, load_task
 
 LR_SCHEDULES = ("constant", "cosine")
+DEFAULT_EVAL_FRACTION = 0.1
 TRAINING_ROLES = ("calibration", "baseline", "plus", "minus")
 EVALUATION_ROLES = ("eval", "test")          # during the run; the final test of a validation run
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSpec))
@@ -53,6 +54,14 @@ class TrainConfig:
     its last step, with one evaluation of the test split (``final_test``; its queries have the role
     ``test`` and are counted apart): nothing before it has seen a test sample. Sessions recorded
     before ``final_test`` existed never measured the test split, and read back so (:meth:`from_dict`).
+
+    Evaluation budget: with ``eval_fraction`` F > 0 (the default, 0.1, when ``eval_every`` is not
+    given), an evaluation every ``eval_every`` steps (steps // 20) measures a fixed subset of
+    ``eval_subset`` held-out and ``eval_subset`` training samples, and is made only while evaluation
+    has spent at most F of the training queries so far (counting its own cost); the last step is
+    always evaluated on the whole held-out split and ``eval_train_samples`` training samples. With
+    F = 0 (the default when ``eval_every`` is given, and for sessions recorded before the budget)
+    every evaluation, from the one before the first step on, is of the whole held-out split.
     """
 
     task: str = "digits"
@@ -73,6 +82,8 @@ class TrainConfig:
     final_test: bool = True
     eval_every: int | None = None
     eval_train_samples: int = 200
+    eval_fraction: float | None = None
+    eval_subset: int = 100
     hidden: int = 0
     activation: str = "tanh"
     width: int = 16
@@ -130,8 +141,10 @@ class TrainConfig:
             bad(f"unknown lr_schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
         if self.clip < 0:
             bad(f"clip must be >= 0 (0 disables it), got {self.clip}")
-        if self.checkpoint_every < 1 or self.eval_train_samples < 1:
-            bad("checkpoint_every and eval_train_samples must be >= 1")
+        if self.checkpoint_every < 1 or self.eval_train_samples < 1 or self.eval_subset < 1:
+            bad("checkpoint_every, eval_train_samples and eval_subset must be >= 1")
+        if self.eval_fraction is not None and not 0.0 <= self.eval_fraction <= 1.0:
+            bad(f"eval_fraction must be in [0, 1] (0: no budget), got {self.eval_fraction}")
         if self.digital_noise < 0:
             bad(f"digital_noise must be >= 0, got {self.digital_noise}")
         if self.twin_width < 1 or self.twin_fit_iterations < 1 or self.twin_check_every < 1 or self.twin_tolerance <= 0:
@@ -150,6 +163,8 @@ class TrainConfig:
                 values[key] = default
         if METHODS[self.method].closed_form:
             values["steps"] = 1                       # fitted in one step, whatever was asked
+        if values["eval_fraction"] is None:           # a cadence given (or recorded) means the whole split each time
+            values["eval_fraction"] = DEFAULT_EVAL_FRACTION if values["eval_every"] is None else 0.0
         if values["eval_every"] is None:
             values["eval_every"] = max(1, values["steps"] // 20)
         if values["spsa_A"] is None:
@@ -194,8 +209,12 @@ class Trainer:
             self.method.add_prior(*prior)
         self.optimizer = Optimizer(c.optimizer, self._trainable(), c.clip)
         self.batch_rng = np.random.default_rng([c.seed, 3])
-        n_train = len(self.task.y_train)
-        self.eval_train_index = np.sort(np.random.default_rng([c.seed, 5]).permutation(n_train)[:c.eval_train_samples])
+        n_train, n_held = len(self.task.y_train), len(self.task.y_test)
+        drawn = np.random.default_rng([c.seed, 5]).permutation(n_train)
+        self.eval_train_index = np.sort(drawn[:c.eval_train_samples])
+        self.subset_train_index = np.sort(drawn[:min(c.eval_subset, c.eval_train_samples)])
+        self.subset_held_index = np.sort(np.random.default_rng([c.seed, 6]).permutation(n_held)[:c.eval_subset])
+        self.queries_per_sample = 0.0      # queries one sample costs a forward pass (known after calibration)
         self.lr = float(c.lr)
         self.step = 0                      # number of completed steps
         self.queries = {role: 0 for role in TRAINING_ROLES + EVALUATION_ROLES}
@@ -248,10 +267,11 @@ class Trainer:
             s = self.step
             values = self._train_step(s)
             self.step = s + 1
-            if self.step % c.eval_every == 0 or self.step == c.steps:
-                values.update(self.evaluate(s))
             if self.step == c.steps:
+                values.update(self.evaluate(s))
                 values.update(self.evaluate_final_test(s))
+            elif self.step % c.eval_every == 0 and self._evaluation_affordable():
+                values.update(self.evaluate(s, subset=bool(c.eval_fraction)))
             self._report(s, values, checkpoint=self.step % c.checkpoint_every == 0 or self.step == c.steps)
             if progress is not None:
                 progress(self.step, c.steps)
@@ -276,8 +296,18 @@ class Trainer:
         X, y = self.task.x_train[index], self.task.y_train[index]
         measure = self._measurer(0, index)
         self.params, _ = self.network.calibrate(self.params, X, measure)
+        self.queries_per_sample = self.queries["calibration"] / c.batch_size
         self.lr = self.method.start(self.network, self.params, X, y, measure, self.lr)
-        self.evaluate(-1)
+        if self._evaluation_affordable():
+            self.evaluate(-1, subset=bool(c.eval_fraction))
+
+    def _evaluation_affordable(self) -> bool:
+        """Whether an intermediate evaluation keeps evaluation within ``eval_fraction`` of the training queries."""
+        c = self.config
+        if not c.eval_fraction:
+            return True
+        cost = (len(self.subset_train_index) + len(self.subset_held_index)) * self.queries_per_sample
+        return self.queries["eval"] + cost <= c.eval_fraction * self.training_queries
 
     def _train_step(self, s: int) -> dict:
         c = self.config
@@ -317,26 +347,30 @@ class Trainer:
     def measures_final_test(self) -> bool:
         return self.config.holdout == "validation" and self.config.final_test
 
-    def evaluate(self, s: int, train_logits=None) -> dict:
-        """Measure the eval subset of the training split and the whole held-out split (role ``eval``)."""
+    def evaluate(self, s: int, train_logits=None, subset: bool = False) -> dict:
+        """Measure the eval samples of the training split and the whole held-out split (role ``eval``); with
+        ``subset``, the budget's fixed subsets of both instead."""
         t = self.task
         step = max(s, 0)
         if train_logits is None:
-            idx = self.eval_train_index
+            idx = self.subset_train_index if subset else self.eval_train_index
             train_logits = (idx, self._logits(t.x_train[idx], idx, step))
         idx, logits_train = train_logits
         n_train = len(t.y_train)
-        logits_held = self._logits(t.x_test, n_train + np.arange(len(t.y_test)), step)
-        held = t.holdout
+        held_idx = self.subset_held_index if subset else np.arange(len(t.y_test))
+        logits_held = self._logits(t.x_test[held_idx], n_train + held_idx, step)
+        held, y_held = t.holdout, t.y_test[held_idx]
         entry = {
             "step": self.step,
             "training_queries": self.training_queries,
             "eval_queries": self.queries["eval"],
             "train_loss": self.network.loss(logits_train, t.y_train[idx]),
-            f"{held}_loss": self.network.loss(logits_held, t.y_test),
+            f"{held}_loss": self.network.loss(logits_held, y_held),
             "train_accuracy": float(np.mean(np.argmax(logits_train, axis=-1) == t.y_train[idx])),
-            f"{held}_accuracy": float(np.mean(np.argmax(logits_held, axis=-1) == t.y_test)),
+            f"{held}_accuracy": float(np.mean(np.argmax(logits_held, axis=-1) == y_held)),
         }
+        if subset:
+            entry[f"{held}_samples"] = int(len(held_idx))
         self.history.append(entry)
         return {k: v for k, v in entry.items() if k.endswith(("_loss", "_accuracy"))}
 
@@ -361,7 +395,7 @@ class Trainer:
                       "reservoir": self.reservoir.get_rng_state()}
         trainer_state = {"queries": dict(self.queries), "history": [dict(h) for h in self.history],
                          "lr": self.lr, "measure_seconds": self.measure_seconds, "run_seconds": self.run_seconds,
-                         "steps_done": self.step}
+                         "steps_done": self.step, "queries_per_sample": self.queries_per_sample}
         return Checkpoint(step=self.step - 1, params={k: np.array(v) for k, v in self.params.items()},
                           optimizer_state=self.optimizer.state_arrays(), rng_states=rng_states,
                           trainer_state=json.loads(json.dumps(trainer_state)),
@@ -391,6 +425,7 @@ class Trainer:
         trainer.lr = float(state["lr"])
         trainer.measure_seconds = float(state.get("measure_seconds", 0.0))
         trainer.run_seconds = float(state.get("run_seconds", 0.0))
+        trainer.queries_per_sample = float(state.get("queries_per_sample", 0.0))
         trainer.step = int(checkpoint.step) + 1
         trainer.started = True
         return trainer

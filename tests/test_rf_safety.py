@@ -9,10 +9,11 @@ import time
 import numpy as np
 import pytest
 
-from labpgt.bench import Bench, BenchFault, bench_config_toml, embedded_bench, simulated_bench_config
+from labpgt.bench import Bench, BenchFault, embedded_bench, simulated_bench_config
 from labpgt.session import SessionReader
 from labpgt.runs import start_training
 from labpgt.trainer import TrainConfig
+from servedbench import generator_outputs, served_bench
 
 
 def simulated_outputs(bench):
@@ -102,30 +103,11 @@ def test_exhausted_retries_stop_cleanly_with_rf_off():
 # ------------------------------------------------------------------ signals, over TCP like the lab
 @pytest.fixture
 def served(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "labpgt", "sim", "--port", "0", "--noise", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    resources = dict(proc.stdout.readline().split() for _ in range(6))
-    config = simulated_bench_config(embedded=False).with_resources(resources)
-    path = tmp_path / "bench.toml"
-    path.write_text(bench_config_toml(config))
-    yield path, resources
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=10)
+    with served_bench(tmp_path) as bench:
+        yield bench
 
 
-def generator_outputs(resources):
-    import pyvisa
-
-    rm = pyvisa.ResourceManager("@py")
-    states = []
-    for name in ("gen1", "gen2", "gen3", "gen4"):
-        inst = rm.open_resource(resources[name], read_termination="\n", write_termination="\n", timeout=2000)
-        states.append(inst.query(":OUTP?").strip())
-        inst.close()
-    return states
-
-
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_rf_off_after_sigint_and_sigterm(served, tmp_path, signum, status):
     bench_path, resources = served
     out = tmp_path / "run.h5"

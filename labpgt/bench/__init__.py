@@ -25,6 +25,7 @@ _HOMES = {
     "SafetyError": "safety", "check_config_safe": "safety", "check_state_safe": "safety",
     "trace_features": "features",
     "InstrumentUnreachable": "connect", "connect_instruments": "connect", "embedded_simulator": "connect",
+    "WrongInstrument": "connect",
     "Bench": "reservoir", "BenchFault": "reservoir", "embedded_bench": "reservoir", "load_bench": "reservoir",
 }
 

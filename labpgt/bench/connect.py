@@ -4,7 +4,9 @@ Each instrument is opened with its kind's driver class (:mod:`labpgt.bench.kinds
 is opened through pyvisa-py with newline terminations and the bench's timeout, and must answer
 ``*IDN?`` before it counts as connected; a refused or dropped first contact is retried within the
 bench's retry budget, and an instrument that stays silent is one line of
-:class:`InstrumentUnreachable`. A resource ``sim::NAME`` is served in-process by an embedded
+:class:`InstrumentUnreachable`. An instrument whose ``*IDN?`` names a model its driver kind is not
+written for (another instrument at that address) is one line of :class:`WrongInstrument`, before
+anything else is sent to any instrument. A resource ``sim::NAME`` is served in-process by an embedded
 :class:`~labpgt.instruments.simulated.SimulatedBench`, through the same SCPI handlers that
 ``labpgt sim`` serves over TCP.
 """
@@ -23,6 +25,10 @@ from labpgt.errors import UserError
 
 class InstrumentUnreachable(UserError):
     """An instrument did not answer when (re)connecting."""
+
+
+class WrongInstrument(UserError):
+    """What answers at an address identifies as a model its driver kind is not written for (never retried)."""
 
 
 # What a query survives by retrying: transport failures, timeouts, garbled or bad answers.
@@ -115,11 +121,16 @@ def _open_visa(inst: InstrumentConfig, timeout_ms: int):
                                         write_termination="\n", timeout=timeout_ms)
         if inst.resource.upper().endswith("::SOCKET"):
             _disable_nagle(driver)
-        driver.id  # noqa: B018 - a first round trip proves the instrument answers
-        return driver
+        identity = str(driver.id).strip()  # a first round trip proves the instrument answers
     except Exception as exc:  # pyvisa raises many types for "not there"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InstrumentUnreachable(f"cannot reach {inst.name} at {inst.resource}: {reason}") from None
+    if not inst.kind.accepts_identity(identity):
+        close_quietly(driver)
+        raise WrongInstrument(f"{inst.name} at {inst.resource} answers *IDN? with {identity!r}, which is not "
+                              f"{inst.kind.family} as its driver {inst.kind.name!r} needs; check the bench "
+                              f"file's address (nothing but *IDN? was sent)")
+    return driver
 
 
 def _disable_nagle(driver) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import asdict, astuple, dataclass, fields
 from typing import Any, Callable
 
@@ -74,6 +75,13 @@ class DriverKind:
     read: Callable[[Any], Any]         # (driver) -> state, in one query
     encodable: tuple[str, ...] = ()    # the settings an [[encoding]] may drive
     switch: str | None = None          # the state's on/off field, which a config calls ``output``
+    models: str = ""                   # regex of the *IDN? model field the driver is written for ("": any)
+    family: str = ""                   # those models in words, for the one line that refuses another
+
+    def accepts_identity(self, identity: str) -> bool:
+        """Whether ``*IDN?``'s answer (``maker,model,serial,firmware``) names a model of this kind."""
+        parts = identity.split(",")
+        return not self.models or (len(parts) >= 2 and re.fullmatch(self.models, parts[1].strip()) is not None)
 
     @property
     def fixed_settings(self) -> tuple[str, ...]:
@@ -87,35 +95,44 @@ class DriverKind:
                 for setting in self.encodable}
 
 
-def generator_kind(name: str, driver_class: type) -> DriverKind:
+def generator_kind(name: str, driver_class: type, models: str, family: str) -> DriverKind:
     """A signal generator's kind: any driver with ``send_state``/``read_state`` and MIN_/MAX_ limits."""
     return DriverKind(
         name=name, role=Role.GENERATOR, driver_class=driver_class, state_type=GeneratorState,
         send=lambda generator, state: generator.send_state(**asdict(state)),
         read=lambda generator: GeneratorState(*generator.read_state()),
-        encodable=("power_dbm", "frequency_hz"), switch="output_on",
+        encodable=("power_dbm", "frequency_hz"), switch="output_on", models=models, family=family,
     )
 
 
-def analyzer_kind(name: str, driver_class: type) -> DriverKind:
+def analyzer_kind(name: str, driver_class: type, models: str, family: str) -> DriverKind:
     """An analyzer's kind: any driver with ``send_setup``/``read_setup``/``sweep_and_read``."""
     return DriverKind(
         name=name, role=Role.ANALYZER, driver_class=driver_class, state_type=AnalyzerState,
         send=lambda analyzer, state: analyzer.send_setup(**asdict(state)),
         read=lambda analyzer: AnalyzerState(*analyzer.read_setup()),
+        models=models, family=family,
     )
 
 
-SIGNAL_GENERATOR = generator_kind("signal-generator", SignalGenerator)              # Keysight PSG, MXG, EXG
-ANRITSU_GENERATOR = generator_kind("anritsu-signal-generator", AnritsuGenerator)   # Anritsu MG369x
-SPECTRUM_ANALYZER = analyzer_kind("spectrum-analyzer", SpectrumAnalyzer)           # Keysight ESA, X-series
-RS_ANALYZER = analyzer_kind("rs-spectrum-analyzer", RohdeSchwarzAnalyzer)         # R&S FSL, FSV, FSW
+SIGNAL_GENERATOR = generator_kind(
+    "signal-generator", SignalGenerator, r"E82[56]7[CD]|E8663D|N51[78][1-3][AB]",
+    "a Keysight/Agilent PSG (E8257C/D, E8267C/D, E8663D), MXG (N5181/2/3A/B) or EXG (N5171/2/3B) signal generator")
+ANRITSU_GENERATOR = generator_kind(
+    "anritsu-signal-generator", AnritsuGenerator, r"MG369\d[ABC]?", "an Anritsu MG369x signal generator")
+SPECTRUM_ANALYZER = analyzer_kind(
+    "spectrum-analyzer", SpectrumAnalyzer, r"E44\d\dB|N90\d\d[AB]",
+    "a Keysight/Agilent ESA (E44xxB) or X-series (N90xxA/B) spectrum analyzer")
+RS_ANALYZER = analyzer_kind(
+    "rs-spectrum-analyzer", RohdeSchwarzAnalyzer, r"FS[LVW](-?\d+)?",
+    "a Rohde & Schwarz FSL, FSV or FSW spectrum analyzer")
 
 RING_CONTROLLER = DriverKind(
     name="ring-controller", role=Role.RING, driver_class=RingController, state_type=RingState,
     send=lambda ring, state: ring.send_state(**asdict(state)),
     read=lambda ring: RingState(*ring.read_state()),
     encodable=("loop_gain_db", "field_mt"), switch="amplifier_on",
+    models="RingController", family="the ring controller (model RingController)",
 )
 
 KINDS: dict[str, DriverKind] = {kind.name: kind for kind in (SIGNAL_GENERATOR, ANRITSU_GENERATOR, SPECTRUM_ANALYZER,

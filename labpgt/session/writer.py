@@ -25,6 +25,7 @@ import numpy as np
 from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
+from labpgt.session.liveness import WriterLock
 from labpgt.session.reader import SessionReader
 from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_ARRAYS_SINCE_V2, CHECKPOINT_RAGGED, KIND_GROUPS,
                                    NUMERIC_KINDS, PERTURBATION_DIMS, POINT_FLOAT_COLUMNS, POINT_INT_COLUMNS,
@@ -189,6 +190,7 @@ class _QueryWriter:
         self._pending: dict[str, list] = {k: [] for k in QUERY_COLUMNS}
         self._pending_rows = 0
         self._query_rows = hdf5.group_length(self._queries, QUERY_COLUMNS)
+        self._lock = WriterLock(self.path)         # readers see "in progress" while this writer lives
 
     def record_queries(self, labels, U, measurement) -> None:
         """Buffer the rows of one measurement until the next row is written (``labels``: their QueryLabels)."""
@@ -236,6 +238,7 @@ class _QueryWriter:
         if self._file.id.valid:
             self.flush()
             self._file.close()
+        self._lock.release()
 
     def __enter__(self):
         return self

@@ -1,0 +1,281 @@
+"""What a newcomer meets on the command line: who answered, progress from the first query, exit statuses,
+resume hints, honest times, every listed line of a spectrum, one output style."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from labpgt import runs
+from labpgt.bench import KINDS, bench_config_toml, embedded_bench, simulated_bench_config
+from labpgt.cli import main, spectral_lines
+from labpgt.inspection import inspect_session
+from labpgt.runs import start_training
+from labpgt.session import SessionReader
+from labpgt.trainer import TrainConfig
+from servedbench import generator_outputs, served_bench
+
+IRIS = ["--task", "iris", "--batch-size", "8"]
+
+
+def labpgt(*args, cwd=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    with served_bench(tmp_path_factory.mktemp("bench")) as bench:
+        yield bench
+
+
+# ------------------------------------------------------------------ 1. who answered, and a bar from the first query
+def test_train_over_tcp_says_who_answered_first_and_shows_the_bar_before_the_first_step(served, tmp_path):
+    bench, resources = served
+    result = labpgt("train", "--bench", str(bench), *IRIS, "--steps", "2", "--out", str(tmp_path / "r.h5"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "connected to simulated magnonic ring: 6 instruments answered *IDN?"
+    named = {line.split()[0]: line.split(maxsplit=2)[1:] for line in lines[1:7]}
+    assert {name: resource for name, (resource, _) in named.items()} == resources
+    assert "E4408B" in named["analyzer"][1] and "RingController" in named["ring"][1]
+    assert all("E8257D" in named[f"gen{i}"][1] for i in range(1, 5))
+    bar = result.stderr.replace("\r", "\n")
+    assert re.search(r" 0/2 .*\b[1-9]\d* queries\]", bar), bar  # shown while step 1 is still being measured
+
+
+def test_sweep_over_tcp_says_who_answered_before_its_first_point(served, tmp_path):
+    bench, resources = served
+    result = labpgt("sweep", "--bench", str(bench), "--gain", "-1:1:2", "--out", str(tmp_path / "s.h5"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "connected to simulated magnonic ring: 6 instruments answered *IDN?"
+    assert lines[7].startswith("sweep of ring.loop_gain_db")
+
+
+def test_an_instrument_of_another_kind_at_an_address_is_refused_before_anything_is_sent(served, tmp_path):
+    bench, resources = served
+    swapped = dict(resources, analyzer=resources["gen2"], gen2=resources["analyzer"])
+    path = tmp_path / "swapped.toml"
+    path.write_text(bench_config_toml(simulated_bench_config(embedded=False).with_resources(swapped)))
+    for command in (["train", "--bench", str(path), *IRIS, "--steps", "2", "--out", str(tmp_path / "r.h5")],
+                    ["sweep", "--bench", str(path), "--gain", "-1:1:3", "--out", str(tmp_path / "s.h5")]):
+        result = labpgt(*command)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert f"analyzer at {resources['gen2']} answers *IDN? with 'Agilent Technologies,E8257D" in result.stderr
+        assert "spectrum analyzer" in result.stderr
+        assert list(tmp_path.glob("*.h5")) == []
+        assert generator_outputs(resources) == ["0"] * 4
+
+
+@pytest.mark.parametrize("kind, identity, accepted", [
+    ("signal-generator", "Agilent Technologies,E8257D,SIM000001,C.06.28", True),
+    ("signal-generator", "Keysight Technologies,N5182B,MY1234,B.01.01", True),
+    ("signal-generator", "Agilent Technologies,E4408B,SIM000001,A.14.01", False),
+    ("signal-generator", "garbage", False),
+    ("spectrum-analyzer", "Keysight Technologies,N9020A,MY5555,A.10.01", True),
+    ("spectrum-analyzer", "Agilent Technologies,E8257D,SIM000001,C.06.28", False),
+    ("ring-controller", "labpgt,RingController,SIM000001,1.0", True),
+    ("ring-controller", "Agilent Technologies,E4408B,SIM000001,A.14.01", False),
+])
+def test_each_driver_kind_knows_the_models_it_is_written_for(kind, identity, accepted):
+    assert KINDS[kind].accepts_identity(identity) is accepted
+
+
+# ------------------------------------------------------------------ exit statuses and resume hints
+def test_interrupted_before_the_session_exists_offers_no_resume(tmp_path, monkeypatch, capsys):
+    def interrupted_while_connecting(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "make_reservoir", interrupted_while_connecting)
+    out = tmp_path / "never.h5"
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", *IRIS, "--steps", "2", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 130 and not out.exists()
+    assert "--resume" not in err and "nothing was recorded" in err and "RF is off" in err
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0, 1.2, 2.0])
+def test_ctrl_c_early_exits_130_cleanly_and_offers_resume_only_for_a_session_that_exists(tmp_path, delay):
+    out = tmp_path / "run.h5"
+    process = subprocess.Popen([sys.executable, "-m", "labpgt", "train", *IRIS, "--steps", "50", "--out", str(out),
+                                "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)                        # importing, connecting, or measuring step 0: whatever it is doing
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err and "Exception ignored" not in err, err
+    assert ("--resume" in err) == out.exists(), err
+
+
+def test_interrupted_after_the_session_exists_offers_resume(tmp_path, monkeypatch, capsys):
+    real = runs.make_reservoir
+
+    class InterruptedAtThirdMeasurement:
+        def __init__(self, config):
+            self.inner, self.calls = real(config), 0
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def measure(self, U):
+            self.calls += 1
+            if self.calls == 3:
+                raise KeyboardInterrupt
+            return self.inner.measure(U)
+
+    monkeypatch.setattr(runs, "make_reservoir", InterruptedAtThirdMeasurement)
+    out = tmp_path / "run.h5"
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", *IRIS, "--steps", "5", "--out", str(out), "--quiet"])
+    assert stopped.value.code == 130
+    assert f"continue with labpgt train --resume {out}" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ 3. honest times after a resume
+def test_times_after_a_resume_are_both_over_the_whole_session(tmp_path, capsys):
+    config = TrainConfig(task="iris", method="node", reservoir="ring-sim", steps=6, batch_size=8, eval_every=2,
+                         eval_train_samples=16).resolved()
+    path = tmp_path / "run.h5"
+
+    def stop_after_third_step(step, total):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        start_training(config, path, progress=stop_after_third_step)
+    with SessionReader(path) as reader:
+        before = reader.last_checkpoint().trainer_state
+    assert main(["train", "--resume", str(path), "--quiet"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("wall time"))
+    wall, measuring = (float(x) for x in re.findall(r"(\d+\.\d) s", line))
+    assert "over the whole session, every run of it" in line
+    assert measuring <= wall
+    assert wall >= round(before["run_seconds"], 1) and measuring >= round(before["measure_seconds"], 1)
+    result = runs.RunResult.from_session(path)
+    assert result.measure_seconds <= result.wall_seconds
+    assert result.wall_seconds > before["run_seconds"] and result.measure_seconds > before["measure_seconds"]
+
+
+# ------------------------------------------------------------------ 9. spectrum: every line above its threshold
+def test_spectral_lines_finds_every_line_above_the_threshold_and_nothing_below():
+    rng = np.random.default_rng(0)
+    f = np.linspace(2.93e9, 3.13e9, 401)
+    trace = -90.0 + rng.normal(0.0, 1.0, f.size)
+    strong = [2.95e9, 2.975e9, 2.99e9, 3.0e9, 3.01e9, 3.03e9, 3.05e9, 3.1e9]
+    for i, centre in enumerate(strong):
+        trace = np.maximum(trace, -5.0 - 5.0 * i - 20.0 * ((f - centre) / 1e6) ** 2)   # -5 ... -40 dBm
+    for centre in (3.07e9, 3.12e9):                                                     # -70 dBm: below
+        trace = np.maximum(trace, -70.0 - 20.0 * ((f - centre) / 1e6) ** 2)
+    found = spectral_lines(trace, float(np.median(trace)) + 30.0, 6.0)
+    assert [round(f[i] / 1e6) for i in found] == [round(c / 1e6) for c in strong]
+
+
+def test_spectrum_lists_every_line_it_marks(tmp_path, capsys):
+    assert main(["spectrum", "--out", str(tmp_path / "s.png")]) == 0
+    out = capsys.readouterr().out
+    threshold = float(re.search(r"above the median \((-?\d+\.\d) dBm\)", out).group(1))
+    listed = [(float(a), float(b)) for a, b in re.findall(r"peak (\d\.\d+) GHz +(-?\d+\.\d) dBm", out)]
+    with embedded_bench(seed=0) as bench:
+        m = bench.measure(np.full((1, 8), 0.5))
+    trace = m.spectra[0]
+    expected = spectral_lines(trace, float(np.median(trace)) + 30.0, 6.0)
+    assert len(listed) == len(expected) > 6 and (3.05, -25.6) in listed    # the line the old listing missed
+    assert all(power >= threshold for _, power in listed)
+    assert (tmp_path / "s.png").exists()
+
+
+# ------------------------------------------------------------------ 8. replay --readout speaks like the rest
+def test_replay_readout_prints_one_sentence(tmp_path, capsys):
+    path = tmp_path / "run.h5"
+    start_training(TrainConfig(task="iris", method="node", reservoir="digital", steps=2, batch_size=8, eval_every=2,
+                               eval_train_samples=40), path)
+    assert main(["replay", "--readout", "ridge", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and re.fullmatch(
+        r"readout ridge refitted on the recorded features of step 1 \(eval queries\): 40 training rows, "
+        r"\d+ test rows, alpha \S+; train accuracy \d\.\d{4}, test accuracy \d\.\d{4}", out[0]), out
+
+
+# ------------------------------------------------------------------ 4. a session being written is "in progress"
+def start_live_writer(out):
+    process = subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--task", "iris", "--reservoir", "digital",
+                                "--steps", "1000000", "--batch-size", "8", "--out", str(out), "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180                       # four of us share two cores
+    while time.monotonic() < deadline and process.poll() is None and not (
+            out.exists() and inspect_session(out)["steps"] >= 2):
+        time.sleep(0.2)
+    assert process.poll() is None and inspect_session(out)["steps"] >= 2, "the writer never got going"
+    return process
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
+def test_inspect_says_in_progress_while_a_writer_lives_and_interrupted_after(tmp_path, stop):
+    out = tmp_path / "live.h5"
+    writer = start_live_writer(out)
+    try:
+        info = inspect_session(out)
+        assert info["in_progress"] and not info["completed"]
+        shown = labpgt("inspect", str(out))
+        assert shown.returncode == 0 and "of 1000000 (in progress)" in shown.stdout, shown.stderr
+        refused = labpgt("train", "--resume", str(out))
+        assert refused.returncode == 2 and "in progress: another run is writing it now" in refused.stderr
+    finally:
+        writer.send_signal(stop)
+        try:
+            writer.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            writer.kill()
+            pytest.fail(f"the writer did not stop on signal {stop}: {writer.communicate()[1][-2000:]}")
+    info = inspect_session(out)
+    assert not info["in_progress"] and not info["completed"] and info["steps"] >= 2
+    assert "(interrupted)" in labpgt("inspect", str(out)).stdout
+
+
+def test_a_writer_in_this_process_is_in_progress_until_it_closes(tmp_path):
+    from labpgt.session import SessionWriter
+    from labpgt.session.liveness import being_written
+
+    path = tmp_path / "s.h5"
+    writer = SessionWriter.create(path, {"train": {"steps": 3},
+                                         "reservoir": {"input_width": 2, "feature_width": 3}},
+                                  params_template={"W": np.zeros(2)})
+    assert being_written(path)
+    writer.close()
+    assert not being_written(path)
+
+
+def test_the_heartbeat_rule_where_no_lock_can_be_asked():
+    from labpgt.session.liveness import STALE_AFTER_S, heartbeat_is_fresh
+
+    now = 1_000_000.0
+    assert heartbeat_is_fresh([now - 50, now - 10], now=now)
+    assert not heartbeat_is_fresh([now - STALE_AFTER_S - 20, now - STALE_AFTER_S - 1], now=now)
+    slow = [now - 4 * 3600, now - 2 * 3600, now - 3600]          # a step an hour: an hour's silence is no death
+    assert heartbeat_is_fresh(slow, now=now) and not heartbeat_is_fresh(slow, now=now + 20 * 3600)
+    assert not heartbeat_is_fresh([], now=now)
+
+
+def test_a_swallowed_interrupt_still_stops_the_run_at_its_next_measurement():
+    from labpgt import cli
+
+    display = cli._RunDisplay(quiet=True, label="test", total=1)
+    with embedded_bench(seed=0) as bench:
+        counted = display.wrap(bench)
+        counted.measure(np.full((1, 8), 0.5))
+        try:
+            with pytest.raises(cli.Terminated):          # raised where Python could only print it ...
+                cli._interrupt(signal.SIGTERM, None)
+            with pytest.raises(cli.Terminated):          # ... the next measurement raises it again
+                counted.measure(np.full((1, 8), 0.5))
+        finally:
+            cli._SIGNALS_RECEIVED.clear()
+    assert display.queries == 1
