@@ -8,7 +8,7 @@ pytest.importorskip("pytestqt")
 from pymeasure.display.Qt import QtCore  # noqa: E402
 
 from labpgt.procedures import RingSweep  # noqa: E402
-from labpgt.procedures.window import TrainingWindow, main, save_screenshot  # noqa: E402
+from labpgt.procedures.window import TrainingWindow, main, save_screenshots  # noqa: E402
 from labpgt.inspection import inspect_session  # noqa: E402
 from labpgt.runs import resume_training  # noqa: E402
 
@@ -49,9 +49,9 @@ def test_queue_two_runs_plot_spectrum_session_and_screenshot(qtbot, window, tmp_
     points = second.procedure.bench.points
     assert len(fx) == points == 401 and np.all(np.isfinite(fy))
     assert window.waterfall_widget.rows.shape[1] == points and len(window.waterfall_widget.rows) > 10
-    shot = tmp_path / "window.png"
-    save_screenshot(window, shot)
-    assert shot.stat().st_size > 10_000
+    shots = save_screenshots(window, tmp_path / "window.png")
+    assert [shot.name for shot in shots] == ["window.png", "window-spectrum.png"]
+    assert all(shot.stat().st_size > 10_000 for shot in shots)
     window.open_session(first.procedure.output)                 # browse the recorded session
     session = window.session_widget
     assert session.slider.maximum() == inspect_session(first.procedure.output)["queries"] - 1
