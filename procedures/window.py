@@ -37,6 +37,7 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 import pyqtgraph as pg  # noqa: E402
 from pymeasure.display.Qt import QtCore, QtGui, QtWidgets  # noqa: E402
+from pymeasure.display.curves import ResultsCurve  # noqa: E402
 from pymeasure.display.widgets import LogWidget, PlotWidget  # noqa: E402
 from pymeasure.display.widgets.tab_widget import TabWidget  # noqa: E402
 from pymeasure.display.windows.managed_window import ManagedWindowBase  # noqa: E402
@@ -55,23 +56,38 @@ POLL_MS = 150
 
 
 # --------------------------------------------------------------------------- tabs
-def _dark_axes(plot) -> None:
-    """Readable axes on a white background (pyqtgraph's defaults are light grey)."""
+def _style_axes(plot) -> None:
+    """Readable axes on a white background (pyqtgraph's defaults are light grey), in the units their labels
+    name: no SI-prefix rescaling (an accuracy of 0.45 would read 450 with "(x0.001)"; GHz would turn to kGHz)."""
     for name in ("left", "bottom"):
-        plot.getAxis(name).setPen("k")
-        plot.getAxis(name).setTextPen("k")
+        axis = plot.getAxis(name)
+        axis.setPen("k")
+        axis.setTextPen("k")
+        axis.enableAutoSIPrefix(False)
+
+
+class FiniteResultsCurve(ResultsCurve):
+    """A results curve through its finite points only: accuracies are NaN between evaluations, and a curve of
+    NaN alone makes pyqtgraph warn "All-NaN slice encountered" on every redraw."""
+
+    def update_data(self):
+        data = self.results.data
+        x, y = np.asarray(data[self.x], dtype=float), np.asarray(data[self.y], dtype=float)
+        finite = np.isfinite(x) & np.isfinite(y)
+        self.setData(x[finite], y[finite])
 
 
 class CurvePlotWidget(PlotWidget):
-    """PyMeasure's plot widget; curves drawn with symbols and gaps at NaN (accuracies between evaluations)."""
+    """PyMeasure's plot widget, its curves through their finite points (with symbols where asked)."""
 
     def __init__(self, *args, symbols=False, **kwargs):
         self.symbols = symbols
         super().__init__(*args, **kwargs)
+        _style_axes(self.plot)
 
     def new_curve(self, results, color=pg.intColor(0), **kwargs):
-        curve = super().new_curve(results, color=color, **kwargs)
-        curve.opts["connect"] = "finite"
+        curve = FiniteResultsCurve(results, wdg=self, x=self.plot_frame.x_axis, y=self.plot_frame.y_axis,
+                                   pen=pg.mkPen(color=color, width=self.linewidth), antialias=False, **kwargs)
         if self.symbols:
             curve.setSymbol("o")
             curve.setSymbolSize(6)
@@ -91,7 +107,7 @@ class SpectrumWidget(TabWidget, QtWidgets.QWidget):
         self.plot.setLabel("bottom", "frequency", units="GHz")
         self.plot.setLabel("left", "power", units="dBm")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
-        _dark_axes(self.plot)
+        _style_axes(self.plot)
         self.curve = self.plot.plot(pen=pg.mkPen("#1f4e9c", width=1.5))
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.label)
@@ -118,7 +134,7 @@ class WaterfallWidget(TabWidget, QtWidgets.QWidget):
         self.plot = self.plot_widget.getPlotItem()
         self.plot.setLabel("bottom", "frequency", units="GHz")
         self.plot.setLabel("left", "query")
-        _dark_axes(self.plot)
+        _style_axes(self.plot)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(-100, 0), colorMap=pg.colormap.get("viridis"), label="dBm",
@@ -185,9 +201,10 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
         self.curves.setBackground("w")
         self.left_plot = self.curves.addPlot(row=0, col=0)
         self.right_plot = self.curves.addPlot(row=0, col=1)
-        self.right_plot.addLegend(offset=(-10, 10))
-        _dark_axes(self.left_plot)
-        _dark_axes(self.right_plot)
+        self.legend = pg.LegendItem(colCount=2, labelTextColor="k")   # below the curves, never on them
+        self.curves.addItem(self.legend, row=1, col=1)
+        _style_axes(self.left_plot)
+        _style_axes(self.right_plot)
         self.spectrum = SpectrumWidget("spectrum")
         self.waterfall = WaterfallWidget("waterfall", max_rows=2000)
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
@@ -220,6 +237,7 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
         self.info.setText(format_inspection(info))
         self.left_plot.clear()
         self.right_plot.clear()
+        self.legend.clear()
         if reader.kind == "sweep":
             self._plot_sweep(reader, info["threshold"])
         else:
@@ -234,8 +252,9 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
         for column, color in (("train_accuracy", "#d95f02"), ("test_accuracy", "#1b9e77")):
             ok = np.isfinite(steps[column])
             if ok.any():
-                self.right_plot.plot(x[ok], steps[column][ok], pen=pg.mkPen(color, width=1.5), symbol="o",
-                                     symbolSize=5, symbolBrush=color, name=column.replace("_", " "))
+                curve = self.right_plot.plot(x[ok], steps[column][ok], pen=pg.mkPen(color, width=1.5), symbol="o",
+                                             symbolSize=5, symbolBrush=color)
+                self.legend.addItem(curve, column.replace("_", " "))
 
     def _plot_sweep(self, reader, threshold) -> None:
         points = reader.points()
@@ -283,6 +302,15 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
             self.reader = None
 
 
+class WindowLogWidget(LogWidget):
+    """PyMeasure's log tab with a blink timer of its own: PyMeasure 0.16 shares one class-level timer among
+    all log widgets, so a new window's log tab would blink (and fail, not yet in its tabs) on an old one's."""
+
+    def __init__(self, *args, **kwargs):
+        self._blink_qtimer = QtCore.QTimer()
+        super().__init__(*args, **kwargs)
+
+
 # --------------------------------------------------------------------------- the window
 PLOTS = {
     PGTTraining: (("Loss", "Step", "Loss", False), ("Accuracy", "Step", "Held-out accuracy", True)),
@@ -311,13 +339,15 @@ class TrainingWindow(ManagedWindowBase):
         self.spectrum_widget = SpectrumWidget()
         self.waterfall_widget = WaterfallWidget()
         self.session_widget = SessionWidget()
-        self.log_widget = LogWidget("Log")
+        self.log_widget = WindowLogWidget("Log")
         widgets = tuple(self.plot_widgets) + (self.spectrum_widget, self.waterfall_widget, self.session_widget,
                                               self.log_widget)
         inputs = INPUTS[procedure_class]
         super().__init__(procedure_class, widget_list=widgets, inputs=inputs, displays=DISPLAYS[procedure_class],
                          enable_file_input=False, inputs_in_scrollarea=True, parent=parent)
         self.inputs.setMinimumHeight(640)      # most inputs visible without scrolling
+        self._fit_inputs()
+        self._fit_queue()
         self.manager.port = None               # no ZMQ publisher: everything the window needs is in-process
         self.browser_widget.browser.measured_quantities.update(procedure_class.DATA_COLUMNS)
         logging.getLogger().addHandler(self.log_widget.handler)
@@ -344,6 +374,22 @@ class TrainingWindow(ManagedWindowBase):
         self.timer.start(POLL_MS)
         self.resize(1280, 860)
 
+    # ---- layout
+    def _fit_inputs(self) -> None:
+        """Labels wrap, and the panel is as wide as its widest field plus the scrollbar: no field or combo
+        arrow runs under the scrollbar, no label is cut."""
+        for label in self.inputs.labels.values():
+            label.setWordWrap(True)
+        scroll = self.inputs.findChild(QtWidgets.QScrollArea)
+        if scroll is not None:
+            scroll.setMinimumWidth(scroll.widget().minimumSizeHint().width()
+                                   + scroll.verticalScrollBar().sizeHint().width() + 4)
+
+    def _fit_queue(self) -> None:
+        """The queue's file names whole (the column follows its contents)."""
+        header = self.browser_widget.browser.header()
+        header.setSectionResizeMode(1, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+
     # ---- queueing: the session is the record, the CSV its derived summary
     def queue(self, procedure=None):
         if procedure is None:
@@ -363,6 +409,7 @@ class TrainingWindow(ManagedWindowBase):
         session.parent.mkdir(parents=True, exist_ok=True)
         results = Results(procedure, str(summary_csv_path(session)))
         experiment = self.new_experiment(results)
+        experiment.browser_item.setText(1, session.name)    # the record (the CSV summary is beside it)
         self.manager.queue(experiment)
         return experiment
 
@@ -430,6 +477,7 @@ class TrainingWindow(ManagedWindowBase):
                 self.manager.abort()
             return
         self.timer.stop()
+        self.log_widget._blink_qtimer.stop()
         self.session_widget.close_session()
         logging.getLogger().removeHandler(self.log_widget.handler)
         super().closeEvent(event)
@@ -540,7 +588,7 @@ def screenshot_during_run(window: TrainingWindow, path, steps: int = SCREENSHOT_
         elif getattr(experiment.procedure, "steps_done", 0) >= steps:
             timer.stop()
             window.poll_spectra()
-            for curve in experiment.curve_list:
+            for curve in filter(None, experiment.curve_list):
                 curve.update_data()
             save_screenshots(window, path)
             window.close()
