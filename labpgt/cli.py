@@ -603,7 +603,9 @@ class _StopOnSignal:
 def add_gui(sub):
     p = sub.add_parser("gui", help="the PyMeasure window: queue training runs, watch the ring live",
                        description="Queue training runs (or, with --sweep, ring characterisation sweeps), "
-                                   "watch loss, accuracy and the live spectrum, open recorded sessions.")
+                                   "watch loss, accuracy and the live spectrum, open recorded sessions. Quit, "
+                                   "Ctrl+C or SIGTERM stop the running run between two measurements (RF off, "
+                                   "session saved), then close: exit status 0, 130 or 143.")
     p.add_argument("--bench", type=Path, help="bench TOML (default: the embedded simulated bench)")
     p.add_argument("--sweep", action="store_true", help="characterise the ring (RingSweep) instead of training")
     p.add_argument("--runs-dir", type=Path, help="where sessions are written (data/runs)")

@@ -17,6 +17,12 @@ time. The feed is in-process, per query, and bounded in memory.
 
 Opening a recorded session uses :class:`labpgt.session.SessionReader` (read-only: the file is
 never modified).
+
+Closing: *File → Quit*, the window's close button, Ctrl+C and SIGTERM all stop the running procedure
+between two queries (RF off, session flushed) and close the window once the manager reports it back;
+the signals reach the event loop through :class:`SignalCloser` (no KeyboardInterrupt inside Qt), and
+``labpgt gui`` exits 0, 130 or 143 as ``labpgt train`` does. :mod:`labpgt.procedures.preflight` checks the
+machine before any of this.
 """
 
 from __future__ import annotations
