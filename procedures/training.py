@@ -196,6 +196,13 @@ class BenchSafety:
                 log.exception("closing the bench failed")
 
 
+def _config_default(name: str):
+    """A TrainConfig field's default: the window starts where ``labpgt train`` does."""
+    from labpgt.trainer import TrainConfig
+
+    return TrainConfig.__dataclass_fields__[name].default
+
+
 class PGTTraining(BenchSafety, Procedure):
     """Train a network through the reservoir (perturbative gradient training), recording a session file."""
 
@@ -204,22 +211,23 @@ class PGTTraining(BenchSafety, Procedure):
     method = ListParameter("Method", choices=list(METHODS), default="node")
     reservoir = ListParameter("Reservoir", choices=["ring-sim", "digital"], default="ring-sim")
     bench_config = Parameter("Bench config (.toml, empty = embedded simulated bench)", default="")
-    steps = IntegerParameter("Steps", minimum=1, maximum=1_000_000, default=40)
-    batch_size = IntegerParameter("Batch size", minimum=1, maximum=10_000, default=16)
+    steps = IntegerParameter("Steps (0 = method default)", minimum=0, maximum=1_000_000, default=0)
+    batch_size = IntegerParameter("Batch size (0 = method default)", minimum=0, maximum=10_000, default=0)
     lr = FloatParameter("Learning rate (0 = method default)", minimum=0.0, maximum=10.0, default=0.0,
                         decimals=5)
     delta = FloatParameter("δ perturbation (0 = method default)", minimum=0.0, maximum=10.0, default=0.0,
                            decimals=4)
-    r = IntegerParameter("r (PGT entries in ±r)", minimum=1, maximum=100, default=1)
+    r = IntegerParameter("r (PGT entries in ±r)", minimum=1, maximum=100, default=_config_default("r"))
     p = FloatParameter("p dropout (−1 = method default)", minimum=-1.0, maximum=0.99, default=-1.0, decimals=3)
     directions = IntegerParameter("Directions (0 = method default)", minimum=0, maximum=1024, default=0)
-    width = IntegerParameter("Transformer width", minimum=1, maximum=4096, default=16)
-    heads = IntegerParameter("Transformer heads", minimum=1, maximum=64, default=2)
-    blocks = IntegerParameter("Transformer blocks", minimum=1, maximum=64, default=2)
+    width = IntegerParameter("Transformer width", minimum=1, maximum=4096, default=_config_default("width"))
+    heads = IntegerParameter("Transformer heads", minimum=1, maximum=64, default=_config_default("heads"))
+    blocks = IntegerParameter("Transformer blocks", minimum=1, maximum=64, default=_config_default("blocks"))
     holdout = ListParameter("Evaluate on", choices=["test", "validation"], default="test")
-    eval_every = IntegerParameter("Evaluate every (steps)", minimum=1, maximum=1_000_000, default=10)
-    eval_samples = IntegerParameter("Eval training samples", minimum=1, maximum=100_000, default=100)
-    seed = IntegerParameter("Seed", minimum=0, maximum=2**31 - 1, default=0)
+    eval_every = IntegerParameter("Evaluate every (steps; 0 = default)", minimum=0, maximum=1_000_000, default=0)
+    eval_samples = IntegerParameter("Eval training samples", minimum=1, maximum=100_000,
+                                    default=_config_default("eval_train_samples"))
+    seed = IntegerParameter("Seed", minimum=0, maximum=2**31 - 1, default=_config_default("seed"))
     output = Parameter("Session file (.h5, empty = data/runs/<time>-<task>-<model>-<method>.h5)", default="")
     keep_feed = BooleanParameter("Live spectra", default=True)
 
@@ -238,11 +246,13 @@ class PGTTraining(BenchSafety, Procedure):
         from labpgt.reservoirs import reservoir_kind
         from labpgt.trainer import TrainConfig
 
-        values = dict(task=self.task, model=self.model, method=self.method, reservoir=self.reservoir,
-                      steps=int(self.steps), batch_size=int(self.batch_size), r=int(self.r), seed=int(self.seed),
-                      width=int(self.width), heads=int(self.heads), blocks=int(self.blocks), holdout=self.holdout,
-                      eval_every=int(self.eval_every), eval_train_samples=int(self.eval_samples),
+        values = dict(task=self.task, model=self.model, method=self.method, reservoir=self.reservoir, r=int(self.r),
+                      seed=int(self.seed), width=int(self.width), heads=int(self.heads), blocks=int(self.blocks),
+                      holdout=self.holdout, eval_train_samples=int(self.eval_samples),
                       bench=(self.bench_config or None) if reservoir_kind(self.reservoir).takes_bench else None)
+        for name in ("steps", "batch_size", "eval_every"):      # 0: the method's default, as the CLI leaves it
+            if getattr(self, name) > 0:
+                values[name] = int(getattr(self, name))
         if self.lr > 0:
             values["lr"] = float(self.lr)
         if self.delta > 0:

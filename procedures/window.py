@@ -17,6 +17,12 @@ time. The feed is in-process, per query, and bounded in memory.
 
 Opening a recorded session uses :class:`labpgt.session.SessionReader` (read-only: the file is
 never modified).
+
+Closing: *File → Quit*, the window's close button, Ctrl+C and SIGTERM all stop the running procedure
+between two queries (RF off, session flushed) and close the window once the manager reports it back;
+the signals reach the event loop through :class:`SignalCloser` (no KeyboardInterrupt inside Qt), and
+``labpgt gui`` exits 0, 130 or 143 as ``labpgt train`` does. :mod:`labpgt.procedures.preflight` checks the
+machine before any of this.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ import argparse
 import logging
 import math
 import os
+import signal
+import socket
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +43,13 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 import pyqtgraph as pg  # noqa: E402
 from pymeasure.display.Qt import QtCore, QtGui, QtWidgets  # noqa: E402
+from pymeasure.display.curves import ResultsCurve  # noqa: E402
 from pymeasure.display.widgets import LogWidget, PlotWidget  # noqa: E402
 from pymeasure.display.widgets.tab_widget import TabWidget  # noqa: E402
 from pymeasure.display.windows.managed_window import ManagedWindowBase  # noqa: E402
 from pymeasure.experiment import Results  # noqa: E402
 
+from labpgt.procedures.preflight import check_qt_binding  # noqa: E402
 from labpgt.procedures.sweep import RingSweep  # noqa: E402
 from labpgt.procedures.training import DEFAULT_RUNS_DIR, PGTTraining, default_session_path, \
     summary_csv_path  # noqa: E402
@@ -51,23 +62,38 @@ POLL_MS = 150
 
 
 # --------------------------------------------------------------------------- tabs
-def _dark_axes(plot) -> None:
-    """Readable axes on a white background (pyqtgraph's defaults are light grey)."""
+def _style_axes(plot) -> None:
+    """Readable axes on a white background (pyqtgraph's defaults are light grey), in the units their labels
+    name: no SI-prefix rescaling (an accuracy of 0.45 would read 450 with "(x0.001)"; GHz would turn to kGHz)."""
     for name in ("left", "bottom"):
-        plot.getAxis(name).setPen("k")
-        plot.getAxis(name).setTextPen("k")
+        axis = plot.getAxis(name)
+        axis.setPen("k")
+        axis.setTextPen("k")
+        axis.enableAutoSIPrefix(False)
+
+
+class FiniteResultsCurve(ResultsCurve):
+    """A results curve through its finite points only: accuracies are NaN between evaluations, and a curve of
+    NaN alone makes pyqtgraph warn "All-NaN slice encountered" on every redraw."""
+
+    def update_data(self):
+        data = self.results.data
+        x, y = np.asarray(data[self.x], dtype=float), np.asarray(data[self.y], dtype=float)
+        finite = np.isfinite(x) & np.isfinite(y)
+        self.setData(x[finite], y[finite])
 
 
 class CurvePlotWidget(PlotWidget):
-    """PyMeasure's plot widget; curves drawn with symbols and gaps at NaN (accuracies between evaluations)."""
+    """PyMeasure's plot widget, its curves through their finite points (with symbols where asked)."""
 
     def __init__(self, *args, symbols=False, **kwargs):
         self.symbols = symbols
         super().__init__(*args, **kwargs)
+        _style_axes(self.plot)
 
     def new_curve(self, results, color=pg.intColor(0), **kwargs):
-        curve = super().new_curve(results, color=color, **kwargs)
-        curve.opts["connect"] = "finite"
+        curve = FiniteResultsCurve(results, wdg=self, x=self.plot_frame.x_axis, y=self.plot_frame.y_axis,
+                                   pen=pg.mkPen(color=color, width=self.linewidth), antialias=False, **kwargs)
         if self.symbols:
             curve.setSymbol("o")
             curve.setSymbolSize(6)
@@ -87,7 +113,7 @@ class SpectrumWidget(TabWidget, QtWidgets.QWidget):
         self.plot.setLabel("bottom", "frequency", units="GHz")
         self.plot.setLabel("left", "power", units="dBm")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
-        _dark_axes(self.plot)
+        _style_axes(self.plot)
         self.curve = self.plot.plot(pen=pg.mkPen("#1f4e9c", width=1.5))
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.label)
@@ -114,7 +140,7 @@ class WaterfallWidget(TabWidget, QtWidgets.QWidget):
         self.plot = self.plot_widget.getPlotItem()
         self.plot.setLabel("bottom", "frequency", units="GHz")
         self.plot.setLabel("left", "query")
-        _dark_axes(self.plot)
+        _style_axes(self.plot)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(-100, 0), colorMap=pg.colormap.get("viridis"), label="dBm",
@@ -181,9 +207,10 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
         self.curves.setBackground("w")
         self.left_plot = self.curves.addPlot(row=0, col=0)
         self.right_plot = self.curves.addPlot(row=0, col=1)
-        self.right_plot.addLegend(offset=(-10, 10))
-        _dark_axes(self.left_plot)
-        _dark_axes(self.right_plot)
+        self.legend = pg.LegendItem(colCount=2, labelTextColor="k")   # below the curves, never on them
+        self.curves.addItem(self.legend, row=1, col=1)
+        _style_axes(self.left_plot)
+        _style_axes(self.right_plot)
         self.spectrum = SpectrumWidget("spectrum")
         self.waterfall = WaterfallWidget("waterfall", max_rows=2000)
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
@@ -216,6 +243,7 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
         self.info.setText(format_inspection(info))
         self.left_plot.clear()
         self.right_plot.clear()
+        self.legend.clear()
         if reader.kind == "sweep":
             self._plot_sweep(reader, info["threshold"])
         else:
@@ -230,8 +258,9 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
         for column, color in (("train_accuracy", "#d95f02"), ("test_accuracy", "#1b9e77")):
             ok = np.isfinite(steps[column])
             if ok.any():
-                self.right_plot.plot(x[ok], steps[column][ok], pen=pg.mkPen(color, width=1.5), symbol="o",
-                                     symbolSize=5, symbolBrush=color, name=column.replace("_", " "))
+                curve = self.right_plot.plot(x[ok], steps[column][ok], pen=pg.mkPen(color, width=1.5), symbol="o",
+                                             symbolSize=5, symbolBrush=color)
+                self.legend.addItem(curve, column.replace("_", " "))
 
     def _plot_sweep(self, reader, threshold) -> None:
         points = reader.points()
@@ -279,6 +308,15 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
             self.reader = None
 
 
+class WindowLogWidget(LogWidget):
+    """PyMeasure's log tab with a blink timer of its own: PyMeasure 0.16 shares one class-level timer among
+    all log widgets, so a new window's log tab would blink (and fail, not yet in its tabs) on an old one's."""
+
+    def __init__(self, *args, **kwargs):
+        self._blink_qtimer = QtCore.QTimer()
+        super().__init__(*args, **kwargs)
+
+
 # --------------------------------------------------------------------------- the window
 PLOTS = {
     PGTTraining: (("Loss", "Step", "Loss", False), ("Accuracy", "Step", "Held-out accuracy", True)),
@@ -307,13 +345,15 @@ class TrainingWindow(ManagedWindowBase):
         self.spectrum_widget = SpectrumWidget()
         self.waterfall_widget = WaterfallWidget()
         self.session_widget = SessionWidget()
-        self.log_widget = LogWidget("Log")
+        self.log_widget = WindowLogWidget("Log")
         widgets = tuple(self.plot_widgets) + (self.spectrum_widget, self.waterfall_widget, self.session_widget,
                                               self.log_widget)
         inputs = INPUTS[procedure_class]
         super().__init__(procedure_class, widget_list=widgets, inputs=inputs, displays=DISPLAYS[procedure_class],
                          enable_file_input=False, inputs_in_scrollarea=True, parent=parent)
         self.inputs.setMinimumHeight(640)      # most inputs visible without scrolling
+        self._fit_inputs()
+        self._fit_queue()
         self.manager.port = None               # no ZMQ publisher: everything the window needs is in-process
         self.browser_widget.browser.measured_quantities.update(procedure_class.DATA_COLUMNS)
         logging.getLogger().addHandler(self.log_widget.handler)
@@ -326,7 +366,11 @@ class TrainingWindow(ManagedWindowBase):
         action = menu.addAction("&Open session…")
         action.setShortcut(QtGui.QKeySequence.StandardKey.Open)
         action.triggered.connect(self.open_session_dialog)
-        menu.addAction("&Quit", self.close)
+        self.quit_action = menu.addAction("&Quit", self.close)
+        self.quit_action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
+        self.stop_signal = None            # the signal that closed the window (its number), if one did
+        self.stopped_session = None        # the session of a run stopped by closing the window
+        self._closing = False
         self._feed = None
         self._next_row = 0
         self._shown = -1
@@ -335,6 +379,22 @@ class TrainingWindow(ManagedWindowBase):
         self.timer.timeout.connect(self.poll_spectra)
         self.timer.start(POLL_MS)
         self.resize(1280, 860)
+
+    # ---- layout
+    def _fit_inputs(self) -> None:
+        """Labels wrap, and the panel is as wide as its widest field plus the scrollbar: no field or combo
+        arrow runs under the scrollbar, no label is cut."""
+        for label in self.inputs.labels.values():
+            label.setWordWrap(True)
+        scroll = self.inputs.findChild(QtWidgets.QScrollArea)
+        if scroll is not None:
+            scroll.setMinimumWidth(scroll.widget().minimumSizeHint().width()
+                                   + scroll.verticalScrollBar().sizeHint().width() + 4)
+
+    def _fit_queue(self) -> None:
+        """The queue's file names whole (the column follows its contents)."""
+        header = self.browser_widget.browser.header()
+        header.setSectionResizeMode(1, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
 
     # ---- queueing: the session is the record, the CSV its derived summary
     def queue(self, procedure=None):
@@ -355,6 +415,7 @@ class TrainingWindow(ManagedWindowBase):
         session.parent.mkdir(parents=True, exist_ok=True)
         results = Results(procedure, str(summary_csv_path(session)))
         experiment = self.new_experiment(results)
+        experiment.browser_item.setText(1, session.name)    # the record (the CSV summary is beside it)
         self.manager.queue(experiment)
         return experiment
 
@@ -396,74 +457,195 @@ class TrainingWindow(ManagedWindowBase):
             return
         self.tabs.setCurrentWidget(self.session_widget)
 
+    # ---- closing: the run is stopped first (RF off, session flushed), then the window goes
+    def close_on_signal(self, signum: int) -> None:
+        """Ctrl+C or SIGTERM: close as *File → Quit* does; the first signal decides the exit status."""
+        name = signal.Signals(signum).name
+        if self.stop_signal is None:
+            self.stop_signal = signum
+            print(f"labpgt gui: {name}: stopping"
+                  + (" the run between two queries (RF off, session saved), then closing"
+                     if self.manager.is_running() else " and closing"), file=sys.stderr, flush=True)
+        else:
+            print(f"labpgt gui: {name}: still stopping (the query being measured ends first)", file=sys.stderr,
+                  flush=True)
+        self.close()
+
     def closeEvent(self, event):
+        if self.manager.is_running():       # stop the run first; close when the manager says it has returned
+            event.ignore()
+            if not self._closing:
+                self._closing = True
+                self.stopped_session = self.manager.running_experiment().procedure.output
+                log.warning("closing: stopping the run first (RF off, session saved)")
+                for returned in (self.manager.abort_returned, self.manager.failed, self.manager.finished):
+                    returned.connect(self._close_after_run)
+                self.manager.abort()
+            return
         self.timer.stop()
+        self.log_widget._blink_qtimer.stop()
         self.session_widget.close_session()
         logging.getLogger().removeHandler(self.log_widget.handler)
-        if self.manager.is_running():
-            self.manager.abort()
         super().closeEvent(event)
+
+    def _close_after_run(self, _experiment=None) -> None:
+        QtCore.QTimer.singleShot(0, self.close)
+
+
+# --------------------------------------------------------------------------- signals
+def _ignore_in_python(signum, frame) -> None:
+    """The Python-level handler does nothing: the wakeup socket carries the signal to the event loop."""
+
+
+class SignalCloser(QtCore.QObject):
+    """Ctrl+C and SIGTERM close the window as *File → Quit* does, on the Qt event loop's turn.
+
+    Python runs a signal handler between two bytecodes of whatever the main thread is doing; the
+    default SIGINT handler raises KeyboardInterrupt there, inside Qt callbacks (a slot, a paint,
+    pyqtgraph's update), which left PySide's objects half-updated and crashed the interpreter at exit
+    (``Fatal Python error: none_dealloc``, or a segfault). So the Python handlers do nothing; the C
+    handler writes the signal number to a socket (``signal.set_wakeup_fd``) and a QSocketNotifier
+    hands it to :meth:`TrainingWindow.close_on_signal`, with no Python code interrupted.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, window: "TrainingWindow"):
+        super().__init__(window)
+        self.window = window
+        self._reader, self._writer = socket.socketpair()
+        for end in (self._reader, self._writer):
+            end.setblocking(False)
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        self._previous = {signum: signal.signal(signum, _ignore_in_python) for signum in self.SIGNALS}
+        self._notifier = QtCore.QSocketNotifier(self._reader.fileno(), QtCore.QSocketNotifier.Type.Read, self)
+        self._notifier.activated.connect(self._deliver)
+
+    def _deliver(self, *_) -> None:
+        try:
+            received = self._reader.recv(64)
+        except BlockingIOError:
+            return
+        for signum in received:
+            if signum in self.SIGNALS:
+                self.window.close_on_signal(signum)
+
+    def restore(self) -> None:
+        """Give the signals their previous handlers back — unless one already closed the window: the run is
+        stopped and the exit status decided, so they are ignored from then on (Python's finalisation resets
+        its own handlers to the default, and a repeated Ctrl+C would kill the exiting process)."""
+        self._notifier.setEnabled(False)
+        signal.set_wakeup_fd(self._previous_fd)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler if self.window.stop_signal is None else signal.SIG_IGN)
+        self._reader.close()
+        self._writer.close()
+
+
+def exit_status(window: TrainingWindow) -> int:
+    """0, or 128 + the signal that closed the window (SIGINT 130, SIGTERM 143), after one line saying so."""
+    if window.stop_signal is None:
+        return 0
+    session = window.stopped_session
+    if session and Path(session).is_file():
+        hint = f"continue with labpgt train --resume {session}" if window.procedure_class is PGTTraining \
+            else f"it holds the points measured so far: {session}"
+        print(f"labpgt gui: interrupted; RF is off and the session is saved: {hint}", file=sys.stderr)
+    else:
+        print("labpgt gui: interrupted", file=sys.stderr)
+    return 128 + int(window.stop_signal)
+
+
+def dispose(window: TrainingWindow) -> None:
+    """Delete the window's Qt objects now, while Python and the QApplication are both alive (not in
+    whatever order the interpreter's finalisation would reach them)."""
+    window.deleteLater()
+    QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
+
+
+# --------------------------------------------------------------------------- screenshots
+SCREENSHOT_STEPS = 60
+
+
+def save_screenshots(window: TrainingWindow, path) -> list[Path]:
+    """Grab the real window twice — the loss tab and the live-spectrum tab — as ``path`` and ``<path>-spectrum``."""
+    path = Path(path)
+    saved = []
+    for widget, target in ((window.plot_widgets[0], path),
+                           (window.spectrum_widget, path.with_name(path.stem + "-spectrum" + path.suffix))):
+        window.tabs.setCurrentWidget(widget)
+        QtWidgets.QApplication.processEvents()
+        window.grab().save(str(target))
+        saved.append(target)
+    window.tabs.setCurrentWidget(window.plot_widgets[0])
+    return saved
+
+
+def screenshot_during_run(window: TrainingWindow, path, steps: int = SCREENSHOT_STEPS) -> None:
+    """Queue a run with the default inputs; once it has made ``steps`` steps, save the screenshots and close
+    (which stops the run). Used to make ``docs/gui.png``; works offscreen."""
+    experiment = window.queue()
+    timer = QtCore.QTimer(window)
+
+    def check():
+        if experiment.procedure.status in (experiment.procedure.FAILED, experiment.procedure.ABORTED):
+            timer.stop()
+            window.close()
+        elif getattr(experiment.procedure, "steps_done", 0) >= steps:
+            timer.stop()
+            window.poll_spectra()
+            for curve in filter(None, experiment.curve_list):
+                curve.update_data()
+            save_screenshots(window, path)
+            window.close()
+
+    timer.timeout.connect(check)
+    timer.start(250)
 
 
 # --------------------------------------------------------------------------- entry point
-def save_screenshot(window: TrainingWindow, path) -> None:
-    """Save the window (first plot tab shown) with the live-spectrum and waterfall tabs rendered beneath it."""
-    window.tabs.setCurrentWidget(window.plot_widgets[0])
-    top = window.grab()
-    size = window.tabs.currentWidget().size()
-    tiles = []
-    for widget in (window.spectrum_widget, window.waterfall_widget):
-        window.tabs.setCurrentWidget(widget)
-        widget.resize(size)
-        tiles.append(widget.grab())
-    window.tabs.setCurrentWidget(window.plot_widgets[0])
-    tile_w = top.width() // 2
-    tiles = [t.scaledToWidth(tile_w, QtCore.Qt.TransformationMode.SmoothTransformation) for t in tiles]
-    image = QtGui.QPixmap(top.width(), top.height() + max(t.height() for t in tiles))
-    image.fill(QtGui.QColor("white"))
-    painter = QtGui.QPainter(image)
-    painter.drawPixmap(0, 0, top)
-    for i, tile in enumerate(tiles):
-        painter.drawPixmap(i * tile_w, top.height(), tile)
-    painter.end()
-    image.save(str(path))
-
-
-def run_gui(bench_path=None, procedure: str = "train", runs_dir=None, open_session=None,
+def run_gui(bench_path=None, procedure: str = "train", runs_dir=None, open_session=None, start: bool = False,
             screenshot=None) -> int:
-    """Show the window and run the Qt event loop; returns the exit code.
+    """Show the window and run the Qt event loop; returns the exit status (130 after Ctrl+C, 143 after SIGTERM).
 
-    ``screenshot``: queue one run with the default inputs, save the window to that PNG when it
-    finishes, and quit (used to make ``docs/gui.png``; works offscreen).
+    ``start``: queue one run with the inputs' defaults at once. ``screenshot``: see
+    :func:`screenshot_during_run`.
     """
+    check_qt_binding()
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     window = TrainingWindow(RingSweep if procedure == "sweep" else PGTTraining, runs_dir=runs_dir,
                             bench_config=bench_path)
-    window.show()
-    if open_session:
-        window.open_session(open_session)
-    if screenshot:
-        def save(_experiment=None):
-            QtCore.QTimer.singleShot(800, lambda: (window.poll_spectra(), save_screenshot(window, screenshot),
-                                                   app.quit()))
-
-        window.manager.finished.connect(save)
-        window.manager.failed.connect(lambda *_: app.exit(1))
-        window.queue()
-    return int(app.exec())
+    closer = SignalCloser(window) if threading.current_thread() is threading.main_thread() else None
+    try:
+        window.show()
+        if open_session:
+            window.open_session(open_session)
+        if screenshot:
+            screenshot_during_run(window, screenshot)
+        elif start:
+            window.queue()
+        app.exec()
+    finally:
+        if closer is not None:
+            closer.restore()
+    status = exit_status(window)
+    dispose(window)
+    return status
 
 
 def main(argv=None) -> int:
-    """``labpgt gui [--bench FILE.toml] [--sweep] [--runs-dir DIR] [--open FILE.h5]``."""
+    """``labpgt gui [--bench FILE.toml] [--sweep] [--runs-dir DIR] [--open FILE.h5] [--start]``."""
     parser = argparse.ArgumentParser(prog="labpgt gui", description="The PyMeasure window: queue training runs "
                                      "(or ring sweeps), watch loss, accuracy and the live spectrum, browse sessions.")
     parser.add_argument("--bench", metavar="FILE.toml", help="bench config (default: the embedded simulated bench)")
     parser.add_argument("--sweep", action="store_true", help="characterisation sweeps (RingSweep) instead of training")
     parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR), help="where sessions go (default data/runs)")
     parser.add_argument("--open", metavar="FILE.h5", help="open a recorded session at start")
+    parser.add_argument("--start", action="store_true", help="queue one run with the default inputs at once")
     parser.add_argument("--screenshot", metavar="FILE.png", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    return run_gui(args.bench, "sweep" if args.sweep else "train", args.runs_dir, args.open, args.screenshot)
+    return run_gui(args.bench, "sweep" if args.sweep else "train", args.runs_dir, args.open, args.start,
+                   args.screenshot)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,21 @@
 """The ``labpgt gui`` window under pytest-qt (offscreen): queue, plot, live spectrum, abort, open a session."""
 
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
 
-from pymeasure.display.Qt import QtCore  # noqa: E402
+from pymeasure.display.Qt import QtCore, QtWidgets  # noqa: E402
 
 from labpgt.procedures import RingSweep  # noqa: E402
-from labpgt.procedures.window import TrainingWindow, main, save_screenshot  # noqa: E402
+from labpgt.procedures.window import TrainingWindow, main, save_screenshots  # noqa: E402
 from labpgt.inspection import inspect_session  # noqa: E402
 from labpgt.runs import resume_training  # noqa: E402
 
+EXAMPLE_SESSION = Path(__file__).parents[1] / "data" / "session-example.h5"
 QUICK = dict(task="iris", method="node", steps=6, batch_size=8, directions=2, eval_every=3, eval_samples=30)
 
 
@@ -49,9 +53,9 @@ def test_queue_two_runs_plot_spectrum_session_and_screenshot(qtbot, window, tmp_
     points = second.procedure.bench.points
     assert len(fx) == points == 401 and np.all(np.isfinite(fy))
     assert window.waterfall_widget.rows.shape[1] == points and len(window.waterfall_widget.rows) > 10
-    shot = tmp_path / "window.png"
-    save_screenshot(window, shot)
-    assert shot.stat().st_size > 10_000
+    shots = save_screenshots(window, tmp_path / "window.png")
+    assert [shot.name for shot in shots] == ["window.png", "window-spectrum.png"]
+    assert all(shot.stat().st_size > 10_000 for shot in shots)
     window.open_session(first.procedure.output)                 # browse the recorded session
     session = window.session_widget
     assert session.slider.maximum() == inspect_session(first.procedure.output)["queries"] - 1
@@ -59,18 +63,66 @@ def test_queue_two_runs_plot_spectrum_session_and_screenshot(qtbot, window, tmp_
 
 
 def test_abort_button_stops_between_queries_rf_off_and_resumable(qtbot, window):
-    set_inputs(window, **{**QUICK, "steps": 10})
-    experiment = window.queue()
-    procedure = experiment.procedure
-    qtbot.waitUntil(lambda: procedure.steps_done >= 2, timeout=20_000)
-    qtbot.mouseClick(window.abort_button, QtCore.Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not window.manager.is_running(), timeout=10_000)
+    set_inputs(window, **{**QUICK, "steps": 10, "eval_every": 10})    # no accuracy yet when aborted
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        experiment = window.queue()
+        procedure = experiment.procedure
+        qtbot.waitUntil(lambda: procedure.steps_done >= 2, timeout=20_000)
+        window.tabs.setCurrentWidget(window.plot_widgets[1])          # the accuracy curve: NaN so far
+        qtbot.wait(300)
+        window.grab()
+        qtbot.mouseClick(window.abort_button, QtCore.Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not window.manager.is_running(), timeout=10_000)
+        window.grab()
+        window.open_session(procedure.output)
+        window.grab()
+    assert [str(w.message) for w in caught] == []                     # no "All-NaN slice encountered"
     assert procedure.status == procedure.ABORTED
     assert not any(g.output_on for g in procedure.bench.simulator.generators)
     info = inspect_session(procedure.output)
     assert not info["completed"] and 2 <= info["steps"] < 10
     resume_training(procedure.output)
     assert inspect_session(procedure.output)["completed"]
+
+
+def test_accuracy_axis_reads_accuracies_not_thousandths(qtbot, window):
+    plot = window.plot_widgets[1].plot
+    plot.plot([1, 10, 20], [0.39, 0.47, 0.54])
+    window.tabs.setCurrentWidget(window.plot_widgets[1])
+    qtbot.wait(100)
+    axis = plot.getAxis("left")
+    assert axis.autoSIPrefixScale == 1.0 and "x0.001" not in axis.labelString()
+    assert all(0.0 <= float(text) <= 1.0 for text in axis.tickStrings([0.4, 0.5], axis.scale, 0.1))
+
+
+def test_inputs_clear_the_scrollbar_and_show_every_label_whole(window):
+    scroll = window.inputs.findChild(QtWidgets.QScrollArea)
+    assert scroll.widget().width() <= scroll.viewport().width()          # nothing runs under the scrollbar
+    for name, label in window.inputs.labels.items():
+        assert label.height() >= label.heightForWidth(label.width()), name
+        assert label.width() <= scroll.viewport().width(), name
+
+
+def test_the_queue_shows_the_session_name_whole(qtbot, window):
+    set_inputs(window, **QUICK)
+    experiment = window.queue()
+    item = experiment.browser_item
+    browser = window.browser_widget.browser
+    assert item.text(1) == Path(experiment.procedure.output).name
+    window.manager.abort()
+    qtbot.waitUntil(lambda: not window.manager.is_running(), timeout=10_000)
+    assert browser.header().sectionSize(1) >= browser.fontMetrics().horizontalAdvance(item.text(1))
+
+
+def test_the_recorded_sessions_legend_sits_below_its_curves(qtbot, window):
+    window.open_session(EXAMPLE_SESSION)
+    session = window.session_widget
+    qtbot.wait(100)
+    assert len(session.legend.items) == 2
+    legend = session.legend.sceneBoundingRect()
+    assert not legend.intersects(session.right_plot.vb.sceneBoundingRect())
+    assert not legend.intersects(session.left_plot.vb.sceneBoundingRect())
 
 
 def test_sweep_window_and_refusal_to_overwrite(qtbot, tmp_path):

@@ -1,5 +1,6 @@
 """PGTTraining and RingSweep run by PyMeasure's Worker (no window): records, stopping, RF safety, threshold."""
 
+import dataclasses
 import math
 import threading
 import time
@@ -9,8 +10,10 @@ import pytest
 from pymeasure.experiment import Procedure, Results
 from pymeasure.experiment.workers import Worker
 
+from labpgt.cli import build_parser, train_config_from
 from labpgt.digital import DigitalReservoir
 from labpgt.instruments.simulated.ring import RingModel
+from labpgt.methods import METHODS
 from labpgt.procedures import (PGTTraining, RingSweep, SpectrumFeed, StoppableReservoir, StopRequested,
                                estimate_threshold, line_margin)
 from labpgt.session import SessionReader
@@ -148,3 +151,19 @@ def test_generator_frequency_sweep_runs_with_tones(tmp_path):
     run_worker(p, tmp_path / "gsweep.csv")
     assert p.status == Procedure.FINISHED and len(p.summary) == 3
     assert not any(g.output_on for g in p.bench.simulator.generators)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_the_window_starts_where_labpgt_train_does(method):
+    """Every training setting the window leaves at its default resolves as ``labpgt train`` leaves it."""
+    reservoir = "digital" if METHODS[method].needs_differentiable_reservoir else "ring-sim"
+    cli = train_config_from(build_parser().parse_args(["train", "--method", method, "--reservoir", reservoir]))
+    procedure = PGTTraining()
+    procedure.method, procedure.reservoir = method, reservoir
+    assert dataclasses.asdict(procedure.train_config()) == dataclasses.asdict(cli)
+
+
+def test_the_sweep_window_shares_the_sweep_commands_defaults():
+    cli = build_parser().parse_args(["sweep", "--gain", "-3:3:25"])
+    procedure = RingSweep()
+    assert (procedure.seed, procedure.margin_db, procedure.tones) == (cli.seed, cli.margin_db, cli.tones)
