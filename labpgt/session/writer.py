@@ -351,6 +351,7 @@ class SessionWriter(_QueryWriter):
             _upgrade_v1_copy(tmp, new_columns)
         os.replace(tmp, path)
         f = h5py.File(path, "r+", libver="latest")
+        _record_resume_machine(f, checkpoint)
         f.swmr_mode = True
         history_len = len(checkpoint.trainer_state.get("history", [])) if checkpoint else 0
         return cls(f, history_len=history_len), checkpoint
@@ -405,6 +406,28 @@ class SessionWriter(_QueryWriter):
             state["history_from"], state["history_tail"] = start, history[start:]
             self._history_len = len(history)
         return state
+
+
+def recording_fingerprint(versions: dict):
+    """The numerical fingerprint of the machine that recorded the last part of a session: the last resume's
+    (``versions["resumed"]``), else the creator's (``versions["numerics"]``); None when not recorded."""
+    resumed = versions.get("resumed")
+    if isinstance(resumed, list) and resumed and isinstance(resumed[-1], dict):
+        return resumed[-1].get("numerics")
+    return versions.get("numerics")
+
+
+def _record_resume_machine(f: h5py.File, checkpoint: Checkpoint | None) -> None:
+    """Append ``{"after_step", "numerics"}`` to ``versions["resumed"]`` when this machine's fingerprint is not
+    the one that recorded the session so far (a continuation there is not bit-identical)."""
+    from labpgt.numerics import fingerprint
+
+    versions = json.loads(f.attrs["versions"])
+    here = fingerprint()
+    if recording_fingerprint(versions) != here:
+        after = None if checkpoint is None else int(checkpoint.step)
+        versions["resumed"] = list(versions.get("resumed") or []) + [{"after_step": after, "numerics": here}]
+        f.attrs["versions"] = hdf5.dumps(versions)
 
 
 def _upgrade_v1_copy(path: Path, new_columns: dict) -> None:
