@@ -4,7 +4,8 @@ opening a file read-only without trusting it.
 It knows nothing of the schema's columns (:mod:`labpgt.session.schema` does). What it owns:
 
 * *row datasets*: chunked, resizable along the first axis, appended a block at a time (one resize
-  per block: amortised O(1) per row); *ragged* columns: a value dataset plus ``NAME_end``;
+  per block: amortised O(1) per row), compressed with :data:`ROW_FILTER` when asked (the queries:
+  see :mod:`labpgt.session.schema`, Storage); *ragged* columns: a value dataset plus ``NAME_end``;
 * :func:`copy_prefix`: a new file holding the first rows of every row dataset of another;
 * :func:`open_read_only`: mode "r" only, so reading never modifies a file; a closed file through
   HDF5's own checks, a live or killed writer's file (its "open for writing" flag set) in SWMR read
@@ -22,11 +23,20 @@ import os
 from pathlib import Path
 
 import h5py
+import hdf5plugin
 import numpy as np
 
 from labpgt.errors import UserError
 
-COMPRESSION = "lzf"      # for datasets written once; rows appended per step stay uncompressed (see schema.py)
+COMPRESSION = "lzf"      # for datasets written once (the prior)
+#: the filter of compressed row datasets: Blosc2 with Zstandard after a byte shuffle (measured on the default
+#: run's queries: the best size of Blosc2/Zstd with bit- or byte-shuffle at levels 1-5; benchmarks/session_size.py)
+ROW_FILTER = hdf5plugin.Blosc2(cname="zstd", clevel=3, filters=hdf5plugin.Blosc2.SHUFFLE)
+#: rows per chunk of a compressed row dataset: the default batch, so that a step's rows fill whole chunks (a
+#: flush rewrites the last, partial chunk, and under SWMR HDF5 leaves the old copy's space behind)
+COMPRESSED_CHUNK_ROWS = 32
+#: narrower rows are stored plain: 32 of them compress to little, and a plain chunk is rewritten in place
+COMPRESSED_MIN_ROW_BYTES = 64
 RAGGED_CHUNK = 1 << 16
 COPY_BLOCK_ROWS = 1 << 16
 
@@ -38,14 +48,18 @@ SWMR_METADATA_READ_ATTEMPTS = 24
 
 # --------------------------------------------------------------------------- row and ragged datasets
 def row_dataset(group, name, dtype, width=(), *, chunk_rows: int, compress=False, rows=0) -> h5py.Dataset:
-    """An empty (or ``rows``-long) dataset of rows of shape ``width`` that grows along its first axis."""
+    """An empty (or ``rows``-long) dataset of rows of shape ``width`` that grows along its first axis, in
+    chunks of ``chunk_rows``; ``compress``: rows of at least :data:`COMPRESSED_MIN_ROW_BYTES` go through
+    :data:`ROW_FILTER` in chunks of :data:`COMPRESSED_CHUNK_ROWS`, narrower ones are stored plain."""
     width = tuple(int(w) for w in width)
     if any(w == 0 for w in width):  # HDF5 chunks cannot have a zero dimension
         return group.create_dataset(name, shape=(rows,) + width, maxshape=(None,) * (1 + len(width)),
                                     dtype=dtype)
+    if compress and np.dtype(dtype).itemsize * int(np.prod(width, dtype=np.int64)) >= COMPRESSED_MIN_ROW_BYTES:
+        return group.create_dataset(name, shape=(rows,) + width, maxshape=(None,) + width, dtype=dtype,
+                                    chunks=(COMPRESSED_CHUNK_ROWS,) + width, **ROW_FILTER)
     return group.create_dataset(name, shape=(rows,) + width, maxshape=(None,) + width, dtype=dtype,
-                                chunks=(chunk_rows,) + width, shuffle=False,
-                                compression=COMPRESSION if compress else None)
+                                chunks=(chunk_rows,) + width)
 
 
 def ragged_dataset(group, name, dtype, chunk_rows) -> None:
@@ -151,9 +165,10 @@ def copy_prefix(src: h5py.File, dst_path: Path, keep: dict) -> None:
 
 
 def _copy_rows(dst, name, obj, rows) -> h5py.Dataset:
-    # uncompressed, whatever the source was: the resumed run appends to it (see schema.py, Storage)
+    # compressed (ROW_FILTER) where the source was compressed at all, in the source's chunks
+    compressed = obj.chunks is not None and obj.id.get_create_plist().get_nfilters() > 0
     ds = dst.create_dataset(name, shape=(rows,) + obj.shape[1:], maxshape=obj.maxshape, dtype=obj.dtype,
-                            chunks=obj.chunks)
+                            chunks=obj.chunks, **(ROW_FILTER if compressed else {}))
     for start in range(0, rows, COPY_BLOCK_ROWS):
         stop = min(rows, start + COPY_BLOCK_ROWS)
         ds[start:stop] = obj[start:stop]

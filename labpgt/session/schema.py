@@ -40,7 +40,10 @@ Group ``queries`` (every kind) — one row per reservoir measurement, in measure
     token      int32   (n,)    the token position of the row in a sequence model; -1 for none
     u          float64 (n, d)  the reservoir input asked for
     settings   float64 (n, S)  instrument settings sent; attribute ``names`` = JSON list (S,)
-    spectrum   float32 (n, P)  trace in dBm on /frequencies
+    spectrum   float32 (n, P)  trace in dBm on /frequencies, on a grid of attribute ``resolution_db``
+                               (2⁻⁷ dB, labpgt.bench.features.TRACE_RESOLUTION_DB: the trace the
+                               features were computed from, exactly; files without the attribute
+                               hold the analyzer's float32 as read)
     features   float64 (n, m)  what the model saw
     timestamp  float64 (n,)    Unix time the query started (NaN if unknown)
     attempts   int32   (n,)    tries the query took
@@ -100,12 +103,23 @@ SWMR handles without the global heap.
 
 Storage and durability
 ----------------------
-Every row dataset is chunked (256 rows for queries) and resizable along its first axis, and
-*uncompressed*: an append rewrites the last chunk of every dataset every step, and HDF5 puts a
-rewritten compressed chunk in new space without reusing the old — measured on a 100-step twin run
-on the simulated ring, lzf made a 171 MB file of 31 MB of data; uncompressed the file is its data
-(34 MB). The spectra dominate and do not compress anyway (measured: lzf saved < 1 % of them). The
-``prior`` group, written once, is lzf-compressed. All datasets are created up front, then the file
+Every row dataset is chunked and resizable along its first axis. The wide ``queries`` columns —
+spectrum, features, u, settings: nearly all of a file — are compressed (Blosc2, Zstandard after a
+byte shuffle, through ``hdf5plugin``; :data:`labpgt.session.hdf5.ROW_FILTER`) in chunks of 32 rows;
+narrower columns (under 64 bytes a row) stay plain, in chunks of 256 rows. Precision is a stated
+choice, not a side effect: the spectra are stored on the 2⁻⁷ dB grid the bench puts every trace
+on before computing features (finer than any analyzer's 0.01 dB display resolution, far below its
+trace noise; see :mod:`labpgt.bench.features`), and every other column is stored exactly as
+given. The grid leaves the low mantissa bits zero and the shuffle groups them, which is what the
+compressor removes (``benchmarks/session_size.py`` measures where the bytes go). Chunks are small
+because an append rewrites the last, partial chunk of each dataset at every flush, and under SWMR
+HDF5 does not reuse a rewritten compressed chunk's old space: at 32 rows, the default batch, a
+step's rows fill whole chunks; a run whose steps are not whole multiples of 32 rows leaves at most
+one partial chunk behind per wide column per step. The ``steps`` and ``checkpoints`` rows (one per
+step, a small part of the file) and the narrow query columns stay plain for the same reason: a
+plain chunk is rewritten in place. The ``prior`` group, written once, is lzf-compressed. Files
+written before (every row dataset plain, float32 spectra as read) read the same way; resume keeps
+each dataset's compression. All datasets are created up front, then the file
 switches to SWMR mode, so a reader (the GUI) can follow a live run. Rows are buffered in memory and appended
 once per flush (one resize per dataset per step or point). A training is flushed at every step row
 and every checkpoint, a sweep at every point. The logical length of a group is the smallest extent

@@ -22,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from labpgt.bench.features import TRACE_RESOLUTION_DB
 from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
@@ -105,9 +106,10 @@ def _lay_out_queries(f, reservoir: dict, points: int) -> None:
     widths = {"u": (int(reservoir["input_width"]),), "settings": (len(setting_names),), "spectrum": (points,),
               "features": (int(reservoir["feature_width"]),)}
     q = f.create_group("queries")
-    for name, (dtype, wide) in QUERY_COLUMNS.items():
-        hdf5.row_dataset(q, name, dtype, widths[name] if wide else (), chunk_rows=QUERY_CHUNK_ROWS)
+    for name, (dtype, wide) in QUERY_COLUMNS.items():    # every query column compressed (schema.py, Storage)
+        hdf5.row_dataset(q, name, dtype, widths[name] if wide else (), chunk_rows=QUERY_CHUNK_ROWS, compress=True)
     q["role"].attrs["names"] = json.dumps(list(ROLES))
+    q["spectrum"].attrs["resolution_db"] = TRACE_RESOLUTION_DB
     q["settings"].attrs["names"] = json.dumps(setting_names)
 
 
@@ -436,7 +438,7 @@ def _upgrade_v1_copy(path: Path, new_columns: dict) -> None:
     with h5py.File(path, "r+", libver="latest") as f:
         for name, values in new_columns.items():
             ds = hdf5.row_dataset(f["queries"], name, QUERY_COLUMNS[name][0], chunk_rows=QUERY_CHUNK_ROWS,
-                                  rows=len(values))
+                                  rows=len(values), compress=True)
             if len(values):
                 ds[:] = values
         steps = hdf5.group_length(f["steps"], STEP_INT_COLUMNS)
