@@ -40,10 +40,12 @@ below τ. The requested inputs are compared with the recorded ones, and the step
 norm and accuracies with the recorded ones, relative to max(1, |recorded|) (inputs lie in [0, 1]);
 each is recomputed from the recorded checkpoint of its step, so neither accumulates either.
 
-Measured (tests/test_replay.py, the cross-kernel test): replaying under another OpenBLAS kernel
-(``OPENBLAS_CORETYPE``) gives deviations of ~1e-15 of the step where the bits differ; XLA's CPU code
-(the JAX engine) gave identical bits under ``--xla_cpu_max_isa`` SSE4_2, AVX, AVX2 and AVX-512 on
-an AMD EPYC, and the same tolerance covers it where it does not.
+Measured on an AMD EPYC (AVX-512; OpenBLAS chooses its Haswell kernel): replayed under
+``OPENBLAS_CORETYPE=Prescott``, the ridge readout's fit differs in the last bits (deviation 1e-13
+of the step; tests/test_replay.py replays it so in a subprocess), while node, pgt and transformer
+runs, on the digital reservoir and on the simulated ring, stay bit-identical even with XLA's code
+generation capped at SSE4.2 or AVX2 (``--xla_cpu_max_isa``): the JAX engine's CPU code rounds
+alike on these instruction sets, and where another XLA build or CPU does not, τ covers it.
 
 ``exact=True`` (``labpgt replay --exact``) demands bit-identical results everywhere (τ = u = 0):
 what a rerun on the recording machine gives. Recorded-data integrity is never a matter of

@@ -208,3 +208,32 @@ def test_resume_on_another_kernel_says_so_and_replays(tmp_path, other_kernel):
     assert report.ok, report.first_divergence
     again = _labpgt("train", "--resume", str(path), "--quiet", env=other_kernel)  # the last part's machine: no note
     assert again.returncode == 0 and "another machine" not in again.stderr
+
+
+def test_a_session_written_before_compression_and_the_new_fingerprint_replays_and_resumes(tmp_path, monkeypatch):
+    """The layout before this labpgt wrote compressed queries: every row dataset plain, no spectrum grid, a
+    fingerprint without SIMD and BLAS. It replays step by step (naming the machine as another), resumes, and
+    stays plain."""
+    from labpgt.runs import resume_training
+    from labpgt.session import hdf5
+    from sessionfiles import interrupt_after
+
+    plain = hdf5.row_dataset
+    monkeypatch.setattr(hdf5, "row_dataset", lambda *args, **kwargs: plain(*args, **{**kwargs, "compress": False}))
+    path = tmp_path / "earlier.h5"
+    with pytest.raises(KeyboardInterrupt):
+        start_training(TrainConfig(method="pgt", **SMALL), path, wrap_recorder=interrupt_after(2))
+    monkeypatch.undo()
+    with h5py.File(path, "r+") as f:
+        versions = json.loads(f.attrs["versions"])
+        versions["numerics"] = {k: v for k, v in versions["numerics"].items() if k not in ("simd", "blas")}
+        f.attrs["versions"] = json.dumps(versions)
+        del f["queries/spectrum"].attrs["resolution_db"]
+    report = replay_session(path)
+    assert report.ok and not report.recording_complete and report.checkpoints_checked == 3
+    assert report.largest_deviation == 0.0 and report.other_machine
+    resume_training(path)
+    with h5py.File(path, "r") as f:
+        assert not any(hdf5.is_compressed(f[f"queries/{name}"]) for name in f["queries"])
+    report = replay_session(path)
+    assert report.ok and report.recording_complete, report.first_divergence

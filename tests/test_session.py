@@ -23,7 +23,7 @@ from labpgt.inspection import format_inspection, inspect_session
 from labpgt.recording import Checkpoint, QueryLabels
 from labpgt.reservoir import Measurement
 from labpgt.runs import start_training
-from labpgt.session import SCHEMA, SessionReader, SessionWriter, params_sha256
+from labpgt.session import SCHEMA, SessionReader, SessionWriter, hdf5, params_sha256
 from labpgt.trainer import TrainConfig
 
 D, M, P, S = 8, 32, 401, 8
@@ -105,10 +105,9 @@ def test_dataset_layout_is_chunked_compressed_and_swmr(tmp_path):
         with h5py.File(path, "r", swmr=True) as f:
             assert f.swmr_mode
             spectrum = f["queries/spectrum"]
-            assert spectrum.chunks == (32, P) and spectrum.maxshape == (None, P)
+            assert spectrum.chunks == (128, P) and spectrum.maxshape == (None, P)
             assert spectrum.attrs["resolution_db"] == 2.0 ** -7
-            assert not f["queries/step"]._filters            # narrow columns stay plain
-            for name in ("queries/spectrum", "queries/u", "queries/features"):
+            for name in ("queries/step", "queries/spectrum", "queries/u", "queries/features"):
                 assert set(f[name]._filters) == {str(hdf5plugin.Blosc2.filter_id)}, name
             assert not f["steps/loss"]._filters and f["steps/loss"].chunks
 
@@ -121,11 +120,11 @@ def _file_and_data_bytes(path):
     return os.path.getsize(path), sum(stored)
 
 
-@pytest.mark.parametrize("rows", [32, 96])
+@pytest.mark.parametrize("rows", [4, 10, 32, 45])
 def test_a_long_run_leaves_no_dead_space_in_its_file(tmp_path, rows):
-    """Appending a step rewrites the last chunk of every dataset, and under SWMR HDF5 leaves a rewritten
-    compressed chunk's old copy behind (with 256-row chunks and 4 rows a step: a file 27x its data); steps
-    of whole batches fill whole 32-row query chunks, so the file stays the size of its data."""
+    """Under SWMR HDF5 leaves a rewritten compressed chunk's old copy behind (with 256-row chunks rewritten
+    at every 4-row step: a file 27x its data); the writer keeps back the rows of a partial chunk, so whatever
+    the rows a step, every compressed chunk is written once and the file stays the size of its data."""
     path = tmp_path / "run.h5"
     with synthetic_writer(path) as writer:
         write_steps(writer, np.random.default_rng(3), 100, rows=rows)
@@ -140,7 +139,7 @@ READER_SCRIPT = textwrap.dedent("""
     with SessionReader(sys.argv[1]) as r:
         print("open", r.n_steps, flush=True)
         seen, deadline = (r.n_steps, r.n_checkpoints), time.time() + 30
-        while seen[1] < int(sys.argv[2]) and time.time() < deadline:
+        while seen[0] < int(sys.argv[2]) and time.time() < deadline:
             r.refresh()
             if (r.n_steps, r.n_checkpoints) != seen:
                 seen = (r.n_steps, r.n_checkpoints)
@@ -166,8 +165,11 @@ def test_second_process_sees_new_steps_while_writing(tmp_path):
             reader.kill()
     seen = [int(line.split()[1]) for line in out.splitlines()]
     assert seen[-1] == 8 and len(seen) >= 3 and seen == sorted(seen)
+    # live, the compressed columns hold whole 128-row chunks: none of the 80 rows yet, and no complete step
     last = out.splitlines()[-1].split()
-    assert last == ["steps", "8", "80", "7"]
+    assert last == ["steps", "8", "0", "None"]
+    with SessionReader(path) as r:                    # closed: every row written
+        assert (r.n_queries, r.last_complete_step) == (80, 7)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -292,8 +294,12 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride)
         target = last + rng.randint(*stride)
         printed = _run_and_kill(mode, path, config, target, rng)
         with SessionReader(path) as r:           # a killed file opens, everything flushed is intact
-            assert r.last_complete_step is not None and r.last_complete_step + 1 >= printed
-            assert r.n_steps >= r.last_complete_step + 1
+            # every step printed has its row; its queries are all there but those a compressed column kept
+            # back (fewer than a chunk), and the last complete step is the last one whose queries are all there
+            recorded = r.steps()["queries"]
+            assert r.n_steps >= printed and r.n_queries + hdf5.COMPRESSED_CHUNK_ROWS - 1 >= recorded[printed - 1]
+            assert r.last_complete_step is not None and recorded[r.last_complete_step] <= r.n_queries
+            assert r.last_complete_step + 1 == r.n_steps or recorded[r.last_complete_step + 1] > r.n_queries
             assert list(r.checkpoint_steps) == list(range(r.n_checkpoints))
             for j in range(r.n_checkpoints):
                 assert params_sha256(r.checkpoint(j).params) == ref_params[j], f"kill {kill}, checkpoint {j}"
@@ -335,7 +341,7 @@ def test_resume_drops_rows_of_the_unfinished_step(tmp_path):
     path = tmp_path / "run.h5"
     rng = np.random.default_rng(6)
     writer = synthetic_writer(path)
-    write_steps(writer, rng, 2)
+    write_steps(writer, rng, 2, rows=hdf5.COMPRESSED_CHUNK_ROWS)    # whole chunks: nothing kept back
     writer.record_queries(QueryLabels.of(2, "plus", 5, direction=0, sample=np.arange(5)), rng.random((5, D)),
                           measurement(rng, 5))
     writer.record_step(2, {"loss": 9.0})          # step row written, checkpoint missing
@@ -345,7 +351,8 @@ def test_resume_drops_rows_of_the_unfinished_step(tmp_path):
         assert checkpoint.step == 1 and checkpoint.trainer_state["history"] == [{"step": 0}, {"step": 1}]
         write_steps(writer, rng, 1, first=2)
     with SessionReader(path) as r:
-        assert r.n_queries == 30 and r.n_steps == 3 and list(r.steps()["step"]) == [0, 1, 2]
+        assert r.n_queries == 2 * hdf5.COMPRESSED_CHUNK_ROWS + 10 and r.n_steps == 3
+        assert list(r.steps()["step"]) == [0, 1, 2]
         assert r.steps()["loss"][2] == 1 / 3
         assert r.checkpoint(-1).trainer_state["history"] == [{"step": 0}, {"step": 1}, {"step": 2}]
 
@@ -368,3 +375,18 @@ def test_a_last_row_whose_json_never_reached_the_disk_is_not_whole_and_resume_st
         write_steps(writer, np.random.default_rng(8), 1, first=2)
     with SessionReader(path) as r:
         assert r.completed and r.n_steps == 3 and r.step_extra(2) == {"alpha": 0.5}
+
+
+def test_a_resumed_file_that_ends_inside_a_chunk_keeps_every_row(tmp_path):
+    """Resume copies a prefix of any length; the writer keeps back rows only up to the next chunk boundary."""
+    path = tmp_path / "run.h5"
+    rng = np.random.default_rng(9)
+    with synthetic_writer(path) as writer:
+        written = write_steps(writer, rng, 2, rows=10)            # closed: all 20 rows, the chunk half full
+    writer, checkpoint = SessionWriter.open_for_resume(path)
+    with writer:
+        assert checkpoint.step == 1
+        written += write_steps(writer, rng, 3, first=2, rows=10)
+    with SessionReader(path) as r:
+        assert r.n_queries == 50 and r.last_complete_step == 4
+        np.testing.assert_array_equal(r.queries(fields=("u",))["u"], np.concatenate([u for u, _, _ in written]))

@@ -23,8 +23,11 @@ import os
 from pathlib import Path
 
 import h5py
-import hdf5plugin
 import numpy as np
+
+#: Blosc2 compresses a session's small chunks faster on one thread than on several (measured: 3x on 2 cores)
+os.environ.setdefault("BLOSC_NTHREADS", "1")
+import hdf5plugin  # noqa: E402
 
 from labpgt.errors import UserError
 
@@ -32,11 +35,11 @@ COMPRESSION = "lzf"      # for datasets written once (the prior)
 #: the filter of compressed row datasets: Blosc2 with Zstandard after a byte shuffle (measured on the default
 #: run's queries: the best size of Blosc2/Zstd with bit- or byte-shuffle at levels 1-5; benchmarks/session_size.py)
 ROW_FILTER = hdf5plugin.Blosc2(cname="zstd", clevel=3, filters=hdf5plugin.Blosc2.SHUFFLE)
-#: rows per chunk of a compressed row dataset: the default batch, so that a step's rows fill whole chunks (a
-#: flush rewrites the last, partial chunk, and under SWMR HDF5 leaves the old copy's space behind)
-COMPRESSED_CHUNK_ROWS = 32
-#: narrower rows are stored plain: 32 of them compress to little, and a plain chunk is rewritten in place
-COMPRESSED_MIN_ROW_BYTES = 64
+#: rows per chunk of a compressed row dataset (measured on the default run, all query columns: 1,030 bytes a
+#: query at 32 rows, 970 at 64, 939 at 128, 923 at 256). A writer keeps back the rows of a partial chunk
+#: until it fills (under SWMR a rewritten compressed chunk leaves its old copy behind), so this is also the
+#: most rows a killed writer can leave unwritten.
+COMPRESSED_CHUNK_ROWS = 128
 RAGGED_CHUNK = 1 << 16
 COPY_BLOCK_ROWS = 1 << 16
 
@@ -49,17 +52,20 @@ SWMR_METADATA_READ_ATTEMPTS = 24
 # --------------------------------------------------------------------------- row and ragged datasets
 def row_dataset(group, name, dtype, width=(), *, chunk_rows: int, compress=False, rows=0) -> h5py.Dataset:
     """An empty (or ``rows``-long) dataset of rows of shape ``width`` that grows along its first axis, in
-    chunks of ``chunk_rows``; ``compress``: rows of at least :data:`COMPRESSED_MIN_ROW_BYTES` go through
-    :data:`ROW_FILTER` in chunks of :data:`COMPRESSED_CHUNK_ROWS`, narrower ones are stored plain."""
+    chunks of ``chunk_rows``, or with ``compress`` through :data:`ROW_FILTER` in chunks of
+    :data:`COMPRESSED_CHUNK_ROWS`."""
     width = tuple(int(w) for w in width)
     if any(w == 0 for w in width):  # HDF5 chunks cannot have a zero dimension
         return group.create_dataset(name, shape=(rows,) + width, maxshape=(None,) * (1 + len(width)),
                                     dtype=dtype)
-    if compress and np.dtype(dtype).itemsize * int(np.prod(width, dtype=np.int64)) >= COMPRESSED_MIN_ROW_BYTES:
-        return group.create_dataset(name, shape=(rows,) + width, maxshape=(None,) + width, dtype=dtype,
-                                    chunks=(COMPRESSED_CHUNK_ROWS,) + width, **ROW_FILTER)
+    filters = ROW_FILTER if compress else {}
     return group.create_dataset(name, shape=(rows,) + width, maxshape=(None,) + width, dtype=dtype,
-                                chunks=(chunk_rows,) + width)
+                                chunks=(COMPRESSED_CHUNK_ROWS if compress else chunk_rows,) + width, **filters)
+
+
+def is_compressed(ds) -> bool:
+    """Whether ``ds`` goes through a filter (a compressed row dataset)."""
+    return ds.chunks is not None and ds.id.get_create_plist().get_nfilters() > 0
 
 
 def ragged_dataset(group, name, dtype, chunk_rows) -> None:
@@ -166,9 +172,8 @@ def copy_prefix(src: h5py.File, dst_path: Path, keep: dict) -> None:
 
 def _copy_rows(dst, name, obj, rows) -> h5py.Dataset:
     # compressed (ROW_FILTER) where the source was compressed at all, in the source's chunks
-    compressed = obj.chunks is not None and obj.id.get_create_plist().get_nfilters() > 0
     ds = dst.create_dataset(name, shape=(rows,) + obj.shape[1:], maxshape=obj.maxshape, dtype=obj.dtype,
-                            chunks=obj.chunks, **(ROW_FILTER if compressed else {}))
+                            chunks=obj.chunks, **(ROW_FILTER if is_compressed(obj) else {}))
     for start in range(0, rows, COPY_BLOCK_ROWS):
         stop = min(rows, start + COPY_BLOCK_ROWS)
         ds[start:stop] = obj[start:stop]

@@ -103,31 +103,32 @@ SWMR handles without the global heap.
 
 Storage and durability
 ----------------------
-Every row dataset is chunked and resizable along its first axis. The wide ``queries`` columns —
-spectrum, features, u, settings: nearly all of a file — are compressed (Blosc2, Zstandard after a
-byte shuffle, through ``hdf5plugin``; :data:`labpgt.session.hdf5.ROW_FILTER`) in chunks of 32 rows;
-narrower columns (under 64 bytes a row) stay plain, in chunks of 256 rows. Precision is a stated
-choice, not a side effect: the spectra are stored on the 2⁻⁷ dB grid the bench puts every trace
-on before computing features (finer than any analyzer's 0.01 dB display resolution, far below its
-trace noise; see :mod:`labpgt.bench.features`), and every other column is stored exactly as
-given. The grid leaves the low mantissa bits zero and the shuffle groups them, which is what the
-compressor removes (``benchmarks/session_size.py`` measures where the bytes go). Chunks are small
-because an append rewrites the last, partial chunk of each dataset at every flush, and under SWMR
-HDF5 does not reuse a rewritten compressed chunk's old space: at 32 rows, the default batch, a
-step's rows fill whole chunks; a run whose steps are not whole multiples of 32 rows leaves at most
-one partial chunk behind per wide column per step. The ``steps`` and ``checkpoints`` rows (one per
-step, a small part of the file) and the narrow query columns stay plain for the same reason: a
-plain chunk is rewritten in place. The ``prior`` group, written once, is lzf-compressed. Files
-written before (every row dataset plain, float32 spectra as read) read the same way; resume keeps
-each dataset's compression. All datasets are created up front, then the file
+Every row dataset is chunked and resizable along its first axis. The ``queries`` columns of a
+training — nearly all of a file — are compressed (Blosc2, Zstandard after a byte shuffle, through
+``hdf5plugin``; :data:`labpgt.session.hdf5.ROW_FILTER`) in chunks of 128 rows. Precision is a
+stated choice, not a side effect: the spectra are stored on the 2⁻⁷ dB grid the bench puts every
+trace on before computing features (finer than any analyzer's 0.01 dB display resolution, far
+below its trace noise; see :mod:`labpgt.bench.features`), and every other column is stored
+exactly as given. The grid leaves the low mantissa bits zero and the shuffle groups the bytes,
+which is what the compressor removes (``benchmarks/session_size.py`` measures where the bytes go).
+Under SWMR, HDF5 does not reuse the space of a compressed chunk that is rewritten, and appending
+to a partial chunk rewrites it; so the writer appends whole chunks only and keeps back the rows of
+a partial one (fewer than 128) until the next step fills it or the file is closed. A closed file
+holds every row; a writer killed outright (SIGKILL, power loss) can leave up to 127 query rows
+unwritten, and a step counts as complete only when all of its queries are in the file (see *the
+last complete step* below), so resume measures those again. A sweep (one row a point) keeps its
+queries plain, as do the ``steps`` and ``checkpoints`` rows (one a step, a small part of the file:
+a plain chunk is rewritten in place). The ``prior`` group, written once, is lzf-compressed. Files
+written before (every row dataset plain, spectra as the analyzer sent them) read the same way;
+resume keeps each dataset's compression. All datasets are created up front, then the file
 switches to SWMR mode, so a reader (the GUI) can follow a live run. Rows are buffered in memory and appended
 once per flush (one resize per dataset per step or point). A training is flushed at every step row
 and every checkpoint, a sweep at every point. The logical length of a group is the smallest extent
 of its datasets (a writer killed mid-flush leaves them uneven).
 
-*The last complete step* of a training is the step of the last checkpoint row: the trainer
-reports a step's row before its checkpoint and both are flushed, so a checkpoint row implies its
-step is whole. Queries with a larger step belong to an unfinished step; resume drops them and they
+*The last complete step* of a training is the step of the last checkpoint row whose step's
+queries (``steps/queries`` of its row) are all in the file: the trainer reports a step's row
+before its checkpoint and both are flushed, so such a checkpoint row implies its step is whole. Queries with a larger step belong to an unfinished step; resume drops them and they
 are measured again. A sweep is not resumed; it is *completed* when it holds every planned point.
 :func:`params_sha256` fingerprints a checkpoint's params (``final_params_sha256`` of ``labpgt inspect``).
 

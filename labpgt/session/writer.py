@@ -92,7 +92,7 @@ def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_k
         f.attrs["versions"] = hdf5.dumps(versions())
         f.attrs["instruments"] = hdf5.dumps(instruments or {})
         f.create_dataset("frequencies", data=frequencies)
-        _lay_out_queries(f, config["reservoir"], frequencies.size)
+        _lay_out_queries(f, config["reservoir"], frequencies.size, compress=kind != "sweep")
         lay_out_kind(f)
         f.swmr_mode = True
     except BaseException:
@@ -101,13 +101,16 @@ def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_k
     return f
 
 
-def _lay_out_queries(f, reservoir: dict, points: int) -> None:
+def _lay_out_queries(f, reservoir: dict, points: int, compress: bool) -> None:
+    """The query columns, compressed (schema.py, Storage) unless ``compress`` is False (a sweep: one row a
+    point, which a compressed column would keep back until 32 points were measured)."""
     setting_names = list(reservoir.get("setting_names", ()))
     widths = {"u": (int(reservoir["input_width"]),), "settings": (len(setting_names),), "spectrum": (points,),
               "features": (int(reservoir["feature_width"]),)}
     q = f.create_group("queries")
-    for name, (dtype, wide) in QUERY_COLUMNS.items():    # every query column compressed (schema.py, Storage)
-        hdf5.row_dataset(q, name, dtype, widths[name] if wide else (), chunk_rows=QUERY_CHUNK_ROWS, compress=True)
+    for name, (dtype, wide) in QUERY_COLUMNS.items():
+        hdf5.row_dataset(q, name, dtype, widths[name] if wide else (), chunk_rows=QUERY_CHUNK_ROWS,
+                         compress=compress)
     q["role"].attrs["names"] = json.dumps(list(ROLES))
     q["spectrum"].attrs["resolution_db"] = TRACE_RESOLUTION_DB
     q["settings"].attrs["names"] = json.dumps(setting_names)
@@ -191,6 +194,8 @@ class _QueryWriter:
         self._pending: dict[str, list] = {k: [] for k in QUERY_COLUMNS}
         self._pending_rows = 0
         self._query_rows = hdf5.group_length(self._queries, QUERY_COLUMNS)
+        self._chunk_rows = {name: self._queries[name].chunks[0] for name in QUERY_COLUMNS
+                            if hdf5.is_compressed(self._queries[name])}
 
     def record_queries(self, labels, U, measurement) -> None:
         """Buffer the rows of one measurement until the next row is written (``labels``: their QueryLabels)."""
@@ -219,17 +224,30 @@ class _QueryWriter:
         p["attempts"].append(_column(measurement.attempts, n, np.int32, 1))
         self._pending_rows += n
 
-    def _write_queries(self) -> None:
-        if not self._pending_rows:
+    def _write_queries(self, whole: bool = False) -> None:
+        """Append the buffered rows. A compressed column keeps back the rows that would end in a partial
+        chunk (fewer than its chunk's rows) until the next write, unless ``whole``: under SWMR a rewritten
+        compressed chunk leaves its old copy behind (see schema.py, Storage)."""
+        if not self._pending_rows and not whole:
             return
         for name, blocks in self._pending.items():
-            hdf5.append(self._queries[name], np.concatenate(blocks))
+            if not blocks:
+                continue
+            block = np.concatenate(blocks)
             blocks.clear()
+            ds = self._queries[name]
+            keep = 0 if whole or name not in self._chunk_rows else \
+                min(len(block), (ds.shape[0] + len(block)) % self._chunk_rows[name])
+            if len(block) > keep:
+                hdf5.append(ds, block[:len(block) - keep])
+            if keep:
+                blocks.append(block[len(block) - keep:])
         self._query_rows += self._pending_rows
         self._pending_rows = 0
 
     def flush(self) -> None:
-        self._write_queries()
+        """Write every buffered row, kept-back ones included, and flush the file."""
+        self._write_queries(whole=True)
         self._file.flush()
 
     def close(self) -> None:
