@@ -127,7 +127,7 @@ def main():
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
     traces, names = real_traces()
-    print("the query row datasets as shipped (Blosc2/Zstd, byte shuffle, on the wide columns) and plain:")
+    print("the query row datasets as shipped (Blosc2/Zstd after a byte shuffle, 128-row chunks) and plain:")
     print(f"{'layout':<12}{'rows/s':>12}{'bytes/query':>14}{'raw bytes/query':>17}")
     raw = 401 * 4 + 32 * 8 + 8 * 8 + 8 * 8 + 8 + 1 + 4 + 4 + 2 + 4 + 8 + 4
     with tempfile.TemporaryDirectory() as tmp:
