@@ -331,12 +331,15 @@ def run_train(args) -> int:
     with _signals_deferred():
         from labpgt.bench import BenchFault
         from labpgt.plots import plot_history
-        from labpgt.runs import default_session_path, resume_training, start_training
+        from labpgt.runs import default_session_path, machine_change, resume_training, start_training
 
     if args.resume is not None:
         if not args.resume.is_file():
             raise UserError(f"cannot resume: {args.resume} does not exist")
         session = args.resume
+        note = machine_change(session)
+        if note:
+            print(f"labpgt: {note}", file=sys.stderr)
         start = lambda display: resume_training(session, progress=display.progress,  # noqa: E731
                                                 wrap_reservoir=display.wrap)
         display = _RunDisplay(args.quiet, f"resume {session.name}", *_steps_of(session))
@@ -573,9 +576,13 @@ def add_session_commands(sub):
     p = sub.add_parser("replay", help="rerun a recorded session offline and check it reproduces",
                        description="Rerun the training of a session file through a replay reservoir that "
                                    "serves the recorded responses. Exit 0 if the trajectory reproduces, 1 "
-                                   "naming the first divergence. With --readout ridge, refit a readout on the "
-                                   "recorded features instead. The file is never modified.")
+                                   "naming the first divergence. Each step is recomputed from the recorded "
+                                   "state before it and must agree within 1e-8 of the step (another machine's "
+                                   "rounding); the largest deviation is reported. With --readout ridge, refit a "
+                                   "readout on the recorded features instead. The file is never modified.")
     p.add_argument("session", type=Path)
+    p.add_argument("--exact", action="store_true", help="demand bit-identical results (the recording machine)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--readout", choices=("ridge",), help="offline re-analysis: refit this readout")
     p.set_defaults(run=run_replay)
     p = sub.add_parser("inspect", help="summarise a session file")
@@ -594,8 +601,13 @@ def run_replay(args) -> int:
     if args.readout:
         print(refit_line(refit_readout(args.session, kind=args.readout)))
         return 0
-    report = replay_session(args.session)
-    print(report.summary())
+    report = replay_session(args.session, exact=args.exact)
+    if args.json:
+        import json
+
+        print(json.dumps(dict(report.to_dict(), summary=report.summary()), indent=2))
+    else:
+        print(report.summary())
     return 0 if report.ok else 1
 
 

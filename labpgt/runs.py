@@ -15,7 +15,8 @@ Both take the same hooks, so a caller adds what it needs without a copy of the l
 steps)``, ``wrap_reservoir(reservoir)`` (e.g. the GUI's stoppable, spectrum-feeding wrapper) and
 ``wrap_recorder(writer)`` (e.g. the GUI's result rows, emitted after the writer has the step).
 
-Resume is bit-identical: the checkpoint holds every RNG state (the batches', the method's and the
+Resume is bit-identical on the machine that recorded the session (:func:`machine_change` says when
+it is not that machine, which the session then records in ``versions["resumed"]``): the checkpoint holds every RNG state (the batches', the method's and the
 reservoir's — the digital reservoir's noise, the simulated ring's through
 :meth:`labpgt.bench.Bench.get_rng_state`); a method that learns from the run's own queries (declared
 ``learns_from_queries``, e.g. the twin) is first shown the recorded queries of the complete steps
@@ -151,6 +152,21 @@ def resume_training(session, *, reservoir=None, progress=None, wrap_reservoir=No
             return _run(trainer, progress, wrap_recorder, writer, session)
         finally:
             reservoir.close()
+
+
+def machine_change(session) -> str | None:
+    """One line when ``session`` was recorded (or last resumed) on a machine with another numerical
+    fingerprint than this one: its continuation here is correct but not bit-identical. None otherwise."""
+    from labpgt.numerics import fingerprint_differences
+    from labpgt.session.writer import recording_fingerprint
+
+    with SessionReader(session) as reader:
+        differences = fingerprint_differences(recording_fingerprint(reader.versions))
+    if not differences:
+        return None
+    return (f"resuming on another machine than the one that recorded {Path(session).name} "
+            f"({'; '.join(differences[:2])}): the run continues correctly, but not bit-identically to an "
+            f"uninterrupted run there (labpgt replay checks it step by step)")
 
 
 def _wrapped(reservoir, wrap):

@@ -413,19 +413,24 @@ class Trainer:
         trainer = cls(config, reservoir, task=task, recorder=recorder, prior=prior)
         for labels, U, features in observed or ():
             trainer.method.observe(labels, U, features)
-        trainer.params = {k: np.array(v, dtype=np.float64) for k, v in checkpoint.params.items()}
-        trainer.optimizer.load_state_arrays(checkpoint.optimizer_state)
-        trainer.batch_rng.bit_generator.state = checkpoint.rng_states["batches"]
-        trainer.method.set_state(checkpoint.rng_states["method"])
-        trainer.method.load_state_arrays(checkpoint.method_state)
-        reservoir.set_rng_state(checkpoint.rng_states.get("reservoir", {}))
+        trainer.load_state(checkpoint)
         state = checkpoint.trainer_state
         trainer.queries.update({k: int(v) for k, v in state["queries"].items()})
         trainer.history = [dict(h) for h in state["history"]]
-        trainer.lr = float(state["lr"])
         trainer.measure_seconds = float(state.get("measure_seconds", 0.0))
         trainer.run_seconds = float(state.get("run_seconds", 0.0))
         trainer.queries_per_sample = float(state.get("queries_per_sample", 0.0))
         trainer.step = int(checkpoint.step) + 1
         trainer.started = True
         return trainer
+
+    def load_state(self, checkpoint: Checkpoint) -> None:
+        """Take the numerical state of ``checkpoint``: parameters, optimizer and method state, every RNG
+        state and the learning rate (the counters and the history stay this trainer's)."""
+        self.params = {k: np.array(v, dtype=np.float64) for k, v in checkpoint.params.items()}
+        self.optimizer.load_state_arrays(checkpoint.optimizer_state)
+        self.batch_rng.bit_generator.state = checkpoint.rng_states["batches"]
+        self.method.set_state(checkpoint.rng_states["method"])
+        self.method.load_state_arrays(checkpoint.method_state)
+        self.reservoir.set_rng_state(checkpoint.rng_states.get("reservoir", {}))
+        self.lr = float(checkpoint.trainer_state["lr"])

@@ -13,6 +13,7 @@ import textwrap
 import time
 
 import h5py
+import hdf5plugin
 import numpy as np
 import pytest
 
@@ -22,7 +23,7 @@ from labpgt.inspection import format_inspection, inspect_session
 from labpgt.recording import Checkpoint, QueryLabels
 from labpgt.reservoir import Measurement
 from labpgt.runs import start_training
-from labpgt.session import SCHEMA, SessionReader, SessionWriter, params_sha256
+from labpgt.session import SCHEMA, SessionReader, SessionWriter, hdf5, params_sha256
 from labpgt.trainer import TrainConfig
 
 D, M, P, S = 8, 32, 401, 8
@@ -97,28 +98,43 @@ def test_round_trip(tmp_path):
     assert info["final_params_sha256"] == params_sha256(written[-1][2]) and "run.h5" in format_inspection(info)
 
 
-def test_dataset_layout_is_chunked_uncompressed_and_swmr(tmp_path):
+def test_dataset_layout_is_chunked_compressed_and_swmr(tmp_path):
     path = tmp_path / "run.h5"
     with synthetic_writer(path) as writer:
         write_steps(writer, np.random.default_rng(1), 1)
         with h5py.File(path, "r", swmr=True) as f:
             assert f.swmr_mode
             spectrum = f["queries/spectrum"]
-            assert spectrum.chunks == (256, P) and spectrum.maxshape == (None, P)
-            assert f["queries/step"].compression is None and f["steps/loss"].chunks
+            assert spectrum.chunks == (128, P) and spectrum.maxshape == (None, P)
+            assert spectrum.attrs["resolution_db"] == 2.0 ** -7
+            for name in ("queries/step", "queries/spectrum", "queries/u", "queries/features"):
+                assert set(f[name]._filters) == {str(hdf5plugin.Blosc2.filter_id)}, name
+            assert not f["steps/loss"]._filters and f["steps/loss"].chunks
 
 
-def test_a_long_run_leaves_no_dead_space_in_its_file(tmp_path):
-    """Appending a step rewrites the last chunk of every dataset; the file must stay the size of its data
-    (with compressed chunks HDF5 left every rewritten chunk's old space behind: a file 27x its data)."""
-    path = tmp_path / "run.h5"
-    with synthetic_writer(path) as writer:
-        write_steps(writer, np.random.default_rng(3), 200, rows=4)
+def _file_and_data_bytes(path):
     stored = []
     with h5py.File(path, "r") as f:
         f.visititems(lambda name, obj: stored.append(obj.id.get_storage_size()) if isinstance(obj, h5py.Dataset)
                      else None)
-    assert os.path.getsize(path) < 1.15 * sum(stored) + 200_000
+    return os.path.getsize(path), sum(stored)
+
+
+@pytest.mark.parametrize("rows", [4, 10, 32, 45])
+def test_a_long_run_leaves_no_dead_space_in_its_file(tmp_path, rows):
+    """Under SWMR HDF5 leaves a rewritten compressed chunk's old copy behind (with 256-row chunks rewritten
+    at every 4-row step: a file 27x its data); the live file carries that dead space, every row written,
+    and the writer removes it when it closes, whatever the rows a step."""
+    path = tmp_path / "run.h5"
+    rng = np.random.default_rng(3)
+    with synthetic_writer(path) as writer:
+        written = write_steps(writer, rng, 100, rows=rows)
+        live_size, live_data = _file_and_data_bytes(path)
+    size, data = _file_and_data_bytes(path)
+    assert live_size > 1.15 * live_data and data == live_data       # there was dead space, and no data was lost
+    assert size < 1.15 * data + 200_000
+    with SessionReader(path) as r:
+        np.testing.assert_array_equal(r.queries(fields=("u",))["u"], np.concatenate([u for u, _, _ in written]))
 
 
 # --------------------------------------------------------------------------- live reading
@@ -154,8 +170,10 @@ def test_second_process_sees_new_steps_while_writing(tmp_path):
             reader.kill()
     seen = [int(line.split()[1]) for line in out.splitlines()]
     assert seen[-1] == 8 and len(seen) >= 3 and seen == sorted(seen)
-    last = out.splitlines()[-1].split()
+    last = out.splitlines()[-1].split()                # live: every row of every step, the last one complete
     assert last == ["steps", "8", "80", "7"]
+    with SessionReader(path) as r:                    # closed (and compacted): the same
+        assert (r.n_queries, r.last_complete_step) == (80, 7)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -280,8 +298,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride)
         target = last + rng.randint(*stride)
         printed = _run_and_kill(mode, path, config, target, rng)
         with SessionReader(path) as r:           # a killed file opens, everything flushed is intact
-            assert r.last_complete_step is not None and r.last_complete_step + 1 >= printed
-            assert r.n_steps >= r.last_complete_step + 1
+            # every step printed has its row and every one of its queries (nothing measured waits in memory),
+            # and the last complete step is the last one whose queries are all there
+            recorded = r.steps()["queries"]
+            assert r.n_steps >= printed and r.n_queries >= recorded[printed - 1]
+            assert r.last_complete_step + 1 >= printed
+            assert r.last_complete_step is not None and recorded[r.last_complete_step] <= r.n_queries
+            assert r.last_complete_step + 1 == r.n_steps or recorded[r.last_complete_step + 1] > r.n_queries
             assert list(r.checkpoint_steps) == list(range(r.n_checkpoints))
             for j in range(r.n_checkpoints):
                 assert params_sha256(r.checkpoint(j).params) == ref_params[j], f"kill {kill}, checkpoint {j}"
@@ -323,7 +346,7 @@ def test_resume_drops_rows_of_the_unfinished_step(tmp_path):
     path = tmp_path / "run.h5"
     rng = np.random.default_rng(6)
     writer = synthetic_writer(path)
-    write_steps(writer, rng, 2)
+    write_steps(writer, rng, 2, rows=hdf5.COMPRESSED_CHUNK_ROWS)
     writer.record_queries(QueryLabels.of(2, "plus", 5, direction=0, sample=np.arange(5)), rng.random((5, D)),
                           measurement(rng, 5))
     writer.record_step(2, {"loss": 9.0})          # step row written, checkpoint missing
@@ -333,7 +356,8 @@ def test_resume_drops_rows_of_the_unfinished_step(tmp_path):
         assert checkpoint.step == 1 and checkpoint.trainer_state["history"] == [{"step": 0}, {"step": 1}]
         write_steps(writer, rng, 1, first=2)
     with SessionReader(path) as r:
-        assert r.n_queries == 30 and r.n_steps == 3 and list(r.steps()["step"]) == [0, 1, 2]
+        assert r.n_queries == 2 * hdf5.COMPRESSED_CHUNK_ROWS + 10 and r.n_steps == 3
+        assert list(r.steps()["step"]) == [0, 1, 2]
         assert r.steps()["loss"][2] == 1 / 3
         assert r.checkpoint(-1).trainer_state["history"] == [{"step": 0}, {"step": 1}, {"step": 2}]
 
@@ -356,3 +380,18 @@ def test_a_last_row_whose_json_never_reached_the_disk_is_not_whole_and_resume_st
         write_steps(writer, np.random.default_rng(8), 1, first=2)
     with SessionReader(path) as r:
         assert r.completed and r.n_steps == 3 and r.step_extra(2) == {"alpha": 0.5}
+
+
+def test_a_resumed_file_that_ends_inside_a_chunk_keeps_every_row(tmp_path):
+    """Resume copies a prefix of any length, ending inside a compressed chunk or not."""
+    path = tmp_path / "run.h5"
+    rng = np.random.default_rng(9)
+    with synthetic_writer(path) as writer:
+        written = write_steps(writer, rng, 2, rows=10)            # closed: all 20 rows, the chunk half full
+    writer, checkpoint = SessionWriter.open_for_resume(path)
+    with writer:
+        assert checkpoint.step == 1
+        written += write_steps(writer, rng, 3, first=2, rows=10)
+    with SessionReader(path) as r:
+        assert r.n_queries == 50 and r.last_complete_step == 4
+        np.testing.assert_array_equal(r.queries(fields=("u",))["u"], np.concatenate([u for u, _, _ in written]))

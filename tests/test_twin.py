@@ -85,7 +85,7 @@ def test_a_twin_run_replays_exactly(tmp_path):
     start_training(TrainConfig(method="twin", reservoir="digital", steps=10, twin_check_every=3, digital_noise=0.02,
                                **SMALL), path)
     report = replay_session(path)
-    assert report.ok and report.largest_difference == 0.0 and report.checkpoints_checked == 10
+    assert report.ok and report.largest_deviation == 0.0 and report.checkpoints_checked == 10
 
 
 class StepLog(NullRecorder, list):

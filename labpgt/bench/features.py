@@ -4,6 +4,14 @@ A trace in dBm is normalised, ``(dBm - floor) / (ceiling - floor)``, and mean-po
 contiguous frequency bins (the last ones one point wider when the points do not divide evenly).
 The bench config's ``[features]`` table gives ``bins``, ``floor_dbm`` and ``ceiling_dbm``.
 
+Every trace is first put on a grid of :data:`TRACE_RESOLUTION_DB` (2⁻⁷ dB ≈ 0.0078 dB) by
+:func:`quantise_trace`; the features are computed from that trace, and the session stores exactly it.
+2⁻⁷ dB is finer than any analyzer's amplitude display resolution (0.01 dB) and far below its
+trace noise and amplitude accuracy (tenths of a dB), so nothing the instrument resolves is lost; a
+binary fraction of a dB is exact in float32 (every value up to 2¹⁶ dB in magnitude), so the
+stored trace is the one the features came from, bit for bit, and its low mantissa bits are
+zero, which the session's compression filter removes (see :mod:`labpgt.session.schema`).
+
 This module needs numpy only: replay and the sweep procedure recompute features from recorded
 spectra without loading any instrument library.
 """
@@ -11,6 +19,15 @@ spectra without loading any instrument library.
 from __future__ import annotations
 
 import numpy as np
+
+
+TRACE_RESOLUTION_DB = 2.0 ** -7     # the grid of every trace in dBm (see above); recorded in each session
+
+
+def quantise_trace(traces_dbm: np.ndarray) -> np.ndarray:
+    """Traces (dBm) rounded to the nearest multiple of :data:`TRACE_RESOLUTION_DB`, as float32 (exact)."""
+    traces = np.asarray(traces_dbm, dtype=np.float64)
+    return (np.round(traces / TRACE_RESOLUTION_DB) * TRACE_RESOLUTION_DB).astype(np.float32)
 
 
 def trace_features(traces_dbm: np.ndarray, bins: int, floor_dbm: float, ceiling_dbm: float) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from labpgt.bench.config import BenchConfig, load_bench_config, simulated_bench_config
 from labpgt.bench.connect import (TRANSIENT_ERRORS, close_quietly, connect_instruments, embedded_simulator,
                                   reconnect, uses_embedded_simulator)
-from labpgt.bench.features import trace_features
+from labpgt.bench.features import quantise_trace, trace_features
 from labpgt.bench.kinds import State, states_agree
 from labpgt.bench.safety import SafetyError, check_state_safe
 from labpgt.errors import UserError
@@ -220,7 +220,7 @@ class Bench:
         except TRANSIENT_ERRORS:
             self._broken.add(self.config.analyzer)
             raise
-        return trace
+        return quantise_trace(trace)          # the trace the features and the session get (bench.features)
 
     def measure_trace(self, settings: dict[tuple[str, str], float], rf: bool = True) -> np.ndarray:
         """One query's trace (dBm, float32); see :meth:`query`."""
@@ -230,7 +230,8 @@ class Bench:
         """One query — set, sweep, read and check the trace — retried whole on faults.
 
         ``rf=False`` measures with every generator off (e.g. to see the free-running ring).
-        Returns the trace (dBm, float32) and the number of attempts it took.
+        Returns the trace (dBm, float32, on the grid of :data:`~labpgt.bench.features.TRACE_RESOLUTION_DB`)
+        and the number of attempts it took.
         """
         self._wanted = self.check(settings, rf)
         return self._retrying(self._sweep, "measuring")

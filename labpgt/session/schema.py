@@ -40,7 +40,10 @@ Group ``queries`` (every kind) — one row per reservoir measurement, in measure
     token      int32   (n,)    the token position of the row in a sequence model; -1 for none
     u          float64 (n, d)  the reservoir input asked for
     settings   float64 (n, S)  instrument settings sent; attribute ``names`` = JSON list (S,)
-    spectrum   float32 (n, P)  trace in dBm on /frequencies
+    spectrum   float32 (n, P)  trace in dBm on /frequencies, on a grid of attribute ``resolution_db``
+                               (2⁻⁷ dB, labpgt.bench.features.TRACE_RESOLUTION_DB: the trace the
+                               features were computed from, exactly; files without the attribute
+                               hold the analyzer's float32 as read)
     features   float64 (n, m)  what the model saw
     timestamp  float64 (n,)    Unix time the query started (NaN if unknown)
     attempts   int32   (n,)    tries the query took
@@ -101,20 +104,32 @@ SWMR handles without the global heap.
 
 Storage and durability
 ----------------------
-Every row dataset is chunked (256 rows for queries) and resizable along its first axis, and
-*uncompressed*: an append rewrites the last chunk of every dataset every step, and HDF5 puts a
-rewritten compressed chunk in new space without reusing the old — measured on a 100-step twin run
-on the simulated ring, lzf made a 171 MB file of 31 MB of data; uncompressed the file is its data
-(34 MB). The spectra dominate and do not compress anyway (measured: lzf saved < 1 % of them). The
-``prior`` group, written once, is lzf-compressed. All datasets are created up front, then the file
+Every row dataset is chunked and resizable along its first axis. The ``queries`` columns of a
+training — nearly all of a file — are compressed (Blosc2, Zstandard after a byte shuffle, through
+``hdf5plugin``; :data:`labpgt.session.hdf5.ROW_FILTER`) in chunks of 128 rows. Precision is a
+stated choice, not a side effect: the spectra are stored on the 2⁻⁷ dB grid the bench puts every
+trace on before computing features (finer than any analyzer's 0.01 dB display resolution, far
+below its trace noise; see :mod:`labpgt.bench.features`), and every other column is stored
+exactly as given. The grid leaves the low mantissa bits zero and the shuffle groups the bytes,
+which is what the compressor removes (``benchmarks/session_size.py`` measures where the bytes go).
+Under SWMR, HDF5 does not reuse the space of a compressed chunk that is rewritten, and appending
+to a partial chunk rewrites it, so a live file carries dead space (about a tenth of the default
+run's). Every row is nevertheless written at every flush — nothing measured waits in memory for a
+chunk to fill, so a writer killed outright (SIGKILL, power loss) loses no query of a flushed step —
+and the writer removes the dead space when it closes: a file with more than 2 % of it is copied
+into a fresh one that atomically replaces it (``hdf5.compact``; resume rewrites the file anyway). A sweep (one row a point) keeps its
+queries plain, as do the ``steps`` and ``checkpoints`` rows (one a step, a small part of the file:
+a plain chunk is rewritten in place). The ``prior`` group, written once, is lzf-compressed. Files
+written before (every row dataset plain, spectra as the analyzer sent them) read the same way;
+resume keeps each dataset's compression. All datasets are created up front, then the file
 switches to SWMR mode, so a reader (the GUI) can follow a live run. Rows are buffered in memory and appended
 once per flush (one resize per dataset per step or point). A training is flushed at every step row
 and every checkpoint, a sweep at every point. The logical length of a group is the smallest extent
 of its datasets (a writer killed mid-flush leaves them uneven).
 
-*The last complete step* of a training is the step of the last checkpoint row: the trainer
-reports a step's row before its checkpoint and both are flushed, so a checkpoint row implies its
-step is whole. Queries with a larger step belong to an unfinished step; resume drops them and they
+*The last complete step* of a training is the step of the last checkpoint row whose step's
+queries (``steps/queries`` of its row) are all in the file: the trainer reports a step's row
+before its checkpoint and both are flushed, so such a checkpoint row implies its step is whole. Queries with a larger step belong to an unfinished step; resume drops them and they
 are measured again. A sweep is not resumed; it is *completed* when it holds every planned point.
 :func:`params_sha256` fingerprints a checkpoint's params (``final_params_sha256`` of ``labpgt inspect``).
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from labpgt.bench.features import TRACE_RESOLUTION_DB
 from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
@@ -36,6 +37,7 @@ from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_ARRAYS_SINCE_V2
 QUERY_CHUNK_ROWS = 256
 STEP_CHUNK_ROWS = 64
 CHECKPOINT_CHUNK_ROWS = 16
+COMPACT_ABOVE = 0.02     # dead fraction of a file worth a rewrite at close
 
 
 # --------------------------------------------------------------------------- the root config
@@ -92,7 +94,7 @@ def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_k
         f.attrs["versions"] = hdf5.dumps(versions())
         f.attrs["instruments"] = hdf5.dumps(instruments or {})
         f.create_dataset("frequencies", data=frequencies)
-        _lay_out_queries(f, config["reservoir"], frequencies.size)
+        _lay_out_queries(f, config["reservoir"], frequencies.size, compress=kind != "sweep")
         lay_out_kind(f)
         f.swmr_mode = True
     except BaseException:
@@ -101,14 +103,18 @@ def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_k
     return f
 
 
-def _lay_out_queries(f, reservoir: dict, points: int) -> None:
+def _lay_out_queries(f, reservoir: dict, points: int, compress: bool) -> None:
+    """The query columns, compressed (schema.py, Storage) unless ``compress`` is False (a sweep: one row a
+    point, which a compressed column would keep back until 32 points were measured)."""
     setting_names = list(reservoir.get("setting_names", ()))
     widths = {"u": (int(reservoir["input_width"]),), "settings": (len(setting_names),), "spectrum": (points,),
               "features": (int(reservoir["feature_width"]),)}
     q = f.create_group("queries")
     for name, (dtype, wide) in QUERY_COLUMNS.items():
-        hdf5.row_dataset(q, name, dtype, widths[name] if wide else (), chunk_rows=QUERY_CHUNK_ROWS)
+        hdf5.row_dataset(q, name, dtype, widths[name] if wide else (), chunk_rows=QUERY_CHUNK_ROWS,
+                         compress=compress)
     q["role"].attrs["names"] = json.dumps(list(ROLES))
+    q["spectrum"].attrs["resolution_db"] = TRACE_RESOLUTION_DB
     q["settings"].attrs["names"] = json.dumps(setting_names)
 
 
@@ -220,24 +226,31 @@ class _QueryWriter:
         self._pending_rows += n
 
     def _write_queries(self) -> None:
+        """Append the buffered rows (every one: a row measured is a row on disk at the next flush)."""
         if not self._pending_rows:
             return
         for name, blocks in self._pending.items():
-            hdf5.append(self._queries[name], np.concatenate(blocks))
-            blocks.clear()
+            if blocks:
+                hdf5.append(self._queries[name], np.concatenate(blocks))
+                blocks.clear()
         self._query_rows += self._pending_rows
         self._pending_rows = 0
 
     def flush(self) -> None:
+        """Write every buffered row and flush the file."""
         self._write_queries()
         self._file.flush()
 
     def close(self) -> None:
-        """Write what is buffered and close (idempotent). Buffered queries after the last step or point are
-        kept but belong to no complete one."""
+        """Write what is buffered and close (idempotent); then, if over :data:`COMPACT_ABOVE` of the file
+        is dead space (compressed chunks that SWMR rewrote elsewhere, see schema.py, Storage), rewrite it
+        without. Buffered queries after the last step or point are kept but belong to no complete one."""
         if self._file.id.valid:
             self.flush()
+            compact = hdf5.dead_fraction(self._file) > COMPACT_ABOVE
             self._file.close()
+            if compact:
+                hdf5.compact(self.path)
         self._lock.release()
 
     def __enter__(self):
@@ -354,6 +367,7 @@ class SessionWriter(_QueryWriter):
             _upgrade_v1_copy(tmp, new_columns)
         os.replace(tmp, path)
         f = h5py.File(path, "r+", libver="latest")
+        _record_resume_machine(f, checkpoint)
         f.swmr_mode = True
         history_len = len(checkpoint.trainer_state.get("history", [])) if checkpoint else 0
         return cls(f, history_len=history_len), checkpoint
@@ -410,13 +424,35 @@ class SessionWriter(_QueryWriter):
         return state
 
 
+def recording_fingerprint(versions: dict):
+    """The numerical fingerprint of the machine that recorded the last part of a session: the last resume's
+    (``versions["resumed"]``), else the creator's (``versions["numerics"]``); None when not recorded."""
+    resumed = versions.get("resumed")
+    if isinstance(resumed, list) and resumed and isinstance(resumed[-1], dict):
+        return resumed[-1].get("numerics")
+    return versions.get("numerics")
+
+
+def _record_resume_machine(f: h5py.File, checkpoint: Checkpoint | None) -> None:
+    """Append ``{"after_step", "numerics"}`` to ``versions["resumed"]`` when this machine's fingerprint is not
+    the one that recorded the session so far (a continuation there is not bit-identical)."""
+    from labpgt.numerics import fingerprint
+
+    versions = json.loads(f.attrs["versions"])
+    here = fingerprint()
+    if recording_fingerprint(versions) != here:
+        after = None if checkpoint is None else int(checkpoint.step)
+        versions["resumed"] = list(versions.get("resumed") or []) + [{"after_step": after, "numerics": here}]
+        f.attrs["versions"] = hdf5.dumps(versions)
+
+
 def _upgrade_v1_copy(path: Path, new_columns: dict) -> None:
     """Make the resume copy of a /1 file a /2 file: the query and step columns and checkpoint groups it
     lacks (what the reader shows for /1 files), and the kind."""
     with h5py.File(path, "r+", libver="latest") as f:
         for name, values in new_columns.items():
             ds = hdf5.row_dataset(f["queries"], name, QUERY_COLUMNS[name][0], chunk_rows=QUERY_CHUNK_ROWS,
-                                  rows=len(values))
+                                  rows=len(values), compress=True)
             if len(values):
                 ds[:] = values
         steps = hdf5.group_length(f["steps"], STEP_INT_COLUMNS)
