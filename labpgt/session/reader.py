@@ -233,8 +233,8 @@ class SessionReader:
             n_ckpt -= 1
         while n_steps and not _json_whole(f["steps"], "extra", n_steps - 1):
             n_steps -= 1
-        # a checkpoint counts once its step's queries are all in the file: compressed columns keep back the
-        # rows of a partial chunk until the next step (schema.py, Storage), which a killed writer never wrote
+        # a checkpoint counts once its step's queries are all in the file (a writer killed mid-flush, or files
+        # of a writer that kept back the rows of a partial compressed chunk, can lack some)
         recorded = f["steps/queries"][:n_steps]
         steps = f["checkpoints/step"][:n_ckpt]
         while n_ckpt and 0 <= steps[n_ckpt - 1] < n_steps and recorded[steps[n_ckpt - 1]] > self.n_queries:
