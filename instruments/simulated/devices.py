@@ -33,6 +33,8 @@ Ring controller (the lab's own box; this is its SCPI dialect) — :class:`Simula
                                        −20 … +10 dB; above 0 dB the ring auto-oscillates
 ``:FIELd <mT>`` / ``?``                bias field, 0 … 300 mT (suffix mT or T)
 ``:AMPLifier[:STATe] ON|OFF`` / ``?``  loop amplifier power
+``:TEMPerature?``                      the YIG film's temperature in °C (its sensor; the simulated
+                                       ring's drifts, see ring.py 16), 4 decimals
 ``*IDN?``                              ``labpgt,RingController,SIM…,1.0``
 =====================================  =================================================================
 
@@ -57,8 +59,10 @@ Spectrum analyzer (Agilent ESA E4408B / X-series dialect) — :class:`SimulatedS
 ``:FORMat:BORDer NORMal|SWAPped`` / ``?``                        big-endian (NORMal) or little-endian
 ==============================================================  ===========================================
 
-The simulated sweep is instantaneous (``*OPC?`` answers ``1`` at once); the reported sweep time
-is what a real analyzer would take. With continuous sweep ON a trace read returns a fresh sweep
+The simulated sweep is instantaneous (``*OPC?`` answers ``1`` at once) unless the bench is
+``realtime``: each sweep advances the bench's virtual clock by the settling the instruments needed
+since the last sweep (``SimulatedBench.settling_s``) plus the sweep time ``:SWEep:TIME?`` reports,
+and a realtime bench answers the sweeping message no sooner than that in the wall clock. With continuous sweep ON a trace read returns a fresh sweep
 (the analyzer shows the latest); with it OFF, the trace of the last ``:INIT``.
 """
 
@@ -66,10 +70,11 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 import numpy as np
 
-from .ring import RingModel, RingParameters
+from .ring import Behaviours, RingModel, RingParameters
 from .scpi import (Boolean, Choice, CommandTable, Numeric, ScpiError, ScpiInstrument, add_setting,
                    format_number)
 
@@ -165,6 +170,7 @@ class SimulatedRingController(BenchInstrument):
         add_setting(table, self, ":FIELd", "field_mt",
                     Numeric("MT", self.MIN_FIELD_MT, self.MAX_FIELD_MT, float(params.default_field_mt)))
         add_setting(table, self, ":AMPLifier[:STATe]", "amplifier_on", Boolean())
+        table.add(":TEMPerature?", query=lambda: format_number(round(self.bench.model.lab.temperature_c, 4)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,6 +193,12 @@ def ieee_block(payload: bytes) -> bytes:
 
 class SimulatedSpectrumAnalyzer(BenchInstrument):
     """An Agilent ESA E4408B / X-series analyzer looking at the ring's output (see module docstring)."""
+
+    def handle(self, message: str | bytes) -> bytes:
+        started = time.monotonic()
+        answer = super().handle(message)
+        self.bench.pay_wall_time(started)
+        return answer
 
     MAX_FREQUENCY_HZ = 26.5e9
     MIN_SPAN_HZ = 10.0
@@ -244,7 +256,7 @@ class SimulatedSpectrumAnalyzer(BenchInstrument):
     @property
     def sweep_time_s(self) -> float:
         if self.sweep_time_auto:
-            return float(self.bench.model.sweep_time_s(self.span_hz, self.rbw_hz))
+            return float(self.bench.model.sweep_time_s(self.span_hz, self.rbw_hz, self.points))
         return self.manual_sweep_time_s
 
     def frequencies_hz(self) -> np.ndarray:
@@ -296,19 +308,24 @@ class SimulatedSpectrumAnalyzer(BenchInstrument):
 
     # -- sweeping -----------------------------------------------------------------------------
     def sweep(self) -> np.ndarray:
-        """Take one sweep from the current states of all generators and the ring controller."""
+        """Take one sweep from the current states of all generators and the ring controller, after
+        the bench's clock has advanced by the settling it needed and the sweep time."""
         bench = self.bench
         generators = bench.generators
         ring = bench.ring
+        duration = bench.settling_s() + self.sweep_time_s
+        bench.model.lab.advance(duration)
+        bench.owed_wall_s += duration
+        lab = bench.model.lab
         tone_freq = np.array([[g.frequency_hz for g in generators]], dtype=float)
         tone_power = np.array([[g.power_dbm for g in generators]], dtype=float)
         tone_on = np.array([[g.output_on for g in generators]], dtype=bool)
         traces = bench.model.spectra(
             tone_freq, tone_power, tone_on,
             np.array([ring.loop_gain_db], dtype=float),
-            np.array([ring.field_mt], dtype=float),
+            np.array([ring.field_mt + lab.field_offset_mt], dtype=float),
             np.array([ring.amplifier_on], dtype=bool),
-            self.frequencies_hz(), self.rbw_hz)
+            self.frequencies_hz(), self.rbw_hz, ms_t=lab.ms_t())
         self.trace_dbm = np.asarray(traces, dtype=float)[0]
         return self.trace_dbm
 
@@ -361,21 +378,70 @@ class SimulatedBench:
     :param seed: seed of the model's RNG (the bench adds no randomness of its own).
     :param noise: ``False`` for noise-free traces.
     :param params: :class:`RingParameters`, defaults if ``None``.
+    :param behaviours: the real ring's behaviours (:class:`Behaviours`; all if ``None``,
+        ``Behaviours.ideal()`` for the kind ring).
+    :param realtime: sweeps take their simulated duration in the wall clock too.
 
     ``instruments`` maps the names ``gen1..genN``, ``ring``, ``analyzer`` to the instruments;
     each answers ``handle(message) -> bytes``. ``lock`` serialises all access to the model.
     """
 
     def __init__(self, n_generators: int = 4, seed: int = 0, noise: bool = True,
-                 params: RingParameters | None = None):
+                 params: RingParameters | None = None, behaviours: Behaviours | None = None,
+                 realtime: bool = False):
         if n_generators < 1:
             raise ValueError("a bench needs at least one signal generator")
         self.model = RingModel(params=params if params is not None else RingParameters(),
-                               seed=seed, noise=noise)
+                               seed=seed, noise=noise, behaviours=behaviours)
+        self.realtime = realtime
+        self.owed_wall_s = 0.0
         self.lock = threading.RLock()
         self.generators = [SimulatedSignalGenerator(self, index) for index in range(1, n_generators + 1)]
         self.ring = SimulatedRingController(self)
         self.analyzer = SimulatedSpectrumAnalyzer(self)
+        self._swept = self._settled_state()
+
+    # -- time --------------------------------------------------------------------------------
+    def _settled_state(self) -> dict:
+        return {"generators": [[g.frequency_hz, g.power_dbm, bool(g.output_on)] for g in self.generators],
+                "field_mt": self.ring.field_mt, "ring": [self.ring.loop_gain_db, bool(self.ring.amplifier_on)]}
+
+    def settling_s(self) -> float:
+        """The settling the instruments needed since the last sweep (the slowest change), and mark
+        the present state settled: a changed generator, the field, the loop gain or amplifier."""
+        p = self.model.params
+        now = self._settled_state()
+        waits = [p.generator_settling_s for old, new in zip(self._swept["generators"], now["generators"])
+                 if old != new]
+        waits += [p.field_settling_s] if now["field_mt"] != self._swept["field_mt"] else []
+        waits += [p.gain_settling_s] if now["ring"] != self._swept["ring"] else []
+        self._swept = now
+        return max(waits, default=0.0)
+
+    def pay_wall_time(self, started: float) -> None:
+        """On a realtime bench, wait (outside the lock) until the message that swept has taken as
+        long in the wall clock as the sweep took on the bench's clock."""
+        with self.lock:
+            owed, self.owed_wall_s = self.owed_wall_s, 0.0
+        if self.realtime and owed > 0:
+            time.sleep(max(0.0, owed - (time.monotonic() - started)))
+
+    @property
+    def clock_s(self) -> float:
+        """The bench's virtual clock (s since it was made)."""
+        return self.model.lab.time_s
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        """The model's randomness, clock, drifts and oscillating state, and what the last sweep
+        saw settled, as JSON: restoring it continues the bench exactly."""
+        with self.lock:
+            return {"model": self.model.get_state(), "swept": self._swept}
+
+    def set_state(self, state: dict) -> None:
+        with self.lock:
+            self.model.set_state(state["model"])
+            self._swept = state["swept"]
 
     @property
     def instruments(self) -> dict[str, BenchInstrument]:
