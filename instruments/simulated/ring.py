@@ -78,9 +78,82 @@ passband maximum is displayed at its set power.
    modes, as source and oscillator amplitude noise). Sweep time ≈ k·span/RBW² with k = 2.5,
    at least 1 ms.
 
+A real ring is not that kind. Sections 10-16 are its unkind behaviours, each switched by a field
+of :class:`Behaviours` (``Behaviours.ideal()`` switches them all off and leaves the kind ring of
+1-9, which the oldest tests describe).
+
+10. **Three-magnon splitting** (``three_magnon``). A spin wave at f may split into two at f/2 when
+    f/2 lies in the spin-wave band, whose bottom for an in-plane film is about γ'B: allowed for
+    f ≥ 2γ'B, which covers the whole MSSW band for B ≤ μ0Ms/3 = 58.3 mT (f_FMR = 2γ'B there) and
+    so at the default 50 mT (Ordóñez-Romero et al., Phys. Rev. B 79, 144428 (2009); Chernyshev,
+    arXiv:1208.0831). Where allowed (a tanh step of width 10 MHz at f/2 = γ'B) it is a low-threshold,
+    power-limiting loss: mode n saturates at :math:`1/P_{\mathrm{sat},n} = 1/P_\mathrm{sat} +
+    a_n/P_{3}(f_n)` with :math:`P_3(f) = 0.3\,\mathrm{mW}\cdot\exp((f - f_\mathrm{FMR} - 25\,\mathrm{MHz})/20\,\mathrm{MHz})`.
+    The threshold's rise across the band is phenomenological (the density and coupling of the
+    f/2 pairs change across it); it is what makes the ring's preferred mode depend on its power
+    (12). Above ~60 mT the loss is gone.
+
+11. **Nonlinear frequency shift** (``nonlinear_shift``). The MSSW frequency at a given wavenumber
+    falls with power (Priye & Tsutsumi, IEICE Trans. Electron. E77-C, 1740 (1994)); the ring's
+    modes move by :math:`N(P_n + P_T)` with N = −3 MHz/mW (referred to the analyzer's powers), from
+    their own power (self) and the tones' in the loop. The passband (set by the transducers) stays;
+    the few-MHz shift at the saturated power is of the order observed in YIG rings. Solved
+    self-consistently with the saturation (6 damped iterations).
+
+12. **Strong competition and memory** (``memory``, ``mode_partition``). Cross-saturation c = 1.5 > 1:
+    only single-mode states are stable, mode n being stable while every other mode's drive
+    :math:`D_m = P_{\mathrm{sat},m}(G_m - 1) - c_tP_T` stays below c·D_n. The ring keeps the mode
+    it oscillated in at the previous query as long as that mode is stable, otherwise the mode of
+    largest drive takes over (and starts the ring from rest): multistability, hysteresis (a loop-gain
+    sweep up and down switches modes at different gains, since D_m/D_n changes with the gain through
+    10), mode hopping. Mode-partition noise: each candidate's gain fluctuates log-normally, 0.15 dB
+    per query (seeded), so near a tie the ring hops. The oscillating mode and its power are
+    carried from one query to the next (and checkpointed).
+
+13. **Injection locking** (``locking``). Adler's half-width with the injection coupler's 10 dB more
+    coupling than the output's, :math:`\Delta_L = \sqrt{10P_t/P_n}/(2\pi\tau)`, widened on one side
+    by the non-isochronicity ν = 3 as a laser's by its linewidth-enhancement factor (Mogensen,
+    Olesen & Jacobsen, IEEE J. Quantum Electron. 21, 784 (1985); the spin-wave analogue in Slavin &
+    Tiberkevich, IEEE Trans. Magn. 45, 1875 (2009)): with N < 0 a mode locks to tones from
+    Δ_L above it to :math:`\Delta_L\sqrt{1+\nu^2}` below it; the tone's own power in the loop also
+    moves the mode (11), which skews the range further. Measured through SCPI at the default 2 dB
+    loop gain and 50 mT (tests/test_ring_realism.py): a −10 dBm tone locks the mode from 5.9 MHz
+    below it to 1.7 MHz above (7.6 MHz in all; the kind ring's Adler range: ±0.55 MHz). MHz-wide
+    and asymmetric, as measured on spin-wave active ring oscillators (over 11 MHz at −10 dBm,
+    asymmetric: Mukhopadhyay, Syvorotka & Prabhakar, arXiv:2512.08796). A locked mode and its tone are one line of power max(P_n, P_t), not two.
+
+14. **Pulling sidebands and self-modulation** (``sidebands``). Just outside the locking range the
+    Adler phase slips at the beat :math:`\Omega = \sqrt{d^2 - \Delta^2}` (d the detuning, Δ the
+    range on its side) and the oscillator's spectrum is, with r = Δ/(|d| + Ω), a line of power
+    :math:`P_n r^2` on the tone and lines at :math:`f_t + \mathrm{sign}(d)\,k\Omega` of power
+    :math:`P_n(1-r^2)^2r^{2(k-1)}`, k = 1…3 (the exact Fourier series of e^{iψ} for Adler's
+    equation; the classic pulled-oscillator spectrum). A mode driven more than 3 dB above its
+    threshold self-modulates: a comb at ±1, ±2 free spectral ranges around it (soliton-train-like,
+    Kalinikos, Kovshikov & Patton, Phys. Rev. Lett. 80, 4301 (1998)), modulation depth
+    m = min((excess − 3 dB)/6 dB, 0.6), sidebands (m/2)² and (m/2)⁴ of the carrier, power conserved.
+
+15. **Time.** The simulated bench keeps a virtual clock (:class:`Laboratory`): each sweep advances
+    it by the settling its instruments needed since the last sweep — the slowest of a changed
+    generator (10 ms: the E8257D's CW frequency switching without the fast-switching option is
+    specified as under 10 ms), a changed field (50 ms, a magnet supply), a changed loop gain or
+    amplifier (1 ms) — plus the analyzer's sweep time (9), which is also at least 5 µs per display
+    point (2 ms at 401 points; the clock uses what ``:SWEep:TIME?`` reports, manual or auto). A
+    training query is thus about 12 ms; a 192,000-query run is about 40 minutes of bench time,
+    before any instrument I/O.
+
+16. **Drift** (``drift``). On that clock the film's temperature and the bias field wander as in a
+    lab without temperature control: each an Ornstein-Uhlenbeck walk (temperature σ = 1 K with a
+    2 h correlation time; field σ = 0.02 mT, 1 h) plus Poisson-timed steps (temperature 0.5 per hour
+    of σ 0.3 K; field 0.2 per hour of σ 0.03 mT), from a seeded RNG of their own. The temperature
+    sets Ms: :math:`M_s(T) = M_s(1 - 0.002\,\mathrm{K}^{-1}\,\Delta T)` (YIG's Ms falls by about
+    0.2 %/K near room temperature, 4πMs ≈ 1750 G at 295 K, Curie point 560 K; see the Ms(T) data
+    compiled in arXiv:2507.18209), which at 50 mT moves f_FMR and the modes by about −2.3 MHz/K.
+    The ring controller reports the temperature (``:TEMPerature?``, °C, room 22 °C).
+
 Simplifications a magnonics reader should know: the group delay is taken as constant across the
-band (no MSSW dispersion of the FSR); pulling sidebands, four-magnon instabilities and thermal drift
-are not modelled.
+band (no MSSW dispersion of the FSR); the nonlinear shift moves the modes, not the passband;
+four-magnon instabilities, the tones' own nonlinear shift and thermal effects of the circulating
+power are not modelled; the analyzer's detector statistics (9) are unchanged by 10-16.
 """
 
 from __future__ import annotations
@@ -128,7 +201,7 @@ class RingParameters:
     oscillating_lines: int = 8
     mixing_modes: int = 3
     settling_iterations: int = 4
-    nonlinear_iterations: int = 8
+    nonlinear_iterations: int = 6
     default_field_mt: float = 50.0
     default_loop_gain_db: float = 2.0
     default_center_hz: float = 3.03e9
@@ -149,7 +222,7 @@ class RingParameters:
     self_modulation_max_depth: float = 0.6
     mode_partition_db: float = 0.15
     min_point_time_s: float = 5e-6
-    generator_settling_s: float = 5e-3
+    generator_settling_s: float = 10e-3
     field_settling_s: float = 50e-3
     gain_settling_s: float = 1e-3
     room_temperature_c: float = 22.0
@@ -214,7 +287,7 @@ class Behaviours:
     """
 
     three_magnon: bool = True      # 10. splitting loss where allowed
-    nonlinear_shift: bool = True   # 11. modes and band move with circulating power
+    nonlinear_shift: bool = True   # 11. the modes move with the circulating power
     memory: bool = True            # 12. strong competition, the oscillating mode carried between queries
     mode_partition: bool = True    # 12. seeded gain noise of each mode (hops near a tie)
     locking: bool = True           # 13. asymmetric, MHz-wide locking without double-counted power
@@ -375,6 +448,8 @@ class RingModel:
         Survivors of the mode competition are always among the modes of largest gain, and the loop
         gain scales every mode alike, so the K best by transmission are the only candidates.
         """
+        if field_mt.size == 1:                       # one query: no grouping to do
+            return tuple(t[None, :] for t in self._mode_table(float(field_mt[0]), float(ms_t[0])))
         keys, row = np.unique(np.stack([field_mt, ms_t], axis=1), axis=0, return_inverse=True)
         tables = [self._mode_table(float(b), float(m)) for b, m in keys]
         row = row.reshape(-1)
@@ -448,7 +523,10 @@ class RingModel:
             winner = np.argmax(modes[-1])
             self.oscillating_mode = int(mode_n[-1, winner]) if modes[-1, winner] > 0 else -1
             self.mode_power_mw = float(modes[-1, winner])
+        strongest = np.argmax(modes, axis=1)[:, None]
+        comb_shift = np.take_along_axis(mode_f - mode_f0, strongest, axis=1)[:, 0]
         return {"f_fmr": f_fmr, "f_top": f_top, "loop_gain": loop_gain, "saturating": saturating,
+                "comb_shift_hz": comb_shift,
                 "saturation_mw": loop_saturation, "tone_out": tone_out, "mode_f": mode_f, "mode_p": modes,
                 "mode_gain": mode_g}
 
@@ -467,10 +545,11 @@ class RingModel:
             return self._weak_competition(drive)
         c = self.params.strong_cross_saturation
         rows = np.arange(drive.shape[0])
-        held = np.where(prior.any(axis=1), np.argmax(prior, axis=1), -1)
-        held_drive = np.where(held >= 0, drive[rows, np.maximum(held, 0)], -np.inf)
+        has_prior = prior.any(axis=1)
+        held = np.argmax(prior, axis=1)
+        held_drive = drive[rows, held]
         invaders = np.where(prior, -np.inf, drive).max(axis=1)
-        stays = (held >= 0) & (held_drive > 0) & (invaders < c * held_drive)
+        stays = has_prior & (held_drive > 0) & (invaders < c * held_drive)
         winner = np.where(stays, held, np.argmax(drive, axis=1))
         power = np.zeros_like(drive)
         power[rows, winner] = np.maximum(drive[rows, winner], 0.0)
@@ -529,7 +608,7 @@ class RingModel:
         return np.where(tone_f.shape[1] == 0, mode_f, f_tone + np.sign(d) * beat)
 
     def _injected(self, mode_f, mode_p, tone_f, tone_p):
-        """Asymmetric locking and pulling with sidebands (13, 14): lines (B, K, S) of each mode, and the
+        """Asymmetric locking and pulling, with sidebands if they are on (13, 14): lines (B, K, S) of each mode, and the
         tones' powers with a locked mode's share taken out (the locked line is one line, not two)."""
         p = self.params
         batch, k = mode_f.shape
@@ -547,8 +626,9 @@ class RingModel:
         oscillating = mode_p > 0
         locked = oscillating & (np.abs(d) <= edge)
         beat = np.sqrt(np.maximum(d**2 - edge**2, 0.0))
-        r = np.where(locked | ~oscillating, 0.0, edge / np.maximum(np.abs(d) + beat, 1e-30))
-        order = np.arange(1, p.pulling_sidebands + 1)
+        sidebands = self.behaviours.sidebands
+        r = np.where(locked | ~oscillating | (not sidebands), 0.0, edge / np.maximum(np.abs(d) + beat, 1e-30))
+        order = np.arange(1, (p.pulling_sidebands if sidebands else 1) + 1)
         shares = (1 - r**2)[:, :, None] ** 2 * r[:, :, None] ** (2 * (order - 1))
         line_f = np.concatenate([f_tone[:, :, None] + np.sign(d)[:, :, None] * beat[:, :, None] * order,
                                  f_tone[:, :, None]], axis=2)
@@ -598,19 +678,25 @@ class RingModel:
         """Noise power spectral density (mW/Hz) at the analyzer: DANL plus the ring's amplified noise."""
         p = self.params
         col = lambda v: v[:, None]  # noqa: E731
-        transmission, cos_phase = self._grid_terms(freqs, state["f_fmr"], state["f_top"])
+        transmission, cos_phase, sin_phase = self._grid_terms(freqs, state["f_fmr"], state["f_top"])
+        shift = state["comb_shift_hz"]
+        if np.any(shift):        # the regenerative noise follows the comb where the nonlinear shift put it (11)
+            theta = col(2 * np.pi * p.round_trip_s * shift)
+            cos_phase = cos_phase * np.cos(theta) + sin_phase * np.sin(theta)
         g = transmission * col(state["loop_gain"] / (1.0 + state["saturating"] / state["saturation_mw"]))
         a = np.minimum(np.sqrt(g), p.max_noise_round_trip)
         ring = _db_to_mw(p.amplifier_noise_dbm_per_hz) * transmission * self._resolved_airy(a, cos_phase, rbw)
         return _db_to_mw(p.danl_dbm_per_hz) + np.where(col(amp_on), ring, 0.0)
 
     def _grid_terms(self, freqs, f_fmr, f_top):
-        """Linear transmission and cos(round-trip phase) on the display axis, per field (cached)."""
+        """Linear transmission, cos and sin of the round-trip phase on the display axis, per field (cached)."""
+        axis_key = (float(freqs[0]), float(freqs[-1]), freqs.size)
+        if f_fmr.size == 1:
+            return tuple(t[None, :] for t in self._grid_table(axis_key, freqs, float(f_fmr[0]), float(f_top[0])))
         fields, row = np.unique(f_fmr, return_inverse=True)
         tops = f_top[np.unique(row, return_index=True)[1]]
-        axis_key = (float(freqs[0]), float(freqs[-1]), freqs.size)
         terms = [self._grid_table(axis_key, freqs, float(f), float(t)) for f, t in zip(fields, tops)]
-        return np.stack([t[0] for t in terms])[row], np.stack([t[1] for t in terms])[row]
+        return tuple(np.stack([t[i] for t in terms])[row] for i in range(3))
 
     def _grid_table(self, axis_key, freqs, f_fmr, f_top):
         key = (axis_key, f_fmr)
@@ -619,8 +705,8 @@ class RingModel:
             if len(self._grid_cache) > 256:
                 self._grid_cache.clear()
             transmission = _db_to_mw(transmission_db(freqs, f_fmr, f_top, self.params))
-            cos_phase = np.cos(self._round_trip_phase(freqs, f_fmr))
-            table = self._grid_cache.setdefault(key, (transmission, cos_phase))
+            phase = self._round_trip_phase(freqs, f_fmr)
+            table = self._grid_cache.setdefault(key, (transmission, np.cos(phase), np.sin(phase)))
         return table
 
     # ------------------------------------------------------------ the analyzer
