@@ -225,6 +225,9 @@ def add_training_settings(p, single_run: bool) -> None:
     p.add_argument("--eval-every", type=positive_int, help="evaluate every N steps (steps/20)")
     p.add_argument("--holdout", default="test", help="test | validation: what evaluations measure; tune on "
                                                      "validation, a split of the training data (test)")
+    p.add_argument("--follow-ring", type=nonnegative_int, metavar="N",
+                   help="every N steps move the feature standardisation to running feature moments, the loss "
+                        "unchanged (for a drifting ring; 0: frozen at calibration)")
 
 
 def add_train(sub):
@@ -266,7 +269,7 @@ def training_settings(args) -> dict:
             raise UserError(f"bench config {args.bench} does not exist")
     values = dict(task=args.task, reservoir=reservoir, model=args.model, hidden=args.hidden, width=args.width,
                   heads=args.heads, blocks=args.blocks, tokens=args.tokens, batch_size=args.batch_size,
-                  eval_every=args.eval_every, holdout=args.holdout,
+                  eval_every=args.eval_every, holdout=args.holdout, follow_ring=args.follow_ring,
                   bench=str(args.bench.resolve()) if args.bench else None)
     return {k: v for k, v in values.items() if v is not None}
 

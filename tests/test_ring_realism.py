@@ -262,3 +262,29 @@ def test_the_ideal_preset_is_the_kind_ring():
     send(a, "analyzer", ":SWE:TIME 2000 s;:INIT;:SWE:TIME:AUTO ON")   # time passes on a, nothing drifts
     assert send(a, "ring", ":TEMP?") == send(b, "ring", ":TEMP?")
     assert np.median(np.abs(trace(a) - trace(b))) < 1.5                # the same ring, up to the noise
+
+
+# --------------------------------------------------------------------------- switches
+def test_every_behaviour_switches_from_the_bench_config_and_labpgt_sim(tmp_path):
+    from labpgt.bench import bench_config_toml, load_bench_config, simulated_bench_config
+    from labpgt.bench.connect import embedded_simulator
+    from labpgt.cli import build_parser
+    from labpgt.errors import UserError
+
+    path = tmp_path / "bench.toml"
+    for physics, expected in (({}, Behaviours()), ({"preset": "ideal"}, Behaviours.ideal()),
+                              ({"preset": "ideal", "drift": True}, dataclasses.replace(Behaviours.ideal(), drift=True)),
+                              ({"memory": False, "locking": False}, Behaviours(memory=False, locking=False))):
+        path.write_text(bench_config_toml(simulated_bench_config(physics=physics)))
+        config = load_bench_config(path)
+        assert embedded_simulator(config).model.behaviours == expected
+    path.write_text(bench_config_toml(simulated_bench_config(physics={"realtime": True})))
+    assert embedded_simulator(load_bench_config(path)).realtime
+    for bad in ('preset = "kind"', "drift = 1", "wobble = true"):
+        path.write_text(f"{bench_config_toml(simulated_bench_config())}\n".replace("[simulator]\n", f"[simulator]\n{bad}\n"))
+        with pytest.raises(UserError, match=r"\[simulator\]"):
+            load_bench_config(path)
+    args = build_parser().parse_args(["sim", "--ideal", "--realtime", "--without", "drift,sidebands"])
+    assert args.ideal and args.realtime and args.without == ("drift", "sidebands")
+    with pytest.raises(UserError, match="unknown behaviour 'wobble'"):
+        build_parser().parse_args(["sim", "--without", "wobble"])

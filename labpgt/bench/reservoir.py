@@ -258,8 +258,14 @@ class Bench:
 
     def temperature_c(self) -> float:
         """The ring's temperature sensor (``:TEMPerature?``, °C), retried like any query."""
-        ring = self.instruments[self.config.ring]
-        return float(self._retrying(lambda: ring.temperature, "reading the ring's temperature")[0])
+        return self._retrying(self._read_temperature, "reading the ring's temperature")[0]
+
+    def _read_temperature(self) -> float:
+        try:
+            return float(self.instruments[self.config.ring].temperature)
+        except TRANSIENT_ERRORS:
+            self._broken.add(self.config.ring)
+            raise
 
     # ---- the embedded simulator's noise, clock, drift and memory, for bit-identical resume
     def get_rng_state(self) -> dict:
