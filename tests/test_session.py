@@ -307,6 +307,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride)
             np.testing.assert_array_equal(times["sim_time"], ref_times["sim_time"])
             np.testing.assert_array_equal(times["temperature_c"], ref_times["temperature_c"])
             assert np.ptp(times["temperature_c"]) > 0 and np.all(np.diff(times["sim_time"]) > 0)
+            assert info["time"]["bench_hours"] == ref_info["time"]["bench_hours"] == times["sim_time"][-1] / 3600
 
 
 def test_resume_before_first_checkpoint_starts_afresh(tmp_path):
