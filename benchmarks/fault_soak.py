@@ -3,8 +3,9 @@
     python benchmarks/fault_soak.py [--faults drop=0.02,garble=0.02,delay=0.01,error=0.01,seed=7]
                                     [--steps 7] [--task digits] [--timeout-ms 1000] [--delay-s 2]
 
-Runs `labpgt train --bench …` twice, each against its own `labpgt sim --noise 0` process: once
-clean, once with the faults. Prints a table: queries by role, attempts, wall time and
+Runs `labpgt train --bench …` twice, each against its own `labpgt sim --noise 0 --ideal` process:
+once clean, once with the faults. The kind ring (--ideal): a real ring's drift and memory would make
+every retried sweep a different measurement, so only the kind ring can be compared query for query. Prints a table: queries by role, attempts, wall time and
 final_params_sha256 of both, and whether every recorded spectrum, feature and input is identical.
 Exit status 0 when the faulted session has exactly the clean session's queries and parameters.
 """
@@ -25,7 +26,7 @@ from labpgt.session import SessionReader
 
 def serve(workdir: Path, faults: str | None, timeout_ms: int) -> tuple[subprocess.Popen, Path]:
     bench = workdir / ("bench-faulty.toml" if faults else "bench-clean.toml")
-    command = [sys.executable, "-m", "labpgt", "sim", "--port", "0", "--noise", "0", "--write-bench", str(bench)]
+    command = [sys.executable, "-m", "labpgt", "sim", "--port", "0", "--noise", "0", "--ideal", "--write-bench", str(bench)]
     if faults:
         command += ["--faults", faults]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -78,7 +79,7 @@ def main():
             attempts = qb["attempts"]
 
     clean, faulted = runs["clean"][0], runs["faulted"][0]
-    print(f"task {args.task}, node, {args.steps} steps, TCP with --noise 0; faults: {faults}")
+    print(f"task {args.task}, node, {args.steps} steps, TCP with --noise 0 --ideal; faults: {faults}")
     print(f"{'':<10}{'queries':>9}{'training':>10}{'eval':>7}{'retried':>9}{'max att.':>9}{'wall s':>8}  final_params_sha256")
     for label, (info, seconds, _) in runs.items():
         roles = info["queries_by_role"]

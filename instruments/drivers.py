@@ -362,6 +362,11 @@ class RingController(SCPIMixin, Instrument):
         """Control whether the loop amplifier is powered (bool).""",
         validator=strict_discrete_set, values=BOOLEAN_VALUES, map_values=True,
     )
+    temperature = Instrument.measurement(
+        ":TEMP?",
+        """Measure the YIG film's temperature in °C (float), if the ring has a sensor
+        (a bench config reads it with ``[bench] ring_temperature = true``).""",
+    )
 
     def send_state(self, loop_gain_db: float, field_mt: float, amplifier_on: bool) -> None:
         """Send loop gain, field and amplifier state in one message ending in ``*OPC?``."""

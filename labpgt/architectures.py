@@ -123,7 +123,8 @@ def build_dense(spec: ModelSpec, n_inputs, n_classes, d, m, rng) -> Network:
         return act(Fn @ p["hid_W"] + p["hid_b"]) if spec.hidden else Fn
 
     return Network(stages=[Stage("encoder", encoder, ("enc_W", "enc_b"))],
-                   layers=[PhysicalLayer(0, "feature_mean", "feature_scale")],
+                   layers=[PhysicalLayer(0, "feature_mean", "feature_scale",
+                                         *(("hid_W", "hid_b") if spec.hidden else ("out_W", "out_b")))],
                    head=Stage("head", head, head_trainable, ("feature_mean", "feature_scale")),
                    classifier=("out_W", "out_b"), params=params, spec=spec.to_dict())
 
@@ -195,7 +196,8 @@ def build_transformer(spec: ModelSpec, n_inputs, n_classes, d, m, rng) -> Networ
     stages = [Stage("embed+block0", embed, ("embed_W", "embed_b", "pos") + block_names(0))]
     stages += [Stage(f"block{l}", between(l), back_names(l - 1) + block_names(l), frozen_names(l - 1))
                for l in range(1, L)]
-    layers = [PhysicalLayer(l, f"b{l}.feature_mean", f"b{l}.feature_scale") for l in range(L)]
+    layers = [PhysicalLayer(l, f"b{l}.feature_mean", f"b{l}.feature_scale", f"b{l}.ff_out_W", f"b{l}.ff_out_b")
+              for l in range(L)]
     head_stage = Stage("head", head, back_names(L - 1) + ("lnf_g", "lnf_b"), frozen_names(L - 1))
     return Network(stages, layers, head_stage, ("out_W", "out_b"), params,
                    spec={**spec.to_dict(), "tokens": T})

@@ -95,7 +95,25 @@ def add_sim(sub):
                    help="inject seeded faults per program message, e.g. drop=0.02,delay=0.01,garble=0.02,"
                         "error=0.01,reboot=0.001,seed=7 (also delay_s=6, reboot_s=0); "
                         "see labpgt.instruments.simulated.faults")
+    p.add_argument("--ideal", action="store_true",
+                   help="the kind ring: no drift, memory, nonlinear shift, sidebands, three-magnon loss, "
+                        "mode-partition noise, wide locking (default: a real ring's behaviours, all on)")
+    p.add_argument("--without", type=behaviour_list, default=(), metavar="NAMES",
+                   help="switch these behaviours off, comma-separated: three_magnon, nonlinear_shift, memory, "
+                        "mode_partition, locking, sidebands, drift")
+    p.add_argument("--realtime", action="store_true",
+                   help="each sweep takes its simulated duration (settling + sweep time) in the wall clock too")
     p.set_defaults(run=run_sim)
+
+
+def behaviour_list(text: str) -> tuple[str, ...]:
+    from labpgt.instruments.simulated.ring import Behaviours
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in Behaviours.names()]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown behaviour {unknown[0]!r}; expected {', '.join(Behaviours.names())}")
+    return names
 
 
 def fault_spec(text: str):
@@ -123,14 +141,17 @@ def sim_ports(base: int, generators: int) -> dict[str, int] | None:
 
 
 def run_sim(args) -> int:
+    from labpgt.bench.connect import simulator_behaviours
     from labpgt.instruments.simulated import SimulatedBench, serve
 
     models = args.generator * args.generators if len(args.generator) == 1 else args.generator
     if len(models) != args.generators:
         raise UserError(f"--generator names {len(models)} models for {args.generators} generators: give one, "
                         f"or one per generator")
+    behaviours = simulator_behaviours({"preset": "ideal" if args.ideal else "real", **dict.fromkeys(args.without, False)})
     bench = SimulatedBench(n_generators=args.generators, seed=args.seed, noise=bool(args.noise),
-                           analyzer_model=args.analyzer, generator_models=models)
+                           analyzer_model=args.analyzer, generator_models=models, behaviours=behaviours,
+                           realtime=args.realtime)
     try:
         server = serve(bench, host=args.host, ports=sim_ports(args.port, args.generators), faults=args.faults)
     except OSError as exc:
@@ -267,6 +288,9 @@ def add_training_settings(p, single_run: bool) -> None:
                        help="test | validation: what evaluations, the target and queries to target measure; "
                             "each validation run ends with one look at the test split, reported apart "
                             "(validation)")
+    p.add_argument("--follow-ring", type=nonnegative_int, metavar="N",
+                   help="every N steps move the feature standardisation to running feature moments, the loss "
+                        "unchanged (for a drifting ring; 0: frozen at calibration)")
 
 
 def add_train(sub):
@@ -309,6 +333,7 @@ def training_settings(args) -> dict:
     values = dict(task=args.task, reservoir=reservoir, model=args.model, hidden=args.hidden, width=args.width,
                   heads=args.heads, blocks=args.blocks, tokens=args.tokens, batch_size=args.batch_size,
                   eval_every=args.eval_every, eval_fraction=args.eval_fraction, holdout=args.holdout,
+                  follow_ring=args.follow_ring,
                   bench=str(args.bench.resolve()) if args.bench else None)
     return {k: v for k, v in values.items() if v is not None}
 

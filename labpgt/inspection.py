@@ -17,6 +17,7 @@ import numpy as np
 
 from labpgt.session import SessionReader, params_sha256
 from labpgt.session.liveness import being_written
+from labpgt.session.schema import QUERY_TIME_COLUMNS
 from labpgt.sweeps import THRESHOLD_SETTING, sweep_threshold
 
 PEAK_COLUMNS = ("value", "peak_frequency_hz", "peak_power_dbm", "margin_db")
@@ -29,8 +30,11 @@ def inspect_session(path) -> dict:
 
     Both kinds: ``path``, ``schema``, ``kind``, ``created``, ``versions``, ``instruments``,
     ``completed``, ``in_progress`` (not complete, and a writer has it open now — see
-    :mod:`labpgt.session.liveness`; incomplete and not in progress is interrupted), ``queries`` (valid query rows), ``queries_by_role``, ``spectrum_points``,
-    ``size_bytes``, ``bytes_per_query``. A training also has ``task``, ``method``, ``reservoir``,
+    :mod:`labpgt.session.liveness`; incomplete and not in progress is interrupted), ``queries`` (valid
+    query rows), ``queries_by_role``, ``spectrum_points``, ``size_bytes``, ``bytes_per_query``, ``time``
+    (``measured_hours``: the queries' wall-clock time; ``bench_hours``: a simulated bench's clock at
+    the last query; ``temperature_c``: the ring's lowest and highest recorded temperature; each None
+    where not recorded). A training also has ``task``, ``method``, ``reservoir``,
     ``bench``, ``steps`` (complete steps), ``planned_steps``, ``test_accuracy`` and
     ``final_params_sha256`` — :func:`labpgt.session.params_sha256` of the last checkpoint's
     parameters (SHA-256 of every array as little-endian float64 bytes, concatenated in sorted name
@@ -46,7 +50,8 @@ def inspect_session(path) -> dict:
         info["in_progress"] = not info["completed"] and being_written(path, _row_wall_times(session))
         size = path.stat().st_size
         info.update({"spectrum_points": int(session.frequencies.size), "size_bytes": int(size),
-                     "bytes_per_query": size / session.n_queries if session.n_queries else None})
+                     "bytes_per_query": size / session.n_queries if session.n_queries else None,
+                     "time": _query_time(session)})
     return info
 
 
@@ -126,6 +131,15 @@ def _query_counts(session: SessionReader) -> dict:
             "queries_by_role": {session.role_name(code): int(n) for code, n in enumerate(counts) if n}}
 
 
+def _query_time(session: SessionReader) -> dict:
+    """How long the queries took (wall clock, and on a simulated bench's clock) and the ring's temperature range."""
+    times = session.queries(fields=QUERY_TIME_COLUMNS)
+    wall, sim, temperature = (times[name][np.isfinite(times[name])] for name in QUERY_TIME_COLUMNS)
+    return {"measured_hours": float(wall.sum() / 3600) if wall.size else None,
+            "bench_hours": float(sim.max() / 3600) if sim.size else None,
+            "temperature_c": [float(temperature.min()), float(temperature.max())] if temperature.size else None}
+
+
 def _bench_name(session: SessionReader):
     bench = session.config.get("bench")
     described = bench.get("bench") if isinstance(bench, dict) else None
@@ -146,6 +160,7 @@ def format_inspection(info: dict) -> str:
         f"  queries {info['queries']}: " + ", ".join(f"{k} {v}" for k, v in info["queries_by_role"].items()),
         f"  size {info['size_bytes'] / 1e6:.2f} MB ({per_query}), spectra of {info['spectrum_points']} points",
     ]
+    lines += _time_lines(info.get("time") or {})
     if info.get("kind") == "sweep":
         lines += _peak_lines(info["peaks"])
     else:
@@ -219,3 +234,15 @@ def _cell(value, width: int, style: str) -> str:
     if style == "ghz":
         return f"{value / 1e9:{width}.4f}"
     return f"{value:{width}{style}}"
+
+
+def _time_lines(time: dict) -> list[str]:
+    parts = []
+    if time.get("measured_hours") is not None:
+        parts.append(f"{time['measured_hours']:.3g} h measuring")
+    if time.get("bench_hours") is not None:
+        parts.append(f"{time['bench_hours']:.3g} h on the simulated bench's clock")
+    if time.get("temperature_c") is not None:
+        low, high = time["temperature_c"]
+        parts.append(f"ring at {low:.2f}-{high:.2f} °C")
+    return [f"  time: {', '.join(parts)}"] if parts else []

@@ -53,11 +53,14 @@ class Stage:
 
 @dataclass(frozen=True)
 class PhysicalLayer:
-    """Where the reservoir sits, and the names of its frozen standardisation arrays."""
+    """Where the reservoir sits, the names of its standardisation arrays, and of the linear map
+    (weight, bias) that reads the standardised features (``None``: none to compensate)."""
 
     index: int
     feature_mean: str
     feature_scale: str
+    consumer_weight: str | None = None
+    consumer_bias: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,9 +108,12 @@ def standardisation(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     A common scale keeps a bin that barely moves (e.g. the noise floor) from being blown up to unit
     variance, where its measurement noise would dominate the standardised features.
     """
-    mean = features.mean(axis=0)
-    scale = float(np.sqrt(np.mean(features.var(axis=0))))
-    return mean, np.full(features.shape[1], scale if scale > 1e-12 else 1.0)
+    return features.mean(axis=0), _common_scale(features.var(axis=0), features.shape[1])
+
+
+def _common_scale(variances: np.ndarray, width: int) -> np.ndarray:
+    scale = float(np.sqrt(np.mean(variances)))
+    return np.full(width, scale if scale > 1e-12 else 1.0)
 
 
 class Network:
@@ -273,6 +279,26 @@ class Network:
         return loss, {n: grads[n] for n in self.trainable_names}
 
     # ---- calibration ----------------------------------------------------------------------------
+    def follow(self, params: dict, feature_moments: dict) -> dict:
+        """Params with each layer's standardisation moved to running feature moments, the network's
+        function unchanged: the linear map reading the standardised features is rescaled and its
+        bias shifted so that every feature vector gives the same output (and so the same loss).
+
+        ``feature_moments``: ``{layer index: (mean, mean of squares)}`` of recently measured features.
+        """
+        params = dict(params)
+        for layer in self.layers:
+            if layer.index not in feature_moments or layer.consumer_weight is None:
+                continue
+            mean, square = (np.asarray(a, dtype=np.float64) for a in feature_moments[layer.index])
+            new_mean, new_scale = mean, _common_scale(np.maximum(square - mean**2, 0.0), mean.size)
+            old_mean, old_scale = np.asarray(params[layer.feature_mean]), np.asarray(params[layer.feature_scale])
+            weight = np.asarray(params[layer.consumer_weight])
+            params[layer.consumer_bias] = np.asarray(params[layer.consumer_bias]) + ((new_mean - old_mean) / old_scale) @ weight
+            params[layer.consumer_weight] = weight * (new_scale / old_scale)[:, None]
+            params[layer.feature_mean], params[layer.feature_scale] = new_mean, new_scale
+        return params
+
     def calibrate(self, params: dict, X: np.ndarray, measure, role: str = "calibration"):
         """Measure ``X`` layer by layer and freeze each layer's standardisation to what it measured.
 

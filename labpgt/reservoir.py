@@ -20,7 +20,10 @@ class Measurement:
     shared ``frequencies`` axis (P,) in Hz, and ``settings`` (B, S) float64 (the instrument
     settings sent, columns named by the reservoir's ``setting_names``) are ``None`` for
     reservoirs without instruments. ``started`` holds each query's start time (Unix seconds)
-    and ``attempts`` how many tries each query took (1 when nothing went wrong).
+    and ``attempts`` how many tries each query took (1 when nothing went wrong). A bench also gives
+    ``wall_seconds`` (each query's wall-clock duration), ``sim_time`` (a simulated bench's virtual
+    clock at the end of each query, s) and ``temperature_c`` (the ring's sensor, when it is read);
+    ``None`` where a reservoir has none (the session stores NaN).
     """
 
     features: np.ndarray
@@ -30,6 +33,9 @@ class Measurement:
     started: np.ndarray | None = None
     attempts: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    wall_seconds: np.ndarray | None = None
+    sim_time: np.ndarray | None = None
+    temperature_c: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.features.shape[0])

@@ -18,6 +18,12 @@ checkpoint continues with step ``checkpoint.step + 1`` bit-identically.
 
 ``step`` is the 0-based index of the training step; calibration and the initial evaluation are
 recorded under step 0.
+
+A drifting ring moves its features away from the standardisation the calibration froze. With
+``follow_ring = N`` the trainer keeps running moments of every physical layer's training features
+and every N steps moves the standardisation to them, compensating the linear map that reads it
+(:meth:`labpgt.network.Network.follow`): the loss of the present parameters does not change, only
+the conditioning of what follows.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_EVAL_FRACTION = 0.1
 TRAINING_ROLES = ("calibration", "baseline", "plus", "minus")
 EVALUATION_ROLES = ("eval", "test")          # during the run; the final test of a validation run
+FOLLOW_RATE = 0.05   # weight of each measurement in the running feature moments of ``follow_ring``
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSpec))
 
 
@@ -105,6 +112,7 @@ class TrainConfig:
     digital_feature_width: int = 32
     digital_noise: float = 0.0
     bench: str | None = None
+    follow_ring: int = 0
 
     def __post_init__(self):
         self.twin_from = tuple(str(p) for p in self.twin_from)     # JSON gives a list
@@ -131,6 +139,8 @@ class TrainConfig:
                 bad(f"{name} must be a positive integer, got {value!r}")
         if self.lr is not None and self.lr <= 0:
             bad(f"lr must be > 0, got {self.lr}")
+        if not isinstance(self.follow_ring, (int, np.integer)) or self.follow_ring < 0:
+            bad(f"follow_ring must be a whole number of steps >= 0 (0: off), got {self.follow_ring!r}")
         if self.delta is not None and self.delta <= 0:
             bad(f"delta must be > 0, got {self.delta}")
         if self.r < 1:
@@ -221,6 +231,7 @@ class Trainer:
         self.history: list[dict] = []
         self.measure_seconds = 0.0
         self.run_seconds = 0.0             # wall time inside run(), over every resume
+        self.feature_moments: dict = {}    # layer -> running (mean, mean square) of its features (follow_ring)
         self.started = False
 
     def _trainable(self) -> dict:
@@ -242,7 +253,19 @@ class Trainer:
             self.queries[str(role)] += int(count)
         self.recorder.record_queries(labels, U, measurement)
         self.method.observe(labels, U, measurement.features)
+        if self.config.follow_ring:
+            self._track_features(labels, measurement.features)
         return measurement.features
+
+    def _track_features(self, labels: QueryLabels, features: np.ndarray) -> None:
+        """Running mean and mean square of each physical layer's training features (``follow_ring``)."""
+        training = np.isin(labels.role, TRAINING_ROLES)
+        for layer in np.unique(labels.layer[training]):
+            F = features[training & (labels.layer == layer)]
+            batch = (F.mean(axis=0), (F**2).mean(axis=0))
+            old = self.feature_moments.get(int(layer))
+            self.feature_moments[int(layer)] = batch if old is None else \
+                tuple((1 - FOLLOW_RATE) * o + FOLLOW_RATE * b for o, b in zip(old, batch))
 
     def _measurer(self, step: int, samples: np.ndarray):
         """``measure(layer, U, rows)`` for the engine: rows' batch positions become sample indices."""
@@ -267,6 +290,8 @@ class Trainer:
             s = self.step
             values = self._train_step(s)
             self.step = s + 1
+            if c.follow_ring and self.step % c.follow_ring == 0:
+                self.params = self.network.follow(self.params, self.feature_moments)
             if self.step == c.steps:
                 values.update(self.evaluate(s))
                 values.update(self.evaluate_final_test(s))
@@ -395,7 +420,9 @@ class Trainer:
                       "reservoir": self.reservoir.get_rng_state()}
         trainer_state = {"queries": dict(self.queries), "history": [dict(h) for h in self.history],
                          "lr": self.lr, "measure_seconds": self.measure_seconds, "run_seconds": self.run_seconds,
-                         "steps_done": self.step, "queries_per_sample": self.queries_per_sample}
+                         "steps_done": self.step, "queries_per_sample": self.queries_per_sample,
+                         "feature_moments": {str(k): [np.asarray(a).tolist() for a in v]
+                                             for k, v in self.feature_moments.items()}}
         return Checkpoint(step=self.step - 1, params={k: np.array(v) for k, v in self.params.items()},
                           optimizer_state=self.optimizer.state_arrays(), rng_states=rng_states,
                           trainer_state=json.loads(json.dumps(trainer_state)),
@@ -434,3 +461,5 @@ class Trainer:
         self.method.load_state_arrays(checkpoint.method_state)
         self.reservoir.set_rng_state(checkpoint.rng_states.get("reservoir", {}))
         self.lr = float(checkpoint.trainer_state["lr"])
+        self.feature_moments = {int(k): tuple(np.asarray(a, dtype=np.float64) for a in v)
+                                for k, v in checkpoint.trainer_state.get("feature_moments", {}).items()}

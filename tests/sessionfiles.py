@@ -81,10 +81,11 @@ def write_v1_ring_sweep(path, points: int = len(GAINS), seed: int = 0) -> list[d
 
 def downgrade_to_v1(path) -> None:
     """Make a /2 training file what labpgt-session/1 wrote: no kind, no queries/layer and /token, no
-    steps/validation_*, no checkpoints/method (the rest of the layout is the same)."""
+    steps/validation_*, no checkpoints/method, no query times (the rest of the layout is the same)."""
     with h5py.File(path, "r+") as f:
         del f.attrs["kind"]
         del f["queries/layer"], f["queries/token"], f["checkpoints/method"]
+        del f["queries/wall_seconds"], f["queries/sim_time"], f["queries/temperature_c"]
         del f["steps/validation_loss"], f["steps/validation_accuracy"]
         f.attrs["schema"] = "labpgt-session/1"
 

@@ -19,6 +19,9 @@ from labpgt.instruments.simulated import SimulatedBench, serve
 from labpgt.instruments.simulated.devices import SimulatedSignalGenerator
 from labpgt.instruments.simulated.scpi import format_number
 from labpgt.instruments.simulated.faults import KINDS, FaultInjector, FaultSpec, garble_response
+from labpgt.instruments.simulated.ring import Behaviours
+
+IDEAL_RING = Behaviours.ideal()  # these tests compare traces across benches: the kind ring has no history
 
 IDN_GEN1 = b"Agilent Technologies,E8257D,SIM000001,C.06.28\n"
 
@@ -40,7 +43,7 @@ class Scripted(FaultInjector):
 
 @pytest.fixture
 def bench():
-    return SimulatedBench(n_generators=1, seed=0, noise=False)
+    return SimulatedBench(n_generators=1, seed=0, noise=False, behaviours=IDEAL_RING)
 
 
 def connect(server, name="gen1", timeout=2.0):
@@ -123,7 +126,7 @@ def test_fault_sequence_is_determined_by_the_seed_and_has_the_asked_rates():
 
 
 def test_fault_rng_is_not_the_model_rng():
-    noisy = SimulatedBench(n_generators=1, seed=0, noise=True)
+    noisy = SimulatedBench(n_generators=1, seed=0, noise=True, behaviours=IDEAL_RING)
     state = noisy.model.rng.bit_generator.state
     with serve(noisy, faults=FaultSpec.parse("drop=0.5,seed=0")) as server:
         for _ in range(4):
@@ -210,7 +213,7 @@ def test_delay_answers_late_so_a_client_must_reconnect_after_a_timeout(bench):
 
 def test_garble_corrupts_ascii_and_binary_answers(bench):
     with serve(bench, faults=Scripted(["garble"] * 6)) as server:
-        clean = SimulatedBench(n_generators=1, seed=0, noise=False)
+        clean = SimulatedBench(n_generators=1, seed=0, noise=False, behaviours=IDEAL_RING)
         gen = connect(server, timeout=0.3)
         for _ in range(3):
             answer = outcome(gen, b"*IDN?")
@@ -244,7 +247,7 @@ def test_error_rejects_the_message_and_queues_minus_200(bench):
 
 
 def test_reboot_restores_rst_state_resets_every_connection_and_serves_again():
-    bench = SimulatedBench(n_generators=1, seed=0, noise=False)
+    bench = SimulatedBench(n_generators=1, seed=0, noise=False, behaviours=IDEAL_RING)
     script = [None] * 5 + ["reboot"]          # one injector for all instruments: count every message
     with serve(bench, faults=Scripted(script, reboot_s=0.5)) as server:
         gen, other = connect(server), connect(server)
@@ -271,7 +274,7 @@ def test_reboot_restores_rst_state_resets_every_connection_and_serves_again():
 
 
 def test_reboot_of_the_ring_and_analyzer_restores_their_defaults():
-    bench = SimulatedBench(n_generators=1, seed=0, noise=False)
+    bench = SimulatedBench(n_generators=1, seed=0, noise=False, behaviours=IDEAL_RING)
     defaults = {name: bench[name].handle(q) for name, q in
                 (("ring", b":AMPL?;:LOOP:GAIN?;:FIEL?"), ("analyzer", b":FREQ:STAR?;:FREQ:STOP?;:SWE:POIN?;:FORM?"))}
     with serve(bench, faults=Scripted([None, "reboot", None, "reboot"])) as server:
@@ -290,7 +293,7 @@ def test_reboot_of_the_ring_and_analyzer_restores_their_defaults():
 # --------------------------------------------------------------------------- seeded, end to end
 def _run_seeded_session(spec):
     """Fresh noise-free bench + seeded faults; a fixed list of queries; what the client saw."""
-    bench = SimulatedBench(n_generators=1, seed=0, noise=False)
+    bench = SimulatedBench(n_generators=1, seed=0, noise=False, behaviours=IDEAL_RING)
     seen = []
     with serve(bench, faults=spec) as server:
         sock = connect(server, timeout=0.4)
@@ -319,8 +322,8 @@ def test_seeded_faults_are_reproducible_end_to_end_and_clean_answers_are_exact()
 
 
 def test_noise_free_traces_are_identical_with_and_without_faults():
-    plain = SimulatedBench(n_generators=1, seed=3, noise=False)
-    faulty = SimulatedBench(n_generators=1, seed=3, noise=False)
+    plain = SimulatedBench(n_generators=1, seed=3, noise=False, behaviours=IDEAL_RING)
+    faulty = SimulatedBench(n_generators=1, seed=3, noise=False, behaviours=IDEAL_RING)
     setup = b":FREQ 3.0012 GHz;:POW -20 dBm;:OUTP ON"
     plain["gen1"].handle(setup)
     faulty["gen1"].handle(setup)

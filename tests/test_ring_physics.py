@@ -1,11 +1,18 @@
-"""The simulated ring behaves as the physics in ring.py's docstring says (model level, no SCPI)."""
+"""The kind simulated ring behaves as the physics in ring.py's docstring (1-9) says (model level, no SCPI).
+
+These describe the ideal preset; the real ring's behaviours (10-16) are in test_ring_realism.py.
+"""
 
 import numpy as np
 import pytest
 
-from labpgt.instruments.simulated.ring import RingModel, RingParameters, fmr_frequency_hz
+from labpgt.instruments.simulated.ring import Behaviours, RingModel as RealRingModel, RingParameters, fmr_frequency_hz
 
 P = RingParameters()
+
+
+def RingModel(**kwargs):  # noqa: N802 - the model, with today's kind ring
+    return RealRingModel(behaviours=Behaviours.ideal(), **kwargs)
 AXIS = np.linspace(P.default_center_hz - P.default_span_hz / 2, P.default_center_hz + P.default_span_hz / 2, 401)
 BUCKET = AXIS[1] - AXIS[0]
 

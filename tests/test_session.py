@@ -325,6 +325,12 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride)
     with SessionReader(path) as r, SessionReader(reference) as ref:
         np.testing.assert_array_equal(r.steps()["loss"], ref.steps()["loss"])
         assert r.last_checkpoint().trainer_state["history"] == ref.last_checkpoint().trainer_state["history"]
+        if config["reservoir"] == "ring-sim":   # the embedded ring drifts (the default): the clock and the drift resumed too
+            times, ref_times = r.queries(fields=("sim_time", "temperature_c")), ref.queries(fields=("sim_time", "temperature_c"))
+            np.testing.assert_array_equal(times["sim_time"], ref_times["sim_time"])
+            np.testing.assert_array_equal(times["temperature_c"], ref_times["temperature_c"])
+            assert np.ptp(times["temperature_c"]) > 0 and np.all(np.diff(times["sim_time"]) > 0)
+            assert info["time"]["bench_hours"] == ref_info["time"]["bench_hours"] == times["sim_time"][-1] / 3600
 
 
 def test_resume_before_first_checkpoint_starts_afresh(tmp_path):

@@ -122,7 +122,7 @@ def test_same_seed_gives_bit_identical_parameters(iris, method):
 
 
 @pytest.mark.parametrize("method,kw", [("node", dict(optimizer="adam")), ("spsa", dict(spsa_calibrate=True)),
-                                       ("pgt", dict(optimizer="momentum"))])
+                                       ("pgt", dict(optimizer="momentum")), ("node", dict(follow_ring=2))])
 def test_restore_from_checkpoint_continues_bit_identically(iris, method, kw):
     config = _config(method, **kw)
     rec = ListRecorder()
@@ -137,6 +137,27 @@ def test_restore_from_checkpoint_continues_bit_identically(iris, method, kw):
     assert resumed.queries == full.queries and resumed.history == full.history
     assert [s for s, _ in rec2.steps] == list(range(6, 12))
     assert min(s for s, *_ in rec2.queries) == 6
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(hidden=6), dict(model="transformer", width=4, heads=1, blocks=2)])
+def test_following_the_ring_moves_the_standardisation_and_keeps_the_loss(iris, kw):
+    config = _config("node", follow_ring=3, digital_noise=0.0, **kw)
+    trainer = Trainer(config, _reservoir(config), task=iris).run()
+    layers = trainer.network.layers
+    assert sorted(trainer.feature_moments) == [layer.index for layer in layers]
+    reservoir = _reservoir(config)
+
+    def measure(layer, U, rows):             # noise-free: the same inputs give the same features
+        return reservoir.measure(U).features
+
+    X = iris.x_test[:16]
+    before = trainer.network.forward(trainer.params, X, measure).logits
+    drifted = {k: (mean + 0.2, square + 0.3) for k, (mean, square) in trainer.feature_moments.items()}
+    followed = trainer.network.follow(trainer.params, drifted)
+    np.testing.assert_allclose(trainer.network.forward(followed, X, measure).logits, before, rtol=0, atol=1e-9)
+    for layer in layers:
+        np.testing.assert_array_equal(followed[layer.feature_mean], drifted[layer.index][0])
+        assert not np.allclose(followed[layer.consumer_weight], trainer.params[layer.consumer_weight])
 
 
 def test_backprop_refuses_a_measured_reservoir(iris):

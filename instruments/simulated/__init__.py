@@ -1,6 +1,7 @@
 """Simulated instruments that speak real SCPI, backed by one physical ring model.
 
-* :mod:`.ring` — the physics (:class:`RingModel`, :class:`RingParameters`).
+* :mod:`.ring` — the physics (:class:`RingModel`, :class:`RingParameters`), the real ring's behaviours
+  (:class:`Behaviours`; ``Behaviours.ideal()`` for the kind ring) and the bench's clock and drift.
 * :mod:`.scpi` — the instrument-side SCPI parser and error queue.
 * :mod:`.devices` — :class:`SimulatedBench` and its generators (Keysight PSG/MXG/EXG, Anritsu
   MG369x), ring controller and analyzers.
@@ -14,7 +15,7 @@
     from labpgt.instruments import SignalGenerator
     from labpgt.instruments.simulated import SimulatedBench, SimulatedAdapter, serve
 
-    bench = SimulatedBench(n_generators=4, seed=0)
+    bench = SimulatedBench(n_generators=4, seed=0)                 # a real ring: drift, memory, ...
     gen1 = SignalGenerator(SimulatedAdapter(bench["gen1"]))        # in-process
     with serve(bench) as server:                                   # or over TCP
         print(server.resources["analyzer"])   # TCPIP::127.0.0.1::PORT::SOCKET

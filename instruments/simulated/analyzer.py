@@ -59,8 +59,13 @@ Common front end (Keysight spelling; the R&S spellings are in :meth:`FsxDialect.
 ``:CALCulate:MARKer<n>[:SET]:CENTer``                                 center frequency := marker frequency
 ====================================================================  ========================================
 
+Time: each sweep advances the bench's virtual clock by the settling the instruments needed since
+the last sweep (``SimulatedBench.settling_s``) plus the sweep time ``:SWEep:TIME?`` reports; a
+``realtime`` bench answers the sweeping message no sooner than that in the wall clock, any other
+answers at once.
+
 Simplifications: one detector serves every trace (the simulation renders one view per sweep);
-the sweep is instantaneous, so ``*OPC?`` answers at once and each sweep pulses
+the sweep is instantaneous unless the bench is realtime, so ``*OPC?`` answers at once and each sweep pulses
 ``:STATus:OPERation`` bits 3 (sweeping) and 4 (measuring) (nothing sets ``:STATus:QUEStionable``);
 markers read the latest data of their trace, sweeping first only if it has none.
 """
@@ -262,7 +267,7 @@ class EsaDialect:
     @property
     def sweep_time_s(self) -> float:
         if self.sweep_time_auto:
-            return float(self.bench.model.sweep_time_s(self.span_hz, self.rbw_hz)) * self.video_averages
+            return float(self.bench.model.sweep_time_s(self.span_hz, self.rbw_hz, self.points)) * self.video_averages
         return self.manual_sweep_time_s
 
     @property
@@ -386,19 +391,24 @@ class EsaDialect:
         return last
 
     def _render(self, count: int) -> np.ndarray:
-        """``count`` sweeps (count, P) in dBm from the current states of all generators and the ring."""
+        """``count`` sweeps (count, P) in dBm from the current states of all generators and the ring,
+        after the bench's clock has advanced by the settling they needed and the sweeps' time."""
         bench = self.bench
         generators = bench.generators
         ring = bench.ring
+        duration = bench.settling_s() + count * self.sweep_time_s
+        lab = bench.model.lab
+        lab.advance(duration)
+        bench.owed_wall_s += duration
         tone_freq = np.array([[g.rf_frequency_hz for g in generators]] * count, dtype=float)
         tone_power = np.array([[g.rf_power_dbm for g in generators]] * count, dtype=float)
         tone_on = np.array([[g.output_on for g in generators]] * count, dtype=bool)
         traces = bench.model.spectra(
             tone_freq, tone_power, tone_on,
             np.full(count, ring.loop_gain_db, dtype=float),
-            np.full(count, ring.field_mt, dtype=float),
+            np.full(count, ring.field_mt + lab.field_offset_mt, dtype=float),
             np.full(count, ring.amplifier_on, dtype=bool),
-            self.frequencies_hz(), self.rbw_hz, self.display())
+            self.frequencies_hz(), self.rbw_hz, self.display(), ms_t=lab.ms_t())
         return np.asarray(traces, dtype=float) + self.reference_offset_db
 
     def initiate(self) -> None:

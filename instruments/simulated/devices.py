@@ -66,6 +66,8 @@ Ring controller (the lab's own box; this is its SCPI dialect) — :class:`Simula
                                        −20 … +10 dB; above 0 dB the ring auto-oscillates
 ``:FIELd <mT>`` / ``?``                bias field, 0 … 300 mT (suffix mT or T)
 ``:AMPLifier[:STATe] ON|OFF`` / ``?``  loop amplifier power
+``:TEMPerature?``                      the YIG film's temperature in °C (its sensor; the simulated
+                                       ring's drifts, see ring.py 16), 4 decimals
 ``*IDN?``                              ``labpgt,RingController,SIM…,1.0``
 =====================================  =================================================================
 
@@ -76,10 +78,11 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Sequence
 
 from .analyzer import EsaDialect, FsxDialect, XSeriesDialect, auto_resolution_bandwidth, ieee_block
-from .ring import RingModel, RingParameters
+from .ring import Behaviours, RingModel, RingParameters
 from .scpi import Boolean, Choice, CommandTable, Numeric, ScpiInstrument, add_setting, format_number
 
 
@@ -93,8 +96,11 @@ class BenchInstrument(ScpiInstrument):
         self.reset()
 
     def handle(self, message: str | bytes) -> bytes:
+        started = time.monotonic()
         with self.bench.lock:
-            return super().handle(message)
+            answer = super().handle(message)
+        self.bench.pay_wall_time(started)            # a realtime bench: the sweep's time, outside the lock
+        return answer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,6 +329,7 @@ class SimulatedRingController(BenchInstrument):
         add_setting(table, self, ":FIELd", "field_mt",
                     Numeric("MT", self.MIN_FIELD_MT, self.MAX_FIELD_MT, float(params.default_field_mt)))
         add_setting(table, self, ":AMPLifier[:STATe]", "amplifier_on", Boolean())
+        table.add(":TEMPerature?", query=lambda: format_number(round(self.bench.model.lab.temperature_c, 4)))
 
 
 
@@ -353,7 +360,6 @@ def analyzer_class(name: str) -> type:
     except KeyError:
         raise ValueError(f"unknown analyzer model {name!r}; expected one of {', '.join(ANALYZER_MODELS)}") from None
 
-
 # ---------------------------------------------------------------------------------------------
 # The bench
 # ---------------------------------------------------------------------------------------------
@@ -368,7 +374,9 @@ class SimulatedBench:
     :param analyzer_model: ``esa`` (Agilent E4408B), ``x-series`` (Keysight N9030B) or ``fsx``
         (R&S FSL6).
     :param generator_models: one model name for every generator, or one per generator (``psg``,
-        ``e8267c``, ``mxg``, ``exg``, ``mg369x``; see the module docstring).
+        ``e8267c``, ``mxg``, ``exg``, ``mg369x``; see the module docstring).    :param behaviours: the real ring's behaviours (:class:`Behaviours`; all if ``None``,
+        ``Behaviours.ideal()`` for the kind ring).
+    :param realtime: sweeps take their simulated duration in the wall clock too.
 
     ``instruments`` maps the names ``gen1..genN``, ``ring``, ``analyzer`` to the instruments;
     each answers ``handle(message) -> bytes``. ``lock`` serialises all access to the model.
@@ -376,7 +384,8 @@ class SimulatedBench:
 
     def __init__(self, n_generators: int = 4, seed: int = 0, noise: bool = True,
                  params: RingParameters | None = None, analyzer_model: str = "esa",
-                 generator_models: str | Sequence[str] = "psg"):
+                 generator_models: str | Sequence[str] = "psg", behaviours: Behaviours | None = None,
+                 realtime: bool = False):
         if n_generators < 1:
             raise ValueError("a bench needs at least one signal generator")
         models = [generator_models] * n_generators if isinstance(generator_models, str) else list(generator_models)
@@ -385,11 +394,56 @@ class SimulatedBench:
         generator_classes = [generator_class(name) for name in models]
         analyzer = analyzer_class(analyzer_model)
         self.model = RingModel(params=params if params is not None else RingParameters(),
-                               seed=seed, noise=noise)
+                               seed=seed, noise=noise, behaviours=behaviours)
+        self.realtime = realtime
+        self.owed_wall_s = 0.0
         self.lock = threading.RLock()
         self.generators = [cls(self, index) for index, cls in enumerate(generator_classes, start=1)]
         self.ring = SimulatedRingController(self)
         self.analyzer = analyzer(self)
+        self._swept = self._settled_state()
+
+    # -- time --------------------------------------------------------------------------------
+    def _settled_state(self) -> dict:
+        return {"generators": [[g.frequency_hz, g.power_dbm, bool(g.output_on)] for g in self.generators],
+                "field_mt": self.ring.field_mt, "ring": [self.ring.loop_gain_db, bool(self.ring.amplifier_on)]}
+
+    def settling_s(self) -> float:
+        """The settling the instruments needed since the last sweep (the slowest change), and mark
+        the present state settled: a changed generator, the field, the loop gain or amplifier."""
+        p = self.model.params
+        now = self._settled_state()
+        waits = [p.generator_settling_s for old, new in zip(self._swept["generators"], now["generators"])
+                 if old != new]
+        waits += [p.field_settling_s] if now["field_mt"] != self._swept["field_mt"] else []
+        waits += [p.gain_settling_s] if now["ring"] != self._swept["ring"] else []
+        self._swept = now
+        return max(waits, default=0.0)
+
+    def pay_wall_time(self, started: float) -> None:
+        """On a realtime bench, wait (outside the lock) until the message that swept has taken as
+        long in the wall clock as the sweep took on the bench's clock."""
+        with self.lock:
+            owed, self.owed_wall_s = self.owed_wall_s, 0.0
+        if self.realtime and owed > 0:
+            time.sleep(max(0.0, owed - (time.monotonic() - started)))
+
+    @property
+    def clock_s(self) -> float:
+        """The bench's virtual clock (s since it was made)."""
+        return self.model.lab.time_s
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        """The model's randomness, clock, drifts and oscillating state, and what the last sweep
+        saw settled, as JSON: restoring it continues the bench exactly."""
+        with self.lock:
+            return {"model": self.model.get_state(), "swept": self._swept}
+
+    def set_state(self, state: dict) -> None:
+        with self.lock:
+            self.model.set_state(state["model"])
+            self._swept = state["swept"]
 
     @property
     def instruments(self) -> dict[str, BenchInstrument]:

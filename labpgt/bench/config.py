@@ -51,9 +51,15 @@ problem is one line of :class:`~labpgt.errors.UserError`.
 
 A resource ``sim::NAME`` means the instrument NAME of an embedded simulated bench (in-process,
 through the same SCPI handlers that ``labpgt sim`` serves); the table ``[simulator]`` gives its
-``seed``, ``noise`` and ``generators``, and optionally the simulated models ``analyzer`` (``esa``,
+``seed``, ``noise`` and ``generators``, optionally the simulated models ``analyzer`` (``esa``,
 ``x-series``, ``fsx``) and ``generator_models`` (one name, or one per generator: ``psg``, ``e8267c``,
-``mxg``, ``exg``, ``mg369x``).
+``mxg``, ``exg``, ``mg369x``), its physics — ``preset = "real"`` (default: every behaviour of a
+real ring, drift included) or ``"ideal"`` (the kind ring), then ``three_magnon``, ``nonlinear_shift``,
+``memory``, ``mode_partition``, ``locking``, ``sidebands``, ``drift`` = true/false each — and
+``realtime = true`` (queries take their simulated duration in the wall clock).
+
+``[bench] ring_temperature = true`` reads the ring controller's temperature sensor (``:TEMPerature?``)
+after every query and records it in the session (the simulated benches do).
 """
 
 from __future__ import annotations
@@ -78,7 +84,9 @@ except ModuleNotFoundError:  # Python 3.10
 SIMULATED_PREFIX = "sim::"
 SWITCH_KEY = "output"  # what a config calls a kind's on/off switch
 TABLES = ("bench", "instruments", "safety", "encoding", "features", "simulator")
-BENCH_KEYS = ("name", "timeout_ms", "max_attempts", "backoff_s", "max_backoff_s")
+BENCH_KEYS = ("name", "timeout_ms", "max_attempts", "backoff_s", "max_backoff_s", "ring_temperature")
+SIMULATOR_KEYS = ("seed", "noise", "generators", "preset", "realtime")
+SIMULATOR_PRESETS = ("real", "ideal")
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,7 @@ class BenchConfig:
     max_backoff_s: float = 1.0
     simulator: dict = field(default_factory=dict)
     source: str = "<built-in>"
+    ring_temperature: bool = False
 
     def named(self, role: Role) -> list[str]:
         """The names of the instruments with ``role``, in config order."""
@@ -169,7 +178,8 @@ class BenchConfig:
         """A JSON-able description, enough to rebuild the config (stored in session files)."""
         return {
             "bench": {"name": self.name, "timeout_ms": self.timeout_ms, "max_attempts": self.max_attempts,
-                      "backoff_s": self.backoff_s, "max_backoff_s": self.max_backoff_s},
+                      "backoff_s": self.backoff_s, "max_backoff_s": self.max_backoff_s,
+                      **({"ring_temperature": True} if self.ring_temperature else {})},
             "instruments": {n: {"driver": c.kind.name, "resource": c.resource, **c.settings,
                                 **({"max_power_dbm": c.max_power_dbm} if c.max_power_dbm is not None else {})}
                             for n, c in self.instruments.items()},
@@ -223,9 +233,12 @@ def parse_bench_config(raw: dict, source: str = "<dict>") -> BenchConfig:
         max_attempts=int(_number(bench, "max_attempts", f"{where} [bench]", default=10)),
         backoff_s=_number(bench, "backoff_s", f"{where} [bench]", default=0.05),
         max_backoff_s=_number(bench, "max_backoff_s", f"{where} [bench]", default=1.0),
-        simulator=dict(_table(raw, "simulator", where, required=False)),
+        simulator=_simulator(_table(raw, "simulator", where, required=False), f"{where} [simulator]"),
         source=source,
+        ring_temperature=_flag(bench, "ring_temperature", f"{where} [bench]"),
     )
+    if config.ring_temperature and config.ring is None:
+        raise UserError(f"{where}: [bench] ring_temperature needs a ring-controller instrument")
     if config.timeout_ms < 1 or config.max_attempts < 1 or config.backoff_s < 0 or config.max_backoff_s < 0:
         raise UserError(f"{where}: [bench] needs timeout_ms >= 1, max_attempts >= 1 and backoffs >= 0")
     unknown_bench = set(bench) - set(BENCH_KEYS)
@@ -246,6 +259,29 @@ def _table(raw, key, where, required=True) -> dict:
     if not isinstance(value, dict):
         raise UserError(f"{where}: [{key}] must be a table")
     return value
+
+
+def _flag(table, key, where, default=False) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise UserError(f"{where}: {key} must be true or false, not {value!r}")
+    return value
+
+
+def _simulator(table: dict, where: str) -> dict:
+    """The ``[simulator]`` table: seed, noise, generators, ``preset`` (real | ideal), ``realtime``,
+    and a true/false switch per behaviour of the simulated ring (ring.py's ``Behaviours``)."""
+    from labpgt.instruments.simulated.ring import Behaviours
+
+    allowed = SIMULATOR_KEYS + Behaviours.names()
+    unknown = set(table) - set(allowed)
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(allowed)}")
+    if table.get("preset", "real") not in SIMULATOR_PRESETS:
+        raise UserError(f"{where}: preset must be one of {', '.join(SIMULATOR_PRESETS)}, not {table['preset']!r}")
+    for key in ("realtime", *Behaviours.names()):
+        _flag(table, key, where)
+    return dict(table)
 
 
 def _list(raw, key, where) -> list:
@@ -334,8 +370,11 @@ SIMULATED_MODEL_KINDS: dict[str, DriverKind] = {
 
 def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = True, generators: int = 4,
                            host: str = "127.0.0.1", base_port: int = 15025, analyzer_model: str = "esa",
-                           generator_models: str | list[str] = "psg") -> BenchConfig:
+                           generator_models: str | list[str] = "psg", physics: dict | None = None) -> BenchConfig:
     """The simulated bench: ``labpgt sim``'s defaults (``embedded=False``) or the in-process twin.
+
+    ``physics``: more ``[simulator]`` keys of the embedded bench (``preset``, behaviour switches).
+    The ring controller's temperature is read with every query.
 
     Ports: analyzer ``base_port``, ring ``base_port + 1``, generator i at ``base_port + 10 + i``.
     ``analyzer_model`` and ``generator_models`` (one name, or one per generator) choose the simulated
@@ -368,7 +407,9 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
         max_total_power_dbm=round(10 * math.log10(generators) + 2.0, 2),
         simulator=({"seed": seed, "noise": noise, "generators": generators,
                     **({"analyzer": analyzer_model} if analyzer_model != "esa" else {}),
-                    **({"generator_models": models} if set(models) != {"psg"} else {})} if embedded else {}),
+                    **({"generator_models": models} if set(models) != {"psg"} else {}),
+                    **(physics or {})} if embedded else {}),
+        ring_temperature=True,
     )
     check_config_safe(config)
     return config

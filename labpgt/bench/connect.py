@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import replace
 
 import pyvisa
 from pyvisa import constants
@@ -48,9 +49,19 @@ def embedded_simulator(config: BenchConfig):
         return SimulatedBench(n_generators=int(sim.get("generators", len(config.generators))),
                               seed=int(sim.get("seed", 0)), noise=bool(sim.get("noise", True)),
                               analyzer_model=str(sim.get("analyzer", "esa")),
-                              generator_models=sim.get("generator_models", "psg"))
+                              generator_models=sim.get("generator_models", "psg"),
+                              behaviours=simulator_behaviours(sim), realtime=bool(sim.get("realtime", False)))
     except (TypeError, ValueError) as exc:
         raise UserError(f"bench config {config.source} [simulator]: {exc}") from None
+
+
+def simulator_behaviours(sim: dict):
+    """The ring behaviours a ``[simulator]`` table asks for: its ``preset`` (real: all, ideal: none),
+    then each behaviour's own switch."""
+    from labpgt.instruments.simulated.ring import Behaviours
+
+    preset = Behaviours.ideal() if sim.get("preset", "real") == "ideal" else Behaviours()
+    return replace(preset, **{name: bool(sim[name]) for name in Behaviours.names() if name in sim})
 
 
 def connect_instruments(config: BenchConfig, simulator=None) -> dict:

@@ -243,24 +243,46 @@ class Bench:
         settings = np.empty((batch, self.input_width))
         started = np.empty(batch)
         attempts = np.empty(batch, dtype=np.int32)
+        wall, sim_time, temperature = np.empty(batch), np.full(batch, np.nan), np.full(batch, np.nan)
         for row in range(batch):
             sent = self.settings_for(U[row])
             started[row] = time.time()
             spectra[row], attempts[row] = self.query(sent)
+            wall[row] = time.time() - started[row]
             settings[row] = list(sent.values())
+            sim_time[row] = self.simulator.clock_s if self.simulator is not None else np.nan
+            temperature[row] = self.temperature_c() if self.config.ring_temperature else np.nan
         features = trace_features(spectra, self.config.bins, self.config.floor_dbm, self.config.ceiling_dbm)
         return Measurement(features=features, spectra=spectra, frequencies=self.frequencies, settings=settings,
-                           started=started, attempts=attempts)
+                           started=started, attempts=attempts, wall_seconds=wall, sim_time=sim_time,
+                           temperature_c=temperature)
 
-    # ---- the embedded simulator's noise, for bit-identical resume
+    def temperature_c(self) -> float:
+        """The ring's temperature sensor (``:TEMPerature?``, °C), retried like any query."""
+        return self._retrying(self._read_temperature, "reading the ring's temperature")[0]
+
+    def _read_temperature(self) -> float:
+        try:
+            return float(self.instruments[self.config.ring].temperature)
+        except TRANSIENT_ERRORS:
+            self._broken.add(self.config.ring)
+            raise
+
+    # ---- the embedded simulator's noise, clock, drift and memory, for bit-identical resume
     def get_rng_state(self) -> dict:
-        """The embedded simulator's noise RNG state ({} for a real bench, whose noise is physics)."""
+        """The embedded simulator's state: its noise RNG, clock, drifts and the ring's oscillating
+        state ({} for a real bench, whose noise is physics)."""
         if self.simulator is None:
             return {}
-        return {"simulator": self.simulator.model.rng.bit_generator.state}
+        state = self.simulator.get_state()
+        return {"simulator": state["model"]["rng"], "simulated_bench": state}
 
     def set_rng_state(self, state: dict) -> None:
-        if self.simulator is not None and "simulator" in state:
+        if self.simulator is None:
+            return
+        if "simulated_bench" in state:
+            self.simulator.set_state(state["simulated_bench"])
+        elif "simulator" in state:       # a session from before the clock: the noise RNG only
             self.simulator.model.rng.bit_generator.state = state["simulator"]
 
     def identities(self) -> dict[str, str]:
@@ -310,9 +332,10 @@ class Bench:
         self.close()
 
 
-def embedded_bench(seed: int = 0, noise: bool = True, generators: int = 4) -> Bench:
-    """The default reservoir of ``labpgt train``: the simulated bench in-process, through its drivers."""
-    return Bench(simulated_bench_config(embedded=True, seed=seed, noise=noise, generators=generators))
+def embedded_bench(seed: int = 0, noise: bool = True, generators: int = 4, physics: dict | None = None) -> Bench:
+    """The default reservoir of ``labpgt train``: the simulated bench in-process, through its drivers
+    (``physics``: ``[simulator]`` keys such as ``{"preset": "ideal"}``; default the real ring)."""
+    return Bench(simulated_bench_config(embedded=True, seed=seed, noise=noise, generators=generators, physics=physics))
 
 
 def load_bench(path: str | Path) -> Bench:

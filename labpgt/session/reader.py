@@ -21,7 +21,7 @@ from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
 from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_RAGGED, KINDS, NUMERIC_KINDS, POINT_FLOAT_COLUMNS,
-                                   POINT_INT_COLUMNS, POINT_VALUES, QUERY_COLUMNS, QUERY_COLUMNS_SINCE_V2,
+                                   POINT_INT_COLUMNS, POINT_VALUES, QUERY_COLUMNS, QUERY_COLUMNS_SINCE_V2, QUERY_TIME_COLUMNS,
                                    READABLE_SCHEMAS, SCHEMA_V1, STEP_FLOAT_COLUMNS, STEP_INT_COLUMNS, STEP_RAGGED,
                                    step_float_columns,
                                    SWEEP_FIELDS,
@@ -301,7 +301,10 @@ class SessionReader:
         stop = self.n_queries if stop is None else min(stop, self.n_queries)
         names = tuple(fields) if fields is not None else tuple(QUERY_COLUMNS)
         stored = {name: self._file[f"queries/{name}"][start:stop]
-                  for name in names if name in self._query_columns or name not in QUERY_COLUMNS_SINCE_V2}
+                  for name in names if (name in self._query_columns or name not in QUERY_COLUMNS_SINCE_V2)
+                  and (name not in QUERY_TIME_COLUMNS or name in self._file["queries"])}
+        for name in set(names).intersection(QUERY_TIME_COLUMNS) - set(stored):   # a file from before them
+            stored[name] = np.full(max(stop - start, 0), np.nan)
         if len(stored) < len(names):
             roles = stored["role"] if "role" in stored else self._file["queries/role"][start:stop]
             for name in set(names) - set(stored):

@@ -166,6 +166,10 @@ QUERY_COLUMNS = {  # name: (dtype, has a width)
     "features": ("float64", True), "timestamp": ("float64", False), "attempts": ("int32", False),
 }
 QUERY_COLUMNS_SINCE_V2 = ("layer", "token")
+# Each query's time and the ring's temperature, float64 (n,), NaN where a reservoir has none: ``wall_seconds``
+# (wall-clock duration), ``sim_time`` (a simulated bench's virtual clock at the query's end, s) and
+# ``temperature_c`` (the ring controller's sensor). Optional: files written before them lack them.
+QUERY_TIME_COLUMNS = ("wall_seconds", "sim_time", "temperature_c")
 
 STEP_INT_COLUMNS = ("step", "training_queries", "eval_queries", "queries")
 STEP_FLOAT_COLUMNS_SINCE_V2 = ("validation_loss", "validation_accuracy")

@@ -30,7 +30,7 @@ from labpgt.session.liveness import WriterLock
 from labpgt.session.reader import SessionReader
 from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_ARRAYS_SINCE_V2, CHECKPOINT_RAGGED, KIND_GROUPS,
                                    NUMERIC_KINDS, PERTURBATION_DIMS, POINT_FLOAT_COLUMNS, POINT_INT_COLUMNS,
-                                   QUERY_COLUMNS, QUERY_COLUMNS_SINCE_V2, ROLE_CODES, ROLES, SCHEMA, SCHEMA_V1,
+                                   QUERY_COLUMNS, QUERY_COLUMNS_SINCE_V2, QUERY_TIME_COLUMNS, ROLE_CODES, ROLES, SCHEMA, SCHEMA_V1,
                                    STEP_FLOAT_COLUMNS, STEP_FLOAT_COLUMNS_SINCE_V2, STEP_INT_COLUMNS, STEP_RAGGED,
                                    array_name, dataset_name)
 
@@ -105,7 +105,7 @@ def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_k
 
 def _lay_out_queries(f, reservoir: dict, points: int, compress: bool) -> None:
     """The query columns, compressed (schema.py, Storage) unless ``compress`` is False (a sweep: one row a
-    point, which a compressed column would keep back until 32 points were measured)."""
+    point, each of which would rewrite a compressed chunk and, under SWMR, leave its old copy behind)."""
     setting_names = list(reservoir.get("setting_names", ()))
     widths = {"u": (int(reservoir["input_width"]),), "settings": (len(setting_names),), "spectrum": (points,),
               "features": (int(reservoir["feature_width"]),)}
@@ -113,6 +113,8 @@ def _lay_out_queries(f, reservoir: dict, points: int, compress: bool) -> None:
     for name, (dtype, wide) in QUERY_COLUMNS.items():
         hdf5.row_dataset(q, name, dtype, widths[name] if wide else (), chunk_rows=QUERY_CHUNK_ROWS,
                          compress=compress)
+    for name in QUERY_TIME_COLUMNS:
+        hdf5.row_dataset(q, name, "float64", chunk_rows=QUERY_CHUNK_ROWS, compress=compress)
     q["role"].attrs["names"] = json.dumps(list(ROLES))
     q["spectrum"].attrs["resolution_db"] = TRACE_RESOLUTION_DB
     q["settings"].attrs["names"] = json.dumps(setting_names)
@@ -193,7 +195,8 @@ class _QueryWriter:
         self.config = json.loads(f.attrs["config"])
         self._queries = hdf5.Handles(f["queries"])
         self._widths = {k: self._queries[k].shape[1] for k, (_, wide) in QUERY_COLUMNS.items() if wide}
-        self._pending: dict[str, list] = {k: [] for k in QUERY_COLUMNS}
+        self._times = tuple(name for name in QUERY_TIME_COLUMNS if name in f["queries"])  # older files: none
+        self._pending: dict[str, list] = {k: [] for k in (*QUERY_COLUMNS, *self._times)}
         self._pending_rows = 0
         self._query_rows = hdf5.group_length(self._queries, QUERY_COLUMNS)
         self._lock = WriterLock(self.path)         # readers see "in progress" while this writer lives
@@ -223,6 +226,8 @@ class _QueryWriter:
         p["spectrum"].append(_block(measurement.spectra, n, self._widths["spectrum"], np.float32))
         p["timestamp"].append(_column(measurement.started, n, np.float64, np.nan))
         p["attempts"].append(_column(measurement.attempts, n, np.int32, 1))
+        for name in self._times:
+            p[name].append(_column(getattr(measurement, name, None), n, np.float64, np.nan))
         self._pending_rows += n
 
     def _write_queries(self) -> None:
