@@ -28,6 +28,9 @@ class InstrumentUnreachable(UserError):
     """An instrument did not answer when (re)connecting."""
 
 
+IDENTITY_ASKS = 3      # *IDN? answers that must all name another model before an instrument is refused
+
+
 class WrongInstrument(UserError):
     """What answers at an address identifies as a model its driver kind is not written for (never retried)."""
 
@@ -133,6 +136,10 @@ def _open_visa(inst: InstrumentConfig, timeout_ms: int):
         if inst.resource.upper().endswith("::SOCKET"):
             _disable_nagle(driver)
         identity = str(driver.id).strip()  # a first round trip proves the instrument answers
+        for _ in range(IDENTITY_ASKS - 1):   # a garbled reply is not another instrument: that one says so each time
+            if inst.kind.accepts_identity(identity):
+                break
+            identity = str(driver.id).strip()
     except Exception as exc:  # pyvisa raises many types for "not there"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InstrumentUnreachable(f"cannot reach {inst.name} at {inst.resource}: {reason}") from None

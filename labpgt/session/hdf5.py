@@ -20,6 +20,7 @@ import ctypes
 import functools
 import json
 import os
+import time
 from pathlib import Path
 
 import h5py
@@ -41,6 +42,7 @@ ROW_FILTER = hdf5plugin.Blosc2(cname="zstd", clevel=3, filters=hdf5plugin.Blosc2
 COMPRESSED_CHUNK_ROWS = 128
 RAGGED_CHUNK = 1 << 16
 COPY_BLOCK_ROWS = 1 << 16
+LOCKED_RETRIES, LOCKED_RETRY_S = 40, 0.05     # how long a reader waits for a writer to finish laying a file out
 
 #: SWMR readers retry a metadata read whose checksum fails, sleeping 1, 2, 4, … ns between tries;
 #: HDF5's default of 100 tries makes a corrupt file hang the reader for ~2^100 ns (forever).
@@ -158,7 +160,9 @@ def copy_prefix(src: h5py.File, dst_path: Path, keep: dict | None) -> None:
 
         def visit(name, obj):
             if isinstance(obj, h5py.Group):
-                dst.require_group(name)
+                group = dst.require_group(name)
+                for key, value in obj.attrs.items():
+                    group.attrs[key] = value
                 return
             if obj.maxshape[0] is not None:           # fixed-size (frequencies): copy whole
                 ds = dst.create_dataset(name, data=obj[()])
@@ -228,11 +232,18 @@ def open_read_only(path: Path) -> h5py.File:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not h5py.is_hdf5(path):
         raise UserError(f"{path.name} is not an HDF5 file")
-    try:
-        return h5py.File(path, "r")               # a closed file: HDF5 checks it is whole
-    except OSError as exc:
-        if "already open for write" not in str(exc):
-            raise UserError(f"{path.name} is truncated or damaged: {first_line(exc)}") from None
+    for _ in range(LOCKED_RETRIES):
+        try:
+            return h5py.File(path, "r")           # a closed file: HDF5 checks it is whole
+        except OSError as exc:
+            if "unable to lock file" in str(exc):      # a writer is laying it out (before SWMR): a moment
+                time.sleep(LOCKED_RETRY_S)
+                continue
+            if "already open for write" not in str(exc):
+                raise UserError(f"{path.name} is truncated or damaged: {first_line(exc)}") from None
+            break
+    else:
+        raise UserError(f"{path.name} is locked by another process that is creating or rewriting it; try again")
     check_not_truncated(path)                     # live or killed writer: SWMR read skips that check
     try:
         return open_swmr_read(path)

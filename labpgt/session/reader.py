@@ -31,13 +31,17 @@ from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_RAGGED, KINDS, 
 ROOT_ATTRIBUTES = ("config", "created", "versions", "instruments")
 
 
+#: what h5py, numpy and json raise on a damaged file (h5py gives some HDF5 failures as RuntimeError)
+DAMAGE_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError)
+
+
 def _damaged_is_user_error(method):
     """A read that fails on a damaged file (HDF5 error, bad JSON, bad lengths) is one UserError line."""
     @functools.wraps(method)
     def read(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+        except DAMAGE_ERRORS as exc:
             raise UserError(f"{self.path.name} is truncated or damaged: {hdf5.first_line(exc)}") from None
     return read
 
@@ -76,7 +80,7 @@ class SessionReader:
         except UserError:
             self._file.close()
             raise
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+        except DAMAGE_ERRORS as exc:
             self._file.close()
             raise UserError(f"{self.path.name} is truncated or damaged: {hdf5.first_line(exc)}") from None
 
