@@ -211,10 +211,14 @@ def start_live_writer(out):
                                 "--steps", "1000000", "--batch-size", "8", "--out", str(out), "--quiet"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180                       # four of us share two cores
-    while time.monotonic() < deadline and process.poll() is None and not (
-            out.exists() and inspect_session(out)["steps"] >= 2):
-        time.sleep(0.2)
-    assert process.poll() is None and inspect_session(out)["steps"] >= 2, "the writer never got going"
+    try:
+        while time.monotonic() < deadline and process.poll() is None and not (
+                out.exists() and inspect_session(out)["steps"] >= 2):
+            time.sleep(0.2)
+        assert process.poll() is None and inspect_session(out)["steps"] >= 2, "the writer never got going"
+    except BaseException:
+        process.kill()                                      # never leave a runaway writer behind
+        raise
     return process
 
 
