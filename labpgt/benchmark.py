@@ -245,7 +245,7 @@ def _fan_out(jobs, workers: int, scheduler, progress, labels) -> list[dict]:
             if progress is not None:
                 progress(variant.label, seed, outcomes[-1])
         return outcomes
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, LocalCluster
 
     # a run that fails says so through its future (one line, from the CLI); the workers' own logs would
     # repeat it as a traceback
@@ -257,19 +257,48 @@ def _fan_out(jobs, workers: int, scheduler, progress, labels) -> list[dict]:
                                    host="127.0.0.1", silence_logs=logging.ERROR)
     try:
         with Client(scheduler or cluster) as client:
-            futures = [client.submit(run_one, config, session, pure=False, retries=2, key=f"labpgt-{Path(session).stem}")
-                       for config, session in jobs]
-            where = {f.key: i for i, f in enumerate(futures)}
-            outcomes = [None] * len(futures)
-            for future in as_completed(futures):
-                i = where[future.key]
-                outcomes[i] = future.result()
-                if progress is not None:
-                    progress(labels[i][0].label, labels[i][1], outcomes[i])
-            return outcomes
+            return _run_in_flight(client, jobs, progress, labels)
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def _run_in_flight(client, jobs, progress, labels) -> list[dict]:
+    """Submit runs as the cluster frees threads, never more at once than it has threads.
+
+    Submitting every run up front leaves dask to place runs whose length it cannot know (hours, each
+    unlike the last): measured on two workers, both long runs queued on one worker while the other
+    idled, and work stealing did not move them. A run submitted only when a thread is free goes to
+    the idle worker. A run whose worker dies is retried by dask and resumes from its session."""
+    from distributed import as_completed
+
+    outcomes = [None] * len(jobs)
+    pending = list(range(len(jobs)))
+    running = as_completed()
+    where = {}
+
+    def submit_next():
+        i = pending.pop(0)
+        config, session = jobs[i]
+        future = client.submit(run_one, config, session, pure=False, retries=2, key=f"labpgt-{Path(session).stem}")
+        where[future.key] = i
+        running.add(future)
+
+    for _ in range(min(len(pending), _threads(client))):
+        submit_next()
+    for future in running:
+        i = where[future.key]
+        outcomes[i] = future.result()
+        if progress is not None:
+            progress(labels[i][0].label, labels[i][1], outcomes[i])
+        while pending and running.count() < _threads(client):
+            submit_next()
+    return outcomes
+
+
+def _threads(client) -> int:
+    """The cluster's worker threads now (workers may come and go); at least one."""
+    return max(1, sum(client.nthreads().values()))
 
 
 def queries_to_target(history: list[dict], target: float, holdout: str = "test") -> int | None:
