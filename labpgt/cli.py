@@ -291,6 +291,8 @@ def add_training_settings(p, single_run: bool) -> None:
     p.add_argument("--follow-ring", type=nonnegative_int, metavar="N",
                    help="every N steps move the feature standardisation to running feature moments, the loss "
                         "unchanged (for a drifting ring; 0: frozen at calibration)")
+    p.add_argument("--no-drift", dest="ring_drift", action="store_false", default=None,
+                   help="the embedded simulated ring without temperature and field drift (it drifts by default)")
 
 
 def add_train(sub):
@@ -333,7 +335,7 @@ def training_settings(args) -> dict:
     values = dict(task=args.task, reservoir=reservoir, model=args.model, hidden=args.hidden, width=args.width,
                   heads=args.heads, blocks=args.blocks, tokens=args.tokens, batch_size=args.batch_size,
                   eval_every=args.eval_every, eval_fraction=args.eval_fraction, holdout=args.holdout,
-                  follow_ring=args.follow_ring,
+                  follow_ring=args.follow_ring, ring_drift=args.ring_drift,
                   bench=str(args.bench.resolve()) if args.bench else None)
     return {k: v for k, v in values.items() if v is not None}
 

@@ -5,7 +5,8 @@ name           reservoir
 =============  ==================================================================================
 ``digital``    :class:`~labpgt.digital.DigitalReservoir`, a differentiable stand-in (the backprop
                reference); widths and noise from the config's ``digital_*`` settings
-``ring-sim``   the embedded simulated ring bench, or the instruments of the config's ``bench`` TOML
+``ring-sim``   the embedded simulated ring bench (its drift held still if ``ring_drift`` is off), or
+               the instruments of the config's ``bench`` TOML
 ``twin:FILE``  a twin of a ring fitted from recorded sessions (``labpgt twin fit``): its prediction
                plus noise of its measured size (:class:`labpgt.twin.TwinReservoir`); differentiable
 =============  ==================================================================================
@@ -33,7 +34,9 @@ def _digital(config):
 def _ring(config):
     from labpgt import bench
 
-    return bench.load_bench(config.bench) if config.bench else bench.embedded_bench(seed=config.seed)
+    if config.bench:
+        return bench.load_bench(config.bench)
+    return bench.embedded_bench(seed=config.seed, physics=None if config.ring_drift else {"drift": False})
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,9 @@ A drifting ring moves its features away from the standardisation the calibration
 ``follow_ring = N`` the trainer keeps running moments of every physical layer's training features
 and every N steps moves the standardisation to them, compensating the linear map that reads it
 (:meth:`labpgt.network.Network.follow`): the loss of the present parameters does not change, only
-the conditioning of what follows.
+the conditioning of what follows. ``ring_drift = False`` holds the embedded simulated ring's
+temperature and field still (every other behaviour of the real ring stays on): drift on and off are
+one benchmark axis (``--set ring_drift=true,false``).
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class TrainConfig:
     digital_noise: float = 0.0
     bench: str | None = None
     follow_ring: int = 0
+    ring_drift: bool = True
 
     def __post_init__(self):
         self.twin_from = tuple(str(p) for p in self.twin_from)     # JSON gives a list
@@ -141,6 +144,9 @@ class TrainConfig:
             bad(f"lr must be > 0, got {self.lr}")
         if not isinstance(self.follow_ring, (int, np.integer)) or self.follow_ring < 0:
             bad(f"follow_ring must be a whole number of steps >= 0 (0: off), got {self.follow_ring!r}")
+        if not self.ring_drift and (self.reservoir != "ring-sim" or self.bench):
+            bad("ring_drift off holds the embedded simulated ring's temperature and field still; "
+                f"it cannot apply to {'the instruments of ' + self.bench if self.bench else self.reservoir}")
         if self.delta is not None and self.delta <= 0:
             bad(f"delta must be > 0, got {self.delta}")
         if self.r < 1:

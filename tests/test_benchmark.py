@@ -133,3 +133,22 @@ def test_by_default_a_run_is_evaluated_every_one_percent_of_its_training_queries
     assert row["config"]["eval_every"] == 2 and len(row["history"]) == 1 + 100
     assert 0.009 < row["resolution"] <= 0.01
     assert resolution([{"training_queries": q} for q in (0, 10, 40, 100)]) == 0.6
+
+
+def test_drift_is_a_benchmark_axis_of_the_embedded_ring(tmp_path):
+    """``--set ring_drift=true,false``: the same seed drifts in one run and is held still in the other;
+    the setting is refused where there is no embedded ring to hold still."""
+    (axis,) = [GridAxis.parse("ring_drift=true,false")]
+    assert axis.values == (True, False)
+    b = run_benchmark("iris", "ring-sim", ["readout"], seeds=[0], sessions_dir=tmp_path, grid=[axis],
+                      steps_by_method={"pgt": 4}, **SMALL)
+    spans = {}
+    for row in (r for r in b["results"] if r["method"].startswith("readout")):
+        with SessionReader(row["session"]) as s:
+            temperature = s.queries(fields=["temperature_c"])["temperature_c"]
+        spans[row["config"]["ring_drift"]] = float(np.ptp(temperature))
+    assert [r["method"] for r in b["results"]] == ["pgt", "readout[ring_drift=True]", "readout[ring_drift=False]"]
+    assert spans[False] == 0.0 and spans[True] > 0.0
+    for elsewhere in (dict(reservoir="digital"), dict(reservoir="ring-sim", bench="bench.toml")):
+        with pytest.raises(UserError, match="ring_drift"):
+            TrainConfig(method="pgt", ring_drift=False, **elsewhere)

@@ -26,6 +26,8 @@ def labpgt(*args, cwd=None):
     (["train", "--p", "1.5"], "--p: must be in [0, 1)"),
     (["train", "--bench", "missing.toml"], "bench config missing.toml does not exist"),
     (["train", "--resume", "missing.h5"], "cannot resume: missing.h5 does not exist"),
+    (["train", "--reservoir", "digital", "--no-drift"], "it cannot apply to digital"),
+    (["benchmark", "--bench", str(BENCH_SIM), "--set", "ring_drift=false"], "it cannot apply to the instruments of"),
     (["benchmark", "--methods", "pgt,magic"], "unknown method 'magic'"),
     (["benchmark", "--methods", "backprop", "--reservoir", "ring-sim"], "backprop needs a differentiable reservoir"),
     (["benchmark", "--steps", "pgt=many"], "--steps takes METHOD=N"),
