@@ -63,16 +63,26 @@ def plot_history(result, path) -> Path:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, what, label in ((ax_loss, "loss", "cross-entropy loss"), (ax_acc, "accuracy", "accuracy")):
         ax.plot(q, [e[f"train_{what}"] for e in h], marker=".", label="train")
-        ax.plot(q, [e[f"{held}_{what}"] for e in h], marker=".", label=held)
+        ax.plot(q, [e[f"{held}_{what}"] for e in h], marker=".", label=_held_label(h, held))
         ax.set_xlabel("training queries")
         ax.xaxis.set_major_formatter(_thousands)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     ax_acc.set_ylim(0.0, 1.0)
     c = result.config
     fig.suptitle(f"{c['task']} — {c.get('model', 'dense')} — {c['method']} — {c['reservoir']} reservoir")
     return _save(fig, path)
+
+
+def _held_label(history, held: str) -> str:
+    """``held``, saying so when the evaluation budget measured a fixed subset before the last point
+    (an entry without ``{held}_samples`` measured the whole split)."""
+    sizes = [e.get(f"{held}_samples") for e in history]
+    subset = [n for n in sizes[:-1] if n is not None]
+    if not subset or (sizes[-1] is not None and set(sizes) == {sizes[-1]}):
+        return held
+    return f"{held} ({min(subset)} samples; last: all)"
 
 
 def plot_benchmark(benchmark: dict, path, title: str = "") -> Path:

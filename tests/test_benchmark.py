@@ -152,3 +152,12 @@ def test_drift_is_a_benchmark_axis_of_the_embedded_ring(tmp_path):
     for elsewhere in (dict(reservoir="digital"), dict(reservoir="ring-sim", bench="bench.toml")):
         with pytest.raises(UserError, match="ring_drift"):
             TrainConfig(method="pgt", ring_drift=False, **elsewhere)
+
+
+def test_the_history_plot_says_when_it_measured_a_subset():
+    from labpgt.plots import _held_label
+
+    budgeted = [{"test_samples": 100}, {"test_samples": 100}, {}]     # the last point: the whole split
+    assert _held_label(budgeted, "test") == "test (100 samples; last: all)"
+    assert _held_label([{"test_samples": 360}] * 3, "test") == "test"
+    assert _held_label([{}] * 3, "validation") == "validation"      # whole split each time, or recorded before
