@@ -6,7 +6,9 @@
   training queries spent, and the queries each seed first reached the target (mean pgt final);
 * ``--reach METHOD``: for every other method, the training queries at which each seed's accuracy
   first came within ``tolerance`` of METHOD's mean final accuracy (``never`` if it did not), and
-  the factor METHOD's queries / that;
+  the factor METHOD's queries / that, per seed: its mean ± standard deviation and range over seeds,
+  and the resolution of the histories it was read from (the largest gap between evaluations, as a
+  fraction of the run's training queries);
 * ``--budget Q``: each method's held-out accuracy at its last evaluation within Q training queries
   (mean over seeds): who is ahead at an equal number of queries.
 """
@@ -56,6 +58,9 @@ def summary_table(result: dict) -> list[str]:
 
 
 def reach_table(result: dict, reference: str, tolerance: float) -> list[str]:
+    """Per seed, the training queries to come within ``tolerance`` of ``reference``'s mean final
+    accuracy, and the factor ``reference``'s mean spent queries / that: its mean and standard deviation
+    over seeds and its range, and the coarsest resolution any of the seeds' histories had."""
     key, final = accuracy_key(result), f"final_{result['holdout']}_accuracy"
     methods = by_method(result)
     ref_rows = methods[reference]
@@ -63,15 +68,19 @@ def reach_table(result: dict, reference: str, tolerance: float) -> list[str]:
     ref_queries = float(np.mean([r["queries"] for r in ref_rows]))
     lines = [f"queries to come within {tolerance:.3f} of {reference}'s mean final accuracy "
              f"({level + tolerance:.4f}; {reference} spent {ref_queries:,.0f})",
-             f"{'method':<34}{'per seed':>30}{'mean':>12}{'factor':>9}"]
+             f"{'method':<34}{'per seed':>44}{'factor (mean ± sd)':>21}{'range':>15}{'resolution':>12}"]
     for method, rows in methods.items():
         reached = [first_reaching(r["history"], key, level) for r in rows]
         shown = ", ".join("never" if q is None else f"{q:,}" for q in reached)
+        gaps = [r.get("resolution") for r in rows]
+        worst = "-" if None in gaps else f"{max(gaps):.1%}"      # recorded before the column existed
         if all(q is not None for q in reached):
-            mean = float(np.mean(reached))
-            lines.append(f"{method:<34}{shown:>30}{mean:>12,.0f}{ref_queries / mean:>8.1f}x")
+            factors = ref_queries / np.array(reached, dtype=float)
+            sd = factors.std(ddof=1) if len(factors) > 1 else 0.0
+            lines.append(f"{method:<34}{shown:>44}{factors.mean():>12.1f}x ± {sd:<5.1f}"
+                         f"{f'{factors.min():.1f}-{factors.max():.1f}x':>15}{worst:>12}")
         else:
-            lines.append(f"{method:<34}{shown:>30}{'-':>12}{'-':>9}")
+            lines.append(f"{method:<34}{shown:>44}{'-':>21}{'-':>15}{worst:>12}")
     return lines
 
 
