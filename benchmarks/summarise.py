@@ -2,8 +2,9 @@
 
     python benchmarks/summarise.py RESULT.json [--reach METHOD] [--budget QUERIES] [--tolerance 0.01]
 
-* per method: the mean and standard deviation over seeds of the final held-out accuracy, the
-  training queries spent, and the queries each seed first reached the target (mean pgt final);
+* per method: the mean and standard deviation over seeds of the final held-out accuracy (and, for
+  a validation benchmark, of the test accuracy each run measured once at its end), the training
+  queries spent, and the queries each seed first reached the target (mean pgt final);
 * ``--reach METHOD``: for every other method, the training queries at which each seed's accuracy
   first came within ``tolerance`` of METHOD's mean final accuracy (``never`` if it did not), and
   the factor METHOD's queries / that, per seed: its mean ± standard deviation and range over seeds,
@@ -44,15 +45,25 @@ def accuracy_within(history: list, key: str, budget: float) -> float:
     return float(within[-1]) if within else float("nan")
 
 
+def _mean_sd(values) -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
+
+
 def summary_table(result: dict) -> list[str]:
-    key, final = accuracy_key(result), f"final_{result['holdout']}_accuracy"
-    lines = [f"{'method':<34}{'seeds':>6}{'accuracy':>16}{'queries':>11}{'to target':>22}"]
+    """Per method over seeds: final held-out accuracy, and for a validation benchmark the test accuracy
+    each run measured once after its last step, apart; training queries; queries to the target."""
+    final = f"final_{result['holdout']}_accuracy"
+    with_test = result["holdout"] != "test" and all(r.get("final_test_accuracy") is not None
+                                                      for r in result["results"])
+    lines = [f"{'method':<34}{'seeds':>6}{result['holdout'] + ' acc.':>17}"
+             + (f"{'test acc.':>17}" if with_test else "") + f"{'queries':>11}{'to target':>22}"]
     for method, rows in by_method(result).items():
-        acc = np.array([r[final] for r in rows])
         queries = np.mean([r["queries"] for r in rows])
         reached = [r["queries_to_target"] for r in rows if r["queries_to_target"] is not None]
         to_target = (f"{np.mean(reached):,.0f}" if reached else "never") + f" ({len(reached)}/{len(rows)})"
-        lines.append(f"{method:<34}{len(rows):>6}{acc.mean():>9.4f} ± {acc.std(ddof=1) if len(acc) > 1 else 0:.3f}"
+        test = f"{_mean_sd([r['final_test_accuracy'] for r in rows]):>17}" if with_test else ""
+        lines.append(f"{method:<34}{len(rows):>6}{_mean_sd([r[final] for r in rows]):>17}{test}"
                      f"{queries:>11,.0f}{to_target:>22}")
     return lines
 
