@@ -327,7 +327,7 @@ def format_table(benchmark: dict) -> str:
     with_test = holdout != "test" and any(r.get("final_test_accuracy") is not None for r in benchmark["results"])
     lines = [f"task {benchmark['task']}, model {benchmark['model']}, reservoir {benchmark['reservoir']}, "
              f"target (mean pgt final {holdout} accuracy) {benchmark['target_accuracy']:.4f}",
-             f"{'method':<{width}}{'seed':>6}{holdout[:3] + ' acc':>10}" + (f"{'test acc':>10}" if with_test else "")
+             f"{'method':<{width}}{'seed':>6}{('val' if holdout == 'validation' else holdout) + ' acc':>10}" + (f"{'test acc':>10}" if with_test else "")
              + f"{'queries':>12}{'to target':>12}{'resol.':>8}"]
     for row in benchmark["results"]:
         to_target = "never" if row["queries_to_target"] is None else str(row["queries_to_target"])
