@@ -1,6 +1,6 @@
 """Tables of a benchmark's JSON (``labpgt benchmark --json``): per method over seeds, and comparisons.
 
-    python benchmarks/summarise.py RESULT.json [--reach METHOD] [--budget QUERIES] [--tolerance 0.01]
+    python benchmarks/summarise.py RESULT.json [MORE.json ...] [--reach METHOD] [--budget QUERIES] [--tolerance 0.01]
 
 * per method: the mean and standard deviation over seeds of the final held-out accuracy (and, for
   a validation benchmark, of the test accuracy each run measured once at its end), the training
@@ -21,6 +21,29 @@ import argparse
 import json
 
 import numpy as np
+
+
+def pooled(paths) -> dict:
+    """One benchmark of the runs of several JSON files (benchmarks that shared a sessions directory
+    share runs: each (method, seed) is kept once); they must agree on task, model, reservoir, holdout."""
+    results = []
+    for path in paths:
+        with open(path) as handle:
+            results.append(json.load(handle))
+    first = results[0]
+    what = ("task", "model", "reservoir", "holdout")
+    if any(tuple(r[k] for k in what) != tuple(first[k] for k in what) for r in results):
+        raise SystemExit("summarise: the files are of different benchmarks (task, model, reservoir or holdout)")
+    runs = {}
+    for result in results:
+        for row in result["results"]:
+            runs.setdefault((row["method"], row["seed"]), row)
+    if len(results) == 1:
+        return first
+    rows, key = list(runs.values()), f"{first['holdout']}_accuracy"
+    target = float(np.mean([r[f"final_{key}"] for r in rows if r["method"] == "pgt"]))    # over the pooled seeds
+    rows = [{**r, "queries_to_target": first_reaching(r["history"], key, target)} for r in rows]
+    return {**first, "target_accuracy": target, "results": rows}
 
 
 def by_method(result: dict) -> dict:
@@ -129,13 +152,13 @@ def budget_table(result: dict, budget: float) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("result")
+    parser.add_argument("result", nargs="+", help="one benchmark's JSON, or several of one task, model and "
+                                                    "reservoir (their runs are pooled, each run once)")
     parser.add_argument("--reach", action="append", default=[], metavar="METHOD")
     parser.add_argument("--budget", type=float, action="append", default=[])
     parser.add_argument("--tolerance", type=float, default=0.01)
     args = parser.parse_args(argv)
-    with open(args.result) as handle:
-        result = json.load(handle)
+    result = pooled(args.result)
     print(f"task {result['task']}, model {result['model']}, reservoir {result['reservoir']}, "
           f"held out: {result['holdout']}, target (mean pgt final) {result['target_accuracy']:.4f}")
     print("\n".join(summary_table(result)))
