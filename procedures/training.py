@@ -223,6 +223,10 @@ class PGTTraining(BenchSafety, Procedure):
     width = IntegerParameter("Transformer width", minimum=1, maximum=4096, default=_config_default("width"))
     heads = IntegerParameter("Transformer heads", minimum=1, maximum=64, default=_config_default("heads"))
     blocks = IntegerParameter("Transformer blocks", minimum=1, maximum=64, default=_config_default("blocks"))
+    ring_drift = BooleanParameter("Simulated ring drifts (embedded ring-sim; off = temperature and field held)",
+                                  default=_config_default("ring_drift"))
+    follow_ring = IntegerParameter("Follow the ring's drift every N steps (0 = off)", minimum=0, maximum=1_000_000,
+                                   default=_config_default("follow_ring"))
     holdout = ListParameter("Evaluate on", choices=["test", "validation"], default="test")
     eval_every = IntegerParameter("Evaluate every (steps; 0 = default)", minimum=0, maximum=1_000_000, default=0)
     eval_samples = IntegerParameter("Eval training samples", minimum=1, maximum=100_000,
@@ -249,6 +253,7 @@ class PGTTraining(BenchSafety, Procedure):
         values = dict(task=self.task, model=self.model, method=self.method, reservoir=self.reservoir, r=int(self.r),
                       seed=int(self.seed), width=int(self.width), heads=int(self.heads), blocks=int(self.blocks),
                       holdout=self.holdout, eval_train_samples=int(self.eval_samples),
+                      ring_drift=bool(self.ring_drift), follow_ring=int(self.follow_ring),
                       bench=(self.bench_config or None) if reservoir_kind(self.reservoir).takes_bench else None)
         for name in ("steps", "batch_size", "eval_every"):      # 0: the method's default, as the CLI leaves it
             if getattr(self, name) > 0:

@@ -323,8 +323,8 @@ PLOTS = {
     RingSweep: (("Peak power", "Value", "Peak power (dBm)", True), ("Margin", "Value", "Margin (dB)", True)),
 }
 INPUTS = {PGTTraining: ("task", "model", "method", "reservoir", "bench_config", "steps", "batch_size", "lr", "delta",
-                        "r", "p", "directions", "width", "heads", "blocks", "holdout", "eval_every", "eval_samples",
-                        "seed", "output", "keep_feed"),
+                        "r", "p", "directions", "width", "heads", "blocks", "ring_drift", "follow_ring", "holdout",
+                        "eval_every", "eval_samples", "seed", "output", "keep_feed"),
           RingSweep: ("target", "generator", "start", "stop", "points", "tones", "margin_db", "bench_config", "seed",
                       "output")}
 DISPLAYS = {PGTTraining: ("task", "model", "method", "reservoir", "steps", "output"),
@@ -398,8 +398,16 @@ class TrainingWindow(ManagedWindowBase):
 
     # ---- queueing: the session is the record, the CSV its derived summary
     def queue(self, procedure=None):
+        from labpgt.errors import UserError
+
         if procedure is None:
             procedure = self.make_procedure()
+        if isinstance(procedure, PGTTraining):
+            try:
+                procedure.train_config()           # refused here, in one line, rather than failing in the queue
+            except UserError as exc:
+                log.error("not queued: %s", exc)
+                return None
         if procedure.output:
             session = Path(procedure.output)
             if session.exists() or str(session) in self._assigned:

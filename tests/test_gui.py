@@ -158,3 +158,11 @@ def test_main_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "--bench" in capsys.readouterr().out
+
+
+def test_a_run_the_trainer_would_refuse_is_not_queued(qtbot, window, caplog):
+    set_inputs(window, **QUICK, reservoir="digital", ring_drift=False)
+    with caplog.at_level("ERROR"):
+        assert window.queue() is None
+    assert "not queued: ring_drift off" in caplog.text
+    assert not window.manager.experiments.queue and not list((window.runs_dir).glob("*"))

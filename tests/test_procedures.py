@@ -12,6 +12,7 @@ from pymeasure.experiment.workers import Worker
 
 from labpgt.cli import build_parser, train_config_from
 from labpgt.digital import DigitalReservoir
+from labpgt.errors import UserError
 from labpgt.instruments.simulated.ring import RingModel
 from labpgt.methods import METHODS
 from labpgt.procedures import (PGTTraining, RingSweep, SpectrumFeed, StoppableReservoir, StopRequested,
@@ -167,3 +168,16 @@ def test_the_sweep_window_shares_the_sweep_commands_defaults():
     cli = build_parser().parse_args(["sweep", "--gain", "-3:3:25"])
     procedure = RingSweep()
     assert (procedure.seed, procedure.margin_db, procedure.tones) == (cli.seed, cli.margin_db, cli.tones)
+
+
+def test_the_window_sets_the_rings_drift_and_following_as_labpgt_train_does():
+    args = ["train", "--reservoir", "ring-sim", "--no-drift", "--follow-ring", "5"]
+    cli = train_config_from(build_parser().parse_args(args))
+    procedure = PGTTraining()
+    procedure.reservoir, procedure.ring_drift, procedure.follow_ring = "ring-sim", False, 5
+    config = procedure.train_config()
+    assert (config.ring_drift, config.follow_ring) == (False, 5)
+    assert dataclasses.asdict(config) == dataclasses.asdict(cli)
+    procedure.reservoir = "digital"                   # nothing to hold still: refused, as the CLI refuses it
+    with pytest.raises(UserError, match="ring_drift off"):
+        procedure.train_config()
