@@ -49,6 +49,7 @@ from pymeasure.display.widgets.tab_widget import TabWidget  # noqa: E402
 from pymeasure.display.windows.managed_window import ManagedWindowBase  # noqa: E402
 from pymeasure.experiment import Results  # noqa: E402
 
+from labpgt.errors import UserError  # noqa: E402
 from labpgt.procedures.preflight import check_qt_binding  # noqa: E402
 from labpgt.procedures.sweep import RingSweep  # noqa: E402
 from labpgt.procedures.training import DEFAULT_RUNS_DIR, PGTTraining, default_session_path, \
@@ -398,8 +399,6 @@ class TrainingWindow(ManagedWindowBase):
 
     # ---- queueing: the session is the record, the CSV its derived summary
     def queue(self, procedure=None):
-        from labpgt.errors import UserError
-
         if procedure is None:
             procedure = self.make_procedure()
         if isinstance(procedure, PGTTraining):
@@ -456,8 +455,6 @@ class TrainingWindow(ManagedWindowBase):
             self.open_session(path)
 
     def open_session(self, path) -> None:
-        from labpgt.errors import UserError
-
         try:
             self.session_widget.open_session(path)
         except UserError as exc:
