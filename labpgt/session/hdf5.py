@@ -9,9 +9,10 @@ It knows nothing of the schema's columns (:mod:`labpgt.session.schema` does). Wh
 * :func:`copy_prefix`: a new file holding the first rows of every row dataset of another;
 * :func:`open_read_only`: mode "r" only, so reading never modifies a file; a closed file through
   HDF5's own checks, a live or killed writer's file (its "open for writing" flag set) in SWMR read
-  mode after checking the superblock's end-of-file address against the file's size (SWMR reads skip
-  that check), with a bounded number of metadata read attempts (HDF5's default makes a corrupt
-  file hang the reader).
+  mode, with a bounded number of metadata read attempts (HDF5's default makes a corrupt file hang
+  the reader). SWMR reads skip HDF5's check of the superblock's end-of-file address against the
+  file's size, so a killed writer's file is checked here; a live writer's is not, because its
+  superblock may run ahead of its data for a moment (HDF5's own check refuses a plain open of it then).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ os.environ.setdefault("BLOSC_NTHREADS", "1")
 import hdf5plugin  # noqa: E402
 
 from labpgt.errors import UserError
+from labpgt.session.liveness import marked_open_for_write, writer_holds_lock
 
 COMPRESSION = "lzf"      # for datasets written once (the prior)
 #: the filter of compressed row datasets: Blosc2 with Zstandard after a byte shuffle (measured on the default
@@ -239,12 +241,15 @@ def open_read_only(path: Path) -> h5py.File:
             if "unable to lock file" in str(exc):      # a writer is laying it out (before SWMR): a moment
                 time.sleep(LOCKED_RETRY_S)
                 continue
-            if "already open for write" not in str(exc):
+            if "already open for write" not in str(exc) and not marked_open_for_write(path):
                 raise UserError(f"{path.name} is truncated or damaged: {first_line(exc)}") from None
-            break
+            break                                 # a live or a killed writer's file: read it as SWMR
     else:
         raise UserError(f"{path.name} is locked by another process that is creating or rewriting it; try again")
-    check_not_truncated(path)                     # live or killed writer: SWMR read skips that check
+    if writer_holds_lock(path) is not True:
+        # SWMR read skips HDF5's own end-of-file check; a killed writer's copy cut short must still be refused.
+        # A live writer's superblock may run ahead of its data for a moment, so its file is not checked.
+        check_not_truncated(path)
     try:
         return open_swmr_read(path)
     except OSError as exc:
