@@ -919,6 +919,13 @@ def run_twin_fit(args) -> int:
 COMMANDS = [add_train, add_benchmark, add_session_commands, add_sim, add_spectrum, add_sweep, add_twin, add_gui]
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl+C, as a KeyboardInterrupt of its own type. CPython marks a plain KeyboardInterrupt that leaves any
+    ``exec`` or ``eval`` of a string (how dataclasses and namedtuples are made, inside imports too) as never
+    handled, even when it is caught later, and ``python -m labpgt`` then kills itself with SIGINT at exit
+    instead of returning 130; it compares the exact type, so a subclass is not marked (seen in CI)."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl+C raises KeyboardInterrupt, so every ``finally`` runs (RF off, session flushed)."""
 
@@ -929,7 +936,7 @@ _SIGNALS_RECEIVED: list[int] = []
 def _interrupt(signum, frame):
     """SIGINT and SIGTERM: raise at once, and remember it (see :func:`raise_if_interrupted`)."""
     _SIGNALS_RECEIVED.append(signum)
-    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    raise Terminated if signum == signal.SIGTERM else Interrupted
 
 
 def _unraisable(unraisable) -> None:
@@ -959,7 +966,7 @@ def raise_if_interrupted() -> None:
     """Raise again for a signal already received: an interrupt raised where Python can only print it (inside
     a finalizer or a callback) is swallowed there, and the run must still stop at its next measurement."""
     if _SIGNALS_RECEIVED:
-        raise Terminated if _SIGNALS_RECEIVED[-1] == signal.SIGTERM else KeyboardInterrupt
+        raise Terminated if _SIGNALS_RECEIVED[-1] == signal.SIGTERM else Interrupted
 
 
 def interrupt_status(exc: BaseException | None = None, signum: int = signal.SIGINT) -> int:

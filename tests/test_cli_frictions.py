@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -113,6 +114,23 @@ def test_ctrl_c_early_exits_130_cleanly_and_offers_resume_only_for_a_session_tha
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in err and "Exception ignored" not in err, err
     assert ("--resume" in err) == out.exists(), err
+
+
+def test_ctrl_c_inside_an_exec_of_a_string_still_exits_130_under_python_m(tmp_path):
+    """CPython marks a plain KeyboardInterrupt leaving ``exec`` of a string (dataclasses, namedtuples, lazy
+    imports) as unhandled even once caught, and ``python -m`` then dies by SIGINT (-2): failed in CI."""
+    (tmp_path / "interrupted_in_exec.py").write_text(textwrap.dedent("""
+        import signal, sys
+        from labpgt import cli
+        signal.signal(signal.SIGINT, cli._interrupt)
+        try:
+            exec("import os, signal\\nos.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(10 ** 7): pass")
+        except KeyboardInterrupt as exc:
+            sys.exit(cli.interrupt_status(exc))
+    """))
+    done = subprocess.run([sys.executable, "-m", "interrupted_in_exec"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
 
 
 def test_interrupted_after_the_session_exists_offers_resume(tmp_path, monkeypatch, capsys):
