@@ -154,6 +154,21 @@ def benchmark_runs(task: str, reservoir: str, variants, seeds, sessions_dir, ste
     return runs
 
 
+#: settings that follow from others when not given (see TrainConfig.resolved, and the benchmark's eval_every)
+DERIVED_SETTINGS = ("spsa_A", "eval_every", "eval_fraction")
+
+
+def settings_differing(recorded: TrainConfig, planned: TrainConfig, shown: int = 3) -> str:
+    """``"steps 3000, not 1; ..."`` for the first ``shown`` settings in which two configs differ once
+    both are resolved; empty if they are the same run."""
+    a, b = dataclasses.asdict(recorded.resolved()), dataclasses.asdict(planned.resolved())
+    keys = [k for k in a if a[k] != b[k]]
+    given = [k for k in keys if k not in DERIVED_SETTINGS]
+    keys = given or keys                          # "steps 3, not 5" says it; the spsa_A that follows is noise
+    text = "; ".join(f"{k} {a[k]}, not {b[k]}" for k in keys[:shown])
+    return text + (f"; and {len(keys) - shown} more" if len(keys) > shown else "")
+
+
 def run_one(config: dict, session: str) -> dict:
     """One benchmark run: read back if its session is complete, resumed if interrupted, else started."""
     from labpgt.runs import RunResult, resume_training, start_training
@@ -186,6 +201,24 @@ class Plan:
             raise UserError("runs through --bench measure this machine's instruments: they run here, one after "
                             "another (leave out --workers and --scheduler)")
 
+    def check_recorded_sessions(self) -> None:
+        """A session already in the directory is read back or resumed only if it records this plan's run:
+        the same name with other settings (``--steps``, ``--holdout``, ``--batch-size``…) is refused, in one
+        line, before anything runs — never reported as the run asked for, nor continued with its own."""
+        from labpgt.session import SessionReader
+
+        for _, _, config, session in self.runs:
+            if not session.exists():
+                continue
+            with SessionReader(session) as reader:
+                recorded = reader.config.get("train") if reader.kind == "training" else None
+            if recorded is None:
+                raise UserError(f"{session} is not a training session; choose another --out-dir")
+            differs = settings_differing(TrainConfig.from_dict(recorded), config)
+            if differs:
+                raise UserError(f"{session} was recorded with other settings ({differs}); choose another "
+                                f"--out-dir, or remove it to run it again")
+
 
 def plan_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_dir, steps_by_method=None,
                    grid=(), **settings) -> Plan:
@@ -215,6 +248,7 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
     ``{"task", "reservoir", "model", "holdout", "target_accuracy", "results": [...]}``."""
     runs = plan.runs
     plan.check_placement(workers, scheduler)
+    plan.check_recorded_sessions()
     plan.sessions_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(dataclasses.asdict(config), str(session)) for _, _, config, session in runs]
     outcomes = _fan_out(jobs, workers, scheduler, progress, [(v, s) for v, s, _, _ in runs])

@@ -94,6 +94,20 @@ def test_a_complete_session_is_read_back_and_an_interrupted_one_resumed(tmp_path
     assert again["wall_seconds"] == resumed["wall_seconds"]
 
 
+def test_a_session_recorded_with_other_settings_is_refused_not_reported_nor_continued(tmp_path):
+    kw = dict(sessions_dir=tmp_path, steps_by_method={"pgt": 4, "node": 3}, **SMALL)
+    first = run_benchmark("iris", "digital", ["node"], seeds=[0], **kw)
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(UserError, match=r"iris-dense-node-seed0\.h5 was recorded with other settings "
+                                        r"\(steps 3, not 5\); choose another --out-dir"):
+        run_benchmark("iris", "digital", ["node"], seeds=[0], **{**kw, "steps_by_method": {"pgt": 4, "node": 5}})
+    with pytest.raises(UserError, match=r"recorded with other settings \(holdout validation, not test"):
+        run_benchmark("iris", "digital", ["node"], seeds=[0], holdout="test", **kw)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files           # nothing touched
+    again = run_benchmark("iris", "digital", ["node"], seeds=[0], **kw)              # the same plan: read back
+    assert [r["final_params_sha256"] for r in again["results"]] == [r["final_params_sha256"] for r in first["results"]]
+
+
 def test_runs_fan_out_over_dask_worker_processes(tmp_path):
     kw = dict(sessions_dir=tmp_path / "runs", steps_by_method={"pgt": 6, "node": 4}, **SMALL)
     local = run_benchmark("iris", "digital", ["node"], seeds=[0, 1], **kw)
