@@ -14,7 +14,8 @@ they reached with how many reservoir queries. Training itself is :mod:`labpgt.ru
 * Every run is **its own session** in the benchmark's directory, named by task, variant and seed. A
   run whose session is complete is read back, not run again; one that is incomplete (its worker
   died, the machine went down) is resumed from its file — bit-identically, so a benchmark survives
-  losing a worker and can be rerun to fill its gaps. dask retries a task whose worker was lost.
+  losing a worker and can be rerun to fill its gaps. dask retries a task whose worker was lost. A
+  session of the same name recorded with other settings is refused before anything runs.
   Only simulated reservoirs fan out: runs through a ``--bench`` run here, one after another, on the
   machine that owns the instruments.
 * Runs evaluate on the **validation** split by default (tuning and the target never see the test
