@@ -232,7 +232,9 @@ def plan_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_
     if not any(v == Variant(TARGET_METHOD) for v in variants):
         variants.insert(0, Variant(TARGET_METHOD))
     runs = benchmark_runs(task, reservoir, variants, seeds, sessions_dir, steps_by_method, **settings)
-    return Plan(task, reservoir, Path(sessions_dir), runs)
+    plan = Plan(task, reservoir, Path(sessions_dir), runs)
+    plan.check_recorded_sessions()
+    return plan
 
 
 def run_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_dir, steps_by_method=None,
@@ -249,7 +251,6 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
     ``{"task", "reservoir", "model", "holdout", "target_accuracy", "results": [...]}``."""
     runs = plan.runs
     plan.check_placement(workers, scheduler)
-    plan.check_recorded_sessions()
     plan.sessions_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(dataclasses.asdict(config), str(session)) for _, _, config, session in runs]
     outcomes = _fan_out(jobs, workers, scheduler, progress, [(v, s) for v, s, _, _ in runs])
