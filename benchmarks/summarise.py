@@ -4,7 +4,8 @@
 
 * per method: the mean and standard deviation over seeds of the final held-out accuracy (and, for
   a validation benchmark, of the test accuracy each run measured once at its end), the training
-  queries spent, and the queries each seed first reached the target (mean pgt final);
+  queries spent, and the queries each seed first reached the target (the mean final accuracy of
+  the benchmark's target variant, pgt unless it was run with ``--target``);
 * ``--reach METHOD``: for every other method, the training queries at which each seed's accuracy
   first came within ``tolerance`` of METHOD's mean final accuracy (``never`` if it did not), and
   the factor METHOD's queries / that, per seed: its mean ± standard deviation and range over seeds,
@@ -25,15 +26,19 @@ import numpy as np
 
 def pooled(paths) -> dict:
     """One benchmark of the runs of several JSON files (benchmarks that shared a sessions directory
-    share runs: each (method, seed) is kept once); they must agree on task, model, reservoir, holdout."""
+    share runs: each (method, seed) is kept once); they must agree on task, model, reservoir, holdout
+    and target."""
     results = []
     for path in paths:
         with open(path) as handle:
             results.append(json.load(handle))
     first = results[0]
-    what = ("task", "model", "reservoir", "holdout")
-    if any(tuple(r[k] for k in what) != tuple(first[k] for k in what) for r in results):
-        raise SystemExit("summarise: the files are of different benchmarks (task, model, reservoir or holdout)")
+
+    def identity(result):       # a JSON written before --target existed had pgt's
+        return tuple(result[k] for k in ("task", "model", "reservoir", "holdout")) + (result.get("target_method", "pgt"),)
+
+    if any(identity(r) != identity(first) for r in results):
+        raise SystemExit("summarise: the files are of different benchmarks (task, model, reservoir, holdout or target)")
     runs = {}
     for result in results:
         for row in result["results"]:
@@ -41,7 +46,8 @@ def pooled(paths) -> dict:
     if len(results) == 1:
         return first
     rows, key = list(runs.values()), f"{first['holdout']}_accuracy"
-    target = float(np.mean([r[f"final_{key}"] for r in rows if r["method"] == "pgt"]))    # over the pooled seeds
+    target_method = first.get("target_method", "pgt")
+    target = float(np.mean([r[f"final_{key}"] for r in rows if r["method"] == target_method]))    # over the pooled seeds
     rows = [{**r, "queries_to_target": first_reaching(r["history"], key, target)} for r in rows]
     return {**first, "target_accuracy": target, "results": rows}
 
@@ -160,7 +166,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     result = pooled(args.result)
     print(f"task {result['task']}, model {result['model']}, reservoir {result['reservoir']}, "
-          f"held out: {result['holdout']}, target (mean pgt final) {result['target_accuracy']:.4f}")
+          f"held out: {result['holdout']}, target (mean {result.get('target_method', 'pgt')} final) "
+          f"{result['target_accuracy']:.4f}")
     print("\n".join(summary_table(result)))
     for reference in args.reach:
         print()

@@ -20,8 +20,10 @@ they reached with how many reservoir queries. Training itself is :mod:`labpgt.ru
   machine that owns the instruments.
 * Runs evaluate on the **validation** split by default (tuning and the target never see the test
   split) and end with one look at the test split, reported apart (``final_test_accuracy``).
-* The **target** is the mean final held-out accuracy of ``pgt`` (the paper's estimator; added when
-  missing), and each run reports the training queries it needed to first reach it. Unless told
+* The **target** is the mean final held-out accuracy of one variant, ``pgt`` (the paper's estimator)
+  unless ``target`` names another, added when it is not among the variants; each run reports the
+  training queries it needed to first reach it. A comparison that needs no pgt (node against
+  backprop) names one of its own variants and pays for no run it did not ask for. Unless told
   otherwise a run evaluates every 1 % of its steps (:data:`EVALUATIONS_PER_RUN`), so that count is
   resolved to about 1 % of the run; each row reports the resolution it had (the largest gap between
   evaluations, in training queries, over the run's training queries).
@@ -191,6 +193,7 @@ class Plan:
     reservoir: str
     sessions_dir: Path
     runs: list
+    target: Variant = Variant(TARGET_METHOD)
 
     @property
     def on_bench(self) -> bool:
@@ -222,17 +225,19 @@ class Plan:
 
 
 def plan_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_dir, steps_by_method=None,
-                   grid=(), **settings) -> Plan:
+                   grid=(), target=TARGET_METHOD, **settings) -> Plan:
     """Validate every run of a benchmark (one-line UserError otherwise) before anything is made;
-    ``grid`` is a list of :class:`GridAxis` (or their ``[METHOD.]KEY=V1,V2`` texts)."""
+    ``grid`` is a list of :class:`GridAxis` (or their ``[METHOD.]KEY=V1,V2`` texts), ``target`` the
+    variant (or its ``METHOD[:KEY=VALUE]`` text) whose mean final accuracy is the target."""
     variants = [v if isinstance(v, Variant) else Variant.parse(v) for v in variants]
     variants = expand_grid(variants, [a if isinstance(a, GridAxis) else GridAxis.parse(a) for a in grid])
+    target = target if isinstance(target, Variant) else Variant.parse(target)
     settings.setdefault("holdout", "validation")
     settings.setdefault("eval_fraction", 0.0)     # every evaluation of the whole split: queries to target keep their resolution
-    if not any(v == Variant(TARGET_METHOD) for v in variants):
-        variants.insert(0, Variant(TARGET_METHOD))
+    if target not in variants:
+        variants.insert(0, target)
     runs = benchmark_runs(task, reservoir, variants, seeds, sessions_dir, steps_by_method, **settings)
-    plan = Plan(task, reservoir, Path(sessions_dir), runs)
+    plan = Plan(task, reservoir, Path(sessions_dir), runs, target)
     plan.check_recorded_sessions()
     return plan
 
@@ -248,7 +253,7 @@ def run_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_d
 def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progress=None) -> dict:
     """Run every variant with every seed; ``workers`` 0 runs in this process, N on a LocalCluster of N
     worker processes, ``scheduler`` on an existing dask cluster. Returns the benchmark as plain data:
-    ``{"task", "reservoir", "model", "holdout", "target_accuracy", "results": [...]}``."""
+    ``{"task", "reservoir", "model", "holdout", "target_method", "target_accuracy", "results": [...]}``."""
     runs = plan.runs
     plan.check_placement(workers, scheduler)
     plan.sessions_dir.mkdir(parents=True, exist_ok=True)
@@ -256,7 +261,7 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
     outcomes = _fan_out(jobs, workers, scheduler, progress, [(v, s) for v, s, _, _ in runs])
     holdout = runs[0][2].holdout
     key = f"final_{holdout}_accuracy"
-    finals = [o["final_accuracy"] for (v, _, _, _), o in zip(runs, outcomes) if v == Variant(TARGET_METHOD)]
+    finals = [o["final_accuracy"] for (v, _, _, _), o in zip(runs, outcomes) if v == plan.target]
     target = float(np.mean(finals))
     results = []
     for (variant, seed, config, session), outcome in zip(runs, outcomes):
@@ -270,7 +275,7 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
                         "wall_seconds": outcome["wall_seconds"], "measure_seconds": outcome["measure_seconds"],
                         "session": str(session), "history": outcome["history"]})
     return {"task": plan.task, "reservoir": plan.reservoir, "model": runs[0][2].model, "holdout": holdout,
-            "target_accuracy": target, "results": results}
+            "target_method": plan.target.label, "target_accuracy": target, "results": results}
 
 
 def _fan_out(jobs, workers: int, scheduler, progress, labels) -> list[dict]:
@@ -362,7 +367,8 @@ def format_table(benchmark: dict) -> str:
     width = max([10] + [len(r["method"]) + 2 for r in benchmark["results"]])
     with_test = holdout != "test" and any(r.get("final_test_accuracy") is not None for r in benchmark["results"])
     lines = [f"task {benchmark['task']}, model {benchmark['model']}, reservoir {benchmark['reservoir']}, "
-             f"target (mean pgt final {holdout} accuracy) {benchmark['target_accuracy']:.4f}",
+             f"target (mean {benchmark.get('target_method', TARGET_METHOD)} final {holdout} accuracy) "
+             f"{benchmark['target_accuracy']:.4f}",
              f"{'method':<{width}}{'seed':>6}{('val' if holdout == 'validation' else holdout) + ' acc':>10}" + (f"{'test acc':>10}" if with_test else "")
              + f"{'queries':>12}{'to target':>12}{'resol.':>8}"]
     for row in benchmark["results"]:

@@ -511,12 +511,16 @@ def add_benchmark(sub):
     p = sub.add_parser("benchmark", help="compare training methods by accuracy and reservoir queries",
                        description="Train each method with each seed, each run its own session (a complete one is "
                                    "read back, an interrupted one resumed), fanned out over dask worker "
-                                   "processes. The target is the mean final held-out accuracy of pgt in the "
-                                   "same benchmark; each run reports the training queries it needed to reach it.")
+                                   "processes. The target is the mean final held-out accuracy of pgt (or of "
+                                   "--target) in the same benchmark; each run reports the training queries it "
+                                   "needed to reach it.")
     add_training_settings(p, single_run=False)
     p.add_argument("--methods", default="pgt,node,readout",
                    help="comma-separated variants METHOD[:KEY=VALUE...], e.g. pgt,pgt:optimizer=adam:lr=0.01,node")
     p.add_argument("--seeds", type=positive_int, default=1, help="seeds 0..N-1 per method (1)")
+    p.add_argument("--target", default="pgt", metavar="VARIANT",
+                   help="the variant whose mean final held-out accuracy is the target, run too if it is not "
+                        "among --methods, e.g. --target node for --methods backprop,node (pgt)")
     p.add_argument("--steps", action="append", default=[], metavar="METHOD=N",
                    help="steps for one method or variant label, e.g. --steps pgt=3000 (repeatable)")
     p.add_argument("--set", action="append", default=[], dest="grid", metavar="[METHOD.]KEY=V1,V2",
@@ -580,7 +584,7 @@ def run_benchmark_command(args) -> int:
     sessions = args.out_dir or default_session_path("benchmark").with_suffix("")
     plan = plan_benchmark(settings.pop("task"), settings.pop("reservoir"), variants, seeds=range(args.seeds),
                           sessions_dir=sessions, steps_by_method=_steps_by_method(args.steps), grid=args.grid,
-                          **settings)
+                          target=args.target, **settings)
     workers = args.workers if args.workers is not None else 0 if plan.on_bench else min(len(plan.runs), os.cpu_count() or 1)
     plan.check_placement(workers, args.scheduler)
     print(f"{len(plan.runs)} runs on {workers or 'no'} worker processes; sessions in {sessions}",

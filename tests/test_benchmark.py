@@ -53,8 +53,8 @@ def test_benchmark_structure_table_and_plots(tmp_path):
     b = run_benchmark("iris", "digital", ["node", "readout", "pgt:optimizer=adam"], seeds=[0, 1],
                       sessions_dir=tmp_path / "runs", steps_by_method={"pgt": 20, "node": 10, "pgt[optimizer=adam]": 15},
                       **SMALL)
-    assert set(b) == {"task", "reservoir", "model", "holdout", "target_accuracy", "results"}
-    assert b["model"] == "dense" and b["holdout"] == "validation"
+    assert set(b) == {"task", "reservoir", "model", "holdout", "target_method", "target_accuracy", "results"}
+    assert b["model"] == "dense" and b["holdout"] == "validation" and b["target_method"] == "pgt"
     assert [r["method"] for r in b["results"][::2]] == ["pgt", "node", "readout", "pgt[optimizer=adam]"]
     pgt = [r for r in b["results"] if r["method"] == "pgt"]
     assert b["target_accuracy"] == pytest.approx(np.mean([r["final_validation_accuracy"] for r in pgt]))
@@ -106,6 +106,23 @@ def test_a_session_recorded_with_other_settings_is_refused_not_reported_nor_cont
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files           # nothing touched
     again = run_benchmark("iris", "digital", ["node"], seeds=[0], **kw)              # the same plan: read back
     assert [r["final_params_sha256"] for r in again["results"]] == [r["final_params_sha256"] for r in first["results"]]
+
+
+def test_the_target_can_be_a_variant_of_the_benchmark_and_then_no_pgt_run_is_paid_for(tmp_path):
+    """``--target node`` for node against backprop: the target is node's mean, nothing else is run;
+    a target not among the methods is run too, once per seed, and a target that is no variant is refused."""
+    kw = dict(sessions_dir=tmp_path / "runs", steps_by_method={"node": 4, "pgt": 3}, **SMALL)
+    b = run_benchmark("iris", "digital", ["backprop", "node"], seeds=[0, 1], target="node", **kw)
+    assert [r["method"] for r in b["results"]] == ["backprop", "backprop", "node", "node"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(Path(r["session"]).name for r in b["results"])
+    node = [r["final_validation_accuracy"] for r in b["results"] if r["method"] == "node"]
+    assert b["target_method"] == "node" and b["target_accuracy"] == pytest.approx(np.mean(node))
+    assert "target (mean node final validation accuracy)" in format_table(b)
+    added = run_benchmark("iris", "digital", ["node"], seeds=[0], target="pgt:lr=0.004", **kw)
+    assert [r["method"] for r in added["results"]] == ["pgt[lr=0.004]", "node"]
+    assert added["target_accuracy"] == added["results"][0]["final_validation_accuracy"]
+    with pytest.raises(UserError, match="unknown method 'fastest'"):
+        run_benchmark("iris", "digital", ["node"], seeds=[0], target="fastest", **kw)
 
 
 def test_runs_fan_out_over_dask_worker_processes(tmp_path):

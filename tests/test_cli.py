@@ -31,6 +31,7 @@ def labpgt(*args, cwd=None):
     (["benchmark", "--methods", "pgt,magic"], "unknown method 'magic'"),
     (["benchmark", "--methods", "backprop", "--reservoir", "ring-sim"], "backprop needs a differentiable reservoir"),
     (["benchmark", "--steps", "pgt=many"], "--steps takes METHOD=N"),
+    (["benchmark", "--target", "pgt:lr=fast"], "lr='fast' is not a float"),
     (["benchmark", "--bench", str(BENCH_SIM), "--workers", "2"], "run here, one after another"),
     (["benchmark", "--set", "pgt.lr"], "expected [METHOD.]KEY=V1,V2"),
     (["benchmark", "--set", "pgt.lr=fast"], "lr='fast' is not a float"),
