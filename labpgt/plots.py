@@ -100,7 +100,8 @@ def plot_benchmark(benchmark: dict, path, title: str = "") -> Path:
         line, = ax.plot(q, acc.mean(axis=0), marker="." if n > 1 else "o", label=f"{method} ({len(rows)} seeds)")
         if len(rows) > 1:
             ax.fill_between(q, acc.min(axis=0), acc.max(axis=0), color=line.get_color(), alpha=0.15)
-    ax.axhline(benchmark["target_accuracy"], color="grey", lw=0.8, ls="--", label=f"target (mean {benchmark.get('target_method', 'pgt')})")
+    ax.axhline(benchmark["target_accuracy"], color="grey", lw=0.8, ls="--",
+               label=f"target (mean {benchmark.get('target_method', 'pgt')})")
     ax.set_xscale("log")
     ax.set_xlabel("training queries (log scale)")
     ax.set_ylabel(f"{held} accuracy")
