@@ -32,12 +32,10 @@ def pooled(paths) -> dict:
     for path in paths:
         with open(path) as handle:
             results.append(json.load(handle))
+        results[-1].setdefault("target_method", "pgt")       # written before --target existed
     first = results[0]
-
-    def identity(result):       # a JSON written before --target existed had pgt's
-        return tuple(result[k] for k in ("task", "model", "reservoir", "holdout")) + (result.get("target_method", "pgt"),)
-
-    if any(identity(r) != identity(first) for r in results):
+    what = ("task", "model", "reservoir", "holdout", "target_method")
+    if any(tuple(r[k] for k in what) != tuple(first[k] for k in what) for r in results):
         raise SystemExit("summarise: the files are of different benchmarks (task, model, reservoir, holdout or target)")
     runs = {}
     for result in results:
@@ -46,8 +44,7 @@ def pooled(paths) -> dict:
     if len(results) == 1:
         return first
     rows, key = list(runs.values()), f"{first['holdout']}_accuracy"
-    target_method = first.get("target_method", "pgt")
-    target = float(np.mean([r[f"final_{key}"] for r in rows if r["method"] == target_method]))    # over the pooled seeds
+    target = float(np.mean([r[f"final_{key}"] for r in rows if r["method"] == first["target_method"]]))    # over the pooled seeds
     rows = [{**r, "queries_to_target": first_reaching(r["history"], key, target)} for r in rows]
     return {**first, "target_accuracy": target, "results": rows}
 
@@ -166,7 +163,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     result = pooled(args.result)
     print(f"task {result['task']}, model {result['model']}, reservoir {result['reservoir']}, "
-          f"held out: {result['holdout']}, target (mean {result.get('target_method', 'pgt')} final) "
+          f"held out: {result['holdout']}, target (mean {result['target_method']} final) "
           f"{result['target_accuracy']:.4f}")
     print("\n".join(summary_table(result)))
     for reference in args.reach:
