@@ -31,6 +31,10 @@ def _digital(config):
                             noise=config.digital_noise, seed=config.seed)
 
 
+def _digital_widths(config) -> tuple[int, int]:
+    return int(config.digital_input_width), int(config.digital_feature_width)
+
+
 def _ring(config):
     from labpgt import bench
 
@@ -39,12 +43,20 @@ def _ring(config):
     return bench.embedded_bench(seed=config.seed, physics=None if config.ring_drift else {"drift": False})
 
 
+def _ring_widths(config) -> tuple[int, int]:
+    from labpgt.bench.config import load_bench_config, simulated_bench_config
+
+    bench_config = load_bench_config(config.bench) if config.bench else simulated_bench_config(embedded=True)
+    return len(bench_config.encoding), int(bench_config.bins)
+
+
 @dataclass(frozen=True)
 class ReservoirKind:
-    """A reservoir a run can name: how to make it, whether it can be differentiated (backprop), and
-    whether a bench TOML says which instruments it is."""
+    """A reservoir a run can name: how to make it, its ``(input_width, feature_width)`` without making
+    it, whether it can be differentiated (backprop), and whether a bench TOML says which instruments it is."""
 
     make: Callable
+    widths: Callable
     differentiable: bool
     takes_bench: bool = False
 
@@ -55,9 +67,16 @@ def _twin(config):
     return TwinReservoir(config.reservoir.split(":", 1)[1], seed=config.seed)
 
 
-RESERVOIRS = {"digital": ReservoirKind(_digital, differentiable=True),
-              "ring-sim": ReservoirKind(_ring, differentiable=False, takes_bench=True),
-              "twin:": ReservoirKind(_twin, differentiable=True)}
+def _twin_widths(config) -> tuple[int, int]:
+    from labpgt.twin import read_twin
+
+    spec = read_twin(config.reservoir.split(":", 1)[1]).model.spec
+    return int(spec.input_width), int(spec.feature_width)
+
+
+RESERVOIRS = {"digital": ReservoirKind(_digital, _digital_widths, differentiable=True),
+              "ring-sim": ReservoirKind(_ring, _ring_widths, differentiable=False, takes_bench=True),
+              "twin:": ReservoirKind(_twin, _twin_widths, differentiable=True)}
 
 
 def reservoir_kind(name: str) -> ReservoirKind:

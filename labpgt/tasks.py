@@ -15,6 +15,7 @@ the inputs into token sequences itself (digits' 64 pixels are 8 image rows of 8)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -83,6 +84,15 @@ def load_task(name: str, seed: int = 0, holdout: str = "test") -> Task:
     x_train, y_train, x_held, y_held, _, _, n_classes = _splits(name, seed, holdout)
     return Task(x_train=x_train, y_train=y_train, x_test=x_held, y_test=y_held, n_classes=n_classes, name=name,
                 holdout=holdout)
+
+
+@lru_cache(maxsize=None)
+def task_dimensions(name: str) -> tuple[int, int]:
+    """``(n_inputs, n_classes)`` of ``name``: what sizes a network for it, without splitting it."""
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    x, y = _raw(name, 0)
+    return int(x.shape[1]), int(y.max()) + 1
 
 
 def load_final_test(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

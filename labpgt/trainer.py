@@ -44,7 +44,7 @@ from labpgt.methods import METHODS, method_class
 from labpgt.optimizers import OPTIMIZERS, Optimizer
 from labpgt.recording import Checkpoint, NullRecorder, QueryLabels
 from labpgt.reservoirs import reservoir_kind
-from labpgt.tasks import HOLDOUTS, TASKS, Task, load_final_test, load_task
+from labpgt.tasks import HOLDOUTS, TASKS, Task, load_final_test, load_task, task_dimensions
 
 LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_EVAL_FRACTION = 0.1
@@ -52,6 +52,14 @@ TRAINING_ROLES = ("calibration", "baseline", "plus", "minus")
 EVALUATION_ROLES = ("eval", "test")          # during the run; the final test of a validation run
 FOLLOW_RATE = 0.05   # weight of each measurement in the running feature moments of ``follow_ring``
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSpec))
+
+
+def trainable_parameters(config: "TrainConfig") -> int:
+    """How many trainable parameters the network of ``config`` has, from its task, model and reservoir's
+    widths (nothing measured, nothing connected)."""
+    n_inputs, n_classes = task_dimensions(config.task)
+    input_width, feature_width = reservoir_kind(config.reservoir).widths(config)
+    return build_network(config.model_spec(), n_inputs, n_classes, input_width, feature_width, 0).n_params
 
 
 @dataclass
@@ -172,11 +180,15 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """A copy with every ``None`` replaced by the method's default (eval_every: steps // 20); a method
-        fitted in closed form makes one step."""
+        fitted in closed form makes one step, a forward-only one by default steps that grow with the
+        network's trainable parameters (:meth:`~labpgt.methods.Method.default_steps`)."""
         values = dataclasses.asdict(self)
-        for key, default in METHODS[self.method].defaults.items():
+        method = METHODS[self.method]
+        for key, default in method.defaults.items():
             if values[key] is None:
                 values[key] = default
+        if self.steps is None and method.steps_grow_with_parameters:
+            values["steps"] = method.default_steps(trainable_parameters(self))
         if METHODS[self.method].closed_form:
             values["steps"] = 1                       # fitted in one step, whatever was asked
         if values["eval_fraction"] is None:           # a cadence given (or recorded) means the whole split each time

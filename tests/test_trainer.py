@@ -10,7 +10,7 @@ from labpgt.reservoirs import make_reservoir
 from labpgt.runs import start_training
 from labpgt import trainer as trainer_module
 from labpgt.tasks import load_final_test, load_task
-from labpgt.trainer import TrainConfig, Trainer
+from labpgt.trainer import TrainConfig, Trainer, trainable_parameters
 
 
 class ListRecorder:
@@ -71,13 +71,29 @@ def test_config_validation_is_one_clear_line(kw, fragment):
 
 
 def test_config_json_round_trip_and_defaults():
-    c = TrainConfig(method="pgt", seed=3, hidden=16)
+    c = TrainConfig(method="pgt", seed=3)
     assert TrainConfig.from_json(c.to_json()) == c
     r = c.resolved()
     assert (r.steps, r.batch_size, r.r, r.p, r.optimizer) == (3000, 32, 1, 0.5, "sgd") and r.eval_every == 150
     assert TrainConfig(method="pgt", lr=0.1).resolved().lr == 0.1          # explicit values win
     with pytest.raises(UserError):
         TrainConfig.from_json('{"method": "pgt", "learning_rate": 1}')
+
+
+def test_a_forward_only_method_gets_steps_in_proportion_to_the_parameters_it_estimates():
+    dense = TrainConfig(method="pgt", reservoir="digital")
+    assert trainable_parameters(dense) == 850 and dense.resolved().steps == 3000   # the paper's network, its budget
+    wider = TrainConfig(method="pgt", hidden=16)                                     # through the embedded ring
+    assert trainable_parameters(wider) == 1218 and wider.resolved().steps == 4300    # 3000·1218/850, up to 100s
+    transformer = {m: TrainConfig(method=m, model="transformer", reservoir="digital").resolved()
+                   for m in ("pgt", "pgt-enc", "spsa", "node", "backprop", "readout")}
+    assert trainable_parameters(transformer["pgt"]) == 3978
+    assert [transformer[m].steps for m in transformer] == [14100, 14100, 14100, 600, 600, 1]
+    assert transformer["pgt"].eval_every == 705 and transformer["spsa"].spsa_A == 1410
+    assert TrainConfig(method="pgt", task="iris", reservoir="digital").resolved().steps == 3000   # never fewer
+    assert TrainConfig(method="pgt", model="transformer", steps=50).resolved().steps == 50      # asked wins
+    recorded = transformer["pgt-enc"]
+    assert TrainConfig.from_json(recorded.to_json()).resolved() == recorded          # a recorded run keeps its own
 
 
 @pytest.mark.parametrize("method,per_step", [("pgt", 2 * 8), ("spsa", 2 * 8), ("node", 8 * (1 + 2 * 3)),

@@ -15,7 +15,7 @@ from labpgt.recording import NullRecorder
 from labpgt.replay import replay_session
 from labpgt.runs import RunResult, resume_training, start_training
 from labpgt.session import SessionReader
-from labpgt.trainer import TrainConfig, Trainer
+from labpgt.trainer import TrainConfig, Trainer, trainable_parameters
 from labpgt.twin import TwinModel, TwinReservoir, TwinSpec, fit_twin, read_twin
 from sessionfiles import interrupt_after
 
@@ -182,6 +182,7 @@ def test_twin_fit_on_the_shipped_session_and_a_twin_as_reservoir(tmp_path):
     U = np.random.default_rng(0).random((5, 8))
     assert np.allclose(TwinReservoir(twin, noise=False).measure(U).features, file.model.predict(U))
     assert not np.array_equal(reservoir.measure(U).features, file.model.predict(U))   # noise of the measured size
+    assert trainable_parameters(TrainConfig(method="pgt", reservoir=f"twin:{twin}", task="iris")) == 139
     run = labpgt("train", "--reservoir", "twin:t.h5", "--task", "iris", "--steps", "6", "--batch-size", "8",
                  "--quiet", "--out", "run.h5", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
