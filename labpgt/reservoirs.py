@@ -46,8 +46,7 @@ def _ring(config):
 def _ring_widths(config) -> tuple[int, int]:
     from labpgt.bench.config import load_bench_config, simulated_bench_config
 
-    bench_config = load_bench_config(config.bench) if config.bench else simulated_bench_config(embedded=True)
-    return len(bench_config.encoding), int(bench_config.bins)
+    return (load_bench_config(config.bench) if config.bench else simulated_bench_config(embedded=True)).widths
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,11 @@ class BenchConfig:
     def ring(self) -> str | None:
         return next(iter(self.named(Role.RING)), None)
 
+    @property
+    def widths(self) -> tuple[int, int]:
+        """``(input_width, feature_width)``: one input per encoded setting, one feature per spectrum bin."""
+        return len(self.encoding), int(self.bins)
+
     def with_resources(self, resources: dict[str, str]) -> BenchConfig:
         """The same bench with each named instrument reached at another VISA resource."""
         instruments = {n: replace(c, resource=resources.get(n, c.resource)) for n, c in self.instruments.items()}

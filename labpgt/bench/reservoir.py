@@ -62,8 +62,7 @@ class Bench:
         self.config = config
         self.simulator = embedded_simulator(config) if instruments is None and uses_embedded_simulator(config) else None
         self.instruments = instruments if instruments is not None else connect_instruments(config, self.simulator)
-        self.input_width = len(config.encoding)
-        self.feature_width = config.bins
+        self.input_width, self.feature_width = config.widths
         self.setting_names = tuple(f"{e.instrument}.{e.setting}" for e in config.encoding)
         self._known: dict[str, State | None] = dict.fromkeys(config.instruments)
         self._broken: set[str] = set()
