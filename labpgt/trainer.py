@@ -189,7 +189,7 @@ class TrainConfig:
                 values[key] = default
         if self.steps is None and method.steps_grow_with_parameters:
             values["steps"] = method.default_steps(trainable_parameters(self))
-        if METHODS[self.method].closed_form:
+        if method.closed_form:
             values["steps"] = 1                       # fitted in one step, whatever was asked
         if values["eval_fraction"] is None:           # a cadence given (or recorded) means the whole split each time
             values["eval_fraction"] = DEFAULT_EVAL_FRACTION if values["eval_every"] is None else 0.0
