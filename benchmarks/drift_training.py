@@ -49,7 +49,7 @@ def one_run(method: str, seed: int, variant: str, steps_scale: float, follow: in
 
     bench.measure = measured
     started = time.perf_counter()
-    config = TrainConfig(task="digits", method=method, reservoir="ring-sim", seed=seed, steps=steps,
+    config = TrainConfig.of(task="digits", method=method, reservoir="ring-sim", seed=seed, steps=steps,
                          follow_ring=follow if variant == "on+follow" else 0)
     result = start_training(config, reservoir=bench)
     return {"method": method, "seed": seed, "variant": variant, "steps": steps, "accuracy": result.final_accuracy,
@@ -59,8 +59,8 @@ def one_run(method: str, seed: int, variant: str, steps_scale: float, follow: in
 
 
 def table(runs: list[dict]) -> str:
-    rows = [f"| method | drift | seeds | steps | test accuracy | training queries | bench hours / run "
-            f"| temperature span (K) |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| method | drift | seeds | steps | test accuracy | training queries | bench hours / run "
+            "| temperature span (K) |", "|---|---|---|---|---|---|---|---|"]
     for method in METHODS:
         for variant in VARIANTS:
             done = [r for r in runs if r["method"] == method and r["variant"] == variant]

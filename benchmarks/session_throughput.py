@@ -95,14 +95,18 @@ class TimedRecorder:
     def checkpoint(self, *args):
         self._timed("checkpoint", *args)
 
+    def close(self):
+        self._timed("close")
+
 
 def training_overhead(steps: int, repeats: int = 2):
     """Wall time of an embedded-sim training run with and without the recorder, and the time spent
     inside the recorder itself (the direct measure: immune to the other core's load)."""
+    from labpgt import runs
     from labpgt.runs import start_training
     from labpgt.trainer import TrainConfig
 
-    config = TrainConfig(task="digits", method="node", reservoir="ring-sim", steps=steps, eval_every=steps,
+    config = TrainConfig.of(task="digits", method="node", reservoir="ring-sim", steps=steps, eval_every=steps,
                          eval_train_samples=100).resolved()
     plain, recorded, inside = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,10 +115,19 @@ def training_overhead(steps: int, repeats: int = 2):
             start_training(config)
             plain.append(time.perf_counter() - t0)
             timed = []
-            t0 = time.perf_counter()
-            start_training(config, Path(tmp) / "run.h5",
-                           wrap_recorder=lambda writer: timed.append(TimedRecorder(writer)) or timed[-1])
-            recorded.append(time.perf_counter() - t0)
+            new_session = runs.new_training_session
+
+            def timed_session(*args, **kwargs):
+                timed.append(TimedRecorder(new_session(*args, **kwargs)))
+                return timed[-1]
+
+            runs.new_training_session = timed_session        # the engine's writer, timed
+            try:
+                t0 = time.perf_counter()
+                start_training(config, Path(tmp) / "run.h5")
+                recorded.append(time.perf_counter() - t0)
+            finally:
+                runs.new_training_session = new_session
             inside.append(timed[0].seconds)
             size = (Path(tmp) / "run.h5").stat().st_size
             (Path(tmp) / "run.h5").unlink()

@@ -5,4 +5,4 @@ replay, bench, CLI); ``labpgt.instruments`` owns drivers and the simulated bench
 ``labpgt.procedures`` the PyMeasure procedures and GUI.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

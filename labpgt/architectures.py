@@ -34,39 +34,10 @@ import numpy as np
 from labpgt.errors import UserError
 from labpgt.network import Network, PhysicalLayer, Stage
 from labpgt.numerics import jax, jnp
+from labpgt.settings import check, setting
 
 ACTIVATIONS = ("tanh", "relu")
 LAYER_NORM_EPS = 1e-5
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What network to build. ``hidden``/``activation`` are the dense network's; ``width``, ``heads``,
-    ``blocks`` and ``tokens`` the transformer's (``tokens`` 0: the task's default)."""
-
-    model: str = "dense"
-    hidden: int = 0
-    activation: str = "tanh"
-    width: int = 16
-    heads: int = 2
-    blocks: int = 2
-    tokens: int = 0
-
-    def validate(self) -> None:
-        if self.model not in ARCHITECTURES:
-            raise UserError(f"unknown model {self.model!r}; valid models: {', '.join(ARCHITECTURES)}")
-        if self.activation not in ACTIVATIONS:
-            raise UserError(f"unknown activation {self.activation!r}; valid activations: {', '.join(ACTIVATIONS)}")
-        for name in ("width", "heads", "blocks"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.hidden < 0 or self.tokens < 0:
-            raise UserError("hidden and tokens must be >= 0")
-        if self.width % self.heads:
-            raise UserError(f"the model width {self.width} must be a multiple of the heads {self.heads}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def default_tokens(n_inputs: int) -> int:
@@ -77,8 +48,7 @@ def default_tokens(n_inputs: int) -> int:
 def build_network(spec: ModelSpec, n_inputs: int, n_classes: int, input_width: int, feature_width: int,
                   seed: int) -> Network:
     """The network ``spec`` describes, for inputs of ``n_inputs`` features and a reservoir d → m."""
-    spec.validate()
-    return ARCHITECTURES[spec.model](spec, n_inputs, n_classes, input_width, feature_width,
+    return ARCHITECTURES[spec.architecture](spec, n_inputs, n_classes, input_width, feature_width,
                                      np.random.default_rng([int(seed), 7]))
 
 
@@ -204,3 +174,31 @@ def build_transformer(spec: ModelSpec, n_inputs, n_classes, d, m, rng) -> Networ
 
 
 ARCHITECTURES = {"dense": build_dense, "transformer": build_transformer}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What network to build: the architecture (flat key ``model``) and its settings, each the dense
+    network's or the transformer's (``only``)."""
+
+    architecture: str = setting("dense", "the network around the reservoir", choices=tuple(ARCHITECTURES),
+                                key="model")
+    hidden: int = setting(0, "width of a hidden digital layer after the reservoir (0: none)", minimum=0,
+                          only="dense")
+    activation: str = setting("tanh", "the hidden layer's activation", choices=ACTIVATIONS, only="dense")
+    width: int = setting(16, "model width", minimum=1, only="transformer")
+    heads: int = setting(2, "attention heads", minimum=1, only="transformer")
+    blocks: int = setting(2, "blocks, each with the reservoir as its feed-forward layer", minimum=1,
+                          only="transformer")
+    tokens: int = setting(0, "tokens per sample (0: the task's own, digits 8 rows of 8 pixels)", minimum=0,
+                          only="transformer")
+
+    def __post_init__(self):
+        check(self)
+        if self.width % self.heads:
+            raise UserError(f"the model width {self.width} must be a multiple of the heads {self.heads}")
+
+    def to_dict(self) -> dict:
+        """The network's specification as a session records it (``model``: the architecture)."""
+        values = asdict(self)
+        return {"model": values.pop("architecture"), **values}

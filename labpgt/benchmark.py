@@ -40,13 +40,37 @@ from pathlib import Path
 
 import numpy as np
 
+from labpgt.architectures import ModelSpec
 from labpgt.errors import UserError
-from labpgt.methods import method_class
+from labpgt.evaluation import Evaluation
+from labpgt.methods import METHODS, method_class
+from labpgt.reservoirs import RESERVOIRS
+from labpgt.settings import Declared, declared, parse
 from labpgt.trainer import TrainConfig
 
 TARGET_METHOD = "pgt"
 EVALUATIONS_PER_RUN = 100
-FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+#: the evaluation a benchmark makes unless told otherwise: on validation (tuning and the target never see the
+#: test split), every evaluation of the whole split (queries to target keep their resolution); every 1 % of a
+#: run's steps (:data:`EVALUATIONS_PER_RUN`)
+EVALUATION_DEFAULTS = {"holdout": "validation", "eval_fraction": 0.0}
+FIXED_PER_RUN = ("method", "seed", "task", "reservoir")     # what a variant or an axis cannot change
+
+
+def setting_declaration(key: str, method: str | None) -> Declared | None:
+    """The declaration of the setting ``key`` a benchmark may vary: ``method``'s own (any method's when None), or
+    one every run has (the network's, the evaluation's, a reservoir kind's, the run's); None if there is none."""
+    if key in FIXED_PER_RUN:
+        return None
+    shared = [TrainConfig, ModelSpec, Evaluation, *(k.Settings for k in RESERVOIRS.values())]
+    methods = [method_class(method).Settings] if method else [m.Settings for m in METHODS.values()]
+    return next((d for d in (declared(cls, key) for cls in [*shared, *methods]) if d is not None), None)
+
+
+def applies_to(key: str, method: str) -> bool:
+    """Whether a setting varied for every method applies to ``method``: one every run has, or its own."""
+    own = declared(method_class(method).Settings, key) is not None
+    return own or not any(declared(m.Settings, key) for m in METHODS.values())
 
 
 @dataclass(frozen=True)
@@ -64,15 +88,17 @@ class Variant:
 
     @classmethod
     def parse(cls, text: str) -> "Variant":
-        """``METHOD[:KEY=VALUE]...``, e.g. ``pgt-enc:optimizer=adam:lr=0.01``; values typed by TrainConfig."""
+        """``METHOD[:KEY=VALUE]...``, e.g. ``pgt-enc:optimizer=adam:lr=0.01``; values typed and checked by the
+        settings' declarations."""
         method, *pairs = [part.strip() for part in text.split(":")]
         method_class(method)
         overrides = []
         for pair in pairs:
             key, sep, value = pair.partition("=")
-            if not sep or key not in FIELD_TYPES or key in ("method", "seed", "task", "reservoir"):
-                raise UserError(f"variant {text!r}: {pair!r} is not KEY=VALUE of a training setting")
-            overrides.append((key, _typed(key, value, text)))
+            d = setting_declaration(key, method) if sep else None
+            if d is None:
+                raise UserError(f"variant {text!r}: {pair!r} is not KEY=VALUE of a setting of {method}")
+            overrides.append((key, _typed(d, value, text)))
         return cls(method, tuple(overrides))
 
 
@@ -94,9 +120,11 @@ class GridAxis:
             raise UserError(f"--set {text!r}: expected [METHOD.]KEY=V1,V2,...")
         if dot:
             method_class(method)
-        if key not in FIELD_TYPES or key in ("method", "seed", "task", "reservoir"):
-            raise UserError(f"--set {text!r}: {key!r} is not a training setting a benchmark can vary")
-        values = tuple(_typed(key, v.strip(), text) for v in listed.split(","))
+        d = setting_declaration(key, method if dot else None)
+        if d is None:
+            raise UserError(f"--set {text!r}: {key!r} is not a training setting a benchmark can vary"
+                            + (f" for {method}" if dot else ""))
+        values = tuple(_typed(d, v.strip(), text) for v in listed.split(","))
         if len(set(values)) != len(values):
             raise UserError(f"--set {text!r}: a value is listed twice")
         return cls(method if dot else None, key, values)
@@ -109,10 +137,14 @@ def expand_grid(variants, axes) -> list[Variant]:
     for axis in axes:
         if axis.method is not None and axis.method not in methods:
             raise UserError(f"--set {axis.method}.{axis.key}: {axis.method} is not among the benchmark's methods")
+    for axis in axes:
+        if axis.method is None and not any(applies_to(axis.key, v.method) for v in variants):
+            raise UserError(f"--set {axis.key}: no method among the benchmark's has the setting {axis.key}")
     expanded = []
     for variant in variants:
         grid = [[]]
-        for axis in (a for a in axes if a.method in (None, variant.method)):
+        mine = (a for a in axes if a.method == variant.method or (a.method is None and applies_to(a.key, variant.method)))
+        for axis in mine:
             grid = [chosen + [(axis.key, value)] for chosen in grid for value in axis.values]
         for chosen in grid:
             keys = {k for k, _ in chosen}
@@ -123,20 +155,27 @@ def expand_grid(variants, axes) -> list[Variant]:
     return expanded
 
 
-def _typed(key: str, value: str, where: str):
-    kind = str(FIELD_TYPES[key])
+def _typed(d: Declared, value: str, where: str):
     try:
-        if "bool" in kind:
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1")
-        if "int" in kind:
-            return int(value)
-        if "float" in kind:
-            return float(value)
-    except ValueError:
-        raise UserError(f"variant {where!r}: {key}={value!r} is not a {kind.split('|')[0].strip()}") from None
-    return value
+        return parse(d, value)
+    except ValueError as exc:
+        kind = {float: "float", int: "int", bool: "bool"}.get(d.kind, "value")
+        reason = f"is not a {kind}" if "is not a" in str(exc) else str(exc)
+        raise UserError(f"variant {where!r}: {d.key}={value!r} {reason}") from None
+
+
+def parse_steps(items) -> dict[str, int]:
+    """``--steps METHOD=N`` (repeatable) as ``{method or variant label: N}``."""
+    steps = {}
+    for item in items:
+        method, _, value = item.rpartition("=")
+        try:
+            steps[method] = int(value)
+        except ValueError:
+            raise UserError(f"--steps takes METHOD=N, not {item!r}") from None
+        if steps[method] < 1:
+            raise UserError(f"--steps {item}: N must be positive")
+    return steps
 
 
 def benchmark_runs(task: str, reservoir: str, variants, seeds, sessions_dir, steps_by_method=None,
@@ -146,13 +185,15 @@ def benchmark_runs(task: str, reservoir: str, variants, seeds, sessions_dir, ste
     runs = []
     for variant in variants:
         for seed in seeds:
-            values = {**settings, "task": task, "reservoir": reservoir, "method": variant.method, "seed": int(seed),
-                      "steps": steps_by_method.get(variant.label, steps_by_method.get(variant.method)),
-                      **dict(variant.overrides)}
-            config = TrainConfig(**values).resolved()
+            steps = steps_by_method.get(variant.label, steps_by_method.get(variant.method))
+            shared = {k: v for k, v in settings.items() if applies_to(k, variant.method)}
+            values = {**shared, "task": task, "reservoir": reservoir, "method": variant.method, "seed": int(seed),
+                      **({"steps": steps} if steps is not None else {}), **dict(variant.overrides)}
+            config = TrainConfig.of(**values).resolved()
             if settings.get("eval_every") is None:
-                config = dataclasses.replace(config, eval_every=max(1, config.steps // EVALUATIONS_PER_RUN))
-            name = f"{task}-{config.model}-{variant.label}-seed{int(seed)}.h5".replace("[", "_").replace("]", "")
+                every = max(1, config.method.steps // EVALUATIONS_PER_RUN)
+                config = dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation, eval_every=every))
+            name = f"{task}-{config.model.architecture}-{variant.label}-seed{int(seed)}.h5".replace("[", "_").replace("]", "")
             runs.append((variant, int(seed), config, Path(sessions_dir) / name.replace(",", "_").replace("=", "-")))
     return runs
 
@@ -164,7 +205,7 @@ DERIVED_SETTINGS = ("spsa_A", "eval_every", "eval_fraction")
 def settings_differing(recorded: TrainConfig, planned: TrainConfig, shown: int = 3) -> str:
     """``"steps 3000, not 1; ..."`` for the first ``shown`` settings in which two configs differ once
     both are resolved; empty if they are the same run."""
-    a, b = dataclasses.asdict(recorded.resolved()), dataclasses.asdict(planned.resolved())
+    a, b = recorded.resolved().to_dict(), planned.resolved().to_dict()
     keys = [k for k in a if a[k] != b[k]]
     given = [k for k in keys if k not in DERIVED_SETTINGS]
     keys = given or keys                          # "steps 3, not 5" says it; the spsa_A that follows is noise
@@ -182,7 +223,7 @@ def run_one(config: dict, session: str) -> dict:
         if finished is not None:
             return finished.to_dict()
         return resume_training(path).to_dict()
-    return start_training(TrainConfig(**config), path).to_dict()
+    return start_training(TrainConfig.from_dict(config), path).to_dict()
 
 
 @dataclass
@@ -198,7 +239,7 @@ class Plan:
     @property
     def on_bench(self) -> bool:
         """Whether the runs measure instruments (a bench), which only this machine owns."""
-        return any(config.bench for _, _, config, _ in self.runs)
+        return any(getattr(config.reservoir, "bench", None) for _, _, config, _ in self.runs)
 
     def check_placement(self, workers: int, scheduler: str | None) -> None:
         if self.on_bench and (workers or scheduler):
@@ -232,8 +273,7 @@ def plan_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_
     variants = [v if isinstance(v, Variant) else Variant.parse(v) for v in variants]
     variants = expand_grid(variants, [a if isinstance(a, GridAxis) else GridAxis.parse(a) for a in grid])
     target = target if isinstance(target, Variant) else Variant.parse(target)
-    settings.setdefault("holdout", "validation")
-    settings.setdefault("eval_fraction", 0.0)     # every evaluation of the whole split: queries to target keep their resolution
+    settings = {**EVALUATION_DEFAULTS, **settings}
     if target not in variants:
         variants.insert(0, target)
     runs = benchmark_runs(task, reservoir, variants, seeds, sessions_dir, steps_by_method, **settings)
@@ -257,15 +297,15 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
     runs = plan.runs
     plan.check_placement(workers, scheduler)
     plan.sessions_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(dataclasses.asdict(config), str(session)) for _, _, config, session in runs]
+    jobs = [(config.to_dict(), str(session)) for _, _, config, session in runs]
     outcomes = _fan_out(jobs, workers, scheduler, progress, [(v, s) for v, s, _, _ in runs])
-    holdout = runs[0][2].holdout
+    holdout = runs[0][2].evaluation.holdout
     key = f"final_{holdout}_accuracy"
     finals = [o["final_accuracy"] for (v, _, _, _), o in zip(runs, outcomes) if v == plan.target]
     target = float(np.mean(finals))
     results = []
     for (variant, seed, config, session), outcome in zip(runs, outcomes):
-        results.append({"method": variant.label, "seed": seed, "config": dataclasses.asdict(config),
+        results.append({"method": variant.label, "seed": seed, "config": config.to_dict(),
                         key: outcome["final_accuracy"],
                         "queries": outcome["training_queries"],
                         "queries_to_target": queries_to_target(outcome["history"], target, holdout),
@@ -274,7 +314,7 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
                         "final_params_sha256": outcome["final_params_sha256"],
                         "wall_seconds": outcome["wall_seconds"], "measure_seconds": outcome["measure_seconds"],
                         "session": str(session), "history": outcome["history"]})
-    return {"task": plan.task, "reservoir": plan.reservoir, "model": runs[0][2].model, "holdout": holdout,
+    return {"task": plan.task, "reservoir": plan.reservoir, "model": runs[0][2].model.architecture, "holdout": holdout,
             "target_method": plan.target.label, "target_accuracy": target, "results": results}
 
 

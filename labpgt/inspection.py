@@ -246,3 +246,11 @@ def _time_lines(time: dict) -> list[str]:
         low, high = time["temperature_c"]
         parts.append(f"ring at {low:.2f}-{high:.2f} °C")
     return [f"  time: {', '.join(parts)}"] if parts else []
+
+
+def refit_line(refit: dict) -> str:
+    """:func:`labpgt.replay.refit_readout`'s result in one sentence."""
+    return (f"readout {refit['kind']} refitted on the recorded features of step {refit['step']} "
+            f"({refit['source']} queries): {refit['n_train']} training rows, {refit['n_test']} test rows, "
+            f"alpha {refit['alpha']:g}; train accuracy {refit['train_accuracy']:.4f}, "
+            f"test accuracy {refit['test_accuracy']:.4f}")

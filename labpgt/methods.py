@@ -27,15 +27,53 @@ real ring cancels in their difference. Each method owns a seeded ``numpy.random.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 
 from labpgt.errors import UserError
 from labpgt.estimators import PGT, SPSA, NodePerturbation, hadamard_order
 from labpgt.network import Rows
+from labpgt.optimizers import LR_SCHEDULES, OPTIMIZERS
+from labpgt.settings import check, existing_file, setting
+
+
+# --------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class MethodSettings:
+    """A training method's own settings: each method declares its class (``Method.Settings``) with the
+    defaults, bounds, help and choices of what it uses (:mod:`labpgt.settings`); ``name`` is the method's."""
+
+    name: ClassVar[str] = ""
+
+    def __post_init__(self):
+        check(self)
+
+    def resolved(self, n_params: Callable[[], int]) -> "MethodSettings":
+        """A copy with every derived setting given (``n_params()``: the network's trainable parameters)."""
+        return self
+
+
+@dataclass(frozen=True)
+class SteppedSettings(MethodSettings):
+    """What every method that steps an optimizer over batches is told."""
+
+    steps: int | None = setting(600, "optimizer steps", minimum=1)
+    batch_size: int = setting(32, "samples per step", minimum=1)
+    lr: float = setting(0.01, "learning rate", above=0, label="Learning rate")
+    optimizer: str = setting("adam", "the optimizer (optax's transformation)", choices=OPTIMIZERS)
+    lr_schedule: str = setting("constant", "constant, or cosine decay from lr to 0 over the run",
+                               choices=LR_SCHEDULES, label="Learning-rate schedule")
+    clip: float = setting(0.0, "clip each step's gradient to this global norm (0: off)", minimum=0,
+                          label="Gradient clip")
+
+    def resolved(self, n_params: Callable[[], int]) -> "SteppedSettings":
+        if self.steps is not None:
+            return self
+        return dataclasses.replace(self, steps=METHODS[self.name].default_steps(n_params()))
 
 
 @dataclass
@@ -50,22 +88,23 @@ class StepResult:
 
 
 class Method:
-    """The interface. ``defaults`` fill the training settings a run leaves unset (see TrainConfig)."""
+    """The interface. ``Settings`` is the method's own settings class (``config.method`` is one)."""
 
     name: ClassVar[str]
+    Settings: ClassVar[type[MethodSettings]]
     needs_differentiable_reservoir: ClassVar[bool] = False
     closed_form: ClassVar[bool] = False
     learns_from_queries: ClassVar[bool] = False      # its state depends on the training queries it observed
-    steps_grow_with_parameters: ClassVar[bool] = False   # default_steps needs the network's size
-    defaults: ClassVar[dict] = {}
 
     @classmethod
-    def default_steps(cls, n_params: int | None = None) -> int:
-        """The steps a run makes when none are asked, for a network of ``n_params`` trainable parameters."""
-        return int(cls.defaults["steps"])
+    def default_steps(cls, n_params: int) -> int:
+        """The steps a run makes when its settings leave them derived (``steps`` None), for a network of
+        ``n_params`` trainable parameters."""
+        raise NotImplementedError(f"{cls.name} declares its steps")
 
     def __init__(self, config, reservoir):
         self.seed = int(config.seed)
+        self.settings = config.method
         self.rng = np.random.default_rng([self.seed, 11])
         self.reservoir = reservoir
 
@@ -74,9 +113,9 @@ class Method:
         """Refuse, with one line, a training setting this method cannot run with."""
         from labpgt.reservoirs import reservoir_kind
 
-        if cls.needs_differentiable_reservoir and not reservoir_kind(config.reservoir).differentiable:
+        if cls.needs_differentiable_reservoir and not reservoir_kind(config.reservoir.name).differentiable:
             raise UserError(f"{cls.name} needs a differentiable reservoir (--reservoir digital); "
-                            f"{config.reservoir} is measured, not differentiated")
+                            f"{config.reservoir.name} is measured, not differentiated")
 
     @classmethod
     def check(cls, config, reservoir) -> None:
@@ -132,8 +171,10 @@ class ThroughTheLayer(Method):
 class Backprop(ThroughTheLayer):
     name = "backprop"
     needs_differentiable_reservoir = True
-    defaults = dict(steps=600, batch_size=32, lr=0.01, delta=0.01, p=0.0, directions=1, optimizer="adam",
-                    lr_schedule="cosine")
+
+    @dataclass(frozen=True)
+    class Settings(SteppedSettings):
+        lr_schedule: str = "cosine"
 
     def physical_vjp(self, layer, U, F, g_F, rows, measure):
         return self.reservoir.vjp(U, g_F)
@@ -147,27 +188,30 @@ class Node(ThroughTheLayer):
     """
 
     name = "node"
-    defaults = dict(steps=600, batch_size=32, lr=0.01, delta=0.05, p=0.0, directions=4, optimizer="adam",
-                    lr_schedule="cosine")
+
+    @dataclass(frozen=True)
+    class Settings(SteppedSettings):
+        lr_schedule: str = "cosine"
+        delta: float = setting(0.05, "probe size δ at the reservoir's input (inputs live in [0, 1])", above=0,
+                               maximum=0.5, label="Probe size δ")
+        directions: int = setting(4, "orthogonal ± probe directions per row, k", minimum=1)
+        distribution: str = setting("hadamard", "how the probe directions are drawn",
+                                    choices=NodePerturbation.DISTRIBUTIONS)
 
     def __init__(self, config, reservoir):
         super().__init__(config, reservoir)
-        self.estimator = NodePerturbation(delta=config.delta, directions=config.directions,
-                                          distribution=config.distribution, seed=config.seed)
+        m = config.method
+        self.estimator = NodePerturbation(delta=m.delta, directions=m.directions, distribution=m.distribution,
+                                          seed=config.seed)
         self.rng = self.estimator.rng
-
-    @classmethod
-    def check_config(cls, config) -> None:
-        super().check_config(config)
-        if config.delta is not None and config.delta > 0.5:
-            raise UserError(f"delta must be <= 0.5 for node perturbation (inputs live in [0, 1]), got {config.delta}")
 
     @classmethod
     def check(cls, config, reservoir) -> None:
         super().check(config, reservoir)
-        if config.distribution == "hadamard" and config.directions > hadamard_order(reservoir.input_width):
+        m = config.method
+        if m.distribution == "hadamard" and m.directions > hadamard_order(reservoir.input_width):
             raise UserError(f"node with hadamard directions allows at most {hadamard_order(reservoir.input_width)} "
-                            f"directions for input width {reservoir.input_width}, got {config.directions}")
+                            f"directions for input width {reservoir.input_width}, got {m.directions}")
 
     def physical_vjp(self, layer, U, F, g_F, rows, measure):
         return node_vjp(self.estimator, layer, U, g_F, rows, measure, self._perturbations)
@@ -228,15 +272,26 @@ class Twin(Node):
     RECENT_ROWS = 2048
     DRIFT_FACTOR = 2.0
 
+    @dataclass(frozen=True)
+    class Settings(Node.Settings):
+        twin_width: int = setting(64, "width of the twin's two hidden layers", minimum=1)
+        twin_tolerance: float = setting(1.0, "largest relative squared gradient error the twin may have, checked "
+                                             "on probes", above=0)
+        twin_fit_iterations: int = setting(30, "Adam steps of the twin's refit after every step", minimum=1)
+        twin_check_every: int = setting(25, "steps between the twin's checks against node probes", minimum=1)
+        twin_from: tuple[str, ...] = setting((), "start from the measurements of earlier sessions of the same "
+                                                 "bench", parse=existing_file("--twin-from"), gui=False)
+
     def __init__(self, config, reservoir):
         from labpgt.twin import TwinModel, TwinSpec
 
         super().__init__(config, reservoir)
+        m = config.method
         self.model = TwinModel(TwinSpec(reservoir.input_width, reservoir.feature_width,
-                                        hidden=(config.twin_width, config.twin_width)), config.seed)
-        self.tolerance = float(config.twin_tolerance)
-        self.fit_iterations = int(config.twin_fit_iterations)
-        self.check_every = int(config.twin_check_every)
+                                        hidden=(m.twin_width, m.twin_width)), config.seed)
+        self.tolerance = float(m.twin_tolerance)
+        self.fit_iterations = int(m.twin_fit_iterations)
+        self.check_every = int(m.twin_check_every)
         self._pool_U, self._pool_F = [], []
         self.trusted = False                  # the twin passed its last check
         self.twin_steps = 0                   # twin steps since the last probe step
@@ -331,17 +386,18 @@ class ParameterPerturbation(Method):
     """
 
     perturbed = "all"
-    steps_grow_with_parameters = True
+    BUDGET_STEPS: ClassVar[int] = 3000
     BUDGET_PARAMETERS: ClassVar[int] = 850
+    GROWING_STEPS = "3000 for 850 trainable parameters (the dense network), in proportion above"
 
     @classmethod
-    def default_steps(cls, n_params: int | None = None) -> int:
-        steps = int(cls.defaults["steps"])
-        scaled = math.ceil(steps * n_params / cls.BUDGET_PARAMETERS / 100) * 100
-        return max(steps, scaled)
+    def default_steps(cls, n_params: int) -> int:
+        scaled = math.ceil(cls.BUDGET_STEPS * n_params / cls.BUDGET_PARAMETERS / 100) * 100
+        return max(cls.BUDGET_STEPS, scaled)
 
     def _estimator(self, config):
-        return PGT(r=config.r, p=config.p, delta=config.delta, directions=config.directions, seed=config.seed)
+        m = config.method
+        return PGT(r=m.r, p=m.p, delta=m.delta, directions=m.directions, seed=config.seed)
 
     def __init__(self, config, reservoir):
         super().__init__(config, reservoir)
@@ -378,8 +434,19 @@ class ParameterPerturbation(Method):
 
 class PaperPGT(ParameterPerturbation):
     name = "pgt"
-    defaults = dict(steps=3000, batch_size=32, lr=0.002, delta=0.1, p=0.5, directions=1, optimizer="sgd",
-                    lr_schedule="constant")
+
+    @dataclass(frozen=True)
+    class Settings(SteppedSettings):
+        steps: int | None = setting(None, "optimizer steps", minimum=1, derived=ParameterPerturbation.GROWING_STEPS,
+                                    typical=ParameterPerturbation.BUDGET_STEPS)
+        lr: float = 0.002
+        optimizer: str = "sgd"
+        delta: float = setting(0.1, "perturbation size δ of the parameters", above=0,
+                               label="Perturbation size δ")
+        r: int = setting(1, "perturbation entries uniform in {-r..r}", minimum=1)
+        p: float = setting(0.5, "probability an entry of the perturbation is zeroed (dropout)", minimum=0,
+                           below=1)
+        directions: int = setting(1, "perturbation directions per step", minimum=1)
 
 
 class UpstreamPGT(ParameterPerturbation):
@@ -391,7 +458,10 @@ class UpstreamPGT(ParameterPerturbation):
 
     name = "pgt-enc"
     perturbed = "upstream"
-    defaults = PaperPGT.defaults
+
+    @dataclass(frozen=True)
+    class Settings(PaperPGT.Settings):
+        pass
 
     def step(self, network, params, X, y, measure) -> StepResult:
         names, branches, tapes = self._measure_pairs(network, params, X, measure)
@@ -414,12 +484,30 @@ class Spsa(ParameterPerturbation):
     at the start (4 repeated losses for the noise, 4 estimates for the gradient magnitude)."""
 
     name = "spsa"
-    defaults = dict(steps=3000, batch_size=32, lr=0.005, delta=0.05, p=0.0, directions=1, optimizer="sgd",
-                    lr_schedule="constant")
+
+    @dataclass(frozen=True)
+    class Settings(SteppedSettings):
+        steps: int | None = setting(None, "optimizer steps", minimum=1, derived=ParameterPerturbation.GROWING_STEPS,
+                                    typical=ParameterPerturbation.BUDGET_STEPS)
+        lr: float = setting(0.005, "the gain a of a_k = a/(k + 1 + A)^0.602", above=0, label="Gain a")
+        optimizer: str = "sgd"
+        delta: float = setting(0.05, "the gain c of c_k = c/(k + 1)^0.101 (the perturbation size)", above=0,
+                               label="Perturbation size c")
+        directions: int = setting(1, "perturbation directions per step", minimum=1)
+        spsa_A: float | None = setting(None, "the stability constant A of a_k", minimum=0, derived="steps / 10",
+                                       label="Stability constant A", typical=300.0)
+        spsa_calibrate: bool = setting(False, "apply Spall's guidelines at the start (4 repeated losses for the "
+                                              "noise, 4 estimates for the gradient's magnitude)")
+        spsa_initial_step: float = setting(0.02, "with spsa_calibrate: the size of the first step", above=0)
+
+        def resolved(self, n_params: Callable[[], int]) -> "Spsa.Settings":
+            settings = super().resolved(n_params)
+            return settings if settings.spsa_A is not None else dataclasses.replace(settings, spsa_A=0.1 * settings.steps)
 
     def _estimator(self, config):
-        self.calibrate, self.initial_step = bool(config.spsa_calibrate), float(config.spsa_initial_step)
-        return SPSA(delta=config.delta, A=config.spsa_A, directions=config.directions, seed=config.seed)
+        m = config.method
+        self.calibrate, self.initial_step = bool(m.spsa_calibrate), float(m.spsa_initial_step)
+        return SPSA(delta=m.delta, A=m.spsa_A, directions=m.directions, seed=config.seed)
 
     def lr_scale(self) -> float:
         return self.estimator.lr_scale()
@@ -449,13 +537,15 @@ class Readout(Method):
 
     name = "readout"
     closed_form = True
-    defaults = dict(steps=1, batch_size=32, lr=0.01, delta=0.01, p=0.0, directions=1, optimizer="sgd",
-                    lr_schedule="constant")
+
+    @dataclass(frozen=True)
+    class Settings(MethodSettings):
+        steps: ClassVar[int] = 1          # fitted in closed form: one step, nothing to set
 
     @classmethod
     def check_config(cls, config) -> None:
         super().check_config(config)
-        if config.hidden:
+        if config.model.hidden:
             raise UserError("the readout baseline has no hidden layer; use hidden=0")
 
     def fit(self, network, params, X, y, measure):
@@ -472,6 +562,8 @@ class Readout(Method):
 
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (Node, Twin, PaperPGT, UpstreamPGT, Spsa, Backprop, Readout)}
+for _method in METHODS.values():
+    _method.Settings.name = _method.name
 
 
 def method_class(name: str) -> type[Method]:

@@ -25,6 +25,14 @@ TRANSFORMATIONS = {
     "adam": optax.scale_by_adam,
 }
 OPTIMIZERS = tuple(TRANSFORMATIONS)
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def schedule_factor(schedule: str, step: int, steps: int) -> float:
+    """The learning-rate factor of 0-based ``step`` of ``steps``: 1, or cosine decay from 1 to 0 over the run."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + np.cos(np.pi * step / steps))
+    return 1.0
 
 
 class Optimizer:

@@ -112,6 +112,16 @@ def plot_benchmark(benchmark: dict, path, title: str = "") -> Path:
     return _save(fig, path)
 
 
+def plot_sweep_result(result, traces, path: str | Path, title: str = "") -> Path:
+    """:func:`plot_sweep` of a :class:`labpgt.sweeps.SweepResult` and its traces (one per point measured)."""
+    from labpgt.sweeps import THRESHOLD_SETTING
+
+    spec = result.spec
+    return plot_sweep(result.columns(), result.frequencies, np.stack(traces), path, value_label=spec.label,
+                      margin_level_db=spec.margin_db if spec.setting == THRESHOLD_SETTING else None,
+                      threshold=result.threshold_db, title=title)
+
+
 def plot_sweep(points: dict, frequencies_hz: np.ndarray, spectra_dbm: np.ndarray, path: str | Path, *,
                value_label: str, margin_level_db: float | None = None, threshold: float = float("nan"),
                title: str = "") -> Path:

@@ -40,6 +40,19 @@ class Measurement:
     def __len__(self) -> int:
         return int(self.features.shape[0])
 
+    @classmethod
+    def concatenate(cls, parts: "list[Measurement]") -> "Measurement":
+        """The measurements of consecutive calls as one (a column is kept where every part has it)."""
+        def joined(name):
+            values = [getattr(part, name) for part in parts]
+            return None if any(v is None for v in values) else np.concatenate(values)
+
+        first = parts[0]
+        return cls(features=np.concatenate([p.features for p in parts]), spectra=joined("spectra"),
+                   frequencies=first.frequencies, settings=joined("settings"), started=joined("started"),
+                   attempts=joined("attempts"), extra=dict(first.extra), wall_seconds=joined("wall_seconds"),
+                   sim_time=joined("sim_time"), temperature_c=joined("temperature_c"))
+
 
 @runtime_checkable
 class Reservoir(Protocol):
@@ -63,3 +76,9 @@ class Reservoir(Protocol):
         """Each instrument's identity (``*IDN?``), recorded in the session; ``{}`` without instruments."""
 
     def close(self) -> None: ...
+
+
+def measures_each_query_apart(reservoir) -> bool:
+    """Whether ``reservoir`` measures the rows of a call one after another (instruments: each row a sweep), so
+    that a run may stop between two of them; a computed reservoir measures a call at once."""
+    return bool(getattr(reservoir, "each_query_apart", False))

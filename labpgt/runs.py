@@ -1,25 +1,22 @@
-"""Runs recorded in session files: the one routine that starts, resumes and records a run.
+"""What a run needs from its session file, and the plain functions that run one.
 
-The command line (``labpgt train``, ``labpgt sweep``), the benchmark and both PyMeasure procedures
-come here; nothing else puts a :class:`~labpgt.trainer.Trainer` and a
-:class:`~labpgt.session.SessionWriter` together, or a sweep and a :class:`~labpgt.session.SweepWriter`.
+The run engine (:mod:`labpgt.engine`) starts, resumes, stops and ends every run; this module is what it
+asks of the session package and of the trainer, and the outcome it reports:
 
-* :func:`start_training` — train a config, recording every query, step and checkpoint in a new
-  session (or nothing, without one);
-* :func:`resume_training` — continue an interrupted session after its last complete step;
-* :func:`record_sweep` — a characterisation sweep (:mod:`labpgt.sweeps`) in a session of kind ``sweep``;
+* :class:`RunResult` — the outcome of a training as plain data (also read back from a complete session);
+* :func:`new_training_session`, :func:`reopen_for_resume`, :func:`new_sweep_session` — the session a run
+  writes, its root config made here (the session package knows no trainer and no bench);
+* :func:`resumable_config`, :func:`recorded_training_queries`, :func:`recorded_prior`, :func:`prior_pairs`
+  — what a resumed (or warm-started) run reads back;
+* :func:`start_training`, :func:`resume_training`, :func:`record_sweep` — a run on an engine of its own,
+  for a library caller (a benchmark worker, a notebook) who watches nothing and stops nothing;
 * :func:`default_session_path` — where a run is written when nobody says where.
 
-Both take the same hooks, so a caller adds what it needs without a copy of the loop:
-``reservoir`` (default: the one the config names; closed at the end either way), ``progress(step,
-steps)``, ``wrap_reservoir(reservoir)`` (e.g. the GUI's stoppable, spectrum-feeding wrapper) and
-``wrap_recorder(writer)`` (e.g. the GUI's result rows, emitted after the writer has the step).
-
-Resume is bit-identical on the machine that recorded the session (:func:`machine_change` says when
-it is not that machine, which the session then records in ``versions["resumed"]``): the checkpoint holds every RNG state (the batches', the method's and the
-reservoir's — the digital reservoir's noise, the simulated ring's through
-:meth:`labpgt.bench.Bench.get_rng_state`); a method that learns from the run's own queries (declared
-``learns_from_queries``, e.g. the twin) is first shown the recorded queries of the complete steps
+Resume is bit-identical on the machine that recorded the session (:func:`machine_change` says when it is
+not that machine, which the session then records in ``versions["resumed"]``): the checkpoint holds every
+RNG state (the batches', the method's and the reservoir's — the digital reservoir's noise, the simulated
+ring's through :meth:`labpgt.bench.Bench.get_rng_state`); a method that learns from the run's own queries
+(declared ``learns_from_queries``, e.g. the twin) is first shown the recorded queries of the complete steps
 again, in their order, so it holds exactly what it held.
 """
 
@@ -35,8 +32,7 @@ import numpy as np
 from labpgt.errors import UserError
 from labpgt.methods import method_class
 from labpgt.recording import QueryLabels
-from labpgt.reservoirs import make_reservoir
-from labpgt.session import SessionReader, SessionWriter, params_sha256
+from labpgt.session import SessionReader, SessionWriter, params_sha256, session_config
 from labpgt.trainer import TRAINING_ROLES, TrainConfig, Trainer
 
 DEFAULT_RUNS_DIR = Path("data") / "runs"
@@ -80,7 +76,7 @@ class RunResult:
 
     @classmethod
     def of(cls, trainer: Trainer, session=None) -> "RunResult":
-        return cls._from(dataclasses.asdict(trainer.config), trainer.history, trainer.queries,
+        return cls._from(trainer.config.to_dict(), trainer.history, trainer.queries,
                          trainer.run_seconds, trainer.measure_seconds, session, params_sha256(trainer.params))
 
     @classmethod
@@ -92,7 +88,7 @@ class RunResult:
             last = reader.last_checkpoint()
             state = last.trainer_state
             config = TrainConfig.from_dict(reader.config["train"])
-            return cls._from(dataclasses.asdict(config), state["history"], state["queries"],
+            return cls._from(config.to_dict(), state["history"], state["queries"],
                              float(state.get("run_seconds", 0.0)), float(state.get("measure_seconds", 0.0)),
                              path, params_sha256(last.params))
 
@@ -112,46 +108,66 @@ class RunResult:
         return dataclasses.asdict(self)
 
 
-def start_training(config: TrainConfig, session=None, *, reservoir=None, progress=None, wrap_reservoir=None,
-                   wrap_recorder=None) -> RunResult:
-    """Train ``config``, recording it in a new session at ``session`` (None: keep no record)."""
-    if session is not None and Path(session).exists():
-        raise UserError(f"{session} exists; a session is a record and is never overwritten "
-                        f"(continue it with labpgt train --resume {session})")
-    reservoir = reservoir if reservoir is not None else make_reservoir(config)
-    try:
-        trainer = Trainer(config, _wrapped(reservoir, wrap_reservoir))
-        prior = _prior_pairs(trainer)
-        if prior is not None:
-            trainer.method.add_prior(*prior[:2])
-        if session is None:
-            return _run(trainer, progress, wrap_recorder, None)
-        Path(session).parent.mkdir(parents=True, exist_ok=True)
-        with SessionWriter.for_trainer(session, trainer, instruments=reservoir.identities(), prior=prior) as writer:
-            return _run(trainer, progress, wrap_recorder, writer, session)
-    finally:
-        reservoir.close()
+def start_training(config: TrainConfig, session=None, *, reservoir=None) -> RunResult:
+    """Train ``config`` on an engine of its own, recording it in a new session at ``session`` (None: keep no
+    record); see :meth:`labpgt.engine.RunEngine.train`."""
+    from labpgt.engine import RunEngine
+
+    return RunEngine().train(config, session, reservoir=reservoir).result_or_raise()
 
 
-def resume_training(session, *, reservoir=None, progress=None, wrap_reservoir=None, wrap_recorder=None) -> RunResult:
-    """Continue the interrupted training recorded at ``session`` after its last complete step.
+def resume_training(session, *, reservoir=None) -> RunResult:
+    """Continue the interrupted training recorded at ``session``; see :meth:`labpgt.engine.RunEngine.resume`."""
+    from labpgt.engine import RunEngine
 
-    The queries of the half-done step are dropped from the file and measured again (see
-    :meth:`SessionWriter.open_for_resume`).
-    """
-    config = _resumable_config(session)
-    observed = _recorded_training_queries(session) if method_class(config.method).learns_from_queries else None
-    prior = recorded_prior(session)
-    writer, checkpoint = SessionWriter.open_for_resume(session)
-    with writer:
-        reservoir = reservoir if reservoir is not None else make_reservoir(config)
-        try:
-            used = _wrapped(reservoir, wrap_reservoir)
-            trainer = (Trainer(config, used, prior=prior) if checkpoint is None else
-                       Trainer.restore(config, used, checkpoint, observed=observed, prior=prior))
-            return _run(trainer, progress, wrap_recorder, writer, session)
-        finally:
-            reservoir.close()
+    return RunEngine().resume(session, reservoir=reservoir).result_or_raise()
+
+
+def record_sweep(spec, bench_config, path):
+    """Measure the sweep ``spec`` on the bench of ``bench_config`` in a new session at ``path``; see
+    :meth:`labpgt.engine.RunEngine.sweep`."""
+    from labpgt.engine import RunEngine
+
+    return RunEngine().sweep(spec, bench_config, path).result
+
+
+def describe(config: TrainConfig) -> str:
+    """A run in a few words: task, model, method, reservoir."""
+    return f"{config.task} {config.model.architecture} {config.method.name} {config.reservoir.name}"
+
+
+def new_training_session(path, trainer: Trainer, reservoir, prior=None) -> SessionWriter:
+    """The session of ``trainer``'s run (not yet started) at ``path``: its config, the reservoir's instruments
+    and any prior pairs it learns from."""
+    from labpgt.network import ENGINE
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = session_config(trainer.config.to_dict(), trainer.reservoir, model=trainer.network.spec, engine=ENGINE)
+    return SessionWriter.create(path, config, trainer.checkpoint(), prior=prior,
+                                frequencies=getattr(reservoir, "frequencies", None), instruments=reservoir.identities(),
+                                resolution_db=getattr(reservoir, "trace_resolution_db", None))
+
+
+def reopen_for_resume(session):
+    """``(writer, last complete checkpoint or None)`` of an interrupted training (see
+    :meth:`SessionWriter.open_for_resume`)."""
+    return SessionWriter.open_for_resume(session)
+
+
+def learns_from_queries(config: TrainConfig) -> bool:
+    return method_class(config.method.name).learns_from_queries
+
+
+def new_sweep_session(path, spec, bench):
+    """The session of the sweep ``spec`` on ``bench`` at ``path`` (a :class:`~labpgt.session.SweepWriter`)."""
+    from labpgt.session import SweepWriter, sweep_session_config
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = sweep_session_config(spec.description(bench.config), bench.config.to_dict(), bench.config.bins)
+    return SweepWriter.create(path, config, frequencies=bench.frequencies, instruments=bench.identities(),
+                              resolution_db=bench.trace_resolution_db)
 
 
 def machine_change(session) -> str | None:
@@ -169,30 +185,17 @@ def machine_change(session) -> str | None:
             f"uninterrupted run there (labpgt replay checks it step by step)")
 
 
-def _wrapped(reservoir, wrap):
-    return reservoir if wrap is None else wrap(reservoir)
-
-
-def _run(trainer: Trainer, progress, wrap_recorder, writer, session=None) -> RunResult:
-    if writer is not None:
-        trainer.recorder = writer if wrap_recorder is None else wrap_recorder(writer)
-    trainer.run(progress=progress)
-    return RunResult.of(trainer, session)
-
-
-def _prior_pairs(trainer: Trainer):
+def prior_pairs(trainer: Trainer):
     """``(U, features, sources)`` from the config's ``twin_from`` sessions, checked against this run's layout."""
     from labpgt.network import ENGINE
-    from labpgt.session import session_config
     from labpgt.twin import layout_of_config, session_pairs
 
     config = trainer.config
-    if not config.twin_from:
+    sources = getattr(config.method, "twin_from", ())
+    if not sources:
         return None
-    if not trainer.method.learns_from_queries:
-        raise UserError(f"--twin-from gives measurements to learn from; {config.method} learns from none (use twin)")
-    mine = layout_of_config(session_config(config, trainer.reservoir, engine=ENGINE))
-    pairs = session_pairs(config.twin_from, layout=mine, roles=TRAINING_ROLES)
+    mine = layout_of_config(session_config(config.to_dict(), trainer.reservoir, engine=ENGINE))
+    pairs = session_pairs(sources, layout=mine, roles=TRAINING_ROLES)
     return pairs.U, pairs.F, pairs.sources
 
 
@@ -203,7 +206,7 @@ def recorded_prior(session):
     return None if prior is None else prior[:2]
 
 
-def _resumable_config(session) -> TrainConfig:
+def resumable_config(session) -> TrainConfig:
     """The session's training config, or one line saying why it cannot be continued."""
     from labpgt.network import ENGINE
 
@@ -221,7 +224,7 @@ def _resumable_config(session) -> TrainConfig:
         return TrainConfig.from_dict(reader.config["train"])
 
 
-def _recorded_training_queries(session, block_rows: int = 1 << 14):
+def recorded_training_queries(session, block_rows: int = 1 << 14):
     """The training queries of the complete steps, as the trainer measured them: ``(labels, U, features)``."""
     fields = ("step", "role", "direction", "sample", "layer", "token", "u", "features")
     with SessionReader(session) as reader:
@@ -238,26 +241,3 @@ def _recorded_training_queries(session, block_rows: int = 1 << 14):
                                             q["layer"][rows].astype(np.int64), q["token"][rows].astype(np.int64)),
                                 q["u"][rows], q["features"][rows]))
         return out
-
-
-# --------------------------------------------------------------------------- a characterisation sweep
-def record_sweep(spec, bench, path, progress=None, should_stop=None, on_trace=None):
-    """Measure the sweep ``spec`` (a :class:`labpgt.sweeps.SweepSpec`) on ``bench`` and record it in a new
-    session of kind ``sweep`` at ``path``; returns the :class:`~labpgt.sweeps.SweepResult`.
-
-    Every value passes the bench's safety checks before the file is made: a value out of limits
-    leaves nothing written. The record is closed however the sweep ends (a stopped one is a valid,
-    incomplete session) and RF is off when this returns or raises. ``progress``, ``should_stop``
-    and ``on_trace`` are those of :func:`labpgt.sweeps.run_sweep`. The bench stays open for its owner.
-    """
-    from labpgt.session import SweepWriter, sweep_session_config
-    from labpgt.sweeps import check_sweep_safe, run_sweep
-
-    check_sweep_safe(spec, bench)
-    identities = bench.identities()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    config = sweep_session_config(spec.description(bench.config), bench.config)
-    with SweepWriter.create(path, config, frequencies=bench.frequencies, instruments=identities) as writer:
-        return run_sweep(spec, bench, writer, progress=progress, should_stop=should_stop, on_trace=on_trace)
-

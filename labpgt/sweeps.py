@@ -5,22 +5,21 @@
   the bench config and says what is wrong in one line (:class:`~labpgt.errors.UserError`);
 * :func:`check_sweep_safe` — every value of a sweep through the bench's safety checks, before
   anything is sent;
-* :func:`run_sweep` — measure a sweep on a bench point by point, reporting each to a recorder
-  (:mod:`labpgt.recording`); RF is off when it returns or raises;
+* :func:`sweep_points` — measure a sweep on a bench point by point, reporting each to a recorder
+  (:mod:`labpgt.recording`); the run engine (:mod:`labpgt.engine`) runs it, stops it and ends it;
 * :func:`line_margin` — a trace's strongest line (injected tones excluded) and how far it stands
-  above the trace's median (the noise floor);
+  above the trace's median (the noise floor); :func:`spectral_lines` — every prominent line of a trace;
 * :func:`estimate_threshold`, :func:`sweep_threshold` — the swept value where that margin first rises
   through a level: the auto-oscillation threshold when the loop gain is swept;
 * :func:`fixed_settings` — what a sweep of one setting holds fixed, for its session's config.
 
-No PyMeasure, no Qt and no file here: :func:`labpgt.runs.record_sweep` keeps the session, and
-``labpgt sweep`` and the GUI's :class:`labpgt.procedures.sweep.RingSweep` are shells over it;
+No PyMeasure, no Qt and no file here: :meth:`labpgt.engine.RunEngine.sweep` keeps the session, and
+``labpgt sweep`` and the GUI's :class:`labpgt.procedures.sweep.RingSweep` subscribe to it;
 inspection derives a recorded sweep's threshold with the same function.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -127,10 +126,12 @@ class SweepPoint:
 
 @dataclass
 class SweepResult:
-    """The points measured of ``spec`` (all of them unless the sweep was stopped)."""
+    """The points measured of ``spec`` (all of them unless the sweep was stopped), on a bench whose traces
+    have the axis ``frequencies`` (Hz)."""
 
     spec: SweepSpec
     points: list[SweepPoint] = field(default_factory=list)
+    frequencies: np.ndarray | None = None
 
     @property
     def completed(self) -> bool:
@@ -148,40 +149,22 @@ class SweepResult:
         return sweep_threshold(self.spec.setting, columns["value"], columns["margin_db"], self.spec.margin_db)
 
 
-def run_sweep(spec: SweepSpec, bench, recorder, progress=None, should_stop=None, on_trace=None) -> SweepResult:
-    """Measure ``spec`` on ``bench`` (a connected :class:`~labpgt.bench.Bench`), one query per point.
-
-    Every value passes the bench's safety checks before the first is sent. For each point:
-    ``should_stop()`` (if given) is asked first and ends the sweep there when true; the trace goes
-    to ``on_trace(trace)``, then to ``recorder`` (``record_queries`` with role ``sweep``, then
-    ``record_point``), then the point to ``progress(point, total)``. RF is off when this returns or
-    raises. Owns no file and no window: the recorder keeps what it is told.
-    """
-    check_sweep_safe(spec, bench)
-    result = SweepResult(spec)
+def sweep_points(spec: SweepSpec, bench, recorder, before_query=None):
+    """Measure ``spec`` on ``bench`` (a connected :class:`~labpgt.bench.Bench`), one query per point, yielding
+    each ``(SweepPoint, Measurement)`` once ``recorder`` has it (``record_queries`` with role ``sweep``, then
+    ``record_point``). ``before_query()`` is called before each query (the run engine's stop check). Owns no
+    file, no window and no ending: the run engine turns RF off however the sweep ends."""
     tone_width_hz = TONE_EXCLUSION_RBW * bench.setting(bench.config.analyzer, "rbw_hz")
-    try:
-        for index, value in enumerate(spec.values):
-            if should_stop is not None and should_stop():
-                break
-            measurement = _measure(spec, bench, float(value))
-            trace = measurement.spectra[0]
-            if on_trace is not None:
-                on_trace(trace)
-            peak = line_margin(trace, bench.frequencies, _injected_tones(spec, bench), tone_width_hz)
-            point = SweepPoint(index, float(value), *peak)
-            position = np.array([[index / (spec.points - 1)]])   # a sweep's input u: how far along the range
-            recorder.record_queries(QueryLabels.of(index, "sweep", 1, layer=-1), position, measurement)
-            recorder.record_point(index, point.recorded())
-            result.points.append(point)
-            if progress is not None:
-                progress(point, spec.points)
-    except BaseException:
-        with contextlib.suppress(Exception):   # never hide the cause; closing the bench tries again and says so
-            bench.rf_off()
-        raise
-    bench.rf_off()
-    return result
+    for index, value in enumerate(spec.values):
+        if before_query is not None:
+            before_query()
+        measurement = _measure(spec, bench, float(value))
+        peak = line_margin(measurement.spectra[0], bench.frequencies, _injected_tones(spec, bench), tone_width_hz)
+        point = SweepPoint(index, float(value), *peak)
+        position = np.array([[index / (spec.points - 1)]])   # a sweep's input u: how far along the range
+        recorder.record_queries(QueryLabels.of(index, "sweep", 1, layer=-1), position, measurement)
+        recorder.record_point(index, point.recorded())
+        yield point, measurement
 
 
 def _measure(spec: SweepSpec, bench, value: float) -> Measurement:
@@ -200,6 +183,15 @@ def _injected_tones(spec: SweepSpec, bench) -> list[float]:
 
 
 # --------------------------------------------------------------------------- what a swept trace says
+def spectral_lines(trace, threshold_dbm: float, prominence_db: float) -> list[int]:
+    """Indices (ascending frequency) of every local maximum at or above ``threshold_dbm`` that stands
+    ``prominence_db`` above its surroundings (scipy's topographic prominence)."""
+    from scipy.signal import find_peaks
+
+    peaks, _ = find_peaks(trace, height=threshold_dbm, prominence=prominence_db)
+    return [int(i) for i in peaks]
+
+
 def line_margin(trace_dbm, frequencies_hz, excluded_hz=(), exclude_width_hz=0.0):
     """``(peak_frequency_hz, peak_dbm, margin_db)``: the strongest point outside ±width of every
     excluded frequency, and how far it stands above the trace's median."""

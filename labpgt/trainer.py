@@ -33,186 +33,145 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from labpgt.architectures import ModelSpec, build_network
 from labpgt.errors import UserError
-from labpgt.estimators import NodePerturbation
-from labpgt.methods import METHODS, method_class
-from labpgt.optimizers import OPTIMIZERS, Optimizer
+from labpgt.evaluation import Evaluation
+from labpgt.methods import METHODS, MethodSettings, SteppedSettings, method_class
+from labpgt.optimizers import Optimizer, schedule_factor
 from labpgt.recording import Checkpoint, NullRecorder, QueryLabels
-from labpgt.reservoirs import reservoir_kind
-from labpgt.tasks import HOLDOUTS, TASKS, Task, load_final_test, load_task, task_dimensions
+from labpgt.reservoirs import RESERVOIRS, RingSettings, ReservoirSettings, reservoir_kind, reservoir_settings
+from labpgt.settings import check, declared, fields_of, setting
+from labpgt.tasks import TASKS, Task, load_final_test, load_task, task_dimensions
 
-LR_SCHEDULES = ("constant", "cosine")
-DEFAULT_EVAL_FRACTION = 0.1
 TRAINING_ROLES = ("calibration", "baseline", "plus", "minus")
 EVALUATION_ROLES = ("eval", "test")          # during the run; the final test of a validation run
 FOLLOW_RATE = 0.05   # weight of each measurement in the running feature moments of ``follow_ring``
-MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelSpec))
+DEFAULT_METHOD = "node"
 
 
 def trainable_parameters(config: "TrainConfig") -> int:
     """How many trainable parameters the network of ``config`` has, from its task, model and reservoir's
     widths (nothing measured, nothing connected)."""
     n_inputs, n_classes = task_dimensions(config.task)
-    input_width, feature_width = reservoir_kind(config.reservoir).widths(config)
-    return build_network(config.model_spec(), n_inputs, n_classes, input_width, feature_width, 0).n_params
+    input_width, feature_width = reservoir_kind(config.reservoir.name).widths(config)
+    return build_network(config.model, n_inputs, n_classes, input_width, feature_width, 0).n_params
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Everything needed to rerun a training; ``None`` fields take the method's default (see ``resolved``).
+    """Everything needed to rerun a training: the run's own settings and four groups of settings, each declared
+    where it is used — the training method's (``method``, an instance of the method's ``Settings``), the
+    network's (``model``, :class:`~labpgt.architectures.ModelSpec`), the reservoir kind's (``reservoir``) and
+    the evaluation policy (``evaluation``, :class:`~labpgt.evaluation.Evaluation`).
 
-    ``holdout`` is what evaluations during the run measure: ``test`` (the test split), or
-    ``validation`` (a split carved from the training data — tune there). A validation run ends, after
-    its last step, with one evaluation of the test split (``final_test``; its queries have the role
-    ``test`` and are counted apart): nothing before it has seen a test sample. Sessions recorded
-    before ``final_test`` existed never measured the test split, and read back so (:meth:`from_dict`).
-
-    Evaluation budget: with ``eval_fraction`` F > 0 (the default, 0.1, when ``eval_every`` is not
-    given), an evaluation every ``eval_every`` steps (steps // 20) measures a fixed subset of
-    ``eval_subset`` held-out and ``eval_subset`` training samples, and is made only while evaluation
-    has spent at most F of the training queries so far (counting its own cost); the last step is
-    always evaluated on the whole held-out split and ``eval_train_samples`` training samples. With
-    F = 0 (the default when ``eval_every`` is given, and for sessions recorded before the budget)
-    every evaluation, from the one before the first step on, is of the whole held-out split.
+    Every setting has a flat name, unique among the groups a run chooses: ``TrainConfig.of(**settings)``
+    builds a config from them as the command line, the GUI, a benchmark variant and a notebook give them
+    (``method`` and ``reservoir`` choose the kinds; a setting of another kind is refused in one line),
+    :meth:`to_dict` gives them back as a session records them, and :meth:`from_dict` reads a record, those
+    of sessions recorded before the groups existed included (whose every setting of every method was recorded:
+    those of other kinds are dropped). ``resolved()`` fills what is derived (``None``: the steps of a
+    forward-only method, the evaluation cadence and budget, SPSA's A).
     """
 
-    task: str = "digits"
-    method: str = "node"
-    reservoir: str = "digital"
-    model: str = "dense"
-    steps: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    delta: float | None = None
-    r: int = 1
-    p: float | None = None
-    directions: int | None = None
-    distribution: str = "hadamard"
-    optimizer: str | None = None
-    seed: int = 0
-    holdout: str = "test"
-    final_test: bool = True
-    eval_every: int | None = None
-    eval_train_samples: int = 200
-    eval_fraction: float | None = None
-    eval_subset: int = 100
-    hidden: int = 0
-    activation: str = "tanh"
-    width: int = 16
-    heads: int = 2
-    blocks: int = 2
-    tokens: int = 0
-    clip: float = 0.0
-    lr_schedule: str | None = None
-    spsa_A: float | None = None
-    spsa_calibrate: bool = False
-    spsa_initial_step: float = 0.02
-    twin_width: int = 64
-    twin_tolerance: float = 1.0
-    twin_fit_iterations: int = 30
-    twin_check_every: int = 25
-    twin_from: tuple = ()
-    checkpoint_every: int = 1
-    digital_input_width: int = 8
-    digital_feature_width: int = 32
-    digital_noise: float = 0.0
-    bench: str | None = None
-    follow_ring: int = 0
-    ring_drift: bool = True
+    task: str = setting("digits", "the task", choices=TASKS)
+    seed: int = setting(0, "seed of everything random in the run: initialisation, batches, perturbations and "
+                           "the embedded simulated ring", minimum=0, maximum=2**31 - 1)
+    follow_ring: int = setting(0, "every N steps move the feature standardisation to running feature moments, the "
+                                  "loss unchanged (for a drifting ring; 0: frozen at calibration)", minimum=0,
+                               label="Follow the ring's drift every N steps")
+    checkpoint_every: int = setting(1, "steps between checkpoints", minimum=1)
+    method: MethodSettings = field(default_factory=lambda: METHODS[DEFAULT_METHOD].Settings())
+    model: ModelSpec = field(default_factory=ModelSpec)
+    reservoir: ReservoirSettings = field(default_factory=RingSettings)
+    evaluation: Evaluation = field(default_factory=Evaluation)
 
     def __post_init__(self):
-        self.twin_from = tuple(str(p) for p in self.twin_from)     # JSON gives a list
-        self.validate()
+        check(self)
+        method_class(self.method.name).check_config(self)
 
-    def validate(self) -> None:
-        def bad(msg):
-            raise UserError(msg)
+    # ---- the flat namespace
+    @classmethod
+    def groups(cls, method: str, reservoir: str) -> dict[str, type]:
+        """The settings classes a run of ``method`` on ``reservoir`` is made of, by group (``run``: its own)."""
+        return {"run": cls, "method": method_class(method).Settings, "model": ModelSpec,
+                "reservoir": reservoir_kind(reservoir).Settings, "evaluation": Evaluation}
 
-        if self.task not in TASKS:
-            bad(f"unknown task {self.task!r}; valid tasks: {', '.join(TASKS)}")
-        method = method_class(self.method)
-        reservoir_kind(self.reservoir)
-        if self.holdout not in HOLDOUTS:
-            bad(f"unknown holdout {self.holdout!r}; valid: {', '.join(HOLDOUTS)}")
-        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
-            bad(f"unknown optimizer {self.optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
-        if self.distribution not in NodePerturbation.DISTRIBUTIONS:
-            bad(f"unknown distribution {self.distribution!r}; valid: {', '.join(NodePerturbation.DISTRIBUTIONS)}")
-        self.model_spec().validate()
-        for name in ("steps", "batch_size", "eval_every", "directions"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
-                bad(f"{name} must be a positive integer, got {value!r}")
-        if self.lr is not None and self.lr <= 0:
-            bad(f"lr must be > 0, got {self.lr}")
-        if not isinstance(self.follow_ring, (int, np.integer)) or self.follow_ring < 0:
-            bad(f"follow_ring must be a whole number of steps >= 0 (0: off), got {self.follow_ring!r}")
-        if not self.ring_drift and (self.reservoir != "ring-sim" or self.bench):
-            bad("ring_drift off holds the embedded simulated ring's temperature and field still; "
-                f"it cannot apply to {'the instruments of ' + self.bench if self.bench else self.reservoir}")
-        if self.delta is not None and self.delta <= 0:
-            bad(f"delta must be > 0, got {self.delta}")
-        if self.r < 1:
-            bad(f"r must be >= 1, got {self.r}")
-        if self.p is not None and not 0.0 <= self.p < 1.0:
-            bad(f"p must be in [0, 1), got {self.p}")
-        if self.lr_schedule is not None and self.lr_schedule not in LR_SCHEDULES:
-            bad(f"unknown lr_schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
-        if self.clip < 0:
-            bad(f"clip must be >= 0 (0 disables it), got {self.clip}")
-        if self.checkpoint_every < 1 or self.eval_train_samples < 1 or self.eval_subset < 1:
-            bad("checkpoint_every, eval_train_samples and eval_subset must be >= 1")
-        if self.eval_fraction is not None and not 0.0 <= self.eval_fraction <= 1.0:
-            bad(f"eval_fraction must be in [0, 1] (0: no budget), got {self.eval_fraction}")
-        if self.digital_noise < 0:
-            bad(f"digital_noise must be >= 0, got {self.digital_noise}")
-        if self.twin_width < 1 or self.twin_fit_iterations < 1 or self.twin_check_every < 1 or self.twin_tolerance <= 0:
-            bad("twin_width, twin_fit_iterations and twin_check_every must be >= 1, twin_tolerance > 0")
-        method.check_config(self)
-
-    def model_spec(self) -> ModelSpec:
-        return ModelSpec(**{name: getattr(self, name) for name in MODEL_FIELDS})
-
-    def resolved(self) -> "TrainConfig":
-        """A copy with every ``None`` replaced by the method's default (eval_every: steps // 20); a method
-        fitted in closed form makes one step, a forward-only one by default steps that grow with the
-        network's trainable parameters (:meth:`~labpgt.methods.Method.default_steps`)."""
-        values = dataclasses.asdict(self)
-        method = METHODS[self.method]
-        for key, default in method.defaults.items():
-            if values[key] is None:
-                values[key] = default
-        if self.steps is None and method.steps_grow_with_parameters:
-            values["steps"] = method.default_steps(trainable_parameters(self))
-        if method.closed_form:
-            values["steps"] = 1                       # fitted in one step, whatever was asked
-        if values["eval_fraction"] is None:           # a cadence given (or recorded) means the whole split each time
-            values["eval_fraction"] = DEFAULT_EVAL_FRACTION if values["eval_every"] is None else 0.0
-        if values["eval_every"] is None:
-            values["eval_every"] = max(1, values["steps"] // 20)
-        if values["spsa_A"] is None:
-            values["spsa_A"] = 0.1 * values["steps"]
-        return TrainConfig(**values)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+    @classmethod
+    def of(cls, **settings) -> "TrainConfig":
+        """A config from flat settings by name (``method`` and ``reservoir`` choose the kinds, their defaults
+        node and ring-sim); a setting that belongs to another kind, or to none, is refused in one line."""
+        return cls._from_flat(settings, lenient=False)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"unknown training settings: {', '.join(unknown)}")
-        return cls(**{"final_test": False, **values})       # recorded before it existed: never measured
+        """A config as a session records it (:meth:`to_dict`), or as sessions recorded before the settings
+        were grouped recorded it (every setting of every method: those of other kinds are dropped)."""
+        return cls._from_flat({"final_test": False, **values}, lenient=True)  # before final_test: never measured
 
     @classmethod
     def from_json(cls, text: str) -> "TrainConfig":
         return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def _from_flat(cls, values: dict, lenient: bool) -> "TrainConfig":
+        values = dict(values)
+        method = values.pop("method", DEFAULT_METHOD)
+        reservoir = values.pop("reservoir", RingSettings.kind)
+        groups = cls.groups(method, reservoir)
+        routed: dict[str, dict] = {name: {} for name in groups}
+        unknown, foreign = [], []
+        for key, value in values.items():
+            owner = next((name for name, group in groups.items() if declared(group, key)), None)
+            if owner is not None:
+                routed[owner][declared(groups[owner], key).name] = value
+            elif not _declared_anywhere(key):
+                unknown.append(key)
+            elif value is not None and not lenient:
+                foreign.append(key)
+        if unknown:
+            raise UserError(f"unknown training settings: {', '.join(sorted(unknown))}")
+        if foreign:
+            key = foreign[0]
+            raise UserError(f"{key} is a setting of {', '.join(_owners(key))}; it cannot apply to "
+                            f"{method if _owners(key) & set(METHODS) else reservoir}")
+        return cls(**routed["run"], method=groups["method"](**routed["method"]), model=ModelSpec(**routed["model"]),
+                   reservoir=reservoir_settings(reservoir, routed["reservoir"]),
+                   evaluation=Evaluation(**routed["evaluation"]))
+
+    def to_dict(self) -> dict:
+        """The flat settings of this run, as a session records them (JSON-able)."""
+        out: dict = {"method": self.method.name, "reservoir": self.reservoir.name,
+                     "steps": self.method.steps}            # a readout's one step too: what the session plans
+        for group in (self, self.method, self.model, self.reservoir, self.evaluation):
+            for d in fields_of(type(group)):
+                value = getattr(group, d.name)
+                out[d.key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    # ---- what follows from the settings
+    def resolved(self) -> "TrainConfig":
+        """A copy with everything derived given: the method's (a forward-only method's steps grow with the
+        network's trainable parameters, :meth:`~labpgt.methods.Method.default_steps`) and the evaluation's."""
+        method = self.method.resolved(lambda: trainable_parameters(self))
+        return dataclasses.replace(self, method=method, evaluation=self.evaluation.resolved(method.steps))
+
+
+
+def _owners(key: str) -> set[str]:
+    """The kinds (methods, reservoirs) whose settings include ``key``."""
+    return {name for name, m in METHODS.items() if declared(m.Settings, key)} | \
+        {name.rstrip(":") for name, k in RESERVOIRS.items() if declared(k.Settings, key)}
+
+
+def _declared_anywhere(key: str) -> bool:
+    return bool(_owners(key)) or any(declared(group, key) for group in (TrainConfig, ModelSpec, Evaluation))
 
 
 class Trainer:
@@ -222,28 +181,32 @@ class Trainer:
         """``prior``: ``(U, features)`` measured before the run, for a method that learns from queries."""
         self.config = c = config.resolved()
         self.reservoir = reservoir
-        self.task = task if task is not None else load_task(c.task, c.seed, holdout=c.holdout)
+        self.task = task if task is not None else load_task(c.task, c.seed, holdout=c.evaluation.holdout)
         self.recorder = recorder if recorder is not None else NullRecorder()
-        if c.batch_size > len(self.task.y_train):
-            raise UserError(f"batch_size {c.batch_size} exceeds the {len(self.task.y_train)} "
+        stepped = isinstance(c.method, SteppedSettings)
+        if stepped and c.method.batch_size > len(self.task.y_train):
+            raise UserError(f"batch_size {c.method.batch_size} exceeds the {len(self.task.y_train)} "
                             f"training samples of {c.task}")
-        method = method_class(c.method)
+        method = method_class(c.method.name)
         method.check(c, reservoir)
-        self.network = build_network(c.model_spec(), self.task.n_inputs, self.task.n_classes,
+        self.network = build_network(c.model, self.task.n_inputs, self.task.n_classes,
                                      reservoir.input_width, reservoir.feature_width, c.seed)
         self.params = dict(self.network.initial_params)
         self.method = method(c, reservoir)
         if prior is not None:
             self.method.add_prior(*prior)
-        self.optimizer = Optimizer(c.optimizer, self._trainable(), c.clip)
+        # a method fitted in closed form steps no optimizer; its checkpoints hold plain SGD's (empty) state
+        self.optimizer = Optimizer(c.method.optimizer if stepped else "sgd", self._trainable(),
+                                   c.method.clip if stepped else 0.0)
         self.batch_rng = np.random.default_rng([c.seed, 3])
         n_train, n_held = len(self.task.y_train), len(self.task.y_test)
         drawn = np.random.default_rng([c.seed, 5]).permutation(n_train)
-        self.eval_train_index = np.sort(drawn[:c.eval_train_samples])
-        self.subset_train_index = np.sort(drawn[:min(c.eval_subset, c.eval_train_samples)])
-        self.subset_held_index = np.sort(np.random.default_rng([c.seed, 6]).permutation(n_held)[:c.eval_subset])
+        e = c.evaluation
+        self.eval_train_index = np.sort(drawn[:e.eval_train_samples])
+        self.subset_train_index = np.sort(drawn[:min(e.eval_subset, e.eval_train_samples)])
+        self.subset_held_index = np.sort(np.random.default_rng([c.seed, 6]).permutation(n_held)[:e.eval_subset])
         self.queries_per_sample = 0.0      # queries one sample costs a forward pass (known after calibration)
-        self.lr = float(c.lr)
+        self.lr = float(c.method.lr) if stepped else 0.0
         self.step = 0                      # number of completed steps
         self.queries = {role: 0 for role in TRAINING_ROLES + EVALUATION_ROLES}
         self.history: list[dict] = []
@@ -297,27 +260,30 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------------------------
     def run(self, progress=None) -> "Trainer":
-        """Run until ``config.steps`` steps are done; ``progress(steps_done, steps)`` after each step."""
-        c = self.config
+        """Run until the config's steps are done; ``progress(steps_done, steps)`` after each step is reported
+        whole (its row and its checkpoint)."""
+        c, steps, e = self.config, self.config.method.steps, self.config.evaluation
         self._run_started, self._run_seconds_before = time.perf_counter(), self.run_seconds
         if not self.started:
             self._start()
-        if self.method.closed_form:
+        if self.method.closed_form:                # fitted whole in its one step
+            if progress is not None:
+                progress(self.step, steps)
             return self
-        while self.step < c.steps:
+        while self.step < steps:
             s = self.step
             values = self._train_step(s)
             self.step = s + 1
             if c.follow_ring and self.step % c.follow_ring == 0:
                 self.params = self.network.follow(self.params, self.feature_moments)
-            if self.step == c.steps:
+            if self.step == steps:
                 values.update(self.evaluate(s))
                 values.update(self.evaluate_final_test(s))
-            elif self.step % c.eval_every == 0 and self._evaluation_affordable():
-                values.update(self.evaluate(s, subset=bool(c.eval_fraction)))
-            self._report(s, values, checkpoint=self.step % c.checkpoint_every == 0 or self.step == c.steps)
+            elif self.step % e.eval_every == 0 and self._evaluation_affordable():
+                values.update(self.evaluate(s, subset=bool(e.eval_fraction)))
+            self._report(s, values, checkpoint=self.step % c.checkpoint_every == 0 or self.step == steps)
             if progress is not None:
-                progress(self.step, c.steps)
+                progress(self.step, steps)
         return self
 
     def _report(self, s: int, values: dict, checkpoint: bool) -> None:
@@ -335,41 +301,35 @@ class Trainer:
         if self.method.closed_form:
             self._fit_closed_form()
             return
-        index = self.batch_rng.choice(len(self.task.y_train), size=c.batch_size, replace=False)
+        index = self.batch_rng.choice(len(self.task.y_train), size=c.method.batch_size, replace=False)
         X, y = self.task.x_train[index], self.task.y_train[index]
         measure = self._measurer(0, index)
         self.params, _ = self.network.calibrate(self.params, X, measure)
-        self.queries_per_sample = self.queries["calibration"] / c.batch_size
+        self.queries_per_sample = self.queries["calibration"] / c.method.batch_size
         self.lr = self.method.start(self.network, self.params, X, y, measure, self.lr)
         if self._evaluation_affordable():
-            self.evaluate(-1, subset=bool(c.eval_fraction))
+            self.evaluate(-1, subset=bool(c.evaluation.eval_fraction))
 
     def _evaluation_affordable(self) -> bool:
         """Whether an intermediate evaluation keeps evaluation within ``eval_fraction`` of the training queries."""
-        c = self.config
-        if not c.eval_fraction:
+        fraction = self.config.evaluation.eval_fraction
+        if not fraction:
             return True
         cost = (len(self.subset_train_index) + len(self.subset_held_index)) * self.queries_per_sample
-        return self.queries["eval"] + cost <= c.eval_fraction * self.training_queries
+        return self.queries["eval"] + cost <= fraction * self.training_queries
 
     def _train_step(self, s: int) -> dict:
         c = self.config
-        index = self.batch_rng.choice(len(self.task.y_train), size=c.batch_size, replace=False)
+        index = self.batch_rng.choice(len(self.task.y_train), size=c.method.batch_size, replace=False)
         X, y = self.task.x_train[index], self.task.y_train[index]
         result = self.method.step(self.network, self.params, X, y, self._measurer(s, index))
-        lr = self.lr * self._schedule(s) * result.lr_scale
+        lr = self.lr * schedule_factor(c.method.lr_schedule, s, c.method.steps) * result.lr_scale
         new, grad_norm = self.optimizer.step(self._trainable(), result.grads, lr)
         self.params.update(new)
         values = {"loss": result.loss, **result.values, "grad_norm": grad_norm, "lr": float(lr)}
         if result.perturbation is not None:
             values["perturbation"] = result.perturbation
         return values
-
-    def _schedule(self, s: int) -> float:
-        """The learning-rate factor of step ``s``: 1, or cosine decay from 1 to 0 over the run."""
-        if self.config.lr_schedule == "cosine":
-            return 0.5 * (1.0 + np.cos(np.pi * s / self.config.steps))
-        return 1.0
 
     def _fit_closed_form(self) -> None:
         """A method fitted in one pass (the readout): its one 'step', evaluated and checkpointed."""
@@ -388,7 +348,8 @@ class Trainer:
 
     @property
     def measures_final_test(self) -> bool:
-        return self.config.holdout == "validation" and self.config.final_test
+        e = self.config.evaluation
+        return e.holdout == "validation" and e.final_test
 
     def evaluate(self, s: int, train_logits=None, subset: bool = False) -> dict:
         """Measure the eval samples of the training split and the whole held-out split (role ``eval``); with

@@ -29,7 +29,6 @@ A twin file is data: attributes and numeric datasets only; every problem reading
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -41,8 +40,7 @@ import optax
 from labpgt.errors import UserError
 from labpgt.numerics import jax, jnp
 from labpgt.reservoir import Measurement
-
-SCHEMA = "labpgt-twin/1"
+from labpgt.session.twinfile import TwinRecord, read_twin_file, write_twin_file
 
 
 # --------------------------------------------------------------------------- the model
@@ -308,31 +306,14 @@ def fit_twin(paths, out, hidden=(64, 64), iterations: int = 20_000, held_out: fl
 
 
 def write_twin(path, model: TwinModel, layout: dict, sources: list, fit: TwinFit) -> None:
-    import h5py
-
-    from labpgt.session.writer import versions
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f.attrs["schema"] = SCHEMA
-        f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        f.attrs["versions"] = json.dumps(versions())
-        f.attrs["spec"] = json.dumps(model.spec.to_dict())
-        f.attrs["layout"] = json.dumps(layout)
-        f.attrs["sources"] = json.dumps(sources)
-        f.attrs["fit"] = json.dumps({"rows_fitted": fit.rows_fitted, "rows_held_out": fit.rows_held_out,
-                                     "iterations": fit.iterations, "heldout_error": fit.heldout_error,
-                                     "train_error": fit.train_error})
-        arrays = f.create_group("params")
-        for name, value in model.params.items():
-            arrays.create_dataset(name, data=np.asarray(value, dtype=np.float64))
-        f.create_dataset("mean", data=model.mean)
-        f.create_dataset("scale", data=model.scale)
-        f.create_dataset("heldout_error_per_feature", data=fit.heldout_error_per_feature)
-        f.create_dataset("residual_std", data=fit.residual_std)
-    tmp.replace(path)
+    """The twin file of ``model`` (its layout through :mod:`labpgt.session.twinfile`)."""
+    summary = {"rows_fitted": fit.rows_fitted, "rows_held_out": fit.rows_held_out, "iterations": fit.iterations,
+               "heldout_error": fit.heldout_error, "train_error": fit.train_error}
+    write_twin_file(path, TwinRecord(spec=model.spec.to_dict(), layout=layout, sources=sources, fit=summary,
+                                     params=model.params,
+                                     arrays={"mean": model.mean, "scale": model.scale,
+                                             "heldout_error_per_feature": fit.heldout_error_per_feature,
+                                             "residual_std": fit.residual_std}))
 
 
 @dataclass
@@ -351,39 +332,29 @@ class TwinFile:
 
 def read_twin(path) -> TwinFile:
     """Open a twin file read-only; anything that is not a whole twin file is one UserError line."""
-    import h5py
-
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"twin file {path} does not exist")
-    if not h5py.is_hdf5(path):
-        raise UserError(f"{path.name} is not an HDF5 file")
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("schema") != SCHEMA:
-                raise UserError(f"{path.name} is not a labpgt twin file (schema {f.attrs.get('schema')!r})")
-            spec = TwinSpec.from_dict(json.loads(f.attrs["spec"]))
-            model = TwinModel(spec)
-            params = {name: np.asarray(f["params"][name][()], dtype=np.float64) for name in model.params}
-            for name, value in params.items():
-                if value.shape != model.params[name].shape or not np.all(np.isfinite(value)):
-                    raise UserError(f"{path.name}: damaged twin parameter {name}")
-            model.params = params
-            model.mean, model.scale = np.asarray(f["mean"][()], float), np.asarray(f["scale"][()], float)
-            model.standardised = True
-            residual = np.asarray(f["residual_std"][()], float)
-            per_feature = np.asarray(f["heldout_error_per_feature"][()], float)
-            for name, value in (("mean", model.mean), ("scale", model.scale), ("residual_std", residual)):
-                if value.shape != (spec.feature_width,) or not np.all(np.isfinite(value)):
-                    raise UserError(f"{path.name}: damaged {name}")
-            layout, sources, fit = (json.loads(f.attrs[k]) for k in ("layout", "sources", "fit"))
-    except UserError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise UserError(f"{path.name} is not a readable twin file: {str(exc).splitlines()[0] if str(exc) else exc}") from None
-    if not isinstance(layout, dict):
-        raise UserError(f"{path.name}: damaged layout")
-    return TwinFile(path, model, layout, sources, fit, residual, per_feature, _sha256(path))
+
+    def param_names(spec: dict):
+        try:
+            return list(TwinModel(TwinSpec.from_dict(spec)).params)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{path.name}: damaged twin spec ({exc})") from None
+
+    record = read_twin_file(path, param_names)
+    spec = TwinSpec.from_dict(record.spec)
+    model = TwinModel(spec)
+    for name, value in record.params.items():
+        if value.shape != model.params[name].shape or not np.all(np.isfinite(value)):
+            raise UserError(f"{path.name}: damaged twin parameter {name}")
+    model.params = record.params
+    model.mean, model.scale = record.arrays["mean"], record.arrays["scale"]
+    model.standardised = True
+    for name in ("mean", "scale", "residual_std"):
+        value = record.arrays[name]
+        if value.shape != (spec.feature_width,) or not np.all(np.isfinite(value)):
+            raise UserError(f"{path.name}: damaged {name}")
+    return TwinFile(path, model, record.layout, record.sources, record.fit, record.arrays["residual_std"],
+                    record.arrays["heldout_error_per_feature"], _sha256(path))
 
 
 # --------------------------------------------------------------------------- a twin as a reservoir

@@ -8,8 +8,7 @@ Importing this package does not import Qt; only :mod:`labpgt.procedures.window` 
 """
 
 from labpgt.procedures.sweep import RingSweep
-from labpgt.procedures.training import PGTTraining, SpectrumFeed, StoppableReservoir, StopRequested
+from labpgt.procedures.training import PGTTraining, SpectrumFeed
 from labpgt.sweeps import estimate_threshold, line_margin
 
-__all__ = ["PGTTraining", "RingSweep", "SpectrumFeed", "StoppableReservoir", "StopRequested",
-           "estimate_threshold", "line_margin"]
+__all__ = ["PGTTraining", "RingSweep", "SpectrumFeed", "estimate_threshold", "line_margin"]

@@ -1,10 +1,11 @@
-"""``RingSweep``: characterise the ring from PyMeasure's window, a thin shell over :func:`labpgt.runs.record_sweep`.
+"""``RingSweep``: characterise the ring from PyMeasure's window, a subscriber of the run engine's sweep.
 
 Swept settings: the ring's loop gain (dB) or bias field (mT), or one generator's frequency (Hz) or
 power (dBm), from ``start`` to ``stop`` over ``points`` points. The sweep itself — checked against
 the bench before anything is sent, one recorded spectrum per point, the peak and margin of each,
-the threshold, RF off at the end, on abort and on error — is :mod:`labpgt.sweeps`, recorded by
-:func:`labpgt.runs.record_sweep` in a session of kind ``sweep``: the code ``labpgt sweep`` runs.
+the threshold — is :mod:`labpgt.sweeps`, run, stopped (PyMeasure's abort is one of its stop conditions)
+and ended (RF off, the session closed) by the run engine (:meth:`labpgt.engine.RunEngine.sweep`) in a
+session of kind ``sweep``: the code ``labpgt sweep`` runs.
 
 What this procedure adds is what the window shows: each point as a ``results`` row (Point, Value,
 Peak frequency (GHz), Peak power (dBm), Margin (dB)) and the progress, every trace pushed to
@@ -25,7 +26,8 @@ from pathlib import Path
 from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParameter, ListParameter, Parameter, \
     Procedure
 
-from labpgt.procedures.training import DEFAULT_RUNS_DIR, BenchSafety, SpectrumFeed
+from labpgt.engine import Connected, Measured, PointEnded, RunEngine
+from labpgt.procedures.training import DEFAULT_RUNS_DIR, STOPPED_FROM_THE_WINDOW, SpectrumFeed
 from labpgt.sweeps import THRESHOLD_SETTING
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ TARGETS = {  # the choice in the window: (the setting swept, whether it is the n
 }
 
 
-class RingSweep(BenchSafety, Procedure):
+class RingSweep(Procedure):
     """Sweep the loop gain, the bias field, or one generator's frequency or power; record every spectrum."""
 
     target = ListParameter("Sweep", choices=list(TARGETS), default="loop gain")
@@ -47,7 +49,7 @@ class RingSweep(BenchSafety, Procedure):
     points = IntegerParameter("Points", minimum=2, maximum=100_000, default=25)
     tones = BooleanParameter("Generators on during ring sweeps", default=False)
     margin_db = FloatParameter("Threshold margin over median (dB)", minimum=1.0, maximum=200.0, default=30.0)
-    bench_config = Parameter("Bench config (.toml, empty = embedded simulated bench)", default="")
+    bench = Parameter("Bench config (.toml, empty = the embedded simulated bench)", default="")
     seed = IntegerParameter("Seed (embedded simulator)", minimum=0, default=0)
     output = Parameter("Session file (.h5, empty = data/runs/<time>-sweep-<setting>.h5)", default="")
 
@@ -55,7 +57,7 @@ class RingSweep(BenchSafety, Procedure):
 
     def __init__(self, *args, **kwargs):
         self.feed = SpectrumFeed()
-        self.bench = None
+        self.connected = None          # the connected bench, once the sweep runs
         self.session_path = None
         self.threshold_db = math.nan
         self.summary: list[dict] = []
@@ -78,18 +80,25 @@ class RingSweep(BenchSafety, Procedure):
                           tones=self.tones, margin_db=self.margin_db)
 
     def execute(self):
-        from labpgt.bench import Bench, load_bench_config, simulated_bench_config
-        from labpgt.runs import record_sweep
+        from labpgt.bench import load_bench_config, simulated_bench_config
 
-        config = load_bench_config(self.bench_config) if self.bench_config \
-            else simulated_bench_config(embedded=True, seed=int(self.seed))
+        config = load_bench_config(self.bench) if self.bench else simulated_bench_config(embedded=True,
+                                                                                          seed=int(self.seed))
         spec = self.sweep_spec(config)
-        self.bench = Bench(config)
-        self.feed.set_frequencies(self.bench.frequencies)
-        result = record_sweep(spec, self.bench, self.session_path, progress=self._emit_point,
-                              should_stop=self.should_stop, on_trace=self.feed.push)
+        engine = RunEngine().subscribe(self._watch)
+        engine.stop_when(self.should_stop, STOPPED_FROM_THE_WINDOW)
+        result = engine.sweep(spec, config, self.session_path).result
         self.threshold_db = result.threshold_db
         self._log_outcome(result)
+
+    def _watch(self, event) -> None:
+        if isinstance(event, Connected):
+            self.connected = event.reservoir
+            self.feed.set_frequencies(event.reservoir.frequencies)
+        elif isinstance(event, Measured):
+            self.feed.push(event.measurement.spectra[0])
+        elif isinstance(event, PointEnded):
+            self._emit_point(event.point, event.points)
 
     def _emit_point(self, point, total: int) -> None:
         row = {"Point": point.index + 1, "Value": point.value, "Peak frequency (GHz)": point.peak_frequency_hz / 1e9,

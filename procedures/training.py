@@ -1,22 +1,19 @@
-"""``PGTTraining``: one training run as a PyMeasure Procedure, recorded in a labpgt session file.
+"""``PGTTraining``: one training run as a PyMeasure Procedure, its inputs derived from the settings' declarations.
 
-The run is :func:`labpgt.runs.start_training`, the same routine as ``labpgt train``; the HDF5
-session it writes is *the* record of the run. The rows this procedure emits on the ``results`` topic
-(one per completed step, exactly one for every method: Step, Loss, Train accuracy, Held-out
-accuracy, Queries) only feed PyMeasure's plots; the CSV PyMeasure writes from them is a derived
-summary, ``<session>.csv`` beside the session.
+The run is the run engine's (:meth:`labpgt.engine.RunEngine.train`), as for ``labpgt train``; the HDF5
+session it writes is *the* record of the run. This procedure only subscribes to the engine: each
+recorded step becomes a row on the ``results`` topic (Step, Loss, Train accuracy, Held-out accuracy,
+Queries) that feeds PyMeasure's plots (the CSV PyMeasure writes from them is a derived summary,
+``<session>.csv`` beside the session), and every measured trace goes into :attr:`PGTTraining.feed`, a
+thread-safe :class:`SpectrumFeed` the window polls from the GUI thread (see :mod:`labpgt.procedures.window`).
 
-Stopping: the reservoir is wrapped in :class:`StoppableReservoir`, which measures one query at a
-time and raises :class:`StopRequested` as soon as ``should_stop()`` is true — between queries,
-not only between steps. The trainer unwinds, the session writer closes (the rows of the
-unfinished step stay in the file but are ignored on resume), and the session is resumable with
-``labpgt train --resume FILE.h5`` (:func:`labpgt.runs.resume_training`).
+Inputs: one PyMeasure Parameter per declared setting (:mod:`labpgt.settings`): the run's own, the network's,
+the evaluation policy's, and those of every training method and reservoir kind, each shown only while its
+method (or kind, or architecture) is the one chosen (PyMeasure's ``group_by``). A derived setting (a
+forward-only method's steps, the evaluation cadence) has a tick box "automatic" beside its value.
 
-Safety: every generator's RF output is turned off in a ``finally`` of :meth:`execute` and again
-in :meth:`shutdown` (finish, abort or error).
-
-Live spectra: every measured trace is pushed into :attr:`PGTTraining.feed`, a thread-safe
-:class:`SpectrumFeed` the window polls from the GUI thread (see :mod:`labpgt.procedures.window`).
+Stopping: PyMeasure's abort is a stop condition of the engine, which stops the run between two queries,
+turns RF off, flushes the session (resumable with ``labpgt train --resume FILE.h5``) and releases the bench.
 """
 
 from __future__ import annotations
@@ -24,26 +21,29 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pymeasure.experiment import (BooleanParameter, FloatParameter, IntegerParameter, ListParameter, Parameter,
                                   Procedure)
 
-from labpgt.architectures import ARCHITECTURES
+from labpgt.architectures import ModelSpec
+from labpgt.engine import Connected, Measured, RunEngine, StepEnded, StopReason
+from labpgt.errors import UserError
+from labpgt.evaluation import Evaluation
 from labpgt.methods import METHODS
-from labpgt.reservoir import Measurement
+from labpgt.reservoirs import RESERVOIRS
 from labpgt.runs import DEFAULT_RUNS_DIR, default_session_path
+from labpgt.settings import Declared, described_default, fields_of
+from labpgt.trainer import DEFAULT_METHOD, TrainConfig
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
-__all__ = ["DEFAULT_RUNS_DIR", "PGTTraining", "SpectrumFeed", "StopRequested", "StoppableReservoir",
-           "default_session_path", "summary_csv_path"]
+__all__ = ["DEFAULT_RUNS_DIR", "PGTTraining", "SpectrumFeed", "default_session_path", "summary_csv_path"]
 
-
-class StopRequested(Exception):
-    """Raised between two queries when the procedure was asked to stop."""
+STOPPED_FROM_THE_WINDOW = StopReason("stopped from the window")
 
 
 class SpectrumFeed:
@@ -82,80 +82,6 @@ class SpectrumFeed:
         return begin, (np.stack(rows) if rows else None)
 
 
-class StoppableReservoir:
-    """A reservoir measured one query at a time, checking ``should_stop`` before each query.
-
-    Everything but :meth:`measure` is delegated to the wrapped reservoir (widths, setting names,
-    ``config``, ``frequencies``, RNG state, ``vjp`` …), so the trainer and the session writer see
-    the same reservoir. Each trace measured is pushed into ``feed`` (if given).
-    """
-
-    def __init__(self, inner, should_stop, feed: SpectrumFeed | None = None):
-        self._inner = inner
-        self._should_stop = should_stop
-        self._feed = feed
-        if feed is not None:
-            feed.set_frequencies(getattr(inner, "frequencies", None))
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-    def measure(self, U) -> Measurement:
-        U = np.atleast_2d(np.asarray(U, dtype=np.float64))
-        parts = []
-        for row in range(U.shape[0]):
-            if self._should_stop():
-                raise StopRequested(f"stopped before query {row + 1} of {U.shape[0]}")
-            m = self._inner.measure(U[row:row + 1])
-            if self._feed is not None and m.spectra is not None:
-                self._feed.push(m.spectra[-1])
-            parts.append(m)
-        return concatenate_measurements(parts)
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-def concatenate_measurements(parts: list[Measurement]) -> Measurement:
-    first = parts[0]
-
-    def cat(name):
-        values = [getattr(p, name) for p in parts]
-        return None if any(v is None for v in values) else np.concatenate(values)
-
-    return Measurement(features=np.concatenate([p.features for p in parts]), spectra=cat("spectra"),
-                       frequencies=first.frequencies, settings=cat("settings"), started=cat("started"),
-                       attempts=cat("attempts"), extra=dict(first.extra))
-
-
-class EmittingRecorder:
-    """The session writer as the trainer's recorder, plus one ``results`` row per step after it is flushed."""
-
-    def __init__(self, writer, emit, steps: int, holdout: str = "test"):
-        self.writer = writer
-        self.emit = emit
-        self.steps = max(int(steps), 1)
-        self.holdout = holdout
-
-    def record_queries(self, labels, U, measurement) -> None:
-        self.writer.record_queries(labels, U, measurement)
-
-    def record_step(self, step, values) -> None:
-        self.writer.record_step(step, values)
-
-        def get(name):
-            value = values.get(name)
-            return float("nan") if value is None else float(value)
-
-        self.emit("results", {"Step": int(step) + 1, "Loss": get("loss"), "Train accuracy": get("train_accuracy"),
-                              "Held-out accuracy": get(f"{self.holdout}_accuracy"),
-                              "Queries": int(values.get("training_queries", 0))})
-        self.emit("progress", min(100.0, 100.0 * (int(step) + 1) / self.steps))
-
-    def checkpoint(self, checkpoint) -> None:
-        self.writer.checkpoint(checkpoint)
-
-
 def summary_csv_path(session_path) -> Path:
     """The derived CSV summary PyMeasure writes beside a session: ``<session>.csv``."""
     session_path = Path(session_path)
@@ -163,134 +89,194 @@ def summary_csv_path(session_path) -> Path:
         else session_path.with_suffix(".csv")
 
 
-class BenchSafety:
-    """RF off at the end of a procedure however it ends (finish, abort, error), then release the bench.
+# --------------------------------------------------------------------------- inputs from the declarations
+@dataclass(frozen=True)
+class Input:
+    """One input of the window: the setting it gives (``declared``; None for the choice of a method or a
+    reservoir kind, and for a tick box), the kind it belongs to (``owner``: a method or a reservoir kind, None for
+    everyone's) and the tick box that leaves it derived (``automatic``)."""
 
-    A procedure keeps its bench in ``self.bench``; ``_rf_off`` is also called from its ``finally``.
-    """
-
-    bench = None
-
-    def _rf_off(self) -> None:
-        bench = self.bench
-        if bench is not None and hasattr(bench, "rf_off"):
-            try:
-                bench.rf_off()
-            except Exception:  # noqa: BLE001 - already off / connection gone: log, never mask the cause
-                log.exception("could not turn the generators' RF off")
-
-    def _close_record_and_rf_off(self, writer) -> None:
-        """The end of ``execute`` however it ends: the session closed (flushed), then RF off."""
-        try:
-            if writer is not None:
-                writer.close()
-        finally:
-            self._rf_off()
-
-    def shutdown(self):
-        self._rf_off()
-        if self.bench is not None:
-            try:
-                self.bench.close()          # RF off again, then release the connections
-            except Exception:  # noqa: BLE001
-                log.exception("closing the bench failed")
+    declared: Declared | None
+    owner: str | None = None
+    automatic: str | None = None
 
 
-def _config_default(name: str):
-    """A TrainConfig field's default: the window starts where ``labpgt train`` does."""
-    from labpgt.trainer import TrainConfig
-
-    return TrainConfig.__dataclass_fields__[name].default
+def _label(text: str) -> str:
+    return text.replace(": ", " — ")           # PyMeasure reserves ": " in a parameter's name
 
 
-class PGTTraining(BenchSafety, Procedure):
+def _parameter(d: Declared, group_by: dict) -> Parameter:
+    """The PyMeasure Parameter of a declared setting, with its default, bounds, choices and help."""
+    spec = d.spec
+    label = _label(d.label + (f" ({spec.unit})" if spec.unit else ""))
+    default = spec.typical if d.default is None else d.default
+    common = dict(group_by=group_by or None, description=d.help)
+    if spec.choices is not None:
+        return ListParameter(label, choices=list(spec.choices), default=default, **common)
+    if d.kind is bool:
+        return BooleanParameter(label, default=bool(default), **common)
+    low = spec.minimum if spec.minimum is not None else spec.above
+    high = spec.maximum if spec.maximum is not None else spec.below
+    if d.kind is int:
+        return IntegerParameter(label, minimum=int(low) if low is not None else -10**9,
+                                maximum=int(high) if high is not None else 10**9, default=default, **common)
+    if d.kind is float:
+        return FloatParameter(label, minimum=low if low is not None else -1e9, maximum=high if high is not None
+                              else 1e9, default=default, decimals=6, **common)
+    return Parameter(_label(f"{d.label}, empty = {described_default(d)}"), default=default or "", **common)
+
+
+def _declare_inputs(procedure: type) -> dict[str, Input]:
+    """Every setting as a Parameter of ``procedure`` (set on the class), in the window's order."""
+    inputs: dict[str, Input] = {}
+
+    def add(name: str, d: Declared, group_by: dict, owner: str | None = None) -> None:
+        if not d.spec.gui:
+            return
+        automatic = None
+        if d.default is None and d.kind in (int, float):       # derived unless its value is asked for
+            automatic = f"{name}_automatic"
+            setattr(procedure, automatic, BooleanParameter(f"{d.label} automatic", default=True,
+                                                           group_by=group_by or None,
+                                                           description=f"automatic: {d.spec.derived}"))
+            inputs[automatic] = Input(None, owner)
+            group_by = {**group_by, automatic: False}
+        setattr(procedure, name, _parameter(d, group_by))
+        inputs[name] = Input(d, owner, automatic)
+
+    run = {d.key: d for d in fields_of(TrainConfig)}
+    add("task", run["task"], {})
+    for d in fields_of(ModelSpec):
+        add(d.key, d, {"model": d.spec.only} if d.spec.only else {})
+    setattr(procedure, "method", ListParameter("Method", choices=list(METHODS), default=DEFAULT_METHOD))
+    inputs["method"] = Input(None)
+    for method in METHODS.values():
+        for d in fields_of(method.Settings):
+            prefix = method.name.replace("-", "_") + "_"
+            add(d.key if d.key.startswith(prefix) else prefix + d.key, d, {"method": method.name}, method.name)
+    kinds = [name for name in RESERVOIRS if not name.endswith(":")]      # a twin file is given by name
+    setattr(procedure, "reservoir", ListParameter("Reservoir", choices=kinds, default="ring-sim"))
+    inputs["reservoir"] = Input(None)
+    for name in kinds:
+        for d in fields_of(RESERVOIRS[name].Settings):
+            add(d.key, d, {"reservoir": name}, name)
+    for d in fields_of(Evaluation):
+        add(d.key, d, {})
+    for key in ("seed", "follow_ring", "checkpoint_every"):
+        add(key, run[key], {})
+    return inputs
+
+
+class PGTTraining(Procedure):
     """Train a network through the reservoir (perturbative gradient training), recording a session file."""
 
-    task = ListParameter("Task", choices=["digits", "iris", "wine", "waveforms"], default="digits")
-    model = ListParameter("Model", choices=list(ARCHITECTURES), default="dense")
-    method = ListParameter("Method", choices=list(METHODS), default="node")
-    reservoir = ListParameter("Reservoir", choices=["ring-sim", "digital"], default="ring-sim")
-    bench_config = Parameter("Bench config (.toml, empty = embedded simulated bench)", default="")
-    steps = IntegerParameter("Steps (0 = method default)", minimum=0, maximum=1_000_000, default=0)
-    batch_size = IntegerParameter("Batch size (0 = method default)", minimum=0, maximum=10_000, default=0)
-    lr = FloatParameter("Learning rate (0 = method default)", minimum=0.0, maximum=10.0, default=0.0,
-                        decimals=5)
-    delta = FloatParameter("δ perturbation (0 = method default)", minimum=0.0, maximum=10.0, default=0.0,
-                           decimals=4)
-    r = IntegerParameter("r (PGT entries in ±r)", minimum=1, maximum=100, default=_config_default("r"))
-    p = FloatParameter("p dropout (−1 = method default)", minimum=-1.0, maximum=0.99, default=-1.0, decimals=3)
-    directions = IntegerParameter("Directions (0 = method default)", minimum=0, maximum=1024, default=0)
-    width = IntegerParameter("Transformer width", minimum=1, maximum=4096, default=_config_default("width"))
-    heads = IntegerParameter("Transformer heads", minimum=1, maximum=64, default=_config_default("heads"))
-    blocks = IntegerParameter("Transformer blocks", minimum=1, maximum=64, default=_config_default("blocks"))
-    ring_drift = BooleanParameter("Simulated ring drifts (embedded ring-sim; off = temperature and field held)",
-                                  default=_config_default("ring_drift"))
-    follow_ring = IntegerParameter("Follow the ring's drift every N steps (0 = off)", minimum=0, maximum=1_000_000,
-                                   default=_config_default("follow_ring"))
-    holdout = ListParameter("Evaluate on", choices=["test", "validation"], default="test")
-    eval_every = IntegerParameter("Evaluate every (steps; 0 = default)", minimum=0, maximum=1_000_000, default=0)
-    eval_samples = IntegerParameter("Eval training samples", minimum=1, maximum=100_000,
-                                    default=_config_default("eval_train_samples"))
-    seed = IntegerParameter("Seed", minimum=0, maximum=2**31 - 1, default=_config_default("seed"))
     output = Parameter("Session file (.h5, empty = data/runs/<time>-<task>-<model>-<method>.h5)", default="")
     keep_feed = BooleanParameter("Live spectra", default=True)
 
     DATA_COLUMNS = ["Step", "Loss", "Train accuracy", "Held-out accuracy", "Queries"]
+    INPUTS: dict[str, Input] = {}
 
     def __init__(self, *args, **kwargs):
         self.feed = SpectrumFeed()
-        self.bench = None          # the reservoir (a Bench for ring-sim): kept for inspection after the run
+        self.connected = None      # the reservoir the run measured (a Bench for ring-sim), kept after the run
         self.session_path = None
         self.result = None
+        self.stopped = None        # why the run was stopped, if it was
         self.steps_done = 0        # complete steps of the run in progress
         super().__init__(*args, **kwargs)
 
-    # ---- building
-    def train_config(self):
-        from labpgt.reservoirs import reservoir_kind
-        from labpgt.trainer import TrainConfig
+    @classmethod
+    def input_names(cls) -> tuple[str, ...]:
+        """The window's inputs, in order: the task, the network, the method and its settings, the reservoir and
+        its, the evaluation, the run's own, then where the session goes."""
+        return (*cls.INPUTS, "output", "keep_feed")
 
-        values = dict(task=self.task, model=self.model, method=self.method, reservoir=self.reservoir, r=int(self.r),
-                      seed=int(self.seed), width=int(self.width), heads=int(self.heads), blocks=int(self.blocks),
-                      holdout=self.holdout, eval_train_samples=int(self.eval_samples),
-                      ring_drift=bool(self.ring_drift), follow_ring=int(self.follow_ring),
-                      bench=(self.bench_config or None) if reservoir_kind(self.reservoir).takes_bench else None)
-        for name in ("steps", "batch_size", "eval_every"):      # 0: the method's default, as the CLI leaves it
-            if getattr(self, name) > 0:
-                values[name] = int(getattr(self, name))
-        if self.lr > 0:
-            values["lr"] = float(self.lr)
-        if self.delta > 0:
-            values["delta"] = float(self.delta)
-        if self.p >= 0:
-            values["p"] = float(self.p)
-        if self.directions > 0:
-            values["directions"] = int(self.directions)
-        return TrainConfig(**values).resolved()
+    @classmethod
+    def input_name(cls, key: str, method: str, reservoir: str) -> str | None:
+        """The input that gives the setting ``key`` of a run of ``method`` on ``reservoir`` (None: no input does)."""
+        return next((name for name, entry in cls.INPUTS.items() if entry.declared is not None
+                     and entry.declared.key == key and entry.owner in (None, method, reservoir)), None)
+
+    # ---- building
+    def assign(self, **settings) -> "PGTTraining":
+        """Set the inputs that give these flat settings (``method`` and ``reservoir`` first; a derived setting given
+        a value is no longer automatic), as a script or a test fills the window."""
+        for kind in ("method", "reservoir"):
+            if kind in settings:
+                setattr(self, kind, settings.pop(kind))
+        for key, value in settings.items():
+            name = self.input_name(key, self.method, self.reservoir)
+            if name is None:
+                setattr(self, key, value)           # the procedure's own (output, keep_feed), or refused below
+                if key not in self._parameters:
+                    raise UserError(f"the window has no input {key!r} for {self.method} on {self.reservoir}")
+                continue
+            setattr(self, name, value)
+            if self.INPUTS[name].automatic:
+                setattr(self, self.INPUTS[name].automatic, False)
+        return self
+
+    def settings(self) -> dict:
+        """The flat settings these inputs give: the chosen kinds' only, a derived one left out while automatic."""
+        values = {"method": self.method, "reservoir": self.reservoir}
+        for name, entry in self.INPUTS.items():
+            if entry.declared is None or entry.owner not in (None, self.method, self.reservoir):
+                continue
+            if entry.automatic and getattr(self, entry.automatic):
+                continue
+            value = getattr(self, name)
+            if entry.declared.kind is str and entry.declared.default is None and not value:
+                continue                            # an empty path: the derived default (the embedded bench)
+            values[entry.declared.key] = value
+        return values
+
+    def train_config(self):
+        return TrainConfig.of(**self.settings()).resolved()
 
     def startup(self):
         config = self.train_config()
         self.config = config
-        path = Path(self.output) if self.output else default_session_path(config.task, config.model, config.method)
+        path = Path(self.output) if self.output else default_session_path(config.task, config.model.architecture,
+                                                                           config.method.name)
         self.session_path = path
-        log.info("PGTTraining: %s on %s (%s), session %s", config.method, config.task, config.reservoir, path)
+        log.info("PGTTraining: %s on %s (%s), session %s", config.method.name, config.task, config.reservoir.name,
+                 path)
 
-    # ---- running
+    # ---- running: the engine's, watched
     def execute(self):
-        from labpgt.reservoirs import make_reservoir
-        from labpgt.runs import start_training
-
-        config = self.config
-        try:
-            self.bench = make_reservoir(config)
-            self.result = start_training(
-                config, self.session_path, reservoir=self.bench,
-                progress=lambda step, steps: setattr(self, "steps_done", step),
-                wrap_reservoir=lambda r: StoppableReservoir(r, self.should_stop, self.feed if self.keep_feed else None),
-                wrap_recorder=lambda w: EmittingRecorder(w, self.emit, config.steps, config.holdout))
+        engine = RunEngine().subscribe(self._watch)
+        engine.stop_when(self.should_stop, STOPPED_FROM_THE_WINDOW)
+        outcome = engine.train(self.config, self.session_path)
+        self.result, self.stopped = outcome.result, outcome.stopped
+        if outcome.stopped is not None:
+            log.warning("PGTTraining stopped (%s); RF is off; resume with `labpgt train --resume %s`",
+                        outcome.stopped.why, self.session_path)
+        else:
             log.info("PGTTraining finished: %s accuracy %.4f after %d training queries; session %s",
                      self.result.holdout, self.result.final_accuracy, self.result.training_queries, self.session_path)
-        except StopRequested as exc:
-            log.warning("PGTTraining stopped (%s); resume with `labpgt train --resume %s`", exc, self.session_path)
-        finally:
-            self._rf_off()
+
+    def _watch(self, event) -> None:
+        if isinstance(event, Connected):
+            self.connected = event.reservoir
+            self.feed.set_frequencies(getattr(event.reservoir, "frequencies", None))
+        elif isinstance(event, Measured) and self.keep_feed and event.measurement.spectra is not None:
+            for trace in event.measurement.spectra:
+                self.feed.push(trace)
+        elif isinstance(event, StepEnded):
+            self._emit_step(event)
+
+    def _emit_step(self, event: StepEnded) -> None:
+        values, holdout = event.values, self.config.evaluation.holdout
+
+        def get(name):
+            value = values.get(name)
+            return float("nan") if value is None else float(value)
+
+        self.emit("results", {"Step": event.step + 1, "Loss": get("loss"), "Train accuracy": get("train_accuracy"),
+                              "Held-out accuracy": get(f"{holdout}_accuracy"),
+                              "Queries": int(values.get("training_queries", 0))})
+        self.emit("progress", min(100.0, 100.0 * (event.step + 1) / max(event.steps, 1)))
+        self.steps_done = event.step + 1
+
+
+PGTTraining.INPUTS = _declare_inputs(PGTTraining)

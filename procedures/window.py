@@ -32,7 +32,6 @@ import logging
 import math
 import os
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -50,6 +49,7 @@ from pymeasure.display.windows.managed_window import ManagedWindowBase  # noqa: 
 from pymeasure.experiment import Results  # noqa: E402
 
 from labpgt.errors import UserError  # noqa: E402
+from labpgt.signals import SignalSocket  # noqa: E402
 from labpgt.procedures.preflight import check_qt_binding  # noqa: E402
 from labpgt.procedures.sweep import RingSweep  # noqa: E402
 from labpgt.procedures.training import DEFAULT_RUNS_DIR, PGTTraining, default_session_path, \
@@ -323,12 +323,10 @@ PLOTS = {
     PGTTraining: (("Loss", "Step", "Loss", False), ("Accuracy", "Step", "Held-out accuracy", True)),
     RingSweep: (("Peak power", "Value", "Peak power (dBm)", True), ("Margin", "Value", "Margin (dB)", True)),
 }
-INPUTS = {PGTTraining: ("task", "model", "method", "reservoir", "bench_config", "steps", "batch_size", "lr", "delta",
-                        "r", "p", "directions", "width", "heads", "blocks", "ring_drift", "follow_ring", "holdout",
-                        "eval_every", "eval_samples", "seed", "output", "keep_feed"),
-          RingSweep: ("target", "generator", "start", "stop", "points", "tones", "margin_db", "bench_config", "seed",
+INPUTS = {PGTTraining: PGTTraining.input_names(),
+          RingSweep: ("target", "generator", "start", "stop", "points", "tones", "margin_db", "bench", "seed",
                       "output")}
-DISPLAYS = {PGTTraining: ("task", "model", "method", "reservoir", "steps", "output"),
+DISPLAYS = {PGTTraining: ("task", "model", "method", "reservoir", "output"),
             RingSweep: ("target", "start", "stop", "points", "output")}
 
 
@@ -361,7 +359,7 @@ class TrainingWindow(ManagedWindowBase):
         self.setWindowTitle("labpgt — " + ("perturbative gradient training" if procedure_class is PGTTraining
                                             else "ring characterisation"))
         if bench_config:
-            self.inputs.bench_config.setValue(str(bench_config))
+            self.inputs.bench.setValue(str(bench_config))
         self.session_widget.open_button.clicked.connect(self.open_session_dialog)
         menu = self.menuBar().addMenu("&File")
         action = menu.addAction("&Open session…")
@@ -498,53 +496,27 @@ class TrainingWindow(ManagedWindowBase):
 
 
 # --------------------------------------------------------------------------- signals
-def _ignore_in_python(signum, frame) -> None:
-    """The Python-level handler does nothing: the wakeup socket carries the signal to the event loop."""
-
-
 class SignalCloser(QtCore.QObject):
-    """Ctrl+C and SIGTERM close the window as *File → Quit* does, on the Qt event loop's turn.
-
-    Python runs a signal handler between two bytecodes of whatever the main thread is doing; the
-    default SIGINT handler raises KeyboardInterrupt there, inside Qt callbacks (a slot, a paint,
-    pyqtgraph's update), which left PySide's objects half-updated and crashed the interpreter at exit
-    (``Fatal Python error: none_dealloc``, or a segfault). So the Python handlers do nothing; the C
-    handler writes the signal number to a socket (``signal.set_wakeup_fd``) and a QSocketNotifier
-    hands it to :meth:`TrainingWindow.close_on_signal`, with no Python code interrupted.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    """Ctrl+C and SIGTERM close the window as *File → Quit* does, on the Qt event loop's turn: the signals
+    arrive through a :class:`labpgt.signals.SignalSocket`, which a QSocketNotifier watches, so no Python
+    code of the window is ever interrupted (see that class for why)."""
 
     def __init__(self, window: "TrainingWindow"):
         super().__init__(window)
         self.window = window
-        self._reader, self._writer = socket.socketpair()
-        for end in (self._reader, self._writer):
-            end.setblocking(False)
-        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
-        self._previous = {signum: signal.signal(signum, _ignore_in_python) for signum in self.SIGNALS}
-        self._notifier = QtCore.QSocketNotifier(self._reader.fileno(), QtCore.QSocketNotifier.Type.Read, self)
+        self.signals = SignalSocket()
+        self._notifier = QtCore.QSocketNotifier(self.signals.fileno(), QtCore.QSocketNotifier.Type.Read, self)
         self._notifier.activated.connect(self._deliver)
 
     def _deliver(self, *_) -> None:
-        try:
-            received = self._reader.recv(64)
-        except BlockingIOError:
-            return
-        for signum in received:
-            if signum in self.SIGNALS:
-                self.window.close_on_signal(signum)
+        for signum in self.signals.received():
+            self.window.close_on_signal(signum)
 
     def restore(self) -> None:
-        """Give the signals their previous handlers back — unless one already closed the window: the run is
-        stopped and the exit status decided, so they are ignored from then on (Python's finalisation resets
-        its own handlers to the default, and a repeated Ctrl+C would kill the exiting process)."""
+        """The signals' previous handlers back — or ignored from now on, if one already closed the window (the
+        run is stopped and the exit status decided)."""
         self._notifier.setEnabled(False)
-        signal.set_wakeup_fd(self._previous_fd)
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler if self.window.stop_signal is None else signal.SIG_IGN)
-        self._reader.close()
-        self._writer.close()
+        self.signals.restore(ignore=self.window.stop_signal is not None)
 
 
 def exit_status(window: TrainingWindow) -> int:

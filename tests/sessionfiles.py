@@ -97,19 +97,26 @@ def dataset_names(path) -> set[str]:
     return names
 
 
-def interrupt_after(step: int):
-    """A ``wrap_recorder`` that records as the writer does, then stops the run (KeyboardInterrupt) once the
-    checkpoint of ``step`` is written — a run lost with its worker, or stopped by Ctrl+C."""
-    class Interrupt:
-        def __init__(self, writer):
-            self.writer = writer
+def train_until(step: int, config, path) -> None:
+    """Train ``config`` into a session at ``path`` and stop it through the run engine once step ``step`` is
+    recorded (before the next measurement, so that its checkpoint is written) — a run lost with its worker, or
+    stopped by Ctrl+C."""
+    from labpgt.engine import RunEngine, StepEnded, StopReason
 
-        def __getattr__(self, name):
-            return getattr(self.writer, name)
+    engine = RunEngine()
 
-        def checkpoint(self, ck):
-            self.writer.checkpoint(ck)
-            if ck.step == step:
-                raise KeyboardInterrupt
+    def stop_after(event):
+        if isinstance(event, StepEnded) and event.step == step:
+            engine.request_stop(StopReason(f"the test stops after step {step}"))
 
-    return Interrupt
+    outcome = engine.subscribe(stop_after).train(config, path)
+    assert outcome.stopped is not None, "the run ended before the step it was to stop after"
+
+
+def config_for(method: str, **settings):
+    """The config of ``method`` with those of ``settings`` that apply to it (a readout takes no steps), as a
+    benchmark gives one setting to every method that has it."""
+    from labpgt.benchmark import applies_to
+    from labpgt.trainer import TrainConfig
+
+    return TrainConfig.of(method=method, **{k: v for k, v in settings.items() if applies_to(k, method)})

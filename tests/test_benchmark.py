@@ -13,7 +13,7 @@ from labpgt.plots import plot_benchmark, plot_history
 from labpgt.runs import RunResult, start_training
 from labpgt.session import SessionReader
 from labpgt.trainer import TrainConfig
-from sessionfiles import interrupt_after
+from sessionfiles import train_until
 
 SMALL = dict(batch_size=8, eval_every=5, eval_train_samples=20)
 
@@ -66,7 +66,7 @@ def test_benchmark_structure_table_and_plots(tmp_path):
                 "queries_to_target", "resolution"} <= set(row)
         assert row["final_test_accuracy"] == row["history"][-1]["test_accuracy"]      # looked at once, at the end
         assert all("test_accuracy" not in entry for entry in row["history"][:-1])
-        assert TrainConfig(**row["config"]).resolved() == TrainConfig(**row["config"])    # the full config
+        assert TrainConfig.from_dict(row["config"]).resolved() == TrainConfig.from_dict(row["config"])    # the full config
         with SessionReader(row["session"]) as session:        # every run is its own complete session
             assert session.completed and session.config["train"]["seed"] == row["seed"]
     json.dumps(b)
@@ -74,22 +74,21 @@ def test_benchmark_structure_table_and_plots(tmp_path):
     assert "pgt[optimizer=adam]" in table and f"{b['target_accuracy']:.4f}" in table
     png = plot_benchmark(b, tmp_path / "curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    result = start_training(TrainConfig(task="iris", method="node", steps=10, **SMALL))
+    result = start_training(TrainConfig.of(task="iris", method="node", steps=10, **SMALL))
     png = plot_history(result, tmp_path / "history.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_complete_session_is_read_back_and_an_interrupted_one_resumed(tmp_path):
-    config = TrainConfig(task="iris", method="node", steps=6, **SMALL).resolved()
+    config = TrainConfig.of(task="iris", method="node", steps=6, **SMALL).resolved()
     reference = start_training(config, tmp_path / "reference.h5")
 
-    with pytest.raises(KeyboardInterrupt):
-        start_training(config, tmp_path / "lost.h5", wrap_recorder=interrupt_after(2))
+    train_until(2, config, tmp_path / "lost.h5")
     assert RunResult.from_session(tmp_path / "lost.h5") is None
-    resumed = run_one(config.__dict__, str(tmp_path / "lost.h5"))
+    resumed = run_one(config.to_dict(), str(tmp_path / "lost.h5"))
     assert resumed["final_params_sha256"] == reference.final_params_sha256
     assert resumed["queries"] == reference.queries and resumed["history"] == reference.history
-    again = run_one(config.__dict__, str(tmp_path / "lost.h5"))           # complete now: read back, not rerun
+    again = run_one(config.to_dict(), str(tmp_path / "lost.h5"))           # complete now: read back, not rerun
     assert again["final_params_sha256"] == reference.final_params_sha256
     assert again["wall_seconds"] == resumed["wall_seconds"]
 
@@ -182,7 +181,7 @@ def test_drift_is_a_benchmark_axis_of_the_embedded_ring(tmp_path):
     assert spans[False] == 0.0 and spans[True] > 0.0
     for elsewhere in (dict(reservoir="digital"), dict(reservoir="ring-sim", bench="bench.toml")):
         with pytest.raises(UserError, match="ring_drift"):
-            TrainConfig(method="pgt", ring_drift=False, **elsewhere)
+            TrainConfig.of(method="pgt", ring_drift=False, **elsewhere)
 
 
 def test_the_history_plot_says_when_it_measured_a_subset():

@@ -82,6 +82,6 @@ def test_a_benchmark_survives_losing_a_worker_and_resumes_the_run_from_its_sessi
     assert sorted((r["method"], r["seed"]) for r in runs) == [("node", 0), ("node", 1), ("pgt", 0), ("pgt", 1)]
 
     for run in runs:                                # each run's full config in the JSON reruns it, uninterrupted
-        assert start_training(TrainConfig(**run["config"])).final_params_sha256 == run["final_params_sha256"]
+        assert start_training(TrainConfig.from_dict(run["config"])).final_params_sha256 == run["final_params_sha256"]
     resumed = next(r for r in runs if Path(r["session"]).name == interrupted.name)
     assert RunResult.from_session(resumed["session"]) is not None

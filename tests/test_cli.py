@@ -1,17 +1,39 @@
-"""Bad input on the command line: one clear line on stderr, exit status 2, nothing written."""
+"""Bad input on the command line: one clear line on stderr, exit status 2, nothing written.
+
+The command line runs in this process (``labpgt.cli.main``), as ``python -m labpgt`` runs it: argument parsing,
+config validation and the one-line errors are the same code. One case starts the real process, to show it.
+"""
 
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from labpgt.cli import main
+
 BENCH_SIM = Path(__file__).resolve().parents[1] / "data" / "bench-sim.toml"
 
 
-def labpgt(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd)
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def labpgt(capsys, monkeypatch):
+    """``labpgt ARGS`` in this process, from directory ``cwd``: its exit status and what it printed."""
+    def run(*args, cwd=None):
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        status = main(list(args))
+        out, err = capsys.readouterr()
+        return Ran(status, out, err)
+    return run
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -44,7 +66,7 @@ def labpgt(*args, cwd=None):
     (["sim", "--generator", "psg,keysight"], "unknown generator model 'keysight'"),
     (["sim", "--generators", "3", "--generator", "psg,mxg"], "--generator names 2 models for 3 generators"),
 ])
-def test_bad_arguments_are_one_line_and_exit_2(tmp_path, args, fragment):
+def test_bad_arguments_are_one_line_and_exit_2(labpgt, tmp_path, args, fragment):
     result = labpgt(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("labpgt") and result.stderr.count("\n") == 1, result.stderr
@@ -53,7 +75,7 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path, args, fragment):
 
 
 @pytest.mark.parametrize("command", ["replay", "inspect", "export"])
-def test_a_file_that_is_not_a_session_is_refused_and_left_alone(tmp_path, command):
+def test_a_file_that_is_not_a_session_is_refused_and_left_alone(labpgt, tmp_path, command):
     stranger = tmp_path / "notes.h5"
     stranger.write_bytes(b"this is not HDF5 at all\n" * 10)
     before = stranger.read_bytes()
@@ -63,9 +85,18 @@ def test_a_file_that_is_not_a_session_is_refused_and_left_alone(tmp_path, comman
     assert stranger.read_bytes() == before and not (tmp_path / "out").exists()
 
 
-def test_train_refuses_to_overwrite_a_session(tmp_path):
+def test_train_refuses_to_overwrite_a_session(labpgt, tmp_path):
     existing = tmp_path / "run.h5"
     existing.write_bytes(b"precious")
     result = labpgt("train", "--out", str(existing))
     assert result.returncode == 2 and "exists" in result.stderr and "--resume" in result.stderr
     assert existing.read_bytes() == b"precious"
+
+
+@pytest.mark.slow
+def test_the_process_itself_says_one_line_and_exits_2(tmp_path):
+    """``python -m labpgt`` as a user starts it: the same one line, exit 2, no traceback, nothing written."""
+    result = subprocess.run([sys.executable, "-m", "labpgt", "train", "--task", "mnist"], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "unknown task 'mnist'" in result.stderr
+    assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []

@@ -13,9 +13,11 @@ import time
 import numpy as np
 import pytest
 
-from labpgt import runs
+from labpgt import reservoirs, runs
 from labpgt.bench import KINDS, bench_config_toml, embedded_bench, simulated_bench_config
-from labpgt.cli import main, spectral_lines
+from labpgt.cli import main
+from labpgt.sweeps import spectral_lines
+from sessionfiles import train_until
 from labpgt.inspection import inspect_session
 from labpgt.runs import start_training
 from labpgt.session import SessionReader
@@ -95,12 +97,11 @@ def test_interrupted_before_the_session_exists_offers_no_resume(tmp_path, monkey
     def interrupted_while_connecting(config):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runs, "make_reservoir", interrupted_while_connecting)
+    monkeypatch.setattr(reservoirs, "make_reservoir", interrupted_while_connecting)
     out = tmp_path / "never.h5"
-    with pytest.raises(SystemExit) as stopped:
-        main(["train", *IRIS, "--steps", "2", "--out", str(out), "--quiet"])
+    status = main(["train", *IRIS, "--steps", "2", "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
-    assert stopped.value.code == 130 and not out.exists()
+    assert status == 130 and not out.exists()
     assert "--resume" not in err and "nothing was recorded" in err and "RF is off" in err
 
 
@@ -121,12 +122,12 @@ def test_ctrl_c_inside_an_exec_of_a_string_still_exits_130_under_python_m(tmp_pa
     imports) as unhandled even once caught, and ``python -m`` then dies by SIGINT (-2): failed in CI."""
     (tmp_path / "interrupted_in_exec.py").write_text(textwrap.dedent("""
         import signal, sys
-        from labpgt import cli
-        signal.signal(signal.SIGINT, cli._interrupt)
+        from labpgt import signals
+        signal.signal(signal.SIGINT, signals.interrupt)
         try:
             exec("import os, signal\\nos.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(10 ** 7): pass")
         except KeyboardInterrupt as exc:
-            sys.exit(cli.interrupt_status(exc))
+            sys.exit(exc.exit_status)
     """))
     done = subprocess.run([sys.executable, "-m", "interrupted_in_exec"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
@@ -134,7 +135,7 @@ def test_ctrl_c_inside_an_exec_of_a_string_still_exits_130_under_python_m(tmp_pa
 
 
 def test_interrupted_after_the_session_exists_offers_resume(tmp_path, monkeypatch, capsys):
-    real = runs.make_reservoir
+    real = reservoirs.make_reservoir
 
     class InterruptedAtThirdMeasurement:
         def __init__(self, config):
@@ -149,26 +150,19 @@ def test_interrupted_after_the_session_exists_offers_resume(tmp_path, monkeypatc
                 raise KeyboardInterrupt
             return self.inner.measure(U)
 
-    monkeypatch.setattr(runs, "make_reservoir", InterruptedAtThirdMeasurement)
+    monkeypatch.setattr(reservoirs, "make_reservoir", InterruptedAtThirdMeasurement)
     out = tmp_path / "run.h5"
-    with pytest.raises(SystemExit) as stopped:
-        main(["train", *IRIS, "--steps", "5", "--out", str(out), "--quiet"])
-    assert stopped.value.code == 130
+    assert main(["train", *IRIS, "--steps", "5", "--out", str(out), "--quiet"]) == 130
     assert f"continue with labpgt train --resume {out}" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ 3. honest times after a resume
 def test_times_after_a_resume_are_both_over_the_whole_session(tmp_path, capsys):
-    config = TrainConfig(task="iris", method="node", reservoir="ring-sim", steps=6, batch_size=8, eval_every=2,
+    config = TrainConfig.of(task="iris", method="node", reservoir="ring-sim", steps=6, batch_size=8, eval_every=2,
                          eval_train_samples=16).resolved()
     path = tmp_path / "run.h5"
 
-    def stop_after_third_step(step, total):
-        if step == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        start_training(config, path, progress=stop_after_third_step)
+    train_until(2, config, path)                             # three steps done
     with SessionReader(path) as reader:
         before = reader.last_checkpoint().trainer_state
     assert main(["train", "--resume", str(path), "--quiet"]) == 0
@@ -214,7 +208,7 @@ def test_spectrum_lists_every_line_it_marks(tmp_path, capsys):
 # ------------------------------------------------------------------ 8. replay --readout speaks like the rest
 def test_replay_readout_prints_one_sentence(tmp_path, capsys):
     path = tmp_path / "run.h5"
-    start_training(TrainConfig(task="iris", method="node", reservoir="digital", steps=2, batch_size=8, eval_every=2,
+    start_training(TrainConfig.of(task="iris", method="node", reservoir="digital", steps=2, batch_size=8, eval_every=2,
                                eval_train_samples=40), path)
     assert main(["replay", "--readout", "ridge", str(path)]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -287,18 +281,22 @@ def test_the_heartbeat_rule_where_no_lock_can_be_asked():
     assert not heartbeat_is_fresh([], now=now)
 
 
-def test_a_swallowed_interrupt_still_stops_the_run_at_its_next_measurement():
-    from labpgt import cli
+def test_a_signal_received_anywhere_stops_the_run_at_its_next_measurement():
+    """The first SIGTERM raises nothing where it lands (a finalizer, a callback, an import could only print it):
+    it asks the engine to stop, and the next measurement does not happen."""
+    import os
 
-    display = cli._RunDisplay(quiet=True, label="test", total=1)
-    with embedded_bench(seed=0) as bench:
-        counted = display.wrap(bench)
-        counted.measure(np.full((1, 8), 0.5))
-        try:
-            with pytest.raises(cli.Terminated):          # raised where Python could only print it ...
-                cli._interrupt(signal.SIGTERM, None)
-            with pytest.raises(cli.Terminated):          # ... the next measurement raises it again
-                counted.measure(np.full((1, 8), 0.5))
-        finally:
-            cli._SIGNALS_RECEIVED.clear()
-    assert display.queries == 1
+    from labpgt import signals
+    from labpgt.display import TrainingDisplay
+    from labpgt.engine import RunEngine, StopRequested, _Metered
+
+    display = TrainingDisplay(quiet=True)
+    engine = RunEngine().subscribe(display)
+    with embedded_bench(seed=0) as bench, signals.stopping_runs(engine):
+        metered = _Metered(bench, engine)
+        metered.measure(np.full((1, 8), 0.5))
+        os.kill(os.getpid(), signal.SIGTERM)                      # handled between two bytecodes, raising nothing
+        assert engine.stop_reason.signal == signal.SIGTERM and engine.stop_reason.exit_status == 143
+        with pytest.raises(StopRequested):                          # the next measurement is not made
+            metered.measure(np.full((1, 8), 0.5))
+    assert display.queries == 1 and not any(g.output_on for g in bench.simulator.generators)

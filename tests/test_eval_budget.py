@@ -7,23 +7,24 @@ import pytest
 
 from labpgt.runs import start_training
 from labpgt.tasks import load_task
-from labpgt.trainer import DEFAULT_EVAL_FRACTION, TrainConfig, Trainer
+from labpgt.evaluation import DEFAULT_EVAL_FRACTION
+from labpgt.trainer import TrainConfig, Trainer
 
 
 def final_evaluation_cost(config: TrainConfig, queries_per_sample: float) -> float:
-    task = load_task(config.task, config.seed, holdout=config.holdout)
-    return (min(config.eval_train_samples, len(task.y_train)) + len(task.y_test)) * queries_per_sample
+    task = load_task(config.task, config.seed, holdout=config.evaluation.holdout)
+    return (min(config.evaluation.eval_train_samples, len(task.y_train)) + len(task.y_test)) * queries_per_sample
 
 
 @pytest.mark.parametrize("task, model, steps, batch", [("digits", "dense", 1, 32), ("digits", "dense", 5, 32),
                                                        ("digits", "dense", 20, 32), ("digits", "dense", 80, 32),
                                                        ("iris", "dense", 30, 8)])
 def test_default_evaluation_stays_within_a_tenth_of_the_training_queries(task, model, steps, batch):
-    config = TrainConfig(task=task, method="node", reservoir="digital", model=model, steps=steps, directions=2,
+    config = TrainConfig.of(task=task, method="node", reservoir="digital", model=model, steps=steps, directions=2,
                          blocks=1, batch_size=batch).resolved()
-    assert config.eval_fraction == DEFAULT_EVAL_FRACTION == 0.1
+    assert config.evaluation.eval_fraction == DEFAULT_EVAL_FRACTION == 0.1
     result = start_training(config)
-    queries_per_sample = result.queries["calibration"] / config.batch_size     # a transformer: one per token
+    queries_per_sample = result.queries["calibration"] / config.method.batch_size     # a transformer: one per token
     final = final_evaluation_cost(config, queries_per_sample)
     before_last = result.eval_queries - final
     assert 0 <= before_last <= 0.1 * result.training_queries
@@ -37,7 +38,7 @@ def test_default_evaluation_stays_within_a_tenth_of_the_training_queries(task, m
 def test_without_budget_every_evaluation_is_of_the_whole_split_as_recorded_sessions_were():
     recorded = TrainConfig.from_dict(dict(task="iris", method="node", reservoir="digital", steps=6, eval_every=2,
                                           batch_size=8, eval_train_samples=20))     # as sessions before the budget
-    assert recorded.resolved().eval_fraction == 0.0
+    assert recorded.resolved().evaluation.eval_fraction == 0.0
     trainer = Trainer(recorded, _digital(recorded)).run()
     assert [entry["step"] for entry in trainer.history] == [0, 2, 4, 6]
     assert all("test_samples" not in entry for entry in trainer.history)
@@ -47,7 +48,7 @@ def test_eval_fraction_is_checked():
     from labpgt.errors import UserError
 
     with pytest.raises(UserError, match="eval_fraction must be in"):
-        TrainConfig(eval_fraction=1.5)
+        TrainConfig.of(eval_fraction=1.5)
 
 
 def _digital(config):

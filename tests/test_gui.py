@@ -10,13 +10,13 @@ pytest.importorskip("pytestqt")
 
 from pymeasure.display.Qt import QtCore, QtWidgets  # noqa: E402
 
-from labpgt.procedures import RingSweep  # noqa: E402
+from labpgt.procedures import PGTTraining, RingSweep  # noqa: E402
 from labpgt.procedures.window import TrainingWindow, main, save_screenshots  # noqa: E402
 from labpgt.inspection import inspect_session  # noqa: E402
 from labpgt.runs import resume_training  # noqa: E402
 
 EXAMPLE_SESSION = Path(__file__).parents[1] / "data" / "session-example.h5"
-QUICK = dict(task="iris", method="node", steps=6, batch_size=8, directions=2, eval_every=3, eval_samples=30)
+QUICK = dict(task="iris", method="node", steps=6, batch_size=8, directions=2, eval_every=3, eval_train_samples=30)
 
 
 @pytest.fixture
@@ -29,8 +29,22 @@ def window(qtbot, tmp_path):
 
 
 def set_inputs(window, **values):
-    for name, value in values.items():
-        getattr(window.inputs, name).setValue(value)
+    """Fill the window's inputs with these settings, as a person does: the method and reservoir first, then the
+    inputs of their settings (a derived one's "automatic" box unticked)."""
+    inputs = window.inputs
+    for kind in ("method", "reservoir"):
+        if kind in values:
+            getattr(inputs, kind).setValue(values.pop(kind))
+    for key, value in values.items():
+        if value is None:
+            continue
+        name = key
+        if window.procedure_class is PGTTraining:
+            name = PGTTraining.input_name(key, inputs.method.value(), inputs.reservoir.value()) or key
+            automatic = PGTTraining.INPUTS.get(name) and PGTTraining.INPUTS[name].automatic
+            if automatic:
+                getattr(inputs, automatic).setValue(False)
+        getattr(inputs, name).setValue(value)
 
 
 def test_queue_two_runs_plot_spectrum_session_and_screenshot(qtbot, window, tmp_path):
@@ -50,7 +64,7 @@ def test_queue_two_runs_plot_spectrum_session_and_screenshot(qtbot, window, tmp_
     assert len(x) == 6 and np.all(np.isfinite(y))
     window.poll_spectra()
     fx, fy = window.spectrum_widget.trace()
-    points = second.procedure.bench.points
+    points = second.procedure.connected.points
     assert len(fx) == points == 401 and np.all(np.isfinite(fy))
     assert window.waterfall_widget.rows.shape[1] == points and len(window.waterfall_widget.rows) > 10
     shots = save_screenshots(window, tmp_path / "window.png")
@@ -79,7 +93,7 @@ def test_abort_button_stops_between_queries_rf_off_and_resumable(qtbot, window):
         window.grab()
     assert [str(w.message) for w in caught] == []                     # no "All-NaN slice encountered"
     assert procedure.status == procedure.ABORTED
-    assert not any(g.output_on for g in procedure.bench.simulator.generators)
+    assert not any(g.output_on for g in procedure.connected.simulator.generators)
     info = inspect_session(procedure.output)
     assert not info["completed"] and 2 <= info["steps"] < 10
     resume_training(procedure.output)
@@ -96,12 +110,25 @@ def test_accuracy_axis_reads_accuracies_not_thousandths(qtbot, window):
     assert all(0.0 <= float(text) <= 1.0 for text in axis.tickStrings([0.4, 0.5], axis.scale, 0.1))
 
 
-def test_inputs_clear_the_scrollbar_and_show_every_label_whole(window):
+def test_inputs_clear_the_scrollbar_and_show_every_label_whole(qtbot, window):
     scroll = window.inputs.findChild(QtWidgets.QScrollArea)
-    assert scroll.widget().width() <= scroll.viewport().width()          # nothing runs under the scrollbar
-    for name, label in window.inputs.labels.items():
-        assert label.height() >= label.heightForWidth(label.width()), name
-        assert label.width() <= scroll.viewport().width(), name
+    shown = set()
+    for method, model, reservoir in (("node", "dense", "ring-sim"), ("pgt", "transformer", "digital"),
+                                     ("spsa", "dense", "ring-sim"), ("twin", "dense", "digital")):
+        set_inputs(window, method=method, reservoir=reservoir, model=model)     # each shows its own inputs
+        qtbot.wait(50)
+        assert scroll.widget().width() <= scroll.viewport().width()      # nothing runs under the scrollbar
+        for name, label in window.inputs.labels.items():
+            if not label.isVisible():                # another method's, model's or reservoir's: not shown
+                continue
+            shown.add(name)
+            assert label.height() >= label.heightForWidth(label.width()), name
+            assert label.width() <= scroll.viewport().width(), name
+    assert {"width", "digital_noise", "twin_width", "bench"} <= shown
+    set_inputs(window, method="pgt", steps=500)            # a derived setting given: its box unticked, its value shown
+    qtbot.wait(50)
+    assert not window.inputs.pgt_steps_automatic.value() and window.inputs.labels["pgt_steps"].isVisible()
+    assert window.inputs.pgt_steps_automatic.isVisible() and not window.inputs.labels["node_steps"].isVisible()
 
 
 def test_the_queue_shows_the_session_name_whole(qtbot, window):
@@ -161,8 +188,8 @@ def test_main_help(capsys):
 
 
 def test_a_run_the_trainer_would_refuse_is_not_queued(qtbot, window, caplog):
-    set_inputs(window, **QUICK, reservoir="digital", ring_drift=False)
+    set_inputs(window, **{**QUICK, "method": "backprop", "directions": None}, reservoir="ring-sim")
     with caplog.at_level("ERROR"):
         assert window.queue() is None
-    assert "not queued: ring_drift off" in caplog.text
+    assert "not queued: backprop needs a differentiable reservoir" in caplog.text
     assert not window.manager.experiments.queue and not list((window.runs_dir).glob("*"))

@@ -1,5 +1,6 @@
 """Training methods (labpgt.methods) and their estimators (labpgt.estimators): unbiased, exact where they should be."""
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -11,16 +12,17 @@ from labpgt.digital import DigitalReservoir
 from labpgt.estimators import PGT, SPSA, NodePerturbation, hadamard_directions
 from labpgt.methods import METHODS, Backprop, Node, PaperPGT, Spsa, UpstreamPGT, node_vjp
 from labpgt.network import Rows
+from labpgt.settings import declared
 
 # the transformer kept small (width 3, one head): the forward-only estimators need ~60 draws per parameter
-MODELS = {"dense": ModelSpec(), "transformer": ModelSpec(model="transformer", width=3, heads=1, blocks=2, tokens=3)}
+MODELS = {"dense": ModelSpec(), "transformer": ModelSpec(architecture="transformer", width=3, heads=1, blocks=2, tokens=3)}
 
 
 def config(method, **kw):
-    base = dict(seed=0, r=1, p=0.5, delta=0.01, directions=1, distribution="hadamard", spsa_A=10.0,
-                spsa_calibrate=False, spsa_initial_step=0.02, hidden=0)
-    base.update(kw)
-    return SimpleNamespace(method=method, **base)
+    """What a method is made from: the seed and its own settings (those of ``kw`` and the base it declares)."""
+    settings = METHODS[method].Settings
+    values = {**dict(delta=0.01, directions=1, spsa_A=10.0), **kw}
+    return SimpleNamespace(seed=0, method=settings(**{k: v for k, v in values.items() if declared(settings, k)}))
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
@@ -129,8 +131,10 @@ def test_every_method_declares_its_capabilities_nothing_else():
     assert not any(METHODS[m].needs_differentiable_reservoir for m in ("node", "pgt", "pgt-enc", "spsa", "readout"))
     assert METHODS["readout"].closed_form and not METHODS["node"].closed_form
     for name, method in METHODS.items():
-        assert method.name == name and {"steps", "lr", "optimizer"} <= set(method.defaults)
-    assert METHODS["pgt"].defaults["optimizer"] == "sgd"          # the paper's plain step
+        assert method.name == name and method.Settings.name == name
+        assert {"steps", "lr", "optimizer"} <= {f.name for f in dataclasses.fields(method.Settings)} \
+            or method.closed_form
+    assert METHODS["pgt"].Settings().optimizer == "sgd"          # the paper's plain step
 
 
 def test_node_points_stay_in_range_and_are_antithetic():

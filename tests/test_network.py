@@ -12,8 +12,8 @@ SPECS = {
     "dense": ModelSpec(),
     "dense-hidden-tanh": ModelSpec(hidden=7),
     "dense-hidden-relu": ModelSpec(hidden=7, activation="relu"),
-    "transformer-1": ModelSpec(model="transformer", width=4, heads=2, blocks=1, tokens=3),
-    "transformer-2": ModelSpec(model="transformer", width=4, heads=2, blocks=2, tokens=3),
+    "transformer-1": ModelSpec(architecture="transformer", width=4, heads=2, blocks=1, tokens=3),
+    "transformer-2": ModelSpec(architecture="transformer", width=4, heads=2, blocks=2, tokens=3),
 }
 
 
@@ -123,7 +123,7 @@ def test_transformer_measures_every_token_of_every_block_with_its_labels():
         seen.append((layer, U.copy(), rows))
         return res.measure(U).features
 
-    net = build_network(ModelSpec(model="transformer", width=4, heads=2, blocks=2), 6, 3, 4, 6, seed=0)
+    net = build_network(ModelSpec(architecture="transformer", width=4, heads=2, blocks=2), 6, 3, 4, 6, seed=0)
     assert net.spec["tokens"] == 6                                  # default for a short input: one feature each
     net = build_network(SPECS["transformer-2"], 6, 3, 4, 6, seed=0)
     assert net.spec["tokens"] == 3
@@ -155,9 +155,9 @@ def test_branches_are_measured_interleaved_plus_right_before_minus():
 
 def test_token_count_must_divide_the_inputs():
     with pytest.raises(UserError, match="tokens"):
-        build_network(ModelSpec(model="transformer", tokens=4), 6, 3, 4, 6, seed=0)
+        build_network(ModelSpec(architecture="transformer", tokens=4), 6, 3, 4, 6, seed=0)
     with pytest.raises(UserError, match="multiple of the heads"):
-        build_network(ModelSpec(model="transformer", width=6, heads=4), 6, 3, 4, 6, seed=0)
+        build_network(ModelSpec(architecture="transformer", width=6, heads=4), 6, 3, 4, 6, seed=0)
 
 
 def test_encoder_output_in_unit_interval():

@@ -1,6 +1,5 @@
 """PGTTraining and RingSweep run by PyMeasure's Worker (no window): records, stopping, RF safety, threshold."""
 
-import dataclasses
 import math
 import threading
 import time
@@ -15,8 +14,10 @@ from labpgt.digital import DigitalReservoir
 from labpgt.errors import UserError
 from labpgt.instruments.simulated.ring import RingModel
 from labpgt.methods import METHODS
-from labpgt.procedures import (PGTTraining, RingSweep, SpectrumFeed, StoppableReservoir, StopRequested,
-                               estimate_threshold, line_margin)
+from labpgt.benchmark import applies_to
+from labpgt.engine import RunEngine, StopReason, StopRequested, _Metered
+from labpgt.procedures import PGTTraining, RingSweep, estimate_threshold, line_margin
+from labpgt.reservoirs import DigitalSettings
 from labpgt.session import SessionReader
 from labpgt.inspection import inspect_session
 from labpgt.runs import resume_training
@@ -31,13 +32,12 @@ def run_worker(procedure, csv_path, timeout=60):
 
 
 def quick_training(tmp_path, **overrides):
-    p = PGTTraining()
-    values = dict(task="iris", method="node", steps=6, batch_size=8, directions=2, eval_every=3, eval_samples=30,
+    values = dict(task="iris", method="node", steps=6, batch_size=8, directions=2, eval_every=3, eval_train_samples=30,
                   output=str(tmp_path / "run.h5"))
     values.update(overrides)
-    for name, value in values.items():
-        setattr(p, name, value)
-    return p
+    method = values["method"]
+    values = {k: v for k, v in values.items() if (applies_to(k, method) or k in ("output", "method")) and v is not None}
+    return PGTTraining().assign(**values)
 
 
 def test_estimate_threshold_interpolates_the_jump():
@@ -57,11 +57,13 @@ def test_line_margin_excludes_injected_tones():
     assert peak_f == f[150] and peak_p == -40.0 and margin == pytest.approx(50.0)
 
 
-def test_stoppable_reservoir_stops_between_queries():
+def test_the_engine_stops_a_bench_between_queries():
     inner = DigitalReservoir(input_width=4, feature_width=6, seed=0)
+    inner.each_query_apart = True          # as a bench: every row its own sweep
     calls = []
-    feed = SpectrumFeed()
-    wrapped = StoppableReservoir(inner, lambda: len(calls) >= 3, feed)
+    engine = RunEngine()
+    engine.stop_when(lambda: len(calls) >= 3, StopReason("test"))
+    wrapped = _Metered(inner, engine)
     original = inner.measure
     inner.measure = lambda U: (calls.append(len(U)), original(U))[1]
     assert wrapped.input_width == 4 and wrapped.feature_width == 6
@@ -76,7 +78,7 @@ def test_training_records_a_complete_session_and_turns_rf_off(tmp_path):
     assert p.status == Procedure.FINISHED
     info = inspect_session(tmp_path / "run.h5")
     assert info["completed"] and info["queries"] > 0 and info["steps"] == 6
-    assert not any(g.output_on for g in p.bench.simulator.generators)
+    assert not any(g.output_on for g in p.connected.simulator.generators)
     data = Results.load(str(tmp_path / "run.csv")).data
     assert list(data["Step"]) == [1, 2, 3, 4, 5, 6]
     assert np.isnan(data["Held-out accuracy"][0]) and np.isfinite(data["Held-out accuracy"][2])
@@ -88,7 +90,7 @@ def test_training_records_a_complete_session_and_turns_rf_off(tmp_path):
 def test_the_gui_receives_exactly_one_result_row_per_step_for_every_method(tmp_path, method, model):
     """What PyMeasure's worker hands the window (the results rows it writes) is one row per recorded step."""
     p = quick_training(tmp_path, method=method, model=model, reservoir="digital", steps=4, eval_every=2,
-                       width=4, heads=1, blocks=1, directions=0)
+                       width=4, heads=1, blocks=1, directions=None)
     run_worker(p, tmp_path / "run.csv")
     assert p.status == Procedure.FINISHED
     data = Results.load(str(tmp_path / "run.csv")).data
@@ -111,7 +113,7 @@ def test_abort_mid_step_leaves_a_resumable_session_and_rf_off(tmp_path):
     threading.Thread.join(worker, 30)
     assert not worker.is_alive()
     assert p.status == Procedure.ABORTED
-    assert not any(g.output_on for g in p.bench.simulator.generators)
+    assert not any(g.output_on for g in p.connected.simulator.generators)
     info = inspect_session(tmp_path / "run.h5")
     assert not info["completed"] and 2 <= info["steps"] < 8
     result = resume_training(tmp_path / "run.h5")
@@ -126,10 +128,10 @@ def test_loop_gain_sweep_finds_the_threshold(tmp_path):
     p.output = str(tmp_path / "sweep.h5")
     run_worker(p, tmp_path / "sweep.csv")
     assert p.status == Procedure.FINISHED
-    field = p.bench.config.instruments["ring"].settings["field_mt"]
+    field = p.connected.config.instruments["ring"].settings["field_mt"]
     expected = RingModel().threshold_gain_db(field)
     assert abs(p.threshold_db - expected) < 0.5
-    assert not any(g.output_on for g in p.bench.simulator.generators)
+    assert not any(g.output_on for g in p.connected.simulator.generators)
     info = inspect_session(tmp_path / "sweep.h5")
     assert info["completed"] and info["queries_by_role"] == {"sweep": 17}
     assert info["kind"] == "sweep" and info["threshold"] == pytest.approx(p.threshold_db)  # the session holds it
@@ -151,17 +153,18 @@ def test_generator_frequency_sweep_runs_with_tones(tmp_path):
     p.output = str(tmp_path / "gsweep.h5")
     run_worker(p, tmp_path / "gsweep.csv")
     assert p.status == Procedure.FINISHED and len(p.summary) == 3
-    assert not any(g.output_on for g in p.bench.simulator.generators)
+    assert not any(g.output_on for g in p.connected.simulator.generators)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_the_window_starts_where_labpgt_train_does(method):
     """Every training setting the window leaves at its default resolves as ``labpgt train`` leaves it."""
     reservoir = "digital" if METHODS[method].needs_differentiable_reservoir else "ring-sim"
-    cli = train_config_from(build_parser().parse_args(["train", "--method", method, "--reservoir", reservoir]))
+    argv = ["train", "--method", method, "--reservoir", reservoir]
+    cli = train_config_from(build_parser(argv).parse_args(argv))
     procedure = PGTTraining()
     procedure.method, procedure.reservoir = method, reservoir
-    assert dataclasses.asdict(procedure.train_config()) == dataclasses.asdict(cli)
+    assert procedure.train_config() == cli and procedure.train_config().to_dict() == cli.to_dict()
 
 
 def test_the_sweep_window_shares_the_sweep_commands_defaults():
@@ -172,12 +175,14 @@ def test_the_sweep_window_shares_the_sweep_commands_defaults():
 
 def test_the_window_sets_the_rings_drift_and_following_as_labpgt_train_does():
     args = ["train", "--reservoir", "ring-sim", "--no-drift", "--follow-ring", "5"]
-    cli = train_config_from(build_parser().parse_args(args))
+    cli = train_config_from(build_parser(args).parse_args(args))
     procedure = PGTTraining()
     procedure.reservoir, procedure.ring_drift, procedure.follow_ring = "ring-sim", False, 5
     config = procedure.train_config()
-    assert (config.ring_drift, config.follow_ring) == (False, 5)
-    assert dataclasses.asdict(config) == dataclasses.asdict(cli)
-    procedure.reservoir = "digital"                   # nothing to hold still: refused, as the CLI refuses it
+    assert (config.reservoir.ring_drift, config.follow_ring) == (False, 5)
+    assert config == cli
+    procedure.reservoir = "digital"           # the drift input is the ring's: hidden, and not given to a digital run
+    assert procedure.train_config().reservoir == DigitalSettings()
+    procedure.assign(reservoir="ring-sim", bench="/nowhere/bench.toml")      # a bench's instruments cannot be held
     with pytest.raises(UserError, match="ring_drift off"):
         procedure.train_config()

@@ -19,6 +19,7 @@ from labpgt.replay import (FLOAT64_ROUNDING, ROUNDING_ULPS, STEP_TOLERANCE, Repl
 from labpgt.session import SessionReader
 from labpgt.runs import start_training
 from labpgt.trainer import TrainConfig
+from sessionfiles import config_for
 
 SMALL = dict(task="iris", reservoir="digital", steps=6, eval_every=3, batch_size=16, eval_train_samples=40,
              digital_noise=0.02, seed=1)
@@ -31,7 +32,7 @@ def fingerprint(path):
 @pytest.fixture(scope="module")
 def ring_session(tmp_path_factory):
     path = tmp_path_factory.mktemp("ring") / "ring.h5"
-    start_training(TrainConfig(task="iris", method="node", reservoir="ring-sim", steps=2, eval_every=2, batch_size=8,
+    start_training(TrainConfig.of(task="iris", method="node", reservoir="ring-sim", steps=2, eval_every=2, batch_size=8,
                                 directions=2, eval_train_samples=16, seed=0), path)
     return path
 
@@ -39,7 +40,7 @@ def ring_session(tmp_path_factory):
 @pytest.mark.parametrize("method", ["node", "pgt", "spsa", "backprop", "readout"])
 def test_replay_reproduces_digital_runs(tmp_path, method):
     path = tmp_path / f"{method}.h5"
-    start_training(TrainConfig(method=method, **SMALL), path)
+    start_training(config_for(method, **SMALL), path)
     before = fingerprint(path)
     report = replay_session(path)
     assert report.ok, report.first_divergence
@@ -95,7 +96,7 @@ def _allowed_deviation(path, name, step, index):
 
 def test_altered_feature_diverges_and_altered_checkpoint_is_named(tmp_path):
     path = tmp_path / "pgt.h5"
-    start_training(TrainConfig(method="pgt", **SMALL), path)
+    start_training(TrainConfig.of(method="pgt", **SMALL), path)
     allowed = _allowed_deviation(path, "out_b", 3, 0)
     # a change of checkpoint 3 is seen twice: by step 3, and by step 4, which starts from it
     allowed_both = min(allowed, _allowed_deviation(path, "out_b", 4, 0))
@@ -143,7 +144,7 @@ def test_refit_readout_offline(ring_session, tmp_path):
     assert 0.0 <= result["test_accuracy"] <= 1.0 and result["n_train"] == 16
     assert fingerprint(ring_session) == before
     path = tmp_path / "readout.h5"
-    start_training(TrainConfig(method="readout", **SMALL), path)
+    start_training(config_for("readout", **SMALL), path)
     result = refit_readout(path)
     assert result["source"] == "baseline" and result["test_accuracy"] > 0.6
 
@@ -178,7 +179,7 @@ def test_replay_holds_under_another_blas_kernel(tmp_path, other_kernel):
     """The ridge readout's solve runs through BLAS: under another kernel its bits differ (``--exact`` fails,
     naming the other machine), and step-local replay passes, reporting the deviation."""
     path = tmp_path / "readout.h5"
-    start_training(TrainConfig(method="readout", **SMALL), path)
+    start_training(config_for("readout", **SMALL), path)
     assert replay_session(path, exact=True).ok                      # bit-identical on the recording machine
     exact = _labpgt("replay", "--exact", str(path), env=other_kernel)
     assert exact.returncode == 1 and "replay diverged: step 0" in exact.stdout
@@ -192,11 +193,10 @@ def test_replay_holds_under_another_blas_kernel(tmp_path, other_kernel):
 
 
 def test_resume_on_another_kernel_says_so_and_replays(tmp_path, other_kernel):
-    from sessionfiles import interrupt_after
+    from sessionfiles import train_until
 
     path = tmp_path / "pgt.h5"
-    with pytest.raises(KeyboardInterrupt):
-        start_training(TrainConfig(method="pgt", **SMALL), path, wrap_recorder=interrupt_after(2))
+    train_until(2, TrainConfig.of(method="pgt", **SMALL), path)
     resumed = _labpgt("train", "--resume", str(path), "--quiet", env=other_kernel)
     assert resumed.returncode == 0, resumed.stderr
     notes = [line for line in resumed.stderr.splitlines() if "another machine" in line]
@@ -216,19 +216,18 @@ def test_a_session_written_before_compression_and_the_new_fingerprint_replays_an
     stays plain."""
     from labpgt.runs import resume_training
     from labpgt.session import hdf5
-    from sessionfiles import interrupt_after
+    from sessionfiles import train_until
 
     plain = hdf5.row_dataset
     monkeypatch.setattr(hdf5, "row_dataset", lambda *args, **kwargs: plain(*args, **{**kwargs, "compress": False}))
     path = tmp_path / "earlier.h5"
-    with pytest.raises(KeyboardInterrupt):
-        start_training(TrainConfig(method="pgt", **SMALL), path, wrap_recorder=interrupt_after(2))
+    train_until(2, TrainConfig.of(method="pgt", **SMALL), path)
     monkeypatch.undo()
     with h5py.File(path, "r+") as f:
         versions = json.loads(f.attrs["versions"])
         versions["numerics"] = {k: v for k, v in versions["numerics"].items() if k not in ("simd", "blas")}
         f.attrs["versions"] = json.dumps(versions)
-        del f["queries/spectrum"].attrs["resolution_db"]
+        f["queries/spectrum"].attrs.pop("resolution_db", None)      # no spectra, no grid: absent already
     report = replay_session(path)
     assert report.ok and not report.recording_complete and report.checkpoints_checked == 3
     assert report.largest_deviation == 0.0 and report.other_machine

@@ -25,7 +25,7 @@ def quick_config(**overrides):
     values = dict(task="iris", method="node", reservoir="ring-sim", steps=2, batch_size=4, eval_every=2,
                   eval_train_samples=8)
     values.update(overrides)
-    return TrainConfig(**values).resolved()
+    return TrainConfig.of(**values).resolved()
 
 
 def test_rf_off_after_a_normal_end(tmp_path):

@@ -36,7 +36,8 @@ def synthetic_writer(path) -> SessionWriter:
               "bench": None, "reservoir": {"input_width": D, "feature_width": M,
                                            "setting_names": [f"gen{i}.power_dbm" for i in range(S)]}}
     return SessionWriter.create(path, config, params_template=PARAMS, optimizer_template=OPTIMIZER,
-                                frequencies=np.linspace(2.9e9, 3.1e9, P), instruments={"analyzer": "SIM,SA,0,1"})
+                                frequencies=np.linspace(2.9e9, 3.1e9, P), instruments={"analyzer": "SIM,SA,0,1"},
+                                resolution_db=2.0 ** -7)
 
 
 def measurement(rng, n) -> Measurement:
@@ -290,13 +291,13 @@ TWIN_RING_CONFIG = dict(task="iris", method="twin", reservoir="ring-sim", steps=
 
 TRAIN_SCRIPT = textwrap.dedent("""
     import json, sys
-    from labpgt.runs import start_training, resume_training
+    from labpgt.engine import RunEngine, StepEnded
     from labpgt.trainer import TrainConfig
-    progress = lambda done, total: print(done, flush=True)
+    engine = RunEngine().subscribe(lambda event: isinstance(event, StepEnded) and print(event.step + 1, flush=True))
     if sys.argv[1] == "fresh":
-        start_training(TrainConfig(**json.loads(sys.argv[3])), sys.argv[2], progress=progress)
+        engine.train(TrainConfig.of(**json.loads(sys.argv[3])), sys.argv[2])
     else:
-        resume_training(sys.argv[2], progress=progress)
+        engine.resume(sys.argv[2])
 """)
 
 
@@ -319,7 +320,7 @@ def _run_and_kill(mode, path, config, at_step, rng) -> int:
                          ids=["digital", "ring-sim", "transformer-ring-sim", "twin-ring-sim"])
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride):
     reference = tmp_path / "reference.h5"
-    result = start_training(TrainConfig(**config), reference)
+    result = start_training(TrainConfig.of(**config), reference)
     with SessionReader(reference) as ref:
         ref_params = [params_sha256(ref.checkpoint(j).params) for j in range(ref.n_checkpoints)]
         ref_queries = ref.queries(fields=("u", "features"))

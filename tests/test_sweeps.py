@@ -5,14 +5,41 @@ import math
 import numpy as np
 import pytest
 
-from labpgt.bench import Bench, SafetyError, simulated_bench_config
+from labpgt.bench import SafetyError, simulated_bench_config
+from labpgt.engine import Connected, Measured, PointEnded, RunEngine, StopReason
 from labpgt.errors import UserError
 from labpgt.inspection import inspect_session
-from labpgt.runs import default_session_path, record_sweep
+from labpgt.runs import default_session_path
 from labpgt.session import SessionReader
 from labpgt.sweeps import SweepSpec, plan_sweep
 
 CONFIG = simulated_bench_config(embedded=True, seed=3)
+
+
+class Watcher:
+    """A subscriber of the engine's sweep: the bench it connected (``on_connect(bench)``, once), each trace
+    (``on_trace(trace)``) and each point (``on_point(point, total)``)."""
+
+    def __init__(self, on_connect=None, on_trace=None, on_point=None):
+        self.bench = None
+        self.on_connect, self.on_trace, self.on_point = on_connect, on_trace, on_point
+
+    def __call__(self, event):
+        if isinstance(event, Connected):
+            self.bench = event.reservoir
+            if self.on_connect:
+                self.on_connect(self.bench)
+        elif isinstance(event, Measured) and self.on_trace:
+            self.on_trace(event.measurement.spectra[0])
+        elif isinstance(event, PointEnded) and self.on_point:
+            self.on_point(event.point, event.points)
+
+
+def sweep(spec, path, watcher=None, engine=None):
+    """``spec`` on CONFIG's bench through the run engine, recorded at ``path``: ``(outcome, watcher)``."""
+    watcher = watcher or Watcher()
+    engine = (engine or RunEngine()).subscribe(watcher)
+    return engine.sweep(spec, CONFIG, path), watcher
 
 
 def simulated_outputs(bench):
@@ -64,30 +91,32 @@ def test_a_spec_refuses_what_is_not_a_sweep(values, fragment):
 def test_a_value_out_of_limits_is_refused_before_anything_is_sent_or_written(tmp_path, setting, name, start, stop,
                                                                              fragment):
     spec = plan_sweep(CONFIG, setting, start, stop, 3, instrument=name)
-    with Bench(CONFIG) as bench:
-        sent = []
+    sent = []
+
+    def listen(bench):                                # from the moment the bench is connected
         for driver in bench.instruments.values():
-            driver.write = lambda command, sent=sent, **kwargs: sent.append(command)
-        with pytest.raises(SafetyError, match=fragment):
-            record_sweep(spec, bench, tmp_path / "runs" / "sweep.h5")
-        assert sent == []
+            driver.write = lambda command, **kwargs: sent.append(command)
+
+    with pytest.raises(SafetyError, match=fragment):
+        sweep(spec, tmp_path / "runs" / "sweep.h5", Watcher(on_connect=listen))
+    assert sent == []
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_generator_sweep_measures_with_rf_on_and_leaves_it_off(tmp_path):
     spec = plan_sweep(CONFIG, "frequency_hz", 3.00e9, 3.02e9, 3, instrument="gen2")
-    with Bench(CONFIG) as bench:
-        during = []
-        result = record_sweep(spec, bench, tmp_path / "g.h5",
-                              on_trace=lambda trace: during.append(simulated_outputs(bench)))
-        assert during == [[True] * 4] * 3
-        assert simulated_outputs(bench) == [False] * 4
-        assert [bench.instruments[name].read_state()[2] for name in CONFIG.generators] == [False] * 4   # read back
-        rbw = CONFIG.instruments["analyzer"].settings["rbw_hz"]
-        for point in result.points:                   # the strongest line is never an injected tone
-            tones = [point.value if name == "gen2" else CONFIG.instruments[name].settings["frequency_hz"]
-                     for name in CONFIG.generators]
-            assert min(abs(point.peak_frequency_hz - tone) for tone in tones) > 5 * rbw
+    during = []
+    watcher = Watcher(on_trace=lambda trace: during.append(simulated_outputs(watcher.bench)))
+    outcome, _ = sweep(spec, tmp_path / "g.h5", watcher)
+    result, bench = outcome.result, watcher.bench
+    assert during == [[True] * 4] * 3
+    assert simulated_outputs(bench) == [False] * 4
+    assert [bench.instruments[name].read_state()[2] for name in CONFIG.generators] == [False] * 4   # read back
+    rbw = CONFIG.instruments["analyzer"].settings["rbw_hz"]
+    for point in result.points:                   # the strongest line is never an injected tone
+        tones = [point.value if name == "gen2" else CONFIG.instruments[name].settings["frequency_hz"]
+                 for name in CONFIG.generators]
+        assert min(abs(point.peak_frequency_hz - tone) for tone in tones) > 5 * rbw
     with SessionReader(tmp_path / "g.h5") as reader:
         assert reader.sweep["instrument"] == "gen2" and reader.sweep["tones"] is True
         np.testing.assert_array_equal(reader.queries(fields=("settings",))["settings"][:, 0], spec.values)
@@ -95,20 +124,22 @@ def test_a_generator_sweep_measures_with_rf_on_and_leaves_it_off(tmp_path):
 
 def test_a_ring_sweep_measures_with_every_generator_off(tmp_path):
     spec = plan_sweep(CONFIG, "loop_gain_db", -1, 1, 3)
-    with Bench(CONFIG) as bench:
-        bench.query({}, rf=True)                      # the generators were on before the sweep
-        during = []
-        record_sweep(spec, bench, tmp_path / "r.h5", on_trace=lambda trace: during.append(simulated_outputs(bench)))
-        assert during == [[False] * 4] * 3 and simulated_outputs(bench) == [False] * 4
+    during = []
+    watcher = Watcher(on_connect=lambda bench: bench.query({}, rf=True),     # the generators were on before it
+                      on_trace=lambda trace: during.append(simulated_outputs(watcher.bench)))
+    sweep(spec, tmp_path / "r.h5", watcher)
+    assert during == [[False] * 4] * 3 and simulated_outputs(watcher.bench) == [False] * 4
 
 
 def test_a_stopped_sweep_is_a_valid_incomplete_session_with_rf_off(tmp_path):
     spec = plan_sweep(CONFIG, "power_dbm", -30, -10, 8, instrument="gen1")
     reported = []
-    with Bench(CONFIG) as bench:
-        result = record_sweep(spec, bench, tmp_path / "s.h5", progress=lambda point, total: reported.append(total),
-                              should_stop=lambda: len(reported) >= 3)
-        assert simulated_outputs(bench) == [False] * 4
+    engine = RunEngine()
+    engine.stop_when(lambda: len(reported) >= 3, StopReason("the test stops it"))
+    outcome, watcher = sweep(spec, tmp_path / "s.h5", Watcher(on_point=lambda point, total: reported.append(total)),
+                             engine)
+    result = outcome.result
+    assert outcome.stopped.why == "the test stops it" and simulated_outputs(watcher.bench) == [False] * 4
     assert not result.completed and [p.index for p in result.points] == [0, 1, 2] and reported == [8] * 3
     info = inspect_session(tmp_path / "s.h5")
     assert info["kind"] == "sweep" and not info["completed"] and info["points"] == 3 and info["queries"] == 3
@@ -123,18 +154,17 @@ def test_an_error_mid_sweep_turns_rf_off_and_keeps_the_points_measured(tmp_path)
         if len(traces) == 3:
             raise RuntimeError("the live view broke")
 
-    with Bench(CONFIG) as bench:
-        with pytest.raises(RuntimeError, match="live view"):
-            record_sweep(spec, bench, tmp_path / "e.h5", on_trace=failing)
-        assert simulated_outputs(bench) == [False] * 4
-    with SessionReader(tmp_path / "e.h5") as reader:
-        assert reader.n_points == 2 and not reader.completed
+    watcher = Watcher(on_trace=failing)
+    with pytest.raises(RuntimeError, match="live view"):
+        sweep(spec, tmp_path / "e.h5", watcher)
+    assert simulated_outputs(watcher.bench) == [False] * 4
+    with SessionReader(tmp_path / "e.h5") as reader:      # the point measured when the view broke is kept too
+        assert reader.n_points == 3 and not reader.completed
 
 
 def test_each_point_records_its_query_with_role_sweep(tmp_path):
     spec = plan_sweep(CONFIG, "loop_gain_db", -1, 1, 4)
-    with Bench(CONFIG) as bench:
-        result = record_sweep(spec, bench, tmp_path / "q.h5")
+    result = sweep(spec, tmp_path / "q.h5")[0].result
     with SessionReader(tmp_path / "q.h5") as reader:
         q = reader.queries()
         assert [reader.role_name(c) for c in q["role"]] == ["sweep"] * 4 and list(q["step"]) == [0, 1, 2, 3]

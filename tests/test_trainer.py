@@ -45,10 +45,10 @@ def iris():
 
 
 def _config(method, **kw):
-    base = dict(task="iris", method=method, steps=12, batch_size=8, eval_every=4, eval_train_samples=20,
-                digital_noise=0.05)
+    base = dict(task="iris", method=method, reservoir="digital", steps=12, batch_size=8, eval_every=4,
+                eval_train_samples=20, digital_noise=0.05)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.of(**base)
 
 
 def vector(trainer):
@@ -56,7 +56,7 @@ def vector(trainer):
 
 
 def _reservoir(config):
-    return DigitalReservoir(input_width=8, feature_width=32, noise=config.digital_noise, seed=config.seed)
+    return DigitalReservoir(input_width=8, feature_width=32, noise=config.reservoir.digital_noise, seed=config.seed)
 
 
 @pytest.mark.parametrize("kw,fragment", [
@@ -66,32 +66,33 @@ def _reservoir(config):
 ])
 def test_config_validation_is_one_clear_line(kw, fragment):
     with pytest.raises(UserError) as err:
-        TrainConfig(**kw)
+        TrainConfig.of(**kw)
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
 def test_config_json_round_trip_and_defaults():
-    c = TrainConfig(method="pgt", seed=3)
+    c = TrainConfig.of(method="pgt", seed=3)
     assert TrainConfig.from_json(c.to_json()) == c
     r = c.resolved()
-    assert (r.steps, r.batch_size, r.r, r.p, r.optimizer) == (3000, 32, 1, 0.5, "sgd") and r.eval_every == 150
-    assert TrainConfig(method="pgt", lr=0.1).resolved().lr == 0.1          # explicit values win
+    m = r.method
+    assert (m.steps, m.batch_size, m.r, m.p, m.optimizer) == (3000, 32, 1, 0.5, "sgd") and r.evaluation.eval_every == 150
+    assert TrainConfig.of(method="pgt", lr=0.1).resolved().method.lr == 0.1          # explicit values win
     with pytest.raises(UserError):
         TrainConfig.from_json('{"method": "pgt", "learning_rate": 1}')
 
 
 def test_a_forward_only_method_gets_steps_in_proportion_to_the_parameters_it_estimates():
-    dense = TrainConfig(method="pgt", reservoir="digital")
-    assert trainable_parameters(dense) == 850 and dense.resolved().steps == 3000   # the paper's network, its budget
-    wider = TrainConfig(method="pgt", hidden=16)                                     # through the embedded ring
-    assert trainable_parameters(wider) == 1218 and wider.resolved().steps == 4300    # 3000·1218/850, up to 100s
-    transformer = {m: TrainConfig(method=m, model="transformer", reservoir="digital").resolved()
+    dense = TrainConfig.of(method="pgt", reservoir="digital")
+    assert trainable_parameters(dense) == 850 and dense.resolved().method.steps == 3000   # the paper's network, its budget
+    wider = TrainConfig.of(method="pgt", hidden=16)                                     # through the embedded ring
+    assert trainable_parameters(wider) == 1218 and wider.resolved().method.steps == 4300    # 3000·1218/850, up to 100s
+    transformer = {m: TrainConfig.of(method=m, model="transformer", reservoir="digital").resolved()
                    for m in ("pgt", "pgt-enc", "spsa", "node", "backprop", "readout")}
     assert trainable_parameters(transformer["pgt"]) == 3978
-    assert [transformer[m].steps for m in transformer] == [14100, 14100, 14100, 600, 600, 1]
-    assert transformer["pgt"].eval_every == 705 and transformer["spsa"].spsa_A == 1410
-    assert TrainConfig(method="pgt", task="iris", reservoir="digital").resolved().steps == 3000   # never fewer
-    assert TrainConfig(method="pgt", model="transformer", steps=50).resolved().steps == 50      # asked wins
+    assert [transformer[m].method.steps for m in transformer] == [14100, 14100, 14100, 600, 600, 1]
+    assert transformer["pgt"].evaluation.eval_every == 705 and transformer["spsa"].method.spsa_A == 1410
+    assert TrainConfig.of(method="pgt", task="iris", reservoir="digital").resolved().method.steps == 3000   # never fewer
+    assert TrainConfig.of(method="pgt", model="transformer", steps=50).resolved().method.steps == 50      # asked wins
     recorded = transformer["pgt-enc"]
     assert TrainConfig.from_json(recorded.to_json()).resolved() == recorded          # a recorded run keeps its own
 
@@ -191,10 +192,11 @@ def test_backprop_refuses_a_measured_reservoir(iris):
 
 
 def test_training_learns_digits_and_readout_counts_one_query_per_sample():
-    node = start_training(TrainConfig(method="node", steps=60, eval_every=20, eval_train_samples=100))
+    node = start_training(TrainConfig.of(method="node", reservoir="digital", steps=60, eval_every=20,
+                                         eval_train_samples=100))
     assert node.holdout == "test" and node.final_accuracy > 0.8
     assert node.history[0]["test_accuracy"] < 0.3              # it was learning, not starting there
-    readout = start_training(TrainConfig(method="readout"))
+    readout = start_training(TrainConfig.of(method="readout", reservoir="digital"))
     n_train = len(load_task("digits").y_train)
     assert readout.training_queries == n_train == readout.queries["baseline"]
     assert readout.eval_queries == len(load_task("digits").y_test)     # train accuracy reuses the fit's features
@@ -217,7 +219,7 @@ def test_a_validation_run_sees_no_test_sample_before_its_final_evaluation(monkey
     if not final_test:
         assert loaded == [] and "test" not in roles and "test_accuracy" not in trainer.history[-1]
         return
-    assert loaded == [config.steps - 1]                       # loaded once: in the last step, after training it
+    assert loaded == [config.method.steps - 1]                # loaded once: in the last step, after training it
     first = int(np.argmax(roles == "test"))
     assert np.all(roles[first:] == "test") and np.sum(roles == "test") == len(y_test)     # the last queries
     assert np.all(samples[:first] < n_seen) and np.array_equal(samples[first:], n_seen + np.arange(len(y_test)))
@@ -226,15 +228,15 @@ def test_a_validation_run_sees_no_test_sample_before_its_final_evaluation(monkey
 
 
 def test_make_reservoir_names():
-    assert make_reservoir(TrainConfig(reservoir="digital")).feature_width == 32
+    assert make_reservoir(TrainConfig.of(reservoir="digital")).feature_width == 32
     with pytest.raises(UserError, match="valid reservoirs"):
-        TrainConfig(reservoir="photonic")
+        TrainConfig.of(reservoir="photonic")
 
 
 def test_ring_sim_training_is_deterministic():
     bench = pytest.importorskip("labpgt.bench")
-    config = TrainConfig(task="iris", method="node", reservoir="ring-sim", steps=2, batch_size=4, directions=2,
-                         eval_every=2, eval_train_samples=8)
+    config = TrainConfig.of(task="iris", method="node", reservoir="ring-sim", steps=2, batch_size=4, directions=2,
+                            eval_every=2, eval_train_samples=8)
     a, b = (Trainer(config, bench.embedded_bench(seed=0)).run() for _ in range(2))
     assert np.array_equal(vector(a), vector(b))
     assert a.history == b.history

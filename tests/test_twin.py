@@ -17,7 +17,7 @@ from labpgt.runs import RunResult, resume_training, start_training
 from labpgt.session import SessionReader
 from labpgt.trainer import TrainConfig, Trainer, trainable_parameters
 from labpgt.twin import TwinModel, TwinReservoir, TwinSpec, fit_twin, read_twin
-from sessionfiles import interrupt_after
+from sessionfiles import train_until
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "session-example.h5"
 SMALL = dict(task="iris", batch_size=8, eval_every=5, eval_train_samples=20)
@@ -60,7 +60,7 @@ def test_twin_state_round_trips_and_fitting_continues_identically():
 
 def test_twin_method_logs_its_held_out_error_every_step_and_inspect_shows_it(tmp_path):
     path = tmp_path / "twin.h5"
-    result = start_training(TrainConfig(method="twin", reservoir="digital", steps=12, twin_check_every=4, **SMALL), path)
+    result = start_training(TrainConfig.of(method="twin", reservoir="digital", steps=12, twin_check_every=4, **SMALL), path)
     with SessionReader(path) as session:
         extras = [session.step_extra(i) for i in range(session.n_steps)]
         assert session.method_names and all(name.startswith("twin.") for name in session.method_names)
@@ -82,7 +82,7 @@ def test_twin_method_logs_its_held_out_error_every_step_and_inspect_shows_it(tmp
 
 def test_a_twin_run_replays_exactly(tmp_path):
     path = tmp_path / "twin.h5"
-    start_training(TrainConfig(method="twin", reservoir="digital", steps=10, twin_check_every=3, digital_noise=0.02,
+    start_training(TrainConfig.of(method="twin", reservoir="digital", steps=10, twin_check_every=3, digital_noise=0.02,
                                **SMALL), path)
     report = replay_session(path)
     assert report.ok and report.largest_deviation == 0.0 and report.checkpoints_checked == 10
@@ -132,7 +132,7 @@ def test_the_twin_falls_back_on_probes_when_the_ring_changes():
     def change(step):
         reservoir.changed = step + 1 >= changed              # from step 25 on, the ring is another
 
-    config = TrainConfig(method="twin", reservoir="digital", steps=50, twin_check_every=1000, eval_every=50,
+    config = TrainConfig.of(method="twin", reservoir="digital", steps=50, twin_check_every=1000, eval_every=50,
                          eval_train_samples=10, task="iris", batch_size=8)
     logs = StepLog(after_step=change)
     Trainer(config, reservoir, recorder=logs).run()
@@ -146,8 +146,8 @@ def test_the_twin_falls_back_on_probes_when_the_ring_changes():
 
 def test_twin_from_earlier_sessions_is_kept_in_the_session_resumes_and_replays(tmp_path):
     earlier = tmp_path / "earlier.h5"
-    start_training(TrainConfig(method="node", reservoir="digital", steps=6, **SMALL), earlier)
-    config = TrainConfig(method="twin", reservoir="digital", steps=8, twin_check_every=3, twin_from=(str(earlier),),
+    start_training(TrainConfig.of(method="node", reservoir="digital", steps=6, **SMALL), earlier)
+    config = TrainConfig.of(method="twin", reservoir="digital", steps=8, twin_check_every=3, twin_from=(str(earlier),),
                          **SMALL).resolved()
     reference = start_training(config, tmp_path / "reference.h5")
     with SessionReader(tmp_path / "reference.h5") as session:
@@ -159,8 +159,7 @@ def test_twin_from_earlier_sessions_is_kept_in_the_session_resumes_and_replays(t
         assert sources[0]["rows"] == len(U) and sources[0]["path"] == str(earlier)
     assert inspect_session(tmp_path / "reference.h5")["prior_rows"] == len(U)
 
-    with pytest.raises(KeyboardInterrupt):
-        start_training(config, tmp_path / "cut.h5", wrap_recorder=interrupt_after(4))
+    train_until(4, config, tmp_path / "cut.h5")
     earlier.rename(tmp_path / "moved.h5")                   # resume and replay need nothing but the file
     resumed = resume_training(tmp_path / "cut.h5")
     assert resumed.final_params_sha256 == reference.final_params_sha256
@@ -182,7 +181,7 @@ def test_twin_fit_on_the_shipped_session_and_a_twin_as_reservoir(tmp_path):
     U = np.random.default_rng(0).random((5, 8))
     assert np.allclose(TwinReservoir(twin, noise=False).measure(U).features, file.model.predict(U))
     assert not np.array_equal(reservoir.measure(U).features, file.model.predict(U))   # noise of the measured size
-    assert trainable_parameters(TrainConfig(method="pgt", reservoir=f"twin:{twin}", task="iris")) == 139
+    assert trainable_parameters(TrainConfig.of(method="pgt", reservoir=f"twin:{twin}", task="iris")) == 139
     run = labpgt("train", "--reservoir", "twin:t.h5", "--task", "iris", "--steps", "6", "--batch-size", "8",
                  "--quiet", "--out", "run.h5", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
@@ -192,9 +191,9 @@ def test_twin_fit_on_the_shipped_session_and_a_twin_as_reservoir(tmp_path):
 
 def test_sessions_of_another_layout_are_refused_with_one_line(tmp_path):
     digital = tmp_path / "digital.h5"
-    start_training(TrainConfig(method="node", reservoir="digital", steps=2, **SMALL), digital)
+    start_training(TrainConfig.of(method="node", reservoir="digital", steps=2, **SMALL), digital)
     other = tmp_path / "other.h5"
-    start_training(TrainConfig(method="node", reservoir="digital", digital_feature_width=16, steps=2, **SMALL), other)
+    start_training(TrainConfig.of(method="node", reservoir="digital", digital_feature_width=16, steps=2, **SMALL), other)
     cases = [("twin", "fit", str(EXAMPLE), str(digital), "--out", str(tmp_path / "t.h5")),
              ("twin", "fit", str(digital), str(other), "--out", str(tmp_path / "t.h5")),
              ("train", "--method", "twin", "--reservoir", "digital", "--twin-from", str(EXAMPLE), "--task", "iris",
@@ -215,7 +214,7 @@ def test_sessions_of_another_layout_are_refused_with_one_line(tmp_path):
 
 
 def test_the_twin_is_trusted_only_after_a_probe_that_measured_its_gradient_error():
-    config = TrainConfig(method="twin", reservoir="digital", steps=12, twin_check_every=4, eval_every=12,
+    config = TrainConfig.of(method="twin", reservoir="digital", steps=12, twin_check_every=4, eval_every=12,
                          eval_train_samples=10, task="iris", batch_size=8)
     logs = StepLog()
     Trainer(config, DigitalReservoir(seed=0), recorder=logs).run()
@@ -224,7 +223,7 @@ def test_the_twin_is_trusted_only_after_a_probe_that_measured_its_gradient_error
     last_probe = None
     for values in logs:
         if values["twin_used"]:
-            assert last_probe is not None and last_probe["twin_gradient_error"] < config.twin_tolerance
+            assert last_probe is not None and last_probe["twin_gradient_error"] < config.method.twin_tolerance
         else:
             last_probe = values
     assert sum(v["twin_used"] for v in logs) > 0

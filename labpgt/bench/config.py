@@ -373,6 +373,13 @@ SIMULATED_MODEL_KINDS: dict[str, DriverKind] = {
 }
 
 
+def simulated_ports(base_port: int, generators: int) -> dict[str, int]:
+    """Where ``labpgt sim`` serves each simulated instrument: the analyzer at ``base_port``, the ring controller at
+    ``base_port + 1``, generator i at ``base_port + 10 + i``."""
+    return {"analyzer": base_port, "ring": base_port + 1,
+            **{f"gen{i}": base_port + 10 + i for i in range(1, generators + 1)}}
+
+
 def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = True, generators: int = 4,
                            host: str = "127.0.0.1", base_port: int = 15025, analyzer_model: str = "esa",
                            generator_models: str | list[str] = "psg", physics: dict | None = None) -> BenchConfig:
@@ -381,12 +388,13 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
     ``physics``: more ``[simulator]`` keys of the embedded bench (``preset``, behaviour switches).
     The ring controller's temperature is read with every query.
 
-    Ports: analyzer ``base_port``, ring ``base_port + 1``, generator i at ``base_port + 10 + i``.
-    ``analyzer_model`` and ``generator_models`` (one name, or one per generator) choose the simulated
+    Ports: :func:`simulated_ports`. ``analyzer_model`` and ``generator_models`` (one name, or one per generator) choose the simulated
     models and so each instrument's driver kind (:data:`SIMULATED_MODEL_KINDS`).
     """
-    def resource(name, port):
-        return f"{SIMULATED_PREFIX}{name}" if embedded else f"TCPIP::{host}::{port}::SOCKET"
+    ports = simulated_ports(base_port, generators)
+
+    def resource(name):
+        return f"{SIMULATED_PREFIX}{name}" if embedded else f"TCPIP::{host}::{ports[name]}::SOCKET"
 
     models = [generator_models] * generators if isinstance(generator_models, str) else list(generator_models)
     unknown = [m for m in [analyzer_model, *models] if m not in SIMULATED_MODEL_KINDS]
@@ -394,14 +402,14 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
         raise UserError(f"simulated bench: {generators} generator model(s) and one analyzer model from "
                         f"{', '.join(SIMULATED_MODEL_KINDS)} expected, not {analyzer_model!r} and {generator_models!r}")
     analyzer_kind = SIMULATED_MODEL_KINDS[analyzer_model]
-    instruments = {"analyzer": InstrumentConfig("analyzer", analyzer_kind, resource("analyzer", base_port),
+    instruments = {"analyzer": InstrumentConfig("analyzer", analyzer_kind, resource("analyzer"),
                                                 {"center_hz": 3.03e9, "span_hz": 200e6, "rbw_hz": 1e6, "points": 401}),
-                   "ring": InstrumentConfig("ring", RING_CONTROLLER, resource("ring", base_port + 1),
+                   "ring": InstrumentConfig("ring", RING_CONTROLLER, resource("ring"),
                                             {"loop_gain_db": 2.0, "field_mt": 50.0})}
     bands_low = [2.980e9 + i * 20e6 for i in range(generators)]
     for i, band_low in enumerate(bands_low, start=1):
         kind = SIMULATED_MODEL_KINDS[models[i - 1]]
-        instruments[f"gen{i}"] = InstrumentConfig(f"gen{i}", kind, resource(f"gen{i}", base_port + 10 + i),
+        instruments[f"gen{i}"] = InstrumentConfig(f"gen{i}", kind, resource(f"gen{i}"),
                                                   {"frequency_hz": band_low + 10e6, "power_dbm": -30.0}, 5.0)
     encoding = [EncodingInput(f"gen{i}", "power_dbm", -30.0, 0.0) for i in range(1, generators + 1)]
     encoding += [EncodingInput(f"gen{i}", "frequency_hz", band_low, band_low + 20e6)

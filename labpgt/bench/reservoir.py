@@ -19,7 +19,7 @@ import numpy as np
 from labpgt.bench.config import BenchConfig, load_bench_config, simulated_bench_config
 from labpgt.bench.connect import (TRANSIENT_ERRORS, close_quietly, connect_instruments, embedded_simulator,
                                   reconnect, uses_embedded_simulator)
-from labpgt.bench.features import quantise_trace, trace_features
+from labpgt.bench.features import TRACE_RESOLUTION_DB, quantise_trace, trace_features
 from labpgt.bench.kinds import State, states_agree
 from labpgt.bench.safety import SafetyError, check_state_safe
 from labpgt.errors import UserError
@@ -57,6 +57,9 @@ class Bench:
     query is measured. The measurement records how many attempts each query took. When the budget
     is spent, RF is turned off and :class:`BenchFault` says what failed.
     """
+
+    each_query_apart = True      # every row is its own sweep: a run may stop between two (labpgt.reservoir)
+    trace_resolution_db = TRACE_RESOLUTION_DB     # the grid of every trace it returns
 
     def __init__(self, config: BenchConfig, instruments: dict | None = None):
         self.config = config
@@ -290,6 +293,11 @@ class Bench:
                 for name in self.instruments}
 
     # ---- ending
+    def rf_off_best_effort(self) -> str:
+        """Every generator's RF off, on a bench that misbehaves too, in bounded time: says what happened and
+        never raises (the end of a run, however it ended)."""
+        return self._best_effort_rf_off()
+
     def _best_effort_rf_off(self) -> str:
         """Turn RF off even on a bench that misbehaves; says what happened (never raises)."""
         if not hasattr(self, "_wanted"):  # failed while starting: outputs were never switched on by us

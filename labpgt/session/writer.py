@@ -10,7 +10,6 @@ allows no new ones), so the template checkpoint given at creation fixes the chec
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
 import math
@@ -22,7 +21,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from labpgt.bench.features import TRACE_RESOLUTION_DB
 from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
@@ -41,11 +39,11 @@ COMPACT_ABOVE = 0.02     # dead fraction of a file worth a rewrite at close
 
 
 # --------------------------------------------------------------------------- the root config
-def session_config(train_config, reservoir, model: dict | None = None, engine: str | None = None) -> dict:
-    """The root ``config`` of a training: its config (dataclass or dict), its reservoir, the network it
-    built (``model``: the architecture's specification), the ``engine`` that ran it, and — for a
-    reservoir that models another (a twin) — the ``layout`` of what it models."""
-    train = dataclasses.asdict(train_config) if dataclasses.is_dataclass(train_config) else dict(train_config)
+def session_config(train: dict, reservoir, model: dict | None = None, engine: str | None = None) -> dict:
+    """The root ``config`` of a training: its settings (``train``, flat, as the trainer's config gives them),
+    its reservoir, the network it built (``model``: the architecture's specification), the ``engine`` that ran
+    it, and — for a reservoir that models another (a twin) — the ``layout`` of what it models."""
+    train = dict(train)
     bench = getattr(reservoir, "config", None)
     config = {"train": train,
               "bench": bench.to_dict() if hasattr(bench, "to_dict") else None,
@@ -61,14 +59,15 @@ def session_config(train_config, reservoir, model: dict | None = None, engine: s
     return config
 
 
-def sweep_session_config(sweep: dict, bench_config) -> dict:
-    """The root ``config`` of a sweep: what was swept (``instrument``, ``setting``, …) on ``bench_config``'s bench.
+def sweep_session_config(sweep: dict, bench: dict, bins: int) -> dict:
+    """The root ``config`` of a sweep: what was swept (``instrument``, ``setting``, …) on the bench of config
+    ``bench`` (a dict) whose features are ``bins`` wide.
 
     Each point is one query of one input (the position along the sweep) giving the bench's features.
     """
     return {"sweep": dict(sweep),
-            "bench": bench_config.to_dict(),
-            "reservoir": {"input_width": 1, "feature_width": int(bench_config.bins),
+            "bench": dict(bench),
+            "reservoir": {"input_width": 1, "feature_width": int(bins),
                           "setting_names": [f"{sweep['instrument']}.{sweep['setting']}"]}}
 
 
@@ -82,8 +81,10 @@ def versions() -> dict:
 
 
 # --------------------------------------------------------------------------- creating a file
-def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_kind) -> h5py.File:
-    """A new file at ``path`` (overwritten) with the root, the queries and ``lay_out_kind(file)``, in SWMR mode."""
+def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_kind,
+              resolution_db: float | None = None) -> h5py.File:
+    """A new file at ``path`` (overwritten) with the root, the queries and ``lay_out_kind(file)``, in SWMR mode;
+    ``resolution_db``: the grid the spectra are on, when they are quantised."""
     frequencies = np.zeros(0) if frequencies is None else np.asarray(frequencies, dtype=np.float64)
     f = h5py.File(path, "w", libver="latest")
     try:
@@ -95,6 +96,8 @@ def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_k
         f.attrs["instruments"] = hdf5.dumps(instruments or {})
         f.create_dataset("frequencies", data=frequencies)
         _lay_out_queries(f, config["reservoir"], frequencies.size, compress=kind != "sweep")
+        if resolution_db is not None:
+            f["queries/spectrum"].attrs["resolution_db"] = float(resolution_db)
         lay_out_kind(f)
         f.swmr_mode = True
     except BaseException:
@@ -116,7 +119,6 @@ def _lay_out_queries(f, reservoir: dict, points: int, compress: bool) -> None:
     for name in QUERY_TIME_COLUMNS:
         hdf5.row_dataset(q, name, "float64", chunk_rows=QUERY_CHUNK_ROWS, compress=compress)
     q["role"].attrs["names"] = json.dumps(list(ROLES))
-    q["spectrum"].attrs["resolution_db"] = TRACE_RESOLUTION_DB
     q["settings"].attrs["names"] = json.dumps(setting_names)
 
 
@@ -303,7 +305,7 @@ class SessionWriter(_QueryWriter):
     """Writes the session of a training while it runs: the trainer's recorder (``record_queries``,
     ``record_step``, ``checkpoint``).
 
-    Make one with :meth:`create` (or :meth:`for_trainer`), or reopen an interrupted file with
+    Make one with :meth:`create`, or reopen an interrupted file with
     :meth:`open_for_resume`. Always :meth:`close` it (or use ``with``).
     """
 
@@ -320,13 +322,15 @@ class SessionWriter(_QueryWriter):
     def create(cls, path, config: dict, template: Checkpoint | None = None, *, kind: str = "training",
                params_template: dict | None = None, optimizer_template: dict | None = None,
                method_template: dict | None = None, frequencies=None,
-               instruments: dict | None = None, prior=None) -> "SessionWriter":
+               instruments: dict | None = None, prior=None,
+               resolution_db: float | None = None) -> "SessionWriter":
         """A new session file at ``path`` (overwritten) of a run of ``kind`` with steps and checkpoints.
 
         ``config`` as from :func:`session_config`. ``template`` (a :class:`~labpgt.recording.Checkpoint`,
         or its parts ``params_template``, ``optimizer_template``, ``method_template``) fixes the
         names, shapes and dtypes of the checkpoint arrays. ``prior``: ``(U, features, sources)`` the
-        run's method learns from besides its own queries (the ``prior`` group).
+        run's method learns from besides its own queries (the ``prior`` group). ``resolution_db``: the grid
+        of the spectra (the reservoir's, when it quantises them).
         """
         if KIND_GROUPS.get(kind) != KIND_GROUPS["training"]:
             raise ValueError(f"SessionWriter writes runs with steps and checkpoints, not kind {kind!r}")
@@ -336,16 +340,7 @@ class SessionWriter(_QueryWriter):
             _lay_out_training(f, layout)
             if prior is not None:
                 _lay_out_prior(f, *prior)
-        return cls(_new_file(path, kind, config, frequencies, instruments, lay_out))
-
-    @classmethod
-    def for_trainer(cls, path, trainer, instruments: dict | None = None, prior=None) -> "SessionWriter":
-        """A new session for ``trainer`` (not yet run); set ``trainer.recorder`` to the result."""
-        from labpgt.network import ENGINE
-
-        config = session_config(trainer.config, trainer.reservoir, model=trainer.network.spec, engine=ENGINE)
-        return cls.create(path, config, trainer.checkpoint(), prior=prior,
-                          frequencies=getattr(trainer.reservoir, "frequencies", None), instruments=instruments)
+        return cls(_new_file(path, kind, config, frequencies, instruments, lay_out, resolution_db))
 
     @classmethod
     def open_for_resume(cls, path) -> tuple["SessionWriter", Checkpoint | None]:
@@ -480,9 +475,10 @@ class SweepWriter(_QueryWriter):
         self.n_points = hdf5.group_length(self._points, POINT_INT_COLUMNS + POINT_FLOAT_COLUMNS)
 
     @classmethod
-    def create(cls, path, config: dict, *, frequencies=None, instruments: dict | None = None) -> "SweepWriter":
+    def create(cls, path, config: dict, *, frequencies=None, instruments: dict | None = None,
+               resolution_db: float | None = None) -> "SweepWriter":
         """A new sweep session at ``path`` (overwritten); ``config`` as from :func:`sweep_session_config`."""
-        return cls(_new_file(path, "sweep", config, frequencies, instruments, _lay_out_points))
+        return cls(_new_file(path, "sweep", config, frequencies, instruments, _lay_out_points, resolution_db))
 
     def record_point(self, index: int, values: dict) -> None:
         """Write the queries recorded since the last point and point ``index``'s row (``value``,

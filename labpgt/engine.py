@@ -1,0 +1,329 @@
+"""The run engine: the one place a run is started, resumed, stopped and ended.
+
+A *run* is a training (:meth:`RunEngine.train`, :meth:`RunEngine.resume`) or a characterisation sweep
+(:meth:`RunEngine.sweep`), recorded in a session file. The engine owns, for both alike:
+
+* **starting and resuming**: it makes the reservoir (or connects the bench), the trainer or the sweep,
+  and the session's writer (:mod:`labpgt.runs` holds what a run needs from its session);
+* **stopping between two measurements**: :meth:`RunEngine.request_stop` (a signal handler, a button, an
+  error elsewhere) or a condition given to :meth:`RunEngine.stop_when` (polled) is acted on before the
+  next query — between any two queries of a bench, which measures each apart — by raising
+  :class:`StopRequested` inside the run, which the engine catches;
+* **the end, however the run ends** (finished, stopped, an error): RF off at every generator first,
+  then the session flushed and closed, then the reservoir released;
+* **events** to its subscribers (:class:`Connected`, :class:`Measured`, :class:`StepEnded`,
+  :class:`PointEnded`): the command line draws its progress bar from them, the GUI its rows, live
+  spectrum and waterfall. Subscribers only watch; they change nothing in the run.
+
+Nothing else wraps a reservoir to stop it, and nothing else turns RF off at the end of a run. Process
+signals are turned into stop requests in one place, :mod:`labpgt.signals`. A stopped run returns a
+:class:`RunOutcome` whose ``stopped`` says why; its session holds every complete step (or point) and
+continues with ``labpgt train --resume``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from labpgt.errors import UserError
+from labpgt.reservoir import Measurement, measures_each_query_apart
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- stopping
+@dataclass(frozen=True)
+class StopReason:
+    """Why a run was stopped: ``why`` in words ("SIGTERM", "stopped from the window"), the ``signal`` number
+    when a signal asked, and the process's ``exit_status`` for it (128 + the signal, the shell's convention)."""
+
+    why: str
+    signal: int | None = None
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signal if self.signal is not None else 1
+
+
+class StopRequested(Exception):
+    """Raised inside a run before its next measurement once a stop was requested; the engine catches it."""
+
+    def __init__(self, reason: StopReason):
+        super().__init__(reason.why)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class Connected:
+    """The reservoir (or bench) of a run is made and answers; ``total`` steps or points, ``done`` already."""
+
+    reservoir: Any
+    label: str
+    total: int
+    done: int = 0
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One measurement (one query of a bench, one call of a computed reservoir) is in."""
+
+    measurement: Measurement
+
+
+@dataclass(frozen=True)
+class StepEnded:
+    """Step ``step`` (0-based) of ``steps`` is recorded and flushed; ``values`` as recorded."""
+
+    step: int
+    steps: int
+    values: dict
+
+
+@dataclass(frozen=True)
+class PointEnded:
+    """A sweep's point is recorded and flushed."""
+
+    point: Any
+    points: int
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended: its ``result`` (None when it was stopped), why it was ``stopped`` (None when it ran to
+    its end) and its ``session`` file (None when it kept no record)."""
+
+    result: Any
+    stopped: StopReason | None
+    session: Path | None
+
+    def result_or_raise(self):
+        if self.stopped is not None:
+            raise StopRequested(self.stopped)
+        return self.result
+
+
+# --------------------------------------------------------------------------- the engine
+class RunEngine:
+    """Runs one training or sweep at a time, stops it on request between two measurements, and always ends it
+    safely (see the module's docstring). Make one per run, or reuse one after :meth:`reset`."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Callable[[object], None]] = []
+        self._conditions: list[tuple[Callable[[], bool], StopReason]] = []
+        self._stop: StopReason | None = None
+
+    # ---- who watches, and who may stop
+    def subscribe(self, callback: Callable[[object], None]) -> "RunEngine":
+        """Give every event of the runs to ``callback``."""
+        self._subscribers.append(callback)
+        return self
+
+    def emit(self, event) -> None:
+        for callback in self._subscribers:
+            callback(event)
+
+    def request_stop(self, reason: StopReason) -> None:
+        """Ask the run to stop before its next measurement (safe from a signal handler or another thread; the
+        first reason is kept)."""
+        if self._stop is None:
+            self._stop = reason
+
+    def stop_when(self, condition: Callable[[], bool], reason: StopReason) -> None:
+        """Stop for ``reason`` once ``condition()`` is true (asked before every measurement)."""
+        self._conditions.append((condition, reason))
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        return self._stop
+
+    def reset(self) -> None:
+        """Forget a stop request, for the next run."""
+        self._stop = None
+
+    def check(self) -> None:
+        """Raise :class:`StopRequested` when a stop was requested: called before every measurement."""
+        if self._stop is None:
+            for condition, reason in self._conditions:
+                if condition():
+                    self.request_stop(reason)
+                    break
+        if self._stop is not None:
+            raise StopRequested(self._stop)
+
+    # ---- trainings
+    def train(self, config, session=None, *, reservoir=None) -> RunOutcome:
+        """Train ``config`` (a :class:`~labpgt.trainer.TrainConfig`), recording it in a new session at
+        ``session`` (None: keep no record); ``reservoir``: one already made (default: the config's)."""
+        from labpgt import runs
+        from labpgt.reservoirs import make_reservoir
+        from labpgt.trainer import Trainer
+
+        session = None if session is None else Path(session)
+        if session is not None and session.exists():
+            raise UserError(f"{session} exists; a session is a record and is never overwritten "
+                            f"(continue it with labpgt train --resume {session})")
+        reservoir = reservoir if reservoir is not None else make_reservoir(config)
+        with self._operating(reservoir) as metered:
+            trainer = Trainer(config, metered)
+            prior = runs.prior_pairs(trainer)
+            if prior is not None:
+                trainer.method.add_prior(*prior[:2])
+            self.emit(Connected(reservoir, runs.describe(trainer.config), trainer.config.method.steps))
+            if self._stop is not None:             # asked while connecting: nothing measured, no file made
+                return RunOutcome(None, self._stop, None)
+            writer = None if session is None else runs.new_training_session(session, trainer, reservoir, prior)
+            return self._run_training(trainer, writer, session)
+
+    def resume(self, session, *, reservoir=None) -> RunOutcome:
+        """Continue the interrupted training recorded at ``session`` after its last complete step (the
+        queries of a half-done step are dropped from the file and measured again)."""
+        from labpgt import runs
+        from labpgt.reservoirs import make_reservoir
+        from labpgt.trainer import Trainer
+
+        session = Path(session)
+        config = runs.resumable_config(session)
+        observed = runs.recorded_training_queries(session) if runs.learns_from_queries(config) else None
+        prior = runs.recorded_prior(session)
+        writer, checkpoint = runs.reopen_for_resume(session)
+        try:
+            reservoir = reservoir if reservoir is not None else make_reservoir(config)
+        except BaseException:
+            writer.close()
+            raise
+        with self._operating(reservoir) as metered:
+            trainer = (Trainer(config, metered, prior=prior) if checkpoint is None else
+                       Trainer.restore(config, metered, checkpoint, observed=observed, prior=prior))
+            self.emit(Connected(reservoir, f"resume {session.name}", trainer.config.method.steps, trainer.step))
+            return self._run_training(trainer, writer, session)
+
+    def _run_training(self, trainer, writer, session) -> RunOutcome:
+        from labpgt.runs import RunResult
+
+        announcing = _Announcing(writer, self)
+        trainer.recorder = announcing
+        try:
+            trainer.run(progress=announcing.step_done)
+        except StopRequested as stop:
+            return RunOutcome(None, stop.reason, session)
+        finally:
+            rf_off(trainer.reservoir)      # the hardware first,
+            announcing.close()             # then the record
+        return RunOutcome(RunResult.of(trainer, session), None, session)
+
+    # ---- sweeps
+    def sweep(self, spec, bench_config, session) -> RunOutcome:
+        """Measure the sweep ``spec`` (:class:`labpgt.sweeps.SweepSpec`) on the bench of ``bench_config``,
+        recorded in a new session of kind ``sweep``; every value passes the bench's safety checks before the
+        file is made. The result (:class:`labpgt.sweeps.SweepResult`) holds the points measured, also when
+        the sweep was stopped (its ``completed`` says so)."""
+        from labpgt.bench import Bench
+        from labpgt.runs import new_sweep_session
+        from labpgt.sweeps import SweepResult, check_sweep_safe, sweep_points
+
+        session = Path(session)
+        if session.exists():
+            raise UserError(f"{session} exists: a session is never overwritten; choose another --out")
+        bench = Bench(bench_config)
+        with self._operating(bench):
+            self.emit(Connected(bench, f"sweep of {spec.label}", spec.points))
+            check_sweep_safe(spec, bench)
+            result = SweepResult(spec, frequencies=bench.frequencies)
+            stopped = None
+            writer = new_sweep_session(session, spec, bench)
+            try:
+                for point, measurement in sweep_points(spec, bench, writer, before_query=self.check):
+                    result.points.append(point)
+                    self.emit(Measured(measurement))
+                    self.emit(PointEnded(point, spec.points))
+            except StopRequested as stop:
+                stopped = stop.reason
+            finally:
+                rf_off(bench)                  # the hardware first,
+                writer.close()                 # then the record
+            return RunOutcome(result, stopped, session)
+
+    # ---- the reservoir, measured under the engine's eye
+    @contextlib.contextmanager
+    def _operating(self, reservoir):
+        """``reservoir`` measured through the engine (stop checks, events); on leaving, however: RF off first,
+        then the reservoir released (the caller's ``with`` of the session closes inside this one)."""
+        try:
+            yield _Metered(reservoir, self)
+        finally:
+            try:
+                rf_off(reservoir)
+            finally:
+                reservoir.close()
+
+
+def rf_off(reservoir) -> None:
+    """Every generator's RF off, if ``reservoir`` has generators, in bounded time and never raising over the run's
+    own outcome (what it could not confirm, the reservoir's close says)."""
+    if hasattr(reservoir, "rf_off_best_effort"):
+        reservoir.rf_off_best_effort()
+
+
+class _Metered:
+    """A reservoir measured through the engine: a stop is checked before every query it measures apart (or
+    before every call of one that measures a call at once), and every measurement is announced. Everything
+    else is the reservoir's own."""
+
+    def __init__(self, inner, engine: RunEngine):
+        self._inner, self._engine = inner, engine
+        self._apart = measures_each_query_apart(inner)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def measure(self, U) -> Measurement:
+        engine = self._engine
+        if not self._apart:
+            engine.check()
+            measurement = self._inner.measure(U)
+            engine.emit(Measured(measurement))
+            return measurement
+        U = np.atleast_2d(np.asarray(U, dtype=np.float64))
+        parts = []
+        for row in range(U.shape[0]):
+            engine.check()
+            parts.append(self._inner.measure(U[row:row + 1]))
+            engine.emit(Measured(parts[-1]))
+        return Measurement.concatenate(parts)
+
+
+class _Announcing:
+    """The session writer as the trainer's recorder (or nothing, for a run without a record), announcing each
+    step once the writer has all of it (its row and, when it has one, its checkpoint)."""
+
+    def __init__(self, writer, engine: RunEngine):
+        from labpgt.recording import NullRecorder
+
+        self.writer = writer if writer is not None else NullRecorder()
+        self.engine = engine
+        self._values: dict = {}
+
+    def record_queries(self, labels, U, measurement) -> None:
+        self.writer.record_queries(labels, U, measurement)
+
+    def record_step(self, step, values) -> None:
+        self.writer.record_step(step, values)
+        self._values = values
+
+    def step_done(self, done: int, steps: int) -> None:
+        """The trainer's ``progress``: called once a step is reported whole."""
+        self.engine.emit(StepEnded(done - 1, steps, self._values))
+
+    def checkpoint(self, checkpoint) -> None:
+        self.writer.checkpoint(checkpoint)
+
+    def close(self) -> None:
+        if hasattr(self.writer, "close"):
+            self.writer.close()
