@@ -196,9 +196,11 @@ def replay(path: PathLike, *, exact: bool = False) -> ReplayReport:
 def train(*, out: PathLike | None = None, progress: Callable[[int, int], None] | None = None,
           **settings: Any) -> RunResult:
     """Train with ``settings`` (those of :class:`labpgt.trainer.TrainConfig`, as ``labpgt train`` takes them:
-    ``task``, ``method``, ``reservoir``, ``steps``, ``seed``, …) and record every query in a new session at
-    ``out`` (default: ``data/runs/<time>-<task>-<model>-<method>.h5``, as ``labpgt train``); an existing file
-    is never overwritten. ``progress(step, steps)`` is called after each step. Returns the
+    ``task``, ``method``, ``reservoir``, ``steps``, ``seed``, …; unset ones take TrainConfig's defaults, whose
+    reservoir is "digital": give ``reservoir="ring-sim"`` for the embedded ring ``labpgt train`` uses) and
+    record every query in a new session at ``out`` (default: ``data/runs/<time>-<task>-<model>-<method>.h5``,
+    as ``labpgt train``); an existing file is never overwritten. ``progress(step, steps)`` is called after
+    each step. Returns the
     :class:`~labpgt.runs.RunResult` (``final_accuracy``, ``queries``, ``history``, ``session``, …).
     """
     from labpgt.runs import default_session_path, start_training

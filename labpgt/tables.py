@@ -57,7 +57,7 @@ def queries_dataset(session: SessionReader, start: int = 0, stop: int | None = N
     """Query rows ``start:stop`` (valid rows; all by default) as one Dataset; ``role`` as its names."""
     q = session.queries(start, stop, fields=("index",) + QUERY_SCALARS + ("u", "settings", "spectrum", "features"))
     role_names = np.array([session.role_name(code) for code in range(256)])   # role is a uint8 code
-    variables = {name: ("query", q[name], _attrs(name)) for name in QUERY_SCALARS if name != "role"}
+    variables: dict[str, tuple] = {name: ("query", q[name], _attrs(name)) for name in QUERY_SCALARS if name != "role"}
     variables["role"] = ("query", role_names[q["role"]], _attrs("role"))
     variables.update({
         "u": (("query", "input"), q["u"], _attrs("u")),
@@ -105,7 +105,7 @@ def row_units(session: SessionReader) -> dict[str, str]:
     """Units of the step (or point) columns that have any."""
     group = "points" if session.kind == "sweep" else "steps"
     units = {name: UNITS[f"{group}/{name}"] for name in row_columns(session) if f"{group}/{name}" in UNITS}
-    if session.kind == "sweep":
+    if session.sweep is not None:
         units["value"] = setting_units(session.sweep["setting"])
     return units
 

@@ -61,7 +61,8 @@ def test_the_api_docstrings_run():
 
 @pytest.mark.slow
 def test_import_labpgt_stays_cheap():
-    code = "import sys, labpgt; labpgt.open_session; print(sorted(m for m in ('jax', 'pandas', 'xarray') if m in sys.modules))"
+    code = ("import sys, labpgt; labpgt.open_session; "
+            "print(sorted(m for m in ('jax', 'pandas', 'xarray') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
 

@@ -34,7 +34,7 @@ import numpy as np
 
 #: Blosc2 compresses a session's small chunks faster on one thread than on several (measured: 3x on 2 cores)
 os.environ.setdefault("BLOSC_NTHREADS", "1")
-import hdf5plugin  # noqa: E402
+import hdf5plugin  # noqa: E402,F401  (registers Blosc2 for h5py: files written before labpgt-session/3 need it)
 
 from labpgt.errors import UserError
 from labpgt.session.liveness import marked_open_for_write, writer_holds_lock
