@@ -221,9 +221,9 @@ def add_session_commands(sub, kinds):
     p.add_argument("session", type=Path)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run_inspect)
-    p = sub.add_parser("export", help="export a session to CSV and .npy files")
+    p = sub.add_parser("export", help="export a session to netCDF (.nc), MATLAB (.mat), or CSV and .npy files")
     p.add_argument("session", type=Path)
-    p.add_argument("--to", type=Path, required=True, metavar="DIR")
+    p.add_argument("--to", type=Path, required=True, metavar="FILE.nc|FILE.mat|DIR")
     p.set_defaults(run=run_export)
 
 
@@ -254,8 +254,6 @@ def run_inspect(args) -> int:
 def run_export(args) -> int:
     from labpgt.export import export_session
 
-    if args.to.exists() and not args.to.is_dir():
-        raise UserError(f"--to {args.to} exists and is not a directory")
     for path in export_session(args.session, args.to):
         print(path)
     return 0

@@ -44,7 +44,7 @@ def test_a_gain_sweep_on_the_embedded_bench_finds_the_models_threshold(tmp_path)
         assert reader.kind == "sweep" and reader.completed and reader.n_points == 25
     described = labpgt("inspect", str(session))
     assert described.returncode == 0
-    assert "[labpgt-session/2, sweep]" in described.stdout and "sweep of ring.loop_gain_db from -3 to 3" in \
+    assert "[labpgt-session/3, sweep]" in described.stdout and "sweep of ring.loop_gain_db from -3 to 3" in \
         described.stdout and "(generators off)" in described.stdout
     assert f"auto-oscillation threshold: loop gain {printed:.3f} dB" in described.stdout
     assert inspect_session(session)["threshold"] == pytest.approx(printed, abs=5e-4)

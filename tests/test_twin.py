@@ -176,7 +176,7 @@ def test_twin_fit_on_the_shipped_session_and_a_twin_as_reservoir(tmp_path):
     assert len([line for line in lines if line.strip()[:1].isdigit()]) == 32      # one row per feature
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     file = read_twin(twin)
-    assert file.layout["input_width"] == 8 and file.sources[0]["rows"] == 184
+    assert file.layout["input_width"] == 8 and file.sources[0]["rows"] == 226
     reservoir = TwinReservoir(twin, seed=0)
     U = np.random.default_rng(0).random((5, 8))
     assert np.allclose(TwinReservoir(twin, noise=False).measure(U).features, file.model.predict(U))

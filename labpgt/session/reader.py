@@ -1,10 +1,11 @@
-"""Reading session files: :class:`SessionReader`, read-only, for a live or finished file of any kind and either schema.
+"""Reading session files: :class:`SessionReader`, read-only, for a live or finished file of any kind and schema.
 
 The reader checks a file against :mod:`labpgt.session.schema` before handing anything out, and
 every problem — not HDF5, truncated, damaged, a schema or kind it does not know — is one
-:class:`~labpgt.errors.UserError` line. A ``labpgt-session/1`` file is presented as a /2 file would
-hold it: its kind from its config, the query columns it lacks at their defaults, empty method
-states, and an old sweep's points read from its steps.
+:class:`~labpgt.errors.UserError` line. A ``labpgt-session/1`` or /2 file is presented as a /3 file
+would hold it: the query columns it lacks at their defaults (the row index; a /1 file's layer and
+token), and for /1 its kind from its config, empty method states, and an old sweep's points read
+from its steps.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
 from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_RAGGED, KINDS, NUMERIC_KINDS, POINT_FLOAT_COLUMNS,
-                                   POINT_INT_COLUMNS, POINT_VALUES, QUERY_COLUMNS, QUERY_COLUMNS_SINCE_V2, QUERY_TIME_COLUMNS,
+                                   POINT_INT_COLUMNS, POINT_VALUES, QUERY_COLUMNS, QUERY_TIME_COLUMNS,
                                    READABLE_SCHEMAS, SCHEMA_V1, STEP_FLOAT_COLUMNS, STEP_INT_COLUMNS, STEP_RAGGED,
                                    step_float_columns,
                                    SWEEP_FIELDS,
-                                   array_name, checkpoint_array_groups, query_columns, required_datasets,
-                                   required_groups, v1_kind, v1_query_column)
+                                   array_name, checkpoint_array_groups, missing_query_column, query_columns,
+                                   required_datasets, required_groups, v1_kind)
 
 ROOT_ATTRIBUTES = ("config", "created", "versions", "instruments")
 
@@ -95,7 +96,8 @@ class SessionReader:
         schema = _text(attrs["schema"])
         if schema not in READABLE_SCHEMAS:
             shown = repr(schema) if schema is not None else "of a non-text value"
-            self._fail(f"schema {shown} is not supported (this labpgt reads {' and '.join(READABLE_SCHEMAS)})")
+            readable = f"{', '.join(READABLE_SCHEMAS[:-1])} and {READABLE_SCHEMAS[-1]}"
+            self._fail(f"schema {shown} is not supported (this labpgt reads {readable})")
         self.schema = schema
         for key in ROOT_ATTRIBUTES + (() if schema == SCHEMA_V1 else ("kind",)):
             if key not in attrs:
@@ -159,7 +161,7 @@ class SessionReader:
     def _validate_prior(self, queries) -> None:
         prior = self._file["prior"]
         if not isinstance(prior, h5py.Group) or self.schema == SCHEMA_V1:
-            self._fail("damaged session: 'prior' is not a group of a /2 file")
+            self._fail("damaged session: 'prior' is not a group of a /2 or later file")
         for name, width in (("u", queries["u"].shape[1]), ("features", queries["features"].shape[1])):
             ds = prior.get(name)
             if not isinstance(ds, h5py.Dataset) or ds.dtype != np.float64 or ds.ndim != 2 or ds.shape[1] != width:
@@ -305,14 +307,14 @@ class SessionReader:
         stop = self.n_queries if stop is None else min(stop, self.n_queries)
         names = tuple(fields) if fields is not None else tuple(QUERY_COLUMNS)
         stored = {name: self._file[f"queries/{name}"][start:stop]
-                  for name in names if (name in self._query_columns or name not in QUERY_COLUMNS_SINCE_V2)
-                  and (name not in QUERY_TIME_COLUMNS or name in self._file["queries"])}
+                  for name in names if name in self._query_columns
+                  or (name in QUERY_TIME_COLUMNS and name in self._file["queries"])}
         for name in set(names).intersection(QUERY_TIME_COLUMNS) - set(stored):   # a file from before them
             stored[name] = np.full(max(stop - start, 0), np.nan)
         if len(stored) < len(names):
             roles = stored["role"] if "role" in stored else self._file["queries/role"][start:stop]
             for name in set(names) - set(stored):
-                stored[name] = v1_query_column(name, roles, self._sweep_code)
+                stored[name] = missing_query_column(name, start, roles, self._sweep_code)
         return {name: stored[name] for name in names}
 
     def iter_queries(self, fields=None, block_rows: int = 1 << 14):

@@ -25,12 +25,13 @@ from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
 from labpgt.session.liveness import WriterLock
+from labpgt.session.nexus import describe
 from labpgt.session.reader import SessionReader
 from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_ARRAYS_SINCE_V2, CHECKPOINT_RAGGED, KIND_GROUPS,
                                    NUMERIC_KINDS, PERTURBATION_DIMS, POINT_FLOAT_COLUMNS, POINT_INT_COLUMNS,
-                                   QUERY_COLUMNS, QUERY_COLUMNS_SINCE_V2, QUERY_TIME_COLUMNS, ROLE_CODES, ROLES,
+                                   QUERY_COLUMNS, QUERY_TIME_COLUMNS, ROLE_CODES, ROLES,
                                    SCHEMA, SCHEMA_V1, STEP_FLOAT_COLUMNS, STEP_FLOAT_COLUMNS_SINCE_V2, STEP_INT_COLUMNS, STEP_RAGGED,
-                                   array_name, dataset_name)
+                                   array_name, dataset_name, query_columns)
 
 QUERY_CHUNK_ROWS = 256
 STEP_CHUNK_ROWS = 64
@@ -83,10 +84,11 @@ def versions() -> dict:
 # --------------------------------------------------------------------------- creating a file
 def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_kind,
               resolution_db: float | None = None) -> h5py.File:
-    """A new file at ``path`` (overwritten) with the root, the queries and ``lay_out_kind(file)``, in SWMR mode;
-    ``resolution_db``: the grid the spectra are on, when they are quantised."""
+    """A new file at ``path`` (overwritten) with the root, the queries and ``lay_out_kind(file)``, described
+    (:mod:`labpgt.session.nexus`), in SWMR mode; ``resolution_db``: the grid the spectra are on, when they are
+    quantised."""
     frequencies = np.zeros(0) if frequencies is None else np.asarray(frequencies, dtype=np.float64)
-    f = h5py.File(path, "w", libver="latest")
+    f = h5py.File(path, "w", libver=hdf5.LIBVER)
     try:
         f.attrs["schema"] = SCHEMA
         f.attrs["kind"] = kind
@@ -99,6 +101,7 @@ def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_k
         if resolution_db is not None:
             f["queries/spectrum"].attrs["resolution_db"] = float(resolution_db)
         lay_out_kind(f)
+        describe(f)
         f.swmr_mode = True
     except BaseException:
         f.close()
@@ -143,8 +146,8 @@ def _lay_out_training(f, checkpoint_layout: dict) -> None:
 
 def _lay_out_prior(f, U, features, sources) -> None:
     prior = f.create_group("prior")
-    prior.create_dataset("u", data=np.asarray(U, dtype=np.float64), compression=hdf5.COMPRESSION)
-    prior.create_dataset("features", data=np.asarray(features, dtype=np.float64), compression=hdf5.COMPRESSION)
+    prior.create_dataset("u", data=np.asarray(U, dtype=np.float64), **hdf5.ROW_FILTER)
+    prior.create_dataset("features", data=np.asarray(features, dtype=np.float64), **hdf5.ROW_FILTER)
     prior.attrs["sources"] = hdf5.dumps(sources)
 
 
@@ -216,6 +219,8 @@ class _QueryWriter:
             raise ValueError(f"record_queries: U {U.shape} / features {features.shape} do not match the session "
                              f"(d = {self._widths['u']}, m = {self._widths['features']})")
         p = self._pending
+        first = self._query_rows + self._pending_rows
+        p["index"].append(np.arange(first, first + n, dtype=np.int64))
         p["step"].append(np.full(n, labels.step, dtype=np.int64))
         p["role"].append(np.array([ROLE_CODES[r] for r in names], dtype=np.uint8)[index].reshape(n))
         p["direction"].append(np.asarray(labels.direction, dtype=np.int32).reshape(n))
@@ -257,7 +262,7 @@ class _QueryWriter:
             compact = hdf5.dead_fraction(self._file) > COMPACT_ABOVE
             self._file.close()
             if compact:
-                hdf5.compact(self.path)
+                hdf5.compact(self.path, finish=describe)
         self._lock.release()
 
     def __enter__(self):
@@ -350,7 +355,7 @@ class SessionWriter(_QueryWriter):
         half-done step, which the resumed trainer measures again. The file is rewritten: its valid
         prefix is copied into a fresh file that atomically replaces it (a writer killed with
         SIGKILL leaves HDF5's "open for writing" flag set, which only a rewrite clears safely); a
-        ``labpgt-session/1`` file comes out as /2. Cost O(file size). ``None`` means no step was
+        ``labpgt-session/1`` or /2 file comes out as /3. Cost O(file size). ``None`` means no step was
         completed: start the training afresh with the writer. The root config is ``writer.config``.
         """
         path = Path(path)
@@ -360,13 +365,12 @@ class SessionWriter(_QueryWriter):
                 raise UserError(f"{path.name} records a {reader.kind}, not a training: there is nothing to resume")
             checkpoint = reader.last_checkpoint()
             keep = reader.valid_lengths()
-            new_columns = reader.queries(0, keep["queries"], QUERY_COLUMNS_SINCE_V2) \
-                if reader.schema == SCHEMA_V1 else None
-            hdf5.copy_prefix(reader._file, tmp, keep)
-        if new_columns is not None:
-            _upgrade_v1_copy(tmp, new_columns)
+            missing = [name for name in QUERY_COLUMNS if name not in query_columns(reader.schema)]
+            new_columns = reader.queries(0, keep["queries"], missing)
+            schema = reader.schema
+            hdf5.copy_prefix(reader._file, tmp, keep, finish=lambda f: _upgrade_copy(f, schema, new_columns))
         os.replace(tmp, path)
-        f = h5py.File(path, "r+", libver="latest")
+        f = h5py.File(path, "r+", libver=hdf5.LIBVER)
         _record_resume_machine(f, checkpoint)
         f.swmr_mode = True
         history_len = len(checkpoint.trainer_state.get("history", [])) if checkpoint else 0
@@ -446,22 +450,24 @@ def _record_resume_machine(f: h5py.File, checkpoint: Checkpoint | None) -> None:
         f.attrs["versions"] = hdf5.dumps(versions)
 
 
-def _upgrade_v1_copy(path: Path, new_columns: dict) -> None:
-    """Make the resume copy of a /1 file a /2 file: the query and step columns and checkpoint groups it
-    lacks (what the reader shows for /1 files), and the kind."""
-    with h5py.File(path, "r+", libver="latest") as f:
-        for name, values in new_columns.items():
-            ds = hdf5.row_dataset(f["queries"], name, QUERY_COLUMNS[name][0], chunk_rows=QUERY_CHUNK_ROWS,
-                                  rows=len(values), compress=True)
-            if len(values):
-                ds[:] = values
+def _upgrade_copy(f: h5py.File, schema: str, new_columns: dict) -> None:
+    """Make the resume copy ``f`` of a file of ``schema`` a file of the current one: the query columns it lacks
+    (``new_columns``: what the reader shows for them), a /1 file's step columns, checkpoint groups and kind,
+    and the description (:mod:`labpgt.session.nexus`)."""
+    for name, values in new_columns.items():
+        ds = hdf5.row_dataset(f["queries"], name, QUERY_COLUMNS[name][0], chunk_rows=QUERY_CHUNK_ROWS,
+                              rows=len(values), compress=True)
+        if len(values):
+            ds[:] = values
+    if schema == SCHEMA_V1:
         steps = hdf5.group_length(f["steps"], STEP_INT_COLUMNS)
         for name in STEP_FLOAT_COLUMNS_SINCE_V2:
             hdf5.row_dataset(f["steps"], name, "float64", chunk_rows=STEP_CHUNK_ROWS, rows=steps)[:] = np.nan
         for name in CHECKPOINT_ARRAYS_SINCE_V2:
             f["checkpoints"].create_group(name)
-        f.attrs["schema"] = SCHEMA
         f.attrs["kind"] = "training"
+    f.attrs["schema"] = SCHEMA
+    describe(f)
 
 
 # --------------------------------------------------------------------------- a sweep
