@@ -157,3 +157,17 @@ def twin_fit_lines(fit) -> list[str]:
             "feature  held-out error  residual std",
             *(f"{i:7d}  {error:14.4f}  {residual:12.5f}"
               for i, (error, residual) in enumerate(zip(fit.heldout_error_per_feature, fit.residual_std)))]
+
+
+def spectrum_lines(bench, measurement, peaks, threshold_dbm: float, margin_db: float, prominence_db: float) -> list[str]:
+    """What ``labpgt spectrum`` prints of one measured trace: the settings sent, the trace, its lines."""
+    import numpy as np
+
+    trace, freqs = measurement.spectra[0], measurement.frequencies
+    return [f"bench: {bench.config.name}",
+            *(f"  {name:>18} = {value:.6g}" for name, value in zip(bench.setting_names, measurement.settings[0])),
+            f"trace: {freqs.size} points, {freqs[0] / 1e9:.4f}-{freqs[-1] / 1e9:.4f} GHz, "
+            f"median {np.median(trace):.1f} dBm",
+            f"{len(peaks)} lines at least {margin_db:g} dB above the median ({threshold_dbm:.1f} dBm) and "
+            f"{prominence_db:g} dB above their surroundings:",
+            *(f"  peak {freqs[i] / 1e9:.4f} GHz  {trace[i]:6.1f} dBm" for i in peaks)]

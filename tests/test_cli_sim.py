@@ -9,6 +9,8 @@ import pytest
 
 from labpgt.bench import Bench, embedded_bench, simulated_bench_config
 
+pytestmark = pytest.mark.slow          # labpgt sim served over TCP
+
 
 @pytest.fixture
 def served():

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sessionfiles import V1_EXAMPLE
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "session-example.h5"
@@ -26,6 +28,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_shipped_session_replays_and_is_left_untouched():
     before = sha256(EXAMPLE)
     replay = labpgt("replay", str(EXAMPLE))
@@ -38,6 +41,7 @@ def test_shipped_session_replays_and_is_left_untouched():
     assert sha256(EXAMPLE) == before
 
 
+@pytest.mark.slow
 def test_session_from_the_earlier_engine_is_checked_and_left_untouched():
     """The example shipped before was recorded by the numpy engine (labpgt-session/1): replay says so in one
     line and checks what needs no engine — every recorded spectrum still gives its recorded features."""
@@ -54,6 +58,7 @@ def test_session_from_the_earlier_engine_is_checked_and_left_untouched():
     assert sha256(V1_EXAMPLE) == before
 
 
+@pytest.mark.slow
 def test_replay_of_an_altered_spectrum_exits_1_naming_the_query(tmp_path):
     import shutil
 

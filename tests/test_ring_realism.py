@@ -231,6 +231,7 @@ def test_the_bench_clock_advances_by_the_sweep_time_the_analyzer_reports(span_hz
     assert bench.clock_s - before == pytest.approx(reported + bench.model.params.generator_settling_s, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_realtime_sweeps_take_their_simulated_duration_in_the_wall_clock():
     bench = bench_with(realtime=True)
     view(bench, 3.0e9, 20e6, 30e3, 1001)

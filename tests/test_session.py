@@ -121,7 +121,7 @@ def _file_and_data_bytes(path):
     return os.path.getsize(path), sum(stored)
 
 
-@pytest.mark.parametrize("rows", [4, 10, 32, 45])
+@pytest.mark.parametrize("rows", [4, pytest.param(10, marks=pytest.mark.slow), 32, pytest.param(45, marks=pytest.mark.slow)])
 def test_a_long_run_leaves_no_dead_space_in_its_file(tmp_path, rows):
     """Under SWMR HDF5 leaves a rewritten compressed chunk's old copy behind (with 256-row chunks rewritten
     at every 4-row step: a file 27x its data); the live file carries that dead space, every row written,
@@ -154,6 +154,7 @@ READER_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_second_process_sees_new_steps_while_writing(tmp_path):
     path = tmp_path / "live.h5"
     rng = np.random.default_rng(2)
@@ -315,6 +316,7 @@ def _run_and_kill(mode, path, config, at_step, rng) -> int:
     return done
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, stride", [(CONFIG, (8, 30)), (RING_CONFIG, (2, 6)), (TRANSFORMER_RING_CONFIG, (1, 3)),
                                             (TWIN_RING_CONFIG, (3, 8))],
                          ids=["digital", "ring-sim", "transformer-ring-sim", "twin-ring-sim"])
@@ -401,6 +403,7 @@ def test_resume_drops_rows_of_the_unfinished_step(tmp_path):
         assert r.checkpoint(-1).trainer_state["history"] == [{"step": 0}, {"step": 1}, {"step": 2}]
 
 
+@pytest.mark.slow
 def test_a_last_row_whose_json_never_reached_the_disk_is_not_whole_and_resume_starts_before_it(tmp_path):
     """A disk that fills mid-write can leave the last checkpoint's JSON reserved but unwritten (zeros)."""
     path = tmp_path / "run.h5"

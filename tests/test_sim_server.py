@@ -16,6 +16,8 @@ from labpgt.instruments import RingController, SpectrumAnalyzer
 from labpgt.instruments.simulated import SimulatedBench, serve
 from labpgt.instruments.simulated.ring import band_top_hz, fmr_frequency_hz, transmission_db
 
+pytestmark = pytest.mark.slow          # instruments served over TCP
+
 VISA = dict(visa_library="@py", read_termination="\n", write_termination="\n", timeout=5000)
 
 

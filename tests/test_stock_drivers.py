@@ -23,6 +23,8 @@ from qcodes.instrument_drivers.Keysight import KeysightN5173B, KeysightN5183B, K
 from labpgt.cli import main
 from labpgt.instruments import RingController
 
+pytestmark = pytest.mark.slow          # stock drivers over TCP
+
 NO_ERROR = '+0,"No error"'
 TONE_HZ, TONE_DBM = 3.0012e9, -20.0
 PYMEASURE_VISA = dict(visa_library="@py", read_termination="\n", write_termination="\n", timeout=5000)
