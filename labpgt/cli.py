@@ -67,17 +67,17 @@ def run_train(args) -> int:
     display = TrainingDisplay(args.quiet)
     engine = RunEngine().subscribe(display)
     try:
-        with signals.stopping_runs(engine, announce=lambda line: print(f"labpgt: {line}", file=sys.stderr)):
+        with signals.stopping_runs(engine, announce=lambda line: signals.say(f"labpgt: {line}")):
             outcome = engine.resume(session) if args.resume is not None else engine.train(config, session)
     except BenchFault as exc:
         raise UserError(f"{exc}{saved_session_hint(session)}") from None
     except KeyboardInterrupt as exc:               # a second signal, or one before the run could stop
-        print(f"labpgt: interrupted; RF is off{saved_session_hint(session)}", file=sys.stderr)
+        signals.say(f"labpgt: interrupted; RF is off{saved_session_hint(session)}")
         return exc.exit_status if isinstance(exc, signals.Interrupted) else 130
     finally:
         display.close()
     if outcome.stopped is not None:
-        print(stopped_line(outcome.stopped, session), file=sys.stderr)
+        signals.say(stopped_line(outcome.stopped, session))
         return outcome.stopped.exit_status
     plot = args.plot or session.with_suffix(".png")
     plot_history(outcome.result, plot)
@@ -353,7 +353,7 @@ def run_sweep_command(args) -> int:
         raise UserError(f"{session} exists: a session is never overwritten; choose another --out")
     display = SweepDisplay(f"sweep of {sweep_description(spec, config.name)}", quiet=args.quiet)
     engine = RunEngine().subscribe(display)
-    with signals.stopping_runs(engine, announce=lambda line: print(f"labpgt: {line}", file=sys.stderr)):
+    with signals.stopping_runs(engine, announce=lambda line: signals.say(f"labpgt: {line}")):
         outcome = engine.sweep(spec, config, session)
     result = outcome.result
     if setting == THRESHOLD_SETTING:
@@ -364,8 +364,8 @@ def run_sweep_command(args) -> int:
         plot_sweep_result(result, display.traces, plot, sweep_description(spec, config.name))
         print(f"plot {plot}")
     if outcome.stopped is not None:
-        print(f"labpgt: stopped after {len(result.points)} of {spec.points} points; RF is off and the session "
-              f"holds them", file=sys.stderr)
+        signals.say(f"labpgt: stopped ({outcome.stopped.why}) after {len(result.points)} of {spec.points} points; "
+                    f"RF is off and the session holds them")
         return outcome.stopped.exit_status
     return 0
 
@@ -477,12 +477,12 @@ def main(argv=None) -> int:
             return args.run(args)
     except UserError as exc:
         print(f"labpgt: {exc}" if not str(exc).startswith("labpgt") else str(exc), file=sys.stderr)
-        return 2
+        return exc.exit_status
     except signals.Interrupted as exc:
-        print("labpgt: interrupted", file=sys.stderr)
+        signals.say("labpgt: interrupted")
         return exc.exit_status
     except KeyboardInterrupt:
-        print("labpgt: interrupted", file=sys.stderr)
+        signals.say("labpgt: interrupted")
         return 130
     except BrokenPipeError:  # the reader went away (`labpgt inspect … | head`): not an error of ours
         import os

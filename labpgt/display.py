@@ -13,8 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from labpgt.engine import Connected, Measured, PointEnded, StepEnded
+from labpgt.engine import Connected, Measured, Notice, PointEnded, StepEnded
 from labpgt.errors import UserError
+from labpgt.signals import say
 
 
 def connection_lines(reservoir) -> list[str]:
@@ -62,6 +63,8 @@ class TrainingDisplay:
         elif isinstance(event, StepEnded) and self.bar is not None:
             self.bar.set_postfix_str(f"{self.queries} queries", refresh=False)
             self.bar.update(event.step + 1 - self.bar.n)
+        elif isinstance(event, Notice):
+            say(f"labpgt: warning: {event.text}")
 
     def close(self) -> None:
         if self.bar is not None:

@@ -87,6 +87,13 @@ class StepEnded:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """Something a person should know before or while a run measures (e.g. the disk may not hold it all)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class PointEnded:
     """A sweep's point is recorded and flushed."""
 
@@ -178,6 +185,8 @@ class RunEngine:
             self.emit(Connected(reservoir, runs.describe(trainer.config), trainer.config.method.steps))
             if self._stop is not None:             # asked while connecting: nothing measured, no file made
                 return RunOutcome(None, self._stop, None)
+            if session is not None:
+                self._check_room(session, trainer, reservoir)
             writer = None if session is None else runs.new_training_session(session, trainer, reservoir, prior)
             return self._run_training(trainer, writer, session)
 
@@ -202,7 +211,19 @@ class RunEngine:
             trainer = (Trainer(config, metered, prior=prior) if checkpoint is None else
                        Trainer.restore(config, metered, checkpoint, observed=observed, prior=prior))
             self.emit(Connected(reservoir, f"resume {session.name}", trainer.config.method.steps, trainer.step))
+            self._check_room(session, trainer, reservoir)
             return self._run_training(trainer, writer, session)
+
+    def _check_room(self, session: Path, trainer, reservoir) -> None:
+        """Refuse a run whose disk cannot hold one step; warn when it cannot hold the rest of the run."""
+        from labpgt import runs
+        from labpgt.session.storage import room_for
+
+        step, run = runs.expected_bytes(trainer, reservoir)
+        left = 1.0 - trainer.step / max(1, trainer.config.method.steps)
+        warning = room_for(session, step, int(run * left))
+        if warning:
+            self.emit(Notice(warning))
 
     def _run_training(self, trainer, writer, session) -> RunOutcome:
         from labpgt.runs import RunResult

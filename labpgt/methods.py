@@ -102,6 +102,12 @@ class Method:
         ``n_params`` trainable parameters."""
         raise NotImplementedError(f"{cls.name} declares its steps")
 
+    @classmethod
+    def queries_per_row(cls, settings) -> int:
+        """The most queries a step makes per row of its batch (a sample's token at a physical layer): what a run
+        is expected to measure, before it measures."""
+        return 1
+
     def __init__(self, config, reservoir):
         self.seed = int(config.seed)
         self.settings = config.method
@@ -215,6 +221,10 @@ class Node(ThroughTheLayer):
 
     def physical_vjp(self, layer, U, F, g_F, rows, measure):
         return node_vjp(self.estimator, layer, U, g_F, rows, measure, self._perturbations)
+
+    @classmethod
+    def queries_per_row(cls, settings) -> int:
+        return 1 + 2 * settings.directions              # the baseline and 2k probes (the twin's probe steps too)
 
 
 def node_probe(estimator: NodePerturbation, layer, U, rows: Rows, measure, perturbations: list):
@@ -398,6 +408,10 @@ class ParameterPerturbation(Method):
     def _estimator(self, config):
         m = config.method
         return PGT(r=m.r, p=m.p, delta=m.delta, directions=m.directions, seed=config.seed)
+
+    @classmethod
+    def queries_per_row(cls, settings) -> int:
+        return 2 * settings.directions                  # a + and a − pass per direction
 
     def __init__(self, config, reservoir):
         super().__init__(config, reservoir)

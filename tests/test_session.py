@@ -374,7 +374,8 @@ def test_resume_before_first_checkpoint_starts_afresh(tmp_path):
     writer = synthetic_writer(path)
     writer.record_queries(QueryLabels.of(0, "calibration", 4, sample=np.arange(4)), rng.random((4, D)),
                           measurement(rng, 4))
-    writer.flush()
+    writer._write_queries()       # rows of an unfinished step on disk, as writers before 0.2 left them
+    writer._file.flush()
     writer._file.close()          # as if killed: no step completed
     writer, checkpoint = SessionWriter.open_for_resume(path)
     with writer:

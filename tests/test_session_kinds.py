@@ -99,7 +99,8 @@ def test_method_state_round_trips_and_survives_resume(tmp_path):
         record_step(writer, rng, step)
     writer.record_queries(QueryLabels.of(2, "plus", 2, sample=[0, 1]), rng.random((2, D)),
                           Measurement(features=rng.random((2, M))))
-    writer.flush()                         # every row measured so far on disk, then
+    writer._write_queries()                # every row measured so far on disk (as writers before 0.2 did), then
+    writer._file.flush()
     writer._file.close()                   # killed inside step 2
     with SessionReader(path) as reader:
         assert reader.method_names == ("twin.W", "twin.fitted")

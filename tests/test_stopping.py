@@ -22,6 +22,7 @@ from pymeasure.experiment.workers import Worker
 from labpgt.cli import main
 from labpgt.inspection import inspect_session
 from labpgt.procedures import PGTTraining, RingSweep
+from labpgt.signals import STOP_SIGNALS
 from servedbench import generator_outputs, served_bench
 
 pytestmark = pytest.mark.slow          # a served bench in its own process, runs over TCP
@@ -67,7 +68,7 @@ def test_the_engine_is_the_one_thing_that_stops_a_run():
     assert set(raisers.get("should_stop", [])) <= {"training.py", "sweep.py"}   # PyMeasure's abort, given to the engine
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", STOP_SIGNALS, ids=[signal.Signals(s).name for s in STOP_SIGNALS])
 def test_a_signal_stops_a_training_from_the_command_line_rf_off(served, tmp_path, capsys, signum):
     bench, resources = served
     out = tmp_path / "run.h5"
@@ -135,3 +136,33 @@ def test_the_windows_abort_stops_a_sweep_rf_off(served, tmp_path):
     assert generator_outputs(resources) == ["0"] * 4
     info = inspect_session(tmp_path / "gui-sweep.h5")
     assert 3 <= info["points"] < 200 and not info["completed"]
+
+
+@pytest.mark.parametrize("signum", STOP_SIGNALS, ids=[signal.Signals(s).name for s in STOP_SIGNALS])
+def test_a_signal_closes_a_measuring_window_rf_off_session_saved(qtbot, served, tmp_path, signum):
+    """Every stop signal reaches the window through its signal socket (no Python code interrupted), stops the run
+    between two queries and closes the window; the exit status is 128 + the signal."""
+    pytest.importorskip("pytestqt")
+    from labpgt.procedures.window import SignalCloser, TrainingWindow, exit_status
+
+    bench, resources = served
+    window = TrainingWindow(runs_dir=tmp_path / "runs", bench_config=str(bench))
+    qtbot.addWidget(window)
+    closer = SignalCloser(window)
+    try:
+        window.show()
+        for name, value in (("task", "iris"), ("node_batch_size", 4), ("node_directions", 2),
+                            ("node_steps", 50)):
+            getattr(window.inputs, name).setValue(value)
+        experiment = window.queue()
+        qtbot.waitUntil(lambda: experiment.procedure.steps_done >= 2, timeout=60_000)
+        os.kill(os.getpid(), signum)
+        qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
+    finally:
+        closer.restore()
+        for handled in STOP_SIGNALS:                 # restore() ignores them once one closed the window
+            signal.signal(handled, signal.SIG_DFL if handled != signal.SIGINT else signal.default_int_handler)
+    assert exit_status(window) == 128 + signum
+    assert generator_outputs(resources) == ["0"] * 4
+    info = inspect_session(experiment.procedure.output)
+    assert 2 <= info["steps"] < 50 and not info["completed"]

@@ -21,7 +21,7 @@ import numpy as np
 from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
-from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_RAGGED, KINDS, NUMERIC_KINDS, POINT_FLOAT_COLUMNS,
+from labpgt.session.schema import (ARRAYS_DIGEST, QUERIES_DIGEST, rows_digest, CHECKPOINT_ARRAYS, CHECKPOINT_RAGGED, KINDS, NUMERIC_KINDS, POINT_FLOAT_COLUMNS,
                                    POINT_INT_COLUMNS, POINT_VALUES, QUERY_COLUMNS, QUERY_TIME_COLUMNS,
                                    READABLE_SCHEMAS, SCHEMA_V1, STEP_FLOAT_COLUMNS, STEP_INT_COLUMNS, STEP_RAGGED,
                                    step_float_columns,
@@ -245,9 +245,40 @@ class SessionReader:
         steps = f["checkpoints/step"][:n_ckpt]
         while n_ckpt and 0 <= steps[n_ckpt - 1] < n_steps and recorded[steps[n_ckpt - 1]] > self.n_queries:
             n_ckpt -= 1
+        # a writer whose disk filled mid-flush can leave rows that are there by their length only (the space for
+        # their data never written: zeros): a step counts once its rows and its checkpoint are the bytes written
+        while n_ckpt and not (self._step_whole(int(steps[n_ckpt - 1]), recorded) and self._checkpoint_whole(n_ckpt - 1)):
+            n_ckpt -= 1
         self.n_steps = n_steps
         self.checkpoint_steps = f["checkpoints/step"][:n_ckpt]
         self.n_checkpoints = n_ckpt
+        if n_steps:                       # the queries of complete step rows only: never a row of a torn step
+            self.n_queries = min(self.n_queries, int(recorded[-1]))
+
+    def _step_whole(self, step: int, recorded) -> bool:
+        """Whether step ``step``'s query rows are those its writer recorded (files before the digest: assumed)."""
+        if not 0 <= step < len(recorded):
+            return False
+        try:
+            digest = hdf5.json_value(hdf5.ragged_row(self._file["steps"], "extra", step)).get(QUERIES_DIGEST)
+        except (ValueError, AttributeError):
+            return False
+        if digest is None:
+            return True
+        start, stop = (int(recorded[step - 1]) if step else 0), int(recorded[step])
+        names = [*self._query_columns, *(n for n in QUERY_TIME_COLUMNS if n in self._file["queries"])]
+        columns = {name: self._file[f"queries/{name}"][start:stop] for name in names}
+        return rows_digest(columns) == digest
+
+    def _checkpoint_whole(self, index: int) -> bool:
+        """Whether checkpoint row ``index``'s arrays are those its writer recorded (files before the digest:
+        assumed)."""
+        state = hdf5.json_value(hdf5.ragged_row(self._file["checkpoints"], "trainer_state", index))
+        if not isinstance(state, dict) or ARRAYS_DIGEST not in state:
+            return True
+        rows = {f"{group}/{name}": np.asarray(self._file[path][index]) for group, names in self._arrays.items()
+                for name, path in names.items()}
+        return rows_digest(rows) == state[ARRAYS_DIGEST]
 
     def _count_points(self) -> int:
         if self._stores("points"):
@@ -366,8 +397,11 @@ class SessionReader:
 
     @_damaged_is_user_error
     def step_extra(self, row: int) -> dict:
+        """What the method recorded of step row ``row`` besides the standard columns (the writer's own digest left
+        out)."""
         self._require_steps()
-        return hdf5.json_value(hdf5.ragged_row(self._file["steps"], "extra", row))
+        extra = hdf5.json_value(hdf5.ragged_row(self._file["steps"], "extra", row))
+        return {k: v for k, v in extra.items() if k != QUERIES_DIGEST} if isinstance(extra, dict) else extra
 
     # ---- checkpoints (a training)
     @_damaged_is_user_error
@@ -395,6 +429,7 @@ class SessionReader:
         history, state, start = [], {}, 0
         for end in ends:
             state = json.loads(blob[start:int(end)].decode("utf-8"))
+            state.pop(ARRAYS_DIGEST, None)
             start = int(end)
             if "history_tail" in state:
                 history = history[:state.pop("history_from")] + state.pop("history_tail")

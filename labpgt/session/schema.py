@@ -26,6 +26,7 @@ written: the reader presents them as /3 files would hold them (:func:`query_colu
 from __future__ import annotations
 
 import hashlib
+import zlib
 
 import numpy as np
 
@@ -200,3 +201,17 @@ def array_name(dataset: str) -> str:
         return "."
     parts = dataset.split("%25")
     return "%".join(part.replace("%00", "\0") for part in parts)
+
+
+# --------------------------------------------------------------------------- what makes a step whole
+QUERIES_DIGEST = "_queries_crc32"     # in a step's ``extra``: the CRC-32 of its query rows, as written
+ARRAYS_DIGEST = "_arrays_crc32"       # in a checkpoint's ``trainer_state``: the CRC-32 of its arrays
+
+
+def rows_digest(columns: dict) -> int:
+    """CRC-32 of query rows given as ``{column: array}`` (each in its dataset's dtype), in the order of the names:
+    a writer records it with a step, a reader recomputes it to know the rows on the disk are those written."""
+    crc = 0
+    for name in sorted(columns):
+        crc = zlib.crc32(np.ascontiguousarray(columns[name]).tobytes(), crc)
+    return crc

@@ -10,6 +10,7 @@ allows no new ones), so the template checkpoint given at creation fixes the chec
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -25,9 +26,10 @@ from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
 from labpgt.session.liveness import WriterLock
+from labpgt.session.storage import Storage, StorageFault, _free_bytes
 from labpgt.session.nexus import describe
 from labpgt.session.reader import SessionReader
-from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_ARRAYS_SINCE_V2, CHECKPOINT_RAGGED, KIND_GROUPS,
+from labpgt.session.schema import (ARRAYS_DIGEST, CHECKPOINT_ARRAYS, QUERIES_DIGEST, rows_digest, CHECKPOINT_ARRAYS_SINCE_V2, CHECKPOINT_RAGGED, KIND_GROUPS,
                                    NUMERIC_KINDS, PERTURBATION_DIMS, POINT_FLOAT_COLUMNS, POINT_INT_COLUMNS,
                                    QUERY_COLUMNS, QUERY_TIME_COLUMNS, ROLE_CODES, ROLES,
                                    SCHEMA, SCHEMA_V1, STEP_FLOAT_COLUMNS, STEP_FLOAT_COLUMNS_SINCE_V2, STEP_INT_COLUMNS, STEP_RAGGED,
@@ -37,6 +39,7 @@ QUERY_CHUNK_ROWS = 256
 STEP_CHUNK_ROWS = 64
 CHECKPOINT_CHUNK_ROWS = 16
 COMPACT_ABOVE = 0.02     # dead fraction of a file worth a rewrite at close
+STEP_ROW_BYTES = 1 << 16     # a step's or a point's own row, its JSON and perturbation (small; checked with the rows)
 
 
 # --------------------------------------------------------------------------- the root config
@@ -205,6 +208,7 @@ class _QueryWriter:
         self._pending_rows = 0
         self._query_rows = hdf5.group_length(self._queries, QUERY_COLUMNS)
         self._lock = WriterLock(self.path)         # readers see "in progress" while this writer lives
+        self._storage = Storage(self.path, f.id.get_vfd_handle())
 
     def record_queries(self, labels, U, measurement) -> None:
         """Buffer the rows of one measurement until the next row is written (``labels``: their QueryLabels)."""
@@ -237,29 +241,68 @@ class _QueryWriter:
             p[name].append(_column(getattr(measurement, name, None), n, np.float64, np.nan))
         self._pending_rows += n
 
-    def _write_queries(self) -> None:
-        """Append the buffered rows (every one: a row measured is a row on disk at the next flush)."""
-        if not self._pending_rows:
-            return
+    @contextlib.contextmanager
+    def _writing(self, row_bytes: int = 0):
+        """Write a step's or a point's rows (``row_bytes`` of them besides the buffered queries): checked before
+        (:meth:`Storage.check`), and a write that fails is a :class:`StorageFault` (see :mod:`.storage`)."""
+        self._storage.check(self._pending_bytes() + row_bytes)
+        try:
+            yield
+        except StorageFault:
+            raise
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not _is_io_error(exc):
+                raise
+            raise self._storage.failed(exc) from None
+
+    def _pending_bytes(self) -> int:
+        return sum(block.nbytes for blocks in self._pending.values() for block in blocks)
+
+    def _sync(self) -> None:
+        """Every row written so far on the disk (HDF5's flush, then the operating system's), before the row that
+        says they are there: a step's row never stands on the disk without its queries."""
+        self._file.flush()
+        os.fsync(self._storage.fd)
+
+    @property
+    def fault(self) -> StorageFault | None:
+        """What stopped this writer from writing (None while it writes)."""
+        return self._storage.fault
+
+    def _write_queries(self) -> int:
+        """Append the buffered rows (every one: a row measured is a row on disk at the next flush); returns their
+        digest (:func:`~labpgt.session.schema.rows_digest`)."""
+        columns = {}
         for name, blocks in self._pending.items():
             if blocks:
-                hdf5.append(self._queries[name], np.concatenate(blocks))
+                columns[name] = np.concatenate(blocks).astype(self._queries[name].dtype, copy=False)
+                hdf5.append(self._queries[name], columns[name])
                 blocks.clear()
         self._query_rows += self._pending_rows
         self._pending_rows = 0
-
-    def flush(self) -> None:
-        """Write every buffered row and flush the file."""
-        self._write_queries()
-        self._file.flush()
+        return rows_digest(columns)
 
     def close(self) -> None:
-        """Write what is buffered and close (idempotent); then, if over :data:`COMPACT_ABOVE` of the file
-        is dead space (compressed chunks that SWMR rewrote elsewhere, see schema.py, Storage), rewrite it
-        without. Buffered queries after the last step or point are kept but belong to no complete one."""
+        """Close (idempotent); then, if over :data:`COMPACT_ABOVE` of the file is dead space (compressed chunks
+        that SWMR rewrote elsewhere, see schema.py, Storage) and the disk has room, rewrite it without.
+
+        Queries still buffered belong to a step (or point) that never completed: they are not written — a step
+        is in the file whole or not at all — and a resumed run measures them again. After a storage fault the
+        file is closed as the fault left it (:mod:`.storage`)."""
         if self._file.id.valid:
-            self.flush()
-            compact = hdf5.dead_fraction(self._file) > COMPACT_ABOVE
+            for blocks in self._pending.values():
+                blocks.clear()
+            self._pending_rows = 0
+            compact = False
+            if self.fault is None:
+                try:
+                    self._file.flush()
+                    compact = hdf5.dead_fraction(self._file) > COMPACT_ABOVE and \
+                        _free_bytes(self.path.parent) > 2 * self.path.stat().st_size
+                except (OSError, RuntimeError) as exc:
+                    if isinstance(exc, RuntimeError) and not _is_io_error(exc):
+                        raise
+                    self._storage.failed(exc)
             self._file.close()
             if compact:
                 hdf5.compact(self.path, finish=describe)
@@ -270,6 +313,12 @@ class _QueryWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _is_io_error(exc: RuntimeError) -> bool:
+    """Whether h5py's RuntimeError is HDF5 failing to read or write the file (not a programming error)."""
+    text = str(exc)
+    return "errno" in text or "write failed" in text or "file read failed" in text
 
 
 def _block(values, n, width, dtype) -> np.ndarray:
@@ -378,8 +427,14 @@ class SessionWriter(_QueryWriter):
 
     # ---- the recorder
     def record_step(self, step, values: dict) -> None:
-        """Write the step's queries and its row, then flush."""
-        self._write_queries()
+        """Write the step's queries, make sure they are on the disk, then write its row and flush."""
+        with self._writing(STEP_ROW_BYTES):
+            digest = self._write_queries()
+            self._sync()
+            self._write_step_row(step, {**values, QUERIES_DIGEST: digest})
+            self._file.flush()
+
+    def _write_step_row(self, step, values: dict) -> None:
         values = dict(values)
         perturbation = values.pop("perturbation", None)
         row = {"step": int(step), "queries": self._query_rows}
@@ -400,23 +455,31 @@ class SessionWriter(_QueryWriter):
         hdf5.append(self._steps["perturbation_shape"], shape[None, :])
         hdf5.append_ragged(self._steps, "perturbation", flat)
         hdf5.append_ragged(self._steps, "extra", hdf5.json_bytes(values))
-        self._file.flush()
 
     def checkpoint(self, checkpoint: Checkpoint) -> None:
         """Write one checkpoint row (its ``step`` last: the row counts once it is there), then flush."""
+        arrays = _checkpoint_arrays(checkpoint)
+        with self._writing(sum(np.asarray(a).nbytes for group in arrays.values() for a in group.values())):
+            self._write_checkpoint(checkpoint, arrays)
+            self._file.flush()
+
+    def _write_checkpoint(self, checkpoint: Checkpoint, arrays: dict) -> None:
         self._write_queries()
-        for group_name, arrays in _checkpoint_arrays(checkpoint).items():
+        written = {}
+        for group_name, group in arrays.items():
             datasets = self._arrays[group_name]
-            if set(arrays) != set(datasets):
-                raise ValueError(f"checkpoint {group_name} {sorted(arrays)} differ from the session's "
+            if set(group) != set(datasets):
+                raise ValueError(f"checkpoint {group_name} {sorted(group)} differ from the session's "
                                  f"{sorted(datasets)}")
-            for name, array in arrays.items():
-                hdf5.append(datasets[name], np.asarray(array, dtype=datasets[name].dtype)[None, ...])
+            for name, array in group.items():
+                row = np.asarray(array, dtype=datasets[name].dtype)
+                hdf5.append(datasets[name], row[None, ...])
+                written[f"{group_name}/{name}"] = row
         c = self._checkpoints
+        state = {**self._delta_history(checkpoint.trainer_state or {}), ARRAYS_DIGEST: rows_digest(written)}
         hdf5.append_ragged(c, "rng_states", hdf5.json_bytes(checkpoint.rng_states))
-        hdf5.append_ragged(c, "trainer_state", hdf5.json_bytes(self._delta_history(checkpoint.trainer_state or {})))
+        hdf5.append_ragged(c, "trainer_state", hdf5.json_bytes(state))
         hdf5.append(c["step"], np.asarray([int(checkpoint.step)]))
-        self._file.flush()
 
     def _delta_history(self, trainer_state: dict) -> dict:
         state = dict(trainer_state)
@@ -496,8 +559,10 @@ class SweepWriter(_QueryWriter):
         if values:
             raise ValueError(f"record_point: unknown values {sorted(values)}; "
                              f"a point has {', '.join(POINT_FLOAT_COLUMNS)}")
-        self._write_queries()
-        row["queries"] = self._query_rows
-        _append_row(self._points, row)
-        self._file.flush()
+        with self._writing(STEP_ROW_BYTES):
+            self._write_queries()
+            self._sync()
+            row["queries"] = self._query_rows
+            _append_row(self._points, row)
+            self._file.flush()
         self.n_points += 1
