@@ -103,6 +103,8 @@ def add_sim(sub):
                         "mode_partition, locking, sidebands, drift")
     p.add_argument("--realtime", action="store_true",
                    help="each sweep takes its simulated duration (settling + sweep time) in the wall clock too")
+    p.add_argument("--device", type=nonnegative_int, default=0, metavar="N",
+                   help="which simulated ring: 0 the nominal one, N >= 1 drawn from the documented device spread (0)")
     p.set_defaults(run=run_sim)
 
 
@@ -151,7 +153,7 @@ def run_sim(args) -> int:
     behaviours = simulator_behaviours({"preset": "ideal" if args.ideal else "real", **dict.fromkeys(args.without, False)})
     bench = SimulatedBench(n_generators=args.generators, seed=args.seed, noise=bool(args.noise),
                            analyzer_model=args.analyzer, generator_models=models, behaviours=behaviours,
-                           realtime=args.realtime)
+                           realtime=args.realtime, device=args.device)
     try:
         server = serve(bench, host=args.host, ports=sim_ports(args.port, args.generators), faults=args.faults)
     except OSError as exc:
@@ -161,7 +163,7 @@ def run_sim(args) -> int:
         signal.signal(signum, lambda *_: stop.set())
     with server:
         if args.write_bench is not None:
-            write_served_bench(args.write_bench, server.resources, args.generators, args.analyzer, models)
+            write_served_bench(args.write_bench, server.resources, args.generators, args.analyzer, models, args.device)
         if server.faults is not None:
             print(f"labpgt sim: injecting faults {server.faults.spec}", file=sys.stderr, flush=True)
         for name, resource in server.resources.items():
@@ -173,11 +175,12 @@ def run_sim(args) -> int:
 
 
 def write_served_bench(path: Path, resources: dict, generators: int, analyzer: str = "esa",
-                       models: list[str] | None = None) -> None:
+                       models: list[str] | None = None, device: int = 0) -> None:
     from labpgt.bench import bench_config_toml, simulated_bench_config
 
     config = simulated_bench_config(embedded=False, generators=generators, analyzer_model=analyzer,
-                                    generator_models=models or "psg").with_resources(resources)
+                                    generator_models=models or "psg",
+                                    physics={"device": device}).with_resources(resources)
     path.write_text(bench_config_toml(config))
 
 
@@ -293,6 +296,9 @@ def add_training_settings(p, single_run: bool) -> None:
                         "unchanged (for a drifting ring; 0: frozen at calibration)")
     p.add_argument("--no-drift", dest="ring_drift", action="store_false", default=None,
                    help="the embedded simulated ring without temperature and field drift (it drifts by default)")
+    p.add_argument("--ring-device", dest="ring_device", type=nonnegative_int, metavar="N",
+                   help="the embedded simulated ring's device: 0 the nominal ring, N >= 1 one drawn from the "
+                        "documented device-to-device spread (0)")
 
 
 def add_train(sub):
@@ -335,7 +341,7 @@ def training_settings(args) -> dict:
     values = dict(task=args.task, reservoir=reservoir, model=args.model, hidden=args.hidden, width=args.width,
                   heads=args.heads, blocks=args.blocks, tokens=args.tokens, batch_size=args.batch_size,
                   eval_every=args.eval_every, eval_fraction=args.eval_fraction, holdout=args.holdout,
-                  follow_ring=args.follow_ring, ring_drift=args.ring_drift,
+                  follow_ring=args.follow_ring, ring_drift=args.ring_drift, ring_device=args.ring_device,
                   bench=str(args.bench.resolve()) if args.bench else None)
     return {k: v for k, v in values.items() if v is not None}
 

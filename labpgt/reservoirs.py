@@ -5,8 +5,9 @@ name           reservoir
 =============  ==================================================================================
 ``digital``    :class:`~labpgt.digital.DigitalReservoir`, a differentiable stand-in (the backprop
                reference); widths and noise from the config's ``digital_*`` settings
-``ring-sim``   the embedded simulated ring bench (its drift held still if ``ring_drift`` is off), or
-               the instruments of the config's ``bench`` TOML
+``ring-sim``   the embedded simulated ring bench — simulated device ``ring_device`` (0: the nominal
+               ring), its drift held still if ``ring_drift`` is off — or the instruments of the
+               config's ``bench`` TOML
 ``twin:FILE``  a twin of a ring fitted from recorded sessions (``labpgt twin fit``): its prediction
                plus noise of its measured size (:class:`labpgt.twin.TwinReservoir`); differentiable
 =============  ==================================================================================
@@ -40,7 +41,8 @@ def _ring(config):
 
     if config.bench:
         return bench.load_bench(config.bench)
-    return bench.embedded_bench(seed=config.seed, physics=None if config.ring_drift else {"drift": False})
+    physics = {**({} if config.ring_drift else {"drift": False}), **({"device": config.ring_device} if config.ring_device else {})}
+    return bench.embedded_bench(seed=config.seed, physics=physics or None)
 
 
 def _ring_widths(config) -> tuple[int, int]:

@@ -25,7 +25,8 @@ and every N steps moves the standardisation to them, compensating the linear map
 (:meth:`labpgt.network.Network.follow`): the loss of the present parameters does not change, only
 the conditioning of what follows. ``ring_drift = False`` holds the embedded simulated ring's
 temperature and field still (every other behaviour of the real ring stays on): drift on and off are
-one benchmark axis (``--set ring_drift=true,false``).
+one benchmark axis (``--set ring_drift=true,false``). ``ring_device = N`` trains on simulated ring
+device N (0: the nominal ring; docs/ring-physics.md §11), so devices are one too (``--set ring_device=0,1,2``).
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class TrainConfig:
     bench: str | None = None
     follow_ring: int = 0
     ring_drift: bool = True
+    ring_device: int = 0
 
     def __post_init__(self):
         self.twin_from = tuple(str(p) for p in self.twin_from)     # JSON gives a list
@@ -154,6 +156,11 @@ class TrainConfig:
             bad(f"follow_ring must be a whole number of steps >= 0 (0: off), got {self.follow_ring!r}")
         if not self.ring_drift and (self.reservoir != "ring-sim" or self.bench):
             bad("ring_drift off holds the embedded simulated ring's temperature and field still; "
+                f"it cannot apply to {'the instruments of ' + self.bench if self.bench else self.reservoir}")
+        if isinstance(self.ring_device, bool) or not isinstance(self.ring_device, (int, np.integer)) or self.ring_device < 0:
+            bad(f"ring_device must be a whole number >= 0 (a simulated ring device), got {self.ring_device!r}")
+        if self.ring_device and (self.reservoir != "ring-sim" or self.bench):
+            bad("ring_device picks a simulated ring device of the embedded bench; "
                 f"it cannot apply to {'the instruments of ' + self.bench if self.bench else self.reservoir}")
         if self.delta is not None and self.delta <= 0:
             bad(f"delta must be > 0, got {self.delta}")
