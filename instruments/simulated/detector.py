@@ -69,7 +69,7 @@ class Display:
 
     detector: str = "NORMal"
     video_averages: float = 1.0          # m = max(1, RBW/VBW)
-    samples_per_point: int = 1           # n independent video samples per display point
+    samples_per_point: int = 5           # n independent video samples per display point (the preset sweep's)
     floor_dbm_per_hz: float = ESA_FLOOR_DBM_PER_HZ + 10.0   # the analyzer's own noise at its input
     if_noise_dbm: float = -100.0         # the IF's noise in the RBW, a fixed distance under the reference level
     rbw_filter: str = "four-pole"
