@@ -299,9 +299,16 @@ class EsaDialect:
         filters down to 1 kHz, digital (Gaussian) below."""
         return "four-pole" if self.rbw_hz >= self.ANALOG_RBW_MIN_HZ else "gaussian"
 
+    def detector_in_use(self) -> str:
+        """The detector a sweep uses: the chosen one; with the detector on auto while trace 1 averages, the
+        sample detector (as the Keysight analyzers couple it), else the preset's."""
+        if self.detector_auto and self.traces[0].mode == "AVERage":
+            return "SAMPle"
+        return self.DETECTOR_NAMES[self.detector]
+
     def display(self) -> Display:
         """The detector, video filter, resolution filter and noise floor the next sweep is rendered with."""
-        return Display(detector=self.DETECTOR_NAMES[self.detector], video_averages=self.video_averages,
+        return Display(detector=self.detector_in_use(), video_averages=self.video_averages,
                        samples_per_point=self.samples_per_point, floor_dbm_per_hz=self.floor_dbm_per_hz,
                        if_noise_dbm=self.reference_level_dbm - self.reference_offset_db - IF_NOISE_BELOW_REFERENCE_DB,
                        rbw_filter=self.rbw_filter())
