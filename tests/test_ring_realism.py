@@ -293,3 +293,34 @@ def test_every_behaviour_switches_from_the_bench_config_and_labpgt_sim(tmp_path)
     assert args.ideal and args.realtime and args.without == ("drift", "sidebands")
     with pytest.raises(UserError, match="unknown behaviour 'wobble'"):
         build_parser().parse_args(["sim", "--without", "wobble"])
+
+
+def test_a_simulated_device_is_chosen_from_the_bench_config_labpgt_sim_and_a_training_run(tmp_path):
+    from labpgt.bench import bench_config_toml, load_bench_config, simulated_bench_config
+    from labpgt.bench.connect import embedded_simulator
+    from labpgt.cli import build_parser
+    from labpgt.errors import UserError
+    from labpgt.instruments.simulated.spread import DEVICE_RANGES, device_parameters
+    from labpgt.reservoirs import make_reservoir
+    from labpgt.trainer import TrainConfig
+
+    nominal, drawn = device_parameters(0), device_parameters(2)
+    assert nominal == RingParameters() and drawn == device_parameters(2) != nominal      # device 2 is one ring
+    for name, (low, high, _) in DEVICE_RANGES.items():
+        assert low <= getattr(drawn, name) <= high
+    path = tmp_path / "bench.toml"
+    path.write_text(bench_config_toml(simulated_bench_config(physics={"device": 2})))
+    config = load_bench_config(path)
+    assert config.simulator["device"] == 2 and embedded_simulator(config).model.params == drawn
+    # the lab's set-up of a new ring: the field that puts its f_FMR at the design frequency
+    assert config.instruments["ring"].settings["field_mt"] == drawn.default_field_mt != nominal.default_field_mt
+    path.write_text(f"{bench_config_toml(simulated_bench_config())}\n".replace("[simulator]\n", "[simulator]\ndevice = -1\n"))
+    with pytest.raises(UserError, match=r"\[simulator\]: device must be a whole number"):
+        load_bench_config(path)
+    assert build_parser().parse_args(["sim", "--device", "3"]).device == 3
+    assert build_parser().parse_args(["train", "--ring-device", "3"]).ring_device == 3
+    with make_reservoir(TrainConfig(task="iris", reservoir="ring-sim", method="readout", ring_device=2)) as bench:
+        assert bench.simulator.model.params == drawn and bench.config.simulator["device"] == 2
+    for bad in (dict(ring_device=-1), dict(ring_device=1, reservoir="digital")):
+        with pytest.raises(UserError, match="ring_device"):
+            TrainConfig(**{"task": "iris", "reservoir": "ring-sim", "method": "readout", **bad})

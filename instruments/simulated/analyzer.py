@@ -10,14 +10,21 @@ are :mod:`~labpgt.instruments.simulated.detector`'s; a sweep asks the model for 
 Three dialects, one behaviour (all also answer the common commands and the status model of
 :mod:`~labpgt.instruments.simulated.scpi`; ``<n>`` marks a numeric suffix, 1 if omitted):
 
-* :class:`EsaDialect` — Agilent ESA E4408B (9 kHz … 26.5 GHz, 4 markers).
+* :class:`EsaDialect` — Agilent ESA E4408B (9 kHz … 26.5 GHz, 4 markers): analog 4-pole resolution
+  filters from 1 kHz (Gaussian below), DANL −145 dBm/Hz at 0 dB attenuation, no preamplifier.
 * :class:`XSeriesDialect` — Keysight N9030B PXA, option 526 (… 26.5 GHz, 12 markers):
   adds ``*OPT?`` (a quoted list), ``:INSTrument:CATalog?``/``:SELect`` (mode ``SA``),
   ``:CONFigure:CATalog?`` (``"SAN"``), per-trace ``:TRACe<n>:TYPE``, ``:DETector:TRACe<n>``,
-  preamplifier, bandwidth-shape and sweep-type settings (stored; no effect in the model).
+  the preamplifier ``[:SENSe]:POWer[:RF]:GAIN[:STATe]`` (DANL −152, with it −164 dBm/Hz),
+  bandwidth-shape and sweep-type settings (stored; no effect in the model); Gaussian filters.
 * :class:`FsxDialect` — Rohde & Schwarz FSL6 (9 kHz … 6 GHz): ``INPut:ATTenuation``,
+  ``INPut:GAIN:STATe`` (preamplifier B22: DANL −142, with it −152 dBm/Hz),
   ``DISPlay[:WINDow]:TRACe<n>:MODE``, ``CALCulate:DELTamarker<n>``, ``TRACe<n>[:DATA]? TRACEk``,
-  the R&S detector names (``APEak`` …) and little-endian (``SWAPped``) binary data.
+  the R&S detector names (``APEak``, read out as the positive peak …) and little-endian
+  (``SWAPped``) binary data; Gaussian filters.
+
+What the settings do to the displayed floor, the filter shapes and the detectors is documented in
+docs/ring-physics.md §9 and implemented in :mod:`.detector`.
 
 Common front end (Keysight spelling; the R&S spellings are in :meth:`FsxDialect.declare_dialect`):
 
@@ -29,13 +36,14 @@ Common front end (Keysight spelling; the R&S spellings are in :meth:`FsxDialect.
                                                                       and lengthens the auto sweep time by m
 ``[:SENSe]:SWEep:POINts|TIME`` / ``:TIME:AUTO``                       auto: ``model.sweep_time_s`` × m
 ``:DISPlay:WINDow<n>:TRACe<n>:Y[:SCALe]:RLEVel <dBm>`` / ``:OFFSet``  reference level (−170 … +30 dBm) and
-                                                                      its offset (added to every amplitude)
-``[:SENSe]:POWer[:RF]:ATTenuation <dB>`` / ``:AUTO``                  (NR1) auto: RL − (−10 dBm mixer), in
-                                                                      the instrument's steps; the analyzer's
-                                                                      noise floor rises dB for dB above 10 dB
+                                                                      its offset (added to every amplitude);
+                                                                      the IF's noise sits 100 dB under RL
+``[:SENSe]:POWer[:RF]:ATTenuation <dB>`` / ``:AUTO``                  (NR1) auto: RL − offset − (−10 dBm
+                                                                      mixer), in the instrument's steps; the
+                                                                      analyzer's floor rises dB for dB with it
 ``[:SENSe]:DETector[:FUNCtion] <detector>``                           NORMal|POSitive|SAMPle|NEGative|AVERage:
                                                                       see :mod:`.detector`; ``:AUTO`` (preset,
-                                                                      = NORMal, the model's preset rendering)
+                                                                      = NORMal; SAMPle while trace 1 averages)
 ``[:SENSe]:AVERage[:STATe] ON|OFF`` / ``:COUNt <n>`` / ``:TYPE``      trace 1 averaged over n sweeps, LOG
                                                                       (in dB, the preset) or RMS (in power)
 ``:TRACe<n>:MODE WRITe|MAXHold|MINHold|VIEW|BLANk`` (``AVERage``)     clear/write, holds, frozen, off

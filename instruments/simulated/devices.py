@@ -66,12 +66,14 @@ Ring controller (the lab's own box; this is its SCPI dialect) — :class:`Simula
                                        −20 … +10 dB; above 0 dB the ring auto-oscillates
 ``:FIELd <mT>`` / ``?``                bias field, 0 … 300 mT (suffix mT or T)
 ``:AMPLifier[:STATe] ON|OFF`` / ``?``  loop amplifier power
-``:TEMPerature?``                      the YIG film's temperature in °C (its sensor; the simulated
-                                       ring's drifts, see ring.py 16), 4 decimals
+``:TEMPerature?``                      the YIG film's temperature in °C, 4 decimals: its sensor, which
+                                       lags the film and has readout noise (docs/ring-physics.md §10)
 ``*IDN?``                              ``labpgt,RingController,SIM…,1.0``
 =====================================  =================================================================
 
-``*RST``: the model's default gain and field, amplifier OFF (the safe state).
+``*RST``: the model's default gain and field, amplifier OFF (the safe state). The field and loop gain
+are set points: the ring sees them through the laboratory's magnet and amplifier drifts
+(:mod:`.laboratory`).
 """
 
 from __future__ import annotations
