@@ -92,12 +92,12 @@ def filter_response(distance_hz, rbw_hz: float, shape: str):
     return np.exp(-LN2_4 * (distance_hz / rbw_hz) ** 2)
 
 
-def filter_reach_hz(rbw_hz: float, shape: str, dynamic_range: float) -> float:
-    """How far from a line its response stays above 1/``dynamic_range`` of its peak."""
-    dynamic_range = max(float(dynamic_range), 1.0)
+def filter_reach_hz(rbw_hz: float, shape: str, dynamic_range):
+    """How far from a line its response stays above 1/``dynamic_range`` of its peak (elementwise)."""
+    dynamic_range = np.maximum(dynamic_range, 1.0)
     if shape == "four-pole":
-        return FOUR_POLE_F0 * rbw_hz * float(np.sqrt(max(dynamic_range ** 0.25 - 1.0, 0.0)))
-    return rbw_hz * float(np.sqrt(np.log(dynamic_range) / LN2_4))
+        return FOUR_POLE_F0 * rbw_hz * np.sqrt(np.maximum(dynamic_range ** 0.25 - 1.0, 0.0))
+    return rbw_hz * np.sqrt(np.log(dynamic_range) / LN2_4)
 
 
 def _four_pole_integral(u):
@@ -156,7 +156,6 @@ def display_levels_dbm(freqs, rbw_hz: float, line_f, line_p, noise_psd, display:
     floor_mw = 10 ** (display.floor_dbm_per_hz / 10) * bandwidth + 10 ** (display.if_noise_dbm / 10)
     noise = noise_psd * bandwidth + floor_mw
     visible = VISIBLE_BELOW_FLOOR * floor_mw
-    step = (freqs[-1] - freqs[0]) / (freqs.size - 1) if freqs.size > 1 else 0.0
     if display.detector != "NORMal":
         if rng is not None:
             noise = noise * noise_fluctuation(noise.shape, display, rng)
@@ -221,7 +220,7 @@ def render_lines(freqs, rbw_hz, line_f, line_p, visible_mw, shape, kinds):
     start, step = freqs[0], (freqs[-1] - freqs[0]) / (n_points - 1)
     row = np.broadcast_to(np.arange(batch)[:, None], line_f.shape)[shows]
     f, power = line_f[shows], line_p[shows]
-    reach = np.minimum(n_points, np.ceil(_reach_hz(rbw_hz, shape, power / visible_mw) / step) + 2).astype(np.int64)
+    reach = np.minimum(n_points, np.ceil(filter_reach_hz(rbw_hz, shape, power / visible_mw) / step) + 2).astype(np.int64)
     tier = np.searchsorted(KERNEL_REACHES, reach)            # a few kernel sizes: most lines reach a few points
     for level in np.unique(tier):
         chosen = tier == level
@@ -229,14 +228,6 @@ def render_lines(freqs, rbw_hz, line_f, line_p, visible_mw, shape, kinds):
         _scatter(rendered, kinds, f[chosen], power[chosen], row[chosen], int(min(size, n_points)),
                  start, step, n_points, rbw_hz, shape)
     return [r.reshape(batch, n_points) for r in rendered]
-
-
-def _reach_hz(rbw_hz, shape, dynamic_range):
-    """How far from each line its response stays above 1/``dynamic_range`` of its peak (vectorised)."""
-    dynamic_range = np.maximum(dynamic_range, 1.0)
-    if shape == "four-pole":
-        return FOUR_POLE_F0 * rbw_hz * np.sqrt(np.maximum(dynamic_range ** 0.25 - 1.0, 0.0))
-    return rbw_hz * np.sqrt(np.log(dynamic_range) / LN2_4)
 
 
 def _scatter(rendered, kinds, f, power, row, reach, start, step, n_points, rbw_hz, shape):

@@ -47,7 +47,6 @@ from .detector import PRESET, Display, display_levels_dbm, resolved_regeneration
 GAMMA_HZ_PER_T = 28.0e9
 KT_DBM_PER_HZ = -173.9           # thermal noise kT at 295 K
 PROPAGATION_LOSS_DB_PER_US_OE = 76.4
-VISIBLE_BELOW_FLOOR = 1e-3       # lines 30 dB under the analyzer's floor change no displayed digit
 LN10_10 = np.log(10.0) / 10.0
 FOLDOVER_GRID = 24               # log-spaced loop powers searched for a driven resonance's branches
 
