@@ -239,6 +239,8 @@ def add_sim(sub, kinds):
                         "mode_partition, locking, sidebands, drift")
     p.add_argument("--realtime", action="store_true",
                    help="each sweep takes its simulated duration (settling + sweep time) in the wall clock too")
+    p.add_argument("--device", type=NONNEGATIVE_INT, default=0, metavar="N",
+                   help="which simulated ring: 0 the nominal one, N >= 1 drawn from the documented device spread (0)")
     p.set_defaults(run=run_sim)
 
 
@@ -253,7 +255,7 @@ def run_sim(args) -> int:
                                noise=bool(args.noise), analyzer=args.analyzer, models=models, faults=args.faults,
                                behaviours={"preset": "ideal" if args.ideal else "real",
                                            **dict.fromkeys(args.without, False)},
-                               realtime=args.realtime, bench_file=args.write_bench) as served:
+                               realtime=args.realtime, device=args.device, bench_file=args.write_bench) as served:
         for name, resource in served.resources.items():
             print(f"{name} {resource}", flush=True)
         with signals.stopping_runs(served):

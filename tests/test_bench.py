@@ -191,8 +191,8 @@ def test_encoding_maps_unit_inputs_onto_settings():
         settings = bench.settings_for(np.array([0, 1, 0.5, 0, 0, 0, 0, 1.0]))
         assert settings[("gen1", "power_dbm")] == -30.0 and settings[("gen2", "power_dbm")] == 0.0
         assert settings[("gen3", "power_dbm")] == -15.0
-        assert settings[("gen4", "frequency_hz")] == pytest.approx(3.06e9)
+        assert settings[("gen4", "frequency_hz")] == pytest.approx(3.79e9)
         m = bench.measure(np.array([[0, 0, 1, 0, 0, 0, 0.5, 0]]))
-        peak = bench.frequencies[np.argmax(m.spectra[0][bench.frequencies > 3.02e9]) +
-                                 np.argmax(bench.frequencies > 3.02e9)]
-        assert peak == pytest.approx(3.03e9, abs=1e6)  # gen3 at 0 dBm in the middle of its band
+        peak = bench.frequencies[np.argmax(m.spectra[0][bench.frequencies > 3.75e9]) +
+                                 np.argmax(bench.frequencies > 3.75e9)]
+        assert peak == pytest.approx(3.76e9, abs=1e6)  # gen3 at 0 dBm in the middle of its band

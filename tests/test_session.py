@@ -289,6 +289,7 @@ TRANSFORMER_RING_CONFIG = dict(task="iris", model="transformer", width=4, heads=
                                eval_train_samples=20)
 TWIN_RING_CONFIG = dict(task="iris", method="twin", reservoir="ring-sim", steps=30, eval_every=10, seed=3,
                         batch_size=8, twin_check_every=4, eval_train_samples=40)
+DEVICE_RING_CONFIG = dict(RING_CONFIG, ring_device=2)      # a ring drawn from the device spread
 
 TRAIN_SCRIPT = textwrap.dedent("""
     import json, sys
@@ -318,8 +319,8 @@ def _run_and_kill(mode, path, config, at_step, rng) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config, stride", [(CONFIG, (8, 30)), (RING_CONFIG, (2, 6)), (TRANSFORMER_RING_CONFIG, (1, 3)),
-                                            (TWIN_RING_CONFIG, (3, 8))],
-                         ids=["digital", "ring-sim", "transformer-ring-sim", "twin-ring-sim"])
+                                            (TWIN_RING_CONFIG, (3, 8)), (DEVICE_RING_CONFIG, (2, 6))],
+                         ids=["digital", "ring-sim", "transformer-ring-sim", "twin-ring-sim", "ring-sim-device-2"])
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride):
     reference = tmp_path / "reference.h5"
     result = start_training(TrainConfig.of(**config), reference)
@@ -366,6 +367,12 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride)
             np.testing.assert_array_equal(times["temperature_c"], ref_times["temperature_c"])
             assert np.ptp(times["temperature_c"]) > 0 and np.all(np.diff(times["sim_time"]) > 0)
             assert info["time"]["bench_hours"] == ref_info["time"]["bench_hours"] == times["sim_time"][-1] / 3600
+            # the ring recorded is the one asked for, and its carried state (oscillating mode, the tones'
+            # circulating powers, the laboratory's temperatures) is what resumed
+            assert r.config["bench"]["simulator"].get("device", 0) == config.get("ring_device", 0)
+            carried = r.last_checkpoint().rng_states["reservoir"]["simulated_bench"]["model"]
+            assert carried == ref.last_checkpoint().rng_states["reservoir"]["simulated_bench"]["model"]
+            assert len(carried["tone_power_mw"]) == 4 and carried["lab"]["box_k"] != 0.0
 
 
 def test_resume_before_first_checkpoint_starts_afresh(tmp_path):

@@ -341,7 +341,8 @@ class Bench:
 
 def embedded_bench(seed: int = 0, noise: bool = True, generators: int = 4, physics: dict | None = None) -> Bench:
     """The default reservoir of ``labpgt train``: the simulated bench in-process, through its drivers
-    (``physics``: ``[simulator]`` keys such as ``{"preset": "ideal"}``; default the real ring)."""
+    (``physics``: ``[simulator]`` keys such as ``{"preset": "ideal"}`` or ``{"device": 2}``; default the
+    real nominal ring)."""
     return Bench(simulated_bench_config(embedded=True, seed=seed, noise=noise, generators=generators, physics=physics))
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
+from labpgt.session.liveness import writer_holds_lock
 from labpgt.session.schema import (ARRAYS_DIGEST, QUERIES_DIGEST, rows_digest, CHECKPOINT_ARRAYS, CHECKPOINT_RAGGED, KINDS, NUMERIC_KINDS, POINT_FLOAT_COLUMNS,
                                    POINT_INT_COLUMNS, POINT_VALUES, QUERY_COLUMNS, QUERY_TIME_COLUMNS,
                                    READABLE_SCHEMAS, SCHEMA_V1, STEP_FLOAT_COLUMNS, STEP_INT_COLUMNS, STEP_RAGGED,
@@ -246,9 +247,12 @@ class SessionReader:
         while n_ckpt and 0 <= steps[n_ckpt - 1] < n_steps and recorded[steps[n_ckpt - 1]] > self.n_queries:
             n_ckpt -= 1
         # a writer whose disk filled mid-flush can leave rows that are there by their length only (the space for
-        # their data never written: zeros): a step counts once its rows and its checkpoint are the bytes written
-        while n_ckpt and not (self._step_whole(int(steps[n_ckpt - 1]), recorded) and self._checkpoint_whole(n_ckpt - 1)):
-            n_ckpt -= 1
+        # their data never written: zeros): a step counts once its rows and its checkpoint are the bytes written.
+        # A live writer's file is whole at every flush (SWMR), and a reader's chunk cache may lag it: not checked.
+        if not writer_holds_lock(self.path):
+            while n_ckpt and not (self._step_whole(int(steps[n_ckpt - 1]), recorded)
+                                  and self._checkpoint_whole(n_ckpt - 1)):
+                n_ckpt -= 1
         self.n_steps = n_steps
         self.checkpoint_steps = f["checkpoints/step"][:n_ckpt]
         self.n_checkpoints = n_ckpt
