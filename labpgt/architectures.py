@@ -74,7 +74,7 @@ def gaussian(rng, shape, fan_in):
 # --------------------------------------------------------------------------- dense
 def build_dense(spec: ModelSpec, n_inputs, n_classes, d, m, rng) -> Network:
     params = {"enc_W": gaussian(rng, (n_inputs, d), n_inputs), "enc_b": np.zeros(d)}
-    head_in, head_trainable = m, ()
+    head_in, head_trainable = m, tuple[str, ...]()
     if spec.hidden:
         params["hid_W"] = gaussian(rng, (m, spec.hidden), m)
         params["hid_b"] = np.zeros(spec.hidden)
