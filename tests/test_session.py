@@ -445,3 +445,37 @@ def test_a_resumed_file_that_ends_inside_a_chunk_keeps_every_row(tmp_path):
     with SessionReader(path) as r:
         assert r.n_queries == 50 and r.last_complete_step == 4
         np.testing.assert_array_equal(r.queries(fields=("u",))["u"], np.concatenate([u for u, _, _ in written]))
+
+
+def _hold_open(path, seconds: float) -> subprocess.Popen:
+    """Another process that holds HDF5's (shared) lock on ``path`` for ``seconds``, as an inspector does."""
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time, h5py
+        f = h5py.File({str(path)!r}, "r")
+        print("open", flush=True)
+        time.sleep({seconds})
+    """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "open"
+    return holder
+
+
+@pytest.mark.slow
+def test_a_file_another_program_holds_open_is_waited_for_then_refused_in_one_line(tmp_path):
+    path = tmp_path / "held.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.arange(3)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    holder = _hold_open(path, 30)
+    try:
+        with pytest.raises(UserError, match="held.h5 is open in another program"):
+            hdf5.open_for_writing(path, "r+")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    holder = _hold_open(path, 0.5)                     # one that closes it in a moment is waited for
+    try:
+        with hdf5.open_for_writing(path, "r+") as f:
+            assert list(f["x"][()]) == [0, 1, 2]
+    finally:
+        holder.wait()

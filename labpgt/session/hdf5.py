@@ -281,6 +281,18 @@ def open_read_only(path: Path) -> h5py.File:
         raise UserError(f"{path.name} is truncated or damaged: {first_line(exc)}") from None
 
 
+def open_for_writing(path: Path, mode: str) -> h5py.File:
+    """``h5py.File(path, mode)`` in the session's format, for writing; a reader holding HDF5's lock on the file
+    (an inspector opening it for a moment) is waited for briefly, then refused in one line."""
+    for _ in range(LOCKED_RETRIES):
+        try:
+            return h5py.File(path, mode, libver=LIBVER)
+        except BlockingIOError:
+            time.sleep(LOCKED_RETRY_S)
+    raise UserError(f"{Path(path).name} is open in another program (HDF5's file lock is held): close it there and "
+                    "try again")
+
+
 def open_swmr_read(path: Path) -> h5py.File:
     """``h5py.File(path, "r", libver="latest", swmr=True)`` with a bounded number of metadata read attempts."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)

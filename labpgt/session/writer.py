@@ -91,7 +91,7 @@ def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_k
     (:mod:`labpgt.session.nexus`), in SWMR mode; ``resolution_db``: the grid the spectra are on, when they are
     quantised."""
     frequencies = np.zeros(0) if frequencies is None else np.asarray(frequencies, dtype=np.float64)
-    f = h5py.File(path, "w", libver=hdf5.LIBVER)
+    f = hdf5.open_for_writing(path, "w")
     try:
         f.attrs["schema"] = SCHEMA
         f.attrs["kind"] = kind
@@ -432,7 +432,7 @@ class SessionWriter(_QueryWriter):
             schema = reader.schema
             hdf5.copy_prefix(reader._file, tmp, keep, finish=lambda f: _upgrade_copy(f, schema, new_columns))
         os.replace(tmp, path)
-        f = h5py.File(path, "r+", libver=hdf5.LIBVER)
+        f = hdf5.open_for_writing(path, "r+")
         _record_resume_machine(f, checkpoint)
         f.swmr_mode = True
         history_len = len(checkpoint.trainer_state.get("history", [])) if checkpoint else 0
