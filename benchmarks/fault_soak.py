@@ -36,11 +36,15 @@ def serve(workdir: Path, faults: str | None, timeout_ms: int) -> tuple[subproces
     return proc, bench
 
 
-def train(bench: Path, out: Path, args) -> float:
+def train_command(bench: Path, out: Path, options: list[str]) -> list[str]:
+    """``labpgt train`` of ``options`` on ``bench``, recorded at ``out``."""
+    return [sys.executable, "-m", "labpgt", "train", "--bench", str(bench), *options, "--quiet", "--out", str(out)]
+
+
+def train(bench: Path, out: Path, options: list[str]) -> float:
+    """Train to the end (the soak stops on failure); its wall time in seconds."""
     t0 = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "labpgt", "train", "--bench", str(bench), "--task", args.task,
-                             "--steps", str(args.steps), "--eval-every", str(args.steps), "--quiet",
-                             "--out", str(out)], capture_output=True, text=True)
+    result = subprocess.run(train_command(bench, out, options), capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"training against {bench.name} failed: {result.stderr.strip()}")
     return time.perf_counter() - t0
@@ -67,7 +71,8 @@ def main():
         for label, spec in (("clean", None), ("faulted", faults)):
             sim, bench = serve(work, spec, args.timeout_ms)
             try:
-                seconds = train(bench, work / f"{label}.h5", args)
+                seconds = train(bench, work / f"{label}.h5", ["--task", args.task, "--steps", str(args.steps),
+                                                              "--eval-every", str(args.steps)])
             finally:
                 sim.send_signal(signal.SIGINT)
                 _, err = sim.communicate(timeout=30)

@@ -250,7 +250,7 @@ class RunEngine:
                        Trainer.restore(config, metered, checkpoint, observed=observed, prior=prior))
             self.emit(Connected(reservoir, f"resume {session.name}", trainer.config.method.steps, trainer.step))
             self._check_room(session, trainer, reservoir)
-            return self._run_training(trainer, writer, session)
+            return self._run_training(trainer, writer, session, resumed_from=checkpoint)
 
     def _check_room(self, session: Path, trainer, reservoir) -> None:
         """Refuse a run whose disk cannot hold one step; warn when it cannot hold the rest of the run."""
@@ -263,10 +263,13 @@ class RunEngine:
         if warning:
             self.emit(Notice(warning))
 
-    def _run_training(self, trainer, writer, session) -> RunOutcome:
+    def _run_training(self, trainer, writer, session, resumed_from=None) -> RunOutcome:
+        """``resumed_from``: the checkpoint a resumed trainer was restored from (a pause before this process's first
+        complete step rewinds to it)."""
         from labpgt.runs import RunResult
 
         announcing = _Announcing(writer, self)
+        announcing.last_checkpoint = resumed_from
         trainer.recorder = announcing
         watch = _Watch.of(trainer, session, announcing)
         trainer.reservoir.watch = watch
@@ -459,8 +462,10 @@ class _Watch:
                 if not suspender.in_range(value):
                     raise Suspend(suspender, value)
 
-    def after_step(self, step: int) -> None:
-        """After a complete step: the oscillation's check query, every ``every_steps`` steps."""
+    def before_writing(self, step: int) -> None:
+        """Once a step is measured, before it is written: the oscillation's check query, every ``every_steps`` steps.
+        Out of range, the step is not written but measured again: the ring may have stopped oscillating while it
+        was measured (a step written first would have been kept as training)."""
         oscillation = self._of("oscillation")
         if oscillation is not None and (step + 1) % oscillation.every_steps == 0:
             value = self._read(oscillation, step)
@@ -505,14 +510,14 @@ class _Announcing:
         self.writer.record_queries(labels, U, measurement)
 
     def record_step(self, step, values) -> None:
+        if self.watch is not None:
+            self.watch.before_writing(step)
         self.writer.record_step(step, values)
         self._values = values
 
     def step_done(self, done: int, steps: int) -> None:
-        """The trainer's ``progress``: called once a step is reported whole (then the suspenders look)."""
+        """The trainer's ``progress``: called once a step is reported whole."""
         self.engine.emit(StepEnded(done - 1, steps, self._values))
-        if self.watch is not None and done < steps:
-            self.watch.after_step(done - 1)
 
     def checkpoint(self, checkpoint) -> None:
         self.writer.checkpoint(checkpoint)

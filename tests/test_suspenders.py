@@ -7,6 +7,7 @@ pause. A suspender declared wrong is refused in one line before anything is sent
 from __future__ import annotations
 
 import dataclasses
+import signal
 import subprocess
 import sys
 import textwrap
@@ -101,25 +102,36 @@ def assert_paused_and_went_on(result, paused_rf, out: Path, undisturbed: str, co
     assert replayed.returncode == 0, replayed.stdout
 
 
-def test_a_temperature_excursion_pauses_the_run(served, undisturbed, tmp_path):
-    bench = bench_with(served, tmp_path, """
-        [[suspend]]
-        condition = "temperature"
-        min = 15.0
-        max = 30.0
-        hold_s = 1.0
-    """)
+TEMPERATURE = """
+    [[suspend]]
+    condition = "temperature"
+    min = 15.0
+    max = 30.0
+    hold_s = 1.0
+"""
+
+
+def assert_produced_pauses_the_run(served, undisturbed, tmp_path, suspend: str, instrument: str, message: str,
+                                   condition: str) -> None:
+    """Train with ``suspend``; after 3 steps send ``message`` to ``instrument``: the run pauses with RF off, goes on
+    by itself and ends as the undisturbed run does."""
+    bench = bench_with(served, tmp_path, suspend)
     _, resources = served
     out = tmp_path / "run.h5"
-    result, paused_rf = run_paused(bench, out, lambda: scpi(resources["ring"], ":SIM:TEMP:EXC 20,3"), resources)
-    assert_paused_and_went_on(result, paused_rf, out, undisturbed, "temperature")
+    result, paused_rf = run_paused(bench, out, lambda: scpi(resources[instrument], message), resources)
+    assert_paused_and_went_on(result, paused_rf, out, undisturbed, condition)
+
+
+def test_a_temperature_excursion_pauses_the_run(served, undisturbed, tmp_path):
+    assert_produced_pauses_the_run(served, undisturbed, tmp_path, TEMPERATURE, "ring", ":SIM:TEMP:EXC 20,3",
+                                   "temperature")
 
 
 def test_a_ring_that_stops_oscillating_pauses_the_run(served, undisturbed, tmp_path):
     """Its margin is known at its check queries only (here before the run and after every other step): a ring that
     is not oscillating when the run starts holds the run back before anything is measured — the undisturbed run's
-    parameters exactly — and one that stops during the run pauses it at the next check (the steps measured since
-    the last good check are kept as they were measured)."""
+    parameters exactly — and one that stops during the run pauses it at the next check (the step that check follows
+    is measured again; with every_steps 2 the one before it is kept as it was measured)."""
     bench = bench_with(served, tmp_path, """
         [[suspend]]
         condition = "oscillation"
@@ -142,6 +154,18 @@ def test_a_ring_that_stops_oscillating_pauses_the_run(served, undisturbed, tmp_p
     assert subprocess.run([sys.executable, "-m", "labpgt", "replay", str(during)]).returncode == 0
 
 
+def test_a_step_measured_while_the_ring_stopped_oscillating_is_measured_again(served, undisturbed, tmp_path):
+    """With a check after every step, the step during which the ring stopped oscillating is not kept (it once was
+    written before its check, and the run went on from spectra of a ring in another state)."""
+    assert_produced_pauses_the_run(served, undisturbed, tmp_path, """
+        [[suspend]]
+        condition = "oscillation"
+        min = 20.0
+        every_steps = 1
+        hold_s = 1.0
+    """, "ring", ":SIM:GAIN:DROP 30,3", "oscillation")
+
+
 def test_an_instrument_that_goes_away_pauses_the_run(served, undisturbed, tmp_path):
     bench = bench_with(served, tmp_path, """
         [[suspend]]
@@ -153,6 +177,35 @@ def test_an_instrument_that_goes_away_pauses_the_run(served, undisturbed, tmp_pa
     out = tmp_path / "run.h5"
     result, paused_rf = run_paused(bench, out, lambda: scpi(resources["gen2"], ":SIM:AWAY 4"), resources)
     assert_paused_and_went_on(result, paused_rf, out, undisturbed, "instrument")
+
+
+def test_a_resumed_run_paused_before_its_first_step_goes_back_to_the_step_it_resumed_at(served, undisturbed,
+                                                                                        tmp_path):
+    """A pause before a resumed process has completed a step of its own rewinds the trainer to the checkpoint it was
+    restored from (it once had nothing to rewind to: a traceback)."""
+    bench = bench_with(served, tmp_path, TEMPERATURE)
+    _, resources = served
+    out = tmp_path / "run.h5"
+    process = subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--bench", str(bench), *RUN, "--out",
+                                str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while steps_in(out) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    scpi(resources["ring"], ":SIM:TEMP:EXC 20,300")          # out of range as the resumed process begins,
+    err_path = tmp_path / "resumed.err"
+    with err_path.open("w") as err_file:
+        resumed = subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--resume", str(out), "--quiet"],
+                                   stdout=subprocess.DEVNULL, stderr=err_file)
+        while "paused at step" not in err_path.read_text() and resumed.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        scpi(resources["ring"], ":SIM:TEMP:EXC 0,0")         # until it has paused
+        assert resumed.wait(timeout=300) == 0
+    assert "Traceback" not in err_path.read_text(), err_path.read_text()
+    info = inspect_session(out)
+    assert info["completed"] and info["final_params_sha256"] == undisturbed
+    assert [pause["condition"] for pause in info["suspensions"]] == ["temperature"]
 
 
 def test_a_disk_running_out_of_space_pauses_the_run(served, undisturbed, tmp_path):
