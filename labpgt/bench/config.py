@@ -87,7 +87,8 @@ SIMULATED_PREFIX = "sim::"
 SWITCH_KEY = "output"  # what a config calls a kind's on/off switch
 TABLES = ("bench", "instruments", "safety", "encoding", "features", "simulator")
 BENCH_KEYS = ("name", "timeout_ms", "max_attempts", "backoff_s", "max_backoff_s", "ring_temperature")
-SIMULATOR_KEYS = ("seed", "noise", "generators", "preset", "realtime", "device")
+SIMULATOR_KEYS = ("seed", "noise", "generators", "preset", "realtime", "device", "ring", "attenuator", "gaussmeter")
+SIMULATED_RINGS = ("controller", "parts")
 SIMULATOR_PRESETS = ("real", "ideal")
 
 
@@ -100,6 +101,7 @@ class InstrumentConfig:
     resource: str
     settings: dict = field(default_factory=dict)  # as the TOML gives them
     max_power_dbm: float | None = None            # generators only
+    options: dict = field(default_factory=dict)   # the kind's other keys (limits, calibrations, names), defaults filled
 
     @property
     def simulated_name(self) -> str | None:
@@ -168,6 +170,26 @@ class BenchConfig:
         return next(iter(self.named(Role.RING)), None)
 
     @property
+    def magnets(self) -> list[str]:
+        return self.named(Role.MAGNET)
+
+    @property
+    def gaussmeter(self) -> str | None:
+        """The gaussmeter that closes the field's loop (read after every query), if the bench has one."""
+        return next(iter(self.named(Role.GAUSSMETER)), None)
+
+    @property
+    def thermometer(self) -> str | None:
+        """The temperature controller whose input reads the ring (after every query), if the bench has one."""
+        return next(iter(self.named(Role.THERMOMETER)), None)
+
+    @property
+    def ring_controls(self) -> list[str]:
+        """The instruments that set the ring (controller, attenuators, coil supplies), in config order."""
+        return [name for name, inst in self.instruments.items()
+                if inst.kind.role in (Role.RING, Role.ATTENUATOR, Role.MAGNET)]
+
+    @property
     def widths(self) -> tuple[int, int]:
         """``(input_width, feature_width)``: one input per encoded setting, one feature per spectrum bin."""
         return len(self.encoding), int(self.bins)
@@ -187,7 +209,7 @@ class BenchConfig:
             "bench": {"name": self.name, "timeout_ms": self.timeout_ms, "max_attempts": self.max_attempts,
                       "backoff_s": self.backoff_s, "max_backoff_s": self.max_backoff_s,
                       **({"ring_temperature": True} if self.ring_temperature else {})},
-            "instruments": {n: {"driver": c.kind.name, "resource": c.resource, **c.settings,
+            "instruments": {n: {"driver": c.kind.name, "resource": c.resource, **c.settings, **c.options,
                                 **({"max_power_dbm": c.max_power_dbm} if c.max_power_dbm is not None else {})}
                             for n, c in self.instruments.items()},
             "safety": {"max_total_power_dbm": self.max_total_power_dbm},
@@ -245,7 +267,8 @@ def parse_bench_config(raw: dict, source: str = "<dict>") -> BenchConfig:
         ring_temperature=_flag(bench, "ring_temperature", f"{where} [bench]"),
     )
     if config.ring_temperature and config.ring is None:
-        raise UserError(f"{where}: [bench] ring_temperature needs a ring-controller instrument")
+        raise UserError(f"{where}: [bench] ring_temperature needs a ring-controller instrument (a temperature "
+                        f"controller's input is read after every query without it)")
     if config.timeout_ms < 1 or config.max_attempts < 1 or config.backoff_s < 0 or config.max_backoff_s < 0:
         raise UserError(f"{where}: [bench] needs timeout_ms >= 1, max_attempts >= 1 and backoffs >= 0")
     unknown_bench = set(bench) - set(BENCH_KEYS)
@@ -278,9 +301,18 @@ def _flag(table, key, where, default=False) -> bool:
 def _simulator(table: dict, where: str) -> dict:
     """The ``[simulator]`` table: seed, noise, generators, ``preset`` (real | ideal), ``realtime``,
     and a true/false switch per behaviour of the simulated ring (ring.py's ``Behaviours``)."""
+    from labpgt.instruments.simulated.controls import ATTENUATOR_MODELS, GAUSSMETER_MODELS
     from labpgt.instruments.simulated.ring import Behaviours
+    from labpgt.instruments.simulated.timing import BenchTiming
 
-    allowed = SIMULATOR_KEYS + Behaviours.names()
+    allowed = SIMULATOR_KEYS + Behaviours.names() + BenchTiming.names()
+    for key, choices in (("ring", SIMULATED_RINGS), ("attenuator", tuple(ATTENUATOR_MODELS)),
+                         ("gaussmeter", tuple(GAUSSMETER_MODELS))):
+        if key in table and table[key] not in choices:
+            raise UserError(f"{where}: {key} must be one of {', '.join(choices)}, not {table[key]!r}")
+    for key in BenchTiming.names():
+        if key in table and (_number(table, key, where) < 0):
+            raise UserError(f"{where}: {key} must be >= 0")
     unknown = set(table) - set(allowed)
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(allowed)}")
@@ -323,7 +355,8 @@ def _instrument(name, spec, where) -> InstrumentConfig:
         raise UserError(f"{here}: missing resource (a VISA resource string, or {SIMULATED_PREFIX}NAME)")
     power_limited = kind.role is Role.GENERATOR
     not_settings = {"driver", "resource"} | ({"max_power_dbm"} if power_limited else set())
-    settings = {k: v for k, v in spec.items() if k not in not_settings}
+    options = _options(kind, spec, here)
+    settings = {k: v for k, v in spec.items() if k not in not_settings and k not in options}
     allowed = [*kind.fixed_settings, *([SWITCH_KEY] if kind.switch is not None else [])]
     for key, value in settings.items():
         if key not in allowed:
@@ -333,7 +366,41 @@ def _instrument(name, spec, where) -> InstrumentConfig:
         elif not isinstance(value, bool):
             raise UserError(f"{here}: {SWITCH_KEY} must be true or false, not {value!r}")
     max_power = _number(spec, "max_power_dbm", here) if power_limited else None
-    return InstrumentConfig(name, kind, resource, settings, max_power)
+    return InstrumentConfig(name, kind, resource, settings, max_power, options)
+
+
+def _options(kind: DriverKind, spec: dict, here: str) -> dict:
+    """The kind's option keys of a table (limits, calibrations, names), checked, with their defaults."""
+    options = {}
+    for option in kind.options:
+        if option.name not in spec:
+            if option.required:
+                raise UserError(f"{here}: a {kind.name} needs {option.name}")
+            options[option.name] = option.default
+            continue
+        value = spec[option.name]
+        if option.kind == "number":
+            value = _number(spec, option.name, here)
+        elif option.kind == "text" and not isinstance(value, str):
+            raise UserError(f"{here}: {option.name} must be a string, not {value!r}")
+        elif option.kind == "pairs":
+            value = _pairs(value, f"{here} {option.name}")
+        options[option.name] = value
+    return options
+
+
+def _pairs(value, where: str) -> list[list[float]]:
+    ok = isinstance(value, list) and len(value) >= 2 and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                    and math.isfinite(x) for x in p) for p in value)
+    if not ok:
+        raise UserError(f"{where} must be an array of at least two [x, y] number pairs, e.g. [[0.0, 2.0], [5.0, 31.0]]")
+    pairs = [[float(x), float(y)] for x, y in value]
+    for column in (0, 1):
+        diffs = np.diff([p[column] for p in pairs])
+        if not (np.all(diffs > 0) or np.all(diffs < 0)):
+            raise UserError(f"{where} must be strictly monotonic in both columns")
+    return pairs
 
 
 def _check_roles(instruments: dict[str, InstrumentConfig], where: str) -> None:
@@ -345,6 +412,15 @@ def _check_roles(instruments: dict[str, InstrumentConfig], where: str) -> None:
         raise UserError(f"{where}: needs exactly one instrument with driver = {drivers(Role.ANALYZER)}")
     if Role.GENERATOR not in roles:
         raise UserError(f"{where}: needs at least one instrument with driver = {drivers(Role.GENERATOR)}")
+    for role in (Role.GAUSSMETER, Role.THERMOMETER):
+        if roles.count(role) > 1:
+            raise UserError(f"{where}: at most one instrument with driver = {drivers(role)}")
+    for name, inst in instruments.items():
+        if inst.kind.role is Role.MAGNET:
+            meter = inst.options["gaussmeter"]
+            if meter not in instruments or instruments[meter].kind.role is not Role.GAUSSMETER:
+                raise UserError(f"{where} [instruments.{name}]: gaussmeter = {meter!r} must name an instrument "
+                                f"with driver = {drivers(Role.GAUSSMETER)}")
 
 
 def _encoding(index, spec, instruments, where) -> EncodingInput:
