@@ -18,7 +18,7 @@ import numpy as np
 from labpgt.session import SessionReader, params_sha256
 from labpgt.session.liveness import being_written
 from labpgt.session.schema import QUERY_TIME_COLUMNS
-from labpgt.sweeps import THRESHOLD_SETTING, sweep_threshold
+from labpgt.sweeps import THRESHOLD_SETTINGS, sweep_threshold
 
 PEAK_COLUMNS = ("value", "peak_frequency_hz", "peak_power_dbm", "margin_db")
 MAX_PEAK_LINES = 20
@@ -202,15 +202,16 @@ def _sweep_lines(info: dict) -> list[str]:
              f"  sweep of {sweep['instrument']}.{sweep['setting']} from {sweep['start']:g} to {sweep['stop']:g} "
              f"({tones}){bench}",
              f"  points {info['points']} of {info['planned_points']} ({state})"]
-    if sweep["setting"] == THRESHOLD_SETTING:
-        lines.append(threshold_line(info["threshold"], sweep["margin_db"]))
+    if sweep["setting"] in THRESHOLD_SETTINGS:
+        lines.append(threshold_line(info["threshold"], sweep["margin_db"], sweep["setting"]))
     return lines
 
 
-def threshold_line(threshold: float | None, margin_db: float) -> str:
-    """The auto-oscillation threshold of a loop-gain sweep, in words (None or NaN: not reached)."""
+def threshold_line(threshold: float | None, margin_db: float, setting: str = "loop_gain_db") -> str:
+    """The auto-oscillation threshold of a loop-gain (or loop-attenuation) sweep, in words (None or NaN: not reached)."""
     reached = threshold is not None and math.isfinite(threshold)
-    text = f"loop gain {threshold:.3f} dB" if reached else "not reached"
+    what = "loop attenuation" if setting == "attenuation_db" else "loop gain"
+    text = f"{what} {threshold:.3f} dB" if reached else "not reached"
     return f"  auto-oscillation threshold: {text} (margin {margin_db:g} dB over the median)"
 
 

@@ -300,7 +300,7 @@ class SimulatedKepcoBop(BenchInstrument):
     def cold_field_mt(self) -> float:
         """The magnet's field at room temperature for the present current: calibration plus remanence."""
         p = self.bench.model.params
-        return p.coil_mt_per_a * self.current_a + p.remanence_mt * self.branch
+        return p.magnet_calibration * p.coil_mt_per_a * self.current_a + p.remanence_mt * self.branch
 
     def _follow(self) -> None:
         """The iron's branch follows the current's last direction of travel."""
@@ -356,6 +356,8 @@ class SimulatedGaussmeter421(Gaussmeter):
 
     def __init__(self, bench, name: str = "gaussmeter"):
         self.identity = "LSCI,MODEL421,SIM000001,1.5"
+        self.alarm = {"ALARM": 0, "ALMB": 0, "ALMSORT": 0}
+        self.alarm_limits = {"ALML": 0.0, "ALMH": 0.0}
         super().__init__(bench, name)
 
     def reset(self) -> None:
@@ -371,8 +373,8 @@ class SimulatedGaussmeter421(Gaussmeter):
         self.max_field_g = 0.0
         self.relative = False
         self.relative_setpoint = 0.0
-        self.alarm = {"ALARM": 0, "ALMB": 0, "ALMSORT": 0}
-        self.alarm_limits = {"ALML": 0.0, "ALMH": 0.0}
+        self.alarm.update(dict.fromkeys(self.alarm, 0))
+        self.alarm_limits.update(dict.fromkeys(self.alarm_limits, 0.0))
 
     def _reading(self) -> tuple[float, str]:
         """The field in the unit shown, split into value and multiplier (``OL`` past the range)."""
@@ -460,12 +462,13 @@ class SimulatedTemperatureController(BenchInstrument):
 
     def __init__(self, bench, name: str = "thermometer"):
         self.identity = "LSCI,MODEL336,SIM000001,2.9"
+        self.setpoints, self.ranges, self.manual = {}, {}, {}
         super().__init__(bench, name)
 
     def reset(self) -> None:
-        self.setpoints = dict.fromkeys(range(1, 5), 0.0)
-        self.ranges = dict.fromkeys(range(1, 5), 0)
-        self.manual = dict.fromkeys(range(1, 5), 0.0)
+        self.setpoints.update(dict.fromkeys(range(1, 5), 0.0))
+        self.ranges.update(dict.fromkeys(range(1, 5), 0))
+        self.manual.update(dict.fromkeys(range(1, 5), 0.0))
 
     def celsius(self, channel: str) -> float:
         lab = self.bench.model.lab

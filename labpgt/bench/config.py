@@ -73,8 +73,10 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-from labpgt.bench.kinds import (ANRITSU_GENERATOR, KINDS, RING_CONTROLLER, RS_ANALYZER, SIGNAL_GENERATOR,
-                                SPECTRUM_ANALYZER, DriverKind, Role, State, kinds_for)
+from labpgt.bench.kinds import (ANRITSU_GENERATOR, COIL_SUPPLY, GAUSSMETER_421, GAUSSMETER_425, KINDS,
+                                MINICIRCUITS_ATTENUATOR, RING_CONTROLLER, RS_ANALYZER, SIGNAL_GENERATOR,
+                                SPECTRUM_ANALYZER, STEP_ATTENUATOR, TABOR_GENERATOR, TEMPERATURE_CONTROLLER,
+                                VCA_ATTENUATOR, WEINSCHEL_ATTENUATOR, DriverKind, Role, State, kinds_for)
 from labpgt.bench.safety import check_config_safe
 from labpgt.errors import UserError
 
@@ -457,20 +459,29 @@ def simulated_device(device: int = 0):
 SIMULATED_MODEL_KINDS: dict[str, DriverKind] = {
     "esa": SPECTRUM_ANALYZER, "x-series": SPECTRUM_ANALYZER, "fsx": RS_ANALYZER,
     "psg": SIGNAL_GENERATOR, "e8267c": SIGNAL_GENERATOR, "mxg": SIGNAL_GENERATOR, "exg": SIGNAL_GENERATOR,
-    "mg369x": ANRITSU_GENERATOR,
+    "mg369x": ANRITSU_GENERATOR, "tabor": TABOR_GENERATOR, "tabor-x": TABOR_GENERATOR,
 }
+#: the driver kind of each simulated ring part (``labpgt sim --ring parts --attenuator/--gaussmeter`` names)
+SIMULATED_PART_KINDS: dict[str, DriverKind] = {
+    "hp11713": STEP_ATTENUATOR, "weinschel": WEINSCHEL_ATTENUATOR, "rcdat": MINICIRCUITS_ATTENUATOR,
+    "vca": VCA_ATTENUATOR, "ls421": GAUSSMETER_421, "ls425": GAUSSMETER_425,
+}
+PARTS_SAFETY = {"min_attenuation_db": 4.0, "max_current_a": 5.0, "max_slew_a_per_s": 2.0, "safe_current_a": 0.0}
 
 
 def simulated_ports(base_port: int, generators: int) -> dict[str, int]:
     """Where ``labpgt sim`` serves each simulated instrument: the analyzer at ``base_port``, the ring controller at
-    ``base_port + 1``, generator i at ``base_port + 10 + i``."""
-    return {"analyzer": base_port, "ring": base_port + 1,
+    ``base_port + 1`` (or the ring's parts: attenuator, magnet, gaussmeter, thermometer at ``base_port + 2 … 5``),
+    generator i at ``base_port + 10 + i``."""
+    return {"analyzer": base_port, "ring": base_port + 1, "attenuator": base_port + 2, "magnet": base_port + 3,
+            "gaussmeter": base_port + 4, "thermometer": base_port + 5,
             **{f"gen{i}": base_port + 10 + i for i in range(1, generators + 1)}}
 
 
 def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = True, generators: int = 4,
                            host: str = "127.0.0.1", base_port: int = 15025, analyzer_model: str = "esa",
-                           generator_models: str | list[str] = "psg", physics: dict | None = None) -> BenchConfig:
+                           generator_models: str | list[str] = "psg", physics: dict | None = None,
+                           ring_parts: tuple[str, str] | None = None) -> BenchConfig:
     """The simulated bench: ``labpgt sim``'s defaults (``embedded=False``) or the in-process twin.
 
     ``physics``: more ``[simulator]`` keys of the embedded bench (``preset``, behaviour switches,
@@ -479,7 +490,8 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
     device (docs/ring-physics.md §12). The ring controller's temperature is read with every query.
 
     Ports: :func:`simulated_ports`. ``analyzer_model`` and ``generator_models`` (one name, or one per generator) choose the simulated
-    models and so each instrument's driver kind (:data:`SIMULATED_MODEL_KINDS`).
+    models and so each instrument's driver kind (:data:`SIMULATED_MODEL_KINDS`). ``ring_parts``: None for the
+    ring controller, or (attenuator, gaussmeter) models for the ring a lab builds (:func:`ring_parts_tables`).
     """
     ports = simulated_ports(base_port, generators)
 
@@ -496,9 +508,10 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
     instruments = {"analyzer": InstrumentConfig("analyzer", analyzer_kind, resource("analyzer"),
                                                 {"center_hz": ring.default_center_hz, "span_hz": ring.default_span_hz,
                                                  "rbw_hz": ring.default_rbw_hz, "points": ring.default_points}),
-                   "ring": InstrumentConfig("ring", RING_CONTROLLER, resource("ring"),
-                                            {"loop_gain_db": ring.default_loop_gain_db,
-                                             "field_mt": ring.default_field_mt})}
+                   **(ring_parts_tables(ring, ring_parts, resource) if ring_parts is not None else
+                      {"ring": InstrumentConfig("ring", RING_CONTROLLER, resource("ring"),
+                                                {"loop_gain_db": ring.default_loop_gain_db,
+                                                 "field_mt": ring.default_field_mt})})}
     bands_low = [ring.operating_fmr_hz + 10e6 + i * 20e6 for i in range(generators)]
     for i, band_low in enumerate(bands_low, start=1):
         kind = SIMULATED_MODEL_KINDS[models[i - 1]]
@@ -514,8 +527,34 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
         simulator=({"seed": seed, "noise": noise, "generators": generators,
                     **({"analyzer": analyzer_model} if analyzer_model != "esa" else {}),
                     **({"generator_models": models} if set(models) != {"psg"} else {}),
+                    **({"ring": "parts", "attenuator": ring_parts[0], "gaussmeter": ring_parts[1]}
+                       if ring_parts is not None else {}),
                     **(physics or {})} if embedded else {}),
-        ring_temperature=True,
+        ring_temperature=ring_parts is None,
     )
     check_config_safe(config)
     return config
+
+
+def ring_parts_tables(ring, parts: tuple[str, str], resource) -> dict[str, InstrumentConfig]:
+    """The ring's parts as a lab's bench config has them: the loop attenuator at the operating point's loop gain,
+    the coil supply reaching the operating field through the gaussmeter (calibration: the design's mT per A), the
+    temperature controller's input A on the film; limits :data:`PARTS_SAFETY`."""
+    attenuator, gaussmeter = parts
+    kind = SIMULATED_PART_KINDS[attenuator]
+    attenuation = kind.quantised("attenuation_db", ring.unattenuated_loop_gain_db - ring.default_loop_gain_db)
+    calibration = {"calibration": [list(p) for p in ring.vca_curve]} if kind is VCA_ATTENUATOR else {}
+    safety = PARTS_SAFETY
+    return {
+        "attenuator": InstrumentConfig("attenuator", kind, resource("attenuator"), {"attenuation_db": attenuation},
+                                       options={"min_attenuation_db": safety["min_attenuation_db"], **calibration}),
+        "magnet": InstrumentConfig("magnet", COIL_SUPPLY, resource("magnet"),
+                                   {"field_mt": round(ring.field_for_fmr_mt(ring.operating_fmr_hz), 2)},
+                                   options={**{o.name: o.default for o in COIL_SUPPLY.options},
+                                            "gaussmeter": "gaussmeter", "mt_per_a": ring.coil_mt_per_a,
+                                            **{k: safety[k] for k in ("max_current_a", "max_slew_a_per_s",
+                                                                      "safe_current_a")}}),
+        "gaussmeter": InstrumentConfig("gaussmeter", SIMULATED_PART_KINDS[gaussmeter], resource("gaussmeter")),
+        "thermometer": InstrumentConfig("thermometer", TEMPERATURE_CONTROLLER, resource("thermometer"),
+                                        options={"input": "A"}),
+    }

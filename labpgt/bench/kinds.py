@@ -120,7 +120,7 @@ class DriverKind:
     models: str = ""                   # regex of the *IDN? model field the driver is written for ("": any)
     family: str = ""                   # those models in words, for the one line that refuses another
     options: tuple[Option, ...] = ()   # the table's keys besides the settings (limits, calibrations, names)
-    identify: Callable[[Any], str] = lambda driver: str(driver.id)   # the *IDN?-style identity
+    identify: Callable[[Any], str] = lambda driver: idn(driver)   # the *IDN?-style identity
     prepare: Callable[[Any, Any], None] | None = None   # (driver, InstrumentConfig) once connected: one message
     settable: bool = True              # False: a sensor, nothing to send
     steps: Callable[[Any], dict] = lambda driver_class: {}  # setting -> the step its values are rounded to
@@ -152,6 +152,14 @@ class DriverKind:
         """``value`` rounded to the step the instrument sets ``setting`` in (as it is, for most)."""
         step = self.steps(self.driver_class).get(setting)
         return value if step is None else float(round(round(value / step) * step, 9))
+
+
+def idn(driver) -> str:
+    """``*IDN?``'s answer, also through a stock driver that is not SCPI but whose instrument answers it."""
+    try:
+        return str(driver.id)
+    except NotImplementedError:
+        return str(driver.ask("*IDN?"))
 
 
 def generator_kind(name: str, driver_class: type, models: str, family: str) -> DriverKind:

@@ -401,7 +401,7 @@ class Bench:
     def identities(self) -> dict[str, str]:
         """Each instrument's ``*IDN?`` answer (recorded in the session file)."""
         kinds = {name: inst.kind for name, inst in self.config.instruments.items()}
-        return {name: self._retrying(lambda n=name: kinds[n].identify(self.instruments[n]), f"identifying {name}")[0]
+        return {name: self._retrying(lambda n=name: kinds[n].identify(self.instruments[n]).strip(), f"identifying {name}")[0]
                 for name in self.instruments}
 
     # ---- ending
