@@ -5,7 +5,10 @@ through :class:`FieldLoop`:
 
 1. the current for the set point from the table's calibration, ``(field - offset_mt) / mt_per_a``;
 2. a ramp to it from the present current in steps of at most ``max_slew_a_per_s × RAMP_STEP_S``, each
-   step checked against ``max_current_a`` before it is sent and waited out (the coil's inductive kick);
+   step checked against ``max_current_a`` before it is sent and waited out (the coil's inductive kick),
+   always *from below*: a lower current is first passed by :data:`APPROACH_A` and then approached going up,
+   so that the magnet's iron is on the same branch of its hysteresis loop whatever the current was before
+   (the same set point gives the same field, a resumed run the same as an uninterrupted one);
 3. ``settle_s`` later the gaussmeter is read; the loop corrects the current by the error over the
    calibration's slope, ramps again and reads again, until ``settle_readings`` consecutive readings are
    within ``field_tolerance_mt`` of the set point (the *settling criterion*), or :data:`MAX_ITERATIONS`
@@ -28,11 +31,12 @@ from labpgt.errors import UserError
 from labpgt.instruments.drivers import read_confirmation
 
 RAMP_STEP_S = 0.1          # the ramp's step: at most max_slew_a_per_s × this per message
+APPROACH_A = 0.1           # a current below the one wanted is reached this far under it first
 MAX_ITERATIONS = 12        # corrections of the current before the field counts as not reached
 
 
 class FieldNotReached(UserError):
-    """The gaussmeter never read the set point within its tolerance (a transient fault: retried)."""
+    """The gaussmeter never read the set point within its tolerance: one line, the run stops (RF off, current safe)."""
 
 
 @dataclass(frozen=True)
@@ -70,21 +74,29 @@ class FieldLoop:
         step = self.options["max_slew_a_per_s"] * RAMP_STEP_S
         steps = max(1, math.ceil(abs(current_a - start) / step - 1e-9))
         for k in range(1, steps + 1):
-            value = start + (current_a - start) * k / steps
+            value = start + (current_a - start) * k / steps if k < steps else current_a
             supply.send_current(value, output_on)
             read_confirmation(supply)
             self.current_a = value
             if k < steps:
                 self.wait(RAMP_STEP_S)
 
+    def approach(self, supply, current_a: float) -> None:
+        """Ramp to ``current_a`` from below (see the module docstring)."""
+        present = self.current_a if self.current_a is not None else supply.read_output()[0]
+        if current_a < present:
+            below = max(current_a - APPROACH_A, -self.options["max_current_a"])
+            self.ramp_to(supply, below)
+        self.ramp_to(supply, current_a)
+
     def reach(self, supply, gaussmeter, field_mt: float) -> FieldReading:
         """Bring the field the gaussmeter reads to ``field_mt`` (see the module docstring)."""
         options = self.options
         current = self.current_for(field_mt)
         self.check_current(current)
-        self.ramp_to(supply, current)
+        self.approach(supply, current)
         in_tolerance, readings, measured = 0, 0, math.nan
-        for _ in range(MAX_ITERATIONS * options["settle_readings"]):
+        for _ in range(MAX_ITERATIONS * int(options["settle_readings"])):
             self.wait(options["settle_s"])
             measured = float(gaussmeter.field_mt)
             readings += 1
@@ -96,7 +108,7 @@ class FieldLoop:
             in_tolerance = 0
             current = self.current_a + (field_mt - measured) / options["mt_per_a"]
             self.check_current(current)
-            self.ramp_to(supply, current)
+            self.approach(supply, current)
         raise FieldNotReached(f"{self.name}: the field read {measured:.4f} mT after {readings} readings, not "
                               f"{field_mt:.4f} ± {options['field_tolerance_mt']:g} mT")
 
