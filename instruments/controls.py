@@ -65,7 +65,8 @@ class StepAttenuatorDriver(AttenuatorState, HP11713A):
     Y_CHANNELS = (5, 6, 7, 8)
 
     def __init__(self, adapter, name="HP/Agilent 11713 attenuator driver", **kwargs):
-        super().__init__(adapter, name=name, **kwargs)
+        # the stock class asks for VI_ATTR_SEND_END_EN (GPIB's EOI), which a raw socket has not: pyvisa-py refuses it
+        Instrument.__init__(self, adapter, name, includeSCPI=False, **kwargs)
 
     def switch_string(self, attenuation_db: float) -> str:
         """The 11713A's switch string that puts ``attenuation_db`` in: tens on Y, the rest (0-11) on X."""
