@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from labpgt.engine import Connected, Measured, Notice, PointEnded, StepEnded
+from labpgt.engine import Connected, Measured, Notice, PointEnded, Resumed, StepEnded, Suspended
 from labpgt.errors import UserError
 from labpgt.signals import say
 
@@ -65,6 +65,17 @@ class TrainingDisplay:
             self.bar.update(event.step + 1 - self.bar.n)
         elif isinstance(event, Notice):
             say(f"labpgt: warning: {event.text}")
+        elif isinstance(event, Suspended):
+            self._note(f"labpgt: paused at step {event.step + 1}: {event.why}; RF off until it is back in range")
+        elif isinstance(event, Resumed):
+            self._note(f"labpgt: going on after {event.seconds:.0f} s, step {event.step + 1} measured again "
+                       f"({event.discarded} of its queries dropped unrecorded)")
+
+    def _note(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            say(line)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -145,6 +145,14 @@ class Method:
         """Pairs measured before the run (earlier sessions of the same bench), given before its first step."""
         raise UserError(f"{self.name} learns from no earlier measurements")
 
+    def observed_rows(self) -> int:
+        """How many measured rows (prior pairs included) the method has learnt from (0 for one that learns from
+        none)."""
+        return 0
+
+    def forget_observed_after(self, rows: int) -> None:
+        """Forget every row observed after the first ``rows`` (a step a pause interrupted is measured again)."""
+
     def get_state(self) -> dict:
         return {"rng": self.rng.bit_generator.state}
 
@@ -318,6 +326,14 @@ class Twin(Node):
         if training.any():
             self._pool_U.append(np.asarray(U)[training])
             self._pool_F.append(np.asarray(features)[training])
+
+    def observed_rows(self) -> int:
+        return sum(len(U) for U in self._pool_U)
+
+    def forget_observed_after(self, rows: int) -> None:
+        if self._pool_U:
+            self._pool_U = [np.concatenate(self._pool_U)[:rows]]
+            self._pool_F = [np.concatenate(self._pool_F)[:rows]]
 
     def _refit(self) -> None:
         if len(self._pool_U) > 1:

@@ -94,14 +94,14 @@ V3_ONLY_ATTRIBUTES = {"reader_needs", "NX_class", "default", "units", "long_name
 
 def downgrade_to_v2(path) -> None:
     """Rewrite a /3 file as labpgt-session/2 wrote it: HDF5's latest format (``libver="latest"``), the compressed
-    datasets through Blosc2/Zstd (a plugin), and none of queries/index, units, dimension scales, NeXus plots."""
+    datasets through Blosc2/Zstd (a plugin), and none of queries/index, units, dimension scales, NeXus plots, the record of pauses."""
     path = Path(path)
     old = path.with_name(path.name + ".v2-tmp")
     with h5py.File(path, "r") as src, h5py.File(old, "w", libver="latest") as dst:
         _copy_v2_attributes(src, dst)
 
         def visit(name, obj):
-            if name.split("/")[0] == "plots" or name == "queries/index":
+            if name.split("/")[0] in ("plots", "suspensions", "checks") or name == "queries/index":
                 return
             if isinstance(obj, h5py.Group):
                 _copy_v2_attributes(obj, dst.require_group(name))

@@ -98,7 +98,9 @@ class BenchInstrument(ScpiInstrument):
     def __init__(self, bench: "SimulatedBench", name: str):
         self.bench = bench
         self.name = name
+        self.away_until = 0.0            # time.monotonic() until which it has gone away (:SIMulate:AWAY)
         super().__init__()
+        self.table.add(":SIMulate:AWAY", setter=self.go_away, parameters=(Numeric("S", 0.0, 3600.0),))
         self.reset()
 
     message_terminators = b"\n"     # what ends a program message on a socket (b"\r\n": CR alone too)
@@ -107,6 +109,16 @@ class BenchInstrument(ScpiInstrument):
     def translate(self, message: str) -> str:
         """A dialect that is not SCPI, rewritten as the SCPI the command table understands (default: as it is)."""
         return message
+
+    def go_away(self, seconds: float) -> None:
+        """Simulation only: the instrument goes away (powered off, unplugged) for ``seconds`` of wall time and
+        comes back in its ``*RST`` state; the TCP server refuses and resets its connections meanwhile."""
+        self.away_until = time.monotonic() + float(seconds)
+        self.reset()
+
+    @property
+    def away(self) -> bool:
+        return time.monotonic() < self.away_until
 
     def handle(self, message: str | bytes) -> bytes:
         started = time.monotonic()
@@ -422,6 +434,11 @@ class SimulatedRingController(BenchInstrument):
                     Numeric("MT", self.MIN_FIELD_MT, self.MAX_FIELD_MT, float(params.default_field_mt)))
         add_setting(table, self, ":AMPLifier[:STATe]", "amplifier_on", Boolean())
         table.add(":TEMPerature?", query=lambda: format_number(round(self.bench.model.lab.temperature_c, 4)))
+        lab = self.bench.model.lab               # simulation only: conditions a run's suspenders must ride out
+        table.add(":SIMulate:TEMPerature:EXCursion", setter=lambda k, s: lab.command("temperature", k, s),
+                  parameters=(Numeric("", -50.0, 50.0), Numeric("S", 0.0, 3600.0)))
+        table.add(":SIMulate:GAIN:DROP", setter=lambda db, s: lab.command("gain", db, s),
+                  parameters=(Numeric("DB", 0.0, 60.0), Numeric("S", 0.0, 3600.0)))
 
 
 

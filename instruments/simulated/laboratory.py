@@ -11,11 +11,18 @@ and a gaussmeter, a step attenuator) can feed the same model inputs later.
 Every random draw comes from the laboratory's own seeded generator, drawn only when the clock
 advances (a sweep), never when a sensor is read: how often a client asks ``:TEMPerature?`` changes
 nothing. With ``drifting=False`` nothing wanders and the clock still runs.
+
+**Conditions on demand** (:meth:`Laboratory.command`): a temperature excursion (the room's air conditioning
+failing, a door left open) and a loop-gain drop (an amplifier losing gain, so that the ring stops
+auto-oscillating) that last a given number of seconds of *wall* time — what a run's suspenders must ride
+out. They are the commands of a test or a rehearsal (``:SIMulate:…`` on the ring controller), draw
+nothing, and are not part of the laboratory's saved state (a wall-clock event is not the bench's history).
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -42,16 +49,28 @@ class Laboratory:
         self.sensor_noise_k = 0.0         # its readout noise, drawn once per sweep
         self.field_offset_mt = 0.0        # the magnet supply's wander
         self.hvac_phase = float(self.rng.random()) if drifting else 0.0
+        self.commanded: dict[str, tuple[float, float]] = {}   # condition: (size, until, in time.monotonic())
+
+    # -- conditions on demand --------------------------------------------------------------------
+    def command(self, condition: str, size: float, seconds: float) -> None:
+        """Produce ``condition`` — ``temperature`` (an excursion of ``size`` K of the film and its sensor) or
+        ``gain`` (a drop of ``size`` dB of the net loop gain) — for ``seconds`` of wall time."""
+        self.commanded[condition] = (float(size), time.monotonic() + float(seconds))
+
+    def commanded_now(self, condition: str) -> float:
+        """The size of ``condition`` now (0 when it is not commanded, or over)."""
+        size, until = self.commanded.get(condition, (0.0, 0.0))
+        return size if time.monotonic() < until else 0.0
 
     # -- what the ring model and the instruments see --------------------------------------------
     @property
     def temperature_c(self) -> float:
         """The temperature sensor's reading (°C): the film's, through the sensor's lag, with its noise."""
-        return self.params.room_temperature_c + self.sensor_k + self.sensor_noise_k
+        return self.params.room_temperature_c + self.sensor_k + self.sensor_noise_k + self.commanded_now("temperature")
 
     @property
     def film_temperature_c(self) -> float:
-        return self.params.room_temperature_c + self.box_k
+        return self.params.room_temperature_c + self.box_k + self.commanded_now("temperature")
 
     def film_field_mt(self, setpoint_mt: float) -> float:
         """The field in the film for the controller's set point: the magnet's calibration and
@@ -66,7 +85,7 @@ class Laboratory:
 
     def loop_gain_db(self, setpoint_db: float) -> float:
         """The net loop gain for the controller's set point: the amplifiers' gain drifts with the box."""
-        return setpoint_db + self.params.gain_tempco_db_per_k * self.box_k
+        return setpoint_db + self.params.gain_tempco_db_per_k * self.box_k - self.commanded_now("gain")
 
     # -- time ------------------------------------------------------------------------------------
     def advance(self, seconds: float) -> None:

@@ -78,6 +78,7 @@ from labpgt.bench.kinds import (ANRITSU_GENERATOR, COIL_SUPPLY, GAUSSMETER_421, 
                                 SPECTRUM_ANALYZER, STEP_ATTENUATOR, TABOR_GENERATOR, TEMPERATURE_CONTROLLER,
                                 VCA_ATTENUATOR, WEINSCHEL_ATTENUATOR, DriverKind, Role, State, kinds_for)
 from labpgt.bench.safety import check_config_safe
+from labpgt.bench.suspenders import Suspender, parse_suspenders
 from labpgt.errors import UserError
 
 try:
@@ -87,7 +88,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 SIMULATED_PREFIX = "sim::"
 SWITCH_KEY = "output"  # what a config calls a kind's on/off switch
-TABLES = ("bench", "instruments", "safety", "encoding", "features", "simulator")
+TABLES = ("bench", "instruments", "safety", "encoding", "features", "simulator", "suspend")
 BENCH_KEYS = ("name", "timeout_ms", "max_attempts", "backoff_s", "max_backoff_s", "ring_temperature")
 SIMULATOR_KEYS = ("seed", "noise", "generators", "preset", "realtime", "device", "ring", "attenuator", "gaussmeter")
 SIMULATED_RINGS = ("controller", "parts")
@@ -154,6 +155,7 @@ class BenchConfig:
     simulator: dict = field(default_factory=dict)
     source: str = "<built-in>"
     ring_temperature: bool = False
+    suspenders: tuple[Suspender, ...] = ()
 
     def named(self, role: Role) -> list[str]:
         """The names of the instruments with ``role``, in config order."""
@@ -219,6 +221,7 @@ class BenchConfig:
                          for e in self.encoding],
             "features": {"bins": self.bins, "floor_dbm": self.floor_dbm, "ceiling_dbm": self.ceiling_dbm},
             **({"simulator": dict(self.simulator)} if self.simulator else {}),
+            **({"suspend": [s.to_dict() for s in self.suspenders]} if self.suspenders else {}),
         }
 
 
@@ -267,7 +270,12 @@ def parse_bench_config(raw: dict, source: str = "<dict>") -> BenchConfig:
         simulator=_simulator(_table(raw, "simulator", where, required=False), f"{where} [simulator]"),
         source=source,
         ring_temperature=_flag(bench, "ring_temperature", f"{where} [bench]"),
+        suspenders=parse_suspenders(raw.get("suspend", []), where),
     )
+    if (any(s.condition == "temperature" for s in config.suspenders) and not config.ring_temperature
+            and config.thermometer is None):
+        raise UserError(f"{where}: a temperature suspender needs a temperature controller or [bench] "
+                        f"ring_temperature = true (the sensor read with every query)")
     if config.ring_temperature and config.ring is None:
         raise UserError(f"{where}: [bench] ring_temperature needs a ring-controller instrument (a temperature "
                         f"controller's input is read after every query without it)")
@@ -443,8 +451,10 @@ def bench_config_toml(config: BenchConfig) -> str:
     """The TOML text of a bench config (what :func:`load_bench_config` reads back to the same config)."""
     tables = config.to_dict()
     encoding = tables.pop("encoding")
+    suspend = tables.pop("suspend", [])
     # tomli_w would write the encoding as one inline array; [[encoding]] tables read like data/*.toml
-    return "\n".join([tomli_w.dumps(tables), *("[[encoding]]\n" + tomli_w.dumps(entry) for entry in encoding)])
+    return "\n".join([tomli_w.dumps(tables), *("[[encoding]]\n" + tomli_w.dumps(entry) for entry in encoding),
+                      *("[[suspend]]\n" + tomli_w.dumps(entry) for entry in suspend)])
 
 
 # --------------------------------------------------------------------------- the built-in simulated bench

@@ -151,7 +151,7 @@ class Bench:
             if setting not in kind.encodable:
                 raise ValueError(f"{name} has no setting {setting!r} to change")
             change = {setting: kind.quantised(setting, value)}
-            if setting == "field_mt":
+            if setting == "field_mt" and kind.role is Role.MAGNET:
                 change["current_a"] = None          # a field set point: the closed loop again
             wanted[name] = replace(wanted[name], **change)
         return self._with_rf(wanted, rf)
@@ -246,18 +246,21 @@ class Bench:
     def _reconnect_broken(self) -> None:
         """Reopen the connections of failed instruments; their state is unknown until re-sent and read back."""
         for name in sorted(self._broken):
-            inst = self.config.instruments[name]
-            self.instruments[name] = reconnect(inst, self.instruments[name], self.config)
-            self._broken.discard(name)
-            if not inst.kind.settable:
-                continue
-            self._known[name] = None
-            if name in self.field_loops:            # its current is read again, then the field reached again
-                self.field_loops[name].current_a = None
-            else:
-                self._verify.add(name)
-            if name in self.attenuator_holds:
-                self._hold_pending.add(name)
+            self._reconnect_broken_one(name)
+
+    def _reconnect_broken_one(self, name: str) -> None:
+        inst = self.config.instruments[name]
+        self.instruments[name] = reconnect(inst, self.instruments[name], self.config)
+        self._broken.discard(name)
+        if not inst.kind.settable:
+            return
+        self._known[name] = None
+        if name in self.field_loops:            # its current is read again, then the field reached again
+            self.field_loops[name].current_a = None
+        else:
+            self._verify.add(name)
+        if name in self.attenuator_holds:
+            self._hold_pending.add(name)
 
     def _retrying(self, operation, what: str):
         """Run ``operation()`` until it succeeds, reconnecting failed instruments in between.
@@ -360,6 +363,38 @@ class Bench:
         clock = self.simulator.clock_s if self.simulator is not None else np.nan
         return clock, self.temperature_c(), self.field_mt()
 
+    # ---- what a run's suspenders ask (labpgt.bench.suspenders)
+    def oscillation_margin(self):
+        """``(margin_db, measurement)`` of the free-running ring (every generator off): how far its strongest line
+        stands above the trace's median, from one check query."""
+        from labpgt.sweeps import line_margin
+
+        started = time.time()
+        trace, attempts = self.query({}, rf=False)
+        margin = line_margin(trace, self.frequencies)[2]
+        measurement = Measurement(features=trace_features(trace[None, :], self.config.bins, self.config.floor_dbm,
+                                                          self.config.ceiling_dbm),
+                                  spectra=trace[None, :], frequencies=self.frequencies,
+                                  started=np.array([started]), attempts=np.array([attempts], dtype=np.int32))
+        return margin, measurement
+
+    def answering(self) -> bool:
+        """Whether every instrument answers ``*IDN?`` now, each connection opened afresh; never raises."""
+        try:
+            self._broken.update(self.config.instruments)
+            self._reconnect_broken()
+            for name in self.instruments:
+                str(self.instruments[name].id)
+        except Exception:  # noqa: BLE001 - any failure to answer is the answer
+            self._broken.update(self.config.instruments)
+            return False
+        return True
+
+    def reapply(self) -> None:
+        """After a pause: every connection opened afresh and every instrument's whole state sent again and read
+        back with the next query (an instrument that went away came back in its reset state)."""
+        self._broken.update(self.config.instruments)
+
     def temperature_c(self) -> float:
         """The ring's temperature (°C), retried like any query; NaN if the bench reads none."""
         name = self.config.thermometer or (self.config.ring if self.config.ring_temperature else None)
@@ -434,8 +469,12 @@ class Bench:
             return self._disable_all_directly()
         self._wanted = self._with_settings({}, rf=False)
         for _ in range(2):
+            for name in sorted(self._broken):        # each on its own: one that is gone keeps no other's RF on
+                try:
+                    self._reconnect_broken_one(name)
+                except Exception:  # noqa: BLE001 - it stays broken; the others are still turned off
+                    pass
             try:
-                self._reconnect_broken()
                 self._settle()
                 return "RF is off on every generator"
             except Exception:  # noqa: BLE001 - a broken connection: reconnect once more, then report

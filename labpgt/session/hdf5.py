@@ -173,7 +173,7 @@ DIMENSION_SCALE_ATTRIBUTES = frozenset({"CLASS", "NAME", "REFERENCE_LIST", "DIME
 def copy_prefix(src: h5py.File, dst_path: Path, keep: dict | None, finish=None) -> None:
     """Copy every dataset of ``src`` into a new file, the row datasets of top-level group G cut to
     ``keep[G]`` rows (the values of a ragged column to those of its kept rows); ``keep`` None copies
-    every row. Attributes come along except those of dimension scales; soft links do not: ``finish``
+    every row, and so does a group ``keep`` does not name. Attributes come along except those of dimension scales; soft links do not: ``finish``
     (called with the new file, open for writing) makes those again."""
     with h5py.File(dst_path, "w", libver=LIBVER) as dst:
         _copy_attributes(src, dst)
@@ -210,9 +210,10 @@ def _copy_rows(dst, name, obj, rows) -> h5py.Dataset:
 
 
 def _rows_to_keep(src, name, obj, keep) -> int:
-    if keep is None:
+    group = name.split("/")[0]
+    if keep is None or group not in keep:        # a group not cut to steps (the pauses' record) is copied whole
         return obj.shape[0]
-    rows = keep[name.split("/")[0]]
+    rows = keep[group]
     if "ragged_end" in obj.attrs:
         ends = src[f"{name.rsplit('/', 1)[0]}/{obj.attrs['ragged_end']}"]
         return int(ends[rows - 1]) if rows else 0

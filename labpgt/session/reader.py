@@ -24,7 +24,7 @@ from labpgt.session import hdf5
 from labpgt.session.liveness import writer_holds_lock
 from labpgt.session.schema import (ARRAYS_DIGEST, QUERIES_DIGEST, rows_digest, CHECKPOINT_ARRAYS, CHECKPOINT_RAGGED, KINDS, NUMERIC_KINDS, POINT_FLOAT_COLUMNS,
                                    POINT_INT_COLUMNS, POINT_VALUES, QUERY_COLUMNS, QUERY_TIME_COLUMNS,
-                                   READABLE_SCHEMAS, SCHEMA_V1, STEP_FLOAT_COLUMNS, STEP_INT_COLUMNS, STEP_RAGGED,
+                                   READABLE_SCHEMAS, SCHEMA_V1, SCHEMAS_BEFORE_DIGESTS, STEP_FLOAT_COLUMNS, STEP_INT_COLUMNS, STEP_RAGGED,
                                    step_float_columns,
                                    SWEEP_FIELDS,
                                    array_name, checkpoint_array_groups, missing_query_column, query_columns,
@@ -249,7 +249,7 @@ class SessionReader:
         # a writer whose disk filled mid-flush can leave rows that are there by their length only (the space for
         # their data never written: zeros): a step counts once its rows and its checkpoint are the bytes written.
         # A live writer's file is whole at every flush (SWMR), and a reader's chunk cache may lag it: not checked.
-        if not writer_holds_lock(self.path):
+        if self.schema not in SCHEMAS_BEFORE_DIGESTS and not writer_holds_lock(self.path):
             while n_ckpt and not (self._step_whole(int(steps[n_ckpt - 1]), recorded)
                                   and self._checkpoint_whole(n_ckpt - 1)):
                 n_ckpt -= 1
@@ -260,9 +260,10 @@ class SessionReader:
             self.n_queries = min(self.n_queries, int(recorded[-1]))
 
     def _step_whole(self, step: int, recorded) -> bool:
-        """Whether step ``step``'s query rows are those its writer recorded (files before the digest: assumed)."""
+        """Whether step ``step``'s query rows are those its writer recorded (files before the digest, and a
+        checkpoint with no step row to hold a digest: assumed)."""
         if not 0 <= step < len(recorded):
-            return False
+            return True
         try:
             digest = hdf5.json_value(hdf5.ragged_row(self._file["steps"], "extra", step)).get(QUERIES_DIGEST)
         except (ValueError, AttributeError):
@@ -365,6 +366,29 @@ class SessionReader:
         return self.role_names[int(code)] if 0 <= int(code) < len(self.role_names) else f"role{int(code)}"
 
     # ---- measurements from before the run
+    @_damaged_is_user_error
+    def suspensions(self) -> list[dict]:
+        """The run's pauses, in order (each: step, started, ended, condition, value, discarded_queries); none in
+        files before 0.2."""
+        return self._records("suspensions")
+
+    @_damaged_is_user_error
+    def checks(self) -> list[dict]:
+        """The check queries the run's suspenders measured (each: step, time, condition, value)."""
+        return self._records("checks")
+
+    def _records(self, group: str) -> list[dict]:
+        if group not in self._file or "record_end" not in self._file[group]:
+            return []
+        rows = self._file[f"{group}/record_end"].shape[0]
+        out = []
+        for row in range(rows):
+            try:
+                out.append(hdf5.json_value(hdf5.ragged_row(self._file[group], "record", row)))
+            except ValueError:                 # a last row a writer did not finish: not whole
+                break
+        return out
+
     @_damaged_is_user_error
     def prior(self):
         """``(U, features, sources)`` of the pairs the run was given from earlier sessions, or None."""

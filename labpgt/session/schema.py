@@ -33,9 +33,15 @@ import numpy as np
 SCHEMA = "labpgt-session/3"
 SCHEMA_V2 = "labpgt-session/2"
 SCHEMA_V1 = "labpgt-session/1"
+#: the schemas whose writers recorded no digests of a step's rows and a checkpoint's arrays (nothing to check)
+SCHEMAS_BEFORE_DIGESTS = (SCHEMA_V1, SCHEMA_V2)
 READABLE_SCHEMAS = (SCHEMA_V1, SCHEMA_V2, SCHEMA)
 
 KIND_GROUPS = {"training": ("queries", "steps", "checkpoints"), "sweep": ("queries", "points")}
+#: a training's record of its pauses (labpgt.bench.suspenders), in files since 0.2: ``suspensions/record`` (JSON per
+#: suspension: step, started, ended, condition, value, discarded_queries) and ``checks`` (each check query of a
+#: suspender: ``record`` JSON — step, time, condition, value — and its ``spectrum``)
+PAUSE_GROUPS = ("suspensions", "checks")
 KINDS = tuple(KIND_GROUPS)
 
 ROLES = ("calibration", "baseline", "plus", "minus", "eval", "sweep", "test")  # append only: codes are stored

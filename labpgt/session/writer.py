@@ -29,7 +29,7 @@ from labpgt.session.liveness import WriterLock
 from labpgt.session.storage import Storage, StorageFault, _free_bytes
 from labpgt.session.nexus import describe
 from labpgt.session.reader import SessionReader
-from labpgt.session.schema import (ARRAYS_DIGEST, CHECKPOINT_ARRAYS, QUERIES_DIGEST, rows_digest, CHECKPOINT_ARRAYS_SINCE_V2, CHECKPOINT_RAGGED, KIND_GROUPS,
+from labpgt.session.schema import (PAUSE_GROUPS, ARRAYS_DIGEST, CHECKPOINT_ARRAYS, QUERIES_DIGEST, rows_digest, CHECKPOINT_ARRAYS_SINCE_V2, CHECKPOINT_RAGGED, KIND_GROUPS,
                                    NUMERIC_KINDS, PERTURBATION_DIMS, POINT_FLOAT_COLUMNS, POINT_INT_COLUMNS,
                                    QUERY_COLUMNS, QUERY_TIME_COLUMNS, ROLE_CODES, ROLES,
                                    SCHEMA, SCHEMA_V1, STEP_FLOAT_COLUMNS, STEP_FLOAT_COLUMNS_SINCE_V2, STEP_INT_COLUMNS, STEP_RAGGED,
@@ -145,6 +145,19 @@ def _lay_out_training(f, checkpoint_layout: dict) -> None:
             hdf5.row_dataset(group, name, dtype, shape, chunk_rows=CHECKPOINT_CHUNK_ROWS)
     for name in CHECKPOINT_RAGGED:
         hdf5.ragged_dataset(c, name, "uint8", STEP_CHUNK_ROWS)
+    _lay_out_pauses(f)
+
+
+def _lay_out_pauses(f) -> None:
+    """The record of a run's pauses (:data:`~labpgt.session.schema.PAUSE_GROUPS`): each suspension, and each check
+    query a suspender measured (its spectrum too)."""
+    for group_name in PAUSE_GROUPS:
+        if group_name in f:
+            continue
+        group = f.create_group(group_name)
+        hdf5.ragged_dataset(group, "record", "uint8", STEP_CHUNK_ROWS)
+    if "spectrum" not in f["checks"]:
+        hdf5.row_dataset(f["checks"], "spectrum", "float32", (f["frequencies"].shape[0],), chunk_rows=STEP_CHUNK_ROWS)
 
 
 def _lay_out_prior(f, U, features, sources) -> None:
@@ -481,6 +494,35 @@ class SessionWriter(_QueryWriter):
         hdf5.append_ragged(c, "trainer_state", hdf5.json_bytes(state))
         hdf5.append(c["step"], np.asarray([int(checkpoint.step)]))
 
+    # ---- a run's pauses (labpgt.bench.suspenders)
+    def discard_pending(self) -> int:
+        """Forget the buffered queries of the step a pause interrupted (measured again when the run goes on);
+        returns how many there were."""
+        dropped = self._pending_rows
+        for blocks in self._pending.values():
+            blocks.clear()
+        self._pending_rows = 0
+        return dropped
+
+    def record_suspension(self, record: dict) -> None:
+        """One suspension: when it began and ended, why, what was measured again; flushed at once."""
+        if "suspensions" in self._file:
+            with self._writing():
+                hdf5.append_ragged(self._file["suspensions"], "record", hdf5.json_bytes(record))
+                self._file.flush()
+
+    def record_check(self, record: dict, spectrum) -> None:
+        """One check query a suspender measured (``record``: when, which condition, its value) and its trace."""
+        if "checks" in self._file:
+            checks = self._file["checks"]
+            with self._writing():
+                width = checks["spectrum"].shape[1]
+                row = np.full((1, width), np.nan, np.float32) if spectrum is None else \
+                    np.asarray(spectrum, np.float32).reshape(1, width)
+                hdf5.append(checks["spectrum"], row)
+                hdf5.append_ragged(checks, "record", hdf5.json_bytes(record))
+                self._file.flush()
+
     def _delta_history(self, trainer_state: dict) -> dict:
         state = dict(trainer_state)
         if "history" in state:
@@ -522,6 +564,7 @@ def _upgrade_copy(f: h5py.File, schema: str, new_columns: dict) -> None:
                               rows=len(values), compress=True)
         if len(values):
             ds[:] = values
+    _lay_out_pauses(f)
     if schema == SCHEMA_V1:
         steps = hdf5.group_length(f["steps"], STEP_INT_COLUMNS)
         for name in STEP_FLOAT_COLUMNS_SINCE_V2:
