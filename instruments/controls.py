@@ -162,6 +162,12 @@ class VcaSource(AttenuatorState, KeysightE3631A):
         return (self.quantised(float(np.interp(volts, by_volts[:, 0], by_volts[:, 1]))),)
 
 
+def stock_terminations(kwargs: dict) -> dict:
+    """``kwargs`` without the bench's newline terminations, for a stock driver that sets its instrument's own
+    (from the manual: the 421's CR answers, the 3xx's CR LF) and refuses them twice."""
+    return {key: value for key, value in kwargs.items() if key not in ("read_termination", "write_termination")}
+
+
 class CoilSupply(KepcoBOP3612):
     """Kepco BOP bipolar supply driving the electromagnet's coil in current mode (±12 A, ±36 V for the 36-12)."""
 
@@ -171,7 +177,7 @@ class CoilSupply(KepcoBOP3612):
     MAX_FIELD_MT = float("inf")
 
     def __init__(self, adapter, name="Kepco BOP coil supply", **kwargs):
-        super().__init__(adapter, name=name, **kwargs)
+        super().__init__(adapter, name=name, **stock_terminations(kwargs))
 
     def prepare(self) -> None:
         """Current mode, the voltage limit at its maximum, in one message (confirmed)."""
@@ -192,7 +198,7 @@ class Gaussmeter421(LakeShore421):
     """Lake Shore 421 gaussmeter, read in mT (PyMeasure's driver; gauss units set at connect)."""
 
     def __init__(self, adapter, name="Lake Shore 421 gaussmeter", **kwargs):
-        super().__init__(adapter, name=name, **kwargs)
+        super().__init__(adapter, name=name, **stock_terminations(kwargs))
 
     def prepare(self) -> None:
         self.unit = "G"
@@ -224,7 +230,7 @@ class TemperatureController(LakeShore3xx):
     """Lake Shore 3xx temperature controller (331, 335, 336, 340, 350): one input, read in °C."""
 
     def __init__(self, adapter, name="Lake Shore 3xx temperature controller", **kwargs):
-        super().__init__(adapter, name=name, **kwargs)
+        super().__init__(adapter, name=name, **stock_terminations(kwargs))
         self.input = "A"
 
     @property

@@ -177,6 +177,18 @@ def test_the_clock_charges_messages_the_analyzer_and_the_transfer():
     assert per_query > 0.012 + timing.analyzer_processing_s + transfer
 
 
+def test_the_clock_rates_are_read_from_the_bench_config_and_bad_ones_refused():
+    config = simulated_bench_config(embedded=True, physics={"drift": False}).to_dict()
+    slow = dict(config, simulator={**config["simulator"], "analyzer_processing_s": 0.13})
+    U = np.random.default_rng(2).random((10, 8))
+    with Bench(parse_bench_config(config)) as default, Bench(parse_bench_config(slow)) as slower:
+        extra = np.diff(slower.measure(U).sim_time).mean() - np.diff(default.measure(U).sim_time).mean()
+    assert extra == pytest.approx(0.1, abs=1e-6)
+    for key, value in (("transfer_bytes_per_s", 0), ("opc_s", -1e-3), ("message_s", "fast")):
+        with pytest.raises(UserError, match=key):
+            parse_bench_config(dict(config, simulator={**config["simulator"], key: value}))
+
+
 def test_a_closed_loop_that_cannot_get_there_says_so_in_one_line():
     config = simulated_bench_config(embedded=True, ring_parts=("hp11713", "ls421")).to_dict()
     config["instruments"]["magnet"].update(field_tolerance_mt=1e-6, field_mt=70.995)   # finer than the 421 shows

@@ -134,7 +134,10 @@ def test_stock_pymeasure_and_qcodes_drivers_run_against_the_served_parts(served)
     finally:
         attenuator.close()
     no_error(resources["attenuator"])
-    meter = LakeShore425(resources["gaussmeter"], visa_library="@py", timeout=5000)
+    # the 425 has USB (a virtual serial port) only: its stock driver sets the manual's newline terminations for
+    # serial; through a socket (a serial-to-LAN bridge, or labpgt sim) they are given as keyword arguments
+    meter = LakeShore425(resources["gaussmeter"], visa_library="@py", timeout=5000, read_termination="\n",
+                         write_termination="\n")
     meter.unit = "G"
     meter.range = 3500
     assert meter.unit == "G" and meter.range == 3500

@@ -321,8 +321,8 @@ def _simulator(table: dict, where: str) -> dict:
         if key in table and table[key] not in choices:
             raise UserError(f"{where}: {key} must be one of {', '.join(choices)}, not {table[key]!r}")
     for key in BenchTiming.names():
-        if key in table and (_number(table, key, where) < 0):
-            raise UserError(f"{where}: {key} must be >= 0")
+        if key in table and (_number(table, key, where) < 0 or (key == "transfer_bytes_per_s" and table[key] == 0)):
+            raise UserError(f"{where}: {key} must be >= 0" + (" (a rate: > 0)" if key == "transfer_bytes_per_s" else ""))
     unknown = set(table) - set(allowed)
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(allowed)}")
