@@ -13,7 +13,8 @@ Each subclasses PyMeasure's stock driver where one exists and adds the bench's o
   a calibration table of (volts, dB));
 * :class:`CoilSupply` — PyMeasure's :class:`~pymeasure.instruments.kepco.KepcoBOP3612` in current mode;
 * :class:`Gaussmeter421`, :class:`Gaussmeter425` — PyMeasure's Lake Shore 421 and 425, read in mT;
-* :class:`TemperatureController` — PyMeasure's :class:`~pymeasure.instruments.lakeshore.LakeShore3xx`, one input in °C;
+* :class:`TemperatureController` — PyMeasure's :class:`~pymeasure.instruments.lakeshore.LakeShore3xx`, one input
+  in °C;
 * :class:`TaborGenerator` — the Tabor Electronics Lucid (LS and Lucid X) RF generators, the generators'
   ``send_state``/``read_state`` (no stock driver exists).
 

@@ -78,7 +78,9 @@ def test_stock_pymeasure_and_qcodes_drivers_run_against_the_served_parts(served)
     from pymeasure.instruments.hp import HP11713A
     from pymeasure.instruments.hp.hp11713a import Attenuator_11dB, Attenuator_110dB
     from pymeasure.instruments.kepco import KepcoBOP3612
+    from pymeasure.instruments.keysight import KeysightE3631A
     from pymeasure.instruments.lakeshore import LakeShore3xx, LakeShore421, LakeShore425
+    from qcodes.instrument_drivers.Lakeshore import LakeshoreModel336
     from qcodes.instrument_drivers.weinschel import Weinschel8320
 
     resources, _ = served("--attenuator", "hp11713", "--gaussmeter", "ls421")
@@ -123,6 +125,19 @@ def test_stock_pymeasure_and_qcodes_drivers_run_against_the_served_parts(served)
     assert controller.output_1.setpoint == pytest.approx(300.0)
     assert controller.id.startswith("LSCI,MODEL336")
     no_error(resources["thermometer"])
+    lakeshore = LakeshoreModel336("ls336", resources["thermometer"], visalib="@py", timeout=5)
+    try:
+        assert lakeshore.A.temperature() == pytest.approx(controller.input_A.kelvin, abs=0.05)
+        assert lakeshore.A.sensor_status() == "OK"
+        lakeshore.A.sensor_name("YIG film sensor")   # the driver wants 15 characters
+        assert lakeshore.A.sensor_name() == "YIG film sensor"
+        lakeshore.output_1.setpoint(301.5)
+        assert lakeshore.output_1.setpoint() == 301.5
+        lakeshore.output_1.output_range("off")
+        assert lakeshore.output_1.output_range() == "off" and lakeshore.output_1.output() == 0.0
+    finally:
+        lakeshore.close()
+    no_error(resources["thermometer"])
 
     resources, _ = served("--attenuator", "weinschel", "--gaussmeter", "ls425")
     attenuator = Weinschel8320("weinschel", resources["attenuator"].replace("::SOCKET", "::SOCKET"),
@@ -143,6 +158,18 @@ def test_stock_pymeasure_and_qcodes_drivers_run_against_the_served_parts(served)
     assert meter.unit == "G" and meter.range == 3500
     assert abs(meter.field) < 10.0
     no_error(resources["gaussmeter"])
+
+    resources, _ = served("--attenuator", "vca")
+    source = KeysightE3631A(resources["attenuator"], **PYMEASURE_VISA)
+    source.ch_1.current_limit = 0.1
+    source.ch_1.voltage_setpoint = 2.5
+    source.ch_1.output_enabled = True      # the stock setter's channel list is the E36300's: an E3631A's OUTPut
+    assert ask(resources["attenuator"], "SYST:ERR?").startswith("-108")      # switches all outputs, no list
+    source.write("OUTP ON")
+    assert source.ch_1.voltage_setpoint == pytest.approx(2.5) and source.ch_1.current_limit == pytest.approx(0.1)
+    assert source.ch_1.output_enabled and source.ch_1.voltage == pytest.approx(2.5, abs=0.01)
+    assert source.ch_2.voltage_setpoint == 0.0
+    no_error(resources["attenuator"])
 
 
 def train(bench_file, out, *more, **popen):

@@ -33,7 +33,8 @@ instrument             commands
 ``ls425``              Lake Shore 425 gaussmeter: ``RDGFIELD?``, ``UNIT 1-4`` (G, T, Oe, A/m), ``RANGE 1-4``,
                        ``AUTO``, ``RDGMODE``, ``ZPROBE``; answers end in CR LF
 ``ls336``              Lake Shore 336 temperature controller: ``KRDG?|CRDG?|SRDG? A-D`` (input A: the film's
-                       sensor; B-D: the room), ``SETP``, ``RANGE``, ``HTR?``, ``MOUT`` (stored: no heater acts);
+                       sensor; B-D: the room), ``RDGST?``, ``INNAME``, ``SETP``, ``RANGE``, ``HTR?``, ``MOUT``
+                       (stored: no heater acts);
                        answers end in CR LF
 =====================  ==========================================================================================
 
@@ -70,7 +71,8 @@ class LoopAttenuator(BenchInstrument):
 
 
 class Simulated11713(LoopAttenuator):
-    """Agilent 11713C driving an 8494 (X: 1, 2, 4, 4 dB) and an 8496 (Y: 10, 20, 40, 40 dB); see the module docstring."""
+    """Agilent 11713C driving an 8494 (X: 1, 2, 4, 4 dB) and an 8496 (Y: 10, 20, 40, 40 dB); see the module
+    docstring."""
 
     SECTIONS_DB = {1: 1.0, 2: 2.0, 3: 4.0, 4: 4.0, 5: 10.0, 6: 20.0, 7: 40.0, 8: 40.0}
     BANKS = {"X": (1, 2, 3, 4), "Y": (5, 6, 7, 8)}
@@ -462,13 +464,14 @@ class SimulatedTemperatureController(BenchInstrument):
 
     def __init__(self, bench, name: str = "thermometer"):
         self.identity = "LSCI,MODEL336,SIM000001,2.9"
-        self.setpoints, self.ranges, self.manual = {}, {}, {}
+        self.setpoints, self.ranges, self.manual, self.names = {}, {}, {}, {}
         super().__init__(bench, name)
 
     def reset(self) -> None:
         self.setpoints.update(dict.fromkeys(range(1, 5), 0.0))
         self.ranges.update(dict.fromkeys(range(1, 5), 0))
         self.manual.update(dict.fromkeys(range(1, 5), 0.0))
+        self.names.update({ch: f"Input {ch}" for ch in self.INPUTS})
 
     def celsius(self, channel: str) -> float:
         lab = self.bench.model.lab
@@ -488,6 +491,9 @@ class SimulatedTemperatureController(BenchInstrument):
                       query=lambda out, s=store: format_number(s[out]) if not isinstance(s[out], int) else str(s[out]),
                       parameters=(output, value), query_parameters=(output,))
         table.add("HTR?", query=lambda out: "+000.0", query_parameters=(output,))
+        table.add("RDGST?", query=lambda ch: "000", query_parameters=channel)     # a valid reading: no status bit
+        table.add("INNAME", setter=lambda ch, text: self.names.__setitem__(ch, text.strip('"')[:15]),
+                  query=lambda ch: self.names[ch], parameters=(*channel, _Text()), query_parameters=channel)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -322,7 +322,8 @@ def _simulator(table: dict, where: str) -> dict:
             raise UserError(f"{where}: {key} must be one of {', '.join(choices)}, not {table[key]!r}")
     for key in BenchTiming.names():
         if key in table and (_number(table, key, where) < 0 or (key == "transfer_bytes_per_s" and table[key] == 0)):
-            raise UserError(f"{where}: {key} must be >= 0" + (" (a rate: > 0)" if key == "transfer_bytes_per_s" else ""))
+            rate = " (a rate: > 0)" if key == "transfer_bytes_per_s" else ""
+            raise UserError(f"{where}: {key} must be >= 0{rate}")
     unknown = set(table) - set(allowed)
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(allowed)}")
@@ -499,7 +500,8 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
     lab sets up a new ring; the generators' bands and the analyzer's view are the design's, whatever the
     device (docs/ring-physics.md §12). The ring controller's temperature is read with every query.
 
-    Ports: :func:`simulated_ports`. ``analyzer_model`` and ``generator_models`` (one name, or one per generator) choose the simulated
+    Ports: :func:`simulated_ports`. ``analyzer_model`` and ``generator_models`` (one name, or one per generator)
+    choose the simulated
     models and so each instrument's driver kind (:data:`SIMULATED_MODEL_KINDS`). ``ring_parts``: None for the
     ring controller, or (attenuator, gaussmeter) models for the ring a lab builds (:func:`ring_parts_tables`).
     """
