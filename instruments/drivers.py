@@ -23,6 +23,7 @@ bench over TCP, or the in-process :class:`~labpgt.instruments.simulated.transpor
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -47,6 +48,24 @@ class GeneratorState:
         """Control whether the RF output is on (bool).""",
         validator=strict_discrete_set, values=BOOLEAN_VALUES, map_values=True,
     )
+
+    MECHANICAL_ATTENUATOR = False   # a step attenuator that moves (time, wear) when auto attenuation steps
+    ATTENUATOR_STEP_DB = 10.0
+    ALC_MIN_DBM = -20.0             # the lowest level the ALC holds with the attenuator at 0 dB
+
+    @classmethod
+    def attenuator_hold_for(cls, low_dbm: float, high_dbm: float) -> float | None:
+        """The attenuation (dB) at which to hold a mechanical step attenuator so that every power from ``low_dbm``
+        to ``high_dbm`` is in the ALC's range (no move while measuring), or None (none to hold, or no fit)."""
+        if not cls.MECHANICAL_ATTENUATOR:
+            return None
+        step = cls.ATTENUATOR_STEP_DB
+        held = step * max(0, math.ceil((cls.ALC_MIN_DBM - low_dbm) / step - 1e-9))
+        return float(held) if high_dbm <= cls.MAX_POWER_DBM - held else None
+
+    def hold_attenuator(self, attenuation_db: float) -> None:
+        """Hold the step attenuator at ``attenuation_db`` (auto off) in one message ending in ``*OPC?``."""
+        self.write(":POW:ATT %g dB;*OPC?" % attenuation_db)
 
     def send_state(self, power_dbm: float, frequency_hz: float, output_on: bool) -> None:
         """Send power, frequency and RF output in ONE program message ending in ``*OPC?``.
@@ -80,6 +99,8 @@ class SignalGenerator(GeneratorState, Agilent8257D):
     MAX_FREQUENCY_HZ = 20e9
     MIN_POWER_DBM = -135.0
     MAX_POWER_DBM = 25.0
+    MECHANICAL_ATTENUATOR = True    # option 1E1 (PSG): electromechanical, 5 dB steps
+    ATTENUATOR_STEP_DB = 5.0
 
     power = Instrument.control(
         ":POW?;", ":POW %g dBm;",
@@ -117,6 +138,7 @@ class AnritsuGenerator(GeneratorState, AnritsuMG3692C):
     MAX_FREQUENCY_HZ = 20e9
     MIN_POWER_DBM = -130.0
     MAX_POWER_DBM = 13.0
+    MECHANICAL_ATTENUATOR = True    # option 2: a 10 dB-step mechanical attenuator
 
     power = Instrument.control(
         ":POW?;", ":POW %g dBm;",

@@ -322,9 +322,19 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
                         "final_test_accuracy": outcome["final_test_accuracy"], "test_queries": outcome["test_queries"],
                         "final_params_sha256": outcome["final_params_sha256"],
                         "wall_seconds": outcome["wall_seconds"], "measure_seconds": outcome["measure_seconds"],
+                        "bench_hours": bench_hours(session),
                         "session": str(session), "history": outcome["history"]})
     return {"task": plan.task, "reservoir": plan.reservoir, "model": runs[0][2].model.architecture, "holdout": holdout,
             "target_method": plan.target.label, "target_accuracy": target, "results": results}
+
+
+def bench_hours(session) -> float | None:
+    """A run's hours on a simulated bench's clock (what its queries would have taken a real bench: settling,
+    sweeps, messages, the analyzer's processing, transfers, attenuator moves), as ``labpgt inspect`` reports
+    them; None for a bench without that clock."""
+    from labpgt.inspection import inspect_session
+
+    return inspect_session(session)["time"]["bench_hours"]
 
 
 def _fan_out(jobs, workers: int, scheduler, progress, labels) -> list[dict]:
@@ -419,13 +429,15 @@ def format_table(benchmark: dict) -> str:
              f"target (mean {benchmark.get('target_method', TARGET_METHOD)} final {holdout} accuracy) "
              f"{benchmark['target_accuracy']:.4f}",
              f"{'method':<{width}}{'seed':>6}{('val' if holdout == 'validation' else holdout) + ' acc':>10}" + (f"{'test acc':>10}" if with_test else "")
-             + f"{'queries':>12}{'to target':>12}{'resol.':>8}"]
+             + f"{'queries':>12}{'to target':>12}{'resol.':>8}{'bench h':>9}"]
     for row in benchmark["results"]:
         to_target = "never" if row["queries_to_target"] is None else str(row["queries_to_target"])
         test = row.get("final_test_accuracy")
         test = (f"{test:>10.4f}" if test is not None else f"{'-':>10}") if with_test else ""
+        hours = "-" if row.get("bench_hours") is None else f"{row['bench_hours']:.3f}"
         lines.append(f"{row['method']:<{width}}{row['seed']:>6}{row[key]:>10.4f}{test}{row['queries']:>12}"
-                     f"{to_target:>12}{'-' if row['resolution'] is None else format(row['resolution'], '.1%'):>8}")
+                     f"{to_target:>12}{'-' if row['resolution'] is None else format(row['resolution'], '.1%'):>8}"
+                     f"{hours:>9}")
     return "\n".join(lines)
 
 

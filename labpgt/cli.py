@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from labpgt import signals
-from labpgt.commandline import (DEFAULT_KINDS, RANGE, OneLineParser, add_training_options, behaviour_list, chosen_kinds,
-                                 fault_spec, generator_models, number, swept_setting, training_settings, unit_vector)
+from labpgt.commandline import (DEFAULT_KINDS, OneLineParser, add_ring_parts_options, add_sweep_ranges, add_training_options,
+                                 behaviour_list, chosen_kinds, fault_spec, generator_models, number, ring_parts,
+                                 swept_setting, training_settings, unit_vector)
 from labpgt.errors import UserError
 
 POSITIVE_INT, NONNEGATIVE_INT = number(int, minimum=1), number(int, minimum=0)
@@ -224,7 +225,8 @@ def add_sim(sub, kinds):
                         "N9030B) or fsx (R&S FSL6) (esa)")
     p.add_argument("--generator", type=generator_models, default=["psg"], metavar="MODEL[,MODEL...]",
                    help="the generators' models, one for all or one per generator: psg (Agilent E8257D), "
-                        "e8267c, mxg (Keysight N5183B), exg (N5173B), mg369x (Anritsu MG3692C) (psg)")
+                        "e8267c, mxg (Keysight N5183B), exg (N5173B), mg369x (Anritsu MG3692C), tabor (Tabor Lucid "
+                        "LS6081B), tabor-x (Lucid X LSX6081B) (psg)")
     p.add_argument("--write-bench", type=Path, metavar="FILE.toml",
                    help="also write the bench config of what is served (with its actual ports) to this file")
     p.add_argument("--faults", type=fault_spec, metavar="SPEC",
@@ -241,6 +243,7 @@ def add_sim(sub, kinds):
                    help="each sweep takes its simulated duration (settling + sweep time) in the wall clock too")
     p.add_argument("--device", type=NONNEGATIVE_INT, default=0, metavar="N",
                    help="which simulated ring: 0 the nominal one, N >= 1 drawn from the documented device spread (0)")
+    add_ring_parts_options(p)
     p.set_defaults(run=run_sim)
 
 
@@ -255,7 +258,8 @@ def run_sim(args) -> int:
                                noise=bool(args.noise), analyzer=args.analyzer, models=models, faults=args.faults,
                                behaviours={"preset": "ideal" if args.ideal else "real",
                                            **dict.fromkeys(args.without, False)},
-                               realtime=args.realtime, device=args.device, bench_file=args.write_bench) as served:
+                               realtime=args.realtime, device=args.device, bench_file=args.write_bench,
+                               ring_parts=ring_parts(args)) as served:
         for name, resource in served.resources.items():
             print(f"{name} {resource}", flush=True)
         with signals.stopping_runs(served):
@@ -318,12 +322,7 @@ def add_sweep(sub, kinds):
                                    "measured, RF off, the session valid.")
     # a range may start with a minus sign (--gain -3:3:25); argparse would take it for an unknown option
     p._negative_number_matcher = re.compile(r"^-\.?\d")
-    swept = p.add_mutually_exclusive_group(required=True)
-    swept.add_argument("--gain", metavar=RANGE, help="the ring's loop gain, dB")
-    swept.add_argument("--field", metavar=RANGE, help="the ring's bias field, mT")
-    swept.add_argument("--frequency", nargs=2, metavar=("GEN", RANGE),
-                       help="generator GEN's frequency, Hz (GEN as the bench config names it)")
-    swept.add_argument("--power", nargs=2, metavar=("GEN", RANGE), help="generator GEN's power, dBm")
+    add_sweep_ranges(p.add_mutually_exclusive_group(required=True))
     p.add_argument("--bench", type=Path, help="bench TOML (default: the embedded simulated bench)")
     p.add_argument("--seed", type=int, default=0, help="seed of the embedded simulator (0)")
     p.add_argument("--tones", action="store_true",
@@ -344,7 +343,7 @@ def run_sweep_command(args) -> int:
     from labpgt.inspection import threshold_line
     from labpgt.plots import plot_sweep_result
     from labpgt.runs import default_session_path
-    from labpgt.sweeps import THRESHOLD_SETTING, plan_sweep
+    from labpgt.sweeps import THRESHOLD_SETTINGS, calibration_lines, plan_sweep
 
     setting, generator, (start, stop, points) = swept_setting(args)
     config = load_bench_config(args.bench) if args.bench else simulated_bench_config(embedded=True, seed=args.seed)
@@ -358,8 +357,10 @@ def run_sweep_command(args) -> int:
     with signals.stopping_runs(engine, announce=lambda line: signals.say(f"labpgt: {line}")):
         outcome = engine.sweep(spec, config, session)
     result = outcome.result
-    if setting == THRESHOLD_SETTING:
-        print(threshold_line(result.threshold_db, spec.margin_db).strip())
+    if setting in THRESHOLD_SETTINGS:
+        print(threshold_line(result.threshold_db, spec.margin_db, setting).strip())
+    if setting == "current_a" and len(result.points) >= 2:
+        print(calibration_lines(result))
     print(f"session {session}")
     if result.points:
         plot = args.plot or session.with_suffix(".png")

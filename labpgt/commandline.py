@@ -210,12 +210,41 @@ def unit_vector(text):
     return values
 
 
+# --------------------------------------------------------------------------- labpgt sim's ring
+def add_ring_parts_options(p) -> None:
+    """``labpgt sim``'s choice of ring: the controller box, or the parts a lab builds it from."""
+    from labpgt.instruments.simulated.controls import ATTENUATOR_MODELS, GAUSSMETER_MODELS
+
+    p.add_argument("--ring", choices=("controller", "parts"), default="controller",
+                   help="controller: the ring controller box; parts: the ring a lab builds, a loop --attenuator, a Kepco "
+                        "coil supply, a --gaussmeter and a Lake Shore 336 temperature controller (controller)")
+    p.add_argument("--attenuator", choices=tuple(ATTENUATOR_MODELS), default="hp11713",
+                   help="with --ring parts: the loop attenuator (hp11713)")
+    p.add_argument("--gaussmeter", choices=tuple(GAUSSMETER_MODELS), default="ls421",
+                   help="with --ring parts: the gaussmeter (ls421)")
+
+
+def ring_parts(args) -> tuple[str, str] | None:
+    return (args.attenuator, args.gaussmeter) if args.ring == "parts" else None
+
+
 # --------------------------------------------------------------------------- a sweep's range
-SWEEP_OPTIONS = {  # option: (the setting swept, whether the option names a generator before the range)
-    "gain": ("loop_gain_db", False), "field": ("field_mt", False),
-    "frequency": ("frequency_hz", True), "power": ("power_dbm", True),
+SWEEP_OPTIONS = {  # option: (the setting swept, whether the option names an instrument before the range)
+    "gain": ("loop_gain_db", False), "field": ("field_mt", False), "current": ("current_a", False),
+    "attenuation": ("attenuation_db", False), "frequency": ("frequency_hz", True), "power": ("power_dbm", True),
 }
 RANGE = "START:STOP:POINTS"
+
+
+def add_sweep_ranges(swept) -> None:
+    """``labpgt sweep``'s options, one for each setting it sweeps (a mutually exclusive, required group)."""
+    swept.add_argument("--gain", metavar=RANGE, help="the ring's loop gain, dB")
+    swept.add_argument("--field", metavar=RANGE, help="the ring's bias field, mT (a coil supply: through its gaussmeter)")
+    swept.add_argument("--current", metavar=RANGE, help="a coil supply's current, A, open loop: its field calibration")
+    swept.add_argument("--attenuation", metavar=RANGE, help="the loop attenuator's attenuation, dB")
+    swept.add_argument("--frequency", nargs=2, metavar=("GEN", RANGE),
+                       help="generator GEN's frequency, Hz (GEN as the bench config names it)")
+    swept.add_argument("--power", nargs=2, metavar=("GEN", RANGE), help="generator GEN's power, dBm")
 
 
 def swept_setting(args) -> tuple[str, str | None, tuple[float, float, int]]:

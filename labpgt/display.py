@@ -19,8 +19,8 @@ from labpgt.signals import say
 
 
 def connection_lines(reservoir) -> list[str]:
-    """Which instruments of a bench reached over VISA answered ``*IDN?``, and what each said (none for an
-    embedded simulated bench or a reservoir without instruments)."""
+    """Which instruments of a bench reached over VISA answered ``*IDN?``, what each said, and the bench's notes
+    (a generator's step attenuator held); none for an embedded simulated bench or a reservoir without instruments."""
     from labpgt.bench.config import BenchConfig
 
     config = getattr(reservoir, "config", None)
@@ -30,7 +30,8 @@ def connection_lines(reservoir) -> list[str]:
     width = max(len(name) for name in identities)
     return [f"connected to {config.name}: {len(identities)} instruments answered *IDN?",
             *(f"  {name:<{width}}  {config.instruments[name].resource}  {identity}"
-              for name, identity in identities.items())]
+              for name, identity in identities.items()),
+            *getattr(reservoir, "notes", [])]      # what the bench chose for the instruments (an attenuator held)
 
 
 class TrainingDisplay:

@@ -369,9 +369,12 @@ class RunEngine:
 
 
 def rf_off(reservoir) -> None:
-    """Every generator's RF off, if ``reservoir`` has generators, in bounded time and never raising over the run's
-    own outcome (what it could not confirm, the reservoir's close says)."""
-    if hasattr(reservoir, "rf_off_best_effort"):
+    """The hardware's safe state, if ``reservoir`` has instruments: every generator's RF off and every coil current
+    ramped to its safe value (a bench's ``safe_state_best_effort``), in bounded time and never raising over the
+    run's own outcome (what it could not confirm, the reservoir's close says)."""
+    if hasattr(reservoir, "safe_state_best_effort"):
+        reservoir.safe_state_best_effort()
+    elif hasattr(reservoir, "rf_off_best_effort"):
         reservoir.rf_off_best_effort()
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from labpgt.session import SessionReader, params_sha256
 from labpgt.session.liveness import being_written
 from labpgt.session.schema import QUERY_TIME_COLUMNS
-from labpgt.sweeps import THRESHOLD_SETTING, sweep_threshold
+from labpgt.sweeps import THRESHOLD_SETTINGS, sweep_threshold
 
 PEAK_COLUMNS = ("value", "peak_frequency_hz", "peak_power_dbm", "margin_db")
 MAX_PEAK_LINES = 20
@@ -33,8 +33,9 @@ def inspect_session(path) -> dict:
     :mod:`labpgt.session.liveness`; incomplete and not in progress is interrupted), ``queries`` (valid
     query rows), ``queries_by_role``, ``spectrum_points``, ``size_bytes``, ``bytes_per_query``, ``time``
     (``measured_hours``: the queries' wall-clock time; ``bench_hours``: a simulated bench's clock at
-    the last query; ``temperature_c``: the ring's lowest and highest recorded temperature; each None
-    where not recorded). A training also has ``task``, ``method``, ``reservoir``,
+    the last query, and ``bench_ms_per_query`` that over the queries; ``temperature_c``: the ring's
+    lowest and highest recorded temperature; ``field_mt``: the lowest and highest field a gaussmeter
+    read; each None where not recorded). A training also has ``task``, ``method``, ``reservoir``,
     ``bench``, ``steps`` (complete steps), ``planned_steps``, ``test_accuracy`` and
     ``final_params_sha256`` — :func:`labpgt.session.params_sha256` of the last checkpoint's
     parameters (SHA-256 of every array as little-endian float64 bytes, concatenated in sorted name
@@ -137,10 +138,12 @@ def _query_counts(session: SessionReader) -> dict:
 def _query_time(session: SessionReader) -> dict:
     """How long the queries took (wall clock, and on a simulated bench's clock) and the ring's temperature range."""
     times = session.queries(fields=QUERY_TIME_COLUMNS)
-    wall, sim, temperature = (times[name][np.isfinite(times[name])] for name in QUERY_TIME_COLUMNS)
+    wall, sim, temperature, field = (times[name][np.isfinite(times[name])] for name in QUERY_TIME_COLUMNS)
     return {"measured_hours": float(wall.sum() / 3600) if wall.size else None,
             "bench_hours": float(sim.max() / 3600) if sim.size else None,
-            "temperature_c": [float(temperature.min()), float(temperature.max())] if temperature.size else None}
+            "bench_ms_per_query": float(1e3 * sim.max() / sim.size) if sim.size else None,
+            "temperature_c": [float(temperature.min()), float(temperature.max())] if temperature.size else None,
+            "field_mt": [float(field.min()), float(field.max())] if field.size else None}
 
 
 def _bench_name(session: SessionReader):
@@ -208,15 +211,16 @@ def _sweep_lines(info: dict) -> list[str]:
              f"  sweep of {sweep['instrument']}.{sweep['setting']} from {sweep['start']:g} to {sweep['stop']:g} "
              f"({tones}){bench}",
              f"  points {info['points']} of {info['planned_points']} ({state})"]
-    if sweep["setting"] == THRESHOLD_SETTING:
-        lines.append(threshold_line(info["threshold"], sweep["margin_db"]))
+    if sweep["setting"] in THRESHOLD_SETTINGS:
+        lines.append(threshold_line(info["threshold"], sweep["margin_db"], sweep["setting"]))
     return lines
 
 
-def threshold_line(threshold: float | None, margin_db: float) -> str:
-    """The auto-oscillation threshold of a loop-gain sweep, in words (None or NaN: not reached)."""
+def threshold_line(threshold: float | None, margin_db: float, setting: str = "loop_gain_db") -> str:
+    """The auto-oscillation threshold of a loop-gain (or loop-attenuation) sweep, in words (None or NaN: not reached)."""
     reached = threshold is not None and math.isfinite(threshold)
-    text = f"loop gain {threshold:.3f} dB" if reached else "not reached"
+    what = "loop attenuation" if setting == "attenuation_db" else "loop gain"
+    text = f"{what} {threshold:.3f} dB" if reached else "not reached"
     return f"  auto-oscillation threshold: {text} (margin {margin_db:g} dB over the median)"
 
 
@@ -250,10 +254,14 @@ def _time_lines(time: dict) -> list[str]:
     if time.get("measured_hours") is not None:
         parts.append(f"{time['measured_hours']:.3g} h measuring")
     if time.get("bench_hours") is not None:
-        parts.append(f"{time['bench_hours']:.3g} h on the simulated bench's clock")
+        parts.append(f"{time['bench_hours']:.3g} h on the simulated bench's clock "
+                     f"({time['bench_ms_per_query']:.1f} ms a query)")
     if time.get("temperature_c") is not None:
         low, high = time["temperature_c"]
         parts.append(f"ring at {low:.2f}-{high:.2f} °C")
+    if time.get("field_mt") is not None:
+        low, high = time["field_mt"]
+        parts.append(f"field read {low:.3f}-{high:.3f} mT")
     return [f"  time: {', '.join(parts)}"] if parts else []
 
 

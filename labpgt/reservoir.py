@@ -22,7 +22,8 @@ class Measurement:
     reservoirs without instruments. ``started`` holds each query's start time (Unix seconds)
     and ``attempts`` how many tries each query took (1 when nothing went wrong). A bench also gives
     ``wall_seconds`` (each query's wall-clock duration), ``sim_time`` (a simulated bench's virtual
-    clock at the end of each query, s) and ``temperature_c`` (the ring's sensor, when it is read);
+    clock at the end of each query, s), ``temperature_c`` (the ring's sensor, when it is read) and
+    ``field_mt`` (the field a gaussmeter reads after the query, on a bench that has one);
     ``None`` where a reservoir has none (the session stores NaN).
     """
 
@@ -36,6 +37,7 @@ class Measurement:
     wall_seconds: np.ndarray | None = None
     sim_time: np.ndarray | None = None
     temperature_c: np.ndarray | None = None
+    field_mt: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -51,7 +53,7 @@ class Measurement:
         return cls(features=np.concatenate([p.features for p in parts]), spectra=joined("spectra"),
                    frequencies=first.frequencies, settings=joined("settings"), started=joined("started"),
                    attempts=joined("attempts"), extra=dict(first.extra), wall_seconds=joined("wall_seconds"),
-                   sim_time=joined("sim_time"), temperature_c=joined("temperature_c"))
+                   sim_time=joined("sim_time"), temperature_c=joined("temperature_c"), field_mt=joined("field_mt"))
 
 
 @runtime_checkable

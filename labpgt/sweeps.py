@@ -33,6 +33,7 @@ from labpgt.reservoir import Measurement
 
 DEFAULT_MARGIN_DB = 30.0
 THRESHOLD_SETTING = "loop_gain_db"   # the setting whose sweep crosses the auto-oscillation threshold
+THRESHOLD_SETTINGS = (THRESHOLD_SETTING, "attenuation_db")   # ... and a loop attenuator's, crossed going down
 TONE_EXCLUSION_RBW = 5.0             # lines within this many RBWs of an injected tone are the tone's
 
 
@@ -117,6 +118,7 @@ class SweepPoint:
     peak_frequency_hz: float
     peak_power_dbm: float
     margin_db: float
+    field_mt: float = math.nan          # the field a gaussmeter read at this point (NaN without one)
 
     RECORDED = ("value", "peak_frequency_hz", "peak_power_dbm", "margin_db")   # what a session's points row holds
 
@@ -161,7 +163,7 @@ def sweep_points(spec: SweepSpec, bench, recorder, before_query=None):
         measurement = _measure(spec, bench, float(value))
         assert measurement.spectra is not None, "a bench measures spectra"
         peak = line_margin(measurement.spectra[0], bench.frequencies, _injected_tones(spec, bench), tone_width_hz)
-        point = SweepPoint(index, float(value), *peak)
+        point = SweepPoint(index, float(value), *peak, field_mt=float(measurement.field_mt[0]))
         position = np.array([[index / (spec.points - 1)]])   # a sweep's input u: how far along the range
         recorder.record_queries(QueryLabels.of(index, "sweep", 1, layer=-1), position, measurement)
         recorder.record_point(index, point.recorded())
@@ -173,9 +175,12 @@ def _measure(spec: SweepSpec, bench, value: float) -> Measurement:
     started = time.time()
     trace, attempts = bench.query({(spec.instrument, spec.setting): value}, rf=spec.tones)
     config = bench.config
+    clock, temperature, field = bench.readings()
     return Measurement(features=trace_features(trace[None, :], config.bins, config.floor_dbm, config.ceiling_dbm),
                        spectra=trace[None, :], frequencies=bench.frequencies, settings=np.array([[value]]),
-                       started=np.array([started]), attempts=np.array([attempts], dtype=np.int32))
+                       started=np.array([started]), attempts=np.array([attempts], dtype=np.int32),
+                       wall_seconds=np.array([time.time() - started]), sim_time=np.array([clock]),
+                       temperature_c=np.array([temperature]), field_mt=np.array([field]))
 
 
 def _injected_tones(spec: SweepSpec, bench) -> list[float]:
@@ -227,14 +232,36 @@ def estimate_threshold(values, margins, margin_db: float = DEFAULT_MARGIN_DB) ->
 
 def sweep_threshold(setting: str, values, margins, margin_db: float) -> float:
     """The auto-oscillation threshold of a sweep of ``setting``: :func:`estimate_threshold` for a loop-gain
-    sweep, NaN for any other setting or no points."""
-    if setting != THRESHOLD_SETTING or len(values) == 0:
+    sweep, and for a loop attenuator's (the attenuation where the margin first rises going *down*), NaN for any
+    other setting or no points."""
+    if setting not in THRESHOLD_SETTINGS or len(values) == 0:
         return math.nan
+    if setting == "attenuation_db":
+        return -estimate_threshold(-np.asarray(values, dtype=np.float64), margins, margin_db)
     return estimate_threshold(values, margins, margin_db)
+
+
+def field_calibration(currents, fields) -> tuple[float, float, float]:
+    """``(mt_per_a, offset_mt, rms_mt)``: the straight line through a current sweep's (current, measured field)
+    points (least squares; points without a field reading left out) and the rms of what it leaves."""
+    i, b = np.asarray(currents, dtype=np.float64), np.asarray(fields, dtype=np.float64)
+    keep = np.isfinite(b)
+    if keep.sum() < 2:
+        raise UserError("a field calibration needs at least two points with a gaussmeter reading")
+    slope, offset = np.polyfit(i[keep], b[keep], 1)
+    return float(slope), float(offset), float(np.sqrt(np.mean((b[keep] - (slope * i[keep] + offset)) ** 2)))
+
+
+def calibration_lines(result: "SweepResult") -> str:
+    """A current sweep's field calibration in words, and the lines a bench config's coil supply takes."""
+    slope, offset, rms = field_calibration([p.value for p in result.points], [p.field_mt for p in result.points])
+    return (f"field calibration of {result.spec.instrument}: {slope:.5g} mT/A, {offset:+.4g} mT at 0 A "
+            f"(rms {rms:.3g} mT over {len(result.points)} points); its table takes\n"
+            f"    mt_per_a = {slope:.6g}\n    offset_mt = {offset:.6g}")
 
 
 def fixed_settings(bench_config, instrument: str, setting: str) -> dict:
     """``{"<instrument>.<setting>": value}`` of every ring and generator setting of the bench but the swept one."""
-    held = [name for name in (bench_config.ring, *bench_config.generators) if name is not None]
+    held = [*bench_config.ring_controls, *bench_config.generators]
     return {f"{name}.{key}": value for name in held
             for key, value in bench_config.instruments[name].settings.items() if (name, key) != (instrument, setting)}

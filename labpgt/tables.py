@@ -31,7 +31,7 @@ DESCRIPTIONS = {
     "layer": "physical layer of the network (-1: none)", "token": "token position in a sequence (-1: none)",
     "timestamp": "Unix time the query started", "attempts": "tries the query took",
     "wall_seconds": "wall-clock duration of the query", "sim_time": "simulated bench clock at the query's end",
-    "temperature_c": "ring temperature", "u": "reservoir input asked for", "settings": "instrument settings sent",
+    "temperature_c": "ring temperature", "field_mt": "field the gaussmeter read", "u": "reservoir input asked for", "settings": "instrument settings sent",
     "spectrum": "analyzer trace", "features": "features the model saw", "frequency": "frequency",
     "query": "query index",
 }

@@ -131,7 +131,7 @@ def downgrade_to_v1(path) -> None:
     with h5py.File(path, "r+") as f:
         del f.attrs["kind"]
         del f["queries/layer"], f["queries/token"], f["checkpoints/method"]
-        del f["queries/wall_seconds"], f["queries/sim_time"], f["queries/temperature_c"]
+        del f["queries/wall_seconds"], f["queries/sim_time"], f["queries/temperature_c"], f["queries/field_mt"]
         del f["steps/validation_loss"], f["steps/validation_accuracy"]
         f.attrs["schema"] = "labpgt-session/1"
 

@@ -38,6 +38,14 @@ def test_lab_example_config_is_valid_and_shows_every_driver_kind():
     assert parse_bench_config(raw).instruments["analyzer"].kind is KINDS["rs-spectrum-analyzer"]
 
 
+def test_the_tabor_example_is_a_bench_of_a_labs_parts_with_lucid_generators():
+    config = load_bench_config(DATA / "bench-tabor-example.toml")
+    kinds = {inst.kind.name for inst in config.instruments.values()}
+    assert {config.instruments[name].kind.name for name in config.generators} == {"tabor-signal-generator"}
+    assert {"coil-supply", "temperature-controller"} <= kinds and config.ring is None and config.gaussmeter
+    assert any(config.instruments[name].kind.role.value == "attenuator" for name in config.ring_controls)
+
+
 def write(tmp_path, text):
     path = tmp_path / "bench.toml"
     path.write_text(textwrap.dedent(text))

@@ -73,6 +73,7 @@ def test_benchmark_structure_table_and_plots(tmp_path):
     json.dumps(b)
     table = format_table(b)
     assert "pgt[optimizer=adam]" in table and f"{b['target_accuracy']:.4f}" in table
+    assert all(row["bench_hours"] is None for row in b["results"])          # a digital reservoir has no clock
     png = plot_benchmark(b, tmp_path / "curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = start_training(TrainConfig.of(task="iris", method="node", steps=10, **SMALL))
@@ -199,3 +200,16 @@ def test_the_history_plot_says_when_it_measured_a_subset():
     assert _held_label(budgeted, "test") == "test (100 samples; last: all)"
     assert _held_label([{"test_samples": 360}] * 3, "test") == "test"
     assert _held_label([{}] * 3, "validation") == "validation"      # whole split each time, or recorded before
+
+
+@pytest.mark.slow
+def test_a_benchmark_on_the_simulated_ring_reports_the_bench_hours_its_sessions_record(tmp_path):
+    from labpgt.inspection import inspect_session
+
+    b = run_benchmark("iris", "ring-sim", ["pgt"], seeds=[0], sessions_dir=tmp_path / "runs",
+                      steps_by_method={"pgt": 2}, **SMALL)
+    row = b["results"][0]
+    time = inspect_session(row["session"])["time"]
+    assert row["bench_hours"] == time["bench_hours"] > 0
+    assert time["bench_ms_per_query"] > 40      # messages, the analyzer's processing, transfers: more than 12 ms
+    assert f"{row['bench_hours']:.3f}" in format_table(b).splitlines()[-1]

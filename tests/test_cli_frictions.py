@@ -50,6 +50,8 @@ def test_train_over_tcp_says_who_answered_first_and_shows_the_bar_before_the_fir
     assert {name: resource for name, (resource, _) in named.items()} == resources
     assert "E4408B" in named["analyzer"][1] and "RingController" in named["ring"][1]
     assert all("E8257D" in named[f"gen{i}"][1] for i in range(1, 5))
+    assert all(lines[6 + i].startswith(f"gen{i}: step attenuator held at 10 dB (the encoded powers fit its ALC")
+               for i in range(1, 5))            # the PSGs' mechanical attenuators: said so before measuring
     bar = result.stderr.replace("\r", "\n")
     assert re.search(r" 0/2 .*\b[1-9]\d* queries\]", bar), bar  # shown while step 1 is still being measured
 
@@ -61,7 +63,7 @@ def test_sweep_over_tcp_says_who_answered_before_its_first_point(served, tmp_pat
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "connected to simulated magnonic ring: 6 instruments answered *IDN?"
-    assert lines[7].startswith("sweep of ring.loop_gain_db")
+    assert lines[11].startswith("sweep of ring.loop_gain_db")        # after the four attenuators held
 
 
 @pytest.mark.slow

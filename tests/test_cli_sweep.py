@@ -65,7 +65,7 @@ def test_a_gain_sweep_on_the_embedded_bench_finds_the_models_threshold(tmp_path)
     (["--field", "100:400:4"], "ring.field_mt = 400 outside [0, 300]; nothing was sent"),
     (["--power", "gen2", "-30:20:5"], "gen2: 7.5 dBm exceeds max_power_dbm 5; nothing was sent"),
     (["--gain", "-3:3:5", "--field", "40:60:3"], "not allowed with argument --gain"),
-    ([], "one of the arguments --gain --field --frequency --power is required"),
+    ([], "one of the arguments --gain --field --current --attenuation --frequency --power is required"),
     (["--gain", "0:1:3", "--margin-db", "0"], "--margin-db: must be a positive finite number"),
     (["--gain", "0:1:3", "--bench", "missing.toml"], "bench config missing.toml does not exist"),
 ])

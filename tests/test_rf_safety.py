@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from labpgt.bench import Bench, BenchFault, embedded_bench, simulated_bench_config
+from labpgt.instruments.simulated.timing import UNCHARGED
 from labpgt.session import SessionReader
 from labpgt.runs import start_training
 from labpgt.trainer import TrainConfig
@@ -54,10 +55,14 @@ def test_rf_off_after_an_exception_mid_run(tmp_path):
 
 
 def test_a_failed_query_is_retried_whole_and_recorded_once_with_its_attempts():
+    """The retried query measures what the clean one did. Its clock is left uncharged: on the charged clock
+    the reconnection and the state read back take bench time, and the laboratory drifts meanwhile."""
     u = np.random.default_rng(3).random((3, 8))
     with embedded_bench(seed=2, noise=False) as clean:
+        clean.simulator.timing = UNCHARGED
         expected = clean.measure(u)
     with embedded_bench(seed=2, noise=False) as bench:
+        bench.simulator.timing = UNCHARGED
         analyzer = bench.instruments["analyzer"]
         real, failures = analyzer.sweep_and_read, iter([ValueError("garbled block"), None, None, None])
 

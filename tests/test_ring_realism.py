@@ -13,6 +13,7 @@ import pytest
 
 from labpgt.instruments.simulated import SimulatedBench, serve
 from labpgt.instruments.simulated.ring import Behaviours, RingParameters
+from labpgt.instruments.simulated.timing import UNCHARGED
 
 QUIET = Behaviours(drift=False)   # everything a real ring does but drift
 CENTER = RingParameters().default_center_hz
@@ -224,6 +225,7 @@ def test_the_locking_range_at_plus_10_dbm_is_megahertz_wide_and_asymmetric():
                                                      (500e6, 3e6, 101)])
 def test_the_bench_clock_advances_by_the_sweep_time_the_analyzer_reports(span_hz, rbw_hz, points):
     bench = bench_with()
+    bench.timing = UNCHARGED        # the messages' own costs: tests/test_ring_parts.py
     view(bench, 3.0e9, span_hz, rbw_hz, points)
     send(bench, "analyzer", ":INIT")                    # settle whatever the setup changed
     reported = float(send(bench, "analyzer", ":SWE:TIME?"))

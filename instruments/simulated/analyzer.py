@@ -426,19 +426,19 @@ class EsaDialect:
         after the bench's clock has advanced by the settling they needed and the sweeps' time."""
         bench = self.bench
         generators = bench.generators
-        ring = bench.ring
-        duration = bench.settling_s() + count * self.sweep_time_s
+        duration = bench.sweep_duration_s(self, count, self.sweep_time_s)
         lab = bench.model.lab
         lab.advance(duration)
         bench.owed_wall_s += duration
+        gain_db, field_mt, amplifier_on = bench.ring_inputs()
         tone_freq = np.array([[g.rf_frequency_hz for g in generators]] * count, dtype=float)
         tone_power = np.array([[g.rf_power_dbm for g in generators]] * count, dtype=float)
         tone_on = np.array([[g.output_on for g in generators]] * count, dtype=bool)
         traces = bench.model.spectra(
             tone_freq, tone_power, tone_on,
-            np.full(count, lab.loop_gain_db(ring.loop_gain_db), dtype=float),
-            np.full(count, lab.film_field_mt(ring.field_mt), dtype=float),
-            np.full(count, ring.amplifier_on, dtype=bool),
+            np.full(count, gain_db, dtype=float),
+            np.full(count, field_mt, dtype=float),
+            np.full(count, amplifier_on, dtype=bool),
             self.frequencies_hz(), self.rbw_hz, self.display(), temperature_c=lab.film_temperature_c)
         return np.asarray(traces, dtype=float) + self.reference_offset_db
 

@@ -83,10 +83,13 @@ import threading
 import time
 from typing import Sequence
 
+import numpy as np
+
 from .analyzer import EsaDialect, FsxDialect, XSeriesDialect, auto_resolution_bandwidth, ieee_block
 from .ring import Behaviours, RingModel, RingParameters
 from .spread import device_parameters
-from .scpi import Boolean, Choice, CommandTable, Numeric, ScpiInstrument, add_setting, format_number
+from .scpi import Boolean, Choice, CommandTable, Numeric, ScpiError, ScpiInstrument, add_setting, format_number
+from .timing import BenchTiming
 
 
 class BenchInstrument(ScpiInstrument):
@@ -100,6 +103,13 @@ class BenchInstrument(ScpiInstrument):
         self.table.add(":SIMulate:AWAY", setter=self.go_away, parameters=(Numeric("S", 0.0, 3600.0),))
         self.reset()
 
+    message_terminators = b"\n"     # what ends a program message on a socket (b"\r\n": CR alone too)
+    answer_terminator = b"\n"       # what ends each answer
+
+    def translate(self, message: str) -> str:
+        """A dialect that is not SCPI, rewritten as the SCPI the command table understands (default: as it is)."""
+        return message
+
     def go_away(self, seconds: float) -> None:
         """Simulation only: the instrument goes away (powered off, unplugged) for ``seconds`` of wall time and
         comes back in its ``*RST`` state; the TCP server refuses and resets its connections meanwhile."""
@@ -112,8 +122,12 @@ class BenchInstrument(ScpiInstrument):
 
     def handle(self, message: str | bytes) -> bytes:
         started = time.monotonic()
+        text = message.decode("latin-1") if isinstance(message, (bytes, bytearray)) else message
         with self.bench.lock:
-            answer = super().handle(message)
+            answer = super().handle(self.translate(text))
+            if self.answer_terminator != b"\n" and answer:
+                answer = answer[:-1].replace(b"\n", self.answer_terminator) + self.answer_terminator
+            self.bench.charge(self, text, len(answer))
         self.bench.pay_wall_time(started)            # a realtime bench: the sweep's time, outside the lock
         return answer
 
@@ -136,6 +150,10 @@ class SimulatedSignalGenerator(BenchInstrument):
     PRESET_FREQUENCY_HZ = MAX_FREQUENCY_HZ
     PRESET_POWER_DBM = MIN_POWER_DBM
     OPTION_DETAILS = True              # answers :DIAG:CPU:INFO:OPT:DET? (the PSGs do)
+    MECHANICAL_ATTENUATOR = True       # option 1E1: an electromechanical step attenuator (moves cost time, wear)
+    ATTENUATOR_STEP_DB = 5.0
+    MAX_ATTENUATION_DB = 115.0
+    ALC_MIN_DBM = -20.0                # the ALC's range with the attenuator at 0 dB: the lowest level it holds
 
     def __init__(self, bench: "SimulatedBench", index: int):
         self.index = index
@@ -160,6 +178,7 @@ class SimulatedSignalGenerator(BenchInstrument):
         self.alc_bandwidth_auto = True
         self.attenuation_db = 0.0
         self.attenuation_auto = True
+        self.attenuator_cycles = getattr(self, "attenuator_cycles", 0)   # a counter that survives *RST
         self.phase_rad = 0.0
         self.modulation_on = False
         self.pulse_on = False
@@ -207,6 +226,43 @@ class SimulatedSignalGenerator(BenchInstrument):
     def set_phase(self, value: float) -> None:
         self.phase_rad = math.remainder(value, 2 * math.pi)
 
+    # -- the step attenuator -------------------------------------------------------------------
+    def auto_attenuation_db(self, power_dbm: float) -> float:
+        """Where the attenuator goes on auto: in, in its steps, only as far as the ALC cannot reach down."""
+        below = self.ALC_MIN_DBM - power_dbm
+        return min(self.MAX_ATTENUATION_DB, self.ATTENUATOR_STEP_DB * math.ceil(below / self.ATTENUATOR_STEP_DB)) \
+            if below > 0 else 0.0
+
+    def move_attenuator(self, attenuation_db: float) -> None:
+        if attenuation_db != self.attenuation_db:
+            self.attenuation_db = attenuation_db
+            self.attenuator_cycles += 1
+            if self.MECHANICAL_ATTENUATOR:
+                self.bench.charge_attenuator_move(self)
+
+    def set_power(self, power_dbm: float) -> None:
+        """The power (displayed); on auto the attenuator follows it, on hold the ALC must reach it (-221)."""
+        rf = power_dbm - self.power_offset_db
+        if not self.attenuation_auto:
+            low, high = self.ALC_MIN_DBM - self.attenuation_db, self.MAX_POWER_DBM - self.attenuation_db
+            if not low - 1e-9 <= rf <= high + 1e-9:
+                raise ScpiError(-221, f"{rf:g} dBm outside the ALC's range {low:g} … {high:g} dBm with the "
+                                      f"attenuator held at {self.attenuation_db:g} dB")
+        else:
+            self.move_attenuator(self.auto_attenuation_db(rf))
+        self.power_dbm = power_dbm
+
+    def hold_attenuator(self, attenuation_db: float) -> None:
+        if abs(attenuation_db / self.ATTENUATOR_STEP_DB - round(attenuation_db / self.ATTENUATOR_STEP_DB)) > 1e-9:
+            raise ScpiError(-222, f"{attenuation_db:g} dB is not in {self.ATTENUATOR_STEP_DB:g} dB steps")
+        self.attenuation_auto = False
+        self.move_attenuator(float(attenuation_db))
+
+    def set_attenuation_auto(self, on: bool) -> None:
+        self.attenuation_auto = bool(on)
+        if on:
+            self.move_attenuator(self.auto_attenuation_db(self.rf_power_dbm))
+
     def option_details(self) -> str:
         return ",".join(f"{option} 1.0 N/A" for option in self.options.split(","))
 
@@ -219,7 +275,8 @@ class SimulatedSignalGenerator(BenchInstrument):
                   lambda: format_number(self.frequency_multiplier), (Numeric("", 0.001, 1000.0),))
         add_setting(table, self, "[:SOURce]:FREQuency:MODE", "frequency_mode",
                     Choice(["CW", "FIXed", "SWEep", "LIST"]))
-        add_setting(table, self, "[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]", "power_dbm", self.power_parameter)
+        table.add("[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]", self.set_power,
+                  lambda: format_number(self.power_dbm), (self.power_parameter,))
         table.add("[:SOURce]:POWer[:LEVel][:IMMediate]:OFFSet", self.set_power_offset,
                   lambda: format_number(self.power_offset_db), (Numeric("DB", -200.0, 200.0),))
         add_setting(table, self, "[:SOURce]:POWer:MODE", "power_mode", Choice(["FIXed", "LIST", "SWEep"]))
@@ -229,9 +286,11 @@ class SimulatedSignalGenerator(BenchInstrument):
         add_setting(table, self, "[:SOURce]:POWer:ALC:BANDwidth|BWIDth:AUTO", "alc_bandwidth_auto", Boolean())
         table.add("[:SOURce]:POWer:ALC:SEARch", setter=lambda *state: None,
                   parameters=(Choice(["ON", "OFF", "ONCE"], optional=True, default="ONCE"),))
-        add_setting(table, self, "[:SOURce]:POWer:ATTenuation", "attenuation_db", Numeric("DB", 0.0, 115.0),
-                    on_set=lambda: setattr(self, "attenuation_auto", False))
-        add_setting(table, self, "[:SOURce]:POWer:ATTenuation:AUTO", "attenuation_auto", Boolean())
+        table.add("[:SOURce]:POWer:ATTenuation", self.hold_attenuator, lambda: format_number(self.attenuation_db),
+                  (Numeric("DB", 0.0, self.MAX_ATTENUATION_DB),))
+        table.add("[:SOURce]:POWer:ATTenuation:AUTO", self.set_attenuation_auto,
+                  lambda: "1" if self.attenuation_auto else "0", (Boolean(),))
+        table.add(":DIAGnostic[:CPU]:INFOrmation:CCOunt:ATTenuator?", query=lambda: str(self.attenuator_cycles))
         table.add("[:SOURce]:PHASe[:ADJust]", self.set_phase, lambda: format_number(self.phase_rad),
                   (Numeric("RAD", -2 * math.pi, 2 * math.pi),))
         table.add("[:SOURce]:PHASe:REFerence", setter=lambda: setattr(self, "phase_rad", 0.0))
@@ -273,6 +332,7 @@ class SimulatedMxg(SimulatedSignalGenerator):
     PRESET_FREQUENCY_HZ = 20e9
     PRESET_POWER_DBM = -130.0
     OPTION_DETAILS = False
+    MECHANICAL_ATTENUATOR = False      # the MXG/EXG's attenuator is electronic: no move time, no wear (assumption)
 
 
 class SimulatedExg(SimulatedMxg):
@@ -295,10 +355,39 @@ class SimulatedAnritsuGenerator(SimulatedSignalGenerator):
     PRESET_FREQUENCY_HZ = 10e9
     PRESET_POWER_DBM = 0.0
     OPTION_DETAILS = False
+    ATTENUATOR_STEP_DB = 10.0          # option 2: a 10 dB-step mechanical attenuator
+    MAX_ATTENUATION_DB = 110.0
+
+
+class SimulatedTaborLucid(SimulatedSignalGenerator):
+    """Tabor Electronics Lucid LS6081B benchtop RF signal generator (the PSG's commands; electronic attenuator)."""
+
+    MODEL = "LS6081B"
+    VENDOR = "Tabor Electronics"
+    FIRMWARE = "1.2.0"
+    options = "PE,FS"
+    MIN_FREQUENCY_HZ = 9e3
+    MAX_FREQUENCY_HZ = 6e9
+    MIN_POWER_DBM = -100.0
+    MAX_POWER_DBM = 15.0
+    PRESET_FREQUENCY_HZ = 1e9
+    PRESET_POWER_DBM = -10.0
+    OPTION_DETAILS = False
+    MECHANICAL_ATTENUATOR = False
+    MAX_ATTENUATION_DB = 90.0
+
+
+class SimulatedTaborLucidX(SimulatedTaborLucid):
+    """Tabor Electronics Lucid X LSX6081B (the Lucid's commands)."""
+
+    MODEL = "LSX6081B"
+    FIRMWARE = "2.0.3"
+    options = "PE,FS,LN"
 
 
 GENERATOR_MODELS = {"psg": SimulatedSignalGenerator, "e8267c": SimulatedE8267C, "mxg": SimulatedMxg,
-                    "exg": SimulatedExg, "mg369x": SimulatedAnritsuGenerator}
+                    "exg": SimulatedExg, "mg369x": SimulatedAnritsuGenerator, "tabor": SimulatedTaborLucid,
+                    "tabor-x": SimulatedTaborLucidX}
 
 
 def generator_class(name: str) -> type:
@@ -400,15 +489,20 @@ class SimulatedBench:
     :param behaviours: the real ring's behaviours (:class:`Behaviours`; all if ``None``,
         ``Behaviours.ideal()`` for the kind ring).
     :param realtime: sweeps take their simulated duration in the wall clock too.
+    :param ring_parts: ``None`` for the ring controller, or ``(attenuator, gaussmeter)`` model names
+        (:mod:`.controls`) for the ring a lab builds: ``attenuator``, ``magnet``, ``gaussmeter`` and
+        ``thermometer`` in place of ``ring``.
+    :param timing: what the clock charges for messages, the analyzer and attenuator moves (:mod:`.timing`).
 
-    ``instruments`` maps the names ``gen1..genN``, ``ring``, ``analyzer`` to the instruments;
-    each answers ``handle(message) -> bytes``. ``lock`` serialises all access to the model.
+    ``instruments`` maps the names ``gen1..genN``, ``ring`` (or the ring's parts), ``analyzer`` to the
+    instruments; each answers ``handle(message) -> bytes``. ``lock`` serialises all access to the model.
     """
 
     def __init__(self, n_generators: int = 4, seed: int = 0, noise: bool = True,
                  params: RingParameters | None = None, analyzer_model: str = "esa",
                  generator_models: str | Sequence[str] = "psg", behaviours: Behaviours | None = None,
-                 realtime: bool = False, device: int = 0):
+                 realtime: bool = False, device: int = 0, ring_parts: Sequence[str] | None = None,
+                 timing: BenchTiming | None = None):
         if n_generators < 1:
             raise ValueError("a bench needs at least one signal generator")
         models = [generator_models] * n_generators if isinstance(generator_models, str) else list(generator_models)
@@ -421,16 +515,57 @@ class SimulatedBench:
                                seed=seed, noise=noise, behaviours=behaviours)
         self.realtime = realtime
         self.owed_wall_s = 0.0
+        self.timing = timing if timing is not None else BenchTiming()
+        self.busy_s: dict[str, float] = {}
+        self.sensor_rng = np.random.default_rng([int(seed), 0x5E45])    # the Hall probe's noise, one draw a reading
         self.lock = threading.RLock()
         self.generators = [cls(self, index) for index, cls in enumerate(generator_classes, start=1)]
-        self.ring = SimulatedRingController(self)
+        if ring_parts is None:
+            self.ring, self.parts = SimulatedRingController(self), None
+        else:
+            from .controls import RingParts
+
+            self.ring, self.parts = None, RingParts(self, *ring_parts)
         self.analyzer = analyzer(self)
+        self.busy_s = dict.fromkeys(self.instruments, 0.0)
         self._swept = self._settled_state()
+
+    # -- what the ring model sees of the ring's controls ---------------------------------------
+    def ring_inputs(self) -> tuple[float, float, bool]:
+        """(net loop gain dB, field in the film mT, amplifier on) now, the laboratory's drifts included."""
+        lab = self.model.lab
+        if self.parts is None:
+            return lab.loop_gain_db(self.ring.loop_gain_db), lab.film_field_mt(self.ring.field_mt), self.ring.amplifier_on
+        return lab.loop_gain_db(self.parts.loop_gain_setpoint_db), lab.gap_field_mt(self.parts.cold_field_mt), True
 
     # -- time --------------------------------------------------------------------------------
     def _settled_state(self) -> dict:
-        return {"generators": [[g.frequency_hz, g.power_dbm, bool(g.output_on)] for g in self.generators],
-                "field_mt": self.ring.field_mt, "ring": [self.ring.loop_gain_db, bool(self.ring.amplifier_on)]}
+        controls = self.parts.settled_state() if self.parts is not None else {
+            "field_mt": self.ring.field_mt, "ring": [self.ring.loop_gain_db, bool(self.ring.amplifier_on)]}
+        return {"generators": [[g.frequency_hz, g.power_dbm, bool(g.output_on)] for g in self.generators], **controls}
+
+    def charge(self, instrument, message: str, answer_bytes: int) -> None:
+        """Add what one program message cost ``instrument`` to its busy time (:mod:`.timing`)."""
+        name = instrument.name
+        self.busy_s[name] = self.busy_s.get(name, 0.0) + self.timing.message_cost_s(message, answer_bytes)
+
+    def idle(self, name: str, seconds: float) -> None:
+        """A client waited ``seconds`` on instrument ``name`` (a coil's ramp): its busy time."""
+        with self.lock:
+            self.busy_s[name] = self.busy_s.get(name, 0.0) + float(seconds)
+
+    def charge_attenuator_move(self, instrument) -> None:
+        self.busy_s[instrument.name] = self.busy_s.get(instrument.name, 0.0) + self.timing.attenuator_move_s
+
+    def sweep_duration_s(self, analyzer, count: int, sweep_time_s: float) -> float:
+        """How long ``count`` sweeps take on the clock from the last one: the slowest instrument's messages and the
+        slowest settling (set in parallel), then the analyzer's messages, processing and sweeps; every busy time
+        is spent."""
+        others = max((t for name, t in self.busy_s.items() if name != analyzer.name), default=0.0)
+        duration = max(others, 0.0) + self.settling_s() + self.busy_s.get(analyzer.name, 0.0) \
+            + count * (sweep_time_s + self.timing.analyzer_processing_s)
+        self.busy_s = dict.fromkeys(self.busy_s, 0.0)
+        return duration
 
     def settling_s(self) -> float:
         """The settling the instruments needed since the last sweep (the slowest change), and mark
@@ -459,20 +594,27 @@ class SimulatedBench:
 
     # -- checkpoints -------------------------------------------------------------------------
     def get_state(self) -> dict:
-        """The model's randomness, clock, drifts and oscillating state, and what the last sweep
-        saw settled, as JSON: restoring it continues the bench exactly."""
+        """The model's randomness, clock, drifts and oscillating state, what the last sweep saw settled, the
+        instruments' busy times and the sensors' randomness, as JSON: restoring it continues the bench exactly."""
         with self.lock:
-            return {"model": self.model.get_state(), "swept": self._swept}
+            return {"model": self.model.get_state(), "swept": self._swept, "busy_s": dict(self.busy_s),
+                    "sensor_rng": self.sensor_rng.bit_generator.state,
+                    **({"parts": self.parts.get_state()} if self.parts is not None else {})}
 
     def set_state(self, state: dict) -> None:
         with self.lock:
             self.model.set_state(state["model"])
             self._swept = state["swept"]
+            self.busy_s.update({name: float(t) for name, t in state.get("busy_s", {}).items()})
+            if "sensor_rng" in state:
+                self.sensor_rng.bit_generator.state = state["sensor_rng"]
+            if self.parts is not None and "parts" in state:
+                self.parts.set_state(state["parts"])
 
     @property
     def instruments(self) -> dict[str, BenchInstrument]:
         named = {generator.name: generator for generator in self.generators}
-        named["ring"] = self.ring
+        named.update({"ring": self.ring} if self.parts is None else self.parts.instruments)
         named["analyzer"] = self.analyzer
         return named
 

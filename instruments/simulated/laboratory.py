@@ -75,8 +75,13 @@ class Laboratory:
     def film_field_mt(self, setpoint_mt: float) -> float:
         """The field in the film for the controller's set point: the magnet's calibration and
         temperature coefficient, plus the supply's wander."""
+        return self.gap_field_mt(setpoint_mt * self.params.magnet_calibration)
+
+    def gap_field_mt(self, cold_field_mt: float) -> float:
+        """The field in the magnet's gap (the film's, and the Hall probe's beside it) for the field the magnet
+        would give at room temperature: its temperature coefficient, plus the supply's wander."""
         p = self.params
-        return setpoint_mt * p.magnet_calibration * (1.0 + p.magnet_tempco_per_k * self.magnet_k) + self.field_offset_mt
+        return cold_field_mt * (1.0 + p.magnet_tempco_per_k * self.magnet_k) + self.field_offset_mt
 
     def loop_gain_db(self, setpoint_db: float) -> float:
         """The net loop gain for the controller's set point: the amplifiers' gain drifts with the box."""

@@ -139,6 +139,14 @@ class RingParameters:
     field_correlation_s: float = 3600.0
     field_steps_per_hour: float = 0.2
     field_step_mt: float = 0.03
+    # -- the ring built from a lab's parts (§13): attenuator, electromagnet, Hall probe
+    unattenuated_loop_gain_db: float = 12.0
+    coil_mt_per_a: float = 20.0
+    remanence_mt: float = 0.4
+    coil_resistance_ohm: float = 2.0
+    hall_offset_mt: float = 0.01
+    hall_noise_mt: float = 0.005
+    vca_curve: tuple = ((0.0, 2.0), (1.0, 5.5), (2.0, 10.5), (3.0, 17.0), (4.0, 24.0), (5.0, 31.0), (6.0, 36.0))
 
     # ---- derived quantities
     def ms_t(self, temperature_c=None):

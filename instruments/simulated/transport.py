@@ -112,6 +112,7 @@ class _ScpiConnection(socketserver.BaseRequestHandler):
             _reset(self.request)
             return
         buffer = b""
+        cr_ends = b"\r" in getattr(device, "message_terminators", b"\n")   # a dialect whose messages may end in CR
         while True:
             try:
                 chunk = self.request.recv(65536)
@@ -121,7 +122,7 @@ class _ScpiConnection(socketserver.BaseRequestHandler):
                 if self.generation != server.generation:   # the instrument rebooted under us
                     _reset(self.request)
                 return
-            buffer += chunk
+            buffer += chunk.replace(b"\r", b"\n") if cr_ends else chunk
             if b"\n" not in buffer:
                 if len(buffer) > MAX_MESSAGE_BYTES:   # an unterminated flood: drop it
                     device.push_error(-100)
@@ -130,6 +131,8 @@ class _ScpiConnection(socketserver.BaseRequestHandler):
             *messages, buffer = buffer.split(b"\n")
             for message in messages:
                 message = message.rstrip(b"\r")
+                if cr_ends and not message:                    # the LF of a CR LF
+                    continue
                 if getattr(device, "away", False):           # it went away (:SIMulate:AWAY): the line is dead
                     _reset(self.request)
                     return

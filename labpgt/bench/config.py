@@ -73,8 +73,10 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-from labpgt.bench.kinds import (ANRITSU_GENERATOR, KINDS, RING_CONTROLLER, RS_ANALYZER, SIGNAL_GENERATOR,
-                                SPECTRUM_ANALYZER, DriverKind, Role, State, kinds_for)
+from labpgt.bench.kinds import (ANRITSU_GENERATOR, COIL_SUPPLY, GAUSSMETER_421, GAUSSMETER_425, KINDS,
+                                MINICIRCUITS_ATTENUATOR, RING_CONTROLLER, RS_ANALYZER, SIGNAL_GENERATOR,
+                                SPECTRUM_ANALYZER, STEP_ATTENUATOR, TABOR_GENERATOR, TEMPERATURE_CONTROLLER,
+                                VCA_ATTENUATOR, WEINSCHEL_ATTENUATOR, DriverKind, Role, State, kinds_for)
 from labpgt.bench.safety import check_config_safe
 from labpgt.bench.suspenders import Suspender, parse_suspenders
 from labpgt.errors import UserError
@@ -88,7 +90,8 @@ SIMULATED_PREFIX = "sim::"
 SWITCH_KEY = "output"  # what a config calls a kind's on/off switch
 TABLES = ("bench", "instruments", "safety", "encoding", "features", "simulator", "suspend")
 BENCH_KEYS = ("name", "timeout_ms", "max_attempts", "backoff_s", "max_backoff_s", "ring_temperature")
-SIMULATOR_KEYS = ("seed", "noise", "generators", "preset", "realtime", "device")
+SIMULATOR_KEYS = ("seed", "noise", "generators", "preset", "realtime", "device", "ring", "attenuator", "gaussmeter")
+SIMULATED_RINGS = ("controller", "parts")
 SIMULATOR_PRESETS = ("real", "ideal")
 
 
@@ -101,6 +104,7 @@ class InstrumentConfig:
     resource: str
     settings: dict = field(default_factory=dict)  # as the TOML gives them
     max_power_dbm: float | None = None            # generators only
+    options: dict = field(default_factory=dict)   # the kind's other keys (limits, calibrations, names), defaults filled
 
     @property
     def simulated_name(self) -> str | None:
@@ -170,6 +174,26 @@ class BenchConfig:
         return next(iter(self.named(Role.RING)), None)
 
     @property
+    def magnets(self) -> list[str]:
+        return self.named(Role.MAGNET)
+
+    @property
+    def gaussmeter(self) -> str | None:
+        """The gaussmeter that closes the field's loop (read after every query), if the bench has one."""
+        return next(iter(self.named(Role.GAUSSMETER)), None)
+
+    @property
+    def thermometer(self) -> str | None:
+        """The temperature controller whose input reads the ring (after every query), if the bench has one."""
+        return next(iter(self.named(Role.THERMOMETER)), None)
+
+    @property
+    def ring_controls(self) -> list[str]:
+        """The instruments that set the ring (controller, attenuators, coil supplies), in config order."""
+        return [name for name, inst in self.instruments.items()
+                if inst.kind.role in (Role.RING, Role.ATTENUATOR, Role.MAGNET)]
+
+    @property
     def widths(self) -> tuple[int, int]:
         """``(input_width, feature_width)``: one input per encoded setting, one feature per spectrum bin."""
         return len(self.encoding), int(self.bins)
@@ -189,7 +213,7 @@ class BenchConfig:
             "bench": {"name": self.name, "timeout_ms": self.timeout_ms, "max_attempts": self.max_attempts,
                       "backoff_s": self.backoff_s, "max_backoff_s": self.max_backoff_s,
                       **({"ring_temperature": True} if self.ring_temperature else {})},
-            "instruments": {n: {"driver": c.kind.name, "resource": c.resource, **c.settings,
+            "instruments": {n: {"driver": c.kind.name, "resource": c.resource, **c.settings, **c.options,
                                 **({"max_power_dbm": c.max_power_dbm} if c.max_power_dbm is not None else {})}
                             for n, c in self.instruments.items()},
             "safety": {"max_total_power_dbm": self.max_total_power_dbm},
@@ -248,11 +272,13 @@ def parse_bench_config(raw: dict, source: str = "<dict>") -> BenchConfig:
         ring_temperature=_flag(bench, "ring_temperature", f"{where} [bench]"),
         suspenders=parse_suspenders(raw.get("suspend", []), where),
     )
-    if any(s.condition == "temperature" for s in config.suspenders) and not config.ring_temperature:
-        raise UserError(f"{where}: a temperature suspender needs [bench] ring_temperature = true (the sensor read "
-                        f"with every query)")
+    if (any(s.condition == "temperature" for s in config.suspenders) and not config.ring_temperature
+            and config.thermometer is None):
+        raise UserError(f"{where}: a temperature suspender needs a temperature controller or [bench] "
+                        f"ring_temperature = true (the sensor read with every query)")
     if config.ring_temperature and config.ring is None:
-        raise UserError(f"{where}: [bench] ring_temperature needs a ring-controller instrument")
+        raise UserError(f"{where}: [bench] ring_temperature needs a ring-controller instrument (a temperature "
+                        f"controller's input is read after every query without it)")
     if config.timeout_ms < 1 or config.max_attempts < 1 or config.backoff_s < 0 or config.max_backoff_s < 0:
         raise UserError(f"{where}: [bench] needs timeout_ms >= 1, max_attempts >= 1 and backoffs >= 0")
     unknown_bench = set(bench) - set(BENCH_KEYS)
@@ -285,9 +311,19 @@ def _flag(table, key, where, default=False) -> bool:
 def _simulator(table: dict, where: str) -> dict:
     """The ``[simulator]`` table: seed, noise, generators, ``preset`` (real | ideal), ``realtime``,
     and a true/false switch per behaviour of the simulated ring (ring.py's ``Behaviours``)."""
+    from labpgt.instruments.simulated.controls import ATTENUATOR_MODELS, GAUSSMETER_MODELS
     from labpgt.instruments.simulated.ring import Behaviours
+    from labpgt.instruments.simulated.timing import BenchTiming
 
-    allowed = SIMULATOR_KEYS + Behaviours.names()
+    allowed = SIMULATOR_KEYS + Behaviours.names() + BenchTiming.names()
+    for key, choices in (("ring", SIMULATED_RINGS), ("attenuator", tuple(ATTENUATOR_MODELS)),
+                         ("gaussmeter", tuple(GAUSSMETER_MODELS))):
+        if key in table and table[key] not in choices:
+            raise UserError(f"{where}: {key} must be one of {', '.join(choices)}, not {table[key]!r}")
+    for key in BenchTiming.names():
+        if key in table and (_number(table, key, where) < 0 or (key == "transfer_bytes_per_s" and table[key] == 0)):
+            rate = " (a rate: > 0)" if key == "transfer_bytes_per_s" else ""
+            raise UserError(f"{where}: {key} must be >= 0{rate}")
     unknown = set(table) - set(allowed)
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(allowed)}")
@@ -330,7 +366,8 @@ def _instrument(name, spec, where) -> InstrumentConfig:
         raise UserError(f"{here}: missing resource (a VISA resource string, or {SIMULATED_PREFIX}NAME)")
     power_limited = kind.role is Role.GENERATOR
     not_settings = {"driver", "resource"} | ({"max_power_dbm"} if power_limited else set())
-    settings = {k: v for k, v in spec.items() if k not in not_settings}
+    options = _options(kind, spec, here)
+    settings = {k: v for k, v in spec.items() if k not in not_settings and k not in options}
     allowed = [*kind.fixed_settings, *([SWITCH_KEY] if kind.switch is not None else [])]
     for key, value in settings.items():
         if key not in allowed:
@@ -340,7 +377,41 @@ def _instrument(name, spec, where) -> InstrumentConfig:
         elif not isinstance(value, bool):
             raise UserError(f"{here}: {SWITCH_KEY} must be true or false, not {value!r}")
     max_power = _number(spec, "max_power_dbm", here) if power_limited else None
-    return InstrumentConfig(name, kind, resource, settings, max_power)
+    return InstrumentConfig(name, kind, resource, settings, max_power, options)
+
+
+def _options(kind: DriverKind, spec: dict, here: str) -> dict:
+    """The kind's option keys of a table (limits, calibrations, names), checked, with their defaults."""
+    options = {}
+    for option in kind.options:
+        if option.name not in spec:
+            if option.required:
+                raise UserError(f"{here}: a {kind.name} needs {option.name}")
+            options[option.name] = option.default
+            continue
+        value = spec[option.name]
+        if option.kind == "number":
+            value = _number(spec, option.name, here)
+        elif option.kind == "text" and not isinstance(value, str):
+            raise UserError(f"{here}: {option.name} must be a string, not {value!r}")
+        elif option.kind == "pairs":
+            value = _pairs(value, f"{here} {option.name}")
+        options[option.name] = value
+    return options
+
+
+def _pairs(value, where: str) -> list[list[float]]:
+    ok = isinstance(value, list) and len(value) >= 2 and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                    and math.isfinite(x) for x in p) for p in value)
+    if not ok:
+        raise UserError(f"{where} must be an array of at least two [x, y] number pairs, e.g. [[0.0, 2.0], [5.0, 31.0]]")
+    pairs = [[float(x), float(y)] for x, y in value]
+    for column in (0, 1):
+        diffs = np.diff([p[column] for p in pairs])
+        if not (np.all(diffs > 0) or np.all(diffs < 0)):
+            raise UserError(f"{where} must be strictly monotonic in both columns")
+    return pairs
 
 
 def _check_roles(instruments: dict[str, InstrumentConfig], where: str) -> None:
@@ -352,6 +423,15 @@ def _check_roles(instruments: dict[str, InstrumentConfig], where: str) -> None:
         raise UserError(f"{where}: needs exactly one instrument with driver = {drivers(Role.ANALYZER)}")
     if Role.GENERATOR not in roles:
         raise UserError(f"{where}: needs at least one instrument with driver = {drivers(Role.GENERATOR)}")
+    for role in (Role.GAUSSMETER, Role.THERMOMETER):
+        if roles.count(role) > 1:
+            raise UserError(f"{where}: at most one instrument with driver = {drivers(role)}")
+    for name, inst in instruments.items():
+        if inst.kind.role is Role.MAGNET:
+            meter = inst.options["gaussmeter"]
+            if meter not in instruments or instruments[meter].kind.role is not Role.GAUSSMETER:
+                raise UserError(f"{where} [instruments.{name}]: gaussmeter = {meter!r} must name an instrument "
+                                f"with driver = {drivers(Role.GAUSSMETER)}")
 
 
 def _encoding(index, spec, instruments, where) -> EncodingInput:
@@ -390,20 +470,29 @@ def simulated_device(device: int = 0):
 SIMULATED_MODEL_KINDS: dict[str, DriverKind] = {
     "esa": SPECTRUM_ANALYZER, "x-series": SPECTRUM_ANALYZER, "fsx": RS_ANALYZER,
     "psg": SIGNAL_GENERATOR, "e8267c": SIGNAL_GENERATOR, "mxg": SIGNAL_GENERATOR, "exg": SIGNAL_GENERATOR,
-    "mg369x": ANRITSU_GENERATOR,
+    "mg369x": ANRITSU_GENERATOR, "tabor": TABOR_GENERATOR, "tabor-x": TABOR_GENERATOR,
 }
+#: the driver kind of each simulated ring part (``labpgt sim --ring parts --attenuator/--gaussmeter`` names)
+SIMULATED_PART_KINDS: dict[str, DriverKind] = {
+    "hp11713": STEP_ATTENUATOR, "weinschel": WEINSCHEL_ATTENUATOR, "rcdat": MINICIRCUITS_ATTENUATOR,
+    "vca": VCA_ATTENUATOR, "ls421": GAUSSMETER_421, "ls425": GAUSSMETER_425,
+}
+PARTS_SAFETY = {"min_attenuation_db": 4.0, "max_current_a": 5.0, "max_slew_a_per_s": 2.0, "safe_current_a": 0.0}
 
 
 def simulated_ports(base_port: int, generators: int) -> dict[str, int]:
     """Where ``labpgt sim`` serves each simulated instrument: the analyzer at ``base_port``, the ring controller at
-    ``base_port + 1``, generator i at ``base_port + 10 + i``."""
-    return {"analyzer": base_port, "ring": base_port + 1,
+    ``base_port + 1`` (or the ring's parts: attenuator, magnet, gaussmeter, thermometer at ``base_port + 2 … 5``),
+    generator i at ``base_port + 10 + i``."""
+    return {"analyzer": base_port, "ring": base_port + 1, "attenuator": base_port + 2, "magnet": base_port + 3,
+            "gaussmeter": base_port + 4, "thermometer": base_port + 5,
             **{f"gen{i}": base_port + 10 + i for i in range(1, generators + 1)}}
 
 
 def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = True, generators: int = 4,
                            host: str = "127.0.0.1", base_port: int = 15025, analyzer_model: str = "esa",
-                           generator_models: str | list[str] = "psg", physics: dict | None = None) -> BenchConfig:
+                           generator_models: str | list[str] = "psg", physics: dict | None = None,
+                           ring_parts: tuple[str, str] | None = None) -> BenchConfig:
     """The simulated bench: ``labpgt sim``'s defaults (``embedded=False``) or the in-process twin.
 
     ``physics``: more ``[simulator]`` keys of the embedded bench (``preset``, behaviour switches,
@@ -411,8 +500,10 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
     lab sets up a new ring; the generators' bands and the analyzer's view are the design's, whatever the
     device (docs/ring-physics.md §12). The ring controller's temperature is read with every query.
 
-    Ports: :func:`simulated_ports`. ``analyzer_model`` and ``generator_models`` (one name, or one per generator) choose the simulated
-    models and so each instrument's driver kind (:data:`SIMULATED_MODEL_KINDS`).
+    Ports: :func:`simulated_ports`. ``analyzer_model`` and ``generator_models`` (one name, or one per generator)
+    choose the simulated
+    models and so each instrument's driver kind (:data:`SIMULATED_MODEL_KINDS`). ``ring_parts``: None for the
+    ring controller, or (attenuator, gaussmeter) models for the ring a lab builds (:func:`ring_parts_tables`).
     """
     ports = simulated_ports(base_port, generators)
 
@@ -429,9 +520,10 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
     instruments = {"analyzer": InstrumentConfig("analyzer", analyzer_kind, resource("analyzer"),
                                                 {"center_hz": ring.default_center_hz, "span_hz": ring.default_span_hz,
                                                  "rbw_hz": ring.default_rbw_hz, "points": ring.default_points}),
-                   "ring": InstrumentConfig("ring", RING_CONTROLLER, resource("ring"),
-                                            {"loop_gain_db": ring.default_loop_gain_db,
-                                             "field_mt": ring.default_field_mt})}
+                   **(ring_parts_tables(ring, ring_parts, resource) if ring_parts is not None else
+                      {"ring": InstrumentConfig("ring", RING_CONTROLLER, resource("ring"),
+                                                {"loop_gain_db": ring.default_loop_gain_db,
+                                                 "field_mt": ring.default_field_mt})})}
     bands_low = [ring.operating_fmr_hz + 10e6 + i * 20e6 for i in range(generators)]
     for i, band_low in enumerate(bands_low, start=1):
         kind = SIMULATED_MODEL_KINDS[models[i - 1]]
@@ -447,8 +539,34 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
         simulator=({"seed": seed, "noise": noise, "generators": generators,
                     **({"analyzer": analyzer_model} if analyzer_model != "esa" else {}),
                     **({"generator_models": models} if set(models) != {"psg"} else {}),
+                    **({"ring": "parts", "attenuator": ring_parts[0], "gaussmeter": ring_parts[1]}
+                       if ring_parts is not None else {}),
                     **(physics or {})} if embedded else {}),
-        ring_temperature=True,
+        ring_temperature=ring_parts is None,
     )
     check_config_safe(config)
     return config
+
+
+def ring_parts_tables(ring, parts: tuple[str, str], resource) -> dict[str, InstrumentConfig]:
+    """The ring's parts as a lab's bench config has them: the loop attenuator at the operating point's loop gain,
+    the coil supply reaching the operating field through the gaussmeter (calibration: the design's mT per A), the
+    temperature controller's input A on the film; limits :data:`PARTS_SAFETY`."""
+    attenuator, gaussmeter = parts
+    kind = SIMULATED_PART_KINDS[attenuator]
+    attenuation = kind.quantised("attenuation_db", ring.unattenuated_loop_gain_db - ring.default_loop_gain_db)
+    calibration = {"calibration": [list(p) for p in ring.vca_curve]} if kind is VCA_ATTENUATOR else {}
+    safety = PARTS_SAFETY
+    return {
+        "attenuator": InstrumentConfig("attenuator", kind, resource("attenuator"), {"attenuation_db": attenuation},
+                                       options={"min_attenuation_db": safety["min_attenuation_db"], **calibration}),
+        "magnet": InstrumentConfig("magnet", COIL_SUPPLY, resource("magnet"),
+                                   {"field_mt": round(ring.field_for_fmr_mt(ring.operating_fmr_hz), 2)},
+                                   options={**{o.name: o.default for o in COIL_SUPPLY.options},
+                                            "gaussmeter": "gaussmeter", "mt_per_a": ring.coil_mt_per_a,
+                                            **{k: safety[k] for k in ("max_current_a", "max_slew_a_per_s",
+                                                                      "safe_current_a")}}),
+        "gaussmeter": InstrumentConfig("gaussmeter", SIMULATED_PART_KINDS[gaussmeter], resource("gaussmeter")),
+        "thermometer": InstrumentConfig("thermometer", TEMPERATURE_CONTROLLER, resource("thermometer"),
+                                        options={"input": "A"}),
+    }

@@ -54,7 +54,8 @@ def embedded_simulator(config: BenchConfig):
                               analyzer_model=str(sim.get("analyzer", "esa")),
                               generator_models=sim.get("generator_models", "psg"),
                               behaviours=simulator_behaviours(sim), realtime=bool(sim.get("realtime", False)),
-                              device=int(sim.get("device", 0)))
+                              device=int(sim.get("device", 0)), ring_parts=simulator_ring_parts(sim),
+                              timing=simulator_timing(sim))
     except (TypeError, ValueError) as exc:
         raise UserError(f"bench config {config.source} [simulator]: {exc}") from None
 
@@ -66,6 +67,21 @@ def simulator_behaviours(sim: dict):
 
     preset = Behaviours.ideal() if sim.get("preset", "real") == "ideal" else Behaviours()
     return replace(preset, **{name: bool(sim[name]) for name in Behaviours.names() if name in sim})
+
+
+def simulator_ring_parts(sim: dict):
+    """``None`` (the ring controller) or the (attenuator, gaussmeter) models of a ``[simulator]`` table's ``ring``."""
+    ring = sim.get("ring", "controller")
+    if ring == "controller":
+        return None
+    return str(sim.get("attenuator", "hp11713")), str(sim.get("gaussmeter", "ls421"))
+
+
+def simulator_timing(sim: dict):
+    """The clock's rates of a ``[simulator]`` table (:mod:`labpgt.instruments.simulated.timing`; defaults unset)."""
+    from labpgt.instruments.simulated.timing import BenchTiming
+
+    return BenchTiming(**{name: float(sim[name]) for name in BenchTiming.names() if name in sim})
 
 
 def connect_instruments(config: BenchConfig, simulator=None) -> dict:
@@ -80,7 +96,7 @@ def connect_instruments(config: BenchConfig, simulator=None) -> dict:
     try:
         for name, inst in config.instruments.items():
             if inst.simulated_name is not None:
-                connected[name] = inst.kind.driver_class(_simulated_adapter(simulator, inst, config))
+                connected[name] = prepared(inst, inst.kind.driver_class(_simulated_adapter(simulator, inst, config)))
             else:
                 connected[name] = _open_visa_retrying(inst, config)
     except BaseException:
@@ -99,6 +115,13 @@ def reconnect(inst: InstrumentConfig, driver, config: BenchConfig):
         return driver
     close_quietly(driver)
     return _open_visa(inst, config.timeout_ms)
+
+
+def prepared(inst: InstrumentConfig, driver):
+    """``driver`` once its kind's preparation (a calibration, a mode, a unit) is done."""
+    if inst.kind.prepare is not None:
+        inst.kind.prepare(driver, inst)
+    return driver
 
 
 def close_quietly(driver) -> None:
@@ -136,11 +159,11 @@ def _open_visa(inst: InstrumentConfig, timeout_ms: int):
                                         write_termination="\n", timeout=timeout_ms)
         if inst.resource.upper().endswith("::SOCKET"):
             _disable_nagle(driver)
-        identity = str(driver.id).strip()  # a first round trip proves the instrument answers
+        identity = inst.kind.identify(driver).strip()  # a first round trip proves the instrument answers
         for _ in range(IDENTITY_ASKS - 1):   # a garbled reply is not another instrument: that one says so each time
             if inst.kind.accepts_identity(identity):
                 break
-            identity = str(driver.id).strip()
+            identity = inst.kind.identify(driver).strip()
     except Exception as exc:  # pyvisa raises many types for "not there"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InstrumentUnreachable(f"cannot reach {inst.name} at {inst.resource}: {reason}") from None
@@ -149,7 +172,11 @@ def _open_visa(inst: InstrumentConfig, timeout_ms: int):
         raise WrongInstrument(f"{inst.name} at {inst.resource} answers *IDN? with {identity!r}, which is not "
                               f"{inst.kind.family} as its driver {inst.kind.name!r} needs; check the bench "
                               f"file's address (nothing but *IDN? was sent)")
-    return driver
+    try:
+        return prepared(inst, driver)
+    except Exception as exc:  # noqa: BLE001 - a preparation that fails is an instrument that does not answer right
+        close_quietly(driver)
+        raise InstrumentUnreachable(f"cannot prepare {inst.name} at {inst.resource}: {exc}") from None
 
 
 def _disable_nagle(driver) -> None:

@@ -10,6 +10,7 @@ nothing about training or storage. :func:`embedded_bench` is the default reservo
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,8 @@ from labpgt.bench.config import BenchConfig, load_bench_config, simulated_bench_
 from labpgt.bench.connect import (TRANSIENT_ERRORS, close_quietly, connect_instruments, embedded_simulator,
                                   reconnect, uses_embedded_simulator)
 from labpgt.bench.features import TRACE_RESOLUTION_DB, quantise_trace, trace_features
-from labpgt.bench.kinds import State, states_agree
+from labpgt.bench.field import FieldLoop, FieldReading
+from labpgt.bench.kinds import Role, State, states_agree
 from labpgt.bench.safety import SafetyError, check_state_safe
 from labpgt.errors import UserError
 from labpgt.instruments.drivers import read_confirmation
@@ -71,6 +73,15 @@ class Bench:
         self._broken: set[str] = set()
         self._verify: set[str] = set()
         self._rf_reported = False
+        self.field_loops = {name: FieldLoop(name, config.instruments[name].options, self._waiter(name))
+                            for name in config.magnets}
+        self.field_readings: dict[str, FieldReading] = {}
+        self.attenuator_holds = self._attenuator_holds()
+        self._hold_pending = set(self.attenuator_holds)
+        self.notes = [f"{name}: step attenuator held at {db:g} dB (the encoded powers fit its ALC range: no "
+                      f"attenuator moves while measuring)" for name, db in self.attenuator_holds.items()]
+        for line in self.notes:
+            log.info("labpgt: %s", line)
         self._wanted = self._initial_state()
         check_state_safe(self.config, self._wanted)
         self._retrying(self._settle, "setting up the bench")
@@ -82,12 +93,51 @@ class Bench:
     # ---- the wanted state
     def _initial_state(self) -> dict[str, State]:
         """Every instrument's state at the start: its config's fixed settings, the others as the
-        instrument holds them, every generator's output off."""
+        instrument holds them, every generator's output off (a sensor's: nothing, known from the start)."""
         wanted = {}
         for name, inst in self.config.instruments.items():
+            if not inst.kind.settable:
+                wanted[name] = self._known[name] = inst.starting_state()
+                continue
+            if inst.kind.role is Role.MAGNET:
+                wanted[name] = self._starting_field(name)
+                continue
             current = self._current(name) if inst.leaves_settings_to_instrument else None
             wanted[name] = inst.starting_state(current)
         return self._with_rf(wanted, False)
+
+    def _starting_field(self, name: str) -> State:
+        """A coil supply's start: its table's field (or current), else the field its gaussmeter reads now."""
+        inst = self.config.instruments[name]
+        settings = inst.settings
+        if "field_mt" not in settings and "current_a" not in settings:
+            meter = self.instruments[inst.options["gaussmeter"]]
+            return inst.kind.state_type(field_mt=float(meter.field_mt), output_on=True)
+        return inst.kind.state_type(field_mt=float(settings.get("field_mt", math.nan)), output_on=True,
+                                    current_a=settings.get("current_a"))
+
+    def _attenuator_holds(self) -> dict[str, float]:
+        """The attenuation at which each generator with a mechanical step attenuator is held: where the powers
+        its encoding (or fixed power) asks for all fit the ALC's range."""
+        holds = {}
+        for name in self.config.generators:
+            inst = self.config.instruments[name]
+            powers = [v for e in self.config.encoding if (e.instrument, e.setting) == (name, "power_dbm")
+                      for v in (e.low, e.high)] or [inst.settings.get("power_dbm")]
+            hold_for = getattr(inst.kind.driver_class, "attenuator_hold_for", None)
+            if hold_for is None or None in powers:
+                continue
+            held = hold_for(min(powers), max(powers))
+            if held is not None:
+                holds[name] = held
+        return holds
+
+    def _waiter(self, name: str):
+        """How the bench waits on instrument ``name``: on an embedded simulator's clock, else the wall clock."""
+        simulated = self.config.instruments[name].simulated_name
+        if self.simulator is not None and simulated is not None:
+            return lambda seconds: self.simulator.idle(simulated, seconds)
+        return time.sleep
 
     def _current(self, name) -> State:
         """What an instrument holds now (for settings the config leaves to the instrument)."""
@@ -97,9 +147,13 @@ class Bench:
         """The wanted state with ``settings`` applied and every generator's output ``rf``."""
         wanted = dict(self._wanted)
         for (name, setting), value in settings.items():
-            if setting not in self.config.instruments[name].kind.encodable:
+            kind = self.config.instruments[name].kind
+            if setting not in kind.encodable:
                 raise ValueError(f"{name} has no setting {setting!r} to change")
-            wanted[name] = replace(wanted[name], **{setting: value})
+            change = {setting: kind.quantised(setting, value)}
+            if setting == "field_mt" and kind.role is Role.MAGNET:
+                change["current_a"] = None          # a field set point: the closed loop again
+            wanted[name] = replace(wanted[name], **change)
         return self._with_rf(wanted, rf)
 
     def _with_rf(self, wanted: dict[str, State], rf: bool) -> dict[str, State]:
@@ -110,14 +164,24 @@ class Bench:
         if u.shape != (self.input_width,) or not np.all(np.isfinite(u)):
             raise ValueError(f"expected {self.input_width} finite inputs, got {u!r}")
         u = np.clip(u, 0.0, 1.0)
-        return {(e.instrument, e.setting): float(e.value(x)) for e, x in zip(self.config.encoding, u)}
+        kinds = {name: inst.kind for name, inst in self.config.instruments.items()}
+        return {(e.instrument, e.setting): kinds[e.instrument].quantised(e.setting, float(e.value(x)))
+                for e, x in zip(self.config.encoding, u)}
 
     # ---- talking to the instruments
     def _settle(self) -> None:
         """Bring every instrument to its wanted state (one message each, confirmed in parallel);
         read back those that were reconnected. Failing instruments are marked broken and the
         first failure is raised."""
+        self._hold_attenuators()
         pending = [name for name, state in self._wanted.items() if self._known[name] != state]
+        for name in [n for n in pending if n in self.field_loops]:   # the field first: it takes the longest
+            try:
+                self._set_field(name)
+            except TRANSIENT_ERRORS:
+                self._broken.add(name)
+                raise
+        pending = [name for name in pending if name not in self.field_loops]
         sent = []
         for name in pending:
             try:
@@ -143,6 +207,28 @@ class Bench:
         if self._broken:
             raise failure or ConnectionError(f"{', '.join(sorted(self._broken))} failed while being set")
 
+    def _hold_attenuators(self) -> None:
+        for name in sorted(self._hold_pending):
+            try:
+                self.instruments[name].hold_attenuator(self.attenuator_holds[name])
+                read_confirmation(self.instruments[name])
+                self._hold_pending.discard(name)
+            except TRANSIENT_ERRORS:
+                self._broken.add(name)
+                raise
+
+    def _set_field(self, name: str) -> None:
+        """A coil supply to its wanted field (closed loop) or current (open loop), within its limits."""
+        state, loop = self._wanted[name], self.field_loops[name]
+        supply = self.instruments[name]
+        self._known[name] = None
+        if state.current_a is not None:
+            loop.ramp_to(supply, state.current_a, state.output_on)
+        else:
+            meter = self.instruments[self.config.instruments[name].options["gaussmeter"]]
+            self.field_readings[name] = loop.reach(supply, meter, state.field_mt)
+        self._known[name] = state
+
     def _send_state(self, name: str, state: State) -> None:
         self.config.instruments[name].kind.send(self.instruments[name], state)
 
@@ -163,10 +249,18 @@ class Bench:
             self._reconnect_broken_one(name)
 
     def _reconnect_broken_one(self, name: str) -> None:
-        self.instruments[name] = reconnect(self.config.instruments[name], self.instruments[name], self.config)
-        self._known[name] = None
-        self._verify.add(name)
+        inst = self.config.instruments[name]
+        self.instruments[name] = reconnect(inst, self.instruments[name], self.config)
         self._broken.discard(name)
+        if not inst.kind.settable:
+            return
+        self._known[name] = None
+        if name in self.field_loops:            # its current is read again, then the field reached again
+            self.field_loops[name].current_a = None
+        else:
+            self._verify.add(name)
+        if name in self.attenuator_holds:
+            self._hold_pending.add(name)
 
     def _retrying(self, operation, what: str):
         """Run ``operation()`` until it succeeds, reconnecting failed instruments in between.
@@ -248,19 +342,26 @@ class Bench:
         settings = np.empty((batch, self.input_width))
         started = np.empty(batch)
         attempts = np.empty(batch, dtype=np.int32)
-        wall, sim_time, temperature = np.empty(batch), np.full(batch, np.nan), np.full(batch, np.nan)
+        wall, sim_time = np.empty(batch), np.full(batch, np.nan)
+        temperature, field = np.full(batch, np.nan), np.full(batch, np.nan)
         for row in range(batch):
             sent = self.settings_for(U[row])
             started[row] = time.time()
             spectra[row], attempts[row] = self.query(sent)
             wall[row] = time.time() - started[row]
             settings[row] = list(sent.values())
-            sim_time[row] = self.simulator.clock_s if self.simulator is not None else np.nan
-            temperature[row] = self.temperature_c() if self.config.ring_temperature else np.nan
+            sim_time[row], temperature[row], field[row] = self.readings()
         features = trace_features(spectra, self.config.bins, self.config.floor_dbm, self.config.ceiling_dbm)
         return Measurement(features=features, spectra=spectra, frequencies=self.frequencies, settings=settings,
                            started=started, attempts=attempts, wall_seconds=wall, sim_time=sim_time,
-                           temperature_c=temperature)
+                           temperature_c=temperature, field_mt=field)
+
+    def readings(self) -> tuple[float, float, float]:
+        """What the bench records after each query besides its trace (NaN where it has none): an embedded
+        simulator's clock (s), the ring's temperature (°C: a temperature controller's input, or the ring
+        controller's sensor with ``ring_temperature``) and the field the gaussmeter reads (mT)."""
+        clock = self.simulator.clock_s if self.simulator is not None else np.nan
+        return clock, self.temperature_c(), self.field_mt()
 
     # ---- what a run's suspenders ask (labpgt.bench.suspenders)
     def oscillation_margin(self):
@@ -295,14 +396,24 @@ class Bench:
         self._broken.update(self.config.instruments)
 
     def temperature_c(self) -> float:
-        """The ring's temperature sensor (``:TEMPerature?``, °C), retried like any query."""
-        return self._retrying(self._read_temperature, "reading the ring's temperature")[0]
+        """The ring's temperature (°C), retried like any query; NaN if the bench reads none."""
+        name = self.config.thermometer or (self.config.ring if self.config.ring_temperature else None)
+        if name is None:
+            return np.nan
+        return self._retrying(lambda: self._read_sensor(name, "temperature"), "reading the ring's temperature")[0]
 
-    def _read_temperature(self) -> float:
+    def field_mt(self) -> float:
+        """The field the gaussmeter reads now (mT), retried like any query; NaN without a gaussmeter."""
+        name = self.config.gaussmeter
+        if name is None:
+            return np.nan
+        return self._retrying(lambda: self._read_sensor(name, "field_mt"), "reading the field")[0]
+
+    def _read_sensor(self, name: str, quantity: str) -> float:
         try:
-            return float(self.instruments[self.config.ring].temperature)
+            return float(getattr(self.instruments[name], quantity))
         except TRANSIENT_ERRORS:
-            self._broken.add(self.config.ring)
+            self._broken.add(name)
             raise
 
     # ---- the embedded simulator's noise, clock, drift and memory, for bit-identical resume
@@ -324,7 +435,8 @@ class Bench:
 
     def identities(self) -> dict[str, str]:
         """Each instrument's ``*IDN?`` answer (recorded in the session file)."""
-        return {name: self._retrying(lambda n=name: str(self.instruments[n].id), f"identifying {name}")[0]
+        kinds = {name: inst.kind for name, inst in self.config.instruments.items()}
+        return {name: self._retrying(lambda n=name: kinds[n].identify(self.instruments[n]).strip(), f"identifying {name}")[0]
                 for name in self.instruments}
 
     # ---- ending
@@ -332,6 +444,24 @@ class Bench:
         """Every generator's RF off, on a bench that misbehaves too, in bounded time: says what happened and
         never raises (the end of a run, however it ended)."""
         return self._best_effort_rf_off()
+
+    def safe_state_best_effort(self) -> str:
+        """The bench's safe state, however a run ended: RF off at every generator first, then every coil current
+        ramped (within its slew limit) to its ``safe_current_a``. Bounded in time, never raises; says what
+        happened."""
+        said = [self._best_effort_rf_off()]
+        for name, loop in self.field_loops.items():
+            safe = self.config.instruments[name].options["safe_current_a"]
+            try:
+                if loop.current_a is None:
+                    self._reconnect_broken()
+                loop.ramp_to(self.instruments[name], safe, True)
+                self._wanted[name] = replace(self._wanted[name], current_a=safe)
+                self._known[name] = self._wanted[name]
+                said.append(f"{name} ramped to {safe:g} A")
+            except Exception as exc:  # noqa: BLE001 - a bench that misbehaves: say so, never raise here
+                said.append(f"{name} could NOT be ramped to {safe:g} A ({type(exc).__name__}): check the magnet")
+        return "; ".join(said)
 
     def _best_effort_rf_off(self) -> str:
         """Turn RF off even on a bench that misbehaves; says what happened (never raises)."""
@@ -365,8 +495,9 @@ class Bench:
 
     def close(self) -> None:
         try:
-            if self._best_effort_rf_off() == RF_UNCONFIRMED and not self._rf_reported:
-                log.error("labpgt: %s", RF_UNCONFIRMED)
+            said = self.safe_state_best_effort() if hasattr(self, "field_loops") else self._best_effort_rf_off()
+            if (RF_UNCONFIRMED in said and not self._rf_reported) or "NOT be ramped" in said:
+                log.error("labpgt: %s", said)
         finally:
             for driver in self.instruments.values():
                 close_quietly(driver)

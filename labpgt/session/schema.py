@@ -57,8 +57,9 @@ QUERY_COLUMNS_SINCE_V2 = ("layer", "token")
 QUERY_COLUMNS_SINCE_V3 = ("index",)
 # Each query's time and the ring's temperature, float64 (n,), NaN where a reservoir has none: ``wall_seconds``
 # (wall-clock duration), ``sim_time`` (a simulated bench's virtual clock at the query's end, s) and
-# ``temperature_c`` (the ring controller's sensor). Optional: files written before them lack them.
-QUERY_TIME_COLUMNS = ("wall_seconds", "sim_time", "temperature_c")
+# ``temperature_c`` (the ring's temperature sensor) and ``field_mt`` (the field a gaussmeter reads after the
+# query). Optional: files written before them lack them (read as NaN).
+QUERY_TIME_COLUMNS = ("wall_seconds", "sim_time", "temperature_c", "field_mt")
 
 STEP_INT_COLUMNS = ("step", "training_queries", "eval_queries", "queries")
 STEP_FLOAT_COLUMNS_SINCE_V2 = ("validation_loss", "validation_accuracy")
@@ -162,12 +163,12 @@ def missing_query_column(name: str, start: int, roles: np.ndarray, sweep_code: i
 #: the setting's name (:func:`setting_units`)
 UNITS = {
     "frequencies": "Hz", "queries/spectrum": "dBm", "queries/timestamp": "s", "queries/wall_seconds": "s",
-    "queries/sim_time": "s", "queries/temperature_c": "°C", "steps/measure_seconds": "s", "steps/wall_time": "s",
+    "queries/sim_time": "s", "queries/temperature_c": "°C", "queries/field_mt": "mT", "steps/measure_seconds": "s", "steps/wall_time": "s",
     "points/peak_frequency_hz": "Hz", "points/peak_power_dbm": "dBm", "points/margin_db": "dB",
     "points/wall_time": "s",
 }
 #: a setting's units by the end of its name (``gen1.power_dbm``, ``ring.field_mt``, …)
-SETTING_UNIT_SUFFIXES = (("_dbm", "dBm"), ("_hz", "Hz"), ("_db", "dB"), ("_mt", "mT"), ("_c", "°C"), ("_s", "s"))
+SETTING_UNIT_SUFFIXES = (("_dbm", "dBm"), ("_hz", "Hz"), ("_db", "dB"), ("_mt", "mT"), ("_c", "°C"), ("_s", "s"), ("_a", "A"))
 
 
 def setting_units(name: str) -> str:
