@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from labpgt.architectures import ModelSpec, build_network
+from labpgt.architectures import ModelSpec, TrainingData, build_network
 from labpgt.errors import UserError
 from labpgt.evaluation import Evaluation
 from labpgt.methods import METHODS, MethodSettings, SteppedSettings, method_class
@@ -58,7 +58,8 @@ def trainable_parameters(config: "TrainConfig") -> int:
     widths (nothing measured, nothing connected)."""
     n_inputs, n_classes = task_dimensions(config.task)
     input_width, feature_width = reservoir_kind(config.reservoir.name).widths(config)
-    return build_network(config.model, n_inputs, n_classes, input_width, feature_width, 0).n_params
+    counted = dataclasses.replace(config.model, encoder_init="random")      # the same shapes, nothing fitted
+    return build_network(counted, n_inputs, n_classes, input_width, feature_width, 0).n_params
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,8 @@ class Trainer:
         method = method_class(c.method.name)
         method.check(c, reservoir)
         self.network = build_network(c.model, self.task.n_inputs, self.task.n_classes,
-                                     reservoir.input_width, reservoir.feature_width, c.seed)
+                                     reservoir.input_width, reservoir.feature_width, c.seed,
+                                     TrainingData(self.task.x_train, self.task.y_train))
         self.params = dict(self.network.initial_params)
         self.method = method(c, reservoir)
         if prior is not None:
