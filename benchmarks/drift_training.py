@@ -13,7 +13,7 @@ run is appended to the JSON as it finishes, so an interrupted benchmark keeps wh
 
 The table: final test accuracy (mean ± std over the seeds that ran), training queries, and the bench
 time each run represents — the simulated bench's clock at the end (generator settling plus the
-analyzer's sweep time of every query, evaluations included; ring.py 15), in hours — and how far the
+analyzer's sweep time of every query, evaluations included; docs/ring-physics.md §10), in hours — and how far the
 film's temperature wandered over the run.
 """
 

@@ -241,6 +241,15 @@ class Plan:
         """Whether the runs measure instruments (a bench), which only this machine owns."""
         return any(getattr(config.reservoir, "bench", None) for _, _, config, _ in self.runs)
 
+    def workers(self, asked: int | None) -> int:
+        """The worker processes to run on: those asked, else none for a bench (its instruments are this
+        machine's) and one per core, at most one per run, for simulated reservoirs."""
+        import os
+
+        if asked is not None:
+            return asked
+        return 0 if self.on_bench else min(len(self.runs), os.cpu_count() or 1)
+
     def check_placement(self, workers: int, scheduler: str | None) -> None:
         if self.on_bench and (workers or scheduler):
             raise UserError("runs through --bench measure this machine's instruments: they run here, one after "

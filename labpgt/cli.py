@@ -12,65 +12,15 @@ from __future__ import annotations
 
 import re
 import sys
-import threading
 from pathlib import Path
 
 from labpgt import signals
-from labpgt.commandline import OneLineParser, add_settings, chosen_kinds, given_settings, number
+from labpgt.commandline import (DEFAULT_KINDS, RANGE, OneLineParser, add_training_options, behaviour_list, chosen_kinds,
+                                 fault_spec, generator_models, number, swept_setting, training_settings, unit_vector)
 from labpgt.errors import UserError
 
 POSITIVE_INT, NONNEGATIVE_INT = number(int, minimum=1), number(int, minimum=0)
 POSITIVE_FLOAT = number(float, above=0)
-DEFAULT_KINDS = {"method": "node", "model": "dense", "reservoir": "ring-sim"}
-
-
-# --------------------------------------------------------------------------- training settings
-def add_training_settings(p, kinds: dict, benchmark: bool = False) -> list[str]:
-    """The options of a training's settings (``benchmark``: without the method's, which its variants give, and
-    the seed); returns every key they set. The chosen kinds' settings are shown, the others accepted hidden."""
-    from labpgt.architectures import ModelSpec
-    from labpgt.benchmark import EVALUATION_DEFAULTS
-    from labpgt.evaluation import Evaluation
-    from labpgt.methods import METHODS
-    from labpgt.reservoirs import NAMES, RESERVOIRS, reservoir_kind
-    from labpgt.trainer import TrainConfig
-
-    if not benchmark:
-        p.add_argument("--method", default=None, help=f"{' | '.join(METHODS)} ({DEFAULT_KINDS['method']}); "
-                       f"labpgt train --method METHOD --help lists its settings")
-    p.add_argument("--reservoir", default=None, help=f"{NAMES.replace(', ', ' | ')} (ring-sim)")
-    known: set[str] = set()
-    add_settings(p, "the run", [TrainConfig], skip=("seed",) if benchmark else (), known=known)
-    chosen_method = METHODS[kinds["method"]] if kinds["method"] in METHODS else None
-    if chosen_method is not None and not benchmark:
-        add_settings(p, f"method {chosen_method.name}", [chosen_method.Settings], known=known)
-    add_settings(p, "the network", [ModelSpec], known=known)
-    try:
-        chosen_reservoir = reservoir_kind(kinds["reservoir"]).Settings
-    except UserError:
-        chosen_reservoir = None                      # refused with one line when the config is made
-    add_settings(p, f"reservoir {kinds['reservoir']}", [chosen_reservoir] if chosen_reservoir else [], known=known)
-    add_settings(p, "evaluation", [Evaluation], known=known, defaults=EVALUATION_DEFAULTS if benchmark else None)
-    if benchmark:
-        add_settings(p, "settings of the methods (each goes to every method that has it; one method's: --set "
-                        "METHOD.KEY=V)", [m.Settings for m in METHODS.values()], skip=("steps",), known=known,
-                     several=True)
-    else:
-        add_settings(p, "", [m.Settings for m in METHODS.values()], shown=False, known=known)
-    add_settings(p, "", [k.Settings for k in RESERVOIRS.values()], shown=False, known=known)
-    return sorted(known)
-
-
-def training_settings(args, keys) -> dict:
-    """The flat training settings the command line gave, the reservoir named as a run records it."""
-    from labpgt.reservoirs import resolved_reservoir_name
-
-    values = given_settings(args, keys)
-    reservoir = resolved_reservoir_name(args.reservoir or DEFAULT_KINDS["reservoir"])
-    values["reservoir"] = reservoir
-    if getattr(args, "method", None):
-        values["method"] = args.method
-    return values
 
 
 # --------------------------------------------------------------------------- train
@@ -81,7 +31,7 @@ def add_train(sub, kinds, full=True):
                                    "Every query is recorded in an HDF5 session (--out, default data/runs/...); an "
                                    "interrupted run continues with --resume FILE.h5. The settings shown are those "
                                    "of the method, model and reservoir chosen.")
-    p.set_defaults(run=run_train, settings=add_training_settings(p, kinds) if full else [])
+    p.set_defaults(run=run_train, settings=add_training_options(p, kinds) if full else [])
     p.add_argument("--out", type=Path, help="session file to write (default data/runs/<time>-<task>-<model>-<method>.h5)")
     p.add_argument("--resume", type=Path, metavar="FILE.h5", help="continue this interrupted session")
     p.add_argument("--plot", type=Path, help="loss/accuracy PNG (default: beside the session)")
@@ -117,24 +67,21 @@ def run_train(args) -> int:
     display = TrainingDisplay(args.quiet)
     engine = RunEngine().subscribe(display)
     try:
-        with signals.stopping_runs(engine, announce=lambda line: print(f"labpgt: {line}", file=sys.stderr)):
+        with signals.stopping_runs(engine, announce=lambda line: signals.say(f"labpgt: {line}")):
             outcome = engine.resume(session) if args.resume is not None else engine.train(config, session)
     except BenchFault as exc:
         raise UserError(f"{exc}{saved_session_hint(session)}") from None
     except KeyboardInterrupt as exc:               # a second signal, or one before the run could stop
-        print(f"labpgt: interrupted; RF is off{saved_session_hint(session)}", file=sys.stderr)
+        signals.say(f"labpgt: interrupted; RF is off{saved_session_hint(session)}")
         return exc.exit_status if isinstance(exc, signals.Interrupted) else 130
     finally:
         display.close()
     if outcome.stopped is not None:
-        print(stopped_line(outcome.stopped, session), file=sys.stderr)
+        signals.say(stopped_line(outcome.stopped, session))
         return outcome.stopped.exit_status
     plot = args.plot or session.with_suffix(".png")
     plot_history(outcome.result, plot)
-    for line in training_lines(outcome.result, resumed=args.resume is not None):
-        print(line)
-    print(f"session {session}")
-    print(f"plot {plot}")
+    print(*training_lines(outcome.result, args.resume is not None), f"session {session}", f"plot {plot}", sep="\n")
     return 0
 
 
@@ -147,7 +94,7 @@ def add_benchmark(sub, kinds, full=True):
                                    "--target) in the same benchmark; each run reports the training queries it "
                                    "needed to reach it.")
     p.set_defaults(run=run_benchmark_command,
-                   settings=add_training_settings(p, kinds, benchmark=True) if full else [])
+                   settings=add_training_options(p, kinds, benchmark=True) if full else [])
     p.add_argument("--methods", default="pgt,node,readout",
                    help="comma-separated variants METHOD[:KEY=VALUE...], e.g. pgt,pgt:optimizer=adam:lr=0.01,node")
     p.add_argument("--seeds", type=POSITIVE_INT, default=1, help="seeds 0..N-1 per method (1)")
@@ -171,8 +118,6 @@ def add_benchmark(sub, kinds, full=True):
 
 
 def run_benchmark_command(args) -> int:
-    import os
-
     from labpgt.benchmark import Variant, format_table, parse_steps, plan_benchmark, run_plan, write_json
     from labpgt.display import BenchmarkProgress
     from labpgt.runs import default_session_path
@@ -186,7 +131,7 @@ def run_benchmark_command(args) -> int:
     plan = plan_benchmark(task, settings.pop("reservoir"), variants, seeds=range(args.seeds), sessions_dir=sessions,
                           steps_by_method=parse_steps(args.steps_by_method), grid=args.grid, target=args.target,
                           **settings)
-    workers = args.workers if args.workers is not None else 0 if plan.on_bench else min(len(plan.runs), os.cpu_count() or 1)
+    workers = plan.workers(args.workers)
     plan.check_placement(workers, args.scheduler)
     print(f"{len(plan.runs)} runs on {workers or 'no'} worker processes; sessions in {sessions}",
           file=sys.stderr, flush=True)
@@ -221,9 +166,9 @@ def add_session_commands(sub, kinds):
     p.add_argument("session", type=Path)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run_inspect)
-    p = sub.add_parser("export", help="export a session to CSV and .npy files")
+    p = sub.add_parser("export", help="export a session to netCDF (.nc), MATLAB (.mat), or CSV and .npy files")
     p.add_argument("session", type=Path)
-    p.add_argument("--to", type=Path, required=True, metavar="DIR")
+    p.add_argument("--to", type=Path, required=True, metavar="FILE.nc|FILE.mat|DIR")
     p.set_defaults(run=run_export)
 
 
@@ -254,8 +199,6 @@ def run_inspect(args) -> int:
 def run_export(args) -> int:
     from labpgt.export import export_session
 
-    if args.to.exists() and not args.to.is_dir():
-        raise UserError(f"--to {args.to} exists and is not a directory")
     for path in export_session(args.session, args.to):
         print(path)
     return 0
@@ -296,93 +239,28 @@ def add_sim(sub, kinds):
                         "mode_partition, locking, sidebands, drift")
     p.add_argument("--realtime", action="store_true",
                    help="each sweep takes its simulated duration (settling + sweep time) in the wall clock too")
+    p.add_argument("--device", type=NONNEGATIVE_INT, default=0, metavar="N",
+                   help="which simulated ring: 0 the nominal one, N >= 1 drawn from the documented device spread (0)")
     p.set_defaults(run=run_sim)
 
 
-def _argument_error(convert):
-    """A converter whose UserError becomes argparse's one-line error for the option."""
-    import argparse
-
-    def wrapped(text):
-        try:
-            return convert(text)
-        except UserError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    return wrapped
-
-
-@_argument_error
-def behaviour_list(text: str) -> tuple[str, ...]:
-    from labpgt.instruments.simulated.ring import Behaviours
-
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in Behaviours.names()]
-    if unknown:
-        raise UserError(f"unknown behaviour {unknown[0]!r}; expected {', '.join(Behaviours.names())}")
-    return names
-
-
-@_argument_error
-def fault_spec(text: str):
-    from labpgt.instruments.simulated.faults import FaultSpec
-
-    return FaultSpec.parse(text)
-
-
-@_argument_error
-def generator_models(text: str) -> list[str]:
-    from labpgt.instruments.simulated import GENERATOR_MODELS
-
-    models = [name.strip() for name in text.split(",")]
-    unknown = [name for name in models if name not in GENERATOR_MODELS]
-    if unknown:
-        raise UserError(f"unknown generator model {unknown[0]!r}; expected {', '.join(GENERATOR_MODELS)}")
-    return models
-
-
 def run_sim(args) -> int:
-    from labpgt.bench import bench_config_toml, simulated_bench_config
-    from labpgt.bench.config import simulated_ports
-    from labpgt.bench.connect import simulator_behaviours
-    from labpgt.instruments.simulated import SimulatedBench, serve
+    from labpgt.bench.served import serve_simulated_bench
 
     models = args.generator * args.generators if len(args.generator) == 1 else args.generator
     if len(models) != args.generators:
         raise UserError(f"--generator names {len(models)} models for {args.generators} generators: give one, "
                         f"or one per generator")
-    behaviours = simulator_behaviours({"preset": "ideal" if args.ideal else "real", **dict.fromkeys(args.without, False)})
-    bench = SimulatedBench(n_generators=args.generators, seed=args.seed, noise=bool(args.noise),
-                           analyzer_model=args.analyzer, generator_models=models, behaviours=behaviours,
-                           realtime=args.realtime)
-    ports = simulated_ports(args.port, args.generators) if args.port else None
-    try:
-        server = serve(bench, host=args.host, ports=ports, faults=args.faults)
-    except OSError as exc:
-        raise UserError(f"cannot serve on {args.host} port {args.port}: {exc.strerror or exc}") from None
-    stop = threading.Event()
-    with server, signals.stopping_runs(_ServerStop(stop)):
-        if args.write_bench is not None:
-            config = simulated_bench_config(embedded=False, generators=args.generators, analyzer_model=args.analyzer,
-                                            generator_models=models).with_resources(server.resources)
-            args.write_bench.write_text(bench_config_toml(config))
-        if server.faults is not None:
-            print(f"labpgt sim: injecting faults {server.faults.spec}", file=sys.stderr, flush=True)
-        for name, resource in server.resources.items():
+    with serve_simulated_bench(generators=args.generators, host=args.host, port=args.port, seed=args.seed,
+                               noise=bool(args.noise), analyzer=args.analyzer, models=models, faults=args.faults,
+                               behaviours={"preset": "ideal" if args.ideal else "real",
+                                           **dict.fromkeys(args.without, False)},
+                               realtime=args.realtime, device=args.device, bench_file=args.write_bench) as served:
+        for name, resource in served.resources.items():
             print(f"{name} {resource}", flush=True)
-        stop.wait()
-    if server.faults is not None:
-        print(f"labpgt sim: faults injected: {server.faults.summary()}", file=sys.stderr, flush=True)
+        with signals.stopping_runs(served):
+            served.stopped.wait()
     return 0
-
-
-class _ServerStop:
-    """A served bench stops on the first stop signal: what a run engine's stop request is to a run."""
-
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def request_stop(self, reason) -> None:
-        self.event.set()
 
 
 # --------------------------------------------------------------------------- spectrum
@@ -403,22 +281,11 @@ def add_spectrum(sub, kinds):
     p.set_defaults(run=run_spectrum)
 
 
-@_argument_error
-def unit_vector(text):
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise UserError(f"{text!r} is not a comma-separated list of numbers") from None
-    if not all(0.0 <= v <= 1.0 for v in values):
-        raise UserError("every input must be in [0, 1]")
-    return values
-
-
 def run_spectrum(args) -> int:
     import numpy as np
 
     from labpgt.bench import embedded_bench, load_bench
-    from labpgt.display import connection_lines
+    from labpgt.display import connection_lines, spectrum_lines
     from labpgt.plots import plot_spectrum
     from labpgt.sweeps import spectral_lines
 
@@ -430,31 +297,16 @@ def run_spectrum(args) -> int:
         if u.shape != (bench.input_width,):
             raise UserError(f"--u needs {bench.input_width} values for this bench, got {u.size}")
         m = bench.measure(u[None, :])
-    trace, freqs = m.spectra[0], m.frequencies
-    print(f"bench: {bench.config.name}")
-    for name, value in zip(bench.setting_names, m.settings[0]):
-        print(f"  {name:>18} = {value:.6g}")
-    print(f"trace: {freqs.size} points, {freqs[0] / 1e9:.4f}-{freqs[-1] / 1e9:.4f} GHz, "
-          f"median {np.median(trace):.1f} dBm")
-    threshold = float(np.median(trace)) + args.margin_db
-    peaks = spectral_lines(trace, threshold, args.prominence_db)
-    print(f"{len(peaks)} lines at least {args.margin_db:g} dB above the median ({threshold:.1f} dBm) and "
-          f"{args.prominence_db:g} dB above their surroundings:")
-    for i in peaks:
-        print(f"  peak {freqs[i] / 1e9:.4f} GHz  {trace[i]:6.1f} dBm")
-    plot_spectrum(freqs, trace, args.out, title=f"{bench.config.name}", peaks=peaks, threshold_dbm=threshold)
+    threshold = float(np.median(m.spectra[0])) + args.margin_db
+    peaks = spectral_lines(m.spectra[0], threshold, args.prominence_db)
+    print(*spectrum_lines(bench, m, peaks, threshold, args.margin_db, args.prominence_db), sep="\n")
+    plot_spectrum(m.frequencies, m.spectra[0], args.out, title=f"{bench.config.name}", peaks=peaks,
+                  threshold_dbm=threshold)
     print(f"saved {args.out}")
     return 0
 
 
 # --------------------------------------------------------------------------- sweep
-SWEEP_OPTIONS = {  # option: (the setting swept, whether the option names a generator before the range)
-    "gain": ("loop_gain_db", False), "field": ("field_mt", False),
-    "frequency": ("frequency_hz", True), "power": ("power_dbm", True),
-}
-RANGE = "START:STOP:POINTS"
-
-
 def add_sweep(sub, kinds):
     p = sub.add_parser("sweep", help="characterise the ring: sweep one setting, record every spectrum, "
                                      "find the threshold",
@@ -485,27 +337,6 @@ def add_sweep(sub, kinds):
     p.set_defaults(run=run_sweep_command)
 
 
-def swept_setting(args) -> tuple[str, str | None, tuple[float, float, int]]:
-    """``(setting, generator or None, (start, stop, points))`` of the one sweep option given."""
-    option = next(name for name in SWEEP_OPTIONS if getattr(args, name) is not None)
-    setting, names_generator = SWEEP_OPTIONS[option]
-    given = getattr(args, option)
-    generator, text = given if names_generator else (None, given)
-    return setting, generator, sweep_range(f"--{option}", text)
-
-
-def sweep_range(option: str, text: str) -> tuple[float, float, int]:
-    """``START:STOP:POINTS`` as (start, stop, points); anything else is a one-line UserError."""
-    parts = text.split(":")
-    try:
-        if len(parts) != 3:
-            raise ValueError
-        start, stop, points = float(parts[0]), float(parts[1]), int(parts[2])
-    except ValueError:
-        raise UserError(f"{option} {text!r}: a range is {RANGE}, e.g. -3:3:25") from None
-    return start, stop, points
-
-
 def run_sweep_command(args) -> int:
     from labpgt.bench import load_bench_config, simulated_bench_config
     from labpgt.display import SweepDisplay, sweep_description
@@ -524,7 +355,7 @@ def run_sweep_command(args) -> int:
         raise UserError(f"{session} exists: a session is never overwritten; choose another --out")
     display = SweepDisplay(f"sweep of {sweep_description(spec, config.name)}", quiet=args.quiet)
     engine = RunEngine().subscribe(display)
-    with signals.stopping_runs(engine, announce=lambda line: print(f"labpgt: {line}", file=sys.stderr)):
+    with signals.stopping_runs(engine, announce=lambda line: signals.say(f"labpgt: {line}")):
         outcome = engine.sweep(spec, config, session)
     result = outcome.result
     if setting == THRESHOLD_SETTING:
@@ -535,8 +366,8 @@ def run_sweep_command(args) -> int:
         plot_sweep_result(result, display.traces, plot, sweep_description(spec, config.name))
         print(f"plot {plot}")
     if outcome.stopped is not None:
-        print(f"labpgt: stopped after {len(result.points)} of {spec.points} points; RF is off and the session "
-              f"holds them", file=sys.stderr)
+        signals.say(f"labpgt: stopped ({outcome.stopped.why}) after {len(result.points)} of {spec.points} points; "
+                    f"RF is off and the session holds them")
         return outcome.stopped.exit_status
     return 0
 
@@ -606,12 +437,9 @@ def run_twin_fit(args) -> int:
         raise UserError(f"--out {args.out} is not a file")
     fit = fit_twin(args.sessions, args.out, hidden=(args.width, args.width), iterations=args.iterations,
                    seed=args.seed)
-    for line in twin_fit_lines(fit):
-        print(line)
     plot = args.plot or args.out.with_suffix(".png")
     plot_twin_fit(fit, plot)
-    print(f"twin {args.out}")
-    print(f"plot {plot}")
+    print(*twin_fit_lines(fit), f"twin {args.out}", f"plot {plot}", sep="\n")
     return 0
 
 
@@ -651,12 +479,12 @@ def main(argv=None) -> int:
             return args.run(args)
     except UserError as exc:
         print(f"labpgt: {exc}" if not str(exc).startswith("labpgt") else str(exc), file=sys.stderr)
-        return 2
+        return exc.exit_status
     except signals.Interrupted as exc:
-        print("labpgt: interrupted", file=sys.stderr)
+        signals.say("labpgt: interrupted")
         return exc.exit_status
     except KeyboardInterrupt:
-        print("labpgt: interrupted", file=sys.stderr)
+        signals.say("labpgt: interrupted")
         return 130
     except BrokenPipeError:  # the reader went away (`labpgt inspect … | head`): not an error of ours
         import os

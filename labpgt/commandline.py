@@ -1,11 +1,13 @@
-"""Command-line options derived from the settings' declarations, and argparse that errs in one line.
+"""Command-line options derived from the settings' declarations, argument types, and argparse that errs in one line.
 
 This module owns how a declared setting (:mod:`labpgt.settings`) becomes an option: its flag, its type
 (parsed and checked by the declaration), its help with the default, and which are shown. A training's
 options come from the run's own settings, the chosen method's, the model's, the chosen reservoir kind's
 and the evaluation policy's; the settings of the kinds *not* chosen are accepted but hidden, so that
 ``labpgt train --method pgt --twin-check-every 5`` is refused by the config in one line that says whose
-setting it is, and ``labpgt train --method twin --help`` lists twin's.
+setting it is, and ``labpgt train --method twin --help`` lists twin's. It also holds the types of the commands' own arguments
+(a list of simulator behaviours, a fault specification, generator models, a vector of inputs): text to a
+value, or argparse's one-line error.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from labpgt.errors import UserError
 from labpgt.settings import Declared, Spec, described_default, fields_of, parse
 
 KIND_OPTIONS = ("method", "model", "reservoir")
+DEFAULT_KINDS = {"method": "node", "model": "dense", "reservoir": "ring-sim"}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -103,3 +106,134 @@ def given_settings(args: argparse.Namespace, keys: Iterable[str]) -> dict:
         if value is not None:
             values[key] = tuple(value) if isinstance(value, list) else value
     return values
+
+
+# --------------------------------------------------------------------------- a training's options
+def add_training_options(p, kinds: dict, benchmark: bool = False) -> list[str]:
+    """The options of a training's settings (``benchmark``: without the method's, which its variants give, and
+    the seed); returns every key they set. The chosen kinds' settings are shown, the others accepted hidden."""
+    from labpgt.architectures import ModelSpec
+    from labpgt.benchmark import EVALUATION_DEFAULTS
+    from labpgt.evaluation import Evaluation
+    from labpgt.methods import METHODS
+    from labpgt.reservoirs import NAMES, RESERVOIRS, reservoir_kind
+    from labpgt.trainer import TrainConfig
+
+    if not benchmark:
+        p.add_argument("--method", default=None, help=f"{' | '.join(METHODS)} ({DEFAULT_KINDS['method']}); "
+                       f"labpgt train --method METHOD --help lists its settings")
+    p.add_argument("--reservoir", default=None, help=f"{NAMES.replace(', ', ' | ')} (ring-sim)")
+    known: set[str] = set()
+    add_settings(p, "the run", [TrainConfig], skip=("seed",) if benchmark else (), known=known)
+    chosen_method = METHODS[kinds["method"]] if kinds["method"] in METHODS else None
+    if chosen_method is not None and not benchmark:
+        add_settings(p, f"method {chosen_method.name}", [chosen_method.Settings], known=known)
+    add_settings(p, "the network", [ModelSpec], known=known)
+    try:
+        chosen_reservoir = reservoir_kind(kinds["reservoir"]).Settings
+    except UserError:
+        chosen_reservoir = None                      # refused with one line when the config is made
+    add_settings(p, f"reservoir {kinds['reservoir']}", [chosen_reservoir] if chosen_reservoir else [], known=known)
+    add_settings(p, "evaluation", [Evaluation], known=known, defaults=EVALUATION_DEFAULTS if benchmark else None)
+    if benchmark:
+        add_settings(p, "settings of the methods (each goes to every method that has it; one method's: --set "
+                        "METHOD.KEY=V)", [m.Settings for m in METHODS.values()], skip=("steps",), known=known,
+                     several=True)
+    else:
+        add_settings(p, "", [m.Settings for m in METHODS.values()], shown=False, known=known)
+    add_settings(p, "", [k.Settings for k in RESERVOIRS.values()], shown=False, known=known)
+    return sorted(known)
+
+
+def training_settings(args, keys) -> dict:
+    """The flat training settings the command line gave, the reservoir named as a run records it."""
+    from labpgt.reservoirs import resolved_reservoir_name
+
+    values = given_settings(args, keys)
+    reservoir = resolved_reservoir_name(args.reservoir or DEFAULT_KINDS["reservoir"])
+    values["reservoir"] = reservoir
+    if getattr(args, "method", None):
+        values["method"] = args.method
+    return values
+
+
+# --------------------------------------------------------------------------- the commands' own argument types
+def argument_type(convert):
+    """A converter whose UserError becomes argparse's one-line error for the option."""
+    import argparse
+
+    def wrapped(text):
+        try:
+            return convert(text)
+        except UserError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return wrapped
+
+
+@argument_type
+def behaviour_list(text: str) -> tuple[str, ...]:
+    from labpgt.instruments.simulated.ring import Behaviours
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in Behaviours.names()]
+    if unknown:
+        raise UserError(f"unknown behaviour {unknown[0]!r}; expected {', '.join(Behaviours.names())}")
+    return names
+
+
+@argument_type
+def fault_spec(text: str):
+    from labpgt.instruments.simulated.faults import FaultSpec
+
+    return FaultSpec.parse(text)
+
+
+@argument_type
+def generator_models(text: str) -> list[str]:
+    from labpgt.instruments.simulated import GENERATOR_MODELS
+
+    models = [name.strip() for name in text.split(",")]
+    unknown = [name for name in models if name not in GENERATOR_MODELS]
+    if unknown:
+        raise UserError(f"unknown generator model {unknown[0]!r}; expected {', '.join(GENERATOR_MODELS)}")
+    return models
+
+
+@argument_type
+def unit_vector(text):
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not all(0.0 <= v <= 1.0 for v in values):
+        raise UserError("every input must be in [0, 1]")
+    return values
+
+
+# --------------------------------------------------------------------------- a sweep's range
+SWEEP_OPTIONS = {  # option: (the setting swept, whether the option names a generator before the range)
+    "gain": ("loop_gain_db", False), "field": ("field_mt", False),
+    "frequency": ("frequency_hz", True), "power": ("power_dbm", True),
+}
+RANGE = "START:STOP:POINTS"
+
+
+def swept_setting(args) -> tuple[str, str | None, tuple[float, float, int]]:
+    """``(setting, generator or None, (start, stop, points))`` of the one sweep option given."""
+    option = next(name for name in SWEEP_OPTIONS if getattr(args, name) is not None)
+    setting, names_generator = SWEEP_OPTIONS[option]
+    given = getattr(args, option)
+    generator, text = given if names_generator else (None, given)
+    return setting, generator, sweep_range(f"--{option}", text)
+
+
+def sweep_range(option: str, text: str) -> tuple[float, float, int]:
+    """``START:STOP:POINTS`` as (start, stop, points); anything else is a one-line UserError."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        start, stop, points = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise UserError(f"{option} {text!r}: a range is {RANGE}, e.g. -3:3:25") from None
+    return start, stop, points

@@ -13,8 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from labpgt.engine import Connected, Measured, PointEnded, StepEnded
+from labpgt.engine import Connected, Measured, Notice, PointEnded, Resumed, StepEnded, Suspended
 from labpgt.errors import UserError
+from labpgt.signals import say
 
 
 def connection_lines(reservoir) -> list[str]:
@@ -62,6 +63,19 @@ class TrainingDisplay:
         elif isinstance(event, StepEnded) and self.bar is not None:
             self.bar.set_postfix_str(f"{self.queries} queries", refresh=False)
             self.bar.update(event.step + 1 - self.bar.n)
+        elif isinstance(event, Notice):
+            say(f"labpgt: warning: {event.text}")
+        elif isinstance(event, Suspended):
+            self._note(f"labpgt: paused at step {event.step + 1}: {event.why}; RF off until it is back in range")
+        elif isinstance(event, Resumed):
+            self._note(f"labpgt: going on after {event.seconds:.0f} s, step {event.step + 1} measured again "
+                       f"({event.discarded} of its queries dropped unrecorded)")
+
+    def _note(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            say(line)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -161,3 +175,17 @@ def twin_fit_lines(fit) -> list[str]:
             "feature  held-out error  residual std",
             *(f"{i:7d}  {error:14.4f}  {residual:12.5f}"
               for i, (error, residual) in enumerate(zip(fit.heldout_error_per_feature, fit.residual_std)))]
+
+
+def spectrum_lines(bench, measurement, peaks, threshold_dbm: float, margin_db: float, prominence_db: float) -> list[str]:
+    """What ``labpgt spectrum`` prints of one measured trace: the settings sent, the trace, its lines."""
+    import numpy as np
+
+    trace, freqs = measurement.spectra[0], measurement.frequencies
+    return [f"bench: {bench.config.name}",
+            *(f"  {name:>18} = {value:.6g}" for name, value in zip(bench.setting_names, measurement.settings[0])),
+            f"trace: {freqs.size} points, {freqs[0] / 1e9:.4f}-{freqs[-1] / 1e9:.4f} GHz, "
+            f"median {np.median(trace):.1f} dBm",
+            f"{len(peaks)} lines at least {margin_db:g} dB above the median ({threshold_dbm:.1f} dBm) and "
+            f"{prominence_db:g} dB above their surroundings:",
+            *(f"  peak {freqs[i] / 1e9:.4f} GHz  {trace[i]:6.1f} dBm" for i in peaks)]

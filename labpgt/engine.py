@@ -11,9 +11,16 @@ A *run* is a training (:meth:`RunEngine.train`, :meth:`RunEngine.resume`) or a c
   :class:`StopRequested` inside the run, which the engine catches;
 * **the end, however the run ends** (finished, stopped, an error): RF off at every generator first,
   then the session flushed and closed, then the reservoir released;
+* **pauses**: the suspenders a bench config declares (:mod:`labpgt.bench.suspenders`) are watched between
+  measurements (the ring's temperature, the free-running ring's oscillation margin from a check query every
+  few steps, every instrument answering, the free space on the session's disk); when one is out of range the
+  run pauses — RF off (or held), the step it was in dropped unrecorded — and goes on by itself once every
+  condition has held its range for its time: the instruments' whole state sent again, the trainer rewound to
+  its last complete step, the step measured again. Each pause is recorded in the session;
 * **events** to its subscribers (:class:`Connected`, :class:`Measured`, :class:`StepEnded`,
-  :class:`PointEnded`): the command line draws its progress bar from them, the GUI its rows, live
-  spectrum and waterfall. Subscribers only watch; they change nothing in the run.
+  :class:`PointEnded`, :class:`Notice`, :class:`Suspended`, :class:`Resumed`): the command line draws its
+  progress bar from them, the GUI its rows, live spectrum, waterfall and log. Subscribers only watch; they
+  change nothing in the run.
 
 Nothing else wraps a reservoir to stop it, and nothing else turns RF off at the end of a run. Process
 signals are turned into stop requests in one place, :mod:`labpgt.signals`. A stopped run returns a
@@ -25,6 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -59,6 +68,17 @@ class StopRequested(Exception):
         self.reason = reason
 
 
+class Suspend(Exception):
+    """Raised inside a run when a suspender's condition is out of range (``rows``: the queries just measured that
+    will not be recorded); the engine pauses the run."""
+
+    def __init__(self, suspender, value: float, rows: int = 0):
+        super().__init__(suspender.describe(value if suspender.condition != "instrument" else None))
+        self.suspender, self.value, self.rows = suspender, value, rows
+
+POLL_S = 0.5        # how often a paused run looks at its conditions again
+
+
 # --------------------------------------------------------------------------- events
 @dataclass(frozen=True)
 class Connected:
@@ -84,6 +104,31 @@ class StepEnded:
     step: int
     steps: int
     values: dict
+
+
+@dataclass(frozen=True)
+class Suspended:
+    """The run paused at step ``step``: ``why`` in words (the condition out of range, and its value)."""
+
+    step: int
+    why: str
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The run goes on after a pause of ``seconds``; ``discarded`` queries of the interrupted step are measured
+    again."""
+
+    step: int
+    seconds: float
+    discarded: int
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something a person should know before or while a run measures (e.g. the disk may not hold it all)."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -178,6 +223,8 @@ class RunEngine:
             self.emit(Connected(reservoir, runs.describe(trainer.config), trainer.config.method.steps))
             if self._stop is not None:             # asked while connecting: nothing measured, no file made
                 return RunOutcome(None, self._stop, None)
+            if session is not None:
+                self._check_room(session, trainer, reservoir)
             writer = None if session is None else runs.new_training_session(session, trainer, reservoir, prior)
             return self._run_training(trainer, writer, session)
 
@@ -202,21 +249,75 @@ class RunEngine:
             trainer = (Trainer(config, metered, prior=prior) if checkpoint is None else
                        Trainer.restore(config, metered, checkpoint, observed=observed, prior=prior))
             self.emit(Connected(reservoir, f"resume {session.name}", trainer.config.method.steps, trainer.step))
+            self._check_room(session, trainer, reservoir)
             return self._run_training(trainer, writer, session)
+
+    def _check_room(self, session: Path, trainer, reservoir) -> None:
+        """Refuse a run whose disk cannot hold one step; warn when it cannot hold the rest of the run."""
+        from labpgt import runs
+        from labpgt.session.storage import room_for
+
+        step, run = runs.expected_bytes(trainer, reservoir)
+        left = 1.0 - trainer.step / max(1, trainer.config.method.steps)
+        warning = room_for(session, step, int(run * left))
+        if warning:
+            self.emit(Notice(warning))
 
     def _run_training(self, trainer, writer, session) -> RunOutcome:
         from labpgt.runs import RunResult
 
         announcing = _Announcing(writer, self)
         trainer.recorder = announcing
+        watch = _Watch.of(trainer, session, announcing)
+        trainer.reservoir.watch = watch
+        announcing.watch = watch
         try:
-            trainer.run(progress=announcing.step_done)
+            while True:
+                try:
+                    if watch is not None and not trainer.started:
+                        watch.before_run()             # nothing is measured while a condition is out of range
+                    trainer.run(progress=announcing.step_done)
+                    break
+                except Suspend as pause:
+                    self._pause(pause, trainer, announcing, watch)
         except StopRequested as stop:
             return RunOutcome(None, stop.reason, session)
         finally:
             rf_off(trainer.reservoir)      # the hardware first,
             announcing.close()             # then the record
         return RunOutcome(RunResult.of(trainer, session), None, session)
+
+    def _pause(self, pause: Suspend, trainer, announcing: "_Announcing", watch: "_Watch") -> None:
+        """Pause the run (see the module) until every suspender's condition has held its range for its time,
+        then rewind the trainer to its last complete step; a stop request ends the pause and the run."""
+        bench, step, started = trainer.reservoir, trainer.step, time.time()
+        self.emit(Suspended(step, str(pause)))
+        if pause.suspender.rf == "off":
+            rf_off(bench)
+        discarded = pause.rows + (announcing.writer.discard_pending() if hasattr(announcing.writer, "discard_pending")
+                                  else 0)
+        give_up = None if pause.suspender.max_s is None else time.monotonic() + pause.suspender.max_s
+        held_since = None
+        while True:
+            self.check()
+            if watch.all_in_range(step):
+                held_since = held_since if held_since is not None else time.monotonic()
+                if time.monotonic() - held_since >= watch.hold_s:
+                    break
+            else:
+                held_since = None
+                if give_up is not None and time.monotonic() > give_up:
+                    raise UserError(f"the run paused at step {step} because {pause} and it did not come back within "
+                                    f"{pause.suspender.max_s:g} s; RF is off and the session holds every complete "
+                                    f"step: continue with labpgt train --resume")
+            time.sleep(POLL_S)
+        bench.reapply()
+        seconds = time.time() - started
+        announcing.record_suspension({"step": step, "started": started, "ended": started + seconds,
+                                      "condition": pause.suspender.condition, "value": pause.value,
+                                      "why": str(pause), "discarded_queries": discarded})
+        trainer.rewind(announcing.last_checkpoint)
+        self.emit(Resumed(trainer.step, seconds, discarded))
 
     # ---- sweeps
     def sweep(self, spec, bench_config, session) -> RunOutcome:
@@ -273,12 +374,13 @@ def rf_off(reservoir) -> None:
 
 class _Metered:
     """A reservoir measured through the engine: a stop is checked before every query it measures apart (or
-    before every call of one that measures a call at once), and every measurement is announced. Everything
-    else is the reservoir's own."""
+    before every call of one that measures a call at once), every measurement is announced, and the run's
+    suspenders (``watch``) look at it. Everything else is the reservoir's own."""
 
     def __init__(self, inner, engine: RunEngine):
         self._inner, self._engine = inner, engine
         self._apart = measures_each_query_apart(inner)
+        self.watch: _Watch | None = None
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -287,16 +389,103 @@ class _Metered:
         engine = self._engine
         if not self._apart:
             engine.check()
-            measurement = self._inner.measure(U)
+            measurement = self._measure(U)
             engine.emit(Measured(measurement))
             return measurement
         U = np.atleast_2d(np.asarray(U, dtype=np.float64))
         parts = []
         for row in range(U.shape[0]):
             engine.check()
-            parts.append(self._inner.measure(U[row:row + 1]))
+            parts.append(self._measure(U[row:row + 1]))
             engine.emit(Measured(parts[-1]))
         return Measurement.concatenate(parts)
+
+    def _measure(self, U) -> Measurement:
+        if self.watch is None:
+            return self._inner.measure(U)
+        return self.watch.measured(lambda: self._inner.measure(U))
+
+
+class _Watch:
+    """The suspenders of a run's bench (:mod:`labpgt.bench.suspenders`), looked at between measurements."""
+
+    def __init__(self, suspenders, bench, session, announcing):
+        self.suspenders, self.bench, self.session, self.announcing = suspenders, bench, session, announcing
+        self.hold_s = max((s.hold_s for s in suspenders), default=0.0)
+
+    @classmethod
+    def of(cls, trainer, session, announcing) -> "_Watch | None":
+        suspenders = getattr(getattr(trainer.reservoir, "config", None), "suspenders", ())
+        if not suspenders:
+            return None
+        if trainer.config.checkpoint_every != 1:
+            raise UserError("a bench with suspenders goes back to the last complete step after a pause: "
+                            "checkpoint_every must be 1")
+        return cls(suspenders, trainer.reservoir, session, announcing)
+
+    def _of(self, condition: str):
+        return next((s for s in self.suspenders if s.condition == condition), None)
+
+    def measured(self, measure) -> Measurement:
+        """``measure()`` under the suspenders: a query that ran out of its retries pauses the run (with an
+        instrument suspender), and the temperature it read and the free space are looked at after it."""
+        from labpgt.bench import BenchFault
+
+        try:
+            measurement = measure()
+        except BenchFault:
+            instrument = self._of("instrument")
+            if instrument is None:
+                raise
+            raise Suspend(instrument, 0.0) from None
+        temperature = self._of("temperature")
+        if temperature is not None and measurement.temperature_c is not None:
+            value = float(np.nanmax(measurement.temperature_c)) if np.all(np.isfinite(measurement.temperature_c)) \
+                else math.nan
+            if math.isfinite(value) and not temperature.in_range(value):
+                raise Suspend(temperature, value, len(measurement))
+        space = self._of("free_space")
+        if space is not None:
+            value = self._read(space, step=None)
+            if not space.in_range(value):
+                raise Suspend(space, value, len(measurement))
+        return measurement
+
+    def before_run(self) -> None:
+        """Before the first query: every condition (the oscillation's check query included)."""
+        for suspender in self.suspenders:
+            if suspender.condition != "instrument":
+                value = self._read(suspender, 0)
+                if not suspender.in_range(value):
+                    raise Suspend(suspender, value)
+
+    def after_step(self, step: int) -> None:
+        """After a complete step: the oscillation's check query, every ``every_steps`` steps."""
+        oscillation = self._of("oscillation")
+        if oscillation is not None and (step + 1) % oscillation.every_steps == 0:
+            value = self._read(oscillation, step)
+            if not oscillation.in_range(value):
+                raise Suspend(oscillation, value)
+
+    def all_in_range(self, step: int) -> bool:
+        """Whether every suspender's condition is in its range now (a paused run's look); an instrument that does
+        not answer (asked first, every connection afresh) leaves every condition unknown: not in range."""
+        if not self.bench.answering():
+            return False
+        return all(s.in_range(self._read(s, step)) for s in self.suspenders)
+
+    def _read(self, suspender, step) -> float:
+        from labpgt.bench import BenchFault
+        from labpgt.bench.suspenders import read_condition
+
+        try:
+            value, check = read_condition(suspender, self.bench, self.session)
+        except BenchFault:
+            return math.nan                          # no reading: not in range
+        if check is not None:
+            self.announcing.record_check({"step": step, "time": time.time(), "condition": suspender.condition,
+                                          "value": value}, check.spectra[0])
+        return value
 
 
 class _Announcing:
@@ -309,6 +498,8 @@ class _Announcing:
         self.writer = writer if writer is not None else NullRecorder()
         self.engine = engine
         self._values: dict = {}
+        self.last_checkpoint = None            # what a pause rewinds the trainer to
+        self.watch: _Watch | None = None
 
     def record_queries(self, labels, U, measurement) -> None:
         self.writer.record_queries(labels, U, measurement)
@@ -318,11 +509,22 @@ class _Announcing:
         self._values = values
 
     def step_done(self, done: int, steps: int) -> None:
-        """The trainer's ``progress``: called once a step is reported whole."""
+        """The trainer's ``progress``: called once a step is reported whole (then the suspenders look)."""
         self.engine.emit(StepEnded(done - 1, steps, self._values))
+        if self.watch is not None and done < steps:
+            self.watch.after_step(done - 1)
 
     def checkpoint(self, checkpoint) -> None:
         self.writer.checkpoint(checkpoint)
+        self.last_checkpoint = checkpoint
+
+    def record_suspension(self, record: dict) -> None:
+        if hasattr(self.writer, "record_suspension"):
+            self.writer.record_suspension(record)
+
+    def record_check(self, record: dict, spectrum) -> None:
+        if hasattr(self.writer, "record_check"):
+            self.writer.record_check(record, spectrum)
 
     def close(self) -> None:
         if hasattr(self.writer, "close"):

@@ -7,4 +7,7 @@ as they are.
 
 
 class UserError(Exception):
-    """Bad input a person can act on; the CLI prints ``labpgt: <message>`` and exits with status 2."""
+    """Bad input a person can act on; the CLI prints ``labpgt: <message>`` and exits with ``exit_status`` (2, or
+    a subclass's own: a storage fault's is 74)."""
+
+    exit_status = 2

@@ -1,20 +1,34 @@
-"""Exporting a session to files any tool reads: :func:`export_session` (``labpgt export``).
+"""Exporting a session to files any tool reads: :func:`export_session` (``labpgt export``), by the target's name.
 
-One CSV of the kind's rows (steps.csv for a training, points.csv for a sweep), queries.csv with
-each measurement's labels and settings, the measured arrays as ``.npy``, the config as JSON and a
-README.txt saying what each file holds. The session is opened read-only and never modified.
+* ``FILE.nc`` — netCDF-4 (xarray, MATLAB's ``ncread``, Origin, Panoply): the queries in the root
+  group, ``spectrum(query, frequency)`` in dBm with ``frequency`` in Hz and every column with its
+  units (:func:`labpgt.tables.queries_dataset`), the steps (a sweep: the points) in the group
+  ``steps`` (``points``), the session's root attributes as global attributes;
+* ``FILE.mat`` — MATLAB (``scipy.io.savemat``, format 5, compressed): the same arrays under the same
+  names, the steps (points) as a struct, the units as a struct;
+* anything else, a directory: one CSV of the kind's rows (steps.csv for a training, points.csv for
+  a sweep), queries.csv with each measurement's labels and settings, the measured arrays as
+  ``.npy``, the config as JSON and a README.txt saying what each file holds.
+
+The session is opened read-only and never modified; a file target that exists is refused, and one
+is written beside itself and renamed into place only when whole.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
+from labpgt.errors import UserError
 from labpgt.session import SessionReader
 from labpgt.session.schema import POINT_FLOAT_COLUMNS, POINT_INT_COLUMNS, STEP_FLOAT_COLUMNS, STEP_INT_COLUMNS
+
+FILE_FORMATS = (".nc", ".mat")
+NETCDF_COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
 
 BLOCK_ROWS = 1 << 14
 
@@ -41,7 +55,60 @@ config.json      the configuration of the run (training or sweep, and the bench)
 """
 
 
-def export_session(path, out_dir) -> list[Path]:
+def export_session(path, target) -> list[Path]:
+    """Export the session at ``path`` to ``target``: a ``.nc`` or ``.mat`` file, else a directory (see the
+    module's docstring); returns the paths written."""
+    target = Path(target)
+    if target.suffix.lower() in FILE_FORMATS:
+        return [export_file(path, target)]
+    if target.exists() and not target.is_dir():
+        raise UserError(f"--to {target} exists and is not a directory")
+    return export_directory(path, target)
+
+
+def export_file(path, target) -> Path:
+    """Write the session at ``path`` as netCDF-4 (``target`` ends in .nc) or MATLAB (.mat); never overwrites."""
+    target = Path(target)
+    write = {".nc": _write_netcdf, ".mat": _write_mat}.get(target.suffix.lower())
+    if write is None:
+        raise UserError(f"{target.name}: export writes .nc (netCDF-4) or .mat (MATLAB) files, or a directory")
+    if target.exists():
+        raise UserError(f"{target} exists; choose another name (an export never overwrites)")
+    from labpgt.tables import queries_dataset, rows_dataset
+
+    with SessionReader(path) as session:  # a file that is no session is refused before anything is made
+        queries, rows = queries_dataset(session), rows_dataset(session)
+        group = "points" if session.kind == "sweep" else "steps"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        write(queries, rows, group, partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def _write_netcdf(queries, rows, group: str, target: Path) -> None:
+    encoding = {name: dict(NETCDF_COMPRESSION) for name, variable in queries.data_vars.items()
+                if variable.ndim == 2 and 0 not in variable.shape}
+    queries.to_netcdf(target, engine="netcdf4", format="NETCDF4", encoding=encoding)
+    rows.to_netcdf(target, mode="a", group=group, engine="netcdf4", format="NETCDF4")
+
+
+def _write_mat(queries, rows, group: str, target: Path) -> None:
+    from scipy.io import savemat
+
+    arrays = {name: variable.values for name, variable in {**queries.coords, **queries.data_vars}.items()}
+    arrays[group] = {name: variable.values for name, variable in {**rows.coords, **rows.data_vars}.items()}
+    arrays["units"] = {name: variable.attrs["units"] for name, variable in {**queries.coords, **queries.data_vars,
+                                                                          **rows.data_vars}.items()
+                       if "units" in variable.attrs}
+    arrays.update(queries.attrs)
+    savemat(target, arrays, appendmat=False, do_compression=True, long_field_names=True, oned_as="column")
+
+
+def export_directory(path, out_dir) -> list[Path]:
     """Write steps.csv (a training) or points.csv (a sweep), queries.csv, u/features/spectra/frequencies .npy,
     config.json and README.txt into ``out_dir`` (created if needed); returns the paths written."""
     out = Path(out_dir)

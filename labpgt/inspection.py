@@ -76,7 +76,8 @@ def _describe_training(session: SessionReader) -> dict:
             "steps": 0 if session.last_complete_step is None else session.last_complete_step + 1,
             "planned_steps": session.planned_steps, "completed": session.completed, **_query_counts(session),
             "test_accuracy": _last_evaluated(steps["test_accuracy"]),
-            "final_params_sha256": params_sha256(last.params) if last is not None else None}
+            "final_params_sha256": params_sha256(last.params) if last is not None else None,
+            "suspensions": session.suspensions(), "check_queries": len(session.checks())}
     if "engine" in session.config:          # written by the JAX engine: the network, what was held out, what the method logged
         info.update({"model": (session.config.get("model") or {}).get("model", "dense"),
                      "holdout": train.get("holdout", "test"), "engine": session.config["engine"],
@@ -187,6 +188,12 @@ def _training_lines(info: dict) -> list[str]:
     for key, log in info.get("method_log", {}).items():
         lines.append(f"  {key}: last {log['last']:.4g}, mean {log['mean']:.4g} (min {log['min']:.4g}, "
                      f"max {log['max']:.4g}) over {log['steps']} steps")
+    if info.get("check_queries"):
+        lines.append(f"  {info['check_queries']} check queries of the suspenders (recorded apart, in checks)")
+    for pause in info.get("suspensions", []):
+        lines.append(f"  paused at step {pause['step'] + 1} for {pause['ended'] - pause['started']:.0f} s: "
+                     f"{pause['why']}; the step measured again ({pause['discarded_queries']} of its queries "
+                     f"dropped unrecorded)")
     return lines
 
 

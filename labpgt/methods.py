@@ -104,6 +104,12 @@ class Method:
         ``n_params`` trainable parameters."""
         raise NotImplementedError(f"{cls.name} declares its steps")
 
+    @classmethod
+    def queries_per_row(cls, settings) -> int:
+        """The most queries a step makes per row of its batch (a sample's token at a physical layer): what a run
+        is expected to measure, before it measures."""
+        return 1
+
     def __init__(self, config, reservoir):
         self.seed = int(config.seed)
         self.settings = config.method
@@ -144,6 +150,14 @@ class Method:
     def add_prior(self, U, features) -> None:
         """Pairs measured before the run (earlier sessions of the same bench), given before its first step."""
         raise UserError(f"{self.name} learns from no earlier measurements")
+
+    def observed_rows(self) -> int:
+        """How many measured rows (prior pairs included) the method has learnt from (0 for one that learns from
+        none)."""
+        return 0
+
+    def forget_observed_after(self, rows: int) -> None:
+        """Forget every row observed after the first ``rows`` (a step a pause interrupted is measured again)."""
 
     def get_state(self) -> dict:
         return {"rng": self.rng.bit_generator.state}
@@ -221,6 +235,10 @@ class Node(ThroughTheLayer):
 
     def physical_vjp(self, layer, U, F, g_F, rows, measure):
         return node_vjp(self.estimator, layer, U, g_F, rows, measure, self._perturbations)
+
+    @classmethod
+    def queries_per_row(cls, settings) -> int:
+        return 1 + 2 * settings.directions              # the baseline and 2k probes (the twin's probe steps too)
 
 
 def node_probe(estimator: NodePerturbation, layer, U, rows: Rows, measure, perturbations: list):
@@ -314,6 +332,14 @@ class Twin(Node):
         if training.any():
             self._pool_U.append(np.asarray(U)[training])
             self._pool_F.append(np.asarray(features)[training])
+
+    def observed_rows(self) -> int:
+        return sum(len(U) for U in self._pool_U)
+
+    def forget_observed_after(self, rows: int) -> None:
+        if self._pool_U:
+            self._pool_U = [np.concatenate(self._pool_U)[:rows]]
+            self._pool_F = [np.concatenate(self._pool_F)[:rows]]
 
     def _refit(self) -> None:
         if len(self._pool_U) > 1:
@@ -559,6 +585,10 @@ class ParameterPerturbation(Method):
     def _estimator(self, config):
         m = config.method
         return PGT(r=m.r, p=m.p, delta=m.delta, directions=m.directions, seed=config.seed)
+
+    @classmethod
+    def queries_per_row(cls, settings) -> int:
+        return 2 * settings.directions                  # a + and a − pass per direction
 
     def __init__(self, config, reservoir):
         super().__init__(config, reservoir)

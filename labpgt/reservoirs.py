@@ -5,8 +5,9 @@ name           reservoir
 =============  ==================================================================================
 ``digital``    :class:`~labpgt.digital.DigitalReservoir`, a differentiable stand-in (the backprop
                reference); widths and noise from the config's ``digital_*`` settings
-``ring-sim``   the embedded simulated ring bench (its drift held still if ``ring_drift`` is off), or
-               the instruments of the config's ``bench`` TOML
+``ring-sim``   the embedded simulated ring bench — simulated device ``ring_device`` (0: the nominal
+               ring), its drift held still if ``ring_drift`` is off — or the instruments of the
+               config's ``bench`` TOML
 ``twin:FILE``  a twin of a ring fitted from recorded sessions (``labpgt twin fit``): its prediction
                plus noise of its measured size (:class:`labpgt.twin.TwinReservoir`); differentiable
 =============  ==================================================================================
@@ -55,11 +56,17 @@ class RingSettings(ReservoirSettings):
                                 label="Bench config (.toml)")
     ring_drift: bool = setting(True, "the embedded simulated ring's temperature and field drift (off: held "
                                      "still)", flag="--no-drift", label="Simulated ring drifts")
+    ring_device: int = setting(0, "the embedded simulated ring's device: 0 the nominal ring, N >= 1 one drawn from "
+                                  "the documented device-to-device spread (docs/ring-physics.md)", minimum=0,
+                               label="Simulated ring device")
 
     def __post_init__(self):
         super().__post_init__()
         if not self.ring_drift and self.bench:
             raise UserError("ring_drift off holds the embedded simulated ring's temperature and field still; "
+                            f"it cannot apply to the instruments of {self.bench}")
+        if self.ring_device and self.bench:
+            raise UserError("ring_device picks a simulated ring device of the embedded bench; "
                             f"it cannot apply to the instruments of {self.bench}")
 
 
@@ -91,7 +98,8 @@ def _ring(config):
     r = config.reservoir
     if r.bench:
         return bench.load_bench(r.bench)
-    return bench.embedded_bench(seed=config.seed, physics=None if r.ring_drift else {"drift": False})
+    physics = {**({} if r.ring_drift else {"drift": False}), **({"device": r.ring_device} if r.ring_device else {})}
+    return bench.embedded_bench(seed=config.seed, physics=physics or None)
 
 
 def _ring_widths(config) -> tuple[int, int]:

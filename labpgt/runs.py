@@ -160,6 +160,34 @@ def new_training_session(path, trainer: Trainer, reservoir, prior=None) -> Sessi
                                 resolution_db=getattr(reservoir, "trace_resolution_db", None))
 
 
+#: what the query rows of a session compress to on the disk (gzip after a byte shuffle: 1,015 of 2,141 bytes a
+#: query on the default run, benchmarks/RESULTS.md section 13); a run's expected size uses it
+COMPRESSED_FRACTION = 0.5
+
+
+def expected_bytes(trainer: Trainer, reservoir) -> tuple[int, int]:
+    """``(one step, the whole run)``: the bytes a run's queries take, a step's uncompressed (what must fit before it
+    is written), the run's as compressed (what it is expected to leave on the disk), evaluation included."""
+    config, network = trainer.config, trainer.network
+    points = len(getattr(reservoir, "frequencies", None) if getattr(reservoir, "frequencies", None) is not None
+                 else ())
+    per_query = 8 * (reservoir.input_width + reservoir.feature_width + len(getattr(reservoir, "setting_names", ())))
+    per_query += 4 * points + 80                       # the spectrum, and the labels, times and attempts
+    rows = len(network.layers) * max(1, int(network.spec.get("tokens") or 1))
+    method = method_class(config.method.name)
+    if method.closed_form:
+        step = len(trainer.task.y_train) * rows
+        run = step + len(trainer.task.y_test) * rows
+    else:
+        step = config.method.batch_size * rows * method.queries_per_row(config.method)
+        evaluation = config.evaluation
+        whole_split = (len(trainer.task.y_test) + evaluation.eval_train_samples) * rows
+        run = config.method.steps * step + (evaluation.eval_fraction * config.method.steps * step
+                                            if evaluation.eval_fraction else
+                                            config.method.steps // evaluation.eval_every * whole_split) + whole_split
+    return int(step * per_query), int(run * per_query * COMPRESSED_FRACTION)
+
+
 def reopen_for_resume(session):
     """``(writer, last complete checkpoint or None)`` of an interrupted training (see
     :meth:`SessionWriter.open_for_resume`)."""

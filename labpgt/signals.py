@@ -1,10 +1,25 @@
 """Process signals: the one place they are handled, for the command line and the GUI alike.
 
-A signal that asks a process to end (Ctrl+C's SIGINT, a service manager's SIGTERM) becomes a stop
-request to the run engine (:mod:`labpgt.engine`): the run stops before its next measurement, RF goes off,
-the session is flushed, and the process exits with 128 + the signal's number (the shell's convention: 130,
-143). A second one interrupts at once (:class:`Interrupted`, a KeyboardInterrupt): every ``finally`` still
-runs, RF off included.
+Every signal by which a lab PC asks a process to end (:data:`STOP_SIGNALS`) becomes a stop request to the
+run engine (:mod:`labpgt.engine`): the run stops before its next measurement, RF goes off, the session is
+flushed, and the process exits with 128 + the signal's number (the shell's convention). They are:
+
+=========  ======  ======================================================================================
+signal     exit    who sends it
+=========  ======  ======================================================================================
+SIGINT     130     Ctrl+C in the terminal
+SIGTERM    143     ``kill``, a service manager stopping the service (systemd), an orderly shutdown of the
+                   machine, a session manager logging out
+SIGHUP     129     the terminal or the SSH session closed (the run's lines then go nowhere: ``labpgt
+                   inspect`` says the session is interrupted, and ``--resume`` continues it)
+SIGQUIT    131     Ctrl+\ in the terminal
+SIGPWR     158     the UPS daemon, on a power failure (Linux)
+SIGXCPU    152     the CPU-time limit of a batch system or ``ulimit -t``
+=========  ======  ======================================================================================
+
+A second one interrupts at once (:class:`Interrupted`, a KeyboardInterrupt): every ``finally`` still runs,
+RF off included. SIGKILL and a power cut cannot be caught: the session file then holds every complete step,
+as it does at every moment (:mod:`labpgt.session`).
 
 * :func:`stopping_runs` — while a run of the command line is measuring: the first signal stops it;
 * :func:`interrupting` — outside runs (a benchmark, a server, an import): a signal raises at once;
@@ -25,8 +40,17 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from labpgt.engine import StopReason
 
-#: the signals that ask a run to stop
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: the signals that ask a run to stop (those of this platform)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGPWR", "SIGXCPU")
+                     if hasattr(signal, name))
+
+
+def say(line: str) -> None:
+    """A line on stderr, if there still is one to write to (after SIGHUP the terminal is gone)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 class Interrupted(KeyboardInterrupt):

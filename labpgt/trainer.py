@@ -292,6 +292,7 @@ class Trainer:
         c, steps, e = self.config, self.config.method.steps, self.config.evaluation
         self._run_started, self._run_seconds_before = time.perf_counter(), self.run_seconds
         if not self.started:
+            self._before_start = self.checkpoint()     # what rewind(None) goes back to
             self._start()
         if self.method.closed_form:                # fitted whole in its one step
             if progress is not None:
@@ -478,7 +479,8 @@ class Trainer:
                          "lr": self.lr, "measure_seconds": self.measure_seconds, "run_seconds": self.run_seconds,
                          "steps_done": self.step, "queries_per_sample": self.queries_per_sample,
                          "feature_moments": {str(k): [np.asarray(a).tolist() for a in v]
-                                             for k, v in self.feature_moments.items()}}
+                                             for k, v in self.feature_moments.items()},
+                         "observed_rows": self.method.observed_rows()}
         return Checkpoint(step=self.step - 1, params={k: np.array(v) for k, v in self.params.items()},
                           optimizer_state=self.optimizer.state_arrays(), rng_states=rng_states,
                           trainer_state=json.loads(json.dumps(trainer_state)),
@@ -497,15 +499,33 @@ class Trainer:
         for labels, U, features in observed or ():
             trainer.method.observe(labels, U, features)
         trainer.load_state(checkpoint)
-        state = checkpoint.trainer_state
-        trainer.queries.update({k: int(v) for k, v in state["queries"].items()})
-        trainer.history = [dict(h) for h in state["history"]]
-        trainer.measure_seconds = float(state.get("measure_seconds", 0.0))
-        trainer.run_seconds = float(state.get("run_seconds", 0.0))
-        trainer.queries_per_sample = float(state.get("queries_per_sample", 0.0))
-        trainer.step = int(checkpoint.step) + 1
-        trainer.started = True
+        trainer._take_counters(checkpoint)
         return trainer
+
+    def _take_counters(self, checkpoint: Checkpoint) -> None:
+        state = checkpoint.trainer_state
+        self.queries.update({k: int(v) for k, v in state["queries"].items()})
+        self.history = [dict(h) for h in state["history"]]
+        self.measure_seconds = float(state.get("measure_seconds", 0.0))
+        self.run_seconds = float(state.get("run_seconds", 0.0))
+        self.queries_per_sample = float(state.get("queries_per_sample", 0.0))
+        self.step = int(checkpoint.step) + 1
+        self.started = checkpoint.step >= 0
+
+    def rewind(self, checkpoint: Checkpoint | None) -> None:
+        """Back to the state after ``checkpoint`` (None: before the run's first query), to measure again what a
+        pause interrupted (:mod:`labpgt.bench.suspenders`): parameters, optimizer, method (what it learnt from
+        the queries measured since, forgotten), every RNG and the counters — but not the reservoir's own state:
+        its time went on."""
+        if checkpoint is None and not self.started:
+            return                                     # nothing measured yet: nothing to go back on
+        checkpoint = checkpoint if checkpoint is not None else self._before_start
+        reservoir_state = self.reservoir.get_rng_state()
+        self.load_state(checkpoint)
+        self.reservoir.set_rng_state(reservoir_state)
+        self.method.forget_observed_after(int(checkpoint.trainer_state["observed_rows"]))
+        self.queries = {role: 0 for role in self.queries}
+        self._take_counters(checkpoint)
 
     def load_state(self, checkpoint: Checkpoint) -> None:
         """Take the numerical state of ``checkpoint``: parameters, optimizer and method state, every RNG

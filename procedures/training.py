@@ -29,7 +29,7 @@ from pymeasure.experiment import (BooleanParameter, FloatParameter, IntegerParam
                                   Procedure)
 
 from labpgt.architectures import ModelSpec
-from labpgt.engine import Connected, Measured, RunEngine, StepEnded, StopReason
+from labpgt.engine import Connected, Measured, Notice, Resumed, RunEngine, StepEnded, StopReason, Suspended
 from labpgt.errors import UserError
 from labpgt.evaluation import Evaluation
 from labpgt.methods import METHODS
@@ -264,6 +264,12 @@ class PGTTraining(Procedure):
                 self.feed.push(trace)
         elif isinstance(event, StepEnded):
             self._emit_step(event)
+        elif isinstance(event, Notice):
+            log.warning("PGTTraining: %s", event.text)
+        elif isinstance(event, Suspended):
+            log.warning("PGTTraining paused at step %d: %s", event.step + 1, event.why)
+        elif isinstance(event, Resumed):
+            log.info("PGTTraining goes on after %.0f s: step %d measured again", event.seconds, event.step + 1)
 
     def _emit_step(self, event: StepEnded) -> None:
         values, holdout = event.values, self.config.evaluation.holdout

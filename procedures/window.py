@@ -49,7 +49,7 @@ from pymeasure.display.windows.managed_window import ManagedWindowBase  # noqa: 
 from pymeasure.experiment import Results  # noqa: E402
 
 from labpgt.errors import UserError  # noqa: E402
-from labpgt.signals import SignalSocket  # noqa: E402
+from labpgt.signals import SignalSocket, say  # noqa: E402
 from labpgt.procedures.preflight import check_qt_binding  # noqa: E402
 from labpgt.procedures.sweep import RingSweep  # noqa: E402
 from labpgt.procedures.training import DEFAULT_RUNS_DIR, PGTTraining, default_session_path, \
@@ -462,16 +462,15 @@ class TrainingWindow(ManagedWindowBase):
 
     # ---- closing: the run is stopped first (RF off, session flushed), then the window goes
     def close_on_signal(self, signum: int) -> None:
-        """Ctrl+C or SIGTERM: close as *File → Quit* does; the first signal decides the exit status."""
+        """A stop signal (:data:`labpgt.signals.STOP_SIGNALS`): close as *File → Quit* does; the first signal
+        decides the exit status."""
         name = signal.Signals(signum).name
         if self.stop_signal is None:
             self.stop_signal = signum
-            print(f"labpgt gui: {name}: stopping"
-                  + (" the run between two queries (RF off, session saved), then closing"
-                     if self.manager.is_running() else " and closing"), file=sys.stderr, flush=True)
+            say(f"labpgt gui: {name}: stopping" + (" the run between two queries (RF off, session saved), then closing"
+                                                    if self.manager.is_running() else " and closing"))
         else:
-            print(f"labpgt gui: {name}: still stopping (the query being measured ends first)", file=sys.stderr,
-                  flush=True)
+            say(f"labpgt gui: {name}: still stopping (the query being measured ends first)")
         self.close()
 
     def closeEvent(self, event):
@@ -520,16 +519,17 @@ class SignalCloser(QtCore.QObject):
 
 
 def exit_status(window: TrainingWindow) -> int:
-    """0, or 128 + the signal that closed the window (SIGINT 130, SIGTERM 143), after one line saying so."""
+    """0, or 128 + the signal that closed the window (SIGINT 130, SIGTERM 143, SIGHUP 129, …), after one line
+    saying so."""
     if window.stop_signal is None:
         return 0
     session = window.stopped_session
     if session and Path(session).is_file():
         hint = f"continue with labpgt train --resume {session}" if window.procedure_class is PGTTraining \
             else f"it holds the points measured so far: {session}"
-        print(f"labpgt gui: interrupted; RF is off and the session is saved: {hint}", file=sys.stderr)
+        say(f"labpgt gui: interrupted; RF is off and the session is saved: {hint}")
     else:
-        print("labpgt gui: interrupted", file=sys.stderr)
+        say("labpgt gui: interrupted")
     return 128 + int(window.stop_signal)
 
 

@@ -1,6 +1,17 @@
-"""Shared test setup: Qt runs offscreen (set before anything imports Qt)."""
+"""Shared test setup: Qt runs offscreen (set before anything imports Qt), and JAX keeps what it compiles.
+
+JAX's persistent compilation cache is shared by the test processes (both xdist workers) and by every
+``labpgt`` process a test starts: the networks are compiled once per machine instead of once per process
+(a small transformer run in a fresh process: 25 s without it, 10 s with it). A compiled program is the same
+program, so results stay bit-identical.
+"""
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "labpgt-tests-jax-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")

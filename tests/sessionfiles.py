@@ -1,14 +1,21 @@
-"""Small session files for tests: a synthetic loop-gain sweep, and files as labpgt-session/1 wrote them."""
+"""Small session files for tests: a synthetic loop-gain sweep, and files as labpgt-session/1 and /2 wrote them."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import h5py
+import hdf5plugin
 import numpy as np
 
 from labpgt.recording import Checkpoint, QueryLabels
 from labpgt.reservoir import Measurement
 from labpgt.session import SessionWriter, SweepWriter
 
+#: a training recorded by labpgt-session/1 and the numpy engine (iris, node, ring-sim, 2 steps): the example
+#: data/ shipped until labpgt-session/3
+V1_EXAMPLE = Path(__file__).resolve().parent / "data" / "session-v1.h5"
 SWEEP_BINS, SWEEP_POINTS = 16, 101
 SWEEP_FREQUENCIES = np.linspace(2.9e9, 3.1e9, SWEEP_POINTS)
 GAINS = np.linspace(-2.0, 2.0, 9)
@@ -79,9 +86,48 @@ def write_v1_ring_sweep(path, points: int = len(GAINS), seed: int = 0) -> list[d
     return recorded
 
 
+#: how labpgt-session/2 compressed its query rows and wrote its files
+V2_ROW_FILTER = hdf5plugin.Blosc2(cname="zstd", clevel=3, filters=hdf5plugin.Blosc2.SHUFFLE)
+V3_ONLY_ATTRIBUTES = {"reader_needs", "NX_class", "default", "units", "long_name", "CLASS", "NAME", "REFERENCE_LIST",
+                      "DIMENSION_LIST"}
+
+
+def downgrade_to_v2(path) -> None:
+    """Rewrite a /3 file as labpgt-session/2 wrote it: HDF5's latest format (``libver="latest"``), the compressed
+    datasets through Blosc2/Zstd (a plugin), and none of queries/index, units, dimension scales, NeXus plots, the record of pauses."""
+    path = Path(path)
+    old = path.with_name(path.name + ".v2-tmp")
+    with h5py.File(path, "r") as src, h5py.File(old, "w", libver="latest") as dst:
+        _copy_v2_attributes(src, dst)
+
+        def visit(name, obj):
+            if name.split("/")[0] in ("plots", "suspensions", "checks") or name == "queries/index":
+                return
+            if isinstance(obj, h5py.Group):
+                _copy_v2_attributes(obj, dst.require_group(name))
+                return
+            compressed = obj.chunks is not None and obj.id.get_create_plist().get_nfilters() > 0
+            ds = dst.create_dataset(name, shape=obj.shape, maxshape=obj.maxshape, chunks=obj.chunks, dtype=obj.dtype,
+                                    **(V2_ROW_FILTER if compressed else {}))
+            if obj.size:
+                ds[()] = obj[()]
+            _copy_v2_attributes(obj, ds)
+
+        src.visititems(visit)
+        dst.attrs["schema"] = "labpgt-session/2"
+    os.replace(old, path)
+
+
+def _copy_v2_attributes(src, dst) -> None:
+    for key in src.attrs:
+        if key not in V3_ONLY_ATTRIBUTES:
+            dst.attrs[key] = src.attrs[key]
+
+
 def downgrade_to_v1(path) -> None:
-    """Make a /2 training file what labpgt-session/1 wrote: no kind, no queries/layer and /token, no
-    steps/validation_*, no checkpoints/method, no query times (the rest of the layout is the same)."""
+    """Make a /3 training file what labpgt-session/1 wrote: a /2 file (:func:`downgrade_to_v2`) without kind,
+    queries/layer and /token, steps/validation_*, checkpoints/method and query times."""
+    downgrade_to_v2(path)
     with h5py.File(path, "r+") as f:
         del f.attrs["kind"]
         del f["queries/layer"], f["queries/token"], f["checkpoints/method"]

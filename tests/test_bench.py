@@ -2,10 +2,9 @@
 
 import dataclasses
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from labpgt.bench import (KINDS, SafetyError, bench_config_toml, embedded_bench, load_bench_config,
                           simulated_bench_config, trace_features)
 from labpgt.bench.config import parse_bench_config, tomllib
+from labpgt.cli import main
 from labpgt.errors import UserError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -108,12 +108,18 @@ def test_total_power_limit_is_checked_at_load(tmp_path):
         load_bench_config(write(tmp_path, text))
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=60)
+@pytest.fixture
+def run_cli(capsys):
+    """``labpgt ARGS`` in this process (as ``python -m labpgt`` runs it): its exit status and stderr."""
+    def run(*args):
+        capsys.readouterr()
+        status = main(list(args))
+        return SimpleNamespace(returncode=status, stderr=capsys.readouterr().err)
+    return run
 
 
 @pytest.mark.parametrize("content", ["[instruments\n", VALID.replace('"spectrum-analyzer"', '"dmm"')])
-def test_cli_bad_bench_is_one_line_exit_2(tmp_path, content):
+def test_cli_bad_bench_is_one_line_exit_2(run_cli, tmp_path, content):
     path = write(tmp_path, content)
     before = path.read_bytes()
     result = run_cli("spectrum", "--bench", str(path), "--out", str(tmp_path / "s.png"))
@@ -123,7 +129,7 @@ def test_cli_bad_bench_is_one_line_exit_2(tmp_path, content):
     assert path.read_bytes() == before
 
 
-def test_cli_unreachable_resource_is_one_line_exit_2(tmp_path):
+def test_cli_unreachable_resource_is_one_line_exit_2(run_cli, tmp_path):
     import socket
 
     with socket.socket() as s:  # a port nobody listens on
@@ -185,8 +191,8 @@ def test_encoding_maps_unit_inputs_onto_settings():
         settings = bench.settings_for(np.array([0, 1, 0.5, 0, 0, 0, 0, 1.0]))
         assert settings[("gen1", "power_dbm")] == -30.0 and settings[("gen2", "power_dbm")] == 0.0
         assert settings[("gen3", "power_dbm")] == -15.0
-        assert settings[("gen4", "frequency_hz")] == pytest.approx(3.06e9)
+        assert settings[("gen4", "frequency_hz")] == pytest.approx(3.79e9)
         m = bench.measure(np.array([[0, 0, 1, 0, 0, 0, 0.5, 0]]))
-        peak = bench.frequencies[np.argmax(m.spectra[0][bench.frequencies > 3.02e9]) +
-                                 np.argmax(bench.frequencies > 3.02e9)]
-        assert peak == pytest.approx(3.03e9, abs=1e6)  # gen3 at 0 dBm in the middle of its band
+        peak = bench.frequencies[np.argmax(m.spectra[0][bench.frequencies > 3.75e9]) +
+                                 np.argmax(bench.frequencies > 3.75e9)]
+        assert peak == pytest.approx(3.76e9, abs=1e6)  # gen3 at 0 dBm in the middle of its band

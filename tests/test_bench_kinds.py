@@ -68,8 +68,8 @@ def test_send_then_read_round_trips_the_state_on_the_embedded_bench(driver):
 
 
 @pytest.mark.parametrize("driver_class, attribute, value, message", [
-    (SignalGenerator, "MAX_FREQUENCY_HZ", 3.05e9, r"gen4\.frequency_hz could be set to \[3\.04e\+09, 3\.06e\+09\], "
-                                                  r"outside the allowed \[250000, 3\.05e\+09\]"),
+    (SignalGenerator, "MAX_FREQUENCY_HZ", 3.78e9, r"gen4\.frequency_hz could be set to \[3\.77e\+09, 3\.79e\+09\], "
+                                                  r"outside the allowed \[250000, 3\.78e\+09\]"),
     (SignalGenerator, "MIN_POWER_DBM", -20.0, r"gen1\.power_dbm could be set to \[-30, 0\], outside the allowed"),
     (RingController, "MAX_LOOP_GAIN_DB", 1.0, r"ring\.loop_gain_db could be set to 2, outside the allowed"),
 ])
@@ -114,8 +114,13 @@ def measure_with(analyzer_model, generator_models, U):
 @pytest.mark.parametrize("analyzer_model", ["esa", "x-series", "fsx"])
 @pytest.mark.parametrize("generator_models", ["psg", "mg369x", ["psg", "mg369x", "exg", "e8267c"]])
 def test_every_vendor_combination_measures_the_same_ring(analyzer_model, generator_models):
-    """Each vendor's drivers and dialect in front of the same ring: the same seed gives the same spectra."""
+    """Each vendor's drivers and dialect in front of the same ring: the same seed gives the same spectra
+    whoever made the generators; another analyzer shows the same ring's lines through its own filter,
+    detector and floor (docs/ring-physics.md §9)."""
     U = np.random.default_rng(0).random((3, 8))
     spectra = measure_with(analyzer_model, generator_models, U)
-    assert np.array_equal(spectra, measure_with("esa", "psg", U))
-    assert spectra.max() > -60            # the tones are there
+    assert np.array_equal(spectra, measure_with(analyzer_model, "psg", U))
+    reference = measure_with("esa", "psg", U)
+    assert np.array_equal(spectra.argmax(axis=1), reference.argmax(axis=1))      # the same strongest line ...
+    np.testing.assert_allclose(spectra.max(axis=1), reference.max(axis=1), atol=1.5)   # ... at the same power
+    assert spectra.max() > -40            # the oscillation and the tones are there

@@ -49,6 +49,7 @@ def test_a_grid_runs_each_method_with_every_combination_of_its_settings():
     assert len(everyone) == 6
 
 
+@pytest.mark.slow
 def test_benchmark_structure_table_and_plots(tmp_path):
     b = run_benchmark("iris", "digital", ["node", "readout", "pgt:optimizer=adam"], seeds=[0, 1],
                       sessions_dir=tmp_path / "runs", steps_by_method={"pgt": 20, "node": 10, "pgt[optimizer=adam]": 15},
@@ -79,6 +80,7 @@ def test_benchmark_structure_table_and_plots(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_a_complete_session_is_read_back_and_an_interrupted_one_resumed(tmp_path):
     config = TrainConfig.of(task="iris", method="node", steps=6, **SMALL).resolved()
     reference = start_training(config, tmp_path / "reference.h5")
@@ -93,6 +95,7 @@ def test_a_complete_session_is_read_back_and_an_interrupted_one_resumed(tmp_path
     assert again["wall_seconds"] == resumed["wall_seconds"]
 
 
+@pytest.mark.slow
 def test_a_session_recorded_with_other_settings_is_refused_not_reported_nor_continued(tmp_path):
     kw = dict(sessions_dir=tmp_path, steps_by_method={"pgt": 4, "node": 3}, **SMALL)
     first = run_benchmark("iris", "digital", ["node"], seeds=[0], **kw)
@@ -107,6 +110,7 @@ def test_a_session_recorded_with_other_settings_is_refused_not_reported_nor_cont
     assert [r["final_params_sha256"] for r in again["results"]] == [r["final_params_sha256"] for r in first["results"]]
 
 
+@pytest.mark.slow
 def test_the_target_can_be_a_variant_of_the_benchmark_and_then_no_pgt_run_is_paid_for(tmp_path):
     """``--target node`` for node against backprop: the target is node's mean, nothing else is run;
     a target not among the methods is run too, once per seed, and a target that is no variant is refused."""
@@ -124,6 +128,7 @@ def test_the_target_can_be_a_variant_of_the_benchmark_and_then_no_pgt_run_is_pai
         run_benchmark("iris", "digital", ["node"], seeds=[0], target="fastest", **kw)
 
 
+@pytest.mark.slow
 def test_runs_fan_out_over_dask_worker_processes(tmp_path):
     kw = dict(sessions_dir=tmp_path / "runs", steps_by_method={"pgt": 6, "node": 4}, **SMALL)
     local = run_benchmark("iris", "digital", ["node"], seeds=[0, 1], **kw)
@@ -135,6 +140,7 @@ def test_runs_fan_out_over_dask_worker_processes(tmp_path):
                      for r in distributed["results"]]                 # same bits in worker processes
 
 
+@pytest.mark.slow
 def test_the_command_line_runs_a_grid_with_one_session_per_run_and_every_config_in_the_json(tmp_path):
     import subprocess
     import sys
@@ -156,6 +162,7 @@ def test_the_command_line_runs_a_grid_with_one_session_per_run_and_every_config_
     assert "7/7" in done.stderr                                       # the bar counted every finished run
 
 
+@pytest.mark.slow
 def test_by_default_a_run_is_evaluated_every_one_percent_of_its_training_queries(tmp_path):
     b = run_benchmark("iris", "digital", ["pgt"], sessions_dir=tmp_path, steps_by_method={"pgt": 200}, batch_size=8,
                       eval_train_samples=20)
@@ -165,6 +172,7 @@ def test_by_default_a_run_is_evaluated_every_one_percent_of_its_training_queries
     assert resolution([{"training_queries": q} for q in (0, 10, 40, 100)]) == 0.6
 
 
+@pytest.mark.slow
 def test_drift_is_a_benchmark_axis_of_the_embedded_ring(tmp_path):
     """``--set ring_drift=true,false``: the same seed drifts in one run and is held still in the other;
     the setting is refused where there is no embedded ring to hold still."""

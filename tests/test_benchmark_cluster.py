@@ -14,6 +14,8 @@ import pytest
 from labpgt.runs import RunResult, start_training
 from labpgt.trainer import TrainConfig
 
+pytestmark = pytest.mark.slow          # a dask scheduler and workers in processes of their own
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -39,6 +39,7 @@ def served(tmp_path_factory):
 
 
 # ------------------------------------------------------------------ 1. who answered, and a bar from the first query
+@pytest.mark.slow
 def test_train_over_tcp_says_who_answered_first_and_shows_the_bar_before_the_first_step(served, tmp_path):
     bench, resources = served
     result = labpgt("train", "--bench", str(bench), *IRIS, "--steps", "2", "--out", str(tmp_path / "r.h5"))
@@ -53,6 +54,7 @@ def test_train_over_tcp_says_who_answered_first_and_shows_the_bar_before_the_fir
     assert re.search(r" 0/2 .*\b[1-9]\d* queries\]", bar), bar  # shown while step 1 is still being measured
 
 
+@pytest.mark.slow
 def test_sweep_over_tcp_says_who_answered_before_its_first_point(served, tmp_path):
     bench, resources = served
     result = labpgt("sweep", "--bench", str(bench), "--gain", "-1:1:2", "--out", str(tmp_path / "s.h5"))
@@ -62,6 +64,7 @@ def test_sweep_over_tcp_says_who_answered_before_its_first_point(served, tmp_pat
     assert lines[7].startswith("sweep of ring.loop_gain_db")
 
 
+@pytest.mark.slow
 def test_an_instrument_of_another_kind_at_an_address_is_refused_before_anything_is_sent(served, tmp_path):
     bench, resources = served
     swapped = dict(resources, analyzer=resources["gen2"], gen2=resources["analyzer"])
@@ -105,6 +108,7 @@ def test_interrupted_before_the_session_exists_offers_no_resume(tmp_path, monkey
     assert "--resume" not in err and "nothing was recorded" in err and "RF is off" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.3, 1.0, 1.2, 2.0])
 def test_ctrl_c_early_exits_130_cleanly_and_offers_resume_only_for_a_session_that_exists(tmp_path, delay):
     out = tmp_path / "run.h5"
@@ -117,6 +121,7 @@ def test_ctrl_c_early_exits_130_cleanly_and_offers_resume_only_for_a_session_tha
     assert ("--resume" in err) == out.exists(), err
 
 
+@pytest.mark.slow
 def test_ctrl_c_inside_an_exec_of_a_string_still_exits_130_under_python_m(tmp_path):
     """CPython marks a plain KeyboardInterrupt leaving ``exec`` of a string (dataclasses, namedtuples, lazy
     imports) as unhandled even once caught, and ``python -m`` then dies by SIGINT (-2): failed in CI."""
@@ -157,6 +162,7 @@ def test_interrupted_after_the_session_exists_offers_resume(tmp_path, monkeypatc
 
 
 # ------------------------------------------------------------------ 3. honest times after a resume
+@pytest.mark.slow
 def test_times_after_a_resume_are_both_over_the_whole_session(tmp_path, capsys):
     config = TrainConfig.of(task="iris", method="node", reservoir="ring-sim", steps=6, batch_size=8, eval_every=2,
                          eval_train_samples=16).resolved()
@@ -234,6 +240,7 @@ def start_live_writer(out):
     return process
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
 def test_inspect_says_in_progress_while_a_writer_lives_and_interrupted_after(tmp_path, stop):
     out = tmp_path / "live.h5"
@@ -281,6 +288,7 @@ def test_the_heartbeat_rule_where_no_lock_can_be_asked():
     assert not heartbeat_is_fresh([], now=now)
 
 
+@pytest.mark.slow
 def test_a_signal_received_anywhere_stops_the_run_at_its_next_measurement():
     """The first SIGTERM raises nothing where it lands (a finalizer, a callback, an import could only print it):
     it asks the engine to stop, and the next measurement does not happen."""

@@ -9,6 +9,8 @@ import pytest
 
 from labpgt.bench import Bench, embedded_bench, simulated_bench_config
 
+pytestmark = pytest.mark.slow          # labpgt sim served over TCP
+
 
 @pytest.fixture
 def served():
@@ -39,17 +41,18 @@ def test_stock_pymeasure_drivers_read_a_tone_through_pyvisa_py(served):
     visa = dict(visa_library="@py", read_termination="\n", write_termination="\n", timeout=5000)
     generator = Agilent8257D(resources["gen2"], **visa)
     analyzer = AgilentE4408B(resources["analyzer"], **visa)
-    generator.frequency = 3.0012e9
-    generator.power = -20.0
+    generator.frequency = 3.7312e9
+    generator.power = 20.0
     generator.enable()
     assert generator.is_enabled  # a query round trip: the generator has applied everything before
-    analyzer.start_frequency, analyzer.stop_frequency = 2.95e9, 3.05e9
+    analyzer.start_frequency, analyzer.stop_frequency = 3.68e9, 3.78e9
     analyzer.frequency_points = 401
     trace = analyzer.trace()
     freqs = analyzer.frequencies
     peak = int(np.argmax(trace))
-    assert freqs[peak] == pytest.approx(3.0012e9, abs=freqs[1] - freqs[0])
-    assert trace[peak] == pytest.approx(-20.0, abs=3.0)  # the ring amplifier is off after *RST
+    assert freqs[peak] == pytest.approx(3.7312e9, abs=freqs[1] - freqs[0])
+    # the ring amplifier is off after *RST: the tone through the couplers and the delay line, 37 dB down
+    assert trace[peak] == pytest.approx(20.0 - 37.0, abs=3.0)
     assert trace[peak] > np.median(trace) + 40.0
     generator.disable()
     assert generator.is_enabled is False or generator.is_enabled == 0

@@ -28,6 +28,7 @@ def labpgt(*args, cwd=None, **kwargs):
                           cwd=cwd, **kwargs)
 
 
+@pytest.mark.slow
 def test_a_gain_sweep_on_the_embedded_bench_finds_the_models_threshold(tmp_path):
     result = labpgt("sweep", "--gain", "-3:3:25", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -44,7 +45,7 @@ def test_a_gain_sweep_on_the_embedded_bench_finds_the_models_threshold(tmp_path)
         assert reader.kind == "sweep" and reader.completed and reader.n_points == 25
     described = labpgt("inspect", str(session))
     assert described.returncode == 0
-    assert "[labpgt-session/2, sweep]" in described.stdout and "sweep of ring.loop_gain_db from -3 to 3" in \
+    assert "[labpgt-session/3, sweep]" in described.stdout and "sweep of ring.loop_gain_db from -3 to 3" in \
         described.stdout and "(generators off)" in described.stdout
     assert f"auto-oscillation threshold: loop gain {printed:.3f} dB" in described.stdout
     assert inspect_session(session)["threshold"] == pytest.approx(printed, abs=5e-4)
@@ -76,6 +77,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch,
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
     result = labpgt("sweep", "--power", "gen7", "-30:-10:3", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
@@ -141,6 +143,7 @@ def test_rf_is_off_after_the_command(tmp_path, monkeypatch, capsys):
     assert inspect_session(tmp_path / "p.h5")["sweep"]["tones"] is True          # they were on while measuring
 
 
+@pytest.mark.slow
 def test_sigterm_stops_between_points_with_a_valid_incomplete_session(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "labpgt", "sweep", "--gain", "-3:3:100000", "--out", "s.h5"],
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -159,6 +162,7 @@ def test_sigterm_stops_between_points_with_a_valid_incomplete_session(tmp_path):
     assert info["queries"] == info["points"] and (tmp_path / "s.png").exists()
 
 
+@pytest.mark.slow
 def test_ring_sweep_and_the_command_measure_the_same_points(tmp_path, capsys):
     procedure = RingSweep()
     procedure.target, procedure.start, procedure.stop, procedure.points = "loop gain", -2.0, 2.0, 9

@@ -16,6 +16,7 @@ def final_evaluation_cost(config: TrainConfig, queries_per_sample: float) -> flo
     return (min(config.evaluation.eval_train_samples, len(task.y_train)) + len(task.y_test)) * queries_per_sample
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task, model, steps, batch", [("digits", "dense", 1, 32), ("digits", "dense", 5, 32),
                                                        ("digits", "dense", 20, 32), ("digits", "dense", 80, 32),
                                                        ("iris", "dense", 30, 8)])
@@ -57,6 +58,7 @@ def _digital(config):
     return make_reservoir(config.resolved())
 
 
+@pytest.mark.slow
 def test_a_benchmark_evaluates_the_whole_split_every_time_by_default(tmp_path):
     import json
 

@@ -1,10 +1,21 @@
-"""The recorded session shipped in data/ replays exactly, offline, and is never modified."""
+"""The recorded sessions shipped with labpgt replay offline and are never modified: data/session-example.h5 (the
+current schema) and tests/data/session-v1.h5 (the example shipped until labpgt-session/3, of the numpy engine).
+
+data/session-example.h5 was made with
+
+    labpgt train --task iris --method node --reservoir ring-sim --steps 2 --batch-size 4 --eval-every 2 \\
+        --eval-fraction 0.1 --out data/session-example.h5
+"""
 
 import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from sessionfiles import V1_EXAMPLE
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "session-example.h5"
 
@@ -13,22 +24,41 @@ def labpgt(*args):
     return subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_shipped_session_from_the_earlier_engine_is_checked_and_left_untouched():
-    """The shipped file was recorded by the numpy engine (labpgt-session/1): replay says so in one line
-    and checks what needs no engine — every recorded spectrum still gives its recorded features."""
-    before = hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_shipped_session_replays_and_is_left_untouched():
+    before = sha256(EXAMPLE)
     replay = labpgt("replay", str(EXAMPLE))
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert replay.stdout.startswith("replay ok") and "226 spectra consistent with their features" in replay.stdout
+    info = json.loads(labpgt("inspect", "--json", str(EXAMPLE)).stdout)
+    assert info["schema"] == "labpgt-session/3" and info["kind"] == "training" and info["completed"] is True
+    assert info["reservoir"] == "ring-sim" and info["queries"] == 226 and info["steps"] == 2
+    assert info["final_params_sha256"] == "3ed202b31971d89af3f457a23c5e4a36c24f431835c6d6e1f871ded3e9074066"
+    assert sha256(EXAMPLE) == before
+
+
+@pytest.mark.slow
+def test_session_from_the_earlier_engine_is_checked_and_left_untouched():
+    """The example shipped before was recorded by the numpy engine (labpgt-session/1): replay says so in one
+    line and checks what needs no engine — every recorded spectrum still gives its recorded features."""
+    before = sha256(V1_EXAMPLE)
+    replay = labpgt("replay", str(V1_EXAMPLE))
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert replay.stdout.count("\n") == 1 and "earlier engine (labpgt-engine/1)" in replay.stdout
     assert "184 spectra consistent with their features" in replay.stdout
-    info = json.loads(labpgt("inspect", "--json", str(EXAMPLE)).stdout)
+    info = json.loads(labpgt("inspect", "--json", str(V1_EXAMPLE)).stdout)
     assert info["schema"] == "labpgt-session/1" and info["completed"] is True
     assert info["reservoir"] == "ring-sim" and info["queries"] > 100
     assert info["kind"] == "training"             # a /1 file reads as the training it recorded
     assert info["final_params_sha256"] == "17ce7b9b6bbc11ded2432faf65e2cdc1d6e057984e5502f668c96d353d846a14"
-    assert hashlib.sha256(EXAMPLE.read_bytes()).hexdigest() == before
+    assert sha256(V1_EXAMPLE) == before
 
 
+@pytest.mark.slow
 def test_replay_of_an_altered_spectrum_exits_1_naming_the_query(tmp_path):
     import shutil
 

@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow          # a soak over TCP with faults
+
 SOAK = Path(__file__).resolve().parents[1] / "benchmarks" / "fault_soak.py"
 
 

@@ -22,6 +22,8 @@ from labpgt.instruments.simulated.scpi import format_number
 from labpgt.instruments.simulated.faults import KINDS, FaultInjector, FaultSpec, garble_response
 from labpgt.instruments.simulated.ring import Behaviours
 
+pytestmark = pytest.mark.slow          # faults injected into servers over TCP
+
 IDEAL_RING = Behaviours.ideal()  # these tests compare traces across benches: the kind ring has no history
 
 IDN_GEN1 = b"Agilent Technologies,E8257D,SIM000001,C.06.28\n"

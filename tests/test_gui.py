@@ -47,6 +47,7 @@ def set_inputs(window, **values):
         getattr(inputs, name).setValue(value)
 
 
+@pytest.mark.slow
 def test_queue_two_runs_plot_spectrum_session_and_screenshot(qtbot, window, tmp_path):
     set_inputs(window, **QUICK)
     first = window.queue()
@@ -76,6 +77,7 @@ def test_queue_two_runs_plot_spectrum_session_and_screenshot(qtbot, window, tmp_
     assert len(session.spectrum.trace()[0]) == points
 
 
+@pytest.mark.slow
 def test_abort_button_stops_between_queries_rf_off_and_resumable(qtbot, window):
     set_inputs(window, **{**QUICK, "steps": 10, "eval_every": 10})    # no accuracy yet when aborted
     with warnings.catch_warnings(record=True) as caught:
@@ -152,6 +154,7 @@ def test_the_recorded_sessions_legend_sits_below_its_curves(qtbot, window):
     assert not legend.intersects(session.left_plot.vb.sceneBoundingRect())
 
 
+@pytest.mark.slow
 def test_sweep_window_and_refusal_to_overwrite(qtbot, tmp_path):
     w = TrainingWindow(procedure_class=RingSweep, runs_dir=tmp_path)
     qtbot.addWidget(w)

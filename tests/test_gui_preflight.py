@@ -49,6 +49,7 @@ def test_an_x11_window_without_a_display_is_refused():
     check_display({"QT_QPA_PLATFORM": "offscreen"})
 
 
+@pytest.mark.slow
 @linux_only
 def test_labpgt_gui_on_this_machine_says_what_is_missing_instead_of_aborting():
     """Whatever this machine lacks for an X11 window (libraries, else a display), the GUI says it in one line."""

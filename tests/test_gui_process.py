@@ -20,6 +20,8 @@ pytest.importorskip("pytestqt")
 from labpgt.inspection import inspect_session  # noqa: E402
 from labpgt.session import SessionReader  # noqa: E402
 
+pytestmark = pytest.mark.slow          # the GUI in a process of its own
+
 GUI_ENV = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
 
 

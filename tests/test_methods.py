@@ -25,7 +25,7 @@ def config(method, **kw):
     return SimpleNamespace(seed=0, method=settings(**{k: v for k, v in values.items() if declared(settings, k)}))
 
 
-@pytest.fixture(scope="module", params=list(MODELS))
+@pytest.fixture(scope="module", params=["dense", pytest.param("transformer", marks=pytest.mark.slow)])
 def problem(request):
     """A small network through a noiseless digital reservoir, away from its start, with the exact gradient."""
     rng = np.random.default_rng(0)

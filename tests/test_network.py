@@ -41,7 +41,7 @@ def full_loss(net, res, params, X, y):
     return net.loss(net.forward(params, X, measured(res)).logits, y)
 
 
-@pytest.mark.parametrize("name", list(SPECS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "transformer-2" else n for n in SPECS])
 def test_gradient_through_every_digital_stage_matches_finite_differences(name):
     res, net, params, X, y = setup(SPECS[name])
     loss, grads = net.gradients(params, net.forward(params, X, measured(res)), y, exact_vjp(res))

@@ -72,6 +72,7 @@ def test_the_engine_stops_a_bench_between_queries():
     assert calls == [1, 1, 1]              # one query at a time, stopped before the 4th
 
 
+@pytest.mark.slow
 def test_training_records_a_complete_session_and_turns_rf_off(tmp_path):
     p = quick_training(tmp_path)
     run_worker(p, tmp_path / "run.csv")
@@ -85,6 +86,7 @@ def test_training_records_a_complete_session_and_turns_rf_off(tmp_path):
     assert p.feed.count == info["queries"]          # every measured trace reached the feed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["node", "twin", "pgt", "pgt-enc", "spsa", "backprop", "readout"])
 @pytest.mark.parametrize("model", ["dense", "transformer"])
 def test_the_gui_receives_exactly_one_result_row_per_step_for_every_method(tmp_path, method, model):
@@ -100,6 +102,7 @@ def test_the_gui_receives_exactly_one_result_row_per_step_for_every_method(tmp_p
     assert np.isfinite(data["Held-out accuracy"].iloc[-1])
 
 
+@pytest.mark.slow
 def test_abort_mid_step_leaves_a_resumable_session_and_rf_off(tmp_path):
     p = quick_training(tmp_path, steps=8)
     worker = Worker(Results(p, str(tmp_path / "run.csv")))

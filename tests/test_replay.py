@@ -49,6 +49,7 @@ def test_replay_reproduces_digital_runs(tmp_path, method):
     assert fingerprint(path) == before
 
 
+@pytest.mark.slow
 def test_replay_reproduces_the_ring_and_checks_every_spectrum(ring_session):
     before = fingerprint(ring_session)
     report = replay_session(ring_session)
@@ -94,6 +95,7 @@ def _allowed_deviation(path, name, step, index):
     return STEP_TOLERANCE * np.max(np.abs(after - before)) + ROUNDING_ULPS * FLOAT64_ROUNDING * np.max(np.abs(after))
 
 
+@pytest.mark.slow
 def test_altered_feature_diverges_and_altered_checkpoint_is_named(tmp_path):
     path = tmp_path / "pgt.h5"
     start_training(TrainConfig.of(method="pgt", **SMALL), path)
@@ -175,6 +177,7 @@ def other_kernel():
     return env
 
 
+@pytest.mark.slow
 def test_replay_holds_under_another_blas_kernel(tmp_path, other_kernel):
     """The ridge readout's solve runs through BLAS: under another kernel its bits differ (``--exact`` fails,
     naming the other machine), and step-local replay passes, reporting the deviation."""
@@ -192,6 +195,7 @@ def test_replay_holds_under_another_blas_kernel(tmp_path, other_kernel):
     assert "on another machine" in report["summary"] and "largest deviation" in report["summary"]
 
 
+@pytest.mark.slow
 def test_resume_on_another_kernel_says_so_and_replays(tmp_path, other_kernel):
     from sessionfiles import train_until
 
@@ -210,6 +214,7 @@ def test_resume_on_another_kernel_says_so_and_replays(tmp_path, other_kernel):
     assert again.returncode == 0 and "another machine" not in again.stderr
 
 
+@pytest.mark.slow
 def test_a_session_written_before_compression_and_the_new_fingerprint_replays_and_resumes(tmp_path, monkeypatch):
     """The layout before this labpgt wrote compressed queries: every row dataset plain, no spectrum grid, a
     fingerprint without SIMD and BLAS. It replays step by step (naming the machine as another), resumes, and

@@ -107,6 +107,7 @@ def served(tmp_path):
         yield bench
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_rf_off_after_sigint_and_sigterm(served, tmp_path, signum, status):
     bench_path, resources = served

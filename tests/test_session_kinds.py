@@ -10,7 +10,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from sessionfiles import GAINS, THRESHOLD, dataset_names, downgrade_to_v1, write_sweep, write_v1_ring_sweep
+from sessionfiles import (GAINS, THRESHOLD, V1_EXAMPLE, dataset_names, downgrade_to_v1, downgrade_to_v2, write_sweep,
+                          write_v1_ring_sweep)
 
 from labpgt.errors import UserError
 from labpgt.export import export_session
@@ -21,7 +22,6 @@ from labpgt.reservoir import Measurement
 from labpgt.session import SCHEMA, SCHEMA_V1, SessionReader, SessionWriter, SweepWriter
 from labpgt.session.schema import array_name, dataset_name
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "session-example.h5"
 D, M = 3, 5
 ODD_NAMES = ["block0.attn.wq", "0.mu.enc_W", ".", "..", "%2E", "a%b", "a\0b", " ", "ü-λ", "x" * 300]
 
@@ -63,17 +63,17 @@ def fingerprint(path) -> str:
 
 
 # --------------------------------------------------------------------------- kind, layer, token, method state
-def test_a_v2_file_says_its_schema_and_kind(tmp_path):
+def test_a_file_says_its_schema_and_kind(tmp_path):
     with SessionWriter.create(tmp_path / "run.h5", training_config(), template()):
         pass
     write_sweep(tmp_path / "sweep.h5")
     for name, kind in (("run.h5", "training"), ("sweep.h5", "sweep")):
         with h5py.File(tmp_path / name, "r") as f:
-            assert f.attrs["schema"] == SCHEMA == "labpgt-session/2" and f.attrs["kind"] == kind
+            assert f.attrs["schema"] == SCHEMA == "labpgt-session/3" and f.attrs["kind"] == kind
         with SessionReader(tmp_path / name) as reader:
             assert reader.schema == SCHEMA and reader.kind == kind
     with h5py.File(tmp_path / "sweep.h5", "r") as f:
-        assert set(f) == {"frequencies", "queries", "points"}          # no steps, no checkpoints
+        assert set(f) == {"frequencies", "queries", "points", "plots"}  # no steps, no checkpoints
 
 
 def test_layer_and_token_round_trip(tmp_path):
@@ -88,7 +88,7 @@ def test_layer_and_token_round_trip(tmp_path):
         assert q["layer"].dtype == np.int16 and q["token"].dtype == np.int32
         assert list(q["layer"]) == [0, 0, 0, 0, 0, 1, 1, 2, -1, -1, -1, -1]
         assert list(q["token"]) == [-1] * 4 + [0, 1, 2, 31_000] + [7] * 4
-        assert list(reader.queries(4, 6))[:6] == ["step", "role", "direction", "sample", "layer", "token"]
+        assert list(reader.queries(4, 6))[:7] == ["index", "step", "role", "direction", "sample", "layer", "token"]
 
 
 def test_method_state_round_trips_and_survives_resume(tmp_path):
@@ -99,7 +99,8 @@ def test_method_state_round_trips_and_survives_resume(tmp_path):
         record_step(writer, rng, step)
     writer.record_queries(QueryLabels.of(2, "plus", 2, sample=[0, 1]), rng.random((2, D)),
                           Measurement(features=rng.random((2, M))))
-    writer.flush()                         # every row measured so far on disk, then
+    writer._write_queries()                # every row measured so far on disk (as writers before 0.2 did), then
+    writer._file.flush()
     writer._file.close()                   # killed inside step 2
     with SessionReader(path) as reader:
         assert reader.method_names == ("twin.W", "twin.fitted")
@@ -208,7 +209,7 @@ def test_sweep_inspection_describes_a_sweep(tmp_path):
     assert info["threshold"] == pytest.approx(THRESHOLD, abs=0.01)
     assert "task" not in info and "steps" not in info and info["bench"] == "test bench"
     text = format_inspection(info)
-    assert "[labpgt-session/2, sweep]" in text and "sweep of ring.loop_gain_db from -2 to 2" in text
+    assert "[labpgt-session/3, sweep]" in text and "sweep of ring.loop_gain_db from -2 to 2" in text
     assert "points 9 of 9 (complete)" in text and f"threshold: loop gain {info['threshold']:.3f} dB" in text
     assert len([line for line in text.splitlines() if line.strip().startswith(tuple("012345678"))]) == 9
 
@@ -243,8 +244,8 @@ def test_a_sweep_is_neither_resumed_nor_replayed(tmp_path):
 
 # --------------------------------------------------------------------------- labpgt-session/1
 def test_the_shipped_v1_file_reads_as_a_training(tmp_path):
-    before = fingerprint(EXAMPLE)
-    with SessionReader(EXAMPLE) as reader:
+    before = fingerprint(V1_EXAMPLE)
+    with SessionReader(V1_EXAMPLE) as reader:
         assert reader.schema == SCHEMA_V1 and reader.kind == "training" and reader.completed
         q = reader.queries(fields=("role", "layer", "token"))
         assert q["layer"].dtype == np.int16 and not q["layer"].any() and (q["token"] == -1).all()
@@ -252,10 +253,10 @@ def test_the_shipped_v1_file_reads_as_a_training(tmp_path):
         checkpoint = reader.last_checkpoint()
         assert type(checkpoint) is Checkpoint and checkpoint.method_state == {} and reader.method_names == ()
         assert set(checkpoint.params) == {"enc_W", "enc_b", "feature_mean", "feature_scale", "out_W", "out_b"}
-    out = export_session(EXAMPLE, tmp_path / "out")
+    out = export_session(V1_EXAMPLE, tmp_path / "out")
     assert "steps.csv" in {p.name for p in out}
     assert (tmp_path / "out" / "queries.csv").read_text().splitlines()[1].endswith(",0,-1")
-    assert fingerprint(EXAMPLE) == before
+    assert fingerprint(V1_EXAMPLE) == before
 
 
 def test_the_downgrade_helper_writes_the_v1_layout(tmp_path):
@@ -270,7 +271,7 @@ def test_the_downgrade_helper_writes_the_v1_layout(tmp_path):
         return {name for name in dataset_names(p) if not name.startswith(("checkpoints/params/",
                                                                           "checkpoints/optimizer/"))}
 
-    assert layout(path) == layout(EXAMPLE)
+    assert layout(path) == layout(V1_EXAMPLE)
 
 
 def test_a_v1_ring_sweep_reads_as_a_sweep(tmp_path):
@@ -291,10 +292,10 @@ def test_a_v1_ring_sweep_reads_as_a_sweep(tmp_path):
     assert inspect_session(tmp_path / "cut.h5")["points"] == 5 and not inspect_session(tmp_path / "cut.h5")["completed"]
 
 
-def test_resuming_a_v1_training_rewrites_it_as_v2_and_it_still_replays(tmp_path):
+def test_resuming_a_v1_training_rewrites_it_as_v3_and_it_still_replays(tmp_path):
     path = tmp_path / "example.h5"
-    shutil.copy(EXAMPLE, path)
-    with SessionReader(EXAMPLE) as reader:
+    shutil.copy(V1_EXAMPLE, path)
+    with SessionReader(V1_EXAMPLE) as reader:
         original = reader.last_checkpoint()
         roles = reader.queries(fields=("role",))["role"]
     writer, checkpoint = SessionWriter.open_for_resume(path)

@@ -14,6 +14,8 @@ import pytest
 from labpgt.bench import bench_config_toml, simulated_bench_config
 from labpgt.session import SessionReader
 
+pytestmark = pytest.mark.slow          # a served bench killed and restarted
+
 
 def free_base_port():
     for _ in range(50):

@@ -156,6 +156,7 @@ def test_restore_from_checkpoint_continues_bit_identically(iris, method, kw):
     assert min(s for s, *_ in rec2.queries) == 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kw", [dict(), dict(hidden=6), dict(model="transformer", width=4, heads=1, blocks=2)])
 def test_following_the_ring_moves_the_standardisation_and_keeps_the_loss(iris, kw):
     config = _config("node", follow_ring=3, digital_noise=0.0, **kw)
@@ -191,6 +192,7 @@ def test_backprop_refuses_a_measured_reservoir(iris):
         Trainer(_config("backprop"), Measured(), task=iris)
 
 
+@pytest.mark.slow
 def test_training_learns_digits_and_readout_counts_one_query_per_sample():
     node = start_training(TrainConfig.of(method="node", reservoir="digital", steps=60, eval_every=20,
                                          eval_train_samples=100))

@@ -31,6 +31,7 @@ def cosine(a, b):
     return float(np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+@pytest.mark.slow
 def test_a_twin_learns_the_digital_reservoir_and_its_vjp():
     res = DigitalReservoir(input_width=4, feature_width=6, seed=0)
     rng = np.random.default_rng(0)
@@ -58,6 +59,7 @@ def test_twin_state_round_trips_and_fitting_continues_identically():
     assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
 
 
+@pytest.mark.slow
 def test_twin_method_logs_its_held_out_error_every_step_and_inspect_shows_it(tmp_path):
     path = tmp_path / "twin.h5"
     result = start_training(TrainConfig.of(method="twin", reservoir="digital", steps=12, twin_check_every=4, **SMALL), path)
@@ -80,6 +82,7 @@ def test_twin_method_logs_its_held_out_error_every_step_and_inspect_shows_it(tmp
     assert q["baseline"] == 12 * 8 and q["plus"] == q["minus"] == len(probe_steps) * 8 * 4
 
 
+@pytest.mark.slow
 def test_a_twin_run_replays_exactly(tmp_path):
     path = tmp_path / "twin.h5"
     start_training(TrainConfig.of(method="twin", reservoir="digital", steps=10, twin_check_every=3, digital_noise=0.02,
@@ -125,6 +128,7 @@ class SuddenChange:
         pass
 
 
+@pytest.mark.slow
 def test_the_twin_falls_back_on_probes_when_the_ring_changes():
     changed = 25
     reservoir = SuddenChange()
@@ -144,6 +148,7 @@ def test_the_twin_falls_back_on_probes_when_the_ring_changes():
     assert max(error[changed:changed + 3]) > 2 * np.median(error[changed - 10:changed])
 
 
+@pytest.mark.slow
 def test_twin_from_earlier_sessions_is_kept_in_the_session_resumes_and_replays(tmp_path):
     earlier = tmp_path / "earlier.h5"
     start_training(TrainConfig.of(method="node", reservoir="digital", steps=6, **SMALL), earlier)
@@ -167,6 +172,7 @@ def test_twin_from_earlier_sessions_is_kept_in_the_session_resumes_and_replays(t
     assert RunResult.from_session(tmp_path / "cut.h5").history == reference.history
 
 
+@pytest.mark.slow
 def test_twin_fit_on_the_shipped_session_and_a_twin_as_reservoir(tmp_path):
     twin = tmp_path / "t.h5"
     fitted = labpgt("twin", "fit", str(EXAMPLE), "--out", str(twin), "--iterations", "3000")
@@ -176,7 +182,7 @@ def test_twin_fit_on_the_shipped_session_and_a_twin_as_reservoir(tmp_path):
     assert len([line for line in lines if line.strip()[:1].isdigit()]) == 32      # one row per feature
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     file = read_twin(twin)
-    assert file.layout["input_width"] == 8 and file.sources[0]["rows"] == 184
+    assert file.layout["input_width"] == 8 and file.sources[0]["rows"] == 226
     reservoir = TwinReservoir(twin, seed=0)
     U = np.random.default_rng(0).random((5, 8))
     assert np.allclose(TwinReservoir(twin, noise=False).measure(U).features, file.model.predict(U))
@@ -189,6 +195,7 @@ def test_twin_fit_on_the_shipped_session_and_a_twin_as_reservoir(tmp_path):
     assert replay.returncode == 0 and "replay ok" in replay.stdout
 
 
+@pytest.mark.slow
 def test_sessions_of_another_layout_are_refused_with_one_line(tmp_path):
     digital = tmp_path / "digital.h5"
     start_training(TrainConfig.of(method="node", reservoir="digital", steps=2, **SMALL), digital)

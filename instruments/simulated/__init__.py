@@ -1,12 +1,14 @@
 """Simulated instruments that speak real SCPI, backed by one physical ring model.
 
-* :mod:`.ring` — the physics (:class:`RingModel`, :class:`RingParameters`), the real ring's behaviours
-  (:class:`Behaviours`; ``Behaviours.ideal()`` for the kind ring) and the bench's clock and drift.
+* :mod:`.ring` — the physics (:class:`RingModel`, :class:`RingParameters`) and the real ring's behaviours
+  (:class:`Behaviours`; ``Behaviours.ideal()`` for the kind ring); docs/ring-physics.md has the equations.
+* :mod:`.laboratory` — the bench's clock and the laboratory's drifts (temperatures, magnet, supply, gain).
+* :mod:`.spread` — simulated ring devices drawn from the documented device-to-device spread.
 * :mod:`.scpi` — the instrument-side SCPI parser and error queue.
 * :mod:`.devices` — :class:`SimulatedBench` and its generators (Keysight PSG/MXG/EXG, Anritsu
   MG369x), ring controller and analyzers.
 * :mod:`.analyzer` — the analyzers' front end and dialects (Keysight ESA and X-series, R&S FSx).
-* :mod:`.detector` — the analyzer's detector and video-filter statistics.
+* :mod:`.detector` — the analyzer's resolution filter, own floor, detector and video-filter statistics.
 * :mod:`.transport` — :class:`SimulatedAdapter` (in-process PyMeasure adapter) and
   :func:`serve` (raw-socket SCPI over loopback TCP).
 

@@ -10,14 +10,21 @@ are :mod:`~labpgt.instruments.simulated.detector`'s; a sweep asks the model for 
 Three dialects, one behaviour (all also answer the common commands and the status model of
 :mod:`~labpgt.instruments.simulated.scpi`; ``<n>`` marks a numeric suffix, 1 if omitted):
 
-* :class:`EsaDialect` — Agilent ESA E4408B (9 kHz … 26.5 GHz, 4 markers).
+* :class:`EsaDialect` — Agilent ESA E4408B (9 kHz … 26.5 GHz, 4 markers): analog 4-pole resolution
+  filters from 1 kHz (Gaussian below), DANL −145 dBm/Hz at 0 dB attenuation, no preamplifier.
 * :class:`XSeriesDialect` — Keysight N9030B PXA, option 526 (… 26.5 GHz, 12 markers):
   adds ``*OPT?`` (a quoted list), ``:INSTrument:CATalog?``/``:SELect`` (mode ``SA``),
   ``:CONFigure:CATalog?`` (``"SAN"``), per-trace ``:TRACe<n>:TYPE``, ``:DETector:TRACe<n>``,
-  preamplifier, bandwidth-shape and sweep-type settings (stored; no effect in the model).
+  the preamplifier ``[:SENSe]:POWer[:RF]:GAIN[:STATe]`` (DANL −152, with it −164 dBm/Hz),
+  bandwidth-shape and sweep-type settings (stored; no effect in the model); Gaussian filters.
 * :class:`FsxDialect` — Rohde & Schwarz FSL6 (9 kHz … 6 GHz): ``INPut:ATTenuation``,
+  ``INPut:GAIN:STATe`` (preamplifier B22: DANL −142, with it −152 dBm/Hz),
   ``DISPlay[:WINDow]:TRACe<n>:MODE``, ``CALCulate:DELTamarker<n>``, ``TRACe<n>[:DATA]? TRACEk``,
-  the R&S detector names (``APEak`` …) and little-endian (``SWAPped``) binary data.
+  the R&S detector names (``APEak``, read out as the positive peak …) and little-endian
+  (``SWAPped``) binary data; Gaussian filters.
+
+What the settings do to the displayed floor, the filter shapes and the detectors is documented in
+docs/ring-physics.md §9 and implemented in :mod:`.detector`.
 
 Common front end (Keysight spelling; the R&S spellings are in :meth:`FsxDialect.declare_dialect`):
 
@@ -29,13 +36,14 @@ Common front end (Keysight spelling; the R&S spellings are in :meth:`FsxDialect.
                                                                       and lengthens the auto sweep time by m
 ``[:SENSe]:SWEep:POINts|TIME`` / ``:TIME:AUTO``                       auto: ``model.sweep_time_s`` × m
 ``:DISPlay:WINDow<n>:TRACe<n>:Y[:SCALe]:RLEVel <dBm>`` / ``:OFFSet``  reference level (−170 … +30 dBm) and
-                                                                      its offset (added to every amplitude)
-``[:SENSe]:POWer[:RF]:ATTenuation <dB>`` / ``:AUTO``                  (NR1) auto: RL − (−10 dBm mixer), in
-                                                                      the instrument's steps; the analyzer's
-                                                                      noise floor rises dB for dB above 10 dB
+                                                                      its offset (added to every amplitude);
+                                                                      the IF's noise sits 100 dB under RL
+``[:SENSe]:POWer[:RF]:ATTenuation <dB>`` / ``:AUTO``                  (NR1) auto: RL − offset − (−10 dBm
+                                                                      mixer), in the instrument's steps; the
+                                                                      analyzer's floor rises dB for dB with it
 ``[:SENSe]:DETector[:FUNCtion] <detector>``                           NORMal|POSitive|SAMPle|NEGative|AVERage:
                                                                       see :mod:`.detector`; ``:AUTO`` (preset,
-                                                                      = NORMal, the model's preset rendering)
+                                                                      = NORMal; SAMPle while trace 1 averages)
 ``[:SENSe]:AVERage[:STATe] ON|OFF`` / ``:COUNt <n>`` / ``:TYPE``      trace 1 averaged over n sweeps, LOG
                                                                       (in dB, the preset) or RMS (in power)
 ``:TRACe<n>:MODE WRITe|MAXHold|MINHold|VIEW|BLANk`` (``AVERage``)     clear/write, holds, frozen, off
@@ -84,7 +92,7 @@ from .scpi import Boolean, Choice, CommandTable, Numeric, ScpiError, add_setting
 TRACES = 6
 SWEEPING, MEASURING = 8, 16           # :STATus:OPERation condition bits (SCPI-99 vol. 1 §9.4)
 MAX_MIXER_LEVEL_DBM = -10.0           # auto attenuation keeps the reference level this far above the mixer
-REFERENCE_ATTENUATION_DB = 10.0       # the attenuation the model's DANL is specified at
+IF_NOISE_BELOW_REFERENCE_DB = 100.0   # the IF's own noise this far under the reference level (docs/ring-physics.md §9)
 TRACE_MODES = ("WRITe", "MAXHold", "MINHold", "AVERage", "VIEW", "BLANk")
 NO_PEAK_FOUND = 202                   # the Keysight analyzers' device-specific "No peak found"
 MAX_BATCH_POINTS = 1 << 21            # trace points rendered per model call (averaging many long sweeps)
@@ -170,6 +178,9 @@ class EsaDialect:
     MAX_ATTENUATION_DB = 65.0
     ATTENUATION_STEP_DB = 5.0
     MARKERS = 4
+    DANL_DBM_PER_HZ = -145.0          # at 0 dB input attenuation, 3-6 GHz (docs/ring-physics.md §9)
+    PREAMP_DANL_DBM_PER_HZ: float | None = None     # the E4408B (ESA-L) has no preamplifier
+    ANALOG_RBW_MIN_HZ = 1e3           # RBW from which the filters are the analog 4-pole ones
     DETECTOR_NAMES = {"NORMal": "NORMal", "POSitive": "POSitive", "SAMPle": "SAMPle", "NEGative": "NEGative",
                       "AVERage": "AVERage", "RMS": "AVERage"}
     PRESET_DETECTOR = "NORMal"
@@ -204,7 +215,7 @@ class EsaDialect:
         self.reference_offset_db = 0.0
         self.dB_per_division = 10.0
         self.attenuation_auto = True
-        self.manual_attenuation_db = REFERENCE_ATTENUATION_DB
+        self.manual_attenuation_db = 10.0
         self.preamp_on = False
         self.preamp_band = "LOW"
         self.bandwidth_shape = "DB3"
@@ -284,11 +295,31 @@ class EsaDialect:
         per_bucket = self.sweep_time_s / max(self.points - 1, 1)
         return int(min(max(per_bucket * min(self.rbw_hz, self.vbw_hz), 1.0), 1e4))
 
+    @property
+    def floor_dbm_per_hz(self) -> float:
+        """The analyzer's displayed average noise level referred to its input: its DANL at 0 dB input
+        attenuation (with the preamplifier, if it has one and it is on), raised dB for dB by the attenuation."""
+        danl = self.PREAMP_DANL_DBM_PER_HZ if self.preamp_on and self.PREAMP_DANL_DBM_PER_HZ is not None else self.DANL_DBM_PER_HZ
+        return danl + self.attenuation_db
+
+    def rbw_filter(self) -> str:
+        """The resolution filter's shape at the present RBW (:mod:`.detector`): the ESA's analog 4-pole
+        filters down to 1 kHz, digital (Gaussian) below."""
+        return "four-pole" if self.rbw_hz >= self.ANALOG_RBW_MIN_HZ else "gaussian"
+
+    def detector_in_use(self) -> str:
+        """The detector a sweep uses: the chosen one; with the detector on auto while trace 1 averages, the
+        sample detector (as the Keysight analyzers couple it), else the preset's."""
+        if self.detector_auto and self.traces[0].mode == "AVERage":
+            return "SAMPle"
+        return self.DETECTOR_NAMES[self.detector]
+
     def display(self) -> Display:
-        """The detector, video filter and attenuation the next sweep is rendered with."""
-        return Display(detector=self.DETECTOR_NAMES[self.detector], video_averages=self.video_averages,
-                       samples_per_point=self.samples_per_point,
-                       danl_scale=10 ** ((self.attenuation_db - REFERENCE_ATTENUATION_DB) / 10))
+        """The detector, video filter, resolution filter and noise floor the next sweep is rendered with."""
+        return Display(detector=self.detector_in_use(), video_averages=self.video_averages,
+                       samples_per_point=self.samples_per_point, floor_dbm_per_hz=self.floor_dbm_per_hz,
+                       if_noise_dbm=self.reference_level_dbm - self.reference_offset_db - IF_NOISE_BELOW_REFERENCE_DB,
+                       rbw_filter=self.rbw_filter())
 
     def frequencies_hz(self) -> np.ndarray:
         return np.linspace(self.start_hz, self.stop_hz, self.points)
@@ -405,10 +436,10 @@ class EsaDialect:
         tone_on = np.array([[g.output_on for g in generators]] * count, dtype=bool)
         traces = bench.model.spectra(
             tone_freq, tone_power, tone_on,
-            np.full(count, ring.loop_gain_db, dtype=float),
-            np.full(count, ring.field_mt + lab.field_offset_mt, dtype=float),
+            np.full(count, lab.loop_gain_db(ring.loop_gain_db), dtype=float),
+            np.full(count, lab.film_field_mt(ring.field_mt), dtype=float),
             np.full(count, ring.amplifier_on, dtype=bool),
-            self.frequencies_hz(), self.rbw_hz, self.display(), ms_t=lab.ms_t())
+            self.frequencies_hz(), self.rbw_hz, self.display(), temperature_c=lab.film_temperature_c)
         return np.asarray(traces, dtype=float) + self.reference_offset_db
 
     def initiate(self) -> None:
@@ -699,6 +730,9 @@ class XSeriesDialect(EsaDialect):
     MAX_ATTENUATION_DB = 70.0
     ATTENUATION_STEP_DB = 2.0
     MARKERS = 12
+    DANL_DBM_PER_HZ = -152.0          # preamplifier off, 0 dB attenuation (docs/ring-physics.md §9)
+    PREAMP_DANL_DBM_PER_HZ = -164.0   # preamplifier on (option P26)
+    ANALOG_RBW_MIN_HZ = float("inf")  # all-digital IF: Gaussian filters at every RBW
 
     def declare_dialect(self, table: CommandTable) -> None:
         self.declare_keysight_front_end(table)
@@ -748,7 +782,10 @@ class FsxDialect(EsaDialect):
     MAX_VBW_HZ = 10e6
     MAX_POINTS = 32001
     MAX_ATTENUATION_DB = 45.0
-    DETECTOR_NAMES = {**EsaDialect.DETECTOR_NAMES, "APEak": "NORMal"}
+    DANL_DBM_PER_HZ = -142.0          # preamplifier off, 0 dB attenuation (docs/ring-physics.md §9)
+    PREAMP_DANL_DBM_PER_HZ = -152.0   # preamplifier FSL-B22 on
+    ANALOG_RBW_MIN_HZ = float("inf")  # Gaussian filters
+    DETECTOR_NAMES = {**EsaDialect.DETECTOR_NAMES, "APEak": "POSitive"}
     PRESET_DETECTOR = "APEak"
     PRESET_BYTE_ORDER = "SWAPped"
     PRESET_AVERAGE_COUNT = 10
@@ -789,6 +826,7 @@ class FsxDialect(EsaDialect):
         table.add(":INPut:ATTenuation", self.set_attenuation, lambda: "%d" % round(self.attenuation_db),
                   (Numeric("DB", 0.0, self.MAX_ATTENUATION_DB),))
         add_setting(table, self, ":INPut:ATTenuation:AUTO", "attenuation_auto", Boolean())
+        add_setting(table, self, ":INPut:GAIN:STATe", "preamp_on", Boolean())
         detectors = Choice(["APEak", "POSitive", "SAMPle", "NEGative", "AVERage", "RMS"])
         table.add("[:SENSe]:DETector<1-6>[:FUNCtion]", lambda n, name: self.set_detector(name),
                   lambda n: short_form(self.detector), (detectors,))

@@ -66,12 +66,14 @@ Ring controller (the lab's own box; this is its SCPI dialect) — :class:`Simula
                                        −20 … +10 dB; above 0 dB the ring auto-oscillates
 ``:FIELd <mT>`` / ``?``                bias field, 0 … 300 mT (suffix mT or T)
 ``:AMPLifier[:STATe] ON|OFF`` / ``?``  loop amplifier power
-``:TEMPerature?``                      the YIG film's temperature in °C (its sensor; the simulated
-                                       ring's drifts, see ring.py 16), 4 decimals
+``:TEMPerature?``                      the YIG film's temperature in °C, 4 decimals: its sensor, which
+                                       lags the film and has readout noise (docs/ring-physics.md §10)
 ``*IDN?``                              ``labpgt,RingController,SIM…,1.0``
 =====================================  =================================================================
 
-``*RST``: the model's default gain and field, amplifier OFF (the safe state).
+``*RST``: the model's default gain and field, amplifier OFF (the safe state). The field and loop gain
+are set points: the ring sees them through the laboratory's magnet and amplifier drifts
+(:mod:`.laboratory`).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ from typing import Sequence
 
 from .analyzer import EsaDialect, FsxDialect, XSeriesDialect, auto_resolution_bandwidth, ieee_block
 from .ring import Behaviours, RingModel, RingParameters
+from .spread import device_parameters
 from .scpi import Boolean, Choice, CommandTable, Numeric, ScpiInstrument, add_setting, format_number
 
 
@@ -92,8 +95,20 @@ class BenchInstrument(ScpiInstrument):
     def __init__(self, bench: "SimulatedBench", name: str):
         self.bench = bench
         self.name = name
+        self.away_until = 0.0            # time.monotonic() until which it has gone away (:SIMulate:AWAY)
         super().__init__()
+        self.table.add(":SIMulate:AWAY", setter=self.go_away, parameters=(Numeric("S", 0.0, 3600.0),))
         self.reset()
+
+    def go_away(self, seconds: float) -> None:
+        """Simulation only: the instrument goes away (powered off, unplugged) for ``seconds`` of wall time and
+        comes back in its ``*RST`` state; the TCP server refuses and resets its connections meanwhile."""
+        self.away_until = time.monotonic() + float(seconds)
+        self.reset()
+
+    @property
+    def away(self) -> bool:
+        return time.monotonic() < self.away_until
 
     def handle(self, message: str | bytes) -> bytes:
         started = time.monotonic()
@@ -330,6 +345,11 @@ class SimulatedRingController(BenchInstrument):
                     Numeric("MT", self.MIN_FIELD_MT, self.MAX_FIELD_MT, float(params.default_field_mt)))
         add_setting(table, self, ":AMPLifier[:STATe]", "amplifier_on", Boolean())
         table.add(":TEMPerature?", query=lambda: format_number(round(self.bench.model.lab.temperature_c, 4)))
+        lab = self.bench.model.lab               # simulation only: conditions a run's suspenders must ride out
+        table.add(":SIMulate:TEMPerature:EXCursion", setter=lambda k, s: lab.command("temperature", k, s),
+                  parameters=(Numeric("", -50.0, 50.0), Numeric("S", 0.0, 3600.0)))
+        table.add(":SIMulate:GAIN:DROP", setter=lambda db, s: lab.command("gain", db, s),
+                  parameters=(Numeric("DB", 0.0, 60.0), Numeric("S", 0.0, 3600.0)))
 
 
 
@@ -370,11 +390,14 @@ class SimulatedBench:
     :param n_generators: number of signal generators ``gen1..genN``.
     :param seed: seed of the model's RNG (the bench adds no randomness of its own).
     :param noise: ``False`` for noise-free traces.
-    :param params: :class:`RingParameters`, defaults if ``None``.
+    :param params: :class:`RingParameters`; if ``None``, those of simulated device ``device``.
+    :param device: which simulated ring device (0: the nominal ring; N ≥ 1 drawn from the documented
+        spread, :mod:`.spread`); ignored when ``params`` is given.
     :param analyzer_model: ``esa`` (Agilent E4408B), ``x-series`` (Keysight N9030B) or ``fsx``
         (R&S FSL6).
     :param generator_models: one model name for every generator, or one per generator (``psg``,
-        ``e8267c``, ``mxg``, ``exg``, ``mg369x``; see the module docstring).    :param behaviours: the real ring's behaviours (:class:`Behaviours`; all if ``None``,
+        ``e8267c``, ``mxg``, ``exg``, ``mg369x``; see the module docstring).
+    :param behaviours: the real ring's behaviours (:class:`Behaviours`; all if ``None``,
         ``Behaviours.ideal()`` for the kind ring).
     :param realtime: sweeps take their simulated duration in the wall clock too.
 
@@ -385,7 +408,7 @@ class SimulatedBench:
     def __init__(self, n_generators: int = 4, seed: int = 0, noise: bool = True,
                  params: RingParameters | None = None, analyzer_model: str = "esa",
                  generator_models: str | Sequence[str] = "psg", behaviours: Behaviours | None = None,
-                 realtime: bool = False):
+                 realtime: bool = False, device: int = 0):
         if n_generators < 1:
             raise ValueError("a bench needs at least one signal generator")
         models = [generator_models] * n_generators if isinstance(generator_models, str) else list(generator_models)
@@ -393,7 +416,8 @@ class SimulatedBench:
             raise ValueError(f"{len(models)} generator models for {n_generators} generators")
         generator_classes = [generator_class(name) for name in models]
         analyzer = analyzer_class(analyzer_model)
-        self.model = RingModel(params=params if params is not None else RingParameters(),
+        self.device = int(device)
+        self.model = RingModel(params=params if params is not None else device_parameters(self.device),
                                seed=seed, noise=noise, behaviours=behaviours)
         self.realtime = realtime
         self.owed_wall_s = 0.0

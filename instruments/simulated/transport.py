@@ -108,7 +108,7 @@ class _ScpiConnection(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         server = self.server
         device = server.device
-        if time.monotonic() < server.down_until:      # rebooting: refuse
+        if time.monotonic() < server.down_until or getattr(device, "away", False):   # rebooting, gone: refuse
             _reset(self.request)
             return
         buffer = b""
@@ -130,6 +130,9 @@ class _ScpiConnection(socketserver.BaseRequestHandler):
             *messages, buffer = buffer.split(b"\n")
             for message in messages:
                 message = message.rstrip(b"\r")
+                if getattr(device, "away", False):           # it went away (:SIMulate:AWAY): the line is dead
+                    _reset(self.request)
+                    return
                 if server.faults is None:
                     response = device.handle(message)
                 elif (response := self._handle_with_faults(message)) is None:

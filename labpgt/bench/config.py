@@ -11,7 +11,7 @@ A bench config (see ``data/bench-sim.toml`` and ``data/bench-lab-example.toml``)
                                           # | spectrum-analyzer (Keysight ESA/X-series) | rs-spectrum-analyzer
                                           # (R&S FSx) | ring-controller
     resource = "TCPIP::192.168.1.21::5025::SOCKET"
-    frequency_hz = 2.99e9                 # fixed settings applied at connect (optional)
+    frequency_hz = 3.72e9                 # fixed settings applied at connect (optional)
     power_dbm = -20.0
     max_power_dbm = 5.0                   # safety: this generator never exceeds it
 
@@ -19,13 +19,13 @@ A bench config (see ``data/bench-sim.toml`` and ``data/bench-lab-example.toml``)
     driver = "ring-controller"
     resource = "TCPIP::192.168.1.30::5025::SOCKET"
     loop_gain_db = 1.5                    # fixed settings (optional)
-    field_mt = 50.0
+    field_mt = 70.99
     output = true                         # the loop amplifier at connect (default true)
 
     [instruments.analyzer]                # exactly one
     driver = "spectrum-analyzer"
     resource = "GPIB0::18::INSTR"
-    center_hz = 3.03e9                    # the measurement setup (optional)
+    center_hz = 3.76e9                    # the measurement setup (optional)
     span_hz = 200e6
     rbw_hz = 1e6
     points = 401
@@ -54,9 +54,11 @@ through the same SCPI handlers that ``labpgt sim`` serves); the table ``[simulat
 ``seed``, ``noise`` and ``generators``, optionally the simulated models ``analyzer`` (``esa``,
 ``x-series``, ``fsx``) and ``generator_models`` (one name, or one per generator: ``psg``, ``e8267c``,
 ``mxg``, ``exg``, ``mg369x``), its physics — ``preset = "real"`` (default: every behaviour of a
-real ring, drift included) or ``"ideal"`` (the kind ring), then ``three_magnon``, ``nonlinear_shift``,
-``memory``, ``mode_partition``, ``locking``, ``sidebands``, ``drift`` = true/false each — and
-``realtime = true`` (queries take their simulated duration in the wall clock).
+real ring, drift included) or ``"ideal"`` (the kind ring), then ``three_magnon``, ``four_magnon``,
+``nonlinear_shift``, ``memory``, ``mode_partition``, ``locking``, ``sidebands``, ``dispersion``,
+``drift`` = true/false each — ``device = N`` (which simulated ring: 0 the nominal one, N ≥ 1 drawn
+from the documented device-to-device spread; docs/ring-physics.md §11) and ``realtime = true``
+(queries take their simulated duration in the wall clock).
 
 ``[bench] ring_temperature = true`` reads the ring controller's temperature sensor (``:TEMPerature?``)
 after every query and records it in the session (the simulated benches do).
@@ -74,6 +76,7 @@ import tomli_w
 from labpgt.bench.kinds import (ANRITSU_GENERATOR, KINDS, RING_CONTROLLER, RS_ANALYZER, SIGNAL_GENERATOR,
                                 SPECTRUM_ANALYZER, DriverKind, Role, State, kinds_for)
 from labpgt.bench.safety import check_config_safe
+from labpgt.bench.suspenders import Suspender, parse_suspenders
 from labpgt.errors import UserError
 
 try:
@@ -83,9 +86,9 @@ except ModuleNotFoundError:  # Python 3.10
 
 SIMULATED_PREFIX = "sim::"
 SWITCH_KEY = "output"  # what a config calls a kind's on/off switch
-TABLES = ("bench", "instruments", "safety", "encoding", "features", "simulator")
+TABLES = ("bench", "instruments", "safety", "encoding", "features", "simulator", "suspend")
 BENCH_KEYS = ("name", "timeout_ms", "max_attempts", "backoff_s", "max_backoff_s", "ring_temperature")
-SIMULATOR_KEYS = ("seed", "noise", "generators", "preset", "realtime")
+SIMULATOR_KEYS = ("seed", "noise", "generators", "preset", "realtime", "device")
 SIMULATOR_PRESETS = ("real", "ideal")
 
 
@@ -148,6 +151,7 @@ class BenchConfig:
     simulator: dict = field(default_factory=dict)
     source: str = "<built-in>"
     ring_temperature: bool = False
+    suspenders: tuple[Suspender, ...] = ()
 
     def named(self, role: Role) -> list[str]:
         """The names of the instruments with ``role``, in config order."""
@@ -193,6 +197,7 @@ class BenchConfig:
                          for e in self.encoding],
             "features": {"bins": self.bins, "floor_dbm": self.floor_dbm, "ceiling_dbm": self.ceiling_dbm},
             **({"simulator": dict(self.simulator)} if self.simulator else {}),
+            **({"suspend": [s.to_dict() for s in self.suspenders]} if self.suspenders else {}),
         }
 
 
@@ -241,7 +246,11 @@ def parse_bench_config(raw: dict, source: str = "<dict>") -> BenchConfig:
         simulator=_simulator(_table(raw, "simulator", where, required=False), f"{where} [simulator]"),
         source=source,
         ring_temperature=_flag(bench, "ring_temperature", f"{where} [bench]"),
+        suspenders=parse_suspenders(raw.get("suspend", []), where),
     )
+    if any(s.condition == "temperature" for s in config.suspenders) and not config.ring_temperature:
+        raise UserError(f"{where}: a temperature suspender needs [bench] ring_temperature = true (the sensor read "
+                        f"with every query)")
     if config.ring_temperature and config.ring is None:
         raise UserError(f"{where}: [bench] ring_temperature needs a ring-controller instrument")
     if config.timeout_ms < 1 or config.max_attempts < 1 or config.backoff_s < 0 or config.max_backoff_s < 0:
@@ -286,6 +295,9 @@ def _simulator(table: dict, where: str) -> dict:
         raise UserError(f"{where}: preset must be one of {', '.join(SIMULATOR_PRESETS)}, not {table['preset']!r}")
     for key in ("realtime", *Behaviours.names()):
         _flag(table, key, where)
+    device = table.get("device", 0)
+    if isinstance(device, bool) or not isinstance(device, int) or device < 0:
+        raise UserError(f"{where}: device must be a whole number >= 0 (a simulated ring device), not {device!r}")
     return dict(table)
 
 
@@ -360,11 +372,20 @@ def bench_config_toml(config: BenchConfig) -> str:
     """The TOML text of a bench config (what :func:`load_bench_config` reads back to the same config)."""
     tables = config.to_dict()
     encoding = tables.pop("encoding")
+    suspend = tables.pop("suspend", [])
     # tomli_w would write the encoding as one inline array; [[encoding]] tables read like data/*.toml
-    return "\n".join([tomli_w.dumps(tables), *("[[encoding]]\n" + tomli_w.dumps(entry) for entry in encoding)])
+    return "\n".join([tomli_w.dumps(tables), *("[[encoding]]\n" + tomli_w.dumps(entry) for entry in encoding),
+                      *("[[suspend]]\n" + tomli_w.dumps(entry) for entry in suspend)])
 
 
 # --------------------------------------------------------------------------- the built-in simulated bench
+def simulated_device(device: int = 0):
+    """The ring parameters of simulated device ``device`` (its operating point and the analyzer's view)."""
+    from labpgt.instruments.simulated.spread import device_parameters
+
+    return device_parameters(device)
+
+
 #: the driver kind that drives each simulated model (``labpgt sim --analyzer/--generator`` names)
 SIMULATED_MODEL_KINDS: dict[str, DriverKind] = {
     "esa": SPECTRUM_ANALYZER, "x-series": SPECTRUM_ANALYZER, "fsx": RS_ANALYZER,
@@ -385,8 +406,10 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
                            generator_models: str | list[str] = "psg", physics: dict | None = None) -> BenchConfig:
     """The simulated bench: ``labpgt sim``'s defaults (``embedded=False``) or the in-process twin.
 
-    ``physics``: more ``[simulator]`` keys of the embedded bench (``preset``, behaviour switches).
-    The ring controller's temperature is read with every query.
+    ``physics``: more ``[simulator]`` keys of the embedded bench (``preset``, behaviour switches,
+    ``device``). The ring's field is the one that puts the device's f_FMR at the design frequency, as a
+    lab sets up a new ring; the generators' bands and the analyzer's view are the design's, whatever the
+    device (docs/ring-physics.md §12). The ring controller's temperature is read with every query.
 
     Ports: :func:`simulated_ports`. ``analyzer_model`` and ``generator_models`` (one name, or one per generator) choose the simulated
     models and so each instrument's driver kind (:data:`SIMULATED_MODEL_KINDS`).
@@ -402,11 +425,14 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
         raise UserError(f"simulated bench: {generators} generator model(s) and one analyzer model from "
                         f"{', '.join(SIMULATED_MODEL_KINDS)} expected, not {analyzer_model!r} and {generator_models!r}")
     analyzer_kind = SIMULATED_MODEL_KINDS[analyzer_model]
+    ring = simulated_device(int((physics or {}).get("device", 0)))
     instruments = {"analyzer": InstrumentConfig("analyzer", analyzer_kind, resource("analyzer"),
-                                                {"center_hz": 3.03e9, "span_hz": 200e6, "rbw_hz": 1e6, "points": 401}),
+                                                {"center_hz": ring.default_center_hz, "span_hz": ring.default_span_hz,
+                                                 "rbw_hz": ring.default_rbw_hz, "points": ring.default_points}),
                    "ring": InstrumentConfig("ring", RING_CONTROLLER, resource("ring"),
-                                            {"loop_gain_db": 2.0, "field_mt": 50.0})}
-    bands_low = [2.980e9 + i * 20e6 for i in range(generators)]
+                                            {"loop_gain_db": ring.default_loop_gain_db,
+                                             "field_mt": ring.default_field_mt})}
+    bands_low = [ring.operating_fmr_hz + 10e6 + i * 20e6 for i in range(generators)]
     for i, band_low in enumerate(bands_low, start=1):
         kind = SIMULATED_MODEL_KINDS[models[i - 1]]
         instruments[f"gen{i}"] = InstrumentConfig(f"gen{i}", kind, resource(f"gen{i}"),

@@ -53,7 +53,8 @@ def embedded_simulator(config: BenchConfig):
                               seed=int(sim.get("seed", 0)), noise=bool(sim.get("noise", True)),
                               analyzer_model=str(sim.get("analyzer", "esa")),
                               generator_models=sim.get("generator_models", "psg"),
-                              behaviours=simulator_behaviours(sim), realtime=bool(sim.get("realtime", False)))
+                              behaviours=simulator_behaviours(sim), realtime=bool(sim.get("realtime", False)),
+                              device=int(sim.get("device", 0)))
     except (TypeError, ValueError) as exc:
         raise UserError(f"bench config {config.source} [simulator]: {exc}") from None
 

@@ -160,10 +160,13 @@ class Bench:
     def _reconnect_broken(self) -> None:
         """Reopen the connections of failed instruments; their state is unknown until re-sent and read back."""
         for name in sorted(self._broken):
-            self.instruments[name] = reconnect(self.config.instruments[name], self.instruments[name], self.config)
-            self._known[name] = None
-            self._verify.add(name)
-            self._broken.discard(name)
+            self._reconnect_broken_one(name)
+
+    def _reconnect_broken_one(self, name: str) -> None:
+        self.instruments[name] = reconnect(self.config.instruments[name], self.instruments[name], self.config)
+        self._known[name] = None
+        self._verify.add(name)
+        self._broken.discard(name)
 
     def _retrying(self, operation, what: str):
         """Run ``operation()`` until it succeeds, reconnecting failed instruments in between.
@@ -259,6 +262,38 @@ class Bench:
                            started=started, attempts=attempts, wall_seconds=wall, sim_time=sim_time,
                            temperature_c=temperature)
 
+    # ---- what a run's suspenders ask (labpgt.bench.suspenders)
+    def oscillation_margin(self):
+        """``(margin_db, measurement)`` of the free-running ring (every generator off): how far its strongest line
+        stands above the trace's median, from one check query."""
+        from labpgt.sweeps import line_margin
+
+        started = time.time()
+        trace, attempts = self.query({}, rf=False)
+        margin = line_margin(trace, self.frequencies)[2]
+        measurement = Measurement(features=trace_features(trace[None, :], self.config.bins, self.config.floor_dbm,
+                                                          self.config.ceiling_dbm),
+                                  spectra=trace[None, :], frequencies=self.frequencies,
+                                  started=np.array([started]), attempts=np.array([attempts], dtype=np.int32))
+        return margin, measurement
+
+    def answering(self) -> bool:
+        """Whether every instrument answers ``*IDN?`` now, each connection opened afresh; never raises."""
+        try:
+            self._broken.update(self.config.instruments)
+            self._reconnect_broken()
+            for name in self.instruments:
+                str(self.instruments[name].id)
+        except Exception:  # noqa: BLE001 - any failure to answer is the answer
+            self._broken.update(self.config.instruments)
+            return False
+        return True
+
+    def reapply(self) -> None:
+        """After a pause: every connection opened afresh and every instrument's whole state sent again and read
+        back with the next query (an instrument that went away came back in its reset state)."""
+        self._broken.update(self.config.instruments)
+
     def temperature_c(self) -> float:
         """The ring's temperature sensor (``:TEMPerature?``, °C), retried like any query."""
         return self._retrying(self._read_temperature, "reading the ring's temperature")[0]
@@ -304,8 +339,12 @@ class Bench:
             return self._disable_all_directly()
         self._wanted = self._with_settings({}, rf=False)
         for _ in range(2):
+            for name in sorted(self._broken):        # each on its own: one that is gone keeps no other's RF on
+                try:
+                    self._reconnect_broken_one(name)
+                except Exception:  # noqa: BLE001 - it stays broken; the others are still turned off
+                    pass
             try:
-                self._reconnect_broken()
                 self._settle()
                 return "RF is off on every generator"
             except Exception:  # noqa: BLE001 - a broken connection: reconnect once more, then report
@@ -341,7 +380,8 @@ class Bench:
 
 def embedded_bench(seed: int = 0, noise: bool = True, generators: int = 4, physics: dict | None = None) -> Bench:
     """The default reservoir of ``labpgt train``: the simulated bench in-process, through its drivers
-    (``physics``: ``[simulator]`` keys such as ``{"preset": "ideal"}``; default the real ring)."""
+    (``physics``: ``[simulator]`` keys such as ``{"preset": "ideal"}`` or ``{"device": 2}``; default the
+    real nominal ring)."""
     return Bench(simulated_bench_config(embedded=True, seed=seed, noise=noise, generators=generators, physics=physics))
 
 

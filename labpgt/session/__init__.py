@@ -4,12 +4,14 @@ This package owns the file. Nothing else in labpgt reads or writes its layout: r
 the writers (recorders of :mod:`labpgt.recording`), and replay, inspection, export and the GUI read
 through :class:`SessionReader`.
 
-* :mod:`~labpgt.session.schema` — versions, kinds, roles, the column tables, what a valid file holds
-  (its docstring is the description of the format);
+* :mod:`~labpgt.session.schema` — versions, kinds, roles, the column tables, their units, what a
+  valid file holds (``docs/session-format.md`` describes the format);
+* :mod:`~labpgt.session.nexus` — the file's description of itself: units, dimension scales, NeXus plots;
 * :mod:`~labpgt.session.writer` — :class:`SessionWriter` (a training), :class:`SweepWriter` (a sweep),
   the resume copy;
 * :mod:`~labpgt.session.reader` — :class:`SessionReader`;
-* :mod:`~labpgt.session.hdf5` — the HDF5 plumbing underneath.
+* :mod:`~labpgt.session.hdf5` — the HDF5 plumbing underneath, and what a reader needs (HDF5 1.10, built-in
+  filters).
 """
 
 from labpgt.session.reader import SessionReader

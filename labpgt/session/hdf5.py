@@ -1,11 +1,16 @@
-"""HDF5 plumbing of the session file: growing row and ragged datasets, JSON in bytes, copying a valid prefix, and
-opening a file read-only without trusting it.
+"""HDF5 plumbing of the session file: the library version and filters every file is written with, growing row and
+ragged datasets, JSON in bytes, copying a valid prefix, and opening a file read-only without trusting it.
 
 It knows nothing of the schema's columns (:mod:`labpgt.session.schema` does). What it owns:
 
+* *what a reader needs*: every file is written with the library version bounds :data:`LIBVER`
+  (HDF5 1.10's format, the oldest with SWMR: any HDF5 1.10 or later reads it) and compressed
+  with HDF5's built-in filters only (:data:`ROW_FILTER`), which :data:`READER_NEEDS` states in the
+  file itself; files written before (Blosc2 through ``hdf5plugin``) are still read, which is why
+  ``hdf5plugin`` is imported here;
 * *row datasets*: chunked, resizable along the first axis, appended a block at a time (one resize
   per block: amortised O(1) per row), compressed with :data:`ROW_FILTER` when asked (the queries:
-  see :mod:`labpgt.session.schema`, Storage); *ragged* columns: a value dataset plus ``NAME_end``;
+  see ``docs/session-format.md``, Storage); *ragged* columns: a value dataset plus ``NAME_end``;
 * :func:`copy_prefix`: a new file holding the first rows of every row dataset of another;
 * :func:`open_read_only`: mode "r" only, so reading never modifies a file; a closed file through
   HDF5's own checks, a live or killed writer's file (its "open for writing" flag set) in SWMR read
@@ -29,16 +34,24 @@ import numpy as np
 
 #: Blosc2 compresses a session's small chunks faster on one thread than on several (measured: 3x on 2 cores)
 os.environ.setdefault("BLOSC_NTHREADS", "1")
-import hdf5plugin  # noqa: E402
+import hdf5plugin  # noqa: E402,F401  (registers Blosc2 for h5py: files written before labpgt-session/3 need it)
 
 from labpgt.errors import UserError
 from labpgt.session.liveness import marked_open_for_write, writer_holds_lock
 
-COMPRESSION = "lzf"      # for datasets written once (the prior)
-#: the filter of compressed row datasets: Blosc2 with Zstandard after a byte shuffle (measured on the default
-#: run's queries: byte shuffle beat bit shuffle on every wide column; level 3 gives the spectra level 5's size,
-#: 637 against 635 bytes a query, at twice its speed; Blosc2 with LZ4 and plain Zstd came out larger)
-ROW_FILTER = hdf5plugin.Blosc2(cname="zstd", clevel=3, filters=hdf5plugin.Blosc2.SHUFFLE)
+#: the library version bounds of every file written: HDF5 1.10's file format, the oldest that has SWMR (a
+#: version 3 superblock). "latest" on the HDF5 2.0 h5py bundles writes layout messages no HDF5 1.x can read.
+LIBVER = ("v110", "v110")
+#: the filter of compressed row datasets: deflate (gzip) level 4 after a byte shuffle, both built into every
+#: HDF5 library (benchmarks/session_compression.py, benchmarks/RESULTS.md section 13: on the default run's
+#: queries as small as Blosc2/Zstd, which needs a plugin to read; level 4 is as small as 6 and 9 and faster)
+ROW_FILTER = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+ROW_FILTER_NAME = "gzip4"
+#: what a reader needs, written into every file (root attribute ``reader_needs``) and said in the README
+READER_NEEDS = ("HDF5 1.10 or later; compressed datasets use only HDF5's built-in shuffle and deflate (gzip) "
+                "filters: nothing to install. Files written before labpgt-session/3 compressed their queries "
+                "with Blosc2 (filter 32026): read those with h5py after `import hdf5plugin`, or set "
+                "HDF5_PLUGIN_PATH to hdf5plugin's plugin directory")
 #: rows per chunk of a compressed row dataset (measured on the default run, all query columns: 1,030 bytes a
 #: query at 32 rows, 970 at 64, 939 at 128, 923 at 256).
 COMPRESSED_CHUNK_ROWS = 128
@@ -152,32 +165,42 @@ def json_value(values: np.ndarray):
 
 
 # --------------------------------------------------------------------------- copying a valid prefix
-def copy_prefix(src: h5py.File, dst_path: Path, keep: dict | None) -> None:
+#: attributes of HDF5 dimension scales: they hold references to objects of their own file, so a copy leaves
+#: them out and its ``finish`` attaches the scales again
+DIMENSION_SCALE_ATTRIBUTES = frozenset({"CLASS", "NAME", "REFERENCE_LIST", "DIMENSION_LIST"})
+
+
+def copy_prefix(src: h5py.File, dst_path: Path, keep: dict | None, finish=None) -> None:
     """Copy every dataset of ``src`` into a new file, the row datasets of top-level group G cut to
     ``keep[G]`` rows (the values of a ragged column to those of its kept rows); ``keep`` None copies
-    every row."""
-    with h5py.File(dst_path, "w", libver="latest") as dst:
-        for key, value in src.attrs.items():
-            dst.attrs[key] = value
+    every row, and so does a group ``keep`` does not name. Attributes come along except those of dimension scales; soft links do not: ``finish``
+    (called with the new file, open for writing) makes those again."""
+    with h5py.File(dst_path, "w", libver=LIBVER) as dst:
+        _copy_attributes(src, dst)
 
         def visit(name, obj):
             if isinstance(obj, h5py.Group):
-                group = dst.require_group(name)
-                for key, value in obj.attrs.items():
-                    group.attrs[key] = value
+                _copy_attributes(obj, dst.require_group(name))
                 return
             if obj.maxshape[0] is not None:           # fixed-size (frequencies): copy whole
                 ds = dst.create_dataset(name, data=obj[()])
             else:
                 ds = _copy_rows(dst, name, obj, _rows_to_keep(src, name, obj, keep))
-            for key, value in obj.attrs.items():
-                ds.attrs[key] = value
+            _copy_attributes(obj, ds)
 
         src.visititems(visit)
+        if finish is not None:
+            finish(dst)
+
+
+def _copy_attributes(src, dst) -> None:
+    for key in src.attrs:
+        if key not in DIMENSION_SCALE_ATTRIBUTES:
+            dst.attrs[key] = src.attrs[key]
 
 
 def _copy_rows(dst, name, obj, rows) -> h5py.Dataset:
-    # compressed (ROW_FILTER) where the source was compressed at all, in the source's chunks
+    # compressed (ROW_FILTER, whatever filter the source used) where the source was compressed at all, in its chunks
     ds = dst.create_dataset(name, shape=(rows,) + obj.shape[1:], maxshape=obj.maxshape, dtype=obj.dtype,
                             chunks=obj.chunks, **(ROW_FILTER if is_compressed(obj) else {}))
     for start in range(0, rows, COPY_BLOCK_ROWS):
@@ -187,9 +210,10 @@ def _copy_rows(dst, name, obj, rows) -> h5py.Dataset:
 
 
 def _rows_to_keep(src, name, obj, keep) -> int:
-    if keep is None:
+    group = name.split("/")[0]
+    if keep is None or group not in keep:        # a group not cut to steps (the pauses' record) is copied whole
         return obj.shape[0]
-    rows = keep[name.split("/")[0]]
+    rows = keep[group]
     if "ragged_end" in obj.attrs:
         ends = src[f"{name.rsplit('/', 1)[0]}/{obj.attrs['ragged_end']}"]
         return int(ends[rows - 1]) if rows else 0
@@ -205,13 +229,14 @@ def dead_fraction(f: h5py.File) -> float:
     return max(0.0, 1.0 - sum(used) / size) if size else 0.0
 
 
-def compact(path: Path) -> None:
+def compact(path: Path, finish=None) -> None:
     """Rewrite a closed file without its dead space: every row copied into a fresh file that then
-    atomically replaces it (until then the original stands whole; a leftover ``.compact-tmp`` is junk)."""
+    atomically replaces it (until then the original stands whole; a leftover ``.compact-tmp`` is junk);
+    ``finish`` as for :func:`copy_prefix`."""
     path = Path(path)
     tmp = path.with_name(path.name + ".compact-tmp")
     with h5py.File(path, "r") as src:
-        copy_prefix(src, tmp, None)
+        copy_prefix(src, tmp, None, finish)
     os.replace(tmp, path)
 
 
@@ -279,7 +304,9 @@ def _hdf5_function(name: str):
             paths = {line.split()[-1] for line in maps if "/libhdf5" in line and "_hl" not in line}
     except OSError:
         paths = set()
-    for path in sorted(paths):
+    # another package may bring its own libhdf5 into the process (netCDF4 does): only h5py's will do
+    own = [path for path in paths if Path(path).parent.name.startswith("h5py")]
+    for path in sorted(own) if own else sorted(paths) if len(paths) == 1 else ():
         try:
             function = getattr(ctypes.CDLL(path), name)
         except (OSError, AttributeError):

@@ -1,10 +1,11 @@
-"""Reading session files: :class:`SessionReader`, read-only, for a live or finished file of any kind and either schema.
+"""Reading session files: :class:`SessionReader`, read-only, for a live or finished file of any kind and schema.
 
 The reader checks a file against :mod:`labpgt.session.schema` before handing anything out, and
 every problem — not HDF5, truncated, damaged, a schema or kind it does not know — is one
-:class:`~labpgt.errors.UserError` line. A ``labpgt-session/1`` file is presented as a /2 file would
-hold it: its kind from its config, the query columns it lacks at their defaults, empty method
-states, and an old sweep's points read from its steps.
+:class:`~labpgt.errors.UserError` line. A ``labpgt-session/1`` or /2 file is presented as a /3 file
+would hold it: the query columns it lacks at their defaults (the row index; a /1 file's layer and
+token), and for /1 its kind from its config, empty method states, and an old sweep's points read
+from its steps.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import numpy as np
 from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
-from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_RAGGED, KINDS, NUMERIC_KINDS, POINT_FLOAT_COLUMNS,
-                                   POINT_INT_COLUMNS, POINT_VALUES, QUERY_COLUMNS, QUERY_COLUMNS_SINCE_V2, QUERY_TIME_COLUMNS,
-                                   READABLE_SCHEMAS, SCHEMA_V1, STEP_FLOAT_COLUMNS, STEP_INT_COLUMNS, STEP_RAGGED,
+from labpgt.session.liveness import writer_holds_lock
+from labpgt.session.schema import (ARRAYS_DIGEST, QUERIES_DIGEST, rows_digest, CHECKPOINT_ARRAYS, CHECKPOINT_RAGGED, KINDS, NUMERIC_KINDS, POINT_FLOAT_COLUMNS,
+                                   POINT_INT_COLUMNS, POINT_VALUES, QUERY_COLUMNS, QUERY_TIME_COLUMNS,
+                                   READABLE_SCHEMAS, SCHEMA_V1, SCHEMAS_BEFORE_DIGESTS, STEP_FLOAT_COLUMNS, STEP_INT_COLUMNS, STEP_RAGGED,
                                    step_float_columns,
                                    SWEEP_FIELDS,
-                                   array_name, checkpoint_array_groups, query_columns, required_datasets,
-                                   required_groups, v1_kind, v1_query_column)
+                                   array_name, checkpoint_array_groups, missing_query_column, query_columns,
+                                   required_datasets, required_groups, v1_kind)
 
 ROOT_ATTRIBUTES = ("config", "created", "versions", "instruments")
 
@@ -95,7 +97,8 @@ class SessionReader:
         schema = _text(attrs["schema"])
         if schema not in READABLE_SCHEMAS:
             shown = repr(schema) if schema is not None else "of a non-text value"
-            self._fail(f"schema {shown} is not supported (this labpgt reads {' and '.join(READABLE_SCHEMAS)})")
+            readable = f"{', '.join(READABLE_SCHEMAS[:-1])} and {READABLE_SCHEMAS[-1]}"
+            self._fail(f"schema {shown} is not supported (this labpgt reads {readable})")
         self.schema = schema
         for key in ROOT_ATTRIBUTES + (() if schema == SCHEMA_V1 else ("kind",)):
             if key not in attrs:
@@ -159,7 +162,7 @@ class SessionReader:
     def _validate_prior(self, queries) -> None:
         prior = self._file["prior"]
         if not isinstance(prior, h5py.Group) or self.schema == SCHEMA_V1:
-            self._fail("damaged session: 'prior' is not a group of a /2 file")
+            self._fail("damaged session: 'prior' is not a group of a /2 or later file")
         for name, width in (("u", queries["u"].shape[1]), ("features", queries["features"].shape[1])):
             ds = prior.get(name)
             if not isinstance(ds, h5py.Dataset) or ds.dtype != np.float64 or ds.ndim != 2 or ds.shape[1] != width:
@@ -243,9 +246,44 @@ class SessionReader:
         steps = f["checkpoints/step"][:n_ckpt]
         while n_ckpt and 0 <= steps[n_ckpt - 1] < n_steps and recorded[steps[n_ckpt - 1]] > self.n_queries:
             n_ckpt -= 1
+        # a writer whose disk filled mid-flush can leave rows that are there by their length only (the space for
+        # their data never written: zeros): a step counts once its rows and its checkpoint are the bytes written.
+        # A live writer's file is whole at every flush (SWMR), and a reader's chunk cache may lag it: not checked.
+        if self.schema not in SCHEMAS_BEFORE_DIGESTS and not writer_holds_lock(self.path):
+            while n_ckpt and not (self._step_whole(int(steps[n_ckpt - 1]), recorded)
+                                  and self._checkpoint_whole(n_ckpt - 1)):
+                n_ckpt -= 1
         self.n_steps = n_steps
         self.checkpoint_steps = f["checkpoints/step"][:n_ckpt]
         self.n_checkpoints = n_ckpt
+        if n_steps:                       # the queries of complete step rows only: never a row of a torn step
+            self.n_queries = min(self.n_queries, int(recorded[-1]))
+
+    def _step_whole(self, step: int, recorded) -> bool:
+        """Whether step ``step``'s query rows are those its writer recorded (files before the digest, and a
+        checkpoint with no step row to hold a digest: assumed)."""
+        if not 0 <= step < len(recorded):
+            return True
+        try:
+            digest = hdf5.json_value(hdf5.ragged_row(self._file["steps"], "extra", step)).get(QUERIES_DIGEST)
+        except (ValueError, AttributeError):
+            return False
+        if digest is None:
+            return True
+        start, stop = (int(recorded[step - 1]) if step else 0), int(recorded[step])
+        names = [*self._query_columns, *(n for n in QUERY_TIME_COLUMNS if n in self._file["queries"])]
+        columns = {name: self._file[f"queries/{name}"][start:stop] for name in names}
+        return rows_digest(columns) == digest
+
+    def _checkpoint_whole(self, index: int) -> bool:
+        """Whether checkpoint row ``index``'s arrays are those its writer recorded (files before the digest:
+        assumed)."""
+        state = hdf5.json_value(hdf5.ragged_row(self._file["checkpoints"], "trainer_state", index))
+        if not isinstance(state, dict) or ARRAYS_DIGEST not in state:
+            return True
+        rows = {f"{group}/{name}": np.asarray(self._file[path][index]) for group, names in self._arrays.items()
+                for name, path in names.items()}
+        return rows_digest(rows) == state[ARRAYS_DIGEST]
 
     def _count_points(self) -> int:
         if self._stores("points"):
@@ -305,14 +343,14 @@ class SessionReader:
         stop = self.n_queries if stop is None else min(stop, self.n_queries)
         names = tuple(fields) if fields is not None else tuple(QUERY_COLUMNS)
         stored = {name: self._file[f"queries/{name}"][start:stop]
-                  for name in names if (name in self._query_columns or name not in QUERY_COLUMNS_SINCE_V2)
-                  and (name not in QUERY_TIME_COLUMNS or name in self._file["queries"])}
+                  for name in names if name in self._query_columns
+                  or (name in QUERY_TIME_COLUMNS and name in self._file["queries"])}
         for name in set(names).intersection(QUERY_TIME_COLUMNS) - set(stored):   # a file from before them
             stored[name] = np.full(max(stop - start, 0), np.nan)
         if len(stored) < len(names):
             roles = stored["role"] if "role" in stored else self._file["queries/role"][start:stop]
             for name in set(names) - set(stored):
-                stored[name] = v1_query_column(name, roles, self._sweep_code)
+                stored[name] = missing_query_column(name, start, roles, self._sweep_code)
         return {name: stored[name] for name in names}
 
     def iter_queries(self, fields=None, block_rows: int = 1 << 14):
@@ -328,6 +366,29 @@ class SessionReader:
         return self.role_names[int(code)] if 0 <= int(code) < len(self.role_names) else f"role{int(code)}"
 
     # ---- measurements from before the run
+    @_damaged_is_user_error
+    def suspensions(self) -> list[dict]:
+        """The run's pauses, in order (each: step, started, ended, condition, value, discarded_queries); none in
+        files before 0.2."""
+        return self._records("suspensions")
+
+    @_damaged_is_user_error
+    def checks(self) -> list[dict]:
+        """The check queries the run's suspenders measured (each: step, time, condition, value)."""
+        return self._records("checks")
+
+    def _records(self, group: str) -> list[dict]:
+        if group not in self._file or "record_end" not in self._file[group]:
+            return []
+        rows = self._file[f"{group}/record_end"].shape[0]
+        out = []
+        for row in range(rows):
+            try:
+                out.append(hdf5.json_value(hdf5.ragged_row(self._file[group], "record", row)))
+            except ValueError:                 # a last row a writer did not finish: not whole
+                break
+        return out
+
     @_damaged_is_user_error
     def prior(self):
         """``(U, features, sources)`` of the pairs the run was given from earlier sessions, or None."""
@@ -364,8 +425,11 @@ class SessionReader:
 
     @_damaged_is_user_error
     def step_extra(self, row: int) -> dict:
+        """What the method recorded of step row ``row`` besides the standard columns (the writer's own digest left
+        out)."""
         self._require_steps()
-        return hdf5.json_value(hdf5.ragged_row(self._file["steps"], "extra", row))
+        extra = hdf5.json_value(hdf5.ragged_row(self._file["steps"], "extra", row))
+        return {k: v for k, v in extra.items() if k != QUERIES_DIGEST} if isinstance(extra, dict) else extra
 
     # ---- checkpoints (a training)
     @_damaged_is_user_error
@@ -393,6 +457,7 @@ class SessionReader:
         history, state, start = [], {}, 0
         for end in ends:
             state = json.loads(blob[start:int(end)].decode("utf-8"))
+            state.pop(ARRAYS_DIGEST, None)
             start = int(end)
             if "history_tail" in state:
                 history = history[:state.pop("history_from")] + state.pop("history_tail")

@@ -10,6 +10,7 @@ allows no new ones), so the template checkpoint given at creation fixes the chec
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -25,17 +26,20 @@ from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
 from labpgt.session.liveness import WriterLock
+from labpgt.session.storage import Storage, StorageFault, _free_bytes
+from labpgt.session.nexus import describe
 from labpgt.session.reader import SessionReader
-from labpgt.session.schema import (CHECKPOINT_ARRAYS, CHECKPOINT_ARRAYS_SINCE_V2, CHECKPOINT_RAGGED, KIND_GROUPS,
+from labpgt.session.schema import (PAUSE_GROUPS, ARRAYS_DIGEST, CHECKPOINT_ARRAYS, QUERIES_DIGEST, rows_digest, CHECKPOINT_ARRAYS_SINCE_V2, CHECKPOINT_RAGGED, KIND_GROUPS,
                                    NUMERIC_KINDS, PERTURBATION_DIMS, POINT_FLOAT_COLUMNS, POINT_INT_COLUMNS,
-                                   QUERY_COLUMNS, QUERY_COLUMNS_SINCE_V2, QUERY_TIME_COLUMNS, ROLE_CODES, ROLES,
+                                   QUERY_COLUMNS, QUERY_TIME_COLUMNS, ROLE_CODES, ROLES,
                                    SCHEMA, SCHEMA_V1, STEP_FLOAT_COLUMNS, STEP_FLOAT_COLUMNS_SINCE_V2, STEP_INT_COLUMNS, STEP_RAGGED,
-                                   array_name, dataset_name)
+                                   array_name, dataset_name, query_columns)
 
 QUERY_CHUNK_ROWS = 256
 STEP_CHUNK_ROWS = 64
 CHECKPOINT_CHUNK_ROWS = 16
 COMPACT_ABOVE = 0.02     # dead fraction of a file worth a rewrite at close
+STEP_ROW_BYTES = 1 << 16     # a step's or a point's own row, its JSON and perturbation (small; checked with the rows)
 
 
 # --------------------------------------------------------------------------- the root config
@@ -83,10 +87,11 @@ def versions() -> dict:
 # --------------------------------------------------------------------------- creating a file
 def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_kind,
               resolution_db: float | None = None) -> h5py.File:
-    """A new file at ``path`` (overwritten) with the root, the queries and ``lay_out_kind(file)``, in SWMR mode;
-    ``resolution_db``: the grid the spectra are on, when they are quantised."""
+    """A new file at ``path`` (overwritten) with the root, the queries and ``lay_out_kind(file)``, described
+    (:mod:`labpgt.session.nexus`), in SWMR mode; ``resolution_db``: the grid the spectra are on, when they are
+    quantised."""
     frequencies = np.zeros(0) if frequencies is None else np.asarray(frequencies, dtype=np.float64)
-    f = h5py.File(path, "w", libver="latest")
+    f = h5py.File(path, "w", libver=hdf5.LIBVER)
     try:
         f.attrs["schema"] = SCHEMA
         f.attrs["kind"] = kind
@@ -99,6 +104,7 @@ def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_k
         if resolution_db is not None:
             f["queries/spectrum"].attrs["resolution_db"] = float(resolution_db)
         lay_out_kind(f)
+        describe(f)
         f.swmr_mode = True
     except BaseException:
         f.close()
@@ -139,12 +145,25 @@ def _lay_out_training(f, checkpoint_layout: dict) -> None:
             hdf5.row_dataset(group, name, dtype, shape, chunk_rows=CHECKPOINT_CHUNK_ROWS)
     for name in CHECKPOINT_RAGGED:
         hdf5.ragged_dataset(c, name, "uint8", STEP_CHUNK_ROWS)
+    _lay_out_pauses(f)
+
+
+def _lay_out_pauses(f) -> None:
+    """The record of a run's pauses (:data:`~labpgt.session.schema.PAUSE_GROUPS`): each suspension, and each check
+    query a suspender measured (its spectrum too)."""
+    for group_name in PAUSE_GROUPS:
+        if group_name in f:
+            continue
+        group = f.create_group(group_name)
+        hdf5.ragged_dataset(group, "record", "uint8", STEP_CHUNK_ROWS)
+    if "spectrum" not in f["checks"]:
+        hdf5.row_dataset(f["checks"], "spectrum", "float32", (f["frequencies"].shape[0],), chunk_rows=STEP_CHUNK_ROWS)
 
 
 def _lay_out_prior(f, U, features, sources) -> None:
     prior = f.create_group("prior")
-    prior.create_dataset("u", data=np.asarray(U, dtype=np.float64), compression=hdf5.COMPRESSION)
-    prior.create_dataset("features", data=np.asarray(features, dtype=np.float64), compression=hdf5.COMPRESSION)
+    prior.create_dataset("u", data=np.asarray(U, dtype=np.float64), **hdf5.ROW_FILTER)
+    prior.create_dataset("features", data=np.asarray(features, dtype=np.float64), **hdf5.ROW_FILTER)
     prior.attrs["sources"] = hdf5.dumps(sources)
 
 
@@ -202,6 +221,7 @@ class _QueryWriter:
         self._pending_rows = 0
         self._query_rows = hdf5.group_length(self._queries, QUERY_COLUMNS)
         self._lock = WriterLock(self.path)         # readers see "in progress" while this writer lives
+        self._storage = Storage(self.path, f.id.get_vfd_handle())
 
     def record_queries(self, labels, U, measurement) -> None:
         """Buffer the rows of one measurement until the next row is written (``labels``: their QueryLabels)."""
@@ -216,6 +236,8 @@ class _QueryWriter:
             raise ValueError(f"record_queries: U {U.shape} / features {features.shape} do not match the session "
                              f"(d = {self._widths['u']}, m = {self._widths['features']})")
         p = self._pending
+        first = self._query_rows + self._pending_rows
+        p["index"].append(np.arange(first, first + n, dtype=np.int64))
         p["step"].append(np.full(n, labels.step, dtype=np.int64))
         p["role"].append(np.array([ROLE_CODES[r] for r in names], dtype=np.uint8)[index].reshape(n))
         p["direction"].append(np.asarray(labels.direction, dtype=np.int32).reshape(n))
@@ -232,32 +254,71 @@ class _QueryWriter:
             p[name].append(_column(getattr(measurement, name, None), n, np.float64, np.nan))
         self._pending_rows += n
 
-    def _write_queries(self) -> None:
-        """Append the buffered rows (every one: a row measured is a row on disk at the next flush)."""
-        if not self._pending_rows:
-            return
+    @contextlib.contextmanager
+    def _writing(self, row_bytes: int = 0):
+        """Write a step's or a point's rows (``row_bytes`` of them besides the buffered queries): checked before
+        (:meth:`Storage.check`), and a write that fails is a :class:`StorageFault` (see :mod:`.storage`)."""
+        self._storage.check(self._pending_bytes() + row_bytes)
+        try:
+            yield
+        except StorageFault:
+            raise
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not _is_io_error(exc):
+                raise
+            raise self._storage.failed(exc) from None
+
+    def _pending_bytes(self) -> int:
+        return sum(block.nbytes for blocks in self._pending.values() for block in blocks)
+
+    def _sync(self) -> None:
+        """Every row written so far on the disk (HDF5's flush, then the operating system's), before the row that
+        says they are there: a step's row never stands on the disk without its queries."""
+        self._file.flush()
+        os.fsync(self._storage.fd)
+
+    @property
+    def fault(self) -> StorageFault | None:
+        """What stopped this writer from writing (None while it writes)."""
+        return self._storage.fault
+
+    def _write_queries(self) -> int:
+        """Append the buffered rows (every one: a row measured is a row on disk at the next flush); returns their
+        digest (:func:`~labpgt.session.schema.rows_digest`)."""
+        columns = {}
         for name, blocks in self._pending.items():
             if blocks:
-                hdf5.append(self._queries[name], np.concatenate(blocks))
+                columns[name] = np.concatenate(blocks).astype(self._queries[name].dtype, copy=False)
+                hdf5.append(self._queries[name], columns[name])
                 blocks.clear()
         self._query_rows += self._pending_rows
         self._pending_rows = 0
-
-    def flush(self) -> None:
-        """Write every buffered row and flush the file."""
-        self._write_queries()
-        self._file.flush()
+        return rows_digest(columns)
 
     def close(self) -> None:
-        """Write what is buffered and close (idempotent); then, if over :data:`COMPACT_ABOVE` of the file
-        is dead space (compressed chunks that SWMR rewrote elsewhere, see schema.py, Storage), rewrite it
-        without. Buffered queries after the last step or point are kept but belong to no complete one."""
+        """Close (idempotent); then, if over :data:`COMPACT_ABOVE` of the file is dead space (compressed chunks
+        that SWMR rewrote elsewhere, see schema.py, Storage) and the disk has room, rewrite it without.
+
+        Queries still buffered belong to a step (or point) that never completed: they are not written — a step
+        is in the file whole or not at all — and a resumed run measures them again. After a storage fault the
+        file is closed as the fault left it (:mod:`.storage`)."""
         if self._file.id.valid:
-            self.flush()
-            compact = hdf5.dead_fraction(self._file) > COMPACT_ABOVE
+            for blocks in self._pending.values():
+                blocks.clear()
+            self._pending_rows = 0
+            compact = False
+            if self.fault is None:
+                try:
+                    self._file.flush()
+                    compact = hdf5.dead_fraction(self._file) > COMPACT_ABOVE and \
+                        _free_bytes(self.path.parent) > 2 * self.path.stat().st_size
+                except (OSError, RuntimeError) as exc:
+                    if isinstance(exc, RuntimeError) and not _is_io_error(exc):
+                        raise
+                    self._storage.failed(exc)
             self._file.close()
             if compact:
-                hdf5.compact(self.path)
+                hdf5.compact(self.path, finish=describe)
         self._lock.release()
 
     def __enter__(self):
@@ -265,6 +326,12 @@ class _QueryWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _is_io_error(exc: RuntimeError) -> bool:
+    """Whether h5py's RuntimeError is HDF5 failing to read or write the file (not a programming error)."""
+    text = str(exc)
+    return "errno" in text or "write failed" in text or "file read failed" in text
 
 
 def _block(values, n, width, dtype) -> np.ndarray:
@@ -350,7 +417,7 @@ class SessionWriter(_QueryWriter):
         half-done step, which the resumed trainer measures again. The file is rewritten: its valid
         prefix is copied into a fresh file that atomically replaces it (a writer killed with
         SIGKILL leaves HDF5's "open for writing" flag set, which only a rewrite clears safely); a
-        ``labpgt-session/1`` file comes out as /2. Cost O(file size). ``None`` means no step was
+        ``labpgt-session/1`` or /2 file comes out as /3. Cost O(file size). ``None`` means no step was
         completed: start the training afresh with the writer. The root config is ``writer.config``.
         """
         path = Path(path)
@@ -360,13 +427,12 @@ class SessionWriter(_QueryWriter):
                 raise UserError(f"{path.name} records a {reader.kind}, not a training: there is nothing to resume")
             checkpoint = reader.last_checkpoint()
             keep = reader.valid_lengths()
-            new_columns = reader.queries(0, keep["queries"], QUERY_COLUMNS_SINCE_V2) \
-                if reader.schema == SCHEMA_V1 else None
-            hdf5.copy_prefix(reader._file, tmp, keep)
-        if new_columns is not None:
-            _upgrade_v1_copy(tmp, new_columns)
+            missing = [name for name in QUERY_COLUMNS if name not in query_columns(reader.schema)]
+            new_columns = reader.queries(0, keep["queries"], missing)
+            schema = reader.schema
+            hdf5.copy_prefix(reader._file, tmp, keep, finish=lambda f: _upgrade_copy(f, schema, new_columns))
         os.replace(tmp, path)
-        f = h5py.File(path, "r+", libver="latest")
+        f = h5py.File(path, "r+", libver=hdf5.LIBVER)
         _record_resume_machine(f, checkpoint)
         f.swmr_mode = True
         history_len = len(checkpoint.trainer_state.get("history", [])) if checkpoint else 0
@@ -374,8 +440,14 @@ class SessionWriter(_QueryWriter):
 
     # ---- the recorder
     def record_step(self, step, values: dict) -> None:
-        """Write the step's queries and its row, then flush."""
-        self._write_queries()
+        """Write the step's queries, make sure they are on the disk, then write its row and flush."""
+        with self._writing(STEP_ROW_BYTES):
+            digest = self._write_queries()
+            self._sync()
+            self._write_step_row(step, {**values, QUERIES_DIGEST: digest})
+            self._file.flush()
+
+    def _write_step_row(self, step, values: dict) -> None:
         values = dict(values)
         perturbation = values.pop("perturbation", None)
         row = {"step": int(step), "queries": self._query_rows}
@@ -396,23 +468,60 @@ class SessionWriter(_QueryWriter):
         hdf5.append(self._steps["perturbation_shape"], shape[None, :])
         hdf5.append_ragged(self._steps, "perturbation", flat)
         hdf5.append_ragged(self._steps, "extra", hdf5.json_bytes(values))
-        self._file.flush()
 
     def checkpoint(self, checkpoint: Checkpoint) -> None:
         """Write one checkpoint row (its ``step`` last: the row counts once it is there), then flush."""
+        arrays = _checkpoint_arrays(checkpoint)
+        with self._writing(sum(np.asarray(a).nbytes for group in arrays.values() for a in group.values())):
+            self._write_checkpoint(checkpoint, arrays)
+            self._file.flush()
+
+    def _write_checkpoint(self, checkpoint: Checkpoint, arrays: dict) -> None:
         self._write_queries()
-        for group_name, arrays in _checkpoint_arrays(checkpoint).items():
+        written = {}
+        for group_name, group in arrays.items():
             datasets = self._arrays[group_name]
-            if set(arrays) != set(datasets):
-                raise ValueError(f"checkpoint {group_name} {sorted(arrays)} differ from the session's "
+            if set(group) != set(datasets):
+                raise ValueError(f"checkpoint {group_name} {sorted(group)} differ from the session's "
                                  f"{sorted(datasets)}")
-            for name, array in arrays.items():
-                hdf5.append(datasets[name], np.asarray(array, dtype=datasets[name].dtype)[None, ...])
+            for name, array in group.items():
+                row = np.asarray(array, dtype=datasets[name].dtype)
+                hdf5.append(datasets[name], row[None, ...])
+                written[f"{group_name}/{name}"] = row
         c = self._checkpoints
+        state = {**self._delta_history(checkpoint.trainer_state or {}), ARRAYS_DIGEST: rows_digest(written)}
         hdf5.append_ragged(c, "rng_states", hdf5.json_bytes(checkpoint.rng_states))
-        hdf5.append_ragged(c, "trainer_state", hdf5.json_bytes(self._delta_history(checkpoint.trainer_state or {})))
+        hdf5.append_ragged(c, "trainer_state", hdf5.json_bytes(state))
         hdf5.append(c["step"], np.asarray([int(checkpoint.step)]))
-        self._file.flush()
+
+    # ---- a run's pauses (labpgt.bench.suspenders)
+    def discard_pending(self) -> int:
+        """Forget the buffered queries of the step a pause interrupted (measured again when the run goes on);
+        returns how many there were."""
+        dropped = self._pending_rows
+        for blocks in self._pending.values():
+            blocks.clear()
+        self._pending_rows = 0
+        return dropped
+
+    def record_suspension(self, record: dict) -> None:
+        """One suspension: when it began and ended, why, what was measured again; flushed at once."""
+        if "suspensions" in self._file:
+            with self._writing():
+                hdf5.append_ragged(self._file["suspensions"], "record", hdf5.json_bytes(record))
+                self._file.flush()
+
+    def record_check(self, record: dict, spectrum) -> None:
+        """One check query a suspender measured (``record``: when, which condition, its value) and its trace."""
+        if "checks" in self._file:
+            checks = self._file["checks"]
+            with self._writing():
+                width = checks["spectrum"].shape[1]
+                row = np.full((1, width), np.nan, np.float32) if spectrum is None else \
+                    np.asarray(spectrum, np.float32).reshape(1, width)
+                hdf5.append(checks["spectrum"], row)
+                hdf5.append_ragged(checks, "record", hdf5.json_bytes(record))
+                self._file.flush()
 
     def _delta_history(self, trainer_state: dict) -> dict:
         state = dict(trainer_state)
@@ -446,22 +555,25 @@ def _record_resume_machine(f: h5py.File, checkpoint: Checkpoint | None) -> None:
         f.attrs["versions"] = hdf5.dumps(versions)
 
 
-def _upgrade_v1_copy(path: Path, new_columns: dict) -> None:
-    """Make the resume copy of a /1 file a /2 file: the query and step columns and checkpoint groups it
-    lacks (what the reader shows for /1 files), and the kind."""
-    with h5py.File(path, "r+", libver="latest") as f:
-        for name, values in new_columns.items():
-            ds = hdf5.row_dataset(f["queries"], name, QUERY_COLUMNS[name][0], chunk_rows=QUERY_CHUNK_ROWS,
-                                  rows=len(values), compress=True)
-            if len(values):
-                ds[:] = values
+def _upgrade_copy(f: h5py.File, schema: str, new_columns: dict) -> None:
+    """Make the resume copy ``f`` of a file of ``schema`` a file of the current one: the query columns it lacks
+    (``new_columns``: what the reader shows for them), a /1 file's step columns, checkpoint groups and kind,
+    and the description (:mod:`labpgt.session.nexus`)."""
+    for name, values in new_columns.items():
+        ds = hdf5.row_dataset(f["queries"], name, QUERY_COLUMNS[name][0], chunk_rows=QUERY_CHUNK_ROWS,
+                              rows=len(values), compress=True)
+        if len(values):
+            ds[:] = values
+    _lay_out_pauses(f)
+    if schema == SCHEMA_V1:
         steps = hdf5.group_length(f["steps"], STEP_INT_COLUMNS)
         for name in STEP_FLOAT_COLUMNS_SINCE_V2:
             hdf5.row_dataset(f["steps"], name, "float64", chunk_rows=STEP_CHUNK_ROWS, rows=steps)[:] = np.nan
         for name in CHECKPOINT_ARRAYS_SINCE_V2:
             f["checkpoints"].create_group(name)
-        f.attrs["schema"] = SCHEMA
         f.attrs["kind"] = "training"
+    f.attrs["schema"] = SCHEMA
+    describe(f)
 
 
 # --------------------------------------------------------------------------- a sweep
@@ -490,8 +602,10 @@ class SweepWriter(_QueryWriter):
         if values:
             raise ValueError(f"record_point: unknown values {sorted(values)}; "
                              f"a point has {', '.join(POINT_FLOAT_COLUMNS)}")
-        self._write_queries()
-        row["queries"] = self._query_rows
-        _append_row(self._points, row)
-        self._file.flush()
+        with self._writing(STEP_ROW_BYTES):
+            self._write_queries()
+            self._sync()
+            row["queries"] = self._query_rows
+            _append_row(self._points, row)
+            self._file.flush()
         self.n_points += 1

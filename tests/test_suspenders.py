@@ -1,0 +1,198 @@
+"""Suspenders over TCP against ``labpgt sim --ideal --noise 0``: each condition, produced on demand by the simulator
+(``:SIMulate:…``), pauses the run with RF off; the run goes on by itself once the condition has held its range,
+ends with the final parameters of an undisturbed run on the kind ring, replays, and ``labpgt inspect`` lists the
+pause. A suspender declared wrong is refused in one line before anything is sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from labpgt.bench import bench_config_toml, load_bench_config
+from labpgt.cli import main
+from labpgt.inspection import inspect_session
+from servedbench import generator_outputs, scpi, served_bench
+
+pytestmark = pytest.mark.slow          # runs over TCP in processes of their own, paused for seconds
+RUN = ["--task", "iris", "--batch-size", "4", "--directions", "2", "--steps", "12", "--eval-every", "12", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    with served_bench(tmp_path_factory.mktemp("bench"), "--ideal") as bench:
+        yield bench
+
+
+@pytest.fixture(scope="module")
+def undisturbed(served, tmp_path_factory):
+    """The run as it ends when nothing pauses it: its final parameters."""
+    bench, _ = served
+    out = tmp_path_factory.mktemp("reference") / "run.h5"
+    assert subprocess.run([sys.executable, "-m", "labpgt", "train", "--bench", str(bench), *RUN, "--out", str(out)],
+                          capture_output=True, text=True, timeout=300).returncode == 0
+    return inspect_session(out)["final_params_sha256"]
+
+
+def bench_with(served, tmp_path, suspend: str, **bench_settings) -> Path:
+    """The served bench's config with these suspenders (and ``[bench]`` settings) as a file."""
+    bench, _ = served
+    config = dataclasses.replace(load_bench_config(bench), **bench_settings)
+    path = tmp_path / "bench.toml"
+    path.write_text(bench_config_toml(config) + "\n" + textwrap.dedent(suspend))
+    return path
+
+
+def steps_in(path: Path) -> int:
+    try:
+        return inspect_session(path)["steps"] if path.exists() else 0
+    except Exception:  # noqa: BLE001 - a file being laid out
+        return 0
+
+
+def run_paused(bench: Path, out: Path, produce, resources, after_steps: int = 3):
+    """Train on ``bench``; once ``after_steps`` are done, ``produce()`` the condition; once the run says it paused,
+    ask every generator that answers for its RF over SCPI. Returns (the finished process, what they said)."""
+    err_path = out.with_suffix(".err")
+    with err_path.open("w") as err_file:
+        process = subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--bench", str(bench), *RUN, "--out",
+                                    str(out)], stdout=subprocess.PIPE, stderr=err_file, text=True)
+        deadline = time.monotonic() + 120
+        while steps_in(out) < after_steps and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        produce()
+        paused_rf = None
+        while process.poll() is None and time.monotonic() < deadline:
+            if "paused at step" in err_path.read_text():
+                paused_rf = [state for state in _outputs(resources) if state is not None]
+                break
+            time.sleep(0.1)
+        out_text, _ = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, out_text, err_path.read_text()), paused_rf
+
+
+def _outputs(resources) -> list:
+    """Each generator's ``:OUTP?`` (None for one that does not answer: it went away)."""
+    states = []
+    for name in ("gen1", "gen2", "gen3", "gen4"):
+        try:
+            states.append(scpi(resources[name], ":OUTP?"))
+        except Exception:  # noqa: BLE001 - away
+            states.append(None)
+    return states
+
+
+def assert_paused_and_went_on(result, paused_rf, out: Path, undisturbed: str, condition: str) -> None:
+    assert result.returncode == 0, result.stderr
+    assert paused_rf and set(paused_rf) == {"0"} and "paused at step" in result.stderr   # RF off while paused
+    info = inspect_session(out)
+    assert info["completed"] and info["final_params_sha256"] == undisturbed
+    (pause,) = info["suspensions"]
+    assert pause["condition"] == condition and pause["ended"] > pause["started"]
+    listed = subprocess.run([sys.executable, "-m", "labpgt", "inspect", str(out)], capture_output=True, text=True)
+    assert f"paused at step {pause['step'] + 1}" in listed.stdout
+    replayed = subprocess.run([sys.executable, "-m", "labpgt", "replay", str(out)], capture_output=True, text=True)
+    assert replayed.returncode == 0, replayed.stdout
+
+
+def test_a_temperature_excursion_pauses_the_run(served, undisturbed, tmp_path):
+    bench = bench_with(served, tmp_path, """
+        [[suspend]]
+        condition = "temperature"
+        min = 15.0
+        max = 30.0
+        hold_s = 1.0
+    """)
+    _, resources = served
+    out = tmp_path / "run.h5"
+    result, paused_rf = run_paused(bench, out, lambda: scpi(resources["ring"], ":SIM:TEMP:EXC 20,3"), resources)
+    assert_paused_and_went_on(result, paused_rf, out, undisturbed, "temperature")
+
+
+def test_a_ring_that_stops_oscillating_pauses_the_run(served, undisturbed, tmp_path):
+    """Its margin is known at its check queries only (here before the run and after every other step): a ring that
+    is not oscillating when the run starts holds the run back before anything is measured — the undisturbed run's
+    parameters exactly — and one that stops during the run pauses it at the next check (the steps measured since
+    the last good check are kept as they were measured)."""
+    bench = bench_with(served, tmp_path, """
+        [[suspend]]
+        condition = "oscillation"
+        min = 20.0
+        every_steps = 2
+        hold_s = 1.0
+    """)
+    _, resources = served
+    out = tmp_path / "run.h5"
+    scpi(resources["ring"], ":SIM:GAIN:DROP 30,20")         # off before the run starts, and for 20 s
+    result, paused_rf = run_paused(bench, out, lambda: None, resources, after_steps=0)
+    assert_paused_and_went_on(result, paused_rf, out, undisturbed, "oscillation")
+    checks = inspect_session(out)["check_queries"]
+    assert checks >= 12 // 2                                 # every other step, and while paused: all recorded
+    during = tmp_path / "during.h5"
+    result, paused_rf = run_paused(bench, during, lambda: scpi(resources["ring"], ":SIM:GAIN:DROP 30,3"), resources)
+    assert result.returncode == 0 and paused_rf == ["0"] * 4, result.stderr
+    info = inspect_session(during)
+    assert info["completed"] and [p["condition"] for p in info["suspensions"]] == ["oscillation"]
+    assert subprocess.run([sys.executable, "-m", "labpgt", "replay", str(during)]).returncode == 0
+
+
+def test_an_instrument_that_goes_away_pauses_the_run(served, undisturbed, tmp_path):
+    bench = bench_with(served, tmp_path, """
+        [[suspend]]
+        condition = "instrument"
+        hold_s = 1.0
+        max_s = 60
+    """, max_attempts=3, backoff_s=0.05, timeout_ms=500)
+    _, resources = served
+    out = tmp_path / "run.h5"
+    result, paused_rf = run_paused(bench, out, lambda: scpi(resources["gen2"], ":SIM:AWAY 4"), resources)
+    assert_paused_and_went_on(result, paused_rf, out, undisturbed, "instrument")
+
+
+def test_a_disk_running_out_of_space_pauses_the_run(served, undisturbed, tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        bench = bench_with(served, tmp_path, """
+            [[suspend]]
+            condition = "free_space"
+            min = 8.0
+            hold_s = 1.0
+        """)
+        _, resources = served
+        out = mount / "run.h5"
+        filler = mount / "filler"
+
+        def fill_then_free_later():
+            filler.write_bytes(b"\0" * (18 << 20))               # 18 of 24 MB: under the 8 MB floor
+            subprocess.Popen([sys.executable, "-c", f"import time, os; time.sleep(3); os.remove({str(filler)!r})"])
+
+        result, paused_rf = run_paused(bench, out, fill_then_free_later, resources)
+        assert_paused_and_went_on(result, paused_rf, out, undisturbed, "free_space")
+    finally:
+        subprocess.run(["umount", "-l", str(mount)])
+
+
+@pytest.mark.parametrize("table, fragment", [
+    ('condition = "humidity"\nmin = 1', "unknown condition 'humidity'"),
+    ('condition = "temperature"\nmin = 30\nmax = 20', "the range is the wrong way round"),
+    ('condition = "free_space"\nmin = 5\nhold_s = -1', "hold_s must be zero or a positive number"),
+    ('condition = "oscillation"\nmin = 5\nevery_steps = 0', "every_steps must be a positive integer"),
+    ('condition = "temperature"\nmin = 15\nrf = "sometimes"', "rf must be off or hold"),
+])
+def test_a_suspender_declared_wrong_is_refused_before_anything_is_sent(served, tmp_path, capsys, table, fragment):
+    bench = bench_with(served, tmp_path, f"[[suspend]]\n{table}\n")
+    _, resources = served
+    out = tmp_path / "run.h5"
+    assert main(["train", "--bench", str(bench), *RUN, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err and "Traceback" not in err
+    assert not out.exists() and generator_outputs(resources) == ["0"] * 4
