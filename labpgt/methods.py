@@ -42,6 +42,8 @@ from labpgt.network import Rows
 from labpgt.optimizers import LR_SCHEDULES, OPTIMIZERS
 from labpgt.settings import check, existing_file, setting
 
+TRAINING_ROWS = ("calibration", "baseline", "plus", "minus")     # the measured pairs a twin learns from
+
 
 # --------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
@@ -328,7 +330,7 @@ class Twin(Node):
         self._pool_F.append(np.asarray(F, dtype=np.float64))
 
     def observe(self, labels, U, features) -> None:
-        training = np.isin(labels.role, ("calibration", "baseline", "plus", "minus"))
+        training = np.isin(labels.role, TRAINING_ROWS)
         if training.any():
             self._pool_U.append(np.asarray(U)[training])
             self._pool_F.append(np.asarray(features)[training])
@@ -477,8 +479,14 @@ class Dyna(Twin):
         self.anchors = Anchors(len(self.y_train))
 
     def observe(self, labels, U, features) -> None:
+        first = self.observed_rows()
         super().observe(labels, U, features)
-        self.anchors.observe(labels, np.asarray(U), np.asarray(features))
+        training = np.isin(labels.role, TRAINING_ROWS)
+        self.anchors.observe(labels, U, features, first + np.cumsum(training) - 1)
+
+    def forget_observed_after(self, rows: int) -> None:
+        super().forget_observed_after(rows)
+        self.anchors.forget_after(rows)
 
     # ---- a step
     def step(self, network, params, X, y, measure) -> StepResult:

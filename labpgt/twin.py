@@ -195,16 +195,34 @@ class Anchors:
         self.n_samples = int(n_samples)
         self.inputs: dict[int, np.ndarray] = {}       # layer -> (n_samples, tokens, d), NaN where never measured
         self.features: dict[int, np.ndarray] = {}     # layer -> (n_samples, tokens, m)
+        self._journal: list[tuple] = []               # (row numbers, sample, layer, token, U, features) observed
 
-    def observe(self, labels, U: np.ndarray, features: np.ndarray) -> None:
-        """Take the rows of a measurement at the samples' own inputs (calibration, baseline) as their anchors."""
+    def observe(self, labels, U: np.ndarray, features: np.ndarray, row_numbers: np.ndarray) -> None:
+        """Take the rows of a measurement at the samples' own inputs (calibration, baseline) as their anchors;
+        ``row_numbers`` numbers the measurement's rows in the run's order (what :meth:`forget_after` cuts)."""
         own = np.isin(labels.role, ANCHORING_ROLES) & (labels.sample >= 0) & (labels.sample < self.n_samples)
-        for layer in np.unique(labels.layer[own]):
-            rows = own & (labels.layer == layer)
-            column = np.maximum(labels.token[rows], 0)
+        if own.any():
+            entry = (np.asarray(row_numbers)[own], labels.sample[own], labels.layer[own], labels.token[own],
+                     np.asarray(U)[own], np.asarray(features)[own])
+            self._journal.append(entry)
+            self._apply(*entry[1:])
+
+    def forget_after(self, rows: int) -> None:
+        """Forget every anchor taken from a row numbered ``rows`` or later (a step measured again after a pause)."""
+        kept = [tuple(a[entry[0] < rows] for a in entry) for entry in self._journal]
+        self.inputs, self.features, self._journal = {}, {}, []
+        for entry in kept:
+            if len(entry[0]):
+                self._journal.append(entry)
+                self._apply(*entry[1:])
+
+    def _apply(self, sample, layers, token, U, features) -> None:
+        for layer in np.unique(layers):
+            rows = layers == layer
+            column = np.maximum(token[rows], 0)
             inputs, anchored = self._layer(int(layer), int(column.max()) + 1, U.shape[1], features.shape[1])
-            inputs[labels.sample[rows], column] = U[rows]
-            anchored[labels.sample[rows], column] = features[rows]
+            inputs[sample[rows], column] = U[rows]
+            anchored[sample[rows], column] = features[rows]
 
     def _layer(self, layer: int, tokens: int, d: int, m: int) -> tuple[np.ndarray, np.ndarray]:
         if layer not in self.inputs or self.inputs[layer].shape[1] < tokens:
