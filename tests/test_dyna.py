@@ -115,3 +115,13 @@ def test_evaluations_toward_a_target_measure_no_training_sample_and_stop_early(t
     assert result.eval_queries == measured + 270 * len(whole)                    # validation: 270 samples
     assert queries_to_target(result.history, 0.0, held) == whole[0]["training_queries"]
     assert RunResult.from_session(tmp_path / "t.h5").history == result.history
+
+
+@pytest.mark.slow
+def test_a_dyna_run_on_the_simulated_ring_replays_exactly(tmp_path):
+    config = TrainConfig.of(**{**DYNA, "reservoir": "ring-sim", "steps": 9, "eval_train_samples": 8})
+    start_training(config, tmp_path / "ring.h5")
+    report = replay_session(tmp_path / "ring.h5", exact=True)
+    assert report.ok, report.first_divergence
+    with SessionReader(tmp_path / "ring.h5") as r:
+        assert report.queries_replayed == r.n_queries and report.spectra_checked == r.n_queries > 0
