@@ -125,3 +125,20 @@ def test_a_dyna_run_on_the_simulated_ring_replays_exactly(tmp_path):
     assert report.ok, report.first_divergence
     with SessionReader(tmp_path / "ring.h5") as r:
         assert report.queries_replayed == r.n_queries and report.spectra_checked == r.n_queries > 0
+
+
+def test_a_warm_start_reports_its_fresh_queries_and_the_amortised_count_with_the_pairs_reused(tmp_path):
+    from labpgt.display import training_lines
+
+    earlier = tmp_path / "earlier.h5"
+    start_training(TrainConfig.of(**{**DYNA, "steps": 5}), earlier)
+    with SessionReader(earlier) as source:
+        q = source.queries(fields=("role",))
+        reused = int(np.isin(np.array(source.role_names)[q["role"]], ("calibration", "baseline", "plus", "minus")).sum())
+    result = start_training(TrainConfig.of(**{**DYNA, "twin_from": (str(earlier),)}), tmp_path / "warm.h5")
+    assert result.prior_queries == reused > 0
+    assert RunResult.from_session(tmp_path / "warm.h5").prior_queries == reused
+    fresh = result.training_queries + result.eval_queries + result.test_queries
+    assert result.queries_incl_evaluation == fresh
+    line = training_lines(result, resumed=False)[1]
+    assert f"{fresh} in all" in line and f"{reused} pairs reused" in line and f"{fresh + reused} amortised" in line
