@@ -211,7 +211,11 @@ def train(*, out: PathLike | None = None, progress: Callable[[int, int], None] |
                                                                       config.method.name)
     engine = RunEngine()
     if progress is not None:
-        engine.subscribe(lambda event: isinstance(event, StepEnded) and progress(event.step + 1, event.steps))
+        def report(event) -> None:
+            if isinstance(event, StepEnded):
+                progress(event.step + 1, event.steps)
+
+        engine.subscribe(report)
     return engine.train(config, session).result_or_raise()
 
 

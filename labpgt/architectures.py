@@ -128,7 +128,7 @@ def build_dense(spec: ModelSpec, n_inputs, n_classes, d, m, rng, data: TrainingD
     params = {"enc_W": gaussian(rng, (n_inputs, d), n_inputs), "enc_b": np.zeros(d)}
     if spec.encoder_init != "random":
         params["enc_W"], params["enc_b"] = fitted_encoder(spec.encoder_init, data, d)
-    head_in, head_trainable = m, ()
+    head_in, head_trainable = m, tuple[str, ...]()
     if spec.hidden:
         params["hid_W"] = gaussian(rng, (m, spec.hidden), m)
         params["hid_b"] = np.zeros(spec.hidden)

@@ -145,7 +145,7 @@ def expand_grid(variants, axes) -> list[Variant]:
             raise UserError(f"--set {axis.key}: no method among the benchmark's has the setting {axis.key}")
     expanded = []
     for variant in variants:
-        grid = [[]]
+        grid: list[list] = [[]]
         mine = (a for a in axes if a.method == variant.method or (a.method is None and applies_to(a.key, variant.method)))
         for axis in mine:
             grid = [chosen + [(axis.key, value)] for chosen in grid for value in axis.values]
@@ -368,7 +368,7 @@ def _run_in_flight(client, jobs, progress, labels) -> list[dict]:
     the idle worker. A run whose worker dies is retried by dask and resumes from its session."""
     from distributed import as_completed
 
-    outcomes = [None] * len(jobs)
+    outcomes: list[dict] = [{} for _ in jobs]
     pending = list(range(len(jobs)))
     running = as_completed()
     where = {}

@@ -58,7 +58,7 @@ class DigitalReservoir:
 
     def get_rng_state(self) -> dict:
         """The measurement-noise generator's state (JSON-able), so a resumed run draws the same noise."""
-        return self._noise_rng.bit_generator.state
+        return dict(self._noise_rng.bit_generator.state)
 
     def set_rng_state(self, state: dict) -> None:
         if state:

@@ -97,7 +97,8 @@ class SweepDisplay:
             for line in connection_lines(event.reservoir):
                 print(line, flush=True)
         elif isinstance(event, Measured):
-            self.traces.append(event.measurement.spectra[0])
+            if event.measurement.spectra is not None:
+                self.traces.append(event.measurement.spectra[0])
         elif isinstance(event, PointEnded) and not self.quiet:
             if event.point.index == 0:
                 print(self.heading, PEAK_TITLE, sep="\n")
@@ -149,7 +150,7 @@ class BenchmarkProgress:
     """A tqdm bar on stderr counting a benchmark's finished runs, with a line per run above it."""
 
     def __init__(self, total: int):
-        self.total, self.bar = total, None
+        self.total = total
 
     def __enter__(self):
         from tqdm import tqdm

@@ -205,5 +205,6 @@ class NodePerturbation(_Seeded):
 
     def tell(self, F_plus: np.ndarray, F_minus: np.ndarray, grad_features: np.ndarray) -> np.ndarray:
         """F_plus, F_minus (k, B, m) measured at the asked plus/minus points; grad_features (B, m)."""
+        assert self.last_perturbation is not None, "tell() answers an ask()"
         slopes = np.einsum("kbm,bm->kb", F_plus - F_minus, grad_features) / (2.0 * self.delta)
         return np.einsum("kb,kbd->bd", slopes, self.last_perturbation.astype(np.float64)) / self.directions

@@ -112,12 +112,14 @@ def _describe_sweep(session: SessionReader) -> dict:
     return {"bench": _bench_name(session), **_provenance(session), "sweep": session.sweep,
             "points": session.n_points, "planned_points": session.planned_points, "completed": session.completed,
             **_query_counts(session), "peaks": peaks,
-            "strongest": max(ranked, key=lambda row: row["peak_power_dbm"]) if ranked else None,
+            "strongest": max(ranked, key=lambda row: float(row["peak_power_dbm"] or 0.0)) if ranked else None,
             "threshold": _threshold(session.sweep, points)}
 
 
-def _threshold(sweep: dict, points: dict) -> float | None:
+def _threshold(sweep: dict | None, points: dict) -> float | None:
     """The loop gain where the margin first rises through ``margin_db``; None if never, or not a gain sweep."""
+    if sweep is None:
+        return None
     return _finite_or_none(sweep_threshold(sweep["setting"], points["value"], points["margin_db"], sweep["margin_db"]))
 
 

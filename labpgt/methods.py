@@ -731,15 +731,18 @@ class Spsa(ParameterPerturbation):
 # --------------------------------------------------------------------------- closed form
 class Readout(Method):
     """Classic reservoir computing: one pass over the training set (role baseline) calibrates the
-    standardisation and gives the classifier's input z; a ridge classifier (``RidgeClassifierCV``,
-    penalty from 10⁻³…10³ by cross-validation on the training set) is the classifier."""
+    standardisation and gives the classifier's input z; a ridge classifier is the classifier, its penalty
+    ``ridge_penalty`` or, by default, chosen from 10⁻³…10³ by cross-validation on the training set
+    (``RidgeClassifierCV``'s leave-one-out)."""
 
     name = "readout"
     closed_form = True
 
     @dataclass(frozen=True)
     class Settings(MethodSettings):
-        steps: ClassVar[int] = 1          # fitted in closed form: one step, nothing to set
+        steps: ClassVar[int] = 1          # fitted in closed form: one step
+        ridge_penalty: float | None = setting(None, "the ridge classifier's penalty α", above=0,
+                                              derived="by cross-validation from 10⁻³…10³", typical=1.0)
 
     @classmethod
     def check_config(cls, config) -> None:
@@ -753,7 +756,9 @@ class Readout(Method):
 
         params, tape = network.calibrate(params, X, measure, role="baseline")
         Z = network.representation(params, tape)
-        ridge = RidgeClassifierCV(alphas=np.logspace(-3, 3, 13)).fit(Z, y)
+        penalty = self.settings.ridge_penalty
+        penalties = np.logspace(-3, 3, 13) if penalty is None else [penalty]
+        ridge = RidgeClassifierCV(alphas=penalties).fit(Z, y)
         w, b = network.classifier
         params[w], params[b] = ridge.coef_.T.astype(np.float64), ridge.intercept_.astype(np.float64)
         logits = Z @ params[w] + params[b]

@@ -132,7 +132,7 @@ class Network:
         self.classifier = classifier
         self.spec = dict(spec)
         self.initial_params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-        names = set()
+        names: set[str] = set()
         for stage in self.stages + [self.head]:
             names.update(stage.trainable)
         self.trainable_names = tuple(sorted(names | set(classifier)))
@@ -210,7 +210,7 @@ class Network:
         measured features before the next stage runs.
         """
         carries = [(jnp.asarray(X),) for _ in branches]
-        tapes = [Tape([], [], [], [], None) for _ in branches]
+        tapes = [Tape([], [], [], [], np.empty(0)) for _ in branches]     # logits once the head has run
         for stage, fn, layer in zip(self.stages, self._stage_fns, self.layers):
             outs = []
             for b, params in enumerate(branches):

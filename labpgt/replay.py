@@ -298,7 +298,7 @@ class _ReplayRecorder(_Deviations):
         for label, attribute in (("parameters", "params"), ("optimizer state", "optimizer_state"),
                                  ("method state", "method_state")):
             mine, theirs = getattr(checkpoint, attribute), getattr(recorded, attribute)
-            previous = getattr(before, attribute) if before is not None else {}
+            previous: dict = getattr(before, attribute) if before is not None else {}
             for name in sorted(set(mine) | set(theirs)):
                 a, b = mine.get(name), theirs.get(name)
                 if a is None or b is None or np.shape(a) != np.shape(b):

@@ -235,7 +235,8 @@ def refusal(d: Declared, value) -> str:
 def check(settings) -> None:
     """Check every declared field of the settings dataclass instance ``settings`` (type, bounds, choices),
     converting numbers to their declared type in place; the first refusal is one line."""
-    for d in fields_of(type(settings)):
+    kind: type = type(settings)
+    for d in fields_of(kind):
         value = getattr(settings, d.name)
         if value is None:
             if d.optional:

@@ -159,6 +159,7 @@ def sweep_points(spec: SweepSpec, bench, recorder, before_query=None):
         if before_query is not None:
             before_query()
         measurement = _measure(spec, bench, float(value))
+        assert measurement.spectra is not None, "a bench measures spectra"
         peak = line_margin(measurement.spectra[0], bench.frequencies, _injected_tones(spec, bench), tone_width_hz)
         point = SweepPoint(index, float(value), *peak)
         position = np.array([[index / (spec.points - 1)]])   # a sweep's input u: how far along the range

@@ -269,3 +269,15 @@ def test_cosine_schedule_decays_the_recorded_learning_rate(iris):
     rec = ListRecorder()
     Trainer(_config("pgt", lr=0.02), _reservoir(config), task=iris, recorder=rec).run()    # paper: constant
     assert all(v["lr"] == 0.02 for _, v in rec.steps)
+
+
+def test_the_readout_fits_the_ridge_penalty_it_is_given_or_chooses_one_by_cross_validation():
+    def readout(**settings):
+        config = TrainConfig.of(task="iris", method="readout", reservoir="digital", **settings)
+        recorder = ListRecorder()
+        Trainer(config, _reservoir(config), recorder=recorder).run()
+        return recorder.steps[0][1]["alpha"]
+
+    assert readout(ridge_penalty=123.0) == 123.0 and readout() in np.logspace(-3, 3, 13)
+    with pytest.raises(UserError, match="ridge_penalty is a setting of readout"):
+        TrainConfig.of(method="node", ridge_penalty=1.0)

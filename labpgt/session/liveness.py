@@ -27,7 +27,7 @@ import numpy as np
 try:
     import fcntl
 except ImportError:                  # Windows: no flock; the heartbeat rule decides
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 STALE_AFTER_S = 600.0
 SUPERBLOCK_OPEN_FOR_WRITE = 0x01     # HDF5 file consistency flags, superblock versions 2 and 3

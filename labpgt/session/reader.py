@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from typing import NoReturn
 from pathlib import Path
 
 import h5py
@@ -87,7 +88,7 @@ class SessionReader:
             raise UserError(f"{self.path.name} is truncated or damaged: {hdf5.first_line(exc)}") from None
 
     # ---- opening and validation
-    def _fail(self, message):
+    def _fail(self, message) -> NoReturn:
         raise UserError(f"{self.path.name}: {message}")
 
     def _read_root(self) -> None:
@@ -95,7 +96,7 @@ class SessionReader:
         if "schema" not in attrs:
             self._fail("not a labpgt session file (no 'schema' attribute)")
         schema = _text(attrs["schema"])
-        if schema not in READABLE_SCHEMAS:
+        if schema is None or schema not in READABLE_SCHEMAS:
             shown = repr(schema) if schema is not None else "of a non-text value"
             readable = f"{', '.join(READABLE_SCHEMAS[:-1])} and {READABLE_SCHEMAS[-1]}"
             self._fail(f"schema {shown} is not supported (this labpgt reads {readable})")
@@ -120,7 +121,7 @@ class SessionReader:
             self._expect_table(self.config, "train")
             return v1_kind(self.config)
         kind = _text(self._file.attrs["kind"])
-        if kind not in KINDS:
+        if kind is None or kind not in KINDS:
             shown = repr(kind) if kind is not None else "of a non-text value"
             self._fail(f"kind {shown} is not supported (this labpgt reads {' and '.join(KINDS)})")
         if kind == "training":
@@ -323,7 +324,7 @@ class SessionReader:
     @_damaged_is_user_error
     def planned_points(self) -> int:
         """The points the sweep was to measure (0 for a training)."""
-        return int(self.sweep.get("points") or 0) if self.kind == "sweep" else 0
+        return int(self.sweep.get("points") or 0) if self.sweep is not None else 0
 
     @property
     def completed(self) -> bool:
@@ -454,7 +455,8 @@ class SessionReader:
     def _trainer_state(self, index: int) -> dict:
         ends = self._file["checkpoints/trainer_state_end"][:index + 1]
         blob = self._file["checkpoints/trainer_state"][:int(ends[-1])].tobytes()
-        history, state, start = [], {}, 0
+        history: list[dict] = []
+        state, start = {}, 0
         for end in ends:
             state = json.loads(blob[start:int(end)].decode("utf-8"))
             state.pop(ARRAYS_DIGEST, None)

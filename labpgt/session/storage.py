@@ -112,11 +112,11 @@ class Storage:
     def failed(self, exc: BaseException) -> StorageFault:
         """The fault of a write that raised ``exc`` (an OSError, or h5py's error naming the errno); the file is
         neutralised (see the module) so that closing it writes nothing more."""
-        code = getattr(exc, "errno", None) or _errno_in(str(exc))
+        code: int | None = getattr(exc, "errno", None) or _errno_in(str(exc))
         what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
                 errno.EROFS: "its file system turned read-only", errno.EIO: "a write error (EIO) on its disk",
                 errno.ENOENT: "its file system went away", errno.ESTALE: "its network share went away"}.get(
-                    code, f"writing it failed ({os.strerror(code) if code else str(exc).splitlines()[0]})")
+                    code or 0, f"writing it failed ({os.strerror(code) if code else str(exc).splitlines()[0]})")
         self.neutralise()
         return self._fault(f"{self.path}: {what}; RF is off and the file holds every step completed before it, "
                            f"whole: once the disk is writable again, continue with labpgt train --resume "

@@ -50,7 +50,7 @@ def session_config(train: dict, reservoir, model: dict | None = None, engine: st
     train = dict(train)
     bench = getattr(reservoir, "config", None)
     config = {"train": train,
-              "bench": bench.to_dict() if hasattr(bench, "to_dict") else None,
+              "bench": bench.to_dict() if bench is not None and hasattr(bench, "to_dict") else None,
               "reservoir": {"input_width": int(reservoir.input_width), "feature_width": int(reservoir.feature_width),
                             "setting_names": list(getattr(reservoir, "setting_names", ()))}}
     if model is not None:
@@ -181,7 +181,7 @@ def _checkpoint_arrays(checkpoint: Checkpoint) -> dict:
 
 def _checkpoint_layout(template: Checkpoint) -> dict:
     """``{group: {dataset name: (dtype, shape)}}`` of the template's arrays; refuses what a session cannot hold."""
-    layout = {}
+    layout: dict[str, dict] = {}
     for group_name, arrays in _checkpoint_arrays(template).items():
         layout[group_name] = {}
         for name, array in arrays.items():
