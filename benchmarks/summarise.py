@@ -12,6 +12,9 @@
   the same from the crossing linearly interpolated between the two evaluations around it, and the
   resolution of the histories it was read from (the largest gap between evaluations, as a fraction
   of the run's training queries);
+* ``--accuracy A`` (``--base METHOD``): per seed, every query a run made, its evaluations' included, until
+  its accuracy on the whole held-out split first reached A; the mean over seeds, the factor over
+  METHOD's mean (the first method's unless named) and the prior pairs (``--twin-from``) it reused;
 * ``--budget Q``: each method's held-out accuracy at its last evaluation within Q training queries
   (mean over seeds): who is ahead at an equal number of queries.
 """
@@ -143,6 +146,37 @@ def _factor(factors) -> str:
     return f"{factors.mean():.1f}x ± {sd:.1f}"
 
 
+def first_whole_reaching(history: list, key: str, level: float) -> int | None:
+    """Every query (training and evaluation) up to the first evaluation of the whole held-out split at
+    ``level`` or above (a partial evaluation, ``<holdout>_samples``, reaches nothing)."""
+    samples = key.replace("_accuracy", "_samples")
+    for entry in history:
+        if samples not in entry and entry[key] >= level - 1e-12:
+            return int(entry["training_queries"]) + int(entry["eval_queries"])
+    return None
+
+
+def incl_evaluation_table(result: dict, level: float, base: str | None) -> list[str]:
+    """Per seed, every query a run made (evaluation included) until its held-out accuracy reached ``level``
+    on the whole split; the mean over seeds that reached it, and the factor of each method's mean over
+    ``base``'s (the first method unless named)."""
+    key = accuracy_key(result)
+    methods = by_method(result)
+    base = base or next(iter(methods))
+    reached = {m: [first_whole_reaching(r["history"], key, level) for r in rows] for m, rows in methods.items()}
+    base_mean = np.mean(reached[base]) if None not in reached[base] else None
+    lines = [f"queries incl. evaluation to {result['holdout']} accuracy {level:.2f} (factor: over {base}'s mean)",
+             f"{'method':<34}{'per seed':>34}{'mean':>10}{'factor':>9}{'prior pairs':>13}"]
+    for method, values in reached.items():
+        shown = ", ".join("never" if q is None else f"{q:,}" for q in values)
+        complete = None not in values
+        mean = f"{np.mean(values):,.0f}" if complete else f"({sum(q is not None for q in values)}/{len(values)})"
+        factor = f"{np.mean(values) / base_mean:.1f}x" if complete and base_mean else "-"
+        prior = max(r.get("prior_queries", 0) for r in methods[method])
+        lines.append(f"{method:<34}{shown:>34}{mean:>10}{factor:>9}{prior:>13,}")
+    return lines
+
+
 def budget_table(result: dict, budget: float) -> list[str]:
     key = accuracy_key(result)
     lines = [f"{result['holdout']} accuracy at the last evaluation within {budget:,.0f} training queries",
@@ -160,6 +194,9 @@ def main(argv=None) -> int:
     parser.add_argument("--reach", action="append", default=[], metavar="METHOD")
     parser.add_argument("--budget", type=float, action="append", default=[])
     parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--accuracy", type=float, action="append", default=[],
+                        help="every query (evaluation included) until the held-out accuracy reached this")
+    parser.add_argument("--base", help="the method --accuracy's factors divide by (the first)")
     args = parser.parse_args(argv)
     result = pooled(args.result)
     print(f"task {result['task']}, model {result['model']}, reservoir {result['reservoir']}, "
@@ -169,6 +206,9 @@ def main(argv=None) -> int:
     for reference in args.reach:
         print()
         print("\n".join(reach_table(result, reference, args.tolerance)))
+    for level in args.accuracy:
+        print()
+        print("\n".join(incl_evaluation_table(result, level, args.base)))
     for budget in args.budget:
         print()
         print("\n".join(budget_table(result, budget)))

@@ -23,6 +23,17 @@ transformer has its MLP. Initialisation is seeded (``numpy.random.default_rng([s
 scaled so pre-activations have unit variance (the sigmoid starts out of saturation); the
 classifier starts at zero, so every method starts at the uninformed loss ln(n_classes) and no
 estimator spends queries undoing a random readout.
+
+The dense network's encoder may instead start fitted to the training inputs (``encoder_init``, no
+query of the reservoir): ``pca``, the directions of largest variance (scikit-learn's PCA), or ``lda``,
+the directions that best separate the classes (its LinearDiscriminantAnalysis; a task of C classes
+gives at most C − 1 of them, and the reservoir's remaining inputs take the leading principal
+components of what they leave; an input left without a direction, when the data has fewer dimensions
+than the reservoir inputs, starts at u = 0.5). Each direction is centred and scaled to unit variance over the
+training inputs, as the random encoder's pre-activations are, so u starts spread over the same part
+of the sigmoid; the random draws of every other parameter are the same whichever encoder is chosen.
+The builders get the training split for it (:class:`TrainingData`); a network built only to be
+counted needs none.
 """
 
 from __future__ import annotations
@@ -37,7 +48,16 @@ from labpgt.numerics import jax, jnp
 from labpgt.settings import check, setting
 
 ACTIVATIONS = ("tanh", "relu")
+ENCODER_INITS = ("random", "pca", "lda")
 LAYER_NORM_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The training split a data-fitted initialisation is fitted on: inputs (n, n_inputs), integer labels (n,)."""
+
+    x: np.ndarray
+    y: np.ndarray
 
 
 def default_tokens(n_inputs: int) -> int:
@@ -46,10 +66,13 @@ def default_tokens(n_inputs: int) -> int:
 
 
 def build_network(spec: ModelSpec, n_inputs: int, n_classes: int, input_width: int, feature_width: int,
-                  seed: int) -> Network:
-    """The network ``spec`` describes, for inputs of ``n_inputs`` features and a reservoir d → m."""
+                  seed: int, data: TrainingData | None = None) -> Network:
+    """The network ``spec`` describes, for inputs of ``n_inputs`` features and a reservoir d → m; ``data``: the
+    training split, which an encoder fitted to the data (``encoder_init`` pca or lda) needs."""
+    if spec.encoder_init != "random" and data is None:
+        raise ValueError(f"encoder_init {spec.encoder_init} is fitted to the training inputs: pass them (data)")
     return ARCHITECTURES[spec.architecture](spec, n_inputs, n_classes, input_width, feature_width,
-                                     np.random.default_rng([int(seed), 7]))
+                                            np.random.default_rng([int(seed), 7]), data)
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -71,9 +94,40 @@ def gaussian(rng, shape, fan_in):
     return rng.standard_normal(shape) / np.sqrt(fan_in)
 
 
+def fitted_encoder(kind: str, data: TrainingData, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(W, b)`` of a dense encoder x·W + b whose ``width`` outputs are the training inputs' leading principal
+    components (``pca``) or discriminant directions (``lda``, completed by principal components of what they
+    leave), each centred and scaled to unit variance over the training inputs (see the module docstring)."""
+    from sklearn.decomposition import PCA
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    x = np.asarray(data.x, dtype=np.float64)
+    directions = np.zeros((x.shape[1], 0))
+    if kind == "lda":
+        k = min(width, len(np.unique(data.y)) - 1, x.shape[1])
+        if k > 0:
+            lda = LinearDiscriminantAnalysis(solver="svd", n_components=k).fit(x, data.y)
+            directions = np.asarray(lda.scalings_[:, :k], dtype=np.float64)
+    rest = width - directions.shape[1]
+    if rest > 0:
+        residual = x
+        if directions.shape[1]:              # what the discriminant directions leave
+            basis, _ = np.linalg.qr(directions)
+            residual = x - (x @ basis) @ basis.T
+        pca = PCA(n_components=min(rest, *residual.shape), svd_solver="full").fit(residual)
+        varying = pca.components_[pca.explained_variance_ > 1e-9 * x.var(axis=0).sum()]   # not rounding noise
+        directions = np.hstack([directions, varying.T, np.zeros((x.shape[1], rest - len(varying)))])
+    z = x @ directions
+    mean, std = z.mean(axis=0), z.std(axis=0)
+    std[std < 1e-12] = 1.0
+    return directions / std, -mean / std
+
+
 # --------------------------------------------------------------------------- dense
-def build_dense(spec: ModelSpec, n_inputs, n_classes, d, m, rng) -> Network:
+def build_dense(spec: ModelSpec, n_inputs, n_classes, d, m, rng, data: TrainingData | None = None) -> Network:
     params = {"enc_W": gaussian(rng, (n_inputs, d), n_inputs), "enc_b": np.zeros(d)}
+    if spec.encoder_init != "random":
+        params["enc_W"], params["enc_b"] = fitted_encoder(spec.encoder_init, data, d)
     head_in, head_trainable = m, tuple[str, ...]()
     if spec.hidden:
         params["hid_W"] = gaussian(rng, (m, spec.hidden), m)
@@ -113,7 +167,7 @@ def attention(p: dict, prefix: str, a, heads: int):
     return jnp.einsum("bhts,bshd->bthd", weights, v).reshape(B, T, D) @ p[prefix + "wo"]
 
 
-def build_transformer(spec: ModelSpec, n_inputs, n_classes, d, m, rng) -> Network:
+def build_transformer(spec: ModelSpec, n_inputs, n_classes, d, m, rng, data: TrainingData | None = None) -> Network:
     T = spec.tokens or default_tokens(n_inputs)
     if n_inputs % T:
         raise UserError(f"{n_inputs} input features do not split into {T} tokens of equal width; "
@@ -186,6 +240,10 @@ class ModelSpec:
     hidden: int = setting(0, "width of a hidden digital layer after the reservoir (0: none)", minimum=0,
                           only="dense")
     activation: str = setting("tanh", "the hidden layer's activation", choices=ACTIVATIONS, only="dense")
+    encoder_init: str = setting("random", "the encoder's initial weights: random, or fitted to the training inputs "
+                                          "without a query (pca: their principal components; lda: their "
+                                          "discriminant directions)", choices=ENCODER_INITS, only="dense",
+                                label="Encoder initialisation")
     width: int = setting(16, "model width", minimum=1, only="transformer")
     heads: int = setting(2, "attention heads", minimum=1, only="transformer")
     blocks: int = setting(2, "blocks, each with the reservoir as its feed-forward layer", minimum=1,
@@ -197,6 +255,9 @@ class ModelSpec:
         check(self)
         if self.width % self.heads:
             raise UserError(f"the model width {self.width} must be a multiple of the heads {self.heads}")
+        if self.encoder_init != "random" and self.architecture != "dense":
+            raise UserError(f"encoder_init {self.encoder_init} fits the dense network's encoder; the "
+                            f"{self.architecture} starts random")
 
     def to_dict(self) -> dict:
         """The network's specification as a session records it (``model``: the architecture)."""

@@ -22,7 +22,10 @@ they reached with how many reservoir queries. Training itself is :mod:`labpgt.ru
   split) and end with one look at the test split, reported apart (``final_test_accuracy``).
 * The **target** is the mean final held-out accuracy of one variant, ``pgt`` (the paper's estimator)
   unless ``target`` names another, added when it is not among the variants; each run reports the
-  training queries it needed to first reach it. A comparison that needs no pgt (node against
+  training queries it needed to first reach it on the whole held-out split, and every query it had made by
+  then, the evaluations' own included (``incl_evaluation_to_target``; ``queries_incl_evaluation``: the whole
+  run's, the final test included), the figure of merit when evaluations decide their own cost
+  (``eval_target``, :mod:`labpgt.evaluation`). A comparison that needs no pgt (node against
   backprop) names one of its own variants and pays for no run it did not ask for. Unless told
   otherwise a run evaluates every 1 % of its steps (:data:`EVALUATIONS_PER_RUN`), so that count is
   resolved to about 1 % of the run; each row reports the resolution it had (the largest gap between
@@ -190,7 +193,7 @@ def benchmark_runs(task: str, reservoir: str, variants, seeds, sessions_dir, ste
             values = {**shared, "task": task, "reservoir": reservoir, "method": variant.method, "seed": int(seed),
                       **({"steps": steps} if steps is not None else {}), **dict(variant.overrides)}
             config = TrainConfig.of(**values).resolved()
-            if settings.get("eval_every") is None:
+            if settings.get("eval_every") is None and config.evaluation.eval_target is None:
                 every = max(1, config.method.steps // EVALUATIONS_PER_RUN)
                 config = dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation, eval_every=every))
             name = f"{task}-{config.model.architecture}-{variant.label}-seed{int(seed)}.h5".replace("[", "_").replace("]", "")
@@ -318,6 +321,9 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
                         key: outcome["final_accuracy"],
                         "queries": outcome["training_queries"],
                         "queries_to_target": queries_to_target(outcome["history"], target, holdout),
+                        "queries_incl_evaluation": outcome["training_queries"] + outcome["eval_queries"]
+                        + outcome["test_queries"], "prior_queries": outcome.get("prior_queries", 0),
+                        "incl_evaluation_to_target": queries_to_target(outcome["history"], target, holdout, True),
                         "resolution": resolution(outcome["history"]),
                         "final_test_accuracy": outcome["final_test_accuracy"], "test_queries": outcome["test_queries"],
                         "final_params_sha256": outcome["final_params_sha256"],
@@ -401,11 +407,14 @@ def _threads(client) -> int:
     return max(1, sum(client.nthreads().values()))
 
 
-def queries_to_target(history: list[dict], target: float, holdout: str = "test") -> int | None:
-    """Training queries at the first evaluation whose held-out accuracy reaches ``target`` (None if never)."""
+def queries_to_target(history: list[dict], target: float, holdout: str = "test",
+                      incl_evaluation: bool = False) -> int | None:
+    """Training queries (with ``incl_evaluation``, every query up to it, the evaluations' own included) at the
+    first evaluation of the whole held-out split whose accuracy reaches ``target`` (None if never); an
+    evaluation of part of the split (``<holdout>_samples``) reaches nothing."""
     for entry in history:
-        if entry[f"{holdout}_accuracy"] >= target - 1e-12:
-            return int(entry["training_queries"])
+        if f"{holdout}_samples" not in entry and entry[f"{holdout}_accuracy"] >= target - 1e-12:
+            return int(entry["training_queries"]) + (int(entry["eval_queries"]) if incl_evaluation else 0)
     return None
 
 
@@ -429,15 +438,18 @@ def format_table(benchmark: dict) -> str:
              f"target (mean {benchmark.get('target_method', TARGET_METHOD)} final {holdout} accuracy) "
              f"{benchmark['target_accuracy']:.4f}",
              f"{'method':<{width}}{'seed':>6}{('val' if holdout == 'validation' else holdout) + ' acc':>10}" + (f"{'test acc':>10}" if with_test else "")
-             + f"{'queries':>12}{'to target':>12}{'resol.':>8}{'bench h':>9}"]
+             + f"{'queries':>12}{'to target':>12}{'resol.':>8}{'bench h':>9}{'incl. eval':>12}{'to target':>12}"]
     for row in benchmark["results"]:
         to_target = "never" if row["queries_to_target"] is None else str(row["queries_to_target"])
+        incl = row.get("incl_evaluation_to_target")
+        incl_columns = (f"{row['queries_incl_evaluation']:>12}{'never' if incl is None else incl:>12}"
+                        if "queries_incl_evaluation" in row else "")
         test = row.get("final_test_accuracy")
         test = (f"{test:>10.4f}" if test is not None else f"{'-':>10}") if with_test else ""
         hours = "-" if row.get("bench_hours") is None else f"{row['bench_hours']:.3f}"
         lines.append(f"{row['method']:<{width}}{row['seed']:>6}{row[key]:>10.4f}{test}{row['queries']:>12}"
                      f"{to_target:>12}{'-' if row['resolution'] is None else format(row['resolution'], '.1%'):>8}"
-                     f"{hours:>9}")
+                     f"{hours:>9}{incl_columns}")
     return "\n".join(lines)
 
 

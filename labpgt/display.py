@@ -109,10 +109,14 @@ class SweepDisplay:
 def training_lines(result, resumed: bool) -> list[str]:
     """What a finished training prints: its accuracy, its queries by role, its times."""
     q = result.queries
-    by_role = ", ".join(f"{k} {v}" for k, v in q.items() if k != "eval" and v)
-    return [f"final {result.holdout} accuracy {result.final_accuracy:.4f} (train {result.final_train_accuracy:.4f})",
+    by_role = ", ".join(f"{k} {v}" for k, v in q.items() if k not in ("eval", "test") and v)
+    train = "" if result.final_train_accuracy is None else f" (train {result.final_train_accuracy:.4f})"
+    test = f", {result.test_queries} for the final test" if result.test_queries else ""
+    reused = (f"; with the {result.prior_queries} pairs reused from earlier sessions, "
+              f"{result.queries_incl_evaluation + result.prior_queries} amortised" if result.prior_queries else "")
+    return [f"final {result.holdout} accuracy {result.final_accuracy:.4f}{train}",
             f"reservoir queries: {result.training_queries} for training ({by_role}), {result.eval_queries} for "
-            f"evaluation",
+            f"evaluation{test}: {result.queries_incl_evaluation} in all{reused}",
             f"wall time {result.wall_seconds:.1f} s, of which measuring {result.measure_seconds:.1f} s "
             f"(both over the whole session{', every run of it' if resumed else ''})"]
 

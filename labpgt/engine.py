@@ -219,7 +219,7 @@ class RunEngine:
             trainer = Trainer(config, metered)
             prior = runs.prior_pairs(trainer)
             if prior is not None:
-                trainer.method.add_prior(*prior[:2])
+                trainer.add_prior(*prior[:2])
             self.emit(Connected(reservoir, runs.describe(trainer.config), trainer.config.method.steps))
             if self._stop is not None:             # asked while connecting: nothing measured, no file made
                 return RunOutcome(None, self._stop, None)

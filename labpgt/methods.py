@@ -16,6 +16,8 @@ pgt       the paper's estimator over ALL trainable parameters: θ ± δ·PM, PM 
 pgt-enc   the paper's perturbation applied only to the parameters upstream of the last physical
           layer; the exact gradient of everything after it from the same ± measurements (ablation)
 spsa      Spall's simultaneous perturbation (Rademacher directions, standard gain sequences)
+dyna      model-based: several steps on an anchored twin for each step measured on the reservoir, which
+          measures the samples the twin most needs; checked against node probes (:class:`Dyna`)
 readout   classic reservoir computing: everything fixed at its initial value, the linear classifier
           fitted in closed form (ridge, penalty by cross-validation) on one pass over the training set
 ========  ===============================================================================================
@@ -39,6 +41,8 @@ from labpgt.estimators import PGT, SPSA, NodePerturbation, hadamard_order
 from labpgt.network import Rows
 from labpgt.optimizers import LR_SCHEDULES, OPTIMIZERS
 from labpgt.settings import check, existing_file, setting
+
+TRAINING_ROWS = ("calibration", "baseline", "plus", "minus")     # the measured pairs a twin learns from
 
 
 # --------------------------------------------------------------------------- settings
@@ -129,6 +133,10 @@ class Method:
         if cls.needs_differentiable_reservoir and not getattr(reservoir, "differentiable", False):
             raise UserError(f"{cls.name} needs a differentiable reservoir (digital); "
                             "the ring is measured, not differentiated")
+
+    def use_training_split(self, x: np.ndarray, y: np.ndarray) -> None:
+        """The training split, given once before anything else (also on resume), for a method that chooses
+        which training samples to measure (it measures them with ``measure.of(samples)``)."""
 
     def start(self, network, params, X, y, measure, lr: float) -> float:
         """Preliminaries after the calibration batch; returns the learning rate to use."""
@@ -322,7 +330,7 @@ class Twin(Node):
         self._pool_F.append(np.asarray(F, dtype=np.float64))
 
     def observe(self, labels, U, features) -> None:
-        training = np.isin(labels.role, ("calibration", "baseline", "plus", "minus"))
+        training = np.isin(labels.role, TRAINING_ROWS)
         if training.any():
             self._pool_U.append(np.asarray(U)[training])
             self._pool_F.append(np.asarray(features)[training])
@@ -360,10 +368,10 @@ class Twin(Node):
         if use_twin:
             self.twin_steps += 1
         else:
-            mismatch, scale = (float(np.sum(v)) for v in zip(*self._checks))
+            measured, predicted = self._checked_slopes()
             self.twin_steps = 0
-            if scale > 0:
-                values["twin_gradient_error"] = rho = mismatch / scale
+            if np.any(measured):
+                values["twin_gradient_error"] = rho = float(np.sum((predicted - measured) ** 2) / np.sum(measured ** 2))
                 self.trusted = rho < self.tolerance
             else:                              # no slope to compare (e.g. a classifier still at zero): no evidence
                 self.trusted = False
@@ -374,12 +382,19 @@ class Twin(Node):
     def _twin_vjp(self, layer, U, F, g_F, rows):
         return self.model.vjp(U, g_F)
 
+    def _checked_slopes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The step's probed slopes of the loss, measured and the twin's, over every layer checked."""
+        if not self._checks:
+            return np.zeros(0), np.zeros(0)
+        measured, predicted = zip(*self._checks)
+        return np.concatenate(measured), np.concatenate(predicted)
+
     def _probe_vjp(self, layer, U, F, g_F, rows, measure):
         probes, measured = node_probe(self.estimator, layer, U, rows, measure, self._perturbations)
         predicted = self.model.predict(probes.reshape(-1, probes.shape[-1])).reshape(measured.shape)
         slope = np.einsum("nkm,nm->nk", measured[:, :, 0] - measured[:, :, 1], g_F)
         twin_slope = np.einsum("nkm,nm->nk", predicted[:, :, 0] - predicted[:, :, 1], g_F)
-        self._checks.append((np.sum((twin_slope - slope) ** 2), np.sum(slope ** 2)))
+        self._checks.append((slope.ravel(), twin_slope.ravel()))
         return self.estimator.tell(measured[:, :, 0].transpose(1, 0, 2), measured[:, :, 1].transpose(1, 0, 2), g_F)
 
     # ---- state
@@ -398,6 +413,160 @@ class Twin(Node):
 
     def load_state_arrays(self, arrays: dict) -> None:
         self.model.load_state_arrays(arrays, "twin.")
+
+
+class Dyna(Twin):
+    """Model-based training (Dyna): ``model_steps`` optimizer steps against the twin for each step measured.
+
+    The twin (:class:`Twin`'s, learned from the run's training queries and any ``twin_from`` pairs) is
+    used *anchored* (:class:`labpgt.twin.Anchors`): a step on the twin sees, for each row of its batch,
+    the features last measured at that sample's row plus the twin's change from there to the row's
+    present input (the twin's own prediction for a row never measured), and takes its backward pass
+    through the twin. Such a step measures nothing.
+
+    A *measured step* measures what the twin most needs: the ``batch_size`` training samples whose
+    present inputs have moved farthest from their anchors (every physical layer and token of a sample;
+    the present inputs from a pass on the anchored twin, no query), samples never measured first, ties
+    drawn at random. It measures them forward (role baseline), records the twin's held-out error on them
+    (``twin_error``, as :class:`Twin` does), steps on the loss of those measured features with the twin's
+    backward pass, and refits the twin; the next ``model_steps`` steps are taken on the twin. Recorded
+    per step: ``measured`` (1 on the reservoir, 0 on the twin) and ``twin_used`` (the twin's backward pass).
+
+    The check (measured with node's probes, as :class:`Twin`'s): on the first measured step whose loss
+    sends a gradient back to the reservoir, every ``twin_check_every`` measured steps after, and whenever
+    the held-out error jumps (drift, ``DRIFT_FACTOR``), ``twin_check_rows`` rows of the measured batch are
+    probed (node's 2k ± probes each, roles plus/minus), giving the slopes s of the loss along the probes;
+    the twin predicts them, ŝ. Recorded: ``twin_gradient_error`` ρ = |ŝ − s|²/|s|² (:class:`Twin`'s
+    measure) and ``twin_gradient_cosine`` ŝ·s/(|ŝ||s|). The twin stays in use while the cosine is
+    positive — its gradient is a descent direction on the measured slopes, which is what steps of an
+    optimizer that normalises its steps (Adam) need. (ρ, the twin's criterion, also weighs the slopes'
+    size: the twin, a smooth fit, predicts them two to three times smaller than the probes measure them,
+    whose measurement noise is about as large as the slope itself at δ = 0.05, and ρ then stays near 1
+    however well the twin points; measured in benchmarks/RESULTS.md.) When the cosine is not positive,
+    training falls back to measuring: every step is a probe step (the batch's forward pass and node's
+    probes of every row measured, node's backward pass, a check of every row), with no step on the
+    twin, until a check passes again.
+
+    A checkpoint follows every step that measured (:mod:`labpgt.trainer`); the steps on the twin between
+    two are recomputed on resume from the same state and the same recorded queries.
+    """
+
+    name = "dyna"
+
+    @dataclass(frozen=True)
+    class Settings(Twin.Settings):
+        steps: int | None = setting(1680, "optimizer steps, on the reservoir and on the twin", minimum=1)
+        model_steps: int = setting(20, "optimizer steps taken on the twin for each step measured", minimum=0,
+                                   label="Steps on the twin per measured step")
+        twin_check_every: int = setting(20, "measured steps between the twin's checks against node probes",
+                                        minimum=1)
+        twin_check_rows: int = setting(8, "rows of a measured batch a check probes", minimum=1)
+
+    def __init__(self, config, reservoir):
+        super().__init__(config, reservoir)
+        m = config.method
+        self.model_steps, self.check_rows = int(m.model_steps), int(m.twin_check_rows)
+        self.choice_rng = np.random.default_rng([self.seed, 29])
+        self.trusted: bool | None = None          # None: not checked yet
+        self.twin_steps = self.model_steps        # twin steps since the last measured step: the first step measures
+        self.since_check = 0                      # measured steps since the last check
+        self.anchors = None
+
+    def use_training_split(self, x, y) -> None:
+        from labpgt.twin import Anchors
+
+        self.x_train, self.y_train = np.asarray(x), np.asarray(y)
+        self.anchors = Anchors(len(self.y_train))
+
+    def observe(self, labels, U, features) -> None:
+        first = self.observed_rows()
+        super().observe(labels, U, features)
+        training = np.isin(labels.role, TRAINING_ROWS)
+        self.anchors.observe(labels, U, features, first + np.cumsum(training) - 1)
+
+    def forget_observed_after(self, rows: int) -> None:
+        super().forget_observed_after(rows)
+        self.anchors.forget_after(rows)
+
+    # ---- a step
+    def step(self, network, params, X, y, measure) -> StepResult:
+        if self.trusted is not False and self.twin_steps < self.model_steps:
+            return self._twin_step(network, params, X, y, measure.samples)
+        return self._measured_step(network, params, measure)
+
+    def _anchored(self, samples: np.ndarray):
+        """A ``measure`` that measures nothing: the anchored twin's features for the rows of ``samples``."""
+        def imagined(layer: int, U, rows):
+            return self.anchors.predict(self.model, layer, samples[rows.position], rows.token, U)
+        return imagined
+
+    def _twin_step(self, network, params, X, y, samples) -> StepResult:
+        self.twin_steps += 1
+        tape = network.forward(params, X, self._anchored(np.asarray(samples)), role="baseline")
+        loss, grads = network.gradients(params, tape, y, self._twin_vjp)
+        return StepResult(loss, grads, values={"measured": 0, "twin_used": 1})
+
+    def _most_needed(self, network, params) -> np.ndarray:
+        """The ``batch_size`` training samples whose inputs moved farthest from their anchors (never measured
+        first; ties at random), in that order."""
+        everyone = np.arange(len(self.y_train))
+        tape = network.forward(params, self.x_train, self._anchored(everyone))
+        need = np.zeros(len(everyone))
+        for layer, U, rows in zip(network.layers, tape.inputs, tape.rows):
+            np.add.at(need, rows.position, self.anchors.staleness(layer.index, rows.position, rows.token, U))
+        order = np.lexsort((self.choice_rng.random(len(need)), -need))
+        return np.sort(order[:self.settings.batch_size])
+
+    def _measured_step(self, network, params, measure) -> StepResult:
+        chosen = self._most_needed(network, params)
+        measure = measure.of(chosen)
+        X, y = self.x_train[chosen], self.y_train[chosen]
+        self._perturbations, self._checks = [], []
+        tape = network.forward(params, X, measure, role="baseline")
+        error = float(self.model.error(np.concatenate(tape.inputs), np.concatenate(tape.features)))
+        drifted = len(self.recent_errors) >= 3 and error > self.DRIFT_FACTOR * float(np.median(self.recent_errors))
+        self.recent_errors = (self.recent_errors + [error])[-10:]
+        probing = self.trusted is False
+        check = probing or self.trusted is None or drifted or self.since_check + 1 >= self.check_every
+        if probing:
+            vjp = lambda *a: self._probe_vjp(*a, measure)                        # noqa: E731
+        elif check:
+            vjp = lambda *a: self._checked_twin_vjp(*a, measure)                  # noqa: E731
+        else:
+            vjp = self._twin_vjp
+        loss, grads = network.gradients(params, tape, y, vjp)
+        values = {"measured": 1, "twin_used": int(not probing), "twin_error": error}
+        self.since_check += 1
+        measured, predicted = self._checked_slopes()
+        if np.any(measured) and np.any(predicted):
+            values["twin_gradient_error"] = float(np.sum((predicted - measured) ** 2) / np.sum(measured ** 2))
+            values["twin_gradient_cosine"] = cosine = float(measured @ predicted / np.linalg.norm(measured)
+                                                            / np.linalg.norm(predicted))
+            self.trusted, self.since_check = cosine > 0, 0
+        self.twin_steps = 0
+        self._refit()
+        perturbation = np.stack(self._perturbations[::-1]) if self._perturbations else None
+        return StepResult(loss, grads, values=values, perturbation=perturbation)
+
+    def _checked_twin_vjp(self, layer, U, F, g_F, rows, measure):
+        """The twin's VJP, after probing ``twin_check_rows`` of the rows to check it (none when the loss sends
+        no gradient back: a slope of zero is known without measuring it)."""
+        if np.any(g_F):
+            some = np.sort(self.choice_rng.choice(len(U), size=min(self.check_rows, len(U)), replace=False))
+            subset = Rows(rows.position[some], rows.token[some], rows.role[some], rows.direction[some])
+            self._probe_vjp(layer, U[some], F[some], g_F[some], subset, measure)
+        return self._twin_vjp(layer, U, F, g_F, rows)
+
+    # ---- state
+    def get_state(self) -> dict:
+        return {**super().get_state(), "choice_rng": self.choice_rng.bit_generator.state,
+                "since_check": self.since_check}
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self.trusted = None if state["trusted"] is None else bool(state["trusted"])
+        self.choice_rng.bit_generator.state = state["choice_rng"]
+        self.since_check = int(state["since_check"])
 
 
 # --------------------------------------------------------------------------- forward passes only
@@ -596,7 +765,8 @@ class Readout(Method):
         return params, {"loss": network.loss(logits, y), "alpha": float(ridge.alpha_)}, logits
 
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Node, Twin, PaperPGT, UpstreamPGT, Spsa, Backprop, Readout)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Node, Twin, Dyna, PaperPGT, UpstreamPGT, Spsa, Backprop,
+                                                          Readout)}
 for _method in METHODS.values():
     _method.Settings.name = _method.name
 

@@ -62,7 +62,9 @@ def plot_history(result, path) -> Path:
     q = [e["training_queries"] for e in h]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, what, label in ((ax_loss, "loss", "cross-entropy loss"), (ax_acc, "accuracy", "accuracy")):
-        ax.plot(q, [e[f"train_{what}"] for e in h], marker=".", label="train")
+        trained = [(n, e[f"train_{what}"]) for n, e in zip(q, h) if f"train_{what}" in e]
+        if trained:                            # an evaluation toward a target measures no training sample
+            ax.plot(*zip(*trained), marker=".", label="train")
         ax.plot(q, [e[f"{held}_{what}"] for e in h], marker=".", label=_held_label(h, held))
         ax.set_xlabel("training queries")
         ax.xaxis.set_major_formatter(_thousands)

@@ -62,7 +62,7 @@ class RunResult:
     config: dict
     holdout: str
     final_accuracy: float
-    final_train_accuracy: float
+    final_train_accuracy: float | None
     queries: dict
     training_queries: int
     eval_queries: int
@@ -73,11 +73,19 @@ class RunResult:
     final_params_sha256: str = ""
     final_test_accuracy: float | None = None
     test_queries: int = 0
+    prior_queries: int = 0
+
+    @property
+    def queries_incl_evaluation(self) -> int:
+        """Every query the run measured: training, evaluation and the final test."""
+        return self.training_queries + self.eval_queries + self.test_queries
 
     @classmethod
     def of(cls, trainer: Trainer, session=None) -> "RunResult":
-        return cls._from(trainer.config.to_dict(), trainer.history, trainer.queries,
-                         trainer.run_seconds, trainer.measure_seconds, session, params_sha256(trainer.params))
+        result = cls._from(trainer.config.to_dict(), trainer.history, trainer.queries,
+                           trainer.run_seconds, trainer.measure_seconds, session, params_sha256(trainer.params))
+        result.prior_queries = trainer.prior_rows
+        return result
 
     @classmethod
     def from_session(cls, path) -> "RunResult | None":
@@ -88,9 +96,12 @@ class RunResult:
             last = reader.last_checkpoint()
             state = last.trainer_state
             config = TrainConfig.from_dict(reader.config["train"])
-            return cls._from(config.to_dict(), state["history"], state["queries"],
-                             float(state.get("run_seconds", 0.0)), float(state.get("measure_seconds", 0.0)),
-                             path, params_sha256(last.params))
+            prior = reader.prior()
+            result = cls._from(config.to_dict(), state["history"], state["queries"],
+                               float(state.get("run_seconds", 0.0)), float(state.get("measure_seconds", 0.0)),
+                               path, params_sha256(last.params))
+            result.prior_queries = 0 if prior is None else len(prior[0])
+            return result
 
     @classmethod
     def _from(cls, config: dict, history, queries, run_seconds, measure_seconds, session, sha) -> "RunResult":
@@ -98,7 +109,7 @@ class RunResult:
         last = history[-1]
         queries = {k: int(v) for k, v in queries.items()}
         return cls(config=config, holdout=holdout, final_accuracy=last[f"{holdout}_accuracy"],
-                   final_train_accuracy=last["train_accuracy"], queries=queries,
+                   final_train_accuracy=last.get("train_accuracy"), queries=queries,
                    training_queries=sum(queries[r] for r in TRAINING_ROLES), eval_queries=queries["eval"],
                    history=[dict(h) for h in history], wall_seconds=run_seconds, measure_seconds=measure_seconds,
                    session=None if session is None else str(session), final_params_sha256=sha,

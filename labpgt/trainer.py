@@ -17,7 +17,9 @@ queries of the held-out split carry ``sample = n_train + i``. :meth:`Trainer.res
 checkpoint continues with step ``checkpoint.step + 1`` bit-identically.
 
 ``step`` is the 0-based index of the training step; calibration and the initial evaluation are
-recorded under step 0.
+recorded under step 0. A checkpoint follows every ``checkpoint_every`` steps that measured something
+(and the last step): a step that measured nothing (one a method took on its twin) protects no
+measurement, and resume recomputes it bit-identically from the checkpoint before it.
 
 A drifting ring moves its features away from the standardisation the calibration froze. With
 ``follow_ring = N`` the trainer keeps running moments of every physical layer's training features
@@ -34,12 +36,13 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
-from labpgt.architectures import ModelSpec, build_network
+from labpgt.architectures import ModelSpec, TrainingData, build_network
 from labpgt.errors import UserError
-from labpgt.evaluation import Evaluation
+from labpgt.evaluation import Evaluation, accuracy_upper_bound
 from labpgt.methods import METHODS, MethodSettings, SteppedSettings, method_class
 from labpgt.optimizers import Optimizer, schedule_factor
 from labpgt.recording import Checkpoint, NullRecorder, QueryLabels
@@ -58,7 +61,8 @@ def trainable_parameters(config: "TrainConfig") -> int:
     widths (nothing measured, nothing connected)."""
     n_inputs, n_classes = task_dimensions(config.task)
     input_width, feature_width = reservoir_kind(config.reservoir.name).widths(config)
-    return build_network(config.model, n_inputs, n_classes, input_width, feature_width, 0).n_params
+    counted = dataclasses.replace(config.model, encoder_init="random")      # the same shapes, nothing fitted
+    return build_network(counted, n_inputs, n_classes, input_width, feature_width, 0).n_params
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,8 @@ class TrainConfig:
     follow_ring: int = setting(0, "every N steps move the feature standardisation to running feature moments, the "
                                   "loss unchanged (for a drifting ring; 0: frozen at calibration)", minimum=0,
                                label="Follow the ring's drift every N steps")
-    checkpoint_every: int = setting(1, "steps between checkpoints", minimum=1)
+    checkpoint_every: int = setting(1, "steps that measured between checkpoints (a step that measured nothing, such "
+                                       "as one taken on a twin, is recomputed on resume)", minimum=1)
     method: MethodSettings = field(default_factory=lambda: METHODS[DEFAULT_METHOD].Settings())
     model: ModelSpec = field(default_factory=ModelSpec)
     reservoir: ReservoirSettings = field(default_factory=RingSettings)
@@ -174,6 +179,26 @@ def _declared_anywhere(key: str) -> bool:
     return bool(_owners(key)) or any(declared(group, key) for group in (TrainConfig, ModelSpec, Evaluation))
 
 
+class Measurer:
+    """``measure(layer, U, rows)`` as the trainer hands it to a method and the network for one step: the rows'
+    batch positions index ``samples`` (the training samples of the batch, or the held-out split's offset
+    indices); :meth:`of` measures other samples at the same step (a method that chooses what to measure)."""
+
+    def __init__(self, measure_labelled: Callable[[QueryLabels, np.ndarray], np.ndarray], step: int, samples):
+        self._measure = measure_labelled
+        self.step = int(step)
+        self.samples = np.asarray(samples)
+
+    def __call__(self, layer: int, U: np.ndarray, rows) -> np.ndarray:
+        labels = QueryLabels(self.step, rows.role, rows.direction, self.samples[rows.position],
+                             np.full(len(rows), layer, dtype=np.int64), rows.token)
+        return self._measure(labels, U)
+
+    def of(self, samples) -> "Measurer":
+        """The same step's measure for the training samples ``samples`` (batch position i is ``samples[i]``)."""
+        return Measurer(self._measure, self.step, samples)
+
+
 class Trainer:
     """Trains ``config.method`` on ``task`` through ``reservoir``; ``run()`` completes the remaining steps."""
 
@@ -190,11 +215,14 @@ class Trainer:
         method = method_class(c.method.name)
         method.check(c, reservoir)
         self.network = build_network(c.model, self.task.n_inputs, self.task.n_classes,
-                                     reservoir.input_width, reservoir.feature_width, c.seed)
+                                     reservoir.input_width, reservoir.feature_width, c.seed,
+                                     TrainingData(self.task.x_train, self.task.y_train))
         self.params = dict(self.network.initial_params)
         self.method = method(c, reservoir)
+        self.method.use_training_split(self.task.x_train, self.task.y_train)
+        self.prior_rows = 0                # pairs measured before the run that the method learns from
         if prior is not None:
-            self.method.add_prior(*prior)
+            self.add_prior(*prior)
         # a method fitted in closed form steps no optimizer; its checkpoints hold plain SGD's (empty) state
         self.optimizer = Optimizer(c.method.optimizer if stepped else "sgd", self._trainable(),
                                    c.method.clip if stepped else 0.0)
@@ -214,6 +242,12 @@ class Trainer:
         self.run_seconds = 0.0             # wall time inside run(), over every resume
         self.feature_moments: dict = {}    # layer -> running (mean, mean square) of its features (follow_ring)
         self.started = False
+
+    def add_prior(self, U: np.ndarray, features: np.ndarray) -> None:
+        """Pairs measured before the run (earlier sessions of the same bench), for a method that learns from
+        them; counted apart from the run's own queries (:attr:`prior_rows`)."""
+        self.method.add_prior(U, features)
+        self.prior_rows += len(U)
 
     def _trainable(self) -> dict:
         return {n: self.params[n] for n in self.network.trainable_names}
@@ -248,15 +282,8 @@ class Trainer:
             self.feature_moments[int(layer)] = batch if old is None else \
                 tuple((1 - FOLLOW_RATE) * o + FOLLOW_RATE * b for o, b in zip(old, batch))
 
-    def _measurer(self, step: int, samples: np.ndarray):
-        """``measure(layer, U, rows)`` for the engine: rows' batch positions become sample indices."""
-        samples = np.asarray(samples)
-
-        def measure(layer: int, U: np.ndarray, rows) -> np.ndarray:
-            labels = QueryLabels(step, rows.role, rows.direction, samples[rows.position],
-                                 np.full(len(rows), layer, dtype=np.int64), rows.token)
-            return self._measure(labels, U)
-        return measure
+    def _measurer(self, step: int, samples: np.ndarray) -> "Measurer":
+        return Measurer(self._measure, step, samples)
 
     # ---- the loop -------------------------------------------------------------------------------
     def run(self, progress=None) -> "Trainer":
@@ -271,8 +298,10 @@ class Trainer:
             if progress is not None:
                 progress(self.step, steps)
             return self
+        measuring_steps = 0                        # steps that measured since the last checkpoint
         while self.step < steps:
             s = self.step
+            measured_before = sum(self.queries.values())
             values = self._train_step(s)
             self.step = s + 1
             if c.follow_ring and self.step % c.follow_ring == 0:
@@ -280,9 +309,13 @@ class Trainer:
             if self.step == steps:
                 values.update(self.evaluate(s))
                 values.update(self.evaluate_final_test(s))
-            elif self.step % e.eval_every == 0 and self._evaluation_affordable():
-                values.update(self.evaluate(s, subset=bool(e.eval_fraction)))
-            self._report(s, values, checkpoint=self.step % c.checkpoint_every == 0 or self.step == steps)
+            elif self._evaluation_due():
+                values.update(self.evaluate(s, subset=bool(e.eval_fraction)) if e.eval_target is None
+                              else self.evaluate_toward_target(s))
+            measuring_steps += sum(self.queries.values()) > measured_before
+            checkpoint = measuring_steps >= c.checkpoint_every or self.step == steps
+            self._report(s, values, checkpoint=checkpoint)
+            measuring_steps = 0 if checkpoint else measuring_steps
             if progress is not None:
                 progress(self.step, steps)
         return self
@@ -308,8 +341,27 @@ class Trainer:
         self.params, _ = self.network.calibrate(self.params, X, measure)
         self.queries_per_sample = self.queries["calibration"] / c.method.batch_size
         self.lr = self.method.start(self.network, self.params, X, y, measure, self.lr)
-        if self._evaluation_affordable():
+        if c.evaluation.eval_target is None and self._evaluation_affordable():
             self.evaluate(-1, subset=bool(c.evaluation.eval_fraction))
+
+    def _evaluation_due(self) -> bool:
+        """Whether the step just completed is evaluated (the last step always is, apart)."""
+        e = self.config.evaluation
+        if self.step % e.eval_every:
+            return False
+        if e.eval_target is None:
+            return self._evaluation_affordable()
+        if e.open_target(self._best_whole_accuracy()) is None:
+            return False
+        last = self.history[-1]["training_queries"] if self.history else 0
+        first = len(self.task.y_test) * self.queries_per_sample      # what one evaluation of the whole split costs
+        return self.training_queries >= max(first, (1 + e.eval_growth) * last)
+
+    def _best_whole_accuracy(self) -> float | None:
+        """The best held-out accuracy measured on the whole split so far (None before any)."""
+        held = self.task.holdout
+        whole = [h[f"{held}_accuracy"] for h in self.history if f"{held}_samples" not in h]
+        return max(whole) if whole else None
 
     def _evaluation_affordable(self) -> bool:
         """Whether an intermediate evaluation keeps evaluation within ``eval_fraction`` of the training queries."""
@@ -353,29 +405,54 @@ class Trainer:
         return e.holdout == "validation" and e.final_test
 
     def evaluate(self, s: int, train_logits=None, subset: bool = False) -> dict:
-        """Measure the eval samples of the training split and the whole held-out split (role ``eval``); with
-        ``subset``, the budget's fixed subsets of both instead."""
+        """Measure the eval samples of the training split (none when ``eval_train_samples`` is 0) and the whole
+        held-out split (role ``eval``); with ``subset``, the budget's fixed subsets of both instead."""
         t = self.task
         step = max(s, 0)
         if train_logits is None:
             idx = self.subset_train_index if subset else self.eval_train_index
-            train_logits = (idx, self._logits(t.x_train[idx], idx, step))
-        idx, logits_train = train_logits
-        n_train = len(t.y_train)
+            train_logits = (idx, self._logits(t.x_train[idx], idx, step)) if len(idx) else None
         held_idx = self.subset_held_index if subset else np.arange(len(t.y_test))
-        logits_held = self._logits(t.x_test[held_idx], n_train + held_idx, step)
+        logits_held = self._logits(t.x_test[held_idx], len(t.y_train) + held_idx, step)
+        return self._record_evaluation(train_logits, held_idx, logits_held,
+                                       {f"{t.holdout}_samples": int(len(held_idx))} if subset else {})
+
+    def evaluate_toward_target(self, s: int) -> dict:
+        """Measure held-out samples in a fresh random order, :attr:`Evaluation.eval_chunk` at a time, until the
+        open target is implausible or every sample is measured (see :mod:`labpgt.evaluation`)."""
+        e, t = self.config.evaluation, self.task
+        target = e.open_target(self._best_whole_accuracy())
+        n_train, n_held = len(t.y_train), len(t.y_test)
+        order = np.random.default_rng([self.config.seed, 8, len(self.history)]).permutation(n_held)
+        confidence = 1.0 - (1.0 - e.eval_confidence) / e.looks(n_held)
+        logits, measured, bound = [], 0, None
+        while measured < n_held:
+            idx = order[measured:measured + e.eval_chunk]
+            logits.append(self._logits(t.x_test[idx], n_train + idx, s))
+            measured += len(idx)
+            if measured < n_held:
+                correct = int(np.sum(np.argmax(np.concatenate(logits), axis=-1) == t.y_test[order[:measured]]))
+                bound = accuracy_upper_bound(correct, measured, n_held, confidence)
+                if bound < target:
+                    break
+        extra = {"eval_target": target}
+        if measured < n_held:
+            extra.update({f"{t.holdout}_samples": measured, f"{t.holdout}_upper_bound": bound})
+        return self._record_evaluation(None, order[:measured], np.concatenate(logits), extra)
+
+    def _record_evaluation(self, train_logits, held_idx: np.ndarray, logits_held: np.ndarray, extra: dict) -> dict:
+        """Add an evaluation to the history; its losses and accuracies, to record with the step."""
+        t = self.task
         held, y_held = t.holdout, t.y_test[held_idx]
-        entry = {
-            "step": self.step,
-            "training_queries": self.training_queries,
-            "eval_queries": self.queries["eval"],
-            "train_loss": self.network.loss(logits_train, t.y_train[idx]),
-            f"{held}_loss": self.network.loss(logits_held, y_held),
-            "train_accuracy": float(np.mean(np.argmax(logits_train, axis=-1) == t.y_train[idx])),
-            f"{held}_accuracy": float(np.mean(np.argmax(logits_held, axis=-1) == y_held)),
-        }
-        if subset:
-            entry[f"{held}_samples"] = int(len(held_idx))
+        entry = {"step": self.step, "training_queries": self.training_queries, "eval_queries": self.queries["eval"]}
+        if train_logits is not None:
+            idx, logits_train = train_logits
+            entry["train_loss"] = self.network.loss(logits_train, t.y_train[idx])
+        entry[f"{held}_loss"] = self.network.loss(logits_held, y_held)
+        if train_logits is not None:
+            entry["train_accuracy"] = float(np.mean(np.argmax(logits_train, axis=-1) == t.y_train[idx]))
+        entry[f"{held}_accuracy"] = float(np.mean(np.argmax(logits_held, axis=-1) == y_held))
+        entry.update(extra)
         self.history.append(entry)
         return {k: v for k, v in entry.items() if k.endswith(("_loss", "_accuracy"))}
 

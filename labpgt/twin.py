@@ -14,6 +14,12 @@ built on it:
   measurement) over rows and features, divided by the common scale, so 0 is perfect and 1 is no better
   than predicting each feature's mean. Features that barely move (a noise-floor bin) weigh as little
   as they vary; measurement noise sets its floor.
+* :class:`Anchors` — the last measured (u, features) of every row of every training sample (a sample's
+  rows: one per physical layer and token), and the twin's prediction *anchored* to them: at a new u the
+  features measured at the anchor plus the twin's change from there, F(u_a) + T(u) − T(u_a), so that a
+  step taken on the twin sees the features the reservoir gave, noise included, and only the change is
+  modelled; a row never measured gets the twin's prediction. How far a sample's inputs have moved from
+  its anchors (:meth:`Anchors.staleness`) says what the twin most needs measured again.
 * :class:`Layout` — what must match for measured pairs to be pooled: input width, feature count,
   and what an input means (the bench's encoding and feature map, a sweep's setting and range, or a
   digital reservoir's map).
@@ -174,6 +180,89 @@ class TwinModel:
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
         self.standardised = bool(state["standardised"])
+
+
+# --------------------------------------------------------------------------- anchored to measurements
+ANCHORING_ROLES = ("calibration", "baseline")     # the queries at a sample's own inputs (probes are beside them)
+
+
+class Anchors:
+    """The last measured inputs and features of each row of each of ``n_samples`` training samples, by physical
+    layer and token (see the module docstring); filled from the run's queries (:meth:`observe`), so that a
+    resumed run shown its recorded queries again holds exactly what it held."""
+
+    def __init__(self, n_samples: int):
+        self.n_samples = int(n_samples)
+        self.inputs: dict[int, np.ndarray] = {}       # layer -> (n_samples, tokens, d), NaN where never measured
+        self.features: dict[int, np.ndarray] = {}     # layer -> (n_samples, tokens, m)
+        self._journal: list[tuple] = []               # (row numbers, sample, layer, token, U, features) observed
+
+    def observe(self, labels, U: np.ndarray, features: np.ndarray, row_numbers: np.ndarray) -> None:
+        """Take the rows of a measurement at the samples' own inputs (calibration, baseline) as their anchors;
+        ``row_numbers`` numbers the measurement's rows in the run's order (what :meth:`forget_after` cuts)."""
+        own = np.isin(labels.role, ANCHORING_ROLES) & (labels.sample >= 0) & (labels.sample < self.n_samples)
+        if own.any():
+            entry = (np.asarray(row_numbers)[own], labels.sample[own], labels.layer[own], labels.token[own],
+                     np.asarray(U)[own], np.asarray(features)[own])
+            self._journal.append(entry)
+            self._apply(*entry[1:])
+
+    def forget_after(self, rows: int) -> None:
+        """Forget every anchor taken from a row numbered ``rows`` or later (a step measured again after a pause)."""
+        kept = [tuple(a[entry[0] < rows] for a in entry) for entry in self._journal]
+        self.inputs, self.features, self._journal = {}, {}, []
+        for entry in kept:
+            if len(entry[0]):
+                self._journal.append(entry)
+                self._apply(*entry[1:])
+
+    def _apply(self, sample, layers, token, U, features) -> None:
+        for layer in np.unique(layers):
+            rows = layers == layer
+            column = np.maximum(token[rows], 0)
+            inputs, anchored = self._layer(int(layer), int(column.max()) + 1, U.shape[1], features.shape[1])
+            inputs[sample[rows], column] = U[rows]
+            anchored[sample[rows], column] = features[rows]
+
+    def _layer(self, layer: int, tokens: int, d: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+        if layer not in self.inputs or self.inputs[layer].shape[1] < tokens:
+            grown = np.full((self.n_samples, tokens, d), np.nan)
+            grown_f = np.zeros((self.n_samples, tokens, m))
+            if layer in self.inputs:
+                old = self.inputs[layer].shape[1]
+                grown[:, :old], grown_f[:, :old] = self.inputs[layer], self.features[layer]
+            self.inputs[layer], self.features[layer] = grown, grown_f
+        return self.inputs[layer], self.features[layer]
+
+    def _anchor(self, layer: int, samples: np.ndarray, tokens: np.ndarray):
+        """``(inputs, features)`` of the anchors of the rows (NaN inputs where a row has none)."""
+        if layer not in self.inputs:
+            return np.full((len(samples), 0), np.nan), None
+        inputs, features = self.inputs[layer], self.features[layer]
+        column = np.maximum(tokens, 0)
+        inside = column < inputs.shape[1]
+        anchor_u = np.full((len(samples), inputs.shape[2]), np.nan)
+        anchor_f = np.zeros((len(samples), features.shape[2]))
+        anchor_u[inside], anchor_f[inside] = inputs[samples[inside], column[inside]], features[samples[inside], column[inside]]
+        return anchor_u, anchor_f
+
+    def predict(self, model, layer: int, samples: np.ndarray, tokens: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """The features of the rows (training ``samples``, ``tokens``) at inputs ``U``: anchored where a row has
+        an anchor, the twin's prediction where it has none."""
+        predicted = np.array(model.predict(U))
+        anchor_u, anchor_f = self._anchor(layer, samples, tokens)
+        have = ~np.isnan(anchor_u).any(axis=1) if anchor_u.shape[1] else np.zeros(len(U), dtype=bool)
+        if have.any():
+            predicted[have] += anchor_f[have] - model.predict(anchor_u[have])
+        return predicted
+
+    def staleness(self, layer: int, samples: np.ndarray, tokens: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """The squared distance of each row's inputs ``U`` from its anchor's (inf where it has none)."""
+        anchor_u, _ = self._anchor(layer, samples, tokens)
+        if not anchor_u.shape[1]:
+            return np.full(len(U), np.inf)
+        distance = np.sum((U - anchor_u) ** 2, axis=1)
+        return np.where(np.isnan(distance), np.inf, distance)
 
 
 # --------------------------------------------------------------------------- what an input means

@@ -26,6 +26,14 @@ def test_queries_to_target():
     assert queries_to_target([{"validation_accuracy": 0.9, "training_queries": 7}], 0.8, "validation") == 7
 
 
+def test_queries_to_target_counts_the_evaluations_and_only_a_whole_split_reaches_it():
+    history = [{"validation_accuracy": 0.9, "validation_samples": 30, "training_queries": 40, "eval_queries": 30},
+               {"validation_accuracy": 0.7, "training_queries": 60, "eval_queries": 300},
+               {"validation_accuracy": 0.86, "training_queries": 80, "eval_queries": 570}]
+    assert queries_to_target(history, 0.85, "validation") == 80
+    assert queries_to_target(history, 0.85, "validation", incl_evaluation=True) == 80 + 570
+
+
 def test_variants_parse_typed_overrides_and_refuse_bad_ones():
     v = Variant.parse("pgt-enc:optimizer=adam:lr=0.01:directions=2")
     assert v.method == "pgt-enc" and dict(v.overrides) == {"optimizer": "adam", "lr": 0.01, "directions": 2}

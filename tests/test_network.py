@@ -195,3 +195,65 @@ def test_digital_noise_is_seeded_and_state_restorable():
     assert not np.array_equal(fa, a.measure(U).features)
     a.set_rng_state(state)
     assert np.array_equal(fa, a.measure(U).features)
+
+
+# --------------------------------------------------------------------------- an encoder fitted to the data
+def _digits():
+    from labpgt.tasks import load_task
+
+    return load_task("digits", 0, holdout="validation")
+
+
+@pytest.mark.parametrize("kind", ["pca", "lda"])
+def test_a_fitted_encoder_starts_centred_unit_variance_and_leaves_every_other_draw_alone(kind):
+    from labpgt.architectures import TrainingData
+
+    task = _digits()
+    data = TrainingData(task.x_train, task.y_train)
+    random = build_network(ModelSpec(), 64, 10, 8, 32, seed=3)
+    fitted = build_network(ModelSpec(encoder_init=kind), 64, 10, 8, 32, seed=3, data=data)
+    z = task.x_train @ fitted.initial_params["enc_W"] + fitted.initial_params["enc_b"]
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=1e-9)
+    assert abs(np.corrcoef(z.T)[np.triu_indices(8, 1)]).max() < 1e-6 if kind == "pca" else True
+    for name in random.initial_params:
+        if not name.startswith("enc_"):
+            assert np.array_equal(random.initial_params[name], fitted.initial_params[name]), name
+
+
+def test_the_discriminant_encoder_separates_the_classes_better_than_a_random_or_principal_one():
+    from sklearn.linear_model import LogisticRegression
+
+    from labpgt.architectures import TrainingData, sigmoid
+
+    task = _digits()
+    data = TrainingData(task.x_train, task.y_train)
+
+    def held_out_accuracy(kind):
+        net = build_network(ModelSpec(encoder_init=kind), 64, 10, 8, 32, seed=0, data=data)
+        W, b = net.initial_params["enc_W"], net.initial_params["enc_b"]
+        u, u_held = (np.asarray(sigmoid(x @ W + b)) for x in (task.x_train, task.x_test))
+        return LogisticRegression(max_iter=2000).fit(u, task.y_train).score(u_held, task.y_test)
+
+    accuracy = {kind: held_out_accuracy(kind) for kind in ("random", "pca", "lda")}
+    assert accuracy["lda"] > accuracy["pca"] > accuracy["random"]
+    assert accuracy["lda"] > 0.9
+
+
+def test_lda_with_fewer_classes_than_inputs_is_completed_by_principal_components():
+    from labpgt.architectures import TrainingData, fitted_encoder
+    from labpgt.tasks import load_task
+
+    task = load_task("iris", 0)                       # 3 classes: 2 discriminant directions, 4 inputs
+    W, b = fitted_encoder("lda", TrainingData(task.x_train, task.y_train), 6)
+    assert W.shape == (4, 6)
+    z = task.x_train @ W + b
+    assert np.all(z[:, :4].std(axis=0) > 0.99)       # 2 discriminant + 2 principal directions
+    assert np.all(W[:, 4:] == 0) and np.all(b[4:] == 0)   # nothing left to fit: those inputs start at u = 0.5
+
+
+def test_a_fitted_encoder_is_the_dense_networks_and_needs_the_training_inputs():
+    with pytest.raises(UserError, match="encoder_init lda fits the dense network's encoder"):
+        ModelSpec(architecture="transformer", encoder_init="lda")
+    with pytest.raises(ValueError, match="training inputs"):
+        build_network(ModelSpec(encoder_init="pca"), 64, 10, 8, 32, seed=0)
