@@ -1,6 +1,7 @@
 """Tables of a benchmark's JSON (``labpgt benchmark --json``): per method over seeds, and comparisons.
 
     python benchmarks/summarise.py RESULT.json [MORE.json ...] [--reach METHOD] [--budget QUERIES] [--tolerance 0.01]
+                                   [--levels 0.5,0.6,...] [--runs reported|tuning|all] [--ratios METHOD|all]
 
 * per method: the mean and standard deviation over seeds of the final held-out accuracy (and, for
   a validation benchmark, of the test accuracy each run measured once at its end), the training
@@ -13,7 +14,11 @@
   resolution of the histories it was read from (the largest gap between evaluations, as a fraction
   of the run's training queries);
 * ``--budget Q``: each method's held-out accuracy at its last evaluation within Q training queries
-  (mean over seeds): who is ahead at an equal number of queries.
+  (mean over seeds): who is ahead at an equal number of queries;
+* always: the queries-to-level tables of :mod:`labpgt.levels` (training queries and every query recorded to
+  each of ``--levels``, medians with bootstrap 95 % CIs over the ``--runs``, reported ones by default if any)
+  and their like-for-like ratios (``--ratios METHOD``, or ``all`` pairs; the target variant by default).
+  Runs are told apart by method, seed and device.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import argparse
 import json
 
 import numpy as np
+
+from labpgt.levels import COUNTS, DEFAULT_LEVELS, levels_table, parse_levels, ratios_table, row_device
 
 
 def pooled(paths) -> dict:
@@ -40,7 +47,7 @@ def pooled(paths) -> dict:
     runs = {}
     for result in results:
         for row in result["results"]:
-            runs.setdefault((row["method"], row["seed"]), row)
+            runs.setdefault((row["method"], row["seed"], row_device(row)), row)
     if len(results) == 1:
         return first
     rows, key = list(runs.values()), f"{first['holdout']}_accuracy"
@@ -160,6 +167,13 @@ def main(argv=None) -> int:
     parser.add_argument("--reach", action="append", default=[], metavar="METHOD")
     parser.add_argument("--budget", type=float, action="append", default=[])
     parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--levels", type=parse_levels, default=None, metavar="A1,A2,...",
+                        help="accuracy levels of the queries-to-level tables (0.5,0.6,0.7,0.8,0.85,0.9)")
+    parser.add_argument("--runs", choices=("reported", "tuning", "all"), default=None,
+                        help="the runs the levels tables are of (the reported ones if there are any, else all)")
+    parser.add_argument("--ratios", metavar="METHOD|all", default=None,
+                        help="ratios of every method to METHOD at each level, or of every pair (all); the "
+                             "target variant by default")
     args = parser.parse_args(argv)
     result = pooled(args.result)
     print(f"task {result['task']}, model {result['model']}, reservoir {result['reservoir']}, "
@@ -172,7 +186,22 @@ def main(argv=None) -> int:
     for budget in args.budget:
         print()
         print("\n".join(budget_table(result, budget)))
+    print()
+    print("\n".join(levels_lines(result, args.levels, args.runs, args.ratios)))
     return 0
+
+
+def levels_lines(result: dict, levels, runs: str | None, ratios: str | None) -> list[str]:
+    """The queries-to-level tables (training, every query) and their like-for-like ratios (labpgt.levels)."""
+    levels = levels or DEFAULT_LEVELS
+    purpose = runs
+    against = None if ratios == "all" else (ratios or result.get("target_method"))
+    lines = []
+    for count in COUNTS:
+        lines += levels_table(result, levels, purpose, count) + [""]
+    for count in COUNTS:
+        lines += ratios_table(result, levels, purpose, against, count) + [""]
+    return lines[:-1]
 
 
 if __name__ == "__main__":
