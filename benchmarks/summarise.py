@@ -29,6 +29,7 @@ import json
 import numpy as np
 
 from labpgt.levels import COUNTS, DEFAULT_LEVELS, levels_table, parse_levels, ratios_table, row_device
+from labpgt.references import references_table
 
 
 def pooled(paths) -> dict:
@@ -201,6 +202,8 @@ def levels_lines(result: dict, levels, runs: str | None, ratios: str | None) -> 
         lines += levels_table(result, levels, purpose, count) + [""]
     for count in COUNTS:
         lines += ratios_table(result, levels, purpose, against, count) + [""]
+    if result.get("references"):
+        lines += references_table(result["references"]) + [""]
     return lines[:-1]
 
 

@@ -127,6 +127,7 @@ def add_benchmark(sub, kinds, full=True):
 def run_benchmark_command(args) -> int:
     from labpgt.benchmark import Variant, format_table, parse_steps, plan_benchmark, run_plan, write_json
     from labpgt.levels import levels_report
+    from labpgt.references import digital_references
     from labpgt.display import BenchmarkProgress
     from labpgt.runs import default_session_path
     from labpgt.settings import default_of
@@ -146,6 +147,7 @@ def run_benchmark_command(args) -> int:
           file=sys.stderr, flush=True)
     with BenchmarkProgress(len(plan.runs)) as report:
         result = run_plan(plan, workers=workers, scheduler=args.scheduler, progress=report)
+    result["references"] = digital_references(plan.task, plan.seeds)
     print(format_table(result))
     print(levels_report(result, args.levels))
     if args.json:

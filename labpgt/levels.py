@@ -251,10 +251,15 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def levels_report(benchmark: dict, levels=None, against: str | None = None) -> str:
-    """The levels tables ``labpgt benchmark`` prints: training queries and every query to each level, and the
-    ratios of every method to ``against`` (the benchmark's target variant unless given) at each level."""
+    """The levels tables ``labpgt benchmark`` prints: training queries and every query to each level, the
+    ratios of every method to ``against`` (the benchmark's target variant unless given) at each level, and the
+    digital-only references beside them."""
     levels = tuple(levels or DEFAULT_LEVELS)
     against = against or benchmark.get("target_method")
     blocks = [levels_table(benchmark, levels, count=count) for count in COUNTS]
     blocks += [ratios_table(benchmark, levels, against=against, count=count) for count in COUNTS]
+    if benchmark.get("references"):
+        from labpgt.references import references_table
+
+        blocks.append(references_table(benchmark["references"]))
     return "\n\n".join(["\n".join(block) for block in blocks])

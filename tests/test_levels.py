@@ -149,3 +149,15 @@ def test_a_benchmark_over_ring_devices_records_each_run_s_device_and_purpose_in_
     assert readouts[0] != readouts[1]                      # another ring, another reservoir
     json.dumps(b)
     assert "readout" in levels_report(b) and Path(b["results"][0]["session"]).exists()
+
+
+@pytest.mark.slow
+def test_the_digital_only_reference_is_chosen_on_validation_and_looks_at_test_once():
+    from labpgt.references import LOGISTIC, LOGISTIC_C, digital_references, references_table
+
+    rows = digital_references("iris", [0, 1])
+    assert [r["seed"] for r in rows] == [0, 1] and all(r["C"] in LOGISTIC_C for r in rows)
+    assert all(0.8 < r["validation_accuracy"] <= 1 and 0.8 < r["test_accuracy"] <= 1 for r in rows)
+    table = "\n".join(references_table(rows))
+    assert LOGISTIC in table and f"{np.median([r['test_accuracy'] for r in rows]):.4f}" in table
+    assert "digital-only references" in levels_report({**BENCHMARK, "references": rows}, (0.5,))
