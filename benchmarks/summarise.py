@@ -105,7 +105,7 @@ def summary_table(result: dict) -> list[str]:
     final = f"final_{result['holdout']}_accuracy"
     with_test = result["holdout"] != "test" and all(r.get("final_test_accuracy") is not None
                                                       for r in result["results"])
-    lines = [f"{'method':<34}{'seeds':>6}{result['holdout'] + ' acc.':>17}"
+    lines = [f"{'method':<34}{'runs':>6}{result['holdout'] + ' acc.':>17}"
              + (f"{'test acc.':>17}" if with_test else "") + f"{'queries':>11}{'to target':>22}"]
     for method, rows in by_method(result).items():
         queries = np.mean([r["queries"] for r in rows])

@@ -45,6 +45,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -362,7 +363,7 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
     plan.check_placement(workers, scheduler)
     plan.sessions_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(config.to_dict(), str(session)) for _, _, config, session in runs]
-    outcomes = _fan_out(jobs, workers, scheduler, progress, [(v, s) for v, s, _, _ in runs])
+    outcomes = _fan_out(jobs, workers, scheduler, progress, [(_shown(v, c), s) for v, s, c, _ in runs])
     holdout = runs[0][2].evaluation.holdout
     key = f"final_{holdout}_accuracy"
     finals = [o["final_accuracy"] for (v, _, _, _), o in zip(runs, outcomes) if v == plan.target]
@@ -384,6 +385,12 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
             "target_method": plan.target.label, "target_accuracy": target, "seeds": list(plan.seeds),
             "devices": [d for d in plan.devices if d is not None] or sorted({r["device"] for r in results} - {None}),
             "tuning_seeds": None if plan.tuning_seeds is None else list(plan.tuning_seeds), "results": results}
+
+
+def _shown(variant: Variant, config: TrainConfig):
+    """What the progress calls a run's variant: its label, and its device when it ran on a simulated one."""
+    device = _device(config)
+    return variant if device is None else SimpleNamespace(label=f"{variant.label} device {device}")
 
 
 def _device(config: TrainConfig) -> int | None:
@@ -480,16 +487,20 @@ def format_table(benchmark: dict) -> str:
     key = f"final_{holdout}_accuracy"
     width = max([10] + [len(r["method"]) + 2 for r in benchmark["results"]])
     with_test = holdout != "test" and any(r.get("final_test_accuracy") is not None for r in benchmark["results"])
+    devices = any(r.get("device") is not None for r in benchmark["results"])
     lines = [f"task {benchmark['task']}, model {benchmark['model']}, reservoir {benchmark['reservoir']}, "
              f"target (mean {benchmark.get('target_method', TARGET_METHOD)} final {holdout} accuracy) "
              f"{benchmark['target_accuracy']:.4f}",
-             f"{'method':<{width}}{'seed':>6}{('val' if holdout == 'validation' else holdout) + ' acc':>10}" + (f"{'test acc':>10}" if with_test else "")
+             f"{'method':<{width}}{'seed':>6}" + (f"{'device':>8}" if devices else "")
+             + f"{('val' if holdout == 'validation' else holdout) + ' acc':>10}"
+             + (f"{'test acc':>10}" if with_test else "")
              + f"{'queries':>12}{'to target':>12}{'resol.':>8}"]
     for row in benchmark["results"]:
         to_target = "never" if row["queries_to_target"] is None else str(row["queries_to_target"])
         test = row.get("final_test_accuracy")
         test = (f"{test:>10.4f}" if test is not None else f"{'-':>10}") if with_test else ""
-        lines.append(f"{row['method']:<{width}}{row['seed']:>6}{row[key]:>10.4f}{test}{row['queries']:>12}"
+        device = f"{'-' if row.get('device') is None else row['device']:>8}" if devices else ""
+        lines.append(f"{row['method']:<{width}}{row['seed']:>6}{device}{row[key]:>10.4f}{test}{row['queries']:>12}"
                      f"{to_target:>12}{'-' if row['resolution'] is None else format(row['resolution'], '.1%'):>8}")
     return "\n".join(lines)
 

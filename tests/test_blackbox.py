@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labpgt.architectures import ModelSpec, build_network
-from labpgt.blackbox import CmaEs, Mezo, NodeJacobian, SeededGaussian, jacobian_vjp
+from labpgt.blackbox import CmaEs, Mezo, SeededGaussian, jacobian_vjp
 from labpgt.digital import DigitalReservoir
 from labpgt.errors import UserError
 from labpgt.methods import METHODS, Backprop

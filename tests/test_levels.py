@@ -1,4 +1,4 @@
-"""Queries to fixed accuracy levels (labpgt.levels): per run, medians with bootstrap CIs, ratios, and every query counted."""
+"""Queries to fixed accuracy levels (labpgt.levels): per run, medians with bootstrap CIs, ratios, all queries counted."""
 
 import json
 import math
