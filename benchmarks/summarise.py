@@ -1,6 +1,7 @@
 """Tables of a benchmark's JSON (``labpgt benchmark --json``): per method over seeds, and comparisons.
 
     python benchmarks/summarise.py RESULT.json [MORE.json ...] [--reach METHOD] [--budget QUERIES] [--tolerance 0.01]
+                                   [--levels 0.5,0.6,...] [--runs reported|tuning|all] [--ratios METHOD|all]
 
 * per method: the mean and standard deviation over seeds of the final held-out accuracy (and, for
   a validation benchmark, of the test accuracy each run measured once at its end), the training
@@ -16,7 +17,11 @@
   its accuracy on the whole held-out split first reached A; the mean over seeds, the factor over
   METHOD's mean (the first method's unless named) and the prior pairs (``--twin-from``) it reused;
 * ``--budget Q``: each method's held-out accuracy at its last evaluation within Q training queries
-  (mean over seeds): who is ahead at an equal number of queries.
+  (mean over seeds): who is ahead at an equal number of queries;
+* always: the queries-to-level tables of :mod:`labpgt.levels` (training queries and every query recorded to
+  each of ``--levels``, medians with bootstrap 95 % CIs over the ``--runs``, reported ones by default if any)
+  and their like-for-like ratios (``--ratios METHOD``, or ``all`` pairs; the target variant by default).
+  Runs are told apart by method, seed and device.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ import argparse
 import json
 
 import numpy as np
+
+from labpgt.levels import COUNTS, DEFAULT_LEVELS, levels_table, parse_levels, ratios_table, row_device
+from labpgt.references import references_table
 
 
 def pooled(paths) -> dict:
@@ -43,7 +51,7 @@ def pooled(paths) -> dict:
     runs = {}
     for result in results:
         for row in result["results"]:
-            runs.setdefault((row["method"], row["seed"]), row)
+            runs.setdefault((row["method"], row["seed"], row_device(row)), row)
     if len(results) == 1:
         return first
     rows, key = list(runs.values()), f"{first['holdout']}_accuracy"
@@ -100,7 +108,7 @@ def summary_table(result: dict) -> list[str]:
     final = f"final_{result['holdout']}_accuracy"
     with_test = result["holdout"] != "test" and all(r.get("final_test_accuracy") is not None
                                                       for r in result["results"])
-    lines = [f"{'method':<34}{'seeds':>6}{result['holdout'] + ' acc.':>17}"
+    lines = [f"{'method':<34}{'runs':>6}{result['holdout'] + ' acc.':>17}"
              + (f"{'test acc.':>17}" if with_test else "") + f"{'queries':>11}{'to target':>22}"]
     for method, rows in by_method(result).items():
         queries = np.mean([r["queries"] for r in rows])
@@ -197,6 +205,13 @@ def main(argv=None) -> int:
     parser.add_argument("--accuracy", type=float, action="append", default=[],
                         help="every query (evaluation included) until the held-out accuracy reached this")
     parser.add_argument("--base", help="the method --accuracy's factors divide by (the first)")
+    parser.add_argument("--levels", type=parse_levels, default=None, metavar="A1,A2,...",
+                        help="accuracy levels of the queries-to-level tables (0.5,0.6,0.7,0.8,0.85,0.9)")
+    parser.add_argument("--runs", choices=("reported", "tuning", "all"), default=None,
+                        help="the runs the levels tables are of (the reported ones if there are any, else all)")
+    parser.add_argument("--ratios", metavar="METHOD|all", default=None,
+                        help="ratios of every method to METHOD at each level, or of every pair (all); the "
+                             "target variant by default")
     args = parser.parse_args(argv)
     result = pooled(args.result)
     print(f"task {result['task']}, model {result['model']}, reservoir {result['reservoir']}, "
@@ -212,7 +227,24 @@ def main(argv=None) -> int:
     for budget in args.budget:
         print()
         print("\n".join(budget_table(result, budget)))
+    print()
+    print("\n".join(levels_lines(result, args.levels, args.runs, args.ratios)))
     return 0
+
+
+def levels_lines(result: dict, levels, runs: str | None, ratios: str | None) -> list[str]:
+    """The queries-to-level tables (training, every query) and their like-for-like ratios (labpgt.levels)."""
+    levels = levels or DEFAULT_LEVELS
+    purpose = runs
+    against = None if ratios == "all" else (ratios or result.get("target_method"))
+    lines = []
+    for count in COUNTS:
+        lines += levels_table(result, levels, purpose, count) + [""]
+    for count in COUNTS:
+        lines += ratios_table(result, levels, purpose, against, count) + [""]
+    if result.get("references"):
+        lines += references_table(result["references"]) + [""]
+    return lines[:-1]
 
 
 if __name__ == "__main__":

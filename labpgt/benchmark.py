@@ -18,6 +18,14 @@ they reached with how many reservoir queries. Training itself is :mod:`labpgt.ru
   session of the same name recorded with other settings is refused before anything runs.
   Only simulated reservoirs fan out: runs through a ``--bench`` run here, one after another, on the
   machine that owns the instruments.
+* **Devices and seeds are the units** a method is replicated over: ``--set ring_device=0,1,2`` runs every
+  variant on each simulated ring device (the device is no part of the variant's label; its session is named
+  ``…-device2-seed3.h5``), and each row of the JSON records its ``seed`` and ``device``. Runs are *tuning*
+  runs unless the benchmark is told the seeds the settings were tuned on (``tuning_seeds``): then they are
+  *reported* runs, on seeds disjoint from those (refused otherwise), and the JSON records both.
+* Each row records every query its run made: ``queries_by_role`` (the trainer's count by role, test
+  included) and ``other_queries`` (a suspender's check queries and the queries a pause discarded, by step),
+  from which :mod:`labpgt.levels` counts the queries including evaluation to fixed accuracy levels.
 * Runs evaluate on the **validation** split by default (tuning and the target never see the test
   split) and end with one look at the test split, reported apart (``final_test_accuracy``).
 * The **target** is the mean final held-out accuracy of one variant, ``pgt`` (the paper's estimator)
@@ -40,6 +48,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -58,6 +67,10 @@ EVALUATIONS_PER_RUN = 100
 #: run's steps (:data:`EVALUATIONS_PER_RUN`)
 EVALUATION_DEFAULTS = {"holdout": "validation", "eval_fraction": 0.0}
 FIXED_PER_RUN = ("method", "seed", "task", "reservoir")     # what a variant or an axis cannot change
+#: the setting that picks a simulated ring device: ``--set ring_device=0,1,2`` makes devices units a run is
+#: replicated over (like seeds), not variants of a method
+DEVICE_KEY = "ring_device"
+PURPOSES = ("tuning", "reported")
 
 
 def setting_declaration(key: str, method: str | None) -> Declared | None:
@@ -181,23 +194,26 @@ def parse_steps(items) -> dict[str, int]:
     return steps
 
 
-def benchmark_runs(task: str, reservoir: str, variants, seeds, sessions_dir, steps_by_method=None,
+def benchmark_runs(task: str, reservoir: str, variants, seeds, sessions_dir, steps_by_method=None, devices=(None,),
                    **settings) -> list[tuple[Variant, int, TrainConfig, Path]]:
-    """Every (variant, seed) as a validated config and the session it is recorded in."""
+    """Every (variant, device, seed) as a validated config and the session it is recorded in (``devices``: the
+    simulated ring devices every variant runs on, None: the reservoir's own)."""
     steps_by_method = steps_by_method or {}
     runs = []
-    for variant in variants:
-        for seed in seeds:
-            steps = steps_by_method.get(variant.label, steps_by_method.get(variant.method))
-            shared = {k: v for k, v in settings.items() if applies_to(k, variant.method)}
-            values = {**shared, "task": task, "reservoir": reservoir, "method": variant.method, "seed": int(seed),
-                      **({"steps": steps} if steps is not None else {}), **dict(variant.overrides)}
-            config = TrainConfig.of(**values).resolved()
-            if settings.get("eval_every") is None and config.evaluation.eval_target is None:
-                every = max(1, config.method.steps // EVALUATIONS_PER_RUN)
-                config = dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation, eval_every=every))
-            name = f"{task}-{config.model.architecture}-{variant.label}-seed{int(seed)}.h5".replace("[", "_").replace("]", "")
-            runs.append((variant, int(seed), config, Path(sessions_dir) / name.replace(",", "_").replace("=", "-")))
+    for variant, device, seed in ((v, d, s) for v in variants for d in devices for s in seeds):
+        steps = steps_by_method.get(variant.label, steps_by_method.get(variant.method))
+        shared = {k: v for k, v in settings.items() if applies_to(k, variant.method)}
+        values = {**shared, "task": task, "reservoir": reservoir, "method": variant.method, "seed": int(seed),
+                  **({"steps": steps} if steps is not None else {}), **dict(variant.overrides),
+                  **({DEVICE_KEY: device} if device is not None else {})}
+        config = TrainConfig.of(**values).resolved()
+        if settings.get("eval_every") is None and config.evaluation.eval_target is None:
+            every = max(1, config.method.steps // EVALUATIONS_PER_RUN)
+            config = dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation, eval_every=every))
+        on = "" if device is None else f"-device{device}"
+        name = f"{task}-{config.model.architecture}-{variant.label}{on}-seed{int(seed)}.h5".replace("[", "_")\
+            .replace("]", "")
+        runs.append((variant, int(seed), config, Path(sessions_dir) / name.replace(",", "_").replace("=", "-")))
     return runs
 
 
@@ -224,9 +240,20 @@ def run_one(config: dict, session: str) -> dict:
     if path.exists():
         finished = RunResult.from_session(path)
         if finished is not None:
-            return finished.to_dict()
-        return resume_training(path).to_dict()
-    return start_training(TrainConfig.from_dict(config), path).to_dict()
+            return with_other_queries(finished.to_dict(), path)
+        return with_other_queries(resume_training(path).to_dict(), path)
+    return with_other_queries(start_training(TrainConfig.from_dict(config), path).to_dict(), path)
+
+
+def with_other_queries(outcome: dict, session: Path) -> dict:
+    """``outcome`` with ``other_queries``: the ``(step, queries)`` its session records besides its query rows (a
+    suspender's check queries, one each; the queries a pause discarded), in the order measured."""
+    from labpgt.session import SessionReader
+
+    with SessionReader(session) as reader:
+        other = [(int(c["step"]), 1) for c in reader.checks()]
+        other += [(int(p["step"]), int(p.get("discarded_queries", 0))) for p in reader.suspensions()]
+    return {**outcome, "other_queries": sorted(other)}
 
 
 @dataclass
@@ -238,6 +265,14 @@ class Plan:
     sessions_dir: Path
     runs: list
     target: Variant = Variant(TARGET_METHOD)
+    seeds: tuple = (0,)
+    devices: tuple = (None,)
+    tuning_seeds: tuple | None = None      # given: the runs are reported runs on seeds disjoint from these
+
+    @property
+    def purpose(self) -> str:
+        """"reported" for runs on fresh seeds after tuning on ``tuning_seeds``, else "tuning"."""
+        return "tuning" if self.tuning_seeds is None else "reported"
 
     @property
     def on_bench(self) -> bool:
@@ -278,20 +313,41 @@ class Plan:
 
 
 def plan_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_dir, steps_by_method=None,
-                   grid=(), target=TARGET_METHOD, **settings) -> Plan:
+                   grid=(), target=TARGET_METHOD, tuning_seeds=None, **settings) -> Plan:
     """Validate every run of a benchmark (one-line UserError otherwise) before anything is made;
     ``grid`` is a list of :class:`GridAxis` (or their ``[METHOD.]KEY=V1,V2`` texts), ``target`` the
-    variant (or its ``METHOD[:KEY=VALUE]`` text) whose mean final accuracy is the target."""
+    variant (or its ``METHOD[:KEY=VALUE]`` text) whose mean final accuracy is the target. An axis of
+    ``ring_device`` for every method gives the devices each run is replicated on. ``tuning_seeds``: the seeds
+    the settings were tuned on, which makes these reported runs (their seeds must be others)."""
     variants = [v if isinstance(v, Variant) else Variant.parse(v) for v in variants]
-    variants = expand_grid(variants, [a if isinstance(a, GridAxis) else GridAxis.parse(a) for a in grid])
+    axes = [a if isinstance(a, GridAxis) else GridAxis.parse(a) for a in grid]
+    devices = device_units(axes)
+    variants = expand_grid(variants, [a for a in axes if not (a.method is None and a.key == DEVICE_KEY)])
     target = target if isinstance(target, Variant) else Variant.parse(target)
     settings = {**EVALUATION_DEFAULTS, **settings}
+    seeds = tuple(int(s) for s in seeds)
+    check_fresh_seeds(seeds, tuning_seeds)
     if target not in variants:
         variants.insert(0, target)
-    runs = benchmark_runs(task, reservoir, variants, seeds, sessions_dir, steps_by_method, **settings)
-    plan = Plan(task, reservoir, Path(sessions_dir), runs, target)
+    runs = benchmark_runs(task, reservoir, variants, seeds, sessions_dir, steps_by_method, devices, **settings)
+    plan = Plan(task, reservoir, Path(sessions_dir), runs, target, seeds, devices,
+                None if tuning_seeds is None else tuple(int(s) for s in tuning_seeds))
     plan.check_recorded_sessions()
     return plan
+
+
+def device_units(axes) -> tuple:
+    """The simulated devices an axis ``ring_device=...`` (of every method) replicates the runs on; (None,) if none."""
+    axis = next((a for a in axes if a.method is None and a.key == DEVICE_KEY), None)
+    return (None,) if axis is None else tuple(int(v) for v in axis.values)
+
+
+def check_fresh_seeds(seeds, tuning_seeds) -> None:
+    """Reported runs' seeds must be none of the tuning seeds (one-line UserError)."""
+    shared = sorted(set(seeds) & set(tuning_seeds or ()))
+    if shared:
+        raise UserError(f"seeds {', '.join(map(str, shared))} were tuning seeds; reported runs need fresh seeds "
+                        "(--first-seed)")
 
 
 def run_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_dir, steps_by_method=None,
@@ -310,14 +366,16 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
     plan.check_placement(workers, scheduler)
     plan.sessions_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(config.to_dict(), str(session)) for _, _, config, session in runs]
-    outcomes = _fan_out(jobs, workers, scheduler, progress, [(v, s) for v, s, _, _ in runs])
+    outcomes = _fan_out(jobs, workers, scheduler, progress, [(_shown(v, c), s) for v, s, c, _ in runs])
     holdout = runs[0][2].evaluation.holdout
     key = f"final_{holdout}_accuracy"
     finals = [o["final_accuracy"] for (v, _, _, _), o in zip(runs, outcomes) if v == plan.target]
     target = float(np.mean(finals))
     results = []
     for (variant, seed, config, session), outcome in zip(runs, outcomes):
-        results.append({"method": variant.label, "seed": seed, "config": config.to_dict(),
+        results.append({"method": variant.label, "seed": seed, "device": _device(config), "purpose": plan.purpose,
+                        "config": config.to_dict(), "queries_by_role": outcome["queries"],
+                        "other_queries": outcome.get("other_queries", []),
                         key: outcome["final_accuracy"],
                         "queries": outcome["training_queries"],
                         "queries_to_target": queries_to_target(outcome["history"], target, holdout),
@@ -331,7 +389,21 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
                         "bench_hours": bench_hours(session),
                         "session": str(session), "history": outcome["history"]})
     return {"task": plan.task, "reservoir": plan.reservoir, "model": runs[0][2].model.architecture, "holdout": holdout,
-            "target_method": plan.target.label, "target_accuracy": target, "results": results}
+            "target_method": plan.target.label, "target_accuracy": target, "seeds": list(plan.seeds),
+            "devices": [d for d in plan.devices if d is not None] or sorted({r["device"] for r in results} - {None}),
+            "tuning_seeds": None if plan.tuning_seeds is None else list(plan.tuning_seeds), "results": results}
+
+
+def _shown(variant: Variant, config: TrainConfig):
+    """What the progress calls a run's variant: its label, and its device when it ran on a simulated one."""
+    device = _device(config)
+    return variant if device is None else SimpleNamespace(label=f"{variant.label} device {device}")
+
+
+def _device(config: TrainConfig) -> int | None:
+    """The simulated ring device of a run (None: a digital reservoir, a twin, or a bench's instruments)."""
+    device = getattr(config.reservoir, DEVICE_KEY, None)
+    return None if device is None or getattr(config.reservoir, "bench", None) else int(device)
 
 
 def bench_hours(session) -> float | None:
@@ -434,10 +506,13 @@ def format_table(benchmark: dict) -> str:
     key = f"final_{holdout}_accuracy"
     width = max([10] + [len(r["method"]) + 2 for r in benchmark["results"]])
     with_test = holdout != "test" and any(r.get("final_test_accuracy") is not None for r in benchmark["results"])
+    devices = any(r.get("device") is not None for r in benchmark["results"])
     lines = [f"task {benchmark['task']}, model {benchmark['model']}, reservoir {benchmark['reservoir']}, "
              f"target (mean {benchmark.get('target_method', TARGET_METHOD)} final {holdout} accuracy) "
              f"{benchmark['target_accuracy']:.4f}",
-             f"{'method':<{width}}{'seed':>6}{('val' if holdout == 'validation' else holdout) + ' acc':>10}" + (f"{'test acc':>10}" if with_test else "")
+             f"{'method':<{width}}{'seed':>6}" + (f"{'device':>8}" if devices else "")
+             + f"{('val' if holdout == 'validation' else holdout) + ' acc':>10}"
+             + (f"{'test acc':>10}" if with_test else "")
              + f"{'queries':>12}{'to target':>12}{'resol.':>8}{'bench h':>9}{'incl. eval':>12}{'to target':>12}"]
     for row in benchmark["results"]:
         to_target = "never" if row["queries_to_target"] is None else str(row["queries_to_target"])
@@ -447,7 +522,8 @@ def format_table(benchmark: dict) -> str:
         test = row.get("final_test_accuracy")
         test = (f"{test:>10.4f}" if test is not None else f"{'-':>10}") if with_test else ""
         hours = "-" if row.get("bench_hours") is None else f"{row['bench_hours']:.3f}"
-        lines.append(f"{row['method']:<{width}}{row['seed']:>6}{row[key]:>10.4f}{test}{row['queries']:>12}"
+        device = f"{'-' if row.get('device') is None else row['device']:>8}" if devices else ""
+        lines.append(f"{row['method']:<{width}}{row['seed']:>6}{device}{row[key]:>10.4f}{test}{row['queries']:>12}"
                      f"{to_target:>12}{'-' if row['resolution'] is None else format(row['resolution'], '.1%'):>8}"
                      f"{hours:>9}{incl_columns}")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ exit status 2 and no traceback; a run stopped by a signal exits with 128 + its n
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from pathlib import Path
@@ -98,7 +99,13 @@ def add_benchmark(sub, kinds, full=True):
                    settings=add_training_options(p, kinds, benchmark=True) if full else [])
     p.add_argument("--methods", default="pgt,node,readout",
                    help="comma-separated variants METHOD[:KEY=VALUE...], e.g. pgt,pgt:optimizer=adam:lr=0.01,node")
-    p.add_argument("--seeds", type=POSITIVE_INT, default=1, help="seeds 0..N-1 per method (1)")
+    p.add_argument("--seeds", type=POSITIVE_INT, default=1, help="seeds 0..N-1 per method (1); from --first-seed")
+    p.add_argument("--first-seed", type=NONNEGATIVE_INT, default=0, help="the first of the --seeds seeds (0)")
+    p.add_argument("--tuning-seeds", type=seed_list, metavar="S1,S2|A-B",
+                   help="the seeds the settings were tuned on: these runs are reported runs, on other seeds "
+                        "(refused otherwise); without it the runs are recorded as tuning runs")
+    p.add_argument("--levels", type=accuracy_levels, default=None, metavar="A1,A2,...",
+                   help="held-out accuracy levels of the queries-to-level table (0.5,0.6,0.7,0.8,0.85,0.9)")
     p.add_argument("--target", default="pgt", metavar="VARIANT",
                    help="the variant whose mean final held-out accuracy is the target, run too if it is not "
                         "among --methods, e.g. --target node for --methods backprop,node (pgt)")
@@ -120,6 +127,8 @@ def add_benchmark(sub, kinds, full=True):
 
 def run_benchmark_command(args) -> int:
     from labpgt.benchmark import Variant, format_table, parse_steps, plan_benchmark, run_plan, write_json
+    from labpgt.levels import levels_report
+    from labpgt.references import digital_references
     from labpgt.display import BenchmarkProgress
     from labpgt.runs import default_session_path
     from labpgt.settings import default_of
@@ -129,7 +138,8 @@ def run_benchmark_command(args) -> int:
     settings = training_settings(args, args.settings)
     task = settings.pop("task", default_of(TrainConfig, "task"))
     sessions = args.out_dir or default_session_path("benchmark").with_suffix("")
-    plan = plan_benchmark(task, settings.pop("reservoir"), variants, seeds=range(args.seeds), sessions_dir=sessions,
+    plan = plan_benchmark(task, settings.pop("reservoir"), variants, sessions_dir=sessions,
+                          seeds=range(args.first_seed, args.first_seed + args.seeds), tuning_seeds=args.tuning_seeds,
                           steps_by_method=parse_steps(args.steps_by_method), grid=args.grid, target=args.target,
                           **settings)
     workers = plan.workers(args.workers)
@@ -138,7 +148,9 @@ def run_benchmark_command(args) -> int:
           file=sys.stderr, flush=True)
     with BenchmarkProgress(len(plan.runs)) as report:
         result = run_plan(plan, workers=workers, scheduler=args.scheduler, progress=report)
+    result["references"] = digital_references(plan.task, plan.seeds)
     print(format_table(result))
+    print(levels_report(result, args.levels))
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}")
@@ -147,6 +159,25 @@ def run_benchmark_command(args) -> int:
 
         print(f"wrote {plot_benchmark(result, args.plot)}")
     return 0
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` or ``"0-2"`` (argparse type)."""
+    from labpgt.levels import parse_seeds
+
+    try:
+        return parse_seeds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def accuracy_levels(text: str) -> tuple[float, ...]:
+    from labpgt.levels import parse_levels
+
+    try:
+        return parse_levels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- sessions

@@ -769,6 +769,7 @@ METHODS: dict[str, type[Method]] = {m.name: m for m in (Node, Twin, Dyna, PaperP
                                                           Readout)}
 for _method in METHODS.values():
     _method.Settings.name = _method.name
+import labpgt.blackbox  # noqa: E402,F401  the referee's baselines (mezo, cma, node-jac) register themselves
 
 
 def method_class(name: str) -> type[Method]:

@@ -62,7 +62,9 @@ def test_benchmark_structure_table_and_plots(tmp_path):
     b = run_benchmark("iris", "digital", ["node", "readout", "pgt:optimizer=adam"], seeds=[0, 1],
                       sessions_dir=tmp_path / "runs", steps_by_method={"pgt": 20, "node": 10, "pgt[optimizer=adam]": 15},
                       **SMALL)
-    assert set(b) == {"task", "reservoir", "model", "holdout", "target_method", "target_accuracy", "results"}
+    assert set(b) == {"task", "reservoir", "model", "holdout", "target_method", "target_accuracy", "results", "seeds",
+                      "devices", "tuning_seeds"}
+    assert b["seeds"] == [0, 1] and b["devices"] == [] and b["tuning_seeds"] is None
     assert b["model"] == "dense" and b["holdout"] == "validation" and b["target_method"] == "pgt"
     assert [r["method"] for r in b["results"][::2]] == ["pgt", "node", "readout", "pgt[optimizer=adam]"]
     pgt = [r for r in b["results"] if r["method"] == "pgt"]
@@ -71,6 +73,7 @@ def test_benchmark_structure_table_and_plots(tmp_path):
     adam = [r for r in b["results"] if r["method"] == "pgt[optimizer=adam]"][0]
     assert adam["queries"] == 8 + 15 * 16
     for row in b["results"]:
+        assert row["device"] is None and row["purpose"] == "tuning"
         assert {"method", "seed", "config", "final_validation_accuracy", "final_test_accuracy", "queries",
                 "queries_to_target", "resolution"} <= set(row)
         assert row["final_test_accuracy"] == row["history"][-1]["test_accuracy"]      # looked at once, at the end
