@@ -43,8 +43,12 @@ VARIANTS = [  # (label, bench factory, context, clock rates)
     ("default bench, clock before issue 27 (settling + sweep only)", default_bench, contextlib.nullcontext, UNCHARGED),
     ("default bench, issue 27 clock, PSG attenuators held", default_bench, contextlib.nullcontext, None),
     ("default bench, issue 27 clock, PSG attenuators on auto", default_bench, attenuators_on_auto, None),
-    ("parts bench (Tabor, 11713, BOP, 421, 3xx), clock before issue 27", parts_bench, contextlib.nullcontext,
-     UNCHARGED),
+    (
+        "parts bench (Tabor, 11713, BOP, 421, 3xx), clock before issue 27",
+        parts_bench,
+        contextlib.nullcontext,
+        UNCHARGED,
+    ),
     ("parts bench (Tabor, 11713, BOP, 421, 3xx), issue 27 clock", parts_bench, contextlib.nullcontext, None),
 ]
 
@@ -54,7 +58,7 @@ def seconds_per_query(factory, context, timing, queries, batch):
         if timing is not None:
             bench.simulator.timing = timing
         rng = np.random.default_rng(0)
-        bench.measure(rng.random((batch, bench.input_width)))      # setup and the first settling not counted
+        bench.measure(rng.random((batch, bench.input_width)))  # setup and the first settling not counted
         start = bench.simulator.clock_s
         for _ in range(queries // batch):
             bench.measure(rng.random((batch, bench.input_width)))

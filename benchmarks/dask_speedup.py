@@ -18,10 +18,30 @@ from pathlib import Path
 
 
 def run(workers: int, args, out: Path) -> tuple[float, dict]:
-    command = [sys.executable, "-m", "labpgt", "benchmark", "--task", args.task, "--reservoir", args.reservoir,
-               "--methods", "pgt,node", "--seeds", "2", "--steps", f"pgt={args.steps}", "--steps",
-               f"node={args.steps}", "--workers", str(workers), "--out-dir", str(out / f"w{workers}"),
-               "--json", str(out / f"w{workers}.json")]
+    command = [
+        sys.executable,
+        "-m",
+        "labpgt",
+        "benchmark",
+        "--task",
+        args.task,
+        "--reservoir",
+        args.reservoir,
+        "--methods",
+        "pgt,node",
+        "--seeds",
+        "2",
+        "--steps",
+        f"pgt={args.steps}",
+        "--steps",
+        f"node={args.steps}",
+        "--workers",
+        str(workers),
+        "--out-dir",
+        str(out / f"w{workers}"),
+        "--json",
+        str(out / f"w{workers}.json"),
+    ]
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start

@@ -32,7 +32,7 @@ from labpgt.runs import start_training
 from labpgt.trainer import TrainConfig
 
 METHODS = ("pgt", "spsa", "node", "twin")
-VARIANTS = ("off", "on", "on+follow")   # drift off; drift on; drift on with the standardisation following the ring
+VARIANTS = ("off", "on", "on+follow")  # drift off; drift on; drift on with the standardisation following the ring
 
 
 def one_run(method: str, seed: int, variant: str, steps_scale: float, follow: int) -> dict:
@@ -42,25 +42,42 @@ def one_run(method: str, seed: int, variant: str, steps_scale: float, follow: in
     temperatures = []
     measure = bench.measure
 
-    def measured(U):                                   # keep the ring's temperature over the run
+    def measured(U):  # keep the ring's temperature over the run
         m = measure(U)
         temperatures.append(float(m.temperature_c[-1]))
         return m
 
     bench.measure = measured
     started = time.perf_counter()
-    config = TrainConfig.of(task="digits", method=method, reservoir="ring-sim", seed=seed, steps=steps,
-                         follow_ring=follow if variant == "on+follow" else 0)
+    config = TrainConfig.of(
+        task="digits",
+        method=method,
+        reservoir="ring-sim",
+        seed=seed,
+        steps=steps,
+        follow_ring=follow if variant == "on+follow" else 0,
+    )
     result = start_training(config, reservoir=bench)
-    return {"method": method, "seed": seed, "variant": variant, "steps": steps, "accuracy": result.final_accuracy,
-            "training_queries": result.training_queries, "eval_queries": result.eval_queries,
-            "bench_hours": bench.simulator.clock_s / 3600.0, "wall_seconds": time.perf_counter() - started,
-            "temperature_span_k": float(np.ptp(temperatures)) if temperatures else 0.0}
+    return {
+        "method": method,
+        "seed": seed,
+        "variant": variant,
+        "steps": steps,
+        "accuracy": result.final_accuracy,
+        "training_queries": result.training_queries,
+        "eval_queries": result.eval_queries,
+        "bench_hours": bench.simulator.clock_s / 3600.0,
+        "wall_seconds": time.perf_counter() - started,
+        "temperature_span_k": float(np.ptp(temperatures)) if temperatures else 0.0,
+    }
 
 
 def table(runs: list[dict]) -> str:
-    rows = ["| method | drift | seeds | steps | test accuracy | training queries | bench hours / run "
-            "| temperature span (K) |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| method | drift | seeds | steps | test accuracy | training queries | bench hours / run "
+        "| temperature span (K) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for method in METHODS:
         for variant in VARIANTS:
             done = [r for r in runs if r["method"] == method and r["variant"] == variant]
@@ -68,10 +85,12 @@ def table(runs: list[dict]) -> str:
                 continue
             acc = np.array([r["accuracy"] for r in done])
             spread = f" ± {acc.std(ddof=1):.3f}" if len(acc) > 1 else ""
-            rows.append(f"| {method} | {variant} | {len(done)} | {done[0]['steps']} "
-                        f"| {acc.mean():.3f}{spread} | {int(np.mean([r['training_queries'] for r in done])):,} "
-                        f"| {np.mean([r['bench_hours'] for r in done]):.2f} "
-                        f"| {np.mean([r['temperature_span_k'] for r in done]):.2f} |")
+            rows.append(
+                f"| {method} | {variant} | {len(done)} | {done[0]['steps']} "
+                f"| {acc.mean():.3f}{spread} | {int(np.mean([r['training_queries'] for r in done])):,} "
+                f"| {np.mean([r['bench_hours'] for r in done]):.2f} "
+                f"| {np.mean([r['temperature_span_k'] for r in done]):.2f} |"
+            )
     return "\n".join(rows)
 
 
@@ -95,9 +114,12 @@ def main(argv=None) -> int:
                     runs.append(run)
                     args.json.parent.mkdir(parents=True, exist_ok=True)
                     args.json.write_text(json.dumps(runs, indent=1))
-                    print(f"{method:>5} seed {seed} drift {variant:<9}: accuracy {run['accuracy']:.4f}, "
-                          f"{run['training_queries']:,} training queries, {run['bench_hours']:.2f} bench hours, "
-                          f"{run['wall_seconds']:.0f} s", flush=True)
+                    print(
+                        f"{method:>5} seed {seed} drift {variant:<9}: accuracy {run['accuracy']:.4f}, "
+                        f"{run['training_queries']:,} training queries, {run['bench_hours']:.2f} bench hours, "
+                        f"{run['wall_seconds']:.0f} s",
+                        flush=True,
+                    )
     print(table(runs))
     return 0
 

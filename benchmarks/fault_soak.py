@@ -5,7 +5,8 @@
 
 Runs `labpgt train --bench …` twice, each against its own `labpgt sim --noise 0 --ideal` process:
 once clean, once with the faults. The kind ring (--ideal): a real ring's drift and memory would make
-every retried sweep a different measurement, so only the kind ring can be compared query for query. Prints a table: queries by role, attempts, wall time and
+every retried sweep a different measurement, so only the kind ring can be compared query for query.
+Prints a table: queries by role, attempts, wall time and
 final_params_sha256 of both, and whether every recorded spectrum, feature and input is identical.
 Exit status 0 when the faulted session has exactly the clean session's queries and parameters.
 """
@@ -26,7 +27,19 @@ from labpgt.session import SessionReader
 
 def serve(workdir: Path, faults: str | None, timeout_ms: int) -> tuple[subprocess.Popen, Path]:
     bench = workdir / ("bench-faulty.toml" if faults else "bench-clean.toml")
-    command = [sys.executable, "-m", "labpgt", "sim", "--port", "0", "--noise", "0", "--ideal", "--write-bench", str(bench)]
+    command = [
+        sys.executable,
+        "-m",
+        "labpgt",
+        "sim",
+        "--port",
+        "0",
+        "--noise",
+        "0",
+        "--ideal",
+        "--write-bench",
+        str(bench),
+    ]
     if faults:
         command += ["--faults", faults]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -51,7 +64,9 @@ def train(bench: Path, out: Path, options: list[str]) -> float:
 
 
 def inspect(path: Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "labpgt", "inspect", "--json", str(path)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "labpgt", "inspect", "--json", str(path)], capture_output=True, text=True
+    )
     return json.loads(out.stdout)
 
 
@@ -71,8 +86,11 @@ def main():
         for label, spec in (("clean", None), ("faulted", faults)):
             sim, bench = serve(work, spec, args.timeout_ms)
             try:
-                seconds = train(bench, work / f"{label}.h5", ["--task", args.task, "--steps", str(args.steps),
-                                                              "--eval-every", str(args.steps)])
+                seconds = train(
+                    bench,
+                    work / f"{label}.h5",
+                    ["--task", args.task, "--steps", str(args.steps), "--eval-every", str(args.steps)],
+                )
             finally:
                 sim.send_signal(signal.SIGINT)
                 _, err = sim.communicate(timeout=30)
@@ -85,18 +103,29 @@ def main():
 
     clean, faulted = runs["clean"][0], runs["faulted"][0]
     print(f"task {args.task}, node, {args.steps} steps, TCP with --noise 0 --ideal; faults: {faults}")
-    print(f"{'':<10}{'queries':>9}{'training':>10}{'eval':>7}{'retried':>9}{'max att.':>9}{'wall s':>8}  final_params_sha256")
+    print(
+        f"{'':<10}{'queries':>9}{'training':>10}{'eval':>7}{'retried':>9}{'max att.':>9}{'wall s':>8}"
+        "  final_params_sha256"
+    )
     for label, (info, seconds, _) in runs.items():
         roles = info["queries_by_role"]
         retried = int((attempts > 1).sum()) if label == "faulted" else 0
         most = int(attempts.max()) if label == "faulted" else 1
-        print(f"{label:<10}{info['queries']:>9}{info['queries'] - roles['eval']:>10}{roles['eval']:>7}"
-              f"{retried:>9}{most:>9}{seconds:>8.1f}  {info['final_params_sha256']}")
+        print(
+            f"{label:<10}{info['queries']:>9}{info['queries'] - roles['eval']:>10}{roles['eval']:>7}"
+            f"{retried:>9}{most:>9}{seconds:>8.1f}  {info['final_params_sha256']}"
+        )
     print(f"simulator: {runs['faulted'][2]}")
     print("identical per query: " + ", ".join(f"{f} {'yes' if ok else 'NO'}" for f, ok in same.items()))
-    ok = all(same.values()) and clean["final_params_sha256"] == faulted["final_params_sha256"] \
-        and clean["queries"] == faulted["queries"] and faulted["completed"]
-    print("RESULT: " + ("the faulted run recorded exactly the clean run's queries and parameters" if ok else "MISMATCH"))
+    ok = (
+        all(same.values())
+        and clean["final_params_sha256"] == faulted["final_params_sha256"]
+        and clean["queries"] == faulted["queries"]
+        and faulted["completed"]
+    )
+    print(
+        "RESULT: " + ("the faulted run recorded exactly the clean run's queries and parameters" if ok else "MISMATCH")
+    )
     return 0 if ok else 1
 
 

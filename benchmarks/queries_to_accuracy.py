@@ -35,10 +35,16 @@ def read_run(path) -> dict | None:
     holdout = train.get("holdout", "test")
     key = f"{holdout}_accuracy"
     whole = [e[key] for e in state["history"] if f"{holdout}_samples" not in e and key in e]
-    return {"method": train["method"] + ("+warm" if prior is not None else ""), "seed": train["seed"],
-            "history": state["history"], "key": key, "prior": 0 if prior is None else len(prior[0]),
-            "queries": sum(int(v) for v in state["queries"].values()), "last_whole": whole[-1] if whole else None,
-            "steps": f"{last.step + 1}/{train['steps']}"}
+    return {
+        "method": train["method"] + ("+warm" if prior is not None else ""),
+        "seed": train["seed"],
+        "history": state["history"],
+        "key": key,
+        "prior": 0 if prior is None else len(prior[0]),
+        "queries": sum(int(v) for v in state["queries"].values()),
+        "last_whole": whole[-1] if whole else None,
+        "steps": f"{last.step + 1}/{train['steps']}",
+    }
 
 
 def main(argv=None) -> int:
@@ -48,14 +54,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     levels = args.accuracy or [0.85, 0.90]
     runs = [run for run in map(read_run, args.sessions) if run is not None]
-    print(f"{'method':<12}{'seed':>5}" + "".join(f"{f'to {level:.2f}':>10}{'amortised':>11}" for level in levels)
-          + f"{'last whole':>12}{'queries':>9}{'steps':>11}")
+    print(
+        f"{'method':<12}{'seed':>5}"
+        + "".join(f"{f'to {level:.2f}':>10}{'amortised':>11}" for level in levels)
+        + f"{'last whole':>12}{'queries':>9}{'steps':>11}"
+    )
     by_method: dict[str, list] = {}
     for run in sorted(runs, key=lambda r: (r["method"], r["seed"])):
         reached = [first_whole_reaching(run["history"], run["key"], level) for level in levels]
         by_method.setdefault(run["method"], []).append(reached)
-        cells = "".join(f"{'never' if q is None else q:>10}{'-' if q is None else q + run['prior']:>11}"
-                        for q in reached)
+        cells = "".join(
+            f"{'never' if q is None else q:>10}{'-' if q is None else q + run['prior']:>11}" for q in reached
+        )
         last = "-" if run["last_whole"] is None else f"{run['last_whole']:.4f}"
         print(f"{run['method']:<12}{run['seed']:>5}{cells}{last:>12}{run['queries']:>9}{run['steps']:>11}")
     base = next(iter(by_method.values()), None)

@@ -57,9 +57,9 @@ from labpgt.session import SessionReader
 CONDITIONS = ("temperature", "gain", "away")
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGHUP": signal.SIGHUP, "SIGKILL": signal.SIGKILL}
 KINDS = CONDITIONS + tuple(SIGNALS)
-STOPS = ("SIGTERM", "SIGINT", "SIGHUP")   # drawn as one kind, as often as each condition and kill -9
+STOPS = ("SIGTERM", "SIGINT", "SIGHUP")  # drawn as one kind, as often as each condition and kill -9
 INSTRUMENTS = ("gen1", "gen2", "gen3", "gen4", "ring", "analyzer")
-ROOM_C = 22.0                 # the kind ring's temperature (nothing drifts)
+ROOM_C = 22.0  # the kind ring's temperature (nothing drifts)
 SUSPENDERS = f"""
 [[suspend]]
 condition = "temperature"
@@ -105,7 +105,7 @@ def inject_condition(resource: str, command: str, attempts: int = 30) -> bool:
         try:
             _exchange(resource, f"{command};*OPC?")
             return True
-        except OSError:               # dropped, refused (error) or late: perhaps not executed, so again
+        except OSError:  # dropped, refused (error) or late: perhaps not executed, so again
             time.sleep(0.1)
     return False
 
@@ -121,7 +121,7 @@ def inject_away(resource: str, seconds: float, attempts: int = 30) -> bool:
         except (ConnectionResetError, ConnectionRefusedError, BrokenPipeError):
             return True
         except OSError:
-            pass                      # a late answer: ask again
+            pass  # a late answer: ask again
     return False
 
 
@@ -129,10 +129,10 @@ def inject_away(resource: str, seconds: float, attempts: int = 30) -> bool:
 @dataclass
 class Injection:
     kind: str
-    at_s: float                   # since the soak's start
+    at_s: float  # since the soak's start
     detail: str
-    until_s: float                # when it is over (a condition's end, a signalled process's exit)
-    steps_after: int | None = None   # the session's steps once it was over
+    until_s: float  # when it is over (a condition's end, a signalled process's exit)
+    steps_after: int | None = None  # the session's steps once it was over
     survived: bool | None = None
 
 
@@ -140,9 +140,11 @@ def draw_injection(rng: random.Random, now_s: float) -> Injection:
     kind = rng.choice(CONDITIONS + ("stop", "SIGKILL"))
     kind = rng.choice(STOPS) if kind == "stop" else kind
     seconds = rng.uniform(2.0, 8.0)
-    detail = {"temperature": f"{rng.choice((-1, 1)) * rng.uniform(3.0, 6.0):+.1f} K for {seconds:.1f} s",
-              "gain": f"30 dB for {seconds:.1f} s",
-              "away": f"{rng.choice(INSTRUMENTS)} for {seconds:.1f} s"}.get(kind, "")
+    detail = {
+        "temperature": f"{rng.choice((-1, 1)) * rng.uniform(3.0, 6.0):+.1f} K for {seconds:.1f} s",
+        "gain": f"30 dB for {seconds:.1f} s",
+        "away": f"{rng.choice(INSTRUMENTS)} for {seconds:.1f} s",
+    }.get(kind, "")
     return Injection(kind, now_s, detail, now_s + (seconds if kind in CONDITIONS else 0.0))
 
 
@@ -175,9 +177,9 @@ class Soak:
     injections: list[Injection] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     processes: int = 0
-    named_for_resume: int = 0          # stops whose line named the session (the others came before a run began)
-    refused: int = 0                   # processes that could not connect (exit 2, one line): started again
-    before_python: int = 0             # signals that came before the interpreter could catch them (exit -N)
+    named_for_resume: int = 0  # stops whose line named the session (the others came before a run began)
+    refused: int = 0  # processes that could not connect (exit 2, one line): started again
+    before_python: int = 0  # signals that came before the interpreter could catch them (exit -N)
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -185,7 +187,7 @@ class Soak:
     def start(self) -> subprocess.Popen:
         command = train_command(self.bench, self.out, self.options)
         if self.out.exists():
-            command = [*command[:command.index("--bench")], "--resume", str(self.out), "--quiet"]
+            command = [*command[: command.index("--bench")], "--resume", str(self.out), "--quiet"]
         self.processes += 1
         self._err = self.out.with_name(f"process{self.processes}.err")
         env = {k: v for k, v in os.environ.items() if k != "HDF5_USE_FILE_LOCKING"}
@@ -209,21 +211,23 @@ class Soak:
         injection.until_s = self.now()
         err = self.stderr()
         if status == 0:
-            return status                           # it had just finished
-        if self.refused_to_start(status):           # it had just failed to connect
+            return status  # it had just finished
+        if self.refused_to_start(status):  # it had just failed to connect
             self.refused += 1
             return status
         if number == signal.SIGKILL:
             if status != -signal.SIGKILL:
                 self.fail(f"SIGKILL at {injection.at_s:.0f} s: exit status {status}")
             return status
-        if status == -number and not err.strip():   # before the interpreter could catch anything: its default
+        if status == -number and not err.strip():  # before the interpreter could catch anything: its default
             self.before_python += 1
             return status
         self.named_for_resume += f"--resume {self.out}" in err
         if status != 128 + number or "Traceback" in err:
-            self.fail(f"{injection.kind} at {injection.at_s:.0f} s: exit status {status}; "
-                      f"{err.strip().splitlines()[-1] if err.strip() else 'nothing on stderr'}")
+            self.fail(
+                f"{injection.kind} at {injection.at_s:.0f} s: exit status {status}; "
+                f"{err.strip().splitlines()[-1] if err.strip() else 'nothing on stderr'}"
+            )
         return status
 
     def refused_to_start(self, status: int) -> bool:
@@ -264,18 +268,20 @@ class Soak:
                     time.sleep(1.0)
                     process = self.start()
                     continue
-                self.fail(f"a training process failed at {self.now():.0f} s, exit status {status}: "
-                          f"{self.stderr().strip().splitlines()[-1:] or 'nothing on stderr'}")
+                self.fail(
+                    f"a training process failed at {self.now():.0f} s, exit status {status}: "
+                    f"{self.stderr().strip().splitlines()[-1:] or 'nothing on stderr'}"
+                )
                 if len(self.failures) > 5:
                     raise SystemExit("more than 5 failures: the soak gives up\n" + "\n".join(self.failures))
                 process = self.start()
-                continue                          # inject into a live process
+                continue  # inject into a live process
             if self.now() >= next_at:
                 injection = draw_injection(rng, self.now())
                 self.injections.append(injection)
                 if injection.kind in SIGNALS:
                     if self.signalled(process, injection) == 0:
-                        break                     # it had just finished
+                        break  # it had just finished
                     process = self.start()
                 elif not apply_condition(injection, self.resources):
                     self.fail(f"{injection.kind} at {injection.at_s:.0f} s could not be injected")
@@ -285,7 +291,7 @@ class Soak:
                 last_look = self.now()
             time.sleep(0.05)
         self.judge(steps_in(self.out), completed=True)
-        for injection in self.injections:     # over before the run ended, with no failure since
+        for injection in self.injections:  # over before the run ended, with no failure since
             if injection.survived is None:
                 injection.survived = injection.until_s <= self.now() and not self.failures
         return self.now()
@@ -313,10 +319,17 @@ def compare(undisturbed: Path, disturbed: Path) -> dict:
     where_b = {label: i for i, label in enumerate(labels_b)}
     common = [label for label in labels_a if label in where_b]
     where_a = {label: i for i, label in enumerate(labels_a)}
-    different = sum(1 for label in common if not all(
-        np.array_equal(a[f][where_a[label]], b[f][where_b[label]], equal_nan=True) for f in ROW_FIELDS))
-    return {"lost": len(labels_a) - len(common), "measured twice": len(labels_b) - len(common),
-            "different": different, "in order": labels_a == labels_b}
+    different = sum(
+        1
+        for label in common
+        if not all(np.array_equal(a[f][where_a[label]], b[f][where_b[label]], equal_nan=True) for f in ROW_FIELDS)
+    )
+    return {
+        "lost": len(labels_a) - len(common),
+        "measured twice": len(labels_b) - len(common),
+        "different": different,
+        "in order": labels_a == labels_b,
+    }
 
 
 # --------------------------------------------------------------------------- the soak
@@ -336,39 +349,53 @@ def stop_simulator(sim: subprocess.Popen) -> str:
     return err.strip().splitlines()[-1] if err.strip() else ""
 
 
-def print_table(args, faults, soak: Soak, clean: dict, disturbed: dict, simulator: str, verdict: dict,
-                seconds: tuple[float, float]) -> None:
-    print(f"task {args.task}, node, {args.steps} steps of batch {args.batch_size} x {args.directions} directions, "
-          f"TCP with --noise 0 --ideal; injections every {args.every_s:g} s on average (seed {args.seed}); "
-          f"faults: {faults}")
+def print_table(
+    args, faults, soak: Soak, clean: dict, disturbed: dict, simulator: str, verdict: dict, seconds: tuple[float, float]
+) -> None:
+    print(
+        f"task {args.task}, node, {args.steps} steps of batch {args.batch_size} x {args.directions} directions, "
+        f"TCP with --noise 0 --ideal; injections every {args.every_s:g} s on average (seed {args.seed}); "
+        f"faults: {faults}"
+    )
     print(f"{'injected':<34}{'count':>6}{'survived':>10}")
     for kind in KINDS:
         done = [i for i in soak.injections if i.kind == kind]
         print(f"{kind:<34}{len(done):>6}{sum(bool(i.survived) for i in done):>10}")
     counts = dict(part.split() for part in simulator.split(": ", 1)[-1].split(", ") if len(part.split()) == 2)
     total_faults = sum(int(v) for v in counts.values() if v.isdigit())
-    print(f"{'transport faults (' + simulator.split(': ', 1)[-1] + ')':<34}{total_faults:>6}"
-          f"{total_faults if not soak.failures else 'n/a':>10}")
+    print(
+        f"{'transport faults (' + simulator.split(': ', 1)[-1] + ')':<34}{total_faults:>6}"
+        f"{total_faults if not soak.failures else 'n/a':>10}"
+    )
     pauses = Counter(p["condition"] for p in disturbed["suspensions"])
     discarded = sum(p["discarded_queries"] for p in disturbed["suspensions"])
-    print("suspensions recorded: " + (", ".join(f"{k} {v}" for k, v in sorted(pauses.items())) or "none")
-          + f"; training processes {soak.processes}, of which could not connect (an instrument not answering as "
-          f"they began: exit 2, one line, started again) {soak.refused}; stops that named the session to resume "
-          f"{soak.named_for_resume}, the others came before the run began ('interrupted', 128+N) or before the "
-          f"interpreter could catch them (killed by it, nothing said) {soak.before_python}; "
-          f"failures {len(soak.failures)}")
+    print(
+        "suspensions recorded: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(pauses.items())) or "none")
+        + f"; training processes {soak.processes}, of which could not connect (an instrument not answering as "
+        f"they began: exit 2, one line, started again) {soak.refused}; stops that named the session to resume "
+        f"{soak.named_for_resume}, the others came before the run began ('interrupted', 128+N) or before the "
+        f"interpreter could catch them (killed by it, nothing said) {soak.before_python}; "
+        f"failures {len(soak.failures)}"
+    )
     for line in soak.failures:
         print(f"  FAILURE: {line}")
-    print(f"{'':<12}{'queries':>9}{'training':>10}{'eval':>7}{'checks':>8}{'discarded':>11}{'wall s':>9}"
-          f"  final_params_sha256")
+    print(
+        f"{'':<12}{'queries':>9}{'training':>10}{'eval':>7}{'checks':>8}{'discarded':>11}{'wall s':>9}"
+        f"  final_params_sha256"
+    )
     for label, info, wall in (("undisturbed", clean, seconds[0]), ("disturbed", disturbed, seconds[1])):
         eval_queries = info["queries_by_role"].get("eval", 0)
         dropped = discarded if label == "disturbed" else 0
-        print(f"{label:<12}{info['queries']:>9}{info['queries'] - eval_queries:>10}{eval_queries:>7}"
-              f"{info['check_queries']:>8}{dropped:>11}{wall:>9.1f}  {info['final_params_sha256']}")
-    print(f"queries lost {verdict['lost']}, measured twice {verdict['measured twice']}, different "
-          f"{verdict['different']}, in the same order: {'yes' if verdict['in order'] else 'NO'}, "
-          f"final parameters equal: {'yes' if same_parameters(clean, disturbed) else 'NO'}")
+        print(
+            f"{label:<12}{info['queries']:>9}{info['queries'] - eval_queries:>10}{eval_queries:>7}"
+            f"{info['check_queries']:>8}{dropped:>11}{wall:>9.1f}  {info['final_params_sha256']}"
+        )
+    print(
+        f"queries lost {verdict['lost']}, measured twice {verdict['measured twice']}, different "
+        f"{verdict['different']}, in the same order: {'yes' if verdict['in order'] else 'NO'}, "
+        f"final parameters equal: {'yes' if same_parameters(clean, disturbed) else 'NO'}"
+    )
 
 
 def same_parameters(clean: dict, disturbed: dict) -> bool:
@@ -387,10 +414,20 @@ def main() -> int:
     parser.add_argument("--timeout-ms", type=int, default=500)
     parser.add_argument("--delay-s", type=float, default=1.0, help="how late a delayed answer comes")
     args = parser.parse_args()
-    os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"      # the soak's looks at the session never lock out a --resume
+    os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"  # the soak's looks at the session never lock out a --resume
     faults = f"{args.faults},delay_s={args.delay_s}" if "delay=" in args.faults else args.faults
-    options = ["--task", args.task, "--batch-size", str(args.batch_size), "--directions", str(args.directions),
-               "--steps", str(args.steps), "--eval-every", str(args.steps)]
+    options = [
+        "--task",
+        args.task,
+        "--batch-size",
+        str(args.batch_size),
+        "--directions",
+        str(args.directions),
+        "--steps",
+        str(args.steps),
+        "--eval-every",
+        str(args.steps),
+    ]
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -409,11 +446,24 @@ def main() -> int:
         verdict = compare(work / "undisturbed.h5", work / "disturbed.h5")
 
     print_table(args, faults, soak, clean, disturbed, simulator, verdict, (undisturbed_s, disturbed_s))
-    ok = (verdict["lost"] == 0 and verdict["measured twice"] == 0 and verdict["different"] == 0 and verdict["in order"]
-          and same_parameters(clean, disturbed) and disturbed["completed"]
-          and not soak.failures and all(i.survived for i in soak.injections))
-    print("RESULT: " + ("every injection survived; the disturbed run recorded exactly the undisturbed run's "
-                        "queries and parameters" if ok else "FAILED"))
+    ok = (
+        verdict["lost"] == 0
+        and verdict["measured twice"] == 0
+        and verdict["different"] == 0
+        and verdict["in order"]
+        and same_parameters(clean, disturbed)
+        and disturbed["completed"]
+        and not soak.failures
+        and all(i.survived for i in soak.injections)
+    )
+    print(
+        "RESULT: "
+        + (
+            "every injection survived; the disturbed run recorded exactly the undisturbed run's queries and parameters"
+            if ok
+            else "FAILED"
+        )
+    )
     return 0 if ok else 1
 
 

@@ -38,9 +38,12 @@ def _plugin(filter_, shuffle: bool = True) -> dict:
     return {**filter_, "shuffle": shuffle}
 
 
-CANDIDATES = {   # name: the h5py create_dataset keywords of the query rows
+CANDIDATES = {  # name: the h5py create_dataset keywords of the query rows
     "none": {},
-    "gzip1": _gzip(1), "gzip4": _gzip(4), "gzip6": _gzip(6), "gzip9": _gzip(9),
+    "gzip1": _gzip(1),
+    "gzip4": _gzip(4),
+    "gzip6": _gzip(6),
+    "gzip9": _gzip(9),
     "gzip4-noshuffle": _gzip(4, shuffle=False),
     "lzf": {"compression": "lzf", "shuffle": True},
     "blosc2-zstd3": dict(hdf5plugin.Blosc2(cname="zstd", clevel=3, filters=hdf5plugin.Blosc2.SHUFFLE)),
@@ -58,13 +61,21 @@ def rewrite(source: SessionReader, target: Path, steps: int | None) -> tuple[flo
     ends = steps_recorded["queries"][:n_steps]
     inside, start = 0.0, 0
     t0 = time.perf_counter()
-    writer = SessionWriter.create(target, source.config, source.checkpoint(0), frequencies=source.frequencies,
-                                  instruments=source.instruments, prior=source.prior())
+    writer = SessionWriter.create(
+        target,
+        source.config,
+        source.checkpoint(0),
+        frequencies=source.frequencies,
+        instruments=source.instruments,
+        prior=source.prior(),
+    )
     inside += time.perf_counter() - t0
     for row in range(n_steps):
         blocks = _measurements(source.queries(start, int(ends[row]), FIELDS), source)
-        step_values = {**{name: column[row] for name, column in steps_recorded.items() if name != "step"},
-                       **source.step_extra(row)}
+        step_values = {
+            **{name: column[row] for name, column in steps_recorded.items() if name != "step"},
+            **source.step_extra(row),
+        }
         perturbation = source.perturbation(row)
         if perturbation is not None:
             step_values["perturbation"] = perturbation
@@ -81,8 +92,23 @@ def rewrite(source: SessionReader, target: Path, steps: int | None) -> tuple[flo
     return inside + time.perf_counter() - t0, start
 
 
-FIELDS = ("step", "role", "direction", "sample", "layer", "token", "u", "settings", "spectrum", "features",
-          "timestamp", "attempts", "wall_seconds", "sim_time", "temperature_c")
+FIELDS = (
+    "step",
+    "role",
+    "direction",
+    "sample",
+    "layer",
+    "token",
+    "u",
+    "settings",
+    "spectrum",
+    "features",
+    "timestamp",
+    "attempts",
+    "wall_seconds",
+    "sim_time",
+    "temperature_c",
+)
 
 
 def _measurements(q: dict, source: SessionReader):
@@ -91,12 +117,19 @@ def _measurements(q: dict, source: SessionReader):
     for value in np.unique(q["step"]):
         rows = q["step"] == value
         roles = np.array([source.role_name(code) for code in q["role"][rows]])
-        labels = QueryLabels(int(value), roles, q["direction"][rows], q["sample"][rows], q["layer"][rows],
-                             q["token"][rows])
-        m = Measurement(features=q["features"][rows], spectra=q["spectrum"][rows], settings=q["settings"][rows],
-                        started=q["timestamp"][rows], attempts=q["attempts"][rows],
-                        wall_seconds=q["wall_seconds"][rows], sim_time=q["sim_time"][rows],
-                        temperature_c=q["temperature_c"][rows])
+        labels = QueryLabels(
+            int(value), roles, q["direction"][rows], q["sample"][rows], q["layer"][rows], q["token"][rows]
+        )
+        m = Measurement(
+            features=q["features"][rows],
+            spectra=q["spectrum"][rows],
+            settings=q["settings"][rows],
+            started=q["timestamp"][rows],
+            attempts=q["attempts"][rows],
+            wall_seconds=q["wall_seconds"][rows],
+            sim_time=q["sim_time"][rows],
+            temperature_c=q["temperature_c"][rows],
+        )
         blocks.append((labels, q["u"][rows], m))
     return blocks
 
@@ -114,10 +147,18 @@ def h5dump_reads(path: Path) -> str:
     def reads(env) -> bool:
         for name, size in sizes.items():
             out.unlink(missing_ok=True)
-            done = subprocess.run(["h5dump", "-d", f"/{name}", "-b", "LE", "-o", str(out), str(path)],
-                                  capture_output=True, text=True, env=env)
-            if done.returncode or "error" in done.stderr + done.stdout or not out.exists() \
-                    or out.stat().st_size != size:
+            done = subprocess.run(
+                ["h5dump", "-d", f"/{name}", "-b", "LE", "-o", str(out), str(path)],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            if (
+                done.returncode
+                or "error" in done.stderr + done.stdout
+                or not out.exists()
+                or out.stat().st_size != size
+            ):
                 return False
         return True
 
@@ -137,8 +178,9 @@ def measuring_seconds(source: SessionReader, rows: int) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("session", type=Path, help="a session of the default run")
-    parser.add_argument("--filters", default=",".join(CANDIDATES), help="comma-separated names of " +
-                        ", ".join(CANDIDATES))
+    parser.add_argument(
+        "--filters", default=",".join(CANDIDATES), help="comma-separated names of " + ", ".join(CANDIDATES)
+    )
     parser.add_argument("--steps", type=int, help="only the first N steps (default: all)")
     args = parser.parse_args()
     shipped = hdf5.ROW_FILTER
@@ -156,8 +198,11 @@ def main():
                 spectra = written.dataset("queries/spectrum").id.get_storage_size()
             measuring = measuring_seconds(source, rows)
             share = f"{100 * seconds / measuring:.1f} %" if measuring > 0 else "-"
-            print(f"{name:<17}{target.stat().st_size / rows:>9,.0f}{spectra / rows:>13,.0f}{rows / seconds:>10,.0f}"
-                  f"{share:>18}  {h5dump_reads(target)}", flush=True)
+            print(
+                f"{name:<17}{target.stat().st_size / rows:>9,.0f}{spectra / rows:>13,.0f}{rows / seconds:>10,.0f}"
+                f"{share:>18}  {h5dump_reads(target)}",
+                flush=True,
+            )
             target.unlink()
 
 

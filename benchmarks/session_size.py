@@ -26,9 +26,11 @@ def dataset_sizes(path) -> list[tuple[str, int, int, str]]:
     """``(name, stored bytes, raw bytes, filter)`` of every dataset of ``path``, largest first."""
     rows = []
     with h5py.File(path, "r") as f:
+
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
                 rows.append((name, obj.id.get_storage_size(), obj.size * obj.dtype.itemsize, _filter(obj)))
+
         f.visititems(visit)
     return sorted(rows, key=lambda row: -row[1])
 
@@ -38,13 +40,16 @@ def table(path) -> str:
     with h5py.File(path, "r") as f:
         queries = f["queries/step"].shape[0]
     size = os.path.getsize(path)
-    lines = [f"{path}: {queries:,} queries",
-             f"{'dataset':<34}{'stored bytes':>15}{'share':>8}{'B/query':>10}{'raw B/query':>13}  filter"]
+    lines = [
+        f"{path}: {queries:,} queries",
+        f"{'dataset':<34}{'stored bytes':>15}{'share':>8}{'B/query':>10}{'raw B/query':>13}  filter",
+    ]
     for name, stored, raw, flt in rows:
         if stored < 0.001 * size:
             continue
-        lines.append(f"{name:<34}{stored:>15,}{100 * stored / size:>7.1f}%{stored / queries:>10.1f}"
-                     f"{raw / queries:>13.1f}  {flt}")
+        lines.append(
+            f"{name:<34}{stored:>15,}{100 * stored / size:>7.1f}%{stored / queries:>10.1f}{raw / queries:>13.1f}  {flt}"
+        )
     small = sum(stored for _, stored, _, _ in rows if stored < 0.001 * size)
     lines.append(f"{'(datasets under 0.1 % each)':<34}{small:>15,}{100 * small / size:>7.1f}%{small / queries:>10.1f}")
     total = sum(stored for _, stored, _, _ in rows)

@@ -7,7 +7,8 @@ The second form runs the default training (``labpgt train``: digits, node, the e
 DEFAULT.h5 and prints the time spent inside the recorder and in the writer's closing compaction
 against the run's measuring time, and the file's bytes per query.
 
-Rows are real 401-point traces of the embedded simulated ring (cycled; float32 on the bench's 2^-7 dB grid), 32 features, d = 8,
+Rows are real 401-point traces of the embedded simulated ring (cycled; float32 on the bench's 2^-7 dB grid),
+32 features, d = 8,
 written the way the trainer does: record_queries in batches of 32, ten per step, then record_step
 and checkpoint (each flushing). Targets: >= 20,000 query rows/s; logging adds <= 10 % to training.
 """
@@ -23,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from labpgt import session
-from labpgt.session import hdf5
 from labpgt.bench import embedded_bench
 from labpgt.recording import Checkpoint, QueryLabels
 from labpgt.reservoir import Measurement
+from labpgt.session import hdf5
 
 BATCH, BATCHES_PER_STEP = 32, 10
 
@@ -56,24 +57,36 @@ def write_rows(path: Path, rows: int, traces: Measurement, setting_names, plain:
 
 def _write_rows(path: Path, rows: int, traces: Measurement, setting_names) -> float:
     params = {"enc_W": np.zeros((64, 8)), "enc_b": np.zeros(8), "out_W": np.zeros((32, 10)), "out_b": np.zeros(10)}
-    config = {"train": {"task": "digits", "method": "node", "steps": rows}, "bench": None,
-              "reservoir": {"input_width": 8, "feature_width": 32, "setting_names": list(setting_names)}}
+    config = {
+        "train": {"task": "digits", "method": "node", "steps": rows},
+        "bench": None,
+        "reservoir": {"input_width": 8, "feature_width": 32, "setting_names": list(setting_names)},
+    }
     rng = np.random.default_rng(1)
     n_traces = len(traces)
     t0 = time.perf_counter()
-    writer = session.SessionWriter.create(path, config, params_template=params, optimizer_template={},
-                                          frequencies=traces.frequencies)
+    writer = session.SessionWriter.create(
+        path, config, params_template=params, optimizer_template={}, frequencies=traces.frequencies
+    )
     written, step = 0, 0
     while written < rows:
         for _ in range(BATCHES_PER_STEP):
-            at = (written % n_traces)
+            at = written % n_traces
             idx = np.arange(at, at + BATCH) % n_traces
-            m = Measurement(features=traces.features[idx], spectra=traces.spectra[idx], settings=traces.settings[idx],
-                            started=np.full(BATCH, time.time()), attempts=np.ones(BATCH, dtype=np.int32))
-            writer.record_queries(QueryLabels.of(step, "plus", BATCH, direction=0, sample=idx), rng.random((BATCH, 8)), m)
+            m = Measurement(
+                features=traces.features[idx],
+                spectra=traces.spectra[idx],
+                settings=traces.settings[idx],
+                started=np.full(BATCH, time.time()),
+                attempts=np.ones(BATCH, dtype=np.int32),
+            )
+            writer.record_queries(
+                QueryLabels.of(step, "plus", BATCH, direction=0, sample=idx), rng.random((BATCH, 8)), m
+            )
             written += BATCH
-        writer.record_step(step, {"loss": 1.0, "grad_norm": 1.0, "lr": 0.01,
-                                  "perturbation": np.ones((4, 32, 8), dtype=np.int8)})
+        writer.record_step(
+            step, {"loss": 1.0, "grad_norm": 1.0, "lr": 0.01, "perturbation": np.ones((4, 32, 8), dtype=np.int8)}
+        )
         writer.checkpoint(Checkpoint(step, params, {}, {"batches": {"state": 12345}}, {"history": []}))
         step += 1
     writer.close()
@@ -111,8 +124,9 @@ def training_overhead(steps: int, repeats: int = 2):
     from labpgt.runs import start_training
     from labpgt.trainer import TrainConfig
 
-    config = TrainConfig.of(task="digits", method="node", reservoir="ring-sim", steps=steps, eval_every=steps,
-                         eval_train_samples=100).resolved()
+    config = TrainConfig.of(
+        task="digits", method="node", reservoir="ring-sim", steps=steps, eval_every=steps, eval_train_samples=100
+    ).resolved()
     plain, recorded, inside = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
@@ -122,11 +136,11 @@ def training_overhead(steps: int, repeats: int = 2):
             timed = []
             new_session = runs.new_training_session
 
-            def timed_session(*args, **kwargs):
+            def timed_session(*args, timed=timed, new_session=new_session, **kwargs):
                 timed.append(TimedRecorder(new_session(*args, **kwargs)))
                 return timed[-1]
 
-            runs.new_training_session = timed_session        # the engine's writer, timed
+            runs.new_training_session = timed_session  # the engine's writer, timed
             try:
                 t0 = time.perf_counter()
                 start_training(config, Path(tmp) / "run.h5")
@@ -155,27 +169,40 @@ def default_run(path: Path) -> None:
     hdf5.compact = timed_compact
     try:
         t0 = time.perf_counter()
-        result = start_training(TrainConfig(reservoir="ring-sim"), path,   # what `labpgt train` runs
-                                wrap_recorder=lambda writer: timed.append(TimedRecorder(writer)) or timed[-1])
+        result = start_training(
+            TrainConfig(reservoir="ring-sim"),
+            path,  # what `labpgt train` runs
+            wrap_recorder=lambda writer: timed.append(TimedRecorder(writer)) or timed[-1],
+        )
         wall = time.perf_counter() - t0
     finally:
         hdf5.compact = shipped_compact
     queries = result.training_queries + result.eval_queries + result.test_queries
     writer = timed[0].seconds + sum(compacting)
-    print(f"default run ({result.config['task']}, {result.config['method']}, {result.config['reservoir']}): "
-          f"{queries:,} queries, wall {wall:.1f} s, measuring {result.measure_seconds:.1f} s")
-    print(f"  inside the recorder {timed[0].seconds:.2f} s + compaction at close {sum(compacting):.2f} s = "
-          f"{writer:.2f} s = {100 * writer / result.measure_seconds:.1f} % of the measuring time")
-    print(f"  file {path.stat().st_size / 1e6:.2f} MB = {path.stat().st_size / queries:,.0f} bytes per query "
-          f"(rows compressed with {hdf5.ROW_FILTER_NAME})")
+    print(
+        f"default run ({result.config['task']}, {result.config['method']}, {result.config['reservoir']}): "
+        f"{queries:,} queries, wall {wall:.1f} s, measuring {result.measure_seconds:.1f} s"
+    )
+    print(
+        f"  inside the recorder {timed[0].seconds:.2f} s + compaction at close {sum(compacting):.2f} s = "
+        f"{writer:.2f} s = {100 * writer / result.measure_seconds:.1f} % of the measuring time"
+    )
+    print(
+        f"  file {path.stat().st_size / 1e6:.2f} MB = {path.stat().st_size / queries:,.0f} bytes per query "
+        f"(rows compressed with {hdf5.ROW_FILTER_NAME})"
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--default-run", type=Path, metavar="DEFAULT.h5",
-                        help="run the default training into this new file and report its recorder's cost")
+    parser.add_argument(
+        "--default-run",
+        type=Path,
+        metavar="DEFAULT.h5",
+        help="run the default training into this new file and report its recorder's cost",
+    )
     args = parser.parse_args()
     if args.default_run is not None:
         default_run(args.default_run)
@@ -191,10 +218,14 @@ def main():
             print(f"{label:<12}{rate:>12,.0f}{os.path.getsize(path) / written:>14,.0f}{raw:>17,}")
     plain, recorded, inside, size = training_overhead(args.steps)
     print(f"\nembedded-sim training (digits, node, {args.steps} steps), best of 2:")
-    print(f"  without recorder {plain:8.2f} s\n  with recorder    {recorded:8.2f} s   "
-          f"(wall-clock difference {100 * (recorded / plain - 1):+.1f} %, noisy on a shared machine)")
-    print(f"  inside the recorder {inside:5.2f} s = {100 * inside / recorded:.1f} % of the recorded run's "
-          f"wall time   file {size / 1e6:.2f} MB")
+    print(
+        f"  without recorder {plain:8.2f} s\n  with recorder    {recorded:8.2f} s   "
+        f"(wall-clock difference {100 * (recorded / plain - 1):+.1f} %, noisy on a shared machine)"
+    )
+    print(
+        f"  inside the recorder {inside:5.2f} s = {100 * inside / recorded:.1f} % of the recorded run's "
+        f"wall time   file {size / 1e6:.2f} MB"
+    )
 
 
 if __name__ == "__main__":

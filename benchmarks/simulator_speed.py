@@ -33,9 +33,16 @@ def model_throughput(batch, repeats):
     axis = np.linspace(p.default_center_hz - p.default_span_hz / 2, p.default_center_hz + p.default_span_hz / 2, 401)
     rng = np.random.default_rng(0)
     # the default bench's encoding: four tones of -30 ... 0 dBm in 20 MHz bands from f_FMR + 10 MHz, loop gain 2 dB
-    args = (p.operating_fmr_hz + 10e6 + 80e6 * rng.random((batch, 4)), -30 + 30 * rng.random((batch, 4)),
-            np.ones((batch, 4), bool), np.full(batch, p.default_loop_gain_db), np.full(batch, p.default_field_mt),
-            np.ones(batch, bool), axis, 1e6)
+    args = (
+        p.operating_fmr_hz + 10e6 + 80e6 * rng.random((batch, 4)),
+        -30 + 30 * rng.random((batch, 4)),
+        np.ones((batch, 4), bool),
+        np.full(batch, p.default_loop_gain_db),
+        np.full(batch, p.default_field_mt),
+        np.ones(batch, bool),
+        axis,
+        1e6,
+    )
     model.spectra(*args)
     best = min(_timed(lambda: model.spectra(*args)) for _ in range(repeats))
     return batch / best

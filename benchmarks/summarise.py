@@ -43,7 +43,7 @@ def pooled(paths) -> dict:
     for path in paths:
         with open(path) as handle:
             results.append(json.load(handle))
-        results[-1].setdefault("target_method", "pgt")       # written before --target existed
+        results[-1].setdefault("target_method", "pgt")  # written before --target existed
     first = results[0]
     what = ("task", "model", "reservoir", "holdout", "target_method")
     if any(tuple(r[k] for k in what) != tuple(first[k] for k in what) for r in results):
@@ -55,7 +55,9 @@ def pooled(paths) -> dict:
     if len(results) == 1:
         return first
     rows, key = list(runs.values()), f"{first['holdout']}_accuracy"
-    target = float(np.mean([r[f"final_{key}"] for r in rows if r["method"] == first["target_method"]]))    # over the pooled seeds
+    target = float(
+        np.mean([r[f"final_{key}"] for r in rows if r["method"] == first["target_method"]])
+    )  # over the pooled seeds
     rows = [{**r, "queries_to_target": first_reaching(r["history"], key, target)} for r in rows]
     return {**first, "target_accuracy": target, "results": rows}
 
@@ -106,17 +108,20 @@ def summary_table(result: dict) -> list[str]:
     """Per method over seeds: final held-out accuracy, and for a validation benchmark the test accuracy
     each run measured once after its last step, apart; training queries; queries to the target."""
     final = f"final_{result['holdout']}_accuracy"
-    with_test = result["holdout"] != "test" and all(r.get("final_test_accuracy") is not None
-                                                      for r in result["results"])
-    lines = [f"{'method':<34}{'runs':>6}{result['holdout'] + ' acc.':>17}"
-             + (f"{'test acc.':>17}" if with_test else "") + f"{'queries':>11}{'to target':>22}"]
+    with_test = result["holdout"] != "test" and all(r.get("final_test_accuracy") is not None for r in result["results"])
+    lines = [
+        f"{'method':<34}{'runs':>6}{result['holdout'] + ' acc.':>17}"
+        + (f"{'test acc.':>17}" if with_test else "")
+        + f"{'queries':>11}{'to target':>22}"
+    ]
     for method, rows in by_method(result).items():
         queries = np.mean([r["queries"] for r in rows])
         reached = [r["queries_to_target"] for r in rows if r["queries_to_target"] is not None]
         to_target = (f"{np.mean(reached):,.0f}" if reached else "never") + f" ({len(reached)}/{len(rows)})"
         test = f"{_mean_sd([r['final_test_accuracy'] for r in rows]):>17}" if with_test else ""
-        lines.append(f"{method:<34}{len(rows):>6}{_mean_sd([r[final] for r in rows]):>17}{test}"
-                     f"{queries:>11,.0f}{to_target:>22}")
+        lines.append(
+            f"{method:<34}{len(rows):>6}{_mean_sd([r[final] for r in rows]):>17}{test}{queries:>11,.0f}{to_target:>22}"
+        )
     return lines
 
 
@@ -130,20 +135,23 @@ def reach_table(result: dict, reference: str, tolerance: float) -> list[str]:
     ref_rows = methods[reference]
     level = float(np.mean([r[final] for r in ref_rows])) - tolerance
     ref_queries = float(np.mean([r["queries"] for r in ref_rows]))
-    lines = [f"queries to come within {tolerance:.3f} of {reference}'s mean final accuracy "
-             f"({level + tolerance:.4f}; {reference} spent {ref_queries:,.0f})",
-             f"{'method':<34}{'per seed':>44}{'factor (mean ± sd)':>21}{'range':>15}{'interpolated':>18}"
-             f"{'resolution':>12}"]
+    lines = [
+        f"queries to come within {tolerance:.3f} of {reference}'s mean final accuracy "
+        f"({level + tolerance:.4f}; {reference} spent {ref_queries:,.0f})",
+        f"{'method':<34}{'per seed':>44}{'factor (mean ± sd)':>21}{'range':>15}{'interpolated':>18}{'resolution':>12}",
+    ]
     for method, rows in methods.items():
         reached = [first_reaching(r["history"], key, level) for r in rows]
         shown = ", ".join("never" if q is None else f"{q:,}" for q in reached)
         gaps = [r.get("resolution") for r in rows]
-        worst = "-" if None in gaps else f"{max(gaps):.1%}"      # recorded before the column existed
+        worst = "-" if None in gaps else f"{max(gaps):.1%}"  # recorded before the column existed
         if all(q is not None for q in reached):
             factors = ref_queries / np.array(reached, dtype=float)
             between = ref_queries / np.array([crossing(r["history"], key, level) for r in rows])
-            lines.append(f"{method:<34}{shown:>44}{_factor(factors):>21}"
-                         f"{f'{factors.min():.1f}-{factors.max():.1f}x':>15}{_factor(between):>18}{worst:>12}")
+            lines.append(
+                f"{method:<34}{shown:>44}{_factor(factors):>21}"
+                f"{f'{factors.min():.1f}-{factors.max():.1f}x':>15}{_factor(between):>18}{worst:>12}"
+            )
         else:
             lines.append(f"{method:<34}{shown:>44}{'-':>21}{'-':>15}{'-':>18}{worst:>12}")
     return lines
@@ -173,8 +181,10 @@ def incl_evaluation_table(result: dict, level: float, base: str | None) -> list[
     base = base or next(iter(methods))
     reached = {m: [first_whole_reaching(r["history"], key, level) for r in rows] for m, rows in methods.items()}
     base_mean = np.mean(reached[base]) if None not in reached[base] else None
-    lines = [f"queries incl. evaluation to {result['holdout']} accuracy {level:.2f} (factor: over {base}'s mean)",
-             f"{'method':<34}{'per seed':>34}{'mean':>10}{'factor':>9}{'prior pairs':>13}"]
+    lines = [
+        f"queries incl. evaluation to {result['holdout']} accuracy {level:.2f} (factor: over {base}'s mean)",
+        f"{'method':<34}{'per seed':>34}{'mean':>10}{'factor':>9}{'prior pairs':>13}",
+    ]
     for method, values in reached.items():
         shown = ", ".join("never" if q is None else f"{q:,}" for q in values)
         complete = None not in values
@@ -187,8 +197,10 @@ def incl_evaluation_table(result: dict, level: float, base: str | None) -> list[
 
 def budget_table(result: dict, budget: float) -> list[str]:
     key = accuracy_key(result)
-    lines = [f"{result['holdout']} accuracy at the last evaluation within {budget:,.0f} training queries",
-             f"{'method':<34}{'per seed':>24}{'mean':>9}"]
+    lines = [
+        f"{result['holdout']} accuracy at the last evaluation within {budget:,.0f} training queries",
+        f"{'method':<34}{'per seed':>24}{'mean':>9}",
+    ]
     for method, rows in by_method(result).items():
         values = [accuracy_within(r["history"], key, budget) for r in rows]
         lines.append(f"{method:<34}{', '.join(f'{v:.4f}' for v in values):>24}{np.nanmean(values):>9.4f}")
@@ -197,26 +209,48 @@ def budget_table(result: dict, budget: float) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("result", nargs="+", help="one benchmark's JSON, or several of one task, model and "
-                                                    "reservoir (their runs are pooled, each run once)")
+    parser.add_argument(
+        "result",
+        nargs="+",
+        help="one benchmark's JSON, or several of one task, model and reservoir (their runs are pooled, each run once)",
+    )
     parser.add_argument("--reach", action="append", default=[], metavar="METHOD")
     parser.add_argument("--budget", type=float, action="append", default=[])
     parser.add_argument("--tolerance", type=float, default=0.01)
-    parser.add_argument("--accuracy", type=float, action="append", default=[],
-                        help="every query (evaluation included) until the held-out accuracy reached this")
+    parser.add_argument(
+        "--accuracy",
+        type=float,
+        action="append",
+        default=[],
+        help="every query (evaluation included) until the held-out accuracy reached this",
+    )
     parser.add_argument("--base", help="the method --accuracy's factors divide by (the first)")
-    parser.add_argument("--levels", type=parse_levels, default=None, metavar="A1,A2,...",
-                        help="accuracy levels of the queries-to-level tables (0.5,0.6,0.7,0.8,0.85,0.9)")
-    parser.add_argument("--runs", choices=("reported", "tuning", "all"), default=None,
-                        help="the runs the levels tables are of (the reported ones if there are any, else all)")
-    parser.add_argument("--ratios", metavar="METHOD|all", default=None,
-                        help="ratios of every method to METHOD at each level, or of every pair (all); the "
-                             "target variant by default")
+    parser.add_argument(
+        "--levels",
+        type=parse_levels,
+        default=None,
+        metavar="A1,A2,...",
+        help="accuracy levels of the queries-to-level tables (0.5,0.6,0.7,0.8,0.85,0.9)",
+    )
+    parser.add_argument(
+        "--runs",
+        choices=("reported", "tuning", "all"),
+        default=None,
+        help="the runs the levels tables are of (the reported ones if there are any, else all)",
+    )
+    parser.add_argument(
+        "--ratios",
+        metavar="METHOD|all",
+        default=None,
+        help="ratios of every method to METHOD at each level, or of every pair (all); the target variant by default",
+    )
     args = parser.parse_args(argv)
     result = pooled(args.result)
-    print(f"task {result['task']}, model {result['model']}, reservoir {result['reservoir']}, "
-          f"held out: {result['holdout']}, target (mean {result['target_method']} final) "
-          f"{result['target_accuracy']:.4f}")
+    print(
+        f"task {result['task']}, model {result['model']}, reservoir {result['reservoir']}, "
+        f"held out: {result['holdout']}, target (mean {result['target_method']} final) "
+        f"{result['target_accuracy']:.4f}"
+    )
     print("\n".join(summary_table(result)))
     for reference in args.reach:
         print()

@@ -22,9 +22,13 @@ def twin_log(path) -> dict:
         steps = session.steps()
         extras = [session.step_extra(i) for i in range(session.n_steps)]
         seed = session.config["train"]["seed"]
-    return {"seed": seed, "queries": steps["training_queries"], "error": np.array([e["twin_error"] for e in extras]),
-            "used": np.array([e["twin_used"] for e in extras]),
-            "gradient_error": np.array([e.get("twin_gradient_error", np.nan) for e in extras])}
+    return {
+        "seed": seed,
+        "queries": steps["training_queries"],
+        "error": np.array([e["twin_error"] for e in extras]),
+        "used": np.array([e["twin_used"] for e in extras]),
+        "gradient_error": np.array([e.get("twin_gradient_error", np.nan) for e in extras]),
+    }
 
 
 def main(argv=None) -> int:
@@ -40,15 +44,17 @@ def main(argv=None) -> int:
             g = log["gradient_error"][chunk]
             probe = f"{np.nanmean(g):.3f} ({np.sum(~np.isnan(g))})" if np.any(~np.isnan(g)) else "-"
             span, queries = f"{chunk[0]}-{chunk[-1]}", f"{log['queries'][chunk[-1]]:,}"
-            print(f"{log['seed']:>4}{span:>12}{queries:>16}"
-                  f"{log['error'][chunk].mean():>16.3f}{log['used'][chunk].mean():>11.2f}{probe:>16}")
+            print(
+                f"{log['seed']:>4}{span:>12}{queries:>16}"
+                f"{log['error'][chunk].mean():>16.3f}{log['used'][chunk].mean():>11.2f}{probe:>16}"
+            )
     if args.plot:
         from labpgt.plots import _pyplot, _save
 
         plt = _pyplot()
         fig, ax = plt.subplots(figsize=(8, 4))
         for log in logs:
-            line, = ax.plot(log["queries"], log["error"], lw=1, label=f"seed {log['seed']}")
+            (line,) = ax.plot(log["queries"], log["error"], lw=1, label=f"seed {log['seed']}")
             probes = log["used"] == 0
             ax.plot(log["queries"][probes], log["error"][probes], "o", ms=4, color=line.get_color())
         ax.set_xlabel("training queries")

@@ -6,8 +6,20 @@ and R&S FSL drivers; :class:`RingController` drives the lab's ring box. The simu
 instruments behind them live in :mod:`labpgt.instruments.simulated`.
 """
 
-from .drivers import (AnritsuGenerator, RingController, RohdeSchwarzAnalyzer, SignalGenerator, SpectrumAnalyzer,
-                      read_ieee_float32_block)
+from .drivers import (
+    AnritsuGenerator,
+    RingController,
+    RohdeSchwarzAnalyzer,
+    SignalGenerator,
+    SpectrumAnalyzer,
+    read_ieee_float32_block,
+)
 
-__all__ = ["SignalGenerator", "AnritsuGenerator", "SpectrumAnalyzer", "RohdeSchwarzAnalyzer", "RingController",
-           "read_ieee_float32_block"]
+__all__ = [
+    "SignalGenerator",
+    "AnritsuGenerator",
+    "SpectrumAnalyzer",
+    "RohdeSchwarzAnalyzer",
+    "RingController",
+    "read_ieee_float32_block",
+]

@@ -93,8 +93,13 @@ class WeinschelAttenuator(AttenuatorState, SCPIMixin, Instrument):
     MAX_ATTENUATION_DB = 60.0
     ATTENUATION_STEP_DB = 2.0
 
-    attenuation = Instrument.control("ATTN? 1", "ATTN ALL %02d", """Control the attenuation in dB (0-60, even).""",
-                                     validator=strict_range, values=[0, 60])
+    attenuation = Instrument.control(
+        "ATTN? 1",
+        "ATTN ALL %02d",
+        """Control the attenuation in dB (0-60, even).""",
+        validator=strict_range,
+        values=[0, 60],
+    )
 
     def __init__(self, adapter, name="Weinschel 8320 attenuator", **kwargs):
         super().__init__(adapter, name=name, **kwargs)
@@ -136,7 +141,7 @@ class VcaSource(AttenuatorState, KeysightE3631A):
     ``calibration`` holds (volts, dB) pairs, monotonic in dB (the bench config's ``calibration``); the
     attenuation is mapped to volts by linear interpolation, and read back the same way."""
 
-    MAX_ATTENUATION_DB = float("inf")   # the calibration table's range (set by calibrate)
+    MAX_ATTENUATION_DB = float("inf")  # the calibration table's range (set by calibrate)
     ATTENUATION_STEP_DB = 0.01
     MAX_VOLTS = 6.0
 
@@ -174,7 +179,7 @@ class CoilSupply(KepcoBOP3612):
 
     MIN_CURRENT_A = -12.0
     MAX_CURRENT_A = 12.0
-    MIN_FIELD_MT = -float("inf")   # the field's limits are the bench's: its calibration over ±max_current_a
+    MIN_FIELD_MT = -float("inf")  # the field's limits are the bench's: its calibration over ±max_current_a
     MAX_FIELD_MT = float("inf")
 
     def __init__(self, adapter, name="Kepco BOP coil supply", **kwargs):
@@ -256,12 +261,25 @@ class TaborGenerator(GeneratorState, SCPIMixin, Instrument):
     MIN_POWER_DBM = -100.0
     MAX_POWER_DBM = 15.0
 
-    power = Instrument.control(":POW?", ":POW %g dBm", """Control the output power in dBm (−100 … +15).""",
-                               validator=strict_range, values=[MIN_POWER_DBM, MAX_POWER_DBM])
-    frequency = Instrument.control(":FREQ?", ":FREQ %.12g Hz", """Control the CW frequency in Hz (9 kHz … 6 GHz).""",
-                                   validator=strict_range, values=[MIN_FREQUENCY_HZ, MAX_FREQUENCY_HZ])
-    options = Instrument.measurement("*OPT?", """Get the installed options (comma-separated).""",
-                                     get_process=lambda v: v if isinstance(v, list) else [v])
+    power = Instrument.control(
+        ":POW?",
+        ":POW %g dBm",
+        """Control the output power in dBm (−100 … +15).""",
+        validator=strict_range,
+        values=[MIN_POWER_DBM, MAX_POWER_DBM],
+    )
+    frequency = Instrument.control(
+        ":FREQ?",
+        ":FREQ %.12g Hz",
+        """Control the CW frequency in Hz (9 kHz … 6 GHz).""",
+        validator=strict_range,
+        values=[MIN_FREQUENCY_HZ, MAX_FREQUENCY_HZ],
+    )
+    options = Instrument.measurement(
+        "*OPT?",
+        """Get the installed options (comma-separated).""",
+        get_process=lambda v: v if isinstance(v, list) else [v],
+    )
 
     def __init__(self, adapter, name="Tabor Lucid signal generator", **kwargs):
         super().__init__(adapter, name=name, **kwargs)
@@ -270,5 +288,15 @@ class TaborGenerator(GeneratorState, SCPIMixin, Instrument):
         self.output_enabled = False
 
 
-__all__ = ["StepAttenuatorDriver", "WeinschelAttenuator", "MiniCircuitsAttenuator", "VcaSource", "CoilSupply",
-           "Gaussmeter421", "Gaussmeter425", "TemperatureController", "TaborGenerator", "quantise"]
+__all__ = [
+    "StepAttenuatorDriver",
+    "WeinschelAttenuator",
+    "MiniCircuitsAttenuator",
+    "VcaSource",
+    "CoilSupply",
+    "Gaussmeter421",
+    "Gaussmeter425",
+    "TemperatureController",
+    "TaborGenerator",
+    "quantise",
+]

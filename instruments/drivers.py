@@ -44,14 +44,17 @@ class GeneratorState:
     """
 
     output_enabled = Instrument.control(
-        ":OUTP?", ":OUTP %d",
+        ":OUTP?",
+        ":OUTP %d",
         """Control whether the RF output is on (bool).""",
-        validator=strict_discrete_set, values=BOOLEAN_VALUES, map_values=True,
+        validator=strict_discrete_set,
+        values=BOOLEAN_VALUES,
+        map_values=True,
     )
 
-    MECHANICAL_ATTENUATOR = False   # a step attenuator that moves (time, wear) when auto attenuation steps
+    MECHANICAL_ATTENUATOR = False  # a step attenuator that moves (time, wear) when auto attenuation steps
     ATTENUATOR_STEP_DB = 10.0
-    ALC_MIN_DBM = -20.0             # the lowest level the ALC holds with the attenuator at 0 dB
+    ALC_MIN_DBM = -20.0  # the lowest level the ALC holds with the attenuator at 0 dB
 
     @classmethod
     def attenuator_hold_for(cls, low_dbm: float, high_dbm: float) -> float | None:
@@ -99,25 +102,29 @@ class SignalGenerator(GeneratorState, Agilent8257D):
     MAX_FREQUENCY_HZ = 20e9
     MIN_POWER_DBM = -135.0
     MAX_POWER_DBM = 25.0
-    MECHANICAL_ATTENUATOR = True    # option 1E1 (PSG): electromechanical, 5 dB steps
+    MECHANICAL_ATTENUATOR = True  # option 1E1 (PSG): electromechanical, 5 dB steps
     ATTENUATOR_STEP_DB = 5.0
 
     power = Instrument.control(
-        ":POW?;", ":POW %g dBm;",
+        ":POW?;",
+        ":POW %g dBm;",
         """Control the output power in dBm (float, −135 … +25 dBm; ValueError outside).""",
-        validator=strict_range, values=[MIN_POWER_DBM, MAX_POWER_DBM],
+        validator=strict_range,
+        values=[MIN_POWER_DBM, MAX_POWER_DBM],
     )
     frequency = Instrument.control(
-        ":FREQ?;", ":FREQ %.12g Hz;",
+        ":FREQ?;",
+        ":FREQ %.12g Hz;",
         """Control the CW output frequency in Hz (float, 250 kHz … 20 GHz; ValueError outside).
 
         Sent with 12 significant digits (1 mHz at 20 GHz, the PSG's resolution): the stock
         driver's ``%e`` would round every frequency to 1 kHz.""",
-        validator=strict_range, values=[MIN_FREQUENCY_HZ, MAX_FREQUENCY_HZ],
+        validator=strict_range,
+        values=[MIN_FREQUENCY_HZ, MAX_FREQUENCY_HZ],
     )
 
     def __init__(self, adapter, name="Agilent E8257D signal generator", **kwargs):
-        with warnings.catch_warnings():   # the stock class warns that its SCPI support is unknown
+        with warnings.catch_warnings():  # the stock class warns that its SCPI support is unknown
             warnings.simplefilter("ignore", FutureWarning)
             super().__init__(adapter, name=name, **kwargs)
 
@@ -138,22 +145,26 @@ class AnritsuGenerator(GeneratorState, AnritsuMG3692C):
     MAX_FREQUENCY_HZ = 20e9
     MIN_POWER_DBM = -130.0
     MAX_POWER_DBM = 13.0
-    MECHANICAL_ATTENUATOR = True    # option 2: a 10 dB-step mechanical attenuator
+    MECHANICAL_ATTENUATOR = True  # option 2: a 10 dB-step mechanical attenuator
 
     power = Instrument.control(
-        ":POW?;", ":POW %g dBm;",
+        ":POW?;",
+        ":POW %g dBm;",
         """Control the output power in dBm (float, −130 … +13 dBm; ValueError outside).""",
-        validator=strict_range, values=[MIN_POWER_DBM, MAX_POWER_DBM],
+        validator=strict_range,
+        values=[MIN_POWER_DBM, MAX_POWER_DBM],
     )
     frequency = Instrument.control(
-        ":FREQ?;", ":FREQ %.12g Hz;",
+        ":FREQ?;",
+        ":FREQ %.12g Hz;",
         """Control the CW output frequency in Hz (float, 10 MHz … 20 GHz; ValueError outside), sent with
         12 significant digits (the stock driver's ``%e`` rounds to 1 kHz at GHz).""",
-        validator=strict_range, values=[MIN_FREQUENCY_HZ, MAX_FREQUENCY_HZ],
+        validator=strict_range,
+        values=[MIN_FREQUENCY_HZ, MAX_FREQUENCY_HZ],
     )
 
     def __init__(self, adapter, name="Anritsu MG3692C signal generator", **kwargs):
-        with warnings.catch_warnings():   # the stock class warns that its SCPI support is unknown
+        with warnings.catch_warnings():  # the stock class warns that its SCPI support is unknown
             warnings.simplefilter("ignore", FutureWarning)
             super().__init__(adapter, name=name, **kwargs)
 
@@ -173,20 +184,24 @@ class SpectrumAnalyzer(AgilentE4408B):
     """
 
     resolution_bandwidth = Instrument.control(
-        ":BAND?", ":BAND %g Hz",
+        ":BAND?",
+        ":BAND %g Hz",
         """Control the resolution bandwidth in Hz (float, 10 Hz … 5 MHz); setting it turns auto RBW off.""",
-        validator=strict_range, values=[10.0, 5e6],
+        validator=strict_range,
+        values=[10.0, 5e6],
     )
     span = Instrument.control(
-        ":FREQ:SPAN?", ":FREQ:SPAN %e Hz",
+        ":FREQ:SPAN?",
+        ":FREQ:SPAN %e Hz",
         """Control the frequency span in Hz (float, 10 Hz … 26.5 GHz), keeping the center.""",
-        validator=strict_range, values=[10.0, 26.5e9],
+        validator=strict_range,
+        values=[10.0, 26.5e9],
     )
 
     def __init__(self, adapter, name="Agilent E4408B spectrum analyzer", **kwargs):
         super().__init__(adapter, name=name, **kwargs)
-        self._continuous: bool | None = None     # unknown until we set or read it
-        self._binary_format = False             # True once ':FORM REAL,32' has been sent
+        self._continuous: bool | None = None  # unknown until we set or read it
+        self._binary_format = False  # True once ':FORM REAL,32' has been sent
 
     @property
     def continuous_sweep(self) -> bool:
@@ -240,8 +255,10 @@ class SpectrumAnalyzer(AgilentE4408B):
     def send_setup(self, center_hz: float, span_hz: float, rbw_hz: float, points: int) -> None:
         """Send the whole measurement setup (single sweeps, binary float32 traces) in one message
         ending in ``*OPC?``; confirm with :func:`read_confirmation`."""
-        self.write(":FREQ:CENT %.12g Hz;:FREQ:SPAN %.12g Hz;:BAND %g Hz;:SWE:POIN %d;:INIT:CONT 0;"
-                   ":FORM REAL,32;:FORM:BORD NORM;*OPC?" % (center_hz, span_hz, rbw_hz, int(points)))
+        self.write(
+            ":FREQ:CENT %.12g Hz;:FREQ:SPAN %.12g Hz;:BAND %g Hz;:SWE:POIN %d;:INIT:CONT 0;"
+            ":FORM REAL,32;:FORM:BORD NORM;*OPC?" % (center_hz, span_hz, rbw_hz, int(points))
+        )
         self._continuous = False
         self._binary_format = True
 
@@ -276,8 +293,10 @@ class RohdeSchwarzAnalyzer(FSL):
     def send_setup(self, center_hz: float, span_hz: float, rbw_hz: float, points: int) -> None:
         """Send the measurement setup (single sweeps, binary float32) in one message ending in ``*OPC?``;
         confirm with :func:`read_confirmation`."""
-        self.write(":FREQ:CENT %.12g Hz;:FREQ:SPAN %.12g Hz;:BAND:RES %g Hz;:SWE:POIN %d;:INIT:CONT OFF;"
-                   ":FORM REAL,32;*OPC?" % (center_hz, span_hz, rbw_hz, int(points)))
+        self.write(
+            ":FREQ:CENT %.12g Hz;:FREQ:SPAN %.12g Hz;:BAND:RES %g Hz;:SWE:POIN %d;:INIT:CONT OFF;"
+            ":FORM REAL,32;*OPC?" % (center_hz, span_hz, rbw_hz, int(points))
+        )
 
     def read_setup(self) -> tuple[float, float, float, int]:
         """(center Hz, span Hz, RBW Hz, points) in one query."""
@@ -369,20 +388,27 @@ class RingController(SCPIMixin, Instrument):
     MAX_FIELD_MT = 300.0
 
     loop_gain = Instrument.control(
-        ":LOOP:GAIN?", ":LOOP:GAIN %g dB",
+        ":LOOP:GAIN?",
+        ":LOOP:GAIN %g dB",
         """Control the loop amplifier gain relative to the ring's round-trip loss in dB
         (float, −20 … +10 dB). Above about 0 dB the ring auto-oscillates.""",
-        validator=strict_range, values=[MIN_LOOP_GAIN_DB, MAX_LOOP_GAIN_DB],
+        validator=strict_range,
+        values=[MIN_LOOP_GAIN_DB, MAX_LOOP_GAIN_DB],
     )
     field = Instrument.control(
-        ":FIEL?", ":FIEL %g mT",
+        ":FIEL?",
+        ":FIEL %g mT",
         """Control the bias magnetic field in mT (float, 0 … 300 mT); it sets the spin-wave passband.""",
-        validator=strict_range, values=[MIN_FIELD_MT, MAX_FIELD_MT],
+        validator=strict_range,
+        values=[MIN_FIELD_MT, MAX_FIELD_MT],
     )
     amplifier_enabled = Instrument.control(
-        ":AMPL?", ":AMPL %d",
+        ":AMPL?",
+        ":AMPL %d",
         """Control whether the loop amplifier is powered (bool).""",
-        validator=strict_discrete_set, values=BOOLEAN_VALUES, map_values=True,
+        validator=strict_discrete_set,
+        values=BOOLEAN_VALUES,
+        map_values=True,
     )
     temperature = Instrument.measurement(
         ":TEMP?",
@@ -405,5 +431,12 @@ class RingController(SCPIMixin, Instrument):
         super().__init__(adapter, name=name, **kwargs)
 
 
-__all__ = ["SignalGenerator", "AnritsuGenerator", "SpectrumAnalyzer", "RohdeSchwarzAnalyzer", "RingController",
-           "read_ieee_float32_block", "read_confirmation"]
+__all__ = [
+    "SignalGenerator",
+    "AnritsuGenerator",
+    "SpectrumAnalyzer",
+    "RohdeSchwarzAnalyzer",
+    "RingController",
+    "read_ieee_float32_block",
+    "read_confirmation",
+]

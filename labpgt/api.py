@@ -19,8 +19,9 @@ libraries (pandas, xarray, JAX) are imported when first needed, not by ``import 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from labpgt.errors import UserError
 
@@ -62,8 +63,11 @@ class Session:
         self._queries: xr.Dataset | None = None
         self.path = self._reader.path
         self.schema, self.kind, self.config = self._reader.schema, self._reader.kind, self._reader.config
-        self.created, self.versions, self.instruments = (self._reader.created, self._reader.versions,
-                                                         self._reader.instruments)
+        self.created, self.versions, self.instruments = (
+            self._reader.created,
+            self._reader.versions,
+            self._reader.instruments,
+        )
 
     # ---- sizes
     @property
@@ -159,8 +163,10 @@ class Session:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"<labpgt.Session {self.path.name}: {self.schema}, {self.kind}, {self.n_queries} queries, "
-                f"{self.n_steps} steps>")
+        return (
+            f"<labpgt.Session {self.path.name}: {self.schema}, {self.kind}, {self.n_queries} queries, "
+            f"{self.n_steps} steps>"
+        )
 
 
 def open_session(path: PathLike) -> Session:
@@ -172,9 +178,9 @@ def open_session(path: PathLike) -> Session:
 def inspect(path: PathLike) -> dict[str, Any]:
     """The summary of a session file that ``labpgt inspect --json`` prints (:func:`labpgt.inspection.inspect_session`).
 
-        >>> info = labpgt.inspect(EXAMPLE)
-        >>> info["schema"], info["queries"], info["completed"]
-        ('labpgt-session/3', 226, True)
+    >>> info = labpgt.inspect(EXAMPLE)
+    >>> info["schema"], info["queries"], info["completed"]
+    ('labpgt-session/3', 226, True)
     """
     from labpgt.inspection import inspect_session
 
@@ -193,8 +199,9 @@ def replay(path: PathLike, *, exact: bool = False) -> ReplayReport:
     return replay_session(path, exact=exact)
 
 
-def train(*, out: PathLike | None = None, progress: Callable[[int, int], None] | None = None,
-          **settings: Any) -> RunResult:
+def train(
+    *, out: PathLike | None = None, progress: Callable[[int, int], None] | None = None, **settings: Any
+) -> RunResult:
     """Train with ``settings`` by name, as ``labpgt train`` takes them (``task``, ``method``, ``reservoir``,
     ``steps``, ``lr``, ``seed``, …: :meth:`labpgt.trainer.TrainConfig.of`; unset ones take their declared
     defaults, the embedded simulated ring among them) and record every query in a new session at ``out``
@@ -207,10 +214,14 @@ def train(*, out: PathLike | None = None, progress: Callable[[int, int], None] |
     from labpgt.trainer import TrainConfig
 
     config = TrainConfig.of(**settings).resolved()
-    session = Path(out) if out is not None else default_session_path(config.task, config.model.architecture,
-                                                                      config.method.name)
+    session = (
+        Path(out)
+        if out is not None
+        else default_session_path(config.task, config.model.architecture, config.method.name)
+    )
     engine = RunEngine()
     if progress is not None:
+
         def report(event) -> None:
             if isinstance(event, StepEnded):
                 progress(event.step + 1, event.steps)
@@ -219,9 +230,19 @@ def train(*, out: PathLike | None = None, progress: Callable[[int, int], None] |
     return engine.train(config, session).result_or_raise()
 
 
-def sweep(setting: str, start: float, stop: float, points: int, *, out: PathLike | None = None,
-          bench: PathLike | None = None, seed: int = 0, instrument: str | None = None, tones: bool = False,
-          margin_db: float | None = None) -> SweepResult:
+def sweep(
+    setting: str,
+    start: float,
+    stop: float,
+    points: int,
+    *,
+    out: PathLike | None = None,
+    bench: PathLike | None = None,
+    seed: int = 0,
+    instrument: str | None = None,
+    tones: bool = False,
+    margin_db: float | None = None,
+) -> SweepResult:
     """Sweep ``setting`` (``loop_gain_db``, ``field_mt``, ``frequency_hz``, ``power_dbm``) from ``start`` to
     ``stop`` in ``points`` points on the bench of the TOML file ``bench`` (default: the embedded simulated
     bench with ``seed``), recording each spectrum in a new session at ``out`` (default:
@@ -235,8 +256,16 @@ def sweep(setting: str, start: float, stop: float, points: int, *, out: PathLike
     from labpgt.sweeps import DEFAULT_MARGIN_DB, plan_sweep
 
     config = load_bench_config(Path(bench)) if bench is not None else simulated_bench_config(embedded=True, seed=seed)
-    spec = plan_sweep(config, setting, start, stop, points, instrument=instrument, tones=tones,
-                      margin_db=DEFAULT_MARGIN_DB if margin_db is None else margin_db)
+    spec = plan_sweep(
+        config,
+        setting,
+        start,
+        stop,
+        points,
+        instrument=instrument,
+        tones=tones,
+        margin_db=DEFAULT_MARGIN_DB if margin_db is None else margin_db,
+    )
     session = Path(out) if out is not None else default_session_path("sweep", setting)
     if session.exists():
         raise UserError(f"{session} exists: a session is never overwritten; choose another out")

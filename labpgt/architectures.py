@@ -65,14 +65,22 @@ def default_tokens(n_inputs: int) -> int:
     return 8 if n_inputs % 8 == 0 and n_inputs >= 16 else n_inputs
 
 
-def build_network(spec: ModelSpec, n_inputs: int, n_classes: int, input_width: int, feature_width: int,
-                  seed: int, data: TrainingData | None = None) -> Network:
+def build_network(
+    spec: ModelSpec,
+    n_inputs: int,
+    n_classes: int,
+    input_width: int,
+    feature_width: int,
+    seed: int,
+    data: TrainingData | None = None,
+) -> Network:
     """The network ``spec`` describes, for inputs of ``n_inputs`` features and a reservoir d → m; ``data``: the
     training split, which an encoder fitted to the data (``encoder_init`` pca or lda) needs."""
     if spec.encoder_init != "random" and data is None:
         raise ValueError(f"encoder_init {spec.encoder_init} is fitted to the training inputs: pass them (data)")
-    return ARCHITECTURES[spec.architecture](spec, n_inputs, n_classes, input_width, feature_width,
-                                            np.random.default_rng([int(seed), 7]), data)
+    return ARCHITECTURES[spec.architecture](
+        spec, n_inputs, n_classes, input_width, feature_width, np.random.default_rng([int(seed), 7]), data
+    )
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -111,11 +119,11 @@ def fitted_encoder(kind: str, data: TrainingData, width: int) -> tuple[np.ndarra
     rest = width - directions.shape[1]
     if rest > 0:
         residual = x
-        if directions.shape[1]:              # what the discriminant directions leave
+        if directions.shape[1]:  # what the discriminant directions leave
             basis, _ = np.linalg.qr(directions)
             residual = x - (x @ basis) @ basis.T
         pca = PCA(n_components=min(rest, *residual.shape), svd_solver="full").fit(residual)
-        varying = pca.components_[pca.explained_variance_ > 1e-9 * x.var(axis=0).sum()]   # not rounding noise
+        varying = pca.components_[pca.explained_variance_ > 1e-9 * x.var(axis=0).sum()]  # not rounding noise
         directions = np.hstack([directions, varying.T, np.zeros((x.shape[1], rest - len(varying)))])
     z = x @ directions
     mean, std = z.mean(axis=0), z.std(axis=0)
@@ -146,11 +154,18 @@ def build_dense(spec: ModelSpec, n_inputs, n_classes, d, m, rng, data: TrainingD
         Fn = standardised(p, "", F)
         return act(Fn @ p["hid_W"] + p["hid_b"]) if spec.hidden else Fn
 
-    return Network(stages=[Stage("encoder", encoder, ("enc_W", "enc_b"))],
-                   layers=[PhysicalLayer(0, "feature_mean", "feature_scale",
-                                         *(("hid_W", "hid_b") if spec.hidden else ("out_W", "out_b")))],
-                   head=Stage("head", head, head_trainable, ("feature_mean", "feature_scale")),
-                   classifier=("out_W", "out_b"), params=params, spec=spec.to_dict())
+    return Network(
+        stages=[Stage("encoder", encoder, ("enc_W", "enc_b"))],
+        layers=[
+            PhysicalLayer(
+                0, "feature_mean", "feature_scale", *(("hid_W", "hid_b") if spec.hidden else ("out_W", "out_b"))
+            )
+        ],
+        head=Stage("head", head, head_trainable, ("feature_mean", "feature_scale")),
+        classifier=("out_W", "out_b"),
+        params=params,
+        spec=spec.to_dict(),
+    )
 
 
 # --------------------------------------------------------------------------- transformer
@@ -170,61 +185,78 @@ def attention(p: dict, prefix: str, a, heads: int):
 def build_transformer(spec: ModelSpec, n_inputs, n_classes, d, m, rng, data: TrainingData | None = None) -> Network:
     T = spec.tokens or default_tokens(n_inputs)
     if n_inputs % T:
-        raise UserError(f"{n_inputs} input features do not split into {T} tokens of equal width; "
-                        f"choose tokens among the divisors of {n_inputs}")
+        raise UserError(
+            f"{n_inputs} input features do not split into {T} tokens of equal width; "
+            f"choose tokens among the divisors of {n_inputs}"
+        )
     w, D, L = n_inputs // T, spec.width, spec.blocks
     params = {"embed_W": gaussian(rng, (w, D), w), "embed_b": np.zeros(D), "pos": 0.1 * rng.standard_normal((T, D))}
-    for l in range(L):
-        b = f"b{l}."
-        params.update({b + "ln1_g": np.ones(D), b + "ln1_b": np.zeros(D), b + "ln2_g": np.ones(D),
-                       b + "ln2_b": np.zeros(D)})
+    for block in range(L):
+        b = f"b{block}."
+        params.update(
+            {b + "ln1_g": np.ones(D), b + "ln1_b": np.zeros(D), b + "ln2_g": np.ones(D), b + "ln2_b": np.zeros(D)}
+        )
         for name in ("wq", "wk", "wv", "wo"):
             params[b + name] = gaussian(rng, (D, D), D)
-        params.update({b + "ff_in_W": gaussian(rng, (D, d), D), b + "ff_in_b": np.zeros(d),
-                       b + "ff_out_W": gaussian(rng, (m, D), m), b + "ff_out_b": np.zeros(D),
-                       b + "feature_mean": np.zeros(m), b + "feature_scale": np.ones(m)})
-    params.update({"lnf_g": np.ones(D), "lnf_b": np.zeros(D), "out_W": np.zeros((D, n_classes)),
-                   "out_b": np.zeros(n_classes)})
+        params.update(
+            {
+                b + "ff_in_W": gaussian(rng, (D, d), D),
+                b + "ff_in_b": np.zeros(d),
+                b + "ff_out_W": gaussian(rng, (m, D), m),
+                b + "ff_out_b": np.zeros(D),
+                b + "feature_mean": np.zeros(m),
+                b + "feature_scale": np.ones(m),
+            }
+        )
+    params.update(
+        {"lnf_g": np.ones(D), "lnf_b": np.zeros(D), "out_W": np.zeros((D, n_classes)), "out_b": np.zeros(n_classes)}
+    )
 
-    def block_names(l):
-        b = f"b{l}."
+    def block_names(block):
+        b = f"b{block}."
         return tuple(b + n for n in ("ln1_g", "ln1_b", "wq", "wk", "wv", "wo", "ln2_g", "ln2_b", "ff_in_W", "ff_in_b"))
 
-    def back_names(l):
-        return (f"b{l}.ff_out_W", f"b{l}.ff_out_b")
+    def back_names(block):
+        return (f"b{block}.ff_out_W", f"b{block}.ff_out_b")
 
-    def frozen_names(l):
-        return (f"b{l}.feature_mean", f"b{l}.feature_scale")
+    def frozen_names(block):
+        return (f"b{block}.feature_mean", f"b{block}.feature_scale")
 
-    def block_until_reservoir(p, l, h):
-        b = f"b{l}."
+    def block_until_reservoir(p, block, h):
+        b = f"b{block}."
         h = h + attention(p, b, layer_norm(p, b + "ln1", h), spec.heads)
         return sigmoid(layer_norm(p, b + "ln2", h) @ p[b + "ff_in_W"] + p[b + "ff_in_b"]), h
 
-    def back_to_width(p, l, F, h):
-        b = f"b{l}."
+    def back_to_width(p, block, F, h):
+        b = f"b{block}."
         return h + standardised(p, b, F) @ p[b + "ff_out_W"] + p[b + "ff_out_b"]
 
     def embed(p, X):
         tokens = X.reshape(X.shape[0], T, w)
         return block_until_reservoir(p, 0, tokens @ p["embed_W"] + p["embed_b"] + p["pos"])
 
-    def between(l):
+    def between(block):
         def stage(p, F, h):
-            return block_until_reservoir(p, l, back_to_width(p, l - 1, F, h))
+            return block_until_reservoir(p, block, back_to_width(p, block - 1, F, h))
+
         return stage
 
     def head(p, F, h):
         return layer_norm(p, "lnf", back_to_width(p, L - 1, F, h)).mean(axis=1)
 
     stages = [Stage("embed+block0", embed, ("embed_W", "embed_b", "pos") + block_names(0))]
-    stages += [Stage(f"block{l}", between(l), back_names(l - 1) + block_names(l), frozen_names(l - 1))
-               for l in range(1, L)]
-    layers = [PhysicalLayer(l, f"b{l}.feature_mean", f"b{l}.feature_scale", f"b{l}.ff_out_W", f"b{l}.ff_out_b")
-              for l in range(L)]
+    stages += [
+        Stage(f"block{block}", between(block), back_names(block - 1) + block_names(block), frozen_names(block - 1))
+        for block in range(1, L)
+    ]
+    layers = [
+        PhysicalLayer(
+            block, f"b{block}.feature_mean", f"b{block}.feature_scale", f"b{block}.ff_out_W", f"b{block}.ff_out_b"
+        )
+        for block in range(L)
+    ]
     head_stage = Stage("head", head, back_names(L - 1) + ("lnf_g", "lnf_b"), frozen_names(L - 1))
-    return Network(stages, layers, head_stage, ("out_W", "out_b"), params,
-                   spec={**spec.to_dict(), "tokens": T})
+    return Network(stages, layers, head_stage, ("out_W", "out_b"), params, spec={**spec.to_dict(), "tokens": T})
 
 
 ARCHITECTURES = {"dense": build_dense, "transformer": build_transformer}
@@ -235,29 +267,34 @@ class ModelSpec:
     """What network to build: the architecture (flat key ``model``) and its settings, each the dense
     network's or the transformer's (``only``)."""
 
-    architecture: str = setting("dense", "the network around the reservoir", choices=tuple(ARCHITECTURES),
-                                key="model")
-    hidden: int = setting(0, "width of a hidden digital layer after the reservoir (0: none)", minimum=0,
-                          only="dense")
+    architecture: str = setting("dense", "the network around the reservoir", choices=tuple(ARCHITECTURES), key="model")
+    hidden: int = setting(0, "width of a hidden digital layer after the reservoir (0: none)", minimum=0, only="dense")
     activation: str = setting("tanh", "the hidden layer's activation", choices=ACTIVATIONS, only="dense")
-    encoder_init: str = setting("random", "the encoder's initial weights: random, or fitted to the training inputs "
-                                          "without a query (pca: their principal components; lda: their "
-                                          "discriminant directions)", choices=ENCODER_INITS, only="dense",
-                                label="Encoder initialisation")
+    encoder_init: str = setting(
+        "random",
+        "the encoder's initial weights: random, or fitted to the training inputs "
+        "without a query (pca: their principal components; lda: their "
+        "discriminant directions)",
+        choices=ENCODER_INITS,
+        only="dense",
+        label="Encoder initialisation",
+    )
     width: int = setting(16, "model width", minimum=1, only="transformer")
     heads: int = setting(2, "attention heads", minimum=1, only="transformer")
-    blocks: int = setting(2, "blocks, each with the reservoir as its feed-forward layer", minimum=1,
-                          only="transformer")
-    tokens: int = setting(0, "tokens per sample (0: the task's own, digits 8 rows of 8 pixels)", minimum=0,
-                          only="transformer")
+    blocks: int = setting(2, "blocks, each with the reservoir as its feed-forward layer", minimum=1, only="transformer")
+    tokens: int = setting(
+        0, "tokens per sample (0: the task's own, digits 8 rows of 8 pixels)", minimum=0, only="transformer"
+    )
 
     def __post_init__(self):
         check(self)
         if self.width % self.heads:
             raise UserError(f"the model width {self.width} must be a multiple of the heads {self.heads}")
         if self.encoder_init != "random" and self.architecture != "dense":
-            raise UserError(f"encoder_init {self.encoder_init} fits the dense network's encoder; the "
-                            f"{self.architecture} starts random")
+            raise UserError(
+                f"encoder_init {self.encoder_init} fits the dense network's encoder; the "
+                f"{self.architecture} starts random"
+            )
 
     def to_dict(self) -> dict:
         """The network's specification as a session records it (``model``: the architecture)."""

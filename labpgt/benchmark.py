@@ -66,7 +66,7 @@ EVALUATIONS_PER_RUN = 100
 #: test split), every evaluation of the whole split (queries to target keep their resolution); every 1 % of a
 #: run's steps (:data:`EVALUATIONS_PER_RUN`)
 EVALUATION_DEFAULTS = {"holdout": "validation", "eval_fraction": 0.0}
-FIXED_PER_RUN = ("method", "seed", "task", "reservoir")     # what a variant or an axis cannot change
+FIXED_PER_RUN = ("method", "seed", "task", "reservoir")  # what a variant or an axis cannot change
 #: the setting that picks a simulated ring device: ``--set ring_device=0,1,2`` makes devices units a run is
 #: replicated over (like seeds), not variants of a method
 DEVICE_KEY = "ring_device"
@@ -103,7 +103,7 @@ class Variant:
         return f"{self.method}[{','.join(f'{k}={v}' for k, v in self.overrides)}]"
 
     @classmethod
-    def parse(cls, text: str) -> "Variant":
+    def parse(cls, text: str) -> Variant:
         """``METHOD[:KEY=VALUE]...``, e.g. ``pgt-enc:optimizer=adam:lr=0.01``; values typed and checked by the
         settings' declarations."""
         method, *pairs = [part.strip() for part in text.split(":")]
@@ -127,7 +127,7 @@ class GridAxis:
     values: tuple
 
     @classmethod
-    def parse(cls, text: str) -> "GridAxis":
+    def parse(cls, text: str) -> GridAxis:
         """``[METHOD.]KEY=V1,V2,...``, e.g. ``pgt.lr=0.002,0.004`` or ``digital_noise=0,0.05``."""
         target, sep, listed = text.partition("=")
         method, dot, key = target.strip().rpartition(".")
@@ -138,8 +138,10 @@ class GridAxis:
             method_class(method)
         d = setting_declaration(key, method if dot else None)
         if d is None:
-            raise UserError(f"--set {text!r}: {key!r} is not a training setting a benchmark can vary"
-                            + (f" for {method}" if dot else ""))
+            raise UserError(
+                f"--set {text!r}: {key!r} is not a training setting a benchmark can vary"
+                + (f" for {method}" if dot else "")
+            )
         values = tuple(_typed(d, v.strip(), text) for v in listed.split(","))
         if len(set(values)) != len(values):
             raise UserError(f"--set {text!r}: a value is listed twice")
@@ -159,7 +161,9 @@ def expand_grid(variants, axes) -> list[Variant]:
     expanded = []
     for variant in variants:
         grid: list[list] = [[]]
-        mine = (a for a in axes if a.method == variant.method or (a.method is None and applies_to(a.key, variant.method)))
+        mine = (
+            a for a in axes if a.method == variant.method or (a.method is None and applies_to(a.key, variant.method))
+        )
         for axis in mine:
             grid = [chosen + [(axis.key, value)] for chosen in grid for value in axis.values]
         for chosen in grid:
@@ -194,8 +198,9 @@ def parse_steps(items) -> dict[str, int]:
     return steps
 
 
-def benchmark_runs(task: str, reservoir: str, variants, seeds, sessions_dir, steps_by_method=None, devices=(None,),
-                   **settings) -> list[tuple[Variant, int, TrainConfig, Path]]:
+def benchmark_runs(
+    task: str, reservoir: str, variants, seeds, sessions_dir, steps_by_method=None, devices=(None,), **settings
+) -> list[tuple[Variant, int, TrainConfig, Path]]:
     """Every (variant, device, seed) as a validated config and the session it is recorded in (``devices``: the
     simulated ring devices every variant runs on, None: the reservoir's own)."""
     steps_by_method = steps_by_method or {}
@@ -203,16 +208,24 @@ def benchmark_runs(task: str, reservoir: str, variants, seeds, sessions_dir, ste
     for variant, device, seed in ((v, d, s) for v in variants for d in devices for s in seeds):
         steps = steps_by_method.get(variant.label, steps_by_method.get(variant.method))
         shared = {k: v for k, v in settings.items() if applies_to(k, variant.method)}
-        values = {**shared, "task": task, "reservoir": reservoir, "method": variant.method, "seed": int(seed),
-                  **({"steps": steps} if steps is not None else {}), **dict(variant.overrides),
-                  **({DEVICE_KEY: device} if device is not None else {})}
+        values = {
+            **shared,
+            "task": task,
+            "reservoir": reservoir,
+            "method": variant.method,
+            "seed": int(seed),
+            **({"steps": steps} if steps is not None else {}),
+            **dict(variant.overrides),
+            **({DEVICE_KEY: device} if device is not None else {}),
+        }
         config = TrainConfig.of(**values).resolved()
         if settings.get("eval_every") is None and config.evaluation.eval_target is None:
             every = max(1, config.method.steps // EVALUATIONS_PER_RUN)
             config = dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation, eval_every=every))
         on = "" if device is None else f"-device{device}"
-        name = f"{task}-{config.model.architecture}-{variant.label}{on}-seed{int(seed)}.h5".replace("[", "_")\
-            .replace("]", "")
+        name = f"{task}-{config.model.architecture}-{variant.label}{on}-seed{int(seed)}.h5".replace("[", "_").replace(
+            "]", ""
+        )
         runs.append((variant, int(seed), config, Path(sessions_dir) / name.replace(",", "_").replace("=", "-")))
     return runs
 
@@ -227,7 +240,7 @@ def settings_differing(recorded: TrainConfig, planned: TrainConfig, shown: int =
     a, b = recorded.resolved().to_dict(), planned.resolved().to_dict()
     keys = [k for k in a if a[k] != b[k]]
     given = [k for k in keys if k not in DERIVED_SETTINGS]
-    keys = given or keys                          # "steps 3, not 5" says it; the spsa_A that follows is noise
+    keys = given or keys  # "steps 3, not 5" says it; the spsa_A that follows is noise
     text = "; ".join(f"{k} {a[k]}, not {b[k]}" for k in keys[:shown])
     return text + (f"; and {len(keys) - shown} more" if len(keys) > shown else "")
 
@@ -267,11 +280,11 @@ class Plan:
     target: Variant = Variant(TARGET_METHOD)
     seeds: tuple = (0,)
     devices: tuple = (None,)
-    tuning_seeds: tuple | None = None      # given: the runs are reported runs on seeds disjoint from these
+    tuning_seeds: tuple | None = None  # given: the runs are reported runs on seeds disjoint from these
 
     @property
     def purpose(self) -> str:
-        """"reported" for runs on fresh seeds after tuning on ``tuning_seeds``, else "tuning"."""
+        """ "reported" for runs on fresh seeds after tuning on ``tuning_seeds``, else "tuning"."""
         return "tuning" if self.tuning_seeds is None else "reported"
 
     @property
@@ -290,8 +303,10 @@ class Plan:
 
     def check_placement(self, workers: int, scheduler: str | None) -> None:
         if self.on_bench and (workers or scheduler):
-            raise UserError("runs through --bench measure this machine's instruments: they run here, one after "
-                            "another (leave out --workers and --scheduler)")
+            raise UserError(
+                "runs through --bench measure this machine's instruments: they run here, one after "
+                "another (leave out --workers and --scheduler)"
+            )
 
     def check_recorded_sessions(self) -> None:
         """A session already in the directory is read back or resumed only if it records this plan's run:
@@ -308,12 +323,25 @@ class Plan:
                 raise UserError(f"{session} is not a training session; choose another --out-dir")
             differs = settings_differing(TrainConfig.from_dict(recorded), config)
             if differs:
-                raise UserError(f"{session} was recorded with other settings ({differs}); choose another "
-                                f"--out-dir, or remove it to run it again")
+                raise UserError(
+                    f"{session} was recorded with other settings ({differs}); choose another "
+                    f"--out-dir, or remove it to run it again"
+                )
 
 
-def plan_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_dir, steps_by_method=None,
-                   grid=(), target=TARGET_METHOD, tuning_seeds=None, **settings) -> Plan:
+def plan_benchmark(
+    task: str,
+    reservoir: str,
+    variants,
+    seeds=(0,),
+    *,
+    sessions_dir,
+    steps_by_method=None,
+    grid=(),
+    target=TARGET_METHOD,
+    tuning_seeds=None,
+    **settings,
+) -> Plan:
     """Validate every run of a benchmark (one-line UserError otherwise) before anything is made;
     ``grid`` is a list of :class:`GridAxis` (or their ``[METHOD.]KEY=V1,V2`` texts), ``target`` the
     variant (or its ``METHOD[:KEY=VALUE]`` text) whose mean final accuracy is the target. An axis of
@@ -330,8 +358,16 @@ def plan_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_
     if target not in variants:
         variants.insert(0, target)
     runs = benchmark_runs(task, reservoir, variants, seeds, sessions_dir, steps_by_method, devices, **settings)
-    plan = Plan(task, reservoir, Path(sessions_dir), runs, target, seeds, devices,
-                None if tuning_seeds is None else tuple(int(s) for s in tuning_seeds))
+    plan = Plan(
+        task,
+        reservoir,
+        Path(sessions_dir),
+        runs,
+        target,
+        seeds,
+        devices,
+        None if tuning_seeds is None else tuple(int(s) for s in tuning_seeds),
+    )
     plan.check_recorded_sessions()
     return plan
 
@@ -346,15 +382,36 @@ def check_fresh_seeds(seeds, tuning_seeds) -> None:
     """Reported runs' seeds must be none of the tuning seeds (one-line UserError)."""
     shared = sorted(set(seeds) & set(tuning_seeds or ()))
     if shared:
-        raise UserError(f"seeds {', '.join(map(str, shared))} were tuning seeds; reported runs need fresh seeds "
-                        "(--first-seed)")
+        raise UserError(
+            f"seeds {', '.join(map(str, shared))} were tuning seeds; reported runs need fresh seeds (--first-seed)"
+        )
 
 
-def run_benchmark(task: str, reservoir: str, variants, seeds=(0,), *, sessions_dir, steps_by_method=None,
-                  grid=(), workers: int = 0, scheduler: str | None = None, progress=None, **settings) -> dict:
+def run_benchmark(
+    task: str,
+    reservoir: str,
+    variants,
+    seeds=(0,),
+    *,
+    sessions_dir,
+    steps_by_method=None,
+    grid=(),
+    workers: int = 0,
+    scheduler: str | None = None,
+    progress=None,
+    **settings,
+) -> dict:
     """Plan and run a benchmark (see :func:`run_plan`)."""
-    plan = plan_benchmark(task, reservoir, variants, seeds, sessions_dir=sessions_dir,
-                          steps_by_method=steps_by_method, grid=grid, **settings)
+    plan = plan_benchmark(
+        task,
+        reservoir,
+        variants,
+        seeds,
+        sessions_dir=sessions_dir,
+        steps_by_method=steps_by_method,
+        grid=grid,
+        **settings,
+    )
     return run_plan(plan, workers=workers, scheduler=scheduler, progress=progress)
 
 
@@ -373,25 +430,46 @@ def run_plan(plan: Plan, workers: int = 0, scheduler: str | None = None, progres
     target = float(np.mean(finals))
     results = []
     for (variant, seed, config, session), outcome in zip(runs, outcomes):
-        results.append({"method": variant.label, "seed": seed, "device": _device(config), "purpose": plan.purpose,
-                        "config": config.to_dict(), "queries_by_role": outcome["queries"],
-                        "other_queries": outcome.get("other_queries", []),
-                        key: outcome["final_accuracy"],
-                        "queries": outcome["training_queries"],
-                        "queries_to_target": queries_to_target(outcome["history"], target, holdout),
-                        "queries_incl_evaluation": outcome["training_queries"] + outcome["eval_queries"]
-                        + outcome["test_queries"], "prior_queries": outcome.get("prior_queries", 0),
-                        "incl_evaluation_to_target": queries_to_target(outcome["history"], target, holdout, True),
-                        "resolution": resolution(outcome["history"]),
-                        "final_test_accuracy": outcome["final_test_accuracy"], "test_queries": outcome["test_queries"],
-                        "final_params_sha256": outcome["final_params_sha256"],
-                        "wall_seconds": outcome["wall_seconds"], "measure_seconds": outcome["measure_seconds"],
-                        "bench_hours": bench_hours(session),
-                        "session": str(session), "history": outcome["history"]})
-    return {"task": plan.task, "reservoir": plan.reservoir, "model": runs[0][2].model.architecture, "holdout": holdout,
-            "target_method": plan.target.label, "target_accuracy": target, "seeds": list(plan.seeds),
-            "devices": [d for d in plan.devices if d is not None] or sorted({r["device"] for r in results} - {None}),
-            "tuning_seeds": None if plan.tuning_seeds is None else list(plan.tuning_seeds), "results": results}
+        results.append(
+            {
+                "method": variant.label,
+                "seed": seed,
+                "device": _device(config),
+                "purpose": plan.purpose,
+                "config": config.to_dict(),
+                "queries_by_role": outcome["queries"],
+                "other_queries": outcome.get("other_queries", []),
+                key: outcome["final_accuracy"],
+                "queries": outcome["training_queries"],
+                "queries_to_target": queries_to_target(outcome["history"], target, holdout),
+                "queries_incl_evaluation": outcome["training_queries"]
+                + outcome["eval_queries"]
+                + outcome["test_queries"],
+                "prior_queries": outcome.get("prior_queries", 0),
+                "incl_evaluation_to_target": queries_to_target(outcome["history"], target, holdout, True),
+                "resolution": resolution(outcome["history"]),
+                "final_test_accuracy": outcome["final_test_accuracy"],
+                "test_queries": outcome["test_queries"],
+                "final_params_sha256": outcome["final_params_sha256"],
+                "wall_seconds": outcome["wall_seconds"],
+                "measure_seconds": outcome["measure_seconds"],
+                "bench_hours": bench_hours(session),
+                "session": str(session),
+                "history": outcome["history"],
+            }
+        )
+    return {
+        "task": plan.task,
+        "reservoir": plan.reservoir,
+        "model": runs[0][2].model.architecture,
+        "holdout": holdout,
+        "target_method": plan.target.label,
+        "target_accuracy": target,
+        "seeds": list(plan.seeds),
+        "devices": [d for d in plan.devices if d is not None] or sorted({r["device"] for r in results} - {None}),
+        "tuning_seeds": None if plan.tuning_seeds is None else list(plan.tuning_seeds),
+        "results": results,
+    }
 
 
 def _shown(variant: Variant, config: TrainConfig):
@@ -429,10 +507,16 @@ def _fan_out(jobs, workers: int, scheduler, progress, labels) -> list[dict]:
     # repeat it as a traceback
     cluster = None
     if not scheduler:
-        with warnings.catch_warnings():     # another cluster's HTTP port in use: it takes a free one, fine
+        with warnings.catch_warnings():  # another cluster's HTTP port in use: it takes a free one, fine
             warnings.filterwarnings("ignore", message="Port .* is already in use")
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   host="127.0.0.1", silence_logs=logging.ERROR)
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                host="127.0.0.1",
+                silence_logs=logging.ERROR,
+            )
     try:
         with Client(scheduler or cluster) as client:
             return _run_in_flight(client, jobs, progress, labels)
@@ -479,8 +563,9 @@ def _threads(client) -> int:
     return max(1, sum(client.nthreads().values()))
 
 
-def queries_to_target(history: list[dict], target: float, holdout: str = "test",
-                      incl_evaluation: bool = False) -> int | None:
+def queries_to_target(
+    history: list[dict], target: float, holdout: str = "test", incl_evaluation: bool = False
+) -> int | None:
     """Training queries (with ``incl_evaluation``, every query up to it, the evaluations' own included) at the
     first evaluation of the whole held-out split whose accuracy reaches ``target`` (None if never); an
     evaluation of part of the split (``<holdout>_samples``) reaches nothing."""
@@ -507,25 +592,33 @@ def format_table(benchmark: dict) -> str:
     width = max([10] + [len(r["method"]) + 2 for r in benchmark["results"]])
     with_test = holdout != "test" and any(r.get("final_test_accuracy") is not None for r in benchmark["results"])
     devices = any(r.get("device") is not None for r in benchmark["results"])
-    lines = [f"task {benchmark['task']}, model {benchmark['model']}, reservoir {benchmark['reservoir']}, "
-             f"target (mean {benchmark.get('target_method', TARGET_METHOD)} final {holdout} accuracy) "
-             f"{benchmark['target_accuracy']:.4f}",
-             f"{'method':<{width}}{'seed':>6}" + (f"{'device':>8}" if devices else "")
-             + f"{('val' if holdout == 'validation' else holdout) + ' acc':>10}"
-             + (f"{'test acc':>10}" if with_test else "")
-             + f"{'queries':>12}{'to target':>12}{'resol.':>8}{'bench h':>9}{'incl. eval':>12}{'to target':>12}"]
+    lines = [
+        f"task {benchmark['task']}, model {benchmark['model']}, reservoir {benchmark['reservoir']}, "
+        f"target (mean {benchmark.get('target_method', TARGET_METHOD)} final {holdout} accuracy) "
+        f"{benchmark['target_accuracy']:.4f}",
+        f"{'method':<{width}}{'seed':>6}"
+        + (f"{'device':>8}" if devices else "")
+        + f"{('val' if holdout == 'validation' else holdout) + ' acc':>10}"
+        + (f"{'test acc':>10}" if with_test else "")
+        + f"{'queries':>12}{'to target':>12}{'resol.':>8}{'bench h':>9}{'incl. eval':>12}{'to target':>12}",
+    ]
     for row in benchmark["results"]:
         to_target = "never" if row["queries_to_target"] is None else str(row["queries_to_target"])
         incl = row.get("incl_evaluation_to_target")
-        incl_columns = (f"{row['queries_incl_evaluation']:>12}{'never' if incl is None else incl:>12}"
-                        if "queries_incl_evaluation" in row else "")
+        incl_columns = (
+            f"{row['queries_incl_evaluation']:>12}{'never' if incl is None else incl:>12}"
+            if "queries_incl_evaluation" in row
+            else ""
+        )
         test = row.get("final_test_accuracy")
         test = (f"{test:>10.4f}" if test is not None else f"{'-':>10}") if with_test else ""
         hours = "-" if row.get("bench_hours") is None else f"{row['bench_hours']:.3f}"
         device = f"{'-' if row.get('device') is None else row['device']:>8}" if devices else ""
-        lines.append(f"{row['method']:<{width}}{row['seed']:>6}{device}{row[key]:>10.4f}{test}{row['queries']:>12}"
-                     f"{to_target:>12}{'-' if row['resolution'] is None else format(row['resolution'], '.1%'):>8}"
-                     f"{hours:>9}{incl_columns}")
+        lines.append(
+            f"{row['method']:<{width}}{row['seed']:>6}{device}{row[key]:>10.4f}{test}{row['queries']:>12}"
+            f"{to_target:>12}{'-' if row['resolution'] is None else format(row['resolution'], '.1%'):>8}"
+            f"{hours:>9}{incl_columns}"
+        )
     return "\n".join(lines)
 
 

@@ -59,8 +59,11 @@ class SeededGaussian:
         self.step_seed, self.size = int(self.rng.integers(0, 2**62)), int(theta.size)
         self.last_perturbation = np.array([self.step_seed], dtype=np.int64)
         step = self.delta * self.direction()
-        return Points(values=np.stack([theta + step, theta - step]), roles=("plus", "minus"),
-                      directions=np.zeros(2, dtype=np.int64))
+        return Points(
+            values=np.stack([theta + step, theta - step]),
+            roles=("plus", "minus"),
+            directions=np.zeros(2, dtype=np.int64),
+        )
 
     def tell(self, losses: np.ndarray) -> np.ndarray:
         losses = np.asarray(losses, dtype=np.float64)
@@ -78,12 +81,18 @@ class Mezo(ParameterPerturbation):
 
     @dataclass(frozen=True)
     class Settings(SteppedSettings):
-        steps: int | None = setting(None, "optimizer steps", minimum=1, derived=ParameterPerturbation.GROWING_STEPS,
-                                    typical=ParameterPerturbation.BUDGET_STEPS)
+        steps: int | None = setting(
+            None,
+            "optimizer steps",
+            minimum=1,
+            derived=ParameterPerturbation.GROWING_STEPS,
+            typical=ParameterPerturbation.BUDGET_STEPS,
+        )
         lr: float = 0.002
         optimizer: str = "sgd"
-        delta: float = setting(0.1, "perturbation size ε of the Gaussian direction", above=0,
-                               label="Perturbation size ε")
+        delta: float = setting(
+            0.1, "perturbation size ε of the Gaussian direction", above=0, label="Perturbation size ε"
+        )
 
     def _estimator(self, config):
         return SeededGaussian(delta=config.method.delta, seed=config.seed)
@@ -104,9 +113,13 @@ class CmaEs(Method):
 
     @dataclass(frozen=True)
     class Settings(SteppedSettings):
-        steps: int | None = setting(None, "generations", minimum=1,
-                                    derived="the queries of pgt's default steps: 2 × pgt's steps / population",
-                                    typical=250)
+        steps: int | None = setting(
+            None,
+            "generations",
+            minimum=1,
+            derived="the queries of pgt's default steps: 2 × pgt's steps / population",
+            typical=250,
+        )
         lr: float = setting(1.0, "fixed: the parameters move to CMA-ES's mean", above=0)
         optimizer: str = "sgd"
         cma_sigma: float = setting(0.1, "CMA-ES's initial step size σ₀", above=0, label="Initial step size σ₀")
@@ -128,8 +141,13 @@ class CmaEs(Method):
     def check_config(cls, config) -> None:
         super().check_config(config)
         m = config.method
-        fixed = {"lr": (m.lr, 1.0), "optimizer": (m.optimizer, "sgd"), "lr_schedule": (m.lr_schedule, "constant"),
-                 "clip": (m.clip, 0.0), "follow_ring": (config.follow_ring, 0)}
+        fixed = {
+            "lr": (m.lr, 1.0),
+            "optimizer": (m.optimizer, "sgd"),
+            "lr_schedule": (m.lr_schedule, "constant"),
+            "clip": (m.clip, 0.0),
+            "follow_ring": (config.follow_ring, 0),
+        }
         for key, (value, needed) in fixed.items():
             if value != needed:
                 raise UserError(f"cma moves the parameters to its own mean: {key} must be {needed}, not {value}")
@@ -146,9 +164,20 @@ class CmaEs(Method):
         import cma
 
         m = self.settings
-        options = {"randn": lambda *shape: self.rng.standard_normal(shape), "seed": np.nan, "verbose": -9,
-                   "verb_log": 0, "verb_disp": 0, "CMA_diagonal": bool(m.cma_diagonal), "maxiter": np.inf,
-                   "tolfun": 0, "tolx": 0, "tolfunhist": 0, "tolstagnation": np.inf, "tolflatfitness": np.inf}
+        options = {
+            "randn": lambda *shape: self.rng.standard_normal(shape),
+            "seed": np.nan,
+            "verbose": -9,
+            "verb_log": 0,
+            "verb_disp": 0,
+            "CMA_diagonal": bool(m.cma_diagonal),
+            "maxiter": np.inf,
+            "tolfun": 0,
+            "tolx": 0,
+            "tolfunhist": 0,
+            "tolstagnation": np.inf,
+            "tolflatfitness": np.inf,
+        }
         if m.cma_population:
             options["popsize"] = int(m.cma_population)
         return cma.CMAEvolutionStrategy(theta, float(m.cma_sigma), options)
@@ -160,21 +189,26 @@ class CmaEs(Method):
             self.es = self._strategy(theta)
         candidates = [np.asarray(c, dtype=np.float64) for c in self.es.ask()]
         branches = [network.unflatten(c, params, names) for c in candidates]
-        tapes = network.forward_branches(branches, X, measure, roles=("plus",) * len(branches),
-                                         directions=np.arange(len(branches)))
+        tapes = network.forward_branches(
+            branches, X, measure, roles=("plus",) * len(branches), directions=np.arange(len(branches))
+        )
         losses = [float(network.loss(t.logits, y)) for t in tapes]
         self.es.tell(candidates, losses)
         move = network.unflatten(theta - np.asarray(self.es.mean, dtype=np.float64), params, names)
-        return StepResult(float(np.mean(losses)), {n: move[n] for n in names},
-                          values={"loss_best": min(losses), "sigma": float(self.es.sigma)})
+        return StepResult(
+            float(np.mean(losses)),
+            {n: move[n] for n in names},
+            values={"loss_best": min(losses), "sigma": float(self.es.sigma)},
+        )
 
     def get_state(self) -> dict:
         return {"rng": self.rng.bit_generator.state, "generations": 0 if self.es is None else int(self.es.countiter)}
 
     def set_state(self, state: dict) -> None:
         if int(state.get("generations", 0)) > 0:
-            raise UserError("a cma run cannot be resumed or rewound: CMA-ES's state is not in its checkpoints; "
-                            "run it again")
+            raise UserError(
+                "a cma run cannot be resumed or rewound: CMA-ES's state is not in its checkpoints; run it again"
+            )
         self.rng.bit_generator.state = state["rng"]
         self.es = None
 
@@ -192,8 +226,13 @@ class NodeJacobian(ThroughTheLayer):
     @dataclass(frozen=True)
     class Settings(SteppedSettings):
         lr_schedule: str = "cosine"
-        delta: float = setting(0.05, "probe size δ at the reservoir's input (inputs live in [0, 1])", above=0,
-                               maximum=0.5, label="Probe size δ")
+        delta: float = setting(
+            0.05,
+            "probe size δ at the reservoir's input (inputs live in [0, 1])",
+            above=0,
+            maximum=0.5,
+            label="Probe size δ",
+        )
 
     @classmethod
     def queries_per_row(cls, settings) -> int:
@@ -208,10 +247,14 @@ def jacobian_vjp(delta: float, layer, U, F, g_F, rows: Rows, measure, perturbati
     (s_j = +1, or −1 where U_j + δ would leave [0, 1]), each against the baseline features F of the row."""
     U, F = np.asarray(U, dtype=np.float64), np.asarray(F, dtype=np.float64)
     N, d = U.shape
-    signs = np.where(U + delta <= 1.0, 1, -1)                                  # (N, d)
-    probes = U[:, None, :] + delta * signs[:, :, None] * np.eye(d)[None]       # (N, d, d): row n, coordinate j
-    probe_rows = Rows(position=np.repeat(rows.position, d), token=np.repeat(rows.token, d),
-                      role=np.where(signs.ravel() > 0, "plus", "minus"), direction=np.tile(np.arange(d), N))
+    signs = np.where(U + delta <= 1.0, 1, -1)  # (N, d)
+    probes = U[:, None, :] + delta * signs[:, :, None] * np.eye(d)[None]  # (N, d, d): row n, coordinate j
+    probe_rows = Rows(
+        position=np.repeat(rows.position, d),
+        token=np.repeat(rows.token, d),
+        role=np.where(signs.ravel() > 0, "plus", "minus"),
+        direction=np.tile(np.arange(d), N),
+    )
     measured = np.asarray(measure(layer.index, probes.reshape(N * d, d), probe_rows)).reshape(N, d, -1)
     perturbations.append(signs.astype(np.int8)[None])
     return np.einsum("njm,nm->nj", measured - F[:, None, :], g_F) / (delta * signs)

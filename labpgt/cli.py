@@ -16,9 +16,22 @@ import sys
 from pathlib import Path
 
 from labpgt import signals
-from labpgt.commandline import (DEFAULT_KINDS, OneLineParser, add_ring_parts_options, add_sweep_ranges, add_training_options,
-                                 behaviour_list, chosen_kinds, fault_spec, generator_models, number, ring_parts,
-                                 swept_setting, training_settings, unit_vector)
+from labpgt.commandline import (
+    DEFAULT_KINDS,
+    OneLineParser,
+    add_ring_parts_options,
+    add_sweep_ranges,
+    add_training_options,
+    behaviour_list,
+    chosen_kinds,
+    fault_spec,
+    generator_models,
+    number,
+    ring_parts,
+    swept_setting,
+    training_settings,
+    unit_vector,
+)
 from labpgt.errors import UserError
 
 POSITIVE_INT, NONNEGATIVE_INT = number(int, minimum=1), number(int, minimum=0)
@@ -27,14 +40,19 @@ POSITIVE_FLOAT = number(float, above=0)
 
 # --------------------------------------------------------------------------- train
 def add_train(sub, kinds, full=True):
-    p = sub.add_parser("train", help="train a network through the reservoir, recording an HDF5 session",
-                       description="Train the digital parts of a network around the reservoir. Default: digits, "
-                                   "the dense network, through the embedded simulated ring with node perturbation. "
-                                   "Every query is recorded in an HDF5 session (--out, default data/runs/...); an "
-                                   "interrupted run continues with --resume FILE.h5. The settings shown are those "
-                                   "of the method, model and reservoir chosen.")
+    p = sub.add_parser(
+        "train",
+        help="train a network through the reservoir, recording an HDF5 session",
+        description="Train the digital parts of a network around the reservoir. Default: digits, "
+        "the dense network, through the embedded simulated ring with node perturbation. "
+        "Every query is recorded in an HDF5 session (--out, default data/runs/...); an "
+        "interrupted run continues with --resume FILE.h5. The settings shown are those "
+        "of the method, model and reservoir chosen.",
+    )
     p.set_defaults(run=run_train, settings=add_training_options(p, kinds) if full else [])
-    p.add_argument("--out", type=Path, help="session file to write (default data/runs/<time>-<task>-<model>-<method>.h5)")
+    p.add_argument(
+        "--out", type=Path, help="session file to write (default data/runs/<time>-<task>-<model>-<method>.h5)"
+    )
     p.add_argument("--resume", type=Path, metavar="FILE.h5", help="continue this interrupted session")
     p.add_argument("--plot", type=Path, help="loss/accuracy PNG (default: beside the session)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -73,7 +91,7 @@ def run_train(args) -> int:
             outcome = engine.resume(session) if args.resume is not None else engine.train(config, session)
     except BenchFault as exc:
         raise UserError(f"{exc}{saved_session_hint(session)}") from None
-    except KeyboardInterrupt as exc:               # a second signal, or one before the run could stop
+    except KeyboardInterrupt as exc:  # a second signal, or one before the run could stop
         signals.say(f"labpgt: interrupted; RF is off{saved_session_hint(session)}")
         return exc.exit_status if isinstance(exc, signals.Interrupted) else 130
     finally:
@@ -89,37 +107,76 @@ def run_train(args) -> int:
 
 # --------------------------------------------------------------------------- benchmark
 def add_benchmark(sub, kinds, full=True):
-    p = sub.add_parser("benchmark", help="compare training methods by accuracy and reservoir queries",
-                       description="Train each method with each seed, each run its own session (a complete one is "
-                                   "read back, an interrupted one resumed), fanned out over dask worker "
-                                   "processes. The target is the mean final held-out accuracy of pgt (or of "
-                                   "--target) in the same benchmark; each run reports the training queries it "
-                                   "needed to reach it.")
-    p.set_defaults(run=run_benchmark_command,
-                   settings=add_training_options(p, kinds, benchmark=True) if full else [])
-    p.add_argument("--methods", default="pgt,node,readout",
-                   help="comma-separated variants METHOD[:KEY=VALUE...], e.g. pgt,pgt:optimizer=adam:lr=0.01,node")
+    p = sub.add_parser(
+        "benchmark",
+        help="compare training methods by accuracy and reservoir queries",
+        description="Train each method with each seed, each run its own session (a complete one is "
+        "read back, an interrupted one resumed), fanned out over dask worker "
+        "processes. The target is the mean final held-out accuracy of pgt (or of "
+        "--target) in the same benchmark; each run reports the training queries it "
+        "needed to reach it.",
+    )
+    p.set_defaults(run=run_benchmark_command, settings=add_training_options(p, kinds, benchmark=True) if full else [])
+    p.add_argument(
+        "--methods",
+        default="pgt,node,readout",
+        help="comma-separated variants METHOD[:KEY=VALUE...], e.g. pgt,pgt:optimizer=adam:lr=0.01,node",
+    )
     p.add_argument("--seeds", type=POSITIVE_INT, default=1, help="seeds 0..N-1 per method (1); from --first-seed")
     p.add_argument("--first-seed", type=NONNEGATIVE_INT, default=0, help="the first of the --seeds seeds (0)")
-    p.add_argument("--tuning-seeds", type=seed_list, metavar="S1,S2|A-B",
-                   help="the seeds the settings were tuned on: these runs are reported runs, on other seeds "
-                        "(refused otherwise); without it the runs are recorded as tuning runs")
-    p.add_argument("--levels", type=accuracy_levels, default=None, metavar="A1,A2,...",
-                   help="held-out accuracy levels of the queries-to-level table (0.5,0.6,0.7,0.8,0.85,0.9)")
-    p.add_argument("--target", default="pgt", metavar="VARIANT",
-                   help="the variant whose mean final held-out accuracy is the target, run too if it is not "
-                        "among --methods, e.g. --target node for --methods backprop,node (pgt)")
-    p.add_argument("--steps", action="append", default=[], dest="steps_by_method", metavar="METHOD=N",
-                   help="steps for one method or variant label, e.g. --steps pgt=3000 (repeatable)")
-    p.add_argument("--set", action="append", default=[], dest="grid", metavar="[METHOD.]KEY=V1,V2",
-                   help="run every variant of METHOD (every method without it) with each value of a training "
-                        "setting, e.g. --set pgt.lr=0.002,0.004 --set node.optimizer=sgd,adam --set "
-                        "digital_noise=0,0.05; several --set make a grid (repeatable)")
-    p.add_argument("--out-dir", "--sessions", type=Path, dest="out_dir",
-                   help="directory of the runs' sessions, one file per run (data/runs/benchmark-<time>); "
-                        "give an existing one to complete an interrupted benchmark")
-    p.add_argument("--workers", type=NONNEGATIVE_INT, default=None,
-                   help="dask worker processes on this machine (its core count); 0 runs in this process")
+    p.add_argument(
+        "--tuning-seeds",
+        type=seed_list,
+        metavar="S1,S2|A-B",
+        help="the seeds the settings were tuned on: these runs are reported runs, on other seeds "
+        "(refused otherwise); without it the runs are recorded as tuning runs",
+    )
+    p.add_argument(
+        "--levels",
+        type=accuracy_levels,
+        default=None,
+        metavar="A1,A2,...",
+        help="held-out accuracy levels of the queries-to-level table (0.5,0.6,0.7,0.8,0.85,0.9)",
+    )
+    p.add_argument(
+        "--target",
+        default="pgt",
+        metavar="VARIANT",
+        help="the variant whose mean final held-out accuracy is the target, run too if it is not "
+        "among --methods, e.g. --target node for --methods backprop,node (pgt)",
+    )
+    p.add_argument(
+        "--steps",
+        action="append",
+        default=[],
+        dest="steps_by_method",
+        metavar="METHOD=N",
+        help="steps for one method or variant label, e.g. --steps pgt=3000 (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="grid",
+        metavar="[METHOD.]KEY=V1,V2",
+        help="run every variant of METHOD (every method without it) with each value of a training "
+        "setting, e.g. --set pgt.lr=0.002,0.004 --set node.optimizer=sgd,adam --set "
+        "digital_noise=0,0.05; several --set make a grid (repeatable)",
+    )
+    p.add_argument(
+        "--out-dir",
+        "--sessions",
+        type=Path,
+        dest="out_dir",
+        help="directory of the runs' sessions, one file per run (data/runs/benchmark-<time>); "
+        "give an existing one to complete an interrupted benchmark",
+    )
+    p.add_argument(
+        "--workers",
+        type=NONNEGATIVE_INT,
+        default=None,
+        help="dask worker processes on this machine (its core count); 0 runs in this process",
+    )
     p.add_argument("--scheduler", metavar="ADDRESS", help="an existing dask cluster, e.g. tcp://10.0.0.5:8786")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON here")
     p.add_argument("--plot", type=Path, metavar="PNG", help="accuracy against training queries per method")
@@ -127,9 +184,9 @@ def add_benchmark(sub, kinds, full=True):
 
 def run_benchmark_command(args) -> int:
     from labpgt.benchmark import Variant, format_table, parse_steps, plan_benchmark, run_plan, write_json
+    from labpgt.display import BenchmarkProgress
     from labpgt.levels import levels_report
     from labpgt.references import digital_references
-    from labpgt.display import BenchmarkProgress
     from labpgt.runs import default_session_path
     from labpgt.settings import default_of
     from labpgt.trainer import TrainConfig
@@ -138,14 +195,25 @@ def run_benchmark_command(args) -> int:
     settings = training_settings(args, args.settings)
     task = settings.pop("task", default_of(TrainConfig, "task"))
     sessions = args.out_dir or default_session_path("benchmark").with_suffix("")
-    plan = plan_benchmark(task, settings.pop("reservoir"), variants, sessions_dir=sessions,
-                          seeds=range(args.first_seed, args.first_seed + args.seeds), tuning_seeds=args.tuning_seeds,
-                          steps_by_method=parse_steps(args.steps_by_method), grid=args.grid, target=args.target,
-                          **settings)
+    plan = plan_benchmark(
+        task,
+        settings.pop("reservoir"),
+        variants,
+        sessions_dir=sessions,
+        seeds=range(args.first_seed, args.first_seed + args.seeds),
+        tuning_seeds=args.tuning_seeds,
+        steps_by_method=parse_steps(args.steps_by_method),
+        grid=args.grid,
+        target=args.target,
+        **settings,
+    )
     workers = plan.workers(args.workers)
     plan.check_placement(workers, args.scheduler)
-    print(f"{len(plan.runs)} runs on {workers or 'no'} worker processes; sessions in {sessions}",
-          file=sys.stderr, flush=True)
+    print(
+        f"{len(plan.runs)} runs on {workers or 'no'} worker processes; sessions in {sessions}",
+        file=sys.stderr,
+        flush=True,
+    )
     with BenchmarkProgress(len(plan.runs)) as report:
         result = run_plan(plan, workers=workers, scheduler=args.scheduler, progress=report)
     result["references"] = digital_references(plan.task, plan.seeds)
@@ -182,13 +250,16 @@ def accuracy_levels(text: str) -> tuple[float, ...]:
 
 # --------------------------------------------------------------------------- sessions
 def add_session_commands(sub, kinds):
-    p = sub.add_parser("replay", help="rerun a recorded session offline and check it reproduces",
-                       description="Rerun the training of a session file through a replay reservoir that "
-                                   "serves the recorded responses. Exit 0 if the trajectory reproduces, 1 "
-                                   "naming the first divergence. Each step is recomputed from the recorded "
-                                   "state before it and must agree within 1e-8 of the step (another machine's "
-                                   "rounding); the largest deviation is reported. With --readout ridge, refit a "
-                                   "readout on the recorded features instead. The file is never modified.")
+    p = sub.add_parser(
+        "replay",
+        help="rerun a recorded session offline and check it reproduces",
+        description="Rerun the training of a session file through a replay reservoir that "
+        "serves the recorded responses. Exit 0 if the trajectory reproduces, 1 "
+        "naming the first divergence. Each step is recomputed from the recorded "
+        "state before it and must agree within 1e-8 of the step (another machine's "
+        "rounding); the largest deviation is reported. With --readout ridge, refit a "
+        "readout on the recorded features instead. The file is never modified.",
+    )
     p.add_argument("session", type=Path)
     p.add_argument("--exact", action="store_true", help="demand bit-identical results (the recording machine)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -240,40 +311,80 @@ def run_export(args) -> int:
 def add_sim(sub, kinds):
     from labpgt.instruments.simulated import ANALYZER_MODELS
 
-    p = sub.add_parser("sim", help="serve the simulated bench over loopback TCP (raw-socket SCPI)",
-                       description="Serve each simulated instrument on its own TCP port, reachable as "
-                                   "TCPIP::HOST::PORT::SOCKET through any VISA. Prints one line per "
-                                   "instrument, NAME RESOURCE, then serves until interrupted.")
+    p = sub.add_parser(
+        "sim",
+        help="serve the simulated bench over loopback TCP (raw-socket SCPI)",
+        description="Serve each simulated instrument on its own TCP port, reachable as "
+        "TCPIP::HOST::PORT::SOCKET through any VISA. Prints one line per "
+        "instrument, NAME RESOURCE, then serves until interrupted.",
+    )
     p.add_argument("--generators", type=POSITIVE_INT, default=4, help="number of signal generators (4)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
-    p.add_argument("--port", type=NONNEGATIVE_INT, default=15025,
-                   help="base port: analyzer = PORT, ring = PORT+1, generator i = PORT+10+i (15025); "
-                        "0 lets the system choose free ports")
+    p.add_argument(
+        "--port",
+        type=NONNEGATIVE_INT,
+        default=15025,
+        help="base port: analyzer = PORT, ring = PORT+1, generator i = PORT+10+i (15025); "
+        "0 lets the system choose free ports",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the simulator's noise (0)")
     p.add_argument("--noise", type=int, choices=(0, 1), default=1, help="1: measurement noise on; 0: off")
-    p.add_argument("--analyzer", default="esa", choices=tuple(ANALYZER_MODELS),
-                   help="the analyzer's model and SCPI dialect: esa (Agilent E4408B), x-series (Keysight "
-                        "N9030B) or fsx (R&S FSL6) (esa)")
-    p.add_argument("--generator", type=generator_models, default=["psg"], metavar="MODEL[,MODEL...]",
-                   help="the generators' models, one for all or one per generator: psg (Agilent E8257D), "
-                        "e8267c, mxg (Keysight N5183B), exg (N5173B), mg369x (Anritsu MG3692C), tabor (Tabor Lucid "
-                        "LS6081B), tabor-x (Lucid X LSX6081B) (psg)")
-    p.add_argument("--write-bench", type=Path, metavar="FILE.toml",
-                   help="also write the bench config of what is served (with its actual ports) to this file")
-    p.add_argument("--faults", type=fault_spec, metavar="SPEC",
-                   help="inject seeded faults per program message, e.g. drop=0.02,delay=0.01,garble=0.02,"
-                        "error=0.01,reboot=0.001,seed=7 (also delay_s=6, reboot_s=0); "
-                        "see labpgt.instruments.simulated.faults")
-    p.add_argument("--ideal", action="store_true",
-                   help="the kind ring: no drift, memory, nonlinear shift, sidebands, three-magnon loss, "
-                        "mode-partition noise, wide locking (default: a real ring's behaviours, all on)")
-    p.add_argument("--without", type=behaviour_list, default=(), metavar="NAMES",
-                   help="switch these behaviours off, comma-separated: three_magnon, nonlinear_shift, memory, "
-                        "mode_partition, locking, sidebands, drift")
-    p.add_argument("--realtime", action="store_true",
-                   help="each sweep takes its simulated duration (settling + sweep time) in the wall clock too")
-    p.add_argument("--device", type=NONNEGATIVE_INT, default=0, metavar="N",
-                   help="which simulated ring: 0 the nominal one, N >= 1 drawn from the documented device spread (0)")
+    p.add_argument(
+        "--analyzer",
+        default="esa",
+        choices=tuple(ANALYZER_MODELS),
+        help="the analyzer's model and SCPI dialect: esa (Agilent E4408B), x-series (Keysight "
+        "N9030B) or fsx (R&S FSL6) (esa)",
+    )
+    p.add_argument(
+        "--generator",
+        type=generator_models,
+        default=["psg"],
+        metavar="MODEL[,MODEL...]",
+        help="the generators' models, one for all or one per generator: psg (Agilent E8257D), "
+        "e8267c, mxg (Keysight N5183B), exg (N5173B), mg369x (Anritsu MG3692C), tabor (Tabor Lucid "
+        "LS6081B), tabor-x (Lucid X LSX6081B) (psg)",
+    )
+    p.add_argument(
+        "--write-bench",
+        type=Path,
+        metavar="FILE.toml",
+        help="also write the bench config of what is served (with its actual ports) to this file",
+    )
+    p.add_argument(
+        "--faults",
+        type=fault_spec,
+        metavar="SPEC",
+        help="inject seeded faults per program message, e.g. drop=0.02,delay=0.01,garble=0.02,"
+        "error=0.01,reboot=0.001,seed=7 (also delay_s=6, reboot_s=0); "
+        "see labpgt.instruments.simulated.faults",
+    )
+    p.add_argument(
+        "--ideal",
+        action="store_true",
+        help="the kind ring: no drift, memory, nonlinear shift, sidebands, three-magnon loss, "
+        "mode-partition noise, wide locking (default: a real ring's behaviours, all on)",
+    )
+    p.add_argument(
+        "--without",
+        type=behaviour_list,
+        default=(),
+        metavar="NAMES",
+        help="switch these behaviours off, comma-separated: three_magnon, nonlinear_shift, memory, "
+        "mode_partition, locking, sidebands, drift",
+    )
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="each sweep takes its simulated duration (settling + sweep time) in the wall clock too",
+    )
+    p.add_argument(
+        "--device",
+        type=NONNEGATIVE_INT,
+        default=0,
+        metavar="N",
+        help="which simulated ring: 0 the nominal one, N >= 1 drawn from the documented device spread (0)",
+    )
     add_ring_parts_options(p)
     p.set_defaults(run=run_sim)
 
@@ -283,14 +394,24 @@ def run_sim(args) -> int:
 
     models = args.generator * args.generators if len(args.generator) == 1 else args.generator
     if len(models) != args.generators:
-        raise UserError(f"--generator names {len(models)} models for {args.generators} generators: give one, "
-                        f"or one per generator")
-    with serve_simulated_bench(generators=args.generators, host=args.host, port=args.port, seed=args.seed,
-                               noise=bool(args.noise), analyzer=args.analyzer, models=models, faults=args.faults,
-                               behaviours={"preset": "ideal" if args.ideal else "real",
-                                           **dict.fromkeys(args.without, False)},
-                               realtime=args.realtime, device=args.device, bench_file=args.write_bench,
-                               ring_parts=ring_parts(args)) as served:
+        raise UserError(
+            f"--generator names {len(models)} models for {args.generators} generators: give one, or one per generator"
+        )
+    with serve_simulated_bench(
+        generators=args.generators,
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        noise=bool(args.noise),
+        analyzer=args.analyzer,
+        models=models,
+        faults=args.faults,
+        behaviours={"preset": "ideal" if args.ideal else "real", **dict.fromkeys(args.without, False)},
+        realtime=args.realtime,
+        device=args.device,
+        bench_file=args.write_bench,
+        ring_parts=ring_parts(args),
+    ) as served:
         for name, resource in served.resources.items():
             print(f"{name} {resource}", flush=True)
         with signals.stopping_runs(served):
@@ -300,19 +421,30 @@ def run_sim(args) -> int:
 
 # --------------------------------------------------------------------------- spectrum
 def add_spectrum(sub, kinds):
-    p = sub.add_parser("spectrum", help="measure one spectrum of the ring and save it as a PNG",
-                       description="Set the generators from --u (or the bench's fixed settings), take "
-                                   "one sweep, list every line that stands --margin-db above the trace's median "
-                                   "and --prominence-db above its surroundings, and save the trace as a PNG with "
-                                   "those lines and the threshold marked.")
+    p = sub.add_parser(
+        "spectrum",
+        help="measure one spectrum of the ring and save it as a PNG",
+        description="Set the generators from --u (or the bench's fixed settings), take "
+        "one sweep, list every line that stands --margin-db above the trace's median "
+        "and --prominence-db above its surroundings, and save the trace as a PNG with "
+        "those lines and the threshold marked.",
+    )
     p.add_argument("--bench", type=Path, help="bench TOML (default: the embedded simulated bench)")
     p.add_argument("--u", type=unit_vector, help="comma-separated inputs in [0,1], one per encoded setting")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("spectrum.png"))
-    p.add_argument("--margin-db", type=POSITIVE_FLOAT, default=30.0,
-                   help="a line is listed when it stands this far above the trace's median (30, as for sweep)")
-    p.add_argument("--prominence-db", type=POSITIVE_FLOAT, default=6.0,
-                   help="... and this far above the lowest point between it and any higher line (6)")
+    p.add_argument(
+        "--margin-db",
+        type=POSITIVE_FLOAT,
+        default=30.0,
+        help="a line is listed when it stands this far above the trace's median (30, as for sweep)",
+    )
+    p.add_argument(
+        "--prominence-db",
+        type=POSITIVE_FLOAT,
+        default=6.0,
+        help="... and this far above the lowest point between it and any higher line (6)",
+    )
     p.set_defaults(run=run_spectrum)
 
 
@@ -335,33 +467,45 @@ def run_spectrum(args) -> int:
     threshold = float(np.median(m.spectra[0])) + args.margin_db
     peaks = spectral_lines(m.spectra[0], threshold, args.prominence_db)
     print(*spectrum_lines(bench, m, peaks, threshold, args.margin_db, args.prominence_db), sep="\n")
-    plot_spectrum(m.frequencies, m.spectra[0], args.out, title=f"{bench.config.name}", peaks=peaks,
-                  threshold_dbm=threshold)
+    plot_spectrum(
+        m.frequencies, m.spectra[0], args.out, title=f"{bench.config.name}", peaks=peaks, threshold_dbm=threshold
+    )
     print(f"saved {args.out}")
     return 0
 
 
 # --------------------------------------------------------------------------- sweep
 def add_sweep(sub, kinds):
-    p = sub.add_parser("sweep", help="characterise the ring: sweep one setting, record every spectrum, "
-                                     "find the threshold",
-                       description="Sweep one setting over POINTS evenly spaced values from START to STOP, one "
-                                   "spectrum per point, recorded in a session of kind sweep. Prints the strongest "
-                                   "line of each point (injected tones excluded) and, when the loop gain is swept, "
-                                   "the auto-oscillation threshold; saves a PNG. Ring sweeps run with the "
-                                   "generators off unless --tones. Ctrl+C or SIGTERM stops after the point being "
-                                   "measured, RF off, the session valid.")
+    p = sub.add_parser(
+        "sweep",
+        help="characterise the ring: sweep one setting, record every spectrum, find the threshold",
+        description="Sweep one setting over POINTS evenly spaced values from START to STOP, one "
+        "spectrum per point, recorded in a session of kind sweep. Prints the strongest "
+        "line of each point (injected tones excluded) and, when the loop gain is swept, "
+        "the auto-oscillation threshold; saves a PNG. Ring sweeps run with the "
+        "generators off unless --tones. Ctrl+C or SIGTERM stops after the point being "
+        "measured, RF off, the session valid.",
+    )
     # a range may start with a minus sign (--gain -3:3:25); argparse would take it for an unknown option
     p._negative_number_matcher = re.compile(r"^-\.?\d")
     add_sweep_ranges(p.add_mutually_exclusive_group(required=True))
     p.add_argument("--bench", type=Path, help="bench TOML (default: the embedded simulated bench)")
     p.add_argument("--seed", type=int, default=0, help="seed of the embedded simulator (0)")
-    p.add_argument("--tones", action="store_true",
-                   help="generators on (at the bench's fixed settings) during a ring sweep")
-    p.add_argument("--margin-db", type=POSITIVE_FLOAT, default=30.0,
-                   help="the threshold is where the strongest line first stands this far above the median (30)")
-    p.add_argument("--out", type=Path, metavar="FILE.h5",
-                   help="session file to write (default data/runs/<time>-sweep-<setting>.h5); never overwritten")
+    p.add_argument(
+        "--tones", action="store_true", help="generators on (at the bench's fixed settings) during a ring sweep"
+    )
+    p.add_argument(
+        "--margin-db",
+        type=POSITIVE_FLOAT,
+        default=30.0,
+        help="the threshold is where the strongest line first stands this far above the median (30)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE.h5",
+        help="session file to write (default data/runs/<time>-sweep-<setting>.h5); never overwritten",
+    )
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="the sweep's PNG (default: beside the session)")
     p.add_argument("--quiet", action="store_true", help="no line per point")
     p.set_defaults(run=run_sweep_command)
@@ -378,8 +522,9 @@ def run_sweep_command(args) -> int:
 
     setting, generator, (start, stop, points) = swept_setting(args)
     config = load_bench_config(args.bench) if args.bench else simulated_bench_config(embedded=True, seed=args.seed)
-    spec = plan_sweep(config, setting, start, stop, points, instrument=generator, tones=args.tones,
-                      margin_db=args.margin_db)
+    spec = plan_sweep(
+        config, setting, start, stop, points, instrument=generator, tones=args.tones, margin_db=args.margin_db
+    )
     session = args.out or default_session_path("sweep", setting)
     if session.exists():
         raise UserError(f"{session} exists: a session is never overwritten; choose another --out")
@@ -398,19 +543,24 @@ def run_sweep_command(args) -> int:
         plot_sweep_result(result, display.traces, plot, sweep_description(spec, config.name))
         print(f"plot {plot}")
     if outcome.stopped is not None:
-        signals.say(f"labpgt: stopped ({outcome.stopped.why}) after {len(result.points)} of {spec.points} points; "
-                    f"RF is off and the session holds them")
+        signals.say(
+            f"labpgt: stopped ({outcome.stopped.why}) after {len(result.points)} of {spec.points} points; "
+            f"RF is off and the session holds them"
+        )
         return outcome.stopped.exit_status
     return 0
 
 
 # --------------------------------------------------------------------------- gui
 def add_gui(sub, kinds):
-    p = sub.add_parser("gui", help="the PyMeasure window: queue training runs, watch the ring live",
-                       description="Queue training runs (or, with --sweep, ring characterisation sweeps), "
-                                   "watch loss, accuracy and the live spectrum, open recorded sessions. Quit, "
-                                   "Ctrl+C or SIGTERM stop the running run between two measurements (RF off, "
-                                   "session saved), then close: exit status 0, 130 or 143.")
+    p = sub.add_parser(
+        "gui",
+        help="the PyMeasure window: queue training runs, watch the ring live",
+        description="Queue training runs (or, with --sweep, ring characterisation sweeps), "
+        "watch loss, accuracy and the live spectrum, open recorded sessions. Quit, "
+        "Ctrl+C or SIGTERM stop the running run between two measurements (RF off, "
+        "session saved), then close: exit status 0, 130 or 143.",
+    )
     p.add_argument("--bench", type=Path, help="bench TOML (default: the embedded simulated bench)")
     p.add_argument("--sweep", action="store_true", help="characterise the ring (RingSweep) instead of training")
     p.add_argument("--runs-dir", type=Path, help="where sessions are written (data/runs)")
@@ -438,16 +588,22 @@ def run_gui(args) -> int:
 
 # --------------------------------------------------------------------------- twin
 def add_twin(sub, kinds):
-    p = sub.add_parser("twin", help="twins of the ring: fit one from recorded sessions",
-                       description="A twin is a differentiable model of the ring (u -> features) learned from "
-                                   "measured pairs. Rehearse against it with --reservoir twin:FILE.h5.")
+    p = sub.add_parser(
+        "twin",
+        help="twins of the ring: fit one from recorded sessions",
+        description="A twin is a differentiable model of the ring (u -> features) learned from "
+        "measured pairs. Rehearse against it with --reservoir twin:FILE.h5.",
+    )
     twin = p.add_subparsers(dest="twin_command", metavar="ACTION", parser_class=OneLineParser)
     twin.required = True
-    fit = twin.add_parser("fit", help="fit a twin on every query of recorded sessions of one bench layout",
-                          description="Fit a twin on the measured (u, features) pairs of the sessions (training "
-                                      "or sweep, one bench layout), holding out a fifth of them to measure it; "
-                                      "print its held-out error per feature, write the twin and a plot of "
-                                      "predicted against measured features.")
+    fit = twin.add_parser(
+        "fit",
+        help="fit a twin on every query of recorded sessions of one bench layout",
+        description="Fit a twin on the measured (u, features) pairs of the sessions (training "
+        "or sweep, one bench layout), holding out a fifth of them to measure it; "
+        "print its held-out error per feature, write the twin and a plot of "
+        "predicted against measured features.",
+    )
     fit.add_argument("sessions", type=Path, nargs="+", metavar="SESSION.h5")
     fit.add_argument("--out", type=Path, required=True, metavar="TWIN.h5")
     fit.add_argument("--width", type=POSITIVE_INT, default=64, help="width of its two hidden layers (64)")
@@ -467,8 +623,7 @@ def run_twin_fit(args) -> int:
             raise UserError(f"{path} does not exist")
     if args.out.exists() and not args.out.is_file():
         raise UserError(f"--out {args.out} is not a file")
-    fit = fit_twin(args.sessions, args.out, hidden=(args.width, args.width), iterations=args.iterations,
-                   seed=args.seed)
+    fit = fit_twin(args.sessions, args.out, hidden=(args.width, args.width), iterations=args.iterations, seed=args.seed)
     plot = args.plot or args.out.with_suffix(".png")
     plot_twin_fit(fit, plot)
     print(*twin_fit_lines(fit), f"twin {args.out}", f"plot {plot}", sep="\n")
@@ -485,9 +640,12 @@ TRAINING_COMMANDS = {add_train: "train", add_benchmark: "benchmark"}
 def build_parser(argv: list[str] | None = None) -> OneLineParser:
     """The parser of ``labpgt``; a training's options are those of the kinds ``argv`` chooses, and are made (which
     imports the modules that declare them) only for the command ``argv`` names."""
-    parser = OneLineParser(prog="labpgt", description="Train neural networks through a physical reservoir "
-                                                       "(a magnonic auto-oscillation ring) with perturbative "
-                                                       "gradient training.")
+    parser = OneLineParser(
+        prog="labpgt",
+        description="Train neural networks through a physical reservoir "
+        "(a magnonic auto-oscillation ring) with perturbative "
+        "gradient training.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     argv = list(argv or [])
@@ -505,7 +663,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with signals.interrupting():
-            with signals.deferred():           # the settings' modules import numpy and JAX: not half-way
+            with signals.deferred():  # the settings' modules import numpy and JAX: not half-way
                 parser = build_parser(argv)
             args = parser.parse_args(argv)
             return args.run(args)

@@ -5,7 +5,8 @@ This module owns how a declared setting (:mod:`labpgt.settings`) becomes an opti
 options come from the run's own settings, the chosen method's, the model's, the chosen reservoir kind's
 and the evaluation policy's; the settings of the kinds *not* chosen are accepted but hidden, so that
 ``labpgt train --method pgt --twin-check-every 5`` is refused by the config in one line that says whose
-setting it is, and ``labpgt train --method twin --help`` lists twin's. It also holds the types of the commands' own arguments
+setting it is, and ``labpgt train --method twin --help`` lists twin's. It also holds the types of the commands' own
+arguments
 (a list of simulator behaviours, a fault specification, generator models, a vector of inputs): text to a
 value, or argparse's one-line error.
 """
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from labpgt.errors import UserError
 from labpgt.settings import Declared, Spec, described_default, fields_of, parse
@@ -32,9 +34,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 def option_type(declared: Declared):
     """The argparse ``type`` of a setting: its text parsed and checked by its declaration."""
+
     def convert(text: str):
         try:
-            if declared.kind is tuple:          # one item of a list option
+            if declared.kind is tuple:  # one item of a list option
                 return declared.spec.parse(text) if declared.spec.parse else text
             return parse(declared, text)
         except ValueError as exc:
@@ -68,8 +71,16 @@ def add_setting(parser, declared: Declared, shown: bool = True, default=None) ->
     parser.add_argument(declared.flag, type=option_type(declared), **kwargs)
 
 
-def add_settings(parser, title: str, classes: Iterable[type], shown: bool = True, skip: Iterable[str] = (),
-                 defaults: dict | None = None, known: set | None = None, several: bool = False) -> None:
+def add_settings(
+    parser,
+    title: str,
+    classes: Iterable[type],
+    shown: bool = True,
+    skip: Iterable[str] = (),
+    defaults: dict | None = None,
+    known: set | None = None,
+    several: bool = False,
+) -> None:
     """An option for every declared setting of ``classes`` not yet among ``known`` (the flat keys already
     added, updated here), under ``title``; hidden unless ``shown``; ``skip``: keys the command sets itself.
     ``several``: the classes are several kinds' (every method's) and a setting goes to each that has it, with
@@ -120,8 +131,12 @@ def add_training_options(p, kinds: dict, benchmark: bool = False) -> list[str]:
     from labpgt.trainer import TrainConfig
 
     if not benchmark:
-        p.add_argument("--method", default=None, help=f"{' | '.join(METHODS)} ({DEFAULT_KINDS['method']}); "
-                       f"labpgt train --method METHOD --help lists its settings")
+        p.add_argument(
+            "--method",
+            default=None,
+            help=f"{' | '.join(METHODS)} ({DEFAULT_KINDS['method']}); "
+            f"labpgt train --method METHOD --help lists its settings",
+        )
     p.add_argument("--reservoir", default=None, help=f"{NAMES.replace(', ', ' | ')} (ring-sim)")
     known: set[str] = set()
     add_settings(p, "the run", [TrainConfig], skip=("seed",) if benchmark else (), known=known)
@@ -132,13 +147,18 @@ def add_training_options(p, kinds: dict, benchmark: bool = False) -> list[str]:
     try:
         chosen_reservoir = reservoir_kind(kinds["reservoir"]).Settings
     except UserError:
-        chosen_reservoir = None                      # refused with one line when the config is made
+        chosen_reservoir = None  # refused with one line when the config is made
     add_settings(p, f"reservoir {kinds['reservoir']}", [chosen_reservoir] if chosen_reservoir else [], known=known)
     add_settings(p, "evaluation", [Evaluation], known=known, defaults=EVALUATION_DEFAULTS if benchmark else None)
     if benchmark:
-        add_settings(p, "settings of the methods (each goes to every method that has it; one method's: --set "
-                        "METHOD.KEY=V)", [m.Settings for m in METHODS.values()], skip=("steps",), known=known,
-                     several=True)
+        add_settings(
+            p,
+            "settings of the methods (each goes to every method that has it; one method's: --set METHOD.KEY=V)",
+            [m.Settings for m in METHODS.values()],
+            skip=("steps",),
+            known=known,
+            several=True,
+        )
     else:
         add_settings(p, "", [m.Settings for m in METHODS.values()], shown=False, known=known)
     add_settings(p, "", [k.Settings for k in RESERVOIRS.values()], shown=False, known=known)
@@ -167,6 +187,7 @@ def argument_type(convert):
             return convert(text)
         except UserError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+
     return wrapped
 
 
@@ -215,13 +236,25 @@ def add_ring_parts_options(p) -> None:
     """``labpgt sim``'s choice of ring: the controller box, or the parts a lab builds it from."""
     from labpgt.instruments.simulated.controls import ATTENUATOR_MODELS, GAUSSMETER_MODELS
 
-    p.add_argument("--ring", choices=("controller", "parts"), default="controller",
-                   help="controller: the ring controller box; parts: the ring a lab builds, a loop --attenuator, a Kepco "
-                        "coil supply, a --gaussmeter and a Lake Shore 336 temperature controller (controller)")
-    p.add_argument("--attenuator", choices=tuple(ATTENUATOR_MODELS), default="hp11713",
-                   help="with --ring parts: the loop attenuator (hp11713)")
-    p.add_argument("--gaussmeter", choices=tuple(GAUSSMETER_MODELS), default="ls421",
-                   help="with --ring parts: the gaussmeter (ls421)")
+    p.add_argument(
+        "--ring",
+        choices=("controller", "parts"),
+        default="controller",
+        help="controller: the ring controller box; parts: the ring a lab builds, a loop --attenuator, a Kepco "
+        "coil supply, a --gaussmeter and a Lake Shore 336 temperature controller (controller)",
+    )
+    p.add_argument(
+        "--attenuator",
+        choices=tuple(ATTENUATOR_MODELS),
+        default="hp11713",
+        help="with --ring parts: the loop attenuator (hp11713)",
+    )
+    p.add_argument(
+        "--gaussmeter",
+        choices=tuple(GAUSSMETER_MODELS),
+        default="ls421",
+        help="with --ring parts: the gaussmeter (ls421)",
+    )
 
 
 def ring_parts(args) -> tuple[str, str] | None:
@@ -230,8 +263,12 @@ def ring_parts(args) -> tuple[str, str] | None:
 
 # --------------------------------------------------------------------------- a sweep's range
 SWEEP_OPTIONS = {  # option: (the setting swept, whether the option names an instrument before the range)
-    "gain": ("loop_gain_db", False), "field": ("field_mt", False), "current": ("current_a", False),
-    "attenuation": ("attenuation_db", False), "frequency": ("frequency_hz", True), "power": ("power_dbm", True),
+    "gain": ("loop_gain_db", False),
+    "field": ("field_mt", False),
+    "current": ("current_a", False),
+    "attenuation": ("attenuation_db", False),
+    "frequency": ("frequency_hz", True),
+    "power": ("power_dbm", True),
 }
 RANGE = "START:STOP:POINTS"
 
@@ -239,11 +276,17 @@ RANGE = "START:STOP:POINTS"
 def add_sweep_ranges(swept) -> None:
     """``labpgt sweep``'s options, one for each setting it sweeps (a mutually exclusive, required group)."""
     swept.add_argument("--gain", metavar=RANGE, help="the ring's loop gain, dB")
-    swept.add_argument("--field", metavar=RANGE, help="the ring's bias field, mT (a coil supply: through its gaussmeter)")
+    swept.add_argument(
+        "--field", metavar=RANGE, help="the ring's bias field, mT (a coil supply: through its gaussmeter)"
+    )
     swept.add_argument("--current", metavar=RANGE, help="a coil supply's current, A, open loop: its field calibration")
     swept.add_argument("--attenuation", metavar=RANGE, help="the loop attenuator's attenuation, dB")
-    swept.add_argument("--frequency", nargs=2, metavar=("GEN", RANGE),
-                       help="generator GEN's frequency, Hz (GEN as the bench config names it)")
+    swept.add_argument(
+        "--frequency",
+        nargs=2,
+        metavar=("GEN", RANGE),
+        help="generator GEN's frequency, Hz (GEN as the bench config names it)",
+    )
     swept.add_argument("--power", nargs=2, metavar=("GEN", RANGE), help="generator GEN's power, dBm")
 
 

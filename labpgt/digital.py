@@ -24,8 +24,9 @@ class DigitalReservoir:
     differentiable = True
     setting_names: tuple[str, ...] = ()
 
-    def __init__(self, input_width: int = 8, feature_width: int = 32, gain: float = 2.0,
-                 noise: float = 0.0, seed: int = 0):
+    def __init__(
+        self, input_width: int = 8, feature_width: int = 32, gain: float = 2.0, noise: float = 0.0, seed: int = 0
+    ):
         self.input_width = int(input_width)
         self.feature_width = int(feature_width)
         self.gain = float(gain)

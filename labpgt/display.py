@@ -28,10 +28,14 @@ def connection_lines(reservoir) -> list[str]:
         return []
     identities = reservoir.identities()
     width = max(len(name) for name in identities)
-    return [f"connected to {config.name}: {len(identities)} instruments answered *IDN?",
-            *(f"  {name:<{width}}  {config.instruments[name].resource}  {identity}"
-              for name, identity in identities.items()),
-            *getattr(reservoir, "notes", [])]      # what the bench chose for the instruments (an attenuator held)
+    return [
+        f"connected to {config.name}: {len(identities)} instruments answered *IDN?",
+        *(
+            f"  {name:<{width}}  {config.instruments[name].resource}  {identity}"
+            for name, identity in identities.items()
+        ),
+        *getattr(reservoir, "notes", []),
+    ]  # what the bench chose for the instruments (an attenuator held)
 
 
 class TrainingDisplay:
@@ -53,8 +57,14 @@ class TrainingDisplay:
             if not self.quiet:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=event.total, initial=event.done, desc=event.label, unit="step",
-                                file=sys.stderr, dynamic_ncols=True)
+                self.bar = tqdm(
+                    total=event.total,
+                    initial=event.done,
+                    desc=event.label,
+                    unit="step",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                )
         elif isinstance(event, Measured):
             self.queries += len(event.measurement)
             if self.bar is not None and time.monotonic() - self._shown >= self.REFRESH_S:
@@ -69,8 +79,10 @@ class TrainingDisplay:
         elif isinstance(event, Suspended):
             self._note(f"labpgt: paused at step {event.step + 1}: {event.why}; RF off until it is back in range")
         elif isinstance(event, Resumed):
-            self._note(f"labpgt: going on after {event.seconds:.0f} s, step {event.step + 1} measured again "
-                       f"({event.discarded} of its queries dropped unrecorded)")
+            self._note(
+                f"labpgt: going on after {event.seconds:.0f} s, step {event.step + 1} measured again "
+                f"({event.discarded} of its queries dropped unrecorded)"
+            )
 
     def _note(self, line: str) -> None:
         if self.bar is not None:
@@ -112,13 +124,19 @@ def training_lines(result, resumed: bool) -> list[str]:
     by_role = ", ".join(f"{k} {v}" for k, v in q.items() if k not in ("eval", "test") and v)
     train = "" if result.final_train_accuracy is None else f" (train {result.final_train_accuracy:.4f})"
     test = f", {result.test_queries} for the final test" if result.test_queries else ""
-    reused = (f"; with the {result.prior_queries} pairs reused from earlier sessions, "
-              f"{result.queries_incl_evaluation + result.prior_queries} amortised" if result.prior_queries else "")
-    return [f"final {result.holdout} accuracy {result.final_accuracy:.4f}{train}",
-            f"reservoir queries: {result.training_queries} for training ({by_role}), {result.eval_queries} for "
-            f"evaluation{test}: {result.queries_incl_evaluation} in all{reused}",
-            f"wall time {result.wall_seconds:.1f} s, of which measuring {result.measure_seconds:.1f} s "
-            f"(both over the whole session{', every run of it' if resumed else ''})"]
+    reused = (
+        f"; with the {result.prior_queries} pairs reused from earlier sessions, "
+        f"{result.queries_incl_evaluation + result.prior_queries} amortised"
+        if result.prior_queries
+        else ""
+    )
+    return [
+        f"final {result.holdout} accuracy {result.final_accuracy:.4f}{train}",
+        f"reservoir queries: {result.training_queries} for training ({by_role}), {result.eval_queries} for "
+        f"evaluation{test}: {result.queries_incl_evaluation} in all{reused}",
+        f"wall time {result.wall_seconds:.1f} s, of which measuring {result.measure_seconds:.1f} s "
+        f"(both over the whole session{', every run of it' if resumed else ''})",
+    ]
 
 
 def saved_session_hint(session: Path) -> str:
@@ -143,8 +161,10 @@ def stopped_line(reason, session: Path) -> str:
 
 def sweep_description(spec, bench_name: str) -> str:
     """A sweep in words: what, from where to where, with the generators on or off, on which bench."""
-    return (f"{spec.label} from {spec.start:g} to {spec.stop:g} in {spec.points} points "
-            f"({'generators on' if spec.tones else 'generators off'}) on {bench_name}")
+    return (
+        f"{spec.label} from {spec.start:g} to {spec.stop:g} in {spec.points} points "
+        f"({'generators on' if spec.tones else 'generators off'}) on {bench_name}"
+    )
 
 
 class BenchmarkProgress:
@@ -160,9 +180,11 @@ class BenchmarkProgress:
         return self.finished
 
     def finished(self, label, seed, outcome) -> None:
-        self.bar.write(f"  {label} seed {seed}: {outcome['holdout']} accuracy {outcome['final_accuracy']:.4f} "
-                       f"after {outcome['training_queries']} training queries ({outcome['wall_seconds']:.0f} s)",
-                       file=sys.stderr)
+        self.bar.write(
+            f"  {label} seed {seed}: {outcome['holdout']} accuracy {outcome['final_accuracy']:.4f} "
+            f"after {outcome['training_queries']} training queries ({outcome['wall_seconds']:.0f} s)",
+            file=sys.stderr,
+        )
         self.bar.update(1)
 
     def __exit__(self, *exc):
@@ -171,23 +193,31 @@ class BenchmarkProgress:
 
 def twin_fit_lines(fit) -> list[str]:
     """What ``labpgt twin fit`` prints of a fit: its pairs, its held-out error overall and per feature."""
-    return [f"fitted on {fit.rows_fitted} measured pairs, {fit.iterations} Adam steps; held out {fit.rows_held_out}",
-            f"held-out error {fit.heldout_error:.4f} (standardised RMS: 0 perfect, 1 = each feature's mean); "
-            f"on the fitted pairs {fit.train_error:.4f}",
-            "feature  held-out error  residual std",
-            *(f"{i:7d}  {error:14.4f}  {residual:12.5f}"
-              for i, (error, residual) in enumerate(zip(fit.heldout_error_per_feature, fit.residual_std)))]
+    return [
+        f"fitted on {fit.rows_fitted} measured pairs, {fit.iterations} Adam steps; held out {fit.rows_held_out}",
+        f"held-out error {fit.heldout_error:.4f} (standardised RMS: 0 perfect, 1 = each feature's mean); "
+        f"on the fitted pairs {fit.train_error:.4f}",
+        "feature  held-out error  residual std",
+        *(
+            f"{i:7d}  {error:14.4f}  {residual:12.5f}"
+            for i, (error, residual) in enumerate(zip(fit.heldout_error_per_feature, fit.residual_std))
+        ),
+    ]
 
 
-def spectrum_lines(bench, measurement, peaks, threshold_dbm: float, margin_db: float, prominence_db: float) -> list[str]:
+def spectrum_lines(
+    bench, measurement, peaks, threshold_dbm: float, margin_db: float, prominence_db: float
+) -> list[str]:
     """What ``labpgt spectrum`` prints of one measured trace: the settings sent, the trace, its lines."""
     import numpy as np
 
     trace, freqs = measurement.spectra[0], measurement.frequencies
-    return [f"bench: {bench.config.name}",
-            *(f"  {name:>18} = {value:.6g}" for name, value in zip(bench.setting_names, measurement.settings[0])),
-            f"trace: {freqs.size} points, {freqs[0] / 1e9:.4f}-{freqs[-1] / 1e9:.4f} GHz, "
-            f"median {np.median(trace):.1f} dBm",
-            f"{len(peaks)} lines at least {margin_db:g} dB above the median ({threshold_dbm:.1f} dBm) and "
-            f"{prominence_db:g} dB above their surroundings:",
-            *(f"  peak {freqs[i] / 1e9:.4f} GHz  {trace[i]:6.1f} dBm" for i in peaks)]
+    return [
+        f"bench: {bench.config.name}",
+        *(f"  {name:>18} = {value:.6g}" for name, value in zip(bench.setting_names, measurement.settings[0])),
+        f"trace: {freqs.size} points, {freqs[0] / 1e9:.4f}-{freqs[-1] / 1e9:.4f} GHz, "
+        f"median {np.median(trace):.1f} dBm",
+        f"{len(peaks)} lines at least {margin_db:g} dB above the median ({threshold_dbm:.1f} dBm) and "
+        f"{prominence_db:g} dB above their surroundings:",
+        *(f"  peak {freqs[i] / 1e9:.4f} GHz  {trace[i]:6.1f} dBm" for i in peaks),
+    ]

@@ -34,9 +34,10 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,8 @@ class Suspend(Exception):
         super().__init__(suspender.describe(value if suspender.condition != "instrument" else None))
         self.suspender, self.value, self.rows = suspender, value, rows
 
-POLL_S = 0.5        # how often a paused run looks at its conditions again
+
+POLL_S = 0.5  # how often a paused run looks at its conditions again
 
 
 # --------------------------------------------------------------------------- events
@@ -165,7 +167,7 @@ class RunEngine:
         self._stop: StopReason | None = None
 
     # ---- who watches, and who may stop
-    def subscribe(self, callback: Callable[[object], None]) -> "RunEngine":
+    def subscribe(self, callback: Callable[[object], None]) -> RunEngine:
         """Give every event of the runs to ``callback``."""
         self._subscribers.append(callback)
         return self
@@ -212,8 +214,10 @@ class RunEngine:
 
         session = None if session is None else Path(session)
         if session is not None and session.exists():
-            raise UserError(f"{session} exists; a session is a record and is never overwritten "
-                            f"(continue it with labpgt train --resume {session})")
+            raise UserError(
+                f"{session} exists; a session is a record and is never overwritten "
+                f"(continue it with labpgt train --resume {session})"
+            )
         reservoir = reservoir if reservoir is not None else make_reservoir(config)
         with self._operating(reservoir) as metered:
             trainer = Trainer(config, metered)
@@ -221,7 +225,7 @@ class RunEngine:
             if prior is not None:
                 trainer.add_prior(*prior[:2])
             self.emit(Connected(reservoir, runs.describe(trainer.config), trainer.config.method.steps))
-            if self._stop is not None:             # asked while connecting: nothing measured, no file made
+            if self._stop is not None:  # asked while connecting: nothing measured, no file made
                 return RunOutcome(None, self._stop, None)
             if session is not None:
                 self._check_room(session, trainer, reservoir)
@@ -246,8 +250,11 @@ class RunEngine:
             writer.close()
             raise
         with self._operating(reservoir) as metered:
-            trainer = (Trainer(config, metered, prior=prior) if checkpoint is None else
-                       Trainer.restore(config, metered, checkpoint, observed=observed, prior=prior))
+            trainer = (
+                Trainer(config, metered, prior=prior)
+                if checkpoint is None
+                else Trainer.restore(config, metered, checkpoint, observed=observed, prior=prior)
+            )
             self.emit(Connected(reservoir, f"resume {session.name}", trainer.config.method.steps, trainer.step))
             self._check_room(session, trainer, reservoir)
             return self._run_training(trainer, writer, session, resumed_from=checkpoint)
@@ -278,7 +285,7 @@ class RunEngine:
             while True:
                 try:
                     if watch is not None and not trainer.started:
-                        watch.before_run()             # nothing is measured while a condition is out of range
+                        watch.before_run()  # nothing is measured while a condition is out of range
                     trainer.run(progress=announcing.step_done)
                     break
                 except Suspend as pause:
@@ -286,19 +293,20 @@ class RunEngine:
         except StopRequested as stop:
             return RunOutcome(None, stop.reason, session)
         finally:
-            rf_off(trainer.reservoir)      # the hardware first,
-            announcing.close()             # then the record
+            rf_off(trainer.reservoir)  # the hardware first,
+            announcing.close()  # then the record
         return RunOutcome(RunResult.of(trainer, session), None, session)
 
-    def _pause(self, pause: Suspend, trainer, announcing: "_Announcing", watch: "_Watch") -> None:
+    def _pause(self, pause: Suspend, trainer, announcing: _Announcing, watch: _Watch) -> None:
         """Pause the run (see the module) until every suspender's condition has held its range for its time,
         then rewind the trainer to its last complete step; a stop request ends the pause and the run."""
         bench, step, started = trainer.reservoir, trainer.step, time.time()
         self.emit(Suspended(step, str(pause)))
         if pause.suspender.rf == "off":
             rf_off(bench)
-        discarded = pause.rows + (announcing.writer.discard_pending() if hasattr(announcing.writer, "discard_pending")
-                                  else 0)
+        discarded = pause.rows + (
+            announcing.writer.discard_pending() if hasattr(announcing.writer, "discard_pending") else 0
+        )
         give_up = None if pause.suspender.max_s is None else time.monotonic() + pause.suspender.max_s
         held_since = None
         while True:
@@ -310,15 +318,25 @@ class RunEngine:
             else:
                 held_since = None
                 if give_up is not None and time.monotonic() > give_up:
-                    raise UserError(f"the run paused at step {step} because {pause} and it did not come back within "
-                                    f"{pause.suspender.max_s:g} s; RF is off and the session holds every complete "
-                                    f"step: continue with labpgt train --resume")
+                    raise UserError(
+                        f"the run paused at step {step} because {pause} and it did not come back within "
+                        f"{pause.suspender.max_s:g} s; RF is off and the session holds every complete "
+                        f"step: continue with labpgt train --resume"
+                    )
             time.sleep(POLL_S)
         bench.reapply()
         seconds = time.time() - started
-        announcing.record_suspension({"step": step, "started": started, "ended": started + seconds,
-                                      "condition": pause.suspender.condition, "value": pause.value,
-                                      "why": str(pause), "discarded_queries": discarded})
+        announcing.record_suspension(
+            {
+                "step": step,
+                "started": started,
+                "ended": started + seconds,
+                "condition": pause.suspender.condition,
+                "value": pause.value,
+                "why": str(pause),
+                "discarded_queries": discarded,
+            }
+        )
         trainer.rewind(announcing.last_checkpoint)
         self.emit(Resumed(trainer.step, seconds, discarded))
 
@@ -350,8 +368,8 @@ class RunEngine:
             except StopRequested as stop:
                 stopped = stop.reason
             finally:
-                rf_off(bench)                  # the hardware first,
-                writer.close()                 # then the record
+                rf_off(bench)  # the hardware first,
+                writer.close()  # then the record
             return RunOutcome(result, stopped, session)
 
     # ---- the reservoir, measured under the engine's eye
@@ -402,7 +420,7 @@ class _Metered:
         parts = []
         for row in range(U.shape[0]):
             engine.check()
-            parts.append(self._measure(U[row:row + 1]))
+            parts.append(self._measure(U[row : row + 1]))
             engine.emit(Measured(parts[-1]))
         return Measurement.concatenate(parts)
 
@@ -420,13 +438,14 @@ class _Watch:
         self.hold_s = max((s.hold_s for s in suspenders), default=0.0)
 
     @classmethod
-    def of(cls, trainer, session, announcing) -> "_Watch | None":
+    def of(cls, trainer, session, announcing) -> _Watch | None:
         suspenders = getattr(getattr(trainer.reservoir, "config", None), "suspenders", ())
         if not suspenders:
             return None
         if trainer.config.checkpoint_every != 1:
-            raise UserError("a bench with suspenders goes back to the last complete step after a pause: "
-                            "checkpoint_every must be 1")
+            raise UserError(
+                "a bench with suspenders goes back to the last complete step after a pause: checkpoint_every must be 1"
+            )
         return cls(suspenders, trainer.reservoir, session, announcing)
 
     def _of(self, condition: str):
@@ -446,8 +465,11 @@ class _Watch:
             raise Suspend(instrument, 0.0) from None
         temperature = self._of("temperature")
         if temperature is not None and measurement.temperature_c is not None:
-            value = float(np.nanmax(measurement.temperature_c)) if np.all(np.isfinite(measurement.temperature_c)) \
+            value = (
+                float(np.nanmax(measurement.temperature_c))
+                if np.all(np.isfinite(measurement.temperature_c))
                 else math.nan
+            )
             if math.isfinite(value) and not temperature.in_range(value):
                 raise Suspend(temperature, value, len(measurement))
         space = self._of("free_space")
@@ -489,10 +511,11 @@ class _Watch:
         try:
             value, check = read_condition(suspender, self.bench, self.session)
         except BenchFault:
-            return math.nan                          # no reading: not in range
+            return math.nan  # no reading: not in range
         if check is not None:
-            self.announcing.record_check({"step": step, "time": time.time(), "condition": suspender.condition,
-                                          "value": value}, check.spectra[0])
+            self.announcing.record_check(
+                {"step": step, "time": time.time(), "condition": suspender.condition, "value": value}, check.spectra[0]
+            )
         return value
 
 
@@ -506,7 +529,7 @@ class _Announcing:
         self.writer = writer if writer is not None else NullRecorder()
         self.engine = engine
         self._values: dict = {}
-        self.last_checkpoint = None            # what a pause rewinds the trainer to
+        self.last_checkpoint = None  # what a pause rewinds the trainer to
         self.watch: _Watch | None = None
 
     def record_queries(self, labels, U, measurement) -> None:

@@ -31,7 +31,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Points:
-    """What ``ask`` returns: ``values[i]`` is to be measured with ``roles[i]`` ("plus"/"minus") and ``directions[i]``."""
+    """What ``ask`` returns: ``values[i]`` is to be measured with ``roles[i]`` ("plus"/"minus") and
+    ``directions[i]``."""
 
     values: np.ndarray
     roles: tuple[str, ...]
@@ -163,9 +164,9 @@ def hadamard_directions(rng: np.random.Generator, k: int, B: int, d: int) -> np.
     H = np.ones((1, 1), dtype=np.int64)
     while H.shape[0] < n:
         H = np.block([[H, H], [H, -H]])
-    rows = np.argsort(rng.random((B, n)), axis=1)[:, :k]        # (B, k) distinct rows per sample
+    rows = np.argsort(rng.random((B, n)), axis=1)[:, :k]  # (B, k) distinct rows per sample
     signs = rng.integers(0, 2, size=(B, d)) * 2 - 1
-    V = H[rows][:, :, :d] * signs[:, None, :]                    # (B, k, d)
+    V = H[rows][:, :, :d] * signs[:, None, :]  # (B, k, d)
     return np.ascontiguousarray(V.transpose(1, 0, 2))
 
 

@@ -56,59 +56,111 @@ EVALUATIONS_PER_RUN = 20
 class Evaluation:
     """When and on what a training measures its accuracy (see the module's docstring)."""
 
-    holdout: str = setting("test", "what evaluations measure: the test split, or validation, a split of the "
-                                   "training data (the run then looks at the test split once, after its last "
-                                   "step)", choices=HOLDOUTS, label="Evaluate on")
-    final_test: bool = setting(True, "a validation run's one look at the test split after its last step",
-                               label="Final test of a validation run")
-    eval_every: int | None = setting(None, "evaluate every N steps", minimum=1,
-                                     derived=f"steps / {EVALUATIONS_PER_RUN}", label="Evaluate every (steps)",
-                                     typical=10)
-    eval_fraction: float | None = setting(None, "evaluation budget: an evaluation between the first and the last "
-                                                "step measures a fixed subset of held-out and training samples, and "
-                                                "is made only while evaluation has spent at most this fraction of "
-                                                "the training queries; the last step is evaluated on the whole "
-                                                "held-out split; 0: no budget, every evaluation of the whole split",
-                                          minimum=0, maximum=1, label="Evaluation budget (fraction)",
-                                          derived=f"{DEFAULT_EVAL_FRACTION} without eval_every, else 0",
-                                          typical=DEFAULT_EVAL_FRACTION)
+    holdout: str = setting(
+        "test",
+        "what evaluations measure: the test split, or validation, a split of the "
+        "training data (the run then looks at the test split once, after its last "
+        "step)",
+        choices=HOLDOUTS,
+        label="Evaluate on",
+    )
+    final_test: bool = setting(
+        True,
+        "a validation run's one look at the test split after its last step",
+        label="Final test of a validation run",
+    )
+    eval_every: int | None = setting(
+        None,
+        "evaluate every N steps",
+        minimum=1,
+        derived=f"steps / {EVALUATIONS_PER_RUN}",
+        label="Evaluate every (steps)",
+        typical=10,
+    )
+    eval_fraction: float | None = setting(
+        None,
+        "evaluation budget: an evaluation between the first and the last "
+        "step measures a fixed subset of held-out and training samples, and "
+        "is made only while evaluation has spent at most this fraction of "
+        "the training queries; the last step is evaluated on the whole "
+        "held-out split; 0: no budget, every evaluation of the whole split",
+        minimum=0,
+        maximum=1,
+        label="Evaluation budget (fraction)",
+        derived=f"{DEFAULT_EVAL_FRACTION} without eval_every, else 0",
+        typical=DEFAULT_EVAL_FRACTION,
+    )
     eval_subset: int = setting(100, "held-out and training samples of a budgeted evaluation", minimum=1)
-    eval_train_samples: int | None = setting(None, "training samples of a full evaluation", minimum=0,
-                                             derived=f"{DEFAULT_EVAL_TRAIN_SAMPLES}, none with eval_target",
-                                             label="Eval training samples", typical=DEFAULT_EVAL_TRAIN_SAMPLES)
-    eval_target: float | None = setting(None, "evaluate only to decide whether the held-out accuracy has reached "
-                                              "this: each evaluation measures held-out samples until it is sure "
-                                              "they fall short, or all of them (the exact accuracy decides); "
-                                              "evaluations as the training queries grow", above=0, below=1,
-                                        derived="none: evaluate every eval_every steps",
-                                        label="Target accuracy", typical=0.85)
-    eval_target_step: float = setting(0.05, "with eval_target: once it is reached, the next target is this much "
-                                            "higher (0: none)", minimum=0, below=1, label="Next target (step)")
-    eval_growth: float = setting(0.25, "with eval_target: an evaluation once the training queries have grown by "
-                                       "this fraction since the last (the first once they match the held-out "
-                                       "split's)", above=0, label="Evaluate as queries grow by")
-    eval_confidence: float = setting(0.95, "with eval_target: how sure an evaluation must be that the accuracy "
-                                           "falls short before it stops measuring", minimum=0.5, below=1,
-                                     label="Confidence of a 'not yet'")
-    eval_chunk: int = setting(30, "with eval_target: held-out samples measured between two looks", minimum=1,
-                              label="Samples per look")
+    eval_train_samples: int | None = setting(
+        None,
+        "training samples of a full evaluation",
+        minimum=0,
+        derived=f"{DEFAULT_EVAL_TRAIN_SAMPLES}, none with eval_target",
+        label="Eval training samples",
+        typical=DEFAULT_EVAL_TRAIN_SAMPLES,
+    )
+    eval_target: float | None = setting(
+        None,
+        "evaluate only to decide whether the held-out accuracy has reached "
+        "this: each evaluation measures held-out samples until it is sure "
+        "they fall short, or all of them (the exact accuracy decides); "
+        "evaluations as the training queries grow",
+        above=0,
+        below=1,
+        derived="none: evaluate every eval_every steps",
+        label="Target accuracy",
+        typical=0.85,
+    )
+    eval_target_step: float = setting(
+        0.05,
+        "with eval_target: once it is reached, the next target is this much higher (0: none)",
+        minimum=0,
+        below=1,
+        label="Next target (step)",
+    )
+    eval_growth: float = setting(
+        0.25,
+        "with eval_target: an evaluation once the training queries have grown by "
+        "this fraction since the last (the first once they match the held-out "
+        "split's)",
+        above=0,
+        label="Evaluate as queries grow by",
+    )
+    eval_confidence: float = setting(
+        0.95,
+        "with eval_target: how sure an evaluation must be that the accuracy falls short before it stops measuring",
+        minimum=0.5,
+        below=1,
+        label="Confidence of a 'not yet'",
+    )
+    eval_chunk: int = setting(
+        30, "with eval_target: held-out samples measured between two looks", minimum=1, label="Samples per look"
+    )
 
     def __post_init__(self):
         check(self)
         if self.eval_target is not None and self.eval_fraction:
-            raise UserError("eval_fraction budgets evaluations made every eval_every steps; with eval_target "
-                            "the evaluations decide their own cost")
+            raise UserError(
+                "eval_fraction budgets evaluations made every eval_every steps; with eval_target "
+                "the evaluations decide their own cost"
+            )
 
-    def resolved(self, steps: int) -> "Evaluation":
+    def resolved(self, steps: int) -> Evaluation:
         """A copy with the derived settings given: the budget, and the cadence of a run of ``steps`` steps."""
         target = self.eval_target is not None
         fraction = self.eval_fraction
-        if fraction is None:                      # a cadence given (or recorded) means the whole split each time
+        if fraction is None:  # a cadence given (or recorded) means the whole split each time
             fraction = DEFAULT_EVAL_FRACTION if self.eval_every is None and not target else 0.0
-        every = self.eval_every if self.eval_every is not None else \
-            1 if target else max(1, steps // EVALUATIONS_PER_RUN)
-        train = self.eval_train_samples if self.eval_train_samples is not None else \
-            0 if target else DEFAULT_EVAL_TRAIN_SAMPLES
+        every = (
+            self.eval_every if self.eval_every is not None else 1 if target else max(1, steps // EVALUATIONS_PER_RUN)
+        )
+        train = (
+            self.eval_train_samples
+            if self.eval_train_samples is not None
+            else 0
+            if target
+            else DEFAULT_EVAL_TRAIN_SAMPLES
+        )
         return dataclasses.replace(self, eval_fraction=fraction, eval_every=every, eval_train_samples=train)
 
     def targets_reached(self, best_whole_accuracy: float | None) -> int:
@@ -143,6 +195,6 @@ def accuracy_upper_bound(correct: int, measured: int, population: int, confidenc
     one-sided hypergeometric bound (all right in the split cannot be ruled out when nothing is measured)."""
     from scipy.stats import hypergeom
 
-    right = np.arange(population + 1)                # the split's possible numbers of right answers
+    right = np.arange(population + 1)  # the split's possible numbers of right answers
     plausible = hypergeom.cdf(correct, population, right, measured) > 1.0 - confidence
     return float(right[plausible].max() / population)

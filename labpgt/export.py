@@ -34,9 +34,9 @@ BLOCK_ROWS = 1 << 14
 
 ROWS_README = {
     "training": "steps.csv        one row per optimizer step: {columns};\n"
-                "                 NaN where the trainer reported nothing (accuracies between evaluations).",
+    "                 NaN where the trainer reported nothing (accuracies between evaluations).",
     "sweep": "points.csv       one row per swept point: {columns};\n"
-             "                 margin_db: the strongest line (injected tones excluded) above the trace's median.",
+    "                 margin_db: the strongest line (injected tones excluded) above the trace's median.",
 }
 EXPORT_README = """\
 Exported from the labpgt session {source} (schema {schema}, kind {kind}).
@@ -90,8 +90,11 @@ def export_file(path, target) -> Path:
 
 
 def _write_netcdf(queries, rows, group: str, target: Path) -> None:
-    encoding = {name: dict(NETCDF_COMPRESSION) for name, variable in queries.data_vars.items()
-                if variable.ndim == 2 and 0 not in variable.shape}
+    encoding = {
+        name: dict(NETCDF_COMPRESSION)
+        for name, variable in queries.data_vars.items()
+        if variable.ndim == 2 and 0 not in variable.shape
+    }
     queries.to_netcdf(target, engine="netcdf4", format="NETCDF4", encoding=encoding)
     rows.to_netcdf(target, mode="a", group=group, engine="netcdf4", format="NETCDF4")
 
@@ -101,9 +104,11 @@ def _write_mat(queries, rows, group: str, target: Path) -> None:
 
     arrays = {name: variable.values for name, variable in {**queries.coords, **queries.data_vars}.items()}
     arrays[group] = {name: variable.values for name, variable in {**rows.coords, **rows.data_vars}.items()}
-    arrays["units"] = {name: variable.attrs["units"] for name, variable in {**queries.coords, **queries.data_vars,
-                                                                          **rows.data_vars}.items()
-                       if "units" in variable.attrs}
+    arrays["units"] = {
+        name: variable.attrs["units"]
+        for name, variable in {**queries.coords, **queries.data_vars, **rows.data_vars}.items()
+        if "units" in variable.attrs
+    }
     arrays.update(queries.attrs)
     savemat(target, arrays, appendmat=False, do_compression=True, long_field_names=True, oned_as="column")
 
@@ -121,9 +126,14 @@ def export_directory(path, out_dir) -> list[Path]:
             written.append(_export_array(session, column, n, out / name))
         np.save(out / "frequencies.npy", session.frequencies)
         (out / "config.json").write_text(json.dumps(session.config, indent=2, sort_keys=True) + "\n")
-        (out / "README.txt").write_text(EXPORT_README.format(
-            source=Path(path).name, schema=session.schema, kind=session.kind,
-            rows=ROWS_README[session.kind].format(columns=", ".join(columns))))
+        (out / "README.txt").write_text(
+            EXPORT_README.format(
+                source=Path(path).name,
+                schema=session.schema,
+                kind=session.kind,
+                rows=ROWS_README[session.kind].format(columns=", ".join(columns)),
+            )
+        )
     return written + [out / "frequencies.npy", out / "config.json", out / "README.txt"]
 
 
@@ -157,14 +167,37 @@ def _export_queries(session, target: Path) -> Path:
     fields = ("step", "role", "direction", "sample", "timestamp", "attempts", "settings", "layer", "token")
     with open(target, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["index", "step", "role", "direction", "sample", "timestamp", "attempts",
-                         *session.setting_names, "layer", "token"])
+        writer.writerow(
+            [
+                "index",
+                "step",
+                "role",
+                "direction",
+                "sample",
+                "timestamp",
+                "attempts",
+                *session.setting_names,
+                "layer",
+                "token",
+            ]
+        )
         for start, q in session.iter_queries(fields):
             roles = [session.role_name(code) for code in q["role"]]
             for i in range(len(q["step"])):
-                writer.writerow([start + i, int(q["step"][i]), roles[i], int(q["direction"][i]), int(q["sample"][i]),
-                                 repr(float(q["timestamp"][i])), int(q["attempts"][i]),
-                                 *(repr(float(v)) for v in q["settings"][i]), int(q["layer"][i]), int(q["token"][i])])
+                writer.writerow(
+                    [
+                        start + i,
+                        int(q["step"][i]),
+                        roles[i],
+                        int(q["direction"][i]),
+                        int(q["sample"][i]),
+                        repr(float(q["timestamp"][i])),
+                        int(q["attempts"][i]),
+                        *(repr(float(v)) for v in q["settings"][i]),
+                        int(q["layer"][i]),
+                        int(q["token"][i]),
+                    ]
+                )
     return target
 
 

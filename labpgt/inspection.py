@@ -50,9 +50,14 @@ def inspect_session(path) -> dict:
         info = {"path": str(path), "schema": session.schema, "kind": session.kind, **describe(session)}
         info["in_progress"] = not info["completed"] and being_written(path, _row_wall_times(session))
         size = path.stat().st_size
-        info.update({"spectrum_points": int(session.frequencies.size), "size_bytes": int(size),
-                     "bytes_per_query": size / session.n_queries if session.n_queries else None,
-                     "time": _query_time(session)})
+        info.update(
+            {
+                "spectrum_points": int(session.frequencies.size),
+                "size_bytes": int(size),
+                "bytes_per_query": size / session.n_queries if session.n_queries else None,
+                "time": _query_time(session),
+            }
+        )
     return info
 
 
@@ -72,19 +77,32 @@ def _describe_training(session: SessionReader) -> dict:
     steps = session.steps()
     last = session.last_checkpoint()
     prior = session.prior()
-    info = {"task": train.get("task"), "method": train.get("method"), "reservoir": train.get("reservoir"),
-            "bench": _bench_name(session), **_provenance(session),
-            "steps": 0 if session.last_complete_step is None else session.last_complete_step + 1,
-            "planned_steps": session.planned_steps, "completed": session.completed, **_query_counts(session),
-            "test_accuracy": _last_evaluated(steps["test_accuracy"]),
-            "final_params_sha256": params_sha256(last.params) if last is not None else None,
-            "suspensions": session.suspensions(), "check_queries": len(session.checks())}
-    if "engine" in session.config:          # written by the JAX engine: the network, what was held out, what the method logged
-        info.update({"model": (session.config.get("model") or {}).get("model", "dense"),
-                     "holdout": train.get("holdout", "test"), "engine": session.config["engine"],
-                     "validation_accuracy": _last_evaluated(steps["validation_accuracy"]),
-                     "method_log": _method_log(session),
-                     "prior_rows": 0 if prior is None else int(len(prior[0]))})
+    info = {
+        "task": train.get("task"),
+        "method": train.get("method"),
+        "reservoir": train.get("reservoir"),
+        "bench": _bench_name(session),
+        **_provenance(session),
+        "steps": 0 if session.last_complete_step is None else session.last_complete_step + 1,
+        "planned_steps": session.planned_steps,
+        "completed": session.completed,
+        **_query_counts(session),
+        "test_accuracy": _last_evaluated(steps["test_accuracy"]),
+        "final_params_sha256": params_sha256(last.params) if last is not None else None,
+        "suspensions": session.suspensions(),
+        "check_queries": len(session.checks()),
+    }
+    if "engine" in session.config:  # written by the JAX engine: the network, what was held out, what the method logged
+        info.update(
+            {
+                "model": (session.config.get("model") or {}).get("model", "dense"),
+                "holdout": train.get("holdout", "test"),
+                "engine": session.config["engine"],
+                "validation_accuracy": _last_evaluated(steps["validation_accuracy"]),
+                "method_log": _method_log(session),
+                "prior_rows": 0 if prior is None else int(len(prior[0])),
+            }
+        )
     return info
 
 
@@ -99,22 +117,37 @@ def _method_log(session: SessionReader) -> dict:
     series: dict[str, list] = {}
     for row in range(session.n_steps):
         extra = session.step_extra(row)
-        for key, value in (extra.items() if isinstance(extra, dict) else ()):
+        for key, value in extra.items() if isinstance(extra, dict) else ():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 series.setdefault(key, []).append(float(value))
-    return {key: {"last": values[-1], "mean": float(np.mean(values)), "min": min(values), "max": max(values),
-                  "steps": len(values)} for key, values in series.items()}
+    return {
+        key: {
+            "last": values[-1],
+            "mean": float(np.mean(values)),
+            "min": min(values),
+            "max": max(values),
+            "steps": len(values),
+        }
+        for key, values in series.items()
+    }
 
 
 def _describe_sweep(session: SessionReader) -> dict:
     points = session.points()
     peaks = [{name: _finite_or_none(points[name][i]) for name in PEAK_COLUMNS} for i in range(session.n_points)]
     ranked = [row for row in peaks if row["peak_power_dbm"] is not None]
-    return {"bench": _bench_name(session), **_provenance(session), "sweep": session.sweep,
-            "points": session.n_points, "planned_points": session.planned_points, "completed": session.completed,
-            **_query_counts(session), "peaks": peaks,
-            "strongest": max(ranked, key=lambda row: float(row["peak_power_dbm"] or 0.0)) if ranked else None,
-            "threshold": _threshold(session.sweep, points)}
+    return {
+        "bench": _bench_name(session),
+        **_provenance(session),
+        "sweep": session.sweep,
+        "points": session.n_points,
+        "planned_points": session.planned_points,
+        "completed": session.completed,
+        **_query_counts(session),
+        "peaks": peaks,
+        "strongest": max(ranked, key=lambda row: float(row["peak_power_dbm"] or 0.0)) if ranked else None,
+        "threshold": _threshold(session.sweep, points),
+    }
 
 
 def _threshold(sweep: dict | None, points: dict) -> float | None:
@@ -131,19 +164,23 @@ def _provenance(session: SessionReader) -> dict:
 def _query_counts(session: SessionReader) -> dict:
     roles = session.queries(fields=("role",))["role"]
     counts = np.bincount(roles, minlength=len(session.role_names))
-    return {"queries": int(session.n_queries),
-            "queries_by_role": {session.role_name(code): int(n) for code, n in enumerate(counts) if n}}
+    return {
+        "queries": int(session.n_queries),
+        "queries_by_role": {session.role_name(code): int(n) for code, n in enumerate(counts) if n},
+    }
 
 
 def _query_time(session: SessionReader) -> dict:
     """How long the queries took (wall clock, and on a simulated bench's clock) and the ring's temperature range."""
     times = session.queries(fields=QUERY_TIME_COLUMNS)
     wall, sim, temperature, field = (times[name][np.isfinite(times[name])] for name in QUERY_TIME_COLUMNS)
-    return {"measured_hours": float(wall.sum() / 3600) if wall.size else None,
-            "bench_hours": float(sim.max() / 3600) if sim.size else None,
-            "bench_ms_per_query": float(1e3 * sim.max() / sim.size) if sim.size else None,
-            "temperature_c": [float(temperature.min()), float(temperature.max())] if temperature.size else None,
-            "field_mt": [float(field.min()), float(field.max())] if field.size else None}
+    return {
+        "measured_hours": float(wall.sum() / 3600) if wall.size else None,
+        "bench_hours": float(sim.max() / 3600) if sim.size else None,
+        "bench_ms_per_query": float(1e3 * sim.max() / sim.size) if sim.size else None,
+        "temperature_c": [float(temperature.min()), float(temperature.max())] if temperature.size else None,
+        "field_mt": [float(field.min()), float(field.max())] if field.size else None,
+    }
 
 
 def _bench_name(session: SessionReader):
@@ -183,22 +220,28 @@ def _training_lines(info: dict) -> list[str]:
     state = _run_state(info)
     reservoir = f"{info['reservoir']}" + (f" ({info['bench']})" if info.get("bench") else "")
     model = f"model {info['model']}, " if "model" in info else ""
-    lines = [f"{info['path']}  [{info['schema']}]  created {info['created']}",
-             f"  task {info['task']}, {model}method {info['method']}, reservoir {reservoir}",
-             f"  steps {info['steps']} of {info['planned_steps']} ({state}); last {holdout} accuracy {accuracy}"]
+    lines = [
+        f"{info['path']}  [{info['schema']}]  created {info['created']}",
+        f"  task {info['task']}, {model}method {info['method']}, reservoir {reservoir}",
+        f"  steps {info['steps']} of {info['planned_steps']} ({state}); last {holdout} accuracy {accuracy}",
+    ]
     if holdout != "test" and info.get("test_accuracy") is not None:
         lines.append(f"  test accuracy {info['test_accuracy']:.4f} (measured once, after the last step)")
     if info.get("prior_rows"):
         lines.append(f"  learned also from {info['prior_rows']} pairs of earlier sessions")
     for key, log in info.get("method_log", {}).items():
-        lines.append(f"  {key}: last {log['last']:.4g}, mean {log['mean']:.4g} (min {log['min']:.4g}, "
-                     f"max {log['max']:.4g}) over {log['steps']} steps")
+        lines.append(
+            f"  {key}: last {log['last']:.4g}, mean {log['mean']:.4g} (min {log['min']:.4g}, "
+            f"max {log['max']:.4g}) over {log['steps']} steps"
+        )
     if info.get("check_queries"):
         lines.append(f"  {info['check_queries']} check queries of the suspenders (recorded apart, in checks)")
     for pause in info.get("suspensions", []):
-        lines.append(f"  paused at step {pause['step'] + 1} for {pause['ended'] - pause['started']:.0f} s: "
-                     f"{pause['why']}; the step measured again ({pause['discarded_queries']} of its queries "
-                     f"dropped unrecorded)")
+        lines.append(
+            f"  paused at step {pause['step'] + 1} for {pause['ended'] - pause['started']:.0f} s: "
+            f"{pause['why']}; the step measured again ({pause['discarded_queries']} of its queries "
+            f"dropped unrecorded)"
+        )
     return lines
 
 
@@ -207,17 +250,20 @@ def _sweep_lines(info: dict) -> list[str]:
     state = _run_state(info)
     tones = "generators on" if sweep["tones"] else "generators off"
     bench = f" on {info['bench']}" if info.get("bench") else ""
-    lines = [f"{info['path']}  [{info['schema']}, sweep]  created {info['created']}",
-             f"  sweep of {sweep['instrument']}.{sweep['setting']} from {sweep['start']:g} to {sweep['stop']:g} "
-             f"({tones}){bench}",
-             f"  points {info['points']} of {info['planned_points']} ({state})"]
+    lines = [
+        f"{info['path']}  [{info['schema']}, sweep]  created {info['created']}",
+        f"  sweep of {sweep['instrument']}.{sweep['setting']} from {sweep['start']:g} to {sweep['stop']:g} "
+        f"({tones}){bench}",
+        f"  points {info['points']} of {info['planned_points']} ({state})",
+    ]
     if sweep["setting"] in THRESHOLD_SETTINGS:
         lines.append(threshold_line(info["threshold"], sweep["margin_db"], sweep["setting"]))
     return lines
 
 
 def threshold_line(threshold: float | None, margin_db: float, setting: str = "loop_gain_db") -> str:
-    """The auto-oscillation threshold of a loop-gain (or loop-attenuation) sweep, in words (None or NaN: not reached)."""
+    """The auto-oscillation threshold of a loop-gain (or loop-attenuation) sweep, in words (None or NaN: not
+    reached)."""
     reached = threshold is not None and math.isfinite(threshold)
     what = "loop attenuation" if setting == "attenuation_db" else "loop gain"
     text = f"{what} {threshold:.3f} dB" if reached else "not reached"
@@ -237,8 +283,10 @@ def _peak_lines(peaks: list) -> list[str]:
 def peak_line(index: int, peak: dict) -> str:
     """Point ``index`` of a sweep as a row under :data:`PEAK_TITLE` (``peak``: value, peak frequency and
     power, margin; None where unknown)."""
-    return (f"  {index:5d} {_cell(peak['value'], 12, 'g')} {_cell(peak['peak_frequency_hz'], 10, 'ghz')}"
-            f" {_cell(peak['peak_power_dbm'], 10, '.1f')} {_cell(peak['margin_db'], 10, '.1f')}")
+    return (
+        f"  {index:5d} {_cell(peak['value'], 12, 'g')} {_cell(peak['peak_frequency_hz'], 10, 'ghz')}"
+        f" {_cell(peak['peak_power_dbm'], 10, '.1f')} {_cell(peak['margin_db'], 10, '.1f')}"
+    )
 
 
 def _cell(value, width: int, style: str) -> str:
@@ -254,8 +302,9 @@ def _time_lines(time: dict) -> list[str]:
     if time.get("measured_hours") is not None:
         parts.append(f"{time['measured_hours']:.3g} h measuring")
     if time.get("bench_hours") is not None:
-        parts.append(f"{time['bench_hours']:.3g} h on the simulated bench's clock "
-                     f"({time['bench_ms_per_query']:.1f} ms a query)")
+        parts.append(
+            f"{time['bench_hours']:.3g} h on the simulated bench's clock ({time['bench_ms_per_query']:.1f} ms a query)"
+        )
     if time.get("temperature_c") is not None:
         low, high = time["temperature_c"]
         parts.append(f"ring at {low:.2f}-{high:.2f} °C")
@@ -267,7 +316,9 @@ def _time_lines(time: dict) -> list[str]:
 
 def refit_line(refit: dict) -> str:
     """:func:`labpgt.replay.refit_readout`'s result in one sentence."""
-    return (f"readout {refit['kind']} refitted on the recorded features of step {refit['step']} "
-            f"({refit['source']} queries): {refit['n_train']} training rows, {refit['n_test']} test rows, "
-            f"alpha {refit['alpha']:g}; train accuracy {refit['train_accuracy']:.4f}, "
-            f"test accuracy {refit['test_accuracy']:.4f}")
+    return (
+        f"readout {refit['kind']} refitted on the recorded features of step {refit['step']} "
+        f"({refit['source']} queries): {refit['n_train']} training rows, {refit['n_test']} test rows, "
+        f"alpha {refit['alpha']:g}; train accuracy {refit['train_accuracy']:.4f}, "
+        f"test accuracy {refit['test_accuracy']:.4f}"
+    )

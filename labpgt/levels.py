@@ -36,7 +36,7 @@ DEFAULT_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9)
 RESAMPLES = 10_000
 BOOTSTRAP_SEED = 20261207
 CONFIDENCE = 0.95
-COUNTS = ("training", "all")          # training queries; every query the run recorded
+COUNTS = ("training", "all")  # training queries; every query the run recorded
 READINGS = ("interp", "grid")
 
 
@@ -47,8 +47,13 @@ def all_queries(history: list[dict], other: list | None = None) -> list[int]:
     ``other`` — ``(step, queries)`` pairs of what a suspender's checks measured and a pause discarded during the
     0-based training step ``step`` — of the steps completed by then (an entry's ``step`` counts them)."""
     other = [(int(s), int(n)) for s, n in (other or ())]
-    return [int(e["training_queries"]) + int(e["eval_queries"]) + int(e.get("test_queries", 0))
-            + sum(n for s, n in other if s < int(e["step"])) for e in history]
+    return [
+        int(e["training_queries"])
+        + int(e["eval_queries"])
+        + int(e.get("test_queries", 0))
+        + sum(n for s, n in other if s < int(e["step"]))
+        for e in history
+    ]
 
 
 def first_reaching(queries, accuracies, level: float, interpolate: bool) -> float:
@@ -68,10 +73,17 @@ def run_levels(row: dict, key: str, levels) -> dict:
     accuracy's name, e.g. ``validation_accuracy``)."""
     history = row["history"]
     accuracies = [float(e[key]) for e in history]
-    counted = {"training": [int(e["training_queries"]) for e in history],
-               "all": all_queries(history, row.get("other_queries"))}
-    return {count: {reading: [first_reaching(q, accuracies, level, reading == "interp") for level in levels]
-                    for reading in READINGS} for count, q in counted.items()}
+    counted = {
+        "training": [int(e["training_queries"]) for e in history],
+        "all": all_queries(history, row.get("other_queries")),
+    }
+    return {
+        count: {
+            reading: [first_reaching(q, accuracies, level, reading == "interp") for level in levels]
+            for reading in READINGS
+        }
+        for count, q in counted.items()
+    }
 
 
 # --------------------------------------------------------------------------- statistics
@@ -126,7 +138,7 @@ class Run:
     seed: int
     device: int | None
     purpose: str
-    levels: dict               # run_levels()
+    levels: dict  # run_levels()
 
     @property
     def unit(self) -> tuple:
@@ -138,15 +150,19 @@ def row_device(row: dict) -> int | None:
     if "device" in row:
         return row["device"]
     config = row.get("config", {})
-    return int(config.get("ring_device", 0)) if config.get("reservoir") == "ring-sim" and not config.get("bench") \
-        else None
+    return (
+        int(config.get("ring_device", 0)) if config.get("reservoir") == "ring-sim" and not config.get("bench") else None
+    )
 
 
 def benchmark_runs(benchmark: dict, levels, purpose: str = "all") -> list[Run]:
     """The runs of a benchmark of ``purpose``: "reported", "tuning" or "all"."""
     key = f"{benchmark['holdout']}_accuracy"
-    return [Run(r["method"], int(r["seed"]), row_device(r), r.get("purpose", "unrecorded"), run_levels(r, key, levels))
-            for r in benchmark["results"] if purpose == "all" or r.get("purpose", "unrecorded") == purpose]
+    return [
+        Run(r["method"], int(r["seed"]), row_device(r), r.get("purpose", "unrecorded"), run_levels(r, key, levels))
+        for r in benchmark["results"]
+        if purpose == "all" or r.get("purpose", "unrecorded") == purpose
+    ]
 
 
 def default_purpose(benchmark: dict) -> str:
@@ -169,8 +185,9 @@ def _interval(median: float, low: float, high: float) -> str:
     return f"{_queries(median)} [{_queries(low)}–{_queries(high)}]"
 
 
-def levels_table(benchmark: dict, levels=DEFAULT_LEVELS, purpose: str | None = None,
-                 count: str = "training") -> list[str]:
+def levels_table(
+    benchmark: dict, levels=DEFAULT_LEVELS, purpose: str | None = None, count: str = "training"
+) -> list[str]:
     """Per level and method: runs that reached it, and the median queries (``count``: "training" or "all")
     to reach it with its 95 % CI, interpolated and at the evaluation grid."""
     purpose = purpose or default_purpose(benchmark)
@@ -178,9 +195,11 @@ def levels_table(benchmark: dict, levels=DEFAULT_LEVELS, purpose: str | None = N
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     what = "training queries" if count == "training" else "queries including evaluation (every query recorded)"
     width = max([8] + [len(m) + 2 for m in runs])
-    lines = [f"{what} to first reach each {benchmark['holdout']} accuracy level, median [95 % bootstrap CI] over "
-             f"{purpose} runs (seeds × devices); never: not within the run",
-             f"{'level':<7}{'method':<{width}}{'reached':>9}{'interpolated':>34}{'at the evaluation grid':>34}"]
+    lines = [
+        f"{what} to first reach each {benchmark['holdout']} accuracy level, median [95 % bootstrap CI] over "
+        f"{purpose} runs (seeds × devices); never: not within the run",
+        f"{'level':<7}{'method':<{width}}{'reached':>9}{'interpolated':>34}{'at the evaluation grid':>34}",
+    ]
     for i, level in enumerate(levels):
         for method, rows in runs.items():
             reached = sum(not math.isinf(r.levels[count]["grid"][i]) for r in rows)
@@ -201,21 +220,32 @@ def _ratio_text(ratio: float, a: dict, b: dict) -> str:
     return _factor(ratio)
 
 
-def ratios_table(benchmark: dict, levels=DEFAULT_LEVELS, purpose: str | None = None, against: str | None = None,
-                 count: str = "training", reading: str = "interp") -> list[str]:
+def ratios_table(
+    benchmark: dict,
+    levels=DEFAULT_LEVELS,
+    purpose: str | None = None,
+    against: str | None = None,
+    count: str = "training",
+    reading: str = "interp",
+) -> list[str]:
     """Per level, ``B / A`` of the median queries to reach it with its 95 % CI, for every pair of methods (A
     before B in the benchmark's order), or every method B against ``against``."""
     purpose = purpose or default_purpose(benchmark)
     runs = by_method(benchmark_runs(benchmark, levels, purpose))
     methods = list(runs)
-    pairs = [(against, b) for b in methods if b != against] if against else \
-        [(a, b) for i, a in enumerate(methods) for b in methods[i + 1:]]
+    pairs = (
+        [(against, b) for b in methods if b != against]
+        if against
+        else [(a, b) for i, a in enumerate(methods) for b in methods[i + 1 :]]
+    )
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     what = "training queries" if count == "training" else "queries including evaluation"
     width = max([12] + [len(a) + len(b) + 5 for a, b in pairs])
-    lines = [f"like-for-like ratios of the median {what} to each level ({reading}): B / A [95 % bootstrap CI]; "
-             "paired: the same (seed, device) runs; A/B never: its median never reached",
-             f"{'level':<7}{'B / A':<{width}}{'ratio':>11}{'95 % CI':>22}{'runs':>10}"]
+    lines = [
+        f"like-for-like ratios of the median {what} to each level ({reading}): B / A [95 % bootstrap CI]; "
+        "paired: the same (seed, device) runs; A/B never: its median never reached",
+        f"{'level':<7}{'B / A':<{width}}{'ratio':>11}{'95 % CI':>22}{'runs':>10}",
+    ]
     for i, level in enumerate(levels):
         for a, b in pairs:
             if a not in runs:
@@ -223,8 +253,10 @@ def ratios_table(benchmark: dict, levels=DEFAULT_LEVELS, purpose: str | None = N
             qa, qb = ({r.unit: r.levels[count][reading][i] for r in runs[m]} for m in (a, b))
             ratio, low, high, paired = ratio_ci(qa, qb, rng)
             interval = f"[{_factor(low)}–{_factor(high)}]"
-            lines.append(f"{level:<7.3g}{f'{b} / {a}':<{width}}{_ratio_text(ratio, qa, qb):>11}{interval:>22}"
-                         f"{'paired' if paired else 'unpaired':>10}")
+            lines.append(
+                f"{level:<7.3g}{f'{b} / {a}':<{width}}{_ratio_text(ratio, qa, qb):>11}{interval:>22}"
+                f"{'paired' if paired else 'unpaired':>10}"
+            )
     return lines
 
 

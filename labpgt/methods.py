@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -42,7 +43,7 @@ from labpgt.network import Rows
 from labpgt.optimizers import LR_SCHEDULES, OPTIMIZERS
 from labpgt.settings import check, existing_file, setting
 
-TRAINING_ROWS = ("calibration", "baseline", "plus", "minus")     # the measured pairs a twin learns from
+TRAINING_ROWS = ("calibration", "baseline", "plus", "minus")  # the measured pairs a twin learns from
 
 
 # --------------------------------------------------------------------------- settings
@@ -56,7 +57,7 @@ class MethodSettings:
     def __post_init__(self):
         check(self)
 
-    def resolved(self, n_params: Callable[[], int]) -> "MethodSettings":
+    def resolved(self, n_params: Callable[[], int]) -> MethodSettings:
         """A copy with every derived setting given (``n_params()``: the network's trainable parameters)."""
         return self
 
@@ -69,12 +70,17 @@ class SteppedSettings(MethodSettings):
     batch_size: int = setting(32, "samples per step", minimum=1)
     lr: float = setting(0.01, "learning rate", above=0, label="Learning rate")
     optimizer: str = setting("adam", "the optimizer (optax's transformation)", choices=OPTIMIZERS)
-    lr_schedule: str = setting("constant", "constant, or cosine decay from lr to 0 over the run",
-                               choices=LR_SCHEDULES, label="Learning-rate schedule")
-    clip: float = setting(0.0, "clip each step's gradient to this global norm (0: off)", minimum=0,
-                          label="Gradient clip")
+    lr_schedule: str = setting(
+        "constant",
+        "constant, or cosine decay from lr to 0 over the run",
+        choices=LR_SCHEDULES,
+        label="Learning-rate schedule",
+    )
+    clip: float = setting(
+        0.0, "clip each step's gradient to this global norm (0: off)", minimum=0, label="Gradient clip"
+    )
 
-    def resolved(self, n_params: Callable[[], int]) -> "SteppedSettings":
+    def resolved(self, n_params: Callable[[], int]) -> SteppedSettings:
         if self.steps is not None:
             return self
         return dataclasses.replace(self, steps=METHODS[self.name].default_steps(n_params()))
@@ -98,7 +104,7 @@ class Method:
     Settings: ClassVar[type[MethodSettings]]
     needs_differentiable_reservoir: ClassVar[bool] = False
     closed_form: ClassVar[bool] = False
-    learns_from_queries: ClassVar[bool] = False      # its state depends on the training queries it observed
+    learns_from_queries: ClassVar[bool] = False  # its state depends on the training queries it observed
 
     @classmethod
     def default_steps(cls, n_params: int) -> int:
@@ -124,15 +130,18 @@ class Method:
         from labpgt.reservoirs import reservoir_kind
 
         if cls.needs_differentiable_reservoir and not reservoir_kind(config.reservoir.name).differentiable:
-            raise UserError(f"{cls.name} needs a differentiable reservoir (--reservoir digital); "
-                            f"{config.reservoir.name} is measured, not differentiated")
+            raise UserError(
+                f"{cls.name} needs a differentiable reservoir (--reservoir digital); "
+                f"{config.reservoir.name} is measured, not differentiated"
+            )
 
     @classmethod
     def check(cls, config, reservoir) -> None:
         """Refuse, with one line, a setting this method cannot run with on this reservoir."""
         if cls.needs_differentiable_reservoir and not getattr(reservoir, "differentiable", False):
-            raise UserError(f"{cls.name} needs a differentiable reservoir (digital); "
-                            "the ring is measured, not differentiated")
+            raise UserError(
+                f"{cls.name} needs a differentiable reservoir (digital); the ring is measured, not differentiated"
+            )
 
     def use_training_split(self, x: np.ndarray, y: np.ndarray) -> None:
         """The training split, given once before anything else (also on resume), for a method that chooses
@@ -182,7 +191,8 @@ class ThroughTheLayer(Method):
         self._perturbations = []
         tape = network.forward(params, X, measure, role="baseline")
         loss, grads = network.gradients(
-            params, tape, y, lambda layer, U, F, g_F, rows: self.physical_vjp(layer, U, F, g_F, rows, measure))
+            params, tape, y, lambda layer, U, F, g_F, rows: self.physical_vjp(layer, U, F, g_F, rows, measure)
+        )
         perturbation = np.stack(self._perturbations[::-1]) if self._perturbations else None
         return StepResult(loss, grads, perturbation=perturbation)
 
@@ -214,17 +224,24 @@ class Node(ThroughTheLayer):
     @dataclass(frozen=True)
     class Settings(SteppedSettings):
         lr_schedule: str = "cosine"
-        delta: float = setting(0.05, "probe size δ at the reservoir's input (inputs live in [0, 1])", above=0,
-                               maximum=0.5, label="Probe size δ")
+        delta: float = setting(
+            0.05,
+            "probe size δ at the reservoir's input (inputs live in [0, 1])",
+            above=0,
+            maximum=0.5,
+            label="Probe size δ",
+        )
         directions: int = setting(4, "orthogonal ± probe directions per row, k", minimum=1)
-        distribution: str = setting("hadamard", "how the probe directions are drawn",
-                                    choices=NodePerturbation.DISTRIBUTIONS)
+        distribution: str = setting(
+            "hadamard", "how the probe directions are drawn", choices=NodePerturbation.DISTRIBUTIONS
+        )
 
     def __init__(self, config, reservoir):
         super().__init__(config, reservoir)
         m = config.method
-        self.estimator = NodePerturbation(delta=m.delta, directions=m.directions, distribution=m.distribution,
-                                          seed=config.seed)
+        self.estimator = NodePerturbation(
+            delta=m.delta, directions=m.directions, distribution=m.distribution, seed=config.seed
+        )
         self.rng = self.estimator.rng
 
     @classmethod
@@ -232,15 +249,17 @@ class Node(ThroughTheLayer):
         super().check(config, reservoir)
         m = config.method
         if m.distribution == "hadamard" and m.directions > hadamard_order(reservoir.input_width):
-            raise UserError(f"node with hadamard directions allows at most {hadamard_order(reservoir.input_width)} "
-                            f"directions for input width {reservoir.input_width}, got {m.directions}")
+            raise UserError(
+                f"node with hadamard directions allows at most {hadamard_order(reservoir.input_width)} "
+                f"directions for input width {reservoir.input_width}, got {m.directions}"
+            )
 
     def physical_vjp(self, layer, U, F, g_F, rows, measure):
         return node_vjp(self.estimator, layer, U, g_F, rows, measure, self._perturbations)
 
     @classmethod
     def queries_per_row(cls, settings) -> int:
-        return 1 + 2 * settings.directions              # the baseline and 2k probes (the twin's probe steps too)
+        return 1 + 2 * settings.directions  # the baseline and 2k probes (the twin's probe steps too)
 
 
 def node_probe(estimator: NodePerturbation, layer, U, rows: Rows, measure, perturbations: list):
@@ -249,12 +268,15 @@ def node_probe(estimator: NodePerturbation, layer, U, rows: Rows, measure, pertu
     Returns ``(probes (N, k, 2, d), features (N, k, 2, m))`` — index 0/1 of the third axis is +/−;
     appends the directions used to ``perturbations``.
     """
-    asked = estimator.ask(U)                                   # values (2k, N, d): plus_0, minus_0, plus_1, …
+    asked = estimator.ask(U)  # values (2k, N, d): plus_0, minus_0, plus_1, …
     k, (N, d) = estimator.directions, U.shape
     probes = asked.values.reshape(k, 2, N, d).transpose(2, 0, 1, 3)
-    probe_rows = Rows(position=np.repeat(rows.position, 2 * k), token=np.repeat(rows.token, 2 * k),
-                      role=np.tile(np.array(["plus", "minus"]), N * k),
-                      direction=np.tile(np.repeat(np.arange(k), 2), N))
+    probe_rows = Rows(
+        position=np.repeat(rows.position, 2 * k),
+        token=np.repeat(rows.token, 2 * k),
+        role=np.tile(np.array(["plus", "minus"]), N * k),
+        direction=np.tile(np.repeat(np.arange(k), 2), N),
+    )
     F = np.asarray(measure(layer.index, probes.reshape(N * 2 * k, d), probe_rows)).reshape(N, k, 2, -1)
     perturbations.append(estimator.last_perturbation)
     return probes, F
@@ -301,26 +323,32 @@ class Twin(Node):
     @dataclass(frozen=True)
     class Settings(Node.Settings):
         twin_width: int = setting(64, "width of the twin's two hidden layers", minimum=1)
-        twin_tolerance: float = setting(1.0, "largest relative squared gradient error the twin may have, checked "
-                                             "on probes", above=0)
+        twin_tolerance: float = setting(
+            1.0, "largest relative squared gradient error the twin may have, checked on probes", above=0
+        )
         twin_fit_iterations: int = setting(30, "Adam steps of the twin's refit after every step", minimum=1)
         twin_check_every: int = setting(25, "steps between the twin's checks against node probes", minimum=1)
-        twin_from: tuple[str, ...] = setting((), "start from the measurements of earlier sessions of the same "
-                                                 "bench", parse=existing_file("--twin-from"), gui=False)
+        twin_from: tuple[str, ...] = setting(
+            (),
+            "start from the measurements of earlier sessions of the same bench",
+            parse=existing_file("--twin-from"),
+            gui=False,
+        )
 
     def __init__(self, config, reservoir):
         from labpgt.twin import TwinModel, TwinSpec
 
         super().__init__(config, reservoir)
         m = config.method
-        self.model = TwinModel(TwinSpec(reservoir.input_width, reservoir.feature_width,
-                                        hidden=(m.twin_width, m.twin_width)), config.seed)
+        self.model = TwinModel(
+            TwinSpec(reservoir.input_width, reservoir.feature_width, hidden=(m.twin_width, m.twin_width)), config.seed
+        )
         self.tolerance = float(m.twin_tolerance)
         self.fit_iterations = int(m.twin_fit_iterations)
         self.check_every = int(m.twin_check_every)
         self._pool_U, self._pool_F = [], []
-        self.trusted = False                  # the twin passed its last check
-        self.twin_steps = 0                   # twin steps since the last probe step
+        self.trusted = False  # the twin passed its last check
+        self.twin_steps = 0  # twin steps since the last probe step
         self.recent_errors: list[float] = []
 
     # ---- what it learns from
@@ -351,7 +379,7 @@ class Twin(Node):
             self.model.fit(U, F, self.fit_iterations, recent=self.RECENT_ROWS)
 
     def start(self, network, params, X, y, measure, lr):
-        self._refit()                          # on the calibration batch (and any prior)
+        self._refit()  # on the calibration batch (and any prior)
         return lr
 
     # ---- a step
@@ -371,9 +399,9 @@ class Twin(Node):
             measured, predicted = self._checked_slopes()
             self.twin_steps = 0
             if np.any(measured):
-                values["twin_gradient_error"] = rho = float(np.sum((predicted - measured) ** 2) / np.sum(measured ** 2))
+                values["twin_gradient_error"] = rho = float(np.sum((predicted - measured) ** 2) / np.sum(measured**2))
                 self.trusted = rho < self.tolerance
-            else:                              # no slope to compare (e.g. a classifier still at zero): no evidence
+            else:  # no slope to compare (e.g. a classifier still at zero): no evidence
                 self.trusted = False
         self._refit()
         perturbation = np.stack(self._perturbations[::-1]) if self._perturbations else None
@@ -399,8 +427,13 @@ class Twin(Node):
 
     # ---- state
     def get_state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "twin": self.model.get_state(), "trusted": self.trusted,
-                "twin_steps": self.twin_steps, "recent_errors": list(self.recent_errors)}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "twin": self.model.get_state(),
+            "trusted": self.trusted,
+            "twin_steps": self.twin_steps,
+            "recent_errors": list(self.recent_errors),
+        }
 
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
@@ -456,10 +489,13 @@ class Dyna(Twin):
     @dataclass(frozen=True)
     class Settings(Twin.Settings):
         steps: int | None = setting(1680, "optimizer steps, on the reservoir and on the twin", minimum=1)
-        model_steps: int = setting(20, "optimizer steps taken on the twin for each step measured", minimum=0,
-                                   label="Steps on the twin per measured step")
-        twin_check_every: int = setting(20, "measured steps between the twin's checks against node probes",
-                                        minimum=1)
+        model_steps: int = setting(
+            20,
+            "optimizer steps taken on the twin for each step measured",
+            minimum=0,
+            label="Steps on the twin per measured step",
+        )
+        twin_check_every: int = setting(20, "measured steps between the twin's checks against node probes", minimum=1)
         twin_check_rows: int = setting(8, "rows of a measured batch a check probes", minimum=1)
 
     def __init__(self, config, reservoir):
@@ -467,9 +503,9 @@ class Dyna(Twin):
         m = config.method
         self.model_steps, self.check_rows = int(m.model_steps), int(m.twin_check_rows)
         self.choice_rng = np.random.default_rng([self.seed, 29])
-        self.trusted: bool | None = None          # None: not checked yet
-        self.twin_steps = self.model_steps        # twin steps since the last measured step: the first step measures
-        self.since_check = 0                      # measured steps since the last check
+        self.trusted: bool | None = None  # None: not checked yet
+        self.twin_steps = self.model_steps  # twin steps since the last measured step: the first step measures
+        self.since_check = 0  # measured steps since the last check
         self.anchors = None
 
     def use_training_split(self, x, y) -> None:
@@ -496,8 +532,10 @@ class Dyna(Twin):
 
     def _anchored(self, samples: np.ndarray):
         """A ``measure`` that measures nothing: the anchored twin's features for the rows of ``samples``."""
+
         def imagined(layer: int, U, rows):
             return self.anchors.predict(self.model, layer, samples[rows.position], rows.token, U)
+
         return imagined
 
     def _twin_step(self, network, params, X, y, samples) -> StepResult:
@@ -515,7 +553,7 @@ class Dyna(Twin):
         for layer, U, rows in zip(network.layers, tape.inputs, tape.rows):
             np.add.at(need, rows.position, self.anchors.staleness(layer.index, rows.position, rows.token, U))
         order = np.lexsort((self.choice_rng.random(len(need)), -need))
-        return np.sort(order[:self.settings.batch_size])
+        return np.sort(order[: self.settings.batch_size])
 
     def _measured_step(self, network, params, measure) -> StepResult:
         chosen = self._most_needed(network, params)
@@ -529,9 +567,9 @@ class Dyna(Twin):
         probing = self.trusted is False
         check = probing or self.trusted is None or drifted or self.since_check + 1 >= self.check_every
         if probing:
-            vjp = lambda *a: self._probe_vjp(*a, measure)                        # noqa: E731
+            vjp = lambda *a: self._probe_vjp(*a, measure)  # noqa: E731
         elif check:
-            vjp = lambda *a: self._checked_twin_vjp(*a, measure)                  # noqa: E731
+            vjp = lambda *a: self._checked_twin_vjp(*a, measure)  # noqa: E731
         else:
             vjp = self._twin_vjp
         loss, grads = network.gradients(params, tape, y, vjp)
@@ -539,9 +577,10 @@ class Dyna(Twin):
         self.since_check += 1
         measured, predicted = self._checked_slopes()
         if np.any(measured) and np.any(predicted):
-            values["twin_gradient_error"] = float(np.sum((predicted - measured) ** 2) / np.sum(measured ** 2))
-            values["twin_gradient_cosine"] = cosine = float(measured @ predicted / np.linalg.norm(measured)
-                                                            / np.linalg.norm(predicted))
+            values["twin_gradient_error"] = float(np.sum((predicted - measured) ** 2) / np.sum(measured**2))
+            values["twin_gradient_cosine"] = cosine = float(
+                measured @ predicted / np.linalg.norm(measured) / np.linalg.norm(predicted)
+            )
             self.trusted, self.since_check = cosine > 0, 0
         self.twin_steps = 0
         self._refit()
@@ -559,8 +598,11 @@ class Dyna(Twin):
 
     # ---- state
     def get_state(self) -> dict:
-        return {**super().get_state(), "choice_rng": self.choice_rng.bit_generator.state,
-                "since_check": self.since_check}
+        return {
+            **super().get_state(),
+            "choice_rng": self.choice_rng.bit_generator.state,
+            "since_check": self.since_check,
+        }
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)
@@ -596,7 +638,7 @@ class ParameterPerturbation(Method):
 
     @classmethod
     def queries_per_row(cls, settings) -> int:
-        return 2 * settings.directions                  # a + and a − pass per direction
+        return 2 * settings.directions  # a + and a − pass per direction
 
     def __init__(self, config, reservoir):
         super().__init__(config, reservoir)
@@ -617,9 +659,13 @@ class ParameterPerturbation(Method):
         names, _, tapes = self._measure_pairs(network, params, X, measure)
         losses = np.array([network.loss(t.logits, y) for t in tapes])
         grads = network.unflatten(self.estimator.tell(losses), params, names)
-        return StepResult(float(losses.mean()), {n: grads[n] for n in names},
-                          values={"loss_plus": float(losses[0]), "loss_minus": float(losses[1])},
-                          lr_scale=self.lr_scale(), perturbation=self.estimator.last_perturbation)
+        return StepResult(
+            float(losses.mean()),
+            {n: grads[n] for n in names},
+            values={"loss_plus": float(losses[0]), "loss_minus": float(losses[1])},
+            lr_scale=self.lr_scale(),
+            perturbation=self.estimator.last_perturbation,
+        )
 
     def lr_scale(self) -> float:
         return 1.0
@@ -636,15 +682,18 @@ class PaperPGT(ParameterPerturbation):
 
     @dataclass(frozen=True)
     class Settings(SteppedSettings):
-        steps: int | None = setting(None, "optimizer steps", minimum=1, derived=ParameterPerturbation.GROWING_STEPS,
-                                    typical=ParameterPerturbation.BUDGET_STEPS)
+        steps: int | None = setting(
+            None,
+            "optimizer steps",
+            minimum=1,
+            derived=ParameterPerturbation.GROWING_STEPS,
+            typical=ParameterPerturbation.BUDGET_STEPS,
+        )
         lr: float = 0.002
         optimizer: str = "sgd"
-        delta: float = setting(0.1, "perturbation size δ of the parameters", above=0,
-                               label="Perturbation size δ")
+        delta: float = setting(0.1, "perturbation size δ of the parameters", above=0, label="Perturbation size δ")
         r: int = setting(1, "perturbation entries uniform in {-r..r}", minimum=1)
-        p: float = setting(0.5, "probability an entry of the perturbation is zeroed (dropout)", minimum=0,
-                           below=1)
+        p: float = setting(0.5, "probability an entry of the perturbation is zeroed (dropout)", minimum=0, below=1)
         directions: int = setting(1, "perturbation directions per step", minimum=1)
 
 
@@ -673,9 +722,12 @@ class UpstreamPGT(ParameterPerturbation):
         losses = np.array(losses)
         upstream = network.unflatten(self.estimator.tell(losses), params, names)
         grads = {**{n: upstream[n] for n in names}, **tail}
-        return StepResult(float(losses.mean()), grads,
-                          values={"loss_plus": float(losses[0]), "loss_minus": float(losses[1])},
-                          perturbation=self.estimator.last_perturbation)
+        return StepResult(
+            float(losses.mean()),
+            grads,
+            values={"loss_plus": float(losses[0]), "loss_minus": float(losses[1])},
+            perturbation=self.estimator.last_perturbation,
+        )
 
 
 class Spsa(ParameterPerturbation):
@@ -686,22 +738,39 @@ class Spsa(ParameterPerturbation):
 
     @dataclass(frozen=True)
     class Settings(SteppedSettings):
-        steps: int | None = setting(None, "optimizer steps", minimum=1, derived=ParameterPerturbation.GROWING_STEPS,
-                                    typical=ParameterPerturbation.BUDGET_STEPS)
+        steps: int | None = setting(
+            None,
+            "optimizer steps",
+            minimum=1,
+            derived=ParameterPerturbation.GROWING_STEPS,
+            typical=ParameterPerturbation.BUDGET_STEPS,
+        )
         lr: float = setting(0.005, "the gain a of a_k = a/(k + 1 + A)^0.602", above=0, label="Gain a")
         optimizer: str = "sgd"
-        delta: float = setting(0.05, "the gain c of c_k = c/(k + 1)^0.101 (the perturbation size)", above=0,
-                               label="Perturbation size c")
+        delta: float = setting(
+            0.05, "the gain c of c_k = c/(k + 1)^0.101 (the perturbation size)", above=0, label="Perturbation size c"
+        )
         directions: int = setting(1, "perturbation directions per step", minimum=1)
-        spsa_A: float | None = setting(None, "the stability constant A of a_k", minimum=0, derived="steps / 10",
-                                       label="Stability constant A", typical=300.0)
-        spsa_calibrate: bool = setting(False, "apply Spall's guidelines at the start (4 repeated losses for the "
-                                              "noise, 4 estimates for the gradient's magnitude)")
+        spsa_A: float | None = setting(
+            None,
+            "the stability constant A of a_k",
+            minimum=0,
+            derived="steps / 10",
+            label="Stability constant A",
+            typical=300.0,
+        )
+        spsa_calibrate: bool = setting(
+            False,
+            "apply Spall's guidelines at the start (4 repeated losses for the "
+            "noise, 4 estimates for the gradient's magnitude)",
+        )
         spsa_initial_step: float = setting(0.02, "with spsa_calibrate: the size of the first step", above=0)
 
-        def resolved(self, n_params: Callable[[], int]) -> "Spsa.Settings":
+        def resolved(self, n_params: Callable[[], int]) -> Spsa.Settings:
             settings = super().resolved(n_params)
-            return settings if settings.spsa_A is not None else dataclasses.replace(settings, spsa_A=0.1 * settings.steps)
+            return (
+                settings if settings.spsa_A is not None else dataclasses.replace(settings, spsa_A=0.1 * settings.steps)
+            )
 
     def _estimator(self, config):
         m = config.method
@@ -720,8 +789,9 @@ class Spsa(ParameterPerturbation):
             names = self._names(network)
             asked = self.estimator.ask(network.flatten(params, names))
             branches = [network.unflatten(v, params, names) for v in asked.values]
-            tapes = network.forward_branches(branches, X, measure, roles=("calibration",) * len(branches),
-                                             directions=asked.directions)
+            tapes = network.forward_branches(
+                branches, X, measure, roles=("calibration",) * len(branches), directions=asked.directions
+            )
             estimate = self.estimator.tell(np.array([network.loss(t.logits, y) for t in tapes]))
             magnitudes.append(np.mean(np.abs(estimate)))
         self.estimator.k = 0
@@ -740,9 +810,10 @@ class Readout(Method):
 
     @dataclass(frozen=True)
     class Settings(MethodSettings):
-        steps: ClassVar[int] = 1          # fitted in closed form: one step
-        ridge_penalty: float | None = setting(None, "the ridge classifier's penalty α", above=0,
-                                              derived="by cross-validation from 10⁻³…10³", typical=1.0)
+        steps: ClassVar[int] = 1  # fitted in closed form: one step
+        ridge_penalty: float | None = setting(
+            None, "the ridge classifier's penalty α", above=0, derived="by cross-validation from 10⁻³…10³", typical=1.0
+        )
 
     @classmethod
     def check_config(cls, config) -> None:
@@ -765,8 +836,9 @@ class Readout(Method):
         return params, {"loss": network.loss(logits, y), "alpha": float(ridge.alpha_)}, logits
 
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Node, Twin, Dyna, PaperPGT, UpstreamPGT, Spsa, Backprop,
-                                                          Readout)}
+METHODS: dict[str, type[Method]] = {
+    m.name: m for m in (Node, Twin, Dyna, PaperPGT, UpstreamPGT, Spsa, Backprop, Readout)
+}
 for _method in METHODS.values():
     _method.Settings.name = _method.name
 import labpgt.blackbox  # noqa: E402,F401  the referee's baselines (mezo, cma, node-jac) register themselves

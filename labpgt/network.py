@@ -31,14 +31,14 @@ training methods.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from labpgt.numerics import jax, jnp
 
-ENGINE = "labpgt-engine/2"   # recorded in sessions; /1 was the numpy engine with hand-written gradients
+ENGINE = "labpgt-engine/2"  # recorded in sessions; /1 was the numpy engine with hand-written gradients
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,10 @@ class Rows:
 class Tape:
     """What a forward pass keeps for the backward pass (flat rows: u and F are (N, d) and (N, m))."""
 
-    carries: list          # the carry each stage received, then the head's
-    inputs: list           # per physical layer: u as measured, (N, d)
-    features: list         # per physical layer: F measured, (N, m)
-    rows: list             # per physical layer: the Rows measured
+    carries: list  # the carry each stage received, then the head's
+    inputs: list  # per physical layer: u as measured, (N, d)
+    features: list  # per physical layer: F measured, (N, m)
+    rows: list  # per physical layer: the Rows measured
     logits: np.ndarray
 
 
@@ -124,8 +124,15 @@ class Network:
     ``trainable_names`` is sorted: it fixes the order of the flat parameter vector.
     """
 
-    def __init__(self, stages: list[Stage], layers: list[PhysicalLayer], head: Stage,
-                 classifier: tuple[str, str], params: dict, spec: dict):
+    def __init__(
+        self,
+        stages: list[Stage],
+        layers: list[PhysicalLayer],
+        head: Stage,
+        classifier: tuple[str, str],
+        params: dict,
+        spec: dict,
+    ):
         if len(stages) != len(layers):
             raise ValueError("every stage before the head must feed one physical layer")
         self.stages, self.layers, self.head = list(stages), list(layers), head
@@ -161,7 +168,7 @@ class Network:
         out, at = dict(params), 0
         for n in names:
             size = params[n].size
-            out[n] = np.asarray(vector[at:at + size], dtype=np.float64).reshape(params[n].shape)
+            out[n] = np.asarray(vector[at : at + size], dtype=np.float64).reshape(params[n].shape)
             at += size
         return out
 
@@ -170,6 +177,7 @@ class Network:
     def _compile(stage: Stage):
         def run(trainable, frozen, carry):
             return stage.apply({**trainable, **frozen}, *carry)
+
         return jax.jit(run)
 
     @staticmethod
@@ -177,6 +185,7 @@ class Network:
         def vjp(trainable, frozen, carry, cotangent):
             _, pullback = jax.vjp(lambda t, c: stage.apply({**t, **frozen}, *c), trainable, carry)
             return pullback(cotangent)
+
         return jax.jit(vjp)
 
     def _split(self, stage: Stage, params: dict):
@@ -201,8 +210,9 @@ class Network:
         """One pass measuring every physical layer with ``role``; returns the tape (logits included)."""
         return self.forward_branches([params], X, measure, roles=(role,), directions=(-1,))[0]
 
-    def forward_branches(self, branches: list[dict], X: np.ndarray, measure, roles, directions,
-                         calibrate: bool = False) -> list[Tape]:
+    def forward_branches(
+        self, branches: list[dict], X: np.ndarray, measure, roles, directions, calibrate: bool = False
+    ) -> list[Tape]:
         """Run every parameter set in ``branches`` in lockstep, measuring each layer's rows interleaved.
 
         ``roles[b]``/``directions[b]`` label branch b's queries. Returns one tape per branch. With
@@ -210,7 +220,7 @@ class Network:
         measured features before the next stage runs.
         """
         carries = [(jnp.asarray(X),) for _ in branches]
-        tapes = [Tape([], [], [], [], np.empty(0)) for _ in branches]     # logits once the head has run
+        tapes = [Tape([], [], [], [], np.empty(0)) for _ in branches]  # logits once the head has run
         for stage, fn, layer in zip(self.stages, self._stage_fns, self.layers):
             outs = []
             for b, params in enumerate(branches):
@@ -234,8 +244,12 @@ class Network:
         flats = [flat_rows(np.asarray(u)) for u in inputs]
         n, nb = flats[0][0].shape[0], len(flats)
         U = np.stack([f[0] for f in flats], axis=1).reshape(n * nb, -1)
-        rows = Rows(position=np.repeat(flats[0][1], nb), token=np.repeat(flats[0][2], nb),
-                    role=np.tile(np.asarray(roles), n), direction=np.tile(np.asarray(directions), n))
+        rows = Rows(
+            position=np.repeat(flats[0][1], nb),
+            token=np.repeat(flats[0][2], nb),
+            role=np.tile(np.asarray(roles), n),
+            direction=np.tile(np.asarray(directions), n),
+        )
         F = np.asarray(measure(layer.index, U, rows), dtype=np.float64).reshape(n, nb, -1)
         out = []
         for b, (u, position, token) in enumerate(flats):
@@ -269,8 +283,10 @@ class Network:
             stage, layer = self.stages[i], self.layers[i]
             g_F = np.asarray(g_carry[0])
             shape = g_F.shape
-            g_U = np.asarray(physical_vjp(layer, tape.inputs[i], tape.features[i], g_F.reshape(-1, shape[-1]),
-                                          tape.rows[i]), dtype=np.float64)
+            g_U = np.asarray(
+                physical_vjp(layer, tape.inputs[i], tape.features[i], g_F.reshape(-1, shape[-1]), tape.rows[i]),
+                dtype=np.float64,
+            )
             g_u = jnp.asarray(g_U.reshape(shape[:-1] + (g_U.shape[-1],)))
             trainable, frozen = self._split(stage, params)
             g_trainable, g_carry = self._stage_vjps[i](trainable, frozen, tape.carries[i], (g_u,) + tuple(g_carry[1:]))
@@ -294,7 +310,9 @@ class Network:
             new_mean, new_scale = mean, _common_scale(np.maximum(square - mean**2, 0.0), mean.size)
             old_mean, old_scale = np.asarray(params[layer.feature_mean]), np.asarray(params[layer.feature_scale])
             weight = np.asarray(params[layer.consumer_weight])
-            params[layer.consumer_bias] = np.asarray(params[layer.consumer_bias]) + ((new_mean - old_mean) / old_scale) @ weight
+            params[layer.consumer_bias] = (
+                np.asarray(params[layer.consumer_bias]) + ((new_mean - old_mean) / old_scale) @ weight
+            )
             params[layer.consumer_weight] = weight * (new_scale / old_scale)[:, None]
             params[layer.feature_mean], params[layer.feature_scale] = new_mean, new_scale
         return params
@@ -306,5 +324,5 @@ class Network:
         calibrated before the next one is measured, since its output feeds the next input.
         """
         params = dict(params)
-        tape, = self.forward_branches([params], X, measure, (role,), (-1,), calibrate=True)
+        (tape,) = self.forward_branches([params], X, measure, (role,), (-1,), calibrate=True)
         return params, tape

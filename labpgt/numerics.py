@@ -31,7 +31,6 @@ import jax.numpy as jnp  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 
 
-
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as info:
@@ -59,8 +58,11 @@ def _blas() -> str:
     import scipy.linalg  # noqa: F401
     from threadpoolctl import threadpool_info
 
-    found = {" ".join(str(info.get(key, "")) for key in ("internal_api", "version", "architecture")).strip()
-             for info in threadpool_info() if info.get("user_api") == "blas"}
+    found = {
+        " ".join(str(info.get(key, "")) for key in ("internal_api", "version", "architecture")).strip()
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    }
     return "; ".join(sorted(found)) or "none"
 
 
@@ -68,9 +70,16 @@ def fingerprint() -> dict:
     """What, besides the code and the seed, decides the floating-point bits of a run (JSON-able)."""
     import numpy
 
-    return {"machine": platform.machine(), "cpu": _cpu_model(), "simd": _simd(), "blas": _blas(),
-            "numpy": numpy.__version__, "jax": jax.__version__, "jaxlib": jax.lib.__version__,
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    return {
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "simd": _simd(),
+        "blas": _blas(),
+        "numpy": numpy.__version__,
+        "jax": jax.__version__,
+        "jaxlib": jax.lib.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
 
 
 def fingerprint_differences(recorded, here: dict | None = None) -> list[str]:
@@ -79,8 +88,7 @@ def fingerprint_differences(recorded, here: dict | None = None) -> list[str]:
     here = fingerprint() if here is None else here
     if not isinstance(recorded, dict):
         return ["not recorded"]
-    return [f"{key}: {recorded.get(key, '?')} -> {value}" for key, value in here.items()
-            if recorded.get(key) != value]
+    return [f"{key}: {recorded.get(key, '?')} -> {value}" for key, value in here.items() if recorded.get(key) != value]
 
 
 __all__ = ["fingerprint", "fingerprint_differences", "jax", "jnp"]

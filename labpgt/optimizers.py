@@ -90,5 +90,7 @@ def load_state_arrays(template, arrays: dict):
     names = [_leaf_name(path) for path, _ in leaves]
     if sorted(names) != sorted(arrays):
         raise ValueError(f"optimizer state {sorted(arrays)} does not match {sorted(names)}")
-    values = [jax.numpy.asarray(np.asarray(arrays[n]), dtype=np.asarray(leaf).dtype) for n, (_, leaf) in zip(names, leaves)]
+    values = [
+        jax.numpy.asarray(np.asarray(arrays[n]), dtype=np.asarray(leaf).dtype) for n, (_, leaf) in zip(names, leaves)
+    ]
     return jax.tree_util.tree_unflatten(treedef, values)

@@ -20,8 +20,14 @@ def _pyplot():
     return plt
 
 
-def plot_spectrum(frequencies_hz: np.ndarray, trace_dbm: np.ndarray, path: str | Path, title: str = "",
-                  peaks=(), threshold_dbm: float | None = None) -> Path:
+def plot_spectrum(
+    frequencies_hz: np.ndarray,
+    trace_dbm: np.ndarray,
+    path: str | Path,
+    title: str = "",
+    peaks=(),
+    threshold_dbm: float | None = None,
+) -> Path:
     """Save one analyzer trace as a PNG (frequency in GHz, power in dBm), with the listed ``peaks`` (indices)
     marked and the level they were found above (``threshold_dbm``) dashed."""
     plt = _pyplot()
@@ -29,8 +35,14 @@ def plot_spectrum(frequencies_hz: np.ndarray, trace_dbm: np.ndarray, path: str |
     ghz = np.asarray(frequencies_hz) / 1e9
     ax.plot(ghz, trace_dbm, lw=1.0)
     if len(peaks):
-        ax.plot(ghz[list(peaks)], np.asarray(trace_dbm)[list(peaks)], "v", color="C3", ms=5,
-                label=f"{len(peaks)} lines listed")
+        ax.plot(
+            ghz[list(peaks)],
+            np.asarray(trace_dbm)[list(peaks)],
+            "v",
+            color="C3",
+            ms=5,
+            label=f"{len(peaks)} lines listed",
+        )
     if threshold_dbm is not None:
         ax.axhline(threshold_dbm, color="C3", ls="--", lw=0.8, label=f"threshold {threshold_dbm:.1f} dBm")
         ax.legend(loc="upper right", fontsize=8)
@@ -63,7 +75,7 @@ def plot_history(result, path) -> Path:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, what, label in ((ax_loss, "loss", "cross-entropy loss"), (ax_acc, "accuracy", "accuracy")):
         trained = [(n, e[f"train_{what}"]) for n, e in zip(q, h) if f"train_{what}" in e]
-        if trained:                            # an evaluation toward a target measures no training sample
+        if trained:  # an evaluation toward a target measures no training sample
             ax.plot(*zip(*trained), marker=".", label="train")
         ax.plot(q, [e[f"{held}_{what}"] for e in h], marker=".", label=_held_label(h, held))
         ax.set_xlabel("training queries")
@@ -99,11 +111,16 @@ def plot_benchmark(benchmark: dict, path, title: str = "") -> Path:
         n = min(len(r["history"]) for r in rows)
         q = np.mean([[e["training_queries"] for e in r["history"][:n]] for r in rows], axis=0)
         acc = np.array([[e[f"{held}_accuracy"] for e in r["history"][:n]] for r in rows])
-        line, = ax.plot(q, acc.mean(axis=0), marker="." if n > 1 else "o", label=f"{method} ({len(rows)} seeds)")
+        (line,) = ax.plot(q, acc.mean(axis=0), marker="." if n > 1 else "o", label=f"{method} ({len(rows)} seeds)")
         if len(rows) > 1:
             ax.fill_between(q, acc.min(axis=0), acc.max(axis=0), color=line.get_color(), alpha=0.15)
-    ax.axhline(benchmark["target_accuracy"], color="grey", lw=0.8, ls="--",
-               label=f"target (mean {benchmark.get('target_method', 'pgt')})")
+    ax.axhline(
+        benchmark["target_accuracy"],
+        color="grey",
+        lw=0.8,
+        ls="--",
+        label=f"target (mean {benchmark.get('target_method', 'pgt')})",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("training queries (log scale)")
     ax.set_ylabel(f"{held} accuracy")
@@ -119,14 +136,29 @@ def plot_sweep_result(result, traces, path: str | Path, title: str = "") -> Path
     from labpgt.sweeps import THRESHOLD_SETTING
 
     spec = result.spec
-    return plot_sweep(result.columns(), result.frequencies, np.stack(traces), path, value_label=spec.label,
-                      margin_level_db=spec.margin_db if spec.setting == THRESHOLD_SETTING else None,
-                      threshold=result.threshold_db, title=title)
+    return plot_sweep(
+        result.columns(),
+        result.frequencies,
+        np.stack(traces),
+        path,
+        value_label=spec.label,
+        margin_level_db=spec.margin_db if spec.setting == THRESHOLD_SETTING else None,
+        threshold=result.threshold_db,
+        title=title,
+    )
 
 
-def plot_sweep(points: dict, frequencies_hz: np.ndarray, spectra_dbm: np.ndarray, path: str | Path, *,
-               value_label: str, margin_level_db: float | None = None, threshold: float = float("nan"),
-               title: str = "") -> Path:
+def plot_sweep(
+    points: dict,
+    frequencies_hz: np.ndarray,
+    spectra_dbm: np.ndarray,
+    path: str | Path,
+    *,
+    value_label: str,
+    margin_level_db: float | None = None,
+    threshold: float = float("nan"),
+    title: str = "",
+) -> Path:
     """Save a characterisation sweep as a PNG: peak power and margin against the swept value, and a
     waterfall of the spectra (colour dBm, swept value against frequency), the threshold marked on each.
 
@@ -139,8 +171,10 @@ def plot_sweep(points: dict, frequencies_hz: np.ndarray, spectra_dbm: np.ndarray
     fig = plt.figure(figsize=(11, 8))
     grid = fig.add_gridspec(2, 2, height_ratios=(1.0, 1.3))
     power_ax, margin_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
-    for ax, column, ylabel in ((power_ax, "peak_power_dbm", "peak power (dBm)"), (margin_ax, "margin_db",
-                                                                                   "margin over the median (dB)")):
+    for ax, column, ylabel in (
+        (power_ax, "peak_power_dbm", "peak power (dBm)"),
+        (margin_ax, "margin_db", "margin over the median (dB)"),
+    ):
         ax.plot(values, points[column], marker="o", ms=3, lw=1.2)
         ax.set_xlabel(value_label)
         ax.set_ylabel(ylabel)
@@ -165,13 +199,10 @@ def _waterfall(fig, ax, values: np.ndarray, frequencies_hz: np.ndarray, spectra_
     values, spectra = values[order], spectra_dbm[order]
     half_row = (values[-1] - values[0]) / (2 * (len(values) - 1)) if len(values) > 1 else 0.5
     extent = (frequencies_hz[0] / 1e9, frequencies_hz[-1] / 1e9, values[0] - half_row, values[-1] + half_row)
-    image = ax.imshow(spectra, aspect="auto", origin="lower", extent=extent, interpolation="nearest",
-                      cmap="viridis")
+    image = ax.imshow(spectra, aspect="auto", origin="lower", extent=extent, interpolation="nearest", cmap="viridis")
     fig.colorbar(image, ax=ax, label="power (dBm)")
     ax.set_xlabel("frequency (GHz)")
     ax.set_ylabel(value_label)
-
-
 
 
 def plot_twin_fit(fit, path) -> Path:
@@ -185,8 +216,8 @@ def plot_twin_fit(fit, path) -> Path:
     ax_scatter.set_xlabel("measured feature")
     ax_scatter.set_ylabel("twin's prediction")
     ax_scatter.set_title(f"held-out pairs ({fit.rows_held_out})")
-    for i, row in enumerate(np.linspace(0, len(fit.measured) - 1, min(3, len(fit.measured))).astype(int)):
-        line, = ax_rows.plot(fit.measured[row], lw=1.5, label=f"measured #{row}")
+    for row in np.linspace(0, len(fit.measured) - 1, min(3, len(fit.measured))).astype(int):
+        (line,) = ax_rows.plot(fit.measured[row], lw=1.5, label=f"measured #{row}")
         ax_rows.plot(fit.predicted[row], ls="--", color=line.get_color(), label=f"twin #{row}")
     ax_rows.set_xlabel("feature (frequency bin)")
     ax_rows.set_ylabel("feature value")

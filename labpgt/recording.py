@@ -45,13 +45,20 @@ class QueryLabels:
     token: np.ndarray
 
     @classmethod
-    def of(cls, step: int, role: str, n: int, direction=-1, sample=-1, layer=0, token=-1) -> "QueryLabels":
+    def of(cls, step: int, role: str, n: int, direction=-1, sample=-1, layer=0, token=-1) -> QueryLabels:
         """Labels for ``n`` rows; each of role/direction/sample/layer/token is a scalar (broadcast) or (n,)."""
+
         def column(value, dtype):
             return np.broadcast_to(np.asarray(value, dtype=dtype), (n,)).copy()
 
-        return cls(int(step), column(role, np.str_), column(direction, np.int64), column(sample, np.int64),
-                   column(layer, np.int64), column(token, np.int64))
+        return cls(
+            int(step),
+            column(role, np.str_),
+            column(direction, np.int64),
+            column(sample, np.int64),
+            column(layer, np.int64),
+            column(token, np.int64),
+        )
 
     def __len__(self) -> int:
         return int(self.sample.shape[0])

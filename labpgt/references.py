@@ -29,8 +29,14 @@ def logistic_regression(task: str, seed: int) -> dict:
     scores = [float(f.score(data.x_test, data.y_test)) for f in fits]
     best = int(np.argmax(scores))
     x_test, y_test = load_final_test(task, seed)
-    return {"reference": LOGISTIC, "seed": int(seed), "C": LOGISTIC_C[best], "tuning_fits": len(LOGISTIC_C),
-            "validation_accuracy": scores[best], "test_accuracy": float(fits[best].score(x_test, y_test))}
+    return {
+        "reference": LOGISTIC,
+        "seed": int(seed),
+        "C": LOGISTIC_C[best],
+        "tuning_fits": len(LOGISTIC_C),
+        "validation_accuracy": scores[best],
+        "test_accuracy": float(fits[best].score(x_test, y_test)),
+    }
 
 
 def digital_references(task: str, seeds) -> list[dict]:
@@ -40,8 +46,10 @@ def digital_references(task: str, seeds) -> list[dict]:
 
 def references_table(rows: list[dict]) -> list[str]:
     """Per reference: median validation and test accuracy over the seeds' splits, and their range."""
-    lines = ["digital-only references (no reservoir query), median [range] over seeds",
-             f"{'reference':<36}{'seeds':>6}{'validation acc.':>24}{'test acc.':>24}"]
+    lines = [
+        "digital-only references (no reservoir query), median [range] over seeds",
+        f"{'reference':<36}{'seeds':>6}{'validation acc.':>24}{'test acc.':>24}",
+    ]
     for name in dict.fromkeys(r["reference"] for r in rows):
         mine = [r for r in rows if r["reference"] == name]
         cells = []

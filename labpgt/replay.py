@@ -70,11 +70,11 @@ from labpgt.errors import UserError
 from labpgt.reservoir import Measurement
 from labpgt.session import SessionReader
 
-FEATURE_TOLERANCE = 1e-9   # recomputed vs recorded features (features are O(1))
-STEP_TOLERANCE = 1e-8      # τ: of a step's change of each array, and of max(1, |x|) for inputs and losses
-ROUNDING_ULPS = 4          # u: the rounding of applying the update, in ulps of the array (see above)
+FEATURE_TOLERANCE = 1e-9  # recomputed vs recorded features (features are O(1))
+STEP_TOLERANCE = 1e-8  # τ: of a step's change of each array, and of max(1, |x|) for inputs and losses
+ROUNDING_ULPS = 4  # u: the rounding of applying the update, in ulps of the array (see above)
 FLOAT64_ROUNDING = float(np.finfo(np.float64).eps)
-EARLIER_ENGINE = "labpgt-engine/1"   # what a session without an "engine" entry was run by
+EARLIER_ENGINE = "labpgt-engine/1"  # what a session without an "engine" entry was run by
 
 
 class ReplayDivergence(Exception):
@@ -101,7 +101,7 @@ class ReplayReport:
     spectra_checked: int = 0
     recording_complete: bool = True
     largest_deviation: float = 0.0
-    earlier_engine: str | None = None    # set when the session's engine cannot be rerun
+    earlier_engine: str | None = None  # set when the session's engine cannot be rerun
     tolerance: float = STEP_TOLERANCE
     largest_at: str | None = None
     exact: bool = False
@@ -109,20 +109,31 @@ class ReplayReport:
 
     def summary(self) -> str:
         if not self.ok:
-            hint = ("; it was recorded on another machine: without --exact, replay allows each step the rounding "
-                    "of this one" if self.exact and self.other_machine else "")
+            hint = (
+                "; it was recorded on another machine: without --exact, replay allows each step the rounding "
+                "of this one"
+                if self.exact and self.other_machine
+                else ""
+            )
             return f"replay diverged: {self.first_divergence}{hint}"
         if self.earlier_engine is not None:
-            return (f"recorded by an earlier engine ({self.earlier_engine}), which this labpgt cannot rerun; "
-                    f"checked what needs no engine: {self.spectra_checked} spectra consistent with their features")
+            return (
+                f"recorded by an earlier engine ({self.earlier_engine}), which this labpgt cannot rerun; "
+                f"checked what needs no engine: {self.spectra_checked} spectra consistent with their features"
+            )
         scope = "complete run" if self.recording_complete else "interrupted run, up to its last complete step"
         where = "on another machine" if self.other_machine else "on the recording machine"
-        same = ("bit-identical" if self.largest_deviation == 0.0 else
-                f"within {self.tolerance:g} of each step, largest deviation {self.largest_deviation:.2g} "
-                f"({self.largest_at})")
+        same = (
+            "bit-identical"
+            if self.largest_deviation == 0.0
+            else f"within {self.tolerance:g} of each step, largest deviation {self.largest_deviation:.2g} "
+            f"({self.largest_at})"
+        )
         spectra = f", {self.spectra_checked} spectra consistent with their features" if self.spectra_checked else ""
-        return (f"replay ok ({scope}, {where}): {self.queries_replayed} queries, {self.checkpoints_checked} "
-                f"checkpoints {same}{spectra}")
+        return (
+            f"replay ok ({scope}, {where}): {self.queries_replayed} queries, {self.checkpoints_checked} "
+            f"checkpoints {same}{spectra}"
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -147,11 +158,17 @@ def step_deviation(mine, recorded, before, tolerance: float = STEP_TOLERANCE) ->
     if same.all():
         return 0.0
     deviation = float(np.max(np.where(same, 0.0, np.abs(mine - recorded))))
-    before = np.asarray(before, dtype=np.float64) if before is not None and np.shape(before) == recorded.shape \
+    before = (
+        np.asarray(before, dtype=np.float64)
+        if before is not None and np.shape(before) == recorded.shape
         else np.zeros_like(recorded)
+    )
     step = float(np.nanmax(np.abs(recorded - before), initial=0.0))
-    floor = ROUNDING_ULPS * FLOAT64_ROUNDING / tolerance * float(np.nanmax(np.abs(recorded), initial=0.0)) \
-        if tolerance > 0 else 0.0
+    floor = (
+        ROUNDING_ULPS * FLOAT64_ROUNDING / tolerance * float(np.nanmax(np.abs(recorded), initial=0.0))
+        if tolerance > 0
+        else 0.0
+    )
     scale = step + floor
     return deviation / scale if scale > 0 and np.isfinite(deviation) else float("inf")
 
@@ -193,7 +210,7 @@ class ReplayReservoir(_Deviations):
             from labpgt.reservoirs import make_reservoir
             from labpgt.trainer import TrainConfig
 
-            self._model = make_reservoir(TrainConfig.from_dict(config))   # backprop: the exact vjp of its map
+            self._model = make_reservoir(TrainConfig.from_dict(config))  # backprop: the exact vjp of its map
             self.differentiable = True
             self.vjp = self._model.vjp
 
@@ -203,7 +220,7 @@ class ReplayReservoir(_Deviations):
             self._block_start = start
             self._block = block = self.session.queries(start, start + max(n, self.BLOCK_ROWS))
         offset = start - self._block_start
-        return {k: v[offset:offset + n] for k, v in block.items()}
+        return {k: v[offset : offset + n] for k, v in block.items()}
 
     def measure(self, U: np.ndarray) -> Measurement:
         U = np.atleast_2d(np.asarray(U, dtype=np.float64))
@@ -215,18 +232,25 @@ class ReplayReservoir(_Deviations):
         i = int(np.argmax(difference)) if n else 0
         if n and not self.note(float(difference[i]), f"query {start + i}, input"):
             delta = float(np.max(np.abs(U[i] - rows["u"][i])))
-            raise ReplayDivergence(f"{_where(self.session, start + i, rows['step'], rows['role'], start)}: "
-                                   f"recorded input differs from requested by {delta:.2g}")
+            raise ReplayDivergence(
+                f"{_where(self.session, start + i, rows['step'], rows['role'], start)}: "
+                f"recorded input differs from requested by {delta:.2g}"
+            )
         self.position += n
-        return Measurement(features=rows["features"], spectra=rows["spectrum"] if self.frequencies is not None else None,
-                           frequencies=self.frequencies, settings=rows["settings"], started=rows["timestamp"],
-                           attempts=rows["attempts"])
+        return Measurement(
+            features=rows["features"],
+            spectra=rows["spectrum"] if self.frequencies is not None else None,
+            frequencies=self.frequencies,
+            settings=rows["settings"],
+            started=rows["timestamp"],
+            attempts=rows["attempts"],
+        )
 
     def identities(self) -> dict[str, str]:
         return dict(self.session.instruments)
 
     def get_rng_state(self) -> dict:
-        return {}                    # the recording is the randomness
+        return {}  # the recording is the randomness
 
     def set_rng_state(self, state: dict) -> None:
         pass
@@ -266,14 +290,22 @@ class _ReplayRecorder(_Deviations):
     def record_queries(self, labels, U, measurement) -> None:
         n, start = len(U), self.position
         rec = self.session.queries(start, start + n, ("step", "role", "direction", "sample", "layer", "token"))
-        asked = {"step": np.full(n, labels.step), "role": np.array([self._codes.get(r, -1) for r in labels.role]),
-                 "direction": labels.direction, "sample": labels.sample, "layer": labels.layer, "token": labels.token}
+        asked = {
+            "step": np.full(n, labels.step),
+            "role": np.array([self._codes.get(r, -1) for r in labels.role]),
+            "direction": labels.direction,
+            "sample": labels.sample,
+            "layer": labels.layer,
+            "token": labels.token,
+        }
         for name, values in asked.items():
             bad = values != rec[name]
             if bad.any():
                 i = int(np.argmax(bad))
-                raise ReplayDivergence(f"{_where(self.session, start + i, rec['step'], rec['role'], start)}: "
-                                       f"recorded {name} {rec[name][i]}, the rerun has {values[i]}")
+                raise ReplayDivergence(
+                    f"{_where(self.session, start + i, rec['step'], rec['role'], start)}: "
+                    f"recorded {name} {rec[name][i]}, the rerun has {values[i]}"
+                )
         self.position += n
 
     def record_step(self, step, values) -> None:
@@ -295,8 +327,11 @@ class _ReplayRecorder(_Deviations):
         if recorded.step != step:
             raise ReplayDivergence(f"step {step}: the recording's checkpoint {j} is of step {recorded.step}")
         before = self.before
-        for label, attribute in (("parameters", "params"), ("optimizer state", "optimizer_state"),
-                                 ("method state", "method_state")):
+        for label, attribute in (
+            ("parameters", "params"),
+            ("optimizer state", "optimizer_state"),
+            ("method state", "method_state"),
+        ):
             mine, theirs = getattr(checkpoint, attribute), getattr(recorded, attribute)
             previous: dict = getattr(before, attribute) if before is not None else {}
             for name in sorted(set(mine) | set(theirs)):
@@ -306,8 +341,10 @@ class _ReplayRecorder(_Deviations):
                 deviation = step_deviation(a, b, previous.get(name), self.tolerance)
                 if not self.note(deviation, f"step {step}, {label} {name}"):
                     delta = float(np.nanmax(np.abs(np.asarray(a, float) - np.asarray(b, float))))
-                    raise ReplayDivergence(f"step {step}: {label} differ from checkpoint (max |Δ| {delta:.2g} in "
-                                           f"{name}, {deviation:.2g} of the step; tolerance {self.tolerance:g})")
+                    raise ReplayDivergence(
+                        f"step {step}: {label} differ from checkpoint (max |Δ| {delta:.2g} in "
+                        f"{name}, {deviation:.2g} of the step; tolerance {self.tolerance:g})"
+                    )
         self.checkpoints += 1
         if self.trainer is not None:
             self.trainer.load_state(recorded)
@@ -329,15 +366,18 @@ def check_spectra(session: SessionReader) -> tuple[int, str | None]:
     features = bench["features"]
     checked = 0
     for start, rows in session.iter_queries(("step", "role", "spectrum", "features")):
-        recomputed = trace_features(rows["spectrum"], int(features["bins"]), float(features["floor_dbm"]),
-                                    float(features["ceiling_dbm"]))
+        recomputed = trace_features(
+            rows["spectrum"], int(features["bins"]), float(features["floor_dbm"]), float(features["ceiling_dbm"])
+        )
         error = np.max(np.abs(recomputed - rows["features"]), axis=1)
         bad = ~(error <= FEATURE_TOLERANCE)
         if bad.any():
             i = int(np.argmax(bad))
-            return checked + i, (f"{_where(session, start + i, rows['step'], rows['role'], start)}: the recorded "
-                                 f"spectrum does not give the recorded features (max |Δ| {error[i]:.2g}); "
-                                 f"the spectrum or the features were altered")
+            return checked + i, (
+                f"{_where(session, start + i, rows['step'], rows['role'], start)}: the recorded "
+                f"spectrum does not give the recorded features (max |Δ| {error[i]:.2g}); "
+                f"the spectrum or the features were altered"
+            )
         checked += len(error)
     return checked, None
 
@@ -358,20 +398,45 @@ def replay_session(path, exact: bool = False) -> ReplayReport:
         other = tuple(fingerprint_differences(session.versions.get("numerics")))
         checked, problem = check_spectra(session)
         if problem:
-            return ReplayReport(False, problem, spectra_checked=checked, recording_complete=complete,
-                                tolerance=tolerance, exact=exact, other_machine=other)
+            return ReplayReport(
+                False,
+                problem,
+                spectra_checked=checked,
+                recording_complete=complete,
+                tolerance=tolerance,
+                exact=exact,
+                other_machine=other,
+            )
         engine = session.config.get("engine", EARLIER_ENGINE)
         if engine != ENGINE:
-            return ReplayReport(True, None, spectra_checked=checked, recording_complete=complete,
-                                earlier_engine=engine, tolerance=tolerance, exact=exact, other_machine=other)
+            return ReplayReport(
+                True,
+                None,
+                spectra_checked=checked,
+                recording_complete=complete,
+                earlier_engine=engine,
+                tolerance=tolerance,
+                exact=exact,
+                other_machine=other,
+            )
         config = TrainConfig.from_dict(session.config["train"])
         reservoir, recorder = ReplayReservoir(session, tolerance), _ReplayRecorder(session, tolerance)
 
         def report(ok, divergence=None):
             largest = max((reservoir, recorder), key=lambda checked: checked.largest_deviation)
-            return ReplayReport(ok, divergence, reservoir.position, recorder.checkpoints, checked, complete,
-                                largest.largest_deviation, tolerance=tolerance, largest_at=largest.largest_at,
-                                exact=exact, other_machine=other)
+            return ReplayReport(
+                ok,
+                divergence,
+                reservoir.position,
+                recorder.checkpoints,
+                checked,
+                complete,
+                largest.largest_deviation,
+                tolerance=tolerance,
+                largest_at=largest.largest_at,
+                exact=exact,
+                other_machine=other,
+            )
 
         prior = session.prior()
         try:
@@ -382,15 +447,21 @@ def replay_session(path, exact: bool = False) -> ReplayReport:
             return report(False, str(exc))
         except RecordingExhausted:
             if complete:
-                return report(False, f"query {reservoir.position}: the rerun asks for more queries than the "
-                                     f"{session.n_queries} recorded")
+                return report(
+                    False,
+                    f"query {reservoir.position}: the rerun asks for more queries than the "
+                    f"{session.n_queries} recorded",
+                )
             return report(True)
         if reservoir.position != session.n_queries:
-            return report(False, f"query {reservoir.position}: the rerun finished but the recording has "
-                                 f"{session.n_queries} queries")
+            return report(
+                False,
+                f"query {reservoir.position}: the rerun finished but the recording has {session.n_queries} queries",
+            )
         if recorder.checkpoints != session.n_checkpoints:
-            return report(False, f"the rerun made {recorder.checkpoints} checkpoints, the recording has "
-                                 f"{session.n_checkpoints}")
+            return report(
+                False, f"the rerun made {recorder.checkpoints} checkpoints, the recording has {session.n_checkpoints}"
+            )
         return report(True)
 
 
@@ -438,7 +509,13 @@ def refit_readout(path, kind: str = "ridge") -> dict:
     mean, scale = F_train.mean(axis=0), F_train.std(axis=0)
     scale[scale < 1e-12] = 1.0
     ridge = RidgeClassifierCV(alphas=np.logspace(-3, 3, 13)).fit((F_train - mean) / scale, y_train)
-    return {"kind": kind, "step": step, "source": source, "n_train": int(train_rows.size),
-            "n_test": int(test_rows.size), "alpha": float(ridge.alpha_),
-            "train_accuracy": float(ridge.score((F_train - mean) / scale, y_train)),
-            "test_accuracy": float(ridge.score((F_test - mean) / scale, y_test))}
+    return {
+        "kind": kind,
+        "step": step,
+        "source": source,
+        "n_train": int(train_rows.size),
+        "n_test": int(test_rows.size),
+        "alpha": float(ridge.alpha_),
+        "train_accuracy": float(ridge.score((F_train - mean) / scale, y_train)),
+        "test_accuracy": float(ridge.score((F_test - mean) / scale, y_test)),
+    }

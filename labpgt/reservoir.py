@@ -43,17 +43,27 @@ class Measurement:
         return int(self.features.shape[0])
 
     @classmethod
-    def concatenate(cls, parts: "list[Measurement]") -> "Measurement":
+    def concatenate(cls, parts: list[Measurement]) -> Measurement:
         """The measurements of consecutive calls as one (a column is kept where every part has it)."""
+
         def joined(name):
             values = [getattr(part, name) for part in parts]
             return None if any(v is None for v in values) else np.concatenate(values)
 
         first = parts[0]
-        return cls(features=np.concatenate([p.features for p in parts]), spectra=joined("spectra"),
-                   frequencies=first.frequencies, settings=joined("settings"), started=joined("started"),
-                   attempts=joined("attempts"), extra=dict(first.extra), wall_seconds=joined("wall_seconds"),
-                   sim_time=joined("sim_time"), temperature_c=joined("temperature_c"), field_mt=joined("field_mt"))
+        return cls(
+            features=np.concatenate([p.features for p in parts]),
+            spectra=joined("spectra"),
+            frequencies=first.frequencies,
+            settings=joined("settings"),
+            started=joined("started"),
+            attempts=joined("attempts"),
+            extra=dict(first.extra),
+            wall_seconds=joined("wall_seconds"),
+            sim_time=joined("sim_time"),
+            temperature_c=joined("temperature_c"),
+            field_mt=joined("field_mt"),
+        )
 
 
 @runtime_checkable

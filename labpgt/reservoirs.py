@@ -18,9 +18,10 @@ on reservoir names. Factories import what they need when called, so naming a res
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 from labpgt.errors import UserError
 from labpgt.settings import check, existing_file, setting
@@ -51,29 +52,45 @@ class DigitalSettings(ReservoirSettings):
 @dataclass(frozen=True)
 class RingSettings(ReservoirSettings):
     kind: ClassVar[str] = "ring-sim"
-    bench: str | None = setting(None, "bench TOML: train through these instruments (real or served)",
-                                derived="the embedded simulated bench", parse=existing_file("bench config"),
-                                label="Bench config (.toml)")
-    ring_drift: bool = setting(True, "the embedded simulated ring's temperature and field drift (off: held "
-                                     "still)", flag="--no-drift", label="Simulated ring drifts")
-    ring_device: int = setting(0, "the embedded simulated ring's device: 0 the nominal ring, N >= 1 one drawn from "
-                                  "the documented device-to-device spread (docs/ring-physics.md)", minimum=0,
-                               label="Simulated ring device")
+    bench: str | None = setting(
+        None,
+        "bench TOML: train through these instruments (real or served)",
+        derived="the embedded simulated bench",
+        parse=existing_file("bench config"),
+        label="Bench config (.toml)",
+    )
+    ring_drift: bool = setting(
+        True,
+        "the embedded simulated ring's temperature and field drift (off: held still)",
+        flag="--no-drift",
+        label="Simulated ring drifts",
+    )
+    ring_device: int = setting(
+        0,
+        "the embedded simulated ring's device: 0 the nominal ring, N >= 1 one drawn from "
+        "the documented device-to-device spread (docs/ring-physics.md)",
+        minimum=0,
+        label="Simulated ring device",
+    )
 
     def __post_init__(self):
         super().__post_init__()
         if not self.ring_drift and self.bench:
-            raise UserError("ring_drift off holds the embedded simulated ring's temperature and field still; "
-                            f"it cannot apply to the instruments of {self.bench}")
+            raise UserError(
+                "ring_drift off holds the embedded simulated ring's temperature and field still; "
+                f"it cannot apply to the instruments of {self.bench}"
+            )
         if self.ring_device and self.bench:
-            raise UserError("ring_device picks a simulated ring device of the embedded bench; "
-                            f"it cannot apply to the instruments of {self.bench}")
+            raise UserError(
+                "ring_device picks a simulated ring device of the embedded bench; "
+                f"it cannot apply to the instruments of {self.bench}"
+            )
 
 
 @dataclass(frozen=True)
 class TwinFileSettings(ReservoirSettings):
     kind: ClassVar[str] = "twin:"
-    twin_file: str = ""               # named in the reservoir's name, twin:FILE.h5, not a setting of its own
+    twin_file: str = ""  # named in the reservoir's name, twin:FILE.h5, not a setting of its own
 
     @property
     def name(self) -> str:
@@ -84,8 +101,12 @@ def _digital(config):
     from labpgt.digital import DigitalReservoir
 
     r = config.reservoir
-    return DigitalReservoir(input_width=r.digital_input_width, feature_width=r.digital_feature_width,
-                            noise=r.digital_noise, seed=config.seed)
+    return DigitalReservoir(
+        input_width=r.digital_input_width,
+        feature_width=r.digital_feature_width,
+        noise=r.digital_noise,
+        seed=config.seed,
+    )
 
 
 def _digital_widths(config) -> tuple[int, int]:
@@ -135,15 +156,17 @@ def _twin_widths(config) -> tuple[int, int]:
     return int(spec.input_width), int(spec.feature_width)
 
 
-RESERVOIRS = {"digital": ReservoirKind(DigitalSettings, _digital, _digital_widths, differentiable=True),
-              "ring-sim": ReservoirKind(RingSettings, _ring, _ring_widths, differentiable=False, takes_bench=True),
-              "twin:": ReservoirKind(TwinFileSettings, _twin, _twin_widths, differentiable=True)}
+RESERVOIRS = {
+    "digital": ReservoirKind(DigitalSettings, _digital, _digital_widths, differentiable=True),
+    "ring-sim": ReservoirKind(RingSettings, _ring, _ring_widths, differentiable=False, takes_bench=True),
+    "twin:": ReservoirKind(TwinFileSettings, _twin, _twin_widths, differentiable=True),
+}
 NAMES = "digital, ring-sim, twin:FILE.h5"
 
 
 def reservoir_kind(name: str) -> ReservoirKind:
     prefix = name.split(":", 1)[0] + ":" if ":" in name else None
-    if prefix in RESERVOIRS and name[len(prefix):]:
+    if prefix in RESERVOIRS and name[len(prefix) :]:
         return RESERVOIRS[prefix]
     if name in RESERVOIRS and not name.endswith(":"):
         return RESERVOIRS[name]
@@ -155,7 +178,7 @@ def resolved_reservoir_name(name: str) -> str:
     and replay find it from any directory."""
     reservoir_kind(name)
     if name.startswith("twin:"):
-        path = Path(name[len("twin:"):])
+        path = Path(name[len("twin:") :])
         if not path.is_file():
             raise UserError(f"twin file {path} does not exist")
         return f"twin:{path.resolve()}"
@@ -166,7 +189,7 @@ def reservoir_settings(name: str, values: dict) -> ReservoirSettings:
     """The settings of the reservoir named ``name`` (``twin:FILE`` carries its file in the name)."""
     kind = reservoir_kind(name)
     if kind.Settings is TwinFileSettings:
-        return TwinFileSettings(twin_file=name[len("twin:"):], **values)
+        return TwinFileSettings(twin_file=name[len("twin:") :], **values)
     return kind.Settings(**values)
 
 

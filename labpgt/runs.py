@@ -81,14 +81,21 @@ class RunResult:
         return self.training_queries + self.eval_queries + self.test_queries
 
     @classmethod
-    def of(cls, trainer: Trainer, session=None) -> "RunResult":
-        result = cls._from(trainer.config.to_dict(), trainer.history, trainer.queries,
-                           trainer.run_seconds, trainer.measure_seconds, session, params_sha256(trainer.params))
+    def of(cls, trainer: Trainer, session=None) -> RunResult:
+        result = cls._from(
+            trainer.config.to_dict(),
+            trainer.history,
+            trainer.queries,
+            trainer.run_seconds,
+            trainer.measure_seconds,
+            session,
+            params_sha256(trainer.params),
+        )
         result.prior_queries = trainer.prior_rows
         return result
 
     @classmethod
-    def from_session(cls, path) -> "RunResult | None":
+    def from_session(cls, path) -> RunResult | None:
         """The result a complete training session records (None while it is incomplete)."""
         with SessionReader(path) as reader:
             if reader.kind != "training" or not reader.completed:
@@ -97,23 +104,39 @@ class RunResult:
             state = last.trainer_state
             config = TrainConfig.from_dict(reader.config["train"])
             prior = reader.prior()
-            result = cls._from(config.to_dict(), state["history"], state["queries"],
-                               float(state.get("run_seconds", 0.0)), float(state.get("measure_seconds", 0.0)),
-                               path, params_sha256(last.params))
+            result = cls._from(
+                config.to_dict(),
+                state["history"],
+                state["queries"],
+                float(state.get("run_seconds", 0.0)),
+                float(state.get("measure_seconds", 0.0)),
+                path,
+                params_sha256(last.params),
+            )
             result.prior_queries = 0 if prior is None else len(prior[0])
             return result
 
     @classmethod
-    def _from(cls, config: dict, history, queries, run_seconds, measure_seconds, session, sha) -> "RunResult":
+    def _from(cls, config: dict, history, queries, run_seconds, measure_seconds, session, sha) -> RunResult:
         holdout = config.get("holdout", "test")
         last = history[-1]
         queries = {k: int(v) for k, v in queries.items()}
-        return cls(config=config, holdout=holdout, final_accuracy=last[f"{holdout}_accuracy"],
-                   final_train_accuracy=last.get("train_accuracy"), queries=queries,
-                   training_queries=sum(queries[r] for r in TRAINING_ROLES), eval_queries=queries["eval"],
-                   history=[dict(h) for h in history], wall_seconds=run_seconds, measure_seconds=measure_seconds,
-                   session=None if session is None else str(session), final_params_sha256=sha,
-                   final_test_accuracy=last.get("test_accuracy"), test_queries=queries.get("test", 0))
+        return cls(
+            config=config,
+            holdout=holdout,
+            final_accuracy=last[f"{holdout}_accuracy"],
+            final_train_accuracy=last.get("train_accuracy"),
+            queries=queries,
+            training_queries=sum(queries[r] for r in TRAINING_ROLES),
+            eval_queries=queries["eval"],
+            history=[dict(h) for h in history],
+            wall_seconds=run_seconds,
+            measure_seconds=measure_seconds,
+            session=None if session is None else str(session),
+            final_params_sha256=sha,
+            final_test_accuracy=last.get("test_accuracy"),
+            test_queries=queries.get("test", 0),
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -155,9 +178,15 @@ def new_training_session(path, trainer: Trainer, reservoir, prior=None) -> Sessi
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     config = session_config(trainer.config.to_dict(), trainer.reservoir, model=trainer.network.spec, engine=ENGINE)
-    return SessionWriter.create(path, config, trainer.checkpoint(), prior=prior,
-                                frequencies=getattr(reservoir, "frequencies", None), instruments=reservoir.identities(),
-                                resolution_db=getattr(reservoir, "trace_resolution_db", None))
+    return SessionWriter.create(
+        path,
+        config,
+        trainer.checkpoint(),
+        prior=prior,
+        frequencies=getattr(reservoir, "frequencies", None),
+        instruments=reservoir.identities(),
+        resolution_db=getattr(reservoir, "trace_resolution_db", None),
+    )
 
 
 #: what the query rows of a session compress to on the disk (gzip after a byte shuffle: 1,015 of 2,141 bytes a
@@ -169,10 +198,9 @@ def expected_bytes(trainer: Trainer, reservoir) -> tuple[int, int]:
     """``(one step, the whole run)``: the bytes a run's queries take, a step's uncompressed (what must fit before it
     is written), the run's as compressed (what it is expected to leave on the disk), evaluation included."""
     config, network = trainer.config, trainer.network
-    points = len(getattr(reservoir, "frequencies", None) if getattr(reservoir, "frequencies", None) is not None
-                 else ())
+    points = len(getattr(reservoir, "frequencies", None) if getattr(reservoir, "frequencies", None) is not None else ())
     per_query = 8 * (reservoir.input_width + reservoir.feature_width + len(getattr(reservoir, "setting_names", ())))
-    per_query += 4 * points + 80                       # the spectrum, and the labels, times and attempts
+    per_query += 4 * points + 80  # the spectrum, and the labels, times and attempts
     rows = len(network.layers) * max(1, int(network.spec.get("tokens") or 1))
     method = method_class(config.method.name)
     if method.closed_form:
@@ -182,9 +210,15 @@ def expected_bytes(trainer: Trainer, reservoir) -> tuple[int, int]:
         step = config.method.batch_size * rows * method.queries_per_row(config.method)
         evaluation = config.evaluation
         whole_split = (len(trainer.task.y_test) + evaluation.eval_train_samples) * rows
-        run = config.method.steps * step + (evaluation.eval_fraction * config.method.steps * step
-                                            if evaluation.eval_fraction else
-                                            config.method.steps // evaluation.eval_every * whole_split) + whole_split
+        run = (
+            config.method.steps * step
+            + (
+                evaluation.eval_fraction * config.method.steps * step
+                if evaluation.eval_fraction
+                else config.method.steps // evaluation.eval_every * whole_split
+            )
+            + whole_split
+        )
     return int(step * per_query), int(run * per_query * COMPRESSED_FRACTION)
 
 
@@ -205,8 +239,13 @@ def new_sweep_session(path, spec, bench):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     config = sweep_session_config(spec.description(bench.config), bench.config.to_dict(), bench.config.bins)
-    return SweepWriter.create(path, config, frequencies=bench.frequencies, instruments=bench.identities(),
-                              resolution_db=bench.trace_resolution_db)
+    return SweepWriter.create(
+        path,
+        config,
+        frequencies=bench.frequencies,
+        instruments=bench.identities(),
+        resolution_db=bench.trace_resolution_db,
+    )
 
 
 def machine_change(session) -> str | None:
@@ -219,9 +258,11 @@ def machine_change(session) -> str | None:
         differences = fingerprint_differences(recording_fingerprint(reader.versions))
     if not differences:
         return None
-    return (f"resuming on another machine than the one that recorded {Path(session).name} "
-            f"({'; '.join(differences[:2])}): the run continues correctly, but not bit-identically to an "
-            f"uninterrupted run there (labpgt replay checks it step by step)")
+    return (
+        f"resuming on another machine than the one that recorded {Path(session).name} "
+        f"({'; '.join(differences[:2])}): the run continues correctly, but not bit-identically to an "
+        f"uninterrupted run there (labpgt replay checks it step by step)"
+    )
 
 
 def prior_pairs(trainer: Trainer):
@@ -248,18 +289,21 @@ def recorded_prior(session):
 def resumable_config(session) -> TrainConfig:
     """The session's training config, or one line saying why it cannot be continued."""
     from labpgt.network import ENGINE
-
     from labpgt.session.liveness import being_written
 
     with SessionReader(session) as reader:
         if reader.kind != "training":
             raise UserError(f"{Path(session).name} is a {reader.kind} session; only a training can be resumed")
         if being_written(session, reader.steps()["wall_time"]):
-            raise UserError(f"{Path(session).name} is in progress: another run is writing it now; stop that run "
-                            f"first (labpgt inspect says when it is interrupted)")
+            raise UserError(
+                f"{Path(session).name} is in progress: another run is writing it now; stop that run "
+                f"first (labpgt inspect says when it is interrupted)"
+            )
         if reader.config.get("engine") != ENGINE:
-            raise UserError(f"{Path(session).name} was recorded by an earlier engine "
-                            f"({reader.config.get('engine', 'labpgt-engine/1')}); this labpgt cannot continue it")
+            raise UserError(
+                f"{Path(session).name} was recorded by an earlier engine "
+                f"({reader.config.get('engine', 'labpgt-engine/1')}); this labpgt cannot continue it"
+            )
         return TrainConfig.from_dict(reader.config["train"])
 
 
@@ -276,7 +320,18 @@ def recorded_training_queries(session, block_rows: int = 1 << 14):
             for step in np.unique(q["step"]):
                 rows = (q["step"] == step) & training[q["role"]]
                 if rows.any():
-                    out.append((QueryLabels(int(step), names[q["role"][rows]], q["direction"][rows], q["sample"][rows],
-                                            q["layer"][rows].astype(np.int64), q["token"][rows].astype(np.int64)),
-                                q["u"][rows], q["features"][rows]))
+                    out.append(
+                        (
+                            QueryLabels(
+                                int(step),
+                                names[q["role"][rows]],
+                                q["direction"][rows],
+                                q["sample"][rows],
+                                q["layer"][rows].astype(np.int64),
+                                q["token"][rows].astype(np.int64),
+                            ),
+                            q["u"][rows],
+                            q["features"][rows],
+                        )
+                    )
         return out

@@ -27,9 +27,10 @@ import dataclasses
 import functools
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from labpgt.errors import UserError
 
@@ -167,8 +168,13 @@ def requirement(d: Declared) -> str:
             return f"must be a whole number in [{spec.minimum:g}, {spec.maximum:g}]"
         return "must be a whole number"
     if d.kind is float:
-        upper = f" at most {spec.maximum:g}" if spec.maximum is not None else \
-            f" below {spec.below:g}" if spec.below is not None else ""
+        upper = (
+            f" at most {spec.maximum:g}"
+            if spec.maximum is not None
+            else f" below {spec.below:g}"
+            if spec.below is not None
+            else ""
+        )
         if spec.above == 0:
             return f"must be a positive finite number{upper}"
         if spec.minimum == 0 and not upper:
@@ -179,8 +185,10 @@ def requirement(d: Declared) -> str:
         opening = "(" if spec.above is not None else "["
         closing = ")" if spec.below is not None else "]"
         high = spec.below if spec.below is not None else spec.maximum
-        return (f"must be in {opening}{'-inf' if low is None else f'{low:g}'}, "
-                f"{'inf' if high is None else f'{high:g}'}{closing}")
+        return (
+            f"must be in {opening}{'-inf' if low is None else f'{low:g}'}, "
+            f"{'inf' if high is None else f'{high:g}'}{closing}"
+        )
     return "must be text"
 
 
@@ -191,16 +199,18 @@ def _within(d: Declared, value) -> bool:
     if d.kind in (int, float):
         if d.kind is float and not math.isfinite(value):
             return False
-        return not ((spec.minimum is not None and value < spec.minimum)
-                    or (spec.maximum is not None and value > spec.maximum)
-                    or (spec.above is not None and value <= spec.above)
-                    or (spec.below is not None and value >= spec.below))
+        return not (
+            (spec.minimum is not None and value < spec.minimum)
+            or (spec.maximum is not None and value > spec.maximum)
+            or (spec.above is not None and value <= spec.above)
+            or (spec.below is not None and value >= spec.below)
+        )
     return True
 
 
 def _typed(d: Declared, value):
     """``value`` as the field's type (numpy scalars and JSON's lists accepted), or raise ValueError."""
-    import numpy as np          # here: the command line imports this module before it needs numpy
+    import numpy as np  # here: the command line imports this module before it needs numpy
 
     kind = d.kind
     if kind is bool:
@@ -216,8 +226,7 @@ def _typed(d: Declared, value):
             raise ValueError
         return float(value)
     if kind is tuple:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)) \
-                or not all(isinstance(v, str) for v in value):
+        if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ValueError
         return tuple(value)
     if not isinstance(value, str):
@@ -293,9 +302,11 @@ def described_default(d: Declared, default=dataclasses.MISSING) -> str:
 
 def existing_file(what: str) -> Callable[[str], str]:
     """A ``parse`` for a setting that names a file which must exist: its absolute path."""
+
     def parse_path(text: str) -> str:
         path = Path(text)
         if not path.is_file():
             raise ValueError(f"{what} {text} does not exist")
         return str(path.resolve())
+
     return parse_path

@@ -1,4 +1,4 @@
-"""Process signals: the one place they are handled, for the command line and the GUI alike.
+r"""Process signals: the one place they are handled, for the command line and the GUI alike.
 
 Every signal by which a lab PC asks a process to end (:data:`STOP_SIGNALS`) becomes a stop request to the
 run engine (:mod:`labpgt.engine`): the run stops before its next measurement, RF goes off, the session is
@@ -35,14 +35,18 @@ import signal
 import socket
 import sys
 import threading
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from labpgt.engine import StopReason
 
 #: the signals that ask a run to stop (those of this platform)
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGPWR", "SIGXCPU")
-                     if hasattr(signal, name))
+STOP_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGPWR", "SIGXCPU")
+    if hasattr(signal, name)
+)
 
 
 def say(line: str) -> None:
@@ -69,7 +73,7 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
-def reason(signum: int) -> "StopReason":
+def reason(signum: int) -> StopReason:
     """The stop reason of a signal: its name, and its exit status 128 + its number."""
     from labpgt.engine import StopReason
 
@@ -122,8 +126,10 @@ def stopping_runs(engine, announce: Callable[[str], None] | None = None):
             signal.signal(other, interrupt)
         engine.request_stop(reason(signum))
         if announce is not None:
-            announce(f"{signal.Signals(signum).name}: stopping after the measurement in progress, RF off, the "
-                     f"session saved (again to interrupt at once)")
+            announce(
+                f"{signal.Signals(signum).name}: stopping after the measurement in progress, RF off, the "
+                f"session saved (again to interrupt at once)"
+            )
 
     previous = {signum: signal.signal(signum, request) for signum in STOP_SIGNALS}
     try:

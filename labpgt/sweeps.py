@@ -32,9 +32,9 @@ from labpgt.recording import QueryLabels
 from labpgt.reservoir import Measurement
 
 DEFAULT_MARGIN_DB = 30.0
-THRESHOLD_SETTING = "loop_gain_db"   # the setting whose sweep crosses the auto-oscillation threshold
-THRESHOLD_SETTINGS = (THRESHOLD_SETTING, "attenuation_db")   # ... and a loop attenuator's, crossed going down
-TONE_EXCLUSION_RBW = 5.0             # lines within this many RBWs of an injected tone are the tone's
+THRESHOLD_SETTING = "loop_gain_db"  # the setting whose sweep crosses the auto-oscillation threshold
+THRESHOLD_SETTINGS = (THRESHOLD_SETTING, "attenuation_db")  # ... and a loop attenuator's, crossed going down
+TONE_EXCLUSION_RBW = 5.0  # lines within this many RBWs of an injected tone are the tone's
 
 
 # --------------------------------------------------------------------------- what to sweep
@@ -73,8 +73,16 @@ class SweepSpec:
         return {**asdict(self), "fixed": fixed_settings(bench_config, self.instrument, self.setting)}
 
 
-def plan_sweep(bench_config, setting: str, start: float, stop: float, points: int, instrument: str | None = None,
-               tones: bool = False, margin_db: float = DEFAULT_MARGIN_DB) -> SweepSpec:
+def plan_sweep(
+    bench_config,
+    setting: str,
+    start: float,
+    stop: float,
+    points: int,
+    instrument: str | None = None,
+    tones: bool = False,
+    margin_db: float = DEFAULT_MARGIN_DB,
+) -> SweepSpec:
     """The sweep of ``setting`` on this bench, checked against its config.
 
     ``instrument`` is a name from the bench config (``gen2``, or whatever a lab's TOML calls its
@@ -83,8 +91,15 @@ def plan_sweep(bench_config, setting: str, start: float, stop: float, points: in
     modes and would mask the threshold. A generator sweep always has the generators on.
     """
     name = sweep_instrument(bench_config, setting, instrument)
-    return SweepSpec(name, setting, float(start), float(stop), int(points),
-                     tones=bool(tones) or name in bench_config.generators, margin_db=float(margin_db))
+    return SweepSpec(
+        name,
+        setting,
+        float(start),
+        float(stop),
+        int(points),
+        tones=bool(tones) or name in bench_config.generators,
+        margin_db=float(margin_db),
+    )
 
 
 def sweep_instrument(bench_config, setting: str, name: str | None = None) -> str:
@@ -96,8 +111,10 @@ def sweep_instrument(bench_config, setting: str, name: str | None = None) -> str
     if name is None:
         return able[0]
     if name not in able:
-        raise UserError(f"bench '{bench_config.name}' has no instrument {name!r} with a {setting} to sweep; "
-                        f"those with one are {', '.join(able)}")
+        raise UserError(
+            f"bench '{bench_config.name}' has no instrument {name!r} with a {setting} to sweep; "
+            f"those with one are {', '.join(able)}"
+        )
     return name
 
 
@@ -118,9 +135,9 @@ class SweepPoint:
     peak_frequency_hz: float
     peak_power_dbm: float
     margin_db: float
-    field_mt: float = math.nan          # the field a gaussmeter read at this point (NaN without one)
+    field_mt: float = math.nan  # the field a gaussmeter read at this point (NaN without one)
 
-    RECORDED = ("value", "peak_frequency_hz", "peak_power_dbm", "margin_db")   # what a session's points row holds
+    RECORDED = ("value", "peak_frequency_hz", "peak_power_dbm", "margin_db")  # what a session's points row holds
 
     def recorded(self) -> dict:
         return {name: getattr(self, name) for name in self.RECORDED}
@@ -141,8 +158,10 @@ class SweepResult:
 
     def columns(self) -> dict[str, np.ndarray]:
         """The points as columns, as a session's ``points`` holds them: value, peak frequency and power, margin."""
-        return {name: np.array([getattr(point, name) for point in self.points], dtype=np.float64)
-                for name in SweepPoint.RECORDED}
+        return {
+            name: np.array([getattr(point, name) for point in self.points], dtype=np.float64)
+            for name in SweepPoint.RECORDED
+        }
 
     @property
     def threshold_db(self) -> float:
@@ -164,7 +183,7 @@ def sweep_points(spec: SweepSpec, bench, recorder, before_query=None):
         assert measurement.spectra is not None, "a bench measures spectra"
         peak = line_margin(measurement.spectra[0], bench.frequencies, _injected_tones(spec, bench), tone_width_hz)
         point = SweepPoint(index, float(value), *peak, field_mt=float(measurement.field_mt[0]))
-        position = np.array([[index / (spec.points - 1)]])   # a sweep's input u: how far along the range
+        position = np.array([[index / (spec.points - 1)]])  # a sweep's input u: how far along the range
         recorder.record_queries(QueryLabels.of(index, "sweep", 1, layer=-1), position, measurement)
         recorder.record_point(index, point.recorded())
         yield point, measurement
@@ -176,11 +195,18 @@ def _measure(spec: SweepSpec, bench, value: float) -> Measurement:
     trace, attempts = bench.query({(spec.instrument, spec.setting): value}, rf=spec.tones)
     config = bench.config
     clock, temperature, field = bench.readings()
-    return Measurement(features=trace_features(trace[None, :], config.bins, config.floor_dbm, config.ceiling_dbm),
-                       spectra=trace[None, :], frequencies=bench.frequencies, settings=np.array([[value]]),
-                       started=np.array([started]), attempts=np.array([attempts], dtype=np.int32),
-                       wall_seconds=np.array([time.time() - started]), sim_time=np.array([clock]),
-                       temperature_c=np.array([temperature]), field_mt=np.array([field]))
+    return Measurement(
+        features=trace_features(trace[None, :], config.bins, config.floor_dbm, config.ceiling_dbm),
+        spectra=trace[None, :],
+        frequencies=bench.frequencies,
+        settings=np.array([[value]]),
+        started=np.array([started]),
+        attempts=np.array([attempts], dtype=np.int32),
+        wall_seconds=np.array([time.time() - started]),
+        sim_time=np.array([clock]),
+        temperature_c=np.array([temperature]),
+        field_mt=np.array([field]),
+    )
 
 
 def _injected_tones(spec: SweepSpec, bench) -> list[float]:
@@ -252,16 +278,22 @@ def field_calibration(currents, fields) -> tuple[float, float, float]:
     return float(slope), float(offset), float(np.sqrt(np.mean((b[keep] - (slope * i[keep] + offset)) ** 2)))
 
 
-def calibration_lines(result: "SweepResult") -> str:
+def calibration_lines(result: SweepResult) -> str:
     """A current sweep's field calibration in words, and the lines a bench config's coil supply takes."""
     slope, offset, rms = field_calibration([p.value for p in result.points], [p.field_mt for p in result.points])
-    return (f"field calibration of {result.spec.instrument}: {slope:.5g} mT/A, {offset:+.4g} mT at 0 A "
-            f"(rms {rms:.3g} mT over {len(result.points)} points); its table takes\n"
-            f"    mt_per_a = {slope:.6g}\n    offset_mt = {offset:.6g}")
+    return (
+        f"field calibration of {result.spec.instrument}: {slope:.5g} mT/A, {offset:+.4g} mT at 0 A "
+        f"(rms {rms:.3g} mT over {len(result.points)} points); its table takes\n"
+        f"    mt_per_a = {slope:.6g}\n    offset_mt = {offset:.6g}"
+    )
 
 
 def fixed_settings(bench_config, instrument: str, setting: str) -> dict:
     """``{"<instrument>.<setting>": value}`` of every ring and generator setting of the bench but the swept one."""
     held = [*bench_config.ring_controls, *bench_config.generators]
-    return {f"{name}.{key}": value for name in held
-            for key, value in bench_config.instruments[name].settings.items() if (name, key) != (instrument, setting)}
+    return {
+        f"{name}.{key}": value
+        for name in held
+        for key, value in bench_config.instruments[name].settings.items()
+        if (name, key) != (instrument, setting)
+    }

@@ -20,19 +20,36 @@ import pandas as pd
 import xarray as xr
 
 from labpgt.session import SessionReader
-from labpgt.session.schema import (POINT_FLOAT_COLUMNS, POINT_INT_COLUMNS, QUERY_TIME_COLUMNS, STEP_FLOAT_COLUMNS,
-                                   STEP_INT_COLUMNS, UNITS, setting_units)
+from labpgt.session.schema import (
+    POINT_FLOAT_COLUMNS,
+    POINT_INT_COLUMNS,
+    QUERY_TIME_COLUMNS,
+    STEP_FLOAT_COLUMNS,
+    STEP_INT_COLUMNS,
+    UNITS,
+    setting_units,
+)
 
 #: per-query columns, beside the wide ones (u, settings, spectrum, features)
 QUERY_SCALARS = ("step", "role", "direction", "sample", "layer", "token", "timestamp", "attempts") + QUERY_TIME_COLUMNS
 DESCRIPTIONS = {
-    "step": "training step (a sweep: the point)", "role": "what the query was for",
-    "direction": "perturbation direction (-1: none)", "sample": "index into the training split (-1: none)",
-    "layer": "physical layer of the network (-1: none)", "token": "token position in a sequence (-1: none)",
-    "timestamp": "Unix time the query started", "attempts": "tries the query took",
-    "wall_seconds": "wall-clock duration of the query", "sim_time": "simulated bench clock at the query's end",
-    "temperature_c": "ring temperature", "field_mt": "field the gaussmeter read", "u": "reservoir input asked for", "settings": "instrument settings sent",
-    "spectrum": "analyzer trace", "features": "features the model saw", "frequency": "frequency",
+    "step": "training step (a sweep: the point)",
+    "role": "what the query was for",
+    "direction": "perturbation direction (-1: none)",
+    "sample": "index into the training split (-1: none)",
+    "layer": "physical layer of the network (-1: none)",
+    "token": "token position in a sequence (-1: none)",
+    "timestamp": "Unix time the query started",
+    "attempts": "tries the query took",
+    "wall_seconds": "wall-clock duration of the query",
+    "sim_time": "simulated bench clock at the query's end",
+    "temperature_c": "ring temperature",
+    "field_mt": "field the gaussmeter read",
+    "u": "reservoir input asked for",
+    "settings": "instrument settings sent",
+    "spectrum": "analyzer trace",
+    "features": "features the model saw",
+    "frequency": "frequency",
     "query": "query index",
 }
 
@@ -48,23 +65,31 @@ def _attrs(name: str) -> dict:
 
 def session_attributes(session: SessionReader) -> dict[str, str]:
     """The session's root attributes as strings (JSON where structured): what a dataset carries along."""
-    return {"source": session.path.name, "schema": session.schema, "kind": session.kind, "created": session.created,
-            "config": json.dumps(session.config, sort_keys=True), "versions": json.dumps(session.versions),
-            "instruments": json.dumps(session.instruments)}
+    return {
+        "source": session.path.name,
+        "schema": session.schema,
+        "kind": session.kind,
+        "created": session.created,
+        "config": json.dumps(session.config, sort_keys=True),
+        "versions": json.dumps(session.versions),
+        "instruments": json.dumps(session.instruments),
+    }
 
 
 def queries_dataset(session: SessionReader, start: int = 0, stop: int | None = None) -> xr.Dataset:
     """Query rows ``start:stop`` (valid rows; all by default) as one Dataset; ``role`` as its names."""
     q = session.queries(start, stop, fields=("index",) + QUERY_SCALARS + ("u", "settings", "spectrum", "features"))
-    role_names = np.array([session.role_name(code) for code in range(256)])   # role is a uint8 code
+    role_names = np.array([session.role_name(code) for code in range(256)])  # role is a uint8 code
     variables: dict[str, tuple] = {name: ("query", q[name], _attrs(name)) for name in QUERY_SCALARS if name != "role"}
     variables["role"] = ("query", role_names[q["role"]], _attrs("role"))
-    variables.update({
-        "u": (("query", "input"), q["u"], _attrs("u")),
-        "settings": (("query", "setting"), q["settings"], _attrs("settings")),
-        "spectrum": (("query", "frequency"), q["spectrum"], _attrs("spectrum")),
-        "features": (("query", "feature"), q["features"], _attrs("features")),
-    })
+    variables.update(
+        {
+            "u": (("query", "input"), q["u"], _attrs("u")),
+            "settings": (("query", "setting"), q["settings"], _attrs("settings")),
+            "spectrum": (("query", "frequency"), q["spectrum"], _attrs("spectrum")),
+            "features": (("query", "feature"), q["features"], _attrs("features")),
+        }
+    )
     coords = {
         "query": ("query", q["index"], _attrs("query")),
         "frequency": ("frequency", session.frequencies, _attrs("frequency")),
@@ -86,8 +111,10 @@ def row_columns(session: SessionReader) -> dict[str, np.ndarray]:
     """A training's step columns, or a sweep's point columns (the row index first: ``step`` or ``point``)."""
     if session.kind == "sweep":
         points = session.points()
-        return {"point": np.arange(session.n_points), **{name: points[name]
-                                                          for name in POINT_FLOAT_COLUMNS + POINT_INT_COLUMNS}}
+        return {
+            "point": np.arange(session.n_points),
+            **{name: points[name] for name in POINT_FLOAT_COLUMNS + POINT_INT_COLUMNS},
+        }
     steps = session.steps()
     return {name: steps[name] for name in STEP_INT_COLUMNS + STEP_FLOAT_COLUMNS}
 
@@ -115,6 +142,9 @@ def rows_dataset(session: SessionReader) -> xr.Dataset:
     columns = row_columns(session)
     index = next(iter(columns))
     units = row_units(session)
-    variables = {name: (index, values, {"units": units[name]} if name in units else {})
-                 for name, values in columns.items() if name != index}
+    variables = {
+        name: (index, values, {"units": units[name]} if name in units else {})
+        for name, values in columns.items()
+        if name != index
+    }
     return xr.Dataset(variables, coords={index: columns[index]})

@@ -15,7 +15,7 @@ the inputs into token sequences itself (digits' 64 pixels are 8 image rows of 8)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -48,7 +48,8 @@ class Task:
 
 
 def make_waveforms(n_per_class: int = 150, length: int = 64, noise: float = 0.3, seed: int = 0):
-    """Sine, square, triangle and sawtooth (classes 0..3) with random phase, 1.5–3.5 cycles, ±30 % amplitude and Gaussian noise."""
+    """Sine, square, triangle and sawtooth (classes 0..3) with random phase, 1.5–3.5 cycles, ±30 % amplitude and
+    Gaussian noise."""
     rng = np.random.default_rng(seed)
     n = 4 * n_per_class
     y = np.repeat(np.arange(4), n_per_class)
@@ -57,12 +58,14 @@ def make_waveforms(n_per_class: int = 150, length: int = 64, noise: float = 0.3,
     amplitude = rng.uniform(0.7, 1.3, size=(n, 1))
     t = np.arange(length)[None, :] / length
     frac = (cycles * t + phase) % 1.0
-    shapes = np.stack([
-        np.sin(2.0 * np.pi * frac),
-        np.where(frac < 0.5, 1.0, -1.0),
-        4.0 * np.abs(frac - 0.5) - 1.0,
-        2.0 * frac - 1.0,
-    ])
+    shapes = np.stack(
+        [
+            np.sin(2.0 * np.pi * frac),
+            np.where(frac < 0.5, 1.0, -1.0),
+            4.0 * np.abs(frac - 0.5) - 1.0,
+            2.0 * frac - 1.0,
+        ]
+    )
     x = amplitude * shapes[y, np.arange(n)] + noise * rng.standard_normal((n, length))
     order = rng.permutation(n)
     return x[order], y[order]
@@ -82,11 +85,12 @@ def load_task(name: str, seed: int = 0, holdout: str = "test") -> Task:
     """Load ``name`` (one of :data:`TASKS`), split by ``seed`` (see the module docstring) and standardise
     on the training split; ``holdout`` chooses the held-out split."""
     x_train, y_train, x_held, y_held, _, _, n_classes = _splits(name, seed, holdout)
-    return Task(x_train=x_train, y_train=y_train, x_test=x_held, y_test=y_held, n_classes=n_classes, name=name,
-                holdout=holdout)
+    return Task(
+        x_train=x_train, y_train=y_train, x_test=x_held, y_test=y_held, n_classes=n_classes, name=name, holdout=holdout
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def task_dimensions(name: str) -> tuple[int, int]:
     """``(n_inputs, n_classes)`` of ``name``: what sizes a network for it, without splitting it."""
     if name not in TASKS:
@@ -111,14 +115,21 @@ def _splits(name: str, seed: int, holdout: str):
     from sklearn.model_selection import train_test_split
 
     x, y = _raw(name, seed)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=TEST_FRACTION, stratify=y, random_state=seed)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=TEST_FRACTION, stratify=y, random_state=seed)
     x_held, y_held = x_test, y_test
     if holdout == "validation":
         x_train, x_held, y_train, y_held = train_test_split(
-            x_train, y_train, test_size=VALIDATION_FRACTION, stratify=y_train, random_state=seed)
+            x_train, y_train, test_size=VALIDATION_FRACTION, stratify=y_train, random_state=seed
+        )
     mean = x_train.mean(axis=0)
     std = x_train.std(axis=0)
     std[std == 0.0] = 1.0
-    return ((x_train - mean) / std, y_train.astype(np.int64), (x_held - mean) / std, y_held.astype(np.int64),
-            (x_test - mean) / std, y_test.astype(np.int64), int(y.max()) + 1)
+    return (
+        (x_train - mean) / std,
+        y_train.astype(np.int64),
+        (x_held - mean) / std,
+        y_held.astype(np.int64),
+        (x_test - mean) / std,
+        y_test.astype(np.int64),
+        int(y.max()) + 1,
+    )

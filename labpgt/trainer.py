@@ -35,8 +35,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -46,22 +46,22 @@ from labpgt.evaluation import Evaluation, accuracy_upper_bound
 from labpgt.methods import METHODS, MethodSettings, SteppedSettings, method_class
 from labpgt.optimizers import Optimizer, schedule_factor
 from labpgt.recording import Checkpoint, NullRecorder, QueryLabels
-from labpgt.reservoirs import RESERVOIRS, RingSettings, ReservoirSettings, reservoir_kind, reservoir_settings
+from labpgt.reservoirs import RESERVOIRS, ReservoirSettings, RingSettings, reservoir_kind, reservoir_settings
 from labpgt.settings import check, declared, fields_of, setting
 from labpgt.tasks import TASKS, Task, load_final_test, load_task, task_dimensions
 
 TRAINING_ROLES = ("calibration", "baseline", "plus", "minus")
-EVALUATION_ROLES = ("eval", "test")          # during the run; the final test of a validation run
-FOLLOW_RATE = 0.05   # weight of each measurement in the running feature moments of ``follow_ring``
+EVALUATION_ROLES = ("eval", "test")  # during the run; the final test of a validation run
+FOLLOW_RATE = 0.05  # weight of each measurement in the running feature moments of ``follow_ring``
 DEFAULT_METHOD = "node"
 
 
-def trainable_parameters(config: "TrainConfig") -> int:
+def trainable_parameters(config: TrainConfig) -> int:
     """How many trainable parameters the network of ``config`` has, from its task, model and reservoir's
     widths (nothing measured, nothing connected)."""
     n_inputs, n_classes = task_dimensions(config.task)
     input_width, feature_width = reservoir_kind(config.reservoir.name).widths(config)
-    counted = dataclasses.replace(config.model, encoder_init="random")      # the same shapes, nothing fitted
+    counted = dataclasses.replace(config.model, encoder_init="random")  # the same shapes, nothing fitted
     return build_network(counted, n_inputs, n_classes, input_width, feature_width, 0).n_params
 
 
@@ -82,13 +82,25 @@ class TrainConfig:
     """
 
     task: str = setting("digits", "the task", choices=TASKS)
-    seed: int = setting(0, "seed of everything random in the run: initialisation, batches, perturbations and "
-                           "the embedded simulated ring", minimum=0, maximum=2**31 - 1)
-    follow_ring: int = setting(0, "every N steps move the feature standardisation to running feature moments, the "
-                                  "loss unchanged (for a drifting ring; 0: frozen at calibration)", minimum=0,
-                               label="Follow the ring's drift every N steps")
-    checkpoint_every: int = setting(1, "steps that measured between checkpoints (a step that measured nothing, such "
-                                       "as one taken on a twin, is recomputed on resume)", minimum=1)
+    seed: int = setting(
+        0,
+        "seed of everything random in the run: initialisation, batches, perturbations and the embedded simulated ring",
+        minimum=0,
+        maximum=2**31 - 1,
+    )
+    follow_ring: int = setting(
+        0,
+        "every N steps move the feature standardisation to running feature moments, the "
+        "loss unchanged (for a drifting ring; 0: frozen at calibration)",
+        minimum=0,
+        label="Follow the ring's drift every N steps",
+    )
+    checkpoint_every: int = setting(
+        1,
+        "steps that measured between checkpoints (a step that measured nothing, such "
+        "as one taken on a twin, is recomputed on resume)",
+        minimum=1,
+    )
     method: MethodSettings = field(default_factory=lambda: METHODS[DEFAULT_METHOD].Settings())
     model: ModelSpec = field(default_factory=ModelSpec)
     reservoir: ReservoirSettings = field(default_factory=RingSettings)
@@ -102,27 +114,32 @@ class TrainConfig:
     @classmethod
     def groups(cls, method: str, reservoir: str) -> dict[str, type]:
         """The settings classes a run of ``method`` on ``reservoir`` is made of, by group (``run``: its own)."""
-        return {"run": cls, "method": method_class(method).Settings, "model": ModelSpec,
-                "reservoir": reservoir_kind(reservoir).Settings, "evaluation": Evaluation}
+        return {
+            "run": cls,
+            "method": method_class(method).Settings,
+            "model": ModelSpec,
+            "reservoir": reservoir_kind(reservoir).Settings,
+            "evaluation": Evaluation,
+        }
 
     @classmethod
-    def of(cls, **settings) -> "TrainConfig":
+    def of(cls, **settings) -> TrainConfig:
         """A config from flat settings by name (``method`` and ``reservoir`` choose the kinds, their defaults
         node and ring-sim); a setting that belongs to another kind, or to none, is refused in one line."""
         return cls._from_flat(settings, lenient=False)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """A config as a session records it (:meth:`to_dict`), or as sessions recorded before the settings
         were grouped recorded it (every setting of every method: those of other kinds are dropped)."""
         return cls._from_flat({"final_test": False, **values}, lenient=True)  # before final_test: never measured
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
+    def from_json(cls, text: str) -> TrainConfig:
         return cls.from_dict(json.loads(text))
 
     @classmethod
-    def _from_flat(cls, values: dict, lenient: bool) -> "TrainConfig":
+    def _from_flat(cls, values: dict, lenient: bool) -> TrainConfig:
         values = dict(values)
         method = values.pop("method", DEFAULT_METHOD)
         reservoir = values.pop("reservoir", RingSettings.kind)
@@ -141,16 +158,25 @@ class TrainConfig:
             raise UserError(f"unknown training settings: {', '.join(sorted(unknown))}")
         if foreign:
             key = foreign[0]
-            raise UserError(f"{key} is a setting of {', '.join(_owners(key))}; it cannot apply to "
-                            f"{method if _owners(key) & set(METHODS) else reservoir}")
-        return cls(**routed["run"], method=groups["method"](**routed["method"]), model=ModelSpec(**routed["model"]),
-                   reservoir=reservoir_settings(reservoir, routed["reservoir"]),
-                   evaluation=Evaluation(**routed["evaluation"]))
+            raise UserError(
+                f"{key} is a setting of {', '.join(_owners(key))}; it cannot apply to "
+                f"{method if _owners(key) & set(METHODS) else reservoir}"
+            )
+        return cls(
+            **routed["run"],
+            method=groups["method"](**routed["method"]),
+            model=ModelSpec(**routed["model"]),
+            reservoir=reservoir_settings(reservoir, routed["reservoir"]),
+            evaluation=Evaluation(**routed["evaluation"]),
+        )
 
     def to_dict(self) -> dict:
         """The flat settings of this run, as a session records them (JSON-able)."""
-        out: dict = {"method": self.method.name, "reservoir": self.reservoir.name,
-                     "steps": self.method.steps}            # a readout's one step too: what the session plans
+        out: dict = {
+            "method": self.method.name,
+            "reservoir": self.reservoir.name,
+            "steps": self.method.steps,
+        }  # a readout's one step too: what the session plans
         for group in (self, self.method, self.model, self.reservoir, self.evaluation):
             for d in fields_of(type(group)):
                 value = getattr(group, d.name)
@@ -161,18 +187,18 @@ class TrainConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     # ---- what follows from the settings
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with everything derived given: the method's (a forward-only method's steps grow with the
         network's trainable parameters, :meth:`~labpgt.methods.Method.default_steps`) and the evaluation's."""
         method = self.method.resolved(lambda: trainable_parameters(self))
         return dataclasses.replace(self, method=method, evaluation=self.evaluation.resolved(method.steps))
 
 
-
 def _owners(key: str) -> set[str]:
     """The kinds (methods, reservoirs) whose settings include ``key``."""
-    return {name for name, m in METHODS.items() if declared(m.Settings, key)} | \
-        {name.rstrip(":") for name, k in RESERVOIRS.items() if declared(k.Settings, key)}
+    return {name for name, m in METHODS.items() if declared(m.Settings, key)} | {
+        name.rstrip(":") for name, k in RESERVOIRS.items() if declared(k.Settings, key)
+    }
 
 
 def _declared_anywhere(key: str) -> bool:
@@ -190,11 +216,17 @@ class Measurer:
         self.samples = np.asarray(samples)
 
     def __call__(self, layer: int, U: np.ndarray, rows) -> np.ndarray:
-        labels = QueryLabels(self.step, rows.role, rows.direction, self.samples[rows.position],
-                             np.full(len(rows), layer, dtype=np.int64), rows.token)
+        labels = QueryLabels(
+            self.step,
+            rows.role,
+            rows.direction,
+            self.samples[rows.position],
+            np.full(len(rows), layer, dtype=np.int64),
+            rows.token,
+        )
         return self._measure(labels, U)
 
-    def of(self, samples) -> "Measurer":
+    def of(self, samples) -> Measurer:
         """The same step's measure for the training samples ``samples`` (batch position i is ``samples[i]``)."""
         return Measurer(self._measure, self.step, samples)
 
@@ -210,37 +242,45 @@ class Trainer:
         self.recorder = recorder if recorder is not None else NullRecorder()
         stepped = isinstance(c.method, SteppedSettings)
         if stepped and c.method.batch_size > len(self.task.y_train):
-            raise UserError(f"batch_size {c.method.batch_size} exceeds the {len(self.task.y_train)} "
-                            f"training samples of {c.task}")
+            raise UserError(
+                f"batch_size {c.method.batch_size} exceeds the {len(self.task.y_train)} training samples of {c.task}"
+            )
         method = method_class(c.method.name)
         method.check(c, reservoir)
-        self.network = build_network(c.model, self.task.n_inputs, self.task.n_classes,
-                                     reservoir.input_width, reservoir.feature_width, c.seed,
-                                     TrainingData(self.task.x_train, self.task.y_train))
+        self.network = build_network(
+            c.model,
+            self.task.n_inputs,
+            self.task.n_classes,
+            reservoir.input_width,
+            reservoir.feature_width,
+            c.seed,
+            TrainingData(self.task.x_train, self.task.y_train),
+        )
         self.params = dict(self.network.initial_params)
         self.method = method(c, reservoir)
         self.method.use_training_split(self.task.x_train, self.task.y_train)
-        self.prior_rows = 0                # pairs measured before the run that the method learns from
+        self.prior_rows = 0  # pairs measured before the run that the method learns from
         if prior is not None:
             self.add_prior(*prior)
         # a method fitted in closed form steps no optimizer; its checkpoints hold plain SGD's (empty) state
-        self.optimizer = Optimizer(c.method.optimizer if stepped else "sgd", self._trainable(),
-                                   c.method.clip if stepped else 0.0)
+        self.optimizer = Optimizer(
+            c.method.optimizer if stepped else "sgd", self._trainable(), c.method.clip if stepped else 0.0
+        )
         self.batch_rng = np.random.default_rng([c.seed, 3])
         n_train, n_held = len(self.task.y_train), len(self.task.y_test)
         drawn = np.random.default_rng([c.seed, 5]).permutation(n_train)
         e = c.evaluation
-        self.eval_train_index = np.sort(drawn[:e.eval_train_samples])
-        self.subset_train_index = np.sort(drawn[:min(e.eval_subset, e.eval_train_samples)])
-        self.subset_held_index = np.sort(np.random.default_rng([c.seed, 6]).permutation(n_held)[:e.eval_subset])
-        self.queries_per_sample = 0.0      # queries one sample costs a forward pass (known after calibration)
+        self.eval_train_index = np.sort(drawn[: e.eval_train_samples])
+        self.subset_train_index = np.sort(drawn[: min(e.eval_subset, e.eval_train_samples)])
+        self.subset_held_index = np.sort(np.random.default_rng([c.seed, 6]).permutation(n_held)[: e.eval_subset])
+        self.queries_per_sample = 0.0  # queries one sample costs a forward pass (known after calibration)
         self.lr = float(c.method.lr) if stepped else 0.0
-        self.step = 0                      # number of completed steps
+        self.step = 0  # number of completed steps
         self.queries = {role: 0 for role in TRAINING_ROLES + EVALUATION_ROLES}
         self.history: list[dict] = []
         self.measure_seconds = 0.0
-        self.run_seconds = 0.0             # wall time inside run(), over every resume
-        self.feature_moments: dict = {}    # layer -> running (mean, mean square) of its features (follow_ring)
+        self.run_seconds = 0.0  # wall time inside run(), over every resume
+        self.feature_moments: dict = {}  # layer -> running (mean, mean square) of its features (follow_ring)
         self.started = False
 
     def add_prior(self, U: np.ndarray, features: np.ndarray) -> None:
@@ -279,26 +319,27 @@ class Trainer:
             F = features[training & (labels.layer == layer)]
             batch = (F.mean(axis=0), (F**2).mean(axis=0))
             old = self.feature_moments.get(int(layer))
-            self.feature_moments[int(layer)] = batch if old is None else \
-                tuple((1 - FOLLOW_RATE) * o + FOLLOW_RATE * b for o, b in zip(old, batch))
+            self.feature_moments[int(layer)] = (
+                batch if old is None else tuple((1 - FOLLOW_RATE) * o + FOLLOW_RATE * b for o, b in zip(old, batch))
+            )
 
-    def _measurer(self, step: int, samples: np.ndarray) -> "Measurer":
+    def _measurer(self, step: int, samples: np.ndarray) -> Measurer:
         return Measurer(self._measure, step, samples)
 
     # ---- the loop -------------------------------------------------------------------------------
-    def run(self, progress=None) -> "Trainer":
+    def run(self, progress=None) -> Trainer:
         """Run until the config's steps are done; ``progress(steps_done, steps)`` after each step is reported
         whole (its row and its checkpoint)."""
         c, steps, e = self.config, self.config.method.steps, self.config.evaluation
         self._run_started, self._run_seconds_before = time.perf_counter(), self.run_seconds
         if not self.started:
-            self._before_start = self.checkpoint()     # what rewind(None) goes back to
+            self._before_start = self.checkpoint()  # what rewind(None) goes back to
             self._start()
-        if self.method.closed_form:                # fitted whole in its one step
+        if self.method.closed_form:  # fitted whole in its one step
             if progress is not None:
                 progress(self.step, steps)
             return self
-        measuring_steps = 0                        # steps that measured since the last checkpoint
+        measuring_steps = 0  # steps that measured since the last checkpoint
         while self.step < steps:
             s = self.step
             measured_before = sum(self.queries.values())
@@ -310,8 +351,11 @@ class Trainer:
                 values.update(self.evaluate(s))
                 values.update(self.evaluate_final_test(s))
             elif self._evaluation_due():
-                values.update(self.evaluate(s, subset=bool(e.eval_fraction)) if e.eval_target is None
-                              else self.evaluate_toward_target(s))
+                values.update(
+                    self.evaluate(s, subset=bool(e.eval_fraction))
+                    if e.eval_target is None
+                    else self.evaluate_toward_target(s)
+                )
             measuring_steps += sum(self.queries.values()) > measured_before
             checkpoint = measuring_steps >= c.checkpoint_every or self.step == steps
             self._report(s, values, checkpoint=checkpoint)
@@ -322,8 +366,11 @@ class Trainer:
 
     def _report(self, s: int, values: dict, checkpoint: bool) -> None:
         self.run_seconds = self._run_seconds_before + time.perf_counter() - self._run_started
-        values.update(training_queries=self.training_queries, eval_queries=self.queries["eval"],
-                      measure_seconds=self.measure_seconds)
+        values.update(
+            training_queries=self.training_queries,
+            eval_queries=self.queries["eval"],
+            measure_seconds=self.measure_seconds,
+        )
         self.recorder.record_step(s, values)
         if checkpoint:
             self.recorder.checkpoint(self.checkpoint())
@@ -354,7 +401,7 @@ class Trainer:
         if e.open_target(self._best_whole_accuracy()) is None:
             return False
         last = self.history[-1]["training_queries"] if self.history else 0
-        first = len(self.task.y_test) * self.queries_per_sample      # what one evaluation of the whole split costs
+        first = len(self.task.y_test) * self.queries_per_sample  # what one evaluation of the whole split costs
         return self.training_queries >= max(first, (1 + e.eval_growth) * last)
 
     def _best_whole_accuracy(self) -> float | None:
@@ -388,8 +435,9 @@ class Trainer:
         """A method fitted in one pass (the readout): its one 'step', evaluated and checkpointed."""
         t = self.task
         index = np.arange(len(t.y_train))
-        self.params, values, logits = self.method.fit(self.network, self.params, t.x_train, t.y_train,
-                                                      self._measurer(0, index))
+        self.params, values, logits = self.method.fit(
+            self.network, self.params, t.x_train, t.y_train, self._measurer(0, index)
+        )
         self.step = 1
         values.update(self.evaluate(0, train_logits=(index, logits)))
         values.update(self.evaluate_final_test(0))
@@ -414,8 +462,9 @@ class Trainer:
             train_logits = (idx, self._logits(t.x_train[idx], idx, step)) if len(idx) else None
         held_idx = self.subset_held_index if subset else np.arange(len(t.y_test))
         logits_held = self._logits(t.x_test[held_idx], len(t.y_train) + held_idx, step)
-        return self._record_evaluation(train_logits, held_idx, logits_held,
-                                       {f"{t.holdout}_samples": int(len(held_idx))} if subset else {})
+        return self._record_evaluation(
+            train_logits, held_idx, logits_held, {f"{t.holdout}_samples": int(len(held_idx))} if subset else {}
+        )
 
     def evaluate_toward_target(self, s: int) -> dict:
         """Measure held-out samples in a fresh random order, :attr:`Evaluation.eval_chunk` at a time, until the
@@ -427,7 +476,7 @@ class Trainer:
         confidence = 1.0 - (1.0 - e.eval_confidence) / e.looks(n_held)
         logits, measured, bound = [], 0, None
         while measured < n_held:
-            idx = order[measured:measured + e.eval_chunk]
+            idx = order[measured : measured + e.eval_chunk]
             logits.append(self._logits(t.x_test[idx], n_train + idx, s))
             measured += len(idx)
             if measured < n_held:
@@ -465,30 +514,52 @@ class Trainer:
         t = self.task
         x_test, y_test = load_final_test(self.config.task, self.config.seed)
         logits = self._logits(x_test, len(t.y_train) + len(t.y_test) + np.arange(len(y_test)), s, role="test")
-        values = {"test_loss": self.network.loss(logits, y_test),
-                  "test_accuracy": float(np.mean(np.argmax(logits, axis=-1) == y_test))}
+        values = {
+            "test_loss": self.network.loss(logits, y_test),
+            "test_accuracy": float(np.mean(np.argmax(logits, axis=-1) == y_test)),
+        }
         self.history[-1].update(values, test_queries=self.queries["test"])
         return values
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
         """The state after the last completed step (``step`` = its 0-based index)."""
-        rng_states = {"batches": self.batch_rng.bit_generator.state, "method": self.method.get_state(),
-                      "reservoir": self.reservoir.get_rng_state()}
-        trainer_state = {"queries": dict(self.queries), "history": [dict(h) for h in self.history],
-                         "lr": self.lr, "measure_seconds": self.measure_seconds, "run_seconds": self.run_seconds,
-                         "steps_done": self.step, "queries_per_sample": self.queries_per_sample,
-                         "feature_moments": {str(k): [np.asarray(a).tolist() for a in v]
-                                             for k, v in self.feature_moments.items()},
-                         "observed_rows": self.method.observed_rows()}
-        return Checkpoint(step=self.step - 1, params={k: np.array(v) for k, v in self.params.items()},
-                          optimizer_state=self.optimizer.state_arrays(), rng_states=rng_states,
-                          trainer_state=json.loads(json.dumps(trainer_state)),
-                          method_state=self.method.state_arrays())
+        rng_states = {
+            "batches": self.batch_rng.bit_generator.state,
+            "method": self.method.get_state(),
+            "reservoir": self.reservoir.get_rng_state(),
+        }
+        trainer_state = {
+            "queries": dict(self.queries),
+            "history": [dict(h) for h in self.history],
+            "lr": self.lr,
+            "measure_seconds": self.measure_seconds,
+            "run_seconds": self.run_seconds,
+            "steps_done": self.step,
+            "queries_per_sample": self.queries_per_sample,
+            "feature_moments": {str(k): [np.asarray(a).tolist() for a in v] for k, v in self.feature_moments.items()},
+            "observed_rows": self.method.observed_rows(),
+        }
+        return Checkpoint(
+            step=self.step - 1,
+            params={k: np.array(v) for k, v in self.params.items()},
+            optimizer_state=self.optimizer.state_arrays(),
+            rng_states=rng_states,
+            trainer_state=json.loads(json.dumps(trainer_state)),
+            method_state=self.method.state_arrays(),
+        )
 
     @classmethod
-    def restore(cls, config: TrainConfig, reservoir, checkpoint: Checkpoint, task: Task | None = None,
-                recorder=None, observed=None, prior=None) -> "Trainer":
+    def restore(
+        cls,
+        config: TrainConfig,
+        reservoir,
+        checkpoint: Checkpoint,
+        task: Task | None = None,
+        recorder=None,
+        observed=None,
+        prior=None,
+    ) -> Trainer:
         """A trainer that continues after ``checkpoint.step`` exactly as the original run would have.
 
         ``prior`` and ``observed`` (the ``(labels, U, features)`` of the training queries up to the
@@ -518,7 +589,7 @@ class Trainer:
         the queries measured since, forgotten), every RNG and the counters — but not the reservoir's own state:
         its time went on."""
         if checkpoint is None and not self.started:
-            return                                     # nothing measured yet: nothing to go back on
+            return  # nothing measured yet: nothing to go back on
         checkpoint = checkpoint if checkpoint is not None else self._before_start
         reservoir_state = self.reservoir.get_rng_state()
         self.load_state(checkpoint)
@@ -537,5 +608,7 @@ class Trainer:
         self.method.load_state_arrays(checkpoint.method_state)
         self.reservoir.set_rng_state(checkpoint.rng_states.get("reservoir", {}))
         self.lr = float(checkpoint.trainer_state["lr"])
-        self.feature_moments = {int(k): tuple(np.asarray(a, dtype=np.float64) for a in v)
-                                for k, v in checkpoint.trainer_state.get("feature_moments", {}).items()}
+        self.feature_moments = {
+            int(k): tuple(np.asarray(a, dtype=np.float64) for a in v)
+            for k, v in checkpoint.trainer_state.get("feature_moments", {}).items()
+        }

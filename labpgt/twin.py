@@ -62,13 +62,23 @@ class TwinSpec:
     batch: int = 256
 
     def to_dict(self) -> dict:
-        return {"input_width": self.input_width, "feature_width": self.feature_width, "hidden": list(self.hidden),
-                "learning_rate": self.learning_rate, "batch": self.batch}
+        return {
+            "input_width": self.input_width,
+            "feature_width": self.feature_width,
+            "hidden": list(self.hidden),
+            "learning_rate": self.learning_rate,
+            "batch": self.batch,
+        }
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TwinSpec":
-        return cls(int(values["input_width"]), int(values["feature_width"]), tuple(int(h) for h in values["hidden"]),
-                   float(values["learning_rate"]), int(values["batch"]))
+    def from_dict(cls, values: dict) -> TwinSpec:
+        return cls(
+            int(values["input_width"]),
+            int(values["feature_width"]),
+            tuple(int(h) for h in values["hidden"]),
+            float(values["learning_rate"]),
+            int(values["batch"]),
+        )
 
 
 def _mlp(params: dict, U, layers: int):
@@ -100,13 +110,15 @@ class TwinModel:
         self.params = params
         self.mean = np.zeros(spec.feature_width)
         self.scale = np.ones(spec.feature_width)
-        self.standardised = False           # mean and scale are frozen by the first fit
+        self.standardised = False  # mean and scale are frozen by the first fit
         self.optimizer = optax.adam(spec.learning_rate)
         self.opt_state = self.optimizer.init(params)
         self.rng = np.random.default_rng([int(seed), 17])
         layers = len(spec.hidden)
         self._predict = jax.jit(lambda p, mean, scale, U: _mlp(p, U, layers) * scale + mean)
-        self._vjp = jax.jit(lambda p, mean, scale, U, g: jax.vjp(lambda u: _mlp(p, u, layers) * scale + mean, U)[1](g)[0])
+        self._vjp = jax.jit(
+            lambda p, mean, scale, U, g: jax.vjp(lambda u: _mlp(p, u, layers) * scale + mean, U)[1](g)[0]
+        )
         self._fit = jax.jit(self._fit_batches)
 
     def _fit_batches(self, params, opt_state, U, F):
@@ -131,8 +143,15 @@ class TwinModel:
 
     def vjp(self, U: np.ndarray, grad_features: np.ndarray) -> np.ndarray:
         """dL/dU (N, d) of the twin at U for dL/dF = ``grad_features`` (N, m)."""
-        return np.asarray(self._vjp(self.params, self.mean, self.scale, np.asarray(U, dtype=np.float64),
-                                    np.asarray(grad_features, dtype=np.float64)))
+        return np.asarray(
+            self._vjp(
+                self.params,
+                self.mean,
+                self.scale,
+                np.asarray(U, dtype=np.float64),
+                np.asarray(grad_features, dtype=np.float64),
+            )
+        )
 
     def error(self, U: np.ndarray, F: np.ndarray, axis=None):
         """:func:`standardised_error` of the twin on measured pairs it may or may not have seen."""
@@ -151,8 +170,10 @@ class TwinModel:
         rows = self.rng.integers(0, len(U), size=(int(iterations), self.spec.batch))
         if recent:
             newest = self.rng.integers(max(0, len(U) - recent), len(U), size=(int(iterations), self.spec.batch // 2))
-            rows[:, :self.spec.batch // 2] = newest
-        params, self.opt_state, loss = self._fit(self.params, self.opt_state, U[rows], (F[rows] - self.mean) / self.scale)
+            rows[:, : self.spec.batch // 2] = newest
+        params, self.opt_state, loss = self._fit(
+            self.params, self.opt_state, U[rows], (F[rows] - self.mean) / self.scale
+        )
         self.params = {k: np.asarray(v) for k, v in params.items()}
         return float(loss)
 
@@ -171,7 +192,7 @@ class TwinModel:
         self.params = {k: np.array(arrays[f"{prefix}{k}"], dtype=np.float64) for k in self.params}
         self.mean = np.array(arrays[f"{prefix}mean"], dtype=np.float64)
         self.scale = np.array(arrays[f"{prefix}scale"], dtype=np.float64)
-        adam = {k[len(prefix) + 5:]: v for k, v in arrays.items() if k.startswith(f"{prefix}adam.")}
+        adam = {k[len(prefix) + 5 :]: v for k, v in arrays.items() if k.startswith(f"{prefix}adam.")}
         self.opt_state = load_state_arrays(self.opt_state, adam)
 
     def get_state(self) -> dict:
@@ -183,7 +204,7 @@ class TwinModel:
 
 
 # --------------------------------------------------------------------------- anchored to measurements
-ANCHORING_ROLES = ("calibration", "baseline")     # the queries at a sample's own inputs (probes are beside them)
+ANCHORING_ROLES = ("calibration", "baseline")  # the queries at a sample's own inputs (probes are beside them)
 
 
 class Anchors:
@@ -193,17 +214,23 @@ class Anchors:
 
     def __init__(self, n_samples: int):
         self.n_samples = int(n_samples)
-        self.inputs: dict[int, np.ndarray] = {}       # layer -> (n_samples, tokens, d), NaN where never measured
-        self.features: dict[int, np.ndarray] = {}     # layer -> (n_samples, tokens, m)
-        self._journal: list[tuple] = []               # (row numbers, sample, layer, token, U, features) observed
+        self.inputs: dict[int, np.ndarray] = {}  # layer -> (n_samples, tokens, d), NaN where never measured
+        self.features: dict[int, np.ndarray] = {}  # layer -> (n_samples, tokens, m)
+        self._journal: list[tuple] = []  # (row numbers, sample, layer, token, U, features) observed
 
     def observe(self, labels, U: np.ndarray, features: np.ndarray, row_numbers: np.ndarray) -> None:
         """Take the rows of a measurement at the samples' own inputs (calibration, baseline) as their anchors;
         ``row_numbers`` numbers the measurement's rows in the run's order (what :meth:`forget_after` cuts)."""
         own = np.isin(labels.role, ANCHORING_ROLES) & (labels.sample >= 0) & (labels.sample < self.n_samples)
         if own.any():
-            entry = (np.asarray(row_numbers)[own], labels.sample[own], labels.layer[own], labels.token[own],
-                     np.asarray(U)[own], np.asarray(features)[own])
+            entry = (
+                np.asarray(row_numbers)[own],
+                labels.sample[own],
+                labels.layer[own],
+                labels.token[own],
+                np.asarray(U)[own],
+                np.asarray(features)[own],
+            )
             self._journal.append(entry)
             self._apply(*entry[1:])
 
@@ -243,7 +270,10 @@ class Anchors:
         inside = column < inputs.shape[1]
         anchor_u = np.full((len(samples), inputs.shape[2]), np.nan)
         anchor_f = np.zeros((len(samples), features.shape[2]))
-        anchor_u[inside], anchor_f[inside] = inputs[samples[inside], column[inside]], features[samples[inside], column[inside]]
+        anchor_u[inside], anchor_f[inside] = (
+            inputs[samples[inside], column[inside]],
+            features[samples[inside], column[inside]],
+        )
         return anchor_u, anchor_f
 
     def predict(self, model, layer: int, samples: np.ndarray, tokens: np.ndarray, U: np.ndarray) -> np.ndarray:
@@ -270,27 +300,45 @@ def layout_of_config(config: dict) -> dict:
     """The layout of a session's measurements, from its root config: ``{"input_width", "feature_width",
     "inputs", "features"}`` — pairs can be pooled only when the layouts are equal."""
     reservoir = config.get("reservoir") or {}
-    widths = {"input_width": int(reservoir.get("input_width", 0)), "feature_width": int(reservoir.get("feature_width", 0))}
-    if isinstance(config.get("layout"), dict):                     # a run against a twin: the twin's layout
+    widths = {
+        "input_width": int(reservoir.get("input_width", 0)),
+        "feature_width": int(reservoir.get("feature_width", 0)),
+    }
+    if isinstance(config.get("layout"), dict):  # a run against a twin: the twin's layout
         return {**config["layout"], **widths}
     bench = config.get("bench") or {}
     features = bench.get("features")
     sweep = config.get("sweep")
     if isinstance(sweep, dict):
-        return {**widths, "inputs": [[sweep.get("instrument"), sweep.get("setting"), sweep.get("start"),
-                                      sweep.get("stop")]], "features": features}
+        return {
+            **widths,
+            "inputs": [[sweep.get("instrument"), sweep.get("setting"), sweep.get("start"), sweep.get("stop")]],
+            "features": features,
+        }
     if bench:
-        return {**widths, "inputs": [[e.get("instrument"), e.get("setting"), e.get("min"), e.get("max")]
-                                     for e in bench.get("encoding", [])], "features": features}
+        return {
+            **widths,
+            "inputs": [
+                [e.get("instrument"), e.get("setting"), e.get("min"), e.get("max")] for e in bench.get("encoding", [])
+            ],
+            "features": features,
+        }
     train = config.get("train") or {}
-    return {**widths, "inputs": ["digital reservoir", int(train.get("seed", 0))],
-            "features": ["digital reservoir", int(train.get("seed", 0))]}
+    return {
+        **widths,
+        "inputs": ["digital reservoir", int(train.get("seed", 0))],
+        "features": ["digital reservoir", int(train.get("seed", 0))],
+    }
 
 
 def layout_mismatch(mine: dict, theirs: dict) -> str | None:
     """What differs between two layouts, in words (None when they match)."""
-    for key, what in (("input_width", "input width"), ("feature_width", "feature count"),
-                      ("inputs", "meaning of the inputs (encoding)"), ("features", "feature map")):
+    for key, what in (
+        ("input_width", "input width"),
+        ("feature_width", "feature count"),
+        ("inputs", "meaning of the inputs (encoding)"),
+        ("features", "feature map"),
+    ):
         if json.dumps(mine.get(key), sort_keys=True) != json.dumps(theirs.get(key), sort_keys=True):
             return f"different {what}: {_short(theirs.get(key))} instead of {_short(mine.get(key))}"
     return None
@@ -327,8 +375,11 @@ def session_pairs(paths, layout: dict | None = None, roles=None) -> Pairs:
             if problem:
                 raise UserError(f"{Path(path).name} comes from another bench layout ({problem})")
             q = reader.queries(fields=("role", "u", "features"))
-            keep = np.ones(len(q["role"]), dtype=bool) if roles is None else \
-                np.isin(np.array(reader.role_names)[q["role"]], roles)
+            keep = (
+                np.ones(len(q["role"]), dtype=bool)
+                if roles is None
+                else np.isin(np.array(reader.role_names)[q["role"]], roles)
+            )
             U.append(q["u"][keep])
             F.append(q["features"][keep])
             sources.append({"path": str(path), "sha256": _sha256(path), "rows": int(keep.sum()), "kind": reader.kind})
@@ -362,8 +413,9 @@ class TwinFit:
     measured: np.ndarray = field(repr=False, default=None)
 
 
-def fit_twin(paths, out, hidden=(64, 64), iterations: int = 20_000, held_out: float = 0.2, seed: int = 0,
-             check_every: int = 500) -> TwinFit:
+def fit_twin(
+    paths, out, hidden=(64, 64), iterations: int = 20_000, held_out: float = 0.2, seed: int = 0, check_every: int = 500
+) -> TwinFit:
     """Fit a twin on every query of the sessions at ``paths`` (one layout), hold out ``held_out`` of the
     rows (seeded) to measure it, stop early when the held-out error stops falling, and write ``out``."""
     pairs = session_pairs(paths)
@@ -383,26 +435,52 @@ def fit_twin(paths, out, hidden=(64, 64), iterations: int = 20_000, held_out: fl
         if error < best:
             best, best_state = error, model.state_arrays()
         elif done >= 4 * check_every and error > 1.05 * best:
-            break                                  # the held-out error has turned: stop before overfitting
+            break  # the held-out error has turned: stop before overfitting
     model.load_state_arrays(best_state)
     predicted = model.predict(pairs.U[held])
     per_feature = standardised_error(predicted, pairs.F[held], model.scale, axis=0)
     residual = (predicted - pairs.F[held]).std(axis=0)
-    result = TwinFit(str(out), len(fitted), n_held, done, float(best), per_feature,
-                     float(model.error(pairs.U[fitted], pairs.F[fitted])), residual, predicted, pairs.F[held])
+    result = TwinFit(
+        str(out),
+        len(fitted),
+        n_held,
+        done,
+        float(best),
+        per_feature,
+        float(model.error(pairs.U[fitted], pairs.F[fitted])),
+        residual,
+        predicted,
+        pairs.F[held],
+    )
     write_twin(out, model, pairs.layout, pairs.sources, result)
     return result
 
 
 def write_twin(path, model: TwinModel, layout: dict, sources: list, fit: TwinFit) -> None:
     """The twin file of ``model`` (its layout through :mod:`labpgt.session.twinfile`)."""
-    summary = {"rows_fitted": fit.rows_fitted, "rows_held_out": fit.rows_held_out, "iterations": fit.iterations,
-               "heldout_error": fit.heldout_error, "train_error": fit.train_error}
-    write_twin_file(path, TwinRecord(spec=model.spec.to_dict(), layout=layout, sources=sources, fit=summary,
-                                     params=model.params,
-                                     arrays={"mean": model.mean, "scale": model.scale,
-                                             "heldout_error_per_feature": fit.heldout_error_per_feature,
-                                             "residual_std": fit.residual_std}))
+    summary = {
+        "rows_fitted": fit.rows_fitted,
+        "rows_held_out": fit.rows_held_out,
+        "iterations": fit.iterations,
+        "heldout_error": fit.heldout_error,
+        "train_error": fit.train_error,
+    }
+    write_twin_file(
+        path,
+        TwinRecord(
+            spec=model.spec.to_dict(),
+            layout=layout,
+            sources=sources,
+            fit=summary,
+            params=model.params,
+            arrays={
+                "mean": model.mean,
+                "scale": model.scale,
+                "heldout_error_per_feature": fit.heldout_error_per_feature,
+                "residual_std": fit.residual_std,
+            },
+        ),
+    )
 
 
 @dataclass
@@ -442,8 +520,16 @@ def read_twin(path) -> TwinFile:
         value = record.arrays[name]
         if value.shape != (spec.feature_width,) or not np.all(np.isfinite(value)):
             raise UserError(f"{path.name}: damaged {name}")
-    return TwinFile(path, model, record.layout, record.sources, record.fit, record.arrays["residual_std"],
-                    record.arrays["heldout_error_per_feature"], _sha256(path))
+    return TwinFile(
+        path,
+        model,
+        record.layout,
+        record.sources,
+        record.fit,
+        record.arrays["residual_std"],
+        record.arrays["heldout_error_per_feature"],
+        _sha256(path),
+    )
 
 
 # --------------------------------------------------------------------------- a twin as a reservoir
@@ -471,15 +557,18 @@ class TwinReservoir:
         features = self.file.model.predict(U)
         if self.noise:
             features = features + self.file.residual_std * self._rng.standard_normal(features.shape)
-        return Measurement(features=features, started=np.full(len(U), time.time()),
-                           attempts=np.ones(len(U), dtype=np.int64))
+        return Measurement(
+            features=features, started=np.full(len(U), time.time()), attempts=np.ones(len(U), dtype=np.int64)
+        )
 
     def vjp(self, U: np.ndarray, grad_features: np.ndarray) -> np.ndarray:
         return self.file.model.vjp(U, grad_features)
 
     def identities(self) -> dict[str, str]:
-        return {"twin": f"labpgt twin {self.file.path.name} sha256 {self.file.sha256[:16]} "
-                        f"of {len(self.file.sources)} session(s)"}
+        return {
+            "twin": f"labpgt twin {self.file.path.name} sha256 {self.file.sha256[:16]} "
+            f"of {len(self.file.sources)} session(s)"
+        }
 
     def get_rng_state(self) -> dict:
         return {"twin_noise": self._rng.bit_generator.state}

@@ -23,8 +23,7 @@ import logging
 import math
 from pathlib import Path
 
-from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParameter, ListParameter, Parameter, \
-    Procedure
+from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParameter, ListParameter, Parameter, Procedure
 
 from labpgt.engine import Connected, Measured, PointEnded, RunEngine
 from labpgt.procedures.training import DEFAULT_RUNS_DIR, STOPPED_FROM_THE_WINDOW, SpectrumFeed
@@ -34,8 +33,10 @@ log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
 TARGETS = {  # the choice in the window: (the setting swept, whether it is the named generator's)
-    "loop gain": ("loop_gain_db", False), "bias field": ("field_mt", False),
-    "generator frequency": ("frequency_hz", True), "generator power": ("power_dbm", True),
+    "loop gain": ("loop_gain_db", False),
+    "bias field": ("field_mt", False),
+    "generator frequency": ("frequency_hz", True),
+    "generator power": ("power_dbm", True),
 }
 
 
@@ -57,7 +58,7 @@ class RingSweep(Procedure):
 
     def __init__(self, *args, **kwargs):
         self.feed = SpectrumFeed()
-        self.connected = None          # the connected bench, once the sweep runs
+        self.connected = None  # the connected bench, once the sweep runs
         self.session_path = None
         self.threshold_db = math.nan
         self.summary: list[dict] = []
@@ -67,8 +68,9 @@ class RingSweep(Procedure):
         from labpgt.runs import default_session_path
 
         setting, _ = TARGETS[self.target]
-        self.session_path = Path(self.output) if self.output \
-            else default_session_path("sweep", setting, runs_dir=DEFAULT_RUNS_DIR)
+        self.session_path = (
+            Path(self.output) if self.output else default_session_path("sweep", setting, runs_dir=DEFAULT_RUNS_DIR)
+        )
 
     def sweep_spec(self, bench_config):
         """The sweep these parameters ask for on the bench of ``bench_config`` (a one-line UserError if it has none)."""
@@ -76,14 +78,23 @@ class RingSweep(Procedure):
 
         setting, of_generator = TARGETS[self.target]
         generator = (self.generator or "").strip() or None if of_generator else None
-        return plan_sweep(bench_config, setting, self.start, self.stop, self.points, instrument=generator,
-                          tones=self.tones, margin_db=self.margin_db)
+        return plan_sweep(
+            bench_config,
+            setting,
+            self.start,
+            self.stop,
+            self.points,
+            instrument=generator,
+            tones=self.tones,
+            margin_db=self.margin_db,
+        )
 
     def execute(self):
         from labpgt.bench import load_bench_config, simulated_bench_config
 
-        config = load_bench_config(self.bench) if self.bench else simulated_bench_config(embedded=True,
-                                                                                          seed=int(self.seed))
+        config = (
+            load_bench_config(self.bench) if self.bench else simulated_bench_config(embedded=True, seed=int(self.seed))
+        )
         spec = self.sweep_spec(config)
         engine = RunEngine().subscribe(self._watch)
         engine.stop_when(self.should_stop, STOPPED_FROM_THE_WINDOW)
@@ -101,8 +112,13 @@ class RingSweep(Procedure):
             self._emit_point(event.point, event.points)
 
     def _emit_point(self, point, total: int) -> None:
-        row = {"Point": point.index + 1, "Value": point.value, "Peak frequency (GHz)": point.peak_frequency_hz / 1e9,
-               "Peak power (dBm)": point.peak_power_dbm, "Margin (dB)": point.margin_db}
+        row = {
+            "Point": point.index + 1,
+            "Value": point.value,
+            "Peak frequency (GHz)": point.peak_frequency_hz / 1e9,
+            "Peak power (dBm)": point.peak_power_dbm,
+            "Margin (dB)": point.margin_db,
+        }
         self.summary.append(row)
         self.emit("results", row)
         self.emit("progress", 100.0 * (point.index + 1) / total)
@@ -110,12 +126,20 @@ class RingSweep(Procedure):
     def _log_outcome(self, result) -> None:
         spec = result.spec
         if not result.completed:
-            log.warning("RingSweep stopped after %d of %d points; session %s", len(result.points), spec.points,
-                        self.session_path)
+            log.warning(
+                "RingSweep stopped after %d of %d points; session %s",
+                len(result.points),
+                spec.points,
+                self.session_path,
+            )
         if spec.setting != THRESHOLD_SETTING:
             return
         if math.isnan(result.threshold_db):
-            log.warning("RingSweep: no auto-oscillation threshold in [%g, %g] dB (margin %g dB)",
-                        spec.start, spec.stop, spec.margin_db)
+            log.warning(
+                "RingSweep: no auto-oscillation threshold in [%g, %g] dB (margin %g dB)",
+                spec.start,
+                spec.stop,
+                spec.margin_db,
+            )
         else:
             log.info("RingSweep: auto-oscillation threshold at loop gain %.3f dB", result.threshold_db)

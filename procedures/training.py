@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pymeasure.experiment import (BooleanParameter, FloatParameter, IntegerParameter, ListParameter, Parameter,
-                                  Procedure)
+from pymeasure.experiment import BooleanParameter, FloatParameter, IntegerParameter, ListParameter, Parameter, Procedure
 
 from labpgt.architectures import ModelSpec
 from labpgt.engine import Connected, Measured, Notice, Resumed, RunEngine, StepEnded, StopReason, Suspended
@@ -57,7 +56,7 @@ class SpectrumFeed:
         self._lock = threading.Lock()
         self._rows: deque = deque(maxlen=max_rows)
         self.frequencies: np.ndarray | None = None
-        self.count = 0          # traces pushed in total (the global index of the next one)
+        self.count = 0  # traces pushed in total (the global index of the next one)
 
     def set_frequencies(self, frequencies) -> None:
         with self._lock:
@@ -78,15 +77,18 @@ class SpectrumFeed:
         with self._lock:
             first = self.count - len(self._rows)
             begin = max(start, first)
-            rows = list(self._rows)[begin - first:]
+            rows = list(self._rows)[begin - first :]
         return begin, (np.stack(rows) if rows else None)
 
 
 def summary_csv_path(session_path) -> Path:
     """The derived CSV summary PyMeasure writes beside a session: ``<session>.csv``."""
     session_path = Path(session_path)
-    return session_path.with_name(session_path.name + ".csv") if session_path.suffix != ".h5" \
+    return (
+        session_path.with_name(session_path.name + ".csv")
+        if session_path.suffix != ".h5"
         else session_path.with_suffix(".csv")
+    )
 
 
 # --------------------------------------------------------------------------- inputs from the declarations
@@ -102,7 +104,7 @@ class Input:
 
 
 def _label(text: str) -> str:
-    return text.replace(": ", " — ")           # PyMeasure reserves ": " in a parameter's name
+    return text.replace(": ", " — ")  # PyMeasure reserves ": " in a parameter's name
 
 
 def _parameter(d: Declared, group_by: dict) -> Parameter:
@@ -118,11 +120,22 @@ def _parameter(d: Declared, group_by: dict) -> Parameter:
     low = spec.minimum if spec.minimum is not None else spec.above
     high = spec.maximum if spec.maximum is not None else spec.below
     if d.kind is int:
-        return IntegerParameter(label, minimum=int(low) if low is not None else -10**9,
-                                maximum=int(high) if high is not None else 10**9, default=default, **common)
+        return IntegerParameter(
+            label,
+            minimum=int(low) if low is not None else -(10**9),
+            maximum=int(high) if high is not None else 10**9,
+            default=default,
+            **common,
+        )
     if d.kind is float:
-        return FloatParameter(label, minimum=low if low is not None else -1e9, maximum=high if high is not None
-                              else 1e9, default=default, decimals=6, **common)
+        return FloatParameter(
+            label,
+            minimum=low if low is not None else -1e9,
+            maximum=high if high is not None else 1e9,
+            default=default,
+            decimals=6,
+            **common,
+        )
     return Parameter(_label(f"{d.label}, empty = {described_default(d)}"), default=default or "", **common)
 
 
@@ -134,11 +147,18 @@ def _declare_inputs(procedure: type) -> dict[str, Input]:
         if not d.spec.gui:
             return
         automatic = None
-        if d.default is None and d.kind in (int, float):       # derived unless its value is asked for
+        if d.default is None and d.kind in (int, float):  # derived unless its value is asked for
             automatic = f"{name}_automatic"
-            setattr(procedure, automatic, BooleanParameter(f"{d.label} automatic", default=True,
-                                                           group_by=group_by or None,
-                                                           description=f"automatic: {d.spec.derived}"))
+            setattr(
+                procedure,
+                automatic,
+                BooleanParameter(
+                    f"{d.label} automatic",
+                    default=True,
+                    group_by=group_by or None,
+                    description=f"automatic: {d.spec.derived}",
+                ),
+            )
             inputs[automatic] = Input(None, owner)
             group_by = {**group_by, automatic: False}
         setattr(procedure, name, _parameter(d, group_by))
@@ -148,14 +168,14 @@ def _declare_inputs(procedure: type) -> dict[str, Input]:
     add("task", run["task"], {})
     for d in fields_of(ModelSpec):
         add(d.key, d, {"model": d.spec.only} if d.spec.only else {})
-    setattr(procedure, "method", ListParameter("Method", choices=list(METHODS), default=DEFAULT_METHOD))
+    procedure.method = ListParameter("Method", choices=list(METHODS), default=DEFAULT_METHOD)
     inputs["method"] = Input(None)
     for method in METHODS.values():
         for d in fields_of(method.Settings):
             prefix = method.name.replace("-", "_") + "_"
             add(d.key if d.key.startswith(prefix) else prefix + d.key, d, {"method": method.name}, method.name)
-    kinds = [name for name in RESERVOIRS if not name.endswith(":")]      # a twin file is given by name
-    setattr(procedure, "reservoir", ListParameter("Reservoir", choices=kinds, default="ring-sim"))
+    kinds = [name for name in RESERVOIRS if not name.endswith(":")]  # a twin file is given by name
+    procedure.reservoir = ListParameter("Reservoir", choices=kinds, default="ring-sim")
     inputs["reservoir"] = Input(None)
     for name in kinds:
         for d in fields_of(RESERVOIRS[name].Settings):
@@ -178,11 +198,11 @@ class PGTTraining(Procedure):
 
     def __init__(self, *args, **kwargs):
         self.feed = SpectrumFeed()
-        self.connected = None      # the reservoir the run measured (a Bench for ring-sim), kept after the run
+        self.connected = None  # the reservoir the run measured (a Bench for ring-sim), kept after the run
         self.session_path = None
         self.result = None
-        self.stopped = None        # why the run was stopped, if it was
-        self.steps_done = 0        # complete steps of the run in progress
+        self.stopped = None  # why the run was stopped, if it was
+        self.steps_done = 0  # complete steps of the run in progress
         super().__init__(*args, **kwargs)
 
     @classmethod
@@ -194,11 +214,17 @@ class PGTTraining(Procedure):
     @classmethod
     def input_name(cls, key: str, method: str, reservoir: str) -> str | None:
         """The input that gives the setting ``key`` of a run of ``method`` on ``reservoir`` (None: no input does)."""
-        return next((name for name, entry in cls.INPUTS.items() if entry.declared is not None
-                     and entry.declared.key == key and entry.owner in (None, method, reservoir)), None)
+        return next(
+            (
+                name
+                for name, entry in cls.INPUTS.items()
+                if entry.declared is not None and entry.declared.key == key and entry.owner in (None, method, reservoir)
+            ),
+            None,
+        )
 
     # ---- building
-    def assign(self, **settings) -> "PGTTraining":
+    def assign(self, **settings) -> PGTTraining:
         """Set the inputs that give these flat settings (``method`` and ``reservoir`` first; a derived setting given
         a value is no longer automatic), as a script or a test fills the window."""
         for kind in ("method", "reservoir"):
@@ -207,7 +233,7 @@ class PGTTraining(Procedure):
         for key, value in settings.items():
             name = self.input_name(key, self.method, self.reservoir)
             if name is None:
-                setattr(self, key, value)           # the procedure's own (output, keep_feed), or refused below
+                setattr(self, key, value)  # the procedure's own (output, keep_feed), or refused below
                 if key not in self._parameters:
                     raise UserError(f"the window has no input {key!r} for {self.method} on {self.reservoir}")
                 continue
@@ -226,7 +252,7 @@ class PGTTraining(Procedure):
                 continue
             value = getattr(self, name)
             if entry.declared.kind is str and entry.declared.default is None and not value:
-                continue                            # an empty path: the derived default (the embedded bench)
+                continue  # an empty path: the derived default (the embedded bench)
             values[entry.declared.key] = value
         return values
 
@@ -236,11 +262,13 @@ class PGTTraining(Procedure):
     def startup(self):
         config = self.train_config()
         self.config = config
-        path = Path(self.output) if self.output else default_session_path(config.task, config.model.architecture,
-                                                                           config.method.name)
+        path = (
+            Path(self.output)
+            if self.output
+            else default_session_path(config.task, config.model.architecture, config.method.name)
+        )
         self.session_path = path
-        log.info("PGTTraining: %s on %s (%s), session %s", config.method.name, config.task, config.reservoir.name,
-                 path)
+        log.info("PGTTraining: %s on %s (%s), session %s", config.method.name, config.task, config.reservoir.name, path)
 
     # ---- running: the engine's, watched
     def execute(self):
@@ -249,11 +277,19 @@ class PGTTraining(Procedure):
         outcome = engine.train(self.config, self.session_path)
         self.result, self.stopped = outcome.result, outcome.stopped
         if outcome.stopped is not None:
-            log.warning("PGTTraining stopped (%s); RF is off; resume with `labpgt train --resume %s`",
-                        outcome.stopped.why, self.session_path)
+            log.warning(
+                "PGTTraining stopped (%s); RF is off; resume with `labpgt train --resume %s`",
+                outcome.stopped.why,
+                self.session_path,
+            )
         else:
-            log.info("PGTTraining finished: %s accuracy %.4f after %d training queries; session %s",
-                     self.result.holdout, self.result.final_accuracy, self.result.training_queries, self.session_path)
+            log.info(
+                "PGTTraining finished: %s accuracy %.4f after %d training queries; session %s",
+                self.result.holdout,
+                self.result.final_accuracy,
+                self.result.training_queries,
+                self.session_path,
+            )
 
     def _watch(self, event) -> None:
         if isinstance(event, Connected):
@@ -278,9 +314,16 @@ class PGTTraining(Procedure):
             value = values.get(name)
             return float("nan") if value is None else float(value)
 
-        self.emit("results", {"Step": event.step + 1, "Loss": get("loss"), "Train accuracy": get("train_accuracy"),
-                              "Held-out accuracy": get(f"{holdout}_accuracy"),
-                              "Queries": int(values.get("training_queries", 0))})
+        self.emit(
+            "results",
+            {
+                "Step": event.step + 1,
+                "Loss": get("loss"),
+                "Train accuracy": get("train_accuracy"),
+                "Held-out accuracy": get(f"{holdout}_accuracy"),
+                "Queries": int(values.get("training_queries", 0)),
+            },
+        )
         self.emit("progress", min(100.0, 100.0 * (event.step + 1) / max(event.steps, 1)))
         self.steps_done = event.step + 1
 

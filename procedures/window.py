@@ -41,19 +41,23 @@ import numpy as np
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 import pyqtgraph as pg  # noqa: E402
-from pymeasure.display.Qt import QtCore, QtGui, QtWidgets  # noqa: E402
 from pymeasure.display.curves import ResultsCurve  # noqa: E402
+from pymeasure.display.Qt import QtCore, QtGui, QtWidgets  # noqa: E402
 from pymeasure.display.widgets import LogWidget, PlotWidget  # noqa: E402
 from pymeasure.display.widgets.tab_widget import TabWidget  # noqa: E402
 from pymeasure.display.windows.managed_window import ManagedWindowBase  # noqa: E402
 from pymeasure.experiment import Results  # noqa: E402
 
 from labpgt.errors import UserError  # noqa: E402
-from labpgt.signals import SignalSocket, say  # noqa: E402
 from labpgt.procedures.preflight import check_qt_binding  # noqa: E402
 from labpgt.procedures.sweep import RingSweep  # noqa: E402
-from labpgt.procedures.training import DEFAULT_RUNS_DIR, PGTTraining, default_session_path, \
-    summary_csv_path  # noqa: E402
+from labpgt.procedures.training import (
+    DEFAULT_RUNS_DIR,
+    PGTTraining,
+    default_session_path,
+    summary_csv_path,  # noqa: E402
+)
+from labpgt.signals import SignalSocket, say  # noqa: E402
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
@@ -92,9 +96,16 @@ class CurvePlotWidget(PlotWidget):
         super().__init__(*args, **kwargs)
         _style_axes(self.plot)
 
-    def new_curve(self, results, color=pg.intColor(0), **kwargs):
-        curve = FiniteResultsCurve(results, wdg=self, x=self.plot_frame.x_axis, y=self.plot_frame.y_axis,
-                                   pen=pg.mkPen(color=color, width=self.linewidth), antialias=False, **kwargs)
+    def new_curve(self, results, color=pg.intColor(0), **kwargs):  # noqa: B008 - PyMeasure's signature
+        curve = FiniteResultsCurve(
+            results,
+            wdg=self,
+            x=self.plot_frame.x_axis,
+            y=self.plot_frame.y_axis,
+            pen=pg.mkPen(color=color, width=self.linewidth),
+            antialias=False,
+            **kwargs,
+        )
         if self.symbols:
             curve.setSymbol("o")
             curve.setSymbolSize(6)
@@ -144,8 +155,9 @@ class WaterfallWidget(TabWidget, QtWidgets.QWidget):
         _style_axes(self.plot)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
-        self.colorbar = pg.ColorBarItem(values=(-100, 0), colorMap=pg.colormap.get("viridis"), label="dBm",
-                                        interactive=False)
+        self.colorbar = pg.ColorBarItem(
+            values=(-100, 0), colorMap=pg.colormap.get("viridis"), label="dBm", interactive=False
+        )
         self.colorbar.setImageItem(self.image, insert_in=self.plot)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.label)
@@ -161,7 +173,7 @@ class WaterfallWidget(TabWidget, QtWidgets.QWidget):
 
     def set_rows(self, frequencies_hz, rows, first_row=0, row_step=1, text="") -> None:
         self.frequencies = np.asarray(frequencies_hz, dtype=np.float64)
-        self.rows = np.asarray(rows, dtype=np.float32)[-self.max_rows:]
+        self.rows = np.asarray(rows, dtype=np.float32)[-self.max_rows :]
         self.first_row, self.row_step = first_row, row_step
         self._redraw()
         if text:
@@ -171,7 +183,7 @@ class WaterfallWidget(TabWidget, QtWidgets.QWidget):
         """Add rows (global index of the first given); keeps the last ``max_rows``."""
         if self.frequencies is None or self.rows.shape[1:] != rows.shape[1:]:
             self.frequencies = np.asarray(frequencies_hz, dtype=np.float64)
-            self.rows, self.first_row = rows[-self.max_rows:], first_row + max(0, len(rows) - self.max_rows)
+            self.rows, self.first_row = rows[-self.max_rows :], first_row + max(0, len(rows) - self.max_rows)
         else:
             merged = np.concatenate([self.rows, rows])
             drop = max(0, len(merged) - self.max_rows)
@@ -187,8 +199,10 @@ class WaterfallWidget(TabWidget, QtWidgets.QWidget):
         self.image.setImage(self.rows, autoLevels=False, levels=(low, max(high, low + 1)))
         self.colorbar.setLevels((low, max(high, low + 1)))
         self.image.setRect(QtCore.QRectF(f[0], self.first_row, f[-1] - f[0], len(self.rows) * self.row_step))
-        self.label.setText(f"queries {self.first_row} … {self.first_row + len(self.rows) * self.row_step - 1}"
-                           + (f" (every {self.row_step}th)" if self.row_step > 1 else ""))
+        self.label.setText(
+            f"queries {self.first_row} … {self.first_row + len(self.rows) * self.row_step - 1}"
+            + (f" (every {self.row_step}th)" if self.row_step > 1 else "")
+        )
 
 
 class SessionWidget(TabWidget, QtWidgets.QWidget):
@@ -208,7 +222,7 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
         self.curves.setBackground("w")
         self.left_plot = self.curves.addPlot(row=0, col=0)
         self.right_plot = self.curves.addPlot(row=0, col=1)
-        self.legend = pg.LegendItem(colCount=2, labelTextColor="k")   # below the curves, never on them
+        self.legend = pg.LegendItem(colCount=2, labelTextColor="k")  # below the curves, never on them
         self.curves.addItem(self.legend, row=1, col=1)
         _style_axes(self.left_plot)
         _style_axes(self.right_plot)
@@ -259,16 +273,29 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
         for column, color in (("train_accuracy", "#d95f02"), ("test_accuracy", "#1b9e77")):
             ok = np.isfinite(steps[column])
             if ok.any():
-                curve = self.right_plot.plot(x[ok], steps[column][ok], pen=pg.mkPen(color, width=1.5), symbol="o",
-                                             symbolSize=5, symbolBrush=color)
+                curve = self.right_plot.plot(
+                    x[ok],
+                    steps[column][ok],
+                    pen=pg.mkPen(color, width=1.5),
+                    symbol="o",
+                    symbolSize=5,
+                    symbolBrush=color,
+                )
                 self.legend.addItem(curve, column.replace("_", " "))
 
     def _plot_sweep(self, reader, threshold) -> None:
         points = reader.points()
         self._label_plots(reader.setting_names[0], "peak power (dBm)", "margin (dB)")
         for plot, column in ((self.left_plot, "peak_power_dbm"), (self.right_plot, "margin_db")):
-            plot.plot(points["value"], points[column], pen=pg.mkPen("#1f4e9c", width=1.5), symbol="o",
-                      symbolSize=5, symbolBrush="#1f4e9c", connect="finite")
+            plot.plot(
+                points["value"],
+                points[column],
+                pen=pg.mkPen("#1f4e9c", width=1.5),
+                symbol="o",
+                symbolSize=5,
+                symbolBrush="#1f4e9c",
+                connect="finite",
+            )
         if threshold is not None:
             self.right_plot.addLine(x=threshold, pen=pg.mkPen("#d95f02", width=1.5, style=QtCore.Qt.PenStyle.DashLine))
 
@@ -299,9 +326,11 @@ class SessionWidget(TabWidget, QtWidgets.QWidget):
             return
         q = reader.queries(index, index + 1, fields=("spectrum", "step", "role"))
         unit = "point" if reader.kind == "sweep" else "step"
-        self.spectrum.show_trace(reader.frequencies, q["spectrum"][0],
-                                 f"query {index} of {reader.n_queries}: {unit} {int(q['step'][0])}, "
-                                 f"role {reader.role_name(q['role'][0])}")
+        self.spectrum.show_trace(
+            reader.frequencies,
+            q["spectrum"][0],
+            f"query {index} of {reader.n_queries}: {unit} {int(q['step'][0])}, role {reader.role_name(q['role'][0])}",
+        )
 
     def close_session(self) -> None:
         if self.reader is not None:
@@ -323,11 +352,14 @@ PLOTS = {
     PGTTraining: (("Loss", "Step", "Loss", False), ("Accuracy", "Step", "Held-out accuracy", True)),
     RingSweep: (("Peak power", "Value", "Peak power (dBm)", True), ("Margin", "Value", "Margin (dB)", True)),
 }
-INPUTS = {PGTTraining: PGTTraining.input_names(),
-          RingSweep: ("target", "generator", "start", "stop", "points", "tones", "margin_db", "bench", "seed",
-                      "output")}
-DISPLAYS = {PGTTraining: ("task", "model", "method", "reservoir", "output"),
-            RingSweep: ("target", "start", "stop", "points", "output")}
+INPUTS = {
+    PGTTraining: PGTTraining.input_names(),
+    RingSweep: ("target", "generator", "start", "stop", "points", "tones", "margin_db", "bench", "seed", "output"),
+}
+DISPLAYS = {
+    PGTTraining: ("task", "model", "method", "reservoir", "output"),
+    RingSweep: ("target", "start", "stop", "points", "output"),
+}
 
 
 class TrainingWindow(ManagedWindowBase):
@@ -345,19 +377,32 @@ class TrainingWindow(ManagedWindowBase):
         self.waterfall_widget = WaterfallWidget()
         self.session_widget = SessionWidget()
         self.log_widget = WindowLogWidget("Log")
-        widgets = tuple(self.plot_widgets) + (self.spectrum_widget, self.waterfall_widget, self.session_widget,
-                                              self.log_widget)
+        widgets = tuple(self.plot_widgets) + (
+            self.spectrum_widget,
+            self.waterfall_widget,
+            self.session_widget,
+            self.log_widget,
+        )
         inputs = INPUTS[procedure_class]
-        super().__init__(procedure_class, widget_list=widgets, inputs=inputs, displays=DISPLAYS[procedure_class],
-                         enable_file_input=False, inputs_in_scrollarea=True, parent=parent)
-        self.inputs.setMinimumHeight(640)      # most inputs visible without scrolling
+        super().__init__(
+            procedure_class,
+            widget_list=widgets,
+            inputs=inputs,
+            displays=DISPLAYS[procedure_class],
+            enable_file_input=False,
+            inputs_in_scrollarea=True,
+            parent=parent,
+        )
+        self.inputs.setMinimumHeight(640)  # most inputs visible without scrolling
         self._fit_inputs()
         self._fit_queue()
-        self.manager.port = None               # no ZMQ publisher: everything the window needs is in-process
+        self.manager.port = None  # no ZMQ publisher: everything the window needs is in-process
         self.browser_widget.browser.measured_quantities.update(procedure_class.DATA_COLUMNS)
         logging.getLogger().addHandler(self.log_widget.handler)
-        self.setWindowTitle("labpgt — " + ("perturbative gradient training" if procedure_class is PGTTraining
-                                            else "ring characterisation"))
+        self.setWindowTitle(
+            "labpgt — "
+            + ("perturbative gradient training" if procedure_class is PGTTraining else "ring characterisation")
+        )
         if bench_config:
             self.inputs.bench.setValue(str(bench_config))
         self.session_widget.open_button.clicked.connect(self.open_session_dialog)
@@ -367,8 +412,8 @@ class TrainingWindow(ManagedWindowBase):
         action.triggered.connect(self.open_session_dialog)
         self.quit_action = menu.addAction("&Quit", self.close)
         self.quit_action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
-        self.stop_signal = None            # the signal that closed the window (its number), if one did
-        self.stopped_session = None        # the session of a run stopped by closing the window
+        self.stop_signal = None  # the signal that closed the window (its number), if one did
+        self.stopped_session = None  # the session of a run stopped by closing the window
         self._closing = False
         self._feed = None
         self._next_row = 0
@@ -387,8 +432,9 @@ class TrainingWindow(ManagedWindowBase):
             label.setWordWrap(True)
         scroll = self.inputs.findChild(QtWidgets.QScrollArea)
         if scroll is not None:
-            scroll.setMinimumWidth(scroll.widget().minimumSizeHint().width()
-                                   + scroll.verticalScrollBar().sizeHint().width() + 4)
+            scroll.setMinimumWidth(
+                scroll.widget().minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4
+            )
 
     def _fit_queue(self) -> None:
         """The queue's file names whole (the column follows its contents)."""
@@ -401,26 +447,32 @@ class TrainingWindow(ManagedWindowBase):
             procedure = self.make_procedure()
         if isinstance(procedure, PGTTraining):
             try:
-                procedure.train_config()           # refused here, in one line, rather than failing in the queue
+                procedure.train_config()  # refused here, in one line, rather than failing in the queue
             except UserError as exc:
                 log.error("not queued: %s", exc)
                 return None
         if procedure.output:
             session = Path(procedure.output)
             if session.exists() or str(session) in self._assigned:
-                log.error("%s already exists: a session is a record and is never overwritten; "
-                          "choose another file or leave the field empty", session)
+                log.error(
+                    "%s already exists: a session is a record and is never overwritten; "
+                    "choose another file or leave the field empty",
+                    session,
+                )
                 return None
         else:
-            labels = ((procedure.task, procedure.model, procedure.method) if isinstance(procedure, PGTTraining)
-                      else ("sweep", procedure.target))
+            labels = (
+                (procedure.task, procedure.model, procedure.method)
+                if isinstance(procedure, PGTTraining)
+                else ("sweep", procedure.target)
+            )
             session = default_session_path(*labels, runs_dir=self.runs_dir, taken=self._assigned)
             procedure.output = str(session)
         self._assigned.add(str(session))
         session.parent.mkdir(parents=True, exist_ok=True)
         results = Results(procedure, str(summary_csv_path(session)))
         experiment = self.new_experiment(results)
-        experiment.browser_item.setText(1, session.name)    # the record (the CSV summary is beside it)
+        experiment.browser_item.setText(1, session.name)  # the record (the CSV summary is beside it)
         self.manager.queue(experiment)
         return experiment
 
@@ -439,7 +491,7 @@ class TrainingWindow(ManagedWindowBase):
             self._shown = index
             self.spectrum_widget.show_trace(feed.frequencies, trace, f"query {index + 1} of the latest run")
         self._ticks += 1
-        if self._ticks % 3 == 0 or not self.manager.is_running():   # the image at ~2 Hz
+        if self._ticks % 3 == 0 or not self.manager.is_running():  # the image at ~2 Hz
             first, rows = feed.rows_since(self._next_row)
             if rows is not None:
                 self.waterfall_widget.append_rows(feed.frequencies, rows, first)
@@ -447,8 +499,9 @@ class TrainingWindow(ManagedWindowBase):
 
     # ---- recorded sessions
     def open_session_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open a recorded session", str(self.runs_dir),
-                                                        "labpgt sessions (*.h5);;All files (*)")
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open a recorded session", str(self.runs_dir), "labpgt sessions (*.h5);;All files (*)"
+        )
         if path:
             self.open_session(path)
 
@@ -467,14 +520,20 @@ class TrainingWindow(ManagedWindowBase):
         name = signal.Signals(signum).name
         if self.stop_signal is None:
             self.stop_signal = signum
-            say(f"labpgt gui: {name}: stopping" + (" the run between two queries (RF off, session saved), then closing"
-                                                    if self.manager.is_running() else " and closing"))
+            say(
+                f"labpgt gui: {name}: stopping"
+                + (
+                    " the run between two queries (RF off, session saved), then closing"
+                    if self.manager.is_running()
+                    else " and closing"
+                )
+            )
         else:
             say(f"labpgt gui: {name}: still stopping (the query being measured ends first)")
         self.close()
 
     def closeEvent(self, event):
-        if self.manager.is_running():       # stop the run first; close when the manager says it has returned
+        if self.manager.is_running():  # stop the run first; close when the manager says it has returned
             event.ignore()
             if not self._closing:
                 self._closing = True
@@ -500,7 +559,7 @@ class SignalCloser(QtCore.QObject):
     arrive through a :class:`labpgt.signals.SignalSocket`, which a QSocketNotifier watches, so no Python
     code of the window is ever interrupted (see that class for why)."""
 
-    def __init__(self, window: "TrainingWindow"):
+    def __init__(self, window: TrainingWindow):
         super().__init__(window)
         self.window = window
         self.signals = SignalSocket()
@@ -525,8 +584,11 @@ def exit_status(window: TrainingWindow) -> int:
         return 0
     session = window.stopped_session
     if session and Path(session).is_file():
-        hint = f"continue with labpgt train --resume {session}" if window.procedure_class is PGTTraining \
+        hint = (
+            f"continue with labpgt train --resume {session}"
+            if window.procedure_class is PGTTraining
             else f"it holds the points measured so far: {session}"
+        )
         say(f"labpgt gui: interrupted; RF is off and the session is saved: {hint}")
     else:
         say("labpgt gui: interrupted")
@@ -548,8 +610,10 @@ def save_screenshots(window: TrainingWindow, path) -> list[Path]:
     """Grab the real window twice — the loss tab and the live-spectrum tab — as ``path`` and ``<path>-spectrum``."""
     path = Path(path)
     saved = []
-    for widget, target in ((window.plot_widgets[0], path),
-                           (window.spectrum_widget, path.with_name(path.stem + "-spectrum" + path.suffix))):
+    for widget, target in (
+        (window.plot_widgets[0], path),
+        (window.spectrum_widget, path.with_name(path.stem + "-spectrum" + path.suffix)),
+    ):
         window.tabs.setCurrentWidget(widget)
         QtWidgets.QApplication.processEvents()
         window.grab().save(str(target))
@@ -581,8 +645,9 @@ def screenshot_during_run(window: TrainingWindow, path, steps: int = SCREENSHOT_
 
 
 # --------------------------------------------------------------------------- entry point
-def run_gui(bench_path=None, procedure: str = "train", runs_dir=None, open_session=None, start: bool = False,
-            screenshot=None) -> int:
+def run_gui(
+    bench_path=None, procedure: str = "train", runs_dir=None, open_session=None, start: bool = False, screenshot=None
+) -> int:
     """Show the window and run the Qt event loop; returns the exit status (130 after Ctrl+C, 143 after SIGTERM).
 
     ``start``: queue one run with the inputs' defaults at once. ``screenshot``: see
@@ -590,8 +655,9 @@ def run_gui(bench_path=None, procedure: str = "train", runs_dir=None, open_sessi
     """
     check_qt_binding()
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    window = TrainingWindow(RingSweep if procedure == "sweep" else PGTTraining, runs_dir=runs_dir,
-                            bench_config=bench_path)
+    window = TrainingWindow(
+        RingSweep if procedure == "sweep" else PGTTraining, runs_dir=runs_dir, bench_config=bench_path
+    )
     closer = SignalCloser(window) if threading.current_thread() is threading.main_thread() else None
     try:
         window.show()
@@ -612,8 +678,11 @@ def run_gui(bench_path=None, procedure: str = "train", runs_dir=None, open_sessi
 
 def main(argv=None) -> int:
     """``labpgt gui [--bench FILE.toml] [--sweep] [--runs-dir DIR] [--open FILE.h5] [--start]``."""
-    parser = argparse.ArgumentParser(prog="labpgt gui", description="The PyMeasure window: queue training runs "
-                                     "(or ring sweeps), watch loss, accuracy and the live spectrum, browse sessions.")
+    parser = argparse.ArgumentParser(
+        prog="labpgt gui",
+        description="The PyMeasure window: queue training runs "
+        "(or ring sweeps), watch loss, accuracy and the live spectrum, browse sessions.",
+    )
     parser.add_argument("--bench", metavar="FILE.toml", help="bench config (default: the embedded simulated bench)")
     parser.add_argument("--sweep", action="store_true", help="characterisation sweeps (RingSweep) instead of training")
     parser.add_argument("--runs-dir", default=str(DEFAULT_RUNS_DIR), help="where sessions go (default data/runs)")
@@ -621,8 +690,9 @@ def main(argv=None) -> int:
     parser.add_argument("--start", action="store_true", help="queue one run with the default inputs at once")
     parser.add_argument("--screenshot", metavar="FILE.png", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    return run_gui(args.bench, "sweep" if args.sweep else "train", args.runs_dir, args.open, args.start,
-                   args.screenshot)
+    return run_gui(
+        args.bench, "sweep" if args.sweep else "train", args.runs_dir, args.open, args.start, args.screenshot
+    )
 
 
 if __name__ == "__main__":

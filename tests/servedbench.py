@@ -12,8 +12,12 @@ from labpgt.bench import bench_config_toml, simulated_bench_config
 def served_bench(directory, *options):
     """Serve the simulated bench (noise off; more ``labpgt sim`` options, e.g. ``--ideal``) on free loopback ports:
     ``(bench.toml in directory, resources)``."""
-    proc = subprocess.Popen([sys.executable, "-m", "labpgt", "sim", "--port", "0", "--noise", "0", *options],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labpgt", "sim", "--port", "0", "--noise", "0", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         resources = dict(proc.stdout.readline().split() for _ in range(6))
         path = directory / "bench.toml"
@@ -41,8 +45,9 @@ def scpi(resource: str, message: str) -> str | None:
     """Send one message to an instrument over its own connection; its answer if it is a query."""
     import pyvisa
 
-    inst = pyvisa.ResourceManager("@py").open_resource(resource, read_termination="\n", write_termination="\n",
-                                                      timeout=5000)
+    inst = pyvisa.ResourceManager("@py").open_resource(
+        resource, read_termination="\n", write_termination="\n", timeout=5000
+    )
     try:
         if message.rstrip().endswith("?"):
             return inst.query(message).strip()

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import scipy.io
 import xarray as xr
+from sessionfiles import V1_EXAMPLE, downgrade_to_v2, write_sweep
+from test_session import synthetic_writer, write_steps
 
 import labpgt
 from labpgt import api
 from labpgt.errors import UserError
 from labpgt.export import export_session
-from sessionfiles import V1_EXAMPLE, downgrade_to_v2, write_sweep
-from test_session import synthetic_writer, write_steps
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "data" / "session-example.h5"
@@ -61,8 +61,10 @@ def test_the_api_docstrings_run():
 
 @pytest.mark.slow
 def test_import_labpgt_stays_cheap():
-    code = ("import sys, labpgt; labpgt.open_session; "
-            "print(sorted(m for m in ('jax', 'pandas', 'xarray') if m in sys.modules))")
+    code = (
+        "import sys, labpgt; labpgt.open_session; "
+        "print(sorted(m for m in ('jax', 'pandas', 'xarray') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
 
@@ -85,7 +87,7 @@ def test_open_session_reads_every_schema_with_coordinates_and_units(tmp_path):
     with labpgt.open_session(sweep) as session:
         assert session.points.index.name == "point" and session.points.attrs["units"]["value"] == "dB"
         with pytest.raises(UserError, match="records a sweep: it has no steps"):
-            session.steps
+            _ = session.steps
 
 
 def damaged_and_foreign_files(tmp_path: Path) -> list[Path]:
@@ -99,7 +101,7 @@ def damaged_and_foreign_files(tmp_path: Path) -> list[Path]:
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as f:
         f["data"] = np.arange(10)
-    corrupt = tmp_path / "corrupt.h5"                  # whole metadata, a query chunk overwritten with junk
+    corrupt = tmp_path / "corrupt.h5"  # whole metadata, a query chunk overwritten with junk
     corrupt.write_bytes(good.read_bytes())
     with h5py.File(corrupt, "r") as f:
         offset = f["queries/spectrum"].id.get_chunk_info(0).byte_offset
@@ -114,7 +116,7 @@ def test_a_damaged_or_foreign_file_is_a_user_error_and_untouched(tmp_path):
         before = sha256(path)
         with pytest.raises(UserError):
             with labpgt.open_session(path) as session:
-                session.queries
+                _ = session.queries
         for target in (tmp_path / "out.nc", tmp_path / "out.mat"):
             with pytest.raises(UserError):
                 export_session(path, target)
@@ -127,8 +129,12 @@ def test_the_exports_of_a_damaged_or_foreign_file_are_one_line_and_exit_2(tmp_pa
     for path in damaged_and_foreign_files(tmp_path):
         before = sha256(path)
         for target in ("out.nc", "out.mat"):
-            done = subprocess.run([sys.executable, "-m", "labpgt", "export", str(path), "--to", str(tmp_path / target)],
-                                  capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                [sys.executable, "-m", "labpgt", "export", str(path), "--to", str(tmp_path / target)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert done.returncode == 2 and done.stderr.startswith("labpgt: "), (path.name, done.stderr)
             assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
             assert not (tmp_path / target).exists()

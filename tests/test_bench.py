@@ -9,8 +9,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from labpgt.bench import (KINDS, SafetyError, bench_config_toml, embedded_bench, load_bench_config,
-                          simulated_bench_config, trace_features)
+from labpgt.bench import (
+    KINDS,
+    SafetyError,
+    bench_config_toml,
+    embedded_bench,
+    load_bench_config,
+    simulated_bench_config,
+    trace_features,
+)
 from labpgt.bench.config import parse_bench_config, tomllib
 from labpgt.cli import main
 from labpgt.errors import UserError
@@ -33,8 +40,9 @@ def test_lab_example_config_is_valid_and_shows_every_driver_kind():
     # the commented-out R&S analyzer is a valid replacement for the active one
     block = text.split("use this table instead of the one above.\n")[1].split("\n\n")[0]
     raw = tomllib.loads(text)
-    raw["instruments"]["analyzer"] = tomllib.loads("\n".join(line[2:] for line in block.splitlines()))[
-        "instruments"]["analyzer"]
+    raw["instruments"]["analyzer"] = tomllib.loads("\n".join(line[2:] for line in block.splitlines()))["instruments"][
+        "analyzer"
+    ]
     assert parse_bench_config(raw).instruments["analyzer"].kind is KINDS["rs-spectrum-analyzer"]
 
 
@@ -70,23 +78,30 @@ VALID = """
 """
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[instruments\n", "not valid TOML"),
-    (VALID.replace('"spectrum-analyzer"', '"oscilloscope"'), "unknown driver 'oscilloscope'"),
-    (VALID.replace('resource = "sim::gen1"', ''), "missing resource"),
-    (VALID.replace("max = -5.0", "max = 3.0"), "above its max_power_dbm"),
-    (VALID.replace('setting = "power_dbm"', 'setting = "phase"'), "no encodable setting 'phase'"),
-    (VALID.replace("max_total_power_dbm = 0.0", ""), "missing max_total_power_dbm"),
-    (VALID.replace("min = -30.0", 'min = "low"'), "must be a finite number"),
-    (VALID + "\n[extras]\nx = 1\n", "unknown table(s) extras"),
-    (VALID.replace('driver = "signal-generator"', 'driver = ["signal-generator"]'), "unknown driver ['signal-gen"),
-    (VALID.replace('instrument = "g"', 'instrument = ["g"]'), "instrument ['g'] is not in [instruments]"),
-    (VALID.replace("max_power_dbm = 0.0", "max_power_dbm = 0.0\nfrequency_hz = 30e9"),
-     "g.frequency_hz could be set to 3e+10, outside the allowed [250000, 2e+10]"),
-    (VALID.replace("max_power_dbm = 0.0", 'max_power_dbm = 0.0\noutput = "off"'), "output must be true or false"),
-    (VALID.replace('resource = "sim::analyzer"', 'resource = "sim::analyzer"\noutput = true'),
-     "unknown setting 'output' for a spectrum-analyzer"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[instruments\n", "not valid TOML"),
+        (VALID.replace('"spectrum-analyzer"', '"oscilloscope"'), "unknown driver 'oscilloscope'"),
+        (VALID.replace('resource = "sim::gen1"', ""), "missing resource"),
+        (VALID.replace("max = -5.0", "max = 3.0"), "above its max_power_dbm"),
+        (VALID.replace('setting = "power_dbm"', 'setting = "phase"'), "no encodable setting 'phase'"),
+        (VALID.replace("max_total_power_dbm = 0.0", ""), "missing max_total_power_dbm"),
+        (VALID.replace("min = -30.0", 'min = "low"'), "must be a finite number"),
+        (VALID + "\n[extras]\nx = 1\n", "unknown table(s) extras"),
+        (VALID.replace('driver = "signal-generator"', 'driver = ["signal-generator"]'), "unknown driver ['signal-gen"),
+        (VALID.replace('instrument = "g"', 'instrument = ["g"]'), "instrument ['g'] is not in [instruments]"),
+        (
+            VALID.replace("max_power_dbm = 0.0", "max_power_dbm = 0.0\nfrequency_hz = 30e9"),
+            "g.frequency_hz could be set to 3e+10, outside the allowed [250000, 2e+10]",
+        ),
+        (VALID.replace("max_power_dbm = 0.0", 'max_power_dbm = 0.0\noutput = "off"'), "output must be true or false"),
+        (
+            VALID.replace('resource = "sim::analyzer"', 'resource = "sim::analyzer"\noutput = true'),
+            "unknown setting 'output' for a spectrum-analyzer",
+        ),
+    ],
+)
 def test_malformed_bench_configs_give_one_clear_message(tmp_path, text, message):
     with pytest.raises(UserError, match=re.escape(message)):
         load_bench_config(write(tmp_path, text))
@@ -101,7 +116,9 @@ def test_written_toml_reads_back_to_the_same_config_whatever_the_names(tmp_path)
 
 
 def test_total_power_limit_is_checked_at_load(tmp_path):
-    text = VALID + """
+    text = (
+        VALID
+        + """
     [instruments.g2]
     driver = "signal-generator"
     resource = "sim::gen2"
@@ -112,6 +129,7 @@ def test_total_power_limit_is_checked_at_load(tmp_path):
     min = -30.0
     max = -1.0
     """
+    )
     with pytest.raises(SafetyError, match="together reach"):
         load_bench_config(write(tmp_path, text))
 
@@ -119,10 +137,12 @@ def test_total_power_limit_is_checked_at_load(tmp_path):
 @pytest.fixture
 def run_cli(capsys):
     """``labpgt ARGS`` in this process (as ``python -m labpgt`` runs it): its exit status and stderr."""
+
     def run(*args):
         capsys.readouterr()
         status = main(list(args))
         return SimpleNamespace(returncode=status, stderr=capsys.readouterr().err)
+
     return run
 
 
@@ -201,6 +221,7 @@ def test_encoding_maps_unit_inputs_onto_settings():
         assert settings[("gen3", "power_dbm")] == -15.0
         assert settings[("gen4", "frequency_hz")] == pytest.approx(3.79e9)
         m = bench.measure(np.array([[0, 0, 1, 0, 0, 0, 0.5, 0]]))
-        peak = bench.frequencies[np.argmax(m.spectra[0][bench.frequencies > 3.75e9]) +
-                                 np.argmax(bench.frequencies > 3.75e9)]
+        peak = bench.frequencies[
+            np.argmax(m.spectra[0][bench.frequencies > 3.75e9]) + np.argmax(bench.frequencies > 3.75e9)
+        ]
         assert peak == pytest.approx(3.76e9, abs=1e6)  # gen3 at 0 dBm in the middle of its band

@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 
 import labpgt.bench
-from labpgt.bench import (KINDS, AnalyzerState, GeneratorState, RingState, SafetyError, connect_instruments,
-                          embedded_bench, load_bench_config, simulated_bench_config)
+from labpgt.bench import (
+    KINDS,
+    AnalyzerState,
+    GeneratorState,
+    RingState,
+    SafetyError,
+    connect_instruments,
+    embedded_bench,
+    load_bench_config,
+    simulated_bench_config,
+)
 from labpgt.bench.connect import close_quietly
 from labpgt.bench.kinds import RING_CONTROLLER, AttenuatorState, Role
 from labpgt.bench.safety import check_config_safe
@@ -46,8 +55,10 @@ NOT_SENT = {name for name, kind in KINDS.items() if not kind.settable or kind.ro
 
 
 def test_importing_the_features_module_loads_no_instrument_library():
-    code = ("import sys, labpgt.bench, labpgt.bench.features; "
-            "print(sorted(m for m in ('pymeasure', 'pyvisa', 'h5py') if m in sys.modules))")
+    code = (
+        "import sys, labpgt.bench, labpgt.bench.features; "
+        "print(sorted(m for m in ('pymeasure', 'pyvisa', 'h5py') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -81,14 +92,23 @@ def test_send_then_read_round_trips_the_state_on_the_embedded_bench(driver):
     assert type(got) is kind.state_type and got == sent
 
 
-@pytest.mark.parametrize("driver_class, attribute, value, message", [
-    (SignalGenerator, "MAX_FREQUENCY_HZ", 3.78e9, r"gen4\.frequency_hz could be set to \[3\.77e\+09, 3\.79e\+09\], "
-                                                  r"outside the allowed \[250000, 3\.78e\+09\]"),
-    (SignalGenerator, "MIN_POWER_DBM", -20.0, r"gen1\.power_dbm could be set to \[-30, 0\], outside the allowed"),
-    (RingController, "MAX_LOOP_GAIN_DB", 1.0, r"ring\.loop_gain_db could be set to 2, outside the allowed"),
-])
-def test_a_range_declared_on_a_driver_class_is_what_reading_a_config_enforces(monkeypatch, driver_class, attribute,
-                                                                             value, message):
+@pytest.mark.parametrize(
+    "driver_class, attribute, value, message",
+    [
+        (
+            SignalGenerator,
+            "MAX_FREQUENCY_HZ",
+            3.78e9,
+            r"gen4\.frequency_hz could be set to \[3\.77e\+09, 3\.79e\+09\], "
+            r"outside the allowed \[250000, 3\.78e\+09\]",
+        ),
+        (SignalGenerator, "MIN_POWER_DBM", -20.0, r"gen1\.power_dbm could be set to \[-30, 0\], outside the allowed"),
+        (RingController, "MAX_LOOP_GAIN_DB", 1.0, r"ring\.loop_gain_db could be set to 2, outside the allowed"),
+    ],
+)
+def test_a_range_declared_on_a_driver_class_is_what_reading_a_config_enforces(
+    monkeypatch, driver_class, attribute, value, message
+):
     load_bench_config(DATA / "bench-sim.toml")
     monkeypatch.setattr(driver_class, attribute, value)
     with pytest.raises(SafetyError, match=message):
@@ -119,8 +139,9 @@ def test_a_driver_subclass_narrowing_a_range_narrows_the_limit():
 
 
 def measure_with(analyzer_model, generator_models, U):
-    config = simulated_bench_config(embedded=True, seed=5, analyzer_model=analyzer_model,
-                                    generator_models=generator_models)
+    config = simulated_bench_config(
+        embedded=True, seed=5, analyzer_model=analyzer_model, generator_models=generator_models
+    )
     with labpgt.bench.Bench(config) as bench:
         return bench.measure(U).spectra
 
@@ -135,6 +156,6 @@ def test_every_vendor_combination_measures_the_same_ring(analyzer_model, generat
     spectra = measure_with(analyzer_model, generator_models, U)
     assert np.array_equal(spectra, measure_with(analyzer_model, "psg", U))
     reference = measure_with("esa", "psg", U)
-    assert np.array_equal(spectra.argmax(axis=1), reference.argmax(axis=1))      # the same strongest line ...
-    np.testing.assert_allclose(spectra.max(axis=1), reference.max(axis=1), atol=1.5)   # ... at the same power
-    assert spectra.max() > -40            # the oscillation and the tones are there
+    assert np.array_equal(spectra.argmax(axis=1), reference.argmax(axis=1))  # the same strongest line ...
+    np.testing.assert_allclose(spectra.max(axis=1), reference.max(axis=1), atol=1.5)  # ... at the same power
+    assert spectra.max() > -40  # the oscillation and the tones are there

@@ -1,35 +1,49 @@
-"""The benchmark (labpgt.benchmark): variants, the table, dask fan-out, and runs read back or resumed from their sessions."""
+"""The benchmark (labpgt.benchmark): variants, the table, dask fan-out, and runs read back or resumed from their
+sessions."""
 
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sessionfiles import train_until
 
-from labpgt.benchmark import (GridAxis, Variant, expand_grid, format_table, queries_to_target, resolution, run_benchmark,
-                              run_one)
+from labpgt.benchmark import (
+    GridAxis,
+    Variant,
+    expand_grid,
+    format_table,
+    queries_to_target,
+    resolution,
+    run_benchmark,
+    run_one,
+)
 from labpgt.errors import UserError
 from labpgt.plots import plot_benchmark, plot_history
 from labpgt.runs import RunResult, start_training
 from labpgt.session import SessionReader
 from labpgt.trainer import TrainConfig
-from sessionfiles import train_until
 
 SMALL = dict(batch_size=8, eval_every=5, eval_train_samples=20)
 
 
 def test_queries_to_target():
-    history = [{"test_accuracy": 0.2, "training_queries": 10}, {"test_accuracy": 0.8, "training_queries": 50},
-               {"test_accuracy": 0.9, "training_queries": 90}]
+    history = [
+        {"test_accuracy": 0.2, "training_queries": 10},
+        {"test_accuracy": 0.8, "training_queries": 50},
+        {"test_accuracy": 0.9, "training_queries": 90},
+    ]
     assert queries_to_target(history, 0.8) == 50
     assert queries_to_target(history, 0.95) is None
     assert queries_to_target([{"validation_accuracy": 0.9, "training_queries": 7}], 0.8, "validation") == 7
 
 
 def test_queries_to_target_counts_the_evaluations_and_only_a_whole_split_reaches_it():
-    history = [{"validation_accuracy": 0.9, "validation_samples": 30, "training_queries": 40, "eval_queries": 30},
-               {"validation_accuracy": 0.7, "training_queries": 60, "eval_queries": 300},
-               {"validation_accuracy": 0.86, "training_queries": 80, "eval_queries": 570}]
+    history = [
+        {"validation_accuracy": 0.9, "validation_samples": 30, "training_queries": 40, "eval_queries": 30},
+        {"validation_accuracy": 0.7, "training_queries": 60, "eval_queries": 300},
+        {"validation_accuracy": 0.86, "training_queries": 80, "eval_queries": 570},
+    ]
     assert queries_to_target(history, 0.85, "validation") == 80
     assert queries_to_target(history, 0.85, "validation", incl_evaluation=True) == 80 + 570
 
@@ -46,12 +60,21 @@ def test_variants_parse_typed_overrides_and_refuse_bad_ones():
 
 def test_a_grid_runs_each_method_with_every_combination_of_its_settings():
     variants = [Variant.parse("pgt"), Variant.parse("node:lr=0.1"), Variant.parse("readout")]
-    axes = [GridAxis.parse("pgt.lr=0.002,0.004"), GridAxis.parse("node.optimizer=sgd,adam"),
-            GridAxis.parse("node.lr=0.01,0.02")]
+    axes = [
+        GridAxis.parse("pgt.lr=0.002,0.004"),
+        GridAxis.parse("node.optimizer=sgd,adam"),
+        GridAxis.parse("node.lr=0.01,0.02"),
+    ]
     labels = [v.label for v in expand_grid(variants, axes)]
-    assert labels == ["pgt[lr=0.002]", "pgt[lr=0.004]",
-                      "node[optimizer=sgd,lr=0.01]", "node[optimizer=sgd,lr=0.02]",    # the axis replaces lr=0.1
-                      "node[optimizer=adam,lr=0.01]", "node[optimizer=adam,lr=0.02]", "readout"]
+    assert labels == [
+        "pgt[lr=0.002]",
+        "pgt[lr=0.004]",
+        "node[optimizer=sgd,lr=0.01]",
+        "node[optimizer=sgd,lr=0.02]",  # the axis replaces lr=0.1
+        "node[optimizer=adam,lr=0.01]",
+        "node[optimizer=adam,lr=0.02]",
+        "readout",
+    ]
     everyone = expand_grid(variants, [GridAxis.parse("digital_noise=0,0.05")])
     assert [v.label for v in everyone][:2] == ["pgt[digital_noise=0.0]", "pgt[digital_noise=0.05]"]
     assert len(everyone) == 6
@@ -59,11 +82,27 @@ def test_a_grid_runs_each_method_with_every_combination_of_its_settings():
 
 @pytest.mark.slow
 def test_benchmark_structure_table_and_plots(tmp_path):
-    b = run_benchmark("iris", "digital", ["node", "readout", "pgt:optimizer=adam"], seeds=[0, 1],
-                      sessions_dir=tmp_path / "runs", steps_by_method={"pgt": 20, "node": 10, "pgt[optimizer=adam]": 15},
-                      **SMALL)
-    assert set(b) == {"task", "reservoir", "model", "holdout", "target_method", "target_accuracy", "results", "seeds",
-                      "devices", "tuning_seeds"}
+    b = run_benchmark(
+        "iris",
+        "digital",
+        ["node", "readout", "pgt:optimizer=adam"],
+        seeds=[0, 1],
+        sessions_dir=tmp_path / "runs",
+        steps_by_method={"pgt": 20, "node": 10, "pgt[optimizer=adam]": 15},
+        **SMALL,
+    )
+    assert set(b) == {
+        "task",
+        "reservoir",
+        "model",
+        "holdout",
+        "target_method",
+        "target_accuracy",
+        "results",
+        "seeds",
+        "devices",
+        "tuning_seeds",
+    }
     assert b["seeds"] == [0, 1] and b["devices"] == [] and b["tuning_seeds"] is None
     assert b["model"] == "dense" and b["holdout"] == "validation" and b["target_method"] == "pgt"
     assert [r["method"] for r in b["results"][::2]] == ["pgt", "node", "readout", "pgt[optimizer=adam]"]
@@ -74,17 +113,27 @@ def test_benchmark_structure_table_and_plots(tmp_path):
     assert adam["queries"] == 8 + 15 * 16
     for row in b["results"]:
         assert row["device"] is None and row["purpose"] == "tuning"
-        assert {"method", "seed", "config", "final_validation_accuracy", "final_test_accuracy", "queries",
-                "queries_to_target", "resolution"} <= set(row)
-        assert row["final_test_accuracy"] == row["history"][-1]["test_accuracy"]      # looked at once, at the end
+        assert {
+            "method",
+            "seed",
+            "config",
+            "final_validation_accuracy",
+            "final_test_accuracy",
+            "queries",
+            "queries_to_target",
+            "resolution",
+        } <= set(row)
+        assert row["final_test_accuracy"] == row["history"][-1]["test_accuracy"]  # looked at once, at the end
         assert all("test_accuracy" not in entry for entry in row["history"][:-1])
-        assert TrainConfig.from_dict(row["config"]).resolved() == TrainConfig.from_dict(row["config"])    # the full config
-        with SessionReader(row["session"]) as session:        # every run is its own complete session
+        assert TrainConfig.from_dict(row["config"]).resolved() == TrainConfig.from_dict(
+            row["config"]
+        )  # the full config
+        with SessionReader(row["session"]) as session:  # every run is its own complete session
             assert session.completed and session.config["train"]["seed"] == row["seed"]
     json.dumps(b)
     table = format_table(b)
     assert "pgt[optimizer=adam]" in table and f"{b['target_accuracy']:.4f}" in table
-    assert all(row["bench_hours"] is None for row in b["results"])          # a digital reservoir has no clock
+    assert all(row["bench_hours"] is None for row in b["results"])  # a digital reservoir has no clock
     png = plot_benchmark(b, tmp_path / "curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = start_training(TrainConfig.of(task="iris", method="node", steps=10, **SMALL))
@@ -102,7 +151,7 @@ def test_a_complete_session_is_read_back_and_an_interrupted_one_resumed(tmp_path
     resumed = run_one(config.to_dict(), str(tmp_path / "lost.h5"))
     assert resumed["final_params_sha256"] == reference.final_params_sha256
     assert resumed["queries"] == reference.queries and resumed["history"] == reference.history
-    again = run_one(config.to_dict(), str(tmp_path / "lost.h5"))           # complete now: read back, not rerun
+    again = run_one(config.to_dict(), str(tmp_path / "lost.h5"))  # complete now: read back, not rerun
     assert again["final_params_sha256"] == reference.final_params_sha256
     assert again["wall_seconds"] == resumed["wall_seconds"]
 
@@ -112,13 +161,16 @@ def test_a_session_recorded_with_other_settings_is_refused_not_reported_nor_cont
     kw = dict(sessions_dir=tmp_path, steps_by_method={"pgt": 4, "node": 3}, **SMALL)
     first = run_benchmark("iris", "digital", ["node"], seeds=[0], **kw)
     files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    with pytest.raises(UserError, match=r"iris-dense-node-seed0\.h5 was recorded with other settings "
-                                        r"\(steps 3, not 5\); choose another --out-dir"):
+    with pytest.raises(
+        UserError,
+        match=r"iris-dense-node-seed0\.h5 was recorded with other settings "
+        r"\(steps 3, not 5\); choose another --out-dir",
+    ):
         run_benchmark("iris", "digital", ["node"], seeds=[0], **{**kw, "steps_by_method": {"pgt": 4, "node": 5}})
     with pytest.raises(UserError, match=r"recorded with other settings \(holdout validation, not test"):
         run_benchmark("iris", "digital", ["node"], seeds=[0], holdout="test", **kw)
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files           # nothing touched
-    again = run_benchmark("iris", "digital", ["node"], seeds=[0], **kw)              # the same plan: read back
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files  # nothing touched
+    again = run_benchmark("iris", "digital", ["node"], seeds=[0], **kw)  # the same plan: read back
     assert [r["final_params_sha256"] for r in again["results"]] == [r["final_params_sha256"] for r in first["results"]]
 
 
@@ -129,7 +181,9 @@ def test_the_target_can_be_a_variant_of_the_benchmark_and_then_no_pgt_run_is_pai
     kw = dict(sessions_dir=tmp_path / "runs", steps_by_method={"node": 4, "pgt": 3}, **SMALL)
     b = run_benchmark("iris", "digital", ["backprop", "node"], seeds=[0, 1], target="node", **kw)
     assert [r["method"] for r in b["results"]] == ["backprop", "backprop", "node", "node"]
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(Path(r["session"]).name for r in b["results"])
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(
+        Path(r["session"]).name for r in b["results"]
+    )
     node = [r["final_validation_accuracy"] for r in b["results"] if r["method"] == "node"]
     assert b["target_method"] == "node" and b["target_accuracy"] == pytest.approx(np.mean(node))
     assert "target (mean node final validation accuracy)" in format_table(b)
@@ -144,12 +198,17 @@ def test_the_target_can_be_a_variant_of_the_benchmark_and_then_no_pgt_run_is_pai
 def test_runs_fan_out_over_dask_worker_processes(tmp_path):
     kw = dict(sessions_dir=tmp_path / "runs", steps_by_method={"pgt": 6, "node": 4}, **SMALL)
     local = run_benchmark("iris", "digital", ["node"], seeds=[0, 1], **kw)
-    distributed = run_benchmark("iris", "digital", ["node"], seeds=[0, 1], workers=2,
-                                **{**kw, "sessions_dir": tmp_path / "dask"})
-    strip = [{k: v for k, v in r.items() if k not in ("session", "wall_seconds", "measure_seconds")}
-             for r in local["results"]]
-    assert strip == [{k: v for k, v in r.items() if k not in ("session", "wall_seconds", "measure_seconds")}
-                     for r in distributed["results"]]                 # same bits in worker processes
+    distributed = run_benchmark(
+        "iris", "digital", ["node"], seeds=[0, 1], workers=2, **{**kw, "sessions_dir": tmp_path / "dask"}
+    )
+    strip = [
+        {k: v for k, v in r.items() if k not in ("session", "wall_seconds", "measure_seconds")}
+        for r in local["results"]
+    ]
+    assert strip == [
+        {k: v for k, v in r.items() if k not in ("session", "wall_seconds", "measure_seconds")}
+        for r in distributed["results"]
+    ]  # same bits in worker processes
 
 
 @pytest.mark.slow
@@ -158,26 +217,66 @@ def test_the_command_line_runs_a_grid_with_one_session_per_run_and_every_config_
     import sys
 
     out = tmp_path / "grid"
-    args = ["benchmark", "--task", "iris", "--reservoir", "digital", "--methods", "pgt,node", "--set",
-            "node.lr=0.01,0.02", "--set", "digital_noise=0,0.01", "--steps", "pgt=4", "--steps", "node=3",
-            "--batch-size", "8", "--eval-every", "2", "--workers", "0", "--out-dir", str(out),
-            "--json", str(tmp_path / "grid.json")]
+    args = [
+        "benchmark",
+        "--task",
+        "iris",
+        "--reservoir",
+        "digital",
+        "--methods",
+        "pgt,node",
+        "--set",
+        "node.lr=0.01,0.02",
+        "--set",
+        "digital_noise=0,0.01",
+        "--steps",
+        "pgt=4",
+        "--steps",
+        "node=3",
+        "--batch-size",
+        "8",
+        "--eval-every",
+        "2",
+        "--workers",
+        "0",
+        "--out-dir",
+        str(out),
+        "--json",
+        str(tmp_path / "grid.json"),
+    ]
     done = subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     runs = json.loads((tmp_path / "grid.json").read_text())["results"]
     assert [r["method"] for r in runs] == [
-        "pgt", "pgt[digital_noise=0.0]", "pgt[digital_noise=0.01]", "node[lr=0.01,digital_noise=0.0]",
-        "node[lr=0.01,digital_noise=0.01]", "node[lr=0.02,digital_noise=0.0]", "node[lr=0.02,digital_noise=0.01]"]
+        "pgt",
+        "pgt[digital_noise=0.0]",
+        "pgt[digital_noise=0.01]",
+        "node[lr=0.01,digital_noise=0.0]",
+        "node[lr=0.01,digital_noise=0.01]",
+        "node[lr=0.02,digital_noise=0.0]",
+        "node[lr=0.02,digital_noise=0.01]",
+    ]
     assert [(r["config"]["lr"], r["config"]["digital_noise"]) for r in runs[3:7]] == [
-        (0.01, 0.0), (0.01, 0.01), (0.02, 0.0), (0.02, 0.01)]
+        (0.01, 0.0),
+        (0.01, 0.01),
+        (0.02, 0.0),
+        (0.02, 0.01),
+    ]
     assert sorted(p.name for p in out.iterdir()) == sorted(Path(r["session"]).name for r in runs)
-    assert "7/7" in done.stderr                                       # the bar counted every finished run
+    assert "7/7" in done.stderr  # the bar counted every finished run
 
 
 @pytest.mark.slow
 def test_by_default_a_run_is_evaluated_every_one_percent_of_its_training_queries(tmp_path):
-    b = run_benchmark("iris", "digital", ["pgt"], sessions_dir=tmp_path, steps_by_method={"pgt": 200}, batch_size=8,
-                      eval_train_samples=20)
+    b = run_benchmark(
+        "iris",
+        "digital",
+        ["pgt"],
+        sessions_dir=tmp_path,
+        steps_by_method={"pgt": 200},
+        batch_size=8,
+        eval_train_samples=20,
+    )
     row = b["results"][0]
     assert row["config"]["eval_every"] == 2 and len(row["history"]) == 1 + 100
     assert 0.009 < row["resolution"] <= 0.01
@@ -190,8 +289,16 @@ def test_drift_is_a_benchmark_axis_of_the_embedded_ring(tmp_path):
     the setting is refused where there is no embedded ring to hold still."""
     (axis,) = [GridAxis.parse("ring_drift=true,false")]
     assert axis.values == (True, False)
-    b = run_benchmark("iris", "ring-sim", ["readout"], seeds=[0], sessions_dir=tmp_path, grid=[axis],
-                      steps_by_method={"pgt": 4}, **SMALL)
+    b = run_benchmark(
+        "iris",
+        "ring-sim",
+        ["readout"],
+        seeds=[0],
+        sessions_dir=tmp_path,
+        grid=[axis],
+        steps_by_method={"pgt": 4},
+        **SMALL,
+    )
     spans = {}
     for row in (r for r in b["results"] if r["method"].startswith("readout")):
         with SessionReader(row["session"]) as s:
@@ -207,20 +314,21 @@ def test_drift_is_a_benchmark_axis_of_the_embedded_ring(tmp_path):
 def test_the_history_plot_says_when_it_measured_a_subset():
     from labpgt.plots import _held_label
 
-    budgeted = [{"test_samples": 100}, {"test_samples": 100}, {}]     # the last point: the whole split
+    budgeted = [{"test_samples": 100}, {"test_samples": 100}, {}]  # the last point: the whole split
     assert _held_label(budgeted, "test") == "test (100 samples; last: all)"
     assert _held_label([{"test_samples": 360}] * 3, "test") == "test"
-    assert _held_label([{}] * 3, "validation") == "validation"      # whole split each time, or recorded before
+    assert _held_label([{}] * 3, "validation") == "validation"  # whole split each time, or recorded before
 
 
 @pytest.mark.slow
 def test_a_benchmark_on_the_simulated_ring_reports_the_bench_hours_its_sessions_record(tmp_path):
     from labpgt.inspection import inspect_session
 
-    b = run_benchmark("iris", "ring-sim", ["pgt"], seeds=[0], sessions_dir=tmp_path / "runs",
-                      steps_by_method={"pgt": 2}, **SMALL)
+    b = run_benchmark(
+        "iris", "ring-sim", ["pgt"], seeds=[0], sessions_dir=tmp_path / "runs", steps_by_method={"pgt": 2}, **SMALL
+    )
     row = b["results"][0]
     time = inspect_session(row["session"])["time"]
     assert row["bench_hours"] == time["bench_hours"] > 0
-    assert time["bench_ms_per_query"] > 40      # messages, the analyzer's processing, transfers: more than 12 ms
+    assert time["bench_ms_per_query"] > 40  # messages, the analyzer's processing, transfers: more than 12 ms
     assert f"{row['bench_hours']:.3f}" in format_table(b).splitlines()[-1]

@@ -14,7 +14,7 @@ import pytest
 from labpgt.runs import RunResult, start_training
 from labpgt.trainer import TrainConfig
 
-pytestmark = pytest.mark.slow          # a dask scheduler and workers in processes of their own
+pytestmark = pytest.mark.slow  # a dask scheduler and workers in processes of their own
 
 
 def _free_port() -> int:
@@ -41,10 +41,25 @@ def cluster(tmp_path):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     log = open(tmp_path / "cluster.log", "w")
-    processes = [_start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
-                        "--no-dashboard", log=log)]
-    processes += [_start("distributed.cli.dask_worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                         "--host", "127.0.0.1", "--name", f"w{i}", log=log) for i in range(2)]
+    processes = [
+        _start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard", log=log)
+    ]
+    processes += [
+        _start(
+            "distributed.cli.dask_worker",
+            address,
+            "--nthreads",
+            "1",
+            "--no-nanny",
+            "--no-dashboard",
+            "--host",
+            "127.0.0.1",
+            "--name",
+            f"w{i}",
+            log=log,
+        )
+        for i in range(2)
+    ]
     from distributed import Client
 
     client = Client(address, timeout=60)
@@ -62,10 +77,34 @@ def cluster(tmp_path):
 def test_a_benchmark_survives_losing_a_worker_and_resumes_the_run_from_its_session(tmp_path, cluster):
     address, client, workers = cluster
     out_dir = tmp_path / "runs"
-    command = [sys.executable, "-m", "labpgt", "benchmark", "--scheduler", address, "--task", "iris",
-               "--reservoir", "ring-sim", "--methods", "pgt,node", "--seeds", "2", "--steps", "pgt=60",
-               "--steps", "node=30", "--batch-size", "8", "--eval-every", "10", "--out-dir", str(out_dir),
-               "--json", str(tmp_path / "out.json")]
+    command = [
+        sys.executable,
+        "-m",
+        "labpgt",
+        "benchmark",
+        "--scheduler",
+        address,
+        "--task",
+        "iris",
+        "--reservoir",
+        "ring-sim",
+        "--methods",
+        "pgt,node",
+        "--seeds",
+        "2",
+        "--steps",
+        "pgt=60",
+        "--steps",
+        "node=30",
+        "--batch-size",
+        "8",
+        "--eval-every",
+        "10",
+        "--out-dir",
+        str(out_dir),
+        "--json",
+        str(tmp_path / "out.json"),
+    ]
     bench = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim_address = next(a for a, info in client.scheduler_info()["workers"].items() if info["name"] == "w0")
     victim = workers[0]
@@ -76,14 +115,14 @@ def test_a_benchmark_survives_losing_a_worker_and_resumes_the_run_from_its_sessi
     assert interrupted is not None, "worker w0 never ran a job long enough to be killed"
     victim.kill()
     victim.wait()
-    assert RunResult.from_session(interrupted) is None          # killed mid-run: its session is incomplete
+    assert RunResult.from_session(interrupted) is None  # killed mid-run: its session is incomplete
 
     stdout, stderr = bench.communicate(timeout=300)
     assert bench.returncode == 0, stderr
     runs = json.loads((tmp_path / "out.json").read_text())["results"]
     assert sorted((r["method"], r["seed"]) for r in runs) == [("node", 0), ("node", 1), ("pgt", 0), ("pgt", 1)]
 
-    for run in runs:                                # each run's full config in the JSON reruns it, uninterrupted
+    for run in runs:  # each run's full config in the JSON reruns it, uninterrupted
         assert start_training(TrainConfig.from_dict(run["config"])).final_params_sha256 == run["final_params_sha256"]
     resumed = next(r for r in runs if Path(r["session"]).name == interrupted.name)
     assert RunResult.from_session(resumed["session"]) is not None

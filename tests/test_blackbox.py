@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from sessionfiles import train_until
 
 from labpgt.architectures import ModelSpec, build_network
 from labpgt.blackbox import CmaEs, Mezo, SeededGaussian, jacobian_vjp
@@ -14,7 +15,6 @@ from labpgt.network import Rows
 from labpgt.runs import resume_training, start_training
 from labpgt.session import SessionReader
 from labpgt.trainer import TrainConfig
-from sessionfiles import train_until
 
 SMALL = dict(task="iris", reservoir="digital", holdout="validation", batch_size=16, eval_every=5, eval_train_samples=20)
 
@@ -30,7 +30,7 @@ def problem():
     res = DigitalReservoir(input_width=4, feature_width=6, seed=0)
     net = build_network(ModelSpec(), n_inputs=6, n_classes=3, input_width=4, feature_width=6, seed=0)
     X, y = rng.standard_normal((16, 6)), rng.integers(0, 3, 16)
-    measure = lambda layer, U, rows: res.measure(U).features      # noqa: E731
+    measure = lambda layer, U, rows: res.measure(U).features  # noqa: E731
     params, _ = net.calibrate(net.initial_params, X, measure)
     params = net.unflatten(net.flatten(params) + 0.5 * rng.standard_normal(net.n_params), params)
     exact = Backprop(SimpleNamespace(seed=0, method=Backprop.Settings()), res).step(net, params, X, y, measure)
@@ -49,14 +49,16 @@ def test_mezo_regenerates_its_direction_from_the_step_seed_and_is_unbiased(probl
     asked = estimator.ask(theta)
     z = (asked.values[0] - asked.values[1]) / (2 * 0.01)
     assert np.allclose(z, estimator.direction()) and asked.roles == ("plus", "minus")
-    assert estimator.last_perturbation.tolist() == [estimator.step_seed]        # the seed is recorded, not z
+    assert estimator.last_perturbation.tolist() == [estimator.step_seed]  # the seed is recorded, not z
     state = estimator.get_state()
     following = estimator.ask(theta).values
     estimator.set_state(state)
     assert np.array_equal(estimator.ask(theta).values, following)
     method = Mezo(SimpleNamespace(seed=0, method=Mezo.Settings(delta=1e-3)), problem.res)
-    draws = [problem.net.flatten(method.step(problem.net, problem.params, problem.X, problem.y, problem.measure).grads)
-             for _ in range(60 * problem.net.n_params)]
+    draws = [
+        problem.net.flatten(method.step(problem.net, problem.params, problem.X, problem.y, problem.measure).grads)
+        for _ in range(60 * problem.net.n_params)
+    ]
     mean = np.mean(draws, axis=0)
     assert cosine(mean, problem.exact) > 0.95
     assert 0.8 < np.linalg.norm(mean) / np.linalg.norm(problem.exact) < 1.2
@@ -66,7 +68,7 @@ def test_node_jacobian_is_the_exact_vjp_to_first_order_in_delta_with_d_one_sided
     res = DigitalReservoir(input_width=4, feature_width=6, seed=0)
     rng = np.random.default_rng(0)
     U, g_F = rng.random((16, 4)), rng.standard_normal((16, 6))
-    U[0, 2] = 1.0                                                  # at the edge: probed downwards
+    U[0, 2] = 1.0  # at the edge: probed downwards
     rows = Rows(np.arange(16), np.full(16, -1), np.full(16, "baseline"), np.full(16, -1))
     seen = []
 
@@ -77,10 +79,11 @@ def test_node_jacobian_is_the_exact_vjp_to_first_order_in_delta_with_d_one_sided
     errors = []
     for delta in (1e-3, 1e-4):
         perturbations: list = []
-        grad = jacobian_vjp(delta, SimpleNamespace(index=0), U, res.measure(U).features, g_F, rows, measure,
-                            perturbations)
+        grad = jacobian_vjp(
+            delta, SimpleNamespace(index=0), U, res.measure(U).features, g_F, rows, measure, perturbations
+        )
         errors.append(np.max(np.abs(grad - res.vjp(U, g_F))))
-    assert errors[1] < 1e-3 * np.max(np.abs(res.vjp(U, g_F))) and 5 < errors[0] / errors[1] < 20   # O(δ)
+    assert errors[1] < 1e-3 * np.max(np.abs(res.vjp(U, g_F))) and 5 < errors[0] / errors[1] < 20  # O(δ)
     V, r = seen[-1]
     assert len(V) == 16 * 4 and np.all((V >= 0) & (V <= 1))
     assert list(r.position[:4]) == [0] * 4 and list(r.direction[:4]) == [0, 1, 2, 3]
@@ -96,7 +99,7 @@ def test_each_baseline_trains_counts_its_queries_and_is_bit_identical_for_a_seed
     assert first.final_params_sha256 == again.final_params_sha256 and first.history == again.history
     assert first.history[-1]["validation_accuracy"] > first.history[0]["validation_accuracy"]
     rows = {"mezo": 2, "cma": CmaEs.default_population(first_params(config)), "node-jac": 1 + 8}[method]
-    assert first.training_queries == 16 + steps * 16 * rows                     # calibration, then each step's
+    assert first.training_queries == 16 + steps * 16 * rows  # calibration, then each step's
     with SessionReader(tmp_path / "a.h5") as session:
         assert session.n_queries == sum(first.queries.values())
 

@@ -26,6 +26,7 @@ class Ran:
 @pytest.fixture
 def labpgt(capsys, monkeypatch):
     """``labpgt ARGS`` in this process, from directory ``cwd``: its exit status and what it printed."""
+
     def run(*args, cwd=None):
         if cwd is not None:
             monkeypatch.chdir(cwd)
@@ -33,39 +34,49 @@ def labpgt(capsys, monkeypatch):
         status = main(list(args))
         out, err = capsys.readouterr()
         return Ran(status, out, err)
+
     return run
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["train", "--task", "mnist"], "unknown task 'mnist'"),
-    (["train", "--method", "adam"], "unknown method 'adam'"),
-    (["train", "--reservoir", "fpga"], "unknown reservoir 'fpga'"),
-    (["train", "--method", "backprop"], "backprop needs a differentiable reservoir"),
-    (["train", "--steps", "-3"], "--steps: must be a positive integer"),
-    (["train", "--steps", "ten"], "--steps: 'ten' is not a whole number"),
-    (["train", "--delta", "0"], "--delta: must be a positive finite number"),
-    (["train", "--delta", "-0.1"], "--delta: must be a positive finite number"),
-    (["train", "--p", "1.5"], "--p: must be in [0, 1)"),
-    (["train", "--bench", "missing.toml"], "bench config missing.toml does not exist"),
-    (["train", "--resume", "missing.h5"], "cannot resume: missing.h5 does not exist"),
-    (["train", "--reservoir", "digital", "--no-drift"], "it cannot apply to digital"),
-    (["benchmark", "--bench", str(BENCH_SIM), "--set", "ring_drift=false"], "it cannot apply to the instruments of"),
-    (["benchmark", "--methods", "pgt,magic"], "unknown method 'magic'"),
-    (["benchmark", "--methods", "backprop", "--reservoir", "ring-sim"], "backprop needs a differentiable reservoir"),
-    (["benchmark", "--steps", "pgt=many"], "--steps takes METHOD=N"),
-    (["benchmark", "--target", "pgt:lr=fast"], "lr='fast' is not a float"),
-    (["benchmark", "--bench", str(BENCH_SIM), "--workers", "2"], "run here, one after another"),
-    (["benchmark", "--set", "pgt.lr"], "expected [METHOD.]KEY=V1,V2"),
-    (["benchmark", "--set", "pgt.lr=fast"], "lr='fast' is not a float"),
-    (["benchmark", "--set", "pgt.colour=red"], "'colour' is not a training setting"),
-    (["benchmark", "--set", "spsa.lr=0.1"], "spsa is not among the benchmark's methods"),
-    (["benchmark", "--set", "lr=0.1,0.1"], "a value is listed twice"),
-    (["inspect", "missing.h5"], "missing.h5"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-    (["sim", "--analyzer", "hp8563"], "invalid choice: 'hp8563'"),
-    (["sim", "--generator", "psg,keysight"], "unknown generator model 'keysight'"),
-    (["sim", "--generators", "3", "--generator", "psg,mxg"], "--generator names 2 models for 3 generators"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--task", "mnist"], "unknown task 'mnist'"),
+        (["train", "--method", "adam"], "unknown method 'adam'"),
+        (["train", "--reservoir", "fpga"], "unknown reservoir 'fpga'"),
+        (["train", "--method", "backprop"], "backprop needs a differentiable reservoir"),
+        (["train", "--steps", "-3"], "--steps: must be a positive integer"),
+        (["train", "--steps", "ten"], "--steps: 'ten' is not a whole number"),
+        (["train", "--delta", "0"], "--delta: must be a positive finite number"),
+        (["train", "--delta", "-0.1"], "--delta: must be a positive finite number"),
+        (["train", "--p", "1.5"], "--p: must be in [0, 1)"),
+        (["train", "--bench", "missing.toml"], "bench config missing.toml does not exist"),
+        (["train", "--resume", "missing.h5"], "cannot resume: missing.h5 does not exist"),
+        (["train", "--reservoir", "digital", "--no-drift"], "it cannot apply to digital"),
+        (
+            ["benchmark", "--bench", str(BENCH_SIM), "--set", "ring_drift=false"],
+            "it cannot apply to the instruments of",
+        ),
+        (["benchmark", "--methods", "pgt,magic"], "unknown method 'magic'"),
+        (
+            ["benchmark", "--methods", "backprop", "--reservoir", "ring-sim"],
+            "backprop needs a differentiable reservoir",
+        ),
+        (["benchmark", "--steps", "pgt=many"], "--steps takes METHOD=N"),
+        (["benchmark", "--target", "pgt:lr=fast"], "lr='fast' is not a float"),
+        (["benchmark", "--bench", str(BENCH_SIM), "--workers", "2"], "run here, one after another"),
+        (["benchmark", "--set", "pgt.lr"], "expected [METHOD.]KEY=V1,V2"),
+        (["benchmark", "--set", "pgt.lr=fast"], "lr='fast' is not a float"),
+        (["benchmark", "--set", "pgt.colour=red"], "'colour' is not a training setting"),
+        (["benchmark", "--set", "spsa.lr=0.1"], "spsa is not among the benchmark's methods"),
+        (["benchmark", "--set", "lr=0.1,0.1"], "a value is listed twice"),
+        (["inspect", "missing.h5"], "missing.h5"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["sim", "--analyzer", "hp8563"], "invalid choice: 'hp8563'"),
+        (["sim", "--generator", "psg,keysight"], "unknown generator model 'keysight'"),
+        (["sim", "--generators", "3", "--generator", "psg,mxg"], "--generator names 2 models for 3 generators"),
+    ],
+)
 def test_bad_arguments_are_one_line_and_exit_2(labpgt, tmp_path, args, fragment):
     result = labpgt(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
@@ -96,7 +107,12 @@ def test_train_refuses_to_overwrite_a_session(labpgt, tmp_path):
 @pytest.mark.slow
 def test_the_process_itself_says_one_line_and_exits_2(tmp_path):
     """``python -m labpgt`` as a user starts it: the same one line, exit 2, no traceback, nothing written."""
-    result = subprocess.run([sys.executable, "-m", "labpgt", "train", "--task", "mnist"], capture_output=True,
-                            text=True, timeout=120, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "labpgt", "train", "--task", "mnist"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "unknown task 'mnist'" in result.stderr
     assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []

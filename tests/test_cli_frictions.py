@@ -12,24 +12,25 @@ import time
 
 import numpy as np
 import pytest
+from servedbench import generator_outputs, served_bench
+from sessionfiles import train_until
 
 from labpgt import reservoirs, runs
 from labpgt.bench import KINDS, bench_config_toml, embedded_bench, simulated_bench_config
 from labpgt.cli import main
-from labpgt.sweeps import spectral_lines
-from sessionfiles import train_until
 from labpgt.inspection import inspect_session
 from labpgt.runs import start_training
 from labpgt.session import SessionReader
+from labpgt.sweeps import spectral_lines
 from labpgt.trainer import TrainConfig
-from servedbench import generator_outputs, served_bench
 
 IRIS = ["--task", "iris", "--batch-size", "8"]
 
 
 def labpgt(*args, cwd=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,10 @@ def test_train_over_tcp_says_who_answered_first_and_shows_the_bar_before_the_fir
     assert {name: resource for name, (resource, _) in named.items()} == resources
     assert "E4408B" in named["analyzer"][1] and "RingController" in named["ring"][1]
     assert all("E8257D" in named[f"gen{i}"][1] for i in range(1, 5))
-    assert all(lines[6 + i].startswith(f"gen{i}: step attenuator held at 10 dB (the encoded powers fit its ALC")
-               for i in range(1, 5))            # the PSGs' mechanical attenuators: said so before measuring
+    assert all(
+        lines[6 + i].startswith(f"gen{i}: step attenuator held at 10 dB (the encoded powers fit its ALC")
+        for i in range(1, 5)
+    )  # the PSGs' mechanical attenuators: said so before measuring
     bar = result.stderr.replace("\r", "\n")
     assert re.search(r" 0/2 .*\b[1-9]\d* queries\]", bar), bar  # shown while step 1 is still being measured
 
@@ -63,7 +66,7 @@ def test_sweep_over_tcp_says_who_answered_before_its_first_point(served, tmp_pat
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "connected to simulated magnonic ring: 6 instruments answered *IDN?"
-    assert lines[11].startswith("sweep of ring.loop_gain_db")        # after the four attenuators held
+    assert lines[11].startswith("sweep of ring.loop_gain_db")  # after the four attenuators held
 
 
 @pytest.mark.slow
@@ -72,8 +75,10 @@ def test_an_instrument_of_another_kind_at_an_address_is_refused_before_anything_
     swapped = dict(resources, analyzer=resources["gen2"], gen2=resources["analyzer"])
     path = tmp_path / "swapped.toml"
     path.write_text(bench_config_toml(simulated_bench_config(embedded=False).with_resources(swapped)))
-    for command in (["train", "--bench", str(path), *IRIS, "--steps", "2", "--out", str(tmp_path / "r.h5")],
-                    ["sweep", "--bench", str(path), "--gain", "-1:1:3", "--out", str(tmp_path / "s.h5")]):
+    for command in (
+        ["train", "--bench", str(path), *IRIS, "--steps", "2", "--out", str(tmp_path / "r.h5")],
+        ["sweep", "--bench", str(path), "--gain", "-1:1:3", "--out", str(tmp_path / "s.h5")],
+    ):
         result = labpgt(*command)
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
@@ -83,16 +88,19 @@ def test_an_instrument_of_another_kind_at_an_address_is_refused_before_anything_
         assert generator_outputs(resources) == ["0"] * 4
 
 
-@pytest.mark.parametrize("kind, identity, accepted", [
-    ("signal-generator", "Agilent Technologies,E8257D,SIM000001,C.06.28", True),
-    ("signal-generator", "Keysight Technologies,N5182B,MY1234,B.01.01", True),
-    ("signal-generator", "Agilent Technologies,E4408B,SIM000001,A.14.01", False),
-    ("signal-generator", "garbage", False),
-    ("spectrum-analyzer", "Keysight Technologies,N9020A,MY5555,A.10.01", True),
-    ("spectrum-analyzer", "Agilent Technologies,E8257D,SIM000001,C.06.28", False),
-    ("ring-controller", "labpgt,RingController,SIM000001,1.0", True),
-    ("ring-controller", "Agilent Technologies,E4408B,SIM000001,A.14.01", False),
-])
+@pytest.mark.parametrize(
+    "kind, identity, accepted",
+    [
+        ("signal-generator", "Agilent Technologies,E8257D,SIM000001,C.06.28", True),
+        ("signal-generator", "Keysight Technologies,N5182B,MY1234,B.01.01", True),
+        ("signal-generator", "Agilent Technologies,E4408B,SIM000001,A.14.01", False),
+        ("signal-generator", "garbage", False),
+        ("spectrum-analyzer", "Keysight Technologies,N9020A,MY5555,A.10.01", True),
+        ("spectrum-analyzer", "Agilent Technologies,E8257D,SIM000001,C.06.28", False),
+        ("ring-controller", "labpgt,RingController,SIM000001,1.0", True),
+        ("ring-controller", "Agilent Technologies,E4408B,SIM000001,A.14.01", False),
+    ],
+)
 def test_each_driver_kind_knows_the_models_it_is_written_for(kind, identity, accepted):
     assert KINDS[kind].accepts_identity(identity) is accepted
 
@@ -114,9 +122,13 @@ def test_interrupted_before_the_session_exists_offers_no_resume(tmp_path, monkey
 @pytest.mark.parametrize("delay", [0.3, 1.0, 1.2, 2.0])
 def test_ctrl_c_early_exits_130_cleanly_and_offers_resume_only_for_a_session_that_exists(tmp_path, delay):
     out = tmp_path / "run.h5"
-    process = subprocess.Popen([sys.executable, "-m", "labpgt", "train", *IRIS, "--steps", "50", "--out", str(out),
-                                "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(delay)                        # importing, connecting, or measuring step 0: whatever it is doing
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labpgt", "train", *IRIS, "--steps", "50", "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(delay)  # importing, connecting, or measuring step 0: whatever it is doing
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in err and "Exception ignored" not in err, err
@@ -127,7 +139,8 @@ def test_ctrl_c_early_exits_130_cleanly_and_offers_resume_only_for_a_session_tha
 def test_ctrl_c_inside_an_exec_of_a_string_still_exits_130_under_python_m(tmp_path):
     """CPython marks a plain KeyboardInterrupt leaving ``exec`` of a string (dataclasses, namedtuples, lazy
     imports) as unhandled even once caught, and ``python -m`` then dies by SIGINT (-2): failed in CI."""
-    (tmp_path / "interrupted_in_exec.py").write_text(textwrap.dedent("""
+    (tmp_path / "interrupted_in_exec.py").write_text(
+        textwrap.dedent("""
         import signal, sys
         from labpgt import signals
         signal.signal(signal.SIGINT, signals.interrupt)
@@ -135,9 +148,11 @@ def test_ctrl_c_inside_an_exec_of_a_string_still_exits_130_under_python_m(tmp_pa
             exec("import os, signal\\nos.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(10 ** 7): pass")
         except KeyboardInterrupt as exc:
             sys.exit(exc.exit_status)
-    """))
-    done = subprocess.run([sys.executable, "-m", "interrupted_in_exec"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+    """)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "interrupted_in_exec"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 130, done.stderr
 
 
@@ -166,11 +181,12 @@ def test_interrupted_after_the_session_exists_offers_resume(tmp_path, monkeypatc
 # ------------------------------------------------------------------ 3. honest times after a resume
 @pytest.mark.slow
 def test_times_after_a_resume_are_both_over_the_whole_session(tmp_path, capsys):
-    config = TrainConfig.of(task="iris", method="node", reservoir="ring-sim", steps=6, batch_size=8, eval_every=2,
-                         eval_train_samples=16).resolved()
+    config = TrainConfig.of(
+        task="iris", method="node", reservoir="ring-sim", steps=6, batch_size=8, eval_every=2, eval_train_samples=16
+    ).resolved()
     path = tmp_path / "run.h5"
 
-    train_until(2, config, path)                             # three steps done
+    train_until(2, config, path)  # three steps done
     with SessionReader(path) as reader:
         before = reader.last_checkpoint().trainer_state
     assert main(["train", "--resume", str(path), "--quiet"]) == 0
@@ -191,8 +207,8 @@ def test_spectral_lines_finds_every_line_above_the_threshold_and_nothing_below()
     trace = -90.0 + rng.normal(0.0, 1.0, f.size)
     strong = [2.95e9, 2.975e9, 2.99e9, 3.0e9, 3.01e9, 3.03e9, 3.05e9, 3.1e9]
     for i, centre in enumerate(strong):
-        trace = np.maximum(trace, -5.0 - 5.0 * i - 20.0 * ((f - centre) / 1e6) ** 2)   # -5 ... -40 dBm
-    for centre in (3.07e9, 3.12e9):                                                     # -70 dBm: below
+        trace = np.maximum(trace, -5.0 - 5.0 * i - 20.0 * ((f - centre) / 1e6) ** 2)  # -5 ... -40 dBm
+    for centre in (3.07e9, 3.12e9):  # -70 dBm: below
         trace = np.maximum(trace, -70.0 - 20.0 * ((f - centre) / 1e6) ** 2)
     found = spectral_lines(trace, float(np.median(trace)) + 30.0, 6.0)
     assert [round(f[i] / 1e6) for i in found] == [round(c / 1e6) for c in strong]
@@ -206,9 +222,11 @@ def test_spectrum_lists_every_line_it_marks(tmp_path, capsys):
     with embedded_bench(seed=0) as bench:
         m = bench.measure(np.full((1, 8), 0.5))
     trace, f = m.spectra[0], bench.frequencies
-    expected = [(round(f[i] / 1e9, 4), round(float(trace[i]), 1)) for i in
-                spectral_lines(trace, float(np.median(trace)) + 30.0, 6.0)]
-    assert len(expected) >= 2 and sorted(listed) == sorted(expected)   # every line above threshold, weak ones too
+    expected = [
+        (round(f[i] / 1e9, 4), round(float(trace[i]), 1))
+        for i in spectral_lines(trace, float(np.median(trace)) + 30.0, 6.0)
+    ]
+    assert len(expected) >= 2 and sorted(listed) == sorted(expected)  # every line above threshold, weak ones too
     assert all(power >= threshold for _, power in listed)
     assert (tmp_path / "s.png").exists()
 
@@ -216,28 +234,56 @@ def test_spectrum_lists_every_line_it_marks(tmp_path, capsys):
 # ------------------------------------------------------------------ 8. replay --readout speaks like the rest
 def test_replay_readout_prints_one_sentence(tmp_path, capsys):
     path = tmp_path / "run.h5"
-    start_training(TrainConfig.of(task="iris", method="node", reservoir="digital", steps=2, batch_size=8, eval_every=2,
-                               eval_train_samples=40), path)
+    start_training(
+        TrainConfig.of(
+            task="iris", method="node", reservoir="digital", steps=2, batch_size=8, eval_every=2, eval_train_samples=40
+        ),
+        path,
+    )
     assert main(["replay", "--readout", "ridge", str(path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and re.fullmatch(
         r"readout ridge refitted on the recorded features of step 1 \(eval queries\): 40 training rows, "
-        r"\d+ test rows, alpha \S+; train accuracy \d\.\d{4}, test accuracy \d\.\d{4}", out[0]), out
+        r"\d+ test rows, alpha \S+; train accuracy \d\.\d{4}, test accuracy \d\.\d{4}",
+        out[0],
+    ), out
 
 
 # ------------------------------------------------------------------ 4. a session being written is "in progress"
 def start_live_writer(out):
-    process = subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--task", "iris", "--reservoir", "digital",
-                                "--steps", "1000000", "--batch-size", "8", "--out", str(out), "--quiet"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180                       # four of us share two cores
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labpgt",
+            "train",
+            "--task",
+            "iris",
+            "--reservoir",
+            "digital",
+            "--steps",
+            "1000000",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 180  # four of us share two cores
     try:
-        while time.monotonic() < deadline and process.poll() is None and not (
-                out.exists() and inspect_session(out)["steps"] >= 2):
+        while (
+            time.monotonic() < deadline
+            and process.poll() is None
+            and not (out.exists() and inspect_session(out)["steps"] >= 2)
+        ):
             time.sleep(0.2)
         assert process.poll() is None and inspect_session(out)["steps"] >= 2, "the writer never got going"
     except BaseException:
-        process.kill()                                      # never leave a runaway writer behind
+        process.kill()  # never leave a runaway writer behind
         raise
     return process
 
@@ -271,9 +317,11 @@ def test_a_writer_in_this_process_is_in_progress_until_it_closes(tmp_path):
     from labpgt.session.liveness import being_written
 
     path = tmp_path / "s.h5"
-    writer = SessionWriter.create(path, {"train": {"steps": 3},
-                                         "reservoir": {"input_width": 2, "feature_width": 3}},
-                                  params_template={"W": np.zeros(2)})
+    writer = SessionWriter.create(
+        path,
+        {"train": {"steps": 3}, "reservoir": {"input_width": 2, "feature_width": 3}},
+        params_template={"W": np.zeros(2)},
+    )
     assert being_written(path)
     writer.close()
     assert not being_written(path)
@@ -285,7 +333,7 @@ def test_the_heartbeat_rule_where_no_lock_can_be_asked():
     now = 1_000_000.0
     assert heartbeat_is_fresh([now - 50, now - 10], now=now)
     assert not heartbeat_is_fresh([now - STALE_AFTER_S - 20, now - STALE_AFTER_S - 1], now=now)
-    slow = [now - 4 * 3600, now - 2 * 3600, now - 3600]          # a step an hour: an hour's silence is no death
+    slow = [now - 4 * 3600, now - 2 * 3600, now - 3600]  # a step an hour: an hour's silence is no death
     assert heartbeat_is_fresh(slow, now=now) and not heartbeat_is_fresh(slow, now=now + 20 * 3600)
     assert not heartbeat_is_fresh([], now=now)
 
@@ -305,8 +353,8 @@ def test_a_signal_received_anywhere_stops_the_run_at_its_next_measurement():
     with embedded_bench(seed=0) as bench, signals.stopping_runs(engine):
         metered = _Metered(bench, engine)
         metered.measure(np.full((1, 8), 0.5))
-        os.kill(os.getpid(), signal.SIGTERM)                      # handled between two bytecodes, raising nothing
+        os.kill(os.getpid(), signal.SIGTERM)  # handled between two bytecodes, raising nothing
         assert engine.stop_reason.signal == signal.SIGTERM and engine.stop_reason.exit_status == 143
-        with pytest.raises(StopRequested):                          # the next measurement is not made
+        with pytest.raises(StopRequested):  # the next measurement is not made
             metered.measure(np.full((1, 8), 0.5))
     assert display.queries == 1 and not any(g.output_on for g in bench.simulator.generators)

@@ -9,13 +9,17 @@ import pytest
 
 from labpgt.bench import Bench, embedded_bench, simulated_bench_config
 
-pytestmark = pytest.mark.slow          # labpgt sim served over TCP
+pytestmark = pytest.mark.slow  # labpgt sim served over TCP
 
 
 @pytest.fixture
 def served():
-    proc = subprocess.Popen([sys.executable, "-m", "labpgt", "sim", "--port", "0", "--seed", "5"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labpgt", "sim", "--port", "0", "--seed", "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         resources = dict(proc.stdout.readline().split() for _ in range(6))
         yield proc, resources

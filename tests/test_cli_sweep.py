@@ -24,8 +24,9 @@ POINT_ROW = re.compile(r"^\s+\d+\s+-?[\d.e+-]+\s+\d+\.\d{4}\s+-?\d+\.\d\s+-?\d+\
 
 
 def labpgt(*args, cwd=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=120, cwd=cwd, **kwargs
+    )
 
 
 @pytest.mark.slow
@@ -45,30 +46,38 @@ def test_a_gain_sweep_on_the_embedded_bench_finds_the_models_threshold(tmp_path)
         assert reader.kind == "sweep" and reader.completed and reader.n_points == 25
     described = labpgt("inspect", str(session))
     assert described.returncode == 0
-    assert "[labpgt-session/3, sweep]" in described.stdout and "sweep of ring.loop_gain_db from -3 to 3" in \
-        described.stdout and "(generators off)" in described.stdout
+    assert (
+        "[labpgt-session/3, sweep]" in described.stdout
+        and "sweep of ring.loop_gain_db from -3 to 3" in described.stdout
+        and "(generators off)" in described.stdout
+    )
     assert f"auto-oscillation threshold: loop gain {printed:.3f} dB" in described.stdout
     assert inspect_session(session)["threshold"] == pytest.approx(printed, abs=5e-4)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--gain", "-3:3"], "--gain '-3:3': a range is START:STOP:POINTS"),
-    (["--field", "40:sixty:5"], "--field '40:sixty:5': a range is START:STOP:POINTS"),
-    (["--gain", "-3:3:2.5"], "a range is START:STOP:POINTS"),
-    (["--gain", "-3:3:1"], "at least 2 points"),
-    (["--gain", "0:nan:3"], "finite values"),
-    (["--frequency", "gen9", "3e9:3.02e9:3"], "no instrument 'gen9' with a frequency_hz to sweep; "
-                                              "those with one are gen1, gen2, gen3, gen4"),
-    (["--power", "ring", "-30:-10:3"], "no instrument 'ring' with a power_dbm to sweep"),
-    (["--frequency", "gen2"], "--frequency: expected 2 arguments"),
-    (["--gain", "-30:3:5"], "ring.loop_gain_db = -30 outside [-20, 10]; nothing was sent"),
-    (["--field", "100:400:4"], "ring.field_mt = 400 outside [0, 300]; nothing was sent"),
-    (["--power", "gen2", "-30:20:5"], "gen2: 7.5 dBm exceeds max_power_dbm 5; nothing was sent"),
-    (["--gain", "-3:3:5", "--field", "40:60:3"], "not allowed with argument --gain"),
-    ([], "one of the arguments --gain --field --current --attenuation --frequency --power is required"),
-    (["--gain", "0:1:3", "--margin-db", "0"], "--margin-db: must be a positive finite number"),
-    (["--gain", "0:1:3", "--bench", "missing.toml"], "bench config missing.toml does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--gain", "-3:3"], "--gain '-3:3': a range is START:STOP:POINTS"),
+        (["--field", "40:sixty:5"], "--field '40:sixty:5': a range is START:STOP:POINTS"),
+        (["--gain", "-3:3:2.5"], "a range is START:STOP:POINTS"),
+        (["--gain", "-3:3:1"], "at least 2 points"),
+        (["--gain", "0:nan:3"], "finite values"),
+        (
+            ["--frequency", "gen9", "3e9:3.02e9:3"],
+            "no instrument 'gen9' with a frequency_hz to sweep; those with one are gen1, gen2, gen3, gen4",
+        ),
+        (["--power", "ring", "-30:-10:3"], "no instrument 'ring' with a power_dbm to sweep"),
+        (["--frequency", "gen2"], "--frequency: expected 2 arguments"),
+        (["--gain", "-30:3:5"], "ring.loop_gain_db = -30 outside [-20, 10]; nothing was sent"),
+        (["--field", "100:400:4"], "ring.field_mt = 400 outside [0, 300]; nothing was sent"),
+        (["--power", "gen2", "-30:20:5"], "gen2: 7.5 dBm exceeds max_power_dbm 5; nothing was sent"),
+        (["--gain", "-3:3:5", "--field", "40:60:3"], "not allowed with argument --gain"),
+        ([], "one of the arguments --gain --field --current --attenuation --frequency --power is required"),
+        (["--gain", "0:1:3", "--margin-db", "0"], "--margin-db: must be a positive finite number"),
+        (["--gain", "0:1:3", "--bench", "missing.toml"], "bench config missing.toml does not exist"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch, capsys, args, fragment):
     monkeypatch.chdir(tmp_path)
     assert main(["sweep", *args]) == 2
@@ -120,10 +129,24 @@ def test_generators_are_named_as_the_bench_config_names_them(tmp_path, capsys):
 
 def test_a_frequency_sweep_of_a_named_generator_on_the_embedded_bench(tmp_path, capsys):
     out = tmp_path / "freq.h5"
-    assert main(["sweep", "--frequency", "gen2", "3.00e9:3.02e9:3", "--out", str(out), "--plot",
-                 str(tmp_path / "f.png"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--frequency",
+                "gen2",
+                "3.00e9:3.02e9:3",
+                "--out",
+                str(out),
+                "--plot",
+                str(tmp_path / "f.png"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out.splitlines()
-    assert printed == [f"session {out}", f"plot {tmp_path / 'f.png'}"]    # no threshold: not a gain sweep
+    assert printed == [f"session {out}", f"plot {tmp_path / 'f.png'}"]  # no threshold: not a gain sweep
     info = inspect_session(out)
     assert info["sweep"]["instrument"] == "gen2" and info["sweep"]["tones"] and info["completed"]
 
@@ -140,13 +163,18 @@ def test_rf_is_off_after_the_command(tmp_path, monkeypatch, capsys):
     assert main(["sweep", "--power", "gen3", "-30:-5:4", "--out", str(tmp_path / "p.h5"), "--quiet"]) == 0
     (bench,) = benches
     assert [bool(g.output_on) for g in bench.simulator.generators] == [False] * 4
-    assert inspect_session(tmp_path / "p.h5")["sweep"]["tones"] is True          # they were on while measuring
+    assert inspect_session(tmp_path / "p.h5")["sweep"]["tones"] is True  # they were on while measuring
 
 
 @pytest.mark.slow
 def test_sigterm_stops_between_points_with_a_valid_incomplete_session(tmp_path):
-    process = subprocess.Popen([sys.executable, "-m", "labpgt", "sweep", "--gain", "-3:3:100000", "--out", "s.h5"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labpgt", "sweep", "--gain", "-3:3:100000", "--out", "s.h5"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     rows = 0
     for line in process.stdout:
         rows += bool(POINT_ROW.match(line))
@@ -154,7 +182,7 @@ def test_sigterm_stops_between_points_with_a_valid_incomplete_session(tmp_path):
             process.send_signal(signal.SIGTERM)
             break
     out, err = process.communicate(timeout=60)
-    assert process.returncode == 143                                  # 128 + SIGTERM
+    assert process.returncode == 143  # 128 + SIGTERM
     assert "stopped after" in err and "RF is off" in err and "Traceback" not in err
     assert "session s.h5" in out
     info = inspect_session(tmp_path / "s.h5")
@@ -175,6 +203,7 @@ def test_ring_sweep_and_the_command_measure_the_same_points(tmp_path, capsys):
     with SessionReader(tmp_path / "gui.h5") as gui, SessionReader(tmp_path / "cli.h5") as cli:
         for name in ("value", "peak_frequency_hz", "peak_power_dbm", "margin_db"):
             np.testing.assert_array_equal(gui.points()[name], cli.points()[name])
-        np.testing.assert_array_equal(gui.queries(fields=("spectrum",))["spectrum"],
-                                      cli.queries(fields=("spectrum",))["spectrum"])
+        np.testing.assert_array_equal(
+            gui.queries(fields=("spectrum",))["spectrum"], cli.queries(fields=("spectrum",))["spectrum"]
+        )
         assert gui.sweep == cli.sweep

@@ -3,6 +3,7 @@ measure, what they record, resume, rewind and replay."""
 
 import numpy as np
 import pytest
+from sessionfiles import train_until
 
 from labpgt.benchmark import queries_to_target
 from labpgt.evaluation import Evaluation, accuracy_upper_bound
@@ -13,10 +14,20 @@ from labpgt.runs import RunResult, resume_training, start_training
 from labpgt.session import SessionReader
 from labpgt.trainer import TrainConfig, Trainer
 from labpgt.twin import Anchors
-from sessionfiles import train_until
 
-DYNA = dict(task="iris", method="dyna", reservoir="digital", steps=14, batch_size=8, model_steps=3,
-            twin_check_every=2, twin_check_rows=4, eval_every=7, eval_train_samples=20, seed=2)
+DYNA = dict(
+    task="iris",
+    method="dyna",
+    reservoir="digital",
+    steps=14,
+    batch_size=8,
+    model_steps=3,
+    twin_check_every=2,
+    twin_check_rows=4,
+    eval_every=7,
+    eval_train_samples=20,
+    seed=2,
+)
 
 
 def test_steps_on_the_twin_measure_nothing_and_the_session_says_which_were_measured(tmp_path):
@@ -24,17 +35,17 @@ def test_steps_on_the_twin_measure_nothing_and_the_session_says_which_were_measu
     result = start_training(TrainConfig.of(**DYNA), path)
     with SessionReader(path) as r:
         measured = np.array([r.step_extra(row)["measured"] for row in range(r.n_steps)], dtype=int)
-        np.testing.assert_array_equal(measured, [1, 0, 0, 0] * 3 + [1, 0])      # one measured, model_steps on the twin
+        np.testing.assert_array_equal(measured, [1, 0, 0, 0] * 3 + [1, 0])  # one measured, model_steps on the twin
         q = r.queries(fields=("step", "role"))
         roles = np.array(r.role_names)[q["role"]]
         training = np.isin(roles, ("calibration", "baseline", "plus", "minus"))
         stepped = np.unique(q["step"][training & (q["step"] > 0)])
         assert set(stepped) <= set(np.flatnonzero(measured))
-        assert set(q["step"][roles == "plus"]) <= set(np.flatnonzero(measured))      # probes: measured steps only
+        assert set(q["step"][roles == "plus"]) <= set(np.flatnonzero(measured))  # probes: measured steps only
         # a checkpoint after every step that measured (and the last): none after a step taken on the twin
-        measuring = {s for s in range(DYNA["steps"]) if measured[s]} | {6, 13}     # 6, 13: evaluations measured
+        measuring = {s for s in range(DYNA["steps"]) if measured[s]} | {6, 13}  # 6, 13: evaluations measured
         assert set(r.checkpoint_steps) == measuring
-    assert result.queries["plus"] == result.queries["minus"] > 0                  # node probes checked the twin
+    assert result.queries["plus"] == result.queries["minus"] > 0  # node probes checked the twin
     assert result.training_queries == sum(result.queries[k] for k in ("calibration", "baseline", "plus", "minus"))
 
 
@@ -44,7 +55,7 @@ def test_anchors_say_how_far_each_sample_moved_and_forget_what_a_rewind_drops():
     anchors.observe(labels, np.zeros((2, 3)), np.ones((2, 5)), row_numbers=np.array([0, 1]))
     far = anchors.staleness(0, np.arange(4), np.full(4, -1), np.full((4, 3), 0.5))
     assert np.isinf(far[[1, 3]]).all() and np.allclose(far[[0, 2]], 0.75)
-    anchors.forget_after(1)                                                      # the row numbered 1 (sample 2) forgotten
+    anchors.forget_after(1)  # the row numbered 1 (sample 2) forgotten
     far = anchors.staleness(0, np.arange(4), np.full(4, -1), np.full((4, 3), 0.5))
     assert np.isfinite(far[0]) and np.isinf(far[[1, 2, 3]]).all()
 
@@ -55,9 +66,11 @@ def test_rewind_forgets_what_the_twin_and_its_anchors_learnt_after_the_checkpoin
     trainer = Trainer(config, make_reservoir(config), recorder=NullRecorder())
     checkpoints = []
     trainer.run(progress=lambda done, steps: checkpoints.append(trainer.checkpoint()))
-    assert trainer.method.anchors._journal and trainer.method.observed_rows() > checkpoints[4].trainer_state[
-        "observed_rows"]
-    trainer.rewind(checkpoints[4])                      # back to after step 4 (a measured one), on again
+    assert (
+        trainer.method.anchors._journal
+        and trainer.method.observed_rows() > checkpoints[4].trainer_state["observed_rows"]
+    )
+    trainer.rewind(checkpoints[4])  # back to after step 4 (a measured one), on again
     trainer.run()
     assert trainer.step == straight.step
     for name, value in straight.params.items():
@@ -67,7 +80,7 @@ def test_rewind_forgets_what_the_twin_and_its_anchors_learnt_after_the_checkpoin
 def test_a_stopped_dyna_run_resumes_bit_identically_and_replays(tmp_path):
     config = TrainConfig.of(**DYNA)
     reference = start_training(config, tmp_path / "reference.h5")
-    train_until(9, config, tmp_path / "cut.h5")          # after a step on the twin: resume recomputes from step 8's
+    train_until(9, config, tmp_path / "cut.h5")  # after a step on the twin: resume recomputes from step 8's
     resumed = resume_training(tmp_path / "cut.h5")
     assert resumed.final_params_sha256 == reference.final_params_sha256
     assert resumed.history == reference.history and resumed.queries == reference.queries
@@ -84,8 +97,7 @@ def test_the_upper_bound_is_exact_on_the_whole_split_and_shrinks_with_evidence()
     # the bound holds at its confidence: a split with 85 of 100 right is rarely bounded below 0.85
     rng = np.random.default_rng(0)
     split = np.r_[np.ones(85), np.zeros(15)]
-    wrong = sum(accuracy_upper_bound(int(rng.permutation(split)[:30].sum()), 30, 100, 0.95) < 0.85
-                for _ in range(400))
+    wrong = sum(accuracy_upper_bound(int(rng.permutation(split)[:30].sum()), 30, 100, 0.95) < 0.85 for _ in range(400))
     assert wrong / 400 <= 0.05
 
 
@@ -97,13 +109,23 @@ def test_targets_open_one_after_another():
 
 
 def test_evaluations_toward_a_target_measure_no_training_sample_and_stop_early(tmp_path):
-    config = TrainConfig.of(task="digits", method="node", reservoir="digital", steps=8, batch_size=16,
-                            eval_target=0.99, eval_chunk=10, seed=1, holdout="validation", final_test=False)
+    config = TrainConfig.of(
+        task="digits",
+        method="node",
+        reservoir="digital",
+        steps=8,
+        batch_size=16,
+        eval_target=0.99,
+        eval_chunk=10,
+        seed=1,
+        holdout="validation",
+        final_test=False,
+    )
     result = start_training(config, tmp_path / "t.h5")
     with SessionReader(tmp_path / "t.h5") as r:
         q = r.queries(fields=("role", "sample"))
         eval_rows = np.array(r.role_names)[q["role"]] == "eval"
-        assert q["sample"][eval_rows].min() > q["sample"][~eval_rows].max()       # held-out samples only
+        assert q["sample"][eval_rows].min() > q["sample"][~eval_rows].max()  # held-out samples only
     held = result.holdout
     partial = [h for h in result.history if f"{held}_samples" in h]
     assert partial, "an evaluation far below the target stopped before the whole split"
@@ -112,7 +134,7 @@ def test_evaluations_toward_a_target_measure_no_training_sample_and_stop_early(t
     assert all("train_accuracy" not in h for h in result.history)
     measured = sum(h.get(f"{held}_samples", 0) for h in partial)
     whole = [h for h in result.history if f"{held}_samples" not in h]
-    assert result.eval_queries == measured + 270 * len(whole)                    # validation: 270 samples
+    assert result.eval_queries == measured + 270 * len(whole)  # validation: 270 samples
     assert queries_to_target(result.history, 0.0, held) == whole[0]["training_queries"]
     assert RunResult.from_session(tmp_path / "t.h5").history == result.history
 
@@ -134,7 +156,9 @@ def test_a_warm_start_reports_its_fresh_queries_and_the_amortised_count_with_the
     start_training(TrainConfig.of(**{**DYNA, "steps": 5}), earlier)
     with SessionReader(earlier) as source:
         q = source.queries(fields=("role",))
-        reused = int(np.isin(np.array(source.role_names)[q["role"]], ("calibration", "baseline", "plus", "minus")).sum())
+        reused = int(
+            np.isin(np.array(source.role_names)[q["role"]], ("calibration", "baseline", "plus", "minus")).sum()
+        )
     result = start_training(TrainConfig.of(**{**DYNA, "twin_from": (str(earlier),)}), tmp_path / "warm.h5")
     assert result.prior_queries == reused > 0
     assert RunResult.from_session(tmp_path / "warm.h5").prior_queries == reused

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from labpgt.evaluation import DEFAULT_EVAL_FRACTION
 from labpgt.runs import start_training
 from labpgt.tasks import load_task
-from labpgt.evaluation import DEFAULT_EVAL_FRACTION
 from labpgt.trainer import TrainConfig, Trainer
 
 
@@ -17,28 +17,46 @@ def final_evaluation_cost(config: TrainConfig, queries_per_sample: float) -> flo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task, model, steps, batch", [("digits", "dense", 1, 32), ("digits", "dense", 5, 32),
-                                                       ("digits", "dense", 20, 32), ("digits", "dense", 80, 32),
-                                                       ("iris", "dense", 30, 8)])
+@pytest.mark.parametrize(
+    "task, model, steps, batch",
+    [
+        ("digits", "dense", 1, 32),
+        ("digits", "dense", 5, 32),
+        ("digits", "dense", 20, 32),
+        ("digits", "dense", 80, 32),
+        ("iris", "dense", 30, 8),
+    ],
+)
 def test_default_evaluation_stays_within_a_tenth_of_the_training_queries(task, model, steps, batch):
-    config = TrainConfig.of(task=task, method="node", reservoir="digital", model=model, steps=steps, directions=2,
-                         blocks=1, batch_size=batch).resolved()
+    config = TrainConfig.of(
+        task=task,
+        method="node",
+        reservoir="digital",
+        model=model,
+        steps=steps,
+        directions=2,
+        blocks=1,
+        batch_size=batch,
+    ).resolved()
     assert config.evaluation.eval_fraction == DEFAULT_EVAL_FRACTION == 0.1
     result = start_training(config)
-    queries_per_sample = result.queries["calibration"] / config.method.batch_size     # a transformer: one per token
+    queries_per_sample = result.queries["calibration"] / config.method.batch_size  # a transformer: one per token
     final = final_evaluation_cost(config, queries_per_sample)
     before_last = result.eval_queries - final
     assert 0 <= before_last <= 0.1 * result.training_queries
     last = result.history[-1]
-    assert last["step"] == steps and "test_samples" not in last                # the last: the whole held-out split
-    assert all(entry["test_samples"] == 100 for entry in result.history[:-1])   # the others: the fixed subset
+    assert last["step"] == steps and "test_samples" not in last  # the last: the whole held-out split
+    assert all(entry["test_samples"] == 100 for entry in result.history[:-1])  # the others: the fixed subset
     if steps >= 80:
-        assert len(result.history) >= 5                                        # a curve, not only an end point
+        assert len(result.history) >= 5  # a curve, not only an end point
 
 
 def test_without_budget_every_evaluation_is_of_the_whole_split_as_recorded_sessions_were():
-    recorded = TrainConfig.from_dict(dict(task="iris", method="node", reservoir="digital", steps=6, eval_every=2,
-                                          batch_size=8, eval_train_samples=20))     # as sessions before the budget
+    recorded = TrainConfig.from_dict(
+        dict(
+            task="iris", method="node", reservoir="digital", steps=6, eval_every=2, batch_size=8, eval_train_samples=20
+        )
+    )  # as sessions before the budget
     assert recorded.resolved().evaluation.eval_fraction == 0.0
     trainer = Trainer(recorded, _digital(recorded)).run()
     assert [entry["step"] for entry in trainer.history] == [0, 2, 4, 6]
@@ -65,9 +83,30 @@ def test_a_benchmark_evaluates_the_whole_split_every_time_by_default(tmp_path):
     from labpgt.cli import main
 
     out = tmp_path / "b.json"
-    assert main(["benchmark", "--task", "iris", "--reservoir", "digital", "--methods", "pgt", "--workers", "0",
-                 "--steps", "pgt=20", "--batch-size", "8", "--sessions", str(tmp_path / "runs"),
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "--task",
+                "iris",
+                "--reservoir",
+                "digital",
+                "--methods",
+                "pgt",
+                "--workers",
+                "0",
+                "--steps",
+                "pgt=20",
+                "--batch-size",
+                "8",
+                "--sessions",
+                str(tmp_path / "runs"),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     (result,) = json.loads(out.read_text())["results"]
-    assert [entry["step"] for entry in result["history"]] == list(range(0, 21))    # every steps/20 = 1 step
+    assert [entry["step"] for entry in result["history"]] == list(range(0, 21))  # every steps/20 = 1 step
     assert all("test_samples" not in entry for entry in result["history"])

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from sessionfiles import V1_EXAMPLE
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "session-example.h5"
@@ -53,7 +52,7 @@ def test_session_from_the_earlier_engine_is_checked_and_left_untouched():
     info = json.loads(labpgt("inspect", "--json", str(V1_EXAMPLE)).stdout)
     assert info["schema"] == "labpgt-session/1" and info["completed"] is True
     assert info["reservoir"] == "ring-sim" and info["queries"] > 100
-    assert info["kind"] == "training"             # a /1 file reads as the training it recorded
+    assert info["kind"] == "training"  # a /1 file reads as the training it recorded
     assert info["final_params_sha256"] == "17ce7b9b6bbc11ded2432faf65e2cdc1d6e057984e5502f668c96d353d846a14"
     assert sha256(V1_EXAMPLE) == before
 

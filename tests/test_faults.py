@@ -18,11 +18,11 @@ import pytest
 from labpgt.errors import UserError
 from labpgt.instruments.simulated import SimulatedBench, serve
 from labpgt.instruments.simulated.devices import SimulatedSignalGenerator
-from labpgt.instruments.simulated.scpi import format_number
 from labpgt.instruments.simulated.faults import KINDS, FaultInjector, FaultSpec, garble_response
 from labpgt.instruments.simulated.ring import Behaviours
+from labpgt.instruments.simulated.scpi import format_number
 
-pytestmark = pytest.mark.slow          # faults injected into servers over TCP
+pytestmark = pytest.mark.slow  # faults injected into servers over TCP
 
 IDEAL_RING = Behaviours.ideal()  # these tests compare traces across benches: the kind ring has no history
 
@@ -76,7 +76,7 @@ def ask_block(sock, message: bytes) -> bytes:
     digits = int(data[1:2])
     while len(data) < 2 + digits:
         data += sock.recv(65536)
-    need = 2 + digits + int(data[2:2 + digits]) + 1
+    need = 2 + digits + int(data[2 : 2 + digits]) + 1
     while len(data) < need:
         data += sock.recv(65536)
     return data
@@ -87,27 +87,53 @@ def outcome(sock, message: bytes):
         return ask(sock, message)
     except (ConnectionResetError, BrokenPipeError):
         return "reset"
-    except socket.timeout:
+    except TimeoutError:
         return "timeout"
 
 
 # --------------------------------------------------------------------------- the spec
 def test_spec_parses_strictly():
     spec = FaultSpec.parse(" drop=0.02, delay=0.01,garble=0.02,error=0.01,reboot=0.001,seed=7,delay_s=0.5")
-    assert (spec.drop, spec.delay, spec.garble, spec.error, spec.reboot, spec.seed, spec.delay_s) == \
-        (0.02, 0.01, 0.02, 0.01, 0.001, 7, 0.5)
+    assert (spec.drop, spec.delay, spec.garble, spec.error, spec.reboot, spec.seed, spec.delay_s) == (
+        0.02,
+        0.01,
+        0.02,
+        0.01,
+        0.001,
+        7,
+        0.5,
+    )
     assert FaultSpec.parse(str(spec)) == spec
     assert FaultSpec.parse("drop=1").active and not FaultSpec.parse("seed=3").active
-    for bad in ["bogus=1", "drop=1.5", "drop=-0.1", "drop=x", "drop", "drop=", "=1", "", "drop=0.1,drop=0.2",
-                "seed=1.5", "seed=-1", "drop=nan", "delay_s=0", "reboot_s=-1", "drop=0.7,garble=0.7"]:
+    for bad in [
+        "bogus=1",
+        "drop=1.5",
+        "drop=-0.1",
+        "drop=x",
+        "drop",
+        "drop=",
+        "=1",
+        "",
+        "drop=0.1,drop=0.2",
+        "seed=1.5",
+        "seed=-1",
+        "drop=nan",
+        "delay_s=0",
+        "reboot_s=-1",
+        "drop=0.7,garble=0.7",
+    ]:
         with pytest.raises(UserError) as info:
             FaultSpec.parse(bad)
         assert "\n" not in str(info.value)
 
 
 def test_bad_spec_on_the_command_line_is_one_line_and_exit_2():
-    run = subprocess.run([sys.executable, "-m", "labpgt", "sim", "--port", "0", "--faults", "bogus=1"],
-                         capture_output=True, text=True, timeout=30)
+    run = subprocess.run(
+        [sys.executable, "-m", "labpgt", "sim", "--port", "0", "--faults", "bogus=1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert run.returncode == 2
     assert run.stdout == ""
     lines = run.stderr.strip().splitlines()
@@ -134,7 +160,7 @@ def test_fault_rng_is_not_the_model_rng():
     with serve(noisy, faults=FaultSpec.parse("drop=0.5,seed=0")) as server:
         for _ in range(4):
             sock = connect(server)
-            outcome(sock, b"*IDN?")                       # dropped or answered: no sweep, no noise drawn
+            outcome(sock, b"*IDN?")  # dropped or answered: no sweep, no noise drawn
             sock.close()
         assert server.faults.rng is not noisy.model.rng
     assert noisy.model.rng.bit_generator.state == state
@@ -152,8 +178,17 @@ def test_garbling_always_changes_the_response_and_keeps_framing_of_ascii():
         garbled, mode = garble_response(block, rng)
         modes.add("block-" + mode)
         assert garbled != block and garbled.endswith(b"\n")
-    assert modes == {"flip", "truncate", "text", "nan", "block-nan", "block-short_length",
-                     "block-long_length", "block-truncate", "block-header"}
+    assert modes == {
+        "flip",
+        "truncate",
+        "text",
+        "nan",
+        "block-nan",
+        "block-short_length",
+        "block-long_length",
+        "block-truncate",
+        "block-header",
+    }
 
 
 def test_a_block_after_a_joined_opc_answer_is_garbled_as_a_block_never_silently():
@@ -167,7 +202,7 @@ def test_a_block_after_a_joined_opc_answer_is_garbled_as_a_block_never_silently(
         body = garbled[2:-1]
         if len(body) == len(header) + len(payload) and body.startswith(header):
             # same framing: then the payload must carry a NaN, which no client accepts as data
-            values = np.frombuffer(body[len(header):], dtype=">f4")
+            values = np.frombuffer(body[len(header) :], dtype=">f4")
             assert mode == "nan" and np.isnan(values).any()
 
 
@@ -191,7 +226,7 @@ def test_drop_through_pyvisa_raises_at_once_and_a_new_session_works(bench):
         visa = dict(read_termination="\n", write_termination="\n", timeout=2000)
         inst = rm.open_resource(server.resources["gen1"], **visa)
         started = time.perf_counter()
-        with pytest.raises(OSError):          # ConnectionResetError from pyvisa-py
+        with pytest.raises(OSError):  # ConnectionResetError from pyvisa-py
             inst.query("*IDN?")
         assert time.perf_counter() - started < 1.0
         inst.close()
@@ -209,7 +244,7 @@ def test_delay_answers_late_so_a_client_must_reconnect_after_a_timeout(bench):
         # (on a loaded machine the real answer may already be behind it in the same read)
         assert ask(sock, b":OUTP?").split(b"\n")[0] + b"\n" == IDN_GEN1
         sock.close()
-        sock = connect(server)                # the remedy: a new connection holds no stale bytes
+        sock = connect(server)  # the remedy: a new connection holds no stale bytes
         assert ask(sock, b":OUTP?") == b"0\n"
         assert ask(sock, b"*IDN?") == IDN_GEN1
         sock.close()
@@ -221,29 +256,29 @@ def test_garble_corrupts_ascii_and_binary_answers(bench):
         gen = connect(server, timeout=0.3)
         for _ in range(3):
             answer = outcome(gen, b"*IDN?")
-            assert isinstance(answer, bytes) and answer != IDN_GEN1   # still one \n-terminated line
+            assert isinstance(answer, bytes) and answer != IDN_GEN1  # still one \n-terminated line
         gen.close()
         analyzer = connect(server, "analyzer", timeout=0.5)
         reference = clean.analyzer.handle(b":FORM REAL,32;:TRAC?")
-        analyzer.sendall(b":FORM REAL,32\n")               # garbled, but no answer: nothing to corrupt
+        analyzer.sendall(b":FORM REAL,32\n")  # garbled, but no answer: nothing to corrupt
         for _ in range(2):
             try:
                 got = ask_block(analyzer, b":TRAC?")
-            except (socket.timeout, ValueError):
-                got = None                                 # a length field too long, or a mangled header
+            except (TimeoutError, ValueError):
+                got = None  # a length field too long, or a mangled header
             assert got != reference
             analyzer.close()
             analyzer = connect(server, "analyzer", timeout=0.5)
-        assert ask_block(analyzer, b":TRAC?") == reference   # FORM was kept: garbling only hits answers
+        assert ask_block(analyzer, b":TRAC?") == reference  # FORM was kept: garbling only hits answers
         analyzer.close()
 
 
 def test_error_rejects_the_message_and_queues_minus_200(bench):
     with serve(bench, faults=Scripted(["error", None, "error"])) as server:
         sock = connect(server, timeout=0.5)
-        sock.sendall(b":FREQ 3 GHz;:OUTP ON\n")           # silently not executed
+        sock.sendall(b":FREQ 3 GHz;:OUTP ON\n")  # silently not executed
         assert ask(sock, b":FREQ?;:OUTP?") == b"+2.00000000000E+10;0\n"
-        assert outcome(sock, b"*OPC?") == "timeout"        # a rejected query gets no answer
+        assert outcome(sock, b"*OPC?") == "timeout"  # a rejected query gets no answer
         assert ask(sock, b":SYST:ERR?") == b'-200,"Execution error"\n'
         assert ask(sock, b":SYST:ERR?") == b'-200,"Execution error"\n'
         assert ask(sock, b":SYST:ERR?") == b'+0,"No error"\n'
@@ -252,20 +287,20 @@ def test_error_rejects_the_message_and_queues_minus_200(bench):
 
 def test_reboot_restores_rst_state_resets_every_connection_and_serves_again():
     bench = SimulatedBench(n_generators=1, seed=0, noise=False, behaviours=IDEAL_RING)
-    script = [None] * 5 + ["reboot"]          # one injector for all instruments: count every message
+    script = [None] * 5 + ["reboot"]  # one injector for all instruments: count every message
     with serve(bench, faults=Scripted(script, reboot_s=0.5)) as server:
         gen, other = connect(server), connect(server)
         ask(gen, b":FREQ 3.1 GHz;:POW -10 dBm;:OUTP ON;*OPC?")
-        gen.sendall(b":BOGUS\n")                          # leaves -113 in the queue
+        gen.sendall(b":BOGUS\n")  # leaves -113 in the queue
         ask(gen, b"*OPC?")
         assert ask(other, b":OUTP?;:FREQ?") == b"1;+3.10000000000E+09\n"
         assert bench["gen1"].output_on and bench["gen1"].errors
         ring = connect(server, "ring")
-        ask(ring, b":AMPL ON;:LOOP:GAIN 3;*OPC?")          # another instrument: not rebooted
+        ask(ring, b":AMPL ON;:LOOP:GAIN 3;*OPC?")  # another instrument: not rebooted
         assert outcome(gen, b"*IDN?") == "reset"
         other.settimeout(1.0)
-        assert outcome(other, b"*IDN?") == "reset"         # every connection to the instrument
-        refused = connect(server)                         # inside reboot_s: accepted and reset
+        assert outcome(other, b"*IDN?") == "reset"  # every connection to the instrument
+        refused = connect(server)  # inside reboot_s: accepted and reset
         assert outcome(refused, b"*IDN?") == "reset"
         time.sleep(0.55)
         gen = connect(server)
@@ -279,8 +314,13 @@ def test_reboot_restores_rst_state_resets_every_connection_and_serves_again():
 
 def test_reboot_of_the_ring_and_analyzer_restores_their_defaults():
     bench = SimulatedBench(n_generators=1, seed=0, noise=False, behaviours=IDEAL_RING)
-    defaults = {name: bench[name].handle(q) for name, q in
-                (("ring", b":AMPL?;:LOOP:GAIN?;:FIEL?"), ("analyzer", b":FREQ:STAR?;:FREQ:STOP?;:SWE:POIN?;:FORM?"))}
+    defaults = {
+        name: bench[name].handle(q)
+        for name, q in (
+            ("ring", b":AMPL?;:LOOP:GAIN?;:FIEL?"),
+            ("analyzer", b":FREQ:STAR?;:FREQ:STOP?;:SWE:POIN?;:FORM?"),
+        )
+    }
     with serve(bench, faults=Scripted([None, "reboot", None, "reboot"])) as server:
         ring, analyzer = connect(server, "ring"), connect(server, "analyzer")
         ask(ring, b":AMPL ON;:LOOP:GAIN 5;:FIEL 100;*OPC?")
@@ -315,14 +355,14 @@ def test_seeded_faults_are_reproducible_end_to_end_and_clean_answers_are_exact()
     spec = FaultSpec.parse("drop=0.15,garble=0.2,error=0.08,reboot=0.1,seed=3")
     seen, events = _run_seeded_session(spec)
     assert (seen, events) == _run_seeded_session(spec)
-    decided = [kind for _instrument, kind, detail in events if not detail]   # garble() adds a second entry
+    decided = [kind for _instrument, kind, detail in events if not detail]  # garble() adds a second entry
     counts = {kind: decided.count(kind) for kind in KINDS}
     assert all(counts[kind] for kind in ("drop", "garble", "error", "reboot")), events
     exact = [b"%s\n" % format_number((1000 + i) * 1e6).encode() for i in range(len(seen))]
     assert seen.count("reset") == counts["drop"] + counts["reboot"]
-    assert seen.count("timeout") == counts["error"]      # a rejected query gets no answer
+    assert seen.count("timeout") == counts["error"]  # a rejected query gets no answer
     wrong = [i for i, result in enumerate(seen) if isinstance(result, bytes) and result != exact[i]]
-    assert len(wrong) == counts["garble"]                 # every other answer is exact
+    assert len(wrong) == counts["garble"]  # every other answer is exact
 
 
 def test_noise_free_traces_are_identical_with_and_without_faults():
@@ -339,7 +379,7 @@ def test_noise_free_traces_are_identical_with_and_without_faults():
         for _ in range(12):
             try:
                 got = ask_block(analyzer, b":TRAC?")
-            except (socket.timeout, ValueError):
+            except (TimeoutError, ValueError):
                 got = None
             if got == reference:
                 intact += 1

@@ -26,17 +26,22 @@ from hypothesis import strategies as st
 from sessionfiles import dataset_names, downgrade_to_v1, write_sweep, write_v1_ring_sweep
 
 from labpgt.errors import UserError
+from labpgt.inspection import format_inspection, inspect_session
 from labpgt.instruments.simulated import SimulatedBench
 from labpgt.instruments.simulated.scpi import ERROR_QUEUE_LENGTH, ERROR_TEXTS
-from labpgt.session import SessionReader, SessionWriter
-from labpgt.inspection import format_inspection, inspect_session
 from labpgt.runs import start_training
+from labpgt.session import SessionReader, SessionWriter
 from labpgt.trainer import TrainConfig
 
 # the deadline catches a reader that hangs (a corrupt file can make HDF5 retry forever); 10 s, not 1 s: on a loaded
 # 2-core CI machine a file's first read has taken 2.3 s, its rerun 9 ms
-FUZZ = settings(max_examples=200, deadline=10_000, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=200,
+    deadline=10_000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 class Hang(Exception):
@@ -47,6 +52,7 @@ class Hang(Exception):
 def watchdog(seconds: float):
     """Raise :class:`Hang` if the block runs longer than ``seconds`` (Python-level); faulthandler
     kills the process with a traceback if it is stuck in C code for much longer."""
+
     def alarm(*_):
         raise Hang(f"still running after {seconds} s")
 
@@ -64,27 +70,89 @@ def watchdog(seconds: float):
 # =========================================================================== (a) SCPI
 BENCH = SimulatedBench(n_generators=1, seed=0, noise=False)
 INSTRUMENTS = sorted(BENCH.instruments)
-MNEMONICS = ["SOUR", "SOURce", "FREQ", "frequency", "CW", "FIX", "POW", "LEV", "IMM", "AMPL", "OUTP", "STAT",
-             "MOD", "LFO", "SENS", "CENT", "SPAN", "STAR", "STOP", "STEP", "BAND", "BWID", "RES", "AUTO", "SWE",
-             "POIN", "TIME", "INIT", "CONT", "ABOR", "TRAC", "DATA", "FORM", "BORD", "LOOP", "GAIN", "FIEL",
-             "SYST", "ERR", "NEXT", "COUN", "IDN", "RST", "CLS", "OPC", "WAI", "ESR", "TST"]
+MNEMONICS = [
+    "SOUR",
+    "SOURce",
+    "FREQ",
+    "frequency",
+    "CW",
+    "FIX",
+    "POW",
+    "LEV",
+    "IMM",
+    "AMPL",
+    "OUTP",
+    "STAT",
+    "MOD",
+    "LFO",
+    "SENS",
+    "CENT",
+    "SPAN",
+    "STAR",
+    "STOP",
+    "STEP",
+    "BAND",
+    "BWID",
+    "RES",
+    "AUTO",
+    "SWE",
+    "POIN",
+    "TIME",
+    "INIT",
+    "CONT",
+    "ABOR",
+    "TRAC",
+    "DATA",
+    "FORM",
+    "BORD",
+    "LOOP",
+    "GAIN",
+    "FIEL",
+    "SYST",
+    "ERR",
+    "NEXT",
+    "COUN",
+    "IDN",
+    "RST",
+    "CLS",
+    "OPC",
+    "WAI",
+    "ESR",
+    "TST",
+]
 UNITS = ["", "Hz", "kHz", "MHZ", "GHz", "mhz", "dBm", "dB", "s", "ms", "us", "ns", "mT", "T", "V", "mV", "xyz"]
 WORDS = ["ON", "OFF", "MIN", "MAX", "DEF", "maximum", "ASC", "REAL", "NORM", "SWAP", "TRACE1", "TRACE9", "INT"]
 
 mnemonic = st.one_of(st.sampled_from(MNEMONICS), st.text(string.ascii_letters + string.digits + "_", max_size=8))
-number = st.builds(lambda v, unit: f"{v}{unit}",
-                   st.one_of(st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-                             st.sampled_from(["1e999", "-0", ".5", "5.", "1e", "+", "--1", "0x10", "1,5"])),
-                   st.sampled_from(UNITS))
-argument = st.one_of(number, st.sampled_from(WORDS),
-                     st.text(max_size=6).map(lambda t: '"' + t + '"'),
-                     st.text(max_size=6).map(lambda t: "'" + t.replace("'", "''") + "'"),
-                     st.sampled_from(['"unterminated', "'", '""""', "#14abcd", "#", ""]))
-header = st.builds(lambda lead, parts, star, query: ("*" if star else lead) + ":".join(parts) + query,
-                   st.sampled_from(["", ":", "::", " "]), st.lists(mnemonic, min_size=1, max_size=4),
-                   st.booleans(), st.sampled_from(["", "?", "??"]))
-unit = st.builds(lambda h, args, sep: h + (sep + ",".join(args) if args else ""),
-                 header, st.lists(argument, max_size=3), st.sampled_from([" ", "\t", "  ", ""]))
+number = st.builds(
+    lambda v, unit: f"{v}{unit}",
+    st.one_of(
+        st.integers(-(10**12), 10**12),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from(["1e999", "-0", ".5", "5.", "1e", "+", "--1", "0x10", "1,5"]),
+    ),
+    st.sampled_from(UNITS),
+)
+argument = st.one_of(
+    number,
+    st.sampled_from(WORDS),
+    st.text(max_size=6).map(lambda t: '"' + t + '"'),
+    st.text(max_size=6).map(lambda t: "'" + t.replace("'", "''") + "'"),
+    st.sampled_from(['"unterminated', "'", '""""', "#14abcd", "#", ""]),
+)
+header = st.builds(
+    lambda lead, parts, star, query: ("*" if star else lead) + ":".join(parts) + query,
+    st.sampled_from(["", ":", "::", " "]),
+    st.lists(mnemonic, min_size=1, max_size=4),
+    st.booleans(),
+    st.sampled_from(["", "?", "??"]),
+)
+unit = st.builds(
+    lambda h, args, sep: h + (sep + ",".join(args) if args else ""),
+    header,
+    st.lists(argument, max_size=3),
+    st.sampled_from([" ", "\t", "  ", ""]),
+)
 program_message = st.lists(unit, min_size=1, max_size=5).map(";".join) | st.text(max_size=80)
 
 STANDARD_CODES = set(ERROR_TEXTS) - {0, -300}
@@ -116,8 +184,9 @@ def test_instruments_survive_random_scpi(name, messages):
 
 
 # =========================================================================== (b) session files
-CONFIG = TrainConfig.of(task="iris", method="node", reservoir="digital", steps=3, eval_every=2, seed=3,
-                     batch_size=8, eval_train_samples=10)
+CONFIG = TrainConfig.of(
+    task="iris", method="node", reservoir="digital", steps=3, eval_every=2, seed=3, batch_size=8, eval_train_samples=10
+)
 
 
 KINDS = ("complete", "live", "sweep", "v1", "v1-sweep")
@@ -133,7 +202,7 @@ def sessions(tmp_path_factory):
     live = root / "live.h5"
     shutil.copy(complete, live)
     writer, _ = SessionWriter.open_for_resume(live)
-    live_image = live.read_bytes()                 # as on disk while a writer has it open
+    live_image = live.read_bytes()  # as on disk while a writer has it open
     writer.close()
     live.write_bytes(live_image)
     v1 = root / "v1.h5"
@@ -198,7 +267,7 @@ def test_flipped_or_truncated_session_files_are_read_or_refused(sessions, kind, 
     for where, mask in flips:
         data[int(where * len(data))] ^= mask
     if cut is not None:
-        data = data[:int(cut * len(data))]
+        data = data[: int(cut * len(data))]
     path = sessions["root"] / "corrupt.h5"
     path.write_bytes(bytes(data))
     read_everything(path)
@@ -216,13 +285,32 @@ def test_truncation_at_every_size_class_is_refused_quickly(sessions):
 
 
 ROOT_ATTRIBUTES = ["schema", "kind", "config", "created", "versions", "instruments"]
-junk_value = st.one_of(st.text(max_size=20), st.binary(max_size=20), st.integers(-2**40, 2**40),
-                       st.sampled_from(['{"train": 5}', '{"train": {"steps": "x"}}', '{"train": {"method": 3}}',
-                                        "[]", "null", '{"train": {}}', "labpgt-session/1", "{", '"x"',
-                                        "labpgt-session/2", "training", "sweep", '{"sweep": 5}',
-                                        '{"train": {"method": "sweep"}}', '{"bench": [1], "train": {}}',
-                                        '{"sweep": {"instrument": "ring", "setting": "loop_gain_db", "start": 0, '
-                                        '"stop": 1, "points": 3, "tones": false, "margin_db": "x"}}']))
+junk_value = st.one_of(
+    st.text(max_size=20),
+    st.binary(max_size=20),
+    st.integers(-(2**40), 2**40),
+    st.sampled_from(
+        [
+            '{"train": 5}',
+            '{"train": {"steps": "x"}}',
+            '{"train": {"method": 3}}',
+            "[]",
+            "null",
+            '{"train": {}}',
+            "labpgt-session/1",
+            "{",
+            '"x"',
+            "labpgt-session/2",
+            "training",
+            "sweep",
+            '{"sweep": 5}',
+            '{"train": {"method": "sweep"}}',
+            '{"bench": [1], "train": {}}',
+            '{"sweep": {"instrument": "ring", "setting": "loop_gain_db", "start": 0, '
+            '"stop": 1, "points": 3, "tones": false, "margin_db": "x"}}',
+        ]
+    ),
+)
 dtypes = st.sampled_from(["int8", "uint8", "int32", "int64", "float32", "float64", "S4"])
 
 
@@ -230,11 +318,13 @@ dtypes = st.sampled_from(["int8", "uint8", "int32", "int64", "float32", "float64
 def h5_edits(draw, datasets):
     edits = []
     for _ in range(draw(st.integers(1, 3))):
-        what = draw(st.sampled_from(["attr", "del_attr", "del_ds", "retype", "reshape", "values", "resize",
-                                     "names_attr"]))
+        what = draw(
+            st.sampled_from(["attr", "del_attr", "del_ds", "retype", "reshape", "values", "resize", "names_attr"])
+        )
         target = draw(st.sampled_from(ROOT_ATTRIBUTES if what in ("attr", "del_attr") else datasets))
-        edits.append((what, target, draw(junk_value), draw(dtypes), draw(st.integers(-3, 2**31)),
-                      draw(st.integers(0, 6))))
+        edits.append(
+            (what, target, draw(junk_value), draw(dtypes), draw(st.integers(-3, 2**31)), draw(st.integers(0, 6)))
+        )
     return edits
 
 
@@ -263,17 +353,24 @@ def apply_edit(f: h5py.File, edit) -> None:
         shape = old.shape if what == "retype" else (old.shape[:1] + (small,) * (small % 3))
         attrs = dict(old.attrs)
         del f[target]
-        new = f.create_dataset(target, shape=shape, dtype=dtype if what == "retype" else old.dtype,
-                               maxshape=(None,) + shape[1:] if shape else None)
+        new = f.create_dataset(
+            target,
+            shape=shape,
+            dtype=dtype if what == "retype" else old.dtype,
+            maxshape=(None,) + shape[1:] if shape else None,
+        )
         for key, value in attrs.items():
-            with contextlib.suppress(ValueError, TypeError):   # junk an earlier edit wrote may not round-trip
+            with contextlib.suppress(ValueError, TypeError):  # junk an earlier edit wrote may not round-trip
                 new.attrs[key] = value
     elif what == "values":
         ds = f[target]
         if ds.size:
             flat = np.full(min(ds.shape[0], 4), integer)
-            ds[:flat.size] = flat.reshape((-1,) + (1,) * (ds.ndim - 1)).astype(ds.dtype, copy=False) \
-                if ds.ndim > 1 else flat.astype(ds.dtype, copy=False)
+            ds[: flat.size] = (
+                flat.reshape((-1,) + (1,) * (ds.ndim - 1)).astype(ds.dtype, copy=False)
+                if ds.ndim > 1
+                else flat.astype(ds.dtype, copy=False)
+            )
     elif what == "resize":
         ds = f[target]
         if ds.maxshape and ds.maxshape[0] is None:

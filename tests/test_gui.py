@@ -10,9 +10,9 @@ pytest.importorskip("pytestqt")
 
 from pymeasure.display.Qt import QtCore, QtWidgets  # noqa: E402
 
+from labpgt.inspection import inspect_session  # noqa: E402
 from labpgt.procedures import PGTTraining, RingSweep  # noqa: E402
 from labpgt.procedures.window import TrainingWindow, main, save_screenshots  # noqa: E402
-from labpgt.inspection import inspect_session  # noqa: E402
 from labpgt.runs import resume_training  # noqa: E402
 
 EXAMPLE_SESSION = Path(__file__).parents[1] / "data" / "session-example.h5"
@@ -59,7 +59,7 @@ def test_queue_two_runs_plot_spectrum_session_and_screenshot(qtbot, window, tmp_
     for experiment, steps in ((first, 6), (second, 3)):
         info = inspect_session(experiment.procedure.output)
         assert info["completed"] and info["queries"] > 0 and info["steps"] == steps
-        assert experiment.data_filename == experiment.procedure.output[:-3] + ".csv"   # summary beside it
+        assert experiment.data_filename == experiment.procedure.output[:-3] + ".csv"  # summary beside it
     loss_curve = first.curve_list[0]
     x, y = loss_curve.getData()
     assert len(x) == 6 and np.all(np.isfinite(y))
@@ -71,7 +71,7 @@ def test_queue_two_runs_plot_spectrum_session_and_screenshot(qtbot, window, tmp_
     shots = save_screenshots(window, tmp_path / "window.png")
     assert [shot.name for shot in shots] == ["window.png", "window-spectrum.png"]
     assert all(shot.stat().st_size > 10_000 for shot in shots)
-    window.open_session(first.procedure.output)                 # browse the recorded session
+    window.open_session(first.procedure.output)  # browse the recorded session
     session = window.session_widget
     assert session.slider.maximum() == inspect_session(first.procedure.output)["queries"] - 1
     assert len(session.spectrum.trace()[0]) == points
@@ -79,13 +79,13 @@ def test_queue_two_runs_plot_spectrum_session_and_screenshot(qtbot, window, tmp_
 
 @pytest.mark.slow
 def test_abort_button_stops_between_queries_rf_off_and_resumable(qtbot, window):
-    set_inputs(window, **{**QUICK, "steps": 10, "eval_every": 10})    # no accuracy yet when aborted
+    set_inputs(window, **{**QUICK, "steps": 10, "eval_every": 10})  # no accuracy yet when aborted
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         experiment = window.queue()
         procedure = experiment.procedure
         qtbot.waitUntil(lambda: procedure.steps_done >= 2, timeout=20_000)
-        window.tabs.setCurrentWidget(window.plot_widgets[1])          # the accuracy curve: NaN so far
+        window.tabs.setCurrentWidget(window.plot_widgets[1])  # the accuracy curve: NaN so far
         qtbot.wait(300)
         window.grab()
         qtbot.mouseClick(window.abort_button, QtCore.Qt.MouseButton.LeftButton)
@@ -93,7 +93,7 @@ def test_abort_button_stops_between_queries_rf_off_and_resumable(qtbot, window):
         window.grab()
         window.open_session(procedure.output)
         window.grab()
-    assert [str(w.message) for w in caught] == []                     # no "All-NaN slice encountered"
+    assert [str(w.message) for w in caught] == []  # no "All-NaN slice encountered"
     assert procedure.status == procedure.ABORTED
     assert not any(g.output_on for g in procedure.connected.simulator.generators)
     info = inspect_session(procedure.output)
@@ -115,19 +115,23 @@ def test_accuracy_axis_reads_accuracies_not_thousandths(qtbot, window):
 def test_inputs_clear_the_scrollbar_and_show_every_label_whole(qtbot, window):
     scroll = window.inputs.findChild(QtWidgets.QScrollArea)
     shown = set()
-    for method, model, reservoir in (("node", "dense", "ring-sim"), ("pgt", "transformer", "digital"),
-                                     ("spsa", "dense", "ring-sim"), ("twin", "dense", "digital")):
-        set_inputs(window, method=method, reservoir=reservoir, model=model)     # each shows its own inputs
+    for method, model, reservoir in (
+        ("node", "dense", "ring-sim"),
+        ("pgt", "transformer", "digital"),
+        ("spsa", "dense", "ring-sim"),
+        ("twin", "dense", "digital"),
+    ):
+        set_inputs(window, method=method, reservoir=reservoir, model=model)  # each shows its own inputs
         qtbot.wait(50)
-        assert scroll.widget().width() <= scroll.viewport().width()      # nothing runs under the scrollbar
+        assert scroll.widget().width() <= scroll.viewport().width()  # nothing runs under the scrollbar
         for name, label in window.inputs.labels.items():
-            if not label.isVisible():                # another method's, model's or reservoir's: not shown
+            if not label.isVisible():  # another method's, model's or reservoir's: not shown
                 continue
             shown.add(name)
             assert label.height() >= label.heightForWidth(label.width()), name
             assert label.width() <= scroll.viewport().width(), name
     assert {"width", "digital_noise", "twin_width", "bench"} <= shown
-    set_inputs(window, method="pgt", steps=500)            # a derived setting given: its box unticked, its value shown
+    set_inputs(window, method="pgt", steps=500)  # a derived setting given: its box unticked, its value shown
     qtbot.wait(50)
     assert not window.inputs.pgt_steps_automatic.value() and window.inputs.labels["pgt_steps"].isVisible()
     assert window.inputs.pgt_steps_automatic.isVisible() and not window.inputs.labels["node_steps"].isVisible()
@@ -169,8 +173,8 @@ def test_sweep_window_and_refusal_to_overwrite(qtbot, tmp_path):
 
     qtbot.waitUntil(plotted, timeout=5_000)
     w.inputs.output.setValue(experiment.procedure.output)
-    assert w.queue() is None                          # an existing session is never overwritten
-    w.open_session(experiment.procedure.output)       # a recorded sweep is shown as a sweep
+    assert w.queue() is None  # an existing session is never overwritten
+    w.open_session(experiment.procedure.output)  # a recorded sweep is shown as a sweep
     session = w.session_widget
     summary = experiment.procedure.summary
     for plot, column in ((session.left_plot, "Peak power (dBm)"), (session.right_plot, "Margin (dB)")):

@@ -17,6 +17,7 @@ def loader_without(*absent):
     def load(soname):
         if soname in absent:
             raise OSError(f"{soname}: cannot open shared object file: No such file or directory")
+
     return load
 
 
@@ -31,9 +32,11 @@ def test_the_platform_is_the_one_qt_would_choose():
 @linux_only
 def test_every_missing_library_is_named_with_its_package_in_one_line():
     load = loader_without("libxcb-icccm.so.4", "libxcb-keysyms.so.1")
-    assert missing_libraries("xcb", load) == {"libxcb-icccm.so.4": "libxcb-icccm4",
-                                              "libxcb-keysyms.so.1": "libxcb-keysyms1"}
-    assert missing_libraries("offscreen", load) == {}          # only the xcb plugin needs these
+    assert missing_libraries("xcb", load) == {
+        "libxcb-icccm.so.4": "libxcb-icccm4",
+        "libxcb-keysyms.so.1": "libxcb-keysyms1",
+    }
+    assert missing_libraries("offscreen", load) == {}  # only the xcb plugin needs these
     with pytest.raises(UserError) as error:
         check_system_libraries({"DISPLAY": ":0"}, load)
     message = str(error.value)
@@ -56,9 +59,8 @@ def test_labpgt_gui_on_this_machine_says_what_is_missing_instead_of_aborting():
     env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
     missing = missing_libraries("xcb")
     if missing:
-        env["DISPLAY"] = ":99"       # a display that does not exist: the libraries are checked first
-    proc = subprocess.run([sys.executable, "-m", "labpgt", "gui"], env=env, capture_output=True, text=True,
-                          timeout=60)
+        env["DISPLAY"] = ":99"  # a display that does not exist: the libraries are checked first
+    proc = subprocess.run([sys.executable, "-m", "labpgt", "gui"], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("labpgt: ")
@@ -67,7 +69,7 @@ def test_labpgt_gui_on_this_machine_says_what_is_missing_instead_of_aborting():
 
 
 def test_the_installed_qt_binding_keeps_none_alive():
-    assert not preflight.drops_references_to_none()        # setup.cfg keeps PySide6 6.12.0 away on Python < 3.12
+    assert not preflight.drops_references_to_none()  # setup.cfg keeps PySide6 6.12.0 away on Python < 3.12
     preflight.check_qt_binding()
 
 
@@ -75,4 +77,3 @@ def test_a_binding_that_drops_references_to_none_is_refused(monkeypatch):
     monkeypatch.setattr(preflight, "drops_references_to_none", lambda: True)
     with pytest.raises(UserError, match="would crash the GUI mid-run"):
         preflight.check_qt_binding()
-

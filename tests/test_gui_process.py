@@ -20,7 +20,7 @@ pytest.importorskip("pytestqt")
 from labpgt.inspection import inspect_session  # noqa: E402
 from labpgt.session import SessionReader  # noqa: E402
 
-pytestmark = pytest.mark.slow          # the GUI in a process of its own
+pytestmark = pytest.mark.slow  # the GUI in a process of its own
 
 GUI_ENV = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
 
@@ -29,12 +29,17 @@ GUI_ENV = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
 def served(tmp_path):
     """``labpgt sim`` on free ports; yields (bench TOML, {name: port} of the generators)."""
     bench = tmp_path / "bench.toml"
-    proc = subprocess.Popen([sys.executable, "-m", "labpgt", "sim", "--port", "0", "--write-bench", str(bench)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labpgt", "sim", "--port", "0", "--write-bench", str(bench)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         resources = dict(proc.stdout.readline().split() for _ in range(6))
-        generators = {name: int(resource.split("::")[2]) for name, resource in resources.items()
-                      if name.startswith("gen")}
+        generators = {
+            name: int(resource.split("::")[2]) for name, resource in resources.items() if name.startswith("gen")
+        }
         wait_for(bench.is_file, 10, "the bench file")
         yield bench, generators
     finally:
@@ -72,8 +77,13 @@ def step_rows(runs: Path) -> int:
 
 def start_gui(tmp_path, bench: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "labpgt", "gui", "--bench", str(bench), "--runs-dir", str(runs),
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=GUI_ENV)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labpgt", "gui", "--bench", str(bench), "--runs-dir", str(runs), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=GUI_ENV,
+    )
     return proc, runs
 
 
@@ -81,11 +91,11 @@ def assert_stopped_cleanly(proc, runs: Path, generators: dict, status: int, rows
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == status, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err and "Fatal" not in err, err
-    assert not any(rf_on(port) for port in generators.values())     # every generator, asked from outside
+    assert not any(rf_on(port) for port in generators.values())  # every generator, asked from outside
     (session,) = runs.glob("*.h5")
     info = inspect_session(session)
     assert not info["completed"] and info["steps"] >= rows_before >= 2
-    assert info["steps"] == step_rows(runs)                          # every step the window showed is saved
+    assert info["steps"] == step_rows(runs)  # every step the window showed is saved
     with SessionReader(session) as reader:
         assert len(reader.steps()["loss"]) == info["steps"]
     assert f"--resume {session}" in err
@@ -97,9 +107,9 @@ def test_a_signal_to_a_measuring_gui_stops_the_run_rf_off_session_saved(tmp_path
     proc, runs = start_gui(tmp_path, bench, "--start")
     try:
         wait_for(lambda: step_rows(runs) >= 2, 120, "two steps of the run")
-        assert any(rf_on(port) for port in generators.values())      # it is measuring: RF is on
+        assert any(rf_on(port) for port in generators.values())  # it is measuring: RF is on
         rows = step_rows(runs)
-        for _ in range(repeats):                                      # Ctrl+C pressed impatiently, too
+        for _ in range(repeats):  # Ctrl+C pressed impatiently, too
             proc.send_signal(signum)
             time.sleep(0.1)
         assert_stopped_cleanly(proc, runs, generators, 128 + signum, rows)
@@ -129,9 +139,13 @@ sys.exit(gui.main(sys.argv[1:]))
 def test_file_quit_during_a_run_stops_it_and_exits_without_a_crash(tmp_path, served):
     bench, generators = served
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-c", QUIT_AFTER_TWO_STEPS, "--bench", str(bench), "--runs-dir",
-                             str(runs), "--start"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=GUI_ENV)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", QUIT_AFTER_TWO_STEPS, "--bench", str(bench), "--runs-dir", str(runs), "--start"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=GUI_ENV,
+    )
     try:
         out, err = proc.communicate(timeout=120)
     finally:

@@ -41,18 +41,27 @@ def full_loss(net, res, params, X, y):
     return net.loss(net.forward(params, X, measured(res)).logits, y)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "transformer-2" else n for n in SPECS])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "transformer-2" else n for n in SPECS]
+)
 def test_gradient_through_every_digital_stage_matches_finite_differences(name):
     res, net, params, X, y = setup(SPECS[name])
     loss, grads = net.gradients(params, net.forward(params, X, measured(res)), y, exact_vjp(res))
     assert loss == pytest.approx(full_loss(net, res, params, X, y), abs=1e-12)
     theta, g = net.flatten(params), net.flatten(grads)
     h = 1e-6
-    fd = np.array([(full_loss(net, res, net.unflatten(theta + h * e, params), X, y)
-                    - full_loss(net, res, net.unflatten(theta - h * e, params), X, y)) / (2 * h)
-                   for e in np.eye(theta.size)])
+    fd = np.array(
+        [
+            (
+                full_loss(net, res, net.unflatten(theta + h * e, params), X, y)
+                - full_loss(net, res, net.unflatten(theta - h * e, params), X, y)
+            )
+            / (2 * h)
+            for e in np.eye(theta.size)
+        ]
+    )
     assert np.allclose(g, fd, rtol=1e-5, atol=1e-8)
-    for stage in net.stages + [net.head]:                 # every stage's parameters get a gradient
+    for stage in net.stages + [net.head]:  # every stage's parameters get a gradient
         for n in stage.trainable:
             assert np.any(grads[n] != 0), n
 
@@ -79,7 +88,7 @@ def test_flat_vector_in_sorted_name_order_and_round_trip():
     assert v.size == net.n_params == 6 * 4 + 4 + 6 * 7 + 7 + 7 * 3 + 3
     back = net.unflatten(v + 1.0, params)
     assert np.array_equal(back["out_b"], params["out_b"] + 1.0)
-    assert back["feature_scale"] is params["feature_scale"]     # frozen arrays untouched
+    assert back["feature_scale"] is params["feature_scale"]  # frozen arrays untouched
     assert np.array_equal(net.flatten(net.unflatten(v, params)), v)
 
 
@@ -89,7 +98,7 @@ def test_upstream_and_tail_partition_the_trainable_parameters():
         assert set(net.upstream_names) | set(net.tail_names) == set(net.trainable_names), name
         assert not set(net.upstream_names) & set(net.tail_names)
     _, net, _, _, _ = setup(SPECS["transformer-2"])
-    assert "b1.ff_in_W" in net.upstream_names and "b0.ff_out_W" in net.upstream_names   # between two layers
+    assert "b1.ff_in_W" in net.upstream_names and "b0.ff_out_W" in net.upstream_names  # between two layers
     assert "b1.ff_out_W" in net.tail_names and "out_W" in net.tail_names
 
 
@@ -124,7 +133,7 @@ def test_transformer_measures_every_token_of_every_block_with_its_labels():
         return res.measure(U).features
 
     net = build_network(ModelSpec(architecture="transformer", width=4, heads=2, blocks=2), 6, 3, 4, 6, seed=0)
-    assert net.spec["tokens"] == 6                                  # default for a short input: one feature each
+    assert net.spec["tokens"] == 6  # default for a short input: one feature each
     net = build_network(SPECS["transformer-2"], 6, 3, 4, 6, seed=0)
     assert net.spec["tokens"] == 3
     net.forward(net.initial_params, np.random.default_rng(0).standard_normal((5, 6)), measure, role="eval")
@@ -149,7 +158,7 @@ def test_branches_are_measured_interleaved_plus_right_before_minus():
         assert list(rows.role[:4]) == ["plus", "minus", "plus", "minus"]
         assert np.array_equal(rows.position[0::2], rows.position[1::2])
         assert np.array_equal(rows.token[0::2], rows.token[1::2])
-    alone = net.forward(other, X, measured(res))                   # lockstep changes nothing but the order
+    alone = net.forward(other, X, measured(res))  # lockstep changes nothing but the order
     assert np.array_equal(tapes[1].logits, alone.logits)
 
 
@@ -175,8 +184,13 @@ def test_digital_reservoir_contract_vjp_and_nonlinearity():
     assert m.features.shape == (5, 6) and m.spectra is None and len(m) == 5
     G = rng.standard_normal((5, 6))
     h = 1e-6
-    fd = np.stack([((res.measure(U + h * e).features - res.measure(U - h * e).features) * G).sum(axis=1) / (2 * h)
-                   for e in np.eye(4)], axis=1)
+    fd = np.stack(
+        [
+            ((res.measure(U + h * e).features - res.measure(U - h * e).features) * G).sum(axis=1) / (2 * h)
+            for e in np.eye(4)
+        ],
+        axis=1,
+    )
     assert np.allclose(res.vjp(U, G), fd, rtol=1e-5, atol=1e-8)
     # nonlinear: the midpoint of two inputs does not map to the midpoint of their features
     a, b = res.measure(np.zeros((1, 4))).features, res.measure(np.ones((1, 4))).features
@@ -244,12 +258,12 @@ def test_lda_with_fewer_classes_than_inputs_is_completed_by_principal_components
     from labpgt.architectures import TrainingData, fitted_encoder
     from labpgt.tasks import load_task
 
-    task = load_task("iris", 0)                       # 3 classes: 2 discriminant directions, 4 inputs
+    task = load_task("iris", 0)  # 3 classes: 2 discriminant directions, 4 inputs
     W, b = fitted_encoder("lda", TrainingData(task.x_train, task.y_train), 6)
     assert W.shape == (4, 6)
     z = task.x_train @ W + b
-    assert np.all(z[:, :4].std(axis=0) > 0.99)       # 2 discriminant + 2 principal directions
-    assert np.all(W[:, 4:] == 0) and np.all(b[4:] == 0)   # nothing left to fit: those inputs start at u = 0.5
+    assert np.all(z[:, :4].std(axis=0) > 0.99)  # 2 discriminant + 2 principal directions
+    assert np.all(W[:, 4:] == 0) and np.all(b[4:] == 0)  # nothing left to fit: those inputs start at u = 0.5
 
 
 def test_a_fitted_encoder_is_the_dense_networks_and_needs_the_training_inputs():

@@ -9,31 +9,39 @@ import pytest
 from pymeasure.experiment import Procedure, Results
 from pymeasure.experiment.workers import Worker
 
+from labpgt.benchmark import applies_to
 from labpgt.cli import build_parser, train_config_from
 from labpgt.digital import DigitalReservoir
+from labpgt.engine import RunEngine, StopReason, StopRequested, _Metered
 from labpgt.errors import UserError
+from labpgt.inspection import inspect_session
 from labpgt.instruments.simulated.ring import RingModel
 from labpgt.methods import METHODS
-from labpgt.benchmark import applies_to
-from labpgt.engine import RunEngine, StopReason, StopRequested, _Metered
 from labpgt.procedures import PGTTraining, RingSweep, estimate_threshold, line_margin
 from labpgt.reservoirs import DigitalSettings
-from labpgt.session import SessionReader
-from labpgt.inspection import inspect_session
 from labpgt.runs import resume_training
+from labpgt.session import SessionReader
 
 
 def run_worker(procedure, csv_path, timeout=60):
     worker = Worker(Results(procedure, str(csv_path)))
     worker.start()
-    threading.Thread.join(worker, timeout)    # Worker.join returns as soon as the stop flag is set
+    threading.Thread.join(worker, timeout)  # Worker.join returns as soon as the stop flag is set
     assert not worker.is_alive()
     return worker
 
 
 def quick_training(tmp_path, **overrides):
-    values = dict(task="iris", method="node", steps=6, batch_size=8, directions=2, eval_every=3, eval_train_samples=30,
-                  output=str(tmp_path / "run.h5"))
+    values = dict(
+        task="iris",
+        method="node",
+        steps=6,
+        batch_size=8,
+        directions=2,
+        eval_every=3,
+        eval_train_samples=30,
+        output=str(tmp_path / "run.h5"),
+    )
     values.update(overrides)
     method = values["method"]
     values = {k: v for k, v in values.items() if (applies_to(k, method) or k in ("output", "method")) and v is not None}
@@ -51,15 +59,15 @@ def test_estimate_threshold_interpolates_the_jump():
 def test_line_margin_excludes_injected_tones():
     f = np.linspace(2.9e9, 3.1e9, 201)
     trace = np.full(201, -90.0)
-    trace[50] = -10.0      # an injected tone
-    trace[150] = -40.0     # the ring's own line
+    trace[50] = -10.0  # an injected tone
+    trace[150] = -40.0  # the ring's own line
     peak_f, peak_p, margin = line_margin(trace, f, excluded_hz=[f[50]], exclude_width_hz=5e6)
     assert peak_f == f[150] and peak_p == -40.0 and margin == pytest.approx(50.0)
 
 
 def test_the_engine_stops_a_bench_between_queries():
     inner = DigitalReservoir(input_width=4, feature_width=6, seed=0)
-    inner.each_query_apart = True          # as a bench: every row its own sweep
+    inner.each_query_apart = True  # as a bench: every row its own sweep
     calls = []
     engine = RunEngine()
     engine.stop_when(lambda: len(calls) >= 3, StopReason("test"))
@@ -69,7 +77,7 @@ def test_the_engine_stops_a_bench_between_queries():
     assert wrapped.input_width == 4 and wrapped.feature_width == 6
     with pytest.raises(StopRequested):
         wrapped.measure(np.random.default_rng(0).random((10, 4)))
-    assert calls == [1, 1, 1]              # one query at a time, stopped before the 4th
+    assert calls == [1, 1, 1]  # one query at a time, stopped before the 4th
 
 
 @pytest.mark.slow
@@ -83,7 +91,7 @@ def test_training_records_a_complete_session_and_turns_rf_off(tmp_path):
     data = Results.load(str(tmp_path / "run.csv")).data
     assert list(data["Step"]) == [1, 2, 3, 4, 5, 6]
     assert np.isnan(data["Held-out accuracy"][0]) and np.isfinite(data["Held-out accuracy"][2])
-    assert p.feed.count == info["queries"]          # every measured trace reached the feed
+    assert p.feed.count == info["queries"]  # every measured trace reached the feed
 
 
 @pytest.mark.slow
@@ -91,12 +99,22 @@ def test_training_records_a_complete_session_and_turns_rf_off(tmp_path):
 @pytest.mark.parametrize("model", ["dense", "transformer"])
 def test_the_gui_receives_exactly_one_result_row_per_step_for_every_method(tmp_path, method, model):
     """What PyMeasure's worker hands the window (the results rows it writes) is one row per recorded step."""
-    p = quick_training(tmp_path, method=method, model=model, reservoir="digital", steps=4, eval_every=2,
-                       width=4, heads=1, blocks=1, directions=None)
+    p = quick_training(
+        tmp_path,
+        method=method,
+        model=model,
+        reservoir="digital",
+        steps=4,
+        eval_every=2,
+        width=4,
+        heads=1,
+        blocks=1,
+        directions=None,
+    )
     run_worker(p, tmp_path / "run.csv")
     assert p.status == Procedure.FINISHED
     data = Results.load(str(tmp_path / "run.csv")).data
-    steps = 1 if method == "readout" else 4          # the readout is fitted in one step
+    steps = 1 if method == "readout" else 4  # the readout is fitted in one step
     assert list(data["Step"]) == list(range(1, steps + 1))
     assert inspect_session(tmp_path / "run.h5")["steps"] == steps
     assert np.isfinite(data["Held-out accuracy"].iloc[-1])
@@ -111,7 +129,7 @@ def test_abort_mid_step_leaves_a_resumable_session_and_rf_off(tmp_path):
     while p.steps_done < 2:
         assert time.time() < deadline
         time.sleep(0.01)
-    time.sleep(0.05)                      # somewhere inside step 3
+    time.sleep(0.05)  # somewhere inside step 3
     worker.stop()
     threading.Thread.join(worker, 30)
     assert not worker.is_alive()
@@ -144,8 +162,10 @@ def test_loop_gain_sweep_finds_the_threshold(tmp_path):
         np.testing.assert_array_equal(points["value"], [row["Value"] for row in p.summary])
         np.testing.assert_array_equal(points["margin_db"], [row["Margin (dB)"] for row in p.summary])
         assert list(points["queries"]) == list(range(1, 18))
-        assert reader.config["sweep"]["fixed"]["ring.field_mt"] == field and "ring.loop_gain_db" not in \
-            reader.config["sweep"]["fixed"]
+        assert (
+            reader.config["sweep"]["fixed"]["ring.field_mt"] == field
+            and "ring.loop_gain_db" not in reader.config["sweep"]["fixed"]
+        )
         assert "train" not in reader.config and reader.n_checkpoints == 0
     assert len(Results.load(str(tmp_path / "sweep.csv")).data) == 17
 
@@ -184,8 +204,8 @@ def test_the_window_sets_the_rings_drift_and_following_as_labpgt_train_does():
     config = procedure.train_config()
     assert (config.reservoir.ring_drift, config.follow_ring) == (False, 5)
     assert config == cli
-    procedure.reservoir = "digital"           # the drift input is the ring's: hidden, and not given to a digital run
+    procedure.reservoir = "digital"  # the drift input is the ring's: hidden, and not given to a digital run
     assert procedure.train_config().reservoir == DigitalSettings()
-    procedure.assign(reservoir="ring-sim", bench="/nowhere/bench.toml")      # a bench's instruments cannot be held
+    procedure.assign(reservoir="ring-sim", bench="/nowhere/bench.toml")  # a bench's instruments cannot be held
     with pytest.raises(UserError, match="ring_drift off"):
         procedure.train_config()

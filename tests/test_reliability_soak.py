@@ -8,20 +8,43 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow          # a soak over TCP, processes stopped and resumed
+pytestmark = pytest.mark.slow  # a soak over TCP, processes stopped and resumed
 
 SOAK = Path(__file__).resolve().parents[1] / "benchmarks" / "reliability_soak.py"
 
 
 def test_a_disturbed_run_loses_nothing_and_measures_nothing_twice(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(SOAK), "--task", "iris", "--steps", "20", "--batch-size", "4", "--directions", "2",
-         "--every-s", "8", "--seed", "3"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+        [
+            sys.executable,
+            str(SOAK),
+            "--task",
+            "iris",
+            "--steps",
+            "20",
+            "--batch-size",
+            "4",
+            "--directions",
+            "2",
+            "--every-s",
+            "8",
+            "--seed",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "queries lost 0, measured twice 0, different 0, in the same order: yes, final parameters equal: yes" \
+    assert (
+        "queries lost 0, measured twice 0, different 0, in the same order: yes, final parameters equal: yes"
         in result.stdout
-    injected = {line.split()[0]: int(line.split()[1]) for line in result.stdout.splitlines()
-                if line.split() and line.split()[0] in ("temperature", "gain", "away", "SIGTERM", "SIGINT", "SIGHUP",
-                                                        "SIGKILL")}
-    assert sum(injected.values()) >= 3        # the run really was disturbed, and more than one way
+    )
+    injected = {
+        line.split()[0]: int(line.split()[1])
+        for line in result.stdout.splitlines()
+        if line.split() and line.split()[0] in ("temperature", "gain", "away", "SIGTERM", "SIGINT", "SIGHUP", "SIGKILL")
+    }
+    assert sum(injected.values()) >= 3  # the run really was disturbed, and more than one way
     assert sum(1 for count in injected.values() if count) >= 2

@@ -13,16 +13,30 @@ import sys
 import h5py
 import numpy as np
 import pytest
-
-from labpgt.replay import (FLOAT64_ROUNDING, ROUNDING_ULPS, STEP_TOLERANCE, ReplayReservoir, refit_readout,
-                           replay_session)
-from labpgt.session import SessionReader
-from labpgt.runs import start_training
-from labpgt.trainer import TrainConfig
 from sessionfiles import config_for
 
-SMALL = dict(task="iris", reservoir="digital", steps=6, eval_every=3, batch_size=16, eval_train_samples=40,
-             digital_noise=0.02, seed=1)
+from labpgt.replay import (
+    FLOAT64_ROUNDING,
+    ROUNDING_ULPS,
+    STEP_TOLERANCE,
+    ReplayReservoir,
+    refit_readout,
+    replay_session,
+)
+from labpgt.runs import start_training
+from labpgt.session import SessionReader
+from labpgt.trainer import TrainConfig
+
+SMALL = dict(
+    task="iris",
+    reservoir="digital",
+    steps=6,
+    eval_every=3,
+    batch_size=16,
+    eval_train_samples=40,
+    digital_noise=0.02,
+    seed=1,
+)
 
 
 def fingerprint(path):
@@ -32,8 +46,20 @@ def fingerprint(path):
 @pytest.fixture(scope="module")
 def ring_session(tmp_path_factory):
     path = tmp_path_factory.mktemp("ring") / "ring.h5"
-    start_training(TrainConfig.of(task="iris", method="node", reservoir="ring-sim", steps=2, eval_every=2, batch_size=8,
-                                directions=2, eval_train_samples=16, seed=0), path)
+    start_training(
+        TrainConfig.of(
+            task="iris",
+            method="node",
+            reservoir="ring-sim",
+            steps=2,
+            eval_every=2,
+            batch_size=8,
+            directions=2,
+            eval_train_samples=16,
+            seed=0,
+        ),
+        path,
+    )
     return path
 
 
@@ -84,8 +110,9 @@ def test_altered_input_is_named(ring_session, tmp_path):
         f["queries/u"][150, 2] += 3.1e-07
 
     report = replay_session(_altered_copy(ring_session, tmp_path / "altered_u.h5", change))
-    assert report.first_divergence == (f"query 150 (step {step}, role {role}): recorded input differs from "
-                                       f"requested by 3.1e-07")
+    assert report.first_divergence == (
+        f"query 150 (step {step}, role {role}): recorded input differs from requested by 3.1e-07"
+    )
 
 
 def _allowed_deviation(path, name, step, index):
@@ -106,19 +133,20 @@ def test_altered_feature_diverges_and_altered_checkpoint_is_named(tmp_path):
     def change_checkpoint(by):
         def change(f):
             f["checkpoints/params/out_b"][3, 0] += by
+
         return change
 
     report = replay_session(_altered_copy(path, tmp_path / "ck.h5", change_checkpoint(10 * allowed)))
     assert report.first_divergence.startswith("step 3: parameters differ from checkpoint")
     assert "in out_b" in report.first_divergence
     within = _altered_copy(path, tmp_path / "ck-within.h5", change_checkpoint(0.1 * allowed_both))
-    report = replay_session(within)       # below the tolerance: indistinguishable from another CPU's rounding
+    report = replay_session(within)  # below the tolerance: indistinguishable from another CPU's rounding
     assert report.ok and 0.0 < report.largest_deviation <= STEP_TOLERANCE
     assert report.largest_at.startswith(("step 3, parameters out_b", "step 4, parameters out_b"))
     report = replay_session(within, exact=True)
     assert not report.ok and report.first_divergence.startswith("step 3: parameters differ from checkpoint")
 
-    with SessionReader(path) as r:   # a training query: its features move the parameters
+    with SessionReader(path) as r:  # a training query: its features move the parameters
         q = r.queries(fields=("step", "role"))
         row = int(np.flatnonzero((q["step"] == 2) & (q["role"] == r.role_names.index("plus")))[0])
 
@@ -153,13 +181,14 @@ def test_refit_readout_offline(ring_session, tmp_path):
 
 # --------------------------------------------------------------------------- another machine's rounding
 def _labpgt(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=300,
-                          env=env)
+    return subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def _blas_kernels(env) -> str:
-    probe = ("import numpy, scipy.linalg, threadpoolctl; print(sorted(i.get('architecture') for i in "
-             "threadpoolctl.threadpool_info() if i.get('user_api') == 'blas'))")
+    probe = (
+        "import numpy, scipy.linalg, threadpoolctl; print(sorted(i.get('architecture') for i in "
+        "threadpoolctl.threadpool_info() if i.get('user_api') == 'blas'))"
+    )
     return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout
 
 
@@ -183,7 +212,7 @@ def test_replay_holds_under_another_blas_kernel(tmp_path, other_kernel):
     naming the other machine), and step-local replay passes, reporting the deviation."""
     path = tmp_path / "readout.h5"
     start_training(config_for("readout", **SMALL), path)
-    assert replay_session(path, exact=True).ok                      # bit-identical on the recording machine
+    assert replay_session(path, exact=True).ok  # bit-identical on the recording machine
     exact = _labpgt("replay", "--exact", str(path), env=other_kernel)
     assert exact.returncode == 1 and "replay diverged: step 0" in exact.stdout
     assert "recorded on another machine" in exact.stdout
@@ -219,9 +248,10 @@ def test_a_session_written_before_compression_and_the_new_fingerprint_replays_an
     """The layout before this labpgt wrote compressed queries: every row dataset plain, no spectrum grid, a
     fingerprint without SIMD and BLAS. It replays step by step (naming the machine as another), resumes, and
     stays plain."""
+    from sessionfiles import train_until
+
     from labpgt.runs import resume_training
     from labpgt.session import hdf5
-    from sessionfiles import train_until
 
     plain = hdf5.row_dataset
     monkeypatch.setattr(hdf5, "row_dataset", lambda *args, **kwargs: plain(*args, **{**kwargs, "compress": False}))
@@ -232,7 +262,7 @@ def test_a_session_written_before_compression_and_the_new_fingerprint_replays_an
         versions = json.loads(f.attrs["versions"])
         versions["numerics"] = {k: v for k, v in versions["numerics"].items() if k not in ("simd", "blas")}
         f.attrs["versions"] = json.dumps(versions)
-        f["queries/spectrum"].attrs.pop("resolution_db", None)      # no spectra, no grid: absent already
+        f["queries/spectrum"].attrs.pop("resolution_db", None)  # no spectra, no grid: absent already
     report = replay_session(path)
     assert report.ok and not report.recording_complete and report.checkpoints_checked == 3
     assert report.largest_deviation == 0.0 and report.other_machine

@@ -8,13 +8,13 @@ import time
 
 import numpy as np
 import pytest
+from servedbench import generator_outputs, served_bench
 
 from labpgt.bench import Bench, BenchFault, embedded_bench, simulated_bench_config
 from labpgt.instruments.simulated.timing import UNCHARGED
-from labpgt.session import SessionReader
 from labpgt.runs import start_training
+from labpgt.session import SessionReader
 from labpgt.trainer import TrainConfig
-from servedbench import generator_outputs, served_bench
 
 
 def simulated_outputs(bench):
@@ -23,8 +23,9 @@ def simulated_outputs(bench):
 
 
 def quick_config(**overrides):
-    values = dict(task="iris", method="node", reservoir="ring-sim", steps=2, batch_size=4, eval_every=2,
-                  eval_train_samples=8)
+    values = dict(
+        task="iris", method="node", reservoir="ring-sim", steps=2, batch_size=4, eval_every=2, eval_train_samples=8
+    )
     values.update(overrides)
     return TrainConfig.of(**values).resolved()
 
@@ -117,9 +118,28 @@ def served(tmp_path):
 def test_rf_off_after_sigint_and_sigterm(served, tmp_path, signum, status):
     bench_path, resources = served
     out = tmp_path / "run.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--bench", str(bench_path), "--task", "iris",
-                             "--steps", "200", "--batch-size", "8", "--quiet", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labpgt",
+            "train",
+            "--bench",
+            str(bench_path),
+            "--task",
+            "iris",
+            "--steps",
+            "200",
+            "--batch-size",
+            "8",
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and generator_outputs(resources) != ["1"] * 4:
         time.sleep(0.2)

@@ -52,22 +52,22 @@ def test_the_field_is_reached_within_tolerance_through_the_closed_loop(parts):
         meter = bench.simulator.parts.gaussmeter
         true_field = bench.simulator.model.lab.gap_field_mt(bench.simulator.parts.cold_field_mt)
         assert abs(true_field + bench.simulator.model.params.hall_offset_mt - target) < 0.05
-        for value in (65.0, 75.5):                        # set points of an encoding or a sweep
+        for value in (65.0, 75.5):  # set points of an encoding or a sweep
             bench.apply({("magnet", "field_mt"): value}, rf=False)
             assert abs(bench.field_readings["magnet"].field_mt - value) <= options["field_tolerance_mt"]
             assert abs(meter.field_mt() - value) < 0.05
         measured = bench.measure(np.full((2, bench.input_width), 0.5))
-        assert np.all(np.abs(measured.field_mt - 75.5) < 0.05)      # read after each query, recorded
+        assert np.all(np.abs(measured.field_mt - 75.5) < 0.05)  # read after each query, recorded
         assert np.all(np.isfinite(measured.temperature_c))
 
 
 def test_a_set_point_is_approached_from_below_whatever_the_current_was():
     with parts_bench() as bench:
         first = bench.field_readings["magnet"].current_a
-        bench.apply({("magnet", "field_mt"): 80.0}, rf=False)      # up, then back down to the first set point
+        bench.apply({("magnet", "field_mt"): 80.0}, rf=False)  # up, then back down to the first set point
         supply = MessageLog(bench.simulator.parts.magnet)
         bench.apply({("magnet", "field_mt"): 70.99}, rf=False)
-        assert bench.field_readings["magnet"].current_a == first    # the same branch: the same current, exactly
+        assert bench.field_readings["magnet"].current_a == first  # the same branch: the same current, exactly
         currents = [float(m.split()[1].split(";")[0]) for m in supply.messages if m.startswith("CURR ")]
         assert min(currents) <= first - APPROACH_A + 1e-9
 
@@ -83,14 +83,17 @@ def test_the_ramp_never_steps_faster_than_the_slew_limit():
         assert steps.max() <= options["max_slew_a_per_s"] * 0.1 + 1e-9
         bench.measure(np.full((1, bench.input_width), 0.5))
         ramp_s = (currents[-1] - currents[0]) / options["max_slew_a_per_s"]
-        assert bench.simulator.clock_s - before >= 0.9 * ramp_s     # the ramp took its time on the bench's clock
+        assert bench.simulator.clock_s - before >= 0.9 * ramp_s  # the ramp took its time on the bench's clock
 
 
-@pytest.mark.parametrize("settings, words", [
-    ({("attenuator", "attenuation_db"): 2.0}, "below its min_attenuation_db"),
-    ({("magnet", "field_mt"): 150.0}, "outside"),
-    ({("magnet", "current_a"): 6.0}, "outside"),
-])
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        ({("attenuator", "attenuation_db"): 2.0}, "below its min_attenuation_db"),
+        ({("magnet", "field_mt"): 150.0}, "outside"),
+        ({("magnet", "current_a"): 6.0}, "outside"),
+    ],
+)
 def test_a_setting_beyond_a_new_limit_is_refused_before_anything_is_sent(settings, words):
     with parts_bench() as bench:
         logs = {name: MessageLog(bench.simulator[name]) for name in bench.simulator.instruments}
@@ -101,20 +104,30 @@ def test_a_setting_beyond_a_new_limit_is_refused_before_anything_is_sent(setting
 
 def test_a_config_whose_encoding_could_exceed_a_new_limit_is_refused():
     base = simulated_bench_config(embedded=True, ring_parts=("rcdat", "ls421")).to_dict()
-    low = dict(base, encoding=[*base["encoding"], {"instrument": "attenuator", "setting": "attenuation_db",
-                                                    "min": 1.0, "max": 12.0}])
+    low = dict(
+        base,
+        encoding=[
+            *base["encoding"],
+            {"instrument": "attenuator", "setting": "attenuation_db", "min": 1.0, "max": 12.0},
+        ],
+    )
     with pytest.raises(SafetyError, match="below its min_attenuation_db"):
         parse_bench_config(low)
-    strong = dict(base, encoding=[*base["encoding"], {"instrument": "magnet", "setting": "field_mt",
-                                                       "min": 60.0, "max": 120.0}])
+    strong = dict(
+        base, encoding=[*base["encoding"], {"instrument": "magnet", "setting": "field_mt", "min": 60.0, "max": 120.0}]
+    )
     with pytest.raises(SafetyError, match="magnet.field_mt could be set to"):
         parse_bench_config(strong)
-    too_much = {**base, "instruments": {**base["instruments"],
-                                        "magnet": {**base["instruments"]["magnet"], "max_current_a": 20.0}}}
+    too_much = {
+        **base,
+        "instruments": {**base["instruments"], "magnet": {**base["instruments"]["magnet"], "max_current_a": 20.0}},
+    }
     with pytest.raises(SafetyError, match="max_current_a"):
         parse_bench_config(too_much)
-    unnamed = {**base, "instruments": {**base["instruments"],
-                                       "magnet": {**base["instruments"]["magnet"], "gaussmeter": "gen1"}}}
+    unnamed = {
+        **base,
+        "instruments": {**base["instruments"], "magnet": {**base["instruments"]["magnet"], "gaussmeter": "gen1"}},
+    }
     with pytest.raises(UserError, match="gaussmeter"):
         parse_bench_config(unnamed)
 
@@ -143,12 +156,12 @@ def test_the_psg_attenuator_is_held_when_the_encoding_fits_the_alc_and_moves_on_
     bench.measure(rng.random((40, bench.input_width)))
     held_cycles = [g.attenuator_cycles for g in bench.simulator.generators]
     bench.close()
-    assert held_cycles == [1, 1, 1, 1]                  # the one move to the held position
+    assert held_cycles == [1, 1, 1, 1]  # the one move to the held position
     simulator = SimulatedBench(seed=0)
     from labpgt.instruments import SignalGenerator
 
     generator = SignalGenerator(SimulatedAdapter(simulator["gen1"]))
-    for power in np.linspace(-30, 0, 7):                # auto: the attenuator follows the power below the ALC
+    for power in np.linspace(-30, 0, 7):  # auto: the attenuator follows the power below the ALC
         generator.power = float(power)
     assert simulator["gen1"].attenuator_cycles >= 2
     assert simulator.busy_s["gen1"] >= 2 * simulator.timing.attenuator_move_s
@@ -169,9 +182,9 @@ def test_the_clock_charges_messages_the_analyzer_and_the_transfer():
     U = np.random.default_rng(2).random((30, charged.input_width))
     with charged, uncharged:
         a, b = charged.measure(U), uncharged.measure(U)
-    assert np.array_equal(a.spectra, b.spectra)          # the clock changes when, not what, on a still ring
+    assert np.array_equal(a.spectra, b.spectra)  # the clock changes when, not what, on a still ring
     per_query = np.diff(a.sim_time).mean()
-    assert np.diff(b.sim_time).mean() == pytest.approx(0.012, abs=1e-4)      # settling 10 ms + sweep 2 ms
+    assert np.diff(b.sim_time).mean() == pytest.approx(0.012, abs=1e-4)  # settling 10 ms + sweep 2 ms
     timing = charged.simulator.timing
     transfer = 401 * 4 / timing.transfer_bytes_per_s
     assert per_query > 0.012 + timing.analyzer_processing_s + transfer
@@ -191,7 +204,7 @@ def test_the_clock_rates_are_read_from_the_bench_config_and_bad_ones_refused():
 
 def test_a_closed_loop_that_cannot_get_there_says_so_in_one_line():
     config = simulated_bench_config(embedded=True, ring_parts=("hp11713", "ls421")).to_dict()
-    config["instruments"]["magnet"].update(field_tolerance_mt=1e-6, field_mt=70.995)   # finer than the 421 shows
+    config["instruments"]["magnet"].update(field_tolerance_mt=1e-6, field_mt=70.995)  # finer than the 421 shows
     with pytest.raises(UserError, match="the field read"):
         Bench(parse_bench_config(config))
 

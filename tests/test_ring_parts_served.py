@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import pyvisa
 
-pytestmark = pytest.mark.slow          # labpgt sim processes, TCP, trainings
+pytestmark = pytest.mark.slow  # labpgt sim processes, TCP, trainings
 
 PYMEASURE_VISA = dict(visa_library="@py", read_termination="\n", write_termination="\n", timeout=5000)
 TRAIN = ["--task", "iris", "--method", "pgt", "--steps", "6", "--eval-every", "3", "--quiet", "--seed", "1"]
@@ -27,9 +27,26 @@ TRAIN = ["--task", "iris", "--method", "pgt", "--steps", "6", "--eval-every", "3
 
 def start_sim(tmp_path, *options):
     bench_file = tmp_path / f"bench-{len(list(tmp_path.iterdir()))}.toml"
-    process = subprocess.Popen([sys.executable, "-m", "labpgt", "sim", "--port", "0", "--ring", "parts",
-                                "--generator", "tabor,tabor-x,tabor,tabor-x", "--write-bench", str(bench_file),
-                                *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labpgt",
+            "sim",
+            "--port",
+            "0",
+            "--ring",
+            "parts",
+            "--generator",
+            "tabor,tabor-x,tabor,tabor-x",
+            "--write-bench",
+            str(bench_file),
+            *options,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     resources = {}
     while "analyzer" not in resources:
         line = process.stdout.readline()
@@ -84,13 +101,13 @@ def test_stock_pymeasure_and_qcodes_drivers_run_against_the_served_parts(served)
     from qcodes.instrument_drivers.weinschel import Weinschel8320
 
     resources, _ = served("--attenuator", "hp11713", "--gaussmeter", "ls421")
-    with pytest.raises(pyvisa.errors.VisaIOError):   # the stock class sets GPIB's send-end, which no socket has
+    with pytest.raises(pyvisa.errors.VisaIOError):  # the stock class sets GPIB's send-end, which no socket has
         HP11713A(resources["attenuator"], **PYMEASURE_VISA)
-    switch = HP11713A(_VisaSocket(resources["attenuator"]))   # the same driver through a socket adapter
+    switch = HP11713A(_VisaSocket(resources["attenuator"]))  # the same driver through a socket adapter
     switch.ATTENUATOR_X, switch.ATTENUATOR_Y = Attenuator_11dB, Attenuator_110dB
     switch.attenuation_x(7)
     switch.attenuation_y(30)
-    assert float(switch.ask(":ATT:X?")) + float(switch.ask(":ATT:Y?")) == 37.0   # (on the driver's own connection)
+    assert float(switch.ask(":ATT:X?")) + float(switch.ask(":ATT:Y?")) == 37.0  # (on the driver's own connection)
     switch.ch_0.enabled = True
     switch.deactivate_all()
     assert float(switch.ask(":ATT:X?")) == 0.0
@@ -112,7 +129,7 @@ def test_stock_pymeasure_and_qcodes_drivers_run_against_the_served_parts(served)
     meter.auto_range = True
     meter.fast_mode = False
     assert meter.unit == "G" and meter.auto_range is True
-    assert abs(meter.field) < 10.0                     # G: the coil at 0 A leaves the remanence and the offset
+    assert abs(meter.field) < 10.0  # G: the coil at 0 A leaves the remanence and the offset
     meter.unit = "T"
     assert meter.unit == "T"
     assert meter.probe_type in ("High Sensitivity", "High Stability", "Ultra-High Sensitivity")
@@ -129,7 +146,7 @@ def test_stock_pymeasure_and_qcodes_drivers_run_against_the_served_parts(served)
     try:
         assert lakeshore.A.temperature() == pytest.approx(controller.input_A.kelvin, abs=0.05)
         assert lakeshore.A.sensor_status() == "OK"
-        lakeshore.A.sensor_name("YIG film sensor")   # the driver wants 15 characters
+        lakeshore.A.sensor_name("YIG film sensor")  # the driver wants 15 characters
         assert lakeshore.A.sensor_name() == "YIG film sensor"
         lakeshore.output_1.setpoint(301.5)
         assert lakeshore.output_1.setpoint() == 301.5
@@ -140,8 +157,9 @@ def test_stock_pymeasure_and_qcodes_drivers_run_against_the_served_parts(served)
     no_error(resources["thermometer"])
 
     resources, _ = served("--attenuator", "weinschel", "--gaussmeter", "ls425")
-    attenuator = Weinschel8320("weinschel", resources["attenuator"].replace("::SOCKET", "::SOCKET"),
-                               visalib="@py", timeout=5)
+    attenuator = Weinschel8320(
+        "weinschel", resources["attenuator"].replace("::SOCKET", "::SOCKET"), visalib="@py", timeout=5
+    )
     try:
         attenuator.attenuation(24)
         assert attenuator.attenuation() == 24.0
@@ -151,8 +169,9 @@ def test_stock_pymeasure_and_qcodes_drivers_run_against_the_served_parts(served)
     no_error(resources["attenuator"])
     # the 425 has USB (a virtual serial port) only: its stock driver sets the manual's newline terminations for
     # serial; through a socket (a serial-to-LAN bridge, or labpgt sim) they are given as keyword arguments
-    meter = LakeShore425(resources["gaussmeter"], visa_library="@py", timeout=5000, read_termination="\n",
-                         write_termination="\n")
+    meter = LakeShore425(
+        resources["gaussmeter"], visa_library="@py", timeout=5000, read_termination="\n", write_termination="\n"
+    )
     meter.unit = "G"
     meter.range = 3500
     assert meter.unit == "G" and meter.range == 3500
@@ -163,8 +182,8 @@ def test_stock_pymeasure_and_qcodes_drivers_run_against_the_served_parts(served)
     source = KeysightE3631A(resources["attenuator"], **PYMEASURE_VISA)
     source.ch_1.current_limit = 0.1
     source.ch_1.voltage_setpoint = 2.5
-    source.ch_1.output_enabled = True      # the stock setter's channel list is the E36300's: an E3631A's OUTPut
-    assert ask(resources["attenuator"], "SYST:ERR?").startswith("-108")      # switches all outputs, no list
+    source.ch_1.output_enabled = True  # the stock setter's channel list is the E36300's: an E3631A's OUTPut
+    assert ask(resources["attenuator"], "SYST:ERR?").startswith("-108")  # switches all outputs, no list
     source.write("OUTP ON")
     assert source.ch_1.voltage_setpoint == pytest.approx(2.5) and source.ch_1.current_limit == pytest.approx(0.1)
     assert source.ch_1.output_enabled and source.ch_1.voltage == pytest.approx(2.5, abs=0.01)
@@ -173,13 +192,19 @@ def test_stock_pymeasure_and_qcodes_drivers_run_against_the_served_parts(served)
 
 
 def train(bench_file, out, *more, **popen):
-    return subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--bench", str(bench_file), "--out", str(out),
-                             *TRAIN, *more], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "labpgt", "train", "--bench", str(bench_file), "--out", str(out), *TRAIN, *more],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def inspect(path):
-    result = subprocess.run([sys.executable, "-m", "labpgt", "inspect", "--json", str(path)], capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "labpgt", "inspect", "--json", str(path)], capture_output=True, text=True, check=True
+    )
     return json.loads(result.stdout)
 
 
@@ -206,10 +231,14 @@ def test_a_training_through_the_served_parts_records_identities_and_the_field_an
         time.sleep(0.5)
         if interrupted.exists() and (inspect(interrupted)["steps"] or 0) >= 2:
             break
-    run.kill()                                               # kill -9 in the middle of a step
+    run.kill()  # kill -9 in the middle of a step
     run.wait(timeout=10)
-    resumed = subprocess.run([sys.executable, "-m", "labpgt", "train", "--resume", str(interrupted), "--quiet"],
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "labpgt", "train", "--resume", str(interrupted), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert inspect(interrupted)["final_params_sha256"] == info["final_params_sha256"]
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from labpgt.instruments.simulated.detector import Display
-from labpgt.instruments.simulated.ring import (Behaviours, RingModel as RealRingModel, RingParameters,
-                                               fmr_frequency_hz, open_loop_level_dbm)
+from labpgt.instruments.simulated.ring import Behaviours, RingParameters, fmr_frequency_hz, open_loop_level_dbm
+from labpgt.instruments.simulated.ring import RingModel as RealRingModel
 
 P = RingParameters()
 FIELD = P.default_field_mt
 F_FMR = float(fmr_frequency_hz(FIELD))
-OUT_LOSS_DB = P.delay_line_loss_db() + P.output_coupling_db     # film plane to the analyzer's input
+OUT_LOSS_DB = P.delay_line_loss_db() + P.output_coupling_db  # film plane to the analyzer's input
 
 
 def RingModel(**kwargs):  # noqa: N802 - the model, with the kind ring
@@ -26,14 +26,16 @@ AXIS = np.linspace(P.default_center_hz - P.default_span_hz / 2, P.default_center
 BUCKET = AXIS[1] - AXIS[0]
 
 
-def trace(model, tones=(), gain_db=P.default_loop_gain_db, field_mt=FIELD, amplifier=True, axis=AXIS, rbw=1e6,
-          display=None):
+def trace(
+    model, tones=(), gain_db=P.default_loop_gain_db, field_mt=FIELD, amplifier=True, axis=AXIS, rbw=1e6, display=None
+):
     tones = list(tones) or [(3.0e9, -200.0)]
     f = np.array([[t[0] for t in tones]])
     p = np.array([[t[1] for t in tones]])
     on = p > -150
-    return model.spectra(f, p, on, np.array([gain_db]), np.array([field_mt]), np.array([amplifier]), axis, rbw,
-                         display)[0]
+    return model.spectra(
+        f, p, on, np.array([gain_db]), np.array([field_mt]), np.array([amplifier]), axis, rbw, display
+    )[0]
 
 
 def peaks(tr, above_db):
@@ -48,7 +50,7 @@ def peaks(tr, above_db):
 
 def test_below_threshold_only_injected_tones_rise_above_noise_floor():
     model = RingModel(seed=3)
-    tones = [(F_FMR + 25.3e6, -10.0), (F_FMR + 61.1e6, -10.0)]     # 47 dB of couplers and delay line away
+    tones = [(F_FMR + 25.3e6, -10.0), (F_FMR + 61.1e6, -10.0)]  # 47 dB of couplers and delay line away
     tr = trace(model, tones, gain_db=-10.0)
     found = AXIS[peaks(tr, 15.0)]
     assert len(found) == 2
@@ -65,7 +67,7 @@ def test_above_threshold_ring_modes_appear_on_the_mode_comb():
     tr = trace(model, gain_db=threshold + 2.0)
     found = AXIS[peaks(tr, 40.0)]
     assert len(found) >= 1
-    tau_sw = P.reference_group_delay_s(F_FMR)            # the kind ring's group delay: constant across the band
+    tau_sw = P.reference_group_delay_s(F_FMR)  # the kind ring's group delay: constant across the band
     phase = found * (P.electrical_delay_s + tau_sw) - F_FMR * tau_sw  # an integer on a ring eigenmode
     assert np.all(np.abs(phase - np.round(phase)) * P.free_spectral_range_hz <= BUCKET)
     assert tr.max() > np.median(tr) + 45.0  # a saturated oscillation, far above the analyzer's floor
@@ -76,11 +78,12 @@ def test_more_gain_means_more_oscillating_modes_and_saturated_power():
     threshold = model.threshold_gain_db()
     weak, strong = trace(model, gain_db=threshold + 0.5), trace(model, gain_db=threshold + 6.0)
     assert len(peaks(strong, 60.0)) > len(peaks(weak, 60.0))
+
     def clamped(gain_db):  # a lone mode's saturated power, P_sat·(G - 1), seen through the delay line and coupler
         return 10 * np.log10(P.amplifier_saturation_mw * (10 ** (gain_db / 10) - 1)) - threshold - OUT_LOSS_DB
 
     assert weak.max() == pytest.approx(clamped(0.5), abs=1.0)  # just above threshold: one mode
-    assert strong.max() < clamped(6.0) - 1.0                   # far above: modes share the gain
+    assert strong.max() < clamped(6.0) - 1.0  # far above: modes share the gain
 
 
 def test_two_tones_produce_third_order_products_that_scale_two_to_one():
@@ -91,7 +94,7 @@ def test_two_tones_produce_third_order_products_that_scale_two_to_one():
     floor = np.median(base)
     i_low, i_high = np.argmin(abs(AXIS - (2 * f1 - f2))), np.argmin(abs(AXIS - (2 * f2 - f1)))
     assert base[i_low] > floor + 20 and base[i_high] > floor + 20
-    assert louder[i_low] - base[i_low] == pytest.approx(4.0, abs=0.3)   # P(2f1-f2) ∝ P1²·P2
+    assert louder[i_low] - base[i_low] == pytest.approx(4.0, abs=0.3)  # P(2f1-f2) ∝ P1²·P2
     assert louder[i_high] - base[i_high] == pytest.approx(2.0, abs=0.3)  # P(2f2-f1) ∝ P2²·P1
     far = np.abs(AXIS - f1) > 20e6
     assert base[far].max() < floor + 10  # no products where none belong
@@ -109,9 +112,9 @@ def test_tone_displayed_through_the_couplers_and_the_delay_line_with_the_loop_op
 def test_bias_field_moves_the_band_as_kittel_says(field_mt):
     model = RingModel(noise=False)
     axis = np.linspace(1.5e9, 4.5e9, 3001)
-    quiet_analyzer = Display(floor_dbm_per_hz=-175.0, if_noise_dbm=-200.0)   # the band, not the analyzer, is looked at
+    quiet_analyzer = Display(floor_dbm_per_hz=-175.0, if_noise_dbm=-200.0)  # the band, not the analyzer, is looked at
     tr = trace(model, gain_db=-20.0, field_mt=field_mt, axis=axis, rbw=1e6, display=quiet_analyzer)
-    edge = axis[np.argmax(tr > tr.max() - 3.0)]   # the amplifier's noise through the passband: its -3 dB edge
+    edge = axis[np.argmax(tr > tr.max() - 3.0)]  # the amplifier's noise through the passband: its -3 dB edge
     kittel = 28e9 * np.sqrt(field_mt * 1e-3 * (field_mt * 1e-3 + 0.175))
     assert edge == pytest.approx(kittel + P.edge_offset_hz, abs=P.edge_width_hz * 3 + 1e6)
 
@@ -156,7 +159,7 @@ def test_repeated_measurements_differ_by_noise_only_and_noise_is_seeded():
     first, second = trace(a, tones, gain_db=-6.0), trace(a, tones, gain_db=-6.0)
     assert not np.array_equal(first, second)
     tone = np.argmax(first)
-    assert abs(first[tone] - second[tone]) < 0.5               # a strong line barely moves
+    assert abs(first[tone] - second[tone]) < 0.5  # a strong line barely moves
     # the normal detector in noise (5 samples a bucket): odd points the largest of 10, even the smallest of 5
     far = np.abs(AXIS - AXIS[tone]) > 20e6
     for parity, largest, samples in ((0, True, 10), (1, False, 5)):
@@ -174,11 +177,17 @@ def test_batch_rows_equal_single_rows_without_noise():
     model = RingModel(noise=False)
     rng = np.random.default_rng(0)
     b = 5
-    args = (2.98e9 + rng.random((b, 4)) * 80e6, -30 + 30 * rng.random((b, 4)), np.ones((b, 4), bool),
-            np.linspace(-3, 4, b), np.array([50.0, 50.0, 52.0, 50.0, 48.0]), np.ones(b, bool))
+    args = (
+        2.98e9 + rng.random((b, 4)) * 80e6,
+        -30 + 30 * rng.random((b, 4)),
+        np.ones((b, 4), bool),
+        np.linspace(-3, 4, b),
+        np.array([50.0, 50.0, 52.0, 50.0, 48.0]),
+        np.ones(b, bool),
+    )
     batch = model.spectra(*args, AXIS, 1e6)
     for row in range(b):
-        single = model.spectra(*(x[row:row + 1] for x in args), AXIS, 1e6)[0]
+        single = model.spectra(*(x[row : row + 1] for x in args), AXIS, 1e6)[0]
         np.testing.assert_allclose(batch[row], single, rtol=0, atol=1e-9)
 
 

@@ -15,7 +15,7 @@ from labpgt.instruments.simulated import SimulatedBench, serve
 from labpgt.instruments.simulated.ring import Behaviours, RingParameters
 from labpgt.instruments.simulated.timing import UNCHARGED
 
-QUIET = Behaviours(drift=False)   # everything a real ring does but drift
+QUIET = Behaviours(drift=False)  # everything a real ring does but drift
 CENTER = RingParameters().default_center_hz
 
 
@@ -69,9 +69,9 @@ def test_a_field_sweep_up_and_down_shows_hysteresis():
     up, down = field_sweep(bench_with(), fields)
     moved = np.abs(up - down) > 2e6
     assert moved.sum() >= 4, "the same field gives the same oscillation whatever the history"
-    assert not moved[0] and not moved[-1]                 # the ends of the sweep agree: it is a loop
+    assert not moved[0] and not moved[-1]  # the ends of the sweep agree: it is a loop
     spacings = np.abs(up - down)[moved] / RingParameters().free_spectral_range_hz
-    assert np.all(np.abs(spacings - np.round(spacings)) < 0.15)          # whole mode spacings apart
+    assert np.all(np.abs(spacings - np.round(spacings)) < 0.15)  # whole mode spacings apart
     # and without memory (weak competition) there is no loop
     up, down = field_sweep(bench_with(dataclasses.replace(QUIET, memory=False)), fields)
     assert np.array_equal(up, down)
@@ -99,18 +99,18 @@ def test_a_query_an_hour_later_differs_by_more_than_the_noise_only_with_drift(dr
     oscillating(bench)
     first, repeat = trace(bench), trace(bench)
     t0 = float(send(bench, "ring", ":TEMP?"))
-    send(bench, "analyzer", ":SWE:TIME 2000 s")     # two long sweeps: over an hour on the bench's clock
+    send(bench, "analyzer", ":SWE:TIME 2000 s")  # two long sweeps: over an hour on the bench's clock
     trace(bench), trace(bench)
     send(bench, "analyzer", ":SWE:TIME:AUTO ON")
     assert bench.clock_s > 3600.0
     later = trace(bench)
-    line = (first > np.median(first) + 20) | (later > np.median(later) + 20)   # the oscillation, not the floor
+    line = (first > np.median(first) + 20) | (later > np.median(later) + 20)  # the oscillation, not the floor
     noise = np.sqrt(np.mean((repeat - first)[line] ** 2))
     change = np.sqrt(np.mean((later - first)[line] ** 2))
     t1 = float(send(bench, "ring", ":TEMP?"))
     if drift:
         assert change > 2 * noise
-        assert abs(axis[later.argmax()] - axis[first.argmax()]) >= axis[1] - axis[0]   # the mode moved
+        assert abs(axis[later.argmax()] - axis[first.argmax()]) >= axis[1] - axis[0]  # the mode moved
         assert t1 != t0
     else:
         assert change < 1.5 * noise
@@ -141,10 +141,10 @@ def test_the_mode_frequency_falls_with_the_circulating_power():
         return np.array(found)
 
     shifting = peaks(QUIET)
-    assert np.all(np.diff(shifting[:, 1]) > 0)                 # more gain, more circulating power ...
-    assert np.all(np.diff(shifting[:, 0]) < 0)                 # ... and a lower frequency (N < 0)
+    assert np.all(np.diff(shifting[:, 1]) > 0)  # more gain, more circulating power ...
+    assert np.all(np.diff(shifting[:, 0]) < 0)  # ... and a lower frequency (N < 0)
     steady = peaks(dataclasses.replace(QUIET, nonlinear_shift=False))
-    assert np.ptp(steady[:, 0]) <= 5e3                          # one display bucket
+    assert np.ptp(steady[:, 0]) <= 5e3  # one display bucket
     assert shifting[0, 0] - shifting[-1, 0] > 0.2e6
 
 
@@ -157,7 +157,7 @@ def zoom_on_mode(bench, span_hz, rbw_hz, points):
     return axis, axis[trace(bench).argmax()]
 
 
-STEADY = dataclasses.replace(QUIET, nonlinear_shift=False)   # locking without the comb moving under the tone
+STEADY = dataclasses.replace(QUIET, nonlinear_shift=False)  # locking without the comb moving under the tone
 
 
 def test_a_tone_just_outside_the_locking_range_pulls_sidebands_inside_it_locks():
@@ -167,11 +167,11 @@ def test_a_tone_just_outside_the_locking_range_pulls_sidebands_inside_it_locks()
     oscillating(bench)
     axis, mode = zoom_on_mode(bench, 6e6, 10e3, 1201)
     tone = mode + 0.5e6
-    send(bench, "gen1", f":FREQ {tone} Hz;:POW 10 dBm;:OUTP ON")             # above the mode: the narrow side
+    send(bench, "gen1", f":FREQ {tone} Hz;:POW 10 dBm;:OUTP ON")  # above the mode: the narrow side
     outside = lines(axis, trace(bench))
-    assert np.any(np.abs(outside - tone) < 15e3)                             # the tone
+    assert np.any(np.abs(outside - tone) < 15e3)  # the tone
     pulled = outside[(outside > mode - 20e3) & (outside < tone - 30e3)]
-    assert pulled.size == 1 and mode < pulled[0] < mode + 0.25e6             # the mode, pulled toward the tone
+    assert pulled.size == 1 and mode < pulled[0] < mode + 0.25e6  # the mode, pulled toward the tone
     beat = tone - pulled[0]
     # the pulled oscillator's series runs on: f_t - 2Ω coincides with an intermodulation product, f_t - 3Ω does not
     assert np.any(np.abs(outside - (tone - 3 * beat)) < 30e3)
@@ -181,9 +181,9 @@ def test_a_tone_just_outside_the_locking_range_pulls_sidebands_inside_it_locks()
     send(plain, "gen1", f":FREQ {tone} Hz;:POW 10 dBm;:OUTP ON")
     assert not np.any(np.abs(lines(axis, trace(plain)) - (tone - 3 * beat)) < 30e3)
 
-    send(bench, "gen1", f":FREQ {mode + 0.1e6} Hz")                        # well inside
+    send(bench, "gen1", f":FREQ {mode + 0.1e6} Hz")  # well inside
     inside = lines(axis, trace(bench))
-    assert np.all(np.abs(inside - (mode + 0.1e6)) < 15e3)                   # one line, on the tone
+    assert np.all(np.abs(inside - (mode + 0.1e6)) < 15e3)  # one line, on the tone
 
 
 def locking_range(bench, axis, mode, power_dbm, step_hz=0.1e6, reach_hz=25e6):
@@ -196,7 +196,7 @@ def locking_range(bench, axis, mode, power_dbm, step_hz=0.1e6, reach_hz=25e6):
             tone = mode + sign * (offset + step_hz)
             send(bench, "gen1", f":FREQ {tone} Hz")
             found = lines(axis, trace(bench))
-            if np.any(np.abs(found - tone) > 2 * (axis[1] - axis[0])):    # another line: not locked
+            if np.any(np.abs(found - tone) > 2 * (axis[1] - axis[0])):  # another line: not locked
                 break
             offset += step_hz
         edges.append(offset)
@@ -210,8 +210,8 @@ def test_the_locking_range_at_plus_10_dbm_is_megahertz_wide_and_asymmetric():
     oscillating(bench)
     axis, mode = zoom_on_mode(bench, 14e6, 10e3, 1401)
     below, above = locking_range(bench, axis, mode, 10.0, step_hz=0.05e6)
-    assert 0.8e6 <= below + above <= 2e6                # MHz, and within a mode spacing
-    assert below > 1.5 * above                          # wider under the mode, since N < 0
+    assert 0.8e6 <= below + above <= 2e6  # MHz, and within a mode spacing
+    assert below > 1.5 * above  # wider under the mode, since N < 0
     # the kind ring's Adler range is symmetric and far narrower (its mode oscillates at 23 mW)
     kind = bench_with(Behaviours.ideal())
     oscillating(kind)
@@ -221,18 +221,19 @@ def test_the_locking_range_at_plus_10_dbm_is_megahertz_wide_and_asymmetric():
 
 
 # --------------------------------------------------------------------------- time
-@pytest.mark.parametrize("span_hz, rbw_hz, points", [(200e6, 1e6, 401), (20e6, 30e3, 1001), (2e6, 3e3, 8192),
-                                                     (500e6, 3e6, 101)])
+@pytest.mark.parametrize(
+    "span_hz, rbw_hz, points", [(200e6, 1e6, 401), (20e6, 30e3, 1001), (2e6, 3e3, 8192), (500e6, 3e6, 101)]
+)
 def test_the_bench_clock_advances_by_the_sweep_time_the_analyzer_reports(span_hz, rbw_hz, points):
     bench = bench_with()
-    bench.timing = UNCHARGED        # the messages' own costs: tests/test_ring_parts.py
+    bench.timing = UNCHARGED  # the messages' own costs: tests/test_ring_parts.py
     view(bench, 3.0e9, span_hz, rbw_hz, points)
-    send(bench, "analyzer", ":INIT")                    # settle whatever the setup changed
+    send(bench, "analyzer", ":INIT")  # settle whatever the setup changed
     reported = float(send(bench, "analyzer", ":SWE:TIME?"))
     before = bench.clock_s
     send(bench, "analyzer", ":INIT")
     assert bench.clock_s - before == pytest.approx(reported, rel=1e-12)
-    send(bench, "gen1", ":POW -20 dBm")                 # a changed generator settles before the sweep
+    send(bench, "gen1", ":POW -20 dBm")  # a changed generator settles before the sweep
     before = bench.clock_s
     send(bench, "analyzer", ":INIT")
     assert bench.clock_s - before == pytest.approx(reported + bench.model.params.generator_settling_s, rel=1e-12)
@@ -267,9 +268,9 @@ def test_the_ideal_preset_is_the_kind_ring():
     for bench in (a, b):
         view(bench, CENTER, 200e6, 1e6, 401)
         oscillating(bench)
-    send(a, "analyzer", ":SWE:TIME 2000 s;:INIT;:SWE:TIME:AUTO ON")   # time passes on a, nothing drifts
+    send(a, "analyzer", ":SWE:TIME 2000 s;:INIT;:SWE:TIME:AUTO ON")  # time passes on a, nothing drifts
     assert send(a, "ring", ":TEMP?") == send(b, "ring", ":TEMP?")
-    assert np.array_equal(trace(a), trace(b))                          # the same ring (noise off), whenever
+    assert np.array_equal(trace(a), trace(b))  # the same ring (noise off), whenever
 
 
 # --------------------------------------------------------------------------- switches
@@ -280,16 +281,21 @@ def test_every_behaviour_switches_from_the_bench_config_and_labpgt_sim(tmp_path)
     from labpgt.errors import UserError
 
     path = tmp_path / "bench.toml"
-    for physics, expected in (({}, Behaviours()), ({"preset": "ideal"}, Behaviours.ideal()),
-                              ({"preset": "ideal", "drift": True}, dataclasses.replace(Behaviours.ideal(), drift=True)),
-                              ({"memory": False, "locking": False}, Behaviours(memory=False, locking=False))):
+    for physics, expected in (
+        ({}, Behaviours()),
+        ({"preset": "ideal"}, Behaviours.ideal()),
+        ({"preset": "ideal", "drift": True}, dataclasses.replace(Behaviours.ideal(), drift=True)),
+        ({"memory": False, "locking": False}, Behaviours(memory=False, locking=False)),
+    ):
         path.write_text(bench_config_toml(simulated_bench_config(physics=physics)))
         config = load_bench_config(path)
         assert embedded_simulator(config).model.behaviours == expected
     path.write_text(bench_config_toml(simulated_bench_config(physics={"realtime": True})))
     assert embedded_simulator(load_bench_config(path)).realtime
     for bad in ('preset = "kind"', "drift = 1", "wobble = true"):
-        path.write_text(f"{bench_config_toml(simulated_bench_config())}\n".replace("[simulator]\n", f"[simulator]\n{bad}\n"))
+        path.write_text(
+            f"{bench_config_toml(simulated_bench_config())}\n".replace("[simulator]\n", f"[simulator]\n{bad}\n")
+        )
         with pytest.raises(UserError, match=r"\[simulator\]"):
             load_bench_config(path)
     args = build_parser().parse_args(["sim", "--ideal", "--realtime", "--without", "drift,sidebands"])
@@ -308,7 +314,7 @@ def test_a_simulated_device_is_chosen_from_the_bench_config_labpgt_sim_and_a_tra
     from labpgt.trainer import TrainConfig
 
     nominal, drawn = device_parameters(0), device_parameters(2)
-    assert nominal == RingParameters() and drawn == device_parameters(2) != nominal      # device 2 is one ring
+    assert nominal == RingParameters() and drawn == device_parameters(2) != nominal  # device 2 is one ring
     for name, (low, high, _) in DEVICE_RANGES.items():
         assert low <= getattr(drawn, name) <= high
     path = tmp_path / "bench.toml"
@@ -317,7 +323,9 @@ def test_a_simulated_device_is_chosen_from_the_bench_config_labpgt_sim_and_a_tra
     assert config.simulator["device"] == 2 and embedded_simulator(config).model.params == drawn
     # the lab's set-up of a new ring: the field that puts its f_FMR at the design frequency
     assert config.instruments["ring"].settings["field_mt"] == drawn.default_field_mt != nominal.default_field_mt
-    path.write_text(f"{bench_config_toml(simulated_bench_config())}\n".replace("[simulator]\n", "[simulator]\ndevice = -1\n"))
+    path.write_text(
+        f"{bench_config_toml(simulated_bench_config())}\n".replace("[simulator]\n", "[simulator]\ndevice = -1\n")
+    )
     with pytest.raises(UserError, match=r"\[simulator\]: device must be a whole number"):
         load_bench_config(path)
     assert build_parser().parse_args(["sim", "--device", "3"]).device == 3

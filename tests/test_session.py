@@ -31,18 +31,31 @@ OPTIMIZER = {"m": np.zeros(35), "t": np.array(0, dtype=np.int64)}
 
 
 def synthetic_writer(path) -> SessionWriter:
-    config = {"train": {"task": "iris", "method": "node", "reservoir": "ring-sim", "steps": 3, "seed": 0},
-              "bench": None, "reservoir": {"input_width": D, "feature_width": M,
-                                           "setting_names": [f"gen{i}.power_dbm" for i in range(S)]}}
-    return SessionWriter.create(path, config, params_template=PARAMS, optimizer_template=OPTIMIZER,
-                                frequencies=np.linspace(2.9e9, 3.1e9, P), instruments={"analyzer": "SIM,SA,0,1"},
-                                resolution_db=2.0 ** -7)
+    config = {
+        "train": {"task": "iris", "method": "node", "reservoir": "ring-sim", "steps": 3, "seed": 0},
+        "bench": None,
+        "reservoir": {"input_width": D, "feature_width": M, "setting_names": [f"gen{i}.power_dbm" for i in range(S)]},
+    }
+    return SessionWriter.create(
+        path,
+        config,
+        params_template=PARAMS,
+        optimizer_template=OPTIMIZER,
+        frequencies=np.linspace(2.9e9, 3.1e9, P),
+        instruments={"analyzer": "SIM,SA,0,1"},
+        resolution_db=2.0**-7,
+    )
 
 
 def measurement(rng, n) -> Measurement:
-    return Measurement(features=rng.random((n, M)), spectra=rng.normal(-80, 5, (n, P)).astype(np.float32),
-                       frequencies=np.linspace(2.9e9, 3.1e9, P), settings=rng.random((n, S)),
-                       started=np.full(n, 1.7e9), attempts=np.ones(n, dtype=np.int32))
+    return Measurement(
+        features=rng.random((n, M)),
+        spectra=rng.normal(-80, 5, (n, P)).astype(np.float32),
+        frequencies=np.linspace(2.9e9, 3.1e9, P),
+        settings=rng.random((n, S)),
+        started=np.full(n, 1.7e9),
+        attempts=np.ones(n, dtype=np.int32),
+    )
 
 
 def write_steps(writer, rng, steps, first=0, rows=10):
@@ -50,14 +63,31 @@ def write_steps(writer, rng, steps, first=0, rows=10):
     for s in range(first, first + steps):
         U = rng.random((rows, D))
         m = measurement(rng, rows)
-        writer.record_queries(QueryLabels.of(s, "plus", rows, direction=np.arange(rows), sample=np.arange(rows) + 100),
-                              U, m)
-        writer.record_step(s, {"loss": 1.0 / (s + 1), "grad_norm": 2.0, "lr": 0.1, "training_queries": rows * (s + 1),
-                               "eval_queries": 0, "perturbation": np.ones((2, 3), dtype=np.int8), "alpha": 0.5})
+        writer.record_queries(
+            QueryLabels.of(s, "plus", rows, direction=np.arange(rows), sample=np.arange(rows) + 100), U, m
+        )
+        writer.record_step(
+            s,
+            {
+                "loss": 1.0 / (s + 1),
+                "grad_norm": 2.0,
+                "lr": 0.1,
+                "training_queries": rows * (s + 1),
+                "eval_queries": 0,
+                "perturbation": np.ones((2, 3), dtype=np.int8),
+                "alpha": 0.5,
+            },
+        )
         params = {"enc_W": np.full((4, D), float(s)), "out_b": np.arange(3.0) + s}
-        writer.checkpoint(Checkpoint(s, params, {"m": np.full(35, s / 7), "t": np.array(s + 1)},
-                                     {"batches": {"state": 2 ** 100 + s}},
-                                     {"history": [{"step": i} for i in range(s + 1)], "lr": 0.1}))
+        writer.checkpoint(
+            Checkpoint(
+                s,
+                params,
+                {"m": np.full(35, s / 7), "t": np.array(s + 1)},
+                {"batches": {"state": 2**100 + s}},
+                {"history": [{"step": i} for i in range(s + 1)], "lr": 0.1},
+            )
+        )
         written.append((U, m, params))
     return written
 
@@ -89,12 +119,14 @@ def test_round_trip(tmp_path):
         np.testing.assert_array_equal(r.perturbation(1), np.ones((2, 3)))
         assert r.step_extra(0) == {"alpha": 0.5}
         ck = r.checkpoint(-1)
-        assert ck.step == 2 and ck.rng_states == {"batches": {"state": 2 ** 100 + 2}}
+        assert ck.step == 2 and ck.rng_states == {"batches": {"state": 2**100 + 2}}
         assert ck.trainer_state == {"history": [{"step": 0}, {"step": 1}, {"step": 2}], "lr": 0.1}
         assert int(ck.optimizer_state["t"]) == 3 and ck.optimizer_state["t"].dtype == np.int64
         assert params_sha256(ck.params) == params_sha256(written[-1][2])
     info = inspect_session(path)
-    assert info["steps"] == 3 and info["queries"] == 30 and info["completed"] and info["queries_by_role"] == {"plus": 30}
+    assert (
+        info["steps"] == 3 and info["queries"] == 30 and info["completed"] and info["queries_by_role"] == {"plus": 30}
+    )
     assert info["final_params_sha256"] == params_sha256(written[-1][2]) and "run.h5" in format_inspection(info)
 
 
@@ -106,9 +138,9 @@ def test_dataset_layout_is_chunked_compressed_and_swmr(tmp_path):
             assert f.swmr_mode
             spectrum = f["queries/spectrum"]
             assert spectrum.chunks == (128, P) and spectrum.maxshape == (None, P)
-            assert spectrum.attrs["resolution_db"] == 2.0 ** -7
+            assert spectrum.attrs["resolution_db"] == 2.0**-7
             for name in ("queries/index", "queries/step", "queries/spectrum", "queries/u", "queries/features"):
-                assert list(f[name]._filters) == ["shuffle", "gzip"], name   # built into every HDF5: no plugin
+                assert list(f[name]._filters) == ["shuffle", "gzip"], name  # built into every HDF5: no plugin
                 assert f[name]._filters["gzip"] == 4
             assert not f["steps/loss"]._filters and f["steps/loss"].chunks
 
@@ -116,12 +148,15 @@ def test_dataset_layout_is_chunked_compressed_and_swmr(tmp_path):
 def _file_and_data_bytes(path):
     stored = []
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: stored.append(obj.id.get_storage_size()) if isinstance(obj, h5py.Dataset)
-                     else None)
+        f.visititems(
+            lambda name, obj: stored.append(obj.id.get_storage_size()) if isinstance(obj, h5py.Dataset) else None
+        )
     return os.path.getsize(path), sum(stored)
 
 
-@pytest.mark.parametrize("rows", [4, pytest.param(10, marks=pytest.mark.slow), 32, pytest.param(45, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "rows", [4, pytest.param(10, marks=pytest.mark.slow), 32, pytest.param(45, marks=pytest.mark.slow)]
+)
 def test_a_long_run_leaves_no_dead_space_in_its_file(tmp_path, rows):
     """Under SWMR HDF5 leaves a rewritten compressed chunk's old copy behind (with 256-row chunks rewritten
     at every 4-row step: a file 27x its data); the live file carries that dead space, every row written,
@@ -132,7 +167,7 @@ def test_a_long_run_leaves_no_dead_space_in_its_file(tmp_path, rows):
         written = write_steps(writer, rng, 100, rows=rows)
         live_size, live_data = _file_and_data_bytes(path)
     size, data = _file_and_data_bytes(path)
-    assert live_size > 1.15 * live_data and data == live_data       # there was dead space, and no data was lost
+    assert live_size > 1.15 * live_data and data == live_data  # there was dead space, and no data was lost
     assert size < 1.15 * data + 200_000
     with SessionReader(path) as r:
         np.testing.assert_array_equal(r.queries(fields=("u",))["u"], np.concatenate([u for u, _, _ in written]))
@@ -160,8 +195,9 @@ def test_second_process_sees_new_steps_while_writing(tmp_path):
     rng = np.random.default_rng(2)
     with synthetic_writer(path) as writer:
         write_steps(writer, rng, 1)
-        reader = subprocess.Popen([sys.executable, "-c", READER_SCRIPT, str(path), "8"], stdout=subprocess.PIPE,
-                                  text=True)
+        reader = subprocess.Popen(
+            [sys.executable, "-c", READER_SCRIPT, str(path), "8"], stdout=subprocess.PIPE, text=True
+        )
         try:
             assert reader.stdout.readline().split() == ["open", "1"]
             for s in range(1, 8):
@@ -172,9 +208,9 @@ def test_second_process_sees_new_steps_while_writing(tmp_path):
             reader.kill()
     seen = [int(line.split()[1]) for line in out.splitlines()]
     assert seen[-1] == 8 and len(seen) >= 3 and seen == sorted(seen)
-    last = out.splitlines()[-1].split()                # live: every row of every step, the last one complete
+    last = out.splitlines()[-1].split()  # live: every row of every step, the last one complete
     assert last == ["steps", "8", "80", "7"]
-    with SessionReader(path) as r:                    # closed (and compacted): the same
+    with SessionReader(path) as r:  # closed (and compacted): the same
         assert (r.n_queries, r.last_complete_step) == (80, 7)
 
 
@@ -205,8 +241,10 @@ def test_bad_files_are_one_line_user_errors(tmp_path):
     future.write_bytes(good.read_bytes())
     with h5py.File(future, "r+") as f:
         f.attrs["schema"] = "labpgt-session/9"
-    assert _one_line_error(future) == ("future.h5: schema 'labpgt-session/9' is not supported "
-                                       "(this labpgt reads labpgt-session/1, labpgt-session/2 and labpgt-session/3)")
+    assert _one_line_error(future) == (
+        "future.h5: schema 'labpgt-session/9' is not supported "
+        "(this labpgt reads labpgt-session/1, labpgt-session/2 and labpgt-session/3)"
+    )
 
     stranger = tmp_path / "stranger.h5"
     with h5py.File(stranger, "w") as f:
@@ -231,7 +269,7 @@ def test_a_killed_writers_file_cut_short_is_truncated(tmp_path):
     live = tmp_path / "live.h5"
     with synthetic_writer(live) as writer:
         write_steps(writer, np.random.default_rng(4), 3)
-        cut = tmp_path / "cut.h5"                     # still marked open for writing, and nobody's lock beside it
+        cut = tmp_path / "cut.h5"  # still marked open for writing, and nobody's lock beside it
         cut.write_bytes(live.read_bytes()[: live.stat().st_size * 2 // 3])
         assert "truncated or damaged" in _one_line_error(cut)
 
@@ -245,9 +283,11 @@ def test_a_live_writers_file_opens_in_the_moment_its_superblock_runs_ahead_of_it
         real_open = h5py.File
 
         def open_in_that_moment(name, mode="r", *args, **kwargs):
-            if isinstance(name, os.PathLike) and mode == "r" and not args and not kwargs:   # the plain open
-                raise OSError(f"Unable to synchronously open file (truncated file: eof = 10, sblock->base_addr = 0, "
-                              f"stored_eof = {os.path.getsize(path) + 290})")
+            if isinstance(name, os.PathLike) and mode == "r" and not args and not kwargs:  # the plain open
+                raise OSError(
+                    f"Unable to synchronously open file (truncated file: eof = 10, sblock->base_addr = 0, "
+                    f"stored_eof = {os.path.getsize(path) + 290})"
+                )
             return real_open(name, mode, *args, **kwargs)
 
         def our_check_in_that_moment(p):
@@ -270,7 +310,15 @@ def test_inspect_and_export_never_modify(tmp_path):
     written = export_session(path, tmp_path / "out")
     assert file_fingerprint(path) == before
     names = {p.name for p in written}
-    assert {"steps.csv", "queries.csv", "spectra.npy", "frequencies.npy", "features.npy", "u.npy", "README.txt"} <= names
+    assert {
+        "steps.csv",
+        "queries.csv",
+        "spectra.npy",
+        "frequencies.npy",
+        "features.npy",
+        "u.npy",
+        "README.txt",
+    } <= names
     spectra = np.load(tmp_path / "out" / "spectra.npy")
     assert spectra.shape == (20, P) and spectra.dtype == np.float32
     header = (tmp_path / "out" / "queries.csv").read_text().splitlines()[0].split(",")
@@ -280,19 +328,68 @@ def test_inspect_and_export_never_modify(tmp_path):
 
 
 # --------------------------------------------------------------------------- resume after SIGKILL
-CONFIG = dict(task="iris", method="node", reservoir="digital", steps=120, eval_every=10, digital_noise=0.02,
-              seed=3, batch_size=16, eval_train_samples=40)
-RING_CONFIG = dict(task="iris", method="node", reservoir="ring-sim", steps=24, eval_every=8, seed=3, batch_size=8,
-                   eval_train_samples=40)
-TRANSFORMER_RING_CONFIG = dict(task="iris", model="transformer", width=4, heads=1, blocks=2, method="node",
-                               reservoir="ring-sim", directions=2, steps=12, eval_every=6, seed=3, batch_size=4,
-                               eval_train_samples=20)
-TWIN_RING_CONFIG = dict(task="iris", method="twin", reservoir="ring-sim", steps=30, eval_every=10, seed=3,
-                        batch_size=8, twin_check_every=4, eval_train_samples=40)
-DEVICE_RING_CONFIG = dict(RING_CONFIG, ring_device=2)      # a ring drawn from the device spread
+CONFIG = dict(
+    task="iris",
+    method="node",
+    reservoir="digital",
+    steps=120,
+    eval_every=10,
+    digital_noise=0.02,
+    seed=3,
+    batch_size=16,
+    eval_train_samples=40,
+)
+RING_CONFIG = dict(
+    task="iris",
+    method="node",
+    reservoir="ring-sim",
+    steps=24,
+    eval_every=8,
+    seed=3,
+    batch_size=8,
+    eval_train_samples=40,
+)
+TRANSFORMER_RING_CONFIG = dict(
+    task="iris",
+    model="transformer",
+    width=4,
+    heads=1,
+    blocks=2,
+    method="node",
+    reservoir="ring-sim",
+    directions=2,
+    steps=12,
+    eval_every=6,
+    seed=3,
+    batch_size=4,
+    eval_train_samples=20,
+)
+TWIN_RING_CONFIG = dict(
+    task="iris",
+    method="twin",
+    reservoir="ring-sim",
+    steps=30,
+    eval_every=10,
+    seed=3,
+    batch_size=8,
+    twin_check_every=4,
+    eval_train_samples=40,
+)
+DEVICE_RING_CONFIG = dict(RING_CONFIG, ring_device=2)  # a ring drawn from the device spread
 # steps on the twin measure nothing and are not checkpointed: a kill after one resumes from the measured step before
-DYNA_RING_CONFIG = dict(task="iris", method="dyna", reservoir="ring-sim", steps=30, eval_every=10, seed=3,
-                        batch_size=8, model_steps=2, twin_check_every=3, twin_check_rows=4, eval_train_samples=40)
+DYNA_RING_CONFIG = dict(
+    task="iris",
+    method="dyna",
+    reservoir="ring-sim",
+    steps=30,
+    eval_every=10,
+    seed=3,
+    batch_size=8,
+    model_steps=2,
+    twin_check_every=3,
+    twin_check_rows=4,
+    eval_train_samples=40,
+)
 
 TRAIN_SCRIPT = textwrap.dedent("""
     import json, sys
@@ -307,8 +404,9 @@ TRAIN_SCRIPT = textwrap.dedent("""
 
 
 def _run_and_kill(mode, path, config, at_step, rng) -> int:
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, mode, str(path), json.dumps(config)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TRAIN_SCRIPT, mode, str(path), json.dumps(config)], stdout=subprocess.PIPE, text=True
+    )
     done = -1
     for line in proc.stdout:
         done = int(line)
@@ -321,11 +419,18 @@ def _run_and_kill(mode, path, config, at_step, rng) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config, stride", [(CONFIG, (8, 30)), (RING_CONFIG, (2, 6)), (TRANSFORMER_RING_CONFIG, (1, 3)),
-                                            (TWIN_RING_CONFIG, (3, 8)), (DEVICE_RING_CONFIG, (2, 6)),
-                                            (DYNA_RING_CONFIG, (4, 9))],
-                         ids=["digital", "ring-sim", "transformer-ring-sim", "twin-ring-sim", "ring-sim-device-2",
-                              "dyna-ring-sim"])
+@pytest.mark.parametrize(
+    "config, stride",
+    [
+        (CONFIG, (8, 30)),
+        (RING_CONFIG, (2, 6)),
+        (TRANSFORMER_RING_CONFIG, (1, 3)),
+        (TWIN_RING_CONFIG, (3, 8)),
+        (DEVICE_RING_CONFIG, (2, 6)),
+        (DYNA_RING_CONFIG, (4, 9)),
+    ],
+    ids=["digital", "ring-sim", "transformer-ring-sim", "twin-ring-sim", "ring-sim-device-2", "dyna-ring-sim"],
+)
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride):
     reference = tmp_path / "reference.h5"
     result = start_training(TrainConfig.of(**config), reference)
@@ -340,15 +445,17 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride)
     for kill in range(3):
         target = last + rng.randint(*stride)
         printed = _run_and_kill(mode, path, config, target, rng)
-        with SessionReader(path) as r:           # a killed file opens, everything flushed is intact
+        with SessionReader(path) as r:  # a killed file opens, everything flushed is intact
             # every step printed has its row and every one of its queries (nothing measured waits in memory),
             # and the last complete step is the last checkpointed one (a step's row precedes its checkpoint)
             recorded = r.steps()["queries"]
             assert r.n_steps >= printed and r.n_queries >= recorded[printed - 1]
             # (steps that measured nothing after the last checkpoint, at most a dyna's model_steps, are recomputed)
-            assert r.last_complete_step is not None and r.last_complete_step + 1 + config.get("model_steps", 0) >= printed
+            assert (
+                r.last_complete_step is not None and r.last_complete_step + 1 + config.get("model_steps", 0) >= printed
+            )
             assert r.last_complete_step == r.checkpoint_steps[-1] and r.n_steps >= r.last_complete_step + 1
-            assert list(r.checkpoint_steps) == ref_checkpoint_steps[:r.n_checkpoints]
+            assert list(r.checkpoint_steps) == ref_checkpoint_steps[: r.n_checkpoints]
             for j in range(r.n_checkpoints):
                 assert params_sha256(r.checkpoint(j).params) == ref_params[j], f"kill {kill}, checkpoint {j}"
             valid = r.valid_lengths()["queries"]
@@ -357,8 +464,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride)
             np.testing.assert_array_equal(q["features"], ref_queries["features"][:valid])
             last = r.last_complete_step + 1
         mode = "resume"
-    proc = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, "resume", str(path)], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", TRAIN_SCRIPT, "resume", str(path)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     info, ref_info = inspect_session(path), inspect_session(reference)
     assert info["completed"] and info["steps"] == config["steps"]
@@ -368,8 +476,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride)
     with SessionReader(path) as r, SessionReader(reference) as ref:
         np.testing.assert_array_equal(r.steps()["loss"], ref.steps()["loss"])
         assert r.last_checkpoint().trainer_state["history"] == ref.last_checkpoint().trainer_state["history"]
-        if config["reservoir"] == "ring-sim":   # the embedded ring drifts (the default): the clock and the drift resumed too
-            times, ref_times = r.queries(fields=("sim_time", "temperature_c")), ref.queries(fields=("sim_time", "temperature_c"))
+        if (
+            config["reservoir"] == "ring-sim"
+        ):  # the embedded ring drifts (the default): the clock and the drift resumed too
+            times, ref_times = (
+                r.queries(fields=("sim_time", "temperature_c")),
+                ref.queries(fields=("sim_time", "temperature_c")),
+            )
             np.testing.assert_array_equal(times["sim_time"], ref_times["sim_time"])
             np.testing.assert_array_equal(times["temperature_c"], ref_times["temperature_c"])
             assert np.ptp(times["temperature_c"]) > 0 and np.all(np.diff(times["sim_time"]) > 0)
@@ -386,11 +499,12 @@ def test_resume_before_first_checkpoint_starts_afresh(tmp_path):
     path = tmp_path / "run.h5"
     rng = np.random.default_rng(5)
     writer = synthetic_writer(path)
-    writer.record_queries(QueryLabels.of(0, "calibration", 4, sample=np.arange(4)), rng.random((4, D)),
-                          measurement(rng, 4))
-    writer._write_queries()       # rows of an unfinished step on disk, as writers before 0.2 left them
+    writer.record_queries(
+        QueryLabels.of(0, "calibration", 4, sample=np.arange(4)), rng.random((4, D)), measurement(rng, 4)
+    )
+    writer._write_queries()  # rows of an unfinished step on disk, as writers before 0.2 left them
     writer._file.flush()
-    writer._file.close()          # as if killed: no step completed
+    writer._file.close()  # as if killed: no step completed
     writer, checkpoint = SessionWriter.open_for_resume(path)
     with writer:
         assert checkpoint is None
@@ -403,9 +517,10 @@ def test_resume_drops_rows_of_the_unfinished_step(tmp_path):
     rng = np.random.default_rng(6)
     writer = synthetic_writer(path)
     write_steps(writer, rng, 2, rows=hdf5.COMPRESSED_CHUNK_ROWS)
-    writer.record_queries(QueryLabels.of(2, "plus", 5, direction=0, sample=np.arange(5)), rng.random((5, D)),
-                          measurement(rng, 5))
-    writer.record_step(2, {"loss": 9.0})          # step row written, checkpoint missing
+    writer.record_queries(
+        QueryLabels.of(2, "plus", 5, direction=0, sample=np.arange(5)), rng.random((5, D)), measurement(rng, 5)
+    )
+    writer.record_step(2, {"loss": 9.0})  # step row written, checkpoint missing
     writer._file.close()
     writer, checkpoint = SessionWriter.open_for_resume(path)
     with writer:
@@ -426,9 +541,9 @@ def test_a_last_row_whose_json_never_reached_the_disk_is_not_whole_and_resume_st
         write_steps(writer, np.random.default_rng(7), 3)
     with h5py.File(path, "r+") as f:
         ends = f["checkpoints/trainer_state_end"][()]
-        f["checkpoints/trainer_state"][int(ends[-2]):int(ends[-1])] = 0
+        f["checkpoints/trainer_state"][int(ends[-2]) : int(ends[-1])] = 0
         ends = f["steps/extra_end"][()]
-        f["steps/extra"][int(ends[-2]):int(ends[-1])] = 0
+        f["steps/extra"][int(ends[-2]) : int(ends[-1])] = 0
     with SessionReader(path) as r:
         assert r.n_checkpoints == 2 and r.last_complete_step == 1 and r.n_steps == 2 and not r.completed
     writer, checkpoint = SessionWriter.open_for_resume(path)
@@ -444,7 +559,7 @@ def test_a_resumed_file_that_ends_inside_a_chunk_keeps_every_row(tmp_path):
     path = tmp_path / "run.h5"
     rng = np.random.default_rng(9)
     with synthetic_writer(path) as writer:
-        written = write_steps(writer, rng, 2, rows=10)            # closed: all 20 rows, the chunk half full
+        written = write_steps(writer, rng, 2, rows=10)  # closed: all 20 rows, the chunk half full
     writer, checkpoint = SessionWriter.open_for_resume(path)
     with writer:
         assert checkpoint.step == 1
@@ -456,12 +571,20 @@ def test_a_resumed_file_that_ends_inside_a_chunk_keeps_every_row(tmp_path):
 
 def _hold_open(path, seconds: float) -> subprocess.Popen:
     """Another process that holds HDF5's (shared) lock on ``path`` for ``seconds``, as an inspector does."""
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import time, h5py
         f = h5py.File({str(path)!r}, "r")
         print("open", flush=True)
         time.sleep({seconds})
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "open"
     return holder
 
@@ -480,7 +603,7 @@ def test_a_file_another_program_holds_open_is_waited_for_then_refused_in_one_lin
         holder.kill()
         holder.wait()
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
-    holder = _hold_open(path, 0.5)                     # one that closes it in a moment is waited for
+    holder = _hold_open(path, 0.5)  # one that closes it in a moment is waited for
     try:
         with hdf5.open_for_writing(path, "r+") as f:
             assert list(f["x"][()]) == [0, 1, 2]

@@ -12,16 +12,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
-from labpgt.session import SCHEMA, SessionReader, SessionWriter, hdf5
-from labpgt.session.hdf5 import READER_NEEDS
 from sessionfiles import downgrade_to_v2, write_sweep
 from test_session import synthetic_writer, write_steps
 
+from labpgt.session import SCHEMA, SessionReader, SessionWriter, hdf5
+from labpgt.session.hdf5 import READER_NEEDS
+
 H5DUMP = shutil.which("h5dump")
 COMPACT = hdf5.compact
-needs_h5dump = pytest.mark.skipif(H5DUMP is None, reason="h5dump is not installed (Debian: apt-get install hdf5-tools; "
-                                                         ".ci/run installs it)")
+needs_h5dump = pytest.mark.skipif(
+    H5DUMP is None, reason="h5dump is not installed (Debian: apt-get install hdf5-tools; .ci/run installs it)"
+)
 
 
 def training(path: Path, steps: int = 3, rows: int = 10) -> None:
@@ -60,7 +61,7 @@ def assert_h5dump_reads_every_dataset(path: Path, tmp_path: Path) -> None:
 @needs_h5dump
 def test_h5dump_of_hdf5_1_10_reads_every_dataset_of_a_training_and_a_sweep(tmp_path):
     version = subprocess.run([H5DUMP, "--version"], capture_output=True, text=True).stdout
-    print(version)                                   # Debian bookworm: "h5dump: Version 1.10.8"
+    print(version)  # Debian bookworm: "h5dump: Version 1.10.8"
     run, sweep = tmp_path / "run.h5", tmp_path / "sweep.h5"
     training(run)
     write_sweep(sweep)
@@ -76,22 +77,35 @@ def test_a_file_is_written_for_hdf5_1_10_with_built_in_filters_and_says_so(tmp_p
     path = tmp_path / "run.h5"
     training(path)
     head = path.read_bytes()[:9]
-    assert head[:8] == b"\x89HDF\r\n\x1a\n" and head[8] == 3           # superblock version 3: HDF5 1.10, SWMR
+    assert head[:8] == b"\x89HDF\r\n\x1a\n" and head[8] == 3  # superblock version 3: HDF5 1.10, SWMR
     with h5py.File(path, "r") as f:
         assert f.attrs["reader_needs"] == READER_NEEDS and "nothing to install" in READER_NEEDS
         filters = set()
         f.visititems(lambda name, obj: filters.update(obj._filters) if isinstance(obj, h5py.Dataset) else None)
-        assert filters == {"shuffle", "gzip"}                            # HDF5's own: no plugin needed
+        assert filters == {"shuffle", "gzip"}  # HDF5's own: no plugin needed
 
 
 def test_units_dimension_scales_and_nexus_plots(tmp_path):
     path = tmp_path / "run.h5"
     training(path)
     with h5py.File(path, "r") as f:
-        units = {name: f[name].attrs["units"] for name in ("frequencies", "queries/spectrum", "queries/timestamp",
-                                                           "steps/wall_time", "steps/measure_seconds")}
-        assert units == {"frequencies": "Hz", "queries/spectrum": "dBm", "queries/timestamp": "s",
-                         "steps/wall_time": "s", "steps/measure_seconds": "s"}
+        units = {
+            name: f[name].attrs["units"]
+            for name in (
+                "frequencies",
+                "queries/spectrum",
+                "queries/timestamp",
+                "steps/wall_time",
+                "steps/measure_seconds",
+            )
+        }
+        assert units == {
+            "frequencies": "Hz",
+            "queries/spectrum": "dBm",
+            "queries/timestamp": "s",
+            "steps/wall_time": "s",
+            "steps/measure_seconds": "s",
+        }
         assert f["queries/temperature_c"].attrs["units"] == "°C"
         assert json.loads(f["queries/settings"].attrs["units"]) == ["dBm"] * 8
         spectrum = f["queries/spectrum"]
@@ -105,7 +119,7 @@ def test_units_dimension_scales_and_nexus_plots(tmp_path):
         assert f["plots"].attrs["NX_class"] == "NXentry" and f["plots"].attrs["default"] == "loss"
         loss = f["plots/loss"]
         assert loss.attrs["signal"] == "loss" and loss.attrs["axes"] == "queries"
-        assert loss.get("loss", getlink=True).path == "/steps/loss"      # a link: nothing stored twice
+        assert loss.get("loss", getlink=True).path == "/steps/loss"  # a link: nothing stored twice
         np.testing.assert_array_equal(loss["queries"][()], [10, 20, 30])
 
 
@@ -115,12 +129,15 @@ def test_silx_plots_the_training_curve_and_the_spectra_without_help(tmp_path):
     training(run)
     write_sweep(sweep)
     with h5py.File(run, "r") as f:
-        default = nxdata.get_default(f)              # root@default -> /plots@default -> the NXdata group
+        default = nxdata.get_default(f)  # root@default -> /plots@default -> the NXdata group
         assert default.is_valid and default.signal.name == "/plots/loss/loss"
         assert default.axes[0].name == "/plots/loss/queries"
         spectra = nxdata.NXdata(f["plots/spectra"])
-        assert spectra.is_valid and spectra.signal.shape == (30, 401) and spectra.axes_dataset_names == [
-            "query", "frequency"]
+        assert (
+            spectra.is_valid
+            and spectra.signal.shape == (30, 401)
+            and spectra.axes_dataset_names == ["query", "frequency"]
+        )
         assert spectra.axes[1].attrs["units"] == "Hz" and spectra.signal.attrs["units"] == "dBm"
     with h5py.File(sweep, "r") as f:
         default = nxdata.get_default(f)
@@ -149,7 +166,7 @@ def test_resuming_a_v2_file_rewrites_it_as_v3(tmp_path):
     downgrade_to_v2(path)
     with h5py.File(path, "r") as f:
         assert f.attrs["schema"] == "labpgt-session/2" and "index" not in f["queries"] and "plots" not in f
-        assert "32026" in f["queries/spectrum"]._filters                  # Blosc2, as /2 wrote it
+        assert "32026" in f["queries/spectrum"]._filters  # Blosc2, as /2 wrote it
     with SessionReader(path) as reader:
         assert reader.schema == "labpgt-session/2" and reader.n_queries == 30
         np.testing.assert_array_equal(reader.queries(5, 9, ("index",))["index"], [5, 6, 7, 8])
@@ -162,4 +179,4 @@ def test_resuming_a_v2_file_rewrites_it_as_v3(tmp_path):
         assert f["queries/spectrum"].dims[1][0] == f["frequencies"] and "plots/loss" in f
     np.testing.assert_array_equal(after["queries/index"], np.arange(40))
     for name in ("queries/spectrum", "queries/u", "queries/features", "steps/loss", "checkpoints/params/enc_W"):
-        np.testing.assert_array_equal(after[name][:len(before[name])], before[name], err_msg=name)
+        np.testing.assert_array_equal(after[name][: len(before[name])], before[name], err_msg=name)

@@ -10,8 +10,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from sessionfiles import (GAINS, THRESHOLD, V1_EXAMPLE, dataset_names, downgrade_to_v1, downgrade_to_v2, write_sweep,
-                          write_v1_ring_sweep)
+from sessionfiles import (
+    GAINS,
+    THRESHOLD,
+    V1_EXAMPLE,
+    dataset_names,
+    downgrade_to_v1,
+    write_sweep,
+    write_v1_ring_sweep,
+)
 
 from labpgt.errors import UserError
 from labpgt.export import export_session
@@ -28,16 +35,22 @@ ODD_NAMES = ["block0.attn.wq", "0.mu.enc_W", ".", "..", "%2E", "a%b", "a\0b", " 
 
 def template(step=-1, scale=0.0) -> Checkpoint:
     """Params, optimizer and method arrays under names a transformer and a twin would use."""
-    return Checkpoint(step, params={"block0.attn.wq": np.full((2, 2), scale), "0.mu.enc_W": np.full(3, scale)},
-                      optimizer_state={"block0.attn.wq.m": np.full((2, 2), scale), "t": np.array(step + 1)},
-                      rng_states={"batches": {"state": step}}, trainer_state={"history": []},
-                      method_state={"twin.W": np.full((D, M), scale, dtype=np.float32),
-                                    "twin.fitted": np.array(step >= 0)})
+    return Checkpoint(
+        step,
+        params={"block0.attn.wq": np.full((2, 2), scale), "0.mu.enc_W": np.full(3, scale)},
+        optimizer_state={"block0.attn.wq.m": np.full((2, 2), scale), "t": np.array(step + 1)},
+        rng_states={"batches": {"state": step}},
+        trainer_state={"history": []},
+        method_state={"twin.W": np.full((D, M), scale, dtype=np.float32), "twin.fitted": np.array(step >= 0)},
+    )
 
 
 def training_config(steps=4) -> dict:
-    return {"train": {"task": "iris", "method": "node", "reservoir": "digital", "steps": steps, "seed": 0},
-            "bench": None, "reservoir": {"input_width": D, "feature_width": M, "setting_names": []}}
+    return {
+        "train": {"task": "iris", "method": "node", "reservoir": "digital", "steps": steps, "seed": 0},
+        "bench": None,
+        "reservoir": {"input_width": D, "feature_width": M, "setting_names": []},
+    }
 
 
 def record_step(writer, rng, step, layer=0, token=-1, rows=4):
@@ -50,8 +63,11 @@ def record_step(writer, rng, step, layer=0, token=-1, rows=4):
 
 def assert_checkpoints_equal(a: Checkpoint, b: Checkpoint) -> None:
     assert a.step == b.step and a.rng_states == b.rng_states
-    for mine, theirs in ((a.params, b.params), (a.optimizer_state, b.optimizer_state),
-                         (a.method_state, b.method_state)):
+    for mine, theirs in (
+        (a.params, b.params),
+        (a.optimizer_state, b.optimizer_state),
+        (a.method_state, b.method_state),
+    ):
         assert set(mine) == set(theirs)
         for name in mine:
             np.testing.assert_array_equal(mine[name], theirs[name])
@@ -80,7 +96,7 @@ def test_layer_and_token_round_trip(tmp_path):
     path = tmp_path / "run.h5"
     rng = np.random.default_rng(0)
     with SessionWriter.create(path, training_config(), template()) as writer:
-        record_step(writer, rng, 0)                                        # a dense network: layer 0
+        record_step(writer, rng, 0)  # a dense network: layer 0
         record_step(writer, rng, 1, layer=[0, 1, 1, 2], token=[0, 1, 2, 31_000])
         record_step(writer, rng, 2, layer=-1, token=7)
     with SessionReader(path) as reader:
@@ -97,11 +113,12 @@ def test_method_state_round_trips_and_survives_resume(tmp_path):
     writer = SessionWriter.create(path, training_config(), template())
     for step in range(2):
         record_step(writer, rng, step)
-    writer.record_queries(QueryLabels.of(2, "plus", 2, sample=[0, 1]), rng.random((2, D)),
-                          Measurement(features=rng.random((2, M))))
-    writer._write_queries()                # every row measured so far on disk (as writers before 0.2 did), then
+    writer.record_queries(
+        QueryLabels.of(2, "plus", 2, sample=[0, 1]), rng.random((2, D)), Measurement(features=rng.random((2, M)))
+    )
+    writer._write_queries()  # every row measured so far on disk (as writers before 0.2 did), then
     writer._file.flush()
-    writer._file.close()                   # killed inside step 2
+    writer._file.close()  # killed inside step 2
     with SessionReader(path) as reader:
         assert reader.method_names == ("twin.W", "twin.fitted")
         checkpoint = reader.checkpoint(-1)
@@ -119,8 +136,9 @@ def test_method_state_round_trips_and_survives_resume(tmp_path):
 
 def test_an_empty_method_state_is_an_empty_group(tmp_path):
     parts = template()
-    with SessionWriter.create(tmp_path / "run.h5", training_config(), params_template=parts.params,
-                              optimizer_template=parts.optimizer_state) as writer:
+    with SessionWriter.create(
+        tmp_path / "run.h5", training_config(), params_template=parts.params, optimizer_template=parts.optimizer_state
+    ) as writer:
         writer.checkpoint(Checkpoint(0, template(0).params, template(0).optimizer_state, {}, {}))
     with SessionReader(tmp_path / "run.h5") as reader:
         assert reader.method_names == () and reader.checkpoint(0).method_state == {}
@@ -141,13 +159,14 @@ def test_checkpoint_array_names_are_any_text_without_a_slash(tmp_path, group):
     for bad in ("", "a/b", "/", "\ud800"):
         with pytest.raises(ValueError):
             SessionWriter.create(tmp_path / "bad.h5", training_config(), Checkpoint(-1, {bad: np.zeros(1)}, {}, {}))
-    assert not (tmp_path / "bad.h5").exists()                       # refused before a file is made
+    assert not (tmp_path / "bad.h5").exists()  # refused before a file is made
 
 
 def test_checkpoint_arrays_must_be_numbers(tmp_path):
     with pytest.raises(ValueError, match="numbers only"):
-        SessionWriter.create(tmp_path / "run.h5", training_config(),
-                             Checkpoint(-1, {}, {"names": np.array(["a", "b"])}, {}))
+        SessionWriter.create(
+            tmp_path / "run.h5", training_config(), Checkpoint(-1, {}, {"names": np.array(["a", "b"])}, {})
+        )
     assert not (tmp_path / "run.h5").exists()
 
 
@@ -184,14 +203,16 @@ def test_an_interrupted_sweep_is_not_complete(tmp_path):
 
 def test_sweep_writer_refuses_points_out_of_order_and_unknown_values(tmp_path):
     rng = np.random.default_rng(0)
-    with SweepWriter.create(tmp_path / "sweep.h5", {"sweep": {}, "reservoir": {"input_width": 1, "feature_width": 2}}) \
-            as writer:
+    with SweepWriter.create(
+        tmp_path / "sweep.h5", {"sweep": {}, "reservoir": {"input_width": 1, "feature_width": 2}}
+    ) as writer:
         with pytest.raises(ValueError, match="the next point of this sweep is 0"):
             writer.record_point(1, {"value": 1.0})
         with pytest.raises(ValueError, match="unknown values"):
             writer.record_point(0, {"value": 1.0, "threshold": 2.0})
-        writer.record_queries(QueryLabels.of(0, "sweep", 1, layer=-1), [[0.5]],
-                              Measurement(features=rng.random((1, 2))))
+        writer.record_queries(
+            QueryLabels.of(0, "sweep", 1, layer=-1), [[0.5]], Measurement(features=rng.random((1, 2)))
+        )
         writer.record_point(0, {"value": 1.0})
     with pytest.raises(UserError, match="the sweep's 'instrument' is missing"):
         SessionReader(tmp_path / "sweep.h5")
@@ -226,8 +247,18 @@ def test_sweep_export_writes_points_instead_of_steps(tmp_path):
     assert [float(row["margin_db"]) for row in rows] == [row["margin_db"] for row in recorded]
     assert [int(row["point"]) for row in rows] == list(range(9)) and rows[-1]["queries"] == "9"
     header = (tmp_path / "out" / "queries.csv").read_text().splitlines()[0].split(",")
-    assert header == ["index", "step", "role", "direction", "sample", "timestamp", "attempts", "ring.loop_gain_db",
-                      "layer", "token"]
+    assert header == [
+        "index",
+        "step",
+        "role",
+        "direction",
+        "sample",
+        "timestamp",
+        "attempts",
+        "ring.loop_gain_db",
+        "layer",
+        "token",
+    ]
     assert "kind sweep" in (tmp_path / "out" / "README.txt").read_text()
 
 
@@ -262,14 +293,16 @@ def test_the_shipped_v1_file_reads_as_a_training(tmp_path):
 def test_the_downgrade_helper_writes_the_v1_layout(tmp_path):
     """The /1 files the tests make hold the datasets the shipped /1 file holds (checkpoint arrays apart)."""
     path = tmp_path / "run.h5"
-    with SessionWriter.create(path, training_config(), params_template={"enc_W": np.zeros(2)},
-                              optimizer_template={}) as writer:
+    with SessionWriter.create(
+        path, training_config(), params_template={"enc_W": np.zeros(2)}, optimizer_template={}
+    ) as writer:
         writer.checkpoint(Checkpoint(0, {"enc_W": np.zeros(2)}, {}, {}))
     downgrade_to_v1(path)
 
     def layout(p):
-        return {name for name in dataset_names(p) if not name.startswith(("checkpoints/params/",
-                                                                          "checkpoints/optimizer/"))}
+        return {
+            name for name in dataset_names(p) if not name.startswith(("checkpoints/params/", "checkpoints/optimizer/"))
+        }
 
     assert layout(path) == layout(V1_EXAMPLE)
 
@@ -312,14 +345,13 @@ def test_resuming_a_v1_training_rewrites_it_as_v3_and_it_still_replays(tmp_path)
 def test_v1_sweep_points_come_from_the_steps_even_when_an_extra_is_junk(tmp_path):
     path = tmp_path / "old-sweep.h5"
     write_v1_ring_sweep(path, points=2)
-    with h5py.File(path, "r+") as f:                          # point 0's summary replaced by a JSON list
+    with h5py.File(path, "r+") as f:  # point 0's summary replaced by a JSON list
         extra, ends = f["steps/extra"], f["steps/extra_end"]
         junk = np.frombuffer(b"[1, 2]", dtype=np.uint8)
-        tail = extra[int(ends[0]):int(ends[1])]
+        tail = extra[int(ends[0]) : int(ends[1])]
         extra.resize(len(junk) + len(tail), axis=0)
         extra[:] = np.concatenate([junk, tail])
         ends[:] = [len(junk), len(junk) + len(tail)]
     with SessionReader(path) as reader:
         points = reader.points()
     assert np.isnan(points["margin_db"][0]) and np.isfinite(points["margin_db"][1])
-

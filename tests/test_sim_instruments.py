@@ -9,7 +9,7 @@ from labpgt.instruments import RingController, SignalGenerator, SpectrumAnalyzer
 from labpgt.instruments.simulated import SimulatedAdapter, SimulatedBench
 from labpgt.instruments.simulated.ring import open_loop_level_dbm
 
-TONE_HZ = 3.73e9          # in the passband of the default ring (f_FMR 3.70 GHz)
+TONE_HZ = 3.73e9  # in the passband of the default ring (f_FMR 3.70 GHz)
 
 
 @pytest.fixture
@@ -18,10 +18,12 @@ def bench():
 
 
 def connect(bench):
-    return (SignalGenerator(SimulatedAdapter(bench["gen1"])),
-            SignalGenerator(SimulatedAdapter(bench["gen2"])),
-            RingController(SimulatedAdapter(bench["ring"])),
-            SpectrumAnalyzer(SimulatedAdapter(bench["analyzer"])))
+    return (
+        SignalGenerator(SimulatedAdapter(bench["gen1"])),
+        SignalGenerator(SimulatedAdapter(bench["gen2"])),
+        RingController(SimulatedAdapter(bench["ring"])),
+        SpectrumAnalyzer(SimulatedAdapter(bench["analyzer"])),
+    )
 
 
 def expected_tone_dbm(bench, frequency_hz, power_dbm, field_mt):
@@ -46,7 +48,7 @@ def test_signal_generator_settings_reset_and_range_errors(bench):
     assert (gen1.frequency, gen1.power, gen1.is_enabled, gen1.output_enabled) == (3.0e9, -10, True, True)
     gen1.output_enabled = False
     assert gen1.is_enabled is False
-    gen1.write(":FREQ 30 GHz")                    # bypassing the validator: the instrument refuses
+    gen1.write(":FREQ 30 GHz")  # bypassing the validator: the instrument refuses
     assert gen1.next_error[0] == -222 and gen1.frequency == 3.0e9
     with pytest.raises(ValueError):
         gen1.power = 30
@@ -54,7 +56,7 @@ def test_signal_generator_settings_reset_and_range_errors(bench):
     assert (gen1.frequency, gen1.power, gen1.output_enabled) == (20e9, -135, False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        gen1.shutdown()                           # stock shutdown's modulation/LFO commands are understood
+        gen1.shutdown()  # stock shutdown's modulation/LFO commands are understood
     assert gen1.check_errors() == []
 
 
@@ -62,7 +64,10 @@ def test_ring_controller(bench):
     _, _, ring, _ = connect(bench)
     params = bench.model.params
     assert (ring.loop_gain, ring.field, ring.amplifier_enabled) == (
-        params.default_loop_gain_db, params.default_field_mt, False)
+        params.default_loop_gain_db,
+        params.default_field_mt,
+        False,
+    )
     ring.loop_gain = -3.5
     ring.field = 80
     ring.amplifier_enabled = True
@@ -87,7 +92,7 @@ def test_analyzer_frequency_axis_rbw_points_and_sweep_time(bench):
     assert (analyzer.start_frequency, analyzer.stop_frequency) == (2.95e9, 3.05e9)
     analyzer.start_frequency = 2.96e9
     assert analyzer.center_frequency == 3.005e9
-    assert analyzer.resolution_bandwidth == 300e3            # auto: span/100 down to 1-3-10
+    assert analyzer.resolution_bandwidth == 300e3  # auto: span/100 down to 1-3-10
     analyzer.resolution_bandwidth = 100e3
     assert analyzer.resolution_bandwidth == 100e3
     assert analyzer.sweep_time == pytest.approx(bench.model.sweep_time_s(90e6, 100e3))
@@ -125,7 +130,7 @@ def test_binary_and_ascii_traces_agree_and_byte_order(bench):
     gen1.enable()
     analyzer.single_sweep()
     binary = analyzer.trace_binary()
-    ascii_ = analyzer.trace()                       # stock ASCII path; continuous is off: same sweep
+    ascii_ = analyzer.trace()  # stock ASCII path; continuous is off: same sweep
     assert binary.dtype == np.float32 and binary.shape == ascii_.shape == (401,)
     np.testing.assert_allclose(binary, ascii_, atol=1e-3)
     analyzer.write(":FORM REAL,32;:FORM:BORD SWAP")
@@ -138,15 +143,15 @@ def test_binary_and_ascii_traces_agree_and_byte_order(bench):
 
 def test_continuous_sweep_reads_fresh_traces_single_sweep_holds(bench):
     gen1, _, _, analyzer = connect(bench)
-    gen1.frequency, gen1.power = TONE_HZ, 10       # displayed at -27 dBm, 37 dB of couplers and delay line down
+    gen1.frequency, gen1.power = TONE_HZ, 10  # displayed at -27 dBm, 37 dB of couplers and delay line down
     gen1.enable()
     analyzer.continuous_sweep = True
     assert analyzer.trace().max() > -40
     gen1.disable()
-    assert analyzer.trace().max() < -60             # continuous: the latest state shows
+    assert analyzer.trace().max() < -60  # continuous: the latest state shows
     analyzer.single_sweep()
     gen1.enable()
-    assert analyzer.trace().max() < -60             # held: the sweep was taken with RF off
+    assert analyzer.trace().max() < -60  # held: the sweep was taken with RF off
     analyzer.single_sweep()
     assert analyzer.trace().max() > -40
 
@@ -156,7 +161,7 @@ def test_auto_oscillation_shows_with_amplifier_above_threshold(bench):
     ring.loop_gain = 3
     ring.amplifier_enabled = True
     analyzer.single_sweep()
-    assert analyzer.trace_binary().max() > -40      # the ring oscillates by itself
+    assert analyzer.trace_binary().max() > -40  # the ring oscillates by itself
 
 
 def test_bench_is_deterministic_for_a_seed():

@@ -14,7 +14,7 @@ import pytest
 from labpgt.bench import bench_config_toml, simulated_bench_config
 from labpgt.session import SessionReader
 
-pytestmark = pytest.mark.slow          # a served bench killed and restarted
+pytestmark = pytest.mark.slow  # a served bench killed and restarted
 
 
 def free_base_port():
@@ -32,17 +32,41 @@ def free_base_port():
 
 
 def start_sim(base):
-    proc = subprocess.Popen([sys.executable, "-m", "labpgt", "sim", "--port", str(base), "--noise", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labpgt", "sim", "--port", str(base), "--noise", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for _ in range(6):
         proc.stdout.readline()
     return proc
 
 
 def train(bench_path, out, *extra):
-    return subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--bench", str(bench_path), "--task", "iris",
-                             "--steps", "12", "--batch-size", "8", "--quiet", "--out", str(out), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labpgt",
+            "train",
+            "--bench",
+            str(bench_path),
+            "--task",
+            "iris",
+            "--steps",
+            "12",
+            "--batch-size",
+            "8",
+            "--quiet",
+            "--out",
+            str(out),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_steps(path, count, timeout=60):
@@ -103,11 +127,18 @@ def test_restarted_too_late_the_run_stops_cleanly_and_resumes(bench_file, tmp_pa
     assert "Traceback" not in err
     sim = start_sim(base)
     try:
-        resumed = subprocess.run([sys.executable, "-m", "labpgt", "train", "--resume", str(session_path), "--quiet"],
-                                 capture_output=True, text=True, timeout=120)
+        resumed = subprocess.run(
+            [sys.executable, "-m", "labpgt", "train", "--resume", str(session_path), "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert resumed.returncode == 0, resumed.stderr
-        info = json.loads(subprocess.run([sys.executable, "-m", "labpgt", "inspect", "--json", str(session_path)],
-                                         capture_output=True, text=True).stdout)
+        info = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "labpgt", "inspect", "--json", str(session_path)], capture_output=True, text=True
+            ).stdout
+        )
         assert info["completed"] and info["steps"] == 12
     finally:
         sim.send_signal(signal.SIGINT)

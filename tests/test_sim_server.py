@@ -16,7 +16,7 @@ from labpgt.instruments import RingController, SpectrumAnalyzer
 from labpgt.instruments.simulated import SimulatedBench, serve
 from labpgt.instruments.simulated.ring import open_loop_level_dbm
 
-pytestmark = pytest.mark.slow          # instruments served over TCP
+pytestmark = pytest.mark.slow  # instruments served over TCP
 
 VISA = dict(visa_library="@py", read_termination="\n", write_termination="\n", timeout=5000)
 
@@ -61,7 +61,7 @@ def test_stock_pymeasure_drivers_see_a_tone_through_pyvisa_py(bench, server):
         analyzer = AgilentE4408B(server.resources["analyzer"], **VISA)
         ring = RingController(server.resources["ring"], **VISA)
     try:
-        ring.amplifier_enabled = False                     # open loop: only the tone shows
+        ring.amplifier_enabled = False  # open loop: only the tone shows
         field = ring.field
         tone_hz, tone_dbm = 3.73e9, 20.0
         generator.frequency = tone_hz
@@ -72,7 +72,7 @@ def test_stock_pymeasure_drivers_see_a_tone_through_pyvisa_py(bench, server):
         analyzer.stop_frequency = 3.78e9
         analyzer.frequency_points = 401
         assert analyzer.sweep_time > 0
-        trace = analyzer.trace()                            # continuous sweep: a fresh sweep
+        trace = analyzer.trace()  # continuous sweep: a fresh sweep
         frequencies = analyzer.frequencies
         assert trace.shape == frequencies.shape == (401,)
         peak = int(np.argmax(trace))
@@ -85,8 +85,8 @@ def test_stock_pymeasure_drivers_see_a_tone_through_pyvisa_py(bench, server):
         assert trace[peak] == pytest.approx(expected, abs=1.0)
         assert trace[peak] == pytest.approx(tone_dbm - 37.0, abs=1.5)
         rbw = float(analyzer.ask(":BAND?"))
-        others = trace[np.abs(frequencies - tone_hz) > 5 * rbw]   # beyond the RBW line shape
-        assert trace[peak] - others.max() > 40                 # the clear maximum
+        others = trace[np.abs(frequencies - tone_hz) > 5 * rbw]  # beyond the RBW line shape
+        assert trace[peak] - others.max() > 40  # the clear maximum
         assert generator.check_errors() == [] and analyzer.check_errors() == []
     finally:
         generator.disable()
@@ -101,8 +101,8 @@ def test_binary_trace_over_tcp_matches_the_block(server):
         binary = analyzer.trace_binary()
         assert binary.dtype == np.float32 and binary.shape == (analyzer.frequency_points,)
         assert np.all(binary > -200) and np.all(binary < 30)
-        np.testing.assert_array_equal(analyzer.trace_binary(), binary)   # held sweep
-        assert analyzer.id.startswith("Agilent Technologies,E4408B")     # stream still in step
+        np.testing.assert_array_equal(analyzer.trace_binary(), binary)  # held sweep
+        assert analyzer.id.startswith("Agilent Technologies,E4408B")  # stream still in step
         analyzer.continuous_sweep = True
     finally:
         analyzer.adapter.close()
@@ -120,7 +120,7 @@ def test_garbage_and_disconnects_do_not_kill_the_server(server):
     with raw_client(server, "ring") as connection:
         connection.sendall(b"\x00\xff\xfe;;::#!@\r\n" + bytes(range(256)) + b"\n:FIEL 1e99\n")
     with raw_client(server, "ring") as connection:
-        connection.sendall(b"*IDN?")              # disconnect in the middle of a message
+        connection.sendall(b"*IDN?")  # disconnect in the middle of a message
     with raw_client(server, "ring") as connection:
         assert ask_raw(connection, b"*IDN?\n").startswith(b"labpgt,RingController,")
         assert ask_raw(connection, b"*CLS;*OPC?\n") == b"1\n"
@@ -137,7 +137,7 @@ def test_concurrent_clients_are_served_consistently(server):
                     power, done = answer.strip().split(b";")
                     if float(power) != value or done != b"1":
                         failures.append(answer)
-        except Exception as error:   # pragma: no cover - reported below
+        except Exception as error:  # pragma: no cover - reported below
             failures.append(error)
 
     threads = [threading.Thread(target=worker, args=(v,)) for v in (-20, -30, -40)]
@@ -153,10 +153,12 @@ def test_a_failed_query_is_answered_at_once_and_queued(server):
     connection = raw_client(server, "analyzer")
     try:
         started = time.monotonic()
-        assert ask_raw(connection, b":CALC:MARK7:Y?\n") == b"\n"          # the ESA has markers 1-4
+        assert ask_raw(connection, b":CALC:MARK7:Y?\n") == b"\n"  # the ESA has markers 1-4
         assert ask_raw(connection, b":FREQ:CENT?;:NOPE?\n").startswith(b"+")  # what came before the error
         assert time.monotonic() - started < 1.0
-        assert ask_raw(connection, b"*ESR?;:SYST:ERR?;:SYST:ERR?;:SYST:ERR?\n") == \
-            b'32;-114,"Header suffix out of range";-113,"Undefined header";+0,"No error"\n'
+        assert (
+            ask_raw(connection, b"*ESR?;:SYST:ERR?;:SYST:ERR?;:SYST:ERR?\n")
+            == b'32;-114,"Header suffix out of range";-113,"Undefined header";+0,"No error"\n'
+        )
     finally:
         connection.close()

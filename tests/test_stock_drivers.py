@@ -24,10 +24,10 @@ from labpgt.cli import main
 from labpgt.instruments import RingController
 from labpgt.instruments.simulated.ring import RingParameters, open_loop_level_dbm
 
-pytestmark = pytest.mark.slow          # stock drivers over TCP
+pytestmark = pytest.mark.slow  # stock drivers over TCP
 
 NO_ERROR = '+0,"No error"'
-TONE_HZ, TONE_DBM = 3.7312e9, 0.0          # in the passband of the default ring (f_FMR 3.70 GHz)
+TONE_HZ, TONE_DBM = 3.7312e9, 0.0  # in the passband of the default ring (f_FMR 3.70 GHz)
 # where the analyzer shows it, the loop open: through the couplers and the delay line (docs/ring-physics.md §1)
 SHOWN_DBM = float(open_loop_level_dbm(TONE_DBM, TONE_HZ, RingParameters().default_field_mt))
 PYMEASURE_VISA = dict(visa_library="@py", read_termination="\n", write_termination="\n", timeout=5000)
@@ -41,12 +41,27 @@ def sim_factory(tmp_path_factory):
 
     def start(*options):
         bench_file = tmp_path_factory.mktemp("sim") / "bench.toml"
-        process = subprocess.Popen([sys.executable, "-m", "labpgt", "sim", "--port", "0", "--seed", "3",
-                                    "--write-bench", str(bench_file), *options],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "labpgt",
+                "sim",
+                "--port",
+                "0",
+                "--seed",
+                "3",
+                "--write-bench",
+                str(bench_file),
+                *options,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         processes.append(process)
         resources = {}
-        while "analyzer" not in resources:          # the analyzer is announced last
+        while "analyzer" not in resources:  # the analyzer is announced last
             line = process.stdout.readline()
             if not line:
                 pytest.fail(f"labpgt sim {' '.join(options)} did not start: {process.stderr.read()}")
@@ -122,10 +137,10 @@ def test_qcodes_agilent_e8257d(keysight, qcodes_instruments):
 
 
 def test_qcodes_agilent_e8267c(keysight, qcodes_instruments):
-    psg = qcodes_instruments(AgilentE8267C, "e8267c", keysight["gen2"])   # the constructor sets power and offset 0
+    psg = qcodes_instruments(AgilentE8267C, "e8267c", keysight["gen2"])  # the constructor sets power and offset 0
     psg.frequency(3.0e9)
     psg.freq_offset(1e6)
-    assert psg.frequency() == 3.001e9 and psg.freq_offset() == 1e6         # displayed = RF + offset
+    assert psg.frequency() == 3.001e9 and psg.freq_offset() == 1e6  # displayed = RF + offset
     psg.freq_offset(0)
     psg.freq_mode("CW")
     psg.pulse_width(15e-9)
@@ -142,8 +157,9 @@ def test_qcodes_agilent_e8267c(keysight, qcodes_instruments):
     assert psg.ask("SYST:ERR?") == NO_ERROR
 
 
-@pytest.mark.parametrize("driver, name, model", [(KeysightN5183B, "gen3", "N5183B"),
-                                                 (KeysightN5173B, "gen4", "N5173B")])
+@pytest.mark.parametrize(
+    "driver, name, model", [(KeysightN5183B, "gen3", "N5183B"), (KeysightN5173B, "gen4", "N5173B")]
+)
 def test_qcodes_keysight_mxg_and_exg(keysight, qcodes_instruments, driver, name, model):
     source = qcodes_instruments(driver, model.lower(), keysight[name])
     assert source.IDN()["model"] == model and "520" in source._options
@@ -152,7 +168,7 @@ def test_qcodes_keysight_mxg_and_exg(keysight, qcodes_instruments, driver, name,
     source.phase_offset(0.5)
     source.auto_freq_ref(False)
     source.rf_output(True)
-    source.pulse_modulation(True)                       # option UNW: the driver adds the pulse parameters
+    source.pulse_modulation(True)  # option UNW: the driver adds the pulse parameters
     source.pulse_modulation_source("external")
     assert (source.frequency(), source.power(), source.phase_offset()) == (3.0012e9, -5.0, 0.5)
     assert (source.auto_freq_ref(), source.rf_output(), source.pulse_modulation()) == (False, True, True)
@@ -183,15 +199,20 @@ def test_qcodes_keysight_n9030b_trace_and_marker(keysight, qcodes_instruments):
     sa.auto_sweep_type_enabled(True)
     pxa.cont_meas(False)
     assert (pxa.mode(), pxa.measurement(), sa.npts(), sa.span(), sa.center()) == ("SA", "SAN", 1001, 100e6, 3.73e9)
-    assert (sa.res_bw(), sa.video_bw(), sa.detector(), sa.average_type(), sa.mech_attenuation()) == \
-        (100e3, 100e3, "POS", "LOG", 10)
+    assert (sa.res_bw(), sa.video_bw(), sa.detector(), sa.average_type(), sa.mech_attenuation()) == (
+        100e3,
+        100e3,
+        "POS",
+        "LOG",
+        10,
+    )
     assert sa.sweep_time() > 0 and sa.preamp() == "LOW" and sa.preamp_enabled() is False
-    trace = sa.trace()                                  # :READ:SAN1? as little-endian float64 pairs
+    trace = sa.trace()  # :READ:SAN1? as little-endian float64 pairs
     frequencies = sa.freq_axis()
     bucket = frequencies[1] - frequencies[0]
     assert trace.shape == (1001,) and abs(frequencies[np.argmax(trace)] - TONE_HZ) <= bucket
     pxa.auto_sweep(False)
-    assert np.array_equal(sa.trace(), trace)            # :FETC:SAN1?: the same measurement again
+    assert np.array_equal(sa.trace(), trace)  # :FETC:SAN1?: the same measurement again
     pxa.write(":CALC:MARK1:MAX")
     x, y = float(pxa.ask(":CALC:MARK1:X?")), float(pxa.ask(":CALC:MARK1:Y?"))
     assert abs(x - TONE_HZ) <= bucket and abs(y - SHOWN_DBM) <= 1.0
@@ -254,7 +275,7 @@ def test_pymeasure_rohde_schwarz_fsl_and_anritsu_mg3692c(rohde_anritsu):
     assert abs(marker.x - TONE_HZ) <= bucket and abs(marker.y - SHOWN_DBM) <= 1.0 and marker.peak_excursion == 6
     delta = fsl.create_marker(2, is_delta_marker=True)
     delta.x = 3.75e9
-    assert delta.x == pytest.approx(3.75e9, abs=bucket) and delta.y < -30     # noise, relative to the tone
+    assert delta.x == pytest.approx(3.75e9, abs=bucket) and delta.y < -30  # noise, relative to the tone
     delta.disable()
     marker.disable()
     generator.shutdown()
@@ -267,8 +288,26 @@ def test_training_through_rohde_schwarz_and_anritsu_over_tcp(rohde_anritsu, tmp_
     text = bench_file.read_text()
     assert 'driver = "rs-spectrum-analyzer"' in text and text.count('driver = "anritsu-signal-generator"') == 2
     session = tmp_path / "run.h5"
-    code = main(["train", "--bench", str(bench_file), "--task", "iris", "--steps", "2", "--batch-size", "4",
-                 "--eval-every", "2", "--out", str(session), "--plot", str(tmp_path / "run.png"), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--bench",
+            str(bench_file),
+            "--task",
+            "iris",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--eval-every",
+            "2",
+            "--out",
+            str(session),
+            "--plot",
+            str(tmp_path / "run.png"),
+            "--quiet",
+        ]
+    )
     assert code == 0
     with h5py.File(session, "r") as f:
         identities = json.loads(f.attrs["instruments"])

@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 from pymeasure.experiment import Procedure, Results
 from pymeasure.experiment.workers import Worker
+from servedbench import generator_outputs, served_bench
 
 from labpgt.cli import main
 from labpgt.inspection import inspect_session
 from labpgt.procedures import PGTTraining, RingSweep
 from labpgt.signals import STOP_SIGNALS
-from servedbench import generator_outputs, served_bench
 
-pytestmark = pytest.mark.slow          # a served bench in its own process, runs over TCP
+pytestmark = pytest.mark.slow  # a served bench in its own process, runs over TCP
 LABPGT = Path(__file__).resolve().parents[1] / "labpgt"
 IRIS = ["--task", "iris", "--batch-size", "4", "--directions", "2", "--eval-every", "50", "--steps", "50", "--quiet"]
 
@@ -38,11 +38,13 @@ def served(tmp_path_factory):
 
 def signal_when(condition, signum=signal.SIGINT, timeout=60.0):
     """Send this process ``signum`` from another thread once ``condition()`` holds (as a terminal would)."""
+
     def watch():
         deadline = time.monotonic() + timeout
         while not condition() and time.monotonic() < deadline:
             time.sleep(0.02)
         os.kill(os.getpid(), signum)
+
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
@@ -65,7 +67,7 @@ def test_the_engine_is_the_one_thing_that_stops_a_run():
                 raisers.setdefault(name, []).append(path.name)
     assert set(raisers.get("StopRequested", [])) <= {"engine.py"}, raisers
     assert "StoppableReservoir" not in raisers and "raise_if_interrupted" not in raisers
-    assert set(raisers.get("should_stop", [])) <= {"training.py", "sweep.py"}   # PyMeasure's abort, given to the engine
+    assert set(raisers.get("should_stop", [])) <= {"training.py", "sweep.py"}  # PyMeasure's abort, given to the engine
 
 
 @pytest.mark.parametrize("signum", STOP_SIGNALS, ids=[signal.Signals(s).name for s in STOP_SIGNALS])
@@ -108,7 +110,7 @@ def _abort_when(procedure, condition, timeout=60.0) -> Worker:
     deadline = time.monotonic() + timeout
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.02)
-    worker.stop()                                       # the window's Abort
+    worker.stop()  # the window's Abort
     threading.Thread.join(worker, timeout)
     assert not worker.is_alive()
     return worker
@@ -116,8 +118,9 @@ def _abort_when(procedure, condition, timeout=60.0) -> Worker:
 
 def test_the_windows_abort_stops_a_training_rf_off(served, tmp_path):
     bench, resources = served
-    procedure = PGTTraining().assign(task="iris", bench=str(bench), batch_size=4, directions=2, steps=50,
-                                     output=str(tmp_path / "gui.h5"))
+    procedure = PGTTraining().assign(
+        task="iris", bench=str(bench), batch_size=4, directions=2, steps=50, output=str(tmp_path / "gui.h5")
+    )
     _abort_when(procedure, lambda: procedure.steps_done >= 2)
     assert procedure.status == Procedure.ABORTED and procedure.stopped.why == "stopped from the window"
     assert generator_outputs(resources) == ["0"] * 4
@@ -128,8 +131,13 @@ def test_the_windows_abort_stops_a_training_rf_off(served, tmp_path):
 def test_the_windows_abort_stops_a_sweep_rf_off(served, tmp_path):
     bench, resources = served
     procedure = RingSweep()
-    procedure.target, procedure.generator, procedure.start, procedure.stop, procedure.points = \
-        "generator power", "gen1", -30.0, -10.0, 200
+    procedure.target, procedure.generator, procedure.start, procedure.stop, procedure.points = (
+        "generator power",
+        "gen1",
+        -30.0,
+        -10.0,
+        200,
+    )
     procedure.bench, procedure.output = str(bench), str(tmp_path / "gui-sweep.h5")
     _abort_when(procedure, lambda: len(procedure.summary) >= 3)
     assert procedure.status == Procedure.ABORTED
@@ -151,8 +159,7 @@ def test_a_signal_closes_a_measuring_window_rf_off_session_saved(qtbot, served, 
     closer = SignalCloser(window)
     try:
         window.show()
-        for name, value in (("task", "iris"), ("node_batch_size", 4), ("node_directions", 2),
-                            ("node_steps", 50)):
+        for name, value in (("task", "iris"), ("node_batch_size", 4), ("node_directions", 2), ("node_steps", 50)):
             getattr(window.inputs, name).setValue(value)
         experiment = window.queue()
         qtbot.waitUntil(lambda: experiment.procedure.steps_done >= 2, timeout=60_000)
@@ -160,7 +167,7 @@ def test_a_signal_closes_a_measuring_window_rf_off_session_saved(qtbot, served, 
         qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
     finally:
         closer.restore()
-        for handled in STOP_SIGNALS:                 # restore() ignores them once one closed the window
+        for handled in STOP_SIGNALS:  # restore() ignores them once one closed the window
             signal.signal(handled, signal.SIG_DFL if handled != signal.SIGINT else signal.default_int_handler)
     assert exit_status(window) == 128 + signum
     assert generator_outputs(resources) == ["0"] * 4

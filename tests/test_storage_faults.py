@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from labpgt.inspection import inspect_session
 from servedbench import generator_outputs, served_bench
 
-pytestmark = pytest.mark.slow          # runs over TCP in processes of their own, on disks the tests mount
+from labpgt.inspection import inspect_session
+
+pytestmark = pytest.mark.slow  # runs over TCP in processes of their own, on disks the tests mount
 RUN = ["--task", "iris", "--batch-size", "8", "--directions", "2", "--eval-every", "400", "--steps", "400", "--quiet"]
 
 
@@ -40,8 +40,9 @@ def disk(tmp_path):
     def mount(size="3m", options=""):
         point = tmp_path / f"disk{len(mounted)}"
         point.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}{options}", "tmpfs", str(point)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}{options}", "tmpfs", str(point)], capture_output=True, text=True
+        )
         if done.returncode != 0:
             pytest.skip(f"mounting a tmpfs needs root: {done.stderr.strip()}")
         mounted.append(point)
@@ -55,8 +56,9 @@ def disk(tmp_path):
 def labpgt(*args, prelude: str = "", timeout=300, cwd=None):
     """``python -m labpgt ARGS`` in a process of its own, after ``prelude`` (a fault injected into it)."""
     code = textwrap.dedent(prelude) + "\nimport sys\nfrom labpgt.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
 
 
 def assert_one_line_74(result, *fragments, measured=True):
@@ -85,7 +87,7 @@ def test_a_disk_that_fills_stops_the_run_before_a_step_it_cannot_hold(served, di
     out = disk() / "run.h5"
     result = labpgt("train", "--bench", bench, *RUN, "--out", out)
     assert_one_line_74(result, "is full", f"--resume {out}")
-    assert "labpgt: warning: the disk holding" in result.stderr          # said before the run began
+    assert "labpgt: warning: the disk holding" in result.stderr  # said before the run began
     assert generator_outputs(resources) == ["0"] * 4
     assert_resumes_and_replays(out, tmp_path, bench)
 
@@ -157,8 +159,13 @@ def test_a_read_only_or_full_disk_is_refused_before_anything_is_measured(served,
 def _run_then(action, bench, out: Path, after_steps: int = 3, cwd=None):
     """Start a run writing ``out`` (in ``cwd``); once it has ``after_steps`` steps, ``action()``; the finished
     process."""
-    process = subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--bench", str(bench), *RUN, "--out", str(out)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labpgt", "train", "--bench", str(bench), *RUN, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         try:

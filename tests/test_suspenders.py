@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
+from servedbench import generator_outputs, scpi, served_bench
 
 from labpgt.bench import bench_config_toml, load_bench_config
 from labpgt.cli import main
 from labpgt.inspection import inspect_session
-from servedbench import generator_outputs, scpi, served_bench
 
-pytestmark = pytest.mark.slow          # runs over TCP in processes of their own, paused for seconds
+pytestmark = pytest.mark.slow  # runs over TCP in processes of their own, paused for seconds
 RUN = ["--task", "iris", "--batch-size", "4", "--directions", "2", "--steps", "12", "--eval-every", "12", "--quiet"]
 
 
@@ -36,8 +36,15 @@ def undisturbed(served, tmp_path_factory):
     """The run as it ends when nothing pauses it: its final parameters."""
     bench, _ = served
     out = tmp_path_factory.mktemp("reference") / "run.h5"
-    assert subprocess.run([sys.executable, "-m", "labpgt", "train", "--bench", str(bench), *RUN, "--out", str(out)],
-                          capture_output=True, text=True, timeout=300).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "labpgt", "train", "--bench", str(bench), *RUN, "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        ).returncode
+        == 0
+    )
     return inspect_session(out)["final_params_sha256"]
 
 
@@ -62,8 +69,12 @@ def run_paused(bench: Path, out: Path, produce, resources, after_steps: int = 3)
     ask every generator that answers for its RF over SCPI. Returns (the finished process, what they said)."""
     err_path = out.with_suffix(".err")
     with err_path.open("w") as err_file:
-        process = subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--bench", str(bench), *RUN, "--out",
-                                    str(out)], stdout=subprocess.PIPE, stderr=err_file, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "labpgt", "train", "--bench", str(bench), *RUN, "--out", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=err_file,
+            text=True,
+        )
         deadline = time.monotonic() + 120
         while steps_in(out) < after_steps and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -91,7 +102,7 @@ def _outputs(resources) -> list:
 
 def assert_paused_and_went_on(result, paused_rf, out: Path, undisturbed: str, condition: str) -> None:
     assert result.returncode == 0, result.stderr
-    assert paused_rf and set(paused_rf) == {"0"} and "paused at step" in result.stderr   # RF off while paused
+    assert paused_rf and set(paused_rf) == {"0"} and "paused at step" in result.stderr  # RF off while paused
     info = inspect_session(out)
     assert info["completed"] and info["final_params_sha256"] == undisturbed
     (pause,) = info["suspensions"]
@@ -111,8 +122,9 @@ TEMPERATURE = """
 """
 
 
-def assert_produced_pauses_the_run(served, undisturbed, tmp_path, suspend: str, instrument: str, message: str,
-                                   condition: str) -> None:
+def assert_produced_pauses_the_run(
+    served, undisturbed, tmp_path, suspend: str, instrument: str, message: str, condition: str
+) -> None:
     """Train with ``suspend``; after 3 steps send ``message`` to ``instrument``: the run pauses with RF off, goes on
     by itself and ends as the undisturbed run does."""
     bench = bench_with(served, tmp_path, suspend)
@@ -123,8 +135,9 @@ def assert_produced_pauses_the_run(served, undisturbed, tmp_path, suspend: str, 
 
 
 def test_a_temperature_excursion_pauses_the_run(served, undisturbed, tmp_path):
-    assert_produced_pauses_the_run(served, undisturbed, tmp_path, TEMPERATURE, "ring", ":SIM:TEMP:EXC 20,3",
-                                   "temperature")
+    assert_produced_pauses_the_run(
+        served, undisturbed, tmp_path, TEMPERATURE, "ring", ":SIM:TEMP:EXC 20,3", "temperature"
+    )
 
 
 def test_a_ring_that_stops_oscillating_pauses_the_run(served, undisturbed, tmp_path):
@@ -132,20 +145,24 @@ def test_a_ring_that_stops_oscillating_pauses_the_run(served, undisturbed, tmp_p
     is not oscillating when the run starts holds the run back before anything is measured — the undisturbed run's
     parameters exactly — and one that stops during the run pauses it at the next check (the step that check follows
     is measured again; with every_steps 2 the one before it is kept as it was measured)."""
-    bench = bench_with(served, tmp_path, """
+    bench = bench_with(
+        served,
+        tmp_path,
+        """
         [[suspend]]
         condition = "oscillation"
         min = 20.0
         every_steps = 2
         hold_s = 1.0
-    """)
+    """,
+    )
     _, resources = served
     out = tmp_path / "run.h5"
-    scpi(resources["ring"], ":SIM:GAIN:DROP 30,20")         # off before the run starts, and for 20 s
+    scpi(resources["ring"], ":SIM:GAIN:DROP 30,20")  # off before the run starts, and for 20 s
     result, paused_rf = run_paused(bench, out, lambda: None, resources, after_steps=0)
     assert_paused_and_went_on(result, paused_rf, out, undisturbed, "oscillation")
     checks = inspect_session(out)["check_queries"]
-    assert checks >= 12 // 2                                 # every other step, and while paused: all recorded
+    assert checks >= 12 // 2  # every other step, and while paused: all recorded
     during = tmp_path / "during.h5"
     result, paused_rf = run_paused(bench, during, lambda: scpi(resources["ring"], ":SIM:GAIN:DROP 30,3"), resources)
     assert result.returncode == 0 and paused_rf == ["0"] * 4, result.stderr
@@ -157,50 +174,71 @@ def test_a_ring_that_stops_oscillating_pauses_the_run(served, undisturbed, tmp_p
 def test_a_step_measured_while_the_ring_stopped_oscillating_is_measured_again(served, undisturbed, tmp_path):
     """With a check after every step, the step during which the ring stopped oscillating is not kept (it once was
     written before its check, and the run went on from spectra of a ring in another state)."""
-    assert_produced_pauses_the_run(served, undisturbed, tmp_path, """
+    assert_produced_pauses_the_run(
+        served,
+        undisturbed,
+        tmp_path,
+        """
         [[suspend]]
         condition = "oscillation"
         min = 20.0
         every_steps = 1
         hold_s = 1.0
-    """, "ring", ":SIM:GAIN:DROP 30,3", "oscillation")
+    """,
+        "ring",
+        ":SIM:GAIN:DROP 30,3",
+        "oscillation",
+    )
 
 
 def test_an_instrument_that_goes_away_pauses_the_run(served, undisturbed, tmp_path):
-    bench = bench_with(served, tmp_path, """
+    bench = bench_with(
+        served,
+        tmp_path,
+        """
         [[suspend]]
         condition = "instrument"
         hold_s = 1.0
         max_s = 60
-    """, max_attempts=3, backoff_s=0.05, timeout_ms=500)
+    """,
+        max_attempts=3,
+        backoff_s=0.05,
+        timeout_ms=500,
+    )
     _, resources = served
     out = tmp_path / "run.h5"
     result, paused_rf = run_paused(bench, out, lambda: scpi(resources["gen2"], ":SIM:AWAY 4"), resources)
     assert_paused_and_went_on(result, paused_rf, out, undisturbed, "instrument")
 
 
-def test_a_resumed_run_paused_before_its_first_step_goes_back_to_the_step_it_resumed_at(served, undisturbed,
-                                                                                        tmp_path):
+def test_a_resumed_run_paused_before_its_first_step_goes_back_to_the_step_it_resumed_at(served, undisturbed, tmp_path):
     """A pause before a resumed process has completed a step of its own rewinds the trainer to the checkpoint it was
     restored from (it once had nothing to rewind to: a traceback)."""
     bench = bench_with(served, tmp_path, TEMPERATURE)
     _, resources = served
     out = tmp_path / "run.h5"
-    process = subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--bench", str(bench), *RUN, "--out",
-                                str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labpgt", "train", "--bench", str(bench), *RUN, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while steps_in(out) < 3 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 128 + signal.SIGTERM
-    scpi(resources["ring"], ":SIM:TEMP:EXC 20,300")          # out of range as the resumed process begins,
+    scpi(resources["ring"], ":SIM:TEMP:EXC 20,300")  # out of range as the resumed process begins,
     err_path = tmp_path / "resumed.err"
     with err_path.open("w") as err_file:
-        resumed = subprocess.Popen([sys.executable, "-m", "labpgt", "train", "--resume", str(out), "--quiet"],
-                                   stdout=subprocess.DEVNULL, stderr=err_file)
+        resumed = subprocess.Popen(
+            [sys.executable, "-m", "labpgt", "train", "--resume", str(out), "--quiet"],
+            stdout=subprocess.DEVNULL,
+            stderr=err_file,
+        )
         while "paused at step" not in err_path.read_text() and resumed.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        scpi(resources["ring"], ":SIM:TEMP:EXC 0,0")         # until it has paused
+        scpi(resources["ring"], ":SIM:TEMP:EXC 0,0")  # until it has paused
         assert resumed.wait(timeout=300) == 0
     assert "Traceback" not in err_path.read_text(), err_path.read_text()
     info = inspect_session(out)
@@ -214,18 +252,22 @@ def test_a_disk_running_out_of_space_pauses_the_run(served, undisturbed, tmp_pat
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)]).returncode != 0:
         pytest.skip("mounting a tmpfs needs root")
     try:
-        bench = bench_with(served, tmp_path, """
+        bench = bench_with(
+            served,
+            tmp_path,
+            """
             [[suspend]]
             condition = "free_space"
             min = 8.0
             hold_s = 1.0
-        """)
+        """,
+        )
         _, resources = served
         out = mount / "run.h5"
         filler = mount / "filler"
 
         def fill_then_free_later():
-            filler.write_bytes(b"\0" * (18 << 20))               # 18 of 24 MB: under the 8 MB floor
+            filler.write_bytes(b"\0" * (18 << 20))  # 18 of 24 MB: under the 8 MB floor
             subprocess.Popen([sys.executable, "-c", f"import time, os; time.sleep(3); os.remove({str(filler)!r})"])
 
         result, paused_rf = run_paused(bench, out, fill_then_free_later, resources)
@@ -234,13 +276,16 @@ def test_a_disk_running_out_of_space_pauses_the_run(served, undisturbed, tmp_pat
         subprocess.run(["umount", "-l", str(mount)])
 
 
-@pytest.mark.parametrize("table, fragment", [
-    ('condition = "humidity"\nmin = 1', "unknown condition 'humidity'"),
-    ('condition = "temperature"\nmin = 30\nmax = 20', "the range is the wrong way round"),
-    ('condition = "free_space"\nmin = 5\nhold_s = -1', "hold_s must be zero or a positive number"),
-    ('condition = "oscillation"\nmin = 5\nevery_steps = 0', "every_steps must be a positive integer"),
-    ('condition = "temperature"\nmin = 15\nrf = "sometimes"', "rf must be off or hold"),
-])
+@pytest.mark.parametrize(
+    "table, fragment",
+    [
+        ('condition = "humidity"\nmin = 1', "unknown condition 'humidity'"),
+        ('condition = "temperature"\nmin = 30\nmax = 20', "the range is the wrong way round"),
+        ('condition = "free_space"\nmin = 5\nhold_s = -1', "hold_s must be zero or a positive number"),
+        ('condition = "oscillation"\nmin = 5\nevery_steps = 0', "every_steps must be a positive integer"),
+        ('condition = "temperature"\nmin = 15\nrf = "sometimes"', "rf must be off or hold"),
+    ],
+)
 def test_a_suspender_declared_wrong_is_refused_before_anything_is_sent(served, tmp_path, capsys, table, fragment):
     bench = bench_with(served, tmp_path, f"[[suspend]]\n{table}\n")
     _, resources = served

@@ -53,16 +53,22 @@ def test_a_ring_sweep_is_free_running_and_a_generator_sweep_has_its_tones():
     assert plan_sweep(CONFIG, "field_mt", 40, 60, 3, tones=True).tones
     power = plan_sweep(CONFIG, "power_dbm", -30, -10, 3, instrument="gen3")
     assert (power.instrument, power.tones) == ("gen3", True)
-    assert plan_sweep(CONFIG, "frequency_hz", 3e9, 3.01e9, 3).instrument == "gen1"   # none named: the first
+    assert plan_sweep(CONFIG, "frequency_hz", 3e9, 3.01e9, 3).instrument == "gen1"  # none named: the first
     np.testing.assert_array_equal(gain.values, [-1, -0.5, 0, 0.5, 1])
 
 
-@pytest.mark.parametrize("setting, name, fragment", [
-    ("frequency_hz", "gen9",
-     "no instrument 'gen9' with a frequency_hz to sweep; those with one are gen1, gen2, gen3, gen4"),
-    ("power_dbm", "ring", "no instrument 'ring' with a power_dbm to sweep"),
-    ("loop_gain_db", "gen1", "those with one are ring"),
-])
+@pytest.mark.parametrize(
+    "setting, name, fragment",
+    [
+        (
+            "frequency_hz",
+            "gen9",
+            "no instrument 'gen9' with a frequency_hz to sweep; those with one are gen1, gen2, gen3, gen4",
+        ),
+        ("power_dbm", "ring", "no instrument 'ring' with a power_dbm to sweep"),
+        ("loop_gain_db", "gen1", "those with one are ring"),
+    ],
+)
 def test_an_instrument_the_bench_cannot_sweep_is_one_line_naming_those_it_can(setting, name, fragment):
     with pytest.raises(UserError, match=fragment):
         plan_sweep(CONFIG, setting, 0, 1, 3, instrument=name)
@@ -75,25 +81,34 @@ def test_a_bench_without_a_ring_has_no_gain_to_sweep():
         plan_sweep(no_ring, "loop_gain_db", 0, 1, 3)
 
 
-@pytest.mark.parametrize("values, fragment", [
-    (dict(points=1), "at least 2 points"), (dict(stop=math.nan), "finite"), (dict(start=-math.inf), "finite"),
-    (dict(margin_db=0.0), "positive number of dB"),
-])
+@pytest.mark.parametrize(
+    "values, fragment",
+    [
+        (dict(points=1), "at least 2 points"),
+        (dict(stop=math.nan), "finite"),
+        (dict(start=-math.inf), "finite"),
+        (dict(margin_db=0.0), "positive number of dB"),
+    ],
+)
 def test_a_spec_refuses_what_is_not_a_sweep(values, fragment):
     with pytest.raises(UserError, match=fragment):
         SweepSpec(**{**dict(instrument="ring", setting="loop_gain_db", start=-1.0, stop=1.0, points=3), **values})
 
 
-@pytest.mark.parametrize("setting, name, start, stop, fragment", [
-    ("loop_gain_db", None, -3, 12, r"ring.loop_gain_db = 12 outside \[-20, 10\]"),
-    ("power_dbm", "gen2", -30, 10, "gen2: 10 dBm exceeds max_power_dbm 5"),
-])
-def test_a_value_out_of_limits_is_refused_before_anything_is_sent_or_written(tmp_path, setting, name, start, stop,
-                                                                             fragment):
+@pytest.mark.parametrize(
+    "setting, name, start, stop, fragment",
+    [
+        ("loop_gain_db", None, -3, 12, r"ring.loop_gain_db = 12 outside \[-20, 10\]"),
+        ("power_dbm", "gen2", -30, 10, "gen2: 10 dBm exceeds max_power_dbm 5"),
+    ],
+)
+def test_a_value_out_of_limits_is_refused_before_anything_is_sent_or_written(
+    tmp_path, setting, name, start, stop, fragment
+):
     spec = plan_sweep(CONFIG, setting, start, stop, 3, instrument=name)
     sent = []
 
-    def listen(bench):                                # from the moment the bench is connected
+    def listen(bench):  # from the moment the bench is connected
         for driver in bench.instruments.values():
             driver.write = lambda command, **kwargs: sent.append(command)
 
@@ -111,11 +126,13 @@ def test_a_generator_sweep_measures_with_rf_on_and_leaves_it_off(tmp_path):
     result, bench = outcome.result, watcher.bench
     assert during == [[True] * 4] * 3
     assert simulated_outputs(bench) == [False] * 4
-    assert [bench.instruments[name].read_state()[2] for name in CONFIG.generators] == [False] * 4   # read back
+    assert [bench.instruments[name].read_state()[2] for name in CONFIG.generators] == [False] * 4  # read back
     rbw = CONFIG.instruments["analyzer"].settings["rbw_hz"]
-    for point in result.points:                   # the strongest line is never an injected tone
-        tones = [point.value if name == "gen2" else CONFIG.instruments[name].settings["frequency_hz"]
-                 for name in CONFIG.generators]
+    for point in result.points:  # the strongest line is never an injected tone
+        tones = [
+            point.value if name == "gen2" else CONFIG.instruments[name].settings["frequency_hz"]
+            for name in CONFIG.generators
+        ]
         assert min(abs(point.peak_frequency_hz - tone) for tone in tones) > 5 * rbw
     with SessionReader(tmp_path / "g.h5") as reader:
         assert reader.sweep["instrument"] == "gen2" and reader.sweep["tones"] is True
@@ -125,8 +142,10 @@ def test_a_generator_sweep_measures_with_rf_on_and_leaves_it_off(tmp_path):
 def test_a_ring_sweep_measures_with_every_generator_off(tmp_path):
     spec = plan_sweep(CONFIG, "loop_gain_db", -1, 1, 3)
     during = []
-    watcher = Watcher(on_connect=lambda bench: bench.query({}, rf=True),     # the generators were on before it
-                      on_trace=lambda trace: during.append(simulated_outputs(watcher.bench)))
+    watcher = Watcher(
+        on_connect=lambda bench: bench.query({}, rf=True),  # the generators were on before it
+        on_trace=lambda trace: during.append(simulated_outputs(watcher.bench)),
+    )
     sweep(spec, tmp_path / "r.h5", watcher)
     assert during == [[False] * 4] * 3 and simulated_outputs(watcher.bench) == [False] * 4
 
@@ -136,8 +155,9 @@ def test_a_stopped_sweep_is_a_valid_incomplete_session_with_rf_off(tmp_path):
     reported = []
     engine = RunEngine()
     engine.stop_when(lambda: len(reported) >= 3, StopReason("the test stops it"))
-    outcome, watcher = sweep(spec, tmp_path / "s.h5", Watcher(on_point=lambda point, total: reported.append(total)),
-                             engine)
+    outcome, watcher = sweep(
+        spec, tmp_path / "s.h5", Watcher(on_point=lambda point, total: reported.append(total)), engine
+    )
     result = outcome.result
     assert outcome.stopped.why == "the test stops it" and simulated_outputs(watcher.bench) == [False] * 4
     assert not result.completed and [p.index for p in result.points] == [0, 1, 2] and reported == [8] * 3
@@ -158,7 +178,7 @@ def test_an_error_mid_sweep_turns_rf_off_and_keeps_the_points_measured(tmp_path)
     with pytest.raises(RuntimeError, match="live view"):
         sweep(spec, tmp_path / "e.h5", watcher)
     assert simulated_outputs(watcher.bench) == [False] * 4
-    with SessionReader(tmp_path / "e.h5") as reader:      # the point measured when the view broke is kept too
+    with SessionReader(tmp_path / "e.h5") as reader:  # the point measured when the view broke is kept too
         assert reader.n_points == 3 and not reader.completed
 
 
@@ -181,5 +201,6 @@ def test_a_sweeps_default_session_path_never_names_an_existing_file(tmp_path):
     assert first.parent == tmp_path and first.name.endswith("-sweep-field_mt.h5")
     first.write_bytes(b"taken")
     second = default_session_path("sweep", "field_mt", runs_dir=tmp_path)
-    assert second != first and not second.exists() and second.name.endswith(("-sweep-field_mt.h5",
-                                                                              "-sweep-field_mt-2.h5"))
+    assert (
+        second != first and not second.exists() and second.name.endswith(("-sweep-field_mt.h5", "-sweep-field_mt-2.h5"))
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sessionfiles import train_until
 
 from labpgt.digital import DigitalReservoir
 from labpgt.errors import UserError
@@ -17,7 +18,6 @@ from labpgt.runs import RunResult, resume_training, start_training
 from labpgt.session import SessionReader
 from labpgt.trainer import TrainConfig, Trainer, trainable_parameters
 from labpgt.twin import TwinModel, TwinReservoir, TwinSpec, fit_twin, read_twin
-from sessionfiles import train_until
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "session-example.h5"
 SMALL = dict(task="iris", batch_size=8, eval_every=5, eval_train_samples=20)
@@ -39,9 +39,9 @@ def test_a_twin_learns_the_digital_reservoir_and_its_vjp():
     model = TwinModel(TwinSpec(4, 6, hidden=(32, 32)), seed=0)
     first = model.fit(U, res.measure(U).features, 50)
     model.fit(U, res.measure(U).features, 3000)
-    assert model.error(held, res.measure(held).features) < 0.05          # held out: 5 % of the spread
+    assert model.error(held, res.measure(held).features) < 0.05  # held out: 5 % of the spread
     G = rng.standard_normal((200, 6))
-    assert cosine(model.vjp(held, G), res.vjp(held, G)) > 0.98           # its slopes, not just its values
+    assert cosine(model.vjp(held, G), res.vjp(held, G)) > 0.98  # its slopes, not just its values
     assert first > 0
 
 
@@ -62,17 +62,19 @@ def test_twin_state_round_trips_and_fitting_continues_identically():
 @pytest.mark.slow
 def test_twin_method_logs_its_held_out_error_every_step_and_inspect_shows_it(tmp_path):
     path = tmp_path / "twin.h5"
-    result = start_training(TrainConfig.of(method="twin", reservoir="digital", steps=12, twin_check_every=4, **SMALL), path)
+    result = start_training(
+        TrainConfig.of(method="twin", reservoir="digital", steps=12, twin_check_every=4, **SMALL), path
+    )
     with SessionReader(path) as session:
         extras = [session.step_extra(i) for i in range(session.n_steps)]
         assert session.method_names and all(name.startswith("twin.") for name in session.method_names)
     assert all(np.isfinite(e["twin_error"]) for e in extras)
     used = [e["twin_used"] for e in extras]
-    assert used[0] == 0 and 1 in used                       # probes first, then the twin once it passed a check
-    assert "twin_gradient_error" not in extras[0]         # the first probe has no slope to compare (classifier at 0)
+    assert used[0] == 0 and 1 in used  # probes first, then the twin once it passed a check
+    assert "twin_gradient_error" not in extras[0]  # the first probe has no slope to compare (classifier at 0)
     assert all("twin_gradient_error" in e for e, u in zip(extras[1:], used[1:]) if u == 0)
     probe_steps = [i for i, u in enumerate(used) if u == 0]
-    assert all(b - a <= 5 for a, b in zip(probe_steps, probe_steps[1:] + [len(used)]))   # checked every 4 twin steps
+    assert all(b - a <= 5 for a, b in zip(probe_steps, probe_steps[1:] + [len(used)]))  # checked every 4 twin steps
     info = inspect_session(path)
     assert info["method_log"]["twin_error"]["steps"] == 12
     text = labpgt("inspect", str(path)).stdout
@@ -85,8 +87,10 @@ def test_twin_method_logs_its_held_out_error_every_step_and_inspect_shows_it(tmp
 @pytest.mark.slow
 def test_a_twin_run_replays_exactly(tmp_path):
     path = tmp_path / "twin.h5"
-    start_training(TrainConfig.of(method="twin", reservoir="digital", steps=10, twin_check_every=3, digital_noise=0.02,
-                               **SMALL), path)
+    start_training(
+        TrainConfig.of(method="twin", reservoir="digital", steps=10, twin_check_every=3, digital_noise=0.02, **SMALL),
+        path,
+    )
     report = replay_session(path)
     assert report.ok and report.largest_deviation == 0.0 and report.checkpoints_checked == 10
 
@@ -134,26 +138,35 @@ def test_the_twin_falls_back_on_probes_when_the_ring_changes():
     reservoir = SuddenChange()
 
     def change(step):
-        reservoir.changed = step + 1 >= changed              # from step 25 on, the ring is another
+        reservoir.changed = step + 1 >= changed  # from step 25 on, the ring is another
 
-    config = TrainConfig.of(method="twin", reservoir="digital", steps=50, twin_check_every=1000, eval_every=50,
-                         eval_train_samples=10, task="iris", batch_size=8)
+    config = TrainConfig.of(
+        method="twin",
+        reservoir="digital",
+        steps=50,
+        twin_check_every=1000,
+        eval_every=50,
+        eval_train_samples=10,
+        task="iris",
+        batch_size=8,
+    )
     logs = StepLog(after_step=change)
     Trainer(config, reservoir, recorder=logs).run()
     used = [v["twin_used"] for v in logs]
-    assert sum(used[changed - 5:changed]) == 5               # trusted before the change
-    assert 0 in used[changed:changed + 3]                     # the jump in held-out error sends it back to probes
-    assert used[-1] == 1                                      # and it learns the new ring and is trusted again
+    assert sum(used[changed - 5 : changed]) == 5  # trusted before the change
+    assert 0 in used[changed : changed + 3]  # the jump in held-out error sends it back to probes
+    assert used[-1] == 1  # and it learns the new ring and is trusted again
     error = [v["twin_error"] for v in logs]
-    assert max(error[changed:changed + 3]) > 2 * np.median(error[changed - 10:changed])
+    assert max(error[changed : changed + 3]) > 2 * np.median(error[changed - 10 : changed])
 
 
 @pytest.mark.slow
 def test_twin_from_earlier_sessions_is_kept_in_the_session_resumes_and_replays(tmp_path):
     earlier = tmp_path / "earlier.h5"
     start_training(TrainConfig.of(method="node", reservoir="digital", steps=6, **SMALL), earlier)
-    config = TrainConfig.of(method="twin", reservoir="digital", steps=8, twin_check_every=3, twin_from=(str(earlier),),
-                         **SMALL).resolved()
+    config = TrainConfig.of(
+        method="twin", reservoir="digital", steps=8, twin_check_every=3, twin_from=(str(earlier),), **SMALL
+    ).resolved()
     reference = start_training(config, tmp_path / "reference.h5")
     with SessionReader(tmp_path / "reference.h5") as session:
         U, F, sources = session.prior()
@@ -165,7 +178,7 @@ def test_twin_from_earlier_sessions_is_kept_in_the_session_resumes_and_replays(t
     assert inspect_session(tmp_path / "reference.h5")["prior_rows"] == len(U)
 
     train_until(4, config, tmp_path / "cut.h5")
-    earlier.rename(tmp_path / "moved.h5")                   # resume and replay need nothing but the file
+    earlier.rename(tmp_path / "moved.h5")  # resume and replay need nothing but the file
     resumed = resume_training(tmp_path / "cut.h5")
     assert resumed.final_params_sha256 == reference.final_params_sha256
     assert replay_session(tmp_path / "cut.h5").ok
@@ -179,17 +192,30 @@ def test_twin_fit_on_the_shipped_session_and_a_twin_as_reservoir(tmp_path):
     assert fitted.returncode == 0, fitted.stderr
     lines = fitted.stdout.splitlines()
     assert lines[0].startswith("fitted on ") and "held-out error" in lines[1]
-    assert len([line for line in lines if line.strip()[:1].isdigit()]) == 32      # one row per feature
+    assert len([line for line in lines if line.strip()[:1].isdigit()]) == 32  # one row per feature
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     file = read_twin(twin)
     assert file.layout["input_width"] == 8 and file.sources[0]["rows"] == 226
     reservoir = TwinReservoir(twin, seed=0)
     U = np.random.default_rng(0).random((5, 8))
     assert np.allclose(TwinReservoir(twin, noise=False).measure(U).features, file.model.predict(U))
-    assert not np.array_equal(reservoir.measure(U).features, file.model.predict(U))   # noise of the measured size
+    assert not np.array_equal(reservoir.measure(U).features, file.model.predict(U))  # noise of the measured size
     assert trainable_parameters(TrainConfig.of(method="pgt", reservoir=f"twin:{twin}", task="iris")) == 139
-    run = labpgt("train", "--reservoir", "twin:t.h5", "--task", "iris", "--steps", "6", "--batch-size", "8",
-                 "--quiet", "--out", "run.h5", cwd=tmp_path)
+    run = labpgt(
+        "train",
+        "--reservoir",
+        "twin:t.h5",
+        "--task",
+        "iris",
+        "--steps",
+        "6",
+        "--batch-size",
+        "8",
+        "--quiet",
+        "--out",
+        "run.h5",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     replay = labpgt("replay", str(tmp_path / "run.h5"), cwd="/")
     assert replay.returncode == 0 and "replay ok" in replay.stdout
@@ -200,16 +226,42 @@ def test_sessions_of_another_layout_are_refused_with_one_line(tmp_path):
     digital = tmp_path / "digital.h5"
     start_training(TrainConfig.of(method="node", reservoir="digital", steps=2, **SMALL), digital)
     other = tmp_path / "other.h5"
-    start_training(TrainConfig.of(method="node", reservoir="digital", digital_feature_width=16, steps=2, **SMALL), other)
-    cases = [("twin", "fit", str(EXAMPLE), str(digital), "--out", str(tmp_path / "t.h5")),
-             ("twin", "fit", str(digital), str(other), "--out", str(tmp_path / "t.h5")),
-             ("train", "--method", "twin", "--reservoir", "digital", "--twin-from", str(EXAMPLE), "--task", "iris",
-              "--out", str(tmp_path / "r.h5")),
-             ("train", "--method", "node", "--reservoir", "digital", "--twin-from", str(digital), "--task", "iris",
-              "--out", str(tmp_path / "r.h5")),
-             ("twin", "fit", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "t.h5")),
-             ("train", "--reservoir", "twin:" + str(tmp_path / "missing.h5"), "--out", str(tmp_path / "r.h5")),
-             ("train", "--reservoir", "twin:" + str(digital), "--out", str(tmp_path / "r.h5"))]
+    start_training(
+        TrainConfig.of(method="node", reservoir="digital", digital_feature_width=16, steps=2, **SMALL), other
+    )
+    cases = [
+        ("twin", "fit", str(EXAMPLE), str(digital), "--out", str(tmp_path / "t.h5")),
+        ("twin", "fit", str(digital), str(other), "--out", str(tmp_path / "t.h5")),
+        (
+            "train",
+            "--method",
+            "twin",
+            "--reservoir",
+            "digital",
+            "--twin-from",
+            str(EXAMPLE),
+            "--task",
+            "iris",
+            "--out",
+            str(tmp_path / "r.h5"),
+        ),
+        (
+            "train",
+            "--method",
+            "node",
+            "--reservoir",
+            "digital",
+            "--twin-from",
+            str(digital),
+            "--task",
+            "iris",
+            "--out",
+            str(tmp_path / "r.h5"),
+        ),
+        ("twin", "fit", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "t.h5")),
+        ("train", "--reservoir", "twin:" + str(tmp_path / "missing.h5"), "--out", str(tmp_path / "r.h5")),
+        ("train", "--reservoir", "twin:" + str(digital), "--out", str(tmp_path / "r.h5")),
+    ]
     for args in cases:
         result = labpgt(*args)
         assert result.returncode == 2, (args, result.stderr)
@@ -221,12 +273,20 @@ def test_sessions_of_another_layout_are_refused_with_one_line(tmp_path):
 
 
 def test_the_twin_is_trusted_only_after_a_probe_that_measured_its_gradient_error():
-    config = TrainConfig.of(method="twin", reservoir="digital", steps=12, twin_check_every=4, eval_every=12,
-                         eval_train_samples=10, task="iris", batch_size=8)
+    config = TrainConfig.of(
+        method="twin",
+        reservoir="digital",
+        steps=12,
+        twin_check_every=4,
+        eval_every=12,
+        eval_train_samples=10,
+        task="iris",
+        batch_size=8,
+    )
     logs = StepLog()
     Trainer(config, DigitalReservoir(seed=0), recorder=logs).run()
-    assert "twin_gradient_error" not in logs[0]            # the classifier starts at zero: no slope to compare
-    assert logs[1]["twin_used"] == 0                        # so the next step probes again
+    assert "twin_gradient_error" not in logs[0]  # the classifier starts at zero: no slope to compare
+    assert logs[1]["twin_used"] == 0  # so the next step probes again
     last_probe = None
     for values in logs:
         if values["twin_used"]:

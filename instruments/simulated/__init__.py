@@ -23,11 +23,28 @@
         print(server.resources["analyzer"])   # TCPIP::127.0.0.1::PORT::SOCKET
 """
 
-from .devices import (ANALYZER_MODELS, GENERATOR_MODELS, SimulatedBench, SimulatedFsxAnalyzer,
-                      SimulatedRingController, SimulatedSignalGenerator, SimulatedSpectrumAnalyzer,
-                      SimulatedXSeriesAnalyzer)
-from .transport import SimulatedAdapter, Server, serve
+from .devices import (
+    ANALYZER_MODELS,
+    GENERATOR_MODELS,
+    SimulatedBench,
+    SimulatedFsxAnalyzer,
+    SimulatedRingController,
+    SimulatedSignalGenerator,
+    SimulatedSpectrumAnalyzer,
+    SimulatedXSeriesAnalyzer,
+)
+from .transport import Server, SimulatedAdapter, serve
 
-__all__ = ["SimulatedBench", "SimulatedSignalGenerator", "SimulatedRingController",
-           "SimulatedSpectrumAnalyzer", "SimulatedXSeriesAnalyzer", "SimulatedFsxAnalyzer", "ANALYZER_MODELS",
-           "GENERATOR_MODELS", "SimulatedAdapter", "Server", "serve"]
+__all__ = [
+    "SimulatedBench",
+    "SimulatedSignalGenerator",
+    "SimulatedRingController",
+    "SimulatedSpectrumAnalyzer",
+    "SimulatedXSeriesAnalyzer",
+    "SimulatedFsxAnalyzer",
+    "ANALYZER_MODELS",
+    "GENERATOR_MODELS",
+    "SimulatedAdapter",
+    "Server",
+    "serve",
+]

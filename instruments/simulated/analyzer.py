@@ -90,12 +90,12 @@ from .detector import Display
 from .scpi import Boolean, Choice, CommandTable, Numeric, ScpiError, add_setting, format_number, short_form
 
 TRACES = 6
-SWEEPING, MEASURING = 8, 16           # :STATus:OPERation condition bits (SCPI-99 vol. 1 §9.4)
-MAX_MIXER_LEVEL_DBM = -10.0           # auto attenuation keeps the reference level this far above the mixer
-IF_NOISE_BELOW_REFERENCE_DB = 100.0   # the IF's own noise this far under the reference level (docs/ring-physics.md §9)
+SWEEPING, MEASURING = 8, 16  # :STATus:OPERation condition bits (SCPI-99 vol. 1 §9.4)
+MAX_MIXER_LEVEL_DBM = -10.0  # auto attenuation keeps the reference level this far above the mixer
+IF_NOISE_BELOW_REFERENCE_DB = 100.0  # the IF's own noise this far under the reference level (docs/ring-physics.md §9)
 TRACE_MODES = ("WRITe", "MAXHold", "MINHold", "AVERage", "VIEW", "BLANk")
-NO_PEAK_FOUND = 202                   # the Keysight analyzers' device-specific "No peak found"
-MAX_BATCH_POINTS = 1 << 21            # trace points rendered per model call (averaging many long sweeps)
+NO_PEAK_FOUND = 202  # the Keysight analyzers' device-specific "No peak found"
+MAX_BATCH_POINTS = 1 << 21  # trace points rendered per model call (averaging many long sweeps)
 
 
 def auto_resolution_bandwidth(span_hz: float, minimum: float, maximum: float) -> float:
@@ -178,11 +178,17 @@ class EsaDialect:
     MAX_ATTENUATION_DB = 65.0
     ATTENUATION_STEP_DB = 5.0
     MARKERS = 4
-    DANL_DBM_PER_HZ = -145.0          # at 0 dB input attenuation, 3-6 GHz (docs/ring-physics.md §9)
-    PREAMP_DANL_DBM_PER_HZ: float | None = None     # the E4408B (ESA-L) has no preamplifier
-    ANALOG_RBW_MIN_HZ = 1e3           # RBW from which the filters are the analog 4-pole ones
-    DETECTOR_NAMES = {"NORMal": "NORMal", "POSitive": "POSitive", "SAMPle": "SAMPle", "NEGative": "NEGative",
-                      "AVERage": "AVERage", "RMS": "AVERage"}
+    DANL_DBM_PER_HZ = -145.0  # at 0 dB input attenuation, 3-6 GHz (docs/ring-physics.md §9)
+    PREAMP_DANL_DBM_PER_HZ: float | None = None  # the E4408B (ESA-L) has no preamplifier
+    ANALOG_RBW_MIN_HZ = 1e3  # RBW from which the filters are the analog 4-pole ones
+    DETECTOR_NAMES = {
+        "NORMal": "NORMal",
+        "POSitive": "POSitive",
+        "SAMPle": "SAMPle",
+        "NEGative": "NEGative",
+        "AVERage": "AVERage",
+        "RMS": "AVERage",
+    }
     PRESET_DETECTOR = "NORMal"
     PRESET_BYTE_ORDER = "NORMal"
     PRESET_AVERAGE_COUNT = 100
@@ -234,7 +240,7 @@ class EsaDialect:
         self.detector = self.PRESET_DETECTOR
         self.detector_auto = True
         self.average_count = self.PRESET_AVERAGE_COUNT
-        self.average_power = False            # LOG (video) averaging
+        self.average_power = False  # LOG (video) averaging
         for number, trace in enumerate(self.traces, start=1):
             trace.mode = "WRITe" if number == 1 else "BLANk"
             trace.data, trace.sweeps = None, 0
@@ -299,7 +305,11 @@ class EsaDialect:
     def floor_dbm_per_hz(self) -> float:
         """The analyzer's displayed average noise level referred to its input: its DANL at 0 dB input
         attenuation (with the preamplifier, if it has one and it is on), raised dB for dB by the attenuation."""
-        danl = self.PREAMP_DANL_DBM_PER_HZ if self.preamp_on and self.PREAMP_DANL_DBM_PER_HZ is not None else self.DANL_DBM_PER_HZ
+        danl = (
+            self.PREAMP_DANL_DBM_PER_HZ
+            if self.preamp_on and self.PREAMP_DANL_DBM_PER_HZ is not None
+            else self.DANL_DBM_PER_HZ
+        )
         return danl + self.attenuation_db
 
     def rbw_filter(self) -> str:
@@ -316,10 +326,14 @@ class EsaDialect:
 
     def display(self) -> Display:
         """The detector, video filter, resolution filter and noise floor the next sweep is rendered with."""
-        return Display(detector=self.detector_in_use(), video_averages=self.video_averages,
-                       samples_per_point=self.samples_per_point, floor_dbm_per_hz=self.floor_dbm_per_hz,
-                       if_noise_dbm=self.reference_level_dbm - self.reference_offset_db - IF_NOISE_BELOW_REFERENCE_DB,
-                       rbw_filter=self.rbw_filter())
+        return Display(
+            detector=self.detector_in_use(),
+            video_averages=self.video_averages,
+            samples_per_point=self.samples_per_point,
+            floor_dbm_per_hz=self.floor_dbm_per_hz,
+            if_noise_dbm=self.reference_level_dbm - self.reference_offset_db - IF_NOISE_BELOW_REFERENCE_DB,
+            rbw_filter=self.rbw_filter(),
+        )
 
     def frequencies_hz(self) -> np.ndarray:
         return np.linspace(self.start_hz, self.stop_hz, self.points)
@@ -410,7 +424,7 @@ class EsaDialect:
 
     def sweep(self, count: int = 1) -> np.ndarray:
         """Take ``count`` sweeps (batches of the model) and fold them into the traces; the last sweep."""
-        chunk = max(1, MAX_BATCH_POINTS // self.points)      # bounded memory, however many sweeps
+        chunk = max(1, MAX_BATCH_POINTS // self.points)  # bounded memory, however many sweeps
         last = None
         for start in range(0, count, chunk):
             sweeps = self._render(min(chunk, count - start))
@@ -435,11 +449,17 @@ class EsaDialect:
         tone_power = np.array([[g.rf_power_dbm for g in generators]] * count, dtype=float)
         tone_on = np.array([[g.output_on for g in generators]] * count, dtype=bool)
         traces = bench.model.spectra(
-            tone_freq, tone_power, tone_on,
+            tone_freq,
+            tone_power,
+            tone_on,
             np.full(count, gain_db, dtype=float),
             np.full(count, field_mt, dtype=float),
             np.full(count, amplifier_on, dtype=bool),
-            self.frequencies_hz(), self.rbw_hz, self.display(), temperature_c=lab.film_temperature_c)
+            self.frequencies_hz(),
+            self.rbw_hz,
+            self.display(),
+            temperature_c=lab.film_temperature_c,
+        )
         return np.asarray(traces, dtype=float) + self.reference_offset_db
 
     def initiate(self) -> None:
@@ -524,7 +544,7 @@ class EsaDialect:
 
     def set_marker_mode(self, number: int, mode: str) -> None:
         marker = self._marker(number)
-        if mode == "DELTa":                          # the reference is placed where the marker is
+        if mode == "DELTa":  # the reference is placed where the marker is
             reference = self._marker(marker.reference)
             reference.mode, reference.trace, reference.index = "POSition", marker.trace, marker.index
         marker.mode = mode
@@ -625,41 +645,74 @@ class EsaDialect:
         table.add("[:SENSe]:FREQuency:STOP", self.set_stop, lambda: number(self.stop_hz), (hz(),))
         add_setting(table, self, "[:SENSe]:FREQuency:CENTer:STEP[:INCRement]", "center_step_hz", hz())
         table.add("[:SENSe]:FREQuency:TUNE:IMMediate", setter=self.autotune)
-        table.add("[:SENSe]:BANDwidth|BWIDth[:RESolution]", self.set_rbw, lambda: number(self.rbw_hz),
-                  (Numeric("HZ", self.MIN_RBW_HZ, self.MAX_RBW_HZ),))
+        table.add(
+            "[:SENSe]:BANDwidth|BWIDth[:RESolution]",
+            self.set_rbw,
+            lambda: number(self.rbw_hz),
+            (Numeric("HZ", self.MIN_RBW_HZ, self.MAX_RBW_HZ),),
+        )
         add_setting(table, self, "[:SENSe]:BANDwidth|BWIDth[:RESolution]:AUTO", "rbw_auto", Boolean())
-        table.add("[:SENSe]:BANDwidth|BWIDth:VIDeo", self.set_vbw, lambda: number(self.vbw_hz),
-                  (Numeric("HZ", self.MIN_VBW_HZ, self.MAX_VBW_HZ),))
+        table.add(
+            "[:SENSe]:BANDwidth|BWIDth:VIDeo",
+            self.set_vbw,
+            lambda: number(self.vbw_hz),
+            (Numeric("HZ", self.MIN_VBW_HZ, self.MAX_VBW_HZ),),
+        )
         add_setting(table, self, "[:SENSe]:BANDwidth|BWIDth:VIDeo:AUTO", "vbw_auto", Boolean())
-        add_setting(table, self, "[:SENSe]:SWEep:POINts", "points",
-                    Numeric("", self.MIN_POINTS, self.MAX_POINTS, self.DEFAULT_POINTS, integer=True))
-        table.add("[:SENSe]:SWEep:TIME", self.set_sweep_time, lambda: number(self.sweep_time_s),
-                  (Numeric("S", 1e-6, 2000.0),))
+        add_setting(
+            table,
+            self,
+            "[:SENSe]:SWEep:POINts",
+            "points",
+            Numeric("", self.MIN_POINTS, self.MAX_POINTS, self.DEFAULT_POINTS, integer=True),
+        )
+        table.add(
+            "[:SENSe]:SWEep:TIME", self.set_sweep_time, lambda: number(self.sweep_time_s), (Numeric("S", 1e-6, 2000.0),)
+        )
         add_setting(table, self, "[:SENSe]:SWEep:TIME:AUTO", "sweep_time_auto", Boolean())
         add_setting(table, self, "[:SENSe]:AVERage:COUNt", "average_count", Numeric("", 1, 10000, integer=True))
-        table.add("[:SENSe]:AVERage:TYPE", self.set_average_type,
-                  lambda: "RMS" if self.average_power else "LOG", (Choice(["LOG", "RMS", "SCALar", "POWer"]),))
+        table.add(
+            "[:SENSe]:AVERage:TYPE",
+            self.set_average_type,
+            lambda: "RMS" if self.average_power else "LOG",
+            (Choice(["LOG", "RMS", "SCALar", "POWer"]),),
+        )
         table.add("[:SENSe]:AVERage:CLEar", setter=lambda: self.traces[0].restart())
         add_setting(table, self, ":INITiate:CONTinuous", "continuous", Boolean())
         table.add(":INITiate[:IMMediate]", setter=self.initiate)
         table.add(":INITiate:RESTart", setter=self.initiate)
         table.add(":ABORt", setter=lambda: None)
-        table.add(":TRACe<n>[:DATA]?", query=lambda window, name: self.read_trace(name),
-                  query_parameters=(Choice([f"TRACE{k}" for k in range(1, TRACES + 1)], optional=True,
-                                           default="TRACE1"),))
-        table.add(":FORMat[:TRACe][:DATA]", self.set_format, self.format_setting,
-                  (Choice(["ASCii", "REAL"]), Numeric("", 1, 64, integer=True, optional=True)))
+        table.add(
+            ":TRACe<n>[:DATA]?",
+            query=lambda window, name: self.read_trace(name),
+            query_parameters=(Choice([f"TRACE{k}" for k in range(1, TRACES + 1)], optional=True, default="TRACE1"),),
+        )
+        table.add(
+            ":FORMat[:TRACe][:DATA]",
+            self.set_format,
+            self.format_setting,
+            (Choice(["ASCii", "REAL"]), Numeric("", 1, 64, integer=True, optional=True)),
+        )
         add_setting(table, self, ":FORMat:BORDer", "byte_order", Choice(["NORMal", "SWAPped"]))
         level = Numeric("DBM", -170.0, 30.0)
-        table.add(":DISPlay[:WINDow<n>]:TRACe<n>:Y[:SCALe]:RLEVel",
-                  lambda w, t, value: setattr(self, "reference_level_dbm", value),
-                  lambda w, t: number(self.reference_level_dbm), (level,))
-        table.add(":DISPlay[:WINDow<n>]:TRACe<n>:Y[:SCALe]:RLEVel:OFFSet",
-                  lambda w, t, value: setattr(self, "reference_offset_db", value),
-                  lambda w, t: number(self.reference_offset_db), (Numeric("DB", -300.0, 300.0),))
-        table.add(":DISPlay[:WINDow<n>]:TRACe<n>:Y[:SCALe]:PDIVision",
-                  lambda w, t, value: setattr(self, "dB_per_division", value),
-                  lambda w, t: number(self.dB_per_division), (Numeric("DB", 0.1, 20.0),))
+        table.add(
+            ":DISPlay[:WINDow<n>]:TRACe<n>:Y[:SCALe]:RLEVel",
+            lambda w, t, value: setattr(self, "reference_level_dbm", value),
+            lambda w, t: number(self.reference_level_dbm),
+            (level,),
+        )
+        table.add(
+            ":DISPlay[:WINDow<n>]:TRACe<n>:Y[:SCALe]:RLEVel:OFFSet",
+            lambda w, t, value: setattr(self, "reference_offset_db", value),
+            lambda w, t: number(self.reference_offset_db),
+            (Numeric("DB", -300.0, 300.0),),
+        )
+        table.add(
+            ":DISPlay[:WINDow<n>]:TRACe<n>:Y[:SCALe]:PDIVision",
+            lambda w, t, value: setattr(self, "dB_per_division", value),
+            lambda w, t: number(self.dB_per_division),
+            (Numeric("DB", 0.1, 20.0),),
+        )
         self.declare_measurement(table)
 
     def declare_measurement(self, table: CommandTable) -> None:
@@ -672,47 +725,78 @@ class EsaDialect:
 
     def declare_markers(self, table: CommandTable) -> None:
         markers = f"<1-{self.MARKERS}>"
-        table.add(f":CALCulate:MARKer{markers}:STATe", self.set_marker_state,
-                  lambda n: "0" if self._marker(n).mode == "OFF" else "1", (Boolean(),))
-        table.add(f":CALCulate:MARKer{markers}:MODE", self.set_marker_mode,
-                  lambda n: short_form(self._marker(n).mode),
-                  (Choice(["POSition", "DELTa", "OFF"]),))
-        table.add(f":CALCulate:MARKer{markers}:REFerence", self.set_marker_reference,
-                  lambda n: str(self._marker(n).reference), (Numeric("", 1, self.MARKERS, integer=True),))
-        table.add(f":CALCulate:MARKer{markers}:X", self.set_marker_x, self.marker_x,
-                  (Numeric("HZ", -self.MAX_FREQUENCY_HZ, self.MAX_FREQUENCY_HZ),))
+        table.add(
+            f":CALCulate:MARKer{markers}:STATe",
+            self.set_marker_state,
+            lambda n: "0" if self._marker(n).mode == "OFF" else "1",
+            (Boolean(),),
+        )
+        table.add(
+            f":CALCulate:MARKer{markers}:MODE",
+            self.set_marker_mode,
+            lambda n: short_form(self._marker(n).mode),
+            (Choice(["POSition", "DELTa", "OFF"]),),
+        )
+        table.add(
+            f":CALCulate:MARKer{markers}:REFerence",
+            self.set_marker_reference,
+            lambda n: str(self._marker(n).reference),
+            (Numeric("", 1, self.MARKERS, integer=True),),
+        )
+        table.add(
+            f":CALCulate:MARKer{markers}:X",
+            self.set_marker_x,
+            self.marker_x,
+            (Numeric("HZ", -self.MAX_FREQUENCY_HZ, self.MAX_FREQUENCY_HZ),),
+        )
         self.declare_marker_search(table, f":CALCulate:MARKer{markers}", self.peak_search)
         table.add(f":CALCulate:MARKer{markers}[:SET]:CENTer", setter=self.marker_to_center)
         table.add(":CALCulate:MARKer:AOFF", setter=self.markers_off)
         add_setting(table, self, ":CALCulate:MARKer:PEAK:EXCursion", "peak_excursion_db", Numeric("DB", 0.0, 100.0))
-        add_setting(table, self, ":CALCulate:MARKer:PEAK:THReshold", "peak_threshold_dbm",
-                    Numeric("DBM", -200.0, 30.0))
+        add_setting(table, self, ":CALCulate:MARKer:PEAK:THReshold", "peak_threshold_dbm", Numeric("DBM", -200.0, 30.0))
 
     def declare_marker_search(self, table: CommandTable, header: str, peak_search) -> None:
         """Y, trace, peak search and next peak under ``header`` (a marker or an R&S delta marker)."""
         table.add(f"{header}:Y?", query=self.marker_y)
-        table.add(f"{header}:TRACe", self.set_marker_trace, lambda n: str(self._marker(n).trace),
-                  (Numeric("", 1, TRACES, integer=True),))
+        table.add(
+            f"{header}:TRACe",
+            self.set_marker_trace,
+            lambda n: str(self._marker(n).trace),
+            (Numeric("", 1, TRACES, integer=True),),
+        )
         table.add(f"{header}:MAXimum[:PEAK]", setter=peak_search)
         for direction in ("NEXT", "LEFT", "RIGHt"):
-            table.add(f"{header}:MAXimum:{direction}", setter=lambda n, d=direction.upper(): self.next_peak(n, d))
+            table.add(f"{header}:MAXimum:{direction}", setter=lambda n, d=direction.upper(): self.next_peak(n, d))  # noqa: B008 - bound per direction
 
     def declare_dialect(self, table: CommandTable) -> None:
         """The ESA's own spellings: attenuation, detector, trace modes."""
         self.declare_keysight_front_end(table)
         detectors = Choice(["NORMal", "POSitive", "SAMPle", "NEGative", "AVERage", "RMS"])
         table.add("[:SENSe]:DETector[:FUNCtion]", self.set_detector, lambda: short_form(self.detector), (detectors,))
-        table.add("[:SENSe]:DETector[:FUNCtion]:AUTO", self.set_detector_auto,
-                  lambda: "1" if self.detector_auto else "0", (Boolean(),))
-        table.add(":TRACe<1-3>:MODE", self.set_trace_mode, lambda n: short_form(self._trace(n).mode),
-                  (Choice(TRACE_MODES),))
+        table.add(
+            "[:SENSe]:DETector[:FUNCtion]:AUTO",
+            self.set_detector_auto,
+            lambda: "1" if self.detector_auto else "0",
+            (Boolean(),),
+        )
+        table.add(
+            ":TRACe<1-3>:MODE", self.set_trace_mode, lambda n: short_form(self._trace(n).mode), (Choice(TRACE_MODES),)
+        )
 
     def declare_keysight_front_end(self, table: CommandTable) -> None:
         """Attenuation and averaging as the Keysight analyzers spell them."""
-        table.add("[:SENSe]:AVERage[:STATe]", self.set_averaging,
-                  lambda: "1" if self.traces[0].mode == "AVERage" else "0", (Boolean(),))
-        table.add("[:SENSe]:POWer[:RF]:ATTenuation", self.set_attenuation, lambda: "%d" % round(self.attenuation_db),
-                  (Numeric("DB", 0.0, self.MAX_ATTENUATION_DB),))
+        table.add(
+            "[:SENSe]:AVERage[:STATe]",
+            self.set_averaging,
+            lambda: "1" if self.traces[0].mode == "AVERage" else "0",
+            (Boolean(),),
+        )
+        table.add(
+            "[:SENSe]:POWer[:RF]:ATTenuation",
+            self.set_attenuation,
+            lambda: "%d" % round(self.attenuation_db),
+            (Numeric("DB", 0.0, self.MAX_ATTENUATION_DB),),
+        )
         add_setting(table, self, "[:SENSe]:POWer[:RF]:ATTenuation:AUTO", "attenuation_auto", Boolean())
 
 
@@ -730,33 +814,59 @@ class XSeriesDialect(EsaDialect):
     MAX_ATTENUATION_DB = 70.0
     ATTENUATION_STEP_DB = 2.0
     MARKERS = 12
-    DANL_DBM_PER_HZ = -152.0          # preamplifier off, 0 dB attenuation (docs/ring-physics.md §9)
-    PREAMP_DANL_DBM_PER_HZ = -164.0   # preamplifier on (option P26)
+    DANL_DBM_PER_HZ = -152.0  # preamplifier off, 0 dB attenuation (docs/ring-physics.md §9)
+    PREAMP_DANL_DBM_PER_HZ = -164.0  # preamplifier on (option P26)
     ANALOG_RBW_MIN_HZ = float("inf")  # all-digital IF: Gaussian filters at every RBW
 
     def declare_dialect(self, table: CommandTable) -> None:
         self.declare_keysight_front_end(table)
         detectors = Choice(["NORMal", "POSitive", "SAMPle", "NEGative", "AVERage"])
         for pattern in ("[:SENSe]:DETector:TRACe<1-6>", "[:SENSe]:DETector[:FUNCtion]"):
-            table.add(pattern, lambda *args: self.set_detector(args[-1]), lambda *args: short_form(self.detector),
-                      (detectors,))
-        table.add("[:SENSe]:DETector:TRACe<1-6>:AUTO", lambda n, on: self.set_detector_auto(on),
-                  lambda n: "1" if self.detector_auto else "0", (Boolean(),))
-        table.add(":TRACe<1-6>:TYPE", self.set_trace_mode, lambda n: self._x_series_type(self._trace(n).mode),
-                  (Choice(["WRITe", "AVERage", "MAXHold", "MINHold"]),))
-        table.add(":TRACe<1-6>:UPDate[:STATe]", lambda n, on: self._set_update(n, on),
-                  lambda n: "0" if self._trace(n).mode in ("VIEW", "BLANk") else "1", (Boolean(),))
-        table.add(":TRACe<1-6>:DISPlay[:STATe]", lambda n, on: self._set_update(n, on),
-                  lambda n: "0" if self._trace(n).mode == "BLANk" else "1", (Boolean(),))
+            table.add(
+                pattern,
+                lambda *args: self.set_detector(args[-1]),
+                lambda *args: short_form(self.detector),
+                (detectors,),
+            )
+        table.add(
+            "[:SENSe]:DETector:TRACe<1-6>:AUTO",
+            lambda n, on: self.set_detector_auto(on),
+            lambda n: "1" if self.detector_auto else "0",
+            (Boolean(),),
+        )
+        table.add(
+            ":TRACe<1-6>:TYPE",
+            self.set_trace_mode,
+            lambda n: self._x_series_type(self._trace(n).mode),
+            (Choice(["WRITe", "AVERage", "MAXHold", "MINHold"]),),
+        )
+        table.add(
+            ":TRACe<1-6>:UPDate[:STATe]",
+            lambda n, on: self._set_update(n, on),
+            lambda n: "0" if self._trace(n).mode in ("VIEW", "BLANk") else "1",
+            (Boolean(),),
+        )
+        table.add(
+            ":TRACe<1-6>:DISPlay[:STATe]",
+            lambda n, on: self._set_update(n, on),
+            lambda n: "0" if self._trace(n).mode == "BLANk" else "1",
+            (Boolean(),),
+        )
         table.add(":INSTrument:CATalog?", query=lambda: '"SA 1"')
-        table.add(":INSTrument[:SELect]", lambda mode: setattr(self, "mode", mode), lambda: self.mode,
-                  (Choice(["SA"]),))
+        table.add(
+            ":INSTrument[:SELect]", lambda mode: setattr(self, "mode", mode), lambda: self.mode, (Choice(["SA"]),)
+        )
         table.add(":INSTrument:NSELect", lambda number: None, lambda: "1", (Numeric("", 1, 1, integer=True),))
         table.add(":CONFigure:CATalog?", query=lambda: '"SAN"')
         add_setting(table, self, "[:SENSe]:POWer[:RF]:GAIN[:STATe]", "preamp_on", Boolean())
         add_setting(table, self, "[:SENSe]:POWer[:RF]:GAIN:BAND", "preamp_band", Choice(["LOW", "FULL"]))
-        add_setting(table, self, "[:SENSe]:BANDwidth|BWIDth[:RESolution]:TYPE|SHAPe", "bandwidth_shape",
-                    Choice(["DB3", "DB6", "IMPulse", "NOISe"]))
+        add_setting(
+            table,
+            self,
+            "[:SENSe]:BANDwidth|BWIDth[:RESolution]:TYPE|SHAPe",
+            "bandwidth_shape",
+            Choice(["DB3", "DB6", "IMPulse", "NOISe"]),
+        )
         add_setting(table, self, "[:SENSe]:SWEep:TYPE", "sweep_type", Choice(["FFT", "SWEep"]))
         add_setting(table, self, "[:SENSe]:SWEep:TYPE:AUTO", "sweep_type_auto", Boolean())
 
@@ -782,8 +892,8 @@ class FsxDialect(EsaDialect):
     MAX_VBW_HZ = 10e6
     MAX_POINTS = 32001
     MAX_ATTENUATION_DB = 45.0
-    DANL_DBM_PER_HZ = -142.0          # preamplifier off, 0 dB attenuation (docs/ring-physics.md §9)
-    PREAMP_DANL_DBM_PER_HZ = -152.0   # preamplifier FSL-B22 on
+    DANL_DBM_PER_HZ = -142.0  # preamplifier off, 0 dB attenuation (docs/ring-physics.md §9)
+    PREAMP_DANL_DBM_PER_HZ = -152.0  # preamplifier FSL-B22 on
     ANALOG_RBW_MIN_HZ = float("inf")  # Gaussian filters
     DETECTOR_NAMES = {**EsaDialect.DETECTOR_NAMES, "APEak": "POSitive"}
     PRESET_DETECTOR = "APEak"
@@ -823,32 +933,68 @@ class FsxDialect(EsaDialect):
         return 2 if number == 1 else 1
 
     def declare_dialect(self, table: CommandTable) -> None:
-        table.add(":INPut:ATTenuation", self.set_attenuation, lambda: "%d" % round(self.attenuation_db),
-                  (Numeric("DB", 0.0, self.MAX_ATTENUATION_DB),))
+        table.add(
+            ":INPut:ATTenuation",
+            self.set_attenuation,
+            lambda: "%d" % round(self.attenuation_db),
+            (Numeric("DB", 0.0, self.MAX_ATTENUATION_DB),),
+        )
         add_setting(table, self, ":INPut:ATTenuation:AUTO", "attenuation_auto", Boolean())
         add_setting(table, self, ":INPut:GAIN:STATe", "preamp_on", Boolean())
         detectors = Choice(["APEak", "POSitive", "SAMPle", "NEGative", "AVERage", "RMS"])
-        table.add("[:SENSe]:DETector<1-6>[:FUNCtion]", lambda n, name: self.set_detector(name),
-                  lambda n: short_form(self.detector), (detectors,))
-        table.add("[:SENSe]:DETector<1-6>[:FUNCtion]:AUTO", lambda n, on: self.set_detector_auto(on),
-                  lambda n: "1" if self.detector_auto else "0", (Boolean(),))
-        table.add(":DISPlay[:WINDow<n>]:TRACe<1-6>:MODE", lambda w, n, mode: self.set_trace_mode(n, mode),
-                  lambda w, n: short_form(self._trace(n).mode), (Choice(TRACE_MODES),))
-        table.add("[:SENSe]:AVERage:STATe<1-6>", lambda n, on: self.set_trace_mode(n, "AVERage" if on else "WRITe"),
-                  lambda n: "1" if self._trace(n).mode == "AVERage" else "0", (Boolean(),))
+        table.add(
+            "[:SENSe]:DETector<1-6>[:FUNCtion]",
+            lambda n, name: self.set_detector(name),
+            lambda n: short_form(self.detector),
+            (detectors,),
+        )
+        table.add(
+            "[:SENSe]:DETector<1-6>[:FUNCtion]:AUTO",
+            lambda n, on: self.set_detector_auto(on),
+            lambda n: "1" if self.detector_auto else "0",
+            (Boolean(),),
+        )
+        table.add(
+            ":DISPlay[:WINDow<n>]:TRACe<1-6>:MODE",
+            lambda w, n, mode: self.set_trace_mode(n, mode),
+            lambda w, n: short_form(self._trace(n).mode),
+            (Choice(TRACE_MODES),),
+        )
+        table.add(
+            "[:SENSe]:AVERage:STATe<1-6>",
+            lambda n, on: self.set_trace_mode(n, "AVERage" if on else "WRITe"),
+            lambda n: "1" if self._trace(n).mode == "AVERage" else "0",
+            (Boolean(),),
+        )
         table.add(":INITiate:CONMeasure", setter=lambda: self.sweep(self.sweeps_to_take()))
         deltas = f"<1-{self.MARKERS}>"
-        table.add(f":CALCulate:DELTamarker{deltas}[:STATe]", self.set_delta_state,
-                  lambda n: "1" if self._marker(n).mode == "DELTa" else "0", (Boolean(),))
-        table.add(f":CALCulate:DELTamarker{deltas}:X", self.set_delta_x, lambda n: self.delta_x(n, False),
-                  (Numeric("HZ", 0.0, self.MAX_FREQUENCY_HZ),))
+        table.add(
+            f":CALCulate:DELTamarker{deltas}[:STATe]",
+            self.set_delta_state,
+            lambda n: "1" if self._marker(n).mode == "DELTa" else "0",
+            (Boolean(),),
+        )
+        table.add(
+            f":CALCulate:DELTamarker{deltas}:X",
+            self.set_delta_x,
+            lambda n: self.delta_x(n, False),
+            (Numeric("HZ", 0.0, self.MAX_FREQUENCY_HZ),),
+        )
         table.add(f":CALCulate:DELTamarker{deltas}:X:RELative?", query=lambda n: self.delta_x(n, True))
         self.declare_marker_search(table, f":CALCulate:DELTamarker{deltas}", self._delta_peak)
-        table.add(f":CALCulate:DELTamarker{deltas}:MREFerence", self.set_marker_reference,
-                  lambda n: str(self._marker(n).reference), (Numeric("", 1, self.MARKERS, integer=True),))
-        for header in ("MARKer", "DELTamarker"):     # one excursion for all markers, as on the FSL
-            table.add(f":CALCulate:{header}{deltas}:PEXCursion", lambda n, db: setattr(self, "peak_excursion_db", db),
-                      lambda n: format_number(self.peak_excursion_db), (Numeric("DB", 0.0, 80.0),))
+        table.add(
+            f":CALCulate:DELTamarker{deltas}:MREFerence",
+            self.set_marker_reference,
+            lambda n: str(self._marker(n).reference),
+            (Numeric("", 1, self.MARKERS, integer=True),),
+        )
+        for header in ("MARKer", "DELTamarker"):  # one excursion for all markers, as on the FSL
+            table.add(
+                f":CALCulate:{header}{deltas}:PEXCursion",
+                lambda n, db: setattr(self, "peak_excursion_db", db),
+                lambda n: format_number(self.peak_excursion_db),
+                (Numeric("DB", 0.0, 80.0),),
+            )
 
     def _delta_peak(self, number: int) -> None:
         if self._marker(number).mode != "DELTa":
@@ -856,5 +1002,4 @@ class FsxDialect(EsaDialect):
         self.peak_search(number)
 
 
-__all__ = ["EsaDialect", "XSeriesDialect", "FsxDialect", "auto_resolution_bandwidth", "ieee_block", "Trace",
-           "Marker"]
+__all__ = ["EsaDialect", "XSeriesDialect", "FsxDialect", "auto_resolution_bandwidth", "ieee_block", "Trace", "Marker"]

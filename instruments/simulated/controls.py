@@ -60,6 +60,7 @@ KELVIN = 273.15
 # Loop attenuators
 # ---------------------------------------------------------------------------------------------
 
+
 class LoopAttenuator(BenchInstrument):
     """An attenuator in the ring's loop: ``attenuation_db`` takes the loop gain down."""
 
@@ -83,7 +84,7 @@ class Simulated11713(LoopAttenuator):
         super().__init__(bench, name)
 
     def reset(self) -> None:
-        self.section_in = dict.fromkeys(range(10), False)   # switches 1-8 (and 9, 0: free)
+        self.section_in = dict.fromkeys(range(10), False)  # switches 1-8 (and 9, 0: free)
 
     @property
     def attenuation_db(self) -> float:
@@ -119,8 +120,12 @@ class Simulated11713(LoopAttenuator):
     def declare_commands(self, table: CommandTable) -> None:
         table.add(":SWITch", setter=self.switch, parameters=(_Text(),))
         for bank in self.BANKS:
-            table.add(f":ATTenuator:{bank}", setter=lambda db, b=bank: self.set_bank(b, db),
-                      query=lambda b=bank: format_number(self.bank_db(b)), parameters=(Numeric("DB", 0, 110),))
+            table.add(
+                f":ATTenuator:{bank}",
+                setter=lambda db, b=bank: self.set_bank(b, db),
+                query=lambda b=bank: format_number(self.bank_db(b)),
+                parameters=(Numeric("DB", 0, 110),),
+            )
 
 
 class SimulatedWeinschel(LoopAttenuator):
@@ -144,8 +149,9 @@ class SimulatedWeinschel(LoopAttenuator):
 
     def translate(self, message: str) -> str:
         """``ATTN ALL 06`` / ``ATTN CH1 6`` / ``ATTN 1 6`` as ``ATTN 6``; ``ATTN? 1`` as ``ATTN?``."""
-        return re.sub(r"(?i)^\s*ATTN\s+(?:ALL|CH\d+|\d+(?=\s))\s*", "ATTN ",
-                      re.sub(r"(?i)^\s*ATTN\?\s*\S*\s*$", "ATTN?", message))
+        return re.sub(
+            r"(?i)^\s*ATTN\s+(?:ALL|CH\d+|\d+(?=\s))\s*", "ATTN ", re.sub(r"(?i)^\s*ATTN\?\s*\S*\s*$", "ATTN?", message)
+        )
 
     def set_attenuation(self, db: float) -> None:
         if abs(db / self.STEP_DB - round(db / self.STEP_DB)) > 1e-9:
@@ -153,8 +159,12 @@ class SimulatedWeinschel(LoopAttenuator):
         self.attenuation = float(db)
 
     def declare_commands(self, table: CommandTable) -> None:
-        table.add("ATTN", setter=self.set_attenuation, query=lambda: f"{self.attenuation:g}",
-                  parameters=(Numeric("DB", 0.0, self.MAX_DB),))
+        table.add(
+            "ATTN",
+            setter=self.set_attenuation,
+            query=lambda: f"{self.attenuation:g}",
+            parameters=(Numeric("DB", 0.0, self.MAX_DB),),
+        )
 
 
 class SimulatedRcdat(LoopAttenuator):
@@ -192,9 +202,9 @@ class SimulatedRcdat(LoopAttenuator):
 
     def handle(self, message: str | bytes) -> bytes:
         text = message.decode("latin-1") if isinstance(message, (bytes, bytearray)) else message
-        if re.match(r"(?i)^\s*:SETATT=", text):      # a setting that answers: run it as the query it is
+        if re.match(r"(?i)^\s*:SETATT=", text):  # a setting that answers: run it as the query it is
             text = re.sub(r"(?i)^\s*:SETATT=\s*(\S+)", r":SETATT? \1", text)
-        if text.strip().upper().startswith("*IDN"):    # the box has no *IDN?: it does not answer
+        if text.strip().upper().startswith("*IDN"):  # the box has no *IDN?: it does not answer
             return b""
         return super().handle(text)
 
@@ -245,28 +255,49 @@ class SimulatedDcSource(LoopAttenuator):
             self.set_current(amps)
 
     def declare_commands(self, table: CommandTable) -> None:
-        table.add(":INSTrument:NSELect", setter=lambda n: setattr(self, "selected", n),
-                  query=lambda: str(self.selected), parameters=(Numeric("", 1, 3, integer=True),))
-        table.add(":INSTrument[:SELect]", setter=self.select, query=lambda: self.OUTPUTS[self.selected][0],
-                  parameters=(Choice(["P6V", "P25V", "N25V"]),))
-        table.add("[:SOURce]:VOLTage[:LEVel][:IMMediate][:AMPLitude]", setter=self.set_voltage,
-                  query=lambda: format_number(self.volts[self.selected]), parameters=(Numeric("V", -30, 30),))
-        table.add("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", setter=self.set_current,
-                  query=lambda: format_number(self.amps[self.selected]), parameters=(Numeric("A", 0, 10),))
-        table.add(":APPLy", setter=self.apply, query=lambda: f'"{self.volts[self.selected]:.6f},'
-                                                               f'{self.amps[self.selected]:.6f}"',
-                  parameters=(Choice(["P6V", "P25V", "N25V"]), Numeric("V", -30, 30),
-                              Numeric("A", 0, 10, optional=True)))
+        table.add(
+            ":INSTrument:NSELect",
+            setter=lambda n: setattr(self, "selected", n),
+            query=lambda: str(self.selected),
+            parameters=(Numeric("", 1, 3, integer=True),),
+        )
+        table.add(
+            ":INSTrument[:SELect]",
+            setter=self.select,
+            query=lambda: self.OUTPUTS[self.selected][0],
+            parameters=(Choice(["P6V", "P25V", "N25V"]),),
+        )
+        table.add(
+            "[:SOURce]:VOLTage[:LEVel][:IMMediate][:AMPLitude]",
+            setter=self.set_voltage,
+            query=lambda: format_number(self.volts[self.selected]),
+            parameters=(Numeric("V", -30, 30),),
+        )
+        table.add(
+            "[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]",
+            setter=self.set_current,
+            query=lambda: format_number(self.amps[self.selected]),
+            parameters=(Numeric("A", 0, 10),),
+        )
+        table.add(
+            ":APPLy",
+            setter=self.apply,
+            query=lambda: f'"{self.volts[self.selected]:.6f},{self.amps[self.selected]:.6f}"',
+            parameters=(Choice(["P6V", "P25V", "N25V"]), Numeric("V", -30, 30), Numeric("A", 0, 10, optional=True)),
+        )
         add_setting(table, self, ":OUTPut[:STATe]", "output_on", Boolean())
         add_setting(table, self, ":OUTPut:TRACk[:STATe]", "tracking", Boolean())
-        table.add(":MEASure[:SCALar]:VOLTage[:DC]?",
-                  query=lambda: format_number(self.volts[self.selected] if self.output_on else 0.0))
+        table.add(
+            ":MEASure[:SCALar]:VOLTage[:DC]?",
+            query=lambda: format_number(self.volts[self.selected] if self.output_on else 0.0),
+        )
         table.add(":MEASure[:SCALar]:CURRent[:DC]?", query=lambda: format_number(0.0005 if self.output_on else 0.0))
 
 
 # ---------------------------------------------------------------------------------------------
 # The coil's supply
 # ---------------------------------------------------------------------------------------------
+
 
 class SimulatedKepcoBop(BenchInstrument):
     """Kepco BOP 36-12M (BIT 4886) driving the electromagnet's coil (see the module docstring)."""
@@ -276,7 +307,7 @@ class SimulatedKepcoBop(BenchInstrument):
 
     def __init__(self, bench, name: str = "magnet"):
         self.identity = "KEPCO,BOP 36-12M,SIM000001,2.03"
-        self.branch = 0.0             # +1 on the branch coming down, -1 going up, 0 never magnetised
+        self.branch = 0.0  # +1 on the branch coming down, -1 going up, 0 never magnetised
         self.last_current_a = 0.0
         super().__init__(bench, name)
 
@@ -294,9 +325,13 @@ class SimulatedKepcoBop(BenchInstrument):
             return 0.0
         resistance = self.bench.model.params.coil_resistance_ohm
         if self.mode == "CURR":
-            limit = abs(self.voltage_setpoint) / resistance if self.voltage_setpoint else self.MAX_VOLTAGE_V / resistance
+            limit = (
+                abs(self.voltage_setpoint) / resistance if self.voltage_setpoint else self.MAX_VOLTAGE_V / resistance
+            )
             return float(np.clip(self.current_setpoint, -limit, limit))
-        return float(np.clip(self.voltage_setpoint / resistance, -abs(self.current_setpoint), abs(self.current_setpoint)))
+        return float(
+            np.clip(self.voltage_setpoint / resistance, -abs(self.current_setpoint), abs(self.current_setpoint))
+        )
 
     @property
     def cold_field_mt(self) -> float:
@@ -316,16 +351,30 @@ class SimulatedKepcoBop(BenchInstrument):
         self._follow()
 
     def declare_commands(self, table: CommandTable) -> None:
-        table.add("[:SOURce]:FUNCtion:MODE", setter=lambda m: self._set("mode", m),
-                  query=lambda: "1" if self.mode == "CURR" else "0", parameters=(Choice(["VOLT", "CURR"]),))
-        table.add("[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]", setter=lambda a: self._set("current_setpoint", a),
-                  query=lambda: format_number(self.current_setpoint),
-                  parameters=(Numeric("A", -self.MAX_CURRENT_A, self.MAX_CURRENT_A),))
-        table.add("[:SOURce]:VOLTage[:LEVel][:IMMediate][:AMPLitude]", setter=lambda v: self._set("voltage_setpoint", v),
-                  query=lambda: format_number(self.voltage_setpoint),
-                  parameters=(Numeric("V", -self.MAX_VOLTAGE_V, self.MAX_VOLTAGE_V),))
-        table.add(":OUTPut[:STATe]", setter=lambda on: self._set("output_on", on),
-                  query=lambda: "1" if self.output_on else "0", parameters=(Boolean(),))
+        table.add(
+            "[:SOURce]:FUNCtion:MODE",
+            setter=lambda m: self._set("mode", m),
+            query=lambda: "1" if self.mode == "CURR" else "0",
+            parameters=(Choice(["VOLT", "CURR"]),),
+        )
+        table.add(
+            "[:SOURce]:CURRent[:LEVel][:IMMediate][:AMPLitude]",
+            setter=lambda a: self._set("current_setpoint", a),
+            query=lambda: format_number(self.current_setpoint),
+            parameters=(Numeric("A", -self.MAX_CURRENT_A, self.MAX_CURRENT_A),),
+        )
+        table.add(
+            "[:SOURce]:VOLTage[:LEVel][:IMMediate][:AMPLitude]",
+            setter=lambda v: self._set("voltage_setpoint", v),
+            query=lambda: format_number(self.voltage_setpoint),
+            parameters=(Numeric("V", -self.MAX_VOLTAGE_V, self.MAX_VOLTAGE_V),),
+        )
+        table.add(
+            ":OUTPut[:STATe]",
+            setter=lambda on: self._set("output_on", on),
+            query=lambda: "1" if self.output_on else "0",
+            parameters=(Boolean(),),
+        )
         resistance = self.bench.model.params.coil_resistance_ohm
         table.add(":MEASure[:SCALar]:CURRent[:DC]?", query=lambda: format_number(round(self.current_a, 5)))
         table.add(":MEASure[:SCALar]:VOLTage[:DC]?", query=lambda: format_number(round(self.current_a * resistance, 4)))
@@ -336,6 +385,7 @@ class SimulatedKepcoBop(BenchInstrument):
 # ---------------------------------------------------------------------------------------------
 # Gaussmeters
 # ---------------------------------------------------------------------------------------------
+
 
 class Gaussmeter(BenchInstrument):
     """A Hall probe in the magnet's gap beside the film: the gap's field, its offset and noise."""
@@ -397,16 +447,28 @@ class SimulatedGaussmeter421(Gaussmeter):
         return self._reading()[1]
 
     def declare_commands(self, table: CommandTable) -> None:
-        flags = {"AUTO": "auto", "FAST": "fast", "ACDC": "ac", "FILT": "filter_on", "LOCK": "locked",
-                 "MAX": "max_hold", "REL": "relative"}
+        flags = {
+            "AUTO": "auto",
+            "FAST": "fast",
+            "ACDC": "ac",
+            "FILT": "filter_on",
+            "LOCK": "locked",
+            "MAX": "max_hold",
+            "REL": "relative",
+        }
         table.add("FIELD?", query=self.field_answer)
         table.add("FIELDM?", query=self.multiplier_answer)
-        table.add("UNIT", setter=lambda u: setattr(self, "unit", u), query=lambda: self.unit,
-                  parameters=(Choice(["G", "T"]),))
+        table.add(
+            "UNIT", setter=lambda u: setattr(self, "unit", u), query=lambda: self.unit, parameters=(Choice(["G", "T"]),)
+        )
         add_setting(table, self, "RANGE", "range", Numeric("", 0, 3, integer=True))
         for header, attribute in flags.items():
-            table.add(header, setter=lambda on, a=attribute: setattr(self, a, on),
-                      query=lambda a=attribute: "1" if getattr(self, a) else "0", parameters=(Boolean(),))
+            table.add(
+                header,
+                setter=lambda on, a=attribute: setattr(self, a, on),
+                query=lambda a=attribute: "1" if getattr(self, a) else "0",
+                parameters=(Boolean(),),
+            )
         add_setting(table, self, "BRIGT", "brightness", Numeric("", 0, 7, integer=True))
         table.add("TYPE?", query=lambda: "1")
         table.add("SNUM?", query=lambda: "H421-0001")
@@ -417,19 +479,27 @@ class SimulatedGaussmeter421(Gaussmeter):
         table.add("RELRM?", query=lambda: "")
         add_setting(table, self, "RELS", "relative_setpoint", Numeric("", -3e4, 3e4))
         for header in self.alarm:
-            table.add(header, setter=lambda v, h=header: self.alarm.__setitem__(h, int(v)),
-                      query=lambda h=header: str(self.alarm[h]), parameters=(Numeric("", 0, 1, integer=True),))
+            table.add(
+                header,
+                setter=lambda v, h=header: self.alarm.__setitem__(h, int(v)),
+                query=lambda h=header: str(self.alarm[h]),
+                parameters=(Numeric("", 0, 1, integer=True),),
+            )
         table.add("ALMS?", query=lambda: "0")
         for header in self.alarm_limits:
-            table.add(header, setter=lambda v, h=header: self.alarm_limits.__setitem__(h, v),
-                      query=lambda h=header: format_number(self.alarm_limits[h]), parameters=(Numeric("", -3e4, 3e4),))
+            table.add(
+                header,
+                setter=lambda v, h=header: self.alarm_limits.__setitem__(h, v),
+                query=lambda h=header: format_number(self.alarm_limits[h]),
+                parameters=(Numeric("", -3e4, 3e4),),
+            )
             table.add(f"{header}M?", query=lambda: "")
 
 
 class SimulatedGaussmeter425(Gaussmeter):
     """Lake Shore 425 (see the module docstring): ranges 35 G … 35 kG."""
 
-    UNITS = {1: 1.0, 2: 1e-4, 3: 1.0, 4: 1e3 / (4 * math.pi)}     # from gauss: G, T, Oe (in air), A/m
+    UNITS = {1: 1.0, 2: 1e-4, 3: 1.0, 4: 1e3 / (4 * math.pi)}  # from gauss: G, T, Oe (in air), A/m
 
     def __init__(self, bench, name: str = "gaussmeter"):
         self.identity = "LSCI,MODEL425,SIM000001,1.0"
@@ -445,16 +515,23 @@ class SimulatedGaussmeter425(Gaussmeter):
         add_setting(table, self, "UNIT", "unit", Numeric("", 1, 4, integer=True))
         add_setting(table, self, "RANGE", "range", Numeric("", 1, 4, integer=True))
         table.add("AUTO", setter=lambda: None)
-        table.add("RDGMODE", setter=lambda a, b, c: setattr(self, "mode", (a, b, c)),
-                  query=lambda: ",".join(str(v) for v in self.mode),
-                  parameters=(Numeric("", 1, 2, integer=True), Numeric("", 0, 1, integer=True),
-                              Numeric("", 1, 2, integer=True)))
+        table.add(
+            "RDGMODE",
+            setter=lambda a, b, c: setattr(self, "mode", (a, b, c)),
+            query=lambda: ",".join(str(v) for v in self.mode),
+            parameters=(
+                Numeric("", 1, 2, integer=True),
+                Numeric("", 0, 1, integer=True),
+                Numeric("", 1, 2, integer=True),
+            ),
+        )
         table.add("ZPROBE", setter=lambda: None)
 
 
 # ---------------------------------------------------------------------------------------------
 # Temperature controller
 # ---------------------------------------------------------------------------------------------
+
 
 class SimulatedTemperatureController(BenchInstrument):
     """Lake Shore 336 (see the module docstring): input A on the ring's film, B-D in the room."""
@@ -482,26 +559,42 @@ class SimulatedTemperatureController(BenchInstrument):
         output = Numeric("", 1, 4, integer=True)
         table.add("KRDG?", query=lambda ch: f"{self.celsius(ch) + KELVIN:+.4f}", query_parameters=channel)
         table.add("CRDG?", query=lambda ch: f"{self.celsius(ch):+.4f}", query_parameters=channel)
-        table.add("SRDG?", query=lambda ch: f"{1000.0 * (1 + 3.85e-3 * self.celsius(ch)):+.4f}",
-                  query_parameters=channel)
-        for header, store, value in (("SETP", self.setpoints, Numeric("", 0, 1500)),
-                                     ("RANGE", self.ranges, Numeric("", 0, 3, integer=True)),
-                                     ("MOUT", self.manual, Numeric("", 0, 100))):
-            table.add(header, setter=lambda out, v, s=store: s.__setitem__(out, v),
-                      query=lambda out, s=store: format_number(s[out]) if not isinstance(s[out], int) else str(s[out]),
-                      parameters=(output, value), query_parameters=(output,))
+        table.add(
+            "SRDG?", query=lambda ch: f"{1000.0 * (1 + 3.85e-3 * self.celsius(ch)):+.4f}", query_parameters=channel
+        )
+        for header, store, value in (
+            ("SETP", self.setpoints, Numeric("", 0, 1500)),
+            ("RANGE", self.ranges, Numeric("", 0, 3, integer=True)),
+            ("MOUT", self.manual, Numeric("", 0, 100)),
+        ):
+            table.add(
+                header,
+                setter=lambda out, v, s=store: s.__setitem__(out, v),
+                query=lambda out, s=store: format_number(s[out]) if not isinstance(s[out], int) else str(s[out]),
+                parameters=(output, value),
+                query_parameters=(output,),
+            )
         table.add("HTR?", query=lambda out: "+000.0", query_parameters=(output,))
-        table.add("RDGST?", query=lambda ch: "000", query_parameters=channel)     # a valid reading: no status bit
-        table.add("INNAME", setter=lambda ch, text: self.names.__setitem__(ch, text.strip('"')[:15]),
-                  query=lambda ch: self.names[ch], parameters=(*channel, _Text()), query_parameters=channel)
+        table.add("RDGST?", query=lambda ch: "000", query_parameters=channel)  # a valid reading: no status bit
+        table.add(
+            "INNAME",
+            setter=lambda ch, text: self.names.__setitem__(ch, text.strip('"')[:15]),
+            query=lambda ch: self.names[ch],
+            parameters=(*channel, _Text()),
+            query_parameters=channel,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # The parts of one ring
 # ---------------------------------------------------------------------------------------------
 
-ATTENUATOR_MODELS = {"hp11713": Simulated11713, "weinschel": SimulatedWeinschel, "rcdat": SimulatedRcdat,
-                     "vca": SimulatedDcSource}
+ATTENUATOR_MODELS = {
+    "hp11713": Simulated11713,
+    "weinschel": SimulatedWeinschel,
+    "rcdat": SimulatedRcdat,
+    "vca": SimulatedDcSource,
+}
 GAUSSMETER_MODELS = {"ls421": SimulatedGaussmeter421, "ls425": SimulatedGaussmeter425}
 
 
@@ -513,8 +606,10 @@ class RingParts:
 
     def __init__(self, bench, attenuator: str = "hp11713", gaussmeter: str = "ls421"):
         if attenuator not in ATTENUATOR_MODELS or gaussmeter not in GAUSSMETER_MODELS:
-            raise ValueError(f"unknown ring parts {attenuator!r}/{gaussmeter!r}; attenuators: "
-                             f"{', '.join(ATTENUATOR_MODELS)}; gaussmeters: {', '.join(GAUSSMETER_MODELS)}")
+            raise ValueError(
+                f"unknown ring parts {attenuator!r}/{gaussmeter!r}; attenuators: "
+                f"{', '.join(ATTENUATOR_MODELS)}; gaussmeters: {', '.join(GAUSSMETER_MODELS)}"
+            )
         self.attenuator = ATTENUATOR_MODELS[attenuator](bench)
         self.magnet = SimulatedKepcoBop(bench)
         self.gaussmeter = GAUSSMETER_MODELS[gaussmeter](bench)
@@ -523,8 +618,12 @@ class RingParts:
 
     @property
     def instruments(self) -> dict:
-        return {"attenuator": self.attenuator, "magnet": self.magnet, "gaussmeter": self.gaussmeter,
-                "thermometer": self.thermometer}
+        return {
+            "attenuator": self.attenuator,
+            "magnet": self.magnet,
+            "gaussmeter": self.gaussmeter,
+            "thermometer": self.thermometer,
+        }
 
     @property
     def loop_gain_setpoint_db(self) -> float:
@@ -560,6 +659,16 @@ class _Text(Numeric):
         return text
 
 
-__all__ = ["RingParts", "ATTENUATOR_MODELS", "GAUSSMETER_MODELS", "Simulated11713", "SimulatedWeinschel",
-           "SimulatedRcdat", "SimulatedDcSource", "SimulatedKepcoBop", "SimulatedGaussmeter421",
-           "SimulatedGaussmeter425", "SimulatedTemperatureController"]
+__all__ = [
+    "RingParts",
+    "ATTENUATOR_MODELS",
+    "GAUSSMETER_MODELS",
+    "Simulated11713",
+    "SimulatedWeinschel",
+    "SimulatedRcdat",
+    "SimulatedDcSource",
+    "SimulatedKepcoBop",
+    "SimulatedGaussmeter421",
+    "SimulatedGaussmeter425",
+    "SimulatedTemperatureController",
+]

@@ -55,11 +55,13 @@ from scipy.special import erf, gammaincinv
 DETECTORS = ("NORMal", "POSitive", "SAMPle", "NEGative", "AVERage")
 FILTERS = ("four-pole", "gaussian")
 LN2_4 = 4.0 * np.log(2.0)
-FOUR_POLE_F0 = 1.0 / (2.0 * np.sqrt(2.0 ** 0.25 - 1.0))             # f0 / RBW
-NOISE_BANDWIDTH = {"four-pole": 15 * np.pi / 48 * FOUR_POLE_F0,        # 1.128 × RBW
-                   "gaussian": float(np.sqrt(np.pi / LN2_4))}          # 1.064 × RBW
+FOUR_POLE_F0 = 1.0 / (2.0 * np.sqrt(2.0**0.25 - 1.0))  # f0 / RBW
+NOISE_BANDWIDTH = {
+    "four-pole": 15 * np.pi / 48 * FOUR_POLE_F0,  # 1.128 × RBW
+    "gaussian": float(np.sqrt(np.pi / LN2_4)),
+}  # 1.064 × RBW
 KERNEL_REACHES = (6, 12, 24)  # half-widths (display points) of the kernels lines are rendered with
-VISIBLE_BELOW_FLOOR = 1e-3   # lines 30 dB under the analyzer's own floor change no displayed digit
+VISIBLE_BELOW_FLOOR = 1e-3  # lines 30 dB under the analyzer's own floor change no displayed digit
 ESA_FLOOR_DBM_PER_HZ = -145.0
 
 
@@ -68,10 +70,10 @@ class Display:
     """What the analyzer's front end does to its input (see the module docstring)."""
 
     detector: str = "NORMal"
-    video_averages: float = 1.0          # m = max(1, RBW/VBW)
-    samples_per_point: int = 5           # n independent video samples per display point (the preset sweep's)
-    floor_dbm_per_hz: float = ESA_FLOOR_DBM_PER_HZ + 10.0   # the analyzer's own noise at its input
-    if_noise_dbm: float = -100.0         # the IF's noise in the RBW, a fixed distance under the reference level
+    video_averages: float = 1.0  # m = max(1, RBW/VBW)
+    samples_per_point: int = 5  # n independent video samples per display point (the preset sweep's)
+    floor_dbm_per_hz: float = ESA_FLOOR_DBM_PER_HZ + 10.0  # the analyzer's own noise at its input
+    if_noise_dbm: float = -100.0  # the IF's noise in the RBW, a fixed distance under the reference level
     rbw_filter: str = "four-pole"
 
 
@@ -96,7 +98,7 @@ def filter_reach_hz(rbw_hz: float, shape: str, dynamic_range):
     """How far from a line its response stays above 1/``dynamic_range`` of its peak (elementwise)."""
     dynamic_range = np.maximum(dynamic_range, 1.0)
     if shape == "four-pole":
-        return FOUR_POLE_F0 * rbw_hz * np.sqrt(np.maximum(dynamic_range ** 0.25 - 1.0, 0.0))
+        return FOUR_POLE_F0 * rbw_hz * np.sqrt(np.maximum(dynamic_range**0.25 - 1.0, 0.0))
     return rbw_hz * np.sqrt(np.log(dynamic_range) / LN2_4)
 
 
@@ -106,8 +108,9 @@ def _four_pole_integral(u):
     return u / (6 * q**3) + 5 * u / (24 * q**2) + 5 * u / (16 * q) + 5 / 16 * np.arctan(u)
 
 
-def line_response(distance_hz: np.ndarray, rbw_hz: float, step_hz: float, detector: str,
-                  shape: str = "gaussian") -> np.ndarray:
+def line_response(
+    distance_hz: np.ndarray, rbw_hz: float, step_hz: float, detector: str, shape: str = "gaussian"
+) -> np.ndarray:
     """The displayed fraction of a line's power at display points ``distance_hz`` (≥ 0) from it."""
     half = step_hz / 2.0
     if detector == "SAMPle":
@@ -117,7 +120,11 @@ def line_response(distance_hz: np.ndarray, rbw_hz: float, step_hz: float, detect
     if detector == "AVERage" and step_hz > 0:
         if shape == "four-pole":
             f0 = FOUR_POLE_F0 * rbw_hz
-            return (_four_pole_integral((distance_hz + half) / f0) - _four_pole_integral((distance_hz - half) / f0)) * f0 / step_hz
+            return (
+                (_four_pole_integral((distance_hz + half) / f0) - _four_pole_integral((distance_hz - half) / f0))
+                * f0
+                / step_hz
+            )
         a = np.sqrt(LN2_4) / rbw_hz
         return (erf(a * (distance_hz + half)) - erf(a * (distance_hz - half))) * np.sqrt(np.pi) / (4 * a * half)
     return filter_response(np.maximum(distance_hz - half, 0.0), rbw_hz, shape)
@@ -161,8 +168,9 @@ def display_levels_dbm(freqs, rbw_hz: float, line_f, line_p, noise_psd, display:
             noise = noise * noise_fluctuation(noise.shape, display, rng)
         lines = render_lines(freqs, rbw_hz, line_f, line_p, visible, display.rbw_filter, (display.detector,))[0]
         return 10.0 * np.log10(noise + lines)
-    highest, lowest, inside = render_lines(freqs, rbw_hz, line_f, line_p, visible, display.rbw_filter,
-                                           ("POSitive", "NEGative", "inside"))
+    highest, lowest, inside = render_lines(
+        freqs, rbw_hz, line_f, line_p, visible, display.rbw_filter, ("POSitive", "NEGative", "inside")
+    )
     if rng is not None:
         top = noise * _extreme_fluctuation(noise.shape, display, rng, largest=True)
         bottom = np.minimum(noise * _extreme_fluctuation(noise.shape, display, rng, largest=False), top)
@@ -199,7 +207,7 @@ def _extreme_fluctuation(shape, display: Display, rng, largest: bool):
     u = rng.random(shape)
     quantile = u ** (1.0 / n) if largest else -np.expm1(np.log1p(-u) / n)
     if m == 1.0:
-        return -np.log1p(-quantile)              # exponential power: a Rayleigh envelope
+        return -np.log1p(-quantile)  # exponential power: a Rayleigh envelope
     return gammaincinv(m, quantile) / m
 
 
@@ -220,13 +228,26 @@ def render_lines(freqs, rbw_hz, line_f, line_p, visible_mw, shape, kinds):
     start, step = freqs[0], (freqs[-1] - freqs[0]) / (n_points - 1)
     row = np.broadcast_to(np.arange(batch)[:, None], line_f.shape)[shows]
     f, power = line_f[shows], line_p[shows]
-    reach = np.minimum(n_points, np.ceil(filter_reach_hz(rbw_hz, shape, power / visible_mw) / step) + 2).astype(np.int64)
-    tier = np.searchsorted(KERNEL_REACHES, reach)            # a few kernel sizes: most lines reach a few points
+    reach = np.minimum(n_points, np.ceil(filter_reach_hz(rbw_hz, shape, power / visible_mw) / step) + 2).astype(
+        np.int64
+    )
+    tier = np.searchsorted(KERNEL_REACHES, reach)  # a few kernel sizes: most lines reach a few points
     for level in np.unique(tier):
         chosen = tier == level
         size = KERNEL_REACHES[level] if level < len(KERNEL_REACHES) else reach.max()
-        _scatter(rendered, kinds, f[chosen], power[chosen], row[chosen], int(min(size, n_points)),
-                 start, step, n_points, rbw_hz, shape)
+        _scatter(
+            rendered,
+            kinds,
+            f[chosen],
+            power[chosen],
+            row[chosen],
+            int(min(size, n_points)),
+            start,
+            step,
+            n_points,
+            rbw_hz,
+            shape,
+        )
     return [r.reshape(batch, n_points) for r in rendered]
 
 
@@ -244,5 +265,17 @@ def _scatter(rendered, kinds, f, power, row, reach, start, step, n_points, rbw_h
         out += np.bincount(flat, weights=weight.ravel(), minlength=out.size)
 
 
-__all__ = ["DETECTORS", "FILTERS", "Display", "PRESET", "noise_bandwidth_hz", "filter_response", "line_response",
-           "resolved_regeneration", "display_levels_dbm", "rosenfell", "noise_fluctuation", "render_lines"]
+__all__ = [
+    "DETECTORS",
+    "FILTERS",
+    "Display",
+    "PRESET",
+    "noise_bandwidth_hz",
+    "filter_response",
+    "line_response",
+    "resolved_regeneration",
+    "display_levels_dbm",
+    "rosenfell",
+    "noise_fluctuation",
+    "render_lines",
+]

@@ -81,30 +81,30 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from .analyzer import EsaDialect, FsxDialect, XSeriesDialect, auto_resolution_bandwidth, ieee_block
 from .ring import Behaviours, RingModel, RingParameters
-from .spread import device_parameters
 from .scpi import Boolean, Choice, CommandTable, Numeric, ScpiError, ScpiInstrument, add_setting, format_number
+from .spread import device_parameters
 from .timing import BenchTiming
 
 
 class BenchInstrument(ScpiInstrument):
     """A simulated instrument on a :class:`SimulatedBench`: handles messages under the bench lock."""
 
-    def __init__(self, bench: "SimulatedBench", name: str):
+    def __init__(self, bench: SimulatedBench, name: str):
         self.bench = bench
         self.name = name
-        self.away_until = 0.0            # time.monotonic() until which it has gone away (:SIMulate:AWAY)
+        self.away_until = 0.0  # time.monotonic() until which it has gone away (:SIMulate:AWAY)
         super().__init__()
         self.table.add(":SIMulate:AWAY", setter=self.go_away, parameters=(Numeric("S", 0.0, 3600.0),))
         self.reset()
 
-    message_terminators = b"\n"     # what ends a program message on a socket (b"\r\n": CR alone too)
-    answer_terminator = b"\n"       # what ends each answer
+    message_terminators = b"\n"  # what ends a program message on a socket (b"\r\n": CR alone too)
+    answer_terminator = b"\n"  # what ends each answer
 
     def translate(self, message: str) -> str:
         """A dialect that is not SCPI, rewritten as the SCPI the command table understands (default: as it is)."""
@@ -128,13 +128,14 @@ class BenchInstrument(ScpiInstrument):
             if self.answer_terminator != b"\n" and answer:
                 answer = answer[:-1].replace(b"\n", self.answer_terminator) + self.answer_terminator
             self.bench.charge(self, text, len(answer))
-        self.bench.pay_wall_time(started)            # a realtime bench: the sweep's time, outside the lock
+        self.bench.pay_wall_time(started)  # a realtime bench: the sweep's time, outside the lock
         return answer
 
 
 # ---------------------------------------------------------------------------------------------
 # Signal generators
 # ---------------------------------------------------------------------------------------------
+
 
 class SimulatedSignalGenerator(BenchInstrument):
     """A Keysight/Agilent E8257D PSG (and the base of the other models; see the module docstring)."""
@@ -149,17 +150,16 @@ class SimulatedSignalGenerator(BenchInstrument):
     MAX_POWER_DBM = 25.0
     PRESET_FREQUENCY_HZ = MAX_FREQUENCY_HZ
     PRESET_POWER_DBM = MIN_POWER_DBM
-    OPTION_DETAILS = True              # answers :DIAG:CPU:INFO:OPT:DET? (the PSGs do)
-    MECHANICAL_ATTENUATOR = True       # option 1E1: an electromechanical step attenuator (moves cost time, wear)
+    OPTION_DETAILS = True  # answers :DIAG:CPU:INFO:OPT:DET? (the PSGs do)
+    MECHANICAL_ATTENUATOR = True  # option 1E1: an electromechanical step attenuator (moves cost time, wear)
     ATTENUATOR_STEP_DB = 5.0
     MAX_ATTENUATION_DB = 115.0
-    ALC_MIN_DBM = -20.0                # the ALC's range with the attenuator at 0 dB: the lowest level it holds
+    ALC_MIN_DBM = -20.0  # the ALC's range with the attenuator at 0 dB: the lowest level it holds
 
-    def __init__(self, bench: "SimulatedBench", index: int):
+    def __init__(self, bench: SimulatedBench, index: int):
         self.index = index
         self.identity = f"{self.VENDOR},{self.MODEL},SIM{index:06d},{self.FIRMWARE}"
-        self.frequency_parameter = Numeric("HZ", self.MIN_FREQUENCY_HZ, self.MAX_FREQUENCY_HZ,
-                                           self.PRESET_FREQUENCY_HZ)
+        self.frequency_parameter = Numeric("HZ", self.MIN_FREQUENCY_HZ, self.MAX_FREQUENCY_HZ, self.PRESET_FREQUENCY_HZ)
         self.power_parameter = Numeric("DBM", self.MIN_POWER_DBM, self.MAX_POWER_DBM, self.PRESET_POWER_DBM)
         super().__init__(bench, f"gen{index}")
 
@@ -178,7 +178,7 @@ class SimulatedSignalGenerator(BenchInstrument):
         self.alc_bandwidth_auto = True
         self.attenuation_db = 0.0
         self.attenuation_auto = True
-        self.attenuator_cycles = getattr(self, "attenuator_cycles", 0)   # a counter that survives *RST
+        self.attenuator_cycles = getattr(self, "attenuator_cycles", 0)  # a counter that survives *RST
         self.phase_rad = 0.0
         self.modulation_on = False
         self.pulse_on = False
@@ -209,7 +209,7 @@ class SimulatedSignalGenerator(BenchInstrument):
         self.power_parameter.default = self.PRESET_POWER_DBM + self.power_offset_db
 
     def set_frequency_offset(self, offset_hz: float) -> None:
-        self.frequency_hz += offset_hz - self.frequency_offset_hz     # the RF output stays where it is
+        self.frequency_hz += offset_hz - self.frequency_offset_hz  # the RF output stays where it is
         self.frequency_offset_hz = offset_hz
         self.update_limits()
 
@@ -230,8 +230,11 @@ class SimulatedSignalGenerator(BenchInstrument):
     def auto_attenuation_db(self, power_dbm: float) -> float:
         """Where the attenuator goes on auto: in, in its steps, only as far as the ALC cannot reach down."""
         below = self.ALC_MIN_DBM - power_dbm
-        return min(self.MAX_ATTENUATION_DB, self.ATTENUATOR_STEP_DB * math.ceil(below / self.ATTENUATOR_STEP_DB)) \
-            if below > 0 else 0.0
+        return (
+            min(self.MAX_ATTENUATION_DB, self.ATTENUATOR_STEP_DB * math.ceil(below / self.ATTENUATOR_STEP_DB))
+            if below > 0
+            else 0.0
+        )
 
     def move_attenuator(self, attenuation_db: float) -> None:
         if attenuation_db != self.attenuation_db:
@@ -246,8 +249,11 @@ class SimulatedSignalGenerator(BenchInstrument):
         if not self.attenuation_auto:
             low, high = self.ALC_MIN_DBM - self.attenuation_db, self.MAX_POWER_DBM - self.attenuation_db
             if not low - 1e-9 <= rf <= high + 1e-9:
-                raise ScpiError(-221, f"{rf:g} dBm outside the ALC's range {low:g} … {high:g} dBm with the "
-                                      f"attenuator held at {self.attenuation_db:g} dB")
+                raise ScpiError(
+                    -221,
+                    f"{rf:g} dBm outside the ALC's range {low:g} … {high:g} dBm with the "
+                    f"attenuator held at {self.attenuation_db:g} dB",
+                )
         else:
             self.move_attenuator(self.auto_attenuation_db(rf))
         self.power_dbm = power_dbm
@@ -269,30 +275,66 @@ class SimulatedSignalGenerator(BenchInstrument):
     # -- command table ------------------------------------------------------------------------
     def declare_commands(self, table: CommandTable) -> None:
         add_setting(table, self, "[:SOURce]:FREQuency[:CW|:FIXed]", "frequency_hz", self.frequency_parameter)
-        table.add("[:SOURce]:FREQuency:OFFSet", self.set_frequency_offset,
-                  lambda: format_number(self.frequency_offset_hz), (Numeric("HZ", -200e9, 200e9),))
-        table.add("[:SOURce]:FREQuency:MULTiplier", self.set_frequency_multiplier,
-                  lambda: format_number(self.frequency_multiplier), (Numeric("", 0.001, 1000.0),))
-        add_setting(table, self, "[:SOURce]:FREQuency:MODE", "frequency_mode",
-                    Choice(["CW", "FIXed", "SWEep", "LIST"]))
-        table.add("[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]", self.set_power,
-                  lambda: format_number(self.power_dbm), (self.power_parameter,))
-        table.add("[:SOURce]:POWer[:LEVel][:IMMediate]:OFFSet", self.set_power_offset,
-                  lambda: format_number(self.power_offset_db), (Numeric("DB", -200.0, 200.0),))
+        table.add(
+            "[:SOURce]:FREQuency:OFFSet",
+            self.set_frequency_offset,
+            lambda: format_number(self.frequency_offset_hz),
+            (Numeric("HZ", -200e9, 200e9),),
+        )
+        table.add(
+            "[:SOURce]:FREQuency:MULTiplier",
+            self.set_frequency_multiplier,
+            lambda: format_number(self.frequency_multiplier),
+            (Numeric("", 0.001, 1000.0),),
+        )
+        add_setting(table, self, "[:SOURce]:FREQuency:MODE", "frequency_mode", Choice(["CW", "FIXed", "SWEep", "LIST"]))
+        table.add(
+            "[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]",
+            self.set_power,
+            lambda: format_number(self.power_dbm),
+            (self.power_parameter,),
+        )
+        table.add(
+            "[:SOURce]:POWer[:LEVel][:IMMediate]:OFFSet",
+            self.set_power_offset,
+            lambda: format_number(self.power_offset_db),
+            (Numeric("DB", -200.0, 200.0),),
+        )
         add_setting(table, self, "[:SOURce]:POWer:MODE", "power_mode", Choice(["FIXed", "LIST", "SWEep"]))
         add_setting(table, self, "[:SOURce]:POWer:ALC[:STATe]", "alc_on", Boolean())
-        add_setting(table, self, "[:SOURce]:POWer:ALC:BANDwidth|BWIDth", "alc_bandwidth_hz",
-                    Numeric("HZ", 100.0, 1e6), on_set=lambda: setattr(self, "alc_bandwidth_auto", False))
+        add_setting(
+            table,
+            self,
+            "[:SOURce]:POWer:ALC:BANDwidth|BWIDth",
+            "alc_bandwidth_hz",
+            Numeric("HZ", 100.0, 1e6),
+            on_set=lambda: setattr(self, "alc_bandwidth_auto", False),
+        )
         add_setting(table, self, "[:SOURce]:POWer:ALC:BANDwidth|BWIDth:AUTO", "alc_bandwidth_auto", Boolean())
-        table.add("[:SOURce]:POWer:ALC:SEARch", setter=lambda *state: None,
-                  parameters=(Choice(["ON", "OFF", "ONCE"], optional=True, default="ONCE"),))
-        table.add("[:SOURce]:POWer:ATTenuation", self.hold_attenuator, lambda: format_number(self.attenuation_db),
-                  (Numeric("DB", 0.0, self.MAX_ATTENUATION_DB),))
-        table.add("[:SOURce]:POWer:ATTenuation:AUTO", self.set_attenuation_auto,
-                  lambda: "1" if self.attenuation_auto else "0", (Boolean(),))
+        table.add(
+            "[:SOURce]:POWer:ALC:SEARch",
+            setter=lambda *state: None,
+            parameters=(Choice(["ON", "OFF", "ONCE"], optional=True, default="ONCE"),),
+        )
+        table.add(
+            "[:SOURce]:POWer:ATTenuation",
+            self.hold_attenuator,
+            lambda: format_number(self.attenuation_db),
+            (Numeric("DB", 0.0, self.MAX_ATTENUATION_DB),),
+        )
+        table.add(
+            "[:SOURce]:POWer:ATTenuation:AUTO",
+            self.set_attenuation_auto,
+            lambda: "1" if self.attenuation_auto else "0",
+            (Boolean(),),
+        )
         table.add(":DIAGnostic[:CPU]:INFOrmation:CCOunt:ATTenuator?", query=lambda: str(self.attenuator_cycles))
-        table.add("[:SOURce]:PHASe[:ADJust]", self.set_phase, lambda: format_number(self.phase_rad),
-                  (Numeric("RAD", -2 * math.pi, 2 * math.pi),))
+        table.add(
+            "[:SOURce]:PHASe[:ADJust]",
+            self.set_phase,
+            lambda: format_number(self.phase_rad),
+            (Numeric("RAD", -2 * math.pi, 2 * math.pi),),
+        )
         table.add("[:SOURce]:PHASe:REFerence", setter=lambda: setattr(self, "phase_rad", 0.0))
         add_setting(table, self, ":OUTPut[:STATe]", "output_on", Boolean())
         add_setting(table, self, ":OUTPut:MODulation[:STATe]", "modulation_on", Boolean())
@@ -301,10 +343,14 @@ class SimulatedSignalGenerator(BenchInstrument):
         add_setting(table, self, "[:SOURce]:PULM:INTernal:PWIDth", "pulse_width_s", Numeric("S", 10e-9, 40.0))
         add_setting(table, self, "[:SOURce]:ROSCillator:SOURce:AUTO", "reference_auto", Boolean())
         add_setting(table, self, "[:SOURce]:LFOutput:STATe", "lf_output_on", Boolean())
-        add_setting(table, self, "[:SOURce]:LFOutput:SOURce", "lf_output_source",
-                    Choice(["INTernal", "INTernal2", "FUNCtion", "FUNCtion2"]))
-        add_setting(table, self, "[:SOURce]:LFOutput:AMPLitude", "lf_output_amplitude_v",
-                    Numeric("VP", 0.0, 3.5, 0.0))
+        add_setting(
+            table,
+            self,
+            "[:SOURce]:LFOutput:SOURce",
+            "lf_output_source",
+            Choice(["INTernal", "INTernal2", "FUNCtion", "FUNCtion2"]),
+        )
+        add_setting(table, self, "[:SOURce]:LFOutput:AMPLitude", "lf_output_amplitude_v", Numeric("VP", 0.0, 3.5, 0.0))
         table.add(":SYSTem:PRESet", setter=self.reset)
         if self.OPTION_DETAILS:
             table.add(":DIAGnostic[:CPU]:INFOrmation:OPTions:DETail?", query=self.option_details)
@@ -332,7 +378,7 @@ class SimulatedMxg(SimulatedSignalGenerator):
     PRESET_FREQUENCY_HZ = 20e9
     PRESET_POWER_DBM = -130.0
     OPTION_DETAILS = False
-    MECHANICAL_ATTENUATOR = False      # the MXG/EXG's attenuator is electronic: no move time, no wear (assumption)
+    MECHANICAL_ATTENUATOR = False  # the MXG/EXG's attenuator is electronic: no move time, no wear (assumption)
 
 
 class SimulatedExg(SimulatedMxg):
@@ -355,7 +401,7 @@ class SimulatedAnritsuGenerator(SimulatedSignalGenerator):
     PRESET_FREQUENCY_HZ = 10e9
     PRESET_POWER_DBM = 0.0
     OPTION_DETAILS = False
-    ATTENUATOR_STEP_DB = 10.0          # option 2: a 10 dB-step mechanical attenuator
+    ATTENUATOR_STEP_DB = 10.0  # option 2: a 10 dB-step mechanical attenuator
     MAX_ATTENUATION_DB = 110.0
 
 
@@ -385,9 +431,15 @@ class SimulatedTaborLucidX(SimulatedTaborLucid):
     options = "PE,FS,LN"
 
 
-GENERATOR_MODELS = {"psg": SimulatedSignalGenerator, "e8267c": SimulatedE8267C, "mxg": SimulatedMxg,
-                    "exg": SimulatedExg, "mg369x": SimulatedAnritsuGenerator, "tabor": SimulatedTaborLucid,
-                    "tabor-x": SimulatedTaborLucidX}
+GENERATOR_MODELS = {
+    "psg": SimulatedSignalGenerator,
+    "e8267c": SimulatedE8267C,
+    "mxg": SimulatedMxg,
+    "exg": SimulatedExg,
+    "mg369x": SimulatedAnritsuGenerator,
+    "tabor": SimulatedTaborLucid,
+    "tabor-x": SimulatedTaborLucidX,
+}
 
 
 def generator_class(name: str) -> type:
@@ -402,6 +454,7 @@ def generator_class(name: str) -> type:
 # Ring controller
 # ---------------------------------------------------------------------------------------------
 
+
 class SimulatedRingController(BenchInstrument):
     """The ring's loop amplifier and bias-field supply (the lab's own SCPI dialect; see module docstring).
 
@@ -415,7 +468,7 @@ class SimulatedRingController(BenchInstrument):
     MIN_FIELD_MT = 0.0
     MAX_FIELD_MT = 300.0
 
-    def __init__(self, bench: "SimulatedBench"):
+    def __init__(self, bench: SimulatedBench):
         self.identity = "labpgt,RingController,SIM000001,1.0"
         super().__init__(bench, "ring")
 
@@ -427,24 +480,39 @@ class SimulatedRingController(BenchInstrument):
 
     def declare_commands(self, table: CommandTable) -> None:
         params = self.bench.model.params
-        add_setting(table, self, ":LOOP:GAIN", "loop_gain_db",
-                    Numeric("DB", self.MIN_LOOP_GAIN_DB, self.MAX_LOOP_GAIN_DB,
-                            float(params.default_loop_gain_db)))
-        add_setting(table, self, ":FIELd", "field_mt",
-                    Numeric("MT", self.MIN_FIELD_MT, self.MAX_FIELD_MT, float(params.default_field_mt)))
+        add_setting(
+            table,
+            self,
+            ":LOOP:GAIN",
+            "loop_gain_db",
+            Numeric("DB", self.MIN_LOOP_GAIN_DB, self.MAX_LOOP_GAIN_DB, float(params.default_loop_gain_db)),
+        )
+        add_setting(
+            table,
+            self,
+            ":FIELd",
+            "field_mt",
+            Numeric("MT", self.MIN_FIELD_MT, self.MAX_FIELD_MT, float(params.default_field_mt)),
+        )
         add_setting(table, self, ":AMPLifier[:STATe]", "amplifier_on", Boolean())
         table.add(":TEMPerature?", query=lambda: format_number(round(self.bench.model.lab.temperature_c, 4)))
-        lab = self.bench.model.lab               # simulation only: conditions a run's suspenders must ride out
-        table.add(":SIMulate:TEMPerature:EXCursion", setter=lambda k, s: lab.command("temperature", k, s),
-                  parameters=(Numeric("", -50.0, 50.0), Numeric("S", 0.0, 3600.0)))
-        table.add(":SIMulate:GAIN:DROP", setter=lambda db, s: lab.command("gain", db, s),
-                  parameters=(Numeric("DB", 0.0, 60.0), Numeric("S", 0.0, 3600.0)))
-
+        lab = self.bench.model.lab  # simulation only: conditions a run's suspenders must ride out
+        table.add(
+            ":SIMulate:TEMPerature:EXCursion",
+            setter=lambda k, s: lab.command("temperature", k, s),
+            parameters=(Numeric("", -50.0, 50.0), Numeric("S", 0.0, 3600.0)),
+        )
+        table.add(
+            ":SIMulate:GAIN:DROP",
+            setter=lambda db, s: lab.command("gain", db, s),
+            parameters=(Numeric("DB", 0.0, 60.0), Numeric("S", 0.0, 3600.0)),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Spectrum analyzers (their dialects are in .analyzer; here they join the bench)
 # ---------------------------------------------------------------------------------------------
+
 
 class SimulatedSpectrumAnalyzer(EsaDialect, BenchInstrument):
     """Agilent ESA E4408B looking at the ring's output (see :mod:`.analyzer`)."""
@@ -458,8 +526,7 @@ class SimulatedFsxAnalyzer(FsxDialect, BenchInstrument):
     """Rohde & Schwarz FSL6 looking at the ring's output (see :mod:`.analyzer`)."""
 
 
-ANALYZER_MODELS = {"esa": SimulatedSpectrumAnalyzer, "x-series": SimulatedXSeriesAnalyzer,
-                   "fsx": SimulatedFsxAnalyzer}
+ANALYZER_MODELS = {"esa": SimulatedSpectrumAnalyzer, "x-series": SimulatedXSeriesAnalyzer, "fsx": SimulatedFsxAnalyzer}
 
 
 def analyzer_class(name: str) -> type:
@@ -469,9 +536,11 @@ def analyzer_class(name: str) -> type:
     except KeyError:
         raise ValueError(f"unknown analyzer model {name!r}; expected one of {', '.join(ANALYZER_MODELS)}") from None
 
+
 # ---------------------------------------------------------------------------------------------
 # The bench
 # ---------------------------------------------------------------------------------------------
+
 
 class SimulatedBench:
     """One ring model and the simulated instruments around it.
@@ -498,11 +567,20 @@ class SimulatedBench:
     instruments; each answers ``handle(message) -> bytes``. ``lock`` serialises all access to the model.
     """
 
-    def __init__(self, n_generators: int = 4, seed: int = 0, noise: bool = True,
-                 params: RingParameters | None = None, analyzer_model: str = "esa",
-                 generator_models: str | Sequence[str] = "psg", behaviours: Behaviours | None = None,
-                 realtime: bool = False, device: int = 0, ring_parts: Sequence[str] | None = None,
-                 timing: BenchTiming | None = None):
+    def __init__(
+        self,
+        n_generators: int = 4,
+        seed: int = 0,
+        noise: bool = True,
+        params: RingParameters | None = None,
+        analyzer_model: str = "esa",
+        generator_models: str | Sequence[str] = "psg",
+        behaviours: Behaviours | None = None,
+        realtime: bool = False,
+        device: int = 0,
+        ring_parts: Sequence[str] | None = None,
+        timing: BenchTiming | None = None,
+    ):
         if n_generators < 1:
             raise ValueError("a bench needs at least one signal generator")
         models = [generator_models] * n_generators if isinstance(generator_models, str) else list(generator_models)
@@ -511,13 +589,17 @@ class SimulatedBench:
         generator_classes = [generator_class(name) for name in models]
         analyzer = analyzer_class(analyzer_model)
         self.device = int(device)
-        self.model = RingModel(params=params if params is not None else device_parameters(self.device),
-                               seed=seed, noise=noise, behaviours=behaviours)
+        self.model = RingModel(
+            params=params if params is not None else device_parameters(self.device),
+            seed=seed,
+            noise=noise,
+            behaviours=behaviours,
+        )
         self.realtime = realtime
         self.owed_wall_s = 0.0
         self.timing = timing if timing is not None else BenchTiming()
         self.busy_s: dict[str, float] = {}
-        self.sensor_rng = np.random.default_rng([int(seed), 0x5E45])    # the Hall probe's noise, one draw a reading
+        self.sensor_rng = np.random.default_rng([int(seed), 0x5E45])  # the Hall probe's noise, one draw a reading
         self.lock = threading.RLock()
         self.generators = [cls(self, index) for index, cls in enumerate(generator_classes, start=1)]
         if ring_parts is None:
@@ -535,13 +617,20 @@ class SimulatedBench:
         """(net loop gain dB, field in the film mT, amplifier on) now, the laboratory's drifts included."""
         lab = self.model.lab
         if self.parts is None:
-            return lab.loop_gain_db(self.ring.loop_gain_db), lab.film_field_mt(self.ring.field_mt), self.ring.amplifier_on
+            return (
+                lab.loop_gain_db(self.ring.loop_gain_db),
+                lab.film_field_mt(self.ring.field_mt),
+                self.ring.amplifier_on,
+            )
         return lab.loop_gain_db(self.parts.loop_gain_setpoint_db), lab.gap_field_mt(self.parts.cold_field_mt), True
 
     # -- time --------------------------------------------------------------------------------
     def _settled_state(self) -> dict:
-        controls = self.parts.settled_state() if self.parts is not None else {
-            "field_mt": self.ring.field_mt, "ring": [self.ring.loop_gain_db, bool(self.ring.amplifier_on)]}
+        controls = (
+            self.parts.settled_state()
+            if self.parts is not None
+            else {"field_mt": self.ring.field_mt, "ring": [self.ring.loop_gain_db, bool(self.ring.amplifier_on)]}
+        )
         return {"generators": [[g.frequency_hz, g.power_dbm, bool(g.output_on)] for g in self.generators], **controls}
 
     def charge(self, instrument, message: str, answer_bytes: int) -> None:
@@ -562,8 +651,12 @@ class SimulatedBench:
         slowest settling (set in parallel), then the analyzer's messages, processing and sweeps; every busy time
         is spent."""
         others = max((t for name, t in self.busy_s.items() if name != analyzer.name), default=0.0)
-        duration = max(others, 0.0) + self.settling_s() + self.busy_s.get(analyzer.name, 0.0) \
+        duration = (
+            max(others, 0.0)
+            + self.settling_s()
+            + self.busy_s.get(analyzer.name, 0.0)
             + count * (sweep_time_s + self.timing.analyzer_processing_s)
+        )
         self.busy_s = dict.fromkeys(self.busy_s, 0.0)
         return duration
 
@@ -572,8 +665,7 @@ class SimulatedBench:
         the present state settled: a changed generator, the field, the loop gain or amplifier."""
         p = self.model.params
         now = self._settled_state()
-        waits = [p.generator_settling_s for old, new in zip(self._swept["generators"], now["generators"])
-                 if old != new]
+        waits = [p.generator_settling_s for old, new in zip(self._swept["generators"], now["generators"]) if old != new]
         waits += [p.field_settling_s] if now["field_mt"] != self._swept["field_mt"] else []
         waits += [p.gain_settling_s] if now["ring"] != self._swept["ring"] else []
         self._swept = now
@@ -597,9 +689,13 @@ class SimulatedBench:
         """The model's randomness, clock, drifts and oscillating state, what the last sweep saw settled, the
         instruments' busy times and the sensors' randomness, as JSON: restoring it continues the bench exactly."""
         with self.lock:
-            return {"model": self.model.get_state(), "swept": self._swept, "busy_s": dict(self.busy_s),
-                    "sensor_rng": self.sensor_rng.bit_generator.state,
-                    **({"parts": self.parts.get_state()} if self.parts is not None else {})}
+            return {
+                "model": self.model.get_state(),
+                "swept": self._swept,
+                "busy_s": dict(self.busy_s),
+                "sensor_rng": self.sensor_rng.bit_generator.state,
+                **({"parts": self.parts.get_state()} if self.parts is not None else {}),
+            }
 
     def set_state(self, state: dict) -> None:
         with self.lock:
@@ -628,7 +724,22 @@ class SimulatedBench:
                 instrument.reset()
 
 
-__all__ = ["SimulatedBench", "BenchInstrument", "SimulatedSignalGenerator", "SimulatedE8267C", "SimulatedMxg",
-           "SimulatedExg", "SimulatedAnritsuGenerator", "SimulatedRingController", "SimulatedSpectrumAnalyzer",
-           "SimulatedXSeriesAnalyzer", "SimulatedFsxAnalyzer", "GENERATOR_MODELS", "ANALYZER_MODELS",
-           "generator_class", "analyzer_class", "auto_resolution_bandwidth", "ieee_block"]
+__all__ = [
+    "SimulatedBench",
+    "BenchInstrument",
+    "SimulatedSignalGenerator",
+    "SimulatedE8267C",
+    "SimulatedMxg",
+    "SimulatedExg",
+    "SimulatedAnritsuGenerator",
+    "SimulatedRingController",
+    "SimulatedSpectrumAnalyzer",
+    "SimulatedXSeriesAnalyzer",
+    "SimulatedFsxAnalyzer",
+    "GENERATOR_MODELS",
+    "ANALYZER_MODELS",
+    "generator_class",
+    "analyzer_class",
+    "auto_resolution_bandwidth",
+    "ieee_block",
+]

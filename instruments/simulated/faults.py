@@ -101,7 +101,7 @@ class FaultSpec:
         return ",".join(parts)
 
     @classmethod
-    def parse(cls, text: str) -> "FaultSpec":
+    def parse(cls, text: str) -> FaultSpec:
         """Parse ``key=value,...`` strictly; any problem is one :class:`UserError` line."""
         known = [f.name for f in fields(cls)]
         if not text or not text.strip():
@@ -196,7 +196,7 @@ def _block_header(body: bytes) -> tuple[int, int] | None:
     if len(body) < 2 or body[:1] != b"#" or body[1:2] not in b"123456789":
         return None
     digits = int(body[1:2])
-    length_text = body[2:2 + digits]
+    length_text = body[2 : 2 + digits]
     if len(length_text) != digits or not length_text.isdigit():
         return None
     return 2 + digits, int(length_text)
@@ -223,17 +223,17 @@ def garble_response(response: bytes, rng: np.random.Generator) -> tuple[bytes, s
     terminated = response.endswith(b"\n")
     body = response[:-1] if terminated else response
     tail = b"\n" if terminated else b""
-    start = 0 if body[:1] == b"#" else body.find(b";#") + 1   # a block may follow a joined "1;"
-    block = _block_header(body[start:]) if start >= 0 and (start == 0 or body[start:start + 1] == b"#") else None
+    start = 0 if body[:1] == b"#" else body.find(b";#") + 1  # a block may follow a joined "1;"
+    block = _block_header(body[start:]) if start >= 0 and (start == 0 or body[start : start + 1] == b"#") else None
     if block is not None:
         prefix, body = body[:start], body[start:]
         header_length, payload_length = block
-        payload = bytearray(body[header_length:header_length + payload_length])
-        rest = body[header_length + payload_length:]
+        payload = bytearray(body[header_length : header_length + payload_length])
+        rest = body[header_length + payload_length :]
         mode = ("nan", "short_length", "long_length", "truncate", "header")[int(rng.integers(5))]
         if mode == "nan" and len(payload) >= 8:
             at = 8 * int(rng.integers(len(payload) // 8))
-            payload[at:at + 8] = b"\xff" * 8        # NaN as float32 pair or float64, either byte order
+            payload[at : at + 8] = b"\xff" * 8  # NaN as float32 pair or float64, either byte order
         elif mode in ("short_length", "long_length", "nan"):
             mode = mode if mode != "nan" else "short_length"
             change = int(rng.integers(1, max(2, payload_length // 4 + 1)))
@@ -241,7 +241,7 @@ def garble_response(response: bytes, rng: np.random.Generator) -> tuple[bytes, s
             digits = str(claimed).encode()
             return prefix + b"#" + str(len(digits)).encode() + digits + bytes(payload) + rest + tail, mode
         elif mode == "truncate" and payload:
-            payload = payload[:int(rng.integers(0, max(len(payload), 1)))]
+            payload = payload[: int(rng.integers(0, max(len(payload), 1)))]
         else:
             mode = "header"
             return prefix + b"#" + b"A" + body[2:] + tail, mode
@@ -252,7 +252,7 @@ def garble_response(response: bytes, rng: np.random.Generator) -> tuple[bytes, s
         _flip(data, rng, 0, len(data), avoid_newline=True)
         return bytes(data) + tail, mode
     if mode == "truncate" or not data:
-        return bytes(data[:int(rng.integers(0, max(len(data), 1)))]) + tail, "truncate"
+        return bytes(data[: int(rng.integers(0, max(len(data), 1)))]) + tail, "truncate"
     fields_ = bytes(data).split(b",")
     at = int(rng.integers(len(fields_)))
     fields_[at] = b"NaN" if mode == "nan" else _NON_NUMERIC[int(rng.integers(len(_NON_NUMERIC)))]

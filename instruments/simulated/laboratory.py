@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-MAX_SUBSTEP_S = 30.0        # the lags are integrated in steps no longer than this (exact within a step)
+MAX_SUBSTEP_S = 30.0  # the lags are integrated in steps no longer than this (exact within a step)
 MAX_SUBSTEPS = 2000
 
 
@@ -42,14 +42,14 @@ class Laboratory:
         self.drifting = drifting
         self.rng = np.random.default_rng([int(seed), 0x1AB])
         self.time_s = 0.0
-        self.air_offset_k = 0.0           # the slow wander and steps of the room's air (not the HVAC cycle)
-        self.box_k = 0.0                  # film and amplifier box temperature above room temperature
-        self.magnet_k = 0.0               # the magnet's temperature above room temperature
-        self.sensor_k = 0.0               # what the sensor's lagged element holds, above room temperature
-        self.sensor_noise_k = 0.0         # its readout noise, drawn once per sweep
-        self.field_offset_mt = 0.0        # the magnet supply's wander
+        self.air_offset_k = 0.0  # the slow wander and steps of the room's air (not the HVAC cycle)
+        self.box_k = 0.0  # film and amplifier box temperature above room temperature
+        self.magnet_k = 0.0  # the magnet's temperature above room temperature
+        self.sensor_k = 0.0  # what the sensor's lagged element holds, above room temperature
+        self.sensor_noise_k = 0.0  # its readout noise, drawn once per sweep
+        self.field_offset_mt = 0.0  # the magnet supply's wander
         self.hvac_phase = float(self.rng.random()) if drifting else 0.0
-        self.commanded: dict[str, tuple[float, float]] = {}   # condition: (size, until, in time.monotonic())
+        self.commanded: dict[str, tuple[float, float]] = {}  # condition: (size, until, in time.monotonic())
 
     # -- conditions on demand --------------------------------------------------------------------
     def command(self, condition: str, size: float, seconds: float) -> None:
@@ -104,10 +104,17 @@ class Laboratory:
     def _step(self, dt: float) -> None:
         p = self.params
         self.time_s += dt
-        self.air_offset_k = self._wander(self.air_offset_k, dt, p.temperature_sigma_k, p.temperature_correlation_s,
-                                         p.temperature_steps_per_hour, p.temperature_step_k)
-        self.field_offset_mt = self._wander(self.field_offset_mt, dt, p.field_sigma_mt, p.field_correlation_s,
-                                            p.field_steps_per_hour, p.field_step_mt)
+        self.air_offset_k = self._wander(
+            self.air_offset_k,
+            dt,
+            p.temperature_sigma_k,
+            p.temperature_correlation_s,
+            p.temperature_steps_per_hour,
+            p.temperature_step_k,
+        )
+        self.field_offset_mt = self._wander(
+            self.field_offset_mt, dt, p.field_sigma_mt, p.field_correlation_s, p.field_steps_per_hour, p.field_step_mt
+        )
         air = self.air_offset_k + self._hvac_k()
         warm = p.warmup_rise_k * (1.0 - math.exp(-self.time_s / p.warmup_time_s))
         self.box_k = _lag(self.box_k, air + warm, dt, p.film_time_constant_s)
@@ -128,8 +135,16 @@ class Laboratory:
         return float(value + step * self.rng.standard_normal(jumps).sum())
 
     # -- checkpoints -----------------------------------------------------------------------------
-    STATE = ("time_s", "air_offset_k", "box_k", "magnet_k", "sensor_k", "sensor_noise_k", "field_offset_mt",
-             "hvac_phase")
+    STATE = (
+        "time_s",
+        "air_offset_k",
+        "box_k",
+        "magnet_k",
+        "sensor_k",
+        "sensor_noise_k",
+        "field_offset_mt",
+        "hvac_phase",
+    )
 
     def get_state(self) -> dict:
         return {"rng": self.rng.bit_generator.state, **{name: getattr(self, name) for name in self.STATE}}
@@ -138,7 +153,7 @@ class Laboratory:
         self.rng.bit_generator.state = state["rng"]
         for name in self.STATE:
             setattr(self, name, float(state.get(name, 0.0)))
-        if "temperature_offset_k" in state:      # a checkpoint from before the thermal model: its film offset
+        if "temperature_offset_k" in state:  # a checkpoint from before the thermal model: its film offset
             self.box_k = self.sensor_k = float(state["temperature_offset_k"])
 
 

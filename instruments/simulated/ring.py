@@ -45,10 +45,10 @@ import numpy as np
 from .detector import PRESET, Display, display_levels_dbm, resolved_regeneration
 
 GAMMA_HZ_PER_T = 28.0e9
-KT_DBM_PER_HZ = -173.9           # thermal noise kT at 295 K
+KT_DBM_PER_HZ = -173.9  # thermal noise kT at 295 K
 PROPAGATION_LOSS_DB_PER_US_OE = 76.4
 LN10_10 = np.log(10.0) / 10.0
-FOLDOVER_GRID = 24               # log-spaced loop powers searched for a driven resonance's branches
+FOLDOVER_GRID = 24  # log-spaced loop powers searched for a driven resonance's branches
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class RingParameters:
 
     # -- film and delay line (§2-3)
     gamma_hz_per_t: float = GAMMA_HZ_PER_T
-    mu0_ms_t: float = 0.1750                   # at the reference (room) temperature
+    mu0_ms_t: float = 0.1750  # at the reference (room) temperature
     ms_temperature_coefficient_per_k: float = -2.0e-3
     film_thickness_m: float = 5.5e-6
     transducer_spacing_m: float = 9.7e-3
@@ -234,8 +234,13 @@ def open_loop_level_dbm(tone_dbm, tone_hz, field_mt, params: RingParameters = Ri
     """Where the analyzer (no reference-level offset) shows a tone with the loop amplifier off: through
     the input coupler, the delay line and the output coupler (§1)."""
     f_fmr, f_top = fmr_frequency_hz(field_mt, params, ms_t), band_top_hz(field_mt, params, ms_t)
-    return (tone_dbm - params.input_coupling_db + transmission_db(tone_hz, f_fmr, f_top, params)
-            - params.delay_line_loss_db() - params.output_coupling_db)
+    return (
+        tone_dbm
+        - params.input_coupling_db
+        + transmission_db(tone_hz, f_fmr, f_top, params)
+        - params.delay_line_loss_db()
+        - params.output_coupling_db
+    )
 
 
 def _db_to_mw(dbm):
@@ -254,18 +259,18 @@ class Behaviours:
     Adler locking, nothing drifts).
     """
 
-    three_magnon: bool = True      # §6 splitting where allowed, its auto-modulation, chaos and multimode
-    four_magnon: bool = True       # §5 nonlinear damping, at every field
-    nonlinear_shift: bool = True   # §7 the modes and resonances move with the circulating power: foldover
-    memory: bool = True            # §5 strong competition, the oscillating state carried between queries
-    mode_partition: bool = True    # §5 seeded gain noise of each mode (hops near a tie)
-    locking: bool = True           # §8 asymmetric locking without double-counted power
-    sidebands: bool = True         # §8 pulling sidebands just outside the locking range
-    dispersion: bool = True        # §3 the mode spacing changes across the passband
-    drift: bool = True             # §10 the laboratory's temperatures, the magnet, the supply, the gain
+    three_magnon: bool = True  # §6 splitting where allowed, its auto-modulation, chaos and multimode
+    four_magnon: bool = True  # §5 nonlinear damping, at every field
+    nonlinear_shift: bool = True  # §7 the modes and resonances move with the circulating power: foldover
+    memory: bool = True  # §5 strong competition, the oscillating state carried between queries
+    mode_partition: bool = True  # §5 seeded gain noise of each mode (hops near a tie)
+    locking: bool = True  # §8 asymmetric locking without double-counted power
+    sidebands: bool = True  # §8 pulling sidebands just outside the locking range
+    dispersion: bool = True  # §3 the mode spacing changes across the passband
+    drift: bool = True  # §10 the laboratory's temperatures, the magnet, the supply, the gain
 
     @classmethod
-    def ideal(cls) -> "Behaviours":
+    def ideal(cls) -> Behaviours:
         return cls(**{name: False for name in cls.names()})
 
     @classmethod
@@ -285,8 +290,13 @@ class RingModel:
     is the bench's clock and drift (the simulated instruments advance it; ``spectra`` takes no time).
     """
 
-    def __init__(self, params: RingParameters | None = None, seed: int = 0, noise: bool = True,
-                 behaviours: Behaviours | None = None):
+    def __init__(
+        self,
+        params: RingParameters | None = None,
+        seed: int = 0,
+        noise: bool = True,
+        behaviours: Behaviours | None = None,
+    ):
         from .laboratory import Laboratory
 
         self.params = params or RingParameters()
@@ -295,18 +305,22 @@ class RingModel:
         self.noise = noise
         self.rng = np.random.default_rng(seed)
         self.lab = Laboratory(self.params, seed, drifting=self.behaviours.drift)
-        self.oscillating_mode = -1     # mode number n of the carried oscillation, -1: none
-        self.mode_power_mw = 0.0       # its power at the film plane
-        self.tone_power_mw: list[float] = []   # each generator's circulating power at the last query
+        self.oscillating_mode = -1  # mode number n of the carried oscillation, -1: none
+        self.mode_power_mw = 0.0  # its power at the film plane
+        self.tone_power_mw: list[float] = []  # each generator's circulating power at the last query
         self._mode_cache: dict = {}
         self._grid_cache: dict = {}
 
     # ----------------------------------------------------------------- state
     def get_state(self) -> dict:
         """Everything random or remembered, as JSON (noise RNG, clock and drift, oscillating state)."""
-        return {"rng": self.rng.bit_generator.state, "lab": self.lab.get_state(),
-                "oscillating_mode": int(self.oscillating_mode), "mode_power_mw": float(self.mode_power_mw),
-                "tone_power_mw": [float(p) for p in self.tone_power_mw]}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "lab": self.lab.get_state(),
+            "oscillating_mode": int(self.oscillating_mode),
+            "mode_power_mw": float(self.mode_power_mw),
+            "tone_power_mw": [float(p) for p in self.tone_power_mw],
+        }
 
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
@@ -330,9 +344,19 @@ class RingModel:
         trans = self._mode_table(float(field), ms)[2]
         return float(-10 * np.log10(trans.max()))
 
-    def spectra(self, tone_freq_hz, tone_power_dbm, tone_on, loop_gain_db, field_mt,
-                amplifier_on, frequencies_hz, rbw_hz, display: Display | None = None,
-                temperature_c=None) -> np.ndarray:
+    def spectra(
+        self,
+        tone_freq_hz,
+        tone_power_dbm,
+        tone_on,
+        loop_gain_db,
+        field_mt,
+        amplifier_on,
+        frequencies_hz,
+        rbw_hz,
+        display: Display | None = None,
+        temperature_c=None,
+    ) -> np.ndarray:
         """Displayed traces (B, P) in dBm at the analyzer's input for B settings of N generators, the ring
         and the analyzer.
 
@@ -358,7 +382,9 @@ class RingModel:
         line_f, line_p, pedestals = self._lines(tone_f, tone_in, state)
         line_p = line_p * self._to_analyzer(line_f, state)
         noise_psd = self._noise_psd(freqs, tone_in, state, amp_on, pedestals, display, float(rbw_hz))
-        return display_levels_dbm(freqs, float(rbw_hz), line_f, line_p, noise_psd, display, self.rng if self.noise else None)
+        return display_levels_dbm(
+            freqs, float(rbw_hz), line_f, line_p, noise_psd, display, self.rng if self.noise else None
+        )
 
     # ------------------------------------------------------------ the delay line
     def _phase(self, f, f_fmr, ms):
@@ -391,9 +417,13 @@ class RingModel:
             f_top = float(band_top_hz(field_mt, p, ms_t))
             low = f_fmr - 10e6
             high = min(f_fmr + p.rolloff_start_hz + 4 * p.rolloff_scale_hz, f_top - 1e6)
-            n = np.arange(np.ceil(self._phase(low, f_fmr, ms_t) / (2 * np.pi)),
-                          np.floor(self._phase(high, f_fmr, ms_t) / (2 * np.pi)) + 1)
-            f = low + (n * 2 * np.pi - self._phase(low, f_fmr, ms_t)) / (2 * np.pi) / self._round_trip_s(low, f_fmr, ms_t)
+            n = np.arange(
+                np.ceil(self._phase(low, f_fmr, ms_t) / (2 * np.pi)),
+                np.floor(self._phase(high, f_fmr, ms_t) / (2 * np.pi)) + 1,
+            )
+            f = low + (n * 2 * np.pi - self._phase(low, f_fmr, ms_t)) / (2 * np.pi) / self._round_trip_s(
+                low, f_fmr, ms_t
+            )
             for _ in range(6):
                 f = f - (self._phase(f, f_fmr, ms_t) - 2 * np.pi * n) / (2 * np.pi * self._round_trip_s(f, f_fmr, ms_t))
             trans_db = transmission_db(f, f_fmr, f_top, p)
@@ -440,7 +470,9 @@ class RingModel:
 
     def _three_magnon_threshold_mw(self, x):
         p = self.params
-        return p.three_magnon_saturation_mw * np.exp(np.clip((x - p.rolloff_start_hz) / p.three_magnon_slope_hz, -20, 20))
+        return p.three_magnon_saturation_mw * np.exp(
+            np.clip((x - p.rolloff_start_hz) / p.three_magnon_slope_hz, -20, 20)
+        )
 
     # ------------------------------------------------------------ the steady state
     def _steady_state(self, tone_f, tone_in, gain_db, field, ms, amp_on):
@@ -454,7 +486,7 @@ class RingModel:
         share = self._three_magnon_share(field, mode_f0) if on.three_magnon else np.zeros(mode_f0.shape)
         saturation, unsplit = self._saturation_mw(mode_f0 - col(f_fmr), share)
         loop_saturation = saturation[:, 0]
-        weak = ~np.full(share.shape[0], on.memory) | (share[:, 0] > 0.5)   # the three-magnon regime: multimode
+        weak = ~np.full(share.shape[0], on.memory) | (share[:, 0] > 0.5)  # the three-magnon regime: multimode
         prior = mode_n == self.oscillating_mode
         partition = self._partition_noise(mode_n.shape)
         shift_per_mw = p.nonlinear_shift_hz_per_mw if on.nonlinear_shift else 0.0
@@ -476,8 +508,9 @@ class RingModel:
             tones = np.sqrt(tones * (tone_in / (1.0 - 2.0 * a * cos + a**2)))
             shift = self._shift_hz(shift_per_mw, modes, tones * tone_t)
         if shift_per_mw and self._may_fold(tone_in, a, tone_tau, shift_per_mw):
-            tones = self._foldover(tone_in, tone_t, tone_phase, tone_tau, loop_gain, modes, tones, carried,
-                                   loop_saturation, shift_per_mw)
+            tones = self._foldover(
+                tone_in, tone_t, tone_phase, tone_tau, loop_gain, modes, tones, carried, loop_saturation, shift_per_mw
+            )
             shift = self._shift_hz(shift_per_mw, modes, tones * tone_t)
         mode_f = mode_f0 + col(shift)
         mode_g = col(loop_gain) * _db_to_mw(transmission_db(mode_f, col(f_fmr), col(f_top), p)) * partition
@@ -488,11 +521,23 @@ class RingModel:
             self.oscillating_mode = int(mode_n[-1, winner]) if modes[-1, winner] > 0 else -1
             self.mode_power_mw = float(modes[-1, winner])
             self.tone_power_mw = [float(v) for v in tones[-1]]
-        return {"f_fmr": f_fmr, "f_top": f_top, "ms": ms, "tau": p.electrical_delay_s + tau_ref,
-                "loop_gain": loop_gain, "saturating": saturating, "saturation_mw": loop_saturation,
-                "shift_hz": shift, "tone_loop": tones, "mode_f": mode_f, "mode_p": modes, "mode_gain": mode_g,
-                "mode_share": share, "mode_unsplit_mw": unsplit,
-                "out_loss": _db_to_mw(-p.delay_line_loss_db(tau_ref) - p.output_coupling_db)}
+        return {
+            "f_fmr": f_fmr,
+            "f_top": f_top,
+            "ms": ms,
+            "tau": p.electrical_delay_s + tau_ref,
+            "loop_gain": loop_gain,
+            "saturating": saturating,
+            "saturation_mw": loop_saturation,
+            "shift_hz": shift,
+            "tone_loop": tones,
+            "mode_f": mode_f,
+            "mode_p": modes,
+            "mode_gain": mode_g,
+            "mode_share": share,
+            "mode_unsplit_mw": unsplit,
+            "out_loss": _db_to_mw(-p.delay_line_loss_db(tau_ref) - p.output_coupling_db),
+        }
 
     def _shift_hz(self, shift_per_mw, modes, tones):
         """The nonlinear shift N·P of everything circulating (§7), within one free spectral range."""
@@ -521,7 +566,9 @@ class RingModel:
         """Whether any tone's resonance could fold over: the nonlinear phase at its largest circulating
         power beats the resonance's half-width in phase."""
         largest = tone_in / (1.0 - a) ** 2
-        return bool(np.any(2 * np.pi * tau * abs(shift_per_mw) * largest > 0.5 * (1.0 - a) / np.sqrt(np.maximum(a, 1e-3))))
+        return bool(
+            np.any(2 * np.pi * tau * abs(shift_per_mw) * largest > 0.5 * (1.0 - a) / np.sqrt(np.maximum(a, 1e-3)))
+        )
 
     def _foldover(self, tone_in, tone_t, phase, tau, loop_gain, modes, tones, carried, loop_saturation, shift_per_mw):
         """Each tone's circulating power on the branch nearest the one the ring was on (§7).
@@ -532,19 +579,25 @@ class RingModel:
         power chosen (the lowest when nothing was carried), then refined by bisection."""
         p = self.params
         mode_mw = modes.sum(axis=1)[:, None, None]
-        spin = tones * tone_t                  # what of each tone propagates in the film and reaches the amplifier
+        spin = tones * tone_t  # what of each tone propagates in the film and reaches the amplifier
         others = (spin.sum(axis=1, keepdims=True) - spin)[:, :, None]
         t = tone_t[:, :, None]
         lo = tone_in / 4.0
         hi = tone_in / (1.0 - p.max_round_trip) ** 2
-        grid = lo[:, :, None] * np.power(np.maximum(hi / np.maximum(lo, 1e-300), 1.0)[:, :, None],
-                                         np.linspace(0.0, 1.0, FOLDOVER_GRID)[None, None, :])
+        grid = lo[:, :, None] * np.power(
+            np.maximum(hi / np.maximum(lo, 1e-300), 1.0)[:, :, None],
+            np.linspace(0.0, 1.0, FOLDOVER_GRID)[None, None, :],
+        )
 
         def excess(power):
             saturating = mode_mw + p.tone_saturation * (others + t * power)
-            a = np.sqrt(loop_gain[:, None, None] * tone_t[:, :, None] / (1.0 + saturating / loop_saturation[:, None, None]))
+            a = np.sqrt(
+                loop_gain[:, None, None] * tone_t[:, :, None] / (1.0 + saturating / loop_saturation[:, None, None])
+            )
             a = np.minimum(a, p.max_round_trip)
-            cos = np.cos(phase[:, :, None] - 2 * np.pi * tau[:, :, None] * shift_per_mw * (mode_mw + others + t * power))
+            cos = np.cos(
+                phase[:, :, None] - 2 * np.pi * tau[:, :, None] * shift_per_mw * (mode_mw + others + t * power)
+            )
             return power - tone_in[:, :, None] / (1.0 - 2.0 * a * cos + a**2)
 
         h = excess(grid)
@@ -633,8 +686,11 @@ class RingModel:
         mix_f = np.concatenate([tone_f, np.take_along_axis(mode_f, strongest, axis=1)], axis=1)
         mix_p = np.concatenate([tone_p, np.take_along_axis(mode_p, strongest, axis=1)], axis=1)
         im_f, im_p = self._intermodulation(mix_f, mix_p, state, injected=tone_f.shape[1])
-        return (np.concatenate([tone_f, mode_f, im_f], axis=1),
-                np.concatenate([tone_p, mode_p, im_p], axis=1), pedestals)
+        return (
+            np.concatenate([tone_f, mode_f, im_f], axis=1),
+            np.concatenate([tone_p, mode_p, im_p], axis=1),
+            pedestals,
+        )
 
     def _chaos_index(self, mode_p, state):
         """How far past the three-magnon threshold the loop drives each oscillating mode (§6): the power
@@ -655,8 +711,10 @@ class RingModel:
         main_f, main_p = line_f[:, :, :1], line_p[:, :, :1] / (1 + 2 * side + 2 * side**2)[:, :, None]
         comb_f = main_f + self.params.auto_modulation_hz * np.array([-2.0, -1.0, 1.0, 2.0])
         comb_p = main_p * np.stack([side**2, side, side, side**2], axis=2)
-        return (np.concatenate([main_f, line_f[:, :, 1:], comb_f], axis=2),
-                np.concatenate([main_p, line_p[:, :, 1:], comb_p], axis=2))
+        return (
+            np.concatenate([main_f, line_f[:, :, 1:], comb_f], axis=2),
+            np.concatenate([main_p, line_p[:, :, 1:], comb_p], axis=2),
+        )
 
     def _lock_half_width(self, tone_in, mode_p, state):
         """Adler's half-width from the phase balance of a delay-line loop, asin(ρ)/(2πτ), ρ² the
@@ -700,8 +758,9 @@ class RingModel:
         r = np.where(locked | ~oscillating | (not sidebands), 0.0, edge / np.maximum(np.abs(d) + beat, 1e-30))
         order = np.arange(1, (p.pulling_sidebands if sidebands else 1) + 1)
         shares = (1 - r**2)[:, :, None] ** 2 * r[:, :, None] ** (2 * (order - 1))
-        line_f = np.concatenate([f_tone[:, :, None] + np.sign(d)[:, :, None] * beat[:, :, None] * order,
-                                 f_tone[:, :, None]], axis=2)
+        line_f = np.concatenate(
+            [f_tone[:, :, None] + np.sign(d)[:, :, None] * beat[:, :, None] * order, f_tone[:, :, None]], axis=2
+        )
         line_p = np.concatenate([shares, (r**2)[:, :, None]], axis=2) * mode_p[:, :, None]
         line_f[:, :, 0] = np.where(locked, f_tone, line_f[:, :, 0])
         tone_power = np.take_along_axis(tone_p, best, axis=1)
@@ -723,19 +782,23 @@ class RingModel:
         im_f = 2 * f[:, i] - f[:, j]
         col = lambda v: v[:, None]  # noqa: E731
         small_signal = power[:, i] ** 2 * power[:, j] / _db_to_mw(p.intercept_dbm) ** 2
-        pumps = np.minimum(power[:, i], power[:, j]) / 4.0        # a product saturates below its pumps
+        pumps = np.minimum(power[:, i], power[:, j]) / 4.0  # a product saturates below its pumps
         made = small_signal / (1.0 + small_signal / np.maximum(pumps, 1e-30))
         regenerated = (i < injected) | (j < injected)
         if not regenerated.any():
             return im_f, made
         t = _db_to_mw(transmission_db(im_f, col(state["f_fmr"]), col(state["f_top"]), p))
-        phase = self._phase(im_f, col(state["f_fmr"]), col(state["ms"])) - 2 * np.pi * col(state["tau"] * state["shift_hz"])
+        phase = self._phase(im_f, col(state["f_fmr"]), col(state["ms"])) - 2 * np.pi * col(
+            state["tau"] * state["shift_hz"]
+        )
         cos = np.cos(phase)
         gain = col(state["loop_gain"]) * t
         circulating = made
         for _ in range(4):
-            a = np.minimum(np.sqrt(gain / (1.0 + (col(state["saturating"]) + t * circulating) / col(state["saturation_mw"]))),
-                           p.max_round_trip)
+            a = np.minimum(
+                np.sqrt(gain / (1.0 + (col(state["saturating"]) + t * circulating) / col(state["saturation_mw"]))),
+                p.max_round_trip,
+            )
             circulating = np.sqrt(circulating * made / (1.0 - 2.0 * a * cos + a**2))
         return im_f, np.where(regenerated[None, :], circulating, made)
 
@@ -746,12 +809,16 @@ class RingModel:
         it, and the chaotic pedestals (§6, §9). The analyzer's own floor is :mod:`.detector`'s."""
         p = self.params
         col = lambda v: v[:, None]  # noqa: E731
-        source = (np.where(amp_on, _db_to_mw(p.amplifier_noise_dbm_per_hz), 0.0)
-                  + tone_in.sum(axis=1) * _db_to_mw(p.generator_noise_dbc_per_hz))
+        source = np.where(amp_on, _db_to_mw(p.amplifier_noise_dbm_per_hz), 0.0) + tone_in.sum(axis=1) * _db_to_mw(
+            p.generator_noise_dbc_per_hz
+        )
         transmission, cos_phase, sin_phase = self._grid_terms(freqs, state)
         theta = col(2 * np.pi * state["tau"] * state["shift_hz"])
         if np.any(theta):
-            cos_phase, sin_phase = cos_phase * np.cos(theta) + sin_phase * np.sin(theta), sin_phase * np.cos(theta) - cos_phase * np.sin(theta)
+            cos_phase, sin_phase = (
+                cos_phase * np.cos(theta) + sin_phase * np.sin(theta),
+                sin_phase * np.cos(theta) - cos_phase * np.sin(theta),
+            )
         g = transmission * col(state["loop_gain"] / (1.0 + state["saturating"] / state["saturation_mw"]))
         a = np.minimum(np.sqrt(g), p.max_round_trip)
         film = np.broadcast_to(col(source), a.shape).copy()
@@ -759,8 +826,9 @@ class RingModel:
         reaching = col(source * state["out_loss"]) * transmission / (1.0 - a) ** 2
         shown = np.flatnonzero((reaching > 1e-3 * 10 ** (display.floor_dbm_per_hz / 10)).any(axis=0))
         if shown.size:
-            film[:, shown] *= resolved_regeneration(a[:, shown], cos_phase[:, shown], sin_phase[:, shown],
-                                                    state["tau"], rbw, display)
+            film[:, shown] *= resolved_regeneration(
+                a[:, shown], cos_phase[:, shown], sin_phase[:, shown], state["tau"], rbw, display
+            )
         centre, width, power = pedestals
         if np.any(power > 0):
             offset = freqs[None, None, :] - centre[:, :, None]
@@ -774,8 +842,10 @@ class RingModel:
         f_fmr, ms = state["f_fmr"], state["ms"]
         axis_key = (float(freqs[0]), float(freqs[-1]), freqs.size)
         if f_fmr.size == 1:
-            return tuple(t[None, :] for t in self._grid_table(axis_key, freqs, float(f_fmr[0]), float(state["f_top"][0]),
-                                                              float(ms[0])))
+            return tuple(
+                t[None, :]
+                for t in self._grid_table(axis_key, freqs, float(f_fmr[0]), float(state["f_top"][0]), float(ms[0]))
+            )
         keys, row = np.unique(np.stack([f_fmr, ms], axis=1), axis=0, return_inverse=True)
         tops = state["f_top"][np.unique(row.reshape(-1), return_index=True)[1]]
         terms = [self._grid_table(axis_key, freqs, float(f), float(t), float(m)) for (f, m), t in zip(keys, tops)]
@@ -797,5 +867,13 @@ class RingModel:
         return 10 ** (self.rng.standard_normal(shape) * sigma_db / 10)
 
 
-__all__ = ["RingParameters", "RingModel", "Behaviours", "fmr_frequency_hz", "band_top_hz", "transmission_db",
-           "open_loop_level_dbm", "GAMMA_HZ_PER_T"]
+__all__ = [
+    "RingParameters",
+    "RingModel",
+    "Behaviours",
+    "fmr_frequency_hz",
+    "band_top_hz",
+    "transmission_db",
+    "open_loop_level_dbm",
+    "GAMMA_HZ_PER_T",
+]

@@ -65,8 +65,9 @@ from __future__ import annotations
 import itertools
 import re
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 ERROR_TEXTS = {
     0: "No error",
@@ -104,6 +105,7 @@ class ScpiError(Exception):
 # Mnemonics and patterns
 # ---------------------------------------------------------------------------------------------
 
+
 def mnemonic_forms(mnemonic: str) -> tuple[str, ...]:
     """Accepted upper-case spellings of a mnemonic: ``FREQuency`` -> ``("FREQ", "FREQUENCY")``."""
     short = "".join(c for c in mnemonic if c.isupper() or c.isdigit())
@@ -112,7 +114,7 @@ def mnemonic_forms(mnemonic: str) -> tuple[str, ...]:
 
 
 _NODE = re.compile(r"(\[)?:?([A-Za-z][A-Za-z0-9]*(?:\|:?[A-Za-z][A-Za-z0-9]*)*)(<(?:n|\d+-\d+)>)?(\])?")
-SUFFIX_MARK = "#"          # a suffixed node's mnemonic in a table key: "MARK#"
+SUFFIX_MARK = "#"  # a suffixed node's mnemonic in a table key: "MARK#"
 DEFAULT_SUFFIX_RANGE = (1, 99)
 
 
@@ -161,7 +163,7 @@ def expand_headers(pattern: str) -> list[Header]:
         positions_t = tuple(positions)
         headers.append(Header(tuple(key), positions_t, ranges))
         marked = [p for p in positions_t if p is not None]
-        for count in range(1, len(marked) + 1):      # the same header with explicit suffixes
+        for count in range(1, len(marked) + 1):  # the same header with explicit suffixes
             for chosen in itertools.combinations(marked, count):
                 explicit = tuple(m + SUFFIX_MARK if i in chosen else m for i, m in enumerate(key))
                 headers.append(Header(explicit, positions_t, ranges))
@@ -193,8 +195,14 @@ UNIT_SUFFIXES: dict[str, dict[str, float]] = {
 
 _NUMBER = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\Z")
 _CHARACTER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
-_LIMIT_WORDS = {"MIN": "minimum", "MINIMUM": "minimum", "MAX": "maximum", "MAXIMUM": "maximum",
-                "DEF": "default", "DEFAULT": "default"}
+_LIMIT_WORDS = {
+    "MIN": "minimum",
+    "MINIMUM": "minimum",
+    "MAX": "maximum",
+    "MAXIMUM": "maximum",
+    "DEF": "default",
+    "DEFAULT": "default",
+}
 
 
 class Parameter:
@@ -232,7 +240,8 @@ class Numeric(Parameter):
                     raise ScpiError(-131, text)
                 value *= multipliers[suffix]
             if (self.minimum is not None and value < self.minimum) or (
-                    self.maximum is not None and value > self.maximum):
+                self.maximum is not None and value > self.maximum
+            ):
                 raise ScpiError(-222, text)
         else:
             limit = _LIMIT_WORDS.get(text.upper())
@@ -300,6 +309,7 @@ class QuotedString(Parameter):
 # Command table
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Command:
     """One header with its setter and/or query handler and parameter types.
@@ -322,8 +332,14 @@ class CommandTable:
         self._commands: dict[tuple[str, ...], tuple[Command, Header]] = {}
         self._common: dict[str, Command] = {}
 
-    def add(self, pattern: str, setter=None, query=None, parameters: Sequence[Parameter] = (),
-            query_parameters: Sequence[Parameter] = ()) -> Command:
+    def add(
+        self,
+        pattern: str,
+        setter=None,
+        query=None,
+        parameters: Sequence[Parameter] = (),
+        query_parameters: Sequence[Parameter] = (),
+    ) -> Command:
         """Declare a command. ``pattern`` may end with ``?`` for a query-only header."""
         if pattern.endswith("?"):
             pattern = pattern[:-1]
@@ -351,7 +367,7 @@ class CommandTable:
             for position, mnemonic in enumerate(mnemonics):
                 base = mnemonic.rstrip("0123456789")
                 if base and base != mnemonic:
-                    given[position] = int(mnemonic[len(base):])
+                    given[position] = int(mnemonic[len(base) :])
                     base += SUFFIX_MARK
                 key.append(base)
             if not given:
@@ -428,6 +444,7 @@ def parse_arguments(text: str, parameters: Sequence[Parameter]) -> list[Any]:
 # The instrument base
 # ---------------------------------------------------------------------------------------------
 
+
 def format_number(value: float) -> str:
     """Keysight-style NR3 response, e.g. ``+2.20000000000E+09``."""
     return "%+.11E" % value
@@ -489,7 +506,7 @@ class ScpiInstrument:
 
     identity = "labpgt,ScpiInstrument,0,0"
     options = "0"
-    answer_failed_queries = True   # see the module docstring: a failed query answers at once
+    answer_failed_queries = True  # see the module docstring: a failed query answers at once
 
     def __init__(self):
         self.errors: deque[tuple[int, str]] = deque()
@@ -521,13 +538,13 @@ class ScpiInstrument:
         self.last_error_detail = detail
         text = ERROR_TEXTS.get(code, "Error")
         if -199 <= code <= -100:
-            self.event_status |= 32   # command error bit (CME)
+            self.event_status |= 32  # command error bit (CME)
         elif -299 <= code <= -200:
-            self.event_status |= 16   # execution error bit (EXE)
+            self.event_status |= 16  # execution error bit (EXE)
         elif -399 <= code <= -300 or code > 0:
-            self.event_status |= 8    # device-dependent error (DDE)
+            self.event_status |= 8  # device-dependent error (DDE)
         elif -499 <= code <= -400:
-            self.event_status |= 4    # query error (QYE)
+            self.event_status |= 4  # query error (QYE)
         if len(self.errors) >= ERROR_QUEUE_LENGTH:
             self.errors[-1] = (-350, ERROR_TEXTS[-350])
         else:
@@ -541,9 +558,9 @@ class ScpiInstrument:
     def status_byte(self) -> int:
         """The IEEE 488.2 status byte with the SCPI summaries (see the module docstring)."""
         byte = (4 if self.errors else 0) | (8 if self.questionable.summary else 0)
-        byte |= (16 if self.message_available else 0)
-        byte |= (32 if self.event_status & self.event_status_enable else 0)
-        byte |= (128 if self.operation.summary else 0)
+        byte |= 16 if self.message_available else 0
+        byte |= 32 if self.event_status & self.event_status_enable else 0
+        byte |= 128 if self.operation.summary else 0
         if byte & self.service_request_enable & ~64:
             byte |= 64
         return byte
@@ -582,7 +599,7 @@ class ScpiInstrument:
         self.questionable.event = 0
 
     def _operation_complete(self) -> None:
-        self.event_status |= 1        # everything before *OPC has completed: the sweep is instantaneous
+        self.event_status |= 1  # everything before *OPC has completed: the sweep is instantaneous
 
     def _preset_status(self) -> None:
         self.operation.preset()
@@ -632,7 +649,7 @@ class ScpiInstrument:
     def _execute_unit(self, unit: str, level: tuple[str, ...], responses: list[bytes]) -> tuple[str, ...]:
         """Execute one program message unit; return the header level for the next unit."""
         parts = unit.split(None, 1)
-        if not parts:              # empty unit, e.g. after a trailing ';'
+        if not parts:  # empty unit, e.g. after a trailing ';'
             return level
         header = parts[0]
         arguments = parts[1].strip() if len(parts) > 1 else ""
@@ -675,8 +692,15 @@ def _holds_query(units: Sequence[str]) -> bool:
     return any(unit.split(None, 1)[0].endswith("?") for unit in units if unit.strip())
 
 
-def add_setting(table: CommandTable, owner: Any, pattern: str, attribute: str, parameter: Parameter,
-                formatter: Callable[[Any], str] | None = None, on_set: Callable[[], None] | None = None) -> None:
+def add_setting(
+    table: CommandTable,
+    owner: Any,
+    pattern: str,
+    attribute: str,
+    parameter: Parameter,
+    formatter: Callable[[Any], str] | None = None,
+    on_set: Callable[[], None] | None = None,
+) -> None:
     """Declare a stored setting: ``pattern <value>`` sets ``owner.<attribute>``; ``pattern?`` reads it."""
     if formatter is None:
         if isinstance(parameter, Boolean):
@@ -695,15 +719,30 @@ def add_setting(table: CommandTable, owner: Any, pattern: str, attribute: str, p
         if on_set is not None:
             on_set()
 
-    table.add(pattern, setter=setter, query=lambda: formatter(getattr(owner, attribute)),
-              parameters=(parameter,))
+    table.add(pattern, setter=setter, query=lambda: formatter(getattr(owner, attribute)), parameters=(parameter,))
 
 
 __all__ = [
-    "ERROR_TEXTS", "ERROR_QUEUE_LENGTH", "ScpiError", "Parameter", "Numeric", "Boolean", "Choice",
-    "QuotedString", "Command", "CommandTable", "Header", "ScpiInstrument", "StatusRegister", "add_setting",
-    "expand_headers", "expand_pattern",
-    "mnemonic_forms", "short_form", "format_number", "format_boolean", "split_outside_quotes", "parse_arguments",
+    "ERROR_TEXTS",
+    "ERROR_QUEUE_LENGTH",
+    "ScpiError",
+    "Parameter",
+    "Numeric",
+    "Boolean",
+    "Choice",
+    "QuotedString",
+    "Command",
+    "CommandTable",
+    "Header",
+    "ScpiInstrument",
+    "StatusRegister",
+    "add_setting",
+    "expand_headers",
+    "expand_pattern",
+    "mnemonic_forms",
+    "short_form",
+    "format_number",
+    "format_boolean",
+    "split_outside_quotes",
+    "parse_arguments",
 ]
-
-

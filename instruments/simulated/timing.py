@@ -38,7 +38,9 @@ class BenchTiming:
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            if not (isinstance(value, (int, float)) and value >= 0) or (f.name == "transfer_bytes_per_s" and value <= 0):
+            if not (isinstance(value, (int, float)) and value >= 0) or (
+                f.name == "transfer_bytes_per_s" and value <= 0
+            ):
                 raise ValueError(f"bench timing {f.name} must be a number >= 0 (a rate > 0), not {value!r}")
 
     @classmethod
@@ -55,7 +57,13 @@ class BenchTiming:
 
 
 #: no time for anything but settling and sweeping: the clock of labpgt before issue 27 (for comparisons)
-UNCHARGED = BenchTiming(message_s=0.0, round_trip_s=0.0, opc_s=0.0, transfer_bytes_per_s=float("inf"),
-                        analyzer_processing_s=0.0, attenuator_move_s=0.0)
+UNCHARGED = BenchTiming(
+    message_s=0.0,
+    round_trip_s=0.0,
+    opc_s=0.0,
+    transfer_bytes_per_s=float("inf"),
+    analyzer_processing_s=0.0,
+    attenuator_move_s=0.0,
+)
 
 __all__ = ["BenchTiming", "UNCHARGED"]

@@ -86,6 +86,7 @@ class SimulatedAdapter(Adapter):
 # TCP server
 # ---------------------------------------------------------------------------------------------
 
+
 def _reset(sock: socket.socket) -> None:
     """Close with an RST (SO_LINGER 0): the peer's next read or write fails at once."""
     try:
@@ -108,38 +109,38 @@ class _ScpiConnection(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         server = self.server
         device = server.device
-        if time.monotonic() < server.down_until or getattr(device, "away", False):   # rebooting, gone: refuse
+        if time.monotonic() < server.down_until or getattr(device, "away", False):  # rebooting, gone: refuse
             _reset(self.request)
             return
         buffer = b""
-        cr_ends = b"\r" in getattr(device, "message_terminators", b"\n")   # a dialect whose messages may end in CR
+        cr_ends = b"\r" in getattr(device, "message_terminators", b"\n")  # a dialect whose messages may end in CR
         while True:
             try:
                 chunk = self.request.recv(65536)
             except OSError:
                 return
             if not chunk or self.generation != server.generation:
-                if self.generation != server.generation:   # the instrument rebooted under us
+                if self.generation != server.generation:  # the instrument rebooted under us
                     _reset(self.request)
                 return
             buffer += chunk.replace(b"\r", b"\n") if cr_ends else chunk
             if b"\n" not in buffer:
-                if len(buffer) > MAX_MESSAGE_BYTES:   # an unterminated flood: drop it
+                if len(buffer) > MAX_MESSAGE_BYTES:  # an unterminated flood: drop it
                     device.push_error(-100)
                     buffer = b""
                 continue
             *messages, buffer = buffer.split(b"\n")
             for message in messages:
                 message = message.rstrip(b"\r")
-                if cr_ends and not message:                    # the LF of a CR LF
+                if cr_ends and not message:  # the LF of a CR LF
                     continue
-                if getattr(device, "away", False):           # it went away (:SIMulate:AWAY): the line is dead
+                if getattr(device, "away", False):  # it went away (:SIMulate:AWAY): the line is dead
                     _reset(self.request)
                     return
                 if server.faults is None:
                     response = device.handle(message)
                 elif (response := self._handle_with_faults(message)) is None:
-                    return                            # connection reset by the fault
+                    return  # connection reset by the fault
                 if response:
                     try:
                         self.request.sendall(response)
@@ -186,7 +187,7 @@ class _InstrumentServer(socketserver.ThreadingTCPServer):
         bench = getattr(device, "bench", None)
         self.lock = bench.lock if bench is not None else threading.RLock()
         self.closing = threading.Event()
-        self.generation = 0              # bumped by a reboot: older connections are reset
+        self.generation = 0  # bumped by a reboot: older connections are reset
         self.down_until = 0.0
         self._connections: set = set()
         self._connections_lock = threading.Lock()
@@ -213,7 +214,7 @@ class _InstrumentServer(socketserver.ThreadingTCPServer):
             self.down_until = time.monotonic() + (self.faults.spec.reboot_s if self.faults else 0.0)
             for sock in list(self._connections):
                 try:
-                    sock.shutdown(socket.SHUT_RD)     # wakes its thread, which resets it
+                    sock.shutdown(socket.SHUT_RD)  # wakes its thread, which resets it
                 except OSError:
                     pass
 
@@ -249,15 +250,16 @@ class Server:
         self._servers.clear()
         self._threads.clear()
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-def serve(bench, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
-          faults: FaultSpec | FaultInjector | None = None) -> Server:
+def serve(
+    bench, host: str = "127.0.0.1", ports: dict[str, int] | None = None, faults: FaultSpec | FaultInjector | None = None
+) -> Server:
     """Serve every instrument of ``bench`` on its own TCP port (0 or missing = OS-chosen).
 
     ``faults``: a :class:`FaultSpec` (or a ready :class:`FaultInjector`) to inject seeded faults;
@@ -270,8 +272,12 @@ def serve(bench, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
     try:
         for name, device in bench.instruments.items():
             instrument_server = _InstrumentServer((host, ports.get(name, 0)), device, faults, name)
-            thread = threading.Thread(target=instrument_server.serve_forever, kwargs={"poll_interval": 0.1},
-                                      name=f"labpgt-sim-{name}", daemon=True)
+            thread = threading.Thread(
+                target=instrument_server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"labpgt-sim-{name}",
+                daemon=True,
+            )
             server._servers.append(instrument_server)
             server._threads.append(thread)
             server.ports[name] = instrument_server.server_address[1]

@@ -17,16 +17,31 @@ from __future__ import annotations
 import importlib
 
 _HOMES = {
-    "BenchConfig": "config", "EncodingInput": "config", "InstrumentConfig": "config",
-    "bench_config_toml": "config", "load_bench_config": "config", "parse_bench_config": "config",
+    "BenchConfig": "config",
+    "EncodingInput": "config",
+    "InstrumentConfig": "config",
+    "bench_config_toml": "config",
+    "load_bench_config": "config",
+    "parse_bench_config": "config",
     "simulated_bench_config": "config",
-    "KINDS": "kinds", "DriverKind": "kinds", "Role": "kinds",
-    "AnalyzerState": "kinds", "GeneratorState": "kinds", "RingState": "kinds",
-    "SafetyError": "safety", "check_config_safe": "safety", "check_state_safe": "safety",
+    "KINDS": "kinds",
+    "DriverKind": "kinds",
+    "Role": "kinds",
+    "AnalyzerState": "kinds",
+    "GeneratorState": "kinds",
+    "RingState": "kinds",
+    "SafetyError": "safety",
+    "check_config_safe": "safety",
+    "check_state_safe": "safety",
     "trace_features": "features",
-    "InstrumentUnreachable": "connect", "connect_instruments": "connect", "embedded_simulator": "connect",
+    "InstrumentUnreachable": "connect",
+    "connect_instruments": "connect",
+    "embedded_simulator": "connect",
     "WrongInstrument": "connect",
-    "Bench": "reservoir", "BenchFault": "reservoir", "embedded_bench": "reservoir", "load_bench": "reservoir",
+    "Bench": "reservoir",
+    "BenchFault": "reservoir",
+    "embedded_bench": "reservoir",
+    "load_bench": "reservoir",
 }
 
 __all__ = sorted(_HOMES)

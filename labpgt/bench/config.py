@@ -73,10 +73,27 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-from labpgt.bench.kinds import (ANRITSU_GENERATOR, COIL_SUPPLY, GAUSSMETER_421, GAUSSMETER_425, KINDS,
-                                MINICIRCUITS_ATTENUATOR, RING_CONTROLLER, RS_ANALYZER, SIGNAL_GENERATOR,
-                                SPECTRUM_ANALYZER, STEP_ATTENUATOR, TABOR_GENERATOR, TEMPERATURE_CONTROLLER,
-                                VCA_ATTENUATOR, WEINSCHEL_ATTENUATOR, DriverKind, Role, State, kinds_for)
+from labpgt.bench.kinds import (
+    ANRITSU_GENERATOR,
+    COIL_SUPPLY,
+    GAUSSMETER_421,
+    GAUSSMETER_425,
+    KINDS,
+    MINICIRCUITS_ATTENUATOR,
+    RING_CONTROLLER,
+    RS_ANALYZER,
+    SIGNAL_GENERATOR,
+    SPECTRUM_ANALYZER,
+    STEP_ATTENUATOR,
+    TABOR_GENERATOR,
+    TEMPERATURE_CONTROLLER,
+    VCA_ATTENUATOR,
+    WEINSCHEL_ATTENUATOR,
+    DriverKind,
+    Role,
+    State,
+    kinds_for,
+)
 from labpgt.bench.safety import check_config_safe
 from labpgt.bench.suspenders import Suspender, parse_suspenders
 from labpgt.errors import UserError
@@ -103,13 +120,13 @@ class InstrumentConfig:
     kind: DriverKind
     resource: str
     settings: dict = field(default_factory=dict)  # as the TOML gives them
-    max_power_dbm: float | None = None            # generators only
-    options: dict = field(default_factory=dict)   # the kind's other keys (limits, calibrations, names), defaults filled
+    max_power_dbm: float | None = None  # generators only
+    options: dict = field(default_factory=dict)  # the kind's other keys (limits, calibrations, names), defaults filled
 
     @property
     def simulated_name(self) -> str | None:
         """NAME for a resource ``sim::NAME`` (an embedded simulated instrument), else None."""
-        return self.resource[len(SIMULATED_PREFIX):] if self.resource.startswith(SIMULATED_PREFIX) else None
+        return self.resource[len(SIMULATED_PREFIX) :] if self.resource.startswith(SIMULATED_PREFIX) else None
 
     @property
     def leaves_settings_to_instrument(self) -> bool:
@@ -190,8 +207,11 @@ class BenchConfig:
     @property
     def ring_controls(self) -> list[str]:
         """The instruments that set the ring (controller, attenuators, coil supplies), in config order."""
-        return [name for name, inst in self.instruments.items()
-                if inst.kind.role in (Role.RING, Role.ATTENUATOR, Role.MAGNET)]
+        return [
+            name
+            for name, inst in self.instruments.items()
+            if inst.kind.role in (Role.RING, Role.ATTENUATOR, Role.MAGNET)
+        ]
 
     @property
     def widths(self) -> tuple[int, int]:
@@ -210,15 +230,28 @@ class BenchConfig:
     def to_dict(self) -> dict:
         """A JSON-able description, enough to rebuild the config (stored in session files)."""
         return {
-            "bench": {"name": self.name, "timeout_ms": self.timeout_ms, "max_attempts": self.max_attempts,
-                      "backoff_s": self.backoff_s, "max_backoff_s": self.max_backoff_s,
-                      **({"ring_temperature": True} if self.ring_temperature else {})},
-            "instruments": {n: {"driver": c.kind.name, "resource": c.resource, **c.settings, **c.options,
-                                **({"max_power_dbm": c.max_power_dbm} if c.max_power_dbm is not None else {})}
-                            for n, c in self.instruments.items()},
+            "bench": {
+                "name": self.name,
+                "timeout_ms": self.timeout_ms,
+                "max_attempts": self.max_attempts,
+                "backoff_s": self.backoff_s,
+                "max_backoff_s": self.max_backoff_s,
+                **({"ring_temperature": True} if self.ring_temperature else {}),
+            },
+            "instruments": {
+                n: {
+                    "driver": c.kind.name,
+                    "resource": c.resource,
+                    **c.settings,
+                    **c.options,
+                    **({"max_power_dbm": c.max_power_dbm} if c.max_power_dbm is not None else {}),
+                }
+                for n, c in self.instruments.items()
+            },
             "safety": {"max_total_power_dbm": self.max_total_power_dbm},
-            "encoding": [{"instrument": e.instrument, "setting": e.setting, "min": e.low, "max": e.high}
-                         for e in self.encoding],
+            "encoding": [
+                {"instrument": e.instrument, "setting": e.setting, "min": e.low, "max": e.high} for e in self.encoding
+            ],
             "features": {"bins": self.bins, "floor_dbm": self.floor_dbm, "ceiling_dbm": self.ceiling_dbm},
             **({"simulator": dict(self.simulator)} if self.simulator else {}),
             **({"suspend": [s.to_dict() for s in self.suspenders]} if self.suspenders else {}),
@@ -272,13 +305,20 @@ def parse_bench_config(raw: dict, source: str = "<dict>") -> BenchConfig:
         ring_temperature=_flag(bench, "ring_temperature", f"{where} [bench]"),
         suspenders=parse_suspenders(raw.get("suspend", []), where),
     )
-    if (any(s.condition == "temperature" for s in config.suspenders) and not config.ring_temperature
-            and config.thermometer is None):
-        raise UserError(f"{where}: a temperature suspender needs a temperature controller or [bench] "
-                        f"ring_temperature = true (the sensor read with every query)")
+    if (
+        any(s.condition == "temperature" for s in config.suspenders)
+        and not config.ring_temperature
+        and config.thermometer is None
+    ):
+        raise UserError(
+            f"{where}: a temperature suspender needs a temperature controller or [bench] "
+            f"ring_temperature = true (the sensor read with every query)"
+        )
     if config.ring_temperature and config.ring is None:
-        raise UserError(f"{where}: [bench] ring_temperature needs a ring-controller instrument (a temperature "
-                        f"controller's input is read after every query without it)")
+        raise UserError(
+            f"{where}: [bench] ring_temperature needs a ring-controller instrument (a temperature "
+            f"controller's input is read after every query without it)"
+        )
     if config.timeout_ms < 1 or config.max_attempts < 1 or config.backoff_s < 0 or config.max_backoff_s < 0:
         raise UserError(f"{where}: [bench] needs timeout_ms >= 1, max_attempts >= 1 and backoffs >= 0")
     unknown_bench = set(bench) - set(BENCH_KEYS)
@@ -316,8 +356,11 @@ def _simulator(table: dict, where: str) -> dict:
     from labpgt.instruments.simulated.timing import BenchTiming
 
     allowed = SIMULATOR_KEYS + Behaviours.names() + BenchTiming.names()
-    for key, choices in (("ring", SIMULATED_RINGS), ("attenuator", tuple(ATTENUATOR_MODELS)),
-                         ("gaussmeter", tuple(GAUSSMETER_MODELS))):
+    for key, choices in (
+        ("ring", SIMULATED_RINGS),
+        ("attenuator", tuple(ATTENUATOR_MODELS)),
+        ("gaussmeter", tuple(GAUSSMETER_MODELS)),
+    ):
         if key in table and table[key] not in choices:
             raise UserError(f"{where}: {key} must be one of {', '.join(choices)}, not {table[key]!r}")
     for key in BenchTiming.names():
@@ -401,9 +444,16 @@ def _options(kind: DriverKind, spec: dict, here: str) -> dict:
 
 
 def _pairs(value, where: str) -> list[list[float]]:
-    ok = isinstance(value, list) and len(value) >= 2 and all(
-        isinstance(p, list) and len(p) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                    and math.isfinite(x) for x in p) for p in value)
+    ok = (
+        isinstance(value, list)
+        and len(value) >= 2
+        and all(
+            isinstance(p, list)
+            and len(p) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in p)
+            for p in value
+        )
+    )
     if not ok:
         raise UserError(f"{where} must be an array of at least two [x, y] number pairs, e.g. [[0.0, 2.0], [5.0, 31.0]]")
     pairs = [[float(x), float(y)] for x, y in value]
@@ -430,8 +480,10 @@ def _check_roles(instruments: dict[str, InstrumentConfig], where: str) -> None:
         if inst.kind.role is Role.MAGNET:
             meter = inst.options["gaussmeter"]
             if meter not in instruments or instruments[meter].kind.role is not Role.GAUSSMETER:
-                raise UserError(f"{where} [instruments.{name}]: gaussmeter = {meter!r} must name an instrument "
-                                f"with driver = {drivers(Role.GAUSSMETER)}")
+                raise UserError(
+                    f"{where} [instruments.{name}]: gaussmeter = {meter!r} must name an instrument "
+                    f"with driver = {drivers(Role.GAUSSMETER)}"
+                )
 
 
 def _encoding(index, spec, instruments, where) -> EncodingInput:
@@ -442,8 +494,9 @@ def _encoding(index, spec, instruments, where) -> EncodingInput:
     kind = instruments[name].kind
     setting = spec.get("setting")
     if setting not in kind.encodable:
-        raise UserError(f"{here}: a {kind.name} has no encodable setting {setting!r}; "
-                        f"expected one of {', '.join(kind.encodable)}")
+        raise UserError(
+            f"{here}: a {kind.name} has no encodable setting {setting!r}; expected one of {', '.join(kind.encodable)}"
+        )
     return EncodingInput(name, setting, _number(spec, "min", here), _number(spec, "max", here))
 
 
@@ -454,8 +507,13 @@ def bench_config_toml(config: BenchConfig) -> str:
     encoding = tables.pop("encoding")
     suspend = tables.pop("suspend", [])
     # tomli_w would write the encoding as one inline array; [[encoding]] tables read like data/*.toml
-    return "\n".join([tomli_w.dumps(tables), *("[[encoding]]\n" + tomli_w.dumps(entry) for entry in encoding),
-                      *("[[suspend]]\n" + tomli_w.dumps(entry) for entry in suspend)])
+    return "\n".join(
+        [
+            tomli_w.dumps(tables),
+            *("[[encoding]]\n" + tomli_w.dumps(entry) for entry in encoding),
+            *("[[suspend]]\n" + tomli_w.dumps(entry) for entry in suspend),
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- the built-in simulated bench
@@ -468,14 +526,25 @@ def simulated_device(device: int = 0):
 
 #: the driver kind that drives each simulated model (``labpgt sim --analyzer/--generator`` names)
 SIMULATED_MODEL_KINDS: dict[str, DriverKind] = {
-    "esa": SPECTRUM_ANALYZER, "x-series": SPECTRUM_ANALYZER, "fsx": RS_ANALYZER,
-    "psg": SIGNAL_GENERATOR, "e8267c": SIGNAL_GENERATOR, "mxg": SIGNAL_GENERATOR, "exg": SIGNAL_GENERATOR,
-    "mg369x": ANRITSU_GENERATOR, "tabor": TABOR_GENERATOR, "tabor-x": TABOR_GENERATOR,
+    "esa": SPECTRUM_ANALYZER,
+    "x-series": SPECTRUM_ANALYZER,
+    "fsx": RS_ANALYZER,
+    "psg": SIGNAL_GENERATOR,
+    "e8267c": SIGNAL_GENERATOR,
+    "mxg": SIGNAL_GENERATOR,
+    "exg": SIGNAL_GENERATOR,
+    "mg369x": ANRITSU_GENERATOR,
+    "tabor": TABOR_GENERATOR,
+    "tabor-x": TABOR_GENERATOR,
 }
 #: the driver kind of each simulated ring part (``labpgt sim --ring parts --attenuator/--gaussmeter`` names)
 SIMULATED_PART_KINDS: dict[str, DriverKind] = {
-    "hp11713": STEP_ATTENUATOR, "weinschel": WEINSCHEL_ATTENUATOR, "rcdat": MINICIRCUITS_ATTENUATOR,
-    "vca": VCA_ATTENUATOR, "ls421": GAUSSMETER_421, "ls425": GAUSSMETER_425,
+    "hp11713": STEP_ATTENUATOR,
+    "weinschel": WEINSCHEL_ATTENUATOR,
+    "rcdat": MINICIRCUITS_ATTENUATOR,
+    "vca": VCA_ATTENUATOR,
+    "ls421": GAUSSMETER_421,
+    "ls425": GAUSSMETER_425,
 }
 PARTS_SAFETY = {"min_attenuation_db": 4.0, "max_current_a": 5.0, "max_slew_a_per_s": 2.0, "safe_current_a": 0.0}
 
@@ -484,15 +553,29 @@ def simulated_ports(base_port: int, generators: int) -> dict[str, int]:
     """Where ``labpgt sim`` serves each simulated instrument: the analyzer at ``base_port``, the ring controller at
     ``base_port + 1`` (or the ring's parts: attenuator, magnet, gaussmeter, thermometer at ``base_port + 2 … 5``),
     generator i at ``base_port + 10 + i``."""
-    return {"analyzer": base_port, "ring": base_port + 1, "attenuator": base_port + 2, "magnet": base_port + 3,
-            "gaussmeter": base_port + 4, "thermometer": base_port + 5,
-            **{f"gen{i}": base_port + 10 + i for i in range(1, generators + 1)}}
+    return {
+        "analyzer": base_port,
+        "ring": base_port + 1,
+        "attenuator": base_port + 2,
+        "magnet": base_port + 3,
+        "gaussmeter": base_port + 4,
+        "thermometer": base_port + 5,
+        **{f"gen{i}": base_port + 10 + i for i in range(1, generators + 1)},
+    }
 
 
-def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = True, generators: int = 4,
-                           host: str = "127.0.0.1", base_port: int = 15025, analyzer_model: str = "esa",
-                           generator_models: str | list[str] = "psg", physics: dict | None = None,
-                           ring_parts: tuple[str, str] | None = None) -> BenchConfig:
+def simulated_bench_config(
+    embedded: bool = True,
+    seed: int = 0,
+    noise: bool = True,
+    generators: int = 4,
+    host: str = "127.0.0.1",
+    base_port: int = 15025,
+    analyzer_model: str = "esa",
+    generator_models: str | list[str] = "psg",
+    physics: dict | None = None,
+    ring_parts: tuple[str, str] | None = None,
+) -> BenchConfig:
     """The simulated bench: ``labpgt sim``'s defaults (``embedded=False``) or the in-process twin.
 
     ``physics``: more ``[simulator]`` keys of the embedded bench (``preset``, behaviour switches,
@@ -513,35 +596,71 @@ def simulated_bench_config(embedded: bool = True, seed: int = 0, noise: bool = T
     models = [generator_models] * generators if isinstance(generator_models, str) else list(generator_models)
     unknown = [m for m in [analyzer_model, *models] if m not in SIMULATED_MODEL_KINDS]
     if unknown or len(models) != generators:
-        raise UserError(f"simulated bench: {generators} generator model(s) and one analyzer model from "
-                        f"{', '.join(SIMULATED_MODEL_KINDS)} expected, not {analyzer_model!r} and {generator_models!r}")
+        raise UserError(
+            f"simulated bench: {generators} generator model(s) and one analyzer model from "
+            f"{', '.join(SIMULATED_MODEL_KINDS)} expected, not {analyzer_model!r} and {generator_models!r}"
+        )
     analyzer_kind = SIMULATED_MODEL_KINDS[analyzer_model]
     ring = simulated_device(int((physics or {}).get("device", 0)))
-    instruments = {"analyzer": InstrumentConfig("analyzer", analyzer_kind, resource("analyzer"),
-                                                {"center_hz": ring.default_center_hz, "span_hz": ring.default_span_hz,
-                                                 "rbw_hz": ring.default_rbw_hz, "points": ring.default_points}),
-                   **(ring_parts_tables(ring, ring_parts, resource) if ring_parts is not None else
-                      {"ring": InstrumentConfig("ring", RING_CONTROLLER, resource("ring"),
-                                                {"loop_gain_db": ring.default_loop_gain_db,
-                                                 "field_mt": ring.default_field_mt})})}
+    instruments = {
+        "analyzer": InstrumentConfig(
+            "analyzer",
+            analyzer_kind,
+            resource("analyzer"),
+            {
+                "center_hz": ring.default_center_hz,
+                "span_hz": ring.default_span_hz,
+                "rbw_hz": ring.default_rbw_hz,
+                "points": ring.default_points,
+            },
+        ),
+        **(
+            ring_parts_tables(ring, ring_parts, resource)
+            if ring_parts is not None
+            else {
+                "ring": InstrumentConfig(
+                    "ring",
+                    RING_CONTROLLER,
+                    resource("ring"),
+                    {"loop_gain_db": ring.default_loop_gain_db, "field_mt": ring.default_field_mt},
+                )
+            }
+        ),
+    }
     bands_low = [ring.operating_fmr_hz + 10e6 + i * 20e6 for i in range(generators)]
     for i, band_low in enumerate(bands_low, start=1):
         kind = SIMULATED_MODEL_KINDS[models[i - 1]]
-        instruments[f"gen{i}"] = InstrumentConfig(f"gen{i}", kind, resource(f"gen{i}"),
-                                                  {"frequency_hz": band_low + 10e6, "power_dbm": -30.0}, 5.0)
+        instruments[f"gen{i}"] = InstrumentConfig(
+            f"gen{i}", kind, resource(f"gen{i}"), {"frequency_hz": band_low + 10e6, "power_dbm": -30.0}, 5.0
+        )
     encoding = [EncodingInput(f"gen{i}", "power_dbm", -30.0, 0.0) for i in range(1, generators + 1)]
-    encoding += [EncodingInput(f"gen{i}", "frequency_hz", band_low, band_low + 20e6)
-                 for i, band_low in enumerate(bands_low, start=1)]
+    encoding += [
+        EncodingInput(f"gen{i}", "frequency_hz", band_low, band_low + 20e6)
+        for i, band_low in enumerate(bands_low, start=1)
+    ]
     config = BenchConfig(
-        name="simulated magnonic ring" + (" (embedded)" if embedded else ""), timeout_ms=1000,
-        instruments=instruments, encoding=tuple(encoding),
+        name="simulated magnonic ring" + (" (embedded)" if embedded else ""),
+        timeout_ms=1000,
+        instruments=instruments,
+        encoding=tuple(encoding),
         max_total_power_dbm=round(10 * math.log10(generators) + 2.0, 2),
-        simulator=({"seed": seed, "noise": noise, "generators": generators,
-                    **({"analyzer": analyzer_model} if analyzer_model != "esa" else {}),
-                    **({"generator_models": models} if set(models) != {"psg"} else {}),
-                    **({"ring": "parts", "attenuator": ring_parts[0], "gaussmeter": ring_parts[1]}
-                       if ring_parts is not None else {}),
-                    **(physics or {})} if embedded else {}),
+        simulator=(
+            {
+                "seed": seed,
+                "noise": noise,
+                "generators": generators,
+                **({"analyzer": analyzer_model} if analyzer_model != "esa" else {}),
+                **({"generator_models": models} if set(models) != {"psg"} else {}),
+                **(
+                    {"ring": "parts", "attenuator": ring_parts[0], "gaussmeter": ring_parts[1]}
+                    if ring_parts is not None
+                    else {}
+                ),
+                **(physics or {}),
+            }
+            if embedded
+            else {}
+        ),
         ring_temperature=ring_parts is None,
     )
     check_config_safe(config)
@@ -558,15 +677,27 @@ def ring_parts_tables(ring, parts: tuple[str, str], resource) -> dict[str, Instr
     calibration = {"calibration": [list(p) for p in ring.vca_curve]} if kind is VCA_ATTENUATOR else {}
     safety = PARTS_SAFETY
     return {
-        "attenuator": InstrumentConfig("attenuator", kind, resource("attenuator"), {"attenuation_db": attenuation},
-                                       options={"min_attenuation_db": safety["min_attenuation_db"], **calibration}),
-        "magnet": InstrumentConfig("magnet", COIL_SUPPLY, resource("magnet"),
-                                   {"field_mt": round(ring.field_for_fmr_mt(ring.operating_fmr_hz), 2)},
-                                   options={**{o.name: o.default for o in COIL_SUPPLY.options},
-                                            "gaussmeter": "gaussmeter", "mt_per_a": ring.coil_mt_per_a,
-                                            **{k: safety[k] for k in ("max_current_a", "max_slew_a_per_s",
-                                                                      "safe_current_a")}}),
+        "attenuator": InstrumentConfig(
+            "attenuator",
+            kind,
+            resource("attenuator"),
+            {"attenuation_db": attenuation},
+            options={"min_attenuation_db": safety["min_attenuation_db"], **calibration},
+        ),
+        "magnet": InstrumentConfig(
+            "magnet",
+            COIL_SUPPLY,
+            resource("magnet"),
+            {"field_mt": round(ring.field_for_fmr_mt(ring.operating_fmr_hz), 2)},
+            options={
+                **{o.name: o.default for o in COIL_SUPPLY.options},
+                "gaussmeter": "gaussmeter",
+                "mt_per_a": ring.coil_mt_per_a,
+                **{k: safety[k] for k in ("max_current_a", "max_slew_a_per_s", "safe_current_a")},
+            },
+        ),
         "gaussmeter": InstrumentConfig("gaussmeter", SIMULATED_PART_KINDS[gaussmeter], resource("gaussmeter")),
-        "thermometer": InstrumentConfig("thermometer", TEMPERATURE_CONTROLLER, resource("thermometer"),
-                                        options={"input": "A"}),
+        "thermometer": InstrumentConfig(
+            "thermometer", TEMPERATURE_CONTROLLER, resource("thermometer"), options={"input": "A"}
+        ),
     }

@@ -28,7 +28,7 @@ class InstrumentUnreachable(UserError):
     """An instrument did not answer when (re)connecting."""
 
 
-IDENTITY_ASKS = 3      # *IDN? answers that must all name another model before an instrument is refused
+IDENTITY_ASKS = 3  # *IDN? answers that must all name another model before an instrument is refused
 
 
 class WrongInstrument(UserError):
@@ -49,13 +49,18 @@ def embedded_simulator(config: BenchConfig):
 
     sim = config.simulator
     try:
-        return SimulatedBench(n_generators=int(sim.get("generators", len(config.generators))),
-                              seed=int(sim.get("seed", 0)), noise=bool(sim.get("noise", True)),
-                              analyzer_model=str(sim.get("analyzer", "esa")),
-                              generator_models=sim.get("generator_models", "psg"),
-                              behaviours=simulator_behaviours(sim), realtime=bool(sim.get("realtime", False)),
-                              device=int(sim.get("device", 0)), ring_parts=simulator_ring_parts(sim),
-                              timing=simulator_timing(sim))
+        return SimulatedBench(
+            n_generators=int(sim.get("generators", len(config.generators))),
+            seed=int(sim.get("seed", 0)),
+            noise=bool(sim.get("noise", True)),
+            analyzer_model=str(sim.get("analyzer", "esa")),
+            generator_models=sim.get("generator_models", "psg"),
+            behaviours=simulator_behaviours(sim),
+            realtime=bool(sim.get("realtime", False)),
+            device=int(sim.get("device", 0)),
+            ring_parts=simulator_ring_parts(sim),
+            timing=simulator_timing(sim),
+        )
     except (TypeError, ValueError) as exc:
         raise UserError(f"bench config {config.source} [simulator]: {exc}") from None
 
@@ -137,8 +142,10 @@ def _simulated_adapter(simulator, inst: InstrumentConfig, config: BenchConfig):
     try:
         device = simulator[inst.simulated_name]
     except KeyError:
-        raise UserError(f"bench config {config.source}: the embedded simulator has no instrument "
-                        f"{inst.simulated_name!r}; it has {', '.join(simulator.instruments)}") from None
+        raise UserError(
+            f"bench config {config.source}: the embedded simulator has no instrument "
+            f"{inst.simulated_name!r}; it has {', '.join(simulator.instruments)}"
+        ) from None
     return SimulatedAdapter(device)
 
 
@@ -155,12 +162,13 @@ def _open_visa_retrying(inst: InstrumentConfig, config: BenchConfig):
 
 def _open_visa(inst: InstrumentConfig, timeout_ms: int):
     try:
-        driver = inst.kind.driver_class(inst.resource, visa_library="@py", read_termination="\n",
-                                        write_termination="\n", timeout=timeout_ms)
+        driver = inst.kind.driver_class(
+            inst.resource, visa_library="@py", read_termination="\n", write_termination="\n", timeout=timeout_ms
+        )
         if inst.resource.upper().endswith("::SOCKET"):
             _disable_nagle(driver)
         identity = inst.kind.identify(driver).strip()  # a first round trip proves the instrument answers
-        for _ in range(IDENTITY_ASKS - 1):   # a garbled reply is not another instrument: that one says so each time
+        for _ in range(IDENTITY_ASKS - 1):  # a garbled reply is not another instrument: that one says so each time
             if inst.kind.accepts_identity(identity):
                 break
             identity = inst.kind.identify(driver).strip()
@@ -169,9 +177,11 @@ def _open_visa(inst: InstrumentConfig, timeout_ms: int):
         raise InstrumentUnreachable(f"cannot reach {inst.name} at {inst.resource}: {reason}") from None
     if not inst.kind.accepts_identity(identity):
         close_quietly(driver)
-        raise WrongInstrument(f"{inst.name} at {inst.resource} answers *IDN? with {identity!r}, which is not "
-                              f"{inst.kind.family} as its driver {inst.kind.name!r} needs; check the bench "
-                              f"file's address (nothing but *IDN? was sent)")
+        raise WrongInstrument(
+            f"{inst.name} at {inst.resource} answers *IDN? with {identity!r}, which is not "
+            f"{inst.kind.family} as its driver {inst.kind.name!r} needs; check the bench "
+            f"file's address (nothing but *IDN? was sent)"
+        )
     try:
         return prepared(inst, driver)
     except Exception as exc:  # noqa: BLE001 - a preparation that fails is an instrument that does not answer right

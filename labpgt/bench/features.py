@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-TRACE_RESOLUTION_DB = 2.0 ** -7     # the grid of every trace in dBm (see above); recorded in each session
+TRACE_RESOLUTION_DB = 2.0**-7  # the grid of every trace in dBm (see above); recorded in each session
 
 
 def quantise_trace(traces_dbm: np.ndarray) -> np.ndarray:

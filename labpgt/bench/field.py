@@ -23,16 +23,16 @@ go to the ``wait`` the bench gives (the wall clock, or an embedded simulator's c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from labpgt.bench.safety import SafetyError
 from labpgt.errors import UserError
 from labpgt.instruments.drivers import read_confirmation
 
-RAMP_STEP_S = 0.1          # the ramp's step: at most max_slew_a_per_s × this per message
-APPROACH_A = 0.1           # a current below the one wanted is reached this far under it first
-MAX_ITERATIONS = 12        # corrections of the current before the field counts as not reached
+RAMP_STEP_S = 0.1  # the ramp's step: at most max_slew_a_per_s × this per message
+APPROACH_A = 0.1  # a current below the one wanted is reached this far under it first
+MAX_ITERATIONS = 12  # corrections of the current before the field counts as not reached
 
 
 class FieldNotReached(UserError):
@@ -55,7 +55,7 @@ class FieldLoop:
         self.name = name
         self.options = options
         self.wait = wait
-        self.current_a: float | None = None     # what the supply was last set to (None: not known yet)
+        self.current_a: float | None = None  # what the supply was last set to (None: not known yet)
 
     # ---- the calibration and the limits
     def current_for(self, field_mt: float) -> float:
@@ -109,8 +109,10 @@ class FieldLoop:
             current = self.current_a + (field_mt - measured) / options["mt_per_a"]
             self.check_current(current)
             self.approach(supply, current)
-        raise FieldNotReached(f"{self.name}: the field read {measured:.4f} mT after {readings} readings, not "
-                              f"{field_mt:.4f} ± {options['field_tolerance_mt']:g} mT")
+        raise FieldNotReached(
+            f"{self.name}: the field read {measured:.4f} mT after {readings} readings, not "
+            f"{field_mt:.4f} ± {options['field_tolerance_mt']:g} mT"
+        )
 
 
 __all__ = ["FieldLoop", "FieldReading", "FieldNotReached", "RAMP_STEP_S", "MAX_ITERATIONS"]

@@ -18,8 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from labpgt.bench.config import BenchConfig, load_bench_config, simulated_bench_config
-from labpgt.bench.connect import (TRANSIENT_ERRORS, close_quietly, connect_instruments, embedded_simulator,
-                                  reconnect, uses_embedded_simulator)
+from labpgt.bench.connect import (
+    TRANSIENT_ERRORS,
+    close_quietly,
+    connect_instruments,
+    embedded_simulator,
+    reconnect,
+    uses_embedded_simulator,
+)
 from labpgt.bench.features import TRACE_RESOLUTION_DB, quantise_trace, trace_features
 from labpgt.bench.field import FieldLoop, FieldReading
 from labpgt.bench.kinds import Role, State, states_agree
@@ -60,8 +66,8 @@ class Bench:
     is spent, RF is turned off and :class:`BenchFault` says what failed.
     """
 
-    each_query_apart = True      # every row is its own sweep: a run may stop between two (labpgt.reservoir)
-    trace_resolution_db = TRACE_RESOLUTION_DB     # the grid of every trace it returns
+    each_query_apart = True  # every row is its own sweep: a run may stop between two (labpgt.reservoir)
+    trace_resolution_db = TRACE_RESOLUTION_DB  # the grid of every trace it returns
 
     def __init__(self, config: BenchConfig, instruments: dict | None = None):
         self.config = config
@@ -73,13 +79,17 @@ class Bench:
         self._broken: set[str] = set()
         self._verify: set[str] = set()
         self._rf_reported = False
-        self.field_loops = {name: FieldLoop(name, config.instruments[name].options, self._waiter(name))
-                            for name in config.magnets}
+        self.field_loops = {
+            name: FieldLoop(name, config.instruments[name].options, self._waiter(name)) for name in config.magnets
+        }
         self.field_readings: dict[str, FieldReading] = {}
         self.attenuator_holds = self._attenuator_holds()
         self._hold_pending = set(self.attenuator_holds)
-        self.notes = [f"{name}: step attenuator held at {db:g} dB (the encoded powers fit its ALC range: no "
-                      f"attenuator moves while measuring)" for name, db in self.attenuator_holds.items()]
+        self.notes = [
+            f"{name}: step attenuator held at {db:g} dB (the encoded powers fit its ALC range: no "
+            f"attenuator moves while measuring)"
+            for name, db in self.attenuator_holds.items()
+        ]
         for line in self.notes:
             log.info("labpgt: %s", line)
         self._wanted = self._initial_state()
@@ -87,8 +97,9 @@ class Bench:
         self._retrying(self._settle, "setting up the bench")
         setup = self._wanted[config.analyzer]
         self.points = int(setup.points)
-        self.frequencies = np.linspace(setup.center_hz - setup.span_hz / 2, setup.center_hz + setup.span_hz / 2,
-                                       self.points)
+        self.frequencies = np.linspace(
+            setup.center_hz - setup.span_hz / 2, setup.center_hz + setup.span_hz / 2, self.points
+        )
 
     # ---- the wanted state
     def _initial_state(self) -> dict[str, State]:
@@ -113,8 +124,9 @@ class Bench:
         if "field_mt" not in settings and "current_a" not in settings:
             meter = self.instruments[inst.options["gaussmeter"]]
             return inst.kind.state_type(field_mt=float(meter.field_mt), output_on=True)
-        return inst.kind.state_type(field_mt=float(settings.get("field_mt", math.nan)), output_on=True,
-                                    current_a=settings.get("current_a"))
+        return inst.kind.state_type(
+            field_mt=float(settings.get("field_mt", math.nan)), output_on=True, current_a=settings.get("current_a")
+        )
 
     def _attenuator_holds(self) -> dict[str, float]:
         """The attenuation at which each generator with a mechanical step attenuator is held: where the powers
@@ -122,8 +134,12 @@ class Bench:
         holds = {}
         for name in self.config.generators:
             inst = self.config.instruments[name]
-            powers = [v for e in self.config.encoding if (e.instrument, e.setting) == (name, "power_dbm")
-                      for v in (e.low, e.high)] or [inst.settings.get("power_dbm")]
+            powers = [
+                v
+                for e in self.config.encoding
+                if (e.instrument, e.setting) == (name, "power_dbm")
+                for v in (e.low, e.high)
+            ] or [inst.settings.get("power_dbm")]
             hold_for = getattr(inst.kind.driver_class, "attenuator_hold_for", None)
             if hold_for is None or None in powers:
                 continue
@@ -152,7 +168,7 @@ class Bench:
                 raise ValueError(f"{name} has no setting {setting!r} to change")
             change = {setting: kind.quantised(setting, value)}
             if setting == "field_mt" and kind.role is Role.MAGNET:
-                change["current_a"] = None          # a field set point: the closed loop again
+                change["current_a"] = None  # a field set point: the closed loop again
             wanted[name] = replace(wanted[name], **change)
         return self._with_rf(wanted, rf)
 
@@ -165,8 +181,10 @@ class Bench:
             raise ValueError(f"expected {self.input_width} finite inputs, got {u!r}")
         u = np.clip(u, 0.0, 1.0)
         kinds = {name: inst.kind for name, inst in self.config.instruments.items()}
-        return {(e.instrument, e.setting): kinds[e.instrument].quantised(e.setting, float(e.value(x)))
-                for e, x in zip(self.config.encoding, u)}
+        return {
+            (e.instrument, e.setting): kinds[e.instrument].quantised(e.setting, float(e.value(x)))
+            for e, x in zip(self.config.encoding, u)
+        }
 
     # ---- talking to the instruments
     def _settle(self) -> None:
@@ -175,7 +193,7 @@ class Bench:
         first failure is raised."""
         self._hold_attenuators()
         pending = [name for name, state in self._wanted.items() if self._known[name] != state]
-        for name in [n for n in pending if n in self.field_loops]:   # the field first: it takes the longest
+        for name in [n for n in pending if n in self.field_loops]:  # the field first: it takes the longest
             try:
                 self._set_field(name)
             except TRANSIENT_ERRORS:
@@ -255,7 +273,7 @@ class Bench:
         if not inst.kind.settable:
             return
         self._known[name] = None
-        if name in self.field_loops:            # its current is read again, then the field reached again
+        if name in self.field_loops:  # its current is read again, then the field reached again
             self.field_loops[name].current_a = None
         else:
             self._verify.add(name)
@@ -284,8 +302,10 @@ class Bench:
         rf = self._best_effort_rf_off()
         self._rf_reported = True
         reason = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
-        raise BenchFault(f"the bench stopped answering while {what}, after {self.config.max_attempts} attempts "
-                         f"over {time.monotonic() - started:.1f} s (last: {reason}); {rf}")
+        raise BenchFault(
+            f"the bench stopped answering while {what}, after {self.config.max_attempts} attempts "
+            f"over {time.monotonic() - started:.1f} s (last: {reason}); {rf}"
+        )
 
     # ---- the public operations
     def check(self, settings: dict[tuple[str, str], float], rf: bool = True) -> dict[str, State]:
@@ -319,7 +339,7 @@ class Bench:
         except TRANSIENT_ERRORS:
             self._broken.add(self.config.analyzer)
             raise
-        return quantise_trace(trace)          # the trace the features and the session get (bench.features)
+        return quantise_trace(trace)  # the trace the features and the session get (bench.features)
 
     def measure_trace(self, settings: dict[tuple[str, str], float], rf: bool = True) -> np.ndarray:
         """One query's trace (dBm, float32); see :meth:`query`."""
@@ -352,9 +372,18 @@ class Bench:
             settings[row] = list(sent.values())
             sim_time[row], temperature[row], field[row] = self.readings()
         features = trace_features(spectra, self.config.bins, self.config.floor_dbm, self.config.ceiling_dbm)
-        return Measurement(features=features, spectra=spectra, frequencies=self.frequencies, settings=settings,
-                           started=started, attempts=attempts, wall_seconds=wall, sim_time=sim_time,
-                           temperature_c=temperature, field_mt=field)
+        return Measurement(
+            features=features,
+            spectra=spectra,
+            frequencies=self.frequencies,
+            settings=settings,
+            started=started,
+            attempts=attempts,
+            wall_seconds=wall,
+            sim_time=sim_time,
+            temperature_c=temperature,
+            field_mt=field,
+        )
 
     def readings(self) -> tuple[float, float, float]:
         """What the bench records after each query besides its trace (NaN where it has none): an embedded
@@ -372,10 +401,13 @@ class Bench:
         started = time.time()
         trace, attempts = self.query({}, rf=False)
         margin = line_margin(trace, self.frequencies)[2]
-        measurement = Measurement(features=trace_features(trace[None, :], self.config.bins, self.config.floor_dbm,
-                                                          self.config.ceiling_dbm),
-                                  spectra=trace[None, :], frequencies=self.frequencies,
-                                  started=np.array([started]), attempts=np.array([attempts], dtype=np.int32))
+        measurement = Measurement(
+            features=trace_features(trace[None, :], self.config.bins, self.config.floor_dbm, self.config.ceiling_dbm),
+            spectra=trace[None, :],
+            frequencies=self.frequencies,
+            started=np.array([started]),
+            attempts=np.array([attempts], dtype=np.int32),
+        )
         return margin, measurement
 
     def answering(self) -> bool:
@@ -430,14 +462,18 @@ class Bench:
             return
         if "simulated_bench" in state:
             self.simulator.set_state(state["simulated_bench"])
-        elif "simulator" in state:       # a session from before the clock: the noise RNG only
+        elif "simulator" in state:  # a session from before the clock: the noise RNG only
             self.simulator.model.rng.bit_generator.state = state["simulator"]
 
     def identities(self) -> dict[str, str]:
         """Each instrument's ``*IDN?`` answer (recorded in the session file)."""
         kinds = {name: inst.kind for name, inst in self.config.instruments.items()}
-        return {name: self._retrying(lambda n=name: kinds[n].identify(self.instruments[n]).strip(), f"identifying {name}")[0]
-                for name in self.instruments}
+        return {
+            name: self._retrying(lambda n=name: kinds[n].identify(self.instruments[n]).strip(), f"identifying {name}")[
+                0
+            ]
+            for name in self.instruments
+        }
 
     # ---- ending
     def rf_off_best_effort(self) -> str:
@@ -469,7 +505,7 @@ class Bench:
             return self._disable_all_directly()
         self._wanted = self._with_settings({}, rf=False)
         for _ in range(2):
-            for name in sorted(self._broken):        # each on its own: one that is gone keeps no other's RF on
+            for name in sorted(self._broken):  # each on its own: one that is gone keeps no other's RF on
                 try:
                     self._reconnect_broken_one(name)
                 except Exception:  # noqa: BLE001 - it stays broken; the others are still turned off

@@ -42,19 +42,25 @@ def check_config_safe(config: BenchConfig) -> None:
     worst = {name: reach[(name, "power_dbm")][1] for name in config.generators if (name, "power_dbm") in reach}
     for name, power in worst.items():
         if power > config.instruments[name].max_power_dbm:
-            raise SafetyError(f"{where}: {name} could be set to {power:g} dBm, "
-                              f"above its max_power_dbm {config.instruments[name].max_power_dbm:g}")
+            raise SafetyError(
+                f"{where}: {name} could be set to {power:g} dBm, "
+                f"above its max_power_dbm {config.instruments[name].max_power_dbm:g}"
+            )
     total = total_dbm(list(worst.values()))
     if total > config.max_total_power_dbm + 1e-9:
-        raise SafetyError(f"{where}: the generators could together reach {total:.2f} dBm, "
-                          f"above max_total_power_dbm {config.max_total_power_dbm:g}")
+        raise SafetyError(
+            f"{where}: the generators could together reach {total:.2f} dBm, "
+            f"above max_total_power_dbm {config.max_total_power_dbm:g}"
+        )
     _check_ring_controls(config, reach, where)
     for (name, setting), (low, high) in reach.items():
         allowed_low, allowed_high = config.instruments[name].kind.limits(config.instruments[name])[setting]
         if low < allowed_low or high > allowed_high:
             reach_text = f"{low:g}" if low == high else f"[{low:g}, {high:g}]"
-            raise SafetyError(f"{where}: {name}.{setting} could be set to {reach_text}, "
-                              f"outside the allowed [{allowed_low:g}, {allowed_high:g}]")
+            raise SafetyError(
+                f"{where}: {name}.{setting} could be set to {reach_text}, "
+                f"outside the allowed [{allowed_low:g}, {allowed_high:g}]"
+            )
 
 
 def _check_ring_controls(config: BenchConfig, reach: dict, where: str) -> None:
@@ -66,8 +72,10 @@ def _check_ring_controls(config: BenchConfig, reach: dict, where: str) -> None:
         if inst.kind.role is Role.ATTENUATOR:
             low = reach.get((name, "attenuation_db"), (math.inf, math.inf))[0]
             if low < options["min_attenuation_db"]:
-                raise SafetyError(f"{where}: {name} could be set to {low:g} dB, below its min_attenuation_db "
-                                  f"{options['min_attenuation_db']:g}")
+                raise SafetyError(
+                    f"{where}: {name} could be set to {low:g} dB, below its min_attenuation_db "
+                    f"{options['min_attenuation_db']:g}"
+                )
         if inst.kind.role is Role.MAGNET:
             top = inst.kind.driver_class.MAX_CURRENT_A
             if not 0 < options["max_current_a"] <= top:
@@ -75,11 +83,14 @@ def _check_ring_controls(config: BenchConfig, reach: dict, where: str) -> None:
             if not options["max_slew_a_per_s"] > 0:
                 raise SafetyError(f"{where}: {name}.max_slew_a_per_s must be above 0 A/s")
             if abs(options["safe_current_a"]) > options["max_current_a"]:
-                raise SafetyError(f"{where}: {name}.safe_current_a {options['safe_current_a']:g} A is beyond its "
-                                  f"max_current_a {options['max_current_a']:g}")
+                raise SafetyError(
+                    f"{where}: {name}.safe_current_a {options['safe_current_a']:g} A is beyond its "
+                    f"max_current_a {options['max_current_a']:g}"
+                )
             if options["mt_per_a"] == 0 or options["field_tolerance_mt"] <= 0 or options["settle_readings"] < 1:
-                raise SafetyError(f"{where}: {name} needs mt_per_a != 0, field_tolerance_mt > 0 and "
-                                  f"settle_readings >= 1")
+                raise SafetyError(
+                    f"{where}: {name} needs mt_per_a != 0, field_tolerance_mt > 0 and settle_readings >= 1"
+                )
 
 
 def reachable_ranges(config: BenchConfig) -> dict[tuple[str, str], tuple[float, float]]:
@@ -104,8 +115,10 @@ def check_state_safe(config: BenchConfig, wanted: dict[str, State]) -> None:
         powers.append(power)
     total = total_dbm(powers)
     if total > config.max_total_power_dbm + 1e-9:
-        raise SafetyError(f"total generator power {total:.2f} dBm exceeds max_total_power_dbm "
-                          f"{config.max_total_power_dbm:g}; nothing was sent")
+        raise SafetyError(
+            f"total generator power {total:.2f} dBm exceeds max_total_power_dbm "
+            f"{config.max_total_power_dbm:g}; nothing was sent"
+        )
     for name, state in wanted.items():
         inst = config.instruments[name]
         for setting, (low, high) in inst.kind.limits(inst).items():
@@ -116,5 +129,7 @@ def check_state_safe(config: BenchConfig, wanted: dict[str, State]) -> None:
                 raise SafetyError(f"{name}.{setting} = {value:g} outside [{low:g}, {high:g}]; nothing was sent")
         floor = inst.options.get("min_attenuation_db")
         if floor is not None and state.attenuation_db < floor:
-            raise SafetyError(f"{name}.attenuation_db = {state.attenuation_db:g} is below its min_attenuation_db "
-                              f"{floor:g}; nothing was sent")
+            raise SafetyError(
+                f"{name}.attenuation_db = {state.attenuation_db:g} is below its min_attenuation_db "
+                f"{floor:g}; nothing was sent"
+            )

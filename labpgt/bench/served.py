@@ -31,25 +31,51 @@ class ServedBench:
 
 
 @contextlib.contextmanager
-def serve_simulated_bench(*, generators: int, host: str, port: int, seed: int, noise: bool, analyzer: str,
-                          models: list[str], faults=None, behaviours: dict, realtime: bool = False,
-                          device: int = 0, bench_file: Path | None = None, ring_parts: tuple[str, str] | None = None):
+def serve_simulated_bench(
+    *,
+    generators: int,
+    host: str,
+    port: int,
+    seed: int,
+    noise: bool,
+    analyzer: str,
+    models: list[str],
+    faults=None,
+    behaviours: dict,
+    realtime: bool = False,
+    device: int = 0,
+    bench_file: Path | None = None,
+    ring_parts: tuple[str, str] | None = None,
+):
     """Serve the simulated bench until the context ends (``port`` 0: free ports); yields a :class:`ServedBench`.
     ``ring_parts``: None for the ring controller, or (attenuator, gaussmeter) models for the ring a lab builds."""
     from labpgt.instruments.simulated import SimulatedBench, serve
 
-    bench = SimulatedBench(n_generators=generators, seed=seed, noise=noise, analyzer_model=analyzer,
-                           generator_models=models, behaviours=simulator_behaviours(behaviours), realtime=realtime,
-                           device=device, ring_parts=ring_parts)
+    bench = SimulatedBench(
+        n_generators=generators,
+        seed=seed,
+        noise=noise,
+        analyzer_model=analyzer,
+        generator_models=models,
+        behaviours=simulator_behaviours(behaviours),
+        realtime=realtime,
+        device=device,
+        ring_parts=ring_parts,
+    )
     try:
         server = serve(bench, host=host, ports=simulated_ports(port, generators) if port else None, faults=faults)
     except OSError as exc:
         raise UserError(f"cannot serve on {host} port {port}: {exc.strerror or exc}") from None
     with server:
         if bench_file is not None:
-            config = simulated_bench_config(embedded=False, generators=generators, analyzer_model=analyzer,
-                                            generator_models=models, physics={"device": device},
-                                            ring_parts=ring_parts).with_resources(server.resources)
+            config = simulated_bench_config(
+                embedded=False,
+                generators=generators,
+                analyzer_model=analyzer,
+                generator_models=models,
+                physics={"device": device},
+                ring_parts=ring_parts,
+            ).with_resources(server.resources)
             Path(bench_file).write_text(bench_config_toml(config))
         if server.faults is not None:
             print(f"labpgt sim: injecting faults {server.faults.spec}", file=sys.stderr, flush=True)

@@ -40,7 +40,10 @@ from pathlib import Path
 from labpgt.errors import UserError
 
 CONDITIONS = {
-    "temperature": "°C", "oscillation": "dB", "instrument": "", "free_space": "MB",
+    "temperature": "°C",
+    "oscillation": "dB",
+    "instrument": "",
+    "free_space": "MB",
 }
 RF_WHILE_PAUSED = ("off", "hold")
 

@@ -18,6 +18,15 @@ from labpgt.session.reader import SessionReader
 from labpgt.session.schema import KINDS, ROLES, SCHEMA, SCHEMA_V1, params_sha256
 from labpgt.session.writer import SessionWriter, SweepWriter, session_config, sweep_session_config
 
-__all__ = ["KINDS", "ROLES", "SCHEMA", "SCHEMA_V1", "SessionReader", "SessionWriter", "SweepWriter",
-           "params_sha256", "session_config", "sweep_session_config"]
-
+__all__ = [
+    "KINDS",
+    "ROLES",
+    "SCHEMA",
+    "SCHEMA_V1",
+    "SessionReader",
+    "SessionWriter",
+    "SweepWriter",
+    "params_sha256",
+    "session_config",
+    "sweep_session_config",
+]

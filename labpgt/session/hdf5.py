@@ -48,16 +48,18 @@ LIBVER = ("v110", "v110")
 ROW_FILTER = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 ROW_FILTER_NAME = "gzip4"
 #: what a reader needs, written into every file (root attribute ``reader_needs``) and said in the README
-READER_NEEDS = ("HDF5 1.10 or later; compressed datasets use only HDF5's built-in shuffle and deflate (gzip) "
-                "filters: nothing to install. Files written before labpgt-session/3 compressed their queries "
-                "with Blosc2 (filter 32026): read those with h5py after `import hdf5plugin`, or set "
-                "HDF5_PLUGIN_PATH to hdf5plugin's plugin directory")
+READER_NEEDS = (
+    "HDF5 1.10 or later; compressed datasets use only HDF5's built-in shuffle and deflate (gzip) "
+    "filters: nothing to install. Files written before labpgt-session/3 compressed their queries "
+    "with Blosc2 (filter 32026): read those with h5py after `import hdf5plugin`, or set "
+    "HDF5_PLUGIN_PATH to hdf5plugin's plugin directory"
+)
 #: rows per chunk of a compressed row dataset (measured on the default run, all query columns: 1,030 bytes a
 #: query at 32 rows, 970 at 64, 939 at 128, 923 at 256).
 COMPRESSED_CHUNK_ROWS = 128
 RAGGED_CHUNK = 1 << 16
 COPY_BLOCK_ROWS = 1 << 16
-LOCKED_RETRIES, LOCKED_RETRY_S = 40, 0.05     # how long a reader waits for a writer to finish laying a file out
+LOCKED_RETRIES, LOCKED_RETRY_S = 40, 0.05  # how long a reader waits for a writer to finish laying a file out
 
 #: SWMR readers retry a metadata read whose checksum fails, sleeping 1, 2, 4, … ns between tries;
 #: HDF5's default of 100 tries makes a corrupt file hang the reader for ~2^100 ns (forever).
@@ -72,11 +74,16 @@ def row_dataset(group, name, dtype, width=(), *, chunk_rows: int, compress=False
     :data:`COMPRESSED_CHUNK_ROWS`."""
     width = tuple(int(w) for w in width)
     if any(w == 0 for w in width):  # HDF5 chunks cannot have a zero dimension
-        return group.create_dataset(name, shape=(rows,) + width, maxshape=(None,) * (1 + len(width)),
-                                    dtype=dtype)
+        return group.create_dataset(name, shape=(rows,) + width, maxshape=(None,) * (1 + len(width)), dtype=dtype)
     filters = ROW_FILTER if compress else {}
-    return group.create_dataset(name, shape=(rows,) + width, maxshape=(None,) + width, dtype=dtype,
-                                chunks=(COMPRESSED_CHUNK_ROWS if compress else chunk_rows,) + width, **filters)
+    return group.create_dataset(
+        name,
+        shape=(rows,) + width,
+        maxshape=(None,) + width,
+        dtype=dtype,
+        chunks=(COMPRESSED_CHUNK_ROWS if compress else chunk_rows,) + width,
+        **filters,
+    )
 
 
 def is_compressed(ds) -> bool:
@@ -99,7 +106,7 @@ def append(ds, block: np.ndarray) -> None:
 def append_ragged(group, name, values: np.ndarray) -> None:
     values_ds, end_ds = group[name], group[f"{name}_end"]
     end = int(end_ds[-1]) if end_ds.shape[0] else 0
-    if end_ds.shape[0] and values_ds.shape[0] != end:   # tolerate nothing but a consistent file
+    if end_ds.shape[0] and values_ds.shape[0] != end:  # tolerate nothing but a consistent file
         values_ds.resize(end, axis=0)
     if values.size:
         append(values_ds, values)
@@ -109,7 +116,7 @@ def append_ragged(group, name, values: np.ndarray) -> None:
 def ragged_row(group, name, row: int) -> np.ndarray:
     ends = group[f"{name}_end"]
     start = int(ends[row - 1]) if row else 0
-    return group[name][start:int(ends[row])]
+    return group[name][start : int(ends[row])]
 
 
 def ragged_rows(group, name) -> int:
@@ -173,7 +180,8 @@ DIMENSION_SCALE_ATTRIBUTES = frozenset({"CLASS", "NAME", "REFERENCE_LIST", "DIME
 def copy_prefix(src: h5py.File, dst_path: Path, keep: dict | None, finish=None) -> None:
     """Copy every dataset of ``src`` into a new file, the row datasets of top-level group G cut to
     ``keep[G]`` rows (the values of a ragged column to those of its kept rows); ``keep`` None copies
-    every row, and so does a group ``keep`` does not name. Attributes come along except those of dimension scales; soft links do not: ``finish``
+    every row, and so does a group ``keep`` does not name. Attributes come along except those of dimension
+    scales; soft links do not: ``finish``
     (called with the new file, open for writing) makes those again."""
     with h5py.File(dst_path, "w", libver=LIBVER) as dst:
         _copy_attributes(src, dst)
@@ -182,7 +190,7 @@ def copy_prefix(src: h5py.File, dst_path: Path, keep: dict | None, finish=None) 
             if isinstance(obj, h5py.Group):
                 _copy_attributes(obj, dst.require_group(name))
                 return
-            if obj.maxshape[0] is not None:           # fixed-size (frequencies): copy whole
+            if obj.maxshape[0] is not None:  # fixed-size (frequencies): copy whole
                 ds = dst.create_dataset(name, data=obj[()])
             else:
                 ds = _copy_rows(dst, name, obj, _rows_to_keep(src, name, obj, keep))
@@ -201,8 +209,14 @@ def _copy_attributes(src, dst) -> None:
 
 def _copy_rows(dst, name, obj, rows) -> h5py.Dataset:
     # compressed (ROW_FILTER, whatever filter the source used) where the source was compressed at all, in its chunks
-    ds = dst.create_dataset(name, shape=(rows,) + obj.shape[1:], maxshape=obj.maxshape, dtype=obj.dtype,
-                            chunks=obj.chunks, **(ROW_FILTER if is_compressed(obj) else {}))
+    ds = dst.create_dataset(
+        name,
+        shape=(rows,) + obj.shape[1:],
+        maxshape=obj.maxshape,
+        dtype=obj.dtype,
+        chunks=obj.chunks,
+        **(ROW_FILTER if is_compressed(obj) else {}),
+    )
     for start in range(0, rows, COPY_BLOCK_ROWS):
         stop = min(rows, start + COPY_BLOCK_ROWS)
         ds[start:stop] = obj[start:stop]
@@ -211,7 +225,7 @@ def _copy_rows(dst, name, obj, rows) -> h5py.Dataset:
 
 def _rows_to_keep(src, name, obj, keep) -> int:
     group = name.split("/")[0]
-    if keep is None or group not in keep:        # a group not cut to steps (the pauses' record) is copied whole
+    if keep is None or group not in keep:  # a group not cut to steps (the pauses' record) is copied whole
         return obj.shape[0]
     rows = keep[group]
     if "ragged_end" in obj.attrs:
@@ -261,14 +275,14 @@ def open_read_only(path: Path) -> h5py.File:
         raise UserError(f"{path.name} is not an HDF5 file")
     for _ in range(LOCKED_RETRIES):
         try:
-            return h5py.File(path, "r")           # a closed file: HDF5 checks it is whole
+            return h5py.File(path, "r")  # a closed file: HDF5 checks it is whole
         except OSError as exc:
-            if "unable to lock file" in str(exc):      # a writer is laying it out (before SWMR): a moment
+            if "unable to lock file" in str(exc):  # a writer is laying it out (before SWMR): a moment
                 time.sleep(LOCKED_RETRY_S)
                 continue
             if "already open for write" not in str(exc) and not marked_open_for_write(path):
                 raise UserError(f"{path.name} is truncated or damaged: {first_line(exc)}") from None
-            break                                 # a live or a killed writer's file: read it as SWMR
+            break  # a live or a killed writer's file: read it as SWMR
     else:
         raise UserError(f"{path.name} is locked by another process that is creating or rewriting it; try again")
     if writer_holds_lock(path) is not True:
@@ -289,8 +303,9 @@ def open_for_writing(path: Path, mode: str) -> h5py.File:
             return h5py.File(path, mode, libver=LIBVER)
         except BlockingIOError:
             time.sleep(LOCKED_RETRY_S)
-    raise UserError(f"{Path(path).name} is open in another program (HDF5's file lock is held): close it there and "
-                    "try again")
+    raise UserError(
+        f"{Path(path).name} is open in another program (HDF5's file lock is held): close it there and try again"
+    )
 
 
 def open_swmr_read(path: Path) -> h5py.File:
@@ -309,10 +324,10 @@ def set_metadata_read_attempts(fapl, attempts: int) -> bool:
     return function is not None and function(fapl.id, attempts) >= 0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hdf5_function(name: str):
     try:
-        with open("/proc/self/maps") as maps:       # the libhdf5 h5py is linked against (Linux)
+        with open("/proc/self/maps") as maps:  # the libhdf5 h5py is linked against (Linux)
             paths = {line.split()[-1] for line in maps if "/libhdf5" in line and "_hl" not in line}
     except OSError:
         paths = set()
@@ -337,7 +352,7 @@ def check_not_truncated(path: Path) -> None:
         return
     size_of_offsets = head[9]
     at = 12 + 2 * size_of_offsets
-    stored_eof = int.from_bytes(head[at:at + size_of_offsets], "little")
+    stored_eof = int.from_bytes(head[at : at + size_of_offsets], "little")
     actual = path.stat().st_size
     if stored_eof > actual:
         raise UserError(f"{path.name} is truncated or damaged: {actual} bytes, its superblock says {stored_eof}")

@@ -26,11 +26,11 @@ import numpy as np
 
 try:
     import fcntl
-except ImportError:                  # Windows: no flock; the heartbeat rule decides
+except ImportError:  # Windows: no flock; the heartbeat rule decides
     fcntl = None  # type: ignore[assignment]
 
 STALE_AFTER_S = 600.0
-SUPERBLOCK_OPEN_FOR_WRITE = 0x01     # HDF5 file consistency flags, superblock versions 2 and 3
+SUPERBLOCK_OPEN_FOR_WRITE = 0x01  # HDF5 file consistency flags, superblock versions 2 and 3
 
 
 def lock_path(path) -> Path:
@@ -48,14 +48,14 @@ class WriterLock:
             return
         try:
             self._handle = open(self.path, "wb")
-        except OSError:              # a directory the writer may not add to: readers fall back to the heartbeat
+        except OSError:  # a directory the writer may not add to: readers fall back to the heartbeat
             return
         try:
             fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:      # another writer's: leave it to that one
+        except BlockingIOError:  # another writer's: leave it to that one
             self._handle.close()
             self._handle = None
-        except OSError:              # no flock here: the file stays, so readers know to use the heartbeat
+        except OSError:  # no flock here: the file stays, so readers know to use the heartbeat
             pass
 
     def release(self) -> None:
@@ -90,7 +90,7 @@ def writer_holds_lock(path) -> bool | None:
         except BlockingIOError:
             return True
         except OSError:
-            return None              # no flock on this filesystem
+            return None  # no flock on this filesystem
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return False
 

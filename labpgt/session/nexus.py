@@ -22,15 +22,25 @@ from labpgt.session.schema import UNITS, setting_units
 
 PLOTS = "plots"
 LONG_NAMES = {
-    "frequencies": "frequency", "queries/index": "query", "queries/spectrum": "trace",
-    "queries/timestamp": "Unix time the query started", "steps/step": "step",
-    "steps/queries": "queries measured", "steps/loss": "training loss", "points/peak_power_dbm": "peak power",
-    "points/peak_frequency_hz": "peak frequency", "points/margin_db": "line above the noise floor",
+    "frequencies": "frequency",
+    "queries/index": "query",
+    "queries/spectrum": "trace",
+    "queries/timestamp": "Unix time the query started",
+    "steps/step": "step",
+    "steps/queries": "queries measured",
+    "steps/loss": "training loss",
+    "points/peak_power_dbm": "peak power",
+    "points/peak_frequency_hz": "peak frequency",
+    "points/margin_db": "line above the noise floor",
 }
 #: group: (dimension scale of its rows, scale name); the scale goes on the first dimension of every dataset of the
 #: group with one row per row of the scale (ragged value datasets, whose rows are not the group's, get none)
-ROW_SCALES = {"queries": ("index", "query"), "steps": ("step", "step"), "checkpoints": ("step", "checkpoint step"),
-              "points": ("value", None)}
+ROW_SCALES = {
+    "queries": ("index", "query"),
+    "steps": ("step", "step"),
+    "checkpoints": ("step", "checkpoint step"),
+    "points": ("value", None),
+}
 
 
 def describe(f: h5py.File) -> None:
@@ -84,6 +94,7 @@ def _row_datasets(group: h5py.Group):
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset) and "ragged_end" not in obj.attrs and obj.ndim >= 1:
             found.append(obj)
+
     group.visititems(visit)
     return found
 
@@ -100,8 +111,12 @@ def _plots(f: h5py.File, kind: str) -> None:
         _nxdata(entry, "loss", ("loss", "/steps/loss"), [("queries", "/steps/queries")])
         entry.attrs["default"] = "loss"
     if f["frequencies"].shape[0]:
-        _nxdata(entry, "spectra", ("spectrum", "/queries/spectrum"),
-                [("query", "/queries/index"), ("frequency", "/frequencies")])
+        _nxdata(
+            entry,
+            "spectra",
+            ("spectrum", "/queries/spectrum"),
+            [("query", "/queries/index"), ("frequency", "/frequencies")],
+        )
 
 
 def _nxdata(entry: h5py.Group, name: str, signal: tuple[str, str], axes: list[tuple[str, str]]) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import json
 import math
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 import h5py
 import numpy as np
@@ -23,13 +23,35 @@ from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
 from labpgt.session.liveness import writer_holds_lock
-from labpgt.session.schema import (ARRAYS_DIGEST, QUERIES_DIGEST, rows_digest, CHECKPOINT_ARRAYS, CHECKPOINT_RAGGED, KINDS, NUMERIC_KINDS, POINT_FLOAT_COLUMNS,
-                                   POINT_INT_COLUMNS, POINT_VALUES, QUERY_COLUMNS, QUERY_TIME_COLUMNS,
-                                   READABLE_SCHEMAS, SCHEMA_V1, SCHEMAS_BEFORE_DIGESTS, STEP_FLOAT_COLUMNS, STEP_INT_COLUMNS, STEP_RAGGED,
-                                   step_float_columns,
-                                   SWEEP_FIELDS,
-                                   array_name, checkpoint_array_groups, missing_query_column, query_columns,
-                                   required_datasets, required_groups, v1_kind)
+from labpgt.session.schema import (
+    ARRAYS_DIGEST,
+    CHECKPOINT_ARRAYS,
+    CHECKPOINT_RAGGED,
+    KINDS,
+    NUMERIC_KINDS,
+    POINT_FLOAT_COLUMNS,
+    POINT_INT_COLUMNS,
+    POINT_VALUES,
+    QUERIES_DIGEST,
+    QUERY_COLUMNS,
+    QUERY_TIME_COLUMNS,
+    READABLE_SCHEMAS,
+    SCHEMA_V1,
+    SCHEMAS_BEFORE_DIGESTS,
+    STEP_FLOAT_COLUMNS,
+    STEP_INT_COLUMNS,
+    STEP_RAGGED,
+    SWEEP_FIELDS,
+    array_name,
+    checkpoint_array_groups,
+    missing_query_column,
+    query_columns,
+    required_datasets,
+    required_groups,
+    rows_digest,
+    step_float_columns,
+    v1_kind,
+)
 
 ROOT_ATTRIBUTES = ("config", "created", "versions", "instruments")
 
@@ -40,12 +62,14 @@ DAMAGE_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError)
 
 def _damaged_is_user_error(method):
     """A read that fails on a damaged file (HDF5 error, bad JSON, bad lengths) is one UserError line."""
+
     @functools.wraps(method)
     def read(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except DAMAGE_ERRORS as exc:
             raise UserError(f"{self.path.name} is truncated or damaged: {hdf5.first_line(exc)}") from None
+
     return read
 
 
@@ -157,8 +181,10 @@ class SessionReader:
         if "prior" in f:
             self._validate_prior(q)
         if q["spectrum"].shape[1] != f["frequencies"].shape[0]:
-            self._fail(f"damaged session: queries/spectrum has {q['spectrum'].shape[1]} points but "
-                       f"frequencies has {f['frequencies'].shape[0]}")
+            self._fail(
+                f"damaged session: queries/spectrum has {q['spectrum'].shape[1]} points but "
+                f"frequencies has {f['frequencies'].shape[0]}"
+            )
 
     def _validate_prior(self, queries) -> None:
         prior = self._file["prior"]
@@ -205,8 +231,13 @@ class SessionReader:
         self._sweep_code = self.role_names.index("sweep") if "sweep" in self.role_names else None
         self._query_columns = query_columns(self.schema)
         self.frequencies = f["frequencies"][()]
-        self._arrays = {group: {array_name(ds) if self.schema != SCHEMA_V1 else ds: f"checkpoints/{group}/{ds}"
-                                for ds in f[f"checkpoints/{group}"]} for group in self._checkpoint_groups()}
+        self._arrays = {
+            group: {
+                array_name(ds) if self.schema != SCHEMA_V1 else ds: f"checkpoints/{group}/{ds}"
+                for ds in f[f"checkpoints/{group}"]
+            }
+            for group in self._checkpoint_groups()
+        }
         self.param_names = tuple(self._arrays.get("params", ()))
         self.optimizer_names = tuple(self._arrays.get("optimizer", ()))
         self.method_names = tuple(self._arrays.get("method", ()))
@@ -230,11 +261,13 @@ class SessionReader:
     def _refresh_training(self) -> None:
         f = self._file
         arrays = [f[path].shape[0] for names in self._arrays.values() for path in names.values()]
-        n_ckpt = min(f["checkpoints/step"].shape[0], *arrays,
-                     *(hdf5.ragged_rows(f["checkpoints"], n) for n in CHECKPOINT_RAGGED))
+        n_ckpt = min(
+            f["checkpoints/step"].shape[0], *arrays, *(hdf5.ragged_rows(f["checkpoints"], n) for n in CHECKPOINT_RAGGED)
+        )
         step_columns = STEP_INT_COLUMNS + step_float_columns(self.schema) + ("perturbation_shape",)
-        n_steps = min(hdf5.group_length(f["steps"], step_columns),
-                      *(hdf5.ragged_rows(f["steps"], n) for n in STEP_RAGGED))
+        n_steps = min(
+            hdf5.group_length(f["steps"], step_columns), *(hdf5.ragged_rows(f["steps"], n) for n in STEP_RAGGED)
+        )
         # a writer that failed mid-write (the disk full) can leave a last row whose JSON was reserved but
         # never written: such a row is not whole, as if the writer had been killed before it
         while n_ckpt and not all(_json_whole(f["checkpoints"], n, n_ckpt - 1) for n in CHECKPOINT_RAGGED):
@@ -251,13 +284,14 @@ class SessionReader:
         # their data never written: zeros): a step counts once its rows and its checkpoint are the bytes written.
         # A live writer's file is whole at every flush (SWMR), and a reader's chunk cache may lag it: not checked.
         if self.schema not in SCHEMAS_BEFORE_DIGESTS and not writer_holds_lock(self.path):
-            while n_ckpt and not (self._step_whole(int(steps[n_ckpt - 1]), recorded)
-                                  and self._checkpoint_whole(n_ckpt - 1)):
+            while n_ckpt and not (
+                self._step_whole(int(steps[n_ckpt - 1]), recorded) and self._checkpoint_whole(n_ckpt - 1)
+            ):
                 n_ckpt -= 1
         self.n_steps = n_steps
         self.checkpoint_steps = f["checkpoints/step"][:n_ckpt]
         self.n_checkpoints = n_ckpt
-        if n_steps:                       # the queries of complete step rows only: never a row of a torn step
+        if n_steps:  # the queries of complete step rows only: never a row of a torn step
             self.n_queries = min(self.n_queries, int(recorded[-1]))
 
     def _step_whole(self, step: int, recorded) -> bool:
@@ -282,14 +316,17 @@ class SessionReader:
         state = hdf5.json_value(hdf5.ragged_row(self._file["checkpoints"], "trainer_state", index))
         if not isinstance(state, dict) or ARRAYS_DIGEST not in state:
             return True
-        rows = {f"{group}/{name}": np.asarray(self._file[path][index]) for group, names in self._arrays.items()
-                for name, path in names.items()}
+        rows = {
+            f"{group}/{name}": np.asarray(self._file[path][index])
+            for group, names in self._arrays.items()
+            for name, path in names.items()
+        }
         return rows_digest(rows) == state[ARRAYS_DIGEST]
 
     def _count_points(self) -> int:
         if self._stores("points"):
             return hdf5.group_length(self._file["points"], POINT_INT_COLUMNS + POINT_FLOAT_COLUMNS)
-        return self.valid_lengths()["steps"]         # a /1 sweep: one complete step per point
+        return self.valid_lengths()["steps"]  # a /1 sweep: one complete step per point
 
     @property
     def last_complete_step(self) -> int | None:
@@ -305,11 +342,13 @@ class SessionReader:
         last = self.last_complete_step
         if last is None:
             return {"queries": 0, "steps": 0, "checkpoints": 0}
-        steps = self._file["steps/step"][:self.n_steps]
-        query_steps = self._file["queries/step"][:self.n_queries]
-        return {"queries": int(np.searchsorted(query_steps, last, side="right")),
-                "steps": int(np.searchsorted(steps, last, side="right")),
-                "checkpoints": self.n_checkpoints}
+        steps = self._file["steps/step"][: self.n_steps]
+        query_steps = self._file["queries/step"][: self.n_queries]
+        return {
+            "queries": int(np.searchsorted(query_steps, last, side="right")),
+            "steps": int(np.searchsorted(steps, last, side="right")),
+            "checkpoints": self.n_checkpoints,
+        }
 
     @property
     @_damaged_is_user_error
@@ -343,10 +382,12 @@ class SessionReader:
         """Columns of query rows ``start:stop`` (valid rows only) as numpy arrays; ``role`` stays a code."""
         stop = self.n_queries if stop is None else min(stop, self.n_queries)
         names = tuple(fields) if fields is not None else tuple(QUERY_COLUMNS)
-        stored = {name: self._file[f"queries/{name}"][start:stop]
-                  for name in names if name in self._query_columns
-                  or (name in QUERY_TIME_COLUMNS and name in self._file["queries"])}
-        for name in set(names).intersection(QUERY_TIME_COLUMNS) - set(stored):   # a file from before them
+        stored = {
+            name: self._file[f"queries/{name}"][start:stop]
+            for name in names
+            if name in self._query_columns or (name in QUERY_TIME_COLUMNS and name in self._file["queries"])
+        }
+        for name in set(names).intersection(QUERY_TIME_COLUMNS) - set(stored):  # a file from before them
             stored[name] = np.full(max(stop - start, 0), np.nan)
         if len(stored) < len(names):
             roles = stored["role"] if "role" in stored else self._file["queries/role"][start:stop]
@@ -386,7 +427,7 @@ class SessionReader:
         for row in range(rows):
             try:
                 out.append(hdf5.json_value(hdf5.ragged_row(self._file[group], "record", row)))
-            except ValueError:                 # a last row a writer did not finish: not whole
+            except ValueError:  # a last row a writer did not finish: not whole
                 break
         return out
 
@@ -411,8 +452,10 @@ class SessionReader:
         """Scalar step columns (valid rows) as numpy arrays."""
         self._require_steps()
         stored = STEP_INT_COLUMNS + step_float_columns(self.schema)
-        return {name: self._file[f"steps/{name}"][:self.n_steps] if name in stored else np.full(self.n_steps, np.nan)
-                for name in STEP_INT_COLUMNS + STEP_FLOAT_COLUMNS}
+        return {
+            name: self._file[f"steps/{name}"][: self.n_steps] if name in stored else np.full(self.n_steps, np.nan)
+            for name in STEP_INT_COLUMNS + STEP_FLOAT_COLUMNS
+        }
 
     @_damaged_is_user_error
     def perturbation(self, row: int):
@@ -440,10 +483,14 @@ class SessionReader:
             raise IndexError(f"checkpoint {index} of {self.n_checkpoints}")
         index %= self.n_checkpoints
         c = self._file["checkpoints"]
-        return Checkpoint(step=int(c["step"][index]), params=self._array_row("params", index),
-                          optimizer_state=self._array_row("optimizer", index),
-                          rng_states=hdf5.json_value(hdf5.ragged_row(c, "rng_states", index)),
-                          trainer_state=self._trainer_state(index), method_state=self._array_row("method", index))
+        return Checkpoint(
+            step=int(c["step"][index]),
+            params=self._array_row("params", index),
+            optimizer_state=self._array_row("optimizer", index),
+            rng_states=hdf5.json_value(hdf5.ragged_row(c, "rng_states", index)),
+            trainer_state=self._trainer_state(index),
+            method_state=self._array_row("method", index),
+        )
 
     @_damaged_is_user_error
     def checkpoint_params(self, index: int) -> dict:
@@ -453,16 +500,16 @@ class SessionReader:
         return {name: self._file[path][index] for name, path in self._arrays.get(group, {}).items()}
 
     def _trainer_state(self, index: int) -> dict:
-        ends = self._file["checkpoints/trainer_state_end"][:index + 1]
-        blob = self._file["checkpoints/trainer_state"][:int(ends[-1])].tobytes()
+        ends = self._file["checkpoints/trainer_state_end"][: index + 1]
+        blob = self._file["checkpoints/trainer_state"][: int(ends[-1])].tobytes()
         history: list[dict] = []
         state, start = {}, 0
         for end in ends:
-            state = json.loads(blob[start:int(end)].decode("utf-8"))
+            state = json.loads(blob[start : int(end)].decode("utf-8"))
             state.pop(ARRAYS_DIGEST, None)
             start = int(end)
             if "history_tail" in state:
-                history = history[:state.pop("history_from")] + state.pop("history_tail")
+                history = history[: state.pop("history_from")] + state.pop("history_tail")
                 state["history"] = history
         return state
 
@@ -477,8 +524,9 @@ class SessionReader:
         if self.kind != "sweep":
             self._fail(f"records a {self.kind}: it has no points")
         if self._stores("points"):
-            return {name: self._file[f"points/{name}"][:self.n_points]
-                    for name in POINT_FLOAT_COLUMNS + POINT_INT_COLUMNS}
+            return {
+                name: self._file[f"points/{name}"][: self.n_points] for name in POINT_FLOAT_COLUMNS + POINT_INT_COLUMNS
+            }
         return self._points_from_steps()
 
     def _points_from_steps(self) -> dict:
@@ -486,8 +534,10 @@ class SessionReader:
         n = self.n_points
         extras = [self.step_extra(row) for row in range(n)]
         extras = [extra if isinstance(extra, dict) else {} for extra in extras]
-        points = {name: np.array([float(extra.get(name, math.nan)) for extra in extras], dtype=np.float64)
-                  for name in POINT_VALUES}
+        points = {
+            name: np.array([float(extra.get(name, math.nan)) for extra in extras], dtype=np.float64)
+            for name in POINT_VALUES
+        }
         steps = self.steps()
         points["wall_time"] = steps["wall_time"][:n]
         points["queries"] = steps["queries"][:n]
@@ -502,4 +552,3 @@ class SessionReader:
 
     def __exit__(self, *exc):
         self.close()
-

@@ -48,10 +48,19 @@ ROLES = ("calibration", "baseline", "plus", "minus", "eval", "sweep", "test")  #
 ROLE_CODES = {name: code for code, name in enumerate(ROLES)}
 
 QUERY_COLUMNS = {  # name: (dtype, has a width)
-    "index": ("int64", False), "step": ("int64", False), "role": ("uint8", False), "direction": ("int32", False),
-    "sample": ("int32", False), "layer": ("int16", False), "token": ("int32", False),
-    "u": ("float64", True), "settings": ("float64", True), "spectrum": ("float32", True),
-    "features": ("float64", True), "timestamp": ("float64", False), "attempts": ("int32", False),
+    "index": ("int64", False),
+    "step": ("int64", False),
+    "role": ("uint8", False),
+    "direction": ("int32", False),
+    "sample": ("int32", False),
+    "layer": ("int16", False),
+    "token": ("int32", False),
+    "u": ("float64", True),
+    "settings": ("float64", True),
+    "spectrum": ("float32", True),
+    "features": ("float64", True),
+    "timestamp": ("float64", False),
+    "attempts": ("int32", False),
 }
 QUERY_COLUMNS_SINCE_V2 = ("layer", "token")
 QUERY_COLUMNS_SINCE_V3 = ("index",)
@@ -63,8 +72,19 @@ QUERY_TIME_COLUMNS = ("wall_seconds", "sim_time", "temperature_c", "field_mt")
 
 STEP_INT_COLUMNS = ("step", "training_queries", "eval_queries", "queries")
 STEP_FLOAT_COLUMNS_SINCE_V2 = ("validation_loss", "validation_accuracy")
-STEP_FLOAT_COLUMNS = ("loss", "loss_plus", "loss_minus", "grad_norm", "lr", "train_loss", "test_loss",
-                      "train_accuracy", "test_accuracy", "measure_seconds", "wall_time") + STEP_FLOAT_COLUMNS_SINCE_V2
+STEP_FLOAT_COLUMNS = (
+    "loss",
+    "loss_plus",
+    "loss_minus",
+    "grad_norm",
+    "lr",
+    "train_loss",
+    "test_loss",
+    "train_accuracy",
+    "test_accuracy",
+    "measure_seconds",
+    "wall_time",
+) + STEP_FLOAT_COLUMNS_SINCE_V2
 STEP_RAGGED = {"perturbation": "int8", "extra": "uint8"}
 PERTURBATION_DIMS = 4
 
@@ -74,12 +94,19 @@ CHECKPOINT_RAGGED = ("rng_states", "trainer_state")
 
 POINT_INT_COLUMNS = ("queries",)
 POINT_FLOAT_COLUMNS = ("value", "peak_frequency_hz", "peak_power_dbm", "margin_db", "wall_time")
-POINT_VALUES = POINT_FLOAT_COLUMNS[:4]   # what a sweep reports per point (wall_time and queries are the writer's)
+POINT_VALUES = POINT_FLOAT_COLUMNS[:4]  # what a sweep reports per point (wall_time and queries are the writer's)
 
-SWEEP_FIELDS = {"instrument": (str,), "setting": (str,), "start": (int, float), "stop": (int, float),
-                "points": (int,), "tones": (bool,), "margin_db": (int, float)}   # of config["sweep"], by type
+SWEEP_FIELDS = {
+    "instrument": (str,),
+    "setting": (str,),
+    "start": (int, float),
+    "stop": (int, float),
+    "points": (int,),
+    "tones": (bool,),
+    "margin_db": (int, float),
+}  # of config["sweep"], by type
 
-NUMERIC_KINDS = "biuf"                   # numpy dtype kinds a checkpoint array may have
+NUMERIC_KINDS = "biuf"  # numpy dtype kinds a checkpoint array may have
 
 
 # --------------------------------------------------------------------------- what a valid file holds
@@ -153,8 +180,11 @@ def missing_query_column(name: str, start: int, roles: np.ndarray, sweep_code: i
     if name == "index":
         return np.arange(start, start + roles.shape[0], dtype=np.int64)
     if name == "layer":
-        return np.where(roles == sweep_code, -1, 0).astype(np.int16) if sweep_code is not None \
+        return (
+            np.where(roles == sweep_code, -1, 0).astype(np.int16)
+            if sweep_code is not None
             else np.zeros(roles.shape, dtype=np.int16)
+        )
     return np.full(roles.shape, -1, dtype=np.int32)
 
 
@@ -162,13 +192,30 @@ def missing_query_column(name: str, start: int, roles: np.ndarray, sweep_code: i
 #: ``units`` of each physical dataset (UDUNITS spelling); queries/settings and points/value take theirs from
 #: the setting's name (:func:`setting_units`)
 UNITS = {
-    "frequencies": "Hz", "queries/spectrum": "dBm", "queries/timestamp": "s", "queries/wall_seconds": "s",
-    "queries/sim_time": "s", "queries/temperature_c": "°C", "queries/field_mt": "mT", "steps/measure_seconds": "s", "steps/wall_time": "s",
-    "points/peak_frequency_hz": "Hz", "points/peak_power_dbm": "dBm", "points/margin_db": "dB",
+    "frequencies": "Hz",
+    "queries/spectrum": "dBm",
+    "queries/timestamp": "s",
+    "queries/wall_seconds": "s",
+    "queries/sim_time": "s",
+    "queries/temperature_c": "°C",
+    "queries/field_mt": "mT",
+    "steps/measure_seconds": "s",
+    "steps/wall_time": "s",
+    "points/peak_frequency_hz": "Hz",
+    "points/peak_power_dbm": "dBm",
+    "points/margin_db": "dB",
     "points/wall_time": "s",
 }
 #: a setting's units by the end of its name (``gen1.power_dbm``, ``ring.field_mt``, …)
-SETTING_UNIT_SUFFIXES = (("_dbm", "dBm"), ("_hz", "Hz"), ("_db", "dB"), ("_mt", "mT"), ("_c", "°C"), ("_s", "s"), ("_a", "A"))
+SETTING_UNIT_SUFFIXES = (
+    ("_dbm", "dBm"),
+    ("_hz", "Hz"),
+    ("_db", "dB"),
+    ("_mt", "mT"),
+    ("_c", "°C"),
+    ("_s", "s"),
+    ("_a", "A"),
+)
 
 
 def setting_units(name: str) -> str:
@@ -211,8 +258,8 @@ def array_name(dataset: str) -> str:
 
 
 # --------------------------------------------------------------------------- what makes a step whole
-QUERIES_DIGEST = "_queries_crc32"     # in a step's ``extra``: the CRC-32 of its query rows, as written
-ARRAYS_DIGEST = "_arrays_crc32"       # in a checkpoint's ``trainer_state``: the CRC-32 of its arrays
+QUERIES_DIGEST = "_queries_crc32"  # in a step's ``extra``: the CRC-32 of its query rows, as written
+ARRAYS_DIGEST = "_arrays_crc32"  # in a checkpoint's ``trainer_state``: the CRC-32 of its arrays
 
 
 def rows_digest(columns: dict) -> int:

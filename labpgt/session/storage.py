@@ -33,7 +33,7 @@ from pathlib import Path
 from labpgt.errors import UserError
 
 EXIT_STATUS = 74
-MARGIN_BYTES = 1 << 20          # the file's own metadata beside a step's rows (SWMR flushes write a few kB)
+MARGIN_BYTES = 1 << 20  # the file's own metadata beside a step's rows (SWMR flushes write a few kB)
 
 
 class StorageFault(UserError):
@@ -77,8 +77,11 @@ class Storage:
         if where is None:
             raise self._rescue("was deleted, or the file system holding it went away,")
         if where != self.path.resolve():
-            raise self._fault(f"{self.path} was moved to {where} while the run wrote it; RF is off and the session "
-                              f"there holds every complete step: continue with labpgt train --resume {where}", where)
+            raise self._fault(
+                f"{self.path} was moved to {where} while the run wrote it; RF is off and the session "
+                f"there holds every complete step: continue with labpgt train --resume {where}",
+                where,
+            )
         directory = self.path.parent
         try:
             read_only, free = _read_only(directory), _free_bytes(directory)
@@ -87,11 +90,13 @@ class Storage:
         if read_only:
             raise self.failed(OSError(errno.EROFS, os.strerror(errno.EROFS)))
         if free < needed_bytes + MARGIN_BYTES:
-            self.neutralise()          # closing must not write into the last of the space either
-            raise self._fault(f"the disk holding {self.path} is full ({free / 1e6:.1f} MB free; the next step needs "
-                              f"{(needed_bytes + MARGIN_BYTES) / 1e6:.1f} MB); RF is off and the session holds every "
-                              f"complete step: free some space, then continue with labpgt train --resume {self.path}",
-                              self.path)
+            self.neutralise()  # closing must not write into the last of the space either
+            raise self._fault(
+                f"the disk holding {self.path} is full ({free / 1e6:.1f} MB free; the next step needs "
+                f"{(needed_bytes + MARGIN_BYTES) / 1e6:.1f} MB); RF is off and the session holds every "
+                f"complete step: free some space, then continue with labpgt train --resume {self.path}",
+                self.path,
+            )
 
     def current_path(self) -> Path | None:
         """Where the open file is now: its path, another (moved), or None (deleted, or its file system gone)."""
@@ -102,7 +107,7 @@ class Storage:
             pass
         try:
             link = os.readlink(f"/proc/self/fd/{self.fd}")
-        except OSError:                    # no /proc (not Linux): nothing more is known
+        except OSError:  # no /proc (not Linux): nothing more is known
             return None
         if link.endswith(" (deleted)") or not os.path.exists(link):
             return None
@@ -113,14 +118,21 @@ class Storage:
         """The fault of a write that raised ``exc`` (an OSError, or h5py's error naming the errno); the file is
         neutralised (see the module) so that closing it writes nothing more."""
         code: int | None = getattr(exc, "errno", None) or _errno_in(str(exc))
-        what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
-                errno.EROFS: "its file system turned read-only", errno.EIO: "a write error (EIO) on its disk",
-                errno.ENOENT: "its file system went away", errno.ESTALE: "its network share went away"}.get(
-                    code or 0, f"writing it failed ({os.strerror(code) if code else str(exc).splitlines()[0]})")
+        what = {
+            errno.ENOSPC: "the disk is full",
+            errno.EDQUOT: "the disk quota is exhausted",
+            errno.EROFS: "its file system turned read-only",
+            errno.EIO: "a write error (EIO) on its disk",
+            errno.ENOENT: "its file system went away",
+            errno.ESTALE: "its network share went away",
+        }.get(code or 0, f"writing it failed ({os.strerror(code) if code else str(exc).splitlines()[0]})")
         self.neutralise()
-        return self._fault(f"{self.path}: {what}; RF is off and the file holds every step completed before it, "
-                           f"whole: once the disk is writable again, continue with labpgt train --resume "
-                           f"{self.path}", self.path)
+        return self._fault(
+            f"{self.path}: {what}; RF is off and the file holds every step completed before it, "
+            f"whole: once the disk is writable again, continue with labpgt train --resume "
+            f"{self.path}",
+            self.path,
+        )
 
     def neutralise(self) -> None:
         """Point the file's descriptor at /dev/null: HDF5 closes it without writing (or crashing)."""
@@ -143,8 +155,11 @@ class Storage:
             shutil.copyfile(f"/proc/self/fd/{self.fd}", target)
         except OSError:
             return self._fault(f"{self.path} {what} while the run wrote it, and could not be rescued; RF is off", None)
-        return self._fault(f"{self.path} {what} while the run wrote it; RF is off and its complete steps are rescued "
-                           f"in {target}: continue with labpgt train --resume {target}", target)
+        return self._fault(
+            f"{self.path} {what} while the run wrote it; RF is off and its complete steps are rescued "
+            f"in {target}: continue with labpgt train --resume {target}",
+            target,
+        )
 
     def _fault(self, message: str, where: Path | None) -> StorageFault:
         self.fault = StorageFault(message, where)
@@ -157,7 +172,7 @@ def _errno_in(text: str) -> int | None:
     at = text.find(marker)
     if at < 0:
         return None
-    digits = "".join(ch for ch in text[at + len(marker):at + len(marker) + 4] if ch.isdigit())
+    digits = "".join(ch for ch in text[at + len(marker) : at + len(marker) + 4] if ch.isdigit())
     return int(digits) if digits else None
 
 
@@ -169,14 +184,19 @@ def room_for(path: Path, one_step_bytes: int, run_bytes: int) -> str | None:
         directory.mkdir(parents=True, exist_ok=True)
         read_only, free = _read_only(directory), _free_bytes(directory)
     except OSError as exc:
-        raise StorageFault(f"cannot write a session in {directory}: {exc.strerror or exc}; nothing was measured") \
-            from None
+        raise StorageFault(
+            f"cannot write a session in {directory}: {exc.strerror or exc}; nothing was measured"
+        ) from None
     if read_only:
         raise StorageFault(f"the file system holding {directory} is read-only; nothing was measured")
     if free < one_step_bytes + 2 * MARGIN_BYTES:
-        raise StorageFault(f"the disk holding {directory} has {free / 1e6:.1f} MB free, not enough for one step of "
-                           f"this run ({(one_step_bytes + 2 * MARGIN_BYTES) / 1e6:.1f} MB); nothing was measured")
+        raise StorageFault(
+            f"the disk holding {directory} has {free / 1e6:.1f} MB free, not enough for one step of "
+            f"this run ({(one_step_bytes + 2 * MARGIN_BYTES) / 1e6:.1f} MB); nothing was measured"
+        )
     if free < run_bytes + MARGIN_BYTES:
-        return (f"the disk holding {directory} has {free / 1e6:.0f} MB free and this run is expected to write about "
-                f"{run_bytes / 1e6:.0f} MB: it will stop, its complete steps saved, when the disk is full")
+        return (
+            f"the disk holding {directory} has {free / 1e6:.0f} MB free and this run is expected to write about "
+            f"{run_bytes / 1e6:.0f} MB: it will stop, its complete steps saved, when the disk is full"
+        )
     return None

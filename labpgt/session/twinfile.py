@@ -77,7 +77,9 @@ def read_twin_file(path, param_names) -> TwinRecord:
     except UserError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise UserError(f"{path.name} is not a readable twin file: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        raise UserError(
+            f"{path.name} is not a readable twin file: {str(exc).splitlines()[0] if str(exc) else exc}"
+        ) from None
     if not isinstance(tables["layout"], dict) or not isinstance(tables["spec"], dict):
         raise UserError(f"{path.name}: damaged layout")
     return TwinRecord(params=params, arrays=arrays, **tables)

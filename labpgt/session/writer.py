@@ -26,20 +26,42 @@ from labpgt.errors import UserError
 from labpgt.recording import Checkpoint
 from labpgt.session import hdf5
 from labpgt.session.liveness import WriterLock
-from labpgt.session.storage import Storage, StorageFault, _free_bytes
 from labpgt.session.nexus import describe
 from labpgt.session.reader import SessionReader
-from labpgt.session.schema import (PAUSE_GROUPS, ARRAYS_DIGEST, CHECKPOINT_ARRAYS, QUERIES_DIGEST, rows_digest, CHECKPOINT_ARRAYS_SINCE_V2, CHECKPOINT_RAGGED, KIND_GROUPS,
-                                   NUMERIC_KINDS, PERTURBATION_DIMS, POINT_FLOAT_COLUMNS, POINT_INT_COLUMNS,
-                                   QUERY_COLUMNS, QUERY_TIME_COLUMNS, ROLE_CODES, ROLES,
-                                   SCHEMA, SCHEMA_V1, STEP_FLOAT_COLUMNS, STEP_FLOAT_COLUMNS_SINCE_V2, STEP_INT_COLUMNS, STEP_RAGGED,
-                                   array_name, dataset_name, query_columns)
+from labpgt.session.schema import (
+    ARRAYS_DIGEST,
+    CHECKPOINT_ARRAYS,
+    CHECKPOINT_ARRAYS_SINCE_V2,
+    CHECKPOINT_RAGGED,
+    KIND_GROUPS,
+    NUMERIC_KINDS,
+    PAUSE_GROUPS,
+    PERTURBATION_DIMS,
+    POINT_FLOAT_COLUMNS,
+    POINT_INT_COLUMNS,
+    QUERIES_DIGEST,
+    QUERY_COLUMNS,
+    QUERY_TIME_COLUMNS,
+    ROLE_CODES,
+    ROLES,
+    SCHEMA,
+    SCHEMA_V1,
+    STEP_FLOAT_COLUMNS,
+    STEP_FLOAT_COLUMNS_SINCE_V2,
+    STEP_INT_COLUMNS,
+    STEP_RAGGED,
+    array_name,
+    dataset_name,
+    query_columns,
+    rows_digest,
+)
+from labpgt.session.storage import Storage, StorageFault, _free_bytes
 
 QUERY_CHUNK_ROWS = 256
 STEP_CHUNK_ROWS = 64
 CHECKPOINT_CHUNK_ROWS = 16
-COMPACT_ABOVE = 0.02     # dead fraction of a file worth a rewrite at close
-STEP_ROW_BYTES = 1 << 16     # a step's or a point's own row, its JSON and perturbation (small; checked with the rows)
+COMPACT_ABOVE = 0.02  # dead fraction of a file worth a rewrite at close
+STEP_ROW_BYTES = 1 << 16  # a step's or a point's own row, its JSON and perturbation (small; checked with the rows)
 
 
 # --------------------------------------------------------------------------- the root config
@@ -49,15 +71,20 @@ def session_config(train: dict, reservoir, model: dict | None = None, engine: st
     it, and — for a reservoir that models another (a twin) — the ``layout`` of what it models."""
     train = dict(train)
     bench = getattr(reservoir, "config", None)
-    config = {"train": train,
-              "bench": bench.to_dict() if bench is not None and hasattr(bench, "to_dict") else None,
-              "reservoir": {"input_width": int(reservoir.input_width), "feature_width": int(reservoir.feature_width),
-                            "setting_names": list(getattr(reservoir, "setting_names", ()))}}
+    config = {
+        "train": train,
+        "bench": bench.to_dict() if bench is not None and hasattr(bench, "to_dict") else None,
+        "reservoir": {
+            "input_width": int(reservoir.input_width),
+            "feature_width": int(reservoir.feature_width),
+            "setting_names": list(getattr(reservoir, "setting_names", ())),
+        },
+    }
     if model is not None:
         config["model"] = dict(model)
     if engine is not None:
         config["engine"] = engine
-    layout = getattr(reservoir, "layout", None)       # a twin says what the reservoir it models measured
+    layout = getattr(reservoir, "layout", None)  # a twin says what the reservoir it models measured
     if isinstance(layout, dict):
         config["layout"] = dict(layout)
     return config
@@ -69,10 +96,15 @@ def sweep_session_config(sweep: dict, bench: dict, bins: int) -> dict:
 
     Each point is one query of one input (the position along the sweep) giving the bench's features.
     """
-    return {"sweep": dict(sweep),
-            "bench": dict(bench),
-            "reservoir": {"input_width": 1, "feature_width": int(bins),
-                          "setting_names": [f"{sweep['instrument']}.{sweep['setting']}"]}}
+    return {
+        "sweep": dict(sweep),
+        "bench": dict(bench),
+        "reservoir": {
+            "input_width": 1,
+            "feature_width": int(bins),
+            "setting_names": [f"{sweep['instrument']}.{sweep['setting']}"],
+        },
+    }
 
 
 def versions() -> dict:
@@ -80,13 +112,20 @@ def versions() -> dict:
     import labpgt
     from labpgt.numerics import fingerprint
 
-    return {"labpgt": labpgt.__version__, "numpy": np.__version__, "h5py": h5py.__version__,
-            "hdf5": h5py.version.hdf5_version, "python": platform.python_version(), "numerics": fingerprint()}
+    return {
+        "labpgt": labpgt.__version__,
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+        "hdf5": h5py.version.hdf5_version,
+        "python": platform.python_version(),
+        "numerics": fingerprint(),
+    }
 
 
 # --------------------------------------------------------------------------- creating a file
-def _new_file(path, kind: str, config: dict, frequencies, instruments, lay_out_kind,
-              resolution_db: float | None = None) -> h5py.File:
+def _new_file(
+    path, kind: str, config: dict, frequencies, instruments, lay_out_kind, resolution_db: float | None = None
+) -> h5py.File:
     """A new file at ``path`` (overwritten) with the root, the queries and ``lay_out_kind(file)``, described
     (:mod:`labpgt.session.nexus`), in SWMR mode; ``resolution_db``: the grid the spectra are on, when they are
     quantised."""
@@ -116,12 +155,15 @@ def _lay_out_queries(f, reservoir: dict, points: int, compress: bool) -> None:
     """The query columns, compressed (schema.py, Storage) unless ``compress`` is False (a sweep: one row a
     point, each of which would rewrite a compressed chunk and, under SWMR, leave its old copy behind)."""
     setting_names = list(reservoir.get("setting_names", ()))
-    widths = {"u": (int(reservoir["input_width"]),), "settings": (len(setting_names),), "spectrum": (points,),
-              "features": (int(reservoir["feature_width"]),)}
+    widths = {
+        "u": (int(reservoir["input_width"]),),
+        "settings": (len(setting_names),),
+        "spectrum": (points,),
+        "features": (int(reservoir["feature_width"]),),
+    }
     q = f.create_group("queries")
     for name, (dtype, wide) in QUERY_COLUMNS.items():
-        hdf5.row_dataset(q, name, dtype, widths[name] if wide else (), chunk_rows=QUERY_CHUNK_ROWS,
-                         compress=compress)
+        hdf5.row_dataset(q, name, dtype, widths[name] if wide else (), chunk_rows=QUERY_CHUNK_ROWS, compress=compress)
     for name in QUERY_TIME_COLUMNS:
         hdf5.row_dataset(q, name, "float64", chunk_rows=QUERY_CHUNK_ROWS, compress=compress)
     q["role"].attrs["names"] = json.dumps(list(ROLES))
@@ -193,8 +235,10 @@ def _checkpoint_layout(template: Checkpoint) -> dict:
 
 def _numeric_dtype(group_name: str, name: str, array: np.ndarray) -> str:
     if array.dtype.kind not in NUMERIC_KINDS:
-        raise ValueError(f"checkpoint {group_name} array {name!r} has dtype {array.dtype}; a session stores "
-                         f"numbers only (bool, int, uint, float)")
+        raise ValueError(
+            f"checkpoint {group_name} array {name!r} has dtype {array.dtype}; a session stores "
+            f"numbers only (bool, int, uint, float)"
+        )
     return array.dtype.str
 
 
@@ -220,7 +264,7 @@ class _QueryWriter:
         self._pending: dict[str, list] = {k: [] for k in (*QUERY_COLUMNS, *self._times)}
         self._pending_rows = 0
         self._query_rows = hdf5.group_length(self._queries, QUERY_COLUMNS)
-        self._lock = WriterLock(self.path)         # readers see "in progress" while this writer lives
+        self._lock = WriterLock(self.path)  # readers see "in progress" while this writer lives
         self._storage = Storage(self.path, f.id.get_vfd_handle())
 
     def record_queries(self, labels, U, measurement) -> None:
@@ -233,8 +277,10 @@ class _QueryWriter:
         n = U.shape[0]
         features = np.asarray(measurement.features, dtype=np.float64)
         if U.shape != (n, self._widths["u"]) or features.shape != (n, self._widths["features"]):
-            raise ValueError(f"record_queries: U {U.shape} / features {features.shape} do not match the session "
-                             f"(d = {self._widths['u']}, m = {self._widths['features']})")
+            raise ValueError(
+                f"record_queries: U {U.shape} / features {features.shape} do not match the session "
+                f"(d = {self._widths['u']}, m = {self._widths['features']})"
+            )
         p = self._pending
         first = self._query_rows + self._pending_rows
         p["index"].append(np.arange(first, first + n, dtype=np.int64))
@@ -310,8 +356,10 @@ class _QueryWriter:
             if self.fault is None:
                 try:
                     self._file.flush()
-                    compact = hdf5.dead_fraction(self._file) > COMPACT_ABOVE and \
-                        _free_bytes(self.path.parent) > 2 * self.path.stat().st_size
+                    compact = (
+                        hdf5.dead_fraction(self._file) > COMPACT_ABOVE
+                        and _free_bytes(self.path.parent) > 2 * self.path.stat().st_size
+                    )
                 except (OSError, RuntimeError) as exc:
                     if isinstance(exc, RuntimeError) and not _is_io_error(exc):
                         raise
@@ -380,17 +428,29 @@ class SessionWriter(_QueryWriter):
         super().__init__(f)
         self._steps = hdf5.Handles(f["steps"])
         self._checkpoints = hdf5.Handles(f["checkpoints"])
-        self._arrays = {group: {array_name(ds): f[f"checkpoints/{group}/{ds}"] for ds in f[f"checkpoints/{group}"]}
-                        for group in CHECKPOINT_ARRAYS}
+        self._arrays = {
+            group: {array_name(ds): f[f"checkpoints/{group}/{ds}"] for ds in f[f"checkpoints/{group}"]}
+            for group in CHECKPOINT_ARRAYS
+        }
         self._history_len = history_len
 
     # ---- construction
     @classmethod
-    def create(cls, path, config: dict, template: Checkpoint | None = None, *, kind: str = "training",
-               params_template: dict | None = None, optimizer_template: dict | None = None,
-               method_template: dict | None = None, frequencies=None,
-               instruments: dict | None = None, prior=None,
-               resolution_db: float | None = None) -> "SessionWriter":
+    def create(
+        cls,
+        path,
+        config: dict,
+        template: Checkpoint | None = None,
+        *,
+        kind: str = "training",
+        params_template: dict | None = None,
+        optimizer_template: dict | None = None,
+        method_template: dict | None = None,
+        frequencies=None,
+        instruments: dict | None = None,
+        prior=None,
+        resolution_db: float | None = None,
+    ) -> SessionWriter:
         """A new session file at ``path`` (overwritten) of a run of ``kind`` with steps and checkpoints.
 
         ``config`` as from :func:`session_config`. ``template`` (a :class:`~labpgt.recording.Checkpoint`,
@@ -407,10 +467,11 @@ class SessionWriter(_QueryWriter):
             _lay_out_training(f, layout)
             if prior is not None:
                 _lay_out_prior(f, *prior)
+
         return cls(_new_file(path, kind, config, frequencies, instruments, lay_out, resolution_db))
 
     @classmethod
-    def open_for_resume(cls, path) -> tuple["SessionWriter", Checkpoint | None]:
+    def open_for_resume(cls, path) -> tuple[SessionWriter, Checkpoint | None]:
         """Reopen an interrupted training to continue it: ``(writer, last complete checkpoint or None)``.
 
         Every row after the last complete step is dropped — in particular the queries of a
@@ -459,11 +520,14 @@ class SessionWriter(_QueryWriter):
         flat = np.zeros(0, dtype=np.int8)
         if perturbation is not None:
             perturbation = np.asarray(perturbation)
-            if perturbation.ndim > PERTURBATION_DIMS or not np.all(perturbation == np.round(perturbation)) \
-                    or np.abs(perturbation).max(initial=0) > 127:
-                values["perturbation"] = perturbation.tolist()   # not small integers: keep it exactly, as JSON
+            if (
+                perturbation.ndim > PERTURBATION_DIMS
+                or not np.all(perturbation == np.round(perturbation))
+                or np.abs(perturbation).max(initial=0) > 127
+            ):
+                values["perturbation"] = perturbation.tolist()  # not small integers: keep it exactly, as JSON
             else:
-                shape[:perturbation.ndim] = perturbation.shape
+                shape[: perturbation.ndim] = perturbation.shape
                 flat = perturbation.astype(np.int8).ravel()
         hdf5.append(self._steps["perturbation_shape"], shape[None, :])
         hdf5.append_ragged(self._steps, "perturbation", flat)
@@ -482,8 +546,9 @@ class SessionWriter(_QueryWriter):
         for group_name, group in arrays.items():
             datasets = self._arrays[group_name]
             if set(group) != set(datasets):
-                raise ValueError(f"checkpoint {group_name} {sorted(group)} differ from the session's "
-                                 f"{sorted(datasets)}")
+                raise ValueError(
+                    f"checkpoint {group_name} {sorted(group)} differ from the session's {sorted(datasets)}"
+                )
             for name, array in group.items():
                 row = np.asarray(array, dtype=datasets[name].dtype)
                 hdf5.append(datasets[name], row[None, ...])
@@ -517,8 +582,11 @@ class SessionWriter(_QueryWriter):
             checks = self._file["checks"]
             with self._writing():
                 width = checks["spectrum"].shape[1]
-                row = np.full((1, width), np.nan, np.float32) if spectrum is None else \
-                    np.asarray(spectrum, np.float32).reshape(1, width)
+                row = (
+                    np.full((1, width), np.nan, np.float32)
+                    if spectrum is None
+                    else np.asarray(spectrum, np.float32).reshape(1, width)
+                )
                 hdf5.append(checks["spectrum"], row)
                 hdf5.append_ragged(checks, "record", hdf5.json_bytes(record))
                 self._file.flush()
@@ -560,8 +628,9 @@ def _upgrade_copy(f: h5py.File, schema: str, new_columns: dict) -> None:
     (``new_columns``: what the reader shows for them), a /1 file's step columns, checkpoint groups and kind,
     and the description (:mod:`labpgt.session.nexus`)."""
     for name, values in new_columns.items():
-        ds = hdf5.row_dataset(f["queries"], name, QUERY_COLUMNS[name][0], chunk_rows=QUERY_CHUNK_ROWS,
-                              rows=len(values), compress=True)
+        ds = hdf5.row_dataset(
+            f["queries"], name, QUERY_COLUMNS[name][0], chunk_rows=QUERY_CHUNK_ROWS, rows=len(values), compress=True
+        )
         if len(values):
             ds[:] = values
     _lay_out_pauses(f)
@@ -587,8 +656,15 @@ class SweepWriter(_QueryWriter):
         self.n_points = hdf5.group_length(self._points, POINT_INT_COLUMNS + POINT_FLOAT_COLUMNS)
 
     @classmethod
-    def create(cls, path, config: dict, *, frequencies=None, instruments: dict | None = None,
-               resolution_db: float | None = None) -> "SweepWriter":
+    def create(
+        cls,
+        path,
+        config: dict,
+        *,
+        frequencies=None,
+        instruments: dict | None = None,
+        resolution_db: float | None = None,
+    ) -> SweepWriter:
         """A new sweep session at ``path`` (overwritten); ``config`` as from :func:`sweep_session_config`."""
         return cls(_new_file(path, "sweep", config, frequencies, instruments, _lay_out_points, resolution_db))
 
@@ -600,8 +676,9 @@ class SweepWriter(_QueryWriter):
         values = dict(values)
         row = _float_row(values, POINT_FLOAT_COLUMNS)
         if values:
-            raise ValueError(f"record_point: unknown values {sorted(values)}; "
-                             f"a point has {', '.join(POINT_FLOAT_COLUMNS)}")
+            raise ValueError(
+                f"record_point: unknown values {sorted(values)}; a point has {', '.join(POINT_FLOAT_COLUMNS)}"
+            )
         with self._writing(STEP_ROW_BYTES):
             self._write_queries()
             self._sync()
