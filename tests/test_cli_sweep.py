@@ -183,7 +183,7 @@ def test_sigterm_stops_between_points_with_a_valid_incomplete_session(tmp_path):
             break
     out, err = process.communicate(timeout=60)
     assert process.returncode == 143  # 128 + SIGTERM
-    assert "stopped after" in err and "RF is off" in err and "Traceback" not in err
+    assert "stopped (SIGTERM) after" in err and "RF is off" in err and "Traceback" not in err
     assert "session s.h5" in out
     info = inspect_session(tmp_path / "s.h5")
     assert info["kind"] == "sweep" and not info["completed"] and 3 <= info["points"] < 100_000
