@@ -412,9 +412,9 @@ def run_sim(args) -> int:
         bench_file=args.write_bench,
         ring_parts=ring_parts(args),
     ) as served:
-        for name, resource in served.resources.items():
-            print(f"{name} {resource}", flush=True)
-        with signals.stopping_runs(served):
+        with signals.stopping_runs(served):  # before the lines: a client may signal as soon as it has read them
+            for name, resource in served.resources.items():
+                print(f"{name} {resource}", flush=True)
             served.stopped.wait()
     return 0
 
@@ -660,7 +660,14 @@ def build_parser(argv: list[str] | None = None) -> OneLineParser:
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """The ``labpgt`` command; with ``argv`` None it is this process's command and owns its signals to the end."""
+    status = _command(list(sys.argv[1:] if argv is None else argv))
+    if argv is None:
+        signals.exit_at_once_from_now(status)
+    return status
+
+
+def _command(argv: list[str]) -> int:
     try:
         with signals.interrupting():
             with signals.deferred():  # the settings' modules import numpy and JAX: not half-way

@@ -31,6 +31,7 @@ as it does at every moment (:mod:`labpgt.session`).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -78,6 +79,14 @@ def reason(signum: int) -> StopReason:
     from labpgt.engine import StopReason
 
     return StopReason(signal.Signals(signum).name, signum)
+
+
+def exit_at_once_from_now(status: int) -> None:
+    """The command has ended (RF off, its session saved): a stop signal arriving while the interpreter shuts down
+    (a Ctrl+C repeated by an impatient user) ends the process at once with ``status`` instead of raising inside
+    a library's exit handler, which would print a traceback."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: os._exit(status))
 
 
 def _main_thread() -> bool:

@@ -189,8 +189,8 @@ def test_a_benchmark_over_ring_devices_records_each_run_s_device_and_purpose_in_
     for row in b["results"]:
         with SessionReader(row["session"]) as s:
             assert s.config["bench"]["simulator"].get("device", 0) == row["device"] == row["config"]["ring_device"]
-    readouts = [r["final_validation_accuracy"] for r in b["results"] if r["method"] == "readout"]
-    assert readouts[0] != readouts[1]  # another ring, another reservoir
+    readouts = [r["final_params_sha256"] for r in b["results"] if r["method"] == "readout"]
+    assert readouts[0] != readouts[1]  # another ring, another reservoir: another fit (23 validation samples can tie)
     json.dumps(b)
     assert "readout" in levels_report(b) and Path(b["results"][0]["session"]).exists()
 
