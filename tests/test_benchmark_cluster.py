@@ -74,11 +74,6 @@ def cluster(tmp_path):
         log.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN REGRESSION after merging issues 27, 29 and 30 (2026-12-07): a run's config read back from the "
-    "benchmark's JSON no longer reruns it to the same final_params_sha256; open in issue 27",
-)
 def test_a_benchmark_survives_losing_a_worker_and_resumes_the_run_from_its_session(tmp_path, cluster):
     address, client, workers = cluster
     out_dir = tmp_path / "runs"

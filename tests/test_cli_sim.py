@@ -64,8 +64,9 @@ def test_stock_pymeasure_drivers_read_a_tone_through_pyvisa_py(served):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="KNOWN REGRESSION since issue 27's clock (merge 65be48d): the messages over TCP and in process are charged "
-    "differently, so the drift between sweeps differs by one 2^-7 dB step in 22 of 2005 points; open in issue 27",
+    reason="KNOWN REGRESSION since issue 27's clock (merge 65be48d): over TCP the drivers send more messages than "
+    "in process (identity checks at connection, another order of the state's messages) and the clock charges each, "
+    "so the drift between sweeps differs by one 2^-7 dB step in 22 of 2005 points; open in issue 27",
 )
 def test_bench_over_tcp_is_bit_identical_to_the_embedded_bench(served):
     _, resources = served

@@ -78,6 +78,9 @@ class Bench:
         self._known: dict[str, State | None] = dict.fromkeys(config.instruments)
         self._broken: set[str] = set()
         self._verify: set[str] = set()
+        # read once, at connection, whoever asks later: on a clock that charges every message (issue 27) a run
+        # must send the same messages whether or not it keeps a session or prints its instruments
+        self._identities = self._read_identities()
         self._rf_reported = False
         self.field_loops = {
             name: FieldLoop(name, config.instruments[name].options, self._waiter(name)) for name in config.magnets
@@ -466,7 +469,10 @@ class Bench:
             self.simulator.model.rng.bit_generator.state = state["simulator"]
 
     def identities(self) -> dict[str, str]:
-        """Each instrument's ``*IDN?`` answer (recorded in the session file)."""
+        """Each instrument's ``*IDN?`` answer (recorded in the session file), as read at connection."""
+        return dict(self._identities)
+
+    def _read_identities(self) -> dict[str, str]:
         kinds = {name: inst.kind for name, inst in self.config.instruments.items()}
         return {
             name: self._retrying(lambda n=name: kinds[n].identify(self.instruments[n]).strip(), f"identifying {name}")[
