@@ -13,11 +13,6 @@ pytestmark = pytest.mark.slow  # a soak over TCP, processes stopped and resumed
 SOAK = Path(__file__).resolve().parents[1] / "benchmarks" / "reliability_soak.py"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN REGRESSION after merging issues 27 and 29 (2026-12-07): the disturbed run's record differs from "
-    "the undisturbed one (nothing lost or measured twice, but 194 rows different); open in issue 25's note",
-)
 def test_a_disturbed_run_loses_nothing_and_measures_nothing_twice(tmp_path):
     result = subprocess.run(
         [
