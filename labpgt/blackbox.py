@@ -30,7 +30,14 @@ import numpy as np
 
 from labpgt.errors import UserError
 from labpgt.estimators import Points
-from labpgt.methods import Method, ParameterPerturbation, SteppedSettings, StepResult, ThroughTheLayer
+from labpgt.methods import (
+    GrowingStepsSettings,
+    Method,
+    ParameterPerturbation,
+    SteppedSettings,
+    StepResult,
+    ThroughTheLayer,
+)
 from labpgt.network import Rows
 from labpgt.settings import setting
 
@@ -80,14 +87,7 @@ class Mezo(ParameterPerturbation):
     name = "mezo"
 
     @dataclass(frozen=True)
-    class Settings(SteppedSettings):
-        steps: int | None = setting(
-            None,
-            "optimizer steps",
-            minimum=1,
-            derived=ParameterPerturbation.GROWING_STEPS,
-            typical=ParameterPerturbation.BUDGET_STEPS,
-        )
+    class Settings(GrowingStepsSettings):
         lr: float = 0.002
         optimizer: str = "sgd"
         delta: float = setting(

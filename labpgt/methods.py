@@ -677,18 +677,25 @@ class ParameterPerturbation(Method):
         self.estimator.set_state(state)
 
 
+@dataclass(frozen=True)
+class GrowingStepsSettings(SteppedSettings):
+    """A forward-only method's settings: its steps grow with the trainable parameters
+    (:meth:`ParameterPerturbation.default_steps`)."""
+
+    steps: int | None = setting(
+        None,
+        "optimizer steps",
+        minimum=1,
+        derived=ParameterPerturbation.GROWING_STEPS,
+        typical=ParameterPerturbation.BUDGET_STEPS,
+    )
+
+
 class PaperPGT(ParameterPerturbation):
     name = "pgt"
 
     @dataclass(frozen=True)
-    class Settings(SteppedSettings):
-        steps: int | None = setting(
-            None,
-            "optimizer steps",
-            minimum=1,
-            derived=ParameterPerturbation.GROWING_STEPS,
-            typical=ParameterPerturbation.BUDGET_STEPS,
-        )
+    class Settings(GrowingStepsSettings):
         lr: float = 0.002
         optimizer: str = "sgd"
         delta: float = setting(0.1, "perturbation size δ of the parameters", above=0, label="Perturbation size δ")
@@ -737,14 +744,7 @@ class Spsa(ParameterPerturbation):
     name = "spsa"
 
     @dataclass(frozen=True)
-    class Settings(SteppedSettings):
-        steps: int | None = setting(
-            None,
-            "optimizer steps",
-            minimum=1,
-            derived=ParameterPerturbation.GROWING_STEPS,
-            typical=ParameterPerturbation.BUDGET_STEPS,
-        )
+    class Settings(GrowingStepsSettings):
         lr: float = setting(0.005, "the gain a of a_k = a/(k + 1 + A)^0.602", above=0, label="Gain a")
         optimizer: str = "sgd"
         delta: float = setting(
