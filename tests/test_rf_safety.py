@@ -80,6 +80,27 @@ def test_a_failed_query_is_retried_whole_and_recorded_once_with_its_attempts():
     assert list(got.attempts) == [2, 1, 1]
 
 
+def test_an_identity_read_that_fails_at_connection_is_retried():
+    """Found by the reliability soak: a fault while the identities were read reconnected the instrument
+    before the bench knew its field loops, and the run died of an AttributeError instead of retrying."""
+    from labpgt.bench.connect import connect_instruments, embedded_simulator
+
+    config = dataclasses.replace(simulated_bench_config(embedded=True, seed=0), backoff_s=0.0)
+    instruments = connect_instruments(config, embedded_simulator(config))
+    generator = instruments["gen1"]
+    real_ask, failures = generator.ask, [TimeoutError("VI_ERROR_TMO (-1073807339): Timeout expired")]
+
+    def flaky_ask(command, *args, **kwargs):
+        if command.strip() == "*IDN?" and failures:
+            raise failures.pop()
+        return real_ask(command, *args, **kwargs)
+
+    generator.ask = flaky_ask
+    with Bench(config, instruments) as bench:
+        assert not failures  # the fault happened, during the identity read
+        assert bench.measure(np.full((1, 8), 0.5)).attempts[0] == 1
+
+
 def test_nan_or_short_traces_are_never_accepted_as_data():
     with embedded_bench(seed=2, noise=False) as bench:
         analyzer = bench.instruments["analyzer"]

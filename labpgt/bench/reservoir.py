@@ -78,9 +78,6 @@ class Bench:
         self._known: dict[str, State | None] = dict.fromkeys(config.instruments)
         self._broken: set[str] = set()
         self._verify: set[str] = set()
-        # read once, at connection, whoever asks later: on a clock that charges every message (issue 27) a run
-        # must send the same messages whether or not it keeps a session or prints its instruments
-        self._identities = self._read_identities()
         self._rf_reported = False
         self.field_loops = {
             name: FieldLoop(name, config.instruments[name].options, self._waiter(name)) for name in config.magnets
@@ -88,6 +85,10 @@ class Bench:
         self.field_readings: dict[str, FieldReading] = {}
         self.attenuator_holds = self._attenuator_holds()
         self._hold_pending = set(self.attenuator_holds)
+        # read once, at connection, whoever asks later: on a clock that charges every message (issue 27) a run
+        # must send the same messages whether or not it keeps a session or prints its instruments. Read after
+        # the field loops and holds exist: a failed read reconnects the instrument, which resets them.
+        self._identities = self._read_identities()
         self.notes = [
             f"{name}: step attenuator held at {db:g} dB (the encoded powers fit its ALC range: no "
             f"attenuator moves while measuring)"
