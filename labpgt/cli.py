@@ -663,7 +663,7 @@ def main(argv=None) -> int:
     """The ``labpgt`` command; with ``argv`` None it is this process's command and owns its signals to the end."""
     status = _command(list(sys.argv[1:] if argv is None else argv))
     if argv is None:
-        signals.exit_at_once_from_now(status)
+        signals.ignore_from_now()
     return status
 
 

@@ -31,7 +31,6 @@ as it does at every moment (:mod:`labpgt.session`).
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 import sys
@@ -81,12 +80,16 @@ def reason(signum: int) -> StopReason:
     return StopReason(signal.Signals(signum).name, signum)
 
 
-def exit_at_once_from_now(status: int) -> None:
-    """The command has ended (RF off, its session saved): a stop signal arriving while the interpreter shuts down
-    (a Ctrl+C repeated by an impatient user) ends the process at once with ``status`` instead of raising inside
-    a library's exit handler, which would print a traceback."""
+def ignore_from_now() -> None:
+    """The command has ended (RF off, its session saved) and its exit status is decided: a stop signal arriving
+    while the interpreter shuts down (a Ctrl+C repeated by an impatient user) is ignored, so it neither raises
+    inside a library's exit handler (a traceback) nor kills the process (status -2 instead of 130).
+
+    Ignored, not handled: Python resets every handler of its own to the default action part-way through its
+    finalisation (``_PySignal_Fini``), and a signal after that point killed the process; only ``SIG_IGN`` is
+    kept to the end."""
     for signum in STOP_SIGNALS:
-        signal.signal(signum, lambda *_: os._exit(status))
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _main_thread() -> bool:
