@@ -62,13 +62,8 @@ def test_stock_pymeasure_drivers_read_a_tone_through_pyvisa_py(served):
     assert generator.is_enabled is False or generator.is_enabled == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KNOWN REGRESSION since issue 27's clock (merge 65be48d): over TCP the drivers send more messages than "
-    "in process (identity checks at connection, another order of the state's messages) and the clock charges each, "
-    "so the drift between sweeps differs by one 2^-7 dB step in 22 of 2005 points; open in issue 27",
-)
 def test_bench_over_tcp_is_bit_identical_to_the_embedded_bench(served):
+    """Both paths send the same messages (the identity once, at connection), and the clock charges each alike."""
     _, resources = served
     config = simulated_bench_config(embedded=False).with_resources(resources)
     u = np.random.default_rng(2).random((5, 8))

@@ -83,10 +83,15 @@ def test_a_failed_query_is_retried_whole_and_recorded_once_with_its_attempts():
 def test_an_identity_read_that_fails_at_connection_is_retried():
     """Found by the reliability soak: a fault while the identities were read reconnected the instrument
     before the bench knew its field loops, and the run died of an AttributeError instead of retrying."""
-    from labpgt.bench.connect import connect_instruments, embedded_simulator
+    from labpgt.bench.connect import embedded_simulator, prepared
+    from labpgt.instruments.simulated import SimulatedAdapter
 
     config = dataclasses.replace(simulated_bench_config(embedded=True, seed=0), backoff_s=0.0)
-    instruments = connect_instruments(config, embedded_simulator(config))
+    simulator = embedded_simulator(config)
+    instruments = {  # opened elsewhere, as a test or a script would: the bench asks their identities itself
+        name: prepared(inst, inst.kind.driver_class(SimulatedAdapter(simulator[inst.simulated_name])))
+        for name, inst in config.instruments.items()
+    }
     generator = instruments["gen1"]
     real_ask, failures = generator.ask, [TimeoutError("VI_ERROR_TMO (-1073807339): Timeout expired")]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 import time
+import weakref
 from dataclasses import replace
 
 import pyvisa
@@ -101,7 +102,9 @@ def connect_instruments(config: BenchConfig, simulator=None) -> dict:
     try:
         for name, inst in config.instruments.items():
             if inst.simulated_name is not None:
-                connected[name] = prepared(inst, inst.kind.driver_class(_simulated_adapter(simulator, inst, config)))
+                driver = inst.kind.driver_class(_simulated_adapter(simulator, inst, config))
+                _IDENTITIES[driver] = inst.kind.identify(driver).strip()  # the messages a VISA connection sends
+                connected[name] = prepared(inst, driver)
             else:
                 connected[name] = _open_visa_retrying(inst, config)
     except BaseException:
@@ -120,6 +123,18 @@ def reconnect(inst: InstrumentConfig, driver, config: BenchConfig):
         return driver
     close_quietly(driver)
     return _open_visa(inst, config.timeout_ms)
+
+
+# What each connected driver's instrument answered to *IDN? when it was connected: asked once, whoever wants it
+# later (on the simulated bench's clock, which charges every message, a second *IDN? over TCP made its
+# measurements differ from the embedded bench's)
+_IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def identity_at_connection(driver) -> str | None:
+    """What ``driver``'s instrument answered to ``*IDN?`` when :func:`connect_instruments` or :func:`reconnect`
+    opened it (None for a driver opened elsewhere)."""
+    return _IDENTITIES.get(driver)
 
 
 def prepared(inst: InstrumentConfig, driver):
@@ -175,6 +190,7 @@ def _open_visa(inst: InstrumentConfig, timeout_ms: int):
     except Exception as exc:  # pyvisa raises many types for "not there"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InstrumentUnreachable(f"cannot reach {inst.name} at {inst.resource}: {reason}") from None
+    _IDENTITIES[driver] = identity
     if not inst.kind.accepts_identity(identity):
         close_quietly(driver)
         raise WrongInstrument(

@@ -23,6 +23,7 @@ from labpgt.bench.connect import (
     close_quietly,
     connect_instruments,
     embedded_simulator,
+    identity_at_connection,
     reconnect,
     uses_embedded_simulator,
 )
@@ -474,11 +475,11 @@ class Bench:
         return dict(self._identities)
 
     def _read_identities(self) -> dict[str, str]:
+        """Each instrument's identity: as it answered at connection, else (a driver opened elsewhere) asked now."""
         kinds = {name: inst.kind for name, inst in self.config.instruments.items()}
         return {
-            name: self._retrying(lambda n=name: kinds[n].identify(self.instruments[n]).strip(), f"identifying {name}")[
-                0
-            ]
+            name: identity_at_connection(self.instruments[name])
+            or self._retrying(lambda n=name: kinds[n].identify(self.instruments[n]).strip(), f"identifying {name}")[0]
             for name in self.instruments
         }
 
