@@ -495,6 +495,52 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, config, stride)
             assert len(carried["tone_power_mw"]) == 4 and carried["lab"]["box_k"] != 0.0
 
 
+KILLED_AS_THE_SESSION_OPENS = (
+    textwrap.dedent("""
+    import os, signal, sys
+    import h5py
+    target = os.path.realpath(sys.argv[2])
+
+    def killing_at_the_session(real):
+        def opened(name, flags, *args, **kwargs):
+            fid = real(name, flags, *args, **kwargs)
+            if os.path.realpath(os.fsdecode(name)) == target and flags & (h5py.h5f.ACC_RDWR | h5py.h5f.ACC_TRUNC):
+                os.kill(os.getpid(), signal.SIGKILL)  # the first moment the session file is open for writing
+            return fid
+        return opened
+
+    h5py.h5f.open, h5py.h5f.create = killing_at_the_session(h5py.h5f.open), killing_at_the_session(h5py.h5f.create)
+""")
+    + TRAIN_SCRIPT
+)
+
+
+@pytest.mark.slow
+def test_a_kill_as_the_session_file_opens_leaves_a_file_that_opens_and_resumes(tmp_path):
+    """Found by CI's reliability soak: a writer killed between opening the file and switching it to SWMR left it
+    marked "open for writing" (not SWMR), which HDF5 opens for nobody: --resume failed with "truncated or damaged".
+    Killed at that moment when a run starts, and again when it resumes, the file still opens and the run ends as
+    the uninterrupted one."""
+    config = dict(CONFIG, steps=20, eval_every=5)
+    reference = start_training(TrainConfig.of(**config), tmp_path / "reference.h5")
+    path = tmp_path / "run.h5"
+    for mode in ("fresh", "resume"):
+        proc = subprocess.run(
+            [sys.executable, "-c", KILLED_AS_THE_SESSION_OPENS, mode, str(path), json.dumps(config)], timeout=300
+        )
+        assert proc.returncode == -signal.SIGKILL
+        with SessionReader(path) as r:  # opens: the new file's layout, or the resumed file's whole steps
+            assert r.kind == "training"
+            assert r.n_steps == 0 if mode == "fresh" else r.last_complete_step is not None
+        if mode == "fresh":
+            _run_and_kill("resume", path, config, 8, random.Random(1))
+    proc = subprocess.run(
+        [sys.executable, "-c", TRAIN_SCRIPT, "resume", str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert inspect_session(path)["final_params_sha256"] == reference.final_params_sha256
+
+
 def test_resume_before_first_checkpoint_starts_afresh(tmp_path):
     path = tmp_path / "run.h5"
     rng = np.random.default_rng(5)

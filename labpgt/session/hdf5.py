@@ -42,6 +42,7 @@ from labpgt.session.liveness import marked_open_for_write, writer_holds_lock
 #: the library version bounds of every file written: HDF5 1.10's file format, the oldest that has SWMR (a
 #: version 3 superblock). "latest" on the HDF5 2.0 h5py bundles writes layout messages no HDF5 1.x can read.
 LIBVER = ("v110", "v110")
+LIBVER_BOUNDS = {"v110": h5py.h5f.LIBVER_V110}
 #: the filter of compressed row datasets: deflate (gzip) level 4 after a byte shuffle, both built into every
 #: HDF5 library (benchmarks/session_compression.py, benchmarks/RESULTS.md section 13: on the default run's
 #: queries as small as Blosc2/Zstd, which needs a plugin to read; level 4 is as small as 6 and 9 and faster)
@@ -301,6 +302,26 @@ def open_for_writing(path: Path, mode: str) -> h5py.File:
     for _ in range(LOCKED_RETRIES):
         try:
             return h5py.File(path, mode, libver=LIBVER)
+        except BlockingIOError:
+            time.sleep(LOCKED_RETRY_S)
+    raise UserError(
+        f"{Path(path).name} is open in another program (HDF5's file lock is held): close it there and try again"
+    )
+
+
+def open_swmr_write(path: Path) -> h5py.File:
+    """Reopen a closed session file to write it, in SWMR mode from the moment it is open.
+
+    HDF5 marks the superblock "open for SWMR writing" as it opens, so a writer killed at any moment leaves a file
+    that SWMR readers still open. ``h5py.File(path, "r+")`` followed by ``swmr_mode = True`` left a window in
+    which a kill marked it open for plain writing, a state in which HDF5 opens it for nobody (neither plainly
+    nor as SWMR) until it is rewritten. New objects and attributes cannot be made in this mode: a writer makes
+    them before, on a copy (:func:`copy_prefix`'s ``finish``) or a new file."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(*(LIBVER_BOUNDS[bound] for bound in LIBVER))
+    for _ in range(LOCKED_RETRIES):
+        try:
+            return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE, fapl=fapl))
         except BlockingIOError:
             time.sleep(LOCKED_RETRY_S)
     raise UserError(

@@ -128,9 +128,15 @@ def _new_file(
 ) -> h5py.File:
     """A new file at ``path`` (overwritten) with the root, the queries and ``lay_out_kind(file)``, described
     (:mod:`labpgt.session.nexus`), in SWMR mode; ``resolution_db``: the grid the spectra are on, when they are
-    quantised."""
+    quantised.
+
+    The file is laid out beside ``path`` and moved there closed, then reopened in SWMR mode
+    (:func:`hdf5.open_swmr_write`): a process killed at any moment leaves at ``path`` the file that was there, or
+    one that readers open."""
     frequencies = np.zeros(0) if frequencies is None else np.asarray(frequencies, dtype=np.float64)
-    f = hdf5.open_for_writing(path, "w")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".new-tmp")
+    f = hdf5.open_for_writing(tmp, "w")
     try:
         f.attrs["schema"] = SCHEMA
         f.attrs["kind"] = kind
@@ -144,11 +150,13 @@ def _new_file(
             f["queries/spectrum"].attrs["resolution_db"] = float(resolution_db)
         lay_out_kind(f)
         describe(f)
-        f.swmr_mode = True
     except BaseException:
         f.close()
+        tmp.unlink(missing_ok=True)
         raise
-    return f
+    f.close()
+    os.replace(tmp, path)
+    return hdf5.open_swmr_write(path)
 
 
 def _lay_out_queries(f, reservoir: dict, points: int, compress: bool) -> None:
@@ -491,11 +499,14 @@ class SessionWriter(_QueryWriter):
             missing = [name for name in QUERY_COLUMNS if name not in query_columns(reader.schema)]
             new_columns = reader.queries(0, keep["queries"], missing)
             schema = reader.schema
-            hdf5.copy_prefix(reader._file, tmp, keep, finish=lambda f: _upgrade_copy(f, schema, new_columns))
+
+            def finish(copy: h5py.File) -> None:
+                _upgrade_copy(copy, schema, new_columns)
+                _record_resume_machine(copy, checkpoint)
+
+            hdf5.copy_prefix(reader._file, tmp, keep, finish=finish)
         os.replace(tmp, path)
-        f = hdf5.open_for_writing(path, "r+")
-        _record_resume_machine(f, checkpoint)
-        f.swmr_mode = True
+        f = hdf5.open_swmr_write(path)
         history_len = len(checkpoint.trainer_state.get("history", [])) if checkpoint else 0
         return cls(f, history_len=history_len), checkpoint
 
