@@ -514,6 +514,7 @@ class _Watch:
         except BenchFault:
             return math.nan  # no reading: not in range
         if check is not None:
+            assert check.spectra is not None, "a check query is the bench's: it measures a spectrum"
             self.announcing.record_check(
                 {"step": step, "time": time.time(), "condition": suspender.condition, "value": value}, check.spectra[0]
             )
