@@ -101,7 +101,7 @@ def state_of(states: Mapping[str, State], name: str, state_type: type[StateT]) -
     :class:`AnalyzerState`, …); a TypeError if it is not."""
     state = states[name]
     if not isinstance(state, state_type):
-        raise TypeError(f"{name} holds a {type(state).__name__}, not a {state_type.__name__}")
+        raise TypeError(f"the state of {name} is {type(state).__name__}, not {state_type.__name__}")
     return state
 
 
