@@ -135,6 +135,7 @@ def fitted_encoder(kind: str, data: TrainingData, width: int) -> tuple[np.ndarra
 def build_dense(spec: ModelSpec, n_inputs, n_classes, d, m, rng, data: TrainingData | None = None) -> Network:
     params = {"enc_W": gaussian(rng, (n_inputs, d), n_inputs), "enc_b": np.zeros(d)}
     if spec.encoder_init != "random":
+        assert data is not None, "build_network refuses a fitted encoder without the data"
         params["enc_W"], params["enc_b"] = fitted_encoder(spec.encoder_init, data, d)
     head_in, head_trainable = m, tuple[str, ...]()
     if spec.hidden:

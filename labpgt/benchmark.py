@@ -220,7 +220,7 @@ def benchmark_runs(
         }
         config = TrainConfig.of(**values).resolved()
         if settings.get("eval_every") is None and config.evaluation.eval_target is None:
-            every = max(1, config.method.steps // EVALUATIONS_PER_RUN)
+            every = max(1, config.steps // EVALUATIONS_PER_RUN)
             config = dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation, eval_every=every))
         on = "" if device is None else f"-device{device}"
         name = f"{task}-{config.model.architecture}-{variant.label}{on}-seed{int(seed)}.h5".replace("[", "_").replace(

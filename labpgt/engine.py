@@ -224,7 +224,7 @@ class RunEngine:
             prior = runs.prior_pairs(trainer)
             if prior is not None:
                 trainer.add_prior(*prior[:2])
-            self.emit(Connected(reservoir, runs.describe(trainer.config), trainer.config.method.steps))
+            self.emit(Connected(reservoir, runs.describe(trainer.config), trainer.config.steps))
             if self._stop is not None:  # asked while connecting: nothing measured, no file made
                 return RunOutcome(None, self._stop, None)
             if session is not None:
@@ -255,7 +255,7 @@ class RunEngine:
                 if checkpoint is None
                 else Trainer.restore(config, metered, checkpoint, observed=observed, prior=prior)
             )
-            self.emit(Connected(reservoir, f"resume {session.name}", trainer.config.method.steps, trainer.step))
+            self.emit(Connected(reservoir, f"resume {session.name}", trainer.config.steps, trainer.step))
             self._check_room(session, trainer, reservoir)
             return self._run_training(trainer, writer, session, resumed_from=checkpoint)
 
@@ -265,7 +265,7 @@ class RunEngine:
         from labpgt.session.storage import room_for
 
         step, run = runs.expected_bytes(trainer, reservoir)
-        left = 1.0 - trainer.step / max(1, trainer.config.method.steps)
+        left = 1.0 - trainer.step / max(1, trainer.config.steps)
         warning = room_for(session, step, int(run * left))
         if warning:
             self.emit(Notice(warning))
@@ -289,6 +289,7 @@ class RunEngine:
                     trainer.run(progress=announcing.step_done)
                     break
                 except Suspend as pause:
+                    assert watch is not None, "only a run's suspenders pause it"
                     self._pause(pause, trainer, announcing, watch)
         except StopRequested as stop:
             return RunOutcome(None, stop.reason, session)
@@ -513,6 +514,7 @@ class _Watch:
         except BenchFault:
             return math.nan  # no reading: not in range
         if check is not None:
+            assert check.spectra is not None, "a check query is the bench's: it measures a spectrum"
             self.announcing.record_check(
                 {"step": step, "time": time.time(), "condition": suspender.condition, "value": value}, check.spectra[0]
             )

@@ -30,10 +30,11 @@ real ring cancels in their difference. Each method owns a seeded ``numpy.random.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
@@ -44,6 +45,9 @@ from labpgt.optimizers import LR_SCHEDULES, OPTIMIZERS
 from labpgt.settings import check, existing_file, setting
 
 TRAINING_ROWS = ("calibration", "baseline", "plus", "minus")  # the measured pairs a twin learns from
+
+_Settings = TypeVar("_Settings", bound="MethodSettings")
+_Stepped = TypeVar("_Stepped", bound="SteppedSettings")
 
 
 # --------------------------------------------------------------------------- settings
@@ -57,7 +61,13 @@ class MethodSettings:
     def __post_init__(self):
         check(self)
 
-    def resolved(self, n_params: Callable[[], int]) -> MethodSettings:
+    @property
+    def steps(self) -> int | None:
+        """The steps a run makes (None: derived from the network, until :meth:`resolved`). Every method declares
+        them: a setting of :class:`SteppedSettings`, a constant of a method fitted in closed form."""
+        raise NotImplementedError(f"{type(self).__name__} declares no steps")
+
+    def resolved(self: _Settings, n_params: Callable[[], int]) -> _Settings:
         """A copy with every derived setting given (``n_params()``: the network's trainable parameters)."""
         return self
 
@@ -80,7 +90,7 @@ class SteppedSettings(MethodSettings):
         0.0, "clip each step's gradient to this global norm (0: off)", minimum=0, label="Gradient clip"
     )
 
-    def resolved(self, n_params: Callable[[], int]) -> SteppedSettings:
+    def resolved(self: _Stepped, n_params: Callable[[], int]) -> _Stepped:
         if self.steps is not None:
             return self
         return dataclasses.replace(self, steps=METHODS[self.name].default_steps(n_params()))
@@ -154,6 +164,11 @@ class Method:
     def step(self, network, params, X, y, measure) -> StepResult:
         raise NotImplementedError
 
+    def fit(self, network, params, X, y, measure) -> tuple[dict, dict, np.ndarray]:
+        """A method fitted in closed form (``closed_form``) instead of stepped: ``(params with the fit, values to
+        record, logits of X)``."""
+        raise NotImplementedError(f"{self.name} is stepped, not fitted in closed form")
+
     def observe(self, labels, U, features) -> None:
         """Every query the run measures, in order (a method that ``learns_from_queries`` overrides this;
         its state must depend only on the sequence of training-role rows, not on how they were grouped)."""
@@ -186,6 +201,8 @@ class Method:
 # --------------------------------------------------------------------------- through the layer
 class ThroughTheLayer(Method):
     """Methods that backpropagate, each supplying the physical layers' VJP: one baseline forward pass."""
+
+    _perturbations: list[np.ndarray]  # the step's probe directions, one array per physical layer measured
 
     def step(self, network, params, X, y, measure) -> StepResult:
         self._perturbations = []
@@ -320,6 +337,8 @@ class Twin(Node):
     RECENT_ROWS = 2048
     DRIFT_FACTOR = 2.0
 
+    _checks: list[tuple[np.ndarray, np.ndarray]]  # the step's probed slopes of the loss: (measured, the twin's)
+
     @dataclass(frozen=True)
     class Settings(Node.Settings):
         twin_width: int = setting(64, "width of the twin's two hidden layers", minimum=1)
@@ -390,7 +409,7 @@ class Twin(Node):
         drifted = len(self.recent_errors) >= 3 and error > self.DRIFT_FACTOR * float(np.median(self.recent_errors))
         self.recent_errors = (self.recent_errors + [error])[-10:]
         use_twin = self.trusted and self.twin_steps < self.check_every and not drifted
-        vjp = self._twin_vjp if use_twin else (lambda *a: self._probe_vjp(*a, measure))
+        vjp = self._twin_vjp if use_twin else functools.partial(self._probe_vjp, measure=measure)
         loss, grads = network.gradients(params, tape, y, vjp)
         values = {"twin_error": error, "twin_used": int(use_twin)}
         if use_twin:
@@ -566,10 +585,11 @@ class Dyna(Twin):
         self.recent_errors = (self.recent_errors + [error])[-10:]
         probing = self.trusted is False
         check = probing or self.trusted is None or drifted or self.since_check + 1 >= self.check_every
+        vjp: Callable[..., np.ndarray]
         if probing:
-            vjp = lambda *a: self._probe_vjp(*a, measure)  # noqa: E731
+            vjp = functools.partial(self._probe_vjp, measure=measure)
         elif check:
-            vjp = lambda *a: self._checked_twin_vjp(*a, measure)  # noqa: E731
+            vjp = functools.partial(self._checked_twin_vjp, measure=measure)
         else:
             vjp = self._twin_vjp
         loss, grads = network.gradients(params, tape, y, vjp)
@@ -720,13 +740,14 @@ class UpstreamPGT(ParameterPerturbation):
 
     def step(self, network, params, X, y, measure) -> StepResult:
         names, branches, tapes = self._measure_pairs(network, params, X, measure)
-        losses, tail = [], {}
+        branch_losses: list[float] = []
+        tail: dict[str, np.ndarray] = {}
         for branch, tape in zip(branches, tapes):
             loss, grads, _ = network.tail_gradients(branch, tape, y)
-            losses.append(loss)
+            branch_losses.append(loss)
             for name, g in grads.items():
                 tail[name] = tail.get(name, 0.0) + g / len(tapes)
-        losses = np.array(losses)
+        losses = np.array(branch_losses)
         upstream = network.unflatten(self.estimator.tell(losses), params, names)
         grads = {**{n: upstream[n] for n in names}, **tail}
         return StepResult(
@@ -768,9 +789,10 @@ class Spsa(ParameterPerturbation):
 
         def resolved(self, n_params: Callable[[], int]) -> Spsa.Settings:
             settings = super().resolved(n_params)
-            return (
-                settings if settings.spsa_A is not None else dataclasses.replace(settings, spsa_A=0.1 * settings.steps)
-            )
+            if settings.spsa_A is not None:
+                return settings
+            assert settings.steps is not None, "SteppedSettings.resolved derives the steps"
+            return dataclasses.replace(settings, spsa_A=0.1 * settings.steps)
 
     def _estimator(self, config):
         m = config.method

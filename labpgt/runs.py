@@ -198,24 +198,26 @@ def expected_bytes(trainer: Trainer, reservoir) -> tuple[int, int]:
     """``(one step, the whole run)``: the bytes a run's queries take, a step's uncompressed (what must fit before it
     is written), the run's as compressed (what it is expected to leave on the disk), evaluation included."""
     config, network = trainer.config, trainer.network
-    points = len(getattr(reservoir, "frequencies", None) if getattr(reservoir, "frequencies", None) is not None else ())
+    frequencies = getattr(reservoir, "frequencies", None)
+    points = len(frequencies) if frequencies is not None else 0
     per_query = 8 * (reservoir.input_width + reservoir.feature_width + len(getattr(reservoir, "setting_names", ())))
     per_query += 4 * points + 80  # the spectrum, and the labels, times and attempts
     rows = len(network.layers) * max(1, int(network.spec.get("tokens") or 1))
     method = method_class(config.method.name)
     if method.closed_form:
         step = len(trainer.task.y_train) * rows
-        run = step + len(trainer.task.y_test) * rows
+        run: float = step + len(trainer.task.y_test) * rows
     else:
-        step = config.method.batch_size * rows * method.queries_per_row(config.method)
+        step = trainer.stepped_settings.batch_size * rows * method.queries_per_row(config.method)
         evaluation = config.evaluation
+        assert evaluation.eval_train_samples is not None and evaluation.eval_every is not None, "a resolved config"
         whole_split = (len(trainer.task.y_test) + evaluation.eval_train_samples) * rows
         run = (
-            config.method.steps * step
+            config.steps * step
             + (
-                evaluation.eval_fraction * config.method.steps * step
+                evaluation.eval_fraction * config.steps * step
                 if evaluation.eval_fraction
-                else config.method.steps // evaluation.eval_every * whole_split
+                else config.steps // evaluation.eval_every * whole_split
             )
             + whole_split
         )

@@ -180,7 +180,7 @@ def sweep_points(spec: SweepSpec, bench, recorder, before_query=None):
         if before_query is not None:
             before_query()
         measurement = _measure(spec, bench, float(value))
-        assert measurement.spectra is not None, "a bench measures spectra"
+        assert measurement.spectra is not None and measurement.field_mt is not None, "_measure gives both"
         peak = line_margin(measurement.spectra[0], bench.frequencies, _injected_tones(spec, bench), tone_width_hz)
         point = SweepPoint(index, float(value), *peak, field_mt=float(measurement.field_mt[0]))
         position = np.array([[index / (spec.points - 1)]])  # a sweep's input u: how far along the range
@@ -224,7 +224,7 @@ def spectral_lines(trace, threshold_dbm: float, prominence_db: float) -> list[in
     return [int(i) for i in peaks]
 
 
-def line_margin(trace_dbm, frequencies_hz, excluded_hz=(), exclude_width_hz=0.0):
+def line_margin(trace_dbm, frequencies_hz, excluded_hz=(), exclude_width_hz=0.0) -> tuple[float, float, float]:
     """``(peak_frequency_hz, peak_dbm, margin_db)``: the strongest point outside ±width of every
     excluded frequency, and how far it stands above the trace's median."""
     trace = np.asarray(trace_dbm, dtype=np.float64)

@@ -47,7 +47,7 @@ from labpgt.methods import METHODS, MethodSettings, SteppedSettings, method_clas
 from labpgt.optimizers import Optimizer, schedule_factor
 from labpgt.recording import Checkpoint, NullRecorder, QueryLabels
 from labpgt.reservoirs import RESERVOIRS, ReservoirSettings, RingSettings, reservoir_kind, reservoir_settings
-from labpgt.settings import check, declared, fields_of, setting
+from labpgt.settings import Declared, check, declared, fields_of, setting
 from labpgt.tasks import TASKS, Task, load_final_test, load_task, task_dimensions
 
 TRAINING_ROLES = ("calibration", "baseline", "plus", "minus")
@@ -147,9 +147,10 @@ class TrainConfig:
         routed: dict[str, dict] = {name: {} for name in groups}
         unknown, foreign = [], []
         for key, value in values.items():
-            owner = next((name for name, group in groups.items() if declared(group, key)), None)
+            owner = _group_declaring(groups, key)
             if owner is not None:
-                routed[owner][declared(groups[owner], key).name] = value
+                group, d = owner
+                routed[group][d.name] = value
             elif not _declared_anywhere(key):
                 unknown.append(key)
             elif value is not None and not lenient:
@@ -178,7 +179,8 @@ class TrainConfig:
             "steps": self.method.steps,
         }  # a readout's one step too: what the session plans
         for group in (self, self.method, self.model, self.reservoir, self.evaluation):
-            for d in fields_of(type(group)):
+            kind: type = type(group)
+            for d in fields_of(kind):
                 value = getattr(group, d.name)
                 out[d.key] = list(value) if isinstance(value, tuple) else value
         return out
@@ -191,7 +193,25 @@ class TrainConfig:
         """A copy with everything derived given: the method's (a forward-only method's steps grow with the
         network's trainable parameters, :meth:`~labpgt.methods.Method.default_steps`) and the evaluation's."""
         method = self.method.resolved(lambda: trainable_parameters(self))
+        assert method.steps is not None, "a method's resolved settings give its steps"
         return dataclasses.replace(self, method=method, evaluation=self.evaluation.resolved(method.steps))
+
+    @property
+    def steps(self) -> int:
+        """The steps the run makes: its method's, once :meth:`resolved` has derived them."""
+        steps = self.method.steps
+        if steps is None:
+            raise ValueError(f"{self.method.name}'s steps follow from the network: resolve the config first")
+        return steps
+
+
+def _group_declaring(groups: dict[str, type], key: str) -> tuple[str, Declared] | None:
+    """The group whose settings class declares the flat setting ``key``, and its declaration (None: no group)."""
+    for name, group in groups.items():
+        found = declared(group, key)
+        if found is not None:
+            return name, found
+    return None
 
 
 def _owners(key: str) -> set[str]:
@@ -240,10 +260,10 @@ class Trainer:
         self.reservoir = reservoir
         self.task = task if task is not None else load_task(c.task, c.seed, holdout=c.evaluation.holdout)
         self.recorder = recorder if recorder is not None else NullRecorder()
-        stepped = isinstance(c.method, SteppedSettings)
-        if stepped and c.method.batch_size > len(self.task.y_train):
+        stepped = c.method if isinstance(c.method, SteppedSettings) else None
+        if stepped is not None and stepped.batch_size > len(self.task.y_train):
             raise UserError(
-                f"batch_size {c.method.batch_size} exceeds the {len(self.task.y_train)} training samples of {c.task}"
+                f"batch_size {stepped.batch_size} exceeds the {len(self.task.y_train)} training samples of {c.task}"
             )
         method = method_class(c.method.name)
         method.check(c, reservoir)
@@ -264,17 +284,20 @@ class Trainer:
             self.add_prior(*prior)
         # a method fitted in closed form steps no optimizer; its checkpoints hold plain SGD's (empty) state
         self.optimizer = Optimizer(
-            c.method.optimizer if stepped else "sgd", self._trainable(), c.method.clip if stepped else 0.0
+            stepped.optimizer if stepped is not None else "sgd",
+            self._trainable(),
+            stepped.clip if stepped is not None else 0.0,
         )
         self.batch_rng = np.random.default_rng([c.seed, 3])
         n_train, n_held = len(self.task.y_train), len(self.task.y_test)
         drawn = np.random.default_rng([c.seed, 5]).permutation(n_train)
         e = c.evaluation
+        assert e.eval_train_samples is not None, "a resolved config gives its evaluation's training samples"
         self.eval_train_index = np.sort(drawn[: e.eval_train_samples])
         self.subset_train_index = np.sort(drawn[: min(e.eval_subset, e.eval_train_samples)])
         self.subset_held_index = np.sort(np.random.default_rng([c.seed, 6]).permutation(n_held)[: e.eval_subset])
         self.queries_per_sample = 0.0  # queries one sample costs a forward pass (known after calibration)
-        self.lr = float(c.method.lr) if stepped else 0.0
+        self.lr = float(stepped.lr) if stepped is not None else 0.0
         self.step = 0  # number of completed steps
         self.queries = {role: 0 for role in TRAINING_ROLES + EVALUATION_ROLES}
         self.history: list[dict] = []
@@ -291,6 +314,13 @@ class Trainer:
 
     def _trainable(self) -> dict:
         return {n: self.params[n] for n in self.network.trainable_names}
+
+    @property
+    def stepped_settings(self) -> SteppedSettings:
+        """The settings of a method that steps an optimizer over batches: every method not fitted in closed form."""
+        settings = self.config.method
+        assert isinstance(settings, SteppedSettings), f"{settings.name} steps no optimizer"
+        return settings
 
     # ---- accounting -----------------------------------------------------------------------------
     @property
@@ -330,7 +360,7 @@ class Trainer:
     def run(self, progress=None) -> Trainer:
         """Run until the config's steps are done; ``progress(steps_done, steps)`` after each step is reported
         whole (its row and its checkpoint)."""
-        c, steps, e = self.config, self.config.method.steps, self.config.evaluation
+        c, steps, e = self.config, self.config.steps, self.config.evaluation
         self._run_started, self._run_seconds_before = time.perf_counter(), self.run_seconds
         if not self.started:
             self._before_start = self.checkpoint()  # what rewind(None) goes back to
@@ -382,11 +412,12 @@ class Trainer:
         if self.method.closed_form:
             self._fit_closed_form()
             return
-        index = self.batch_rng.choice(len(self.task.y_train), size=c.method.batch_size, replace=False)
+        batch_size = self.stepped_settings.batch_size
+        index = self.batch_rng.choice(len(self.task.y_train), size=batch_size, replace=False)
         X, y = self.task.x_train[index], self.task.y_train[index]
         measure = self._measurer(0, index)
         self.params, _ = self.network.calibrate(self.params, X, measure)
-        self.queries_per_sample = self.queries["calibration"] / c.method.batch_size
+        self.queries_per_sample = self.queries["calibration"] / batch_size
         self.lr = self.method.start(self.network, self.params, X, y, measure, self.lr)
         if c.evaluation.eval_target is None and self._evaluation_affordable():
             self.evaluate(-1, subset=bool(c.evaluation.eval_fraction))
@@ -394,6 +425,7 @@ class Trainer:
     def _evaluation_due(self) -> bool:
         """Whether the step just completed is evaluated (the last step always is, apart)."""
         e = self.config.evaluation
+        assert e.eval_every is not None, "a resolved config gives its evaluation's cadence"
         if self.step % e.eval_every:
             return False
         if e.eval_target is None:
@@ -419,11 +451,11 @@ class Trainer:
         return self.queries["eval"] + cost <= fraction * self.training_queries
 
     def _train_step(self, s: int) -> dict:
-        c = self.config
-        index = self.batch_rng.choice(len(self.task.y_train), size=c.method.batch_size, replace=False)
+        settings = self.stepped_settings
+        index = self.batch_rng.choice(len(self.task.y_train), size=settings.batch_size, replace=False)
         X, y = self.task.x_train[index], self.task.y_train[index]
         result = self.method.step(self.network, self.params, X, y, self._measurer(s, index))
-        lr = self.lr * schedule_factor(c.method.lr_schedule, s, c.method.steps) * result.lr_scale
+        lr = self.lr * schedule_factor(settings.lr_schedule, s, self.config.steps) * result.lr_scale
         new, grad_norm = self.optimizer.step(self._trainable(), result.grads, lr)
         self.params.update(new)
         values = {"loss": result.loss, **result.values, "grad_norm": grad_norm, "lr": float(lr)}
@@ -471,10 +503,12 @@ class Trainer:
         open target is implausible or every sample is measured (see :mod:`labpgt.evaluation`)."""
         e, t = self.config.evaluation, self.task
         target = e.open_target(self._best_whole_accuracy())
+        assert target is not None, "evaluated toward a target only while one is open (_evaluation_due)"
         n_train, n_held = len(t.y_train), len(t.y_test)
         order = np.random.default_rng([self.config.seed, 8, len(self.history)]).permutation(n_held)
         confidence = 1.0 - (1.0 - e.eval_confidence) / e.looks(n_held)
-        logits, measured, bound = [], 0, None
+        logits: list[np.ndarray] = []
+        measured, bound = 0, 1.0  # nothing measured rules out no accuracy
         while measured < n_held:
             idx = order[measured : measured + e.eval_chunk]
             logits.append(self._logits(t.x_test[idx], n_train + idx, s))
@@ -493,7 +527,11 @@ class Trainer:
         """Add an evaluation to the history; its losses and accuracies, to record with the step."""
         t = self.task
         held, y_held = t.holdout, t.y_test[held_idx]
-        entry = {"step": self.step, "training_queries": self.training_queries, "eval_queries": self.queries["eval"]}
+        entry: dict[str, float] = {
+            "step": self.step,
+            "training_queries": self.training_queries,
+            "eval_queries": self.queries["eval"],
+        }
         if train_logits is not None:
             idx, logits_train = train_logits
             entry["train_loss"] = self.network.loss(logits_train, t.y_train[idx])

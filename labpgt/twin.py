@@ -356,8 +356,8 @@ class Pairs:
 
     U: np.ndarray
     F: np.ndarray
-    sources: list = field(default_factory=list)
-    layout: dict | None = None
+    sources: list
+    layout: dict
 
 
 def session_pairs(paths, layout: dict | None = None, roles=None) -> Pairs:
@@ -385,6 +385,7 @@ def session_pairs(paths, layout: dict | None = None, roles=None) -> Pairs:
             sources.append({"path": str(path), "sha256": _sha256(path), "rows": int(keep.sum()), "kind": reader.kind})
     if not U or sum(len(u) for u in U) == 0:
         raise UserError("the sessions hold no measurements to learn from")
+    assert layout is not None, "the first session gives the layout"
     return Pairs(np.concatenate(U), np.concatenate(F), sources, layout)
 
 
@@ -409,8 +410,8 @@ class TwinFit:
     heldout_error_per_feature: np.ndarray
     train_error: float
     residual_std: np.ndarray
-    predicted: np.ndarray = field(repr=False, default=None)
-    measured: np.ndarray = field(repr=False, default=None)
+    predicted: np.ndarray = field(repr=False)
+    measured: np.ndarray = field(repr=False)
 
 
 def fit_twin(
@@ -436,6 +437,7 @@ def fit_twin(
             best, best_state = error, model.state_arrays()
         elif done >= 4 * check_every and error > 1.05 * best:
             break  # the held-out error has turned: stop before overfitting
+    assert best_state is not None, "the first check of a finite held-out error keeps its state"
     model.load_state_arrays(best_state)
     predicted = model.predict(pairs.U[held])
     per_feature = standardised_error(predicted, pairs.F[held], model.scale, axis=0)

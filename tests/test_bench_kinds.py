@@ -21,8 +21,8 @@ from labpgt.bench import (
     simulated_bench_config,
 )
 from labpgt.bench.connect import close_quietly
-from labpgt.bench.kinds import RING_CONTROLLER, AttenuatorState, Role
-from labpgt.bench.safety import check_config_safe
+from labpgt.bench.kinds import RING_CONTROLLER, AttenuatorState, Role, state_of
+from labpgt.bench.safety import check_config_safe, check_state_safe
 from labpgt.instruments import RingController, SignalGenerator
 from labpgt.instruments.drivers import read_confirmation
 
@@ -124,6 +124,24 @@ def test_a_range_declared_on_a_driver_class_is_what_the_bench_enforces_before_se
         with pytest.raises(SafetyError, match=r"ring\.field_mt = 61 outside \[0, 60\]; nothing was sent"):
             bench.apply({("ring", "field_mt"): 61.0})
         assert bench.instruments["ring"].field == pytest.approx(59.0)
+
+
+def test_a_state_looked_up_by_name_is_the_type_its_role_gives_it_or_refused():
+    states = {"gen1": SAMPLE_STATES["signal-generator"], "att": SAMPLE_STATES["step-attenuator"]}
+    assert state_of(states, "gen1", GeneratorState) is states["gen1"]
+    with pytest.raises(TypeError, match="the state of att is AttenuatorState, not GeneratorState"):
+        state_of(states, "att", GeneratorState)
+
+
+def test_a_generator_without_max_power_is_refused_before_anything_is_sent():
+    config = simulated_bench_config()
+    wanted = {name: inst.starting_state(SAMPLE_STATES[inst.kind.name]) for name, inst in config.instruments.items()}
+    check_state_safe(config, wanted)
+    gen = config.generators[0]
+    unlimited = dataclasses.replace(config.instruments[gen], max_power_dbm=None)
+    config = dataclasses.replace(config, instruments={**config.instruments, gen: unlimited})
+    with pytest.raises(SafetyError, match=f"{gen} has no max_power_dbm; nothing was sent"):
+        check_state_safe(config, wanted)
 
 
 def test_a_driver_subclass_narrowing_a_range_narrows_the_limit():

@@ -103,10 +103,10 @@ class FieldLoop:
             if abs(measured - field_mt) <= options["field_tolerance_mt"]:
                 in_tolerance += 1
                 if in_tolerance >= options["settle_readings"]:
-                    return FieldReading(self.current_a, measured, readings)
+                    return FieldReading(current, measured, readings)  # approach() left the coil at current
                 continue
             in_tolerance = 0
-            current = self.current_a + (field_mt - measured) / options["mt_per_a"]
+            current += (field_mt - measured) / options["mt_per_a"]
             self.check_current(current)
             self.approach(supply, current)
         raise FieldNotReached(

@@ -17,9 +17,9 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, astuple, dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from labpgt.instruments.controls import (
     CoilSupply,
@@ -93,6 +93,16 @@ class SensorState:
 
 
 State = GeneratorState | RingState | AnalyzerState | AttenuatorState | MagnetState | SensorState
+StateT = TypeVar("StateT", bound=State)
+
+
+def state_of(states: Mapping[str, State], name: str, state_type: type[StateT]) -> StateT:
+    """``states[name]``, the state of an instrument whose role makes it a ``state_type`` (an analyzer's is an
+    :class:`AnalyzerState`, …); a TypeError if it is not."""
+    state = states[name]
+    if not isinstance(state, state_type):
+        raise TypeError(f"the state of {name} is {type(state).__name__}, not {state_type.__name__}")
+    return state
 
 
 @dataclass(frozen=True)

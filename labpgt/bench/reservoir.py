@@ -29,7 +29,7 @@ from labpgt.bench.connect import (
 )
 from labpgt.bench.features import TRACE_RESOLUTION_DB, quantise_trace, trace_features
 from labpgt.bench.field import FieldLoop, FieldReading
-from labpgt.bench.kinds import Role, State, states_agree
+from labpgt.bench.kinds import AnalyzerState, GeneratorState, MagnetState, Role, State, state_of, states_agree
 from labpgt.bench.safety import SafetyError, check_state_safe
 from labpgt.errors import UserError
 from labpgt.instruments.drivers import read_confirmation
@@ -100,7 +100,7 @@ class Bench:
         self._wanted = self._initial_state()
         check_state_safe(self.config, self._wanted)
         self._retrying(self._settle, "setting up the bench")
-        setup = self._wanted[config.analyzer]
+        setup = state_of(self._wanted, config.analyzer, AnalyzerState)
         self.points = int(setup.points)
         self.frequencies = np.linspace(
             setup.center_hz - setup.span_hz / 2, setup.center_hz + setup.span_hz / 2, self.points
@@ -139,14 +139,15 @@ class Bench:
         holds = {}
         for name in self.config.generators:
             inst = self.config.instruments[name]
+            fixed = inst.settings.get("power_dbm")
             powers = [
                 v
                 for e in self.config.encoding
                 if (e.instrument, e.setting) == (name, "power_dbm")
                 for v in (e.low, e.high)
-            ] or [inst.settings.get("power_dbm")]
+            ] or ([] if fixed is None else [fixed])
             hold_for = getattr(inst.kind.driver_class, "attenuator_hold_for", None)
-            if hold_for is None or None in powers:
+            if hold_for is None or not powers:
                 continue
             held = hold_for(min(powers), max(powers))
             if held is not None:
@@ -171,14 +172,17 @@ class Bench:
             kind = self.config.instruments[name].kind
             if setting not in kind.encodable:
                 raise ValueError(f"{name} has no setting {setting!r} to change")
-            change = {setting: kind.quantised(setting, value)}
+            change: dict[str, float | None] = {setting: kind.quantised(setting, value)}
             if setting == "field_mt" and kind.role is Role.MAGNET:
                 change["current_a"] = None  # a field set point: the closed loop again
-            wanted[name] = replace(wanted[name], **change)
+            wanted[name] = replace(wanted[name], **change)  # type: ignore[arg-type]  # names checked against encodable
         return self._with_rf(wanted, rf)
 
     def _with_rf(self, wanted: dict[str, State], rf: bool) -> dict[str, State]:
-        return {**wanted, **{name: replace(wanted[name], output_on=rf) for name in self.config.generators}}
+        return {
+            **wanted,
+            **{name: replace(state_of(wanted, name, GeneratorState), output_on=rf) for name in self.config.generators},
+        }
 
     def settings_for(self, u: np.ndarray) -> dict[tuple[str, str], float]:
         """The instrument settings that encode one input row u ∈ [0, 1]^d."""
@@ -242,7 +246,7 @@ class Bench:
 
     def _set_field(self, name: str) -> None:
         """A coil supply to its wanted field (closed loop) or current (open loop), within its limits."""
-        state, loop = self._wanted[name], self.field_loops[name]
+        state, loop = state_of(self._wanted, name, MagnetState), self.field_loops[name]
         supply = self.instruments[name]
         self._known[name] = None
         if state.current_a is not None:

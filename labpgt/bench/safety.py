@@ -41,11 +41,9 @@ def check_config_safe(config: BenchConfig) -> None:
     reach = reachable_ranges(config)
     worst = {name: reach[(name, "power_dbm")][1] for name in config.generators if (name, "power_dbm") in reach}
     for name, power in worst.items():
-        if power > config.instruments[name].max_power_dbm:
-            raise SafetyError(
-                f"{where}: {name} could be set to {power:g} dBm, "
-                f"above its max_power_dbm {config.instruments[name].max_power_dbm:g}"
-            )
+        limit = _max_power_dbm(config, name)
+        if power > limit:
+            raise SafetyError(f"{where}: {name} could be set to {power:g} dBm, above its max_power_dbm {limit:g}")
     total = total_dbm(list(worst.values()))
     if total > config.max_total_power_dbm + 1e-9:
         raise SafetyError(
@@ -77,7 +75,7 @@ def _check_ring_controls(config: BenchConfig, reach: dict, where: str) -> None:
                     f"{options['min_attenuation_db']:g}"
                 )
         if inst.kind.role is Role.MAGNET:
-            top = inst.kind.driver_class.MAX_CURRENT_A
+            top = inst.kind.limits()["current_a"][1]  # the driver class's MAX_CURRENT_A
             if not 0 < options["max_current_a"] <= top:
                 raise SafetyError(f"{where}: {name}.max_current_a must be in (0, {top:g}] A")
             if not options["max_slew_a_per_s"] > 0:
@@ -105,11 +103,21 @@ def reachable_ranges(config: BenchConfig) -> dict[tuple[str, str], tuple[float, 
     return {key: (min(v), max(v)) for key, v in values.items()}
 
 
+def _max_power_dbm(config: BenchConfig, name: str) -> float:
+    """Generator ``name``'s ``max_power_dbm`` (reading a config requires it of every generator)."""
+    limit = config.instruments[name].max_power_dbm
+    if limit is None:
+        raise SafetyError(f"{name} has no max_power_dbm; nothing was sent")
+    return limit
+
+
 def check_state_safe(config: BenchConfig, wanted: dict[str, State]) -> None:
     """Check one complete wanted state of every instrument before anything of it is sent."""
+    from labpgt.bench.kinds import AttenuatorState, GeneratorState, state_of
+
     powers = []
     for name in config.generators:
-        power, limit = wanted[name].power_dbm, config.instruments[name].max_power_dbm
+        power, limit = state_of(wanted, name, GeneratorState).power_dbm, _max_power_dbm(config, name)
         if not math.isfinite(power) or power > limit:
             raise SafetyError(f"{name}: {power:g} dBm exceeds max_power_dbm {limit:g}; nothing was sent")
         powers.append(power)
@@ -127,9 +135,11 @@ def check_state_safe(config: BenchConfig, wanted: dict[str, State]) -> None:
                 continue
             if not low <= value <= high:
                 raise SafetyError(f"{name}.{setting} = {value:g} outside [{low:g}, {high:g}]; nothing was sent")
-        floor = inst.options.get("min_attenuation_db")
-        if floor is not None and state.attenuation_db < floor:
+        floor = inst.options.get("min_attenuation_db")  # an attenuator's
+        if floor is None:
+            continue
+        attenuation = state_of(wanted, name, AttenuatorState).attenuation_db
+        if attenuation < floor:
             raise SafetyError(
-                f"{name}.attenuation_db = {state.attenuation_db:g} is below its min_attenuation_db "
-                f"{floor:g}; nothing was sent"
+                f"{name}.attenuation_db = {attenuation:g} is below its min_attenuation_db {floor:g}; nothing was sent"
             )

@@ -36,8 +36,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labpgt.errors import UserError
+
+if TYPE_CHECKING:
+    from labpgt.reservoir import Measurement
 
 CONDITIONS = {
     "temperature": "°C",
@@ -130,7 +134,7 @@ def _suspender(index: int, table, where: str) -> Suspender:
     return Suspender(condition, minimum, maximum, hold, rf, every, max_s)
 
 
-def read_condition(suspender: Suspender, bench, session: Path | None) -> tuple[float, object]:
+def read_condition(suspender: Suspender, bench, session: Path | None) -> tuple[float, Measurement | None]:
     """``(value, check)`` of a suspender's condition now: the temperature sensor, the free-running ring's margin
     (``check``: the measurement of its check query, to record), 1.0 when every instrument answers (0.0 when
     not), the MB free on the session's disk."""
