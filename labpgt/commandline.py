@@ -6,9 +6,8 @@ options come from the run's own settings, the chosen method's, the model's, the 
 and the evaluation policy's; the settings of the kinds *not* chosen are accepted but hidden, so that
 ``labpgt train --method pgt --twin-check-every 5`` is refused by the config in one line that says whose
 setting it is, and ``labpgt train --method twin --help`` lists twin's. It also holds the types of the commands' own
-arguments
-(a list of simulator behaviours, a fault specification, generator models, a vector of inputs): text to a
-value, or argparse's one-line error.
+arguments (bounded numbers, a list of simulator behaviours, a fault specification, generator models, a vector of
+inputs, seeds, accuracy levels): text to a value, or argparse's one-line error.
 """
 
 from __future__ import annotations
@@ -51,6 +50,10 @@ def number(kind: type, **bounds: Any):
     """The argparse ``type`` of a command's own numeric option (not a training setting), e.g.
     ``number(float, above=0)``: its errors read as a setting's do."""
     return option_type(Declared("value", "value", kind, None, Spec("", **bounds)))
+
+
+POSITIVE_INT, NONNEGATIVE_INT = number(int, minimum=1), number(int, minimum=0)
+POSITIVE_FLOAT = number(float, above=0)
 
 
 def add_setting(parser, declared: Declared, shown: bool = True, default=None) -> None:
@@ -229,6 +232,25 @@ def unit_vector(text):
     if not all(0.0 <= v <= 1.0 for v in values):
         raise UserError("every input must be in [0, 1]")
     return values
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` or ``"0-2"`` (argparse type)."""
+    from labpgt.levels import parse_seeds
+
+    try:
+        return parse_seeds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def accuracy_levels(text: str) -> tuple[float, ...]:
+    from labpgt.levels import parse_levels
+
+    try:
+        return parse_levels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- labpgt sim's ring

@@ -10,7 +10,8 @@ from pymeasure.experiment import Procedure, Results
 from pymeasure.experiment.workers import Worker
 
 from labpgt.benchmark import applies_to
-from labpgt.cli import build_parser, train_config_from
+from labpgt.cli import build_parser
+from labpgt.commands.train import train_config_from
 from labpgt.digital import DigitalReservoir
 from labpgt.engine import RunEngine, StopReason, StopRequested, _Metered
 from labpgt.errors import UserError
