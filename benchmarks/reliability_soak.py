@@ -25,8 +25,8 @@ many times that label came before it): *lost* are the undisturbed run's rows mis
 *measured twice* the disturbed record's rows beyond the undisturbed run's (check queries and the queries a pause
 discarded are kept apart, in ``checks`` and not at all), *different* the rows present in both whose inputs,
 spectrum or features differ; the labels must also come in the same order, and final_params_sha256 must agree.
-An injection *survived* when the run went on after it (its session gained a step, or completed) without a training
-process failing in between; a signal must also end its process with 128+N, naming the session to resume, no
+An injection *survived* when the run went on after it (its session gained a step, or completed, also while the
+injected condition still lasted) without a training process failing in between; a signal must also end its process with 128+N, naming the session to resume, no
 traceback. Prints the table; exit status 0 only when nothing was lost, nothing measured twice or different, the
 parameters agree and every injection survived.
 """
@@ -291,9 +291,9 @@ class Soak:
                 last_look = self.now()
             time.sleep(0.05)
         self.judge(steps_in(self.out), completed=True)
-        for injection in self.injections:  # over before the run ended, with no failure since
+        for injection in self.injections:  # the run completed after it (or while it lasted), with no failure since
             if injection.survived is None:
-                injection.survived = injection.until_s <= self.now() and not self.failures
+                injection.survived = not self.failures
         return self.now()
 
 

@@ -22,7 +22,10 @@ import pyvisa
 pytestmark = pytest.mark.slow  # labpgt sim processes, TCP, trainings
 
 PYMEASURE_VISA = dict(visa_library="@py", read_termination="\n", write_termination="\n", timeout=5000)
-TRAIN = ["--task", "iris", "--method", "pgt", "--steps", "6", "--eval-every", "3", "--quiet", "--seed", "1"]
+TRAIN = [
+    "--task", "iris", "--method", "pgt", "--steps", "6", "--batch-size", "8", "--eval-every", "3",
+    "--eval-train-samples", "20", "--quiet", "--seed", "1",
+]  # fmt: skip
 
 
 def start_sim(tmp_path, *options):

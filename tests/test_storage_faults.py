@@ -23,7 +23,8 @@ from servedbench import generator_outputs, served_bench
 from labpgt.inspection import inspect_session
 
 pytestmark = pytest.mark.slow  # runs over TCP in processes of their own, on disks the tests mount
-RUN = ["--task", "iris", "--batch-size", "8", "--directions", "2", "--eval-every", "400", "--steps", "400", "--quiet"]
+# long enough to outlast the faults (at step 3-6, or a 3 MB disk full near step 70), short enough to resume quickly
+RUN = ["--task", "iris", "--batch-size", "8", "--directions", "2", "--eval-every", "120", "--steps", "120", "--quiet"]
 
 
 @pytest.fixture(scope="module")
