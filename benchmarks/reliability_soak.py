@@ -26,9 +26,9 @@ many times that label came before it): *lost* are the undisturbed run's rows mis
 discarded are kept apart, in ``checks`` and not at all), *different* the rows present in both whose inputs,
 spectrum or features differ; the labels must also come in the same order, and final_params_sha256 must agree.
 An injection *survived* when the run went on after it (its session gained a step, or completed, also while the
-injected condition still lasted) without a training process failing in between; a signal must also end its process with 128+N, naming the session to resume, no
-traceback. Prints the table; exit status 0 only when nothing was lost, nothing measured twice or different, the
-parameters agree and every injection survived.
+injected condition still lasted) without a training process failing in between; a signal must also end its
+process with 128+N, naming the session to resume, no traceback. Prints the table; exit status 0 only when
+nothing was lost, nothing measured twice or different, the parameters agree and every injection survived.
 """
 
 from __future__ import annotations
