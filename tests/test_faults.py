@@ -300,8 +300,11 @@ def test_reboot_restores_rst_state_resets_every_connection_and_serves_again():
         assert outcome(gen, b"*IDN?") == "reset"
         other.settimeout(1.0)
         assert outcome(other, b"*IDN?") == "reset"  # every connection to the instrument
-        refused = connect(server)  # inside reboot_s: accepted and reset
-        assert outcome(refused, b"*IDN?") == "reset"
+        try:  # inside reboot_s: accepted and reset (the reset may even beat connect()'s return, on a busy machine)
+            refused = connect(server)
+        except ConnectionResetError:
+            refused = None
+        assert refused is None or outcome(refused, b"*IDN?") == "reset"
         time.sleep(0.55)
         gen = connect(server)
         assert ask(gen, b":OUTP?;:FREQ?;:POW?") == b"0;+2.00000000000E+10;-1.35000000000E+02\n"
@@ -309,7 +312,8 @@ def test_reboot_restores_rst_state_resets_every_connection_and_serves_again():
         assert ask(gen, b"*IDN?") == IDN_GEN1
         assert ask(ring, b":AMPL?") == b"1\n"
         for sock in (gen, other, ring, refused):
-            sock.close()
+            if sock is not None:
+                sock.close()
 
 
 def test_reboot_of_the_ring_and_analyzer_restores_their_defaults():
