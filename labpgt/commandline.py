@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from labpgt.errors import UserError
@@ -212,6 +212,41 @@ def fault_spec(text: str):
     return FaultSpec.parse(text)
 
 
+def model_name(models: Callable[[], Iterable[str]]):
+    """An option's type that accepts the names ``models()`` gives: the table behind it (the simulator's) is imported
+    when the option is given, not when the parser is built, so ``labpgt --help`` stays quick."""
+
+    @argument_type
+    def name(text: str) -> str:
+        names = tuple(models())
+        if text not in names:
+            raise UserError(f"invalid choice: {text!r} (choose from {', '.join(names)})")
+        return text
+
+    return name
+
+
+def _analyzer_models():
+    from labpgt.instruments.simulated import ANALYZER_MODELS
+
+    return ANALYZER_MODELS
+
+
+def _attenuator_models():
+    from labpgt.instruments.simulated.controls import ATTENUATOR_MODELS
+
+    return ATTENUATOR_MODELS
+
+
+def _gaussmeter_models():
+    from labpgt.instruments.simulated.controls import GAUSSMETER_MODELS
+
+    return GAUSSMETER_MODELS
+
+
+analyzer_model = model_name(_analyzer_models)
+
+
 @argument_type
 def generator_models(text: str) -> list[str]:
     from labpgt.instruments.simulated import GENERATOR_MODELS
@@ -256,8 +291,6 @@ def accuracy_levels(text: str) -> tuple[float, ...]:
 # --------------------------------------------------------------------------- labpgt sim's ring
 def add_ring_parts_options(p) -> None:
     """``labpgt sim``'s choice of ring: the controller box, or the parts a lab builds it from."""
-    from labpgt.instruments.simulated.controls import ATTENUATOR_MODELS, GAUSSMETER_MODELS
-
     p.add_argument(
         "--ring",
         choices=("controller", "parts"),
@@ -267,15 +300,19 @@ def add_ring_parts_options(p) -> None:
     )
     p.add_argument(
         "--attenuator",
-        choices=tuple(ATTENUATOR_MODELS),
+        type=model_name(_attenuator_models),
+        metavar="MODEL",
         default="hp11713",
-        help="with --ring parts: the loop attenuator (hp11713)",
+        help="with --ring parts: the loop attenuator: hp11713 (Agilent 11713C with an 8494 and an 8496), weinschel "
+        "(Weinschel/API 8320), rcdat (Mini-Circuits RCDAT-6000-90 over LAN), vca (a Keysight E3631A driving a "
+        "voltage-controlled attenuator) (hp11713)",
     )
     p.add_argument(
         "--gaussmeter",
-        choices=tuple(GAUSSMETER_MODELS),
+        type=model_name(_gaussmeter_models),
+        metavar="MODEL",
         default="ls421",
-        help="with --ring parts: the gaussmeter (ls421)",
+        help="with --ring parts: the gaussmeter: ls421 (Lake Shore 421) or ls425 (Lake Shore 425) (ls421)",
     )
 
 

@@ -116,3 +116,22 @@ def test_the_process_itself_says_one_line_and_exits_2(tmp_path):
     )
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "unknown task 'mnist'" in result.stderr
     assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_sim_help_names_every_simulated_model_and_building_the_parser_imports_no_simulator(capsys):
+    """The model options check their names when given (the simulator imported then), so ``labpgt --help`` does not
+    import it; their help lists the names by hand, and must list every one."""
+    import subprocess
+    import sys
+
+    from labpgt.instruments.simulated import ANALYZER_MODELS, GENERATOR_MODELS
+    from labpgt.instruments.simulated.controls import ATTENUATOR_MODELS, GAUSSMETER_MODELS
+
+    with pytest.raises(SystemExit):
+        main(["sim", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in [*ANALYZER_MODELS, *GENERATOR_MODELS, *ATTENUATOR_MODELS, *GAUSSMETER_MODELS]:
+        assert f"{name} (" in text, name
+    probe = "import sys; from labpgt.cli import build_parser; build_parser(['--help']); print(sorted(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "labpgt.instruments.simulated" not in loaded

@@ -11,6 +11,7 @@ from labpgt.commandline import (
     NONNEGATIVE_INT,
     POSITIVE_INT,
     add_ring_parts_options,
+    analyzer_model,
     behaviour_list,
     fault_spec,
     generator_models,
@@ -20,8 +21,6 @@ from labpgt.errors import UserError
 
 
 def add_sim(sub, kinds):
-    from labpgt.instruments.simulated import ANALYZER_MODELS
-
     p = sub.add_parser(
         "sim",
         help="serve the simulated bench over loopback TCP (raw-socket SCPI)",
@@ -43,7 +42,8 @@ def add_sim(sub, kinds):
     p.add_argument(
         "--analyzer",
         default="esa",
-        choices=tuple(ANALYZER_MODELS),
+        type=analyzer_model,
+        metavar="MODEL",
         help="the analyzer's model and SCPI dialect: esa (Agilent E4408B), x-series (Keysight "
         "N9030B) or fsx (R&S FSL6) (esa)",
     )
@@ -52,8 +52,8 @@ def add_sim(sub, kinds):
         type=generator_models,
         default=["psg"],
         metavar="MODEL[,MODEL...]",
-        help="the generators' models, one for all or one per generator: psg (Agilent E8257D), "
-        "e8267c, mxg (Keysight N5183B), exg (N5173B), mg369x (Anritsu MG3692C), tabor (Tabor Lucid "
+        help="the generators' models, one for all or one per generator: psg (Agilent E8257D), e8267c (Agilent "
+        "E8267C vector PSG), mxg (Keysight N5183B), exg (N5173B), mg369x (Anritsu MG3692C), tabor (Tabor Lucid "
         "LS6081B), tabor-x (Lucid X LSX6081B) (psg)",
     )
     p.add_argument(
