@@ -34,6 +34,7 @@ from labpgt.methods import (
     GrowingStepsSettings,
     Method,
     ParameterPerturbation,
+    ProbeSettings,
     SteppedSettings,
     StepResult,
     ThroughTheLayer,
@@ -224,15 +225,8 @@ class NodeJacobian(ThroughTheLayer):
     name = "node-jac"
 
     @dataclass(frozen=True)
-    class Settings(SteppedSettings):
-        lr_schedule: str = "cosine"
-        delta: float = setting(
-            0.05,
-            "probe size δ at the reservoir's input (inputs live in [0, 1])",
-            above=0,
-            maximum=0.5,
-            label="Probe size δ",
-        )
+    class Settings(ProbeSettings):
+        """node's probe size and schedule; no directions (every coordinate is probed)."""
 
     @classmethod
     def queries_per_row(cls, settings) -> int:

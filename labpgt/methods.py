@@ -229,6 +229,21 @@ class Backprop(ThroughTheLayer):
         return self.reservoir.vjp(U, g_F)
 
 
+@dataclass(frozen=True)
+class ProbeSettings(SteppedSettings):
+    """A method that probes the reservoir at its input (node, node-jac): the probe's size, and the cosine
+    schedule its defaults were tuned with."""
+
+    lr_schedule: str = "cosine"
+    delta: float = setting(
+        0.05,
+        "probe size δ at the reservoir's input (inputs live in [0, 1])",
+        above=0,
+        maximum=0.5,
+        label="Probe size δ",
+    )
+
+
 class Node(ThroughTheLayer):
     """Node perturbation; the estimator's maths is in :class:`labpgt.estimators.NodePerturbation`.
 
@@ -239,15 +254,7 @@ class Node(ThroughTheLayer):
     name = "node"
 
     @dataclass(frozen=True)
-    class Settings(SteppedSettings):
-        lr_schedule: str = "cosine"
-        delta: float = setting(
-            0.05,
-            "probe size δ at the reservoir's input (inputs live in [0, 1])",
-            above=0,
-            maximum=0.5,
-            label="Probe size δ",
-        )
+    class Settings(ProbeSettings):
         directions: int = setting(4, "orthogonal ± probe directions per row, k", minimum=1)
         distribution: str = setting(
             "hadamard", "how the probe directions are drawn", choices=NodePerturbation.DISTRIBUTIONS
