@@ -84,7 +84,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import find_peaks
 
 from .detector import Display
 from .scpi import Boolean, Choice, CommandTable, Numeric, ScpiError, add_setting, format_number, short_form
@@ -583,6 +582,8 @@ class EsaDialect:
         return format_number(y)
 
     def _peaks(self, marker: Marker) -> tuple[np.ndarray, np.ndarray]:
+        from scipy.signal import find_peaks  # here: scipy.signal costs 0.6 s to import, and few runs search peaks
+
         data = self._marker_trace(marker)
         peaks, _ = find_peaks(data, prominence=self.peak_excursion_db)
         peaks = peaks[data[peaks] >= self.peak_threshold_dbm]
