@@ -2,6 +2,7 @@
 
     python benchmarks/fault_soak.py [--faults drop=0.02,garble=0.02,delay=0.01,error=0.01,seed=7]
                                     [--steps 7] [--task digits] [--timeout-ms 1000] [--delay-s 2]
+                                    [--eval-train-samples N]
 
 Runs `labpgt train --bench …` twice, each against its own `labpgt sim --noise 0 --ideal` process:
 once clean, once with the faults. The kind ring (--ideal): a real ring's drift and memory would make
@@ -77,6 +78,9 @@ def main():
     parser.add_argument("--task", default="digits")
     parser.add_argument("--timeout-ms", type=int, default=1000)
     parser.add_argument("--delay-s", type=float, default=2.0, help="how late a delayed answer comes")
+    parser.add_argument(
+        "--eval-train-samples", type=int, help="training samples the evaluation measures (labpgt train's default)"
+    )
     args = parser.parse_args()
     faults = f"{args.faults},delay_s={args.delay_s}" if "delay=" in args.faults else args.faults
 
@@ -89,7 +93,12 @@ def main():
                 seconds = train(
                     bench,
                     work / f"{label}.h5",
-                    ["--task", args.task, "--steps", str(args.steps), "--eval-every", str(args.steps)],
+                    ["--task", args.task, "--steps", str(args.steps), "--eval-every", str(args.steps)]
+                    + (
+                        []
+                        if args.eval_train_samples is None
+                        else ["--eval-train-samples", str(args.eval_train_samples)]
+                    ),
                 )
             finally:
                 sim.send_signal(signal.SIGINT)

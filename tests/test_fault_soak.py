@@ -25,6 +25,8 @@ def test_faulted_run_records_exactly_the_clean_run(tmp_path):
             "300",
             "--delay-s",
             "0.6",
+            "--eval-train-samples",
+            "0",
             "--faults",
             "drop=0.02,garble=0.02,delay=0.01,error=0.01,reboot=0.005,seed=11",
         ],
