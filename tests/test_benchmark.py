@@ -20,6 +20,7 @@ from labpgt.benchmark import (
 )
 from labpgt.errors import UserError
 from labpgt.plots import plot_benchmark, plot_history
+from labpgt.references import CEILING
 from labpgt.runs import RunResult, start_training
 from labpgt.session import SessionReader
 from labpgt.trainer import TrainConfig
@@ -239,6 +240,8 @@ def test_the_command_line_runs_a_grid_with_one_session_per_run_and_every_config_
         "2",
         "--workers",
         "0",
+        "--ceiling-steps",
+        "20",
         "--out-dir",
         str(out),
         "--json",
@@ -246,7 +249,10 @@ def test_the_command_line_runs_a_grid_with_one_session_per_run_and_every_config_
     ]
     done = subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    runs = json.loads((tmp_path / "grid.json").read_text())["results"]
+    benchmark = json.loads((tmp_path / "grid.json").read_text())
+    runs = benchmark["results"]
+    ceiling = [r for r in benchmark["references"] if r["reference"] == CEILING]  # beside the runs, and in the table
+    assert [(r["seed"], r["steps"]) for r in ceiling] == [(0, 20)] and CEILING in done.stdout
     assert [r["method"] for r in runs] == [
         "pgt",
         "pgt[digital_noise=0.0]",

@@ -100,6 +100,8 @@ def test_a_benchmark_survives_losing_a_worker_and_resumes_the_run_from_its_sessi
         "8",
         "--eval-every",
         "8",
+        "--ceiling-steps",
+        "0",
         "--out-dir",
         str(out_dir),
         "--json",

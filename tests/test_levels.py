@@ -199,9 +199,30 @@ def test_a_benchmark_over_ring_devices_records_each_run_s_device_and_purpose_in_
 def test_the_digital_only_reference_is_chosen_on_validation_and_looks_at_test_once():
     from labpgt.references import LOGISTIC, LOGISTIC_C, digital_references, references_table
 
-    rows = digital_references("iris", [0, 1])
+    rows = digital_references("iris", [0, 1], ceiling_steps=0)
     assert [r["seed"] for r in rows] == [0, 1] and all(r["C"] in LOGISTIC_C for r in rows)
     assert all(0.8 < r["validation_accuracy"] <= 1 and 0.8 < r["test_accuracy"] <= 1 for r in rows)
     table = "\n".join(references_table(rows))
     assert LOGISTIC in table and f"{np.median([r['test_accuracy'] for r in rows]):.4f}" in table
     assert "digital-only references" in levels_report({**BENCHMARK, "references": rows}, (0.5,))
+
+
+@pytest.mark.slow
+def test_the_digital_ceiling_trains_its_layer_chooses_on_validation_and_looks_at_test_once():
+    from labpgt.architectures import ModelSpec
+    from labpgt.digital import DigitalReservoir
+    from labpgt.references import CEILING, CEILING_LR, LOGISTIC, _trained_with_layer, digital_references
+    from labpgt.tasks import load_task
+
+    rows = digital_references("iris", [1], ModelSpec(hidden=8), ceiling_steps=120)
+    assert [r["reference"] for r in rows] == [LOGISTIC, CEILING]
+    ceiling = rows[1]
+    assert ceiling["tuning_fits"] == len(CEILING_LR) == len(ceiling["validation_by_lr"])
+    best = int(np.argmax(ceiling["validation_by_lr"]))
+    assert ceiling["lr"] == CEILING_LR[best] and ceiling["validation_accuracy"] == max(ceiling["validation_by_lr"])
+    assert 0.8 < ceiling["validation_accuracy"] <= 1 and 0.8 < ceiling["test_accuracy"] <= 1
+    # the layer itself is trained (it starts as the digital reservoir's fixed map of the same seed)
+    fixed = DigitalReservoir(seed=1)
+    trained = _trained_with_layer(load_task("iris", 1, holdout="validation"), 1, ModelSpec(hidden=8), 0.01, 50).layer
+    assert trained["W"].shape == fixed.W.shape and not np.allclose(trained["W"], fixed.W, atol=1e-3)
+    assert not np.allclose(trained["b"], fixed.b, atol=1e-3)

@@ -17,6 +17,7 @@ from labpgt.commandline import (
     training_settings,
 )
 from labpgt.errors import UserError
+from labpgt.references import CEILING_STEPS
 
 
 # --------------------------------------------------------------------------- train
@@ -120,6 +121,13 @@ def add_benchmark(sub, kinds, full=True):
         help="held-out accuracy levels of the queries-to-level table (0.5,0.6,0.7,0.8,0.85,0.9)",
     )
     p.add_argument(
+        "--ceiling-steps",
+        type=NONNEGATIVE_INT,
+        default=CEILING_STEPS,
+        help="training steps of the digital ceiling reported beside the runs, per learning rate and seed "
+        f"(the network with its reservoir a digital layer trained by backprop; 0: none) ({CEILING_STEPS})",
+    )
+    p.add_argument(
         "--target",
         default="pgt",
         metavar="VARIANT",
@@ -197,7 +205,7 @@ def run_benchmark_command(args) -> int:
     )
     with BenchmarkProgress(len(plan.runs)) as report:
         result = run_plan(plan, workers=workers, scheduler=args.scheduler, progress=report)
-    result["references"] = digital_references(plan.task, plan.seeds)
+    result["references"] = digital_references(plan.task, plan.seeds, plan.runs[0][2].model, args.ceiling_steps)
     print(format_table(result))
     print(levels_report(result, args.levels))
     if args.json:
