@@ -2,6 +2,7 @@
 
     python benchmarks/summarise.py RESULT.json [MORE.json ...] [--reach METHOD] [--budget QUERIES] [--tolerance 0.01]
                                    [--levels 0.5,0.6,...] [--runs reported|tuning|all] [--ratios METHOD|all]
+    python benchmarks/summarise.py SMALL.json MEDIUM.json LARGE.json --scaling 0.8
 
 * per method: the mean and standard deviation over seeds of the final held-out accuracy (and, for
   a validation benchmark, of the test accuracy each run measured once at its end), the training
@@ -22,17 +23,22 @@
   each of ``--levels``, medians with bootstrap 95 % CIs over the ``--runs``, reported ones by default if any)
   and their like-for-like ratios (``--ratios METHOD``, or ``all`` pairs; the target variant by default).
   Runs are told apart by method, seed and device.
+* ``--scaling LEVEL``: the JSONs are one benchmark per network size; per method, every query recorded to LEVEL
+  at each size (trainable parameters) and the fitted slope of log queries on log parameters, with CIs
+  (:mod:`labpgt.scaling`), instead of the tables above.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
 from labpgt.levels import COUNTS, DEFAULT_LEVELS, levels_table, parse_levels, ratios_table, row_device
 from labpgt.references import references_table
+from labpgt.scaling import scaling_table
 
 
 def pooled(paths) -> dict:
@@ -207,6 +213,14 @@ def budget_table(result: dict, budget: float) -> list[str]:
     return lines
 
 
+def sized(paths) -> list[tuple[int, dict]]:
+    """Each benchmark JSON with its network's trainable parameters (from its first run's config)."""
+    from labpgt.trainer import TrainConfig, trainable_parameters
+
+    benchmarks = [json.loads(Path(path).read_text()) for path in paths]
+    return [(trainable_parameters(TrainConfig.from_dict(b["results"][0]["config"])), b) for b in benchmarks]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -244,7 +258,17 @@ def main(argv=None) -> int:
         default=None,
         help="ratios of every method to METHOD at each level, or of every pair (all); the target variant by default",
     )
+    parser.add_argument(
+        "--scaling",
+        type=float,
+        metavar="LEVEL",
+        help="the JSONs are one benchmark per network size: the queries to LEVEL against trainable parameters, "
+        "per method, and the fitted slope (labpgt.scaling), instead of the tables above",
+    )
     args = parser.parse_args(argv)
+    if args.scaling is not None:
+        print(scaling_table(sized(args.result), args.scaling))
+        return 0
     result = pooled(args.result)
     print(
         f"task {result['task']}, model {result['model']}, reservoir {result['reservoir']}, "

@@ -87,7 +87,7 @@ def run_levels(row: dict, key: str, levels) -> dict:
 
 
 # --------------------------------------------------------------------------- statistics
-def _bounds(resampled: np.ndarray) -> tuple[float, float]:
+def percentile_bounds(resampled: np.ndarray) -> tuple[float, float]:
     """The percentile interval of bootstrap statistics (+inf allowed; NaN: unknown, widening either side)."""
     alpha = (1 - CONFIDENCE) / 2
     low = np.quantile(np.where(np.isnan(resampled), 0.0, resampled), alpha, method="lower")
@@ -105,7 +105,7 @@ def median_ci(values, rng: np.random.Generator) -> tuple[float, float, float]:
     """``(median, low, high)``: the median of ``values`` (+inf: never reached) and its bootstrap 95 % CI."""
     values = np.asarray(values, dtype=float)
     index = rng.integers(0, len(values), size=(RESAMPLES, len(values)))
-    return (float(np.median(values)), *_bounds(_medians(values, index)))
+    return (float(np.median(values)), *percentile_bounds(_medians(values, index)))
 
 
 def _ratio(b: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -126,7 +126,7 @@ def ratio_ci(a: dict, b: dict, rng: np.random.Generator) -> tuple[float, float, 
         ia = rng.integers(0, len(va), size=(RESAMPLES, len(va)))
         ib = rng.integers(0, len(vb), size=(RESAMPLES, len(vb)))
     point = float(_ratio(np.median(vb), np.median(va)))
-    return (point, *_bounds(_ratio(_medians(vb, ib), _medians(va, ia))), paired)
+    return (point, *percentile_bounds(_ratio(_medians(vb, ib), _medians(va, ia))), paired)
 
 
 # --------------------------------------------------------------------------- a benchmark

@@ -1,0 +1,91 @@
+"""The scaling curve: queries to a level against trainable parameters, per method, and the fitted slope."""
+
+import math
+
+import numpy as np
+import pytest
+
+from labpgt.levels import BOOTSTRAP_SEED
+from labpgt.scaling import curve, fitted_slope, scaling_table
+
+
+def _benchmark(queries_by_method: dict) -> dict:
+    """A validation benchmark whose runs reach 0.8 at the given queries, rounded (None: never), each with a history
+    of two evaluations: 0.0 at no query, then 0.8 once it has recorded that many (training and evaluation)."""
+    rows = []
+    for method, runs in queries_by_method.items():
+        for seed, given in enumerate(runs):
+            reached, queries = given is not None, None if given is None else round(given)
+            history = [
+                {"step": 0, "training_queries": 0, "eval_queries": 0, "validation_accuracy": 0.0},
+                {
+                    "step": 10,
+                    "training_queries": (queries or 1000) - 10,
+                    "eval_queries": 10,
+                    "validation_accuracy": 0.8 if reached else 0.5,
+                },
+            ]
+            rows.append({"method": method, "seed": seed, "device": 0, "purpose": "reported", "history": history})
+    return {"holdout": "validation", "results": rows}
+
+
+SIZES = (850, 3400, 13600)
+
+
+def test_a_method_whose_queries_grow_as_a_power_of_the_parameters_has_that_slope():
+    spread = (0.9, 1.0, 1.1)  # the runs of each size scatter by the same factors: the slope is exact, the CI not 0
+    benchmarks = [
+        (p, _benchmark({"node": [2.0 * p**1.5 * f for f in spread], "pgt": [50.0 * p * f for f in spread]}))
+        for p in SIZES
+    ]
+    points = curve(list(reversed(benchmarks)), 0.8)  # sizes sorted whatever the order given
+    assert [p for p, _ in points["node"]] == list(SIZES)
+    assert points["node"][0][1] == [round(2.0 * 850**1.5 * f) for f in spread]
+    slope, low, high = fitted_slope(points["node"], np.random.default_rng(BOOTSTRAP_SEED))
+    assert slope == pytest.approx(1.5, abs=1e-4) and low < 1.5 < high and high - low < 0.3
+    assert fitted_slope(points["pgt"], np.random.default_rng(0))[0] == pytest.approx(1.0, abs=1e-4)
+    table = scaling_table(benchmarks, 0.8)
+    assert "1.50 [" in table and "1.00 [" in table and "(3/3)" in table and "13,600" in table
+
+
+def test_runs_that_never_reach_the_level_are_counted_not_fitted_and_one_size_gives_no_slope():
+    benchmarks = [
+        (850, _benchmark({"twin": [1000.0, 1100.0, None], "spsa": [None, None, None]})),
+        (3400, _benchmark({"twin": [4000.0, None, 4400.0], "spsa": [9000.0, None, None]})),
+    ]
+    points = curve(benchmarks, 0.8)
+    assert points["twin"][1][1][1] == math.inf
+    slope, *_ = fitted_slope(points["twin"], np.random.default_rng(0))
+    assert slope == pytest.approx(
+        np.polyfit(np.log10([850, 850, 3400, 3400]), np.log10([1000, 1100, 4000, 4400]), 1)[0]
+    )
+    assert all(math.isnan(v) for v in fitted_slope(points["spsa"], np.random.default_rng(0)))  # reached at one size
+    table = scaling_table(benchmarks, 0.8)
+    spsa = next(line for line in table.splitlines() if line.startswith("spsa"))
+    assert "never" in spsa and "(0/3)" in spsa and "(1/3)" in spsa and spsa.rstrip().endswith("-")
+
+
+def test_summarise_prints_the_scaling_table_of_one_benchmark_json_per_network_size(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from labpgt.trainer import TrainConfig, trainable_parameters
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "summarise.py"
+    spec = importlib.util.spec_from_file_location("summarise", script)
+    summarise = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarise)
+    paths, sizes = [], []
+    for hidden in (0, 16, 64):
+        config = TrainConfig.of(task="iris", hidden=hidden)
+        sizes.append(trainable_parameters(config))
+        benchmark = _benchmark({"node": [10.0 * sizes[-1] ** 1.25, 11.0 * sizes[-1] ** 1.25]})
+        for row in benchmark["results"]:
+            row["config"] = config.to_dict()
+        paths.append(tmp_path / f"hidden{hidden}.json")
+        paths[-1].write_text(json.dumps(benchmark))
+    assert summarise.main([*map(str, paths), "--scaling", "0.8"]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"{p:,}" in printed for p in sizes) and len(set(sizes)) == 3
+    assert "1.25 [" in next(line for line in printed.splitlines() if line.startswith("node"))
