@@ -27,12 +27,6 @@ from labpgt.trainer import TrainConfig
 IRIS = ["--task", "iris", "--batch-size", "8"]
 
 
-def labpgt(*args, cwd=None, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
-    )
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     with served_bench(tmp_path_factory.mktemp("bench")) as bench:
@@ -41,11 +35,15 @@ def served(tmp_path_factory):
 
 # ------------------------------------------------------------------ 1. who answered, and a bar from the first query
 @pytest.mark.slow
-def test_train_over_tcp_says_who_answered_first_and_shows_the_bar_before_the_first_step(served, tmp_path):
+def test_train_over_tcp_says_who_answered_first_and_shows_the_bar_before_the_first_step(served, tmp_path, capsys):
     bench, resources = served
-    result = labpgt("train", "--bench", str(bench), *IRIS, "--steps", "2", "--out", str(tmp_path / "r.h5"))
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    held_out_only = ["--eval-train-samples", "0"]  # its one evaluation: what is said before it is the point
+    status = main(
+        ["train", "--bench", str(bench), *IRIS, "--steps", "2", *held_out_only, "--out", str(tmp_path / "r.h5")]
+    )
+    result = capsys.readouterr()
+    assert status == 0, result.err
+    lines = result.out.splitlines()
     assert lines[0] == "connected to simulated magnonic ring: 6 instruments answered *IDN?"
     named = {line.split()[0]: line.split(maxsplit=2)[1:] for line in lines[1:7]}
     assert {name: resource for name, (resource, _) in named.items()} == resources
@@ -55,22 +53,23 @@ def test_train_over_tcp_says_who_answered_first_and_shows_the_bar_before_the_fir
         lines[6 + i].startswith(f"gen{i}: step attenuator held at 10 dB (the encoded powers fit its ALC")
         for i in range(1, 5)
     )  # the PSGs' mechanical attenuators: said so before measuring
-    bar = result.stderr.replace("\r", "\n")
+    bar = result.err.replace("\r", "\n")
     assert re.search(r" 0/2 .*\b[1-9]\d* queries\]", bar), bar  # shown while step 1 is still being measured
 
 
 @pytest.mark.slow
-def test_sweep_over_tcp_says_who_answered_before_its_first_point(served, tmp_path):
+def test_sweep_over_tcp_says_who_answered_before_its_first_point(served, tmp_path, capsys):
     bench, resources = served
-    result = labpgt("sweep", "--bench", str(bench), "--gain", "-1:1:2", "--out", str(tmp_path / "s.h5"))
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    status = main(["sweep", "--bench", str(bench), "--gain", "-1:1:2", "--out", str(tmp_path / "s.h5")])
+    result = capsys.readouterr()
+    assert status == 0, result.err
+    lines = result.out.splitlines()
     assert lines[0] == "connected to simulated magnonic ring: 6 instruments answered *IDN?"
     assert lines[11].startswith("sweep of ring.loop_gain_db")  # after the four attenuators held
 
 
 @pytest.mark.slow
-def test_an_instrument_of_another_kind_at_an_address_is_refused_before_anything_is_sent(served, tmp_path):
+def test_an_instrument_of_another_kind_at_an_address_is_refused_before_anything_is_sent(served, tmp_path, capsys):
     bench, resources = served
     swapped = dict(resources, analyzer=resources["gen2"], gen2=resources["analyzer"])
     path = tmp_path / "swapped.toml"
@@ -79,11 +78,12 @@ def test_an_instrument_of_another_kind_at_an_address_is_refused_before_anything_
         ["train", "--bench", str(path), *IRIS, "--steps", "2", "--out", str(tmp_path / "r.h5")],
         ["sweep", "--bench", str(path), "--gain", "-1:1:3", "--out", str(tmp_path / "s.h5")],
     ):
-        result = labpgt(*command)
-        assert result.returncode == 2, result.stderr
-        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-        assert f"analyzer at {resources['gen2']} answers *IDN? with 'Agilent Technologies,E8257D" in result.stderr
-        assert "spectrum analyzer" in result.stderr
+        status = main(command)
+        err = capsys.readouterr().err
+        assert status == 2, err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"analyzer at {resources['gen2']} answers *IDN? with 'Agilent Technologies,E8257D" in err
+        assert "spectrum analyzer" in err
         assert list(tmp_path.glob("*.h5")) == []
         assert generator_outputs(resources) == ["0"] * 4
 
@@ -314,16 +314,18 @@ def start_live_writer(out):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
-def test_inspect_says_in_progress_while_a_writer_lives_and_interrupted_after(tmp_path, stop):
+def test_inspect_says_in_progress_while_a_writer_lives_and_interrupted_after(tmp_path, stop, capsys):
+    """The writer is another process; ``labpgt inspect`` and ``--resume`` are asked in this one."""
     out = tmp_path / "live.h5"
     writer = start_live_writer(out)
     try:
         info = inspect_session(out)
         assert info["in_progress"] and not info["completed"]
-        shown = labpgt("inspect", str(out))
-        assert shown.returncode == 0 and "of 1000000 (in progress)" in shown.stdout, shown.stderr
-        refused = labpgt("train", "--resume", str(out))
-        assert refused.returncode == 2 and "in progress: another run is writing it now" in refused.stderr
+        status = main(["inspect", str(out)])
+        shown = capsys.readouterr()
+        assert status == 0 and "of 1000000 (in progress)" in shown.out, shown.err
+        assert main(["train", "--resume", str(out)]) == 2
+        assert "in progress: another run is writing it now" in capsys.readouterr().err
     finally:
         writer.send_signal(stop)
         try:
@@ -333,7 +335,7 @@ def test_inspect_says_in_progress_while_a_writer_lives_and_interrupted_after(tmp
             pytest.fail(f"the writer did not stop on signal {stop}: {writer.communicate()[1][-2000:]}")
     info = inspect_session(out)
     assert not info["in_progress"] and not info["completed"] and info["steps"] >= 2
-    assert "(interrupted)" in labpgt("inspect", str(out)).stdout
+    assert main(["inspect", str(out)]) == 0 and "(interrupted)" in capsys.readouterr().out
 
 
 def test_a_writer_in_this_process_is_in_progress_until_it_closes(tmp_path):

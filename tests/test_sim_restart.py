@@ -1,6 +1,7 @@
 """The simulator dies mid-run: restarted within the retry budget the run goes on; later, it stops
 cleanly and --resume finishes it."""
 
+import dataclasses
 import json
 import random
 import signal
@@ -12,6 +13,7 @@ import time
 import pytest
 
 from labpgt.bench import bench_config_toml, simulated_bench_config
+from labpgt.cli import main
 from labpgt.session import SessionReader
 
 pytestmark = pytest.mark.slow  # a served bench killed and restarted
@@ -58,6 +60,12 @@ def train(bench_path, out, *extra):
             "12",
             "--batch-size",
             "8",
+            "--directions",  # 48 queries a step: the run is still far from its end when the simulator is killed
+            "2",
+            "--eval-every",  # one evaluation, of the held-out split alone
+            "12",
+            "--eval-train-samples",
+            "0",
             "--quiet",
             "--out",
             str(out),
@@ -82,17 +90,17 @@ def wait_for_steps(path, count, timeout=60):
     raise AssertionError(f"{path} never reached {count} steps")
 
 
-@pytest.fixture
-def bench_file(tmp_path):
+def bench_file(tmp_path, **retries):
+    """A served bench's config on free ports (with these ``[bench]`` retry settings): (base port, its file)."""
     base = free_base_port()
-    config = simulated_bench_config(embedded=False, base_port=base)
+    config = dataclasses.replace(simulated_bench_config(embedded=False, base_port=base), **retries)
     path = tmp_path / "bench.toml"
     path.write_text(bench_config_toml(config))
     return base, path
 
 
-def test_restarted_within_the_budget_the_run_continues(bench_file, tmp_path):
-    base, bench_path = bench_file
+def test_restarted_within_the_budget_the_run_continues(tmp_path):
+    base, bench_path = bench_file(tmp_path)  # 10 attempts, backoff to 1 s: 5.5 s to come back in
     sim = start_sim(base)
     run = train(bench_path, tmp_path / "run.h5")
     try:
@@ -113,8 +121,8 @@ def test_restarted_within_the_budget_the_run_continues(bench_file, tmp_path):
         sim.wait(timeout=10)
 
 
-def test_restarted_too_late_the_run_stops_cleanly_and_resumes(bench_file, tmp_path):
-    base, bench_path = bench_file
+def test_restarted_too_late_the_run_stops_cleanly_and_resumes(tmp_path, capsys):
+    base, bench_path = bench_file(tmp_path, max_attempts=4)  # 0.35 s of backoff: given up before a restart
     session_path = tmp_path / "run.h5"
     sim = start_sim(base)
     run = train(bench_path, session_path)
@@ -127,18 +135,11 @@ def test_restarted_too_late_the_run_stops_cleanly_and_resumes(bench_file, tmp_pa
     assert "Traceback" not in err
     sim = start_sim(base)
     try:
-        resumed = subprocess.run(
-            [sys.executable, "-m", "labpgt", "train", "--resume", str(session_path), "--quiet"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert resumed.returncode == 0, resumed.stderr
-        info = json.loads(
-            subprocess.run(
-                [sys.executable, "-m", "labpgt", "inspect", "--json", str(session_path)], capture_output=True, text=True
-            ).stdout
-        )
+        capsys.readouterr()
+        assert main(["train", "--resume", str(session_path), "--quiet"]) == 0, capsys.readouterr().err
+        capsys.readouterr()
+        assert main(["inspect", "--json", str(session_path)]) == 0
+        info = json.loads(capsys.readouterr().out)
         assert info["completed"] and info["steps"] == 12
     finally:
         sim.send_signal(signal.SIGINT)

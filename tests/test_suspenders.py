@@ -22,7 +22,10 @@ from labpgt.cli import main
 from labpgt.inspection import inspect_session
 
 pytestmark = pytest.mark.slow  # runs over TCP in processes of their own, paused for seconds
-RUN = ["--task", "iris", "--batch-size", "4", "--directions", "2", "--steps", "12", "--eval-every", "12", "--quiet"]
+# one evaluation, of the held-out split alone: what the suspenders are asked about is the training's queries
+RUN = ["--task", "iris", "--batch-size", "4", "--directions", "2", "--steps", "12", "--eval-every", "12"]
+RUN += ["--eval-train-samples", "0", "--quiet"]
+HOLD_S = 1.0  # every suspender's hold_s here
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +39,7 @@ def undisturbed(served, tmp_path_factory):
     """The run as it ends when nothing pauses it: its final parameters."""
     bench, _ = served
     out = tmp_path_factory.mktemp("reference") / "run.h5"
-    assert (
-        subprocess.run(
-            [sys.executable, "-m", "labpgt", "train", "--bench", str(bench), *RUN, "--out", str(out)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        ).returncode
-        == 0
-    )
+    assert main(["train", "--bench", str(bench), *RUN, "--out", str(out)]) == 0  # in this process: nothing pauses it
     return inspect_session(out)["final_params_sha256"]
 
 
@@ -64,9 +59,10 @@ def steps_in(path: Path) -> int:
         return 0
 
 
-def run_paused(bench: Path, out: Path, produce, resources, after_steps: int = 3):
+def run_paused(bench: Path, out: Path, produce, end, resources, after_steps: int = 3):
     """Train on ``bench``; once ``after_steps`` are done, ``produce()`` the condition; once the run says it paused,
-    ask every generator that answers for its RF over SCPI. Returns (the finished process, what they said)."""
+    ask every generator that answers for its RF over SCPI, then ``end()`` the condition (also when the run never
+    said so). Returns (the finished process, what they said)."""
     err_path = out.with_suffix(".err")
     with err_path.open("w") as err_file:
         process = subprocess.Popen(
@@ -80,11 +76,14 @@ def run_paused(bench: Path, out: Path, produce, resources, after_steps: int = 3)
             time.sleep(0.05)
         produce()
         paused_rf = None
-        while process.poll() is None and time.monotonic() < deadline:
-            if "paused at step" in err_path.read_text():
-                paused_rf = [state for state in _outputs(resources) if state is not None]
-                break
-            time.sleep(0.1)
+        try:
+            while process.poll() is None and time.monotonic() < deadline:
+                if "paused at step" in err_path.read_text():
+                    paused_rf = [state for state in _outputs(resources) if state is not None]
+                    break
+                time.sleep(0.1)
+        finally:
+            end()  # the run waits for the condition to have held its range for its hold_s: from now
         out_text, _ = process.communicate(timeout=300)
     return subprocess.CompletedProcess(process.args, process.returncode, out_text, err_path.read_text()), paused_rf
 
@@ -100,17 +99,18 @@ def _outputs(resources) -> list:
     return states
 
 
-def assert_paused_and_went_on(result, paused_rf, out: Path, undisturbed: str, condition: str) -> None:
+def assert_paused_and_went_on(result, paused_rf, out: Path, undisturbed: str, condition: str, capsys) -> None:
     assert result.returncode == 0, result.stderr
     assert paused_rf and set(paused_rf) == {"0"} and "paused at step" in result.stderr  # RF off while paused
     info = inspect_session(out)
     assert info["completed"] and info["final_params_sha256"] == undisturbed
     (pause,) = info["suspensions"]
-    assert pause["condition"] == condition and pause["ended"] > pause["started"]
-    listed = subprocess.run([sys.executable, "-m", "labpgt", "inspect", str(out)], capture_output=True, text=True)
-    assert f"paused at step {pause['step'] + 1}" in listed.stdout
-    replayed = subprocess.run([sys.executable, "-m", "labpgt", "replay", str(out)], capture_output=True, text=True)
-    assert replayed.returncode == 0, replayed.stdout
+    # it went on only once the condition had held its range for hold_s (started and ended are wall-clock times)
+    assert pause["condition"] == condition and pause["ended"] - pause["started"] >= HOLD_S - 0.01
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    assert f"paused at step {pause['step'] + 1}" in capsys.readouterr().out
+    assert main(["replay", str(out)]) == 0, capsys.readouterr().out
 
 
 TEMPERATURE = """
@@ -123,24 +123,34 @@ TEMPERATURE = """
 
 
 def assert_produced_pauses_the_run(
-    served, undisturbed, tmp_path, suspend: str, instrument: str, message: str, condition: str
+    served, undisturbed, tmp_path, capsys, suspend: str, instrument: str, message: str, ended: str, condition: str
 ) -> None:
-    """Train with ``suspend``; after 3 steps send ``message`` to ``instrument``: the run pauses with RF off, goes on
-    by itself and ends as the undisturbed run does."""
+    """Train with ``suspend``; after 3 steps send ``message`` to ``instrument`` and, once the run has paused,
+    ``ended``: the run pauses with RF off, goes on by itself and ends as the undisturbed run does."""
     bench = bench_with(served, tmp_path, suspend)
     _, resources = served
     out = tmp_path / "run.h5"
-    result, paused_rf = run_paused(bench, out, lambda: scpi(resources[instrument], message), resources)
-    assert_paused_and_went_on(result, paused_rf, out, undisturbed, condition)
+    result, paused_rf = run_paused(
+        bench, out, lambda: scpi(resources[instrument], message), lambda: scpi(resources[instrument], ended), resources
+    )
+    assert_paused_and_went_on(result, paused_rf, out, undisturbed, condition, capsys)
 
 
-def test_a_temperature_excursion_pauses_the_run(served, undisturbed, tmp_path):
+def test_a_temperature_excursion_pauses_the_run(served, undisturbed, tmp_path, capsys):
     assert_produced_pauses_the_run(
-        served, undisturbed, tmp_path, TEMPERATURE, "ring", ":SIM:TEMP:EXC 20,3", "temperature"
+        served,
+        undisturbed,
+        tmp_path,
+        capsys,
+        TEMPERATURE,
+        "ring",
+        ":SIM:TEMP:EXC 20,300",
+        ":SIM:TEMP:EXC 0,0",
+        "temperature",
     )
 
 
-def test_a_ring_that_stops_oscillating_pauses_the_run(served, undisturbed, tmp_path):
+def test_a_ring_that_stops_oscillating_pauses_the_run(served, undisturbed, tmp_path, capsys):
     """Its margin is known at its check queries only (here before the run and after every other step): a ring that
     is not oscillating when the run starts holds the run back before anything is measured — the undisturbed run's
     parameters exactly — and one that stops during the run pauses it at the next check (the step that check follows
@@ -158,26 +168,29 @@ def test_a_ring_that_stops_oscillating_pauses_the_run(served, undisturbed, tmp_p
     )
     _, resources = served
     out = tmp_path / "run.h5"
-    scpi(resources["ring"], ":SIM:GAIN:DROP 30,20")  # off before the run starts, and for 20 s
-    result, paused_rf = run_paused(bench, out, lambda: None, resources, after_steps=0)
-    assert_paused_and_went_on(result, paused_rf, out, undisturbed, "oscillation")
+    gain_back = lambda: scpi(resources["ring"], ":SIM:GAIN:DROP 0,0")  # noqa: E731
+    scpi(resources["ring"], ":SIM:GAIN:DROP 30,300")  # off before the run starts, until it has paused
+    result, paused_rf = run_paused(bench, out, lambda: None, gain_back, resources, after_steps=0)
+    assert_paused_and_went_on(result, paused_rf, out, undisturbed, "oscillation", capsys)
     checks = inspect_session(out)["check_queries"]
     assert checks >= 12 // 2  # every other step, and while paused: all recorded
     during = tmp_path / "during.h5"
-    result, paused_rf = run_paused(bench, during, lambda: scpi(resources["ring"], ":SIM:GAIN:DROP 30,3"), resources)
+    gain_drop = lambda: scpi(resources["ring"], ":SIM:GAIN:DROP 30,300")  # noqa: E731
+    result, paused_rf = run_paused(bench, during, gain_drop, gain_back, resources)
     assert result.returncode == 0 and paused_rf == ["0"] * 4, result.stderr
     info = inspect_session(during)
     assert info["completed"] and [p["condition"] for p in info["suspensions"]] == ["oscillation"]
-    assert subprocess.run([sys.executable, "-m", "labpgt", "replay", str(during)]).returncode == 0
+    assert main(["replay", str(during)]) == 0
 
 
-def test_a_step_measured_while_the_ring_stopped_oscillating_is_measured_again(served, undisturbed, tmp_path):
+def test_a_step_measured_while_the_ring_stopped_oscillating_is_measured_again(served, undisturbed, tmp_path, capsys):
     """With a check after every step, the step during which the ring stopped oscillating is not kept (it once was
     written before its check, and the run went on from spectra of a ring in another state)."""
     assert_produced_pauses_the_run(
         served,
         undisturbed,
         tmp_path,
+        capsys,
         """
         [[suspend]]
         condition = "oscillation"
@@ -186,12 +199,13 @@ def test_a_step_measured_while_the_ring_stopped_oscillating_is_measured_again(se
         hold_s = 1.0
     """,
         "ring",
-        ":SIM:GAIN:DROP 30,3",
+        ":SIM:GAIN:DROP 30,300",
+        ":SIM:GAIN:DROP 0,0",
         "oscillation",
     )
 
 
-def test_an_instrument_that_goes_away_pauses_the_run(served, undisturbed, tmp_path):
+def test_an_instrument_that_goes_away_pauses_the_run(served, undisturbed, tmp_path, capsys):
     bench = bench_with(
         served,
         tmp_path,
@@ -207,8 +221,9 @@ def test_an_instrument_that_goes_away_pauses_the_run(served, undisturbed, tmp_pa
     )
     _, resources = served
     out = tmp_path / "run.h5"
-    result, paused_rf = run_paused(bench, out, lambda: scpi(resources["gen2"], ":SIM:AWAY 4"), resources)
-    assert_paused_and_went_on(result, paused_rf, out, undisturbed, "instrument")
+    # an instrument away answers nothing, :SIM:AWAY included: it comes back by itself
+    result, paused_rf = run_paused(bench, out, lambda: scpi(resources["gen2"], ":SIM:AWAY 4"), lambda: None, resources)
+    assert_paused_and_went_on(result, paused_rf, out, undisturbed, "instrument", capsys)
 
 
 def test_a_resumed_run_paused_before_its_first_step_goes_back_to_the_step_it_resumed_at(served, undisturbed, tmp_path):
@@ -246,7 +261,7 @@ def test_a_resumed_run_paused_before_its_first_step_goes_back_to_the_step_it_res
     assert [pause["condition"] for pause in info["suspensions"]] == ["temperature"]
 
 
-def test_a_disk_running_out_of_space_pauses_the_run(served, undisturbed, tmp_path):
+def test_a_disk_running_out_of_space_pauses_the_run(served, undisturbed, tmp_path, capsys):
     mount = tmp_path / "disk"
     mount.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)]).returncode != 0:
@@ -266,12 +281,11 @@ def test_a_disk_running_out_of_space_pauses_the_run(served, undisturbed, tmp_pat
         out = mount / "run.h5"
         filler = mount / "filler"
 
-        def fill_then_free_later():
+        def fill():
             filler.write_bytes(b"\0" * (18 << 20))  # 18 of 24 MB: under the 8 MB floor
-            subprocess.Popen([sys.executable, "-c", f"import time, os; time.sleep(3); os.remove({str(filler)!r})"])
 
-        result, paused_rf = run_paused(bench, out, fill_then_free_later, resources)
-        assert_paused_and_went_on(result, paused_rf, out, undisturbed, "free_space")
+        result, paused_rf = run_paused(bench, out, fill, lambda: filler.unlink(missing_ok=True), resources)
+        assert_paused_and_went_on(result, paused_rf, out, undisturbed, "free_space", capsys)
     finally:
         subprocess.run(["umount", "-l", str(mount)])
 

@@ -1,14 +1,13 @@
 """Twins (labpgt.twin) and the twin method: learning the reservoir, its policy, files, replay, resume, bad input."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sessionfiles import train_until
 
+from labpgt.cli import main
 from labpgt.digital import DigitalReservoir
 from labpgt.errors import UserError
 from labpgt.inspection import inspect_session
@@ -23,8 +22,12 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "session-example.h5"
 SMALL = dict(task="iris", batch_size=8, eval_every=5, eval_train_samples=20)
 
 
-def labpgt(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+def labpgt(capsys, *args):
+    """``labpgt args`` in this process: (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    status = main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
 def cosine(a, b):
@@ -60,7 +63,7 @@ def test_twin_state_round_trips_and_fitting_continues_identically():
 
 
 @pytest.mark.slow
-def test_twin_method_logs_its_held_out_error_every_step_and_inspect_shows_it(tmp_path):
+def test_twin_method_logs_its_held_out_error_every_step_and_inspect_shows_it(tmp_path, capsys):
     path = tmp_path / "twin.h5"
     result = start_training(
         TrainConfig.of(method="twin", reservoir="digital", steps=12, twin_check_every=4, **SMALL), path
@@ -77,7 +80,7 @@ def test_twin_method_logs_its_held_out_error_every_step_and_inspect_shows_it(tmp
     assert all(b - a <= 5 for a, b in zip(probe_steps, probe_steps[1:] + [len(used)]))  # checked every 4 twin steps
     info = inspect_session(path)
     assert info["method_log"]["twin_error"]["steps"] == 12
-    text = labpgt("inspect", str(path)).stdout
+    _, text, _ = labpgt(capsys, "inspect", str(path))
     assert "twin_error: last" in text and "over 12 steps" in text
     q = result.queries
     assert result.training_queries == q["calibration"] + q["baseline"] + q["plus"] + q["minus"]
@@ -186,11 +189,11 @@ def test_twin_from_earlier_sessions_is_kept_in_the_session_resumes_and_replays(t
 
 
 @pytest.mark.slow
-def test_twin_fit_on_the_shipped_session_and_a_twin_as_reservoir(tmp_path):
+def test_twin_fit_on_the_shipped_session_and_a_twin_as_reservoir(tmp_path, capsys, monkeypatch):
     twin = tmp_path / "t.h5"
-    fitted = labpgt("twin", "fit", str(EXAMPLE), "--out", str(twin), "--iterations", "3000")
-    assert fitted.returncode == 0, fitted.stderr
-    lines = fitted.stdout.splitlines()
+    status, out, err = labpgt(capsys, "twin", "fit", str(EXAMPLE), "--out", str(twin), "--iterations", "3000")
+    assert status == 0, err
+    lines = out.splitlines()
     assert lines[0].startswith("fitted on ") and "held-out error" in lines[1]
     assert len([line for line in lines if line.strip()[:1].isdigit()]) == 32  # one row per feature
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -201,7 +204,9 @@ def test_twin_fit_on_the_shipped_session_and_a_twin_as_reservoir(tmp_path):
     assert np.allclose(TwinReservoir(twin, noise=False).measure(U).features, file.model.predict(U))
     assert not np.array_equal(reservoir.measure(U).features, file.model.predict(U))  # noise of the measured size
     assert trainable_parameters(TrainConfig.of(method="pgt", reservoir=f"twin:{twin}", task="iris")) == 139
-    run = labpgt(
+    monkeypatch.chdir(tmp_path)  # the twin and the session named relative to the working directory
+    status, _, err = labpgt(
+        capsys,
         "train",
         "--reservoir",
         "twin:t.h5",
@@ -214,15 +219,15 @@ def test_twin_fit_on_the_shipped_session_and_a_twin_as_reservoir(tmp_path):
         "--quiet",
         "--out",
         "run.h5",
-        cwd=tmp_path,
     )
-    assert run.returncode == 0, run.stderr
-    replay = labpgt("replay", str(tmp_path / "run.h5"), cwd="/")
-    assert replay.returncode == 0 and "replay ok" in replay.stdout
+    assert status == 0, err
+    monkeypatch.chdir("/")  # replayed from another working directory
+    status, out, _ = labpgt(capsys, "replay", str(tmp_path / "run.h5"))
+    assert status == 0 and "replay ok" in out
 
 
 @pytest.mark.slow
-def test_sessions_of_another_layout_are_refused_with_one_line(tmp_path):
+def test_sessions_of_another_layout_are_refused_with_one_line(tmp_path, capsys):
     digital = tmp_path / "digital.h5"
     start_training(TrainConfig.of(method="node", reservoir="digital", steps=2, **SMALL), digital)
     other = tmp_path / "other.h5"
@@ -263,10 +268,10 @@ def test_sessions_of_another_layout_are_refused_with_one_line(tmp_path):
         ("train", "--reservoir", "twin:" + str(digital), "--out", str(tmp_path / "r.h5")),
     ]
     for args in cases:
-        result = labpgt(*args)
-        assert result.returncode == 2, (args, result.stderr)
-        assert result.stderr.startswith("labpgt: ") and result.stderr.count("\n") == 1, result.stderr
-        assert "Traceback" not in result.stderr
+        status, _, err = labpgt(capsys, *args)
+        assert status == 2, (args, err)
+        assert err.startswith("labpgt: ") and err.count("\n") == 1, err
+        assert "Traceback" not in err
     assert not (tmp_path / "t.h5").exists() and not (tmp_path / "r.h5").exists()
     with pytest.raises(UserError, match="another bench layout"):
         fit_twin([digital, other], tmp_path / "t.h5")
