@@ -99,6 +99,8 @@ def test_a_benchmark_evaluates_the_whole_split_every_time_by_default(tmp_path):
                 "pgt=20",
                 "--batch-size",
                 "8",
+                "--ceiling-steps",
+                "0",
                 "--sessions",
                 str(tmp_path / "runs"),
                 "--json",
