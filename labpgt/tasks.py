@@ -10,12 +10,23 @@ split (``holdout="test"``, for reporting) or a validation split (``holdout="vali
 part of the :class:`Task` at all: :func:`load_final_test` hands it out, standardised alike, for the
 one evaluation that ends such a run, so nothing tuned on validation has seen it. A network reshapes
 the inputs into token sequences itself (digits' 64 pixels are 8 image rows of 8).
+
+What scikit-learn gives (a bundled dataset's arrays, a split's indices) is kept in a per-machine cache,
+``$XDG_CACHE_HOME/labpgt/tasks`` (``~/.cache`` without it), as ``.npz`` files named by the installed
+scikit-learn and numpy versions: importing scikit-learn costs every ``labpgt`` process 0.6-0.9 s, the cached
+arrays a few milliseconds, and they are the very arrays scikit-learn returned. A cache that cannot be read is
+recomputed; one that cannot be written is done without.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from functools import cache
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 
@@ -74,11 +85,51 @@ def make_waveforms(n_per_class: int = 150, length: int = 64, noise: float = 0.3,
 def _raw(name: str, seed: int):
     if name == "waveforms":
         return make_waveforms(seed=seed)
+    cached = _cached(f"{name}-data", lambda: dict(zip(("x", "y"), _bundled(name))))
+    return cached["x"], cached["y"]
+
+
+def _bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
     from sklearn import datasets
 
     loader = {"digits": datasets.load_digits, "iris": datasets.load_iris, "wine": datasets.load_wine}[name]
     bunch = loader()
     return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target)
+
+
+def _split_indices(name: str, seed: int, holdout: str, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Indices into the task's samples of its training, held-out and test splits, as scikit-learn draws them."""
+    from sklearn.model_selection import train_test_split
+
+    train, test = train_test_split(np.arange(len(y)), test_size=TEST_FRACTION, stratify=y, random_state=seed)
+    held = test
+    if holdout == "validation":
+        train, held = train_test_split(train, test_size=VALIDATION_FRACTION, stratify=y[train], random_state=seed)
+    return {"train": train, "held": held, "test": test}
+
+
+def _cache_directory() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "labpgt" / "tasks"
+
+
+def _cached(key: str, compute) -> dict[str, np.ndarray]:
+    """The arrays ``compute()`` returns, from the cache when it holds them for the installed versions."""
+    versions = f"sklearn{metadata.version('scikit-learn')}-numpy{np.__version__}"
+    path = _cache_directory() / f"{key}-{versions}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as held:
+            return {name: held[name] for name in held.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass  # not cached yet, or not readable: computed again
+    arrays = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as handle:
+            np.savez(handle, **arrays)
+        os.replace(handle.name, path)  # whole or not at all, whoever else writes it at the same time
+    except OSError:
+        pass
+    return arrays
 
 
 def load_task(name: str, seed: int = 0, holdout: str = "test") -> Task:
@@ -112,15 +163,11 @@ def _splits(name: str, seed: int, holdout: str):
         raise UserError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
     if holdout not in HOLDOUTS:
         raise UserError(f"unknown holdout {holdout!r}; valid: {', '.join(HOLDOUTS)}")
-    from sklearn.model_selection import train_test_split
-
     x, y = _raw(name, seed)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=TEST_FRACTION, stratify=y, random_state=seed)
-    x_held, y_held = x_test, y_test
-    if holdout == "validation":
-        x_train, x_held, y_train, y_held = train_test_split(
-            x_train, y_train, test_size=VALIDATION_FRACTION, stratify=y_train, random_state=seed
-        )
+    index = _cached(f"{name}-seed{seed}-{holdout}", lambda: _split_indices(name, seed, holdout, y))
+    (x_train, y_train), (x_held, y_held), (x_test, y_test) = (
+        (x[index[k]], y[index[k]]) for k in ("train", "held", "test")
+    )
     mean = x_train.mean(axis=0)
     std = x_train.std(axis=0)
     std[std == 0.0] = 1.0

@@ -52,3 +52,50 @@ def test_unknown_task_is_a_user_error_listing_valid_names():
     message = str(err.value)
     assert "\n" not in message and "mnist" in message
     assert all(name in message for name in TASKS)
+
+
+SPLIT_CHECK = """
+import hashlib, sys
+from labpgt.tasks import load_final_test, load_task
+digest = hashlib.sha256()
+for holdout in ("test", "validation"):
+    task = load_task("wine", 2, holdout)
+    for array in (task.x_train, task.y_train, task.x_test, task.y_test, *load_final_test("wine", 2)):
+        digest.update(array.tobytes() + str(array.dtype).encode())
+print(digest.hexdigest(), "sklearn" in sys.modules)
+"""
+
+
+def _split_in_a_process(cache) -> tuple[str, str]:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", SPLIT_CHECK],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "XDG_CACHE_HOME": str(cache)},
+    )
+    digest, imported = done.stdout.split()
+    return digest, imported
+
+
+@pytest.mark.slow
+def test_scikit_learns_arrays_are_cached_exactly_and_a_damaged_or_unwritable_cache_is_done_without(tmp_path):
+    computed = _split_in_a_process(tmp_path / "cache")
+    assert computed[1] == "True"  # the first time scikit-learn splits, and its arrays are kept
+    cached = tmp_path / "cache" / "labpgt" / "tasks"
+    assert {p.name.split("-sklearn")[0] for p in cached.iterdir()} == {
+        "wine-data",
+        "wine-seed2-test",
+        "wine-seed2-validation",
+    }
+    assert _split_in_a_process(tmp_path / "cache") == (computed[0], "False")  # the same arrays, no scikit-learn
+    for path in cached.iterdir():
+        path.write_bytes(path.read_bytes()[:100])  # cut short, as a full disk or a kill would leave it
+    assert _split_in_a_process(tmp_path / "cache") == computed
+    unwritable = tmp_path / "file"
+    unwritable.write_text("not a directory")
+    assert _split_in_a_process(unwritable) == computed
