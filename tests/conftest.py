@@ -15,3 +15,10 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "labpgt-tests-jax-cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker more than this process may use cores. The integration tests spend part of their
+    time waiting on what they test (a served LakeShore 421's 50 ms between commands, a dropped answer's timeout,
+    a suspender's hold), and meanwhile the extra worker computes."""
+    return len(os.sched_getaffinity(0)) + 1

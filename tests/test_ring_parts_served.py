@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow  # labpgt sim processes, TCP, trainings
 
 PYMEASURE_VISA = dict(visa_library="@py", read_termination="\n", write_termination="\n", timeout=5000)
 TRAIN = [
-    "--task", "iris", "--method", "pgt", "--steps", "6", "--batch-size", "8", "--eval-every", "6",
+    "--task", "iris", "--method", "pgt", "--steps", "4", "--batch-size", "8", "--eval-every", "4",
     "--eval-train-samples", "0", "--quiet", "--seed", "1",
 ]  # fmt: skip
 # (few evaluation queries: the stock LakeShore 421 driver waits 50 ms before each command, 0.1 s a query)
