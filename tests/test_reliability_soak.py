@@ -1,6 +1,8 @@
-"""End to end over TCP: a run disturbed by transport faults, temperature excursions, gain drops, instruments going
-away, stop signals and kill -9 (each followed by --resume) records exactly the queries and parameters of the
-undisturbed run (benchmarks/reliability_soak.py, scaled down)."""
+"""End to end over TCP: a run disturbed by transport faults and by what the soak's seeded schedule draws from
+temperature excursions, gain drops, instruments going away, stop signals and kill -9 (each followed by --resume)
+records exactly the queries and parameters of the undisturbed run (benchmarks/reliability_soak.py, scaled down).
+At this scale, seed 3 draws signals only (a SIGINT and two kill -9); the full soak (RESULTS §10.1) draws every
+kind."""
 
 import subprocess
 import sys
