@@ -36,6 +36,7 @@ TASKS = ("digits", "iris", "wine", "waveforms")
 TEST_FRACTION = 0.25
 VALIDATION_FRACTION = 0.2
 HOLDOUTS = ("test", "validation")
+SPLITS = ("train", "held", "test")
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def make_waveforms(n_per_class: int = 150, length: int = 64, noise: float = 0.3,
 def _raw(name: str, seed: int):
     if name == "waveforms":
         return make_waveforms(seed=seed)
-    cached = _cached(f"{name}-data", lambda: dict(zip(("x", "y"), _bundled(name))))
+    cached = _cached(f"{name}-data", ("x", "y"), lambda: dict(zip(("x", "y"), _bundled(name))))
     return cached["x"], cached["y"]
 
 
@@ -105,30 +106,35 @@ def _split_indices(name: str, seed: int, holdout: str, y: np.ndarray) -> dict[st
     held = test
     if holdout == "validation":
         train, held = train_test_split(train, test_size=VALIDATION_FRACTION, stratify=y[train], random_state=seed)
-    return {"train": train, "held": held, "test": test}
+    return dict(zip(SPLITS, (train, held, test)))
 
 
 def _cache_directory() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "labpgt" / "tasks"
 
 
-def _cached(key: str, compute) -> dict[str, np.ndarray]:
-    """The arrays ``compute()`` returns, from the cache when it holds them for the installed versions."""
+def _cached(key: str, names: tuple[str, ...], compute) -> dict[str, np.ndarray]:
+    """The arrays ``names`` that ``compute()`` returns, from the cache when it holds them for the installed
+    versions."""
     versions = f"sklearn{metadata.version('scikit-learn')}-numpy{np.__version__}"
     path = _cache_directory() / f"{key}-{versions}.npz"
     try:
         with np.load(path, allow_pickle=False) as held:
-            return {name: held[name] for name in held.files}
+            if set(held.files) == set(names):
+                return {name: held[name] for name in names}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         pass  # not cached yet, or not readable: computed again
     arrays = compute()
+    written: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as handle:
+            written = Path(handle.name)
             np.savez(handle, **arrays)
-        os.replace(handle.name, path)  # whole or not at all, whoever else writes it at the same time
+        os.replace(written, path)  # whole or not at all, whoever else writes it at the same time
     except OSError:
-        pass
+        if written is not None:  # a partial file, e.g. of a full disk
+            written.unlink(missing_ok=True)
     return arrays
 
 
@@ -164,10 +170,8 @@ def _splits(name: str, seed: int, holdout: str):
     if holdout not in HOLDOUTS:
         raise UserError(f"unknown holdout {holdout!r}; valid: {', '.join(HOLDOUTS)}")
     x, y = _raw(name, seed)
-    index = _cached(f"{name}-seed{seed}-{holdout}", lambda: _split_indices(name, seed, holdout, y))
-    (x_train, y_train), (x_held, y_held), (x_test, y_test) = (
-        (x[index[k]], y[index[k]]) for k in ("train", "held", "test")
-    )
+    index = _cached(f"{name}-seed{seed}-{holdout}", SPLITS, lambda: _split_indices(name, seed, holdout, y))
+    (x_train, y_train), (x_held, y_held), (x_test, y_test) = ((x[index[k]], y[index[k]]) for k in SPLITS)
     mean = x_train.mean(axis=0)
     std = x_train.std(axis=0)
     std[std == 0.0] = 1.0

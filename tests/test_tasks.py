@@ -96,6 +96,9 @@ def test_scikit_learns_arrays_are_cached_exactly_and_a_damaged_or_unwritable_cac
     for path in cached.iterdir():
         path.write_bytes(path.read_bytes()[:100])  # cut short, as a full disk or a kill would leave it
     assert _split_in_a_process(tmp_path / "cache") == computed
+    for path in cached.iterdir():
+        np.savez(path, other=np.zeros(3))  # whole, but not what it should hold
+    assert _split_in_a_process(tmp_path / "cache") == computed
     unwritable = tmp_path / "file"
     unwritable.write_text("not a directory")
     assert _split_in_a_process(unwritable) == computed
