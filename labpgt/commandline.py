@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -226,25 +227,13 @@ def model_name(models: Callable[[], Iterable[str]]):
     return name
 
 
-def _analyzer_models():
-    from labpgt.instruments.simulated import ANALYZER_MODELS
-
-    return ANALYZER_MODELS
-
-
-def _attenuator_models():
-    from labpgt.instruments.simulated.controls import ATTENUATOR_MODELS
-
-    return ATTENUATOR_MODELS
+def simulated_models(module: str, table: str) -> Callable[[], Iterable[str]]:
+    """The names of the simulator's model table ``table`` in ``labpgt.instruments.simulated`` + ``module``,
+    imported when asked."""
+    return lambda: getattr(importlib.import_module(f"labpgt.instruments.simulated{module}"), table)
 
 
-def _gaussmeter_models():
-    from labpgt.instruments.simulated.controls import GAUSSMETER_MODELS
-
-    return GAUSSMETER_MODELS
-
-
-analyzer_model = model_name(_analyzer_models)
+analyzer_model = model_name(simulated_models("", "ANALYZER_MODELS"))
 
 
 @argument_type
@@ -300,7 +289,7 @@ def add_ring_parts_options(p) -> None:
     )
     p.add_argument(
         "--attenuator",
-        type=model_name(_attenuator_models),
+        type=model_name(simulated_models(".controls", "ATTENUATOR_MODELS")),
         metavar="MODEL",
         default="hp11713",
         help="with --ring parts: the loop attenuator: hp11713 (Agilent 11713C with an 8494 and an 8496), weinschel "
@@ -309,7 +298,7 @@ def add_ring_parts_options(p) -> None:
     )
     p.add_argument(
         "--gaussmeter",
-        type=model_name(_gaussmeter_models),
+        type=model_name(simulated_models(".controls", "GAUSSMETER_MODELS")),
         metavar="MODEL",
         default="ls421",
         help="with --ring parts: the gaussmeter: ls421 (Lake Shore 421) or ls425 (Lake Shore 425) (ls421)",

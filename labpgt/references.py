@@ -17,6 +17,9 @@ Neither makes a reservoir query.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
 # numpy and the tasks are imported where used: the command line's parser reads CEILING_STEPS, and must stay light
 LOGISTIC_C = tuple(10.0**k for k in range(-3, 4))
 LOGISTIC = "logistic regression (raw inputs)"
@@ -58,7 +61,7 @@ def digital_ceiling(task: str, seed: int, model=None, steps: int = CEILING_STEPS
 
     data = load_task(task, seed, holdout="validation")
     fits = [_trained_with_layer(data, seed, model or ModelSpec(), lr, steps) for lr in CEILING_LR]
-    scores = [fit(data.x_test, data.y_test) for fit in fits]
+    scores = [fit.accuracy(data.x_test, data.y_test) for fit in fits]
     best = int(np.argmax(scores))
     return {
         "reference": CEILING,
@@ -68,13 +71,19 @@ def digital_ceiling(task: str, seed: int, model=None, steps: int = CEILING_STEPS
         "tuning_fits": len(CEILING_LR),
         "validation_by_lr": scores,
         "validation_accuracy": scores[best],
-        "test_accuracy": fits[best](*load_final_test(task, seed)),
+        "test_accuracy": fits[best].accuracy(*load_final_test(task, seed)),
     }
 
 
-def _trained_with_layer(data, seed: int, model, lr: float, steps: int):
-    """Train the network and its digital layer together; the trained network's accuracy on (X, y), as a function
-    (its ``layer``: the trained W and b)."""
+class CeilingFit(NamedTuple):
+    """A network trained with its digital layer: its accuracy on (X, labels), and the layer's trained W and b."""
+
+    accuracy: Callable[[Any, Any], float]
+    layer: dict
+
+
+def _trained_with_layer(data, seed: int, model, lr: float, steps: int) -> CeilingFit:
+    """Train the network and its digital layer together (see the module docstring)."""
     import numpy as np
     import optax
 
@@ -123,8 +132,7 @@ def _trained_with_layer(data, seed: int, model, lr: float, steps: int):
         logits = network.forward(final, X, measure).logits
         return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
-    accuracy.layer = {k: np.asarray(v) for k, v in layer.items()}  # type: ignore[attr-defined]
-    return accuracy
+    return CeilingFit(accuracy, {k: np.asarray(v) for k, v in layer.items()})
 
 
 def digital_references(task: str, seeds, model=None, ceiling_steps: int = CEILING_STEPS) -> list[dict]:

@@ -113,11 +113,16 @@ def _cache_directory() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "labpgt" / "tasks"
 
 
+@cache
+def _versions() -> str:
+    """What the cached arrays depend on: the installed scikit-learn's and numpy's versions."""
+    return f"sklearn{metadata.version('scikit-learn')}-numpy{np.__version__}"
+
+
 def _cached(key: str, names: tuple[str, ...], compute) -> dict[str, np.ndarray]:
     """The arrays ``names`` that ``compute()`` returns, from the cache when it holds them for the installed
     versions."""
-    versions = f"sklearn{metadata.version('scikit-learn')}-numpy{np.__version__}"
-    path = _cache_directory() / f"{key}-{versions}.npz"
+    path = _cache_directory() / f"{key}-{_versions()}.npz"
     try:
         with np.load(path, allow_pickle=False) as held:
             if set(held.files) == set(names):

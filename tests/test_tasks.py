@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -67,10 +71,6 @@ print(digest.hexdigest(), "sklearn" in sys.modules)
 
 
 def _split_in_a_process(cache) -> tuple[str, str]:
-    import os
-    import subprocess
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-c", SPLIT_CHECK],
         capture_output=True,

@@ -19,11 +19,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from labpgt.bench.kinds import AttenuatorState, GeneratorState, Role, State, state_of
 from labpgt.errors import UserError
 
 if TYPE_CHECKING:
     from labpgt.bench.config import BenchConfig
-    from labpgt.bench.kinds import State
 
 
 class SafetyError(UserError):
@@ -63,8 +63,6 @@ def check_config_safe(config: BenchConfig) -> None:
 
 def _check_ring_controls(config: BenchConfig, reach: dict, where: str) -> None:
     """A loop attenuator never below its ``min_attenuation_db``; a coil supply's limits themselves sane."""
-    from labpgt.bench.kinds import Role
-
     for name, inst in config.instruments.items():
         options = inst.options
         if inst.kind.role is Role.ATTENUATOR:
@@ -113,8 +111,6 @@ def _max_power_dbm(config: BenchConfig, name: str) -> float:
 
 def check_state_safe(config: BenchConfig, wanted: dict[str, State]) -> None:
     """Check one complete wanted state of every instrument before anything of it is sent."""
-    from labpgt.bench.kinds import AttenuatorState, GeneratorState, state_of
-
     powers = []
     for name in config.generators:
         power, limit = state_of(wanted, name, GeneratorState).power_dbm, _max_power_dbm(config, name)

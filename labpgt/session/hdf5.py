@@ -297,16 +297,8 @@ def open_read_only(path: Path) -> h5py.File:
 
 
 def open_for_writing(path: Path, mode: str) -> h5py.File:
-    """``h5py.File(path, mode)`` in the session's format, for writing; a reader holding HDF5's lock on the file
-    (an inspector opening it for a moment) is waited for briefly, then refused in one line."""
-    for _ in range(LOCKED_RETRIES):
-        try:
-            return h5py.File(path, mode, libver=LIBVER)
-        except BlockingIOError:
-            time.sleep(LOCKED_RETRY_S)
-    raise UserError(
-        f"{Path(path).name} is open in another program (HDF5's file lock is held): close it there and try again"
-    )
+    """``h5py.File(path, mode)`` in the session's format, for writing (:func:`_waiting_for_lock`)."""
+    return _waiting_for_lock(path, lambda: h5py.File(path, mode, libver=LIBVER))
 
 
 def open_swmr_write(path: Path) -> h5py.File:
@@ -319,9 +311,16 @@ def open_swmr_write(path: Path) -> h5py.File:
     them before, on a copy (:func:`copy_prefix`'s ``finish``) or a new file."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     fapl.set_libver_bounds(*(LIBVER_BOUNDS[bound] for bound in LIBVER))
+    flags = h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE
+    return _waiting_for_lock(path, lambda: h5py.File(h5py.h5f.open(os.fsencode(path), flags, fapl=fapl)))
+
+
+def _waiting_for_lock(path: Path, opening) -> h5py.File:
+    """``opening()``, waiting briefly while a reader holds HDF5's lock on the file (an inspector opening it for a
+    moment), then refused in one line."""
     for _ in range(LOCKED_RETRIES):
         try:
-            return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE, fapl=fapl))
+            return opening()
         except BlockingIOError:
             time.sleep(LOCKED_RETRY_S)
     raise UserError(
