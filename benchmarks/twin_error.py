@@ -49,10 +49,10 @@ def main(argv=None) -> int:
                 f"{log['error'][chunk].mean():>16.3f}{log['used'][chunk].mean():>11.2f}{probe:>16}"
             )
     if args.plot:
-        from labpgt.plots import _pyplot, _save
+        from labpgt.plots import _figure, _save
 
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(8, 4))
+        fig = _figure(figsize=(8, 4))
+        ax = fig.subplots()
         for log in logs:
             (line,) = ax.plot(log["queries"], log["error"], lw=1, label=f"seed {log['seed']}")
             probes = log["used"] == 0

@@ -78,9 +78,19 @@ def build_network(
     training split, which an encoder fitted to the data (``encoder_init`` pca or lda) needs."""
     if spec.encoder_init != "random" and data is None:
         raise ValueError(f"encoder_init {spec.encoder_init} is fitted to the training inputs: pass them (data)")
-    return ARCHITECTURES[spec.architecture](
+    network = ARCHITECTURES[spec.architecture](
         spec, n_inputs, n_classes, input_width, feature_width, np.random.default_rng([int(seed), 7]), data
     )
+    # a builder's stages are functions of these alone (the seed and the data give initial values only)
+    shape = (spec, int(n_inputs), int(n_classes), int(input_width), int(feature_width))
+    first = _FIRST_BUILT.setdefault(shape, network)
+    if first is not network:  # the next run of a benchmark or a test: JAX does not trace it all again
+        network.share_compiled(first)
+    return network
+
+
+#: per (spec, widths), the first network built in this process, whose compiled pieces later ones reuse
+_FIRST_BUILT: dict[tuple, Network] = {}
 
 
 # --------------------------------------------------------------------------- shared pieces

@@ -152,6 +152,13 @@ class Network:
         self._tail_grad = jax.jit(jax.value_and_grad(self._tail_loss, argnums=(0, 2)))
         self._loss = jax.jit(cross_entropy)
 
+    def share_compiled(self, other: Network) -> None:
+        """Run on ``other``'s compiled pieces, which JAX has traced already: for a network built from the same
+        spec and widths (its stages the same functions of the parameters), so the same programs; only the
+        initial parameter values differ, and those are arguments, never compiled in."""
+        for name in ("_stage_fns", "_stage_vjps", "_head_fn", "_logits_fn", "_tail_grad", "_loss"):
+            setattr(self, name, getattr(other, name))
+
     # ---- parameters -----------------------------------------------------------------------------
     @property
     def n_params(self) -> int:
@@ -219,7 +226,7 @@ class Network:
         ``calibrate`` (one branch), each layer's standardisation is set in ``branches[0]`` from its
         measured features before the next stage runs.
         """
-        carries = [(jnp.asarray(X),) for _ in branches]
+        carries = [(np.asarray(X),)] * len(branches)  # numpy into jit: the same values, without jnp's slow path
         tapes = [Tape([], [], [], [], np.empty(0)) for _ in branches]  # logits once the head has run
         for stage, fn, layer in zip(self.stages, self._stage_fns, self.layers):
             outs = []
@@ -233,7 +240,7 @@ class Network:
                 tapes[b].inputs.append(u)
                 tapes[b].features.append(F)
                 tapes[b].rows.append(rows)
-                carries[b] = (jnp.asarray(F.reshape(out[0].shape[:-1] + (F.shape[-1],))),) + tuple(out[1:])
+                carries[b] = (F.reshape(out[0].shape[:-1] + (F.shape[-1],)),) + tuple(out[1:])
         for b, params in enumerate(branches):
             tapes[b].carries.append(carries[b])
             tapes[b].logits = np.asarray(self._logits_fn(*self._tail_split(params), carries[b]))

@@ -13,6 +13,8 @@ pickled.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import optax
 
@@ -25,6 +27,8 @@ TRANSFORMATIONS = {
     "adam": optax.scale_by_adam,
 }
 OPTIMIZERS = tuple(TRANSFORMATIONS)
+#: per (name, clip), the step of the first optimizer made in this process, which later ones reuse
+_COMPILED_STEPS: dict[tuple[str, float], Callable] = {}
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -48,7 +52,8 @@ class Optimizer:
             transformation = optax.chain(optax.clip_by_global_norm(self.clip), transformation)
         self.transformation = transformation
         self.state = transformation.init(trainable)
-        self._step = jax.jit(self._apply)
+        # one compiled step per (name, clip) in a process: the same transformation, so the same program
+        self._step = _COMPILED_STEPS.setdefault((name, self.clip), jax.jit(self._apply))
 
     def _apply(self, params, grads, state, lr):
         directions, state = self.transformation.update(grads, state, params)

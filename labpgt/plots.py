@@ -1,5 +1,8 @@
 """PNG figures people would rather look at than read (matplotlib, Agg, no screen needed).
 
+Each figure is a :class:`matplotlib.figure.Figure` of its own, never pyplot's: no global state to share
+with a GUI thread, nothing to close, and pyplot's import is not paid at the end of every run.
+
 Spectra, a training's loss and accuracy against the reservoir queries it spent, and a benchmark's
 accuracy-against-queries curves per method (mean over seeds, with the spread of the seeds).
 """
@@ -11,13 +14,10 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs):
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)  # savefig draws it on an Agg canvas: no backend, no screen
 
 
 def plot_spectrum(
@@ -30,8 +30,8 @@ def plot_spectrum(
 ) -> Path:
     """Save one analyzer trace as a PNG (frequency in GHz, power in dBm), with the listed ``peaks`` (indices)
     marked and the level they were found above (``threshold_dbm``) dashed."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig = _figure(figsize=(8, 4))
+    ax = fig.subplots()
     ghz = np.asarray(frequencies_hz) / 1e9
     ax.plot(ghz, trace_dbm, lw=1.0)
     if len(peaks):
@@ -58,7 +58,6 @@ def _save(fig, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
     return path
 
 
@@ -69,10 +68,10 @@ def _thousands(value, _position=None) -> str:
 
 def plot_history(result, path) -> Path:
     """A training's loss and accuracy against training queries (``result``: a :class:`labpgt.runs.RunResult`)."""
-    plt = _pyplot()
     h, held = result.history, result.holdout
     q = [e["training_queries"] for e in h]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = _figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for ax, what, label in ((ax_loss, "loss", "cross-entropy loss"), (ax_acc, "accuracy", "accuracy")):
         trained = [(n, e[f"train_{what}"]) for n, e in zip(q, h) if f"train_{what}" in e]
         if trained:  # an evaluation toward a target measures no training sample
@@ -102,9 +101,9 @@ def _held_label(history, held: str) -> str:
 def plot_benchmark(benchmark: dict, path, title: str = "") -> Path:
     """Held-out accuracy against training queries, one curve per method: the mean over seeds at each
     evaluation, the seeds' range shaded (``benchmark`` as :func:`labpgt.benchmark.run_benchmark` returns it)."""
-    plt = _pyplot()
     held = benchmark["holdout"]
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig = _figure(figsize=(8, 5))
+    ax = fig.subplots()
     methods = list(dict.fromkeys(row["method"] for row in benchmark["results"]))
     for method in methods:
         rows = [r for r in benchmark["results"] if r["method"] == method]
@@ -166,9 +165,8 @@ def plot_sweep(
     holds them); ``spectra_dbm``: one trace per point (k, P) on ``frequencies_hz``; ``threshold``:
     the swept value to mark (NaN: none); ``margin_level_db``: the margin that defines it (None: no line).
     """
-    plt = _pyplot()
     values = np.asarray(points["value"], dtype=np.float64)
-    fig = plt.figure(figsize=(11, 8))
+    fig = _figure(figsize=(11, 8))
     grid = fig.add_gridspec(2, 2, height_ratios=(1.0, 1.3))
     power_ax, margin_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
     for ax, column, ylabel in (
@@ -208,8 +206,8 @@ def _waterfall(fig, ax, values: np.ndarray, frequencies_hz: np.ndarray, spectra_
 def plot_twin_fit(fit, path) -> Path:
     """A twin against the measurements it was not fitted on (``fit``: a :class:`labpgt.twin.TwinFit`):
     predicted against measured features, a few held-out feature vectors, and the error per feature."""
-    plt = _pyplot()
-    fig, (ax_scatter, ax_rows, ax_error) = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig = _figure(figsize=(15, 4.5))
+    ax_scatter, ax_rows, ax_error = fig.subplots(1, 3)
     ax_scatter.plot(fit.measured.ravel(), fit.predicted.ravel(), ".", ms=2, alpha=0.4)
     low, high = float(min(fit.measured.min(), fit.predicted.min())), float(max(fit.measured.max(), fit.predicted.max()))
     ax_scatter.plot([low, high], [low, high], color="grey", lw=0.8)

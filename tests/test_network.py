@@ -271,3 +271,26 @@ def test_a_fitted_encoder_is_the_dense_networks_and_needs_the_training_inputs():
         ModelSpec(architecture="transformer", encoder_init="lda")
     with pytest.raises(ValueError, match="training inputs"):
         build_network(ModelSpec(encoder_init="pca"), 64, 10, 8, 32, seed=0)
+
+
+@pytest.mark.parametrize("name", ["dense-hidden-tanh", "transformer-2"])
+def test_a_network_built_again_runs_on_the_first_ones_compiled_pieces_with_the_same_results(name, monkeypatch):
+    """build_network reuses the traced programs of an earlier network of the same spec and widths: the forward
+    pass, the loss and every gradient equal bit for bit those of a network whose pieces are traced afresh."""
+    import labpgt.architectures as architectures
+
+    build_network(SPECS[name], n_inputs=6, n_classes=3, input_width=4, feature_width=6, seed=5)  # the first
+    res, shared, params, X, y = setup(SPECS[name], seed=1)
+    assert shared._stage_fns[0] is architectures._FIRST_BUILT[(SPECS[name], 6, 3, 4, 6)]._stage_fns[0]
+    monkeypatch.setattr(architectures, "_FIRST_BUILT", {})
+    _, fresh, _, _, _ = setup(SPECS[name], seed=1)
+    assert fresh._stage_fns[0] is not shared._stage_fns[0]
+    results = []
+    for net in (shared, fresh):
+        tape = net.forward(params, X, measured(res))
+        loss, grads = net.gradients(params, tape, y, exact_vjp(res))
+        results.append((tape.logits, loss, net.flatten(grads)))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    other_width = build_network(SPECS[name], n_inputs=6, n_classes=3, input_width=4, feature_width=5, seed=1)
+    assert other_width._stage_fns[0] is not shared._stage_fns[0]  # another shape is another program
