@@ -124,17 +124,11 @@ def test_a_damaged_or_foreign_file_is_a_user_error_and_untouched(tmp_path):
         assert sha256(path) == before, path.name
 
 
-@pytest.mark.slow
-def test_the_exports_of_a_damaged_or_foreign_file_are_one_line_and_exit_2(tmp_path):
+def test_the_exports_of_a_damaged_or_foreign_file_are_one_line_and_exit_2(tmp_path, labpgt):
     for path in damaged_and_foreign_files(tmp_path):
         before = sha256(path)
         for target in ("out.nc", "out.mat"):
-            done = subprocess.run(
-                [sys.executable, "-m", "labpgt", "export", str(path), "--to", str(tmp_path / target)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            done = labpgt("export", str(path), "--to", str(tmp_path / target))
             assert done.returncode == 2 and done.stderr.startswith("labpgt: "), (path.name, done.stderr)
             assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
             assert not (tmp_path / target).exists()

@@ -6,7 +6,6 @@ config validation and the one-line errors are the same code. One case starts the
 
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,28 +13,6 @@ import pytest
 from labpgt.cli import main
 
 BENCH_SIM = Path(__file__).resolve().parents[1] / "data" / "bench-sim.toml"
-
-
-@dataclass
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def labpgt(capsys, monkeypatch):
-    """``labpgt ARGS`` in this process, from directory ``cwd``: its exit status and what it printed."""
-
-    def run(*args, cwd=None):
-        if cwd is not None:
-            monkeypatch.chdir(cwd)
-        capsys.readouterr()
-        status = main(list(args))
-        out, err = capsys.readouterr()
-        return Ran(status, out, err)
-
-    return run
 
 
 @pytest.mark.parametrize(

@@ -9,26 +9,18 @@ data/session-example.h5 was made with
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 from sessionfiles import V1_EXAMPLE
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "session-example.h5"
-
-
-def labpgt(*args):
-    return subprocess.run([sys.executable, "-m", "labpgt", *args], capture_output=True, text=True, timeout=120)
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.slow
-def test_shipped_session_replays_and_is_left_untouched():
+def test_shipped_session_replays_and_is_left_untouched(labpgt):
     before = sha256(EXAMPLE)
     replay = labpgt("replay", str(EXAMPLE))
     assert replay.returncode == 0, replay.stdout + replay.stderr
@@ -40,8 +32,7 @@ def test_shipped_session_replays_and_is_left_untouched():
     assert sha256(EXAMPLE) == before
 
 
-@pytest.mark.slow
-def test_session_from_the_earlier_engine_is_checked_and_left_untouched():
+def test_session_from_the_earlier_engine_is_checked_and_left_untouched(labpgt):
     """The example shipped before was recorded by the numpy engine (labpgt-session/1): replay says so in one
     line and checks what needs no engine — every recorded spectrum still gives its recorded features."""
     before = sha256(V1_EXAMPLE)
@@ -57,8 +48,7 @@ def test_session_from_the_earlier_engine_is_checked_and_left_untouched():
     assert sha256(V1_EXAMPLE) == before
 
 
-@pytest.mark.slow
-def test_replay_of_an_altered_spectrum_exits_1_naming_the_query(tmp_path):
+def test_replay_of_an_altered_spectrum_exits_1_naming_the_query(tmp_path, labpgt):
     import shutil
 
     import h5py

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import pyvisa
 
+from labpgt.inspection import inspect_session
+
 pytestmark = pytest.mark.slow  # labpgt sim processes, TCP, trainings
 
 PYMEASURE_VISA = dict(visa_library="@py", read_termination="\n", write_termination="\n", timeout=5000)
@@ -206,10 +208,8 @@ def train(bench_file, out, *more, **popen):
 
 
 def inspect(path):
-    result = subprocess.run(
-        [sys.executable, "-m", "labpgt", "inspect", "--json", str(path)], capture_output=True, text=True, check=True
-    )
-    return json.loads(result.stdout)
+    """What ``labpgt inspect --json`` prints, read in this process (the writer is another)."""
+    return json.loads(json.dumps(inspect_session(path)))
 
 
 def test_a_training_through_the_served_parts_records_identities_and_the_field_and_resumes_exactly(served, tmp_path):
