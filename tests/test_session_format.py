@@ -180,3 +180,42 @@ def test_resuming_a_v2_file_rewrites_it_as_v3(tmp_path):
     np.testing.assert_array_equal(after["queries/index"], np.arange(40))
     for name in ("queries/spectrum", "queries/u", "queries/features", "steps/loss", "checkpoints/params/enc_W"):
         np.testing.assert_array_equal(after[name][: len(before[name])], before[name], err_msg=name)
+
+
+def test_appended_rows_are_what_h5py_writes_in_every_type_the_file_converts_to(tmp_path):
+    """hdf5.append writes numbers through HDF5's own calls: the file holds what h5py's slicing would have written,
+    converted by HDF5 alike (float64 rows into a float32 column, int64 into int32), compressed or not, in 1 and 2
+    dimensions; other types (strings) take h5py's way."""
+    rng = np.random.default_rng(3)
+    blocks = {
+        "f4": [rng.standard_normal((k, 5)) * 1e3 for k in (3, 0, 1, 7)],
+        "i4": [rng.integers(-(2**20), 2**20, (k,)) for k in (2, 5, 0, 1)],
+        "f8": [rng.standard_normal(k) for k in (4, 1, 9)],
+        "u1": [np.frombuffer(b"a row of json", dtype=np.uint8), np.zeros(0, dtype=np.uint8)],
+        "S8": [np.array([b"one", b"two"]), np.array([b"three"])],
+    }
+    files = {way: h5py.File(tmp_path / f"{way}.h5", "w", libver="latest") for way in ("append", "h5py")}
+    for name, parts in blocks.items():
+        for way, f in files.items():
+            ds = f.create_dataset(
+                name,
+                shape=(0,) + parts[0].shape[1:],
+                maxshape=(None,) + parts[0].shape[1:],
+                dtype=name,
+                chunks=(4,) + parts[0].shape[1:],
+                **({"compression": "gzip", "shuffle": True} if name == "f4" else {}),
+            )
+            for block in parts:
+                if way == "append":
+                    hdf5.append(ds, block)
+                else:
+                    n = ds.shape[0]
+                    ds.resize(n + len(block), axis=0)
+                    ds[n:] = block
+    for name, parts in blocks.items():
+        got, expected = files["append"][name][()], files["h5py"][name][()]
+        assert got.dtype == expected.dtype and got.shape == (sum(len(p) for p in parts),) + parts[0].shape[1:]
+        np.testing.assert_array_equal(got, expected)
+        assert got.tobytes() == expected.tobytes()
+    for f in files.values():
+        f.close()
