@@ -1,7 +1,7 @@
 """A reliability soak over TCP: one training disturbed by what a lab does to a run, compared query for query with
 the same training undisturbed.
 
-    nice python benchmarks/reliability_soak.py [--steps 300] [--every-s 20] [--seed 1] [--task iris]
+    nice python benchmarks/reliability_soak.py [--steps 300] [--every-s 20] [--seed 1] [--kinds ...] [--task iris]
         [--batch-size 4] [--directions 2] [--timeout-ms 500] [--delay-s 1]
         [--faults drop=0.004,garble=0.004,delay=0.002,error=0.002,reboot=0.0005,seed=7]
 
@@ -136,9 +136,12 @@ class Injection:
     survived: bool | None = None
 
 
-def draw_injection(rng: random.Random, now_s: float) -> Injection:
-    kind = rng.choice(CONDITIONS + ("stop", "SIGKILL"))
-    kind = rng.choice(STOPS) if kind == "stop" else kind
+def draw_injection(rng: random.Random, now_s: float, kinds=KINDS) -> Injection:
+    """One injection of ``kinds``: each condition, a stop (one of the three signals) and kill -9 alike likely."""
+    drawn = tuple(k for k in CONDITIONS if k in kinds)
+    drawn += ("stop",) * any(k in kinds for k in STOPS) + ("SIGKILL",) * ("SIGKILL" in kinds)
+    kind = rng.choice(drawn)
+    kind = rng.choice([k for k in STOPS if k in kinds]) if kind == "stop" else kind
     seconds = rng.uniform(2.0, 8.0)
     detail = {
         "temperature": f"{rng.choice((-1, 1)) * rng.uniform(3.0, 6.0):+.1f} K for {seconds:.1f} s",
@@ -253,8 +256,8 @@ class Soak:
             elif steps > injection.steps_after or completed:
                 injection.survived = True
 
-    def run(self, rng: random.Random, every_s: float) -> float:
-        """Train to the end under the injections; the wall time in seconds."""
+    def run(self, rng: random.Random, every_s: float, kinds=KINDS) -> float:
+        """Train to the end under injections of ``kinds``; the wall time in seconds."""
         process = self.start()
         next_at = rng.expovariate(1.0 / every_s)
         last_look = 0.0
@@ -277,7 +280,7 @@ class Soak:
                 process = self.start()
                 continue  # inject into a live process
             if self.now() >= next_at:
-                injection = draw_injection(rng, self.now())
+                injection = draw_injection(rng, self.now(), kinds)
                 self.injections.append(injection)
                 if injection.kind in SIGNALS:
                     if self.signalled(process, injection) == 0:
@@ -354,7 +357,8 @@ def print_table(
 ) -> None:
     print(
         f"task {args.task}, node, {args.steps} steps of batch {args.batch_size} x {args.directions} directions, "
-        f"TCP with --noise 0 --ideal; injections every {args.every_s:g} s on average (seed {args.seed}); "
+        f"TCP with --noise 0 --ideal; injections of {args.kinds} every {args.every_s:g} s on average (seed "
+        f"{args.seed}); "
         f"faults: {faults}"
     )
     print(f"{'injected':<34}{'count':>6}{'survived':>10}")
@@ -410,10 +414,14 @@ def main() -> int:
     parser.add_argument("--directions", type=int, default=2)
     parser.add_argument("--every-s", type=float, default=20.0, help="mean time between two injections")
     parser.add_argument("--seed", type=int, default=1, help="of the injections' moments and kinds")
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"what may be injected, of {','.join(KINDS)}")
     parser.add_argument("--faults", default="drop=0.004,garble=0.004,delay=0.002,error=0.002,reboot=0.0005,seed=7")
     parser.add_argument("--timeout-ms", type=int, default=500)
     parser.add_argument("--delay-s", type=float, default=1.0, help="how late a delayed answer comes")
     args = parser.parse_args()
+    kinds = tuple(args.kinds.split(","))
+    if not kinds or not set(kinds) <= set(KINDS):
+        parser.error(f"--kinds: a comma-separated list of {','.join(KINDS)}")
     os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"  # the soak's looks at the session never lock out a --resume
     faults = f"{args.faults},delay_s={args.delay_s}" if "delay=" in args.faults else args.faults
     options = [
@@ -439,7 +447,7 @@ def main() -> int:
         sim, bench, resources = disturbed_bench(work, faults, args.timeout_ms)
         soak = Soak(bench, work / "disturbed.h5", options, resources)
         try:
-            disturbed_s = soak.run(random.Random(args.seed), args.every_s)
+            disturbed_s = soak.run(random.Random(args.seed), args.every_s, kinds)
         finally:
             simulator = stop_simulator(sim)
         clean, disturbed = inspect(work / "undisturbed.h5"), inspect(work / "disturbed.h5")

@@ -491,7 +491,8 @@ class _Watch:
     def before_writing(self, step: int) -> None:
         """Once a step is measured, before it is written: the oscillation's check query, every ``every_steps`` steps.
         Out of range, the step is not written but measured again: the ring may have stopped oscillating while it
-        was measured (a step written first would have been kept as training)."""
+        was measured (a step written first would have been kept as training). What the check cannot see: a stop
+        that began and ended within the measurements since the last check (a step's time at ``every_steps`` 1)."""
         oscillation = self._of("oscillation")
         if oscillation is not None and (step + 1) % oscillation.every_steps == 0:
             value = self._read(oscillation, step)

@@ -1,8 +1,9 @@
 """End to end over TCP: a run disturbed by transport faults and by what the soak's seeded schedule draws from
 temperature excursions, gain drops, instruments going away, stop signals and kill -9 (each followed by --resume)
 records exactly the queries and parameters of the undisturbed run (benchmarks/reliability_soak.py, scaled down).
-At this scale, seed 3 draws signals only (a SIGINT and two kill -9); the full soak (RESULTS §10.1) draws every
-kind."""
+The test draws signals only (stops and kill -9): the conditions last 2 to 8 s of wall time, and a gain drop that
+begins and ends within one step, between two of the oscillation suspender's check queries, is not seen (on a loaded
+machine a step of this run can take that long). The full soak (RESULTS §10.1) draws every kind."""
 
 import subprocess
 import sys
@@ -32,6 +33,8 @@ def test_a_disturbed_run_loses_nothing_and_measures_nothing_twice(tmp_path):
             "8",
             "--seed",
             "3",
+            "--kinds",
+            "SIGTERM,SIGINT,SIGHUP,SIGKILL",
         ],
         capture_output=True,
         text=True,
