@@ -179,7 +179,7 @@ def test_a_session_recorded_with_other_settings_is_refused_not_reported_nor_cont
 def test_the_target_can_be_a_variant_of_the_benchmark_and_then_no_pgt_run_is_paid_for(tmp_path):
     """``--target node`` for node against backprop: the target is node's mean, nothing else is run;
     a target not among the methods is run too, once per seed, and a target that is no variant is refused."""
-    kw = dict(sessions_dir=tmp_path / "runs", steps_by_method={"node": 4, "pgt": 3}, **SMALL)
+    kw = dict(sessions_dir=tmp_path / "runs", steps_by_method={"node": 4, "pgt": 3, "backprop": 4}, **SMALL)
     b = run_benchmark("iris", "digital", ["backprop", "node"], seeds=[0, 1], target="node", **kw)
     assert [r["method"] for r in b["results"]] == ["backprop", "backprop", "node", "node"]
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(
