@@ -215,6 +215,24 @@ def test_second_process_sees_new_steps_while_writing(tmp_path):
         assert (r.n_queries, r.last_complete_step) == (80, 7)
 
 
+def test_a_live_file_is_looked_at_again_in_the_reverse_of_the_order_it_is_written(tmp_path, monkeypatch):
+    """A writer flushes a step's queries, then its row, then its checkpoint; a reader refreshes the checkpoints
+    first and the queries last, so a checkpoint it sees always has its step row and queries (the other way round,
+    a flush between two refreshes showed a checkpoint of step 8 with 7 step rows)."""
+    path = tmp_path / "run.h5"
+    with synthetic_writer(path) as writer:
+        write_steps(writer, np.random.default_rng(0), 2)
+    refreshed = []
+    monkeypatch.setattr(h5py.File, "swmr_mode", property(lambda f: True))  # as a live file's reader has it
+    monkeypatch.setattr(h5py.Dataset, "refresh", lambda ds: refreshed.append(ds.name.split("/")[1]))
+    with SessionReader(path) as r:
+        refreshed.clear()  # opening refreshed too
+        r.refresh()
+    last = {group: max(i for i, g in enumerate(refreshed) if g == group) for group in refreshed}
+    first = {group: min(i for i, g in enumerate(refreshed) if g == group) for group in refreshed}
+    assert last["checkpoints"] < first["steps"] and last["steps"] < first["queries"]
+
+
 # --------------------------------------------------------------------------- bad input
 def _one_line_error(path) -> str:
     with pytest.raises(UserError) as info:

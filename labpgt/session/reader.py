@@ -248,7 +248,7 @@ class SessionReader:
         """See rows appended by a live writer since opening (SWMR); recomputes the valid lengths."""
         f = self._file
         if f.swmr_mode:
-            for name in self._row_datasets:
+            for name in sorted(self._row_datasets, key=_refresh_rank):
                 f[name].refresh()
         self.n_queries = hdf5.group_length(f["queries"], self._query_columns)
         self.n_steps = self.n_checkpoints = 0
@@ -552,3 +552,11 @@ class SessionReader:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _refresh_rank(name: str) -> int:
+    """The order a live file's datasets are looked at again: the reverse of the order the writer flushes them
+    (a step's queries, then its row, then its checkpoint), so that whatever is seen of a later one is backed by the
+    earlier ones (a checkpoint seen before its step row would be a step without a row)."""
+    group = name.split("/", 1)[0]
+    return {"checkpoints": 0, "queries": 2}.get(group, 1)
