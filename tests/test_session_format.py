@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import h5py
@@ -219,3 +220,38 @@ def test_appended_rows_are_what_h5py_writes_in_every_type_the_file_converts_to(t
         assert got.tobytes() == expected.tobytes()
     for f in files.values():
         f.close()
+
+
+def test_a_copy_takes_whole_chunks_as_stored_and_the_rest_row_by_row(tmp_path):
+    """copy_prefix (resume, compaction, upgrade) copies the chunks wholly within the rows it keeps byte for byte
+    where source and copy store them alike, and every other row decoded and encoded again: a chunk never written
+    (fill), another filter (gzip 9), a chunk cut by the rows kept. The copy holds the source's values either way."""
+    rng = np.random.default_rng(5)
+    source = tmp_path / "source.h5"
+    with h5py.File(source, "w", libver=hdf5.LIBVER) as f:
+        g = f.create_group("queries")
+        alike = g.create_dataset("alike", data=rng.standard_normal((1000, 7)), maxshape=(None, 7), chunks=(128, 7),
+                                 **hdf5.ROW_FILTER)  # fmt: skip
+        g.create_dataset("other_filter", data=rng.standard_normal(1000), maxshape=(None,), chunks=(128,),
+                         compression="gzip", compression_opts=9)  # fmt: skip
+        sparse = g.create_dataset(
+            "sparse", shape=(1000,), maxshape=(None,), chunks=(128,), dtype="f8", **hdf5.ROW_FILTER
+        )
+        sparse[:128], sparse[384:] = 1.0, 2.0  # chunks 1 and 2 never written
+        # chunk 0 of "alike" as another writer may have stored it: shuffled, deflated at level 1 (decoding does not
+        # care), so that bytes copied as stored differ from bytes encoded again at the pipeline's level 4
+        shuffled = alike[:128].view(np.uint8).reshape(-1, 8).T.tobytes()
+        alike.id.write_direct_chunk((0, 0), zlib.compress(shuffled, 1))
+    copy = tmp_path / "copy.h5"
+    with h5py.File(source, "r") as src:
+        hdf5.copy_prefix(src, copy, {"queries": 900})
+        with h5py.File(copy, "r") as dst:
+            for name in ("alike", "other_filter", "sparse"):
+                np.testing.assert_array_equal(dst["queries"][name][()], src["queries"][name][:900])
+                assert hdf5.is_compressed(dst["queries"][name]) and dst["queries"][name].compression_opts == 4
+            stored = lambda ds, row: ds.id.read_direct_chunk((row,) + (0,) * (ds.ndim - 1))[1]  # noqa: E731
+            for row in range(0, 896, 128):  # the whole chunks of the rows kept: as stored
+                assert stored(dst["queries/alike"], row) == stored(src["queries/alike"], row)
+            assert stored(src["queries/alike"], 0) == zlib.compress(shuffled, 1)
+            assert stored(dst["queries/other_filter"], 0) != stored(src["queries/other_filter"], 0)  # encoded again
+            assert stored(dst["queries/sparse"], 0) == stored(src["queries/sparse"], 0)

@@ -486,8 +486,9 @@ class SessionWriter(_QueryWriter):
         half-done step, which the resumed trainer measures again. The file is rewritten: its valid
         prefix is copied into a fresh file that atomically replaces it (a writer killed with
         SIGKILL leaves HDF5's "open for writing" flag set, which only a rewrite clears safely); a
-        ``labpgt-session/1`` or /2 file comes out as /3. Cost O(file size). ``None`` means no step was
-        completed: start the training afresh with the writer. The root config is ``writer.config``.
+        ``labpgt-session/1`` or /2 file comes out as /3. Cost: the file's bytes copied (a /1 or /2
+        file's decoded and encoded again). ``None`` means no step was completed: start the training
+        afresh with the writer. The root config is ``writer.config``.
         """
         path = Path(path)
         tmp = path.with_name(path.name + ".resume-tmp")
