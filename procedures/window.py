@@ -18,6 +18,9 @@ time. The feed is in-process, per query, and bounded in memory.
 Opening a recorded session uses :class:`labpgt.session.SessionReader` (read-only: the file is
 never modified).
 
+Python's cyclic garbage is collected on the GUI thread only while a window lives (:class:`GuiThreadCollector`):
+a Qt object freed by a collection in the worker thread deadlocks the window.
+
 Closing: *File → Quit*, the window's close button, Ctrl+C and SIGTERM all stop the running procedure
 between two queries (RF off, session flushed) and close the window once the manager reports it back;
 the signals reach the event loop through :class:`SignalCloser` (no KeyboardInterrupt inside Qt), and
@@ -28,6 +31,7 @@ machine before any of this.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import math
 import os
@@ -422,6 +426,7 @@ class TrainingWindow(ManagedWindowBase):
         self.timer = QtCore.QTimer(self)
         self.timer.timeout.connect(self.poll_spectra)
         self.timer.start(POLL_MS)
+        self.collector = GuiThreadCollector(self)
         self.resize(1280, 860)
 
     # ---- layout
@@ -548,9 +553,58 @@ class TrainingWindow(ManagedWindowBase):
         self.session_widget.close_session()
         logging.getLogger().removeHandler(self.log_widget.handler)
         super().closeEvent(event)
+        self.collector.stop()
 
     def _close_after_run(self, _experiment=None) -> None:
         QtCore.QTimer.singleShot(0, self.close)
+
+
+# --------------------------------------------------------------------------- garbage, collected on the GUI thread
+class GuiThreadCollector(QtCore.QObject):
+    """Python's cyclic garbage collector, run on the GUI thread only, while a window lives.
+
+    Left automatic, the collector runs in whichever thread allocates when a threshold is passed, the
+    procedure's worker thread among them; a Qt object it frees there (a closed window's menu, say) is destroyed
+    off the GUI thread, where shiboken waits for the GIL inside Qt's destructor while the GUI thread, holding
+    the GIL, waits for that destructor's lock: the window hangs mid-run, RF on (the suite caught it, a worker
+    thread's collection freeing a menu of the window a test before). So the automatic collector is off while a
+    window lives, and a timer on the GUI thread collects, generation by generation as the thresholds are passed
+    (calibre's GarbageCollector does the same). The last window to close collects once more and puts the
+    automatic collector back as it found it.
+    """
+
+    INTERVAL_MS = 1000
+    _living = 0
+    _was_enabled = True
+
+    def __init__(self, parent):
+        super().__init__(parent)
+        if GuiThreadCollector._living == 0:
+            GuiThreadCollector._was_enabled = gc.isenabled()
+            gc.disable()
+        GuiThreadCollector._living += 1
+        self._timer = QtCore.QTimer(self)
+        self._timer.timeout.connect(self.collect)
+        self._timer.start(self.INTERVAL_MS)
+
+    @staticmethod
+    def collect() -> None:
+        counts, thresholds = gc.get_count(), gc.get_threshold()
+        if counts[0] > thresholds[0]:
+            gc.collect(0)
+            if counts[1] > thresholds[1]:
+                gc.collect(1)
+                if counts[2] > thresholds[2]:
+                    gc.collect(2)
+
+    def stop(self) -> None:
+        if not self._timer.isActive():
+            return
+        self._timer.stop()
+        GuiThreadCollector._living -= 1
+        gc.collect()
+        if GuiThreadCollector._living == 0 and GuiThreadCollector._was_enabled:
+            gc.enable()
 
 
 # --------------------------------------------------------------------------- signals

@@ -1,5 +1,7 @@
 """The ``labpgt gui`` window under pytest-qt (offscreen): queue, plot, live spectrum, abort, open a session."""
 
+import gc
+import threading
 import warnings
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from pymeasure.display.Qt import QtCore, QtWidgets  # noqa: E402
 
 from labpgt.inspection import inspect_session  # noqa: E402
 from labpgt.procedures import PGTTraining, RingSweep  # noqa: E402
-from labpgt.procedures.window import TrainingWindow, main, save_screenshots  # noqa: E402
+from labpgt.procedures.window import GuiThreadCollector, TrainingWindow, main, save_screenshots  # noqa: E402
 from labpgt.runs import resume_training  # noqa: E402
 
 EXAMPLE_SESSION = Path(__file__).parents[1] / "data" / "session-example.h5"
@@ -200,3 +202,30 @@ def test_a_run_the_trainer_would_refuse_is_not_queued(qtbot, window, caplog):
         assert window.queue() is None
     assert "not queued: backprop needs a differentiable reservoir" in caplog.text
     assert not window.manager.experiments.queue and not list((window.runs_dir).glob("*"))
+
+
+def test_while_a_window_lives_garbage_is_collected_on_the_gui_thread_only(qtbot, tmp_path):
+    """A worker thread that allocates past every threshold collects nothing while a window lives (a Qt object
+    freed there hangs the window); the GUI thread's timer frees the cycle; the last window closed puts the
+    automatic collector back."""
+    assert gc.isenabled()
+    window = TrainingWindow(runs_dir=tmp_path / "runs")
+    qtbot.addWidget(window)
+    freed_on_gui_thread = []
+
+    class Witness:
+        def __del__(self):
+            freed_on_gui_thread.append(threading.current_thread() is threading.main_thread())
+
+    cycle = [Witness()]
+    cycle.append(cycle)
+    del cycle
+    kept: list = []  # the worker's containers live on, as a run's do: their count passes every threshold
+    worker = threading.Thread(target=lambda: kept.extend([] for _ in range(20 * sum(gc.get_threshold()))))
+    worker.start()
+    worker.join()
+    assert freed_on_gui_thread == [] and not gc.isenabled()
+    qtbot.waitUntil(lambda: bool(freed_on_gui_thread), timeout=5 * GuiThreadCollector.INTERVAL_MS)
+    assert freed_on_gui_thread == [True]
+    window.close()
+    assert gc.isenabled()
