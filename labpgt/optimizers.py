@@ -52,8 +52,10 @@ class Optimizer:
             transformation = optax.chain(optax.clip_by_global_norm(self.clip), transformation)
         self.transformation = transformation
         self.state = transformation.init(trainable)
-        # one compiled step per (name, clip) in a process: the same transformation, so the same program
-        self._step = _COMPILED_STEPS.setdefault((name, self.clip), jax.jit(self._apply))
+        key = (name, self.clip)  # one compiled step per key in a process: the same transformation, the same program
+        if key not in _COMPILED_STEPS:
+            _COMPILED_STEPS[key] = jax.jit(self._apply)
+        self._step = _COMPILED_STEPS[key]
 
     def _apply(self, params, grads, state, lr):
         directions, state = self.transformation.update(grads, state, params)
