@@ -31,6 +31,7 @@ training methods.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -172,10 +173,12 @@ class Network:
     def unflatten(self, vector: np.ndarray, params: dict, names: tuple[str, ...] | None = None) -> dict:
         """``params`` with the named arrays (default: all trainable) taken from ``vector``."""
         names = self.trainable_names if names is None else names
+        vector = np.asarray(vector, dtype=np.float64)
         out, at = dict(params), 0
         for n in names:
-            size = params[n].size
-            out[n] = np.asarray(vector[at : at + size], dtype=np.float64).reshape(params[n].shape)
+            shape = np.shape(params[n])
+            size = math.prod(shape)
+            out[n] = vector[at : at + size].reshape(shape)
             at += size
         return out
 
@@ -248,19 +251,24 @@ class Network:
 
     def _measure_interleaved(self, layer: PhysicalLayer, inputs, measure, roles, directions):
         """Measure the rows of every branch, row r of each branch back to back; split the answer again."""
-        flats = [flat_rows(np.asarray(u)) for u in inputs]
-        n, nb = flats[0][0].shape[0], len(flats)
-        U = np.stack([f[0] for f in flats], axis=1).reshape(n * nb, -1)
+        _, position, token = flat_rows(np.asarray(inputs[0]))  # every branch has the same rows
+        n, nb = len(position), len(inputs)
+        flats = [np.asarray(u).reshape(n, -1) for u in inputs]
+        U = np.stack(flats, axis=1).reshape(n * nb, -1)
         rows = Rows(
-            position=np.repeat(flats[0][1], nb),
-            token=np.repeat(flats[0][2], nb),
+            position=np.repeat(position, nb),
+            token=np.repeat(token, nb),
             role=np.tile(np.asarray(roles), n),
             direction=np.tile(np.asarray(directions), n),
         )
         F = np.asarray(measure(layer.index, U, rows), dtype=np.float64).reshape(n, nb, -1)
+        labels: dict = {}  # many branches share a role and a direction: one array each
         out = []
-        for b, (u, position, token) in enumerate(flats):
-            branch_rows = Rows(position, token, np.full(n, roles[b]), np.full(n, directions[b]))
+        for b, u in enumerate(flats):
+            for label in (roles[b], directions[b]):
+                if label not in labels:
+                    labels[label] = np.full(n, label)
+            branch_rows = Rows(position, token, labels[roles[b]], labels[directions[b]])
             out.append((u, F[:, b], branch_rows))
         return out
 

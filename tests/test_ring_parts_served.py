@@ -189,7 +189,9 @@ def test_stock_pymeasure_and_qcodes_drivers_run_against_the_served_parts(served)
     source.ch_1.current_limit = 0.1
     source.ch_1.voltage_setpoint = 2.5
     source.ch_1.output_enabled = True  # the stock setter's channel list is the E36300's: an E3631A's OUTPut
-    assert ask(resources["attenuator"], "SYST:ERR?").startswith("-108")  # switches all outputs, no list
+    # switches all outputs, no list; asked on the driver's connection, which the server reads in order (another
+    # connection's query can be served before the setter's write is)
+    assert source.ask("SYST:ERR?").startswith("-108")
     source.write("OUTP ON")
     assert source.ch_1.voltage_setpoint == pytest.approx(2.5) and source.ch_1.current_limit == pytest.approx(0.1)
     assert source.ch_1.output_enabled and source.ch_1.voltage == pytest.approx(2.5, abs=0.01)

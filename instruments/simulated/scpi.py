@@ -62,6 +62,7 @@ Common commands every :class:`ScpiInstrument` answers: ``*IDN?``, ``*OPT?``, ``*
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections import deque
@@ -139,6 +140,17 @@ def _suffix_range(text: str | None) -> tuple[int, int] | None:
 
 def expand_headers(pattern: str) -> list[Header]:
     """Every header a pattern accepts, with where its numeric suffixes sit (see :class:`Header`)."""
+    return list(_expanded_headers(pattern))
+
+
+@functools.cache
+def _pattern_headers(pattern: str) -> dict[tuple[str, ...], tuple[str, Header]]:
+    """A table's entries for ``pattern``, by key (shared by the tables: :meth:`CommandTable.add` copies them)."""
+    return {header.key: (pattern, header) for header in _expanded_headers(pattern)}
+
+
+@functools.cache
+def _expanded_headers(pattern: str) -> tuple[Header, ...]:
     nodes: list[tuple[bool, list[str], tuple[int, int] | None]] = []
     position = 0
     body = pattern.strip()
@@ -167,7 +179,7 @@ def expand_headers(pattern: str) -> list[Header]:
             for chosen in itertools.combinations(marked, count):
                 explicit = tuple(m + SUFFIX_MARK if i in chosen else m for i, m in enumerate(key))
                 headers.append(Header(explicit, positions_t, ranges))
-    return headers
+    return tuple(headers)
 
 
 def expand_pattern(pattern: str) -> list[tuple[str, ...]]:
@@ -325,11 +337,12 @@ class Command:
 
 
 class CommandTable:
-    """Commands by header. ``add`` expands a pattern once; ``resolve`` is one dict lookup
-    (two for a header with numeric suffixes)."""
+    """Commands by header. ``add`` expands a pattern once per process (every instrument of a kind declares the
+    same patterns); ``resolve`` is two dict lookups (three for a header with numeric suffixes)."""
 
     def __init__(self):
-        self._commands: dict[tuple[str, ...], tuple[Command, Header]] = {}
+        self._headers: dict[tuple[str, ...], tuple[str, Header]] = {}  # key -> (its pattern, how it expands)
+        self._by_pattern: dict[str, Command] = {}
         self._common: dict[str, Command] = {}
 
     def add(
@@ -347,11 +360,12 @@ class CommandTable:
         if pattern.startswith("*"):
             self._common[pattern.upper()] = command
             return command
-        for header in expand_headers(pattern):
-            existing = self._commands.get(header.key)
-            if existing is not None and existing[0].pattern != pattern:
-                raise ValueError(f"{pattern!r} collides with {existing[0].pattern!r} on {':'.join(header.key)}")
-            self._commands[header.key] = (command, header)
+        headers = _pattern_headers(pattern)
+        for key in self._headers.keys() & headers.keys():
+            if self._headers[key][0] != pattern:
+                raise ValueError(f"{pattern!r} collides with {self._headers[key][0]!r} on {':'.join(key)}")
+        self._headers.update(headers)
+        self._by_pattern[pattern] = command
         return command
 
     def resolve(self, mnemonics: tuple[str, ...]) -> Command | None:
@@ -360,7 +374,7 @@ class CommandTable:
 
     def resolve_with_suffixes(self, mnemonics: tuple[str, ...]) -> tuple[Command, tuple[int, ...]] | None:
         """The command of a header and its numeric suffixes (1 where omitted); -114 if out of range."""
-        entry = self._commands.get(mnemonics)
+        entry = self._headers.get(mnemonics)
         given: dict[int, int] = {}
         if entry is None:
             key = []
@@ -372,10 +386,11 @@ class CommandTable:
                 key.append(base)
             if not given:
                 return None
-            entry = self._commands.get(tuple(key))
+            entry = self._headers.get(tuple(key))
             if entry is None:
                 return None
-        command, header = entry
+        pattern, header = entry
+        command = self._by_pattern[pattern]
         suffixes = []
         for position, (low, high) in zip(header.suffix_positions, header.suffix_ranges):
             value = given.get(position, 1) if position is not None else 1
@@ -388,7 +403,7 @@ class CommandTable:
         return self._common.get(name)
 
     def __len__(self):
-        return len(self._commands) + len(self._common)
+        return len(self._headers) + len(self._common)
 
 
 # ---------------------------------------------------------------------------------------------
