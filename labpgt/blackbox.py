@@ -17,14 +17,17 @@ node-jac  node perturbation with the full finite-difference Jacobian at each phy
 ========  ===============================================================================================
 
 Every query goes through the trainer's ``measure``, so it is counted by role and recorded like any other.
-CMA-ES's state is ``cma``'s own objects, which a checkpoint does not hold (never pickled): a cma run is
-complete or run again — resuming it, or a pause's rewind, is refused in one line.
+CMA-ES's state is ``cma``'s own objects, which a checkpoint does not hold (never pickled). Each step records
+its generation's candidate losses (as its perturbation, exactly); a resume or a pause's rewind rebuilds the
+strategy by telling a fresh one, drawn from the same generator state, every recorded generation again, and
+checks that the generator ends where the checkpoint says.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -157,9 +160,15 @@ class CmaEs(Method):
     def queries_per_row(cls, settings) -> int:
         return settings.cma_population or cls.default_population(ParameterPerturbation.BUDGET_PARAMETERS)
 
-    def __init__(self, config, reservoir):
+    recalls_its_steps = True
+
+    def __init__(self, config, reservoir) -> None:
         super().__init__(config, reservoir)
-        self.es = None
+        self.es: Any = None  # cma's CMAEvolutionStrategy, made at the first step
+        self.losses: list[np.ndarray | None] = []  # each generation's candidate losses, in order
+        self.start_rng: dict | None = None  # the generator's state when the strategy was made
+        self.generations = 0  # generations the strategy has been told
+        self.replayable = True  # whether it started from the network's initial parameters (what a rebuild uses)
 
     def _strategy(self, theta: np.ndarray):
         import cma
@@ -186,7 +195,11 @@ class CmaEs(Method):
     def step(self, network, params, X, y, measure) -> StepResult:
         names = network.trainable_names
         theta = network.flatten(params, names)
-        if self.es is None:
+        if self.es is None and self.generations:
+            self.es = self._rebuilt(network.flatten(network.initial_params, names))
+        elif self.es is None:
+            self.start_rng = self.rng.bit_generator.state
+            self.replayable = bool(np.array_equal(theta, network.flatten(network.initial_params, names)))
             self.es = self._strategy(theta)
         candidates = [np.asarray(c, dtype=np.float64) for c in self.es.ask()]
         branches = [network.unflatten(c, params, names) for c in candidates]
@@ -195,23 +208,57 @@ class CmaEs(Method):
         )
         losses = [float(network.loss(t.logits, y)) for t in tapes]
         self.es.tell(candidates, losses)
+        self.losses.append(np.array(losses))
+        self.generations += 1
         move = network.unflatten(theta - np.asarray(self.es.mean, dtype=np.float64), params, names)
         return StepResult(
             float(np.mean(losses)),
             {n: move[n] for n in names},
             values={"loss_best": min(losses), "sigma": float(self.es.sigma)},
+            perturbation=np.array(losses),
         )
 
+    def _rebuilt(self, theta0: np.ndarray):
+        """The strategy after ``generations`` generations: a fresh one from ``theta0`` and the generator state it
+        was made with, told each recorded generation's losses again (its candidates drawn again as they were)."""
+        told = [losses for losses in self.losses[: self.generations] if losses is not None]
+        if len(told) < self.generations:
+            raise UserError(
+                f"cma cannot continue: its checkpoint is after generation {self.generations} but the session "
+                f"records the losses of {len(told)}"
+            )
+        resumed_rng = self.rng.bit_generator.state
+        self.rng.bit_generator.state = self.start_rng
+        es = self._strategy(theta0)
+        for losses in told:
+            es.tell([np.asarray(c, dtype=np.float64) for c in es.ask()], [float(v) for v in losses])
+        if self.rng.bit_generator.state != resumed_rng:
+            raise UserError("cma cannot continue: its recorded generations do not lead to its checkpoint's state")
+        return es
+
+    def recall(self, perturbations: list) -> None:
+        self.losses = [None if p is None else np.asarray(p, dtype=np.float64) for p in perturbations]
+
     def get_state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "generations": 0 if self.es is None else int(self.es.countiter)}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "generations": self.generations,
+            "start_rng": self.start_rng,
+            "replayable": self.replayable,
+        }
 
     def set_state(self, state: dict) -> None:
-        if int(state.get("generations", 0)) > 0:
+        generations = int(state.get("generations", 0))
+        if generations and not state.get("replayable", False):  # sessions from before it recorded its losses
             raise UserError(
-                "a cma run cannot be resumed or rewound: CMA-ES's state is not in its checkpoints; run it again"
+                "this cma run cannot be resumed or rewound: it was recorded without its generations' losses, "
+                "or did not start from the network's initial parameters; run it again"
             )
         self.rng.bit_generator.state = state["rng"]
-        self.es = None
+        self.start_rng, self.replayable = state.get("start_rng"), bool(state.get("replayable", True))
+        self.generations = generations
+        self.losses = self.losses[:generations]  # a rewind forgets the generations after its checkpoint
+        self.es = None  # rebuilt at the next step
 
 
 # --------------------------------------------------------------------------- node, full Jacobian

@@ -242,6 +242,7 @@ class RunEngine:
         session = Path(session)
         config = runs.resumable_config(session)
         observed = runs.recorded_training_queries(session) if runs.learns_from_queries(config) else None
+        recalled = runs.recorded_perturbations(session) if runs.recalls_its_steps(config) else None
         prior = runs.recorded_prior(session)
         writer, checkpoint = runs.reopen_for_resume(session)
         try:
@@ -253,7 +254,7 @@ class RunEngine:
             trainer = (
                 Trainer(config, metered, prior=prior)
                 if checkpoint is None
-                else Trainer.restore(config, metered, checkpoint, observed=observed, prior=prior)
+                else Trainer.restore(config, metered, checkpoint, observed=observed, prior=prior, recalled=recalled)
             )
             self.emit(Connected(reservoir, f"resume {session.name}", trainer.config.steps, trainer.step))
             self._check_room(session, trainer, reservoir)

@@ -115,6 +115,7 @@ class Method:
     needs_differentiable_reservoir: ClassVar[bool] = False
     closed_form: ClassVar[bool] = False
     learns_from_queries: ClassVar[bool] = False  # its state depends on the training queries it observed
+    recalls_its_steps: ClassVar[bool] = False  # its state is rebuilt from what its recorded steps carried (recall)
 
     @classmethod
     def default_steps(cls, n_params: int) -> int:
@@ -172,6 +173,10 @@ class Method:
     def observe(self, labels, U, features) -> None:
         """Every query the run measures, in order (a method that ``learns_from_queries`` overrides this;
         its state must depend only on the sequence of training-role rows, not on how they were grouped)."""
+
+    def recall(self, perturbations: list) -> None:
+        """What each recorded step before a resume carried as its ``perturbation`` (None where it carried none),
+        by step from step 0 (a method that ``recalls_its_steps`` overrides this; given before its state)."""
 
     def add_prior(self, U, features) -> None:
         """Pairs measured before the run (earlier sessions of the same bench), given before its first step."""

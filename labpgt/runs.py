@@ -281,6 +281,24 @@ def prior_pairs(trainer: Trainer):
     return pairs.U, pairs.F, pairs.sources
 
 
+def recalls_its_steps(config: TrainConfig) -> bool:
+    return method_class(config.method.name).recalls_its_steps
+
+
+def recorded_perturbations(session) -> list:
+    """Each step's recorded perturbation, by step from step 0 (None for a step that carried none; a step measured
+    again after a pause counts as measured last)."""
+    with SessionReader(session) as reader:
+        steps = reader.steps()["step"]
+        by_step = {int(step): _perturbation(reader, row) for row, step in enumerate(steps)}
+    return [by_step.get(step) for step in range(max(by_step, default=-1) + 1)]
+
+
+def _perturbation(reader, row: int):
+    stored = reader.perturbation(row)  # small integers, as stored
+    return stored if stored is not None else reader.step_extra(row).get("perturbation")  # any other, as JSON
+
+
 def recorded_prior(session):
     """The prior pairs a session keeps, as ``(U, features)``, or None."""
     with SessionReader(session) as reader:

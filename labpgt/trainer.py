@@ -597,16 +597,20 @@ class Trainer:
         recorder=None,
         observed=None,
         prior=None,
+        recalled=None,
     ) -> Trainer:
         """A trainer that continues after ``checkpoint.step`` exactly as the original run would have.
 
         ``prior`` and ``observed`` (the ``(labels, U, features)`` of the training queries up to the
         checkpoint, in order) are shown to a method that learns from queries first, as the original
-        run showed them (see :mod:`labpgt.runs`).
+        run showed them, and ``recalled`` (each recorded step's perturbation) to a method that recalls its
+        steps (see :mod:`labpgt.runs`).
         """
         trainer = cls(config, reservoir, task=task, recorder=recorder, prior=prior)
         for labels, U, features in observed or ():
             trainer.method.observe(labels, U, features)
+        if recalled is not None:
+            trainer.method.recall(recalled)
         trainer.load_state(checkpoint)
         trainer._take_counters(checkpoint)
         return trainer

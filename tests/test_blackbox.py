@@ -12,9 +12,12 @@ from labpgt.digital import DigitalReservoir
 from labpgt.errors import UserError
 from labpgt.methods import METHODS, Backprop
 from labpgt.network import Rows
+from labpgt.recording import NullRecorder
+from labpgt.replay import replay_session
+from labpgt.reservoirs import make_reservoir
 from labpgt.runs import resume_training, start_training
 from labpgt.session import SessionReader
-from labpgt.trainer import TrainConfig
+from labpgt.trainer import TrainConfig, Trainer
 
 SMALL = dict(task="iris", reservoir="digital", holdout="validation", batch_size=16, eval_every=5, eval_train_samples=20)
 
@@ -111,15 +114,33 @@ def first_params(config) -> int:
 
 
 @pytest.mark.slow
-def test_an_interrupted_mezo_run_resumes_bit_identically_and_a_cma_run_refuses_to(tmp_path):
-    config = TrainConfig.of(method="mezo", steps=12, **SMALL).resolved()
-    reference = start_training(config)
-    train_until(5, config, tmp_path / "mezo.h5")
-    assert resume_training(tmp_path / "mezo.h5").final_params_sha256 == reference.final_params_sha256
-    cma = TrainConfig.of(method="cma", steps=6, **SMALL).resolved()
-    train_until(2, cma, tmp_path / "cma.h5")
-    with pytest.raises(UserError, match="a cma run cannot be resumed"):
-        resume_training(tmp_path / "cma.h5")
+@pytest.mark.parametrize("method,steps,stop", [("mezo", 12, 5), ("cma", 6, 2)])
+def test_an_interrupted_run_resumes_bit_identically_and_replays(tmp_path, method, steps, stop):
+    """cma's strategy is rebuilt from the losses its steps recorded: the resumed run is the uninterrupted one."""
+    config = TrainConfig.of(method=method, steps=steps, **SMALL).resolved()
+    reference = start_training(config, tmp_path / "reference.h5")
+    train_until(stop, config, tmp_path / "cut.h5")
+    resumed = resume_training(tmp_path / "cut.h5")
+    assert resumed.final_params_sha256 == reference.final_params_sha256
+    assert resumed.history == reference.history and resumed.queries == reference.queries
+    assert replay_session(tmp_path / "cut.h5").ok
+
+
+def test_a_rewound_cma_run_goes_on_as_the_straight_one_and_an_unrecorded_one_refuses():
+    config = TrainConfig.of(method="cma", steps=6, **{**SMALL, "digital_noise": 0.0}).resolved()
+    straight = Trainer(config, make_reservoir(config), recorder=NullRecorder()).run()
+    trainer = Trainer(config, make_reservoir(config), recorder=NullRecorder())
+    checkpoints = []
+    trainer.run(progress=lambda done, steps: checkpoints.append(trainer.checkpoint()))
+    trainer.rewind(checkpoints[2])  # back to after generation 3 (a pause's rewind), on again
+    assert trainer.method.es is None and len(trainer.method.losses) == 3
+    trainer.run()
+    for name, value in straight.params.items():
+        np.testing.assert_array_equal(trainer.params[name], value)
+    old = checkpoints[2].rng_states["method"]  # as sessions recorded it before the losses were
+    old = {"rng": old["rng"], "generations": old["generations"]}
+    with pytest.raises(UserError, match="this cma run cannot be resumed or rewound"):
+        CmaEs(config, make_reservoir(config)).set_state(old)
 
 
 def test_cma_refuses_settings_that_would_move_the_parameters_off_its_mean():
