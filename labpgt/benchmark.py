@@ -22,7 +22,9 @@ they reached with how many reservoir queries. Training itself is :mod:`labpgt.ru
   variant on each simulated ring device (the device is no part of the variant's label; its session is named
   ``…-device2-seed3.h5``), and each row of the JSON records its ``seed`` and ``device``. Runs are *tuning*
   runs unless the benchmark is told the seeds the settings were tuned on (``tuning_seeds``): then they are
-  *reported* runs, on seeds disjoint from those (refused otherwise), and the JSON records both.
+  *reported* runs, on seeds disjoint from those (refused otherwise), and the JSON records both. Reported runs
+  may take their settings frozen from a tuning benchmark's JSON (:func:`tuned_variants`: each method's variant
+  with the best mean validation accuracy; :func:`check_frozen`: every other setting as it was tuned).
 * Each row records every query its run made: ``queries_by_role`` (the trainer's count by role, test
   included) and ``other_queries`` (a suspender's check queries and the queries a pause discarded, by step),
   from which :mod:`labpgt.levels` counts the queries including evaluation to fixed accuracy levels.
@@ -370,6 +372,57 @@ def plan_benchmark(
     )
     plan.check_recorded_sessions()
     return plan
+
+
+def tuned_variants(tuning: dict, methods, where: str = "the tuning benchmark") -> tuple[list[Variant], tuple, dict]:
+    """Each of ``methods``' variant that did best on validation among the runs of ``tuning`` (a benchmark's JSON),
+    frozen for reported runs: the highest mean final validation accuracy over its runs, ties to the fewer mean
+    queries including evaluation. Returns the variants, the tuning seeds and the choice as the JSON records it
+    (each method's variant, its validation accuracy, its runs and how many variants were tried)."""
+    if tuning.get("holdout") != "validation":
+        raise UserError(f"{where} evaluated on {tuning.get('holdout')!r}: settings are chosen on validation only")
+    rows = [r for r in tuning.get("results", []) if r.get("purpose", "tuning") == "tuning"]
+    variants, chosen = [], {}
+    for method in methods:
+        scores: dict[str, list] = {}
+        for row in rows:
+            if row["config"]["method"] == method:
+                scores.setdefault(row["method"], []).append(
+                    (row["final_validation_accuracy"], row["queries_incl_evaluation"])
+                )
+        if not scores:
+            raise UserError(f"{where} has no tuning run of {method}")
+        ranked = sorted(
+            scores, key=lambda label: (-np.mean([a for a, _ in scores[label]]), np.mean([q for _, q in scores[label]]))
+        )
+        best = ranked[0]
+        variants.append(_variant_of_label(best))
+        chosen[method] = {
+            "variant": best,
+            "validation_accuracy": float(np.mean([a for a, _ in scores[best]])),
+            "runs": len(scores[best]),
+            "variants_tried": len(scores),
+        }
+    return variants, tuple(sorted({int(r["seed"]) for r in rows})), chosen
+
+
+def check_frozen(plan: Plan, tuning: dict, where: str = "the tuning benchmark") -> None:
+    """Every run of ``plan`` is its variant's tuning run but for its seed and device: the settings nobody varied
+    while tuning are frozen too (a one-line UserError names those that differ)."""
+    tuned = {row["method"]: row["config"] for row in tuning["results"]}
+    for variant, _, config, _ in plan.runs:
+        recorded = {**tuned[variant.label], "seed": config.seed}
+        if DEVICE_KEY in recorded:
+            recorded[DEVICE_KEY] = config.to_dict()[DEVICE_KEY]
+        differing = settings_differing(TrainConfig.from_dict(recorded), config)
+        if differing:
+            raise UserError(f"{where}: these runs of {variant.label} would not be the tuned ones: {differing}")
+
+
+def _variant_of_label(label: str) -> Variant:
+    """The variant a label names: ``pgt[optimizer=adam,lr=0.01]`` is ``pgt:optimizer=adam:lr=0.01``."""
+    method, _, listed = label.partition("[")
+    return Variant.parse(":".join([method, *filter(None, listed.rstrip("]").split(","))]))
 
 
 def device_units(axes) -> tuple:

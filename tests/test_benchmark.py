@@ -338,3 +338,50 @@ def test_a_benchmark_on_the_simulated_ring_reports_the_bench_hours_its_sessions_
     assert row["bench_hours"] == time["bench_hours"] > 0
     assert time["bench_ms_per_query"] > 40  # messages, the analyzer's processing, transfers: more than 12 ms
     assert f"{row['bench_hours']:.3f}" in format_table(b).splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_reported_runs_take_the_settings_that_did_best_on_validation_in_a_tuning_benchmark_frozen(tmp_path, labpgt):
+    import hashlib
+
+    fixed = ["--task", "iris", "--reservoir", "digital", "--batch-size", "8", "--eval-every", "2", "--workers", "0"]
+    fixed += ["--ceiling-steps", "0", "--steps", "pgt=4", "--steps", "node=6"]
+    tuned = labpgt(
+        "benchmark", *fixed, "--methods", "pgt,node", "--set", "node.lr=0.003,0.05", "--seeds", "2",
+        "--out-dir", str(tmp_path / "tuning"), "--json", str(tmp_path / "tuning.json"),
+    )  # fmt: skip
+    assert tuned.returncode == 0, tuned.stderr
+    tuning = json.loads((tmp_path / "tuning.json").read_text())
+    scores = {}
+    for row in tuning["results"]:
+        scores.setdefault(row["method"], []).append((row["final_validation_accuracy"], row["queries_incl_evaluation"]))
+    node = [label for label in scores if label.startswith("node")]
+    best = min(
+        node, key=lambda label: (-np.mean([a for a, _ in scores[label]]), np.mean([q for _, q in scores[label]]))
+    )
+
+    reported = ["benchmark", *fixed, "--methods", "node", "--tuned", str(tmp_path / "tuning.json"), "--seeds", "1"]
+    ran = labpgt(
+        *reported, "--first-seed", "2", "--out-dir", str(tmp_path / "reported"), "--json", str(tmp_path / "r.json")
+    )
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert sorted(r["method"] for r in result["results"]) == sorted([best, "pgt"])  # the target, pgt, tuned too
+    assert {r["purpose"] for r in result["results"]} == {"reported"} and result["tuning_seeds"] == [0, 1]
+    frozen = result["tuned_from"]
+    assert frozen["sha256"] == hashlib.sha256((tmp_path / "tuning.json").read_bytes()).hexdigest()
+    assert frozen["chosen"]["node"] == {
+        "variant": best,
+        "validation_accuracy": pytest.approx(np.mean([a for a, _ in scores[best]])),
+        "runs": 2,
+        "variants_tried": 2,
+    }
+    for refused, line in [
+        (["--first-seed", "1"], "seeds 1 were tuning seeds"),  # reported runs on fresh seeds only
+        (["--first-seed", "2", "--set", "node.lr=0.05"], "--tuned freezes the settings"),  # no tuning again
+        (["--first-seed", "2", "--batch-size", "16"], "would not be the tuned ones: batch_size 8, not 16"),
+        (["--first-seed", "2", "--task", "wine"], "is not a benchmark of task wine"),
+    ]:
+        ran = labpgt(*reported, *refused, "--out-dir", str(tmp_path / "refused"))
+        assert ran.returncode == 2 and line in ran.stderr and len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+    assert not (tmp_path / "refused").exists()  # refused before anything ran

@@ -88,6 +88,43 @@ def run_train(args) -> int:
 
 
 # --------------------------------------------------------------------------- benchmark
+def frozen_from(args, variants, target, task: str, reservoir: str):
+    """``--tuned``: the variants the tuning benchmark chose for the methods of ``variants`` and of ``target``, its
+    seeds, and the record of the choice (the file's name and sha256 with it); a one-line UserError for what would
+    tune again."""
+    import hashlib
+    import json
+
+    from labpgt.benchmark import DEVICE_KEY, GridAxis, tuned_variants
+
+    if args.tuning_seeds is not None:
+        raise UserError("--tuned gives the tuning seeds (its own); leave out --tuning-seeds")
+    if any(GridAxis.parse(axis).key != DEVICE_KEY or GridAxis.parse(axis).method for axis in args.grid):
+        raise UserError("--tuned freezes the settings: --set may only replicate the runs over ring_device")
+    if any(v.overrides for v in (*variants, target)):
+        raise UserError("--tuned chooses each method's settings: give --methods and --target as method names only")
+    try:
+        raw = args.tuned.read_bytes()
+        tuning = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--tuned {args.tuned}: cannot read a benchmark's JSON ({exc})") from None
+    where = f"--tuned {args.tuned.name}"
+    if not isinstance(tuning, dict) or (tuning.get("task"), tuning.get("reservoir")) != (task, reservoir):
+        raise UserError(f"{where} is not a benchmark of task {task} on reservoir {reservoir}")
+    methods = list(dict.fromkeys([v.method for v in variants] + [target.method]))
+    try:
+        frozen, seeds, chosen = tuned_variants(tuning, methods, where)
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{where}: not a benchmark's JSON (no {exc})") from None
+    record = {
+        "file": args.tuned.name,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "seeds": list(seeds),
+        "chosen": chosen,
+    }
+    return frozen[: len(variants)], frozen[methods.index(target.method)], seeds, record, tuning
+
+
 def add_benchmark(sub, kinds, full=True):
     p = sub.add_parser(
         "benchmark",
@@ -112,6 +149,14 @@ def add_benchmark(sub, kinds, full=True):
         metavar="S1,S2|A-B",
         help="the seeds the settings were tuned on: these runs are reported runs, on other seeds "
         "(refused otherwise); without it the runs are recorded as tuning runs",
+    )
+    p.add_argument(
+        "--tuned",
+        type=Path,
+        metavar="TUNING.json",
+        help="freeze each method's settings to its variant that did best on validation in this tuning "
+        "benchmark's JSON: these are reported runs on seeds other than its (--first-seed), and the JSON "
+        "records the file's sha256 and the choice",
     )
     p.add_argument(
         "--levels",
@@ -172,7 +217,15 @@ def add_benchmark(sub, kinds, full=True):
 
 
 def run_benchmark_command(args) -> int:
-    from labpgt.benchmark import Variant, format_table, parse_steps, plan_benchmark, run_plan, write_json
+    from labpgt.benchmark import (
+        Variant,
+        check_frozen,
+        format_table,
+        parse_steps,
+        plan_benchmark,
+        run_plan,
+        write_json,
+    )
     from labpgt.display import BenchmarkProgress
     from labpgt.levels import levels_report
     from labpgt.references import digital_references
@@ -183,19 +236,25 @@ def run_benchmark_command(args) -> int:
     variants = [Variant.parse(m) for m in args.methods.split(",") if m.strip()]
     settings = training_settings(args, args.settings)
     task = settings.pop("task", default_of(TrainConfig, "task"))
+    reservoir = settings.pop("reservoir")
+    tuning_seeds, target, tuned, tuning = args.tuning_seeds, Variant.parse(args.target), None, {}
+    if args.tuned is not None:
+        variants, target, tuning_seeds, tuned, tuning = frozen_from(args, variants, target, task, reservoir)
     sessions = args.out_dir or default_session_path("benchmark").with_suffix("")
     plan = plan_benchmark(
         task,
-        settings.pop("reservoir"),
+        reservoir,
         variants,
         sessions_dir=sessions,
         seeds=range(args.first_seed, args.first_seed + args.seeds),
-        tuning_seeds=args.tuning_seeds,
+        tuning_seeds=tuning_seeds,
         steps_by_method=parse_steps(args.steps_by_method),
         grid=args.grid,
-        target=args.target,
+        target=target,
         **settings,
     )
+    if tuned is not None:
+        check_frozen(plan, tuning, f"--tuned {args.tuned.name}")
     workers = plan.workers(args.workers)
     plan.check_placement(workers, args.scheduler)
     print(
@@ -206,6 +265,8 @@ def run_benchmark_command(args) -> int:
     with BenchmarkProgress(len(plan.runs)) as report:
         result = run_plan(plan, workers=workers, scheduler=args.scheduler, progress=report)
     result["references"] = digital_references(plan.task, plan.seeds, plan.runs[0][2].model, args.ceiling_steps)
+    if tuned is not None:
+        result["tuned_from"] = tuned
     print(format_table(result))
     print(levels_report(result, args.levels))
     if args.json:
