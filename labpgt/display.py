@@ -40,7 +40,7 @@ def connection_lines(reservoir) -> list[str]:
 
 class TrainingDisplay:
     """A training on the terminal: the connection lines once the instruments answered, then (unless quiet) a
-    tqdm bar on stderr from the first query on — steps done of the run's, queries measured so far."""
+    tqdm bar on stderr from the first query on — steps done of the run's, queries the run measured so far."""
 
     REFRESH_S = 0.5
 
@@ -52,6 +52,7 @@ class TrainingDisplay:
 
     def __call__(self, event) -> None:
         if isinstance(event, Connected):
+            self.queries = event.queries  # a resumed run's bar counts the run's queries, as its steps
             for line in connection_lines(event.reservoir):
                 print(line, flush=True)
             if not self.quiet:
@@ -107,6 +108,7 @@ class SweepDisplay:
         from labpgt.inspection import PEAK_TITLE, peak_line
 
         if isinstance(event, Connected):
+            self.queries = event.queries  # a resumed run's bar counts the run's queries, as its steps
             for line in connection_lines(event.reservoir):
                 print(line, flush=True)
         elif isinstance(event, Measured):

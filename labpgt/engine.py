@@ -84,12 +84,14 @@ POLL_S = 0.5  # how often a paused run looks at its conditions again
 # --------------------------------------------------------------------------- events
 @dataclass(frozen=True)
 class Connected:
-    """The reservoir (or bench) of a run is made and answers; ``total`` steps or points, ``done`` already."""
+    """The reservoir (or bench) of a run is made and answers; ``total`` steps or points, ``done`` already, with
+    ``queries`` measured for them (a resumed run's)."""
 
     reservoir: Any
     label: str
     total: int
     done: int = 0
+    queries: int = 0
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,8 @@ class RunEngine:
                 if checkpoint is None
                 else Trainer.restore(config, metered, checkpoint, observed=observed, prior=prior, recalled=recalled)
             )
-            self.emit(Connected(reservoir, f"resume {session.name}", trainer.config.steps, trainer.step))
+            done = sum(trainer.queries.values())
+            self.emit(Connected(reservoir, f"resume {session.name}", trainer.config.steps, trainer.step, done))
             self._check_room(session, trainer, reservoir)
             return self._run_training(trainer, writer, session, resumed_from=checkpoint)
 

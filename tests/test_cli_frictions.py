@@ -224,6 +224,20 @@ def test_times_after_a_resume_are_both_over_the_whole_session(tmp_path, capsys):
     assert result.wall_seconds > before["run_seconds"] and result.measure_seconds > before["measure_seconds"]
 
 
+def test_a_resumed_runs_progress_counts_the_runs_queries_as_it_counts_its_steps(tmp_path):
+    from labpgt.display import TrainingDisplay
+    from labpgt.engine import RunEngine
+
+    config = TrainConfig.of(task="iris", method="node", reservoir="digital", steps=6, batch_size=8, eval_every=3)
+    train_until(2, config, tmp_path / "run.h5")  # three steps done
+    with SessionReader(tmp_path / "run.h5") as reader:
+        before = reader.n_queries
+    display = TrainingDisplay(quiet=True)
+    RunEngine().subscribe(display).resume(tmp_path / "run.h5")
+    with SessionReader(tmp_path / "run.h5") as reader:
+        assert before < display.queries == reader.n_queries  # not only the ones measured since the resume
+
+
 # ------------------------------------------------------------------ 9. spectrum: every line above its threshold
 def test_spectral_lines_finds_every_line_above_the_threshold_and_nothing_below():
     rng = np.random.default_rng(0)
