@@ -95,7 +95,8 @@ def _held_label(history, held: str) -> str:
     subset = [n for n in sizes[:-1] if n is not None]
     if not subset or (sizes[-1] is not None and set(sizes) == {sizes[-1]}):
         return held
-    return f"{held} ({min(subset)} samples; last: all)"
+    low, high = min(subset), max(subset)  # evaluations toward a target stop after as many as they need
+    return f"{held} ({low if low == high else f'{low}-{high}'} samples; last: all)"
 
 
 def plot_benchmark(benchmark: dict, path, title: str = "") -> Path:

@@ -322,6 +322,8 @@ def test_the_history_plot_says_when_it_measured_a_subset():
 
     budgeted = [{"test_samples": 100}, {"test_samples": 100}, {}]  # the last point: the whole split
     assert _held_label(budgeted, "test") == "test (100 samples; last: all)"
+    toward_a_target = [{"validation_samples": 30}, {"validation_samples": 180}, {}, {}]  # as many as each needed
+    assert _held_label(toward_a_target, "validation") == "validation (30-180 samples; last: all)"
     assert _held_label([{"test_samples": 360}] * 3, "test") == "test"
     assert _held_label([{}] * 3, "validation") == "validation"  # whole split each time, or recorded before
 
