@@ -23,8 +23,8 @@ they reached with how many reservoir queries. Training itself is :mod:`labpgt.ru
   ``…-device2-seed3.h5``), and each row of the JSON records its ``seed`` and ``device``. Runs are *tuning*
   runs unless the benchmark is told the seeds the settings were tuned on (``tuning_seeds``): then they are
   *reported* runs, on seeds disjoint from those (refused otherwise), and the JSON records both. Reported runs
-  may take their settings frozen from a tuning benchmark's JSON (:func:`tuned_variants`: each method's variant
-  with the best mean validation accuracy; :func:`check_frozen`: every other setting as it was tuned).
+  may take their settings frozen from a tuning benchmark's JSON (:class:`Tuning`: each method's variant with the
+  best mean validation accuracy, every other setting as it was tuned).
 * Each row records every query its run made: ``queries_by_role`` (the trainer's count by role, test
   included) and ``other_queries`` (a suspender's check queries and the queries a pause discarded, by step),
   from which :mod:`labpgt.levels` counts the queries including evaluation to fixed accuracy levels.
@@ -45,6 +45,7 @@ they reached with how many reservoir queries. Training itself is :mod:`labpgt.ru
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import warnings
@@ -374,49 +375,93 @@ def plan_benchmark(
     return plan
 
 
-def tuned_variants(tuning: dict, methods, where: str = "the tuning benchmark") -> tuple[list[Variant], tuple, dict]:
-    """Each of ``methods``' variant that did best on validation among the runs of ``tuning`` (a benchmark's JSON),
-    frozen for reported runs: the highest mean final validation accuracy over its runs, ties to the fewer mean
-    queries including evaluation. Returns the variants, the tuning seeds and the choice as the JSON records it
-    (each method's variant, its validation accuracy, its runs and how many variants were tried)."""
-    if tuning.get("holdout") != "validation":
-        raise UserError(f"{where} evaluated on {tuning.get('holdout')!r}: settings are chosen on validation only")
-    rows = [r for r in tuning.get("results", []) if r.get("purpose", "tuning") == "tuning"]
-    variants, chosen = [], {}
-    for method in methods:
+@dataclass(frozen=True)
+class Tuning:
+    """A tuning benchmark (its JSON, ``--tuned``) whose best variants reported runs take, frozen: each method's
+    variant with the best mean final validation accuracy over its runs (ties: the fewer mean queries including
+    evaluation), every setting nobody varied as it was tuned, on seeds the tuning did not use."""
+
+    name: str
+    sha256: str
+    benchmark: dict
+
+    @classmethod
+    def read(cls, path) -> Tuning:
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+            benchmark = json.loads(raw)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--tuned {path}: cannot read a benchmark's JSON ({exc})") from None
+        if not isinstance(benchmark, dict) or benchmark.get("holdout") != "validation":
+            raise UserError(
+                f"--tuned {path.name} is not a benchmark evaluated on validation (settings are chosen there)"
+            )
+        return cls(path.name, hashlib.sha256(raw).hexdigest(), benchmark)
+
+    @property
+    def where(self) -> str:
+        return f"--tuned {self.name}"
+
+    def freeze(self, variants, target: Variant, task: str, reservoir: str, grid=()) -> tuple[list, Variant, dict]:
+        """``(variants, target, record)``: the tuned variant of each method of ``variants`` and of ``target``, and
+        what the benchmark's JSON records of the choice (``tuned_from``); a one-line UserError for what would tune
+        again (a variant's own settings, a ``--set`` axis other than the devices) or another benchmark."""
+        if (self.benchmark.get("task"), self.benchmark.get("reservoir")) != (task, reservoir):
+            raise UserError(f"{self.where} is not a benchmark of task {task} on reservoir {reservoir}")
+        axes = [a if isinstance(a, GridAxis) else GridAxis.parse(a) for a in grid]
+        if any(a.method is not None or a.key != DEVICE_KEY for a in axes):
+            raise UserError("--tuned freezes the settings: --set may only replicate the runs over ring_device")
+        if any(v.overrides for v in (*variants, target)):
+            raise UserError("--tuned chooses each method's settings: give --methods and --target as method names only")
+        methods = list(dict.fromkeys([v.method for v in variants] + [target.method]))
+        try:
+            chosen = {method: self._best(method) for method in methods}
+        except (KeyError, TypeError) as exc:
+            raise UserError(f"{self.where}: not a benchmark's JSON (no {exc})") from None
+        frozen = {method: _variant_of_label(choice["variant"]) for method, choice in chosen.items()}
+        record = {"file": self.name, "sha256": self.sha256, "seeds": list(self.seeds), "chosen": chosen}
+        return [frozen[v.method] for v in variants], frozen[target.method], record
+
+    @property
+    def seeds(self) -> tuple:
+        return tuple(sorted({int(r["seed"]) for r in self._rows()}))
+
+    def _rows(self) -> list:
+        return [r for r in self.benchmark.get("results", []) if r.get("purpose", "tuning") == "tuning"]
+
+    def _best(self, method: str) -> dict:
         scores: dict[str, list] = {}
-        for row in rows:
+        for row in self._rows():
             if row["config"]["method"] == method:
                 scores.setdefault(row["method"], []).append(
                     (row["final_validation_accuracy"], row["queries_incl_evaluation"])
                 )
         if not scores:
-            raise UserError(f"{where} has no tuning run of {method}")
-        ranked = sorted(
-            scores, key=lambda label: (-np.mean([a for a, _ in scores[label]]), np.mean([q for _, q in scores[label]]))
-        )
-        best = ranked[0]
-        variants.append(_variant_of_label(best))
-        chosen[method] = {
+            raise UserError(f"{self.where} has no tuning run of {method}")
+
+        def mean(label, i):
+            return float(np.mean([score[i] for score in scores[label]]))
+
+        best = min(scores, key=lambda label: (-mean(label, 0), mean(label, 1)))
+        return {
             "variant": best,
-            "validation_accuracy": float(np.mean([a for a, _ in scores[best]])),
+            "validation_accuracy": mean(best, 0),
             "runs": len(scores[best]),
             "variants_tried": len(scores),
         }
-    return variants, tuple(sorted({int(r["seed"]) for r in rows})), chosen
 
-
-def check_frozen(plan: Plan, tuning: dict, where: str = "the tuning benchmark") -> None:
-    """Every run of ``plan`` is its variant's tuning run but for its seed and device: the settings nobody varied
-    while tuning are frozen too (a one-line UserError names those that differ)."""
-    tuned = {row["method"]: row["config"] for row in tuning["results"]}
-    for variant, _, config, _ in plan.runs:
-        recorded = {**tuned[variant.label], "seed": config.seed}
-        if DEVICE_KEY in recorded:
-            recorded[DEVICE_KEY] = config.to_dict()[DEVICE_KEY]
-        differing = settings_differing(TrainConfig.from_dict(recorded), config)
-        if differing:
-            raise UserError(f"{where}: these runs of {variant.label} would not be the tuned ones: {differing}")
+    def check(self, plan: Plan) -> None:
+        """Every run of ``plan`` is its variant's tuning run but for its seed and device: the settings nobody varied
+        while tuning are frozen too (a one-line UserError names those that differ)."""
+        tuned = {row["method"]: row["config"] for row in self.benchmark["results"]}
+        for variant, _, config, _ in plan.runs:
+            recorded = {**tuned[variant.label], "seed": config.seed}
+            if DEVICE_KEY in recorded:
+                recorded[DEVICE_KEY] = config.to_dict()[DEVICE_KEY]
+            differing = settings_differing(TrainConfig.from_dict(recorded), config)
+            if differing:
+                raise UserError(f"{self.where}: these runs of {variant.label} would not be the tuned ones: {differing}")
 
 
 def _variant_of_label(label: str) -> Variant:

@@ -31,6 +31,7 @@ training methods.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -262,15 +263,10 @@ class Network:
             direction=np.tile(np.asarray(directions), n),
         )
         F = np.asarray(measure(layer.index, U, rows), dtype=np.float64).reshape(n, nb, -1)
-        labels: dict = {}  # many branches share a role and a direction: one array each
-        out = []
-        for b, u in enumerate(flats):
-            for label in (roles[b], directions[b]):
-                if label not in labels:
-                    labels[label] = np.full(n, label)
-            branch_rows = Rows(position, token, labels[roles[b]], labels[directions[b]])
-            out.append((u, F[:, b], branch_rows))
-        return out
+        column = functools.cache(lambda label: np.full(n, label))  # many branches share a role and a direction
+        return [
+            (u, F[:, b], Rows(position, token, column(roles[b]), column(directions[b]))) for b, u in enumerate(flats)
+        ]
 
     def loss(self, logits: np.ndarray, y: np.ndarray) -> float:
         return float(self._loss(logits, y))

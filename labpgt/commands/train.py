@@ -88,43 +88,6 @@ def run_train(args) -> int:
 
 
 # --------------------------------------------------------------------------- benchmark
-def frozen_from(args, variants, target, task: str, reservoir: str):
-    """``--tuned``: the variants the tuning benchmark chose for the methods of ``variants`` and of ``target``, its
-    seeds, and the record of the choice (the file's name and sha256 with it); a one-line UserError for what would
-    tune again."""
-    import hashlib
-    import json
-
-    from labpgt.benchmark import DEVICE_KEY, GridAxis, tuned_variants
-
-    if args.tuning_seeds is not None:
-        raise UserError("--tuned gives the tuning seeds (its own); leave out --tuning-seeds")
-    if any(GridAxis.parse(axis).key != DEVICE_KEY or GridAxis.parse(axis).method for axis in args.grid):
-        raise UserError("--tuned freezes the settings: --set may only replicate the runs over ring_device")
-    if any(v.overrides for v in (*variants, target)):
-        raise UserError("--tuned chooses each method's settings: give --methods and --target as method names only")
-    try:
-        raw = args.tuned.read_bytes()
-        tuning = json.loads(raw)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"--tuned {args.tuned}: cannot read a benchmark's JSON ({exc})") from None
-    where = f"--tuned {args.tuned.name}"
-    if not isinstance(tuning, dict) or (tuning.get("task"), tuning.get("reservoir")) != (task, reservoir):
-        raise UserError(f"{where} is not a benchmark of task {task} on reservoir {reservoir}")
-    methods = list(dict.fromkeys([v.method for v in variants] + [target.method]))
-    try:
-        frozen, seeds, chosen = tuned_variants(tuning, methods, where)
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"{where}: not a benchmark's JSON (no {exc})") from None
-    record = {
-        "file": args.tuned.name,
-        "sha256": hashlib.sha256(raw).hexdigest(),
-        "seeds": list(seeds),
-        "chosen": chosen,
-    }
-    return frozen[: len(variants)], frozen[methods.index(target.method)], seeds, record, tuning
-
-
 def add_benchmark(sub, kinds, full=True):
     p = sub.add_parser(
         "benchmark",
@@ -218,8 +181,8 @@ def add_benchmark(sub, kinds, full=True):
 
 def run_benchmark_command(args) -> int:
     from labpgt.benchmark import (
+        Tuning,
         Variant,
-        check_frozen,
         format_table,
         parse_steps,
         plan_benchmark,
@@ -237,9 +200,13 @@ def run_benchmark_command(args) -> int:
     settings = training_settings(args, args.settings)
     task = settings.pop("task", default_of(TrainConfig, "task"))
     reservoir = settings.pop("reservoir")
-    tuning_seeds, target, tuned, tuning = args.tuning_seeds, Variant.parse(args.target), None, {}
-    if args.tuned is not None:
-        variants, target, tuning_seeds, tuned, tuning = frozen_from(args, variants, target, task, reservoir)
+    tuning_seeds, target, tuned = args.tuning_seeds, Variant.parse(args.target), None
+    tuning = Tuning.read(args.tuned) if args.tuned is not None else None
+    if tuning is not None:
+        if args.tuning_seeds is not None:
+            raise UserError("--tuned gives the tuning seeds (its own); leave out --tuning-seeds")
+        variants, target, tuned = tuning.freeze(variants, target, task, reservoir, args.grid)
+        tuning_seeds = tuning.seeds
     sessions = args.out_dir or default_session_path("benchmark").with_suffix("")
     plan = plan_benchmark(
         task,
@@ -253,8 +220,8 @@ def run_benchmark_command(args) -> int:
         target=target,
         **settings,
     )
-    if tuned is not None:
-        check_frozen(plan, tuning, f"--tuned {args.tuned.name}")
+    if tuning is not None:
+        tuning.check(plan)
     workers = plan.workers(args.workers)
     plan.check_placement(workers, args.scheduler)
     print(
