@@ -206,7 +206,7 @@ class CmaEs(Method):
         tapes = network.forward_branches(
             branches, X, measure, roles=("plus",) * len(branches), directions=np.arange(len(branches))
         )
-        losses = [float(network.loss(t.logits, y)) for t in tapes]
+        losses = network.losses(tapes, y).tolist()
         self.es.tell(candidates, losses)
         self.losses.append(np.array(losses))
         self.generations += 1

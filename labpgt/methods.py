@@ -689,7 +689,7 @@ class ParameterPerturbation(Method):
 
     def step(self, network, params, X, y, measure) -> StepResult:
         names, _, tapes = self._measure_pairs(network, params, X, measure)
-        losses = np.array([network.loss(t.logits, y) for t in tapes])
+        losses = network.losses(tapes, y)
         grads = network.unflatten(self.estimator.tell(losses), params, names)
         return StepResult(
             float(losses.mean()),
@@ -826,7 +826,7 @@ class Spsa(ParameterPerturbation):
             tapes = network.forward_branches(
                 branches, X, measure, roles=("calibration",) * len(branches), directions=asked.directions
             )
-            estimate = self.estimator.tell(np.array([network.loss(t.logits, y) for t in tapes]))
+            estimate = self.estimator.tell(network.losses(tapes, y))
             magnitudes.append(np.mean(np.abs(estimate)))
         self.estimator.k = 0
         return self.estimator.calibrate(np.std(losses, ddof=1), float(np.mean(magnitudes)), self.initial_step)

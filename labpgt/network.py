@@ -118,6 +118,47 @@ def _common_scale(variances: np.ndarray, width: int) -> np.ndarray:
     return np.full(width, scale if scale > 1e-12 else 1.0)
 
 
+#: From this many branches on, a compiled function runs over all of them as one loop (``lax.map``): the loop's
+#: body is the function's own program, so each branch's result is the same to the bit as a call of its own, and
+#: thousands of branches (a transformer's unbiasedness check, a population) no longer pay a dispatch each.
+MAPPED_BRANCHES = 8
+
+
+def _each_branch(fn, args: list[tuple]) -> list:
+    """``[fn(*a) for a in args]``; with many ``args``, one call of ``fn`` mapped over them, stacked.
+
+    Every argument is stacked, shared or not: the loop's body is then ``fn``'s program on each branch's values
+    (an argument left out of the map is one XLA may fold into the loop otherwise, and the bits then differ). The
+    branch count is padded (with the last branch) to a power of two, so a run compiles few loop sizes.
+    """
+    if len(args) < MAPPED_BRANCHES:
+        return [fn(*a) for a in args]
+    padded = args + [args[-1]] * ((1 << (len(args) - 1).bit_length()) - len(args))
+    return _unstacked(_mapped(fn)(_stacked(padded)), len(args))
+
+
+def _stacked(trees: list):
+    """Trees of the same structure (tuples, dicts, arrays) as one tree of arrays with a leading branch axis."""
+    first = trees[0]
+    if isinstance(first, dict):
+        return {key: _stacked([tree[key] for tree in trees]) for key in first}
+    if isinstance(first, tuple):
+        return tuple(_stacked([tree[i] for tree in trees]) for i in range(len(first)))
+    return np.stack(trees)
+
+
+def _unstacked(tree, n: int) -> list:
+    """The first ``n`` branches of a tuple of stacked arrays (or of one stacked array), as numpy."""
+    if isinstance(tree, tuple):
+        return list(zip(*(_unstacked(leaf, n) for leaf in tree), strict=True))
+    return list(np.asarray(tree)[:n])
+
+
+@functools.cache
+def _mapped(fn):
+    return jax.jit(lambda stacked: jax.lax.map(lambda a: fn(*a), stacked))
+
+
 class Network:
     """A chain of stages and physical layers with a linear classifier; see the module docstring.
 
@@ -233,10 +274,9 @@ class Network:
         carries = [(np.asarray(X),)] * len(branches)  # numpy into jit: the same values, without jnp's slow path
         tapes = [Tape([], [], [], [], np.empty(0)) for _ in branches]  # logits once the head has run
         for stage, fn, layer in zip(self.stages, self._stage_fns, self.layers):
-            outs = []
-            for b, params in enumerate(branches):
+            for b in range(len(branches)):
                 tapes[b].carries.append(carries[b])
-                outs.append(fn(*self._split(stage, params), carries[b]))
+            outs = _each_branch(fn, [(*self._split(stage, params), carries[b]) for b, params in enumerate(branches)])
             features = self._measure_interleaved(layer, [o[0] for o in outs], measure, roles, directions)
             if calibrate:
                 branches[0][layer.feature_mean], branches[0][layer.feature_scale] = standardisation(features[0][1])
@@ -245,9 +285,12 @@ class Network:
                 tapes[b].features.append(F)
                 tapes[b].rows.append(rows)
                 carries[b] = (F.reshape(out[0].shape[:-1] + (F.shape[-1],)),) + tuple(out[1:])
-        for b, params in enumerate(branches):
+        logits = _each_branch(
+            self._logits_fn, [(*self._tail_split(params), carries[b]) for b, params in enumerate(branches)]
+        )
+        for b in range(len(branches)):
             tapes[b].carries.append(carries[b])
-            tapes[b].logits = np.asarray(self._logits_fn(*self._tail_split(params), carries[b]))
+            tapes[b].logits = np.asarray(logits[b])
         return tapes
 
     def _measure_interleaved(self, layer: PhysicalLayer, inputs, measure, roles, directions):
@@ -270,6 +313,10 @@ class Network:
 
     def loss(self, logits: np.ndarray, y: np.ndarray) -> float:
         return float(self._loss(logits, y))
+
+    def losses(self, tapes: list[Tape], y: np.ndarray) -> np.ndarray:
+        """The loss of each tape's logits, as :meth:`loss` gives it."""
+        return np.array([float(loss) for loss in _each_branch(self._loss, [(t.logits, y) for t in tapes])])
 
     def representation(self, params: dict, tape: Tape) -> np.ndarray:
         """z (B, h): what the classifier sees at the end of ``tape``'s pass."""

@@ -6,6 +6,7 @@ import pytest
 from labpgt.architectures import ModelSpec, build_network
 from labpgt.digital import DigitalReservoir
 from labpgt.errors import UserError
+from labpgt.network import MAPPED_BRANCHES
 from labpgt.reservoir import Reservoir
 
 SPECS = {
@@ -160,6 +161,29 @@ def test_branches_are_measured_interleaved_plus_right_before_minus():
         assert np.array_equal(rows.token[0::2], rows.token[1::2])
     alone = net.forward(other, X, measured(res))  # lockstep changes nothing but the order
     assert np.array_equal(tapes[1].logits, alone.logits)
+
+
+@pytest.mark.parametrize("spec", [ModelSpec(), ModelSpec(architecture="transformer")], ids=["dense", "transformer"])
+@pytest.mark.parametrize("n_branches", [MAPPED_BRANCHES, MAPPED_BRANCHES + 3])
+def test_many_branches_run_as_one_compiled_loop_give_each_branch_its_own_pass_to_the_bit(spec, n_branches):
+    """From MAPPED_BRANCHES on, the stages run mapped over the branches (padded): every tape, loss included, is
+    the one the branch's own forward pass records, bit for bit, so a recorded session replays whichever ran.
+    (At digits' widths: there a batched map, ``vmap``, differs in the last bits.)"""
+    rng = np.random.default_rng(1)
+    res = DigitalReservoir(input_width=8, feature_width=32, seed=0)
+    net = build_network(spec, n_inputs=64, n_classes=10, input_width=8, feature_width=32, seed=0)
+    X, y = rng.standard_normal((16, 64)), rng.integers(0, 10, 16)
+    params, _ = net.calibrate(net.initial_params, X, measured(res))
+    branches = [
+        net.unflatten(net.flatten(params) + 0.1 * rng.standard_normal(net.n_params), params) for _ in range(n_branches)
+    ]
+    tapes = net.forward_branches(branches, X, measured(res), ("plus",) * n_branches, range(n_branches))
+    for branch, tape in zip(branches, tapes, strict=True):
+        alone = net.forward(branch, X, measured(res))
+        assert np.array_equal(tape.logits, alone.logits)
+        for mine, its in zip(tape.inputs + tape.features, alone.inputs + alone.features, strict=True):
+            assert np.array_equal(mine, its)
+    assert np.array_equal(net.losses(tapes, y), [net.loss(t.logits, y) for t in tapes])
 
 
 def test_token_count_must_divide_the_inputs():
