@@ -92,6 +92,13 @@ def ignore_from_now() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
+def interrupt_from_now() -> None:
+    """The process has just started: from now on every stop signal raises :class:`Interrupted`, before the command's
+    modules are imported (which takes a while on a busy machine) and until the command handles signals itself."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, interrupt)
+
+
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
