@@ -124,6 +124,7 @@ def _wait_until_it_handles(process, signum) -> None:
     while not caught >> (signum - 1) & 1 and process.poll() is None:
         with open(f"/proc/{process.pid}/status") as status:
             caught = int(next(line for line in status if line.startswith("SigCgt:")).split()[1], 16)
+        time.sleep(0.002)
 
 
 @pytest.mark.slow
