@@ -145,6 +145,25 @@ def test_ctrl_c_early_exits_130_cleanly_and_offers_resume_only_for_a_session_tha
     assert ("--resume" in err) == out.exists(), err
 
 
+CTRL_C_WHILE_THE_COMMAND_IMPORTS = """
+import importlib.abc, os, signal, sys
+class CtrlC(importlib.abc.MetaPathFinder):  # Ctrl+C the moment the command's modules start to import
+    def find_spec(self, name, path, target=None):
+        if name == "labpgt.cli":
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["labpgt", "--help"]
+from labpgt.__main__ import main  # the labpgt script's entry
+sys.exit(main())
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_command_imports_exits_130_in_one_line():
+    done = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_THE_COMMAND_IMPORTS], capture_output=True, text=True)
+    assert done.returncode == 130 and done.stderr.strip() == "labpgt: interrupted", done.stderr
+
+
 @pytest.mark.slow
 def test_ctrl_c_inside_an_exec_of_a_string_still_exits_130_under_python_m(tmp_path):
     """CPython marks a plain KeyboardInterrupt leaving ``exec`` of a string (dataclasses, namedtuples, lazy
