@@ -206,16 +206,16 @@ class CmaEs(Method):
         tapes = network.forward_branches(
             branches, X, measure, roles=("plus",) * len(branches), directions=np.arange(len(branches))
         )
-        losses = network.losses(tapes, y).tolist()
-        self.es.tell(candidates, losses)
-        self.losses.append(np.array(losses))
+        losses = network.losses(tapes, y)
+        self.es.tell(candidates, losses.tolist())
+        self.losses.append(losses)
         self.generations += 1
         move = network.unflatten(theta - np.asarray(self.es.mean, dtype=np.float64), params, names)
         return StepResult(
             float(np.mean(losses)),
             {n: move[n] for n in names},
-            values={"loss_best": min(losses), "sigma": float(self.es.sigma)},
-            perturbation=np.array(losses),
+            values={"loss_best": float(losses.min()), "sigma": float(self.es.sigma)},
+            perturbation=losses,
         )
 
     def _rebuilt(self, theta0: np.ndarray):

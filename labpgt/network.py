@@ -134,17 +134,9 @@ def _each_branch(fn, args: list[tuple]) -> list:
     if len(args) < MAPPED_BRANCHES:
         return [fn(*a) for a in args]
     padded = args + [args[-1]] * ((1 << (len(args) - 1).bit_length()) - len(args))
-    return _unstacked(_mapped(fn)(_stacked(padded)), len(args))
-
-
-def _stacked(trees: list):
-    """Trees of the same structure (tuples, dicts, arrays) as one tree of arrays with a leading branch axis."""
-    first = trees[0]
-    if isinstance(first, dict):
-        return {key: _stacked([tree[key] for tree in trees]) for key in first}
-    if isinstance(first, tuple):
-        return tuple(_stacked([tree[i] for tree in trees]) for i in range(len(first)))
-    return np.array(trees)  # as np.stack, for arrays of one shape, in a third of its time
+    # np.array of arrays of one shape is np.stack's result in a third of its time
+    stacked = jax.tree_util.tree_map(lambda *leaves: np.array(leaves), *padded)
+    return _unstacked(_mapped(fn)(stacked), len(args))
 
 
 def _unstacked(tree, n: int) -> list:
