@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import h5py
@@ -653,6 +654,19 @@ def _hold_open(path, seconds: float) -> subprocess.Popen:
     )
     assert holder.stdout.readline().strip() == "open"
     return holder
+
+
+def test_a_file_this_process_reads_for_a_moment_is_waited_for(tmp_path):
+    """A reader of the same process (the GUI inspecting a session its run is creating): HDF5 refuses to open a file
+    for writing while this process has it open to read; the writer waits until it is closed (a test's reader
+    once made a run fail to start)."""
+    path = tmp_path / "read.h5"
+    with hdf5.open_for_writing(path, "w") as f:  # in the sessions' format, which SWMR writing needs
+        f["x"] = np.arange(3)
+    reader = h5py.File(path, "r")
+    threading.Timer(0.3, reader.close).start()
+    with hdf5.open_swmr_write(path) as f:
+        assert list(f["x"][()]) == [0, 1, 2]
 
 
 @pytest.mark.slow

@@ -37,13 +37,16 @@ def served(tmp_path_factory):
 
 
 def signal_when(condition, signum=signal.SIGINT, timeout=60.0):
-    """Send this process ``signum`` from another thread once ``condition()`` holds (as a terminal would)."""
+    """Send this process ``signum`` from another thread once ``condition()`` holds (as a terminal would); never if it
+    does not hold within ``timeout`` (a late signal would stop whatever test runs next in this process)."""
 
     def watch():
         deadline = time.monotonic() + timeout
-        while not condition() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if condition():
+                os.kill(os.getpid(), signum)
+                return
             time.sleep(0.02)
-        os.kill(os.getpid(), signum)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()

@@ -356,16 +356,24 @@ def open_swmr_write(path: Path) -> h5py.File:
 
 
 def _waiting_for_lock(path: Path, opening) -> h5py.File:
-    """``opening()``, waiting briefly while a reader holds HDF5's lock on the file (an inspector opening it for a
-    moment), then refused in one line."""
+    """``opening()``, waiting briefly while a reader holds the file (an inspector opening it for a moment), then
+    refused in one line."""
     for _ in range(LOCKED_RETRIES):
         try:
             return opening()
-        except BlockingIOError:
+        except OSError as exc:
+            if not _held_by_a_reader(exc):
+                raise
             time.sleep(LOCKED_RETRY_S)
     raise UserError(
         f"{Path(path).name} is open in another program (HDF5's file lock is held): close it there and try again"
     )
+
+
+def _held_by_a_reader(exc: OSError) -> bool:
+    """Another process holds HDF5's lock on the file, or this one has it open to read (HDF5 opens a file once per
+    process: a window of the GUI inspecting the session a run of the same process is creating)."""
+    return isinstance(exc, BlockingIOError) or "already open for read-only" in str(exc)
 
 
 def open_swmr_read(path: Path) -> h5py.File:
