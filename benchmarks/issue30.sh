@@ -1,46 +1,86 @@
 #!/bin/bash
-# Issue 30's runs, in order, each resumable (run the script again to fill the gaps), at the lowest priority so that
-# they take only the CPU nobody else wants:
-#   1. tuning: 9 methods x 7 variants x tuning seeds 10-11, an equal budget of 14 runs per method, each at its
-#      method's default steps (digits, dense network, embedded ring-sim, device 0, validation);
-#   2. reported: each method's best variant on validation, frozen (--tuned), on fresh seeds 0-2 x devices 0-2;
-#   3. scaling: pgt, node, twin and dyna at their defaults, heads of 0, 67 and 304 hidden units (850, 3,411 and
-#      13,602 trainable parameters), seeds 0-1.
-# Usage: benchmarks/issue30.sh DIR   (sessions, JSONs, plots and logs go to DIR; labpgt from PATH or $LABPGT)
+# Issue 30's runs in chunks that each fit in a working session (a machine here keeps no process from one session
+# to the next, and the whole plan is some 13 hours of one core): each chunk writes one JSON into
+# benchmarks/results/issue30/, which is committed; a chunk whose JSON is there is skipped, so running the script
+# again does what is left. Digits, dense network, embedded ring-sim, validation, the whole validation split
+# evaluated every 1 % of a run and no training sample (270 queries an evaluation), at the lowest CPU priority.
+#
+#   issue30.sh RUNS tune METHOD...    7 variants of each METHOD on tuning seed 10, device 0: the same budget of
+#                                     7 tuning runs for every method                  -> tune-METHOD.json
+#   issue30.sh RUNS report METHOD...  METHOD's best variant on validation, frozen (--tuned tune-METHOD.json), on
+#                                     fresh seed s with simulated device s, s = 0, 1, 2 -> report-METHOD-s.json
+#   issue30.sh RUNS scale HIDDEN[:PGT_STEPS]...
+#                                     pgt, node, twin and dyna at their defaults with a head of HIDDEN units
+#                                     (0, 67, 304: 850, 3,411, 13,602 trainable parameters), seed 0, device 0;
+#                                     pgt's steps PGT_STEPS if given (its default grows with the parameters:
+#                                     3,000, 12,100 and 48,100)                        -> scale-hHIDDEN.json
+#
+# RUNS/CHUNK holds a chunk's sessions (one HDF5 file per run; an interrupted run is resumed from it) and log; labpgt from PATH or
+# $LABPGT. Tables: benchmarks/summarise.py on the JSONs (RESULTS.md section 20 gives the commands).
 set -euo pipefail
-dir=${1:?usage: issue30.sh DIR}
+runs=$(readlink -f "${1:?usage: issue30.sh RUNS tune|report|scale WHAT...}")
+stage=${2:?usage: issue30.sh RUNS tune|report|scale WHAT...}
+shift 2
+results=$(dirname "$(readlink -f "$0")")/results/issue30
 labpgt=${LABPGT:-labpgt}
-mkdir -p "$dir" && cd "$dir"
+mkdir -p "$runs" "$results"
 echo 19 > /proc/self/autogroup 2>/dev/null || true  # nice counts only inside a scheduler autogroup
-# evaluations measure the validation split only (no training samples, which nothing decides on), every 1 % of a run
-run() { nice -n 19 "$labpgt" benchmark --task digits --reservoir ring-sim --eval-train-samples 0 --workers 2 "$@"; }
 
-variants=(
-  readout readout:encoder_init=lda readout:encoder_init=pca readout:ridge_penalty=0.1 readout:ridge_penalty=10.0
-  readout:encoder_init=lda:ridge_penalty=0.1 readout:encoder_init=lda:ridge_penalty=10.0
-  dyna dyna:encoder_init=lda dyna:lr=0.005 dyna:model_steps=10 dyna:model_steps=40 dyna:batch_size=16
-  dyna:twin_fit_iterations=100
-  twin twin:encoder_init=lda twin:lr=0.005 twin:lr=0.02 twin:twin_width=128 twin:twin_check_every=50 twin:directions=8
-  pgt pgt:encoder_init=lda pgt:optimizer=adam:lr=0.001 pgt:lr=0.004 pgt:delta=0.05 pgt:batch_size=64 pgt:r=2:p=0.0
-  node node:encoder_init=lda node:lr=0.005 node:lr=0.02 node:directions=8 node:delta=0.02 node:batch_size=16
-  node-jac node-jac:encoder_init=lda node-jac:lr=0.005 node-jac:lr=0.02 node-jac:delta=0.02 node-jac:delta=0.1
-  node-jac:batch_size=16
-  spsa spsa:encoder_init=lda spsa:lr=0.01 spsa:lr=0.0025 spsa:delta=0.1 spsa:optimizer=adam:lr=0.002
-  spsa:spsa_calibrate=true
-  mezo mezo:encoder_init=lda mezo:lr=0.004 mezo:lr=0.001 mezo:delta=0.05 mezo:optimizer=adam:lr=0.002
-  mezo:batch_size=64
-  cma cma:encoder_init=lda cma:cma_sigma=0.05 cma:cma_sigma=0.2 cma:cma_population=32 cma:cma_diagonal=true
-  cma:batch_size=64
+declare -A variants=(
+  [readout]="readout readout:encoder_init=lda readout:encoder_init=pca readout:ridge_penalty=0.1
+    readout:ridge_penalty=10.0 readout:encoder_init=lda:ridge_penalty=0.1 readout:encoder_init=lda:ridge_penalty=10.0"
+  [dyna]="dyna dyna:encoder_init=lda dyna:lr=0.005 dyna:model_steps=10 dyna:model_steps=40 dyna:batch_size=16
+    dyna:twin_fit_iterations=100"
+  [twin]="twin twin:encoder_init=lda twin:lr=0.005 twin:lr=0.02 twin:twin_width=128 twin:twin_check_every=50
+    twin:directions=8"
+  [pgt]="pgt pgt:encoder_init=lda pgt:optimizer=adam:lr=0.001 pgt:lr=0.004 pgt:delta=0.05 pgt:batch_size=64
+    pgt:r=2:p=0.0"
+  [node]="node node:encoder_init=lda node:lr=0.005 node:lr=0.02 node:directions=8 node:delta=0.02 node:batch_size=16"
+  [node-jac]="node-jac node-jac:encoder_init=lda node-jac:lr=0.005 node-jac:lr=0.02 node-jac:delta=0.02
+    node-jac:delta=0.1 node-jac:batch_size=16"
+  [spsa]="spsa spsa:encoder_init=lda spsa:lr=0.01 spsa:lr=0.0025 spsa:delta=0.1 spsa:optimizer=adam:lr=0.002
+    spsa:spsa_calibrate=true"
+  [mezo]="mezo mezo:encoder_init=lda mezo:lr=0.004 mezo:lr=0.001 mezo:delta=0.05 mezo:optimizer=adam:lr=0.002
+    mezo:batch_size=64"
+  [cma]="cma cma:encoder_init=lda cma:cma_sigma=0.05 cma:cma_sigma=0.2 cma:cma_population=32 cma:cma_diagonal=true
+    cma:batch_size=64"
 )
-run --methods "$(IFS=,; echo "${variants[*]}")" --first-seed 10 --seeds 2 \
-  --out-dir runs --json tune30.json --plot tune30.png >> tune.log 2>&1
-run --methods readout,dyna,twin,pgt,node,node-jac,spsa,mezo,cma --tuned tune30.json --first-seed 0 --seeds 3 \
-  --set ring_device=0,1,2 --out-dir reported --json reported30.json --plot reported30.png >> reported.log 2>&1
-for hidden in 0 67 304; do
-  run --methods pgt,node,twin,dyna --hidden "$hidden" --first-seed 0 --seeds 2 \
-    --out-dir "scaling-h$hidden" --json "scaling-h$hidden.json" --plot "scaling-h$hidden.png" >> scaling.log 2>&1
-done
-summarise=$(dirname "$(readlink -f "$0")")/summarise.py
-{ python "$summarise" reported30.json --runs reported --ratios all
-  python "$summarise" scaling-h0.json scaling-h67.json scaling-h304.json --scaling 0.8; } > summary.txt 2>&1
-echo "issue 30's runs done $(date)"
+
+benchmark() {
+  local json=$1 workers=$2
+  shift 2
+  local chunk=$runs/${json%.json}
+  [ -e "$results/$json" ] && return 0
+  mkdir -p "$chunk"
+  nice -n 19 "$labpgt" benchmark --task digits --reservoir ring-sim --eval-train-samples 0 --workers "$workers" \
+    --out-dir "$chunk" --json "$chunk/$json" --plot "$chunk/${json%.json}.png" "$@" >> "$chunk/log" 2>&1
+  cp "$chunk/$json" "$results/$json"  # only a whole chunk reaches the results
+}
+
+case $stage in
+  tune)
+    for method in "$@"; do
+      [ -n "${variants[$method]:-}" ] || { echo "issue30.sh: no variants of $method" >&2; exit 2; }
+      methods=$(echo ${variants[$method]} | tr ' ' ',')
+      benchmark "tune-$method.json" 2 --methods "$methods" --target "$method" --first-seed 10 --seeds 1 \
+        --ceiling-steps 0
+    done ;;
+  report)
+    for method in "$@"; do
+      [ -e "$results/tune-$method.json" ] || { echo "issue30.sh: $method is not tuned yet" >&2; exit 2; }
+      ceiling=0
+      [ "$method" = readout ] && ceiling=2000  # the digital ceiling of each seed's split, once
+      export -f benchmark; export runs results labpgt
+      printf '%s\n' 0 1 2 | xargs -P 2 -I{} bash -c "benchmark report-$method-{}.json 0 --methods $method \
+        --target $method --tuned $results/tune-$method.json --first-seed {} --seeds 1 --set ring_device={} \
+        --ceiling-steps $ceiling"
+    done ;;
+  scale)
+    for size in "$@"; do
+      hidden=${size%%:*} steps=()
+      [ "$size" != "$hidden" ] && steps=(--steps "pgt=${size#*:}")
+      benchmark "scale-h$hidden.json" 2 --methods pgt,node,twin,dyna --hidden "$hidden" "${steps[@]}" \
+        --first-seed 0 --seeds 1 --ceiling-steps 0
+    done ;;
+  *) echo "issue30.sh: the stage is tune, report or scale, not $stage" >&2; exit 2 ;;
+esac

@@ -43,29 +43,33 @@ from labpgt.scaling import scaling_table
 
 def pooled(paths) -> dict:
     """One benchmark of the runs of several JSON files (benchmarks that shared a sessions directory
-    share runs: each (method, seed) is kept once); they must agree on task, model, reservoir, holdout
-    and target."""
+    share runs: each (method, seed, device) is kept once; so are the digital references of each seed);
+    they must agree on task, model, reservoir and holdout. The target is the first file's, its mean final
+    accuracy over the pooled runs of that variant (none if they hold no run of it)."""
     results = []
     for path in paths:
         with open(path) as handle:
             results.append(json.load(handle))
         results[-1].setdefault("target_method", "pgt")  # written before --target existed
     first = results[0]
-    what = ("task", "model", "reservoir", "holdout", "target_method")
+    what = ("task", "model", "reservoir", "holdout")
     if any(tuple(r[k] for k in what) != tuple(first[k] for k in what) for r in results):
-        raise SystemExit("summarise: the files are of different benchmarks (task, model, reservoir, holdout or target)")
-    runs = {}
+        raise SystemExit("summarise: the files are of different benchmarks (task, model, reservoir or holdout)")
+    if len(results) == 1:
+        return first
+    runs, references = {}, {}
     for result in results:
         for row in result["results"]:
             runs.setdefault((row["method"], row["seed"], row_device(row)), row)
-    if len(results) == 1:
-        return first
+        for row in result.get("references", []):
+            references.setdefault((row["reference"], row["seed"]), row)
     rows, key = list(runs.values()), f"{first['holdout']}_accuracy"
-    target = float(
-        np.mean([r[f"final_{key}"] for r in rows if r["method"] == first["target_method"]])
-    )  # over the pooled seeds
-    rows = [{**r, "queries_to_target": first_reaching(r["history"], key, target)} for r in rows]
-    return {**first, "target_accuracy": target, "results": rows}
+    finals = [r[f"final_{key}"] for r in rows if r["method"] == first["target_method"]]
+    target = float(np.mean(finals)) if finals else None  # over the pooled seeds
+    rows = [
+        {**r, "queries_to_target": None if target is None else first_reaching(r["history"], key, target)} for r in rows
+    ]
+    return {**first, "target_accuracy": target, "results": rows, "references": list(references.values())}
 
 
 def by_method(result: dict) -> dict:
@@ -273,7 +277,7 @@ def main(argv=None) -> int:
     print(
         f"task {result['task']}, model {result['model']}, reservoir {result['reservoir']}, "
         f"held out: {result['holdout']}, target (mean {result['target_method']} final) "
-        f"{result['target_accuracy']:.4f}"
+        + ("none: no run of it" if result["target_accuracy"] is None else f"{result['target_accuracy']:.4f}")
     )
     print("\n".join(summary_table(result)))
     for reference in args.reach:

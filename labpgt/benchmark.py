@@ -23,7 +23,7 @@ they reached with how many reservoir queries. Training itself is :mod:`labpgt.ru
   ``…-device2-seed3.h5``), and each row of the JSON records its ``seed`` and ``device``. Runs are *tuning*
   runs unless the benchmark is told the seeds the settings were tuned on (``tuning_seeds``): then they are
   *reported* runs, on seeds disjoint from those (refused otherwise), and the JSON records both. Reported runs
-  may take their settings frozen from a tuning benchmark's JSON (:class:`Tuning`: each method's variant with the
+  may take their settings frozen from tuning benchmarks' JSONs (:class:`Tuning`: each method's variant with the
   best mean validation accuracy, every other setting as it was tuned).
 * Each row records every query its run made: ``queries_by_role`` (the trainer's count by role, test
   included) and ``other_queries`` (a suspender's check queries and the queries a pause discarded, by step),
@@ -377,37 +377,44 @@ def plan_benchmark(
 
 @dataclass(frozen=True)
 class Tuning:
-    """A tuning benchmark (its JSON, ``--tuned``) whose best variants reported runs take, frozen: each method's
-    variant with the best mean final validation accuracy over its runs (ties: the fewer mean queries including
-    evaluation), every setting nobody varied as it was tuned, on seeds the tuning did not use."""
+    """The tuning benchmarks (their JSONs, ``--tuned``; several are pooled, e.g. one per method) whose best variants
+    reported runs take, frozen: each method's variant with the best mean final validation accuracy over its runs
+    (ties: the fewer mean queries including evaluation), every setting nobody varied as it was tuned, on seeds the
+    tuning did not use."""
 
-    name: str
-    sha256: str
-    benchmark: dict
+    files: tuple  # ((name, sha256), ...) of each JSON read
+    benchmark: dict  # the first JSON, its results those of all
 
     @classmethod
-    def read(cls, path) -> Tuning:
-        path = Path(path)
-        try:
-            raw = path.read_bytes()
-            benchmark = json.loads(raw)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"--tuned {path}: cannot read a benchmark's JSON ({exc})") from None
-        if not isinstance(benchmark, dict) or benchmark.get("holdout") != "validation":
-            raise UserError(
-                f"--tuned {path.name} is not a benchmark evaluated on validation (settings are chosen there)"
-            )
-        return cls(path.name, hashlib.sha256(raw).hexdigest(), benchmark)
+    def read(cls, *paths) -> Tuning:
+        files: list[tuple[str, str]] = []
+        benchmarks: list[dict] = []
+        for path in map(Path, paths):
+            try:
+                raw = path.read_bytes()
+                benchmark = json.loads(raw)
+            except (OSError, ValueError) as exc:
+                raise UserError(f"--tuned {path}: cannot read a benchmark's JSON ({exc})") from None
+            if not isinstance(benchmark, dict) or benchmark.get("holdout") != "validation":
+                raise UserError(
+                    f"--tuned {path.name} is not a benchmark evaluated on validation (settings are chosen there)"
+                )
+            if benchmarks and (benchmark.get("task"), benchmark.get("reservoir")) != _task_of(benchmarks[0]):
+                raise UserError(f"--tuned {path.name} is not of the task and reservoir of {files[0][0]}")
+            files.append((path.name, hashlib.sha256(raw).hexdigest()))
+            benchmarks.append(benchmark)
+        pooled = [row for benchmark in benchmarks for row in benchmark.get("results", [])]
+        return cls(tuple(files), {**benchmarks[0], "results": pooled})
 
     @property
     def where(self) -> str:
-        return f"--tuned {self.name}"
+        return "--tuned " + " ".join(name for name, _ in self.files)
 
     def freeze(self, variants, target: Variant, task: str, reservoir: str, grid=()) -> tuple[list, Variant, dict]:
         """``(variants, target, record)``: the tuned variant of each method of ``variants`` and of ``target``, and
         what the benchmark's JSON records of the choice (``tuned_from``); a one-line UserError for what would tune
         again (a variant's own settings, a ``--set`` axis other than the devices) or another benchmark."""
-        if (self.benchmark.get("task"), self.benchmark.get("reservoir")) != (task, reservoir):
+        if _task_of(self.benchmark) != (task, reservoir):
             raise UserError(f"{self.where} is not a benchmark of task {task} on reservoir {reservoir}")
         axes = [a if isinstance(a, GridAxis) else GridAxis.parse(a) for a in grid]
         if any(a.method is not None or a.key != DEVICE_KEY for a in axes):
@@ -420,7 +427,8 @@ class Tuning:
         except (KeyError, TypeError) as exc:
             raise UserError(f"{self.where}: not a benchmark's JSON (no {exc})") from None
         frozen = {method: _variant_of_label(choice["variant"]) for method, choice in chosen.items()}
-        record = {"file": self.name, "sha256": self.sha256, "seeds": list(self.seeds), "chosen": chosen}
+        files = [{"file": name, "sha256": sha256} for name, sha256 in self.files]
+        record = {"files": files, "seeds": list(self.seeds), "chosen": chosen}
         return [frozen[v.method] for v in variants], frozen[target.method], record
 
     @property
@@ -462,6 +470,10 @@ class Tuning:
             differing = settings_differing(TrainConfig.from_dict(recorded), config)
             if differing:
                 raise UserError(f"{self.where}: these runs of {variant.label} would not be the tuned ones: {differing}")
+
+
+def _task_of(benchmark: dict) -> tuple:
+    return benchmark.get("task"), benchmark.get("reservoir")
 
 
 def _variant_of_label(label: str) -> Variant:

@@ -346,6 +346,9 @@ def test_a_benchmark_on_the_simulated_ring_reports_the_bench_hours_its_sessions_
 def test_reported_runs_take_the_settings_that_did_best_on_validation_in_a_tuning_benchmark_frozen(tmp_path, labpgt):
     import hashlib
 
+    def sha256(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
     fixed = ["--task", "iris", "--reservoir", "digital", "--batch-size", "8", "--eval-every", "2", "--workers", "0"]
     fixed += ["--ceiling-steps", "0", "--steps", "pgt=4", "--steps", "node=6"]
     tuned = labpgt(
@@ -371,13 +374,30 @@ def test_reported_runs_take_the_settings_that_did_best_on_validation_in_a_tuning
     assert sorted(r["method"] for r in result["results"]) == sorted([best, "pgt"])  # the target, pgt, tuned too
     assert {r["purpose"] for r in result["results"]} == {"reported"} and result["tuning_seeds"] == [0, 1]
     frozen = result["tuned_from"]
-    assert frozen["sha256"] == hashlib.sha256((tmp_path / "tuning.json").read_bytes()).hexdigest()
+    assert frozen["files"] == [{"file": "tuning.json", "sha256": sha256(tmp_path / "tuning.json")}]
     assert frozen["chosen"]["node"] == {
         "variant": best,
         "validation_accuracy": pytest.approx(np.mean([a for a, _ in scores[best]])),
         "runs": 2,
         "variants_tried": 2,
     }
+
+    # the same tuning as one JSON per method, pooled: the same choice, each file's sha256 recorded
+    for method in ("pgt", "node"):
+        rows = [row for row in tuning["results"] if row["config"]["method"] == method]
+        (tmp_path / f"tune-{method}.json").write_text(json.dumps({**tuning, "results": rows}))
+    split = [str(tmp_path / "tune-pgt.json"), str(tmp_path / "tune-node.json")]
+    ran = labpgt(*reported[:-4], "--tuned", *split, "--seeds", "1", "--first-seed", "2", "--out-dir",
+                 str(tmp_path / "pooled"), "--json", str(tmp_path / "split.json"))  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    pooled = json.loads((tmp_path / "split.json").read_text())
+    assert pooled["tuned_from"]["chosen"] == frozen["chosen"] and pooled["tuning_seeds"] == [0, 1]
+    assert pooled["tuned_from"]["files"] == [
+        {"file": f"tune-{m}.json", "sha256": sha256(tmp_path / f"tune-{m}.json")} for m in ("pgt", "node")
+    ]
+    assert [r["final_params_sha256"] for r in pooled["results"]] == [
+        r["final_params_sha256"] for r in result["results"]
+    ]
     for refused, line in [
         (["--first-seed", "1"], "seeds 1 were tuning seeds"),  # reported runs on fresh seeds only
         (["--first-seed", "2", "--set", "node.lr=0.05"], "--tuned freezes the settings"),  # no tuning again
@@ -387,3 +407,14 @@ def test_reported_runs_take_the_settings_that_did_best_on_validation_in_a_tuning
         ran = labpgt(*reported, *refused, "--out-dir", str(tmp_path / "refused"))
         assert ran.returncode == 2 and line in ran.stderr and len(ran.stderr.strip().splitlines()) == 1, ran.stderr
     assert not (tmp_path / "refused").exists()  # refused before anything ran
+
+
+def test_tuning_benchmarks_pooled_by_tuned_must_be_of_one_task_and_reservoir(tmp_path):
+    from labpgt.benchmark import Tuning
+    from labpgt.errors import UserError
+
+    for name, task in [("iris.json", "iris"), ("wine.json", "wine"), ("iris2.json", "iris")]:
+        (tmp_path / name).write_text(json.dumps({"holdout": "validation", "task": task, "reservoir": "digital"}))
+    with pytest.raises(UserError, match="--tuned wine.json is not of the task and reservoir of iris.json"):
+        Tuning.read(tmp_path / "iris.json", tmp_path / "wine.json")
+    assert Tuning.read(tmp_path / "iris.json", tmp_path / "iris2.json").where == "--tuned iris.json iris2.json"

@@ -89,3 +89,44 @@ def test_summarise_prints_the_scaling_table_of_one_benchmark_json_per_network_si
     printed = capsys.readouterr().out
     assert all(f"{p:,}" in printed for p in sizes) and len(set(sizes)) == 3
     assert "1.25 [" in next(line for line in printed.splitlines() if line.startswith("node"))
+
+
+def test_summarise_pools_one_json_per_method_each_run_and_each_seeds_reference_once(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "summarise.py"
+    spec = importlib.util.spec_from_file_location("summarise", script)
+    summarise = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarise)
+    reference = {"reference": "logistic regression (raw inputs)", "seed": 0}
+    reference.update(validation_accuracy=0.96, test_accuracy=0.95)
+    paths = []
+    for method, queries in [("node", [2000, 3000]), ("twin", [500, None])]:
+        benchmark = _benchmark({method: queries})  # each file its own target, as a chunk of one method is run
+        benchmark.update(task="digits", model="dense", reservoir="ring-sim", target_method=method)
+        benchmark["references"] = [reference]
+        for row in benchmark["results"]:
+            row.update(final_validation_accuracy=row["history"][-1]["validation_accuracy"], queries=1000)
+        paths.append(tmp_path / f"{method}.json")
+        paths[-1].write_text(json.dumps(benchmark))
+    paths.append(paths[0])  # a file given twice adds no run
+    pool = summarise.pooled(paths)
+    assert sorted((r["method"], r["seed"]) for r in pool["results"]) == [
+        ("node", 0),
+        ("node", 1),
+        ("twin", 0),
+        ("twin", 1),
+    ]
+    assert pool["references"] == [reference] and pool["target_method"] == "node" and pool["target_accuracy"] == 0.8
+    assert [r["queries_to_target"] for r in pool["results"] if r["method"] == "twin"] == [490, None]
+    assert summarise.main([*map(str, paths), "--ratios", "all"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert any(line.split()[:4] == ["0.5", "twin", "/", "node"] for line in printed)  # ratios across the files
+    references = [line.split() for line in printed if line.startswith("logistic regression")]
+    assert len(references) == 1 and references[0][4] == "1"  # one seed, once
+    other = json.loads(paths[1].read_text())
+    paths[1].write_text(json.dumps({**other, "model": "transformer"}))
+    with pytest.raises(SystemExit, match="different benchmarks"):
+        summarise.pooled(paths)

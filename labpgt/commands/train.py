@@ -116,10 +116,11 @@ def add_benchmark(sub, kinds, full=True):
     p.add_argument(
         "--tuned",
         type=Path,
+        nargs="+",
         metavar="TUNING.json",
-        help="freeze each method's settings to its variant that did best on validation in this tuning "
-        "benchmark's JSON: these are reported runs on seeds other than its (--first-seed), and the JSON "
-        "records the file's sha256 and the choice",
+        help="freeze each method's settings to its variant that did best on validation in these tuning "
+        "benchmarks' JSONs (pooled, e.g. one per method): these are reported runs on seeds other than theirs "
+        "(--first-seed), and the JSON records each file's sha256 and the choice",
     )
     p.add_argument(
         "--levels",
@@ -201,7 +202,7 @@ def run_benchmark_command(args) -> int:
     task = settings.pop("task", default_of(TrainConfig, "task"))
     reservoir = settings.pop("reservoir")
     tuning_seeds, target, tuned = args.tuning_seeds, Variant.parse(args.target), None
-    tuning = Tuning.read(args.tuned) if args.tuned is not None else None
+    tuning = Tuning.read(*args.tuned) if args.tuned is not None else None
     if tuning is not None:
         if args.tuning_seeds is not None:
             raise UserError("--tuned gives the tuning seeds (its own); leave out --tuning-seeds")
