@@ -119,8 +119,9 @@ def summary_table(result: dict) -> list[str]:
     each run measured once after its last step, apart; training queries; queries to the target."""
     final = f"final_{result['holdout']}_accuracy"
     with_test = result["holdout"] != "test" and all(r.get("final_test_accuracy") is not None for r in result["results"])
+    width = max([34, *(len(method) + 2 for method in by_method(result))])
     lines = [
-        f"{'method':<34}{'runs':>6}{result['holdout'] + ' acc.':>17}"
+        f"{'method':<{width}}{'runs':>6}{result['holdout'] + ' acc.':>17}"
         + (f"{'test acc.':>17}" if with_test else "")
         + f"{'queries':>11}{'to target':>22}"
     ]
@@ -129,9 +130,8 @@ def summary_table(result: dict) -> list[str]:
         reached = [r["queries_to_target"] for r in rows if r["queries_to_target"] is not None]
         to_target = (f"{np.mean(reached):,.0f}" if reached else "never") + f" ({len(reached)}/{len(rows)})"
         test = f"{_mean_sd([r['final_test_accuracy'] for r in rows]):>17}" if with_test else ""
-        lines.append(
-            f"{method:<34}{len(rows):>6}{_mean_sd([r[final] for r in rows]):>17}{test}{queries:>11,.0f}{to_target:>22}"
-        )
+        accuracy = _mean_sd([r[final] for r in rows])
+        lines.append(f"{method:<{width}}{len(rows):>6}{accuracy:>17}{test}{queries:>11,.0f}{to_target:>22}")
     return lines
 
 
