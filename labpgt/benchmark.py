@@ -403,8 +403,10 @@ class Tuning:
                 raise UserError(f"--tuned {path.name} is not of the task and reservoir of {files[0][0]}")
             files.append((path.name, hashlib.sha256(raw).hexdigest()))
             benchmarks.append(benchmark)
-        pooled = [row for benchmark in benchmarks for row in benchmark.get("results", [])]
-        return cls(tuple(files), {**benchmarks[0], "results": pooled})
+        pooled: dict[tuple, dict] = {}  # each run once: a file given twice holds it twice
+        for row in (row for benchmark in benchmarks for row in benchmark.get("results", [])):
+            pooled.setdefault((row.get("method"), row.get("seed"), row.get("device")), row)
+        return cls(tuple(files), {**benchmarks[0], "results": list(pooled.values())})
 
     @property
     def where(self) -> str:

@@ -418,3 +418,8 @@ def test_tuning_benchmarks_pooled_by_tuned_must_be_of_one_task_and_reservoir(tmp
     with pytest.raises(UserError, match="--tuned wine.json is not of the task and reservoir of iris.json"):
         Tuning.read(tmp_path / "iris.json", tmp_path / "wine.json")
     assert Tuning.read(tmp_path / "iris.json", tmp_path / "iris2.json").where == "--tuned iris.json iris2.json"
+    run = {"method": "pgt", "seed": 0, "device": None, "config": {"method": "pgt"}, "purpose": "tuning"}
+    run.update(final_validation_accuracy=0.5, queries_incl_evaluation=10)
+    (tmp_path / "runs.json").write_text(json.dumps({"holdout": "validation", "task": "iris", "results": [run]}))
+    twice = Tuning.read(tmp_path / "runs.json", tmp_path / "runs.json")
+    assert twice.benchmark["results"] == [run] and twice._best("pgt")["runs"] == 1  # a file given twice: each run once
