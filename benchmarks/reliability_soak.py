@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 from fault_soak import inspect, serve, train, train_command
 
+import labpgt
 from labpgt.bench import bench_config_toml, load_bench_config
 from labpgt.inspection import inspect_session
 from labpgt.session import SessionReader
@@ -59,6 +60,7 @@ SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGHUP": signal.
 KINDS = CONDITIONS + tuple(SIGNALS)
 STOPS = ("SIGTERM", "SIGINT", "SIGHUP")  # drawn as one kind, as often as each condition and kill -9
 INSTRUMENTS = ("gen1", "gen2", "gen3", "gen4", "ring", "analyzer")
+PACKAGE = Path(labpgt.__file__).parent  # a traceback through it: labpgt had begun
 ROOM_C = 22.0  # the kind ring's temperature (nothing drifts)
 SUSPENDERS = f"""
 [[suspend]]
@@ -182,7 +184,7 @@ class Soak:
     processes: int = 0
     named_for_resume: int = 0  # stops whose line named the session (the others came before a run began)
     refused: int = 0  # processes that could not connect (exit 2, one line): started again
-    before_python: int = 0  # signals that came before the interpreter could catch them (exit -N)
+    before_python: int = 0  # signals that came before labpgt's first line: Python's own answer (see before_labpgt)
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -222,7 +224,7 @@ class Soak:
             if status != -signal.SIGKILL:
                 self.fail(f"SIGKILL at {injection.at_s:.0f} s: exit status {status}")
             return status
-        if status == -number and not err.strip():  # before the interpreter could catch anything: its default
+        if before_labpgt(status, number, err):
             self.before_python += 1
             return status
         self.named_for_resume += f"--resume {self.out}" in err
@@ -336,6 +338,16 @@ def compare(undisturbed: Path, disturbed: Path) -> dict:
 
 
 # --------------------------------------------------------------------------- the soak
+def before_labpgt(status: int, number: int, err: str) -> bool:
+    """The signal came before any line of labpgt ran, in the interpreter's own start: Python's default answer,
+    which no program can change — killed by the signal (-N), or for SIGINT, whose default raises, exit 1 with
+    "Fatal Python error: init_import_site" when it came while ``site`` imported — with no frame of labpgt's code
+    (labpgt answers from its ``__init__``'s end: labpgt.__main__)."""
+    if str(PACKAGE) in err:
+        return False
+    return status == -number or (number == signal.SIGINT and status == 1 and "init_import_site" in err)
+
+
 def disturbed_bench(work: Path, faults: str, timeout_ms: int) -> tuple[subprocess.Popen, Path, dict]:
     """The faulty simulator and its bench config with the suspenders (fewer retries: a gone instrument pauses)."""
     sim, bench = serve(work, faults, timeout_ms)
@@ -378,8 +390,8 @@ def print_table(
         + (", ".join(f"{k} {v}" for k, v in sorted(pauses.items())) or "none")
         + f"; training processes {soak.processes}, of which could not connect (an instrument not answering as "
         f"they began: exit 2, one line, started again) {soak.refused}; stops that named the session to resume "
-        f"{soak.named_for_resume}, the others came before the run began ('interrupted', 128+N) or before the "
-        f"interpreter could catch them (killed by it, nothing said) {soak.before_python}; "
+        f"{soak.named_for_resume}, the others came before the run began ('interrupted', 128+N) or before labpgt's "
+        f"first line (Python's own answer: killed by it, or exit 1 in its site) {soak.before_python}; "
         f"failures {len(soak.failures)}"
     )
     for line in soak.failures:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing's flag without importing typing: labpgt.__main__ answers Ctrl+C only after this
 __version__ = "0.2.0"
 API = ("Session", "open_session", "inspect", "replay", "train", "sweep")
 __all__ = ["__version__", *API]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from labpgt.api import Session, inspect, open_session, replay, sweep, train  # noqa: F401
 
 

@@ -159,9 +159,20 @@ sys.exit(main())
 
 
 @pytest.mark.slow
-def test_ctrl_c_while_the_command_imports_exits_130_in_one_line():
-    done = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_THE_COMMAND_IMPORTS], capture_output=True, text=True)
+@pytest.mark.parametrize("module", ["labpgt.signals", "labpgt.cli"])
+def test_ctrl_c_while_the_command_imports_exits_130_in_one_line(module):
+    """From the first line of labpgt.__main__ to the command's own handling (labpgt.signals takes milliseconds to
+    import, seconds on a loaded machine: a Ctrl+C then ended in a KeyboardInterrupt traceback and status -2)."""
+    program = CTRL_C_WHILE_THE_COMMAND_IMPORTS.replace('"labpgt.cli"', repr(module))
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
     assert done.returncode == 130 and done.stderr.strip() == "labpgt: interrupted", done.stderr
+
+
+def test_the_first_handlers_answer_every_signal_that_stops_a_run():
+    from labpgt import signals
+    from labpgt.__main__ import EARLY_STOP_SIGNALS
+
+    assert EARLY_STOP_SIGNALS == signals.STOP_SIGNALS
 
 
 @pytest.mark.slow
