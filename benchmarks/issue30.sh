@@ -24,7 +24,10 @@ shift 2
 results=$(dirname "$(readlink -f "$0")")/results/issue30
 labpgt=${LABPGT:-labpgt}
 mkdir -p "$runs" "$results"
-echo 19 > /proc/self/autogroup 2>/dev/null || true  # nice counts only inside a scheduler autogroup
+# nice counts only inside a scheduler autogroup, and an autogroup is a whole terminal session: lower the priority
+# of a session of its own (setsid), not of the shell that started the script (everything typed there after it)
+if [ -z "${ISSUE30_OWN_SESSION:-}" ]; then ISSUE30_OWN_SESSION=1 exec setsid --wait bash "$0" "$runs" "$stage" "$@"; fi
+echo 19 > /proc/self/autogroup 2>/dev/null || true
 
 declare -A variants=(
   [readout]="readout readout:encoder_init=lda readout:encoder_init=pca readout:ridge_penalty=0.1
