@@ -18,6 +18,9 @@ TYPE_CHECKING = False  # typing's flag without importing typing: labpgt.__main__
 __version__ = "0.2.0"
 API = ("Session", "open_session", "inspect", "replay", "train", "sweep")
 __all__ = ["__version__", *API]
+#: the signals that ask a run to stop, by name (those this platform has: labpgt.signals.STOP_SIGNALS); here, where
+#: labpgt.__main__ reads them before anything slow is imported
+STOP_SIGNAL_NAMES = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGPWR", "SIGXCPU")
 
 if TYPE_CHECKING:
     from typing import Any

@@ -11,12 +11,10 @@ before this module runs, the interpreter's own start (its ``site``, tens of mill
 import _signal
 import sys
 
-#: :data:`labpgt.signals.STOP_SIGNALS`, as numbers of the C module (a test keeps the two the same)
-EARLY_STOP_SIGNALS = tuple(
-    getattr(_signal, name)
-    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGPWR", "SIGXCPU")
-    if hasattr(_signal, name)
-)
+from labpgt import STOP_SIGNAL_NAMES
+
+#: :data:`labpgt.signals.STOP_SIGNALS`, as numbers of the C module
+EARLY_STOP_SIGNALS = tuple(getattr(_signal, name) for name in STOP_SIGNAL_NAMES if hasattr(_signal, name))
 
 
 class EarlyInterrupt(KeyboardInterrupt):

@@ -38,15 +38,13 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from labpgt import STOP_SIGNAL_NAMES
+
 if TYPE_CHECKING:
     from labpgt.engine import StopReason
 
 #: the signals that ask a run to stop (those of this platform)
-STOP_SIGNALS = tuple(
-    getattr(signal, name)
-    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGPWR", "SIGXCPU")
-    if hasattr(signal, name)
-)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in STOP_SIGNAL_NAMES if hasattr(signal, name))
 
 
 def say(line: str) -> None:
