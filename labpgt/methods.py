@@ -511,11 +511,21 @@ class Dyna(Twin):
     probes of every row measured, node's backward pass, a check of every row), with no step on the
     twin, until a check passes again.
 
+    *Noise on the twin's features* (``twin_noise``). The ring measures a feature with noise of the order of
+    its spread over inputs (a repeated input on the simulated ring: 0.08 to 1.4 of that spread, median 0.7),
+    and the twin predicts the noiseless mean: a network stepped on the twin alone learns to lean on features the
+    ring measures badly, and measures worse than the twin promised (benchmarks/RESULTS.md section 21). A step
+    on the twin therefore sees each feature with Gaussian noise of ``twin_noise`` times the twin's residual
+    standard deviation for that feature over the latest :data:`RESIDUAL_ROWS` measured training pairs (what
+    the twin gets wrong, model and measurement together), drawn from a generator of the run's seed that
+    checkpoints carry. The choice of what to measure uses the twin without noise.
+
     A checkpoint follows every step that measured (:mod:`labpgt.trainer`); the steps on the twin between
     two are recomputed on resume from the same state and the same recorded queries.
     """
 
     name = "dyna"
+    RESIDUAL_ROWS = 512
 
     @dataclass(frozen=True)
     class Settings(Twin.Settings):
@@ -528,12 +538,22 @@ class Dyna(Twin):
         )
         twin_check_every: int = setting(20, "measured steps between the twin's checks against node probes", minimum=1)
         twin_check_rows: int = setting(8, "rows of a measured batch a check probes", minimum=1)
+        twin_noise: float = setting(
+            1.0,
+            "noise on the features of a step on the twin, in units of the twin's residual spread on the "
+            "latest measured pairs (0: none)",
+            minimum=0,
+            label="Noise on the twin's features",
+        )
 
     def __init__(self, config, reservoir):
         super().__init__(config, reservoir)
         m = config.method
         self.model_steps, self.check_rows = int(m.model_steps), int(m.twin_check_rows)
+        self.noise = float(m.twin_noise)
         self.choice_rng = np.random.default_rng([self.seed, 29])
+        self.noise_rng = np.random.default_rng([self.seed, 31])
+        self._spread: np.ndarray | None = None  # the twin's residual spread per feature, since its last refit
         self.trusted: bool | None = None  # None: not checked yet
         self.twin_steps = self.model_steps  # twin steps since the last measured step: the first step measures
         self.since_check = 0  # measured steps since the last check
@@ -554,6 +574,19 @@ class Dyna(Twin):
     def forget_observed_after(self, rows: int) -> None:
         super().forget_observed_after(rows)
         self.anchors.forget_after(rows)
+        self._spread = None
+
+    def _refit(self) -> None:
+        super()._refit()
+        self._spread = None
+
+    def _residual_spread(self) -> np.ndarray:
+        """The twin's residual standard deviation per feature over the latest measured training pairs."""
+        if self._spread is None:
+            U = np.concatenate(self._pool_U)[-self.RESIDUAL_ROWS :]
+            F = np.concatenate(self._pool_F)[-self.RESIDUAL_ROWS :]
+            self._spread = np.std(self.model.predict(U) - F, axis=0)
+        return self._spread
 
     # ---- a step
     def step(self, network, params, X, y, measure) -> StepResult:
@@ -561,17 +594,22 @@ class Dyna(Twin):
             return self._twin_step(network, params, X, y, measure.samples)
         return self._measured_step(network, params, measure)
 
-    def _anchored(self, samples: np.ndarray):
-        """A ``measure`` that measures nothing: the anchored twin's features for the rows of ``samples``."""
+    def _anchored(self, samples: np.ndarray, noisy: bool = False):
+        """A ``measure`` that measures nothing: the anchored twin's features for the rows of ``samples``, with
+        ``noisy`` the noise of ``twin_noise`` on them."""
+        spread = self.noise * self._residual_spread() if noisy and self.noise else None
 
         def imagined(layer: int, U, rows):
-            return self.anchors.predict(self.model, layer, samples[rows.position], rows.token, U)
+            features = self.anchors.predict(self.model, layer, samples[rows.position], rows.token, U)
+            if spread is not None:
+                features = features + spread * self.noise_rng.standard_normal(features.shape)
+            return features
 
         return imagined
 
     def _twin_step(self, network, params, X, y, samples) -> StepResult:
         self.twin_steps += 1
-        tape = network.forward(params, X, self._anchored(np.asarray(samples)), role="baseline")
+        tape = network.forward(params, X, self._anchored(np.asarray(samples), noisy=True), role="baseline")
         loss, grads = network.gradients(params, tape, y, self._twin_vjp)
         return StepResult(loss, grads, values={"measured": 0, "twin_used": 1})
 
@@ -633,6 +671,7 @@ class Dyna(Twin):
         return {
             **super().get_state(),
             "choice_rng": self.choice_rng.bit_generator.state,
+            "noise_rng": self.noise_rng.bit_generator.state,
             "since_check": self.since_check,
         }
 
@@ -640,7 +679,10 @@ class Dyna(Twin):
         super().set_state(state)
         self.trusted = None if state["trusted"] is None else bool(state["trusted"])
         self.choice_rng.bit_generator.state = state["choice_rng"]
+        if "noise_rng" in state:  # recorded before twin_noise: no noise, the generator unused
+            self.noise_rng.bit_generator.state = state["noise_rng"]
         self.since_check = int(state["since_check"])
+        self._spread = None
 
 
 # --------------------------------------------------------------------------- forward passes only

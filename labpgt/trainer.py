@@ -132,7 +132,8 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         """A config as a session records it (:meth:`to_dict`), or as sessions recorded before the settings
         were grouped recorded it (every setting of every method: those of other kinds are dropped)."""
-        return cls._from_flat({"final_test": False, **values}, lenient=True)  # before final_test: never measured
+        # recorded before final_test: never measured; before twin_noise: a dyna's twin steps without noise
+        return cls._from_flat({"final_test": False, "twin_noise": 0.0, **values}, lenient=True)
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:

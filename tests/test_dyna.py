@@ -88,6 +88,28 @@ def test_a_stopped_dyna_run_resumes_bit_identically_and_replays(tmp_path):
     assert replay_session(tmp_path / "reference.h5").ok
 
 
+def test_steps_on_the_twin_see_features_as_noisy_as_the_twin_is_wrong_and_sessions_before_it_none():
+    def imagined(trainer, noisy):
+        dyna, task = trainer.method, trainer.task
+        anchored = dyna._anchored(np.arange(len(task.y_train)), noisy=noisy)
+        return np.concatenate(trainer.network.forward(trainer.params, task.x_train, anchored).features)
+
+    for scale in (1.0, 2.5):
+        config = TrainConfig.of(**{**DYNA, "steps": 5, "twin_noise": scale})
+        trainer = Trainer(config, make_reservoir(config), recorder=NullRecorder()).run()
+        before = trainer.method.noise_rng.bit_generator.state
+        clean = imagined(trainer, noisy=False)
+        assert trainer.method.noise_rng.bit_generator.state == before  # the choice of what to measure: no noise
+        spread = trainer.method._residual_spread()
+        assert spread.shape == (clean.shape[1],) and np.all(spread > 0)
+        ratio = np.std(imagined(trainer, noisy=True) - clean, axis=0) / (scale * spread)
+        assert 0.75 < np.median(ratio) < 1.3, ratio
+    assert TrainConfig.of(method="dyna").method.twin_noise == 1.0
+    recorded = TrainConfig.of(**DYNA).to_dict()
+    del recorded["twin_noise"]  # a session recorded before the setting: its twin steps had no noise
+    assert TrainConfig.from_dict(recorded).method.twin_noise == 0.0
+
+
 # --------------------------------------------------------------------------- evaluation toward a target
 def test_the_upper_bound_is_exact_on_the_whole_split_and_shrinks_with_evidence():
     assert accuracy_upper_bound(40, 60, 60, 0.95) == pytest.approx(40 / 60)
