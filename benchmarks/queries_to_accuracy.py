@@ -3,7 +3,8 @@
     python benchmarks/queries_to_accuracy.py SESSION.h5 [...] [--accuracy 0.85 --accuracy 0.90]
 
 For each session (complete, or interrupted: read up to its last checkpoint): the method (``+warm`` when it
-started from earlier sessions' pairs), the seed, the queries of every role (evaluation included) up to
+started from earlier sessions' pairs; ``[setting=value]`` for the settings that differ among the sessions of that
+method given, seed and device aside), the seed, the queries of every role (evaluation included) up to
 the first evaluation of the **whole** held-out split at each level (an evaluation of part of it reaches
 nothing; ``never`` if none did), the amortised figure with the reused pairs, the last whole-split
 accuracy, the queries in all and the steps done. Then per method the mean over seeds that all reached
@@ -37,6 +38,7 @@ def read_run(path) -> dict | None:
     whole = [e[key] for e in state["history"] if f"{holdout}_samples" not in e and key in e]
     return {
         "method": train["method"] + ("+warm" if prior is not None else ""),
+        "config": train,
         "seed": train["seed"],
         "history": state["history"],
         "key": key,
@@ -47,6 +49,19 @@ def read_run(path) -> dict | None:
     }
 
 
+IDENTITY = ("seed", "ring_device")  # what tells runs of one variant apart
+
+
+def label_variants(runs: list[dict]) -> None:
+    """Name each run's variant: its method, with the settings that differ among the runs of that method."""
+    for method in sorted({run["method"] for run in runs}):
+        mine = [run for run in runs if run["method"] == method]
+        keys = sorted({key for run in mine for key in run["config"]} - set(IDENTITY))
+        varying = [key for key in keys if len({repr(run["config"].get(key)) for run in mine}) > 1]
+        for run in mine if varying else []:
+            run["method"] += "[" + ",".join(f"{key}={run['config'].get(key)}" for key in varying) + "]"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sessions", nargs="+")
@@ -54,8 +69,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     levels = args.accuracy or [0.85, 0.90]
     runs = [run for run in map(read_run, args.sessions) if run is not None]
+    label_variants(runs)
+    width = max([12, *(len(run["method"]) + 1 for run in runs)])
     print(
-        f"{'method':<12}{'seed':>5}"
+        f"{'method':<{width}}{'seed':>5}"
         + "".join(f"{f'to {level:.2f}':>10}{'amortised':>11}" for level in levels)
         + f"{'last whole':>12}{'queries':>9}{'steps':>11}"
     )
@@ -67,7 +84,7 @@ def main(argv=None) -> int:
             f"{'never' if q is None else q:>10}{'-' if q is None else q + run['prior']:>11}" for q in reached
         )
         last = "-" if run["last_whole"] is None else f"{run['last_whole']:.4f}"
-        print(f"{run['method']:<12}{run['seed']:>5}{cells}{last:>12}{run['queries']:>9}{run['steps']:>11}")
+        print(f"{run['method']:<{width}}{run['seed']:>5}{cells}{last:>12}{run['queries']:>9}{run['steps']:>11}")
     base = next(iter(by_method.values()), None)
     for i, level in enumerate(levels):
         base_values = [r[i] for r in base] if base else [None]

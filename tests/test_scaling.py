@@ -130,3 +130,39 @@ def test_summarise_pools_one_json_per_method_each_run_and_each_seeds_reference_o
     paths[1].write_text(json.dumps({**other, "model": "transformer"}))
     with pytest.raises(SystemExit, match="different benchmarks"):
         summarise.pooled(paths)
+
+
+def test_queries_to_accuracy_names_each_variant_by_the_settings_its_runs_differ_in():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(benchmarks))  # the script imports summarise beside it
+    try:
+        spec = importlib.util.spec_from_file_location("queries_to_accuracy", benchmarks / "queries_to_accuracy.py")
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+    finally:
+        sys.path.remove(str(benchmarks))
+
+    def run(method, seed, **settings):
+        return {"method": method, "config": {"method": method, "seed": seed, "ring_device": seed, **settings}}
+
+    runs = [
+        run("dyna", 0, twin_noise=1.0, lr=0.01),
+        run("dyna", 1, twin_noise=1.0, lr=0.01),
+        run("dyna", 0, twin_noise=0.0, lr=0.01),
+        run("dyna", 1, lr=0.01),  # recorded before the setting existed
+        run("node", 0, lr=0.01),
+        run("node", 1, lr=0.01),
+    ]
+    script.label_variants(runs)
+    assert [r["method"] for r in runs] == [
+        "dyna[twin_noise=1.0]",
+        "dyna[twin_noise=1.0]",
+        "dyna[twin_noise=0.0]",
+        "dyna[twin_noise=None]",
+        "node",  # seeds and devices tell runs of one variant apart, not variants
+        "node",
+    ]
