@@ -96,7 +96,9 @@ def test_steps_on_the_twin_see_features_as_noisy_as_the_twin_is_wrong_and_sessio
 
     for scale in (1.0, 2.5):
         config = TrainConfig.of(**{**DYNA, "steps": 5, "twin_noise": scale})
-        trainer = Trainer(config, make_reservoir(config), recorder=NullRecorder()).run()
+        trainer = Trainer(config, make_reservoir(config), recorder=NullRecorder())
+        assert not np.any(trainer.method._residual_spread())  # nothing measured yet: no noise known
+        trainer.run()
         before = trainer.method.noise_rng.bit_generator.state
         clean = imagined(trainer, noisy=False)
         assert trainer.method.noise_rng.bit_generator.state == before  # the choice of what to measure: no noise
