@@ -582,7 +582,7 @@ class Dyna(Twin):
 
     def _residual_spread(self) -> np.ndarray:
         """The twin's residual standard deviation per feature over the latest measured training pairs."""
-        if self._spread is None and not self.observed_rows():  # nothing measured yet: nothing known of the noise
+        if not self.observed_rows():  # nothing measured yet: nothing known of the noise
             return np.zeros(self.model.spec.feature_width)
         if self._spread is None:
             U = np.concatenate(self._pool_U)[-self.RESIDUAL_ROWS :]
