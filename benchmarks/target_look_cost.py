@@ -10,17 +10,16 @@ import argparse
 
 import numpy as np
 
-from labpgt.evaluation import Evaluation, accuracy_upper_bound
+from labpgt.evaluation import Evaluation, TargetLook
 
 
-def samples_measured(outcome: np.ndarray, target: float, chunk: int, confidence: float) -> int:
-    """Samples one look-by-look evaluation measures before it rules ``target`` out, or the whole split."""
-    n, measured = len(outcome), 0
-    while measured < n:
-        measured = min(n, measured + chunk)
-        if measured < n and accuracy_upper_bound(int(outcome[:measured].sum()), measured, n, confidence) < target:
-            break
-    return measured
+def samples_measured(outcome: np.ndarray, policy: Evaluation, target: float) -> int:
+    """Samples one evaluation toward ``target`` measures (the policy's :class:`TargetLook`), ``outcome`` being
+    whether each sample, in the order drawn, is answered right."""
+    look = TargetLook(policy, target, len(outcome))
+    while count := look.ask():
+        look.tell(outcome[look.measured : look.measured + count])
+    return look.measured
 
 
 def main() -> None:
@@ -35,15 +34,11 @@ def main() -> None:
     print("confidence  " + "  ".join(f"acc {p:.2f}" for p in accuracies) + "  wrongly ruled out (acc >= target)")
     for confidence in (0.95, 0.9, 0.8, 0.7):
         policy = Evaluation(eval_target=args.target, eval_confidence=confidence)
-        per_look = 1.0 - (1.0 - confidence) / policy.looks(args.split)
         means, misses = [], []
         for p in accuracies:
             right = int(round(p * args.split))
             split = np.r_[np.ones(right), np.zeros(args.split - right)]
-            costs = [
-                samples_measured(rng.permutation(split), args.target, policy.eval_chunk, per_look)
-                for _ in range(args.draws)
-            ]
+            costs = [samples_measured(rng.permutation(split), policy, args.target) for _ in range(args.draws)]
             means.append(f"{np.mean(costs):8.0f}")
             if p >= args.target:
                 misses.append(f"{np.mean(np.array(costs) < args.split):.2f}")

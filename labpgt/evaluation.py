@@ -1,7 +1,8 @@
 """The evaluation policy of a training: what is held out, how often it is measured, and how much it may cost.
 
-This module owns :class:`Evaluation`, the settings of when and on what a run measures its accuracy;
-the trainer (:mod:`labpgt.trainer`) carries it out and counts every evaluation query.
+This module owns :class:`Evaluation`, the settings of when and on what a run measures its accuracy, and
+:class:`TargetLook`, the stopping rule of one evaluation toward a target; the trainer (:mod:`labpgt.trainer`)
+carries them out and counts every evaluation query.
 
 ``holdout`` is what evaluations during the run measure: ``test`` (the test split), or ``validation``
 (a split carved from the training data — tune there). A validation run ends, after its last step,
@@ -187,6 +188,37 @@ class Evaluation:
         """The looks of one target evaluation of a held-out split of ``population`` samples that may stop it
         early (the last, the whole split, is exact)."""
         return max(1, math.ceil(population / self.eval_chunk) - 1)
+
+
+class TargetLook:
+    """One evaluation toward ``target``, ask/tell: it owns the stopping rule and no loop, so the trainer's
+    measurements and a simulation of them (``benchmarks/target_look_cost.py``) apply the same rule.
+
+    :meth:`ask` says how many of the next held-out samples (in the evaluation's order) to measure, 0 once it
+    is done; :meth:`tell` takes whether each of them was answered right. It is done when every one of the
+    ``population`` samples is measured or when the upper bound on the whole split's accuracy, at the
+    policy's confidence shared between its :meth:`Evaluation.looks`, falls below ``target``.
+    """
+
+    def __init__(self, policy: Evaluation, target: float, population: int):
+        self.policy, self.target, self.population = policy, target, population
+        self.confidence = 1.0 - (1.0 - policy.eval_confidence) / policy.looks(population)
+        self.measured, self.correct, self.bound = 0, 0, 1.0  # nothing measured rules out no accuracy
+
+    @property
+    def ruled_out(self) -> bool:
+        return self.bound < self.target
+
+    def ask(self) -> int:
+        if self.measured >= self.population or self.ruled_out:
+            return 0
+        return min(self.policy.eval_chunk, self.population - self.measured)
+
+    def tell(self, right: np.ndarray) -> None:
+        self.measured += len(right)
+        self.correct += int(np.sum(right))
+        if self.measured < self.population:
+            self.bound = accuracy_upper_bound(self.correct, self.measured, self.population, self.confidence)
 
 
 def accuracy_upper_bound(correct: int, measured: int, population: int, confidence: float) -> float:

@@ -42,7 +42,7 @@ import numpy as np
 
 from labpgt.architectures import ModelSpec, TrainingData, build_network
 from labpgt.errors import UserError
-from labpgt.evaluation import Evaluation, accuracy_upper_bound
+from labpgt.evaluation import Evaluation, TargetLook
 from labpgt.methods import METHODS, MethodSettings, SteppedSettings, method_class
 from labpgt.optimizers import Optimizer, schedule_factor
 from labpgt.recording import Checkpoint, NullRecorder, QueryLabels
@@ -507,22 +507,15 @@ class Trainer:
         assert target is not None, "evaluated toward a target only while one is open (_evaluation_due)"
         n_train, n_held = len(t.y_train), len(t.y_test)
         order = np.random.default_rng([self.config.seed, 8, len(self.history)]).permutation(n_held)
-        confidence = 1.0 - (1.0 - e.eval_confidence) / e.looks(n_held)
-        logits: list[np.ndarray] = []
-        measured, bound = 0, 1.0  # nothing measured rules out no accuracy
-        while measured < n_held:
-            idx = order[measured : measured + e.eval_chunk]
+        look, logits = TargetLook(e, target, n_held), []
+        while count := look.ask():
+            idx = order[look.measured : look.measured + count]
             logits.append(self._logits(t.x_test[idx], n_train + idx, s))
-            measured += len(idx)
-            if measured < n_held:
-                correct = int(np.sum(np.argmax(np.concatenate(logits), axis=-1) == t.y_test[order[:measured]]))
-                bound = accuracy_upper_bound(correct, measured, n_held, confidence)
-                if bound < target:
-                    break
+            look.tell(np.argmax(logits[-1], axis=-1) == t.y_test[idx])
         extra = {"eval_target": target}
-        if measured < n_held:
-            extra.update({f"{t.holdout}_samples": measured, f"{t.holdout}_upper_bound": bound})
-        return self._record_evaluation(None, order[:measured], np.concatenate(logits), extra)
+        if look.measured < n_held:
+            extra.update({f"{t.holdout}_samples": look.measured, f"{t.holdout}_upper_bound": look.bound})
+        return self._record_evaluation(None, order[: look.measured], np.concatenate(logits), extra)
 
     def _record_evaluation(self, train_logits, held_idx: np.ndarray, logits_held: np.ndarray, extra: dict) -> dict:
         """Add an evaluation to the history; its losses and accuracies, to record with the step."""

@@ -6,7 +6,7 @@ import pytest
 from sessionfiles import train_until
 
 from labpgt.benchmark import queries_to_target
-from labpgt.evaluation import Evaluation, accuracy_upper_bound
+from labpgt.evaluation import Evaluation, TargetLook, accuracy_upper_bound
 from labpgt.recording import NullRecorder, QueryLabels
 from labpgt.replay import replay_session
 from labpgt.reservoirs import make_reservoir
@@ -123,6 +123,25 @@ def test_the_upper_bound_is_exact_on_the_whole_split_and_shrinks_with_evidence()
     split = np.r_[np.ones(85), np.zeros(15)]
     wrong = sum(accuracy_upper_bound(int(rng.permutation(split)[:30].sum()), 30, 100, 0.95) < 0.85 for _ in range(400))
     assert wrong / 400 <= 0.05
+
+
+def test_a_look_toward_a_target_stops_once_the_target_is_implausible_and_never_before_on_a_right_split():
+    def look_at(outcome, target, chunk=10):
+        look, asked = TargetLook(Evaluation(eval_target=target, eval_chunk=chunk), target, len(outcome)), []
+        while count := look.ask():
+            asked.append(count)
+            look.tell(outcome[look.measured : look.measured + count])
+        return look, asked
+
+    all_wrong, all_right = np.zeros(95, bool), np.ones(95, bool)
+    look, asked = look_at(all_wrong, 0.85)
+    assert asked == [10] and look.ruled_out and look.bound < 0.85 and look.correct == 0
+    look, asked = look_at(all_right, 0.85)  # the whole split, the last look a partial chunk
+    assert asked == [10] * 9 + [5] and look.measured == 95 and not look.ruled_out
+    # the confidence is shared between the looks that may stop it: 9 here (the last, the whole split, is exact)
+    assert look.confidence == pytest.approx(1 - 0.05 / 9)
+    look, _ = look_at(np.r_[np.ones(60, bool), np.zeros(35, bool)], 0.85)  # 60 right, all first: found late
+    assert 60 < look.measured < 95 and look.ruled_out
 
 
 def test_targets_open_one_after_another():
