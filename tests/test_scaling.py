@@ -1,12 +1,30 @@
 """The scaling curve: queries to a level against trainable parameters, per method, and the fitted slope."""
 
+import importlib.util
+import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from labpgt.levels import BOOTSTRAP_SEED
 from labpgt.scaling import curve, fitted_slope, scaling_table
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _script(name: str):
+    """The module of ``benchmarks/NAME.py`` (scripts import each other from beside them)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
 
 
 def _benchmark(queries_by_method: dict) -> dict:
@@ -66,16 +84,9 @@ def test_runs_that_never_reach_the_level_are_counted_not_fitted_and_one_size_giv
 
 
 def test_summarise_prints_the_scaling_table_of_one_benchmark_json_per_network_size(tmp_path, capsys):
-    import importlib.util
-    import json
-    from pathlib import Path
-
     from labpgt.trainer import TrainConfig, trainable_parameters
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "summarise.py"
-    spec = importlib.util.spec_from_file_location("summarise", script)
-    summarise = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(summarise)
+    summarise = _script("summarise")
     paths, sizes = [], []
     for hidden in (0, 16, 64):
         config = TrainConfig.of(task="iris", hidden=hidden)
@@ -92,14 +103,7 @@ def test_summarise_prints_the_scaling_table_of_one_benchmark_json_per_network_si
 
 
 def test_summarise_pools_one_json_per_method_each_run_and_each_seeds_reference_once(tmp_path, capsys):
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "summarise.py"
-    spec = importlib.util.spec_from_file_location("summarise", script)
-    summarise = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(summarise)
+    summarise = _script("summarise")
     reference = {"reference": "logistic regression (raw inputs)", "seed": 0}
     reference.update(validation_accuracy=0.96, test_accuracy=0.95)
     paths = []
@@ -133,18 +137,7 @@ def test_summarise_pools_one_json_per_method_each_run_and_each_seeds_reference_o
 
 
 def test_queries_to_accuracy_names_each_variant_by_the_settings_its_runs_differ_in():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
-    sys.path.insert(0, str(benchmarks))  # the script imports summarise beside it
-    try:
-        spec = importlib.util.spec_from_file_location("queries_to_accuracy", benchmarks / "queries_to_accuracy.py")
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
-    finally:
-        sys.path.remove(str(benchmarks))
+    script = _script("queries_to_accuracy")
 
     def run(method, seed, **settings):
         return {"method": method, "config": {"method": method, "seed": seed, "ring_device": seed, **settings}}
