@@ -14,8 +14,10 @@ they reached with how many reservoir queries. Training itself is :mod:`labpgt.ru
 * Every run is **its own session** in the benchmark's directory, named by task, variant and seed. A
   run whose session is complete is read back, not run again; one that is incomplete (its worker
   died, the machine went down) is resumed from its file — bit-identically, so a benchmark survives
-  losing a worker and can be rerun to fill its gaps. dask retries a task whose worker was lost. A
-  session of the same name recorded with other settings is refused before anything runs.
+  losing a worker and can be rerun to fill its gaps. dask retries a task whose worker was lost, until it has
+  died ``distributed.scheduler.allowed-failures`` + 1 times; then the command says so in one line (exit status
+  75) and the same command resumes the run. A session of the same name recorded with other settings is refused
+  before anything runs.
   Only simulated reservoirs fan out: runs through a ``--bench`` run here, one after another, on the
   machine that owns the instruments.
 * **Devices and seeds are the units** a method is replicated over: ``--set ring_device=0,1,2`` runs every
@@ -662,12 +664,35 @@ def _run_in_flight(client, jobs, progress, labels) -> list[dict]:
         submit_next()
     for future in running:
         i = where[future.key]
-        outcomes[i] = future.result()
+        outcomes[i] = _outcome(future, jobs[i][1])
         if progress is not None:
             progress(labels[i][0].label, labels[i][1], outcomes[i])
         while pending and running.count() < _threads(client):
             submit_next()
     return outcomes
+
+
+class RunLostItsWorkers(UserError):
+    """A run whose worker process died more often than dask runs a task again (an out-of-memory kill, a machine
+    paused or suspended): its session holds every whole step, so the same command again resumes it. Exit status
+    75, EX_TEMPFAIL of sysexits.h: a temporary failure, to be retried."""
+
+    exit_status = 75
+
+
+def _outcome(future, session) -> dict:
+    """A run's row from its future; a run given up because its workers kept dying says so in one line."""
+    from distributed.scheduler import KilledWorker
+
+    try:
+        return future.result()
+    except KilledWorker as lost:
+        deaths = "once" if lost.allowed_failures == 0 else f"{lost.allowed_failures + 1} times"
+        raise RunLostItsWorkers(
+            f"the worker process running {Path(session).stem} died {deaths}, and dask gives a task up after that"
+            " (distributed.scheduler.allowed-failures); its session "
+            f"{session} holds every whole step: run the same command again to resume it"
+        ) from None
 
 
 def _threads(client) -> int:

@@ -195,6 +195,41 @@ def test_the_target_can_be_a_variant_of_the_benchmark_and_then_no_pgt_run_is_pai
         run_benchmark("iris", "digital", ["node"], seeds=[0], target="fastest", **kw)
 
 
+def test_a_run_whose_workers_kept_dying_ends_the_benchmark_in_one_line_to_run_again(labpgt, tmp_path, monkeypatch):
+    """dask gives a task up when its worker process has died more often than allowed (seen here: a run paused by
+    SIGSTOP on a loaded machine, its workers declared dead four times); the command line says which run, that its
+    session keeps every whole step and that the same command resumes it, and exits 75 (EX_TEMPFAIL), no traceback."""
+    from types import SimpleNamespace
+
+    from distributed.scheduler import KilledWorker
+
+    import labpgt.benchmark as benchmark
+
+    class GivenUp:
+        key = "labpgt-iris-dense-node-seed0"
+
+        def result(self):
+            raise KilledWorker(self.key, SimpleNamespace(address="tcp://127.0.0.1:40000"), 3)
+
+    def fan_out(jobs, workers, scheduler, progress, labels):  # the cluster, down to the future that failed
+        return [benchmark._outcome(GivenUp(), session) for _, session in jobs]
+
+    monkeypatch.setattr(benchmark, "_fan_out", fan_out)
+    out = tmp_path / "out.json"
+    ran = labpgt(
+        "benchmark", "--task", "iris", "--reservoir", "digital", "--methods", "node", "--target", "node",
+        "--workers", "2", "--out-dir", str(tmp_path / "runs"), "--json", str(out),
+    )  # fmt: skip
+    assert ran.returncode == 75
+    lines = ran.stderr.strip().splitlines()
+    assert "Traceback" not in ran.stderr
+    assert lines[-1].startswith("labpgt: the worker process running iris-dense-node-seed0 died 4 times")
+    assert (
+        str(tmp_path / "runs" / "iris-dense-node-seed0.h5") in lines[-1] and "run the same command again" in lines[-1]
+    )
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_runs_fan_out_over_dask_worker_processes(tmp_path):
     kw = dict(sessions_dir=tmp_path / "runs", steps_by_method={"pgt": 6, "node": 4}, **SMALL)
