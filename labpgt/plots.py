@@ -100,10 +100,10 @@ def _held_label(history, held: str) -> str:
 
 
 def plot_benchmark(benchmark: dict, path, title: str = "") -> Path:
-    """Held-out accuracy against training queries, one curve per method: the mean over seeds at each
-    evaluation, the seeds' range shaded (``benchmark`` as :func:`labpgt.benchmark.run_benchmark` returns it)."""
+    """Held-out accuracy against training queries, one curve per method: the mean over its runs (seeds, devices)
+    at each evaluation, their range shaded (``benchmark`` as :func:`labpgt.benchmark.run_benchmark` returns it)."""
     held = benchmark["holdout"]
-    fig = _figure(figsize=(8, 5))
+    fig = _figure(figsize=(11, 5))
     ax = fig.subplots()
     methods = list(dict.fromkeys(row["method"] for row in benchmark["results"]))
     for method in methods:
@@ -111,7 +111,12 @@ def plot_benchmark(benchmark: dict, path, title: str = "") -> Path:
         n = min(len(r["history"]) for r in rows)
         q = np.mean([[e["training_queries"] for e in r["history"][:n]] for r in rows], axis=0)
         acc = np.array([[e[f"{held}_accuracy"] for e in r["history"][:n]] for r in rows])
-        (line,) = ax.plot(q, acc.mean(axis=0), marker="." if n > 1 else "o", label=f"{method} ({len(rows)} seeds)")
+        (line,) = ax.plot(
+            q,
+            acc.mean(axis=0),
+            marker="." if n > 1 else "o",
+            label=f"{method} ({len(rows)} run{'s' if len(rows) > 1 else ''})",
+        )
         if len(rows) > 1:
             ax.fill_between(q, acc.min(axis=0), acc.max(axis=0), color=line.get_color(), alpha=0.15)
     ax.axhline(
@@ -121,14 +126,23 @@ def plot_benchmark(benchmark: dict, path, title: str = "") -> Path:
         ls="--",
         label=f"target (mean {benchmark.get('target_method', 'pgt')})",
     )
+    _digital_references(ax, benchmark.get("references", []), held)
     ax.set_xscale("log")
     ax.set_xlabel("training queries (log scale)")
     ax.set_ylabel(f"{held} accuracy")
     ax.set_ylim(0.0, 1.0)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, never over them
     ax.set_title(title or f"{benchmark['task']} — {benchmark['model']} — {benchmark['reservoir']}")
     return _save(fig, path)
+
+
+def _digital_references(ax, references: list[dict], held: str) -> None:
+    """The digital-only models of the same split (no reservoir query) as dotted lines at their median held-out
+    accuracy over seeds: what the runs through the reservoir stand beside."""
+    for name, style in zip(dict.fromkeys(r["reference"] for r in references), (":", "-.")):
+        values = [r[f"{held}_accuracy"] for r in references if r["reference"] == name]
+        ax.axhline(np.median(values), color="black", lw=0.8, ls=style, label=f"digital only: {name}")
 
 
 def plot_sweep_result(result, traces, path: str | Path, title: str = "") -> Path:

@@ -363,6 +363,28 @@ def test_the_history_plot_says_when_it_measured_a_subset():
     assert _held_label([{}] * 3, "validation") == "validation"  # whole split each time, or recorded before
 
 
+def test_the_benchmark_plot_draws_each_digital_reference_at_its_median_over_seeds():
+    from matplotlib.figure import Figure
+
+    from labpgt.plots import _digital_references
+
+    references = [
+        {"reference": "logistic regression (raw inputs)", "seed": s, "validation_accuracy": v, "test_accuracy": 0.5}
+        for s, v in enumerate([0.97, 0.90, 0.95])
+    ] + [{"reference": "digital ceiling (layer trained)", "seed": 0, "validation_accuracy": 0.8, "test_accuracy": 0.6}]
+    ax = Figure().subplots()
+    _digital_references(ax, references, "validation")
+    drawn = {line.get_label(): line.get_ydata()[0] for line in ax.get_lines()}
+    assert drawn == {
+        "digital only: logistic regression (raw inputs)": 0.95,
+        "digital only: digital ceiling (layer trained)": 0.8,
+    }
+    _digital_references(ax := Figure().subplots(), references, "test")
+    assert [line.get_ydata()[0] for line in ax.get_lines()] == [0.5, 0.6]
+    _digital_references(ax := Figure().subplots(), [], "validation")  # a benchmark without references
+    assert len(ax.get_lines()) == 0
+
+
 @pytest.mark.slow
 def test_a_benchmark_on_the_simulated_ring_reports_the_bench_hours_its_sessions_record(tmp_path):
     from labpgt.inspection import inspect_session
