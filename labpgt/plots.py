@@ -9,6 +9,7 @@ accuracy-against-queries curves per method (mean over seeds, with the spread of 
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +141,8 @@ def plot_benchmark(benchmark: dict, path, title: str = "") -> Path:
 def _digital_references(ax, references: list[dict], held: str) -> None:
     """The digital-only models of the same split (no reservoir query) as dotted lines at their median held-out
     accuracy over seeds: what the runs through the reservoir stand beside."""
-    for name, style in zip(dict.fromkeys(r["reference"] for r in references), (":", "-.")):
+    styles = itertools.cycle([":", "-.", (0, (3, 1, 1, 1, 1, 1))])
+    for name, style in zip(dict.fromkeys(r["reference"] for r in references), styles):
         values = [r[f"{held}_accuracy"] for r in references if r["reference"] == name]
         ax.axhline(np.median(values), color="black", lw=0.8, ls=style, label=f"digital only: {name}")
 

@@ -196,8 +196,8 @@ def test_the_target_can_be_a_variant_of_the_benchmark_and_then_no_pgt_run_is_pai
 
 
 def test_a_run_whose_workers_kept_dying_ends_the_benchmark_in_one_line_to_run_again(labpgt, tmp_path, monkeypatch):
-    """dask gives a task up when its worker process has died more often than allowed (seen here: a run paused by
-    SIGSTOP on a loaded machine, its workers declared dead four times); the command line says which run, that its
+    """dask gives a task up when its worker process has died more often than allowed (seen on issue 30's runner:
+    paused by SIGSTOP, its workers declared dead four times); the command line says which run, that its
     session keeps every whole step and that the same command resumes it, and exits 75 (EX_TEMPFAIL), no traceback."""
     from types import SimpleNamespace
 
@@ -371,16 +371,21 @@ def test_the_benchmark_plot_draws_each_digital_reference_at_its_median_over_seed
     references = [
         {"reference": "logistic regression (raw inputs)", "seed": s, "validation_accuracy": v, "test_accuracy": 0.5}
         for s, v in enumerate([0.97, 0.90, 0.95])
-    ] + [{"reference": "digital ceiling (layer trained)", "seed": 0, "validation_accuracy": 0.8, "test_accuracy": 0.6}]
+    ] + [
+        {"reference": "digital ceiling (layer trained)", "seed": 0, "validation_accuracy": 0.8, "test_accuracy": 0.6},
+        {"reference": "a third model", "seed": 0, "validation_accuracy": 0.7, "test_accuracy": 0.7},
+    ]
     ax = Figure().subplots()
     _digital_references(ax, references, "validation")
     drawn = {line.get_label(): line.get_ydata()[0] for line in ax.get_lines()}
     assert drawn == {
         "digital only: logistic regression (raw inputs)": 0.95,
         "digital only: digital ceiling (layer trained)": 0.8,
+        "digital only: a third model": 0.7,
     }
+    assert len({str(line.get_linestyle()) for line in ax.get_lines()}) == 3  # each told apart
     _digital_references(ax := Figure().subplots(), references, "test")
-    assert [line.get_ydata()[0] for line in ax.get_lines()] == [0.5, 0.6]
+    assert [line.get_ydata()[0] for line in ax.get_lines()] == [0.5, 0.6, 0.7]
     _digital_references(ax := Figure().subplots(), [], "validation")  # a benchmark without references
     assert len(ax.get_lines()) == 0
 
