@@ -55,8 +55,14 @@ benchmark() {
   local chunk=$runs/${json%.json}
   [ -e "$results/$json" ] && return 0
   mkdir -p "$chunk"
-  nice -n 19 "$labpgt" benchmark --task digits --reservoir ring-sim --eval-train-samples 0 --workers "$workers" \
-    --out-dir "$chunk" --json "$chunk/$json" --plot "$chunk/${json%.json}.png" "$@" >> "$chunk/log" 2>&1
+  local attempt status
+  for attempt in 1 2 3 4 5; do  # exit 75: a run given up because its workers kept dying; it resumes from its session
+    status=0
+    nice -n 19 "$labpgt" benchmark --task digits --reservoir ring-sim --eval-train-samples 0 --workers "$workers" \
+      --out-dir "$chunk" --json "$chunk/$json" --plot "$chunk/${json%.json}.png" "$@" >> "$chunk/log" 2>&1 || status=$?
+    [ "$status" -eq 75 ] || break
+  done
+  [ "$status" -eq 0 ] || return "$status"
   cp "$chunk/$json" "$results/$json"  # only a whole chunk reaches the results
 }
 
